@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a config attribute written as a Go duration string ("250ms", "30s"). The hcl
+// package parses it and reports a bad one at the attribute.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText writes d back as a duration string (for /config).
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Size is a config attribute written as a byte size ("16KiB", "8MiB", "1GiB", "512", "10KB").
+type Size int64
+
+// MarshalText writes s as a plain byte count.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
+// ParseSize parses "16KiB"-style sizes: a non-negative integer and an optional unit among B, KiB,
+// MiB, GiB (powers of 1024) and KB, MB, GB (powers of 1000).
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid size %q: want a number with an optional unit such as \"16KiB\" or \"8MiB\"", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %w", s, err)
+	}
+	mult := int64(1)
+	switch strings.TrimSpace(t[i:]) {
+	case "", "B":
+	case "KiB":
+		mult = 1 << 10
+	case "MiB":
+		mult = 1 << 20
+	case "GiB":
+		mult = 1 << 30
+	case "KB":
+		mult = 1e3
+	case "MB":
+		mult = 1e6
+	case "GB":
+		mult = 1e9
+	default:
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use B, KiB, MiB, GiB, KB, MB or GB)", s, strings.TrimSpace(t[i:]))
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
+	return Size(n * mult), nil
+}
+
+// UpstreamRef is an attribute written as a reference to an upstream block, `upstream.NAME`. It
+// holds NAME; the hcl package reports a reference to an undeclared upstream.
+type UpstreamRef string
+
+// RedisRef is an attribute written as a reference to a redis block, `redis.NAME`. It holds NAME.
+type RedisRef string
+
+// ServerConfig is the `server` block.
+type ServerConfig struct {
+	Listen           string     `hcl:"listen,optional" json:"listen"`
+	ReadTimeout      Duration   `hcl:"read_timeout,optional" json:"read_timeout"`
+	WriteTimeout     Duration   `hcl:"write_timeout,optional" json:"write_timeout"`
+	IdleTimeout      Duration   `hcl:"idle_timeout,optional" json:"idle_timeout"`
+	MaxHeaderBytes   Size       `hcl:"max_header_bytes,optional" json:"max_header_bytes"`
+	MaxBodyBytes     Size       `hcl:"max_body_bytes,optional" json:"max_body_bytes"`
+	MaxConnections   int        `hcl:"max_connections,optional" json:"max_connections"`
+	MaxConnsPerIP    int        `hcl:"max_conns_per_ip,optional" json:"max_conns_per_ip"`
+	TrustedProxies   []string   `hcl:"trusted_proxies,optional" json:"trusted_proxies"`
+	RequestID        string     `hcl:"request_id,optional" json:"request_id"`
+	MaxResponseBytes Size       `hcl:"max_response_bytes,optional" json:"max_response_bytes"`
+	ShutdownTimeout  Duration   `hcl:"shutdown_timeout,optional" json:"shutdown_timeout"`
+	TLS              *TLSConfig `hcl:"tls,block" json:"tls,omitempty"`
+}
+
+// TLSConfig is the server's optional `tls` block.
+type TLSConfig struct {
+	CertFile string `hcl:"cert_file" json:"cert_file"`
+	KeyFile  string `hcl:"key_file" json:"key_file"`
+}
+
+// SetDefaults fills the server block's defaults.
+func (s *ServerConfig) SetDefaults() {
+	*s = ServerConfig{
+		Listen:           "127.0.0.1:8080",
+		ReadTimeout:      Duration(30 * time.Second),
+		WriteTimeout:     Duration(30 * time.Second),
+		IdleTimeout:      Duration(90 * time.Second),
+		MaxHeaderBytes:   16 << 10,
+		MaxBodyBytes:     8 << 20,
+		MaxConnections:   10000,
+		MaxResponseBytes: 64 << 20,
+		ShutdownTimeout:  Duration(30 * time.Second),
+	}
+}
+
+// Validate checks the server block.
+func (s *ServerConfig) Validate() error {
+	var errs []error
+	if s.Listen == "" {
+		errs = append(errs, FieldErr("listen", "must not be empty"))
+	}
+	if s.MaxHeaderBytes < 1024 {
+		errs = append(errs, FieldErr("max_header_bytes", "must be at least 1KiB"))
+	}
+	if s.MaxBodyBytes <= 0 {
+		errs = append(errs, FieldErr("max_body_bytes", "must be positive"))
+	}
+	if s.MaxConnections < 0 {
+		errs = append(errs, FieldErr("max_connections", "must not be negative"))
+	}
+	if s.MaxConnsPerIP < 0 {
+		errs = append(errs, FieldErr("max_conns_per_ip", "must not be negative (0 = unlimited)"))
+	}
+	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
+		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
+	}
+	return errors.Join(errs...)
+}
+
+// AdminConfig is the `admin` block.
+type AdminConfig struct {
+	Listen string `hcl:"listen,optional" json:"listen"`
+	Token  string `hcl:"token,optional" json:"token" sluice:"secret"`
+}
+
+// SetDefaults fills the admin block's defaults.
+func (a *AdminConfig) SetDefaults() { a.Listen = "127.0.0.1:9901" }
+
+// TelemetryConfig is the `telemetry` block.
+type TelemetryConfig struct {
+	ServiceName string        `hcl:"service_name,optional" json:"service_name"`
+	Traces      *TracesConfig `hcl:"traces,block" json:"traces,omitempty"`
+	Logs        *LogsConfig   `hcl:"logs,block" json:"logs,omitempty"`
+}
+
+// SetDefaults fills the telemetry block's defaults.
+func (t *TelemetryConfig) SetDefaults() { t.ServiceName = "sluice" }
+
+// TracesConfig is `telemetry { traces { … } }`.
+type TracesConfig struct {
+	Exporter       string   `hcl:"exporter,optional" json:"exporter"`
+	Endpoint       string   `hcl:"endpoint,optional" json:"endpoint"`
+	SampleRatio    *float64 `hcl:"sample_ratio,optional" json:"sample_ratio"`
+	ResponseHeader string   `hcl:"response_header,optional" json:"response_header"`
+}
+
+// Validate checks the traces block.
+func (t *TracesConfig) Validate() error {
+	var errs []error
+	switch t.Exporter {
+	case "", "none", "otlp", "stdout":
+	default:
+		errs = append(errs, FieldErr("exporter", "unknown exporter %q: use otlp, stdout or none", t.Exporter))
+	}
+	if t.SampleRatio != nil && (*t.SampleRatio < 0 || *t.SampleRatio > 1) {
+		errs = append(errs, FieldErr("sample_ratio", "must be between 0 and 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// LogsConfig is `telemetry { logs { … } }`.
+type LogsConfig struct {
+	Endpoint string `hcl:"endpoint,optional" json:"endpoint"`
+}
+
+// RedisConfig is a `redis "NAME"` block.
+type RedisConfig struct {
+	Name     string   `json:"name"`
+	Address  string   `hcl:"address" json:"address"`
+	Password string   `hcl:"password,optional" json:"password" sluice:"secret"`
+	DB       int      `hcl:"db,optional" json:"db"`
+	Timeout  Duration `hcl:"timeout,optional" json:"timeout"`
+}
+
+// SetDefaults fills a redis block's defaults.
+func (r *RedisConfig) SetDefaults() { r.Timeout = Duration(50 * time.Millisecond) }
+
+// Validate checks a redis block.
+func (r *RedisConfig) Validate() error {
+	var errs []error
+	if r.Address == "" {
+		errs = append(errs, FieldErr("address", "must not be empty"))
+	}
+	if r.Timeout <= 0 {
+		errs = append(errs, FieldErr("timeout", "must be positive"))
+	}
+	if r.DB < 0 {
+		errs = append(errs, FieldErr("db", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// MatchConfig is a pipeline's `match` block.
+type MatchConfig struct {
+	Hosts      []string `hcl:"hosts,optional" json:"hosts,omitempty"`
+	PathPrefix string   `hcl:"path_prefix,optional" json:"path_prefix"`
+	Methods    []string `hcl:"methods,optional" json:"methods,omitempty"`
+}
+
+// Validate checks a match block.
+func (m *MatchConfig) Validate() error {
+	var errs []error
+	if m.PathPrefix == "" {
+		m.PathPrefix = "/"
+	}
+	if !strings.HasPrefix(m.PathPrefix, "/") {
+		errs = append(errs, FieldErr("path_prefix", "must start with \"/\""))
+	}
+	for _, meth := range m.Methods {
+		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsAny(meth, " \t/") {
+			errs = append(errs, FieldErr("methods", "invalid method %q: use upper-case tokens such as \"GET\"", meth))
+		}
+	}
+	for _, h := range m.Hosts {
+		if h == "" || strings.ContainsAny(h, " /") {
+			errs = append(errs, FieldErr("hosts", "invalid host %q", h))
+		}
+	}
+	return errors.Join(errs...)
+}

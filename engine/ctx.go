@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Ctx is the pooled per-request state. Don't keep it, or slices read from it, after your stage
+// returns: it is reset and reused by another request.
+type Ctx struct {
+	Request  *fasthttp.Request
+	Response *fasthttp.Response
+	Fast     *fasthttp.RequestCtx
+
+	// Failure is the first failure of the request, for logs and traces; never shown to the client.
+	Failure error
+	// Pipeline is the pipeline serving the request.
+	Pipeline *Pipeline
+	// Path is the normalized request path (percent-decoded where safe, dot segments resolved,
+	// duplicate slashes merged) that routing and filters match on. The upstream gets the raw path.
+	Path []byte
+	// ClientAddr is the client's address as the server's trusted_proxies decide it.
+	ClientAddr netip.Addr
+	// Start is when the gateway began handling the request.
+	Start time.Time
+	// Context carries the request's trace span; filters pass it to anything they call.
+	Context context.Context
+
+	// Target is the upstream address of the last attempt, set by the balancer ("" if none).
+	Target string
+	// UpstreamTime is the time spent waiting on upstreams, set by the balancer.
+	UpstreamTime time.Duration
+	// Attempts counts upstream attempts, retries included.
+	Attempts int
+
+	vals []any
+}
+
+var ctxPool = sync.Pool{New: func() any { return new(Ctx) }}
+
+// AcquireCtx returns a reset Ctx bound to a fasthttp request. ReleaseCtx returns it.
+func AcquireCtx(fc *fasthttp.RequestCtx) *Ctx {
+	c := ctxPool.Get().(*Ctx)
+	c.Fast = fc
+	c.Request = &fc.Request
+	c.Response = &fc.Response
+	c.Context = context.Background()
+	return c
+}
+
+// ReleaseCtx resets c and returns it to the pool.
+func ReleaseCtx(c *Ctx) {
+	c.Request, c.Response, c.Fast = nil, nil, nil
+	c.Failure = nil
+	c.Pipeline = nil
+	c.Path = c.Path[:0]
+	c.ClientAddr = netip.Addr{}
+	c.Start = time.Time{}
+	c.Context = nil
+	c.Target = ""
+	c.UpstreamTime = 0
+	c.Attempts = 0
+	clear(c.vals)
+	ctxPool.Put(c)
+}
+
+// Fail answers the request with status and a short standard body, and records err as the
+// request's failure (the first one wins). err never reaches the client. It returns Respond so a
+// filter can write `return c.Fail(503, err)`.
+func (c *Ctx) Fail(status int, err error) Verdict {
+	if c.Failure == nil {
+		c.Failure = err
+	}
+	WriteError(c.Response, status)
+	return Respond
+}
+
+// WriteError replaces resp with a short standard text response for status.
+func WriteError(resp *fasthttp.Response, status int) {
+	resp.Reset()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentTypeBytes(textPlain)
+	resp.AppendBodyString(fasthttp.StatusMessage(status))
+	resp.AppendBodyString("\n")
+}
+
+var textPlain = []byte("text/plain; charset=utf-8")
+
+// Key is a typed per-request slot shared between filters: jwt sets the claims, and rate_limit,
+// authorize, otel_log and the balancer's hash policy read them, without importing each other.
+// Declare keys at package level with NewKey. T should be pointer-shaped (a pointer, map, or
+// interface holding one) so storing it does not allocate.
+type Key[T any] struct {
+	id   int
+	name string
+}
+
+var keyCount atomic.Int32
+
+// NewKey declares a key; call it from a package-level var declaration.
+func NewKey[T any](name string) Key[T] {
+	return Key[T]{id: int(keyCount.Add(1)) - 1, name: name}
+}
+
+// Name returns the key's name, for debugging.
+func (k Key[T]) Name() string { return k.name }
+
+// Get returns the value set for this request, if any.
+func (k Key[T]) Get(c *Ctx) (T, bool) {
+	var zero T
+	if k.id >= len(c.vals) || c.vals[k.id] == nil {
+		return zero, false
+	}
+	v, ok := c.vals[k.id].(T)
+	return v, ok
+}
+
+// Set stores v for this request.
+func (k Key[T]) Set(c *Ctx, v T) {
+	if k.id >= len(c.vals) {
+		// Grows once per pooled Ctx; later requests reuse the slice.
+		n := int(keyCount.Load())
+		vals := make([]any, n)
+		copy(vals, c.vals)
+		c.vals = vals
+	}
+	c.vals[k.id] = v
+}

@@ -1,0 +1,191 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+)
+
+// Spec is a decoded configuration, ready to build: the hcl package produces it.
+type Spec struct {
+	// Dir is the folder of the main config file; relative paths resolve against it.
+	Dir       string
+	Server    ServerConfig
+	Admin     AdminConfig
+	Telemetry TelemetryConfig
+	Redis     map[string]*RedisConfig
+	Upstreams []UpstreamSpec
+	Pipelines []PipelineSpec
+}
+
+// UpstreamSpec is a decoded `upstream "NAME"` block.
+type UpstreamSpec struct {
+	Name   string
+	Config any // the registered upstream config struct
+}
+
+// PipelineSpec is a decoded `pipeline "NAME"` block.
+type PipelineSpec struct {
+	Name        string
+	Match       MatchConfig
+	StripPrefix string
+	Filters     []FilterSpec
+	Upstream    string // the balancer's upstream
+}
+
+// FilterSpec is a decoded `filter "KIND"` block.
+type FilterSpec struct {
+	Kind   string
+	Name   string // the config's "name" attribute, when the kind has one
+	Config any    // the kind's config struct
+}
+
+// BuildError is a build failure located in the spec, so the hcl package can point at its block.
+type BuildError struct {
+	Upstream string // set for an upstream block
+	Pipeline int    // index into Spec.Pipelines, or -1
+	Filter   int    // index into that pipeline's filters, or -1 for the pipeline itself
+	Err      error
+}
+
+func (e *BuildError) Error() string { return e.Err.Error() }
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// BuildOptions tune Build.
+type BuildOptions struct {
+	Logger *slog.Logger
+	// Validating builds everything that can be checked without starting background work.
+	Validating bool
+}
+
+// Gateway is a built configuration: the router with its pipelines and the upstreams. A Server
+// serves one at a time and swaps in a new one on reload.
+type Gateway struct {
+	Spec      *Spec
+	Router    *Router
+	Pipelines []*Pipeline
+	Upstreams map[string]Upstream
+
+	observer Observer
+	closers  []io.Closer
+	inflight atomic.Int64
+	closed   atomic.Bool
+}
+
+// Build makes a Gateway from a spec. It returns every failure it finds, each located; on failure
+// whatever was built is closed again.
+func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError) {
+	log := opt.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Gateway{Spec: spec, Upstreams: map[string]Upstream{}}
+	var errs []*BuildError
+	env := func(pipeline, stage string, earlier []string) *BuildEnv {
+		return &BuildEnv{
+			Pipeline: pipeline, Stage: stage, Earlier: earlier, Dir: spec.Dir,
+			Logger: log, Server: &spec.Server, Telemetry: &spec.Telemetry, Redis: spec.Redis,
+			Validating: opt.Validating, closers: &g.closers,
+		}
+	}
+
+	uk := reg.Upstream()
+	for _, us := range spec.Upstreams {
+		if uk == nil {
+			errs = append(errs, &BuildError{Upstream: us.Name, Pipeline: -1, Filter: -1, Err: errors.New("no upstream implementation is registered")})
+			continue
+		}
+		e := env("", "upstream:"+us.Name, nil)
+		e.Logger = log.With("upstream", us.Name)
+		u, err := uk.Build(us.Name, us.Config, e)
+		if err != nil {
+			errs = append(errs, &BuildError{Upstream: us.Name, Pipeline: -1, Filter: -1, Err: err})
+			continue
+		}
+		g.Upstreams[us.Name] = u
+		if c, ok := u.(io.Closer); ok {
+			g.closers = append(g.closers, c)
+		}
+	}
+
+	for pi, ps := range spec.Pipelines {
+		var stages []Stage
+		var earlier []string
+		for fi, fs := range ps.Filters {
+			k, ok := reg.Filter(fs.Kind)
+			if !ok {
+				errs = append(errs, &BuildError{Pipeline: pi, Filter: fi, Err: fmt.Errorf("unknown filter kind %q", fs.Kind)})
+				continue
+			}
+			st := Stage{Kind: fs.Kind, Name: fs.Name}
+			e := env(ps.Name, st.Label(), append([]string(nil), earlier...))
+			e.Logger = log.With("pipeline", ps.Name, "filter", st.Label())
+			f, err := k.Build(fs.Config, e)
+			earlier = append(earlier, fs.Kind)
+			if err != nil {
+				errs = append(errs, &BuildError{Pipeline: pi, Filter: fi, Err: err})
+				continue
+			}
+			if c, ok := f.(io.Closer); ok {
+				g.closers = append(g.closers, c)
+			}
+			st.Filter = f
+			stages = append(stages, st)
+		}
+		term, ok := g.Upstreams[ps.Upstream]
+		if !ok {
+			if uk != nil && !hasUpstream(spec, ps.Upstream) {
+				errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: no upstream named %q", ps.Name, ps.Upstream)})
+			}
+			continue
+		}
+		p := NewPipeline(ps.Name, ps.Match, ps.StripPrefix, stages, term)
+		p.Upstream = ps.Upstream
+		g.Pipelines = append(g.Pipelines, p)
+	}
+	if len(errs) > 0 {
+		g.Close()
+		return nil, errs
+	}
+	g.Router = NewRouter(g.Pipelines)
+	return g, nil
+}
+
+func hasUpstream(spec *Spec, name string) bool {
+	for _, u := range spec.Upstreams {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// SetObserver installs the telemetry observer for every pipeline of g (before it serves).
+func (g *Gateway) SetObserver(o Observer) {
+	g.observer = o
+	for _, p := range g.Pipelines {
+		p.observer = o
+	}
+}
+
+// OnClose registers c to be closed with the gateway.
+func (g *Gateway) OnClose(c io.Closer) { g.closers = append(g.closers, c) }
+
+// InFlight is the number of requests the gateway is serving.
+func (g *Gateway) InFlight() int64 { return g.inflight.Load() }
+
+// Close releases everything the gateway built, in reverse order, once.
+func (g *Gateway) Close() error {
+	if g.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		if err := g.closers[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

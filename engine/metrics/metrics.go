@@ -1,0 +1,17 @@
+// Package metrics holds the gateway's Prometheus registry. Filters and upstreams declare their
+// collectors on Registry at package init (promauto.With(metrics.Registry)); the admin API serves
+// it at /metrics. Label values are resolved once at build time (WithLabelValues) so recording on
+// the request path does not allocate.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry is the process-wide registry served at /metrics.
+var Registry = prometheus.NewRegistry()
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}

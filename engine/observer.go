@@ -1,0 +1,31 @@
+package engine
+
+// Phase tells a stage's request phase from its response phase.
+type Phase uint8
+
+const (
+	PhaseRequest Phase = iota
+	PhaseResponse
+)
+
+func (p Phase) String() string {
+	if p == PhaseResponse {
+		return "response"
+	}
+	return "request"
+}
+
+// Observer watches requests as they flow: the telemetry package implements it with spans and
+// metrics. A gateway without one calls nothing, so the request path stays allocation-free with
+// telemetry off.
+type Observer interface {
+	// StartRequest runs once the pipeline is chosen, before its first stage (p is nil when no
+	// pipeline matched). It may replace c.Context with one carrying the server span.
+	StartRequest(c *Ctx, p *Pipeline)
+	// EndRequest runs after the response phase, with the final c.Response.
+	EndRequest(c *Ctx)
+	// StartStage runs before a filter's phase; its result is handed back to EndStage.
+	StartStage(c *Ctx, s *Stage, ph Phase) any
+	// EndStage runs after a filter's phase with its verdict.
+	EndStage(c *Ctx, s *Stage, ph Phase, tok any, v Verdict)
+}

@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"bytes"
+	"sort"
+	"strings"
+)
+
+// Router picks the pipeline for a request: among pipelines whose hosts and methods admit the
+// request, the one with the longest matching path prefix wins.
+type Router struct {
+	routes []route
+}
+
+type route struct {
+	p       *Pipeline
+	prefix  []byte
+	hosts   [][]byte // lower-case; a leading "*." matches any subdomain; empty = any host
+	methods [][]byte // empty = any method
+}
+
+// NewRouter builds a router. Pipelines are tried longest prefix first; among equal prefixes, in
+// the order given.
+func NewRouter(pipelines []*Pipeline) *Router {
+	r := &Router{}
+	for _, p := range pipelines {
+		rt := route{p: p, prefix: []byte(p.Match.PathPrefix)}
+		for _, h := range p.Match.Hosts {
+			rt.hosts = append(rt.hosts, []byte(strings.ToLower(h)))
+		}
+		for _, m := range p.Match.Methods {
+			rt.methods = append(rt.methods, []byte(m))
+		}
+		r.routes = append(r.routes, rt)
+	}
+	sort.SliceStable(r.routes, func(i, j int) bool { return len(r.routes[i].prefix) > len(r.routes[j].prefix) })
+	return r
+}
+
+// Match returns the pipeline for host (the Host header, port allowed), the normalized path and
+// the method, or nil. It does not allocate.
+func (r *Router) Match(host, path, method []byte) *Pipeline {
+	host = stripPort(host)
+	for i := range r.routes {
+		rt := &r.routes[i]
+		if !bytes.HasPrefix(path, rt.prefix) {
+			continue
+		}
+		if len(rt.methods) > 0 && !containsBytes(rt.methods, method) {
+			continue
+		}
+		if len(rt.hosts) > 0 && !matchHost(rt.hosts, host) {
+			continue
+		}
+		return rt.p
+	}
+	return nil
+}
+
+func containsBytes(list [][]byte, b []byte) bool {
+	for _, x := range list {
+		if bytes.Equal(x, b) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchHost(hosts [][]byte, host []byte) bool {
+	for _, h := range hosts {
+		if len(h) > 2 && h[0] == '*' && h[1] == '.' {
+			// "*.example.com" matches "a.example.com" but not "example.com".
+			suffix := h[1:]
+			if len(host) > len(suffix) && hasSuffixFold(host, suffix) {
+				return true
+			}
+			continue
+		}
+		if bytes.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasSuffixFold(s, suffix []byte) bool {
+	return bytes.EqualFold(s[len(s)-len(suffix):], suffix)
+}
+
+// stripPort removes ":port" from a Host value, keeping IPv6 brackets' content intact.
+func stripPort(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			return host[1:i]
+		}
+		return host
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i]
+	}
+	return host
+}

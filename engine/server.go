@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Server is the fasthttp front of the gateway. It serves one Gateway at a time; Swap replaces it
+// without dropping requests (in-flight ones finish on the old gateway, which is closed after).
+type Server struct {
+	cfg     ServerConfig
+	log     *slog.Logger
+	srv     *fasthttp.Server
+	gw      atomic.Pointer[Gateway]
+	trusted trustedSet
+	reqID   string
+	tlsConf *tls.Config
+	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
+	DrainTimeout time.Duration
+	swapped      chan struct{}
+}
+
+// NewServer makes a server for gw using gw's server block (listener settings are fixed for the
+// server's life; a reload changes pipelines, filters and upstreams).
+func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg := gw.Spec.Server
+	trusted, err := ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, trusted: trusted, reqID: cfg.RequestID, DrainTimeout: cfg.ShutdownTimeout.D()}
+	if s.DrainTimeout <= 0 {
+		s.DrainTimeout = 30 * time.Second
+	}
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	}
+	s.gw.Store(gw)
+	s.srv = &fasthttp.Server{
+		Name:                          "sluice",
+		Handler:                       s.handle,
+		ErrorHandler:                  s.handleError,
+		ReadBufferSize:                int(cfg.MaxHeaderBytes),
+		WriteBufferSize:               16 << 10,
+		MaxRequestBodySize:            int(cfg.MaxBodyBytes),
+		ReadTimeout:                   cfg.ReadTimeout.D(),
+		WriteTimeout:                  cfg.WriteTimeout.D(),
+		IdleTimeout:                   cfg.IdleTimeout.D(),
+		Concurrency:                   cfg.MaxConnections,
+		MaxConnsPerIP:                 cfg.MaxConnsPerIP,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		SecureErrorLogMessage:         true,
+		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{log},
+		DisableHeaderNamesNormalizing: false,
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.tlsConf != nil {
+		ln = tls.NewListener(ln, s.tlsConf)
+	}
+	return s.srv.Serve(ln)
+}
+
+// Listen opens the configured listener.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	return ln, nil
+}
+
+// Gateway returns the gateway serving new requests.
+func (s *Server) Gateway() *Gateway { return s.gw.Load() }
+
+// Swap makes gw serve new requests at once; the old gateway finishes its in-flight requests (for
+// at most DrainTimeout) and is then closed. The returned channel closes when it is.
+func (s *Server) Swap(gw *Gateway) <-chan struct{} {
+	old := s.gw.Swap(gw)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		drain(old, s.DrainTimeout)
+		if err := old.Close(); err != nil {
+			s.log.Warn("closing the previous configuration", "err", err)
+		}
+	}()
+	return done
+}
+
+func drain(g *Gateway, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for g.InFlight() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (bounded by ctx), then closes the
+// current gateway.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	g := s.gw.Load()
+	drain(g, time.Until(deadlineOr(ctx, time.Second)))
+	if cerr := g.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func deadlineOr(ctx context.Context, d time.Duration) time.Time {
+	if t, ok := ctx.Deadline(); ok {
+		return t
+	}
+	return time.Now().Add(d)
+}
+
+// acquire pins the current gateway for one request.
+func (s *Server) acquire() *Gateway {
+	for {
+		g := s.gw.Load()
+		g.inflight.Add(1)
+		// A Swap between Load and Add may already be draining g: go again with the new one, so
+		// a drained gateway never gains a request.
+		if s.gw.Load() == g {
+			return g
+		}
+		g.inflight.Add(-1)
+	}
+}
+
+var (
+	hdrXFF       = []byte("X-Forwarded-For")
+	notFoundBody = "no route for this request\n"
+)
+
+func (s *Server) handle(fc *fasthttp.RequestCtx) {
+	g := s.acquire()
+	c := AcquireCtx(fc)
+	c.Start = time.Now()
+	peer := addrOf(fc.RemoteAddr())
+	c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
+	if s.reqID != "" {
+		s.requestID(c, peer)
+	}
+	c.Path = NormalizePath(c.Path[:0], fc.Request.URI().PathOriginal())
+	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	if g.observer != nil {
+		g.observer.StartRequest(c, p)
+	}
+	if p == nil {
+		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
+		fc.Response.Header.SetContentTypeBytes(textPlain)
+		fc.Response.SetBodyString(notFoundBody)
+	} else {
+		s.serve(p, c)
+	}
+	if s.reqID != "" {
+		// The terminal may have replaced the response: return the id last.
+		fc.Response.Header.SetBytesV(s.reqID, fc.Request.Header.Peek(s.reqID))
+	}
+	if g.observer != nil {
+		g.observer.EndRequest(c)
+	}
+	ReleaseCtx(c)
+	g.inflight.Add(-1)
+}
+
+// serve runs the pipeline; a panic in any stage answers 500 for this request only.
+func (s *Server) serve(p *Pipeline, c *Ctx) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while serving a request", "pipeline", p.Name, "panic", fmt.Sprint(r))
+			c.Fail(fasthttp.StatusInternalServerError, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	p.Serve(c)
+}
+
+// requestID keeps a request id sent by a trusted proxy, else sets a fresh random one.
+func (s *Server) requestID(c *Ctx, peer netip.Addr) {
+	h := &c.Request.Header
+	if len(h.Peek(s.reqID)) > 0 && len(s.trusted) > 0 && s.trusted.has(peer) {
+		return
+	}
+	var buf [32]byte
+	const hexdig = "0123456789abcdef"
+	a, b := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 16; i++ {
+		buf[i] = hexdig[(a>>(4*i))&0xf]
+		buf[16+i] = hexdig[(b>>(4*i))&0xf]
+	}
+	h.SetBytesV(s.reqID, buf[:])
+}
+
+func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	case errors.As(err, &small):
+		status = fasthttp.StatusRequestHeaderFieldsTooLarge
+	case errors.As(err, &netErr) && netErr.Timeout():
+		status = fasthttp.StatusRequestTimeout
+	}
+	WriteError(&fc.Response, status)
+	fc.SetConnectionClose()
+}
+
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "http")
+}
