@@ -1,0 +1,15 @@
+// Package filters assembles the built-in filter kinds and the balancer into one registry: the
+// one place that imports every kind.
+package filters
+
+import (
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters/headers"
+)
+
+// Builtin returns a registry with every built-in kind.
+func Builtin() *engine.Registry {
+	r := engine.NewRegistry()
+	headers.Register(r)
+	return r
+}
