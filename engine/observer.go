@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/valyala/fasthttp"
+
 // Phase tells a stage's request phase from its response phase.
 type Phase uint8
 
@@ -28,4 +30,21 @@ type Observer interface {
 	StartStage(c *Ctx, s *Stage, ph Phase) any
 	// EndStage runs after a filter's phase with its verdict.
 	EndStage(c *Ctx, s *Stage, ph Phase, tok any, v Verdict)
+}
+
+// AttemptObserver is implemented by observers that also trace upstream attempts; the balancer
+// calls it around each try (retries included).
+type AttemptObserver interface {
+	// StartAttempt runs before req is sent to target; it may add trace headers to req.
+	StartAttempt(c *Ctx, target string, req *fasthttp.Request) any
+	// EndAttempt runs after the attempt with the upstream status (0 if none) and its error.
+	EndAttempt(c *Ctx, tok any, status int, err error)
+}
+
+// Observer returns the observer of the request's pipeline, or nil when telemetry is off.
+func (c *Ctx) Observer() Observer {
+	if c.Pipeline == nil {
+		return nil
+	}
+	return c.Pipeline.observer
 }
