@@ -1,0 +1,138 @@
+// Package admin serves the gateway's admin API: /healthz, /readyz, /config (secrets redacted),
+// /upstreams, /metrics (Prometheus) and POST /reload. It binds to loopback unless told otherwise,
+// and requires "Authorization: Bearer <token>" when a token is configured.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// Reloader reloads the configuration; it returns the diagnostics text of a failed reload.
+type Reloader func() (diagnostics string, err error)
+
+// Server is the admin API.
+type Server struct {
+	token   []byte
+	current func() *engine.Gateway
+	reload  Reloader
+	srv     *fasthttp.Server
+	metrics fasthttp.RequestHandler
+}
+
+// New returns an admin server for the gateway current returns.
+func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
+	s := &Server{token: []byte(cfg.Token), current: current, reload: reload}
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	s.srv = &fasthttp.Server{Handler: s.handle, Name: "sluice-admin", NoDefaultServerHeader: true, SecureErrorLogMessage: true}
+	return s
+}
+
+// Serve serves the admin API on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops the admin server.
+func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+
+func (s *Server) handle(c *fasthttp.RequestCtx) {
+	if len(s.token) > 0 {
+		auth := c.Request.Header.Peek("Authorization")
+		const prefix = "Bearer "
+		if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix ||
+			subtle.ConstantTimeCompare(auth[len(prefix):], s.token) != 1 {
+			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+			engine.WriteError(&c.Response, fasthttp.StatusUnauthorized)
+			return
+		}
+	}
+	path := string(c.Path())
+	if path == "/reload" {
+		if !c.IsPost() {
+			c.Response.Header.Set("Allow", "POST")
+			engine.WriteError(&c.Response, fasthttp.StatusMethodNotAllowed)
+			return
+		}
+		s.handleReload(c)
+		return
+	}
+	if !c.IsGet() && !c.IsHead() {
+		c.Response.Header.Set("Allow", "GET, HEAD")
+		engine.WriteError(&c.Response, fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	switch path {
+	case "/healthz":
+		c.SetContentType("text/plain; charset=utf-8")
+		c.SetBodyString("ok\n")
+	case "/readyz":
+		s.handleReady(c)
+	case "/config":
+		writeJSON(c, fasthttp.StatusOK, Redact(s.current().Spec))
+	case "/upstreams":
+		writeJSON(c, fasthttp.StatusOK, upstreamStatus(s.current()))
+	case "/metrics":
+		s.metrics(c)
+	default:
+		engine.WriteError(&c.Response, fasthttp.StatusNotFound)
+	}
+}
+
+func (s *Server) handleReady(c *fasthttp.RequestCtx) {
+	gw := s.current()
+	var down []string
+	for name, u := range gw.Upstreams {
+		if st, ok := u.(engine.UpstreamStatus); ok && !st.Healthy() {
+			down = append(down, name)
+		}
+	}
+	sort.Strings(down)
+	if len(down) > 0 {
+		writeJSON(c, fasthttp.StatusServiceUnavailable, map[string]any{"ready": false, "upstreams_without_healthy_targets": down})
+		return
+	}
+	writeJSON(c, fasthttp.StatusOK, map[string]any{"ready": true})
+}
+
+func (s *Server) handleReload(c *fasthttp.RequestCtx) {
+	if s.reload == nil {
+		engine.WriteError(&c.Response, fasthttp.StatusNotImplemented)
+		return
+	}
+	diags, err := s.reload()
+	if err != nil {
+		writeJSON(c, fasthttp.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error(), "diagnostics": diags})
+		return
+	}
+	writeJSON(c, fasthttp.StatusOK, map[string]any{"reloaded": true})
+}
+
+func upstreamStatus(gw *engine.Gateway) map[string]any {
+	out := map[string]any{}
+	for name, u := range gw.Upstreams {
+		if st, ok := u.(engine.UpstreamStatus); ok {
+			out[name] = st.Status()
+		} else {
+			out[name] = nil
+		}
+	}
+	return out
+}
+
+func writeJSON(c *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		engine.WriteError(&c.Response, fasthttp.StatusInternalServerError)
+		return
+	}
+	c.SetStatusCode(status)
+	c.SetContentType("application/json")
+	c.SetBody(append(b, '\n'))
+}
