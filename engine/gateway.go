@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ type FilterSpec struct {
 
 // BuildError is a build failure located in the spec, so the hcl package can point at its block.
 type BuildError struct {
+	Server   bool   // set for the server block
 	Upstream string // set for an upstream block
 	Pipeline int    // index into Spec.Pipelines, or -1
 	Filter   int    // index into that pipeline's filters, or -1 for the pipeline itself
@@ -88,6 +90,14 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 			Pipeline: pipeline, Stage: stage, Earlier: earlier, Dir: spec.Dir,
 			Logger: log, Server: &spec.Server, Telemetry: &spec.Telemetry, Redis: spec.Redis,
 			Validating: opt.Validating, closers: &g.closers,
+		}
+	}
+
+	if tc := spec.Server.TLS; tc != nil {
+		// Checked here so that `sluice validate` reports unreadable certificates too.
+		e := &BuildEnv{Dir: spec.Dir}
+		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
+			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
 		}
 	}
 

@@ -25,6 +25,7 @@ type Config struct {
 }
 
 type locations struct {
+	server    hcl.Range
 	upstreams map[string]hcl.Range
 	pipelines []hcl.Range
 	filters   [][]hcl.Range
@@ -117,6 +118,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 		switch b.Type {
 		case "server":
 			if !done["server"] {
+				cfg.where.server = b.DefRange
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Server), "", b.DefRange, rg)...)
 			}
 		case "admin":
@@ -264,6 +266,9 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 	for _, e := range errs {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Detail: capitalizeTrim(e.Err.Error()) + "."}
 		switch {
+		case e.Server:
+			d.Summary = "Invalid server block"
+			d.Subject = c.where.server.Ptr()
 		case e.Upstream != "":
 			d.Summary = fmt.Sprintf("Cannot build upstream %q", e.Upstream)
 			if r, ok := c.where.upstreams[e.Upstream]; ok {

@@ -1,0 +1,9 @@
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  match {
+    path_prefix = "v1/" # ERROR: Invalid value
+  }
+  balancer { upstream = upstream.u }
+}

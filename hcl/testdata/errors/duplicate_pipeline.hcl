@@ -1,0 +1,9 @@
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+pipeline "p" { # ERROR: Duplicate pipeline "p"
+  balancer { upstream = upstream.u }
+}

@@ -1,0 +1,8 @@
+upstream "catalog" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer {
+    upstream = "catalog" # ERROR: Invalid reference
+  }
+}

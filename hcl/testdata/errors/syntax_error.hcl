@@ -1,0 +1,7 @@
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+  strip_prefix = = "/v1" # ERROR: Invalid expression
+}

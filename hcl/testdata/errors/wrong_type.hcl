@@ -1,0 +1,9 @@
+server {
+  max_connections = "many" # ERROR: Incorrect attribute value type
+}
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
