@@ -1,0 +1,3 @@
+module github.com/sluice-gateway/sluice/sdk/go
+
+go 1.24
