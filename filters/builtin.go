@@ -4,6 +4,7 @@ package filters
 
 import (
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/headers"
 )
 
@@ -11,5 +12,6 @@ import (
 func Builtin() *engine.Registry {
 	r := engine.NewRegistry()
 	headers.Register(r)
+	compress.Register(r)
 	return r
 }
