@@ -1,0 +1,264 @@
+package engine_test
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/sluice-gateway/sluice/testbed/upstream"
+)
+
+// echoUpstream starts a testbed echo upstream named name.
+func echoUpstream(t *testing.T, name string) string {
+	return gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: name}).Handle)
+}
+
+func get(t *testing.T, method, url, host string) (int, upstream.Echo, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var e upstream.Echo
+	_ = json.Unmarshal(body, &e)
+	return resp.StatusCode, e, string(body)
+}
+
+func TestRouting(t *testing.T) {
+	a, b, c := echoUpstream(t, "a"), echoUpstream(t, "b"), echoUpstream(t, "c")
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "a" {
+  target { address = %q }
+}
+upstream "b" {
+  target { address = %q }
+}
+upstream "c" {
+  target { address = %q }
+}
+pipeline "api" {
+  match {
+    hosts       = ["api.example.com"]
+    path_prefix = "/v1/"
+    methods     = ["GET", "POST"]
+  }
+  strip_prefix = "/v1"
+  balancer { upstream = upstream.a }
+}
+pipeline "admin" {
+  match {
+    path_prefix = "/v1/admin/"
+    methods     = ["DELETE"]
+  }
+  balancer { upstream = upstream.b }
+}
+pipeline "static" {
+  match { path_prefix = "/static/" }
+  balancer { upstream = upstream.c }
+}
+`, a, b, c))
+	tests := []struct {
+		method, path, host string
+		status             int
+		upstream, uri      string
+	}{
+		{"GET", "/v1/items?x=1", "api.example.com", 200, "a", "/items?x=1"},
+		{"POST", "/v1/items", "api.example.com:8080", 200, "a", "/items"},
+		{"DELETE", "/v1/admin/x", "api.example.com", 200, "b", "/v1/admin/x"},
+		{"DELETE", "/v1/%61dmin/x", "other", 200, "b", "/v1/%61dmin/x"}, // normalized for matching, raw upstream
+		{"GET", "/v1/items", "other.example.com", 404, "", ""},
+		{"PUT", "/v1/items", "api.example.com", 404, "", ""},
+		{"GET", "/static/app.js", "", 200, "c", "/static/app.js"},
+		{"GET", "/nothing", "", 404, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.host+tt.path, func(t *testing.T) {
+			status, e, body := get(t, tt.method, gw.URL+tt.path, tt.host)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d (body %q)", status, tt.status, body)
+			}
+			if status == 404 {
+				if !strings.Contains(body, "no route") {
+					t.Errorf("404 body %q, want a short explanation", body)
+				}
+				return
+			}
+			if e.Name != tt.upstream || e.URI != tt.uri {
+				t.Errorf("reached upstream %q with URI %q, want %q with %q", e.Name, e.URI, tt.upstream, tt.uri)
+			}
+		})
+	}
+}
+
+func limitsConfig(up string) string {
+	return fmt.Sprintf(`
+server {
+  max_header_bytes = "4KiB"
+  max_body_bytes   = "1KiB"
+  read_timeout     = "500ms"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up)
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	gw := gatewaytest.Start(t, limitsConfig(echoUpstream(t, "u")))
+	resp, err := http.Post(gw.URL+"/upload", "text/plain", strings.NewReader(strings.Repeat("x", 2048)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("status %d for a 2 KiB body over a 1 KiB limit, want 413", resp.StatusCode)
+	}
+	resp, err = http.Post(gw.URL+"/upload", "text/plain", strings.NewReader(strings.Repeat("x", 1000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("status %d for a body under the limit, want 200", resp.StatusCode)
+	}
+}
+
+func rawRequest(t *testing.T, addr, req string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	return line
+}
+
+func TestHeadersTooLarge(t *testing.T) {
+	gw := gatewaytest.Start(t, limitsConfig(echoUpstream(t, "u")))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n"
+	if line := rawRequest(t, gw.Addr, req); !strings.Contains(line, " 431 ") {
+		t.Errorf("status line %q, want 431", line)
+	}
+}
+
+func TestSlowHeadersDisconnected(t *testing.T) {
+	gw := gatewaytest.Start(t, limitsConfig(echoUpstream(t, "u")))
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n") // never finishes its headers
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn) // returns once the gateway closes the connection
+	if err != nil {
+		t.Fatalf("connection not closed by the gateway: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("slow client held the connection for %v, read_timeout is 500ms", d)
+	}
+}
+
+func TestMalformedRequestIs400(t *testing.T) {
+	gw := gatewaytest.Start(t, limitsConfig(echoUpstream(t, "u")))
+	if line := rawRequest(t, gw.Addr, "GARBAGE\r\n\r\n"); !strings.Contains(line, " 400 ") {
+		t.Errorf("status line %q, want 400", line)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 into dir.
+func writeCert(t *testing.T, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "certs/gateway.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "certs/gateway-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+func TestTLSTermination(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, dir)
+	up := echoUpstream(t, "u")
+	gw := gatewaytest.StartWith(t, fmt.Sprintf(`
+server {
+  tls {
+    cert_file = "certs/gateway.pem"
+    key_file  = "certs/gateway-key.pem"
+  }
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up), gatewaytest.Options{Dir: dir})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Get(gw.URL + "/secure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e upstream.Echo
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if resp.TLS == nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if got := e.Headers["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "https" {
+		t.Errorf("X-Forwarded-Proto = %v, want [https]", got)
+	}
+	// Plain HTTP on the TLS port is refused, not served.
+	if line := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); strings.Contains(line, "200") {
+		t.Errorf("plain HTTP on the TLS listener answered %q", line)
+	}
+}
