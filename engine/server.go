@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // Server is the fasthttp front of the gateway. It serves one Gateway at a time; Swap replaces it
@@ -85,9 +87,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(ln)
 }
 
-// Listen opens the configured listener.
+// Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
+// the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
 func (s *Server) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	lc := net.ListenConfig{Control: reusePort}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
 	}
@@ -129,6 +133,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 func deadlineOr(ctx context.Context, d time.Duration) time.Time {
