@@ -4,8 +4,10 @@ package filters
 
 import (
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters/authorize"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/headers"
+	"github.com/sluice-gateway/sluice/filters/jwt"
 )
 
 // Builtin returns a registry with every built-in kind.
@@ -13,5 +15,7 @@ func Builtin() *engine.Registry {
 	r := engine.NewRegistry()
 	headers.Register(r)
 	compress.Register(r)
+	jwt.Register(r)
+	authorize.Register(r)
 	return r
 }
