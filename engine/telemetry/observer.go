@@ -1,0 +1,541 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Attribute keys of our own, for what the HTTP conventions do not cover.
+const (
+	attrFilterKind = attribute.Key("sluice.filter.kind")
+	attrFilterName = attribute.Key("sluice.filter.name")
+	attrPhase      = attribute.Key("sluice.phase")
+	attrVerdict    = attribute.Key("sluice.verdict")
+	attrPipeline   = attribute.Key("sluice.pipeline")
+	attrUpstream   = attribute.Key("sluice.upstream")
+)
+
+// stateKey holds the request's tracing state, for the stage and attempt hooks and for
+// SpanContext.
+var stateKey = engine.NewKey[*reqState]("telemetry")
+
+// observer implements engine.Observer (metrics always, spans when tracing) and
+// engine.AttemptObserver (client spans and trace propagation to the upstream).
+type observer struct {
+	t       *Telemetry
+	tracing bool
+	// pipes caches per-pipeline metrics and span names, keyed by *engine.Pipeline (a pointer key
+	// keeps the lookup allocation-free).
+	pipes    sync.Map
+	unrouted *pipeInfo
+}
+
+var (
+	_ engine.Observer        = (*observer)(nil)
+	_ engine.AttemptObserver = (*observer)(nil)
+)
+
+// pipeInfo is what the observer precomputes for one pipeline.
+type pipeInfo struct {
+	name       string
+	metrics    *pipeMetrics
+	stageNames map[*engine.Stage]*stageInfo
+}
+
+type stageInfo struct {
+	names [2]string // span name by engine.Phase
+	attrs [2][]attribute.KeyValue
+}
+
+func newPipeInfo(p *engine.Pipeline) *pipeInfo {
+	pi := &pipeInfo{name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
+	stages := p.Stages()
+	for i := range stages {
+		s := &stages[i]
+		si := &stageInfo{}
+		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
+			si.names[ph] = s.Label() + " " + ph.String()
+			si.attrs[ph] = []attribute.KeyValue{attrFilterKind.String(s.Kind), attrPhase.String(ph.String())}
+			if s.Name != "" {
+				si.attrs[ph] = append(si.attrs[ph], attrFilterName.String(s.Name))
+			}
+		}
+		pi.stageNames[s] = si
+	}
+	return pi
+}
+
+func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
+	if p == nil {
+		return o.unrouted
+	}
+	if v, ok := o.pipes.Load(p); ok {
+		return v.(*pipeInfo)
+	}
+	v, _ := o.pipes.LoadOrStore(p, newPipeInfo(p))
+	return v.(*pipeInfo)
+}
+
+// reqState is one request's tracing state, pooled. When the request is not sampled it is also
+// the request's span (see localSpan): c.Context then carries it, so filters and otel_log see the
+// trace and span ids without an SDK span being made.
+type reqState struct {
+	embedded.Span // satisfies trace.Span's sealed method set for localSpan
+
+	pi      *pipeInfo
+	sampled bool
+	traceID trace.TraceID
+	spanID  trace.SpanID // the server span's id when not sampled
+
+	server    trace.Span // the SDK server span when sampled
+	serverCtx context.Context
+	stage     trace.Span // the open stage span (sampled only)
+	stageFail bool       // c.Failure was already set when the open stage started
+
+	attempts   int
+	tracestate []byte // the incoming tracestate, validated and combined
+	buf        []byte // scratch for header values
+	attrs      []attribute.KeyValue
+
+	// localCtx is made once per pooled state: a context whose span is this state, valid for
+	// whichever request holds the state.
+	localCtx context.Context
+}
+
+var statePool = sync.Pool{New: func() any {
+	st := &reqState{buf: make([]byte, 0, 64), tracestate: make([]byte, 0, 64)}
+	st.localCtx = trace.ContextWithSpan(context.Background(), (*localSpan)(st))
+	return st
+}}
+
+func (st *reqState) release() {
+	st.pi = nil
+	st.server, st.serverCtx, st.stage = nil, nil, nil
+	st.attempts = 0
+	st.tracestate = st.tracestate[:0]
+	clear(st.attrs)
+	st.attrs = st.attrs[:0]
+	statePool.Put(st)
+}
+
+var (
+	hdrTraceparent = "Traceparent"
+	hdrTracestate  = "Tracestate"
+)
+
+// StartRequest decides sampling and opens the server span (sampled) or a local span context
+// (not sampled). A single valid incoming traceparent is continued; none, several or a malformed
+// one starts a new trace.
+func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
+	if !o.tracing {
+		return
+	}
+	st := statePool.Get().(*reqState)
+	st.pi = o.pipe(p)
+	stateKey.Set(c, st)
+
+	h := &c.Request.Header
+	var parent parentContext
+	remote := false
+	// PeekAll reuses one buffer per header: finish with traceparent before asking for tracestate.
+	if tps := h.PeekAll(hdrTraceparent); len(tps) == 1 {
+		parent, remote = parseTraceparent(tps[0])
+	}
+	if remote {
+		// An invalid tracestate is dropped as a whole; the trace is still continued.
+		if tss := h.PeekAll(hdrTracestate); len(tss) > 0 {
+			st.tracestate, _ = appendTraceState(st.tracestate[:0], tss)
+		}
+		st.sampled = parent.sampled()
+	} else {
+		st.sampled = o.t.ratioBound != 0 && rand.Uint64()>>1 < o.t.ratioBound
+	}
+
+	if !st.sampled {
+		if remote {
+			st.traceID = parent.traceID
+		} else {
+			st.traceID = newTraceID()
+		}
+		st.spanID = newSpanID()
+		c.Context = st.localCtx
+		return
+	}
+
+	ctx := context.Background()
+	if remote {
+		scc := trace.SpanContextConfig{
+			TraceID: parent.traceID, SpanID: parent.spanID,
+			TraceFlags: trace.TraceFlags(parent.flags & flagSampled), Remote: true,
+		}
+		if len(st.tracestate) > 0 {
+			if ts, err := trace.ParseTraceState(string(st.tracestate)); err == nil {
+				scc.TraceState = ts
+			}
+		}
+		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(scc))
+	}
+	name, attrs := st.serverAttrs(c, p)
+	ctx, span := o.t.tracer.Start(ctx, name,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(c.Start),
+		trace.WithAttributes(attrs...))
+	st.server, st.serverCtx = span, ctx
+	st.traceID = span.SpanContext().TraceID()
+	c.Context = ctx
+}
+
+// serverAttrs returns the server span's name ("{method} {route}") and its request attributes
+// per the OpenTelemetry HTTP server conventions.
+func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []attribute.KeyValue) {
+	fc := c.Fast
+	h := &c.Request.Header
+	a := st.attrs[:0]
+	method, known := knownMethod(h.Method())
+	if known {
+		a = append(a, semconv.HTTPRequestMethodKey.String(method))
+	} else {
+		a = append(a, semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(string(h.Method())))
+		method = "HTTP"
+	}
+	scheme := "http"
+	if fc != nil && fc.IsTLS() {
+		scheme = "https"
+	}
+	a = append(a,
+		semconv.URLScheme(scheme),
+		semconv.URLPath(string(c.Request.URI().PathOriginal())),
+		semconv.NetworkProtocolVersion(protoVersion(h)),
+	)
+	name := method
+	if p != nil {
+		a = append(a, semconv.HTTPRoute(p.Name))
+		name = method + " " + p.Name
+	}
+	if host, port := splitHostPort(string(h.Host())); host != "" {
+		a = append(a, semconv.ServerAddress(host))
+		if port == 0 {
+			port = 80
+			if scheme == "https" {
+				port = 443
+			}
+		}
+		a = append(a, semconv.ServerPort(port))
+	}
+	if fc != nil {
+		if ta, ok := fc.RemoteAddr().(*net.TCPAddr); ok {
+			a = append(a, semconv.NetworkPeerAddress(ta.IP.String()), semconv.NetworkPeerPort(ta.Port))
+		}
+	}
+	if c.ClientAddr.IsValid() {
+		a = append(a, semconv.ClientAddress(c.ClientAddr.String()))
+	}
+	if ua := h.UserAgent(); len(ua) > 0 {
+		a = append(a, semconv.UserAgentOriginal(string(ua)))
+	}
+	st.attrs = a
+	return name, a
+}
+
+// EndRequest records the request's metrics, ends its server span and, when configured, returns
+// the trace id in the response header.
+func (o *observer) EndRequest(c *engine.Ctx) {
+	status := c.Response.StatusCode()
+	var st *reqState
+	if o.tracing {
+		st, _ = stateKey.Get(c)
+	}
+	if st != nil {
+		st.pi.metrics.record(c, status)
+	} else {
+		o.pipe(c.Pipeline).metrics.record(c, status)
+	}
+	if st == nil {
+		return
+	}
+	stateKey.Set(c, nil)
+	if st.stage != nil {
+		// A stage that panicked never reached EndStage.
+		st.stage.SetStatus(codes.Error, "stage did not finish")
+		st.stage.End()
+	}
+	if hdr := o.t.respHeader; hdr != "" {
+		st.buf = appendHex(st.buf[:0], st.traceID[:])
+		c.Response.Header.SetBytesV(hdr, st.buf)
+	}
+	if st.sampled {
+		sp := st.server
+		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		if status >= 500 {
+			// Server spans mark only 5xx as errors; a 4xx is the client's mistake.
+			sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+			sp.SetStatus(codes.Error, "")
+		}
+		if c.Failure != nil {
+			sp.RecordError(c.Failure)
+		}
+		sp.End()
+	}
+	c.Context = context.Background()
+	st.release()
+}
+
+// StartStage opens a child span of the server span for one filter phase (sampled requests only),
+// and makes it the request's context while the filter runs, so the filter's own spans and events
+// (a Wasm guest's log lines) nest under it.
+func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) any {
+	if !o.tracing {
+		return nil
+	}
+	st, _ := stateKey.Get(c)
+	if st == nil || !st.sampled {
+		return nil
+	}
+	si := st.pi.stageNames[s]
+	name, attrs := s.Label(), []attribute.KeyValue(nil)
+	if si != nil {
+		name, attrs = si.names[ph], si.attrs[ph]
+	}
+	ctx, sp := o.t.tracer.Start(st.serverCtx, name, trace.WithAttributes(attrs...))
+	st.stage, st.stageFail = sp, c.Failure != nil
+	c.Context = ctx
+	return sp
+}
+
+// EndStage ends the filter phase's span with its verdict; a failure the filter recorded (c.Fail)
+// becomes the span's error.
+func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok any, v engine.Verdict) {
+	sp, ok := tok.(trace.Span)
+	if !ok {
+		return
+	}
+	st, _ := stateKey.Get(c)
+	if ph == engine.PhaseRequest {
+		sp.SetAttributes(attrVerdict.String(v.String()))
+		if v == engine.Respond {
+			sp.SetAttributes(semconv.HTTPResponseStatusCode(c.Response.StatusCode()))
+		}
+	}
+	if st != nil {
+		if !st.stageFail && c.Failure != nil {
+			sp.RecordError(c.Failure)
+			sp.SetAttributes(semconv.ErrorTypeKey.String(errorType(c.Failure)))
+			sp.SetStatus(codes.Error, "")
+		}
+		st.stage = nil
+		c.Context = st.serverCtx
+	}
+	sp.End()
+}
+
+// StartAttempt opens a client span for one upstream attempt (retries are siblings under the
+// server span) and writes traceparent, whose parent is that client span, and the incoming
+// tracestate into req. Unsampled requests get a fresh span id in traceparent and no span.
+func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request) any {
+	if !o.tracing {
+		return nil
+	}
+	st, _ := stateKey.Get(c)
+	if st == nil {
+		return nil
+	}
+	st.attempts++
+	var tok any
+	spanID := st.spanID
+	if st.sampled {
+		method, known := knownMethod(req.Header.Method())
+		if !known {
+			method = "HTTP"
+		}
+		host, port := splitHostPort(target)
+		scheme := string(req.URI().Scheme())
+		if scheme == "" {
+			scheme = "http"
+		}
+		a := []attribute.KeyValue{
+			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
+			semconv.ServerAddress(host),
+			semconv.ServerPort(port),
+			semconv.URLFull(scheme + "://" + target + string(req.URI().PathOriginal())),
+			attrUpstream.String(c.Pipeline.Upstream),
+		}
+		if !known {
+			a = append(a, semconv.HTTPRequestMethodOriginal(string(req.Header.Method())))
+		}
+		if st.attempts > 1 {
+			a = append(a, semconv.HTTPRequestResendCount(st.attempts-1))
+		}
+		_, sp := o.t.tracer.Start(st.serverCtx, method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(a...))
+		spanID = sp.SpanContext().SpanID()
+		tok = sp
+	} else {
+		spanID = newSpanID()
+	}
+	st.buf = appendTraceparent(st.buf[:0], st.traceID, spanID, st.sampled)
+	req.Header.SetBytesV(hdrTraceparent, st.buf)
+	req.Header.Del(hdrTracestate)
+	if len(st.tracestate) > 0 {
+		req.Header.SetBytesV(hdrTracestate, st.tracestate)
+	}
+	return tok
+}
+
+// EndAttempt ends the attempt's client span with the upstream status or the error.
+func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
+	sp, ok := tok.(trace.Span)
+	if !ok {
+		return
+	}
+	if status > 0 {
+		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	}
+	switch {
+	case err != nil:
+		sp.RecordError(err)
+		sp.SetAttributes(semconv.ErrorTypeKey.String(errorType(err)))
+		sp.SetStatus(codes.Error, "")
+	case status >= 400:
+		// Client spans mark 4xx as errors too.
+		sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+		sp.SetStatus(codes.Error, "")
+	}
+	sp.End()
+}
+
+// SpanContext returns the request's server span context (valid while the request runs, even
+// when it is not sampled), or whatever span c.Context carries when telemetry did not start one.
+// otel_log uses it so its records carry the server span's id rather than its own stage's.
+func SpanContext(c *engine.Ctx) trace.SpanContext {
+	if st, _ := stateKey.Get(c); st != nil {
+		if st.sampled {
+			return st.server.SpanContext()
+		}
+		return (*localSpan)(st).SpanContext()
+	}
+	if c.Context == nil {
+		return trace.SpanContext{}
+	}
+	return trace.SpanContextFromContext(c.Context)
+}
+
+// localSpan is the non-recording span of an unsampled request. It allocates nothing: it is the
+// pooled state itself.
+type localSpan reqState
+
+var _ trace.Span = (*localSpan)(nil)
+
+func (l *localSpan) SpanContext() trace.SpanContext {
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: l.traceID, SpanID: l.spanID})
+}
+func (l *localSpan) End(...trace.SpanEndOption)              {}
+func (l *localSpan) AddEvent(string, ...trace.EventOption)   {}
+func (l *localSpan) AddLink(trace.Link)                      {}
+func (l *localSpan) IsRecording() bool                       { return false }
+func (l *localSpan) RecordError(error, ...trace.EventOption) {}
+func (l *localSpan) SetStatus(codes.Code, string)            {}
+func (l *localSpan) SetName(string)                          {}
+func (l *localSpan) SetAttributes(...attribute.KeyValue)     {}
+func (l *localSpan) TracerProvider() trace.TracerProvider    { return noop.NewTracerProvider() }
+
+func newTraceID() (id trace.TraceID) {
+	for id == (trace.TraceID{}) {
+		binary.BigEndian.PutUint64(id[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func newSpanID() (id trace.SpanID) {
+	for id == (trace.SpanID{}) {
+		binary.BigEndian.PutUint64(id[:], rand.Uint64())
+	}
+	return id
+}
+
+// knownMethod maps the method to the name the conventions list, without allocating.
+func knownMethod(m []byte) (string, bool) {
+	switch string(m) {
+	case "GET":
+		return "GET", true
+	case "POST":
+		return "POST", true
+	case "PUT":
+		return "PUT", true
+	case "DELETE":
+		return "DELETE", true
+	case "HEAD":
+		return "HEAD", true
+	case "PATCH":
+		return "PATCH", true
+	case "OPTIONS":
+		return "OPTIONS", true
+	case "CONNECT":
+		return "CONNECT", true
+	case "TRACE":
+		return "TRACE", true
+	}
+	return "", false
+}
+
+func methodAttr(m string, known bool) string {
+	if known {
+		return m
+	}
+	return "_OTHER"
+}
+
+func protoVersion(h *fasthttp.RequestHeader) string {
+	if h.IsHTTP11() {
+		return "1.1"
+	}
+	return "1.0"
+}
+
+func splitHostPort(hp string) (string, int) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return hp, 0
+	}
+	port, _ := strconv.Atoi(p)
+	return host, port
+}
+
+// errorType names an error for error.type: a low-cardinality identifier, never its message.
+func errorType(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return fmt.Sprintf("%T", unwrapAll(err))
+}
+
+func unwrapAll(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}

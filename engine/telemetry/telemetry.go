@@ -1,0 +1,253 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// DefaultEndpoint is where the OTLP exporters send when the config names no endpoint: an
+// OpenTelemetry Collector (or testbed/cmd/otlpreceiver) on its standard OTLP/HTTP port.
+const DefaultEndpoint = "http://127.0.0.1:4318"
+
+// Export queue bounds. A collector that is down or slow makes the exporter retry for at most
+// exportRetryMax per batch while new spans queue; once maxQueue spans wait, new ones are dropped
+// rather than blocking requests or growing memory.
+const (
+	maxQueue       = 2048
+	maxBatch       = 512
+	batchTimeout   = 2 * time.Second
+	exportTimeout  = 10 * time.Second
+	exportRetryMax = 15 * time.Second
+)
+
+// Version is reported as service.version on exported telemetry; cmd/sluice sets it at start.
+var Version = "dev"
+
+// Telemetry owns the trace pipeline (provider, batcher, exporter) and the request observer.
+type Telemetry struct {
+	log *slog.Logger
+	tp  *sdktrace.TracerProvider // nil when tracing is off
+	obs *observer
+
+	tracer trace.Tracer
+	// ratioBound is sample_ratio scaled to 2^63: a root trace is sampled when 63 random bits are
+	// below it (the rule of the SDK's TraceIDRatioBased sampler, applied to our own random draw).
+	ratioBound uint64
+	respHeader string
+	shutdown   atomic.Bool
+}
+
+// New sets up telemetry from the `telemetry` block (nil means defaults: no tracing). Metrics are
+// always recorded; tracing runs when traces.exporter is "otlp" or "stdout".
+func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &Telemetry{log: log}
+	t.obs = &observer{t: t, unrouted: &pipeInfo{metrics: newPipeMetrics("")}}
+	if cfg == nil || cfg.Traces == nil {
+		return t, nil
+	}
+	tc := cfg.Traces
+	if err := tc.Validate(); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	var exp sdktrace.SpanExporter
+	switch tc.Exporter {
+	case "", "none":
+		return t, nil
+	case "otlp":
+		u, err := signalURL(tc.Endpoint, "/v1/traces")
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: traces endpoint: %w", err)
+		}
+		exp, err = otlptracehttp.New(context.Background(),
+			otlptracehttp.WithEndpointURL(u),
+			otlptracehttp.WithTimeout(5*time.Second),
+			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
+				Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: exportRetryMax,
+			}))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: creating the OTLP trace exporter: %w", err)
+		}
+	case "stdout":
+		var err error
+		exp, err = stdouttrace.New(stdouttrace.WithWriter(os.Stdout))
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: creating the stdout trace exporter: %w", err)
+		}
+	}
+	ratio := 1.0
+	if tc.SampleRatio != nil {
+		ratio = *tc.SampleRatio
+	}
+	t.ratioBound = ratioBound(ratio)
+	t.respHeader = tc.ResponseHeader
+	installErrorHandler(log)
+	t.tp = sdktrace.NewTracerProvider(
+		sdktrace.WithResource(Resource(cfg.ServiceName)),
+		// The observer decides sampling itself (parent-based ratio) and only starts SDK spans for
+		// sampled requests, so the SDK records whatever it is given.
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithBatcher(exp,
+			sdktrace.WithMaxQueueSize(maxQueue),
+			sdktrace.WithMaxExportBatchSize(maxBatch),
+			sdktrace.WithBatchTimeout(batchTimeout),
+			sdktrace.WithExportTimeout(exportTimeout)),
+	)
+	t.tracer = t.tp.Tracer("github.com/sluice-gateway/sluice")
+	t.obs.tracing = true
+	return t, nil
+}
+
+// Resource describes this process to the tracing backend: service.name and service.version.
+func Resource(serviceName string) *resource.Resource {
+	if serviceName == "" {
+		serviceName = "sluice"
+	}
+	return resource.NewWithAttributes(semconv.SchemaURL,
+		semconv.ServiceName(serviceName), semconv.ServiceVersion(Version))
+}
+
+// SignalURL turns an OTLP/HTTP endpoint from the config into the URL of one signal: a bare
+// "http://host:4318" gets the standard path (/v1/traces, /v1/logs); a URL with a path is used as
+// written. An empty endpoint means DefaultEndpoint.
+func signalURL(endpoint, path string) (string, error) {
+	if endpoint == "" {
+		endpoint = DefaultEndpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("%q: want an http:// or https:// URL such as %q", endpoint, DefaultEndpoint)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q has no host", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = path
+	}
+	return u.String(), nil
+}
+
+// SignalURL is signalURL for other packages (the otel_log filter's OTLP logs exporter).
+func SignalURL(endpoint, path string) (string, error) { return signalURL(endpoint, path) }
+
+func ratioBound(r float64) uint64 {
+	switch {
+	case r <= 0 || math.IsNaN(r):
+		return 0
+	case r >= 1:
+		return math.MaxUint64
+	}
+	return uint64(r * (1 << 63))
+}
+
+// Tracing reports whether spans are recorded and exported.
+func (t *Telemetry) Tracing() bool { return t.tp != nil }
+
+// TracerProvider returns the SDK provider (nil when tracing is off), for components that want to
+// start their own spans under the request's.
+func (t *Telemetry) TracerProvider() trace.TracerProvider {
+	if t.tp == nil {
+		return nil
+	}
+	return t.tp
+}
+
+// Observer returns the request observer to install with Gateway.SetObserver. It is never nil:
+// metrics are always recorded. With tracing off it only counts and times requests and allocates
+// nothing.
+func (t *Telemetry) Observer() engine.Observer { return t.obs }
+
+// Attach installs the observer on gw and resolves its pipelines' metrics and span names up front;
+// what it resolved is dropped again when gw is closed (after a reload drains it). Calling
+// gw.SetObserver(t.Observer()) works too; Attach only saves the first request of each pipeline
+// the lookup and keeps the per-pipeline cache from growing across reloads.
+func (t *Telemetry) Attach(gw *engine.Gateway) {
+	for _, p := range gw.Pipelines {
+		t.obs.pipes.Store(p, newPipeInfo(p))
+	}
+	gw.SetObserver(t.obs)
+	pipes := append([]*engine.Pipeline(nil), gw.Pipelines...)
+	gw.OnClose(closerFunc(func() error {
+		for _, p := range pipes {
+			t.obs.pipes.Delete(p)
+		}
+		return nil
+	}))
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+var _ io.Closer = closerFunc(nil)
+
+// Flush exports every finished span now.
+func (t *Telemetry) Flush(ctx context.Context) error {
+	if t.tp == nil {
+		return nil
+	}
+	return t.tp.ForceFlush(ctx)
+}
+
+// Shutdown flushes what is queued and stops the exporter; spans of requests still running are
+// lost. Bound it with ctx: a collector that is down makes it wait for the deadline.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t.tp == nil || t.shutdown.Swap(true) {
+		return nil
+	}
+	if err := t.tp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("telemetry: flushing traces: %w", err)
+	}
+	return nil
+}
+
+// installErrorHandler routes the OpenTelemetry SDK's internal errors (a collector that refuses
+// exports, a full queue) to the gateway's log, at most once per errorEvery: with a collector down
+// the exporter fails every batch, and the log must not drown in it.
+func installErrorHandler(log *slog.Logger) {
+	var mu sync.Mutex
+	var last time.Time
+	suppressed := 0
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < errorEvery {
+			suppressed++
+			return
+		}
+		last = time.Now()
+		msg := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg = strings.TrimSpace(ue.Err.Error())
+		}
+		log.Warn("telemetry export failed", "err", msg, "suppressed", suppressed)
+		suppressed = 0
+	}))
+}
+
+const errorEvery = 30 * time.Second

@@ -1,0 +1,228 @@
+package telemetry
+
+// W3C Trace Context (https://www.w3.org/TR/trace-context/) parsing and formatting, written to
+// allocate nothing: the gateway parses every incoming request's headers even when the request is
+// not sampled, so this sits on the hot path.
+
+const (
+	flagSampled = 0x01
+	// traceparentLen is the length of a version-00 traceparent value.
+	traceparentLen = 55
+	// maxTraceStateMembers is the W3C limit on list members in tracestate.
+	maxTraceStateMembers = 32
+)
+
+// parentContext is a parsed traceparent.
+type parentContext struct {
+	traceID [16]byte
+	spanID  [8]byte
+	flags   byte
+}
+
+func (p *parentContext) sampled() bool { return p.flags&flagSampled != 0 }
+
+// parseTraceparent parses one traceparent header value. Leading and trailing optional whitespace
+// is accepted; anything else the specification does not allow makes ok false (the caller then
+// starts a new trace). Versions above 00 are parsed by their 00 prefix as the specification asks,
+// provided what follows is "-" or nothing.
+func parseTraceparent(v []byte) (p parentContext, ok bool) {
+	v = trimOWS(v)
+	if len(v) < traceparentLen {
+		return p, false
+	}
+	ver, ok := hexByte(v[0], v[1])
+	if !ok || ver == 0xff {
+		return p, false
+	}
+	if v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return p, false
+	}
+	if ver == 0 && len(v) != traceparentLen {
+		return p, false
+	}
+	if ver > 0 && len(v) > traceparentLen && v[traceparentLen] != '-' {
+		return p, false
+	}
+	if !decodeHex(p.traceID[:], v[3:35]) || !decodeHex(p.spanID[:], v[36:52]) {
+		return p, false
+	}
+	if p.flags, ok = hexByte(v[53], v[54]); !ok {
+		return p, false
+	}
+	if allZero(p.traceID[:]) || allZero(p.spanID[:]) {
+		return p, false
+	}
+	return p, true
+}
+
+// appendTraceparent appends a version-00 traceparent value.
+func appendTraceparent(dst []byte, traceID [16]byte, spanID [8]byte, sampled bool) []byte {
+	dst = append(dst, "00-"...)
+	dst = appendHex(dst, traceID[:])
+	dst = append(dst, '-')
+	dst = appendHex(dst, spanID[:])
+	if sampled {
+		return append(dst, "-01"...)
+	}
+	return append(dst, "-00"...)
+}
+
+// appendTraceState validates the tracestate header values, in the order received, as one list
+// (repeated headers are combined, as HTTP says they may be) and appends the normalized list
+// (members joined by ",", empty members and optional whitespace dropped) to dst. An invalid list
+// (bad key or value, a duplicated key, more than 32 members) is discarded as a whole: ok is false
+// and dst is returned unchanged.
+func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
+	start := len(dst)
+	var keys [maxTraceStateMembers][2]int // offsets of each member's key within dst
+	n := 0
+	for _, v := range values {
+		for len(v) > 0 {
+			var member []byte
+			if i := indexByte(v, ','); i >= 0 {
+				member, v = v[:i], v[i+1:]
+			} else {
+				member, v = v, nil
+			}
+			member = trimOWS(member)
+			if len(member) == 0 {
+				continue // empty list members are allowed and ignored
+			}
+			eq := indexByte(member, '=')
+			if eq < 0 || !validTraceStateKey(member[:eq]) || !validTraceStateValue(member[eq+1:]) {
+				return dst[:start], false
+			}
+			if n == maxTraceStateMembers {
+				return dst[:start], false
+			}
+			key := member[:eq]
+			for i := 0; i < n; i++ {
+				if string(dst[keys[i][0]:keys[i][1]]) == string(key) {
+					return dst[:start], false
+				}
+			}
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			keys[n] = [2]int{len(dst), len(dst) + eq}
+			n++
+			dst = append(dst, member...)
+		}
+	}
+	return dst, true
+}
+
+// validTraceStateKey checks key = simple-key / multi-tenant-key:
+//
+//	simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	multi-tenant-key = tenant-id "@" system-id
+//	tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+func validTraceStateKey(k []byte) bool {
+	at := indexByte(k, '@')
+	if at < 0 {
+		if len(k) == 0 || len(k) > 256 || !isLower(k[0]) {
+			return false
+		}
+		return keyChars(k[1:])
+	}
+	tenant, system := k[:at], k[at+1:]
+	if len(tenant) == 0 || len(tenant) > 241 || !(isLower(tenant[0]) || isDigit(tenant[0])) || !keyChars(tenant[1:]) {
+		return false
+	}
+	if len(system) == 0 || len(system) > 14 || !isLower(system[0]) || !keyChars(system[1:]) {
+		return false
+	}
+	return true
+}
+
+func keyChars(b []byte) bool {
+	for _, c := range b {
+		if !(isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '*' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// validTraceStateValue checks value = 0*255(chr) nblk-chr, where chr is 0x20-0x7E except "," and
+// "=", and nblk-chr is chr minus the space.
+func validTraceStateValue(v []byte) bool {
+	if len(v) == 0 || len(v) > 256 || v[len(v)-1] == ' ' {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 || c > 0x7e || c == ',' || c == '=' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hexNibble decodes one lower-case hex digit; the specification forbids upper case.
+func hexNibble(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+func hexByte(hi, lo byte) (byte, bool) {
+	h, ok1 := hexNibble(hi)
+	l, ok2 := hexNibble(lo)
+	return h<<4 | l, ok1 && ok2
+}
+
+func decodeHex(dst, src []byte) bool {
+	for i := range dst {
+		b, ok := hexByte(src[2*i], src[2*i+1])
+		if !ok {
+			return false
+		}
+		dst[i] = b
+	}
+	return true
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(dst, src []byte) []byte {
+	for _, b := range src {
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+	}
+	return dst
+}
