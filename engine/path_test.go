@@ -47,3 +47,22 @@ func FuzzNormalizePath(f *testing.F) {
 		}
 	})
 }
+
+func TestConflictingFraming(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want bool
+	}{
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length : 4\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n", false},
+		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"POST / HTTP/1.1\r\nContent-Type: x\r\nTransfer-Encoding: chunked\r\nContent-Lengthy: 3\r\n\r\n", false},
+		{"POST /Content-Length: HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+	}
+	for _, tt := range tests {
+		if got := conflictingFraming([]byte(tt.raw)); got != tt.want {
+			t.Errorf("conflictingFraming(%q) = %v, want %v", tt.raw, got, tt.want)
+		}
+	}
+}

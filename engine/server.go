@@ -173,6 +173,11 @@ var (
 )
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
+	if conflictingFraming(fc.Request.Header.RawHeaders()) {
+		WriteError(&fc.Response, fasthttp.StatusBadRequest)
+		fc.SetConnectionClose()
+		return
+	}
 	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = time.Now()

@@ -1,0 +1,46 @@
+package engine
+
+// conflictingFraming reports whether raw request headers carry both Content-Length and
+// Transfer-Encoding. fasthttp resolves that case itself (chunked wins) and by the time the handler
+// runs no longer shows both, so the raw header block is the only place to see it. A front proxy and
+// a back end that disagree on framing is how requests get smuggled: such a request is refused, and
+// its connection closed so no leftover bytes are read as another request.
+func conflictingFraming(raw []byte) bool {
+	var cl, te bool
+	// Each header line starts after '\n'; the request line never names either header.
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\n' || i+1 >= len(raw) {
+			continue
+		}
+		rest := raw[i+1:]
+		switch rest[0] | 0x20 {
+		case 'c':
+			cl = cl || hasFoldPrefix(rest, "content-length")
+		case 't':
+			te = te || hasFoldPrefix(rest, "transfer-encoding")
+		}
+	}
+	return cl && te
+}
+
+// hasFoldPrefix reports whether line starts with name followed by optional spaces and ':'.
+func hasFoldPrefix(line []byte, name string) bool {
+	if len(line) <= len(name) {
+		return false
+	}
+	for j := 0; j < len(name); j++ {
+		if line[j]|0x20 != name[j] {
+			return false
+		}
+	}
+	for _, b := range line[len(name):] {
+		switch b {
+		case ':':
+			return true
+		case ' ', '\t':
+			continue
+		}
+		return false
+	}
+	return false
+}
