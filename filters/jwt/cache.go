@@ -36,7 +36,9 @@ type cacheEntry struct {
 	// expires is when the entry stops counting (Unix nanoseconds): the token's exp plus leeway,
 	// capped at cacheMaxTTL from when it was stored.
 	expires int64
-	size    int
+	// from is when the entry starts counting: nbf (or iat) minus leeway; 0 if neither was set.
+	from int64
+	size int
 }
 
 type cacheShard struct {
@@ -67,7 +69,7 @@ func (c *tokenCache) get(tok []byte, set *keySet, now int64) *cacheEntry {
 	s.mu.RLock()
 	e := s.m[h]
 	s.mu.RUnlock()
-	if e == nil || e.set != set || now >= e.expires || subtle.ConstantTimeCompare(e.token, tok) != 1 {
+	if e == nil || e.set != set || now >= e.expires || now < e.from || subtle.ConstantTimeCompare(e.token, tok) != 1 {
 		return nil
 	}
 	return e

@@ -335,12 +335,12 @@ func (f *Filter) verify(tok []byte, set *keySet, now time.Time) (*cacheEntry, er
 	if !ok {
 		return nil, ErrSignature
 	}
-	expires, err := f.checkClaims(t.Claims, now)
+	from, expires, err := f.checkClaims(t.Claims, now)
 	if err != nil {
 		return nil, err
 	}
 	claims := engine.Claims(t.Claims)
-	e := &cacheEntry{set: set, claims: claims, expires: expires, fwd: make([][]byte, len(f.fwd))}
+	e := &cacheEntry{set: set, claims: claims, from: from, expires: expires, fwd: make([][]byte, len(f.fwd))}
 	for i, fw := range f.fwd {
 		if v, ok := claims.String(fw.claim, ","); ok && headerValueOK(v) {
 			e.fwd[i] = []byte(v)
@@ -349,51 +349,59 @@ func (f *Filter) verify(tok []byte, set *keySet, now time.Time) (*cacheEntry, er
 	return e, nil
 }
 
-// checkClaims validates exp (required), nbf, iat, iss and aud, and returns until when (Unix
-// nanoseconds) the token may be served from the cache.
-func (f *Filter) checkClaims(cl map[string]any, now time.Time) (int64, error) {
+// checkClaims validates exp (required), nbf, iat, iss and aud, and returns the span (Unix
+// nanoseconds) in which the token may be served from the cache: [from, until).
+func (f *Filter) checkClaims(cl map[string]any, now time.Time) (from, until int64, err error) {
 	nowS := float64(now.UnixNano()) / 1e9
 	lw := f.leeway.Seconds()
+	// notBefore stays in seconds relative to nowS so large claim values cannot overflow int64.
+	notBefore := math.Inf(-1)
 	v, ok := cl["exp"]
 	if !ok {
-		return 0, ErrNoExpiry
+		return 0, 0, ErrNoExpiry
 	}
 	exp, ok := v.(float64)
 	if !ok {
-		return 0, ErrClaims
+		return 0, 0, ErrClaims
 	}
 	// RFC 7519 §4.1.4: the token must not be accepted on or after exp.
 	if nowS >= exp+lw {
-		return 0, ErrExpired
+		return 0, 0, ErrExpired
 	}
 	if v, ok := cl["nbf"]; ok {
 		nbf, ok := v.(float64)
 		if !ok {
-			return 0, ErrClaims
+			return 0, 0, ErrClaims
 		}
 		if nowS < nbf-lw {
-			return 0, ErrNotYetValid
+			return 0, 0, ErrNotYetValid
 		}
+		notBefore = max(notBefore, nbf-lw)
 	}
 	if v, ok := cl["iat"]; ok {
 		iat, ok := v.(float64)
 		if !ok {
-			return 0, ErrClaims
+			return 0, 0, ErrClaims
 		}
 		if iat-lw > nowS {
-			return 0, ErrIssuedFuture
+			return 0, 0, ErrIssuedFuture
 		}
+		notBefore = max(notBefore, iat-lw)
 	}
 	if f.issuer != "" {
 		if iss, _ := cl["iss"].(string); iss != f.issuer {
-			return 0, ErrIssuer
+			return 0, 0, ErrIssuer
 		}
 	}
 	if len(f.audiences) > 0 && !f.audienceOK(cl["aud"]) {
-		return 0, ErrAudience
+		return 0, 0, ErrAudience
 	}
-	until := math.Min(exp+lw-nowS, cacheMaxTTL.Seconds())
-	return now.UnixNano() + int64(until*1e9), nil
+	ttl := math.Min(exp+lw-nowS, cacheMaxTTL.Seconds())
+	if notBefore > math.Inf(-1) {
+		// notBefore <= nowS here, so this is a non-positive offset.
+		from = now.UnixNano() + int64(math.Max(notBefore-nowS, -cacheMaxTTL.Seconds())*1e9)
+	}
+	return from, now.UnixNano() + int64(ttl*1e9), nil
 }
 
 func (f *Filter) audienceOK(v any) bool {
