@@ -5,17 +5,21 @@ package filters
 import (
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters/authorize"
+	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
+	"github.com/sluice-gateway/sluice/filters/ratelimit"
 )
 
 // Builtin returns a registry with every built-in kind.
 func Builtin() *engine.Registry {
 	r := engine.NewRegistry()
 	headers.Register(r)
+	balancer.Register(r)
 	compress.Register(r)
 	jwt.Register(r)
 	authorize.Register(r)
+	ratelimit.Register(r)
 	return r
 }

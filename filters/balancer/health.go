@@ -1,0 +1,83 @@
+package balancer
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// healthLoop probes every target each interval, starting at once. A target whose previous probe
+// is still running (it hangs until its timeout) is skipped, so probes never pile up.
+func (u *Upstream) healthLoop(hc *HealthCheckConfig) {
+	defer u.wg.Done()
+	tk := time.NewTicker(hc.Interval.D())
+	defer tk.Stop()
+	for {
+		for _, t := range u.set.Load().targets {
+			if t.probing.CompareAndSwap(false, true) {
+				u.wg.Add(1)
+				go u.probe(t, hc)
+			}
+		}
+		select {
+		case <-u.stop:
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// probe sends one health check to t and moves its health after healthy_threshold successes or
+// unhealthy_threshold failures in a row.
+func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
+	defer u.wg.Done()
+	defer t.probing.Store(false)
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	scheme := "http://"
+	if t.tls {
+		scheme = "https://"
+	}
+	req.SetRequestURI(scheme + t.addr + hc.Path)
+	req.Header.SetHost(hostHeader(t))
+	req.Header.Set("User-Agent", "sluice-health-check")
+	err := t.probe.DoTimeout(req, resp, hc.Timeout.D())
+	ok := err == nil && expected(hc.ExpectStatus, resp.StatusCode())
+	select {
+	case <-u.stop:
+		return // the upstream is closing: the verdict no longer matters
+	default:
+	}
+	st := t.st
+	if ok {
+		st.probeFail.Store(0)
+		if n := st.probeOK.Add(1); !st.healthy.Load() && int(n) >= hc.HealthyThreshold {
+			st.healthy.Store(true)
+			u.log.Info("target healthy again", "target", t.addr)
+		}
+		return
+	}
+	st.probeOK.Store(0)
+	if n := st.probeFail.Add(1); st.healthy.Load() && int(n) >= hc.UnhealthyThreshold {
+		st.healthy.Store(false)
+		status := 0
+		if err == nil {
+			status = resp.StatusCode()
+		}
+		u.log.Warn("target unhealthy", "target", t.addr, "status", status, "err", err)
+	}
+}
+
+// hostHeader is the Host a probe sends: the configured host name and port.
+func hostHeader(t *target) string { return t.name }
+
+func expected(list []int, status int) bool {
+	for _, s := range list {
+		if s == status {
+			return true
+		}
+	}
+	return false
+}

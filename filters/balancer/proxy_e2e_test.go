@@ -1,0 +1,331 @@
+package balancer_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/valyala/fasthttp"
+)
+
+// config returns a gateway config with one upstream "u" of the given targets and body, and
+// pipelines "/" (no strip) and "/v1/" (strip_prefix "/v1"). server is extra server attributes.
+func config(server string, targets []string, upstreamBody string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server {\n  max_body_bytes = \"32MiB\"\n%s\n}\n", server)
+	b.WriteString("upstream \"u\" {\n")
+	for _, t := range targets {
+		fmt.Fprintf(&b, "  target {\n    address = %q\n  }\n", t)
+	}
+	b.WriteString(upstreamBody)
+	b.WriteString("\n}\n")
+	b.WriteString(`
+pipeline "root" {
+  match {
+    path_prefix = "/"
+  }
+  balancer {
+    upstream = upstream.u
+  }
+}
+pipeline "v1" {
+  match {
+    path_prefix = "/v1/"
+  }
+  strip_prefix = "/v1"
+  balancer {
+    upstream = upstream.u
+  }
+}
+`)
+	return b.String()
+}
+
+// rawRequest sends req (raw HTTP/1.1 text) to addr and returns the parsed response with its body.
+func rawRequest(t *testing.T, addr, req string) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// recorder is an upstream that records what it received.
+type recorder struct {
+	mu   sync.Mutex
+	uris []string
+	hdrs []http.Header
+	n    int
+}
+
+func (r *recorder) handler(name string) fasthttp.RequestHandler {
+	return func(c *fasthttp.RequestCtx) {
+		h := http.Header{}
+		for k, v := range c.Request.Header.All() {
+			h.Add(string(k), string(v))
+		}
+		r.mu.Lock()
+		r.uris = append(r.uris, string(c.Request.Header.RequestURI()))
+		r.hdrs = append(r.hdrs, h)
+		r.n++
+		r.mu.Unlock()
+		c.Response.Header.Set("X-Upstream", name)
+		c.SetBodyString(name)
+	}
+}
+
+func (r *recorder) last() (string, http.Header) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.uris) == 0 {
+		return "", nil
+	}
+	return r.uris[len(r.uris)-1], r.hdrs[len(r.hdrs)-1]
+}
+
+func TestRoundRobinOverThreeTargets(t *testing.T) {
+	var addrs []string
+	for _, n := range []string{"a", "b", "c"} {
+		addrs = append(addrs, gatewaytest.Upstream(t, (&recorder{}).handler(n)))
+	}
+	gw := gatewaytest.Start(t, config("", addrs, ""))
+	cl := gatewaytest.Client()
+	counts := map[string]int{}
+	var seq []string
+	for i := 0; i < 30; i++ {
+		code, body, err := cl.Get(nil, gw.URL+"/x")
+		if err != nil || code != 200 {
+			t.Fatalf("GET: %d %v", code, err)
+		}
+		counts[string(body)]++
+		seq = append(seq, string(body))
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if counts[n] != 10 {
+			t.Errorf("target %s got %d of 30 requests, want 10 (sequence %v)", n, counts[n], seq)
+		}
+	}
+	// Strict rotation: no target twice in a row.
+	for i := 1; i < len(seq); i++ {
+		if seq[i] == seq[i-1] {
+			t.Fatalf("round robin sent two requests in a row to %s: %v", seq[i], seq)
+		}
+	}
+}
+
+func TestRawPathAndStripPrefix(t *testing.T) {
+	rec := &recorder{}
+	gw := gatewaytest.Start(t, config("", []string{gatewaytest.Upstream(t, rec.handler("a"))}, ""))
+	cases := []struct{ sent, want string }{
+		{"/v1/files/a%2Fb%26c?x=1%26y&z", "/files/a%2Fb%26c?x=1%26y&z"},
+		{"/plain/a%2Fb%26c", "/plain/a%2Fb%26c"},
+		{"/v1/", "/"},
+		{"/v1/%7Euser", "/%7Euser"},
+		{"/v10/x", "/v10/x"},
+	}
+	for _, tc := range cases {
+		resp, _ := rawRequest(t, gw.Addr, "GET "+tc.sent+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", tc.sent, resp.StatusCode)
+		}
+		if got, _ := rec.last(); got != tc.want {
+			t.Errorf("sent %s: upstream got %q, want %q", tc.sent, got, tc.want)
+		}
+	}
+}
+
+func TestHopByHopHeadersAndForwarding(t *testing.T) {
+	rec := &recorder{}
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		rec.handler("a")(c)
+		c.Response.Header.Set("Connection", "X-Resp-Secret")
+		c.Response.Header.Set("X-Resp-Secret", "s3")
+		c.Response.Header.Set("Keep-Alive", "timeout=5")
+		c.Response.Header.Set("Proxy-Authenticate", "Basic")
+		c.Response.Header.Set("X-Resp-Public", "ok")
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	resp, _ := rawRequest(t, gw.Addr, "GET /h HTTP/1.1\r\nHost: example.test\r\n"+
+		"Connection: close, X-Secret\r\nX-Secret: s1\r\nKeep-Alive: 300\r\nTE: trailers\r\n"+
+		"Proxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\n"+
+		"X-Forwarded-For: 6.6.6.6\r\nX-Public: p\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_, h := rec.last()
+	for _, k := range []string{"X-Secret", "Keep-Alive", "Te", "Proxy-Authorization", "Proxy-Connection", "Upgrade", "Connection"} {
+		if v := h.Get(k); v != "" {
+			t.Errorf("upstream received hop-by-hop %s: %q", k, v)
+		}
+	}
+	if h.Get("X-Public") != "p" {
+		t.Errorf("X-Public not forwarded: %v", h)
+	}
+	// The socket peer is untrusted: its X-Forwarded-For claim is dropped, the chain restarts.
+	if got := h.Get("X-Forwarded-For"); got != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q, want 127.0.0.1", got)
+	}
+	if got := h.Get("X-Forwarded-Proto"); got != "http" {
+		t.Errorf("X-Forwarded-Proto = %q", got)
+	}
+	if got := h.Get("X-Forwarded-Host"); got != "example.test" {
+		t.Errorf("X-Forwarded-Host = %q", got)
+	}
+	if got := h.Get("Via"); got != "1.1 sluice" {
+		t.Errorf("Via = %q", got)
+	}
+	if got := h.Get("Host"); got != "example.test" {
+		t.Errorf("Host = %q, want the client's", got)
+	}
+	for _, k := range []string{"X-Resp-Secret", "Keep-Alive", "Proxy-Authenticate"} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Errorf("client received hop-by-hop %s: %q", k, v)
+		}
+	}
+	if resp.Header.Get("X-Resp-Public") != "ok" || resp.Header.Get("X-Upstream") != "a" {
+		t.Errorf("end-to-end response headers lost: %v", resp.Header)
+	}
+	if got := resp.Header.Get("Via"); got != "1.1 sluice" {
+		t.Errorf("response Via = %q", got)
+	}
+}
+
+func TestTrustedProxyChain(t *testing.T) {
+	rec := &recorder{}
+	up := gatewaytest.Upstream(t, rec.handler("a"))
+	gw := gatewaytest.Start(t, config(`  trusted_proxies = ["127.0.0.1"]`, []string{up}, ""))
+	resp, _ := rawRequest(t, gw.Addr, "GET /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"+
+		"X-Forwarded-For: 9.9.9.9, 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_, h := rec.last()
+	// 1.2.3.4 is the client (first untrusted hop from the right); 9.9.9.9 is its own claim.
+	if got := h.Get("X-Forwarded-For"); got != "1.2.3.4, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q, want \"1.2.3.4, 127.0.0.1\"", got)
+	}
+	if got := h.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("X-Forwarded-Proto from a trusted proxy = %q, want kept", got)
+	}
+}
+
+func TestLargeBodiesBothWays(t *testing.T) {
+	const size = 16 << 20
+	payload := make([]byte, size)
+	_, _ = rand.Read(payload)
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		switch string(c.Path()) {
+		case "/echo":
+			c.SetBody(c.Request.Body()) // request body back, byte for byte
+		case "/chunked":
+			c.SetBodyStream(bytes.NewReader(payload), -1)
+		default:
+			c.SetBody(payload)
+		}
+	})
+	for _, tc := range []struct{ name, server string }{
+		{"held", ""},
+		{"streamed", `  max_response_bytes = "1MiB"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gw := gatewaytest.Start(t, config(tc.server, []string{up}, ""))
+			cl := gatewaytest.Client()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(gw.URL + "/echo")
+			req.Header.SetMethod("POST")
+			req.SetBody(payload)
+			if err := cl.DoTimeout(req, resp, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode() != 200 || !bytes.Equal(resp.Body(), payload) {
+				t.Fatalf("16 MiB echo: status %d, %d bytes back, equal=%v", resp.StatusCode(), len(resp.Body()), bytes.Equal(resp.Body(), payload))
+			}
+			for _, path := range []string{"/down", "/chunked"} {
+				code, body, err := cl.GetTimeout(nil, gw.URL+path, 20*time.Second)
+				if err != nil || code != 200 || !bytes.Equal(body, payload) {
+					t.Fatalf("16 MiB GET %s: %d, %d bytes, err %v", path, code, len(body), err)
+				}
+			}
+		})
+	}
+}
+
+func TestErrorStatuses(t *testing.T) {
+	// A port with nothing listening: connect refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	slow := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		time.Sleep(2 * time.Second)
+		c.SetBodyString("late")
+	})
+	t.Run("refused is 502", func(t *testing.T) {
+		gw := gatewaytest.Start(t, config("", []string{dead}, ""))
+		resp, body := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 502 || strings.Contains(string(body), "refused") || len(body) > 64 {
+			t.Errorf("got %d %q, want 502 with a short standard body", resp.StatusCode, body)
+		}
+	})
+	t.Run("timeout is 504", func(t *testing.T) {
+		gw := gatewaytest.Start(t, config("", []string{slow}, `timeouts {
+    request = "200ms"
+  }`))
+		start := time.Now()
+		resp, body := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 504 || strings.Contains(string(body), "timeout") || len(body) > 64 {
+			t.Errorf("got %d %q, want 504 with a short standard body", resp.StatusCode, body)
+		}
+		if el := time.Since(start); el > 1500*time.Millisecond {
+			t.Errorf("504 took %v, want about the 200ms request timeout", el)
+		}
+	})
+	t.Run("no healthy target is 503", func(t *testing.T) {
+		gw := gatewaytest.Start(t, config("", []string{dead}, `health_check {
+    interval = "50ms"
+    timeout = "50ms"
+    unhealthy_threshold = 1
+  }`))
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			resp, body := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+			if resp.StatusCode == 503 {
+				if len(body) > 64 {
+					t.Errorf("503 body %q", body)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("still %d after 3s, want 503 once the health check failed", resp.StatusCode)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

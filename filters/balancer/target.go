@@ -1,0 +1,134 @@
+package balancer
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// target is one address of an upstream as built: its connection pool, its slot limit and its
+// shared health state. A configured target whose host name resolves to several addresses
+// becomes several targets.
+type target struct {
+	addr   string // the address dialled, "ip:port" (or "host:port" when not resolved)
+	name   string // the configured address, for the admin API
+	host   string // the configured host name: TLS server name
+	weight int
+	tls    bool
+
+	client *fasthttp.HostClient
+	// slots bounds the requests in flight to this target (max_connections_per_target).
+	slots chan struct{}
+	st    *targetState
+	m     *targetMetrics
+
+	// probe is the health-check client: its own one-connection pool, so probes neither wait
+	// behind nor take slots from proxied requests. probing is set while a probe is in flight.
+	probe   *fasthttp.HostClient
+	probing atomic.Bool
+}
+
+// tlsSettings is what a target's TLS client needs from its target block.
+type tlsSettings struct {
+	enabled bool
+	host    string
+	roots   *x509.CertPool // nil: the system roots
+}
+
+func loadTLS(tc TargetConfig, host string, caPEM []byte) (tlsSettings, error) {
+	s := tlsSettings{enabled: tc.TLS, host: host}
+	if len(caPEM) > 0 {
+		s.roots = x509.NewCertPool()
+		if !s.roots.AppendCertsFromPEM(caPEM) {
+			return s, fmt.Errorf("ca_file %q holds no PEM certificate", tc.CAFile)
+		}
+	}
+	return s, nil
+}
+
+func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u *Upstream) *target {
+	t := &target{
+		addr:   addr,
+		name:   tc.Address,
+		host:   ts.host,
+		weight: tc.Weight,
+		tls:    ts.enabled,
+		slots:  make(chan struct{}, u.maxConns),
+		st:     acquireState(upstream, addr),
+		m:      u.metrics.forTarget(addr),
+	}
+	d := &dialer{connect: u.connectTimeout}
+	if ts.enabled {
+		d.tls = &tls.Config{
+			ServerName: ts.host,
+			RootCAs:    ts.roots,
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"http/1.1"},
+		}
+	}
+	t.probe = &fasthttp.HostClient{
+		Addr:                      addr,
+		Name:                      "sluice-health-check",
+		DialTimeout:               d.dial,
+		IsTLS:                     ts.enabled,
+		MaxConns:                  1,
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		MaxResponseBodySize:       64 << 10,
+		SecureErrorLogMessage:     true,
+		NoDefaultUserAgentHeader:  true,
+	}
+	t.client = &fasthttp.HostClient{
+		Addr:        addr,
+		Name:        "sluice",
+		DialTimeout: d.dial,
+		IsTLS:       ts.enabled,
+		MaxConns:    u.maxConns,
+		// The balancer retries on other targets itself; fasthttp must not resend on its own.
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		MaxIdleConnDuration:       30 * time.Second,
+		ReadBufferSize:            16 << 10,
+		WriteBufferSize:           16 << 10,
+		// Encoded paths (%2F, %26) must reach the upstream byte for byte.
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultUserAgentHeader:      true,
+		SecureErrorLogMessage:         true,
+		StreamResponseBody:            true,
+	}
+	return t
+}
+
+// acquire takes one of the target's request slots, waiting at most wait for one.
+func (t *target) acquire(wait time.Duration) bool {
+	select {
+	case t.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if wait <= 0 {
+		return false
+	}
+	tm := time.NewTimer(wait)
+	defer tm.Stop()
+	select {
+	case t.slots <- struct{}{}:
+		return true
+	case <-tm.C:
+		return false
+	}
+}
+
+func (t *target) release() { <-t.slots }
+
+// close drops the target's idle connections and its reference to the shared state.
+func (t *target) close() {
+	t.client.CloseIdleConnections()
+	t.probe.CloseIdleConnections()
+	releaseState(t.st)
+}

@@ -1,0 +1,610 @@
+// Package balancer implements `upstream` blocks: the Terminal that ends every pipeline. It picks
+// a target with the configured policy (round_robin, weighted_round_robin, least_request,
+// p2c_ewma, ring_hash, maglev, random), proxies the request over that target's keep-alive pool
+// (one fasthttp.HostClient per target), and keeps the pool healthy: active HTTP health checks,
+// outlier ejection on consecutive failures, retries on other targets within a retry budget,
+// connect and request timeouts, DNS re-resolution, and TLS to targets. Health state lives in
+// atomics per target, in a package-level registry keyed by upstream name and address, so it
+// survives a configuration reload for the targets that stay.
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// Register declares the upstream implementation.
+func Register(r *engine.Registry) {
+	engine.RegisterUpstream(r, Build)
+}
+
+// Resolver resolves target host names; net.DefaultResolver is one.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// resolver is what new upstreams resolve names with (tests replace it).
+var resolver atomic.Pointer[Resolver]
+
+func init() {
+	var r Resolver = net.DefaultResolver
+	resolver.Store(&r)
+}
+
+// Upstream is a built upstream block. It is safe for concurrent use.
+type Upstream struct {
+	name   string
+	cfg    *Config
+	log    *slog.Logger
+	hash   hashSource
+	hashed bool
+
+	set atomic.Pointer[targetSet]
+
+	maxConns       int
+	connectTimeout time.Duration
+	requestTimeout time.Duration
+	perTryTimeout  time.Duration
+	slotWait       time.Duration
+	maxHeld        int
+	attempts       int
+	on             retryOn
+	budget         retryBudget
+	outlier        *OutlierDetectionConfig
+	metrics        *upstreamMetrics
+	inflight       atomic.Int64
+
+	// groups are the configured targets with what they resolved to; guarded by mu.
+	mu       sync.Mutex
+	groups   []*group
+	resolver Resolver
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// group is one target block and the addresses its host resolved to.
+type group struct {
+	cfg   TargetConfig
+	host  string
+	port  string
+	ip    bool // the host is an IP literal: never re-resolved
+	tls   tlsSettings
+	addrs []string
+}
+
+// targetSet is the current list of targets and the policy built over it; it is replaced as a
+// whole when DNS answers change.
+type targetSet struct {
+	targets []*target
+	picker  picker
+}
+
+// Build makes the Upstream for an upstream block. Under env.Validating it checks files and
+// settings but resolves no name and starts nothing.
+func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, error) {
+	u := &Upstream{
+		name:           name,
+		cfg:            cfg,
+		log:            env.Logger,
+		maxConns:       cfg.MaxConnectionsPerTarget,
+		connectTimeout: cfg.Timeouts.Connect.D(),
+		requestTimeout: cfg.Timeouts.Request.D(),
+		metrics:        newUpstreamMetrics(name),
+		stop:           make(chan struct{}),
+		resolver:       *resolver.Load(),
+	}
+	if u.log == nil {
+		u.log = slog.Default()
+	}
+	if u.maxConns <= 0 {
+		u.maxConns = defaultMaxConns
+	}
+	// A request that finds every slot of its target taken waits briefly for one, then moves on.
+	u.slotWait = min(u.connectTimeout, 100*time.Millisecond)
+	u.maxHeld = 64 << 20
+	if env.Server != nil && env.Server.MaxResponseBytes > 0 {
+		u.maxHeld = int(env.Server.MaxResponseBytes)
+	}
+	var err error
+	if u.hash, err = parseHashOn(cfg.HashOn); err != nil {
+		return nil, err
+	}
+	u.hashed = u.hash.kind != hashNone
+	if r := cfg.Retry; r != nil {
+		u.attempts = *r.Attempts
+		u.on = compileRetryOn(r.On)
+		u.budget.pct = int64(*r.BudgetPercent)
+		u.perTryTimeout = r.PerTryTimeout.D()
+	}
+	u.outlier = cfg.OutlierDetection
+
+	for _, tc := range cfg.Targets {
+		host, port, err := net.SplitHostPort(tc.Address)
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+		}
+		var ca []byte
+		if tc.CAFile != "" {
+			if ca, err = readCAFile(env.Path(tc.CAFile)); err != nil {
+				return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+			}
+		}
+		ts, err := loadTLS(tc, host, ca)
+		if err != nil {
+			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+		}
+		g := &group{cfg: tc, host: host, port: port, tls: ts}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			g.ip = true
+			g.addrs = []string{net.JoinHostPort(ip.String(), port)}
+		}
+		u.groups = append(u.groups, g)
+	}
+	if env.Validating {
+		u.set.Store(&targetSet{picker: newPicker(cfg.Policy, nil)})
+		return u, nil
+	}
+
+	u.resolveAll(context.Background())
+	u.rebuild()
+	if u.hasNames() {
+		u.wg.Add(1)
+		go u.dnsLoop(cfg.DNSRefresh.D())
+	}
+	if cfg.HealthCheck != nil {
+		u.wg.Add(1)
+		go u.healthLoop(cfg.HealthCheck)
+	}
+	return u, nil
+}
+
+// Close stops the health checks and DNS refreshes and releases the targets. Requests still in
+// flight finish on their connections.
+func (u *Upstream) Close() error {
+	u.closeOnce.Do(func() {
+		close(u.stop)
+		u.wg.Wait()
+		if s := u.set.Swap(&targetSet{picker: &roundRobin{}}); s != nil {
+			for _, t := range s.targets {
+				t.close()
+			}
+		}
+	})
+	return nil
+}
+
+// Serve proxies the request to a target, retrying on others as the retry block allows, and
+// leaves the upstream's response (or a short error) in c.Response.
+func (u *Upstream) Serve(c *engine.Ctx) {
+	set := u.set.Load()
+	start := time.Now()
+	now := start.UnixNano()
+	u.budget.onRequest(now)
+	deadline := start.Add(u.requestTimeout)
+
+	var key uint64
+	var hasKey bool
+	if u.hashed {
+		key, hasKey = u.hash.key(c)
+	}
+	x := acquireExchange()
+	defer releaseExchange(x)
+	x.prepare(c)
+	idempotent := isIdempotent(&c.Request.Header)
+	obs, _ := c.Observer().(engine.AttemptObserver)
+
+	up := fasthttp.AcquireResponse()
+	owned := true
+	defer func() {
+		if owned {
+			fasthttp.ReleaseResponse(up)
+		}
+	}()
+
+	var (
+		lastErr  error
+		lastFail failure
+		haveResp bool
+	)
+	for attempt := 0; ; attempt++ {
+		i := set.picker.pick(set.targets, key, hasKey, x.tried[:x.ntried], u.inflight.Load(), now)
+		if i < 0 {
+			if attempt == 0 {
+				u.metrics.noTarget.Inc()
+				c.Fail(fasthttp.StatusServiceUnavailable, errNoTarget)
+				return
+			}
+			break
+		}
+		t := set.targets[i]
+		x.tried[x.ntried] = i
+		x.ntried++
+		if attempt > 0 {
+			u.metrics.retries.Inc()
+		}
+		tryDeadline := deadline
+		if u.perTryTimeout > 0 {
+			if d := time.Now().Add(u.perTryTimeout); d.Before(tryDeadline) {
+				tryDeadline = d
+			}
+		}
+		fail, err, rtt := u.attempt(c, t, x, up, tryDeadline, obs)
+		c.Attempts++
+		c.Target = t.addr
+		c.UpstreamTime += rtt
+		lastFail, lastErr, haveResp = fail, err, fail == failNone
+		now = time.Now().UnixNano()
+		if !u.shouldRetry(fail, up.StatusCode(), idempotent, attempt, deadline, now) {
+			break
+		}
+		if haveResp {
+			// Discard the body of the response we retry past (its connection is closed if unread).
+			_ = up.CloseBodyStream()
+		}
+	}
+	if !haveResp {
+		c.Fail(failStatus(lastFail, lastErr), fmt.Errorf("upstream %s: %w", u.name, lastErr))
+		return
+	}
+	keep, err := copyResponse(c, up, u.maxHeld, x)
+	owned = keep
+	if err != nil {
+		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: reading the response: %w", u.name, err))
+	}
+}
+
+var errNoTarget = errors.New("no healthy target")
+
+// attempt sends the prepared request to t once and records the outcome in t's health state.
+func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, up *fasthttp.Response, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration) {
+	if !t.acquire(u.slotWait) {
+		t.m.requests.Inc()
+		return failConnect, errNoFreeConns, 0
+	}
+	defer t.release()
+	if t.tls {
+		x.req.URI().SetSchemeBytes(schemeHTTPS)
+	} else {
+		x.req.URI().SetSchemeBytes(schemeHTTP)
+	}
+	var tok any
+	if obs != nil {
+		tok = obs.StartAttempt(c, t.addr, &x.req)
+	}
+	t.st.inflight.Add(1)
+	u.inflight.Add(1)
+	begin := time.Now()
+	err := t.client.DoDeadline(&x.req, up, deadline)
+	rtt := time.Since(begin)
+	u.inflight.Add(-1)
+	t.st.inflight.Add(-1)
+
+	fail := classify(err)
+	status := 0
+	if fail == failNone {
+		status = up.StatusCode()
+	}
+	end := begin.Add(rtt).UnixNano()
+	t.st.requests.Add(1)
+	t.m.requests.Inc()
+	if fail == failNone {
+		t.m.latency.Observe(rtt.Seconds())
+		t.st.observeLatency(rtt, end)
+	} else {
+		// A refused connection is quick: record it as slow, or p2c_ewma would favour a dead
+		// target for its fast failures.
+		t.st.observeLatency(max(rtt, u.connectTimeout), end)
+	}
+	if fail != failNone || status >= 500 {
+		t.m.failures.Inc()
+		u.onFailure(t, end)
+	} else {
+		u.onSuccess(t, end)
+	}
+	if obs != nil {
+		obs.EndAttempt(c, tok, status, err)
+	}
+	return fail, err, rtt
+}
+
+// shouldRetry decides whether a failed attempt is tried again on another target.
+func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attempt int, deadline time.Time, now int64) bool {
+	if attempt >= u.attempts || now >= deadline.UnixNano() {
+		return false
+	}
+	switch fail {
+	case failConnect:
+		// Nothing was sent: safe for any method.
+		if !u.on.connectFailure {
+			return false
+		}
+	case failReset:
+		if !u.on.reset || !idempotent {
+			return false
+		}
+	case failTimeout:
+		// A per-try timeout is the gateway's own 504.
+		if !(u.on.timeout || u.on.status(fasthttp.StatusGatewayTimeout)) || !idempotent {
+			return false
+		}
+	default:
+		if !u.on.status(status) || !idempotent {
+			return false
+		}
+	}
+	if !u.budget.allow(now) {
+		u.metrics.budgetExhausted.Inc()
+		return false
+	}
+	return true
+}
+
+// isIdempotent reports whether a request may be sent twice (RFC 9110 §9.2.2).
+func isIdempotent(h *fasthttp.RequestHeader) bool {
+	return h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
+}
+
+// onFailure counts a failed request and ejects the target after consecutive_failures of them,
+// for base_ejection_time doubled on each repeated ejection, unless max_ejection_percent of the
+// targets are already ejected.
+func (u *Upstream) onFailure(t *target, now int64) {
+	t.st.noteFailure(now)
+	n := t.st.consecFailures.Add(1)
+	o := u.outlier
+	if o == nil || int(n) < o.ConsecutiveFailures {
+		return
+	}
+	until := t.st.ejectedUntil.Load()
+	if until > now {
+		return
+	}
+	set := u.set.Load()
+	ejected := 0
+	for _, x := range set.targets {
+		if x.st.ejectedUntil.Load() > now {
+			ejected++
+		}
+	}
+	allowed := *o.MaxEjectionPercent * len(set.targets) / 100
+	if *o.MaxEjectionPercent > 0 {
+		allowed = max(allowed, 1)
+	}
+	if ejected >= allowed {
+		return
+	}
+	k := min(t.st.ejections.Load(), 10)
+	d := o.BaseEjectionTime.D() << k
+	if limit := max(maxEjection, o.BaseEjectionTime.D()); d > limit {
+		d = limit
+	}
+	if t.st.ejectedUntil.CompareAndSwap(until, now+int64(d)) {
+		t.st.ejections.Add(1)
+		t.st.consecFailures.Store(0)
+		t.m.ejections.Inc()
+		u.log.Warn("target ejected", "target", t.addr, "for", d.String(), "consecutive_failures", n)
+	}
+}
+
+// maxEjection caps the doubling of ejection times.
+const maxEjection = 5 * time.Minute
+
+// onSuccess resets the failure count; a target that has served well for a base ejection time
+// since its last ejection starts doubling from the base again.
+func (u *Upstream) onSuccess(t *target, now int64) {
+	if t.st.consecFailures.Load() != 0 {
+		t.st.consecFailures.Store(0)
+	}
+	if u.outlier != nil && t.st.ejections.Load() > 0 &&
+		now-t.st.ejectedUntil.Load() > int64(u.outlier.BaseEjectionTime.D()) {
+		t.st.ejections.Store(0)
+	}
+}
+
+// Healthy reports whether some target can take a request now.
+func (u *Upstream) Healthy() bool {
+	now := time.Now().UnixNano()
+	for _, t := range u.set.Load().targets {
+		if t.st.available(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Status is the upstream's state for the admin API's /upstreams.
+type Status struct {
+	Name    string         `json:"name"`
+	Policy  string         `json:"policy"`
+	Healthy bool           `json:"healthy"`
+	Targets []TargetStatus `json:"targets"`
+}
+
+// TargetStatus is one target's state.
+type TargetStatus struct {
+	Address             string     `json:"address"`
+	Configured          string     `json:"configured"`
+	Weight              int        `json:"weight"`
+	TLS                 bool       `json:"tls"`
+	Healthy             bool       `json:"healthy"`
+	Available           bool       `json:"available"`
+	EjectedUntil        *time.Time `json:"ejected_until,omitempty"`
+	Ejections           int        `json:"ejections"`
+	InFlight            int64      `json:"in_flight"`
+	EWMALatencyMS       float64    `json:"ewma_latency_ms"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	RecentFailures      int        `json:"recent_failures"`
+	Requests            uint64     `json:"requests"`
+	Failures            uint64     `json:"failures"`
+}
+
+// recentWindow is how far back "recent_failures" looks.
+const recentWindow = time.Minute
+
+// Status returns the state of every target (a Status value).
+func (u *Upstream) Status() any {
+	now := time.Now()
+	nowNS := now.UnixNano()
+	st := Status{Name: u.name, Policy: u.cfg.Policy, Healthy: u.Healthy(), Targets: []TargetStatus{}}
+	for _, t := range u.set.Load().targets {
+		s := t.st
+		ts := TargetStatus{
+			Address:             t.addr,
+			Configured:          t.name,
+			Weight:              t.weight,
+			TLS:                 t.tls,
+			Healthy:             s.healthy.Load(),
+			Available:           s.available(nowNS),
+			Ejections:           int(s.ejections.Load()),
+			InFlight:            s.inflight.Load(),
+			EWMALatencyMS:       s.decayedLatency(nowNS) / 1e6,
+			ConsecutiveFailures: int(s.consecFailures.Load()),
+			RecentFailures:      s.recentFailures(nowNS, recentWindow),
+			Requests:            s.requests.Load(),
+			Failures:            s.failures.Load(),
+		}
+		if until := s.ejectedUntil.Load(); until > nowNS {
+			tm := time.Unix(0, until).UTC()
+			ts.EjectedUntil = &tm
+		}
+		st.Targets = append(st.Targets, ts)
+	}
+	return st
+}
+
+// hasNames reports whether some target is a host name to re-resolve.
+func (u *Upstream) hasNames() bool {
+	for _, g := range u.groups {
+		if !g.ip {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveAll resolves every host name; it reports whether any answer changed. A failed lookup
+// keeps the previous addresses.
+func (u *Upstream) resolveAll(ctx context.Context) bool {
+	changed := false
+	for _, g := range u.groups {
+		if g.ip {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ips, err := u.resolver.LookupHost(lctx, g.host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			u.log.Warn("resolving a target", "host", g.host, "err", err)
+			continue
+		}
+		addrs := make([]string, 0, len(ips))
+		for _, ip := range ips {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				ip = a.Unmap().String()
+			}
+			addrs = append(addrs, net.JoinHostPort(ip, g.port))
+		}
+		sort.Strings(addrs)
+		addrs = dedupe(addrs)
+		u.mu.Lock()
+		if !equalStrings(addrs, g.addrs) {
+			g.addrs = addrs
+			changed = true
+		}
+		u.mu.Unlock()
+	}
+	return changed
+}
+
+// rebuild makes a new target set from the groups' addresses, keeping the targets (and their
+// connection pools) whose address stays, and closes the ones that went away.
+func (u *Upstream) rebuild() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := map[string]*target{}
+	if s := u.set.Load(); s != nil {
+		for _, t := range s.targets {
+			old[t.addr] = t
+		}
+	}
+	var ts []*target
+	seen := map[string]bool{}
+	for _, g := range u.groups {
+		for _, a := range g.addrs {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			if t, ok := old[a]; ok {
+				ts = append(ts, t)
+				delete(old, a)
+				continue
+			}
+			ts = append(ts, newTarget(u.name, g.cfg, a, g.tls, u))
+		}
+	}
+	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts)})
+	for _, t := range old {
+		t.close()
+	}
+}
+
+func (u *Upstream) dnsLoop(every time.Duration) {
+	defer u.wg.Done()
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-tk.C:
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-u.stop:
+				case <-ctx.Done():
+				}
+				cancel()
+			}()
+			if u.resolveAll(ctx) {
+				u.rebuild()
+				u.log.Info("targets re-resolved", "targets", len(u.set.Load().targets))
+			}
+			cancel()
+		}
+	}
+}
+
+func dedupe(s []string) []string {
+	out := s[:0]
+	for i, x := range s {
+		if i == 0 || x != s[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
