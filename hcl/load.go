@@ -5,7 +5,6 @@ package hcl
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -286,11 +285,3 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 	return gw, diags
 }
 
-// WriteDiagnostics prints diags with source snippets, as file:line:column.
-func (c *Config) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics) error {
-	files := map[string]*hcl.File{}
-	if c != nil {
-		files = c.Files
-	}
-	return hcl.NewDiagnosticTextWriter(w, files, 100, false).WriteDiagnostics(diags)
-}

@@ -74,9 +74,9 @@ pipeline "p" {
 		t.Fatalf("exit code %d, want 1; output:\n%s", code, out)
 	}
 	for _, want := range []string{
-		filepath.Base(path) + ":2,18-24", `"soon" is not a duration`,
-		":8,10-15", `Unknown filter kind "jtw"`, `Did you mean "jwt"?`,
-		":9,25-38", "Reference to undeclared upstream",
+		filepath.Base(path) + ":2:18: error: Invalid value", `"soon" is not a duration`,
+		":8:10: error: Unknown filter kind \"jtw\"", `Did you mean "jwt"?`,
+		":9:25: error: Reference to undeclared upstream", "^^^^^^^^^^^^^",
 		"3 error(s)",
 	} {
 		if !strings.Contains(string(out), want) {
