@@ -1,0 +1,95 @@
+package wasm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Config is the body of a `filter "wasm"` block.
+type Config struct {
+	// Name names the filter in logs, spans and metrics ("wasm:NAME").
+	Name string `hcl:"name,optional" json:"name,omitempty"`
+	// Module is the path of the .wasm file, relative to the config file.
+	Module string `hcl:"module" json:"module"`
+	// Config is any HCL value; the guest reads it as JSON through get_config.
+	Config cty.Value `hcl:"config,optional" json:"config"`
+	// MemoryLimit caps each instance's linear memory (rounded down to 64KiB pages).
+	MemoryLimit engine.Size `hcl:"memory_limit,optional" json:"memory_limit"`
+	// Timeout bounds each call into the guest; 0 means no deadline (and no per-call cost).
+	Timeout engine.Duration `hcl:"timeout,optional" json:"timeout"`
+	// PoolMin instances are kept warm; at most PoolMax exist (one per in-flight request).
+	PoolMin int `hcl:"pool_min,optional" json:"pool_min"`
+	PoolMax int `hcl:"pool_max,optional" json:"pool_max"`
+	// PoolWait is how long a request waits for an instance when PoolMax are busy, before 503.
+	PoolWait engine.Duration `hcl:"pool_wait,optional" json:"pool_wait"`
+	// OnError is "deny" (answer 500, or 503 for a timeout or a full pool) or "skip" (continue
+	// as if the filter were absent).
+	OnError string `hcl:"on_error,optional" json:"on_error"`
+}
+
+const (
+	pageSize        = 64 << 10
+	maxMemoryLimit  = 4 << 30
+	defaultMemLimit = 16 << 20
+)
+
+// SetDefaults fills the defaults before decoding.
+func (c *Config) SetDefaults() {
+	*c = Config{
+		MemoryLimit: defaultMemLimit,
+		PoolMin:     1,
+		PoolMax:     64,
+		PoolWait:    engine.Duration(50 * time.Millisecond),
+		OnError:     "deny",
+	}
+}
+
+// Validate checks every attribute; the module file itself is checked when the filter is built.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Module == "" {
+		errs = append(errs, engine.FieldErr("module", "must name a .wasm file"))
+	}
+	if c.MemoryLimit < pageSize || c.MemoryLimit > maxMemoryLimit {
+		errs = append(errs, engine.FieldErr("memory_limit", "must be between 64KiB and 4GiB, got %d bytes", int64(c.MemoryLimit)))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, engine.FieldErr("timeout", "must not be negative"))
+	}
+	if c.PoolMax < 1 {
+		errs = append(errs, engine.FieldErr("pool_max", "must be at least 1"))
+	}
+	if c.PoolMin < 0 || c.PoolMin > c.PoolMax {
+		errs = append(errs, engine.FieldErr("pool_min", "must be between 0 and pool_max (%d)", c.PoolMax))
+	}
+	if c.PoolWait < 0 {
+		errs = append(errs, engine.FieldErr("pool_wait", "must not be negative"))
+	}
+	if c.OnError != "deny" && c.OnError != "skip" {
+		errs = append(errs, engine.FieldErr("on_error", "must be \"deny\" or \"skip\", got %q", c.OnError))
+	}
+	if _, err := configJSON(c.Config); err != nil {
+		errs = append(errs, engine.FieldErr("config", "%v", err))
+	}
+	return errors.Join(errs...)
+}
+
+// configJSON encodes the config value as the bytes get_config returns; no config is empty.
+func configJSON(v cty.Value) ([]byte, error) {
+	if v == cty.NilVal || v.IsNull() {
+		return nil, nil
+	}
+	if !v.IsWhollyKnown() {
+		return nil, errors.New("must be known when the configuration is loaded")
+	}
+	b, err := ctyjson.Marshal(v, v.Type())
+	if err != nil {
+		return nil, fmt.Errorf("cannot be encoded as JSON: %w", err)
+	}
+	return b, nil
+}

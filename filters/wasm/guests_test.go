@@ -1,0 +1,104 @@
+package wasm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Test guests are built from the sources in testdata once per test binary: WAT files with
+// wat2wasm (Debian's wabt) and the Go reactor with GOOS=wasip1. Built files are kept in a
+// temporary folder, named by the hash of their source, and never committed.
+
+var (
+	guestDir  string
+	guestMu   sync.Mutex
+	guestPath = map[string]string{}
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-wasm-guests-")
+	if err != nil {
+		panic(err)
+	}
+	guestDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Guest returns the path of a compiled test guest: "goguest" (testdata/goguest, a Go wasip1
+// reactor) or the base name of a testdata/*.wat file.
+func Guest(t testing.TB, name string) string {
+	t.Helper()
+	guestMu.Lock()
+	defer guestMu.Unlock()
+	if p, ok := guestPath[name]; ok {
+		return p
+	}
+	_, file, _, _ := runtime.Caller(0)
+	testdata := filepath.Join(filepath.Dir(file), "testdata")
+	var p string
+	var err error
+	if name == "goguest" {
+		p, err = buildGo(filepath.Join(testdata, "goguest"))
+	} else {
+		p, err = buildWAT(filepath.Join(testdata, name+".wat"))
+	}
+	if err != nil {
+		t.Fatalf("building test guest %s: %v", name, err)
+	}
+	guestPath[name] = p
+	return p
+}
+
+func buildWAT(src string) (string, error) {
+	text, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(guestDir, hashOf(text)+".wasm")
+	cmd := exec.Command("wat2wasm", src, "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{err, b}
+	}
+	return out, nil
+}
+
+func buildGo(dir string) (string, error) {
+	var all []byte
+	for _, f := range []string{"go.mod", "abi.go", "main.go"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return "", err
+		}
+		all = append(all, b...)
+	}
+	out := filepath.Join(guestDir, hashOf(all)+".wasm")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(gobin, "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{err, b}
+	}
+	return out, nil
+}
+
+type buildError struct {
+	err error
+	out []byte
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + string(bytes.TrimSpace(e.out)) }
+
+func hashOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:8])
+}

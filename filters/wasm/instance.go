@@ -1,0 +1,322 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Features of the http-wasm ABI (enable_features).
+const (
+	featureBufferRequest  uint32 = 1
+	featureBufferResponse uint32 = 2
+	featureTrailers       uint32 = 4
+	// Sluice buffers both bodies anyway; trailers are not offered (fasthttp only has them on
+	// chunked messages and the balancer does not forward them).
+	supportedFeatures = featureBufferRequest | featureBufferResponse
+)
+
+type phase uint8
+
+const (
+	phaseIdle     phase = iota // no request: the start function, or between requests
+	phaseRequest               // inside handle_request
+	phaseBetween               // handle_request returned next=1; later stages are running
+	phaseResponse              // inside handle_response
+)
+
+var (
+	errTimeout      = errors.New("guest exceeded its timeout")
+	errPoolFull     = errors.New("all instances busy (pool_max reached) for pool_wait")
+	errFilterClosed = errors.New("filter is closed")
+)
+
+// instance is one guest module instance with the state of the request it is pinned to. It is
+// used by one goroutine at a time: the pool hands it to a request, which returns it.
+type instance struct {
+	f     *Filter
+	mod   api.Module
+	req   api.Function
+	resp  api.Function
+	stack [2]uint64
+	cc    callCtx
+
+	// Deadline machinery, only when the filter has a timeout: the timer closes done, which
+	// wazero's per-call watcher sees through cc.Done, and the guest is stopped at its next loop
+	// check. A fired timer is never re-armed: the instance is discarded.
+	timer   *time.Timer
+	done    chan struct{}
+	expired atomic.Bool
+	// broken marks an instance that trapped, timed out or exited: discard it, never reuse.
+	broken bool
+
+	// baseFeatures were enabled by the start function and hold for every request.
+	baseFeatures uint32
+	// prev links the instances other wasm filters pinned to the same request (a stack kept in
+	// one engine.Key, popped in the response phase's reverse order).
+	prev *instance
+
+	// Per-request state, reset by end.
+	c            *engine.Ctx
+	phase        phase
+	features     uint32
+	reqCtx       uint32
+	reqBodyRead  int
+	respBodyRead int
+	reqWritten   bool // the request body was replaced in this request
+	respWritten  bool // the response body was replaced in the current phase
+
+	// What the guest wrote to the response before next=1, replayed onto the upstream's
+	// response (see mergeResponse). ops is a sequence of [op][u32 name len][name][u32 val len][val].
+	ops        []byte
+	statusSet  int // status the guest set before next, 0 if none
+	guestBody  []byte
+	bodyTaken  bool
+	skipOp     []bool
+	scratch    []byte
+	names      [][]byte
+	stdout     logWriter
+	stderr     logWriter
+}
+
+// callCtx is the context.Context of every call into the guest: host functions find their
+// instance through it without an allocation, and wazero's close-on-context-done watcher waits on
+// its Done channel (nil without a timeout, so nothing is watched).
+type callCtx struct{ in *instance }
+
+func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *callCtx) Done() <-chan struct{}       { return c.in.done }
+func (c *callCtx) Value(any) any               { return nil }
+func (c *callCtx) Err() error {
+	if c.in.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// instanceOf returns the instance a host function runs for.
+func instanceOf(ctx context.Context) *instance {
+	if cc, ok := ctx.(*callCtx); ok {
+		return cc.in
+	}
+	panic(errors.New("http_handler function called outside a Sluice guest call"))
+}
+
+// startTimeout bounds the start function: a Go runtime needs milliseconds to initialize, more
+// than a per-request timeout usually allows.
+const minStartTimeout = 2 * time.Second
+
+// newInstance instantiates the guest and runs its start function.
+func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{f: f}
+	in.cc.in = in
+	in.stdout = logWriter{f: f, stream: "stdout"}
+	in.stderr = logWriter{f: f, stream: "stderr"}
+	if f.timeout > 0 {
+		in.done = make(chan struct{})
+		in.timer = time.AfterFunc(time.Hour, in.expire)
+		in.timer.Stop()
+		in.timer.Reset(max(f.timeout, minStartTimeout))
+	}
+	mod, err := f.rt.InstantiateModule(&in.cc, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
+	timedOut := in.timer != nil && !in.timer.Stop()
+	in.stdout.flush()
+	in.stderr.flush()
+	switch {
+	case timedOut:
+		if mod != nil {
+			_ = mod.Close(ctx)
+		}
+		return nil, fmt.Errorf("start function %s did not finish within %s", f.start, max(f.timeout, minStartTimeout))
+	case err != nil:
+		return nil, fmt.Errorf("instantiating the guest: %w", err)
+	case mod.IsClosed():
+		return nil, fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", f.start)
+	}
+	in.mod = mod
+	in.req = mod.ExportedFunction(exportHandleRequest)
+	in.resp = mod.ExportedFunction(exportHandleResponse)
+	in.features = in.baseFeatures
+	return in, nil
+}
+
+func (in *instance) expire() {
+	in.expired.Store(true)
+	close(in.done)
+}
+
+// call runs fn with the instance's stack, under the filter's timeout if it has one.
+func (in *instance) call(fn api.Function) error {
+	if in.timer != nil {
+		in.timer.Reset(in.f.timeout)
+	}
+	err := fn.CallWithStack(&in.cc, in.stack[:])
+	if in.timer != nil && !in.timer.Stop() {
+		// The deadline passed while the guest ran (or just as it returned): the watcher may
+		// have closed the module, and the instance's done channel is closed for good.
+		in.broken = true
+		return errTimeout
+	}
+	if err != nil {
+		in.broken = true
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+			return errTimeout
+		}
+		return err
+	}
+	return nil
+}
+
+// begin pins the instance to request c.
+func (in *instance) begin(c *engine.Ctx) {
+	in.c = c
+	in.phase = phaseRequest
+	in.features = in.baseFeatures
+}
+
+// end forgets the request, keeping the buffers for the next one.
+func (in *instance) end() {
+	in.c = nil
+	in.phase = phaseIdle
+	in.features = in.baseFeatures
+	in.reqCtx = 0
+	in.reqBodyRead, in.respBodyRead = 0, 0
+	in.reqWritten, in.respWritten = false, false
+	in.ops = in.ops[:0]
+	in.statusSet = 0
+	in.guestBody = in.guestBody[:0]
+	in.bodyTaken = false
+	in.prev = nil
+}
+
+// Response operations recorded before next, to replay onto the upstream's response.
+const (
+	opSet byte = iota
+	opAdd
+	opDel
+)
+
+func (in *instance) recordOp(op byte, name, value []byte) {
+	in.ops = append(in.ops, op)
+	in.ops = appendField(in.ops, name)
+	in.ops = appendField(in.ops, value)
+}
+
+func appendField(b, v []byte) []byte {
+	n := len(v)
+	b = append(b, byte(n), byte(n>>8), byte(n>>16), byte(n>>24))
+	return append(b, v...)
+}
+
+func readField(b []byte) (v, rest []byte) {
+	n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24
+	return b[4 : 4+n], b[4+n:]
+}
+
+// guestTouchedResponse reports whether the guest wrote any part of the response before next.
+func (in *instance) guestTouchedResponse() bool {
+	return len(in.ops) > 0 || in.statusSet != 0 || in.respWritten
+}
+
+// stashResponse keeps what the guest wrote to the response before next=1 and clears it from
+// c.Response, so the rest of the pipeline starts from a clean response.
+func (in *instance) stashResponse() {
+	if !in.guestTouchedResponse() {
+		return
+	}
+	resp := in.c.Response
+	if in.respWritten {
+		in.guestBody = append(in.guestBody[:0], resp.Body()...)
+		in.bodyTaken = true
+	}
+	in.revertResponse()
+}
+
+// revertResponse undoes the guest's response writes on c.Response (for next=1, and for a
+// skipped failure), keeping the response's other settings.
+func (in *instance) revertResponse() {
+	resp := in.c.Response
+	for ops := in.ops; len(ops) > 0; {
+		var name []byte
+		name, ops = readField(ops[1:])
+		_, ops = readField(ops)
+		resp.Header.DelBytes(name)
+	}
+	if in.statusSet != 0 {
+		resp.SetStatusCode(200)
+	}
+	if in.respWritten {
+		resp.ResetBody()
+	}
+	in.respWritten = false
+}
+
+// mergeResponse lays what the guest wrote before next under the response the pipeline
+// produced: a header the upstream also sets keeps the upstream's values, other guest headers
+// are added; a status the guest set wins (as in net/http, where setting it commits the
+// response head); the guest's body is used only if the upstream sent none.
+func (in *instance) mergeResponse() {
+	if len(in.ops) == 0 && in.statusSet == 0 && !in.bodyTaken {
+		return
+	}
+	resp := in.c.Response
+	// Decide from the upstream's headers alone, before any replayed op adds to them.
+	in.skipOp = in.skipOp[:0]
+	for ops := in.ops; len(ops) > 0; {
+		var name []byte
+		name, ops = readField(ops[1:])
+		_, ops = readField(ops)
+		in.skipOp = append(in.skipOp, len(resp.Header.PeekBytes(name)) > 0)
+	}
+	i := 0
+	for ops := in.ops; len(ops) > 0; i++ {
+		op := ops[0]
+		var name, value []byte
+		name, ops = readField(ops[1:])
+		value, ops = readField(ops)
+		if in.skipOp[i] {
+			continue
+		}
+		switch op {
+		case opSet:
+			resp.Header.SetBytesKV(name, value)
+		case opAdd:
+			resp.Header.AddBytesKV(name, value)
+		case opDel:
+			resp.Header.DelBytes(name)
+		}
+	}
+	if in.statusSet != 0 {
+		resp.SetStatusCode(in.statusSet)
+	}
+	if in.bodyTaken && !resp.IsBodyStream() && len(resp.Body()) == 0 {
+		resp.SetBody(in.guestBody)
+	}
+}
+
+// equalFoldASCII reports whether a and b are equal ignoring ASCII case.
+func equalFoldASCII(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

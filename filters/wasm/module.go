@@ -1,0 +1,159 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Guest exports of the http-wasm handler ABI.
+const (
+	exportMemory         = "memory"
+	exportHandleRequest  = "handle_request"
+	exportHandleResponse = "handle_response"
+	exportInitialize     = "_initialize"
+	exportStart          = "_start"
+	hostModuleName       = "http_handler"
+)
+
+// compilationCache is shared by every runtime of the process. wazero keys the machine code it
+// holds by the module's content hash (sha256 of the bytes plus the close-on-context-done flag)
+// and reference-counts it: each filter's CompiledModule.Close drops one reference and the code
+// is freed when the last user is gone. A reload builds the new configuration before closing the
+// old one, so an unchanged module is found in the cache instead of being compiled again.
+var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
+
+// newRuntime makes the runtime of one filter: the memory cap and close-on-context-done are
+// runtime settings, so each filter has its own (sharing the process-wide compilation cache).
+func newRuntime(ctx context.Context, memoryLimit int64, withTimeout bool) wazero.Runtime {
+	cfg := wazero.NewRuntimeConfig().
+		WithCompilationCache(compilationCache()).
+		WithMemoryLimitPages(uint32(memoryLimit / pageSize)).
+		// Only a filter with a timeout pays for it: this makes wazero compile a check into every
+		// loop and start a watcher goroutine per call.
+		WithCloseOnContextDone(withTimeout).
+		// DWARF of a Go guest is large; function names from the name section suffice in traps.
+		WithDebugInfoEnabled(false)
+	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
+
+// compile compiles the guest and instantiates the host modules it imports, checking that it has
+// what the ABI requires and imports nothing the host lacks. It returns the start function to run
+// ("" if none). Every problem is reported, each naming the missing or mismatched piece.
+func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.CompiledModule, string, error) {
+	code, err := rt.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, "", fmt.Errorf("not a valid WebAssembly module: %w", err)
+	}
+	fail := func(err error) (wazero.CompiledModule, string, error) {
+		_ = code.Close(ctx)
+		return nil, "", err
+	}
+	var errs []error
+	exports := code.ExportedFunctions()
+	if _, ok := code.ExportedMemories()[exportMemory]; !ok {
+		errs = append(errs, errors.New(`does not export its memory as "memory" (the http-wasm ABI reads and writes guest memory)`))
+	}
+	errs = append(errs, checkExport(exports, exportHandleRequest, nil, []api.ValueType{api.ValueTypeI64}))
+	errs = append(errs, checkExport(exports, exportHandleResponse, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil))
+	start := ""
+	for _, name := range []string{exportInitialize, exportStart} {
+		if _, ok := exports[name]; ok {
+			start = name
+			errs = append(errs, checkExport(exports, name, nil, nil))
+			break
+		}
+	}
+	for _, m := range code.ImportedMemories() {
+		mod, name, _ := m.Import()
+		errs = append(errs, fmt.Errorf("imports memory %s.%s, but the host offers none: the guest must define and export its own memory", mod, name))
+	}
+
+	needWASI, needHost := false, false
+	for _, fn := range code.ImportedFunctions() {
+		mod, _, _ := fn.Import()
+		switch mod {
+		case wasi_snapshot_preview1.ModuleName:
+			needWASI = true
+		case hostModuleName:
+			needHost = true
+		}
+	}
+	if needWASI && rt.Module(wasi_snapshot_preview1.ModuleName) == nil {
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			return fail(fmt.Errorf("instantiating WASI: %w", err))
+		}
+	}
+	if needHost && rt.Module(hostModuleName) == nil {
+		if err := instantiateHost(ctx, rt); err != nil {
+			return fail(fmt.Errorf("instantiating the http_handler host module: %w", err))
+		}
+	}
+	for _, fn := range code.ImportedFunctions() {
+		errs = append(errs, checkImport(rt, fn))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
+	}
+	return code, start, nil
+}
+
+func checkExport(exports map[string]api.FunctionDefinition, name string, params, results []api.ValueType) error {
+	fn, ok := exports[name]
+	if !ok {
+		return fmt.Errorf("does not export function %s%s (required by the http-wasm handler ABI)", name, signature(params, results))
+	}
+	if !slices.Equal(fn.ParamTypes(), params) || !slices.Equal(fn.ResultTypes(), results) {
+		return fmt.Errorf("exports %s%s, want %s%s", name, signature(fn.ParamTypes(), fn.ResultTypes()), name, signature(params, results))
+	}
+	return nil
+}
+
+func checkImport(rt wazero.Runtime, fn api.FunctionDefinition) error {
+	mod, name, _ := fn.Import()
+	var have api.FunctionDefinition
+	switch mod {
+	case hostModuleName, wasi_snapshot_preview1.ModuleName:
+		if m := rt.Module(mod); m != nil {
+			have = m.ExportedFunctionDefinitions()[name]
+		}
+	default:
+		return fmt.Errorf("imports %s.%s, but the host offers only the %s and %s modules",
+			mod, name, hostModuleName, wasi_snapshot_preview1.ModuleName)
+	}
+	if have == nil {
+		if mod == hostModuleName {
+			return fmt.Errorf("imports %s.%s, which is not an http-wasm host function (the host offers: %s)",
+				mod, name, strings.Join(hostFunctionNames(), ", "))
+		}
+		return fmt.Errorf("imports %s.%s, which is not a WASI preview1 function", mod, name)
+	}
+	if !slices.Equal(fn.ParamTypes(), have.ParamTypes()) || !slices.Equal(fn.ResultTypes(), have.ResultTypes()) {
+		return fmt.Errorf("imports %s.%s as %s, but the host defines it as %s", mod, name,
+			signature(fn.ParamTypes(), fn.ResultTypes()), signature(have.ParamTypes(), have.ResultTypes()))
+	}
+	return nil
+}
+
+// signature formats a function type the way WAT readers expect: "(i32, i32) -> i64".
+func signature(params, results []api.ValueType) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return strings.Join(s, ", ")
+	}
+	out := "(" + names(params) + ") -> "
+	if len(results) == 1 {
+		return out + names(results)
+	}
+	return out + "(" + names(results) + ")"
+}

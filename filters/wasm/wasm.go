@@ -1,0 +1,272 @@
+// Package wasm implements the "wasm" filter kind: a host for the http-wasm "http-handler" ABI
+// (https://http-wasm.io/http-handler-abi/) on wazero, so guests written for Traefik's or Dapr's
+// http-wasm middleware run in Sluice unchanged.
+//
+// Each filter has its own wazero runtime (its memory cap and, when a timeout is set,
+// close-on-context-done are runtime settings), compiles its module once through the
+// process-wide compilation cache, and keeps a capped pool of instances. A request pins one
+// instance from handle_request to handle_response. The 19 host functions read and write
+// fasthttp's buffers directly; a call into a guest without a timeout allocates nothing.
+//
+// Host behaviour where the ABI leaves a choice:
+//   - features: buffer_request and buffer_response are always available (fasthttp buffers both
+//     bodies); trailers are not (getters return nothing, setters trap).
+//   - after next (in handle_response) changing the request traps; changing the response status
+//     or body needs buffer_response; response headers may always be changed.
+//   - what the guest wrote to the response before returning next=1 is merged with the response
+//     the pipeline produces: see (*instance).mergeResponse.
+//   - a trap, an exit, a host-function refusal or running past `timeout` fails that request
+//     (on_error: deny answers 500, or 503 for a timeout or a full pool; skip continues without
+//     the filter); the instance is discarded and replaced in the background.
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"crypto/rand"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/tetratelabs/wazero"
+	"github.com/valyala/fasthttp"
+)
+
+// Register declares the "wasm" kind.
+func Register(r *engine.Registry) {
+	engine.Register(r, "wasm", New)
+}
+
+// pinned holds, per request, the instances wasm filters pinned (a stack linked through
+// instance.prev: the response phase runs in reverse order, so each filter pops its own).
+var pinned = engine.NewKey[*instance]("wasm.instance")
+
+// Filter is a built wasm filter. It is safe for concurrent use.
+type Filter struct {
+	label    string
+	module   string
+	log      *slog.Logger
+	config   []byte
+	timeout  time.Duration
+	skip     bool
+	poolWait time.Duration
+	poolMax  int32
+
+	rt     wazero.Runtime
+	code   wazero.CompiledModule
+	modCfg wazero.ModuleConfig
+	start  string
+
+	idle     chan *instance
+	live     atomic.Int32
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+	bg       sync.WaitGroup
+	validate bool
+	m        filterMetrics
+}
+
+// New builds a wasm filter from its config: read and compile the module, check it against the
+// ABI, and start pool_min instances (one when validating).
+func New(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
+	return build(cfg, env)
+}
+
+func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
+	ctx := context.Background()
+	conf, err := configJSON(cfg.Config)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	bin, err := os.ReadFile(env.Path(cfg.Module))
+	if err != nil {
+		return nil, fmt.Errorf("reading module %s: %w", cfg.Module, err)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	label := env.Stage
+	if label == "" {
+		label = "wasm"
+		if cfg.Name != "" {
+			label += ":" + cfg.Name
+		}
+	}
+	f := &Filter{
+		label:    label,
+		module:   cfg.Module,
+		log:      log,
+		config:   conf,
+		timeout:  cfg.Timeout.D(),
+		skip:     cfg.OnError == "skip",
+		poolWait: cfg.PoolWait.D(),
+		poolMax:  int32(cfg.PoolMax),
+		idle:     make(chan *instance, cfg.PoolMax),
+		validate: env.Validating,
+		m:        metricsFor(env.Pipeline, label),
+	}
+	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.timeout > 0)
+	f.code, f.start, err = compile(ctx, f.rt, bin)
+	if err != nil {
+		_ = f.rt.Close(ctx)
+		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	// No filesystem, network, environment or arguments: a guest sees only the clocks, random
+	// bytes and stdout/stderr (which go to the log).
+	f.modCfg = wazero.NewModuleConfig().
+		WithName("").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	if f.start != "" {
+		f.modCfg = f.modCfg.WithStartFunctions(f.start)
+	} else {
+		f.modCfg = f.modCfg.WithStartFunctions()
+	}
+
+	warm := max(cfg.PoolMin, 1)
+	if env.Validating {
+		warm = 1
+	}
+	for range warm {
+		in, ok, err := f.grow(ctx)
+		if err == nil && !ok {
+			err = errors.New("pool_max reached while warming the pool")
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+		}
+		f.idle <- in
+	}
+	return f, nil
+}
+
+// OnRequest pins an instance and calls handle_request.
+func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+	in, err := f.acquire()
+	if err != nil {
+		return f.failRequest(c, nil, err)
+	}
+	in.begin(c)
+	f.m.calls.Inc()
+	if err := in.call(in.req); err != nil {
+		return f.failRequest(c, in, err)
+	}
+	ctxNext := in.stack[0]
+	if uint32(ctxNext) == 0 {
+		// The guest answered (or accepts the empty 200): handle_response is not called.
+		in.end()
+		f.release(in)
+		return engine.Respond
+	}
+	in.reqCtx = uint32(ctxNext >> 32)
+	in.stashResponse()
+	in.phase = phaseBetween
+	prev, _ := pinned.Get(c)
+	in.prev = prev
+	pinned.Set(c, in)
+	return engine.Continue
+}
+
+// OnResponse calls handle_response on the instance this request pinned, then releases it.
+func (f *Filter) OnResponse(c *engine.Ctx) {
+	in, ok := pinned.Get(c)
+	if !ok || in == nil || in.f != f {
+		return // handle_request answered, failed or was skipped
+	}
+	pinned.Set(c, in.prev)
+	in.phase = phaseResponse
+	in.mergeResponse()
+	in.respWritten = false
+	in.stack[0] = uint64(in.reqCtx)
+	in.stack[1] = 0
+	if c.Failure != nil {
+		in.stack[1] = 1
+	}
+	f.m.calls.Inc()
+	if err := in.call(in.resp); err != nil {
+		f.failed(err)
+		if !f.skip {
+			c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
+		}
+	}
+	in.end()
+	f.release(in)
+}
+
+// failRequest answers a request-phase failure per on_error.
+func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verdict {
+	f.failed(err)
+	if in != nil {
+		if f.skip {
+			in.revertResponse()
+		}
+		in.end()
+		f.release(in)
+	}
+	if f.skip {
+		return engine.Continue
+	}
+	return c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: %w", f.label, err))
+}
+
+func statusFor(err error) int {
+	if errors.Is(err, errTimeout) || errors.Is(err, errPoolFull) {
+		return fasthttp.StatusServiceUnavailable
+	}
+	return fasthttp.StatusInternalServerError
+}
+
+// failed counts and logs a failed call.
+func (f *Filter) failed(err error) {
+	switch {
+	case errors.Is(err, errTimeout):
+		f.m.timeouts.Inc()
+		f.log.Warn("wasm guest stopped at its timeout", "timeout", f.timeout)
+	case errors.Is(err, errPoolFull):
+		f.m.poolFull.Inc()
+		f.log.Warn("wasm pool exhausted", "pool_max", f.poolMax, "pool_wait", f.poolWait)
+	case errors.Is(err, errFilterClosed):
+	default:
+		f.m.traps.Inc()
+		f.log.Warn("wasm guest failed", "err", err)
+	}
+}
+
+// Close closes every instance, the runtime and the compiled module (dropping its reference in
+// the compilation cache). Requests must have drained; a later request gets an error.
+func (f *Filter) Close() error {
+	f.closeMu.Lock()
+	defer f.closeMu.Unlock()
+	if f.closed.Swap(true) {
+		return nil
+	}
+	f.bg.Wait()
+	ctx := context.Background()
+	for {
+		select {
+		case in := <-f.idle:
+			f.discard(in)
+			continue
+		default:
+		}
+		break
+	}
+	// Instances still pinned by a request are closed with the runtime.
+	f.m.instances.Sub(float64(f.live.Swap(0)))
+	err := f.rt.Close(ctx)
+	if f.code != nil {
+		err = errors.Join(err, f.code.Close(ctx))
+	}
+	return err
+}
+
+// Label is the filter's name in logs and metrics ("wasm:NAME").
+func (f *Filter) Label() string { return f.label }
