@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
 	"github.com/sluice-gateway/sluice/filters/ratelimit"
+	"github.com/sluice-gateway/sluice/filters/wasm"
 )
 
 // Builtin returns a registry with every built-in kind.
@@ -21,5 +22,6 @@ func Builtin() *engine.Registry {
 	jwt.Register(r)
 	authorize.Register(r)
 	ratelimit.Register(r)
+	wasm.Register(r)
 	return r
 }

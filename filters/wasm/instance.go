@@ -74,15 +74,15 @@ type instance struct {
 
 	// What the guest wrote to the response before next=1, replayed onto the upstream's
 	// response (see mergeResponse). ops is a sequence of [op][u32 name len][name][u32 val len][val].
-	ops        []byte
-	statusSet  int // status the guest set before next, 0 if none
-	guestBody  []byte
-	bodyTaken  bool
-	skipOp     []bool
-	scratch    []byte
-	names      [][]byte
-	stdout     logWriter
-	stderr     logWriter
+	ops       []byte
+	statusSet int // status the guest set before next, 0 if none
+	guestBody []byte
+	bodyTaken bool
+	skipOp    []bool
+	scratch   []byte
+	names     [][]byte
+	stdout    logWriter
+	stderr    logWriter
 }
 
 // callCtx is the context.Context of every call into the guest: host functions find their
