@@ -134,9 +134,12 @@ func (st *reqState) release() {
 	statePool.Put(st)
 }
 
+// Header names as fasthttp normalizes them; the []byte forms skip normalizing on every set.
 var (
-	hdrTraceparent = "Traceparent"
-	hdrTracestate  = "Tracestate"
+	hdrTraceparent      = "Traceparent"
+	hdrTracestate       = "Tracestate"
+	hdrTraceparentBytes = []byte(hdrTraceparent)
+	hdrTracestateBytes  = []byte(hdrTracestate)
 )
 
 // StartRequest decides sampling and opens the server span (sampled) or a local span context
@@ -388,10 +391,13 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		spanID = newSpanID()
 	}
 	st.buf = appendTraceparent(st.buf[:0], st.traceID, spanID, st.sampled)
-	req.Header.SetBytesV(hdrTraceparent, st.buf)
-	req.Header.Del(hdrTracestate)
+	// Delete first: SetCanonical replaces only the first of repeated headers, and the incoming
+	// request may have carried several.
+	req.Header.DelBytes(hdrTraceparentBytes)
+	req.Header.DelBytes(hdrTracestateBytes)
+	req.Header.SetCanonical(hdrTraceparentBytes, st.buf)
 	if len(st.tracestate) > 0 {
-		req.Header.SetBytesV(hdrTracestate, st.tracestate)
+		req.Header.SetCanonical(hdrTracestateBytes, st.tracestate)
 	}
 	return tok
 }

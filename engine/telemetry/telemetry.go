@@ -96,15 +96,21 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 			return nil, fmt.Errorf("telemetry: creating the stdout trace exporter: %w", err)
 		}
 	}
+	t.startTracing(cfg.ServiceName, tc, exp)
+	return t, nil
+}
+
+// startTracing makes the tracer provider around exp.
+func (t *Telemetry) startTracing(service string, tc *engine.TracesConfig, exp sdktrace.SpanExporter) {
 	ratio := 1.0
 	if tc.SampleRatio != nil {
 		ratio = *tc.SampleRatio
 	}
 	t.ratioBound = ratioBound(ratio)
 	t.respHeader = tc.ResponseHeader
-	installErrorHandler(log)
+	installErrorHandler(t.log)
 	t.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(Resource(cfg.ServiceName)),
+		sdktrace.WithResource(Resource(service)),
 		// The observer decides sampling itself (parent-based ratio) and only starts SDK spans for
 		// sampled requests, so the SDK records whatever it is given.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
@@ -116,7 +122,6 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 	)
 	t.tracer = t.tp.Tracer("github.com/sluice-gateway/sluice")
 	t.obs.tracing = true
-	return t, nil
 }
 
 // Resource describes this process to the tracing backend: service.name and service.version.

@@ -190,15 +190,21 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// hexNibble decodes one lower-case hex digit; the specification forbids upper case.
-func hexNibble(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
+// hexVal maps a lower-case hex digit to its value and anything else (upper case included: the
+// specification forbids it) to 0xff.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0, false
+	for i := 0; i < 16; i++ {
+		t[hexDigits[i]] = byte(i)
+	}
+	return t
+}()
+
+func hexNibble(c byte) (byte, bool) {
+	v := hexVal[c]
+	return v, v != 0xff
 }
 
 func hexByte(hi, lo byte) (byte, bool) {

@@ -1,0 +1,208 @@
+package telemetry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+type nopFilter struct{}
+
+func (nopFilter) OnRequest(*engine.Ctx) engine.Verdict { return engine.Continue }
+func (nopFilter) OnResponse(*engine.Ctx)               {}
+
+// discardExporter drops spans, so benchmarks measure the request path, not the network.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// testTelemetry returns telemetry tracing at ratio into a discarding exporter (ratio < 0: tracing
+// off, metrics only).
+func testTelemetry(tb testing.TB, ratio float64) *Telemetry {
+	tb.Helper()
+	t, err := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if ratio >= 0 {
+		t.startTracing("bench", &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio, ResponseHeader: "X-Trace-Id"}, discardExporter{})
+	}
+	tb.Cleanup(func() { _ = t.Shutdown(context.Background()) })
+	return t
+}
+
+// requestRig is one synthetic request served the way engine.Server serves it: observer start,
+// a pipeline of three filters ending in a terminal that makes one upstream attempt, observer end.
+type requestRig struct {
+	fc   *fasthttp.RequestCtx
+	p    *engine.Pipeline
+	obs  engine.Observer
+	up   fasthttp.Request
+	path []byte
+}
+
+func newRig(tb testing.TB, t *Telemetry, headers ...string) *requestRig {
+	r := &requestRig{fc: new(fasthttp.RequestCtx)}
+	var req fasthttp.Request
+	req.Header.SetMethod("GET")
+	req.SetRequestURI("/v1/items?id=7")
+	req.Header.SetHost("api.example.com")
+	req.Header.Set("User-Agent", "bench")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	r.fc.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
+	stages := []engine.Stage{{Kind: "a", Filter: nopFilter{}}, {Kind: "b", Filter: nopFilter{}}, {Kind: "c", Name: "x", Filter: nopFilter{}}}
+	r.p = engine.NewPipeline("api", engine.MatchConfig{}, "", stages, engine.TerminalFunc(r.terminal))
+	r.p.Upstream = "backend"
+	if t != nil {
+		r.obs = t.Observer()
+		gw := &engine.Gateway{Pipelines: []*engine.Pipeline{r.p}}
+		t.Attach(gw)
+	}
+	r.up.Header.SetMethod("GET")
+	r.up.SetRequestURI("/items?id=7")
+	return r
+}
+
+func (r *requestRig) terminal(c *engine.Ctx) {
+	if ao, ok := c.Observer().(engine.AttemptObserver); ok {
+		tok := ao.StartAttempt(c, "127.0.0.1:9001", &r.up)
+		ao.EndAttempt(c, tok, 200, nil)
+	}
+	c.Response.SetStatusCode(200)
+}
+
+// serve mirrors engine.Server.handle.
+func (r *requestRig) serve() *engine.Ctx {
+	c := engine.AcquireCtx(r.fc)
+	c.Start = time.Now()
+	c.ClientAddr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	c.Path = engine.NormalizePath(c.Path[:0], r.fc.Request.URI().PathOriginal())
+	if r.obs != nil {
+		r.obs.StartRequest(c, r.p)
+	}
+	r.p.Serve(c)
+	if r.obs != nil {
+		r.obs.EndRequest(c)
+	}
+	return c
+}
+
+func (r *requestRig) run() {
+	c := r.serve()
+	engine.ReleaseCtx(c)
+}
+
+func TestAllocFree(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ratio   float64
+		headers []string
+	}{
+		{"telemetry off", -2, nil},
+		{"metrics only", -1, nil},
+		{"unsampled root (ratio 0)", 0, nil},
+		{"unsampled parent", 1, []string{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "tracestate", "a=1", "tracestate", "b=2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tel *Telemetry
+			if tc.ratio >= -1 {
+				tel = testTelemetry(t, tc.ratio)
+			}
+			r := newRig(t, tel, tc.headers...)
+			r.run() // warm pools
+			if n := testing.AllocsPerRun(200, r.run); n != 0 {
+				t.Errorf("%v allocations per request, want 0", n)
+			}
+		})
+	}
+}
+
+// TestUnsampledPropagation: an unsampled request still gets a fresh span id and the incoming
+// trace id, unsampled flag and combined tracestate upstream, and its trace id in the response.
+func TestUnsampledPropagation(t *testing.T) {
+	tel := testTelemetry(t, 0)
+	r := newRig(t, tel, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "tracestate", "a=1", "tracestate", "b=2")
+	c := r.serve()
+	defer engine.ReleaseCtx(c)
+	tp := string(r.up.Header.Peek("traceparent"))
+	if len(tp) != 55 || tp[:36] != "00-4bf92f3577b34da6a3ce929d0e0e4736-" || tp[52:] != "-00" || tp[36:52] == "00f067aa0ba902b7" {
+		t.Errorf("upstream traceparent %q", tp)
+	}
+	if ts := string(r.up.Header.Peek("tracestate")); ts != "a=1,b=2" {
+		t.Errorf("upstream tracestate %q", ts)
+	}
+	if h := string(c.Response.Header.Peek("X-Trace-Id")); h != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("X-Trace-Id %q", h)
+	}
+}
+
+// TestSpanContextDuringRequest: filters see the request's trace and server span through
+// SpanContext and c.Context, sampled or not.
+func TestSpanContextDuringRequest(t *testing.T) {
+	for _, ratio := range []float64{0, 1} {
+		tel := testTelemetry(t, ratio)
+		r := newRig(t, tel)
+		var seen, fromCtx string
+		r.p = engine.NewPipeline("api", engine.MatchConfig{}, "", []engine.Stage{{Kind: "probe", Filter: probe(func(c *engine.Ctx) {
+			sc := SpanContext(c)
+			seen = sc.TraceID().String() + "/" + sc.SpanID().String()
+			fromCtx = traceIDOf(c)
+		})}}, engine.TerminalFunc(r.terminal))
+		(&engine.Gateway{Pipelines: []*engine.Pipeline{r.p}}).SetObserver(tel.Observer())
+		c := r.serve()
+		want := string(c.Response.Header.Peek("X-Trace-Id"))
+		engine.ReleaseCtx(c)
+		if len(want) != 32 || seen[:32] != want || fromCtx != want {
+			t.Errorf("ratio %v: SpanContext %q, c.Context trace %q, response trace id %q", ratio, seen, fromCtx, want)
+		}
+	}
+}
+
+type probe func(c *engine.Ctx)
+
+func (p probe) OnRequest(c *engine.Ctx) engine.Verdict { p(c); return engine.Continue }
+func (p probe) OnResponse(*engine.Ctx)                 {}
+
+func BenchmarkRequest(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		ratio   float64
+		headers []string
+	}{
+		{"off", -2, nil},
+		{"metrics_only", -1, nil},
+		{"ratio_0", 0, nil},
+		{"ratio_0.01", 0.01, nil},
+		{"ratio_1", 1, nil},
+		{"ratio_0_with_parent", 0, []string{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "tracestate", "a=1"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var tel *Telemetry
+			if bc.ratio >= -1 {
+				tel = testTelemetry(b, bc.ratio)
+			}
+			r := newRig(b, tel, bc.headers...)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r.run()
+			}
+		})
+	}
+}
+
+func traceIDOf(c *engine.Ctx) string {
+	return trace.SpanContextFromContext(c.Context).TraceID().String()
+}

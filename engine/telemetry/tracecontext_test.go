@@ -1,0 +1,148 @@
+package telemetry
+
+import (
+	"strings"
+	"testing"
+)
+
+const (
+	tid = "12345678901234567890123456789012"
+	pid = "1234567890123456"
+)
+
+// Cases from the W3C trace-context test suite (test/test.py): each traceparent either continues
+// the trace (ok) or restarts it.
+func TestParseTraceparent(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"valid sampled", "00-" + tid + "-" + pid + "-01", true},
+		{"valid unsampled", "00-" + tid + "-" + pid + "-00", true},
+		{"leading space", " 00-" + tid + "-" + pid + "-01", true},
+		{"leading tab", "\t00-" + tid + "-" + pid + "-01", true},
+		{"trailing OWS", "00-" + tid + "-" + pid + "-01 \t", true},
+		{"version 00 with more fields", "00-" + tid + "-" + pid + "-01-what-the-future-will-be-like", false},
+		{"version 00 trailing dot", "00-" + tid + "-" + pid + "-01.", false},
+		{"future version", "cc-" + tid + "-" + pid + "-01", true},
+		{"future version more fields", "cc-" + tid + "-" + pid + "-01-what-the-future-will-be-like", true},
+		{"future version bad separator", "cc-" + tid + "-" + pid + "-01.what-the-future-will-be-like", false},
+		{"version ff", "ff-" + tid + "-" + pid + "-01", false},
+		{"version illegal char", ".0-" + tid + "-" + pid + "-01", false},
+		{"version illegal char 2", "0.-" + tid + "-" + pid + "-01", false},
+		{"version too long", "000-" + tid + "-" + pid + "-01", false},
+		{"version too short", "0-" + tid + "-" + pid + "-01", false},
+		{"version upper case", "0A-" + tid + "-" + pid + "-01", false},
+		{"trace id all zero", "00-00000000000000000000000000000000-" + pid + "-01", false},
+		{"trace id upper case", "00-ABCDEF78901234567890123456789012-" + pid + "-01", false},
+		{"trace id illegal char", "00-.2345678901234567890123456789012-" + pid + "-01", false},
+		{"trace id too long", "00-" + tid + "0-" + pid + "-01", false},
+		{"trace id too short", "00-" + tid[1:] + "-" + pid + "-01", false},
+		{"parent id all zero", "00-" + tid + "-0000000000000000-01", false},
+		{"parent id illegal char", "00-" + tid + "-.234567890123456-01", false},
+		{"parent id upper case", "00-" + tid + "-ABCDEF7890123456-01", false},
+		{"parent id too long", "00-" + tid + "-" + pid + "0-01", false},
+		{"parent id too short", "00-" + tid + "-" + pid[1:] + "-01", false},
+		{"flags illegal char", "00-" + tid + "-" + pid + "-.0", false},
+		{"flags too long", "00-" + tid + "-" + pid + "-001", false},
+		{"flags too short", "00-" + tid + "-" + pid + "-1", false},
+		{"empty", "", false},
+		{"garbage", strings.Repeat("x", 60), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok := parseTraceparent([]byte(tt.in))
+			if ok != tt.ok {
+				t.Fatalf("parseTraceparent(%q) ok = %v, want %v", tt.in, ok, tt.ok)
+			}
+			if ok {
+				got := string(appendTraceparent(nil, p.traceID, p.spanID, p.sampled()))
+				if !strings.Contains(got, tid) || !strings.Contains(got, pid) {
+					t.Errorf("round trip %q lost the ids", got)
+				}
+			}
+		})
+	}
+}
+
+// Cases from the W3C test suite's tracestate tests: values are the headers in order; want is the
+// combined list, or "" with ok false when the list must be discarded.
+func TestAppendTraceState(t *testing.T) {
+	key256 := "z" + strings.Repeat("0", 255)
+	tenant241 := "t" + strings.Repeat("0", 240)
+	system14 := "s" + strings.Repeat("0", 13)
+	var many []string
+	for i := 0; i < 32; i++ {
+		many = append(many, "k"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+"=1")
+	}
+	tests := []struct {
+		name   string
+		values []string
+		want   string
+		ok     bool
+	}{
+		{"single", []string{"foo=1"}, "foo=1", true},
+		{"empty header ignored", []string{""}, "", true},
+		{"empty then member", []string{"", "foo=1"}, "foo=1", true},
+		{"member then empty", []string{"foo=1", ""}, "foo=1", true},
+		{"multiple headers combined in order", []string{"foo=1,bar=2", "rojo=1,congo=2", "baz=3"}, "foo=1,bar=2,rojo=1,congo=2,baz=3", true},
+		{"OWS around members", []string{"foo=1 \t , \t bar=2, \t baz=3"}, "foo=1,bar=2,baz=3", true},
+		{"empty members", []string{"foo=1,,,bar=2"}, "foo=1,bar=2", true},
+		{"duplicated key", []string{"foo=1,foo=1"}, "", false},
+		{"duplicated key across headers", []string{"foo=1", "foo=1"}, "", false},
+		{"all allowed key chars", []string{"abcdefghijklmnopqrstuvwxyz0123456789_-*/=1"}, "abcdefghijklmnopqrstuvwxyz0123456789_-*/=1", true},
+		{"all allowed value chars", []string{"foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"}, "foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", true},
+		{"key with space", []string{"foo =1"}, "", false},
+		{"upper-case key", []string{"FOO=1"}, "", false},
+		{"key with dot", []string{"foo.bar=1"}, "", false},
+		{"vendor format: empty system", []string{"foo@=1,bar=2"}, "", false},
+		{"vendor format: empty tenant", []string{"@foo=1,bar=2"}, "", false},
+		{"vendor format: two ats", []string{"foo@@bar=1,bar=2"}, "", false},
+		{"vendor format: at in system", []string{"foo@bar@baz=1,bar=2"}, "", false},
+		{"vendor format ok", []string{"foo@bar=1"}, "foo@bar=1", true},
+		{"32 members", []string{strings.Join(many, ",")}, strings.Join(many, ","), true},
+		{"33 members", []string{strings.Join(many, ","), "extra=1"}, "", false},
+		{"key of 256", []string{key256 + "=1"}, key256 + "=1", true},
+		{"key of 257", []string{key256 + "0=1"}, "", false},
+		{"tenant 241 system 14", []string{tenant241 + "@" + system14 + "=1"}, tenant241 + "@" + system14 + "=1", true},
+		{"tenant 242", []string{tenant241 + "0@" + system14 + "=1"}, "", false},
+		{"system 15", []string{tenant241 + "@" + system14 + "0=1"}, "", false},
+		{"value with =", []string{"foo=bar=baz"}, "", false},
+		{"empty value", []string{"foo=,bar=3"}, "", false},
+		{"value ending in space", []string{"foo=bar ,x=1"}, "foo=bar,x=1", true},
+		{"value too long", []string{"foo=" + strings.Repeat("v", 257)}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vals := make([][]byte, len(tt.values))
+			for i, v := range tt.values {
+				vals[i] = []byte(v)
+			}
+			got, ok := appendTraceState([]byte("prefix:"), vals)
+			if ok != tt.ok || string(got) != "prefix:"+tt.want {
+				t.Fatalf("appendTraceState(%q) = %q, %v; want %q, %v", tt.values, got, ok, "prefix:"+tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestRatioBound(t *testing.T) {
+	if ratioBound(0) != 0 || ratioBound(-1) != 0 {
+		t.Error("ratio 0 must never sample")
+	}
+	if b := ratioBound(1); b>>1 < (1<<63)-1 {
+		t.Error("ratio 1 must always sample")
+	}
+	// About 10% of draws fall under the bound for 0.1.
+	b := ratioBound(0.1)
+	n := 0
+	for i := uint64(0); i < 100000; i++ {
+		if (i*0x9e3779b97f4a7c15)>>1 < b {
+			n++
+		}
+	}
+	if n < 9000 || n > 11000 {
+		t.Errorf("ratio 0.1 sampled %d of 100000", n)
+	}
+}
