@@ -83,9 +83,9 @@ func (randomPicker) pick(ts []*target, _ uint64, _ bool, tried []int, _ int64, n
 }
 
 // weightedRR is smooth weighted round robin: a precomputed schedule in which each target appears
-// weight times, spread out evenly (earliest-deadline-first on virtual times (k+½)/weight, which
-// interleaves like nginx's smooth WRR: weights 5,1,1 give a a b a c a a, never a burst of five).
-// A pick is one atomic increment: O(1) at any number of targets.
+// weight times, evenly spread (earliest deadline first on the virtual times (k+½)/weight, i.e.
+// stride scheduling): a target with weight w out of a total W comes up once every W/w picks, so
+// there are no bursts. A pick is one atomic increment: O(1) at any number of targets.
 type weightedRR struct {
 	sched []uint32
 	next  atomic.Uint64
@@ -243,17 +243,20 @@ type ring struct {
 }
 
 const (
-	ringPointsPerWeight = 100
-	maxRingPoints       = 1 << 17
+	ringPointsPerWeight = 512
+	maxRingPoints       = 1 << 19
 )
 
 func newRing(ts []*target) *ring {
-	total := 0
+	weights := 0
 	for _, t := range ts {
-		total += max(t.weight, 1) * ringPointsPerWeight
+		weights += max(t.weight, 1)
 	}
+	// The points per target do not depend on the number of targets (until maxRingPoints), so
+	// a target keeps exactly its points when others come and go. A target's share of the ring
+	// is uneven by about 1/sqrt(points): 512 per weight unit give ±4%.
 	scale := 1.0
-	if total > maxRingPoints {
+	if total := weights * ringPointsPerWeight; total > maxRingPoints {
 		scale = float64(maxRingPoints) / float64(total)
 	}
 	type point struct {
@@ -267,7 +270,7 @@ func newRing(ts []*target) *ring {
 		for j := 0; j < k; j++ {
 			// The point names depend on the address only, so a target keeps its points when
 			// others come and go.
-			buf = append(append(append(buf[:0], t.addr...), '#'), strconv.Itoa(j)...)
+			buf = strconv.AppendInt(append(append(buf[:0], t.addr...), '#'), int64(j), 10)
 			pts = append(pts, point{hashBytes(buf), uint32(i)})
 		}
 	}
@@ -330,9 +333,11 @@ func newMaglev(ts []*target) *maglev {
 	if n == 0 {
 		return &maglev{}
 	}
+	// A fixed table size (not one that follows n) keeps the table stable when targets come and
+	// go; at least 100 entries per target keep the shares even.
 	m := maglevSizes[len(maglevSizes)-1]
 	for _, s := range maglevSizes {
-		if s >= 100*n {
+		if s >= 65521 && s >= 100*n {
 			m = s
 			break
 		}
