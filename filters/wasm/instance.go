@@ -100,10 +100,16 @@ func (c *callCtx) Err() error {
 	return nil
 }
 
+// instanceKey finds the instance in a context that is not the instance's own callCtx.
+type instanceKey struct{}
+
 // instanceOf returns the instance a host function runs for.
 func instanceOf(ctx context.Context) *instance {
 	if cc, ok := ctx.(*callCtx); ok {
 		return cc.in
+	}
+	if in, ok := ctx.Value(instanceKey{}).(*instance); ok {
+		return in
 	}
 	panic(errors.New("http_handler function called outside a Sluice guest call"))
 }
