@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
+	"github.com/sluice-gateway/sluice/filters/otellog"
 	"github.com/sluice-gateway/sluice/filters/ratelimit"
 	"github.com/sluice-gateway/sluice/filters/wasm"
 )
@@ -20,6 +21,7 @@ func Builtin() *engine.Registry {
 	balancer.Register(r)
 	compress.Register(r)
 	jwt.Register(r)
+	otellog.Register(r)
 	authorize.Register(r)
 	ratelimit.Register(r)
 	wasm.Register(r)

@@ -1,0 +1,366 @@
+package otellog
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
+	"github.com/valyala/fasthttp"
+)
+
+// Register declares the "otel_log" kind.
+func Register(r *engine.Registry) {
+	engine.Register(r, "otel_log", build)
+}
+
+const redacted = "[REDACTED]"
+
+// header is one configured request header.
+type header struct {
+	name     string // lower case, as logged
+	redacted bool
+}
+
+// Filter writes one record per request in its response phase.
+type Filter struct {
+	text    bool
+	headers []header
+	sink    *sink     // stdout, stderr, file
+	otlp    *otlpSink // otlp
+	closers []io.Closer
+}
+
+func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
+	f := &Filter{text: cfg.Format == "text"}
+	red := map[string]bool{}
+	for _, h := range append(append([]string(nil), alwaysRedacted...), cfg.Redact...) {
+		red[strings.ToLower(h)] = true
+	}
+	for _, h := range cfg.RequestHeaders {
+		n := strings.ToLower(h)
+		f.headers = append(f.headers, header{name: n, redacted: red[n]})
+	}
+	switch cfg.Output {
+	case "stdout", "stderr":
+		if env.Validating {
+			return f, nil
+		}
+		w := os.Stdout
+		if cfg.Output == "stderr" {
+			w = os.Stderr
+		}
+		f.sink = newSink(w, env.Logger)
+	case "otlp":
+		var endpoint, service string
+		if env.Telemetry != nil {
+			service = env.Telemetry.ServiceName
+			if env.Telemetry.Logs != nil {
+				endpoint = env.Telemetry.Logs.Endpoint
+			}
+		}
+		url, err := telemetry.SignalURL(endpoint, "/v1/logs")
+		if err != nil {
+			return nil, fmt.Errorf("telemetry.logs.endpoint: %w", err)
+		}
+		if env.Validating {
+			return f, nil
+		}
+		if f.otlp, err = newOTLPSink(url, service); err != nil {
+			return nil, err
+		}
+	default:
+		path := env.Path(cfg.Output)
+		if env.Validating {
+			return f, checkFile(path)
+		}
+		s, err := openFileSink(path, int64(cfg.MaxSize), cfg.MaxBackups, env.Logger)
+		if err != nil {
+			return nil, err
+		}
+		f.sink = s
+	}
+	return f, nil
+}
+
+// OnRequest does nothing: the record is written once the response is final.
+func (f *Filter) OnRequest(*engine.Ctx) engine.Verdict { return engine.Continue }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// OnResponse writes the request's record.
+func (f *Filter) OnResponse(c *engine.Ctx) {
+	now := time.Now()
+	if f.otlp != nil {
+		f.otlp.emit(c, f, now)
+		return
+	}
+	if f.sink == nil {
+		return // built for validation only
+	}
+	bp := bufPool.Get().(*[]byte)
+	var b []byte
+	if f.text {
+		b = f.appendText((*bp)[:0], c, now)
+	} else {
+		b = f.appendJSON((*bp)[:0], c, now)
+	}
+	f.sink.write(b)
+	*bp = b
+	bufPool.Put(bp)
+}
+
+// Close flushes and releases the output.
+func (f *Filter) Close() error {
+	if f.sink != nil {
+		return f.sink.Close()
+	}
+	if f.otlp != nil {
+		return f.otlp.Close()
+	}
+	return nil
+}
+
+// bodySize is the response body's length without reading a streamed body.
+func bodySize(resp *fasthttp.Response) int {
+	if resp.IsBodyStream() {
+		return max(resp.Header.ContentLength(), 0)
+	}
+	return len(resp.Body())
+}
+
+func durationMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
+	req := c.Request
+	start := c.Start
+	if start.IsZero() {
+		start = now
+	}
+	b = append(b, `{"time":"`...)
+	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","method":`...)
+	b = appendJSONString(b, req.Header.Method())
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, req.Header.Host())
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, req.URI().PathOriginal())
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, durationMS(now.Sub(start)), 'f', 3, 64)
+	b = append(b, `,"upstream_ms":`...)
+	b = strconv.AppendFloat(b, durationMS(c.UpstreamTime), 'f', 3, 64)
+	b = append(b, `,"client":"`...)
+	if c.ClientAddr.IsValid() {
+		b = c.ClientAddr.AppendTo(b)
+	}
+	b = append(b, `","upstream":`...)
+	b = appendJSONStringS(b, c.Target)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(c.Attempts), 10)
+	b = append(b, `,"pipeline":`...)
+	if c.Pipeline != nil {
+		b = appendJSONStringS(b, c.Pipeline.Name)
+	} else {
+		b = append(b, `""`...)
+	}
+	if sc := telemetry.SpanContext(c); sc.IsValid() {
+		tid, sid := sc.TraceID(), sc.SpanID()
+		b = append(b, `,"trace_id":"`...)
+		b = hex.AppendEncode(b, tid[:])
+		b = append(b, `","span_id":"`...)
+		b = hex.AppendEncode(b, sid[:])
+		b = append(b, '"')
+	}
+	if len(f.headers) > 0 {
+		b = append(b, `,"request_headers":{`...)
+		first := true
+		for _, h := range f.headers {
+			v := req.Header.Peek(h.name)
+			if v == nil {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONStringS(b, h.name)
+			b = append(b, ':')
+			if h.redacted {
+				b = append(b, `"`+redacted+`"`...)
+			} else {
+				b = appendJSONString(b, v)
+			}
+		}
+		b = append(b, '}')
+	}
+	if c.Failure != nil {
+		b = append(b, `,"error":`...)
+		b = appendJSONStringS(b, c.Failure.Error())
+	}
+	return append(b, "}\n"...)
+}
+
+func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
+	req := c.Request
+	start := c.Start
+	if start.IsZero() {
+		start = now
+	}
+	b = append(b, "time="...)
+	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, " method="...)
+	b = appendTextValue(b, req.Header.Method())
+	b = append(b, " host="...)
+	b = appendTextValue(b, req.Header.Host())
+	b = append(b, " path="...)
+	b = appendTextValue(b, req.URI().PathOriginal())
+	b = append(b, " status="...)
+	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
+	b = append(b, " bytes="...)
+	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
+	b = append(b, " duration_ms="...)
+	b = strconv.AppendFloat(b, durationMS(now.Sub(start)), 'f', 3, 64)
+	b = append(b, " upstream_ms="...)
+	b = strconv.AppendFloat(b, durationMS(c.UpstreamTime), 'f', 3, 64)
+	b = append(b, " client="...)
+	if c.ClientAddr.IsValid() {
+		b = c.ClientAddr.AppendTo(b)
+	} else {
+		b = append(b, `""`...)
+	}
+	b = append(b, " upstream="...)
+	b = appendTextValueS(b, c.Target)
+	b = append(b, " attempts="...)
+	b = strconv.AppendInt(b, int64(c.Attempts), 10)
+	b = append(b, " pipeline="...)
+	if c.Pipeline != nil {
+		b = appendTextValueS(b, c.Pipeline.Name)
+	} else {
+		b = append(b, `""`...)
+	}
+	if sc := telemetry.SpanContext(c); sc.IsValid() {
+		tid, sid := sc.TraceID(), sc.SpanID()
+		b = append(b, " trace_id="...)
+		b = hex.AppendEncode(b, tid[:])
+		b = append(b, " span_id="...)
+		b = hex.AppendEncode(b, sid[:])
+	}
+	for _, h := range f.headers {
+		v := req.Header.Peek(h.name)
+		if v == nil {
+			continue
+		}
+		b = append(b, " header."...)
+		b = append(b, h.name...)
+		b = append(b, '=')
+		if h.redacted {
+			b = append(b, redacted...)
+		} else {
+			b = appendTextValue(b, v)
+		}
+	}
+	if c.Failure != nil {
+		b = append(b, " error="...)
+		b = appendTextValueS(b, c.Failure.Error())
+	}
+	return append(b, '\n')
+}
+
+// appendTextValue writes v bare when it is a simple token, else as a quoted, escaped string
+// (logfmt), so a value can never forge another field or line.
+func appendTextValue(b, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, `""`...)
+	}
+	for _, c := range v {
+		if c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f {
+			return appendJSONString(b, v)
+		}
+	}
+	return append(b, v...)
+}
+
+func appendTextValueS(b []byte, s string) []byte {
+	if len(s) == 0 {
+		return append(b, `""`...)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f {
+			return appendJSONStringS(b, s)
+		}
+	}
+	return append(b, s...)
+}
+
+// appendJSONString appends v as a JSON string: quotes, backslashes and control characters are
+// escaped and invalid UTF-8 becomes U+FFFD, so client-controlled bytes cannot break the line.
+func appendJSONString(b, v []byte) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			b = appendJSONByte(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, v[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendJSONStringS(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			b = appendJSONByte(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendJSONByte(b []byte, c byte) []byte {
+	switch c {
+	case '"':
+		return append(b, `\"`...)
+	case '\\':
+		return append(b, `\\`...)
+	case '\n':
+		return append(b, `\n`...)
+	case '\r':
+		return append(b, `\r`...)
+	case '\t':
+		return append(b, `\t`...)
+	}
+	if c < 0x20 || c == 0x7f {
+		const hexd = "0123456789abcdef"
+		return append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xf])
+	}
+	return append(b, c)
+}

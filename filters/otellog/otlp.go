@@ -1,0 +1,119 @@
+package otellog
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// otlpSink exports records as OpenTelemetry logs. The SDK's batch processor holds a bounded
+// queue (oldest records are dropped when the collector cannot keep up) and exports in the
+// background.
+type otlpSink struct {
+	lp     *sdklog.LoggerProvider
+	logger otellog.Logger
+}
+
+func newOTLPSink(url, service string) (*otlpSink, error) {
+	exp, err := otlploghttp.New(context.Background(),
+		otlploghttp.WithEndpointURL(url),
+		otlploghttp.WithTimeout(5*time.Second),
+		otlploghttp.WithRetry(otlploghttp.RetryConfig{
+			Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: 15 * time.Second,
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("creating the OTLP log exporter: %w", err)
+	}
+	lp := sdklog.NewLoggerProvider(
+		sdklog.WithResource(telemetry.Resource(service)),
+		sdklog.WithProcessor(sdklog.NewBatchProcessor(exp,
+			sdklog.WithMaxQueueSize(2048),
+			sdklog.WithExportMaxBatchSize(512),
+			sdklog.WithExportInterval(time.Second))),
+	)
+	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog")}, nil
+}
+
+func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
+	req := c.Request
+	status := c.Response.StatusCode()
+	start := c.Start
+	if start.IsZero() {
+		start = now
+	}
+	var r otellog.Record
+	r.SetTimestamp(start)
+	r.SetObservedTimestamp(now)
+	switch {
+	case status >= 500:
+		r.SetSeverity(otellog.SeverityError)
+		r.SetSeverityText("ERROR")
+	case status >= 400:
+		r.SetSeverity(otellog.SeverityWarn)
+		r.SetSeverityText("WARN")
+	default:
+		r.SetSeverity(otellog.SeverityInfo)
+		r.SetSeverityText("INFO")
+	}
+	method, path := string(req.Header.Method()), string(req.URI().PathOriginal())
+	r.SetBody(attribute.StringValue(method + " " + path + " " + strconv.Itoa(status)))
+	r.SetEventName("sluice.access")
+	attrs := []attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(method),
+		semconv.ServerAddress(string(req.Header.Host())),
+		semconv.URLPath(path),
+		semconv.HTTPResponseStatusCode(status),
+		semconv.HTTPResponseBodySize(bodySize(c.Response)),
+		attribute.Float64("sluice.duration_ms", durationMS(now.Sub(start))),
+		attribute.Float64("sluice.upstream_ms", durationMS(c.UpstreamTime)),
+		attribute.String("sluice.upstream.target", c.Target),
+		attribute.Int("sluice.upstream.attempts", c.Attempts),
+	}
+	if c.ClientAddr.IsValid() {
+		attrs = append(attrs, semconv.ClientAddress(c.ClientAddr.String()))
+	}
+	if c.Pipeline != nil {
+		attrs = append(attrs, semconv.HTTPRoute(c.Pipeline.Name))
+	}
+	for _, h := range f.headers {
+		v := req.Header.Peek(h.name)
+		if v == nil {
+			continue
+		}
+		val := string(v)
+		if h.redacted {
+			val = redacted
+		}
+		// The conventions' http.request.header.<name> is a string array.
+		attrs = append(attrs, attribute.StringSlice("http.request.header."+h.name, []string{val}))
+	}
+	if c.Failure != nil {
+		attrs = append(attrs, attribute.String("error.message", c.Failure.Error()))
+	}
+	r.AddAttributes(attrs...)
+	ctx := context.Background()
+	if sc := telemetry.SpanContext(c); sc.IsValid() {
+		// The SDK takes the record's trace and span ids from the context.
+		ctx = trace.ContextWithSpanContext(ctx, sc)
+	}
+	o.logger.Emit(ctx, r)
+}
+
+func (o *otlpSink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := o.lp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("otel_log: flushing OTLP logs: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package otellog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sluice-gateway/sluice/engine/metrics"
+)
+
+var droppedTotal = promauto.With(metrics.Registry).NewCounter(prometheus.CounterOpts{
+	Name: "sluice_otel_log_dropped_total",
+	Help: "Access-log records dropped because the output could not keep up.",
+})
+
+const (
+	flushEvery = 200 * time.Millisecond
+	// flushAt wakes the writer early once this much is pending.
+	flushAt = 32 << 10
+	// pendingMax bounds what waits for a slow output; past it records are dropped.
+	pendingMax = 8 << 20
+)
+
+// sink takes whole lines from request goroutines into a buffer and writes them from one
+// goroutine, so a request pays a copy under a mutex, not a write system call.
+type sink struct {
+	mu      sync.Mutex
+	pending []byte
+	dropped atomic.Uint64
+
+	wake    chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	log     *slog.Logger
+
+	// Owned by the writer goroutine.
+	out        io.Writer
+	file       *os.File // nil for stdout/stderr
+	path       string
+	size       int64
+	maxSize    int64
+	maxBackups int
+	hup        chan os.Signal
+}
+
+// newSink starts writing to w (stdout/stderr).
+func newSink(w io.Writer, log *slog.Logger) *sink {
+	s := &sink{out: w, log: log}
+	s.start()
+	return s
+}
+
+// openFileSink opens path for appending and starts writing to it.
+func openFileSink(path string, maxSize int64, maxBackups int, log *slog.Logger) (*sink, error) {
+	s := &sink{path: path, maxSize: maxSize, maxBackups: maxBackups, log: log}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	// Reopen on SIGHUP: an external rotator (logrotate) renamed the file and wants us to let go.
+	s.hup = make(chan os.Signal, 1)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	s.start()
+	return s, nil
+}
+
+// checkFile reports whether path could be opened, without creating it (for `sluice validate`).
+func checkFile(path string) error {
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("log file folder: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("log file folder %s is not a directory", dir)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("log file %s is a directory", path)
+	}
+	return nil
+}
+
+func (s *sink) open() error {
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("opening the log file: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("opening the log file: %w", err)
+	}
+	s.file, s.out, s.size = f, f, st.Size()
+	return nil
+}
+
+func (s *sink) start() {
+	s.wake = make(chan struct{}, 1)
+	s.done = make(chan struct{})
+	s.stopped = make(chan struct{})
+	go s.run()
+}
+
+// write queues one record (a complete line). It never blocks on the output.
+func (s *sink) write(line []byte) {
+	s.mu.Lock()
+	if len(s.pending)+len(line) > pendingMax {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		droppedTotal.Inc()
+		return
+	}
+	s.pending = append(s.pending, line...)
+	n := len(s.pending)
+	s.mu.Unlock()
+	if n >= flushAt {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *sink) run() {
+	defer close(s.stopped)
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	var spare []byte
+	var lastWarn time.Time
+	for {
+		var stop bool
+		select {
+		case <-s.wake:
+		case <-tick.C:
+		case <-s.hup:
+			spare = s.flush(spare)
+			s.reopen()
+			continue
+		case <-s.done:
+			stop = true
+		}
+		spare = s.flush(spare)
+		if n := s.dropped.Swap(0); n > 0 {
+			if time.Since(lastWarn) > 10*time.Second {
+				s.log.Warn("access log output is too slow: records dropped", "dropped", n)
+				lastWarn = time.Now()
+			}
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// flush writes what is pending; buffers alternate so writers never wait for the output.
+func (s *sink) flush(spare []byte) []byte {
+	s.mu.Lock()
+	buf := s.pending
+	s.pending = spare[:0]
+	s.mu.Unlock()
+	if len(buf) == 0 {
+		return buf
+	}
+	n, err := s.out.Write(buf)
+	s.size += int64(n)
+	if err != nil {
+		s.log.Warn("writing the access log", "err", err)
+	}
+	if s.file != nil && s.maxSize > 0 && s.size >= s.maxSize {
+		s.rotate()
+	}
+	if cap(buf) > 4*flushAt*8 {
+		return nil // don't keep a buffer that grew large during a burst
+	}
+	return buf
+}
+
+func (s *sink) reopen() {
+	if s.file == nil {
+		return
+	}
+	old := s.file
+	if err := s.open(); err != nil {
+		s.log.Warn("reopening the access log; writing to the old file", "err", err)
+		return
+	}
+	old.Close()
+}
+
+// rotate shifts FILE.(n-1) to FILE.n … FILE to FILE.1, dropping what exceeds max_backups, and
+// opens a fresh FILE.
+func (s *sink) rotate() {
+	if s.maxBackups == 0 {
+		if err := s.file.Truncate(0); err != nil {
+			s.log.Warn("truncating the access log", "err", err)
+		}
+		s.size = 0
+		return
+	}
+	os.Remove(fmt.Sprintf("%s.%d", s.path, s.maxBackups))
+	for i := s.maxBackups - 1; i >= 1; i-- {
+		err := os.Rename(fmt.Sprintf("%s.%d", s.path, i), fmt.Sprintf("%s.%d", s.path, i+1))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("rotating the access log", "err", err)
+		}
+	}
+	if err := os.Rename(s.path, s.path+".1"); err != nil {
+		s.log.Warn("rotating the access log", "err", err)
+	}
+	s.reopen()
+}
+
+// Close writes what is pending and closes the file.
+func (s *sink) Close() error {
+	close(s.done)
+	<-s.stopped
+	if s.hup != nil {
+		signal.Stop(s.hup)
+	}
+	if s.file != nil {
+		return s.file.Close()
+	}
+	return nil
+}
