@@ -145,6 +145,9 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 		if opt.retry > 0 {
 			r.retry = opt.retry
 		}
+		if opt.every > 0 {
+			r.every = opt.every
+		}
 		f.keys, f.remote = r, r
 		if !env.Validating {
 			r.start()

@@ -103,8 +103,8 @@ func writeFile(t testing.TB, dir, name string, data []byte) {
 
 // jwksKey describes one JWKS entry: the private key whose public half is published.
 type jwksKey struct {
-	kid, alg string
-	key      any
+	kid, alg, use string
+	key           any
 }
 
 // jwksJSON builds a JWK Set with jwx from the keys' public halves.
@@ -127,6 +127,11 @@ func jwksJSON(t testing.TB, keys ...jwksKey) []byte {
 		}
 		if k.alg != "" {
 			if err := jk.Set(jwk.AlgorithmKey, k.alg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k.use != "" {
+			if err := jk.Set(jwk.KeyUsageKey, k.use); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -50,8 +50,9 @@ type remoteKeys struct {
 	cooldown time.Duration
 	log      *slog.Logger
 
-	set     atomic.Pointer[keySet] // nil until the first fetch succeeds
-	lastErr atomic.Pointer[error]  // the last fetch failure, nil after a success
+	set      atomic.Pointer[keySet] // nil until the first fetch succeeds
+	lastErr  atomic.Pointer[error]  // the last fetch failure, nil after a success
+	attempts atomic.Int64           // fetches attempted, for tests
 
 	// fetchMu serializes fetches; lastAttempt and lastBody are guarded by it.
 	fetchMu     sync.Mutex
@@ -139,6 +140,7 @@ func (r *remoteKeys) unavailable() error {
 // fetchLocked fetches and installs the JWKS; fetchMu must be held. A failure keeps the old set.
 func (r *remoteKeys) fetchLocked() error {
 	r.lastAttempt = time.Now()
+	r.attempts.Add(1)
 	body, err := r.get()
 	if err == nil && r.set.Load() != nil && bytes.Equal(body, r.lastBody) {
 		// Unchanged: keep the same set so cached tokens stay valid.

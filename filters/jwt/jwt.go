@@ -165,6 +165,7 @@ type options struct {
 	now      func() time.Time
 	cooldown time.Duration // kid-miss refetch cooldown (default min(jwks_refresh, 30s))
 	retry    time.Duration // background retry after a failed fetch (default min(jwks_refresh, 10s))
+	every    time.Duration // background refresh period (default jwks_refresh, which is at least 1s)
 }
 
 // loadKeys builds the static key set, or the remote source, and settles the default algorithms.
