@@ -227,10 +227,10 @@ func (c *Config) Validate() error {
 		if h.Interval <= 0 {
 			add("health_check.interval", "must be positive")
 		}
+		// A timeout longer than the interval is fine: a target's next probe waits for the
+		// previous one to end, so probes never overlap.
 		if h.Timeout <= 0 {
 			add("health_check.timeout", "must be positive")
-		} else if h.Timeout > h.Interval {
-			add("health_check.timeout", "must not exceed the interval (%s)", h.Interval.D())
 		}
 		if h.HealthyThreshold < 1 {
 			add("health_check.healthy_threshold", "must be at least 1")

@@ -1,0 +1,8 @@
+package balancer
+
+// SetResolver makes upstreams built from now on resolve names with r; the returned function
+// restores the previous resolver.
+func SetResolver(r Resolver) (restore func()) {
+	prev := resolver.Swap(&r)
+	return func() { resolver.Store(prev) }
+}
