@@ -6,6 +6,7 @@ import (
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters/authorize"
 	"github.com/sluice-gateway/sluice/filters/balancer"
+	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
@@ -20,6 +21,7 @@ func Builtin() *engine.Registry {
 	headers.Register(r)
 	balancer.Register(r)
 	compress.Register(r)
+	cache.Register(r)
 	jwt.Register(r)
 	otellog.Register(r)
 	authorize.Register(r)

@@ -85,6 +85,9 @@ func TestParseQ(t *testing.T) {
 }
 
 func TestNegotiateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
 	h := []byte("gzip;q=0.8, deflate, br;q=0.9, zstd;q=0.95, *;q=0")
 	algs := []string{Zstd, Brotli, Gzip}
 	if n := testing.AllocsPerRun(100, func() { negotiate(h, algs) }); n != 0 {
