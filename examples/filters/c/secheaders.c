@@ -4,6 +4,7 @@
  * implementation details (server, x-powered-by by default).
  *
  * Config: {"set": {"<name>": "<value>", ...}, "remove": ["server", "x-powered-by"]}
+ * Without either member, the defaults below apply.
  */
 #include "sluice_filter.h"
 
@@ -18,7 +19,8 @@ static const char *defaults =
 
 static void load(void) {
     sluice_str raw = sluice_config();
-    if (raw.len == 0) {
+    /* No config, or an object naming neither "set" nor "remove" (e.g. {}): the defaults apply. */
+    if (!sluice_json_get(raw, "set").ptr && !sluice_json_get(raw, "remove").ptr) {
         raw.ptr = defaults;
         raw.len = sluice_strlen(defaults);
     }
