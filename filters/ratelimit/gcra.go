@@ -15,6 +15,7 @@ type gcra struct {
 	tolerance int64 // tau = burst*T: how far ahead of now TAT may run and still admit
 	window    int64 // W: the period rounded up to whole seconds, the window the headers report
 	second    int64 // one second in this unit
+	windowSec int64 // W in seconds
 }
 
 func newGCRA(limit int, period time.Duration, burst int, unit time.Duration) gcra {
@@ -28,6 +29,7 @@ func newGCRA(limit int, period time.Duration, burst int, unit time.Duration) gcr
 		tolerance: int64(burst) * t,
 		window:    ceilDiv(p, int64(time.Second)) * (int64(time.Second) / u),
 		second:    int64(time.Second) / u,
+		windowSec: ceilDiv(p, int64(time.Second)),
 	}
 }
 
@@ -70,7 +72,7 @@ func (g *gcra) retryAfter(ahead int64) int64 {
 }
 
 // windowSeconds is the window W in whole seconds.
-func (g *gcra) windowSeconds() int64 { return g.window / g.second }
+func (g *gcra) windowSeconds() int64 { return g.windowSec }
 
 func ceilDiv(a, b int64) int64 {
 	q := a / b

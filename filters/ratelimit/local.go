@@ -38,7 +38,7 @@ type shard struct {
 	mu        sync.Mutex
 	m         map[uint64]int64
 	lastSweep int64
-	peak      int // largest len(m) since the map was made
+	peak      int      // largest len(m) since the map was made
 	_         [32]byte // keeps shards on separate cache lines
 }
 

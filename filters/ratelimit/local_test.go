@@ -248,10 +248,10 @@ func BenchmarkLocalDecision(b *testing.B) {
 	s := newTestStore(1<<30, time.Second, 1<<20)
 	b.ReportAllocs()
 	now := int64(0)
-	for b.Loop() {
+	loopCPU(b, func() {
 		now++
 		s.take(uint64(now&1023)*0x9E3779B97F4A7C15, now)
-	}
+	})
 }
 
 func BenchmarkLocalDecisionParallel(b *testing.B) {

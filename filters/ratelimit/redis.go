@@ -17,15 +17,22 @@ import (
 
 // gcraScript is one GCRA decision, atomic on the Redis server, on Redis' own clock (TIME), so
 // gateways whose clocks disagree still share one exact limit. KEYS[1] is the key; ARGV[1] the
-// emission interval T and ARGV[2] the tolerance tau, both in microseconds. It returns
-// {admitted (1 or 0), TAT - now in microseconds}. The key expires when its TAT passes: from then
-// on it would decide exactly like an absent key, so Redis holds only keys that carry information.
-// Lua numbers are doubles: microseconds since 1970 (~2^51) stay exact.
+// emission interval T and ARGV[2] the tolerance tau, both in microseconds; ARGV[3], which only
+// tests pass, replaces TIME so they can drive the clock. It returns {admitted (1 or 0),
+// TAT - now in microseconds}. The key expires when its TAT passes: from then on it would decide
+// exactly like an absent key, so Redis holds only keys that carry information. Lua numbers are
+// doubles: microseconds since 1970 (~2^51) stay exact; string.format('%d') writes them back in
+// full (Lua's default number format would round them to 14 digits).
 var gcraScript = redis.NewScript(`
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now
+if ARGV[3] then
+  now = tonumber(ARGV[3])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
 if tat < now then tat = now end
 if tat - tolerance > now then
@@ -72,9 +79,20 @@ var (
 	monoStart = time.Now()
 )
 
+var quietRedisOnce sync.Once
+
+// redisLogger sends go-redis' own log lines (a failed dial on every probe, say) to debug level:
+// outages are reported once, by sharedClient.failed.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
 // acquireClient returns the client for rc, creating it on first use. The client dials lazily:
 // creating it touches no network.
 func acquireClient(rc *engine.RedisConfig, log *slog.Logger) *sharedClient {
+	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
 	if sc, ok := clients[rc]; ok {
@@ -174,6 +192,11 @@ type redisStore struct {
 // take runs one decision for key. It returns whether the request is admitted and TAT - now in
 // microseconds, or an error when Redis is unavailable (never after more than the block's timeout).
 func (r *redisStore) take(ctx context.Context, key string) (bool, int64, error) {
+	return r.takeAt(ctx, key, nil)
+}
+
+// takeAt is take with, when at is not nil, *at (microseconds) as Redis' clock: for tests.
+func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, int64, error) {
 	now := monoNow()
 	if !r.sc.usable(now) {
 		return false, 0, errStoreDown
@@ -183,7 +206,13 @@ func (r *redisStore) take(ctx context.Context, key string) (bool, int64, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.sc.timeout)
 	start := time.Now()
-	res, err := gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance).Int64Slice()
+	var cmd *redis.Cmd
+	if at == nil {
+		cmd = gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance)
+	} else {
+		cmd = gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance, *at)
+	}
+	res, err := cmd.Int64Slice()
 	cancel()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("rate limit script returned %d values, want 2", len(res))

@@ -1,0 +1,462 @@
+package ratelimit
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
+)
+
+func testConfig(key string, limit int, period time.Duration, burst int) *Config {
+	c := &Config{}
+	c.SetDefaults()
+	c.Key, c.Limit, c.Period, c.Burst = key, limit, engine.Duration(period), burst
+	return c
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testFilter builds a local-store filter whose clock is *now.
+func testFilter(t testing.TB, cfg *Config, now *int64) *Filter {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := build(cfg, &engine.BuildEnv{Pipeline: "test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ff := f.(*Filter)
+	ff.clock = func() int64 { return *now }
+	return ff
+}
+
+type result struct {
+	status     int
+	retryAfter string
+	policy     []string
+	rateLimit  []string
+}
+
+// serve runs one request through f (and extra filters after it) to a 200 terminal.
+func serve(t testing.TB, f engine.Filter, setup func(c *engine.Ctx), headers ...string) result {
+	t.Helper()
+	c := enginetest.NewCtx(t, "GET", "/v1/items", headers...)
+	if setup != nil {
+		setup(c)
+	}
+	enginetest.Serve(c, enginetest.OK, f)
+	return resultOf(c)
+}
+
+func resultOf(c *engine.Ctx) result {
+	r := result{status: c.Response.StatusCode(), retryAfter: string(c.Response.Header.Peek("Retry-After"))}
+	for _, v := range c.Response.Header.PeekAll("RateLimit-Policy") {
+		r.policy = append(r.policy, string(v))
+	}
+	for _, v := range c.Response.Header.PeekAll("RateLimit") {
+		r.rateLimit = append(r.rateLimit, string(v))
+	}
+	return r
+}
+
+func TestLimitedAnswer(t *testing.T) {
+	now := int64(0)
+	f := testFilter(t, testConfig("ip", 2, time.Minute, 0), &now) // T = 30s
+
+	r := serve(t, f, nil)
+	if r.status != 200 || r.retryAfter != "" {
+		t.Fatalf("first request: status %d, Retry-After %q", r.status, r.retryAfter)
+	}
+	if want := []string{`"default";q=2;w=60`}; !equal(r.policy, want) {
+		t.Errorf("RateLimit-Policy = %q, want %q", r.policy, want)
+	}
+	if want := []string{`"default";r=1;t=60`}; !equal(r.rateLimit, want) {
+		t.Errorf("RateLimit = %q, want %q", r.rateLimit, want)
+	}
+
+	now = 5 * sec
+	r = serve(t, f, nil)
+	if r.status != 429 {
+		t.Fatalf("second request 5s later: status %d, want 429", r.status)
+	}
+	if r.retryAfter != "25" {
+		t.Errorf("Retry-After = %q, want 25", r.retryAfter)
+	}
+	if want := []string{`"default";r=0;t=25`}; !equal(r.rateLimit, want) {
+		t.Errorf("RateLimit on 429 = %q, want %q", r.rateLimit, want)
+	}
+	if want := []string{`"default";q=2;w=60`}; !equal(r.policy, want) {
+		t.Errorf("RateLimit-Policy on 429 = %q", r.policy)
+	}
+
+	now = 30 * sec
+	if r = serve(t, f, nil); r.status != 200 {
+		t.Errorf("after Retry-After: status %d", r.status)
+	}
+}
+
+// TestFieldsFollowDraft reads every field the filter writes with the draft's rules, over a run
+// that goes from idle through refusals, with and without burst.
+func TestFieldsFollowDraft(t *testing.T) {
+	for _, burst := range []int{0, 20} {
+		now := int64(0)
+		f := testFilter(t, testConfig("ip", 100, time.Minute, burst), &now)
+		for i := range 150 {
+			now = int64(i) * 100 * ms
+			r := serve(t, f, nil)
+			if len(r.policy) != 1 || len(r.rateLimit) != 1 {
+				t.Fatalf("request %d: fields %q %q, want one of each", i, r.policy, r.rateLimit)
+			}
+			pol, err := checkPolicyField(r.policy[0])
+			if err != nil {
+				t.Fatalf("RateLimit-Policy %q: %v", r.policy[0], err)
+			}
+			rl, err := checkRateLimitField(r.rateLimit[0])
+			if err != nil {
+				t.Fatalf("RateLimit %q: %v", r.rateLimit[0], err)
+			}
+			if pol[0].value != "default" || rl[0].value != "default" {
+				t.Fatalf("policy identifiers %v and %v, want both \"default\"", pol[0].value, rl[0].value)
+			}
+			if q, _ := pol[0].param("q"); q != int64(100) {
+				t.Errorf("q = %v", q)
+			}
+			if w, _ := pol[0].param("w"); w != int64(60) {
+				t.Errorf("w = %v", w)
+			}
+			b, hasBurst := pol[0].param("sluice-burst")
+			if hasBurst != (burst > 0) || hasBurst && b != int64(burst) {
+				t.Errorf("sluice-burst = %v (present %v) with burst %d", b, hasBurst, burst)
+			}
+			rv, _ := rl[0].param("r")
+			tv, _ := rl[0].param("t")
+			if r.status == 429 {
+				if rv != int64(0) || r.retryAfter == "" || tv.(int64) < 1 {
+					t.Fatalf("429 with r=%v t=%v Retry-After %q", rv, tv, r.retryAfter)
+				}
+				// Retry-After must not point before the end of the effective window.
+				if ra := r.retryAfter; ra != strings.TrimSpace(ra) || ra < "1" {
+					t.Errorf("Retry-After %q", ra)
+				}
+			} else if tv != int64(60) || rv.(int64) > int64(100+burst) {
+				t.Fatalf("admitted with r=%v t=%v", rv, tv)
+			}
+		}
+	}
+}
+
+func TestRetryAfterMatchesWindow(t *testing.T) {
+	now := int64(0)
+	f := testFilter(t, testConfig("ip", 1, 10*time.Second, 0), &now)
+	serve(t, f, nil)
+	now = 2500 * ms
+	r := serve(t, f, nil)
+	// 7.5s to wait: Retry-After rounds up to 8, and t says the same moment.
+	if r.status != 429 || r.retryAfter != "8" || !equal(r.rateLimit, []string{`"default";r=0;t=8`}) {
+		t.Errorf("got %+v", r)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	ip := func(a string) func(c *engine.Ctx) {
+		return func(c *engine.Ctx) { c.ClientAddr = netip.MustParseAddr(a) }
+	}
+	claims := func(cl engine.Claims) func(c *engine.Ctx) {
+		return func(c *engine.Ctx) { engine.ClaimsKey.Set(c, cl) }
+	}
+	type req struct {
+		setup   func(c *engine.Ctx)
+		headers []string
+		want    int
+	}
+	tests := []struct {
+		name string
+		key  string
+		reqs []req
+	}{
+		{"ip", "ip", []req{
+			{ip("10.0.0.1"), nil, 200}, {ip("10.0.0.1"), nil, 429},
+			{ip("10.0.0.2"), nil, 200}, {ip("2001:db8::1"), nil, 200}, {ip("2001:db8::1"), nil, 429},
+			// No client address: the anonymous key, which is limited too.
+			{func(c *engine.Ctx) { c.ClientAddr = netip.Addr{} }, nil, 200},
+			{func(c *engine.Ctx) { c.ClientAddr = netip.Addr{} }, nil, 429},
+		}},
+		{"header", "header:X-Api-Key", []req{
+			{nil, []string{"X-Api-Key", "a"}, 200}, {nil, []string{"x-api-key", "a"}, 429},
+			{nil, []string{"X-Api-Key", "b"}, 200},
+			{nil, nil, 200}, {nil, nil, 429}, // anonymous
+			{nil, []string{"X-Api-Key", ""}, 429}, // an empty value is anonymous too
+			{nil, []string{"X-Api-Key", "anonymous"}, 200},
+		}},
+		{"claim", "claim:sub", []req{
+			{claims(engine.Claims{"sub": "alice"}), nil, 200}, {claims(engine.Claims{"sub": "alice"}), nil, 429},
+			{claims(engine.Claims{"sub": "bob"}), nil, 200},
+			{nil, nil, 200}, {claims(engine.Claims{"iss": "x"}), nil, 429}, // no claims, no sub: anonymous
+		}},
+		{"nested claim", "claim:org.id", []req{
+			{claims(engine.Claims{"org": map[string]any{"id": "acme"}}), nil, 200},
+			{claims(engine.Claims{"org": map[string]any{"id": "acme"}}), nil, 429},
+			{claims(engine.Claims{"org": map[string]any{"id": "umbrella"}}), nil, 200},
+		}},
+		{"route", "route", []req{
+			{ip("10.0.0.1"), []string{"X-Api-Key", "a"}, 200},
+			{ip("10.0.0.2"), []string{"X-Api-Key", "b"}, 429},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := int64(0)
+			f := testFilter(t, testConfig(tt.key, 1, time.Hour, 0), &now)
+			for i, rq := range tt.reqs {
+				if r := serve(t, f, rq.setup, rq.headers...); r.status != rq.want {
+					t.Errorf("request %d: status %d, want %d", i, r.status, rq.want)
+				}
+			}
+		})
+	}
+}
+
+func TestHeadersOff(t *testing.T) {
+	now := int64(0)
+	cfg := testConfig("ip", 1, time.Minute, 0)
+	cfg.Headers = false
+	f := testFilter(t, cfg, &now)
+	r := serve(t, f, nil)
+	if r.status != 200 || len(r.policy)+len(r.rateLimit) != 0 {
+		t.Errorf("admitted: %+v, want no RateLimit fields", r)
+	}
+	r = serve(t, f, nil)
+	if r.status != 429 || r.retryAfter != "60" || len(r.policy)+len(r.rateLimit) != 0 {
+		t.Errorf("refused: %+v, want 429 with only Retry-After", r)
+	}
+}
+
+// TestUpstreamFieldsKept: the upstream's own fields stay; ours are added as further field lines.
+func TestUpstreamFieldsKept(t *testing.T) {
+	now := int64(0)
+	f := testFilter(t, testConfig("ip", 10, time.Second, 0), &now)
+	c := enginetest.NewCtx(t, "GET", "/")
+	enginetest.Serve(c, func(c *engine.Ctx) {
+		enginetest.OK(c)
+		c.Response.Header.Add("RateLimit-Policy", `"upstream";q=5;w=1`)
+		c.Response.Header.Add("RateLimit", `"upstream";r=4;t=1`)
+	}, f)
+	r := resultOf(c)
+	if !equal(r.policy, []string{`"upstream";q=5;w=1`, `"default";q=10;w=1`}) ||
+		!equal(r.rateLimit, []string{`"upstream";r=4;t=1`, `"default";r=9;t=1`}) {
+		t.Errorf("fields %q %q", r.policy, r.rateLimit)
+	}
+}
+
+// TestStackedFilters: two rate_limit filters in a pipeline get distinct names, and each response
+// phase reports its own policy, also when the second one refuses.
+func TestStackedFilters(t *testing.T) {
+	now := int64(0)
+	perSec, err := build(testConfig("ip", 10, time.Second, 0), &engine.BuildEnv{Pipeline: "p", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perMin, err := build(testConfig("ip", 2, time.Minute, 0), &engine.BuildEnv{Pipeline: "p", Logger: quiet, Earlier: []string{"rate_limit"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSec.(*Filter).clock = func() int64 { return now }
+	perMin.(*Filter).clock = func() int64 { return now }
+	run := func() result {
+		c := enginetest.NewCtx(t, "GET", "/")
+		enginetest.Serve(c, enginetest.OK, perSec, perMin)
+		if o, _ := outcomeKey.Get(c); o != nil {
+			t.Error("outcomes left on the request after the response phase")
+		}
+		return resultOf(c)
+	}
+	r := run()
+	if r.status != 200 || !equal(r.rateLimit, []string{`"default-2";r=1;t=60`, `"default";r=9;t=1`}) ||
+		!equal(r.policy, []string{`"default-2";q=2;w=60`, `"default";q=10;w=1`}) {
+		t.Fatalf("first: %+v", r)
+	}
+	now = sec
+	r = run()
+	now = 2 * sec
+	r = run()
+	if r.status != 429 || !equal(r.rateLimit, []string{`"default-2";r=0;t=28`, `"default";r=9;t=1`}) {
+		t.Errorf("third, refused by the per-minute policy: %+v", r)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(c *Config)
+		field string
+	}{
+		{"bad key", func(c *Config) { c.Key = "cookie:x" }, "key"},
+		{"bad header", func(c *Config) { c.Key = "header:Bad Name" }, "key"},
+		{"empty claim", func(c *Config) { c.Key = "claim:" }, "key"},
+		{"zero limit", func(c *Config) { c.Limit = 0 }, "limit"},
+		{"zero period", func(c *Config) { c.Period = 0 }, "period"},
+		{"too fine", func(c *Config) { c.Limit, c.Period = 1e6, engine.Duration(time.Millisecond) }, "period"},
+		{"negative burst", func(c *Config) { c.Burst = -1 }, "burst"},
+		{"huge burst", func(c *Config) { c.Burst, c.Period, c.Limit = 1<<30, engine.Duration(time.Hour), 1 }, "burst"},
+		{"mode", func(c *Config) { c.OnStoreError = "retry" }, "on_store_error"},
+		{"name", func(c *Config) { c.Name = `bad"name` }, "name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig("ip", 10, time.Second, 0)
+			tt.edit(c)
+			errs := engine.FieldErrors(c.Validate())
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors (%v), want 1", len(errs), errs)
+			}
+			if fe, ok := engine.AsFieldError(errs[0]); !ok || fe.Field != tt.field {
+				t.Errorf("error %v not on %s", errs[0], tt.field)
+			}
+		})
+	}
+	good := testConfig("header:X-Api-Key", 100, time.Minute, 20)
+	good.Name, good.OnStoreError = "per-key.v1", "deny"
+	if err := good.Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+func TestBuildStore(t *testing.T) {
+	cfg := testConfig("ip", 10, time.Second, 0)
+	cfg.Store = "missing"
+	_, err := build(cfg, &engine.BuildEnv{Pipeline: "p", Logger: quiet, Redis: map[string]*engine.RedisConfig{}})
+	if err == nil || !strings.Contains(err.Error(), `"missing"`) {
+		t.Errorf("unknown redis block: err = %v", err)
+	}
+	// Validating dials nothing and creates no client, even for an address nobody serves.
+	cfg.Store = "main"
+	rc := &engine.RedisConfig{Name: "main", Address: "127.0.0.1:1", Timeout: engine.Duration(50 * time.Millisecond)}
+	f, err := build(cfg, &engine.BuildEnv{Pipeline: "p", Logger: quiet, Validating: true, Redis: map[string]*engine.RedisConfig{"main": rc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientsMu.Lock()
+	_, made := clients[rc]
+	clientsMu.Unlock()
+	if made || f.(*Filter).remote != nil {
+		t.Error("validating created a Redis client")
+	}
+}
+
+func TestClientSharedPerBlock(t *testing.T) {
+	rc := &engine.RedisConfig{Name: "main", Address: "127.0.0.1:1", Timeout: engine.Duration(50 * time.Millisecond)}
+	env := &engine.BuildEnv{Pipeline: "p", Logger: quiet, Redis: map[string]*engine.RedisConfig{"main": rc}}
+	cfg := testConfig("ip", 10, time.Second, 0)
+	cfg.Store = "main"
+	a, err := build(cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := build(cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, fb := a.(*Filter), b.(*Filter)
+	if fa.remote.sc != fb.remote.sc {
+		t.Fatal("two filters on one redis block got two clients")
+	}
+	sc := fa.remote.sc
+	if err := fa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.client.Ping(t.Context()).Err(); errors.Is(err, errClientClosed) {
+		t.Fatal("client closed while a filter still uses it")
+	}
+	if err := fb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.client.Ping(t.Context()).Err(); !errors.Is(err, errClientClosed) {
+		t.Errorf("after the last filter closed, ping err = %v, want the client closed", err)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func hotPathFilter(b testing.TB, key string) (*Filter, *engine.Ctx) {
+	now := int64(0)
+	// 1M/s with a burst of 2^30: never refuses, however fast the loop.
+	f := testFilter(b, testConfig(key, 1_000_000, time.Second, 1<<30), &now)
+	f.clock = nil // the real clock: the request's start time
+	c := enginetest.NewCtx(b, "GET", "/v1/items", "X-Api-Key", "key-0123456789")
+	return f, c
+}
+
+func onePass(f *Filter, c *engine.Ctx) {
+	if f.OnRequest(c) != engine.Continue {
+		panic("refused")
+	}
+	f.OnResponse(c)
+	c.Response.Reset() // the next request starts with a fresh response
+}
+
+func TestHotPathAllocs(t *testing.T) {
+	for _, key := range []string{"ip", "header:X-Api-Key"} {
+		f, c := hotPathFilter(t, key)
+		onePass(f, c) // grows the Ctx's key slots once, as a pooled Ctx would have
+		if n := testing.AllocsPerRun(1000, func() { onePass(f, c) }); n != 0 {
+			t.Errorf("key %s: %v allocations per request, want 0", key, n)
+		}
+	}
+	// The refusal path allocates nothing either.
+	now := int64(0)
+	f := testFilter(t, testConfig("ip", 1, time.Hour, 0), &now)
+	c := enginetest.NewCtx(t, "GET", "/")
+	f.OnRequest(c)
+	f.OnResponse(c)
+	if n := testing.AllocsPerRun(1000, func() {
+		if f.OnRequest(c) != engine.Respond {
+			panic("admitted")
+		}
+		f.OnResponse(c)
+	}); n != 0 {
+		t.Errorf("refusal: %v allocations, want 0", n)
+	}
+}
+
+func benchFilter(b *testing.B, key string) {
+	f, c := hotPathFilter(b, key)
+	onePass(f, c)
+	b.ReportAllocs()
+	loopCPU(b, func() { onePass(f, c) })
+}
+
+func BenchmarkFilterIP(b *testing.B)     { benchFilter(b, "ip") }
+func BenchmarkFilterHeader(b *testing.B) { benchFilter(b, "header:X-Api-Key") }
+
+// BenchmarkDecisionIP is the request phase alone: key, hash, shard, GCRA, metrics.
+func BenchmarkDecisionIP(b *testing.B) {
+	f, c := hotPathFilter(b, "ip")
+	onePass(f, c)
+	b.ReportAllocs()
+	loopCPU(b, func() {
+		f.OnRequest(c)
+		o, _ := outcomeKey.Get(c)
+		outcomeKey.Set(c, o.next)
+		outcomePool.Put(o)
+	})
+}
+
+var errClientClosed = redis.ErrClosed
