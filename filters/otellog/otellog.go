@@ -138,6 +138,14 @@ func bodySize(resp *fasthttp.Response) int {
 
 func durationMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// appendMS appends d in milliseconds with three decimals ("12.345"), without float formatting.
+func appendMS(b []byte, d time.Duration) []byte {
+	us := max(d.Microseconds(), 0)
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+}
+
 func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	req := c.Request
 	start := c.Start
@@ -157,9 +165,9 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, durationMS(now.Sub(start)), 'f', 3, 64)
+	b = appendMS(b, now.Sub(start))
 	b = append(b, `,"upstream_ms":`...)
-	b = strconv.AppendFloat(b, durationMS(c.UpstreamTime), 'f', 3, 64)
+	b = appendMS(b, c.UpstreamTime)
 	b = append(b, `,"client":"`...)
 	if c.ClientAddr.IsValid() {
 		b = c.ClientAddr.AppendTo(b)
@@ -230,9 +238,9 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = append(b, " bytes="...)
 	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
 	b = append(b, " duration_ms="...)
-	b = strconv.AppendFloat(b, durationMS(now.Sub(start)), 'f', 3, 64)
+	b = appendMS(b, now.Sub(start))
 	b = append(b, " upstream_ms="...)
-	b = strconv.AppendFloat(b, durationMS(c.UpstreamTime), 'f', 3, 64)
+	b = appendMS(b, c.UpstreamTime)
 	b = append(b, " client="...)
 	if c.ClientAddr.IsValid() {
 		b = c.ClientAddr.AppendTo(b)
@@ -305,9 +313,19 @@ func appendTextValueS(b []byte, s string) []byte {
 
 // appendJSONString appends v as a JSON string: quotes, backslashes and control characters are
 // escaped and invalid UTF-8 becomes U+FFFD, so client-controlled bytes cannot break the line.
+// Runs of plain ASCII are copied at once.
 func appendJSONString(b, v []byte) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(v); {
+		j := i
+		for j < len(v) && plainASCII[v[j]] {
+			j++
+		}
+		b = append(b, v[i:j]...)
+		if j == len(v) {
+			break
+		}
+		i = j
 		c := v[i]
 		if c < utf8.RuneSelf {
 			b = appendJSONByte(b, c)
@@ -328,6 +346,15 @@ func appendJSONString(b, v []byte) []byte {
 func appendJSONStringS(b []byte, s string) []byte {
 	b = append(b, '"')
 	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && plainASCII[s[j]] {
+			j++
+		}
+		b = append(b, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		i = j
 		c := s[i]
 		if c < utf8.RuneSelf {
 			b = appendJSONByte(b, c)
@@ -344,6 +371,14 @@ func appendJSONStringS(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// plainASCII marks the bytes a JSON string holds unescaped.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func appendJSONByte(b []byte, c byte) []byte {
 	switch c {

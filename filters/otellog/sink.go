@@ -40,6 +40,7 @@ type sink struct {
 
 	wake    chan struct{}
 	done    chan struct{}
+	closing sync.Once
 	stopped chan struct{}
 	log     *slog.Logger
 
@@ -219,15 +220,18 @@ func (s *sink) rotate() {
 	s.reopen()
 }
 
-// Close writes what is pending and closes the file.
+// Close writes what is pending and closes the file. Later calls do nothing.
 func (s *sink) Close() error {
-	close(s.done)
-	<-s.stopped
-	if s.hup != nil {
-		signal.Stop(s.hup)
-	}
-	if s.file != nil {
-		return s.file.Close()
-	}
-	return nil
+	var err error
+	s.closing.Do(func() {
+		close(s.done)
+		<-s.stopped
+		if s.hup != nil {
+			signal.Stop(s.hup)
+		}
+		if s.file != nil {
+			err = s.file.Close()
+		}
+	})
+	return err
 }
