@@ -1,0 +1,44 @@
+// Command bench is Sluice's load benchmark against nginx, HAProxy and a bare fasthttp proxy (the
+// floor), all on the same machine in one interleaved invocation; see testbed/bench/README.md.
+//
+//	bench run -mode quick|full|smoke   the benchmark (testbed/bench/run.sh builds and calls it)
+//	bench load -addr … -rate …         a fixed-rate, open-loop load generator (JSON result)
+//	bench conns -addr … -n 10000       opens idle keep-alive connections and holds them
+//	bench sink -listen …               an OTLP/HTTP endpoint that discards what it receives
+//	bench profile -variant empty       CPU and allocation profiles of Sluice under load (bin/sluiceprof)
+//	bench headers                      prints the quickstart case's request headers (for manual runs)
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: bench run|load|conns|sink [flags]")
+		os.Exit(2)
+	}
+	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain}
+	f, ok := cmds[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bench: unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+	if os.Args[1] == "run" {
+		// Ctrl-C: the deferred cleanup in runMain stops every started process; make the signal
+		// reach it as a panic-free exit path by turning it into an error return.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			<-sig
+			interrupted.Store(true)
+		}()
+	}
+	if err := f(os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}

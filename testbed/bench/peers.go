@@ -1,0 +1,231 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Ports of the benchmark, all on 127.0.0.1. Fixed so that logs and configs are easy to read; the
+// harness refuses to start when one is taken.
+const (
+	portUpstream   = 18001 // and 18002, 18003 for the p2c_ewma targets
+	portNginx      = 18100 // gzip off; 18110 gzip level 1; 18111 gzip level 6
+	portHAProxy    = 18101
+	portFloor      = 18102
+	portSluiceBase = 18120 // sluice variant i listens on portSluiceBase+i, its admin API on +100
+	portSink       = 18300 // OTLP/HTTP sink for traces
+)
+
+func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// nginxConf matches /work/shared/bench/nginx.conf (the configuration the reference figures were
+// measured with), plus two more servers with gzip on for the compression comparison.
+func nginxConf(run string) string {
+	server := func(port int, gzip string) string {
+		return fmt.Sprintf(`    server {
+        listen %s;
+%s        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+`, addr(port), gzip)
+	}
+	gz := func(level int) string {
+		return fmt.Sprintf("        gzip on; gzip_comp_level %d; gzip_types application/json; gzip_min_length 1024;\n", level)
+	}
+	return fmt.Sprintf(`worker_processes auto;
+daemon off;
+master_process on;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/nginx-body;
+    proxy_temp_path       %[1]s/nginx-proxy;
+    fastcgi_temp_path     %[1]s/nginx-fcgi;
+    uwsgi_temp_path       %[1]s/nginx-uwsgi;
+    scgi_temp_path        %[1]s/nginx-scgi;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+    upstream up {
+        server %[2]s;
+        keepalive 1024;
+        keepalive_requests 1000000;
+    }
+%[3]s%[4]s%[5]s}
+`, run, addr(portUpstream), server(portNginx, ""), server(portNginx+10, gz(1)), server(portNginx+11, gz(6)))
+}
+
+// haproxyConf matches /work/shared/bench/haproxy.cfg.
+func haproxyConf() string {
+	return fmt.Sprintf(`global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client  30s
+    timeout server  30s
+    timeout http-keep-alive 30s
+frontend fe
+    bind %s
+    default_backend be
+backend be
+    server up1 %s
+`, addr(portHAProxy), addr(portUpstream))
+}
+
+// Secrets of the benchmark's quickstart pipeline (not secrets: loopback only).
+const (
+	benchHMACSecret = "sluice-bench-hmac-secret-0123456789abcdef"
+	benchAPIKey     = "bench-api-key"
+)
+
+// component is one part of the quickstart-like pipeline: a filter block or a telemetry block.
+type component struct {
+	name      string // "jwt", "rate_limit", "wasm", "otel_log", "tracing"
+	filter    string // HCL filter block, empty for telemetry
+	telemetry string // HCL telemetry block, empty for filters
+	headers   []string
+}
+
+// components returns the quickstart-like pipeline's parts in pipeline order (otel_log first so it
+// also logs the local replies of later filters, as the reference configuration does).
+func components(run, wasmModule, token string, timeout bool) []component {
+	wasmTimeout := ""
+	if timeout {
+		wasmTimeout = "\n    timeout      = \"5ms\""
+	}
+	return []component{
+		{name: "otel_log", filter: fmt.Sprintf(`  filter "otel_log" {
+    output = %q
+    format = "json"
+  }
+`, filepath.Join(run, "access-VARIANT.log"))},
+		{name: "jwt", filter: fmt.Sprintf(`  filter "jwt" {
+    issuer      = "https://bench.sluice/"
+    audiences   = ["bench"]
+    algorithms  = ["HS256"]
+    hmac_secret = %q
+  }
+`, benchHMACSecret), headers: []string{"Authorization: Bearer " + token}},
+		{name: "rate_limit", filter: `  filter "rate_limit" {
+    key    = "ip"
+    limit  = 1000000
+    period = "1s"
+    burst  = 100000
+  }
+`},
+		{name: "wasm", filter: fmt.Sprintf(`  filter "wasm" {
+    name         = "apikey"
+    module       = %q
+    config       = { header = "x-api-key", keys = { %q = "bench" } }
+    memory_limit = "64MiB"%s
+    pool_min     = 2
+    pool_max     = 512
+  }
+`, wasmModule, benchAPIKey, wasmTimeout), headers: []string{"X-API-Key: " + benchAPIKey}},
+		{name: "tracing", telemetry: fmt.Sprintf(`telemetry {
+  service_name = "sluice-bench"
+  traces {
+    exporter     = "otlp"
+    endpoint     = "http://%s"
+    sample_ratio = 0.01
+  }
+}
+`, addr(portSink))},
+	}
+}
+
+// sluiceVariant is one Sluice configuration under test.
+type sluiceVariant struct {
+	name    string // "empty", "quickstart", "p2c", "jwt", …
+	parts   []component
+	extra   string // more filter blocks (compress)
+	targets int    // upstream targets
+	policy  string
+}
+
+func (v sluiceVariant) headers() []string {
+	var h []string
+	for _, c := range v.parts {
+		h = append(h, c.headers...)
+	}
+	return h
+}
+
+// hcl renders the variant's configuration, listening on port (admin on port+100).
+func (v sluiceVariant) hcl(port int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Sluice benchmark configuration %q (generated by testbed/bench).\n", v.name)
+	fmt.Fprintf(&b, "server {\n  listen          = %q\n  max_connections = 20000\n}\n", addr(port))
+	fmt.Fprintf(&b, "admin {\n  listen = %q\n}\n", addr(port+100))
+	for _, c := range v.parts {
+		b.WriteString(c.telemetry)
+	}
+	b.WriteString("upstream \"up\" {\n")
+	if v.policy != "" {
+		fmt.Fprintf(&b, "  policy = %q\n", v.policy)
+	}
+	for i := 0; i < max(v.targets, 1); i++ {
+		fmt.Fprintf(&b, "  target {\n    address = %q\n  }\n", addr(portUpstream+i))
+	}
+	b.WriteString("}\n")
+	b.WriteString("pipeline \"bench\" {\n  match {\n    path_prefix = \"/\"\n  }\n")
+	for _, c := range v.parts {
+		b.WriteString(strings.ReplaceAll(c.filter, "VARIANT", v.name))
+	}
+	b.WriteString(v.extra)
+	b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
+	return b.String()
+}
+
+// compressBlock is Sluice's compress filter set up like nginx's gzip for the comparison.
+func compressBlock(level int) string {
+	return fmt.Sprintf(`  filter "compress" {
+    algorithms = ["gzip"]
+    level      = { gzip = %d }
+    min_size   = "1KiB"
+    types      = ["application/json"]
+  }
+`, level)
+}
+
+// validateSluice runs `sluice validate` on a configuration; the error holds its diagnostics.
+func validateSluice(sluice, path string) error {
+	out, err := exec.Command(sluice, "validate", "-c", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s", firstLines(string(out), 6))
+	}
+	return nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// buildWasmFilter compiles examples/filters/go/apikey (the SDK's reference filter: 5 host calls
+// per request) with the standard Go toolchain into dir.
+func buildWasmFilter(repo, dir string) (string, error) {
+	out := filepath.Join(dir, "apikey.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./apikey")
+	cmd.Dir = filepath.Join(repo, "examples", "filters", "go")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the apikey Wasm filter: %w: %s", err, firstLines(string(b), 6))
+	}
+	return out, nil
+}

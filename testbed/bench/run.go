@@ -1,0 +1,898 @@
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// interrupted is set on SIGINT/SIGTERM: the run stops after the current step and cleans up.
+var interrupted atomic.Bool
+
+var errInterrupted = errors.New("interrupted")
+
+// options of `bench run`.
+type options struct {
+	mode     string
+	conns    []int
+	runs     int
+	dur      time.Duration
+	warm     time.Duration
+	big      bool // 16 KiB JSON with compression
+	filters  bool // one Sluice variant per quickstart filter (per-filter budgets)
+	rate     bool // latency at a fixed rate
+	memory   bool // idle RSS and memory per connection
+	nconns   int  // connections of the memory test
+	repo     string
+	out      string
+	bin      string
+	only     *regexp.Regexp
+	otherMax float64
+}
+
+// benchCase is one (proxy configuration, load) pair.
+type benchCase struct {
+	Label   string      `json:"label"`
+	Kind    string      `json:"kind"` // nginx | haproxy | floor | sluice
+	Variant string      `json:"variant,omitempty"`
+	Group   string      `json:"group"`
+	Conns   int         `json:"conns"`
+	Path    string      `json:"path"`
+	Runs    []runRecord `json:"runs"`
+	Rate    []rateRun   `json:"rate,omitempty"`
+	Skipped string      `json:"skipped,omitempty"`
+
+	port    int
+	headers []string
+	gzip    bool // expects a gzip-encoded answer
+	proc    *pinned
+}
+
+func (c *benchCase) url() string { return "http://" + addr(c.port) + c.Path }
+
+// runRecord is one measured run.
+type runRecord struct {
+	Round         int     `json:"round"`
+	RPS           float64 `json:"rps"`
+	Requests      int64   `json:"requests"`
+	Errors        int64   `json:"errors"`
+	P50US         float64 `json:"p50_us"`
+	P99US         float64 `json:"p99_us"`
+	ProxyCPUUS    float64 `json:"proxy_cpu_us"`    // proxy process tree, per request
+	Syscalls      float64 `json:"syscalls"`        // the proxy's read+write system calls per request
+	UpstreamCPUUS float64 `json:"upstream_cpu_us"` // upstream process, per request
+	WrkCPUUS      float64 `json:"wrk_cpu_us"`
+	Core1Busy     float64 `json:"core1_busy"`  // share of core 1 busy (proxy + upstream + others)
+	OtherCore0    float64 `json:"other_core0"` // share of core 0 used by processes not in the test
+	OtherCore1    float64 `json:"other_core1"` // share of core 1 used by processes not in the test
+	Softirq       float64 `json:"softirq"`     // share of a core in softirq (both cores)
+	Steal         float64 `json:"steal"`       // share of a core stolen by the hypervisor
+	Clean         bool    `json:"clean"`
+}
+
+// rateRun is one fixed-rate run.
+type rateRun struct {
+	Round      int        `json:"round"`
+	Result     rateResult `json:"result"`
+	ProxyCPUUS float64    `json:"proxy_cpu_us"`
+	OtherCore1 float64    `json:"other_core1"`
+	Clean      bool       `json:"clean"`
+}
+
+type harness struct {
+	opt      options
+	run      string // scratch folder
+	script   string // wrk Lua script
+	procs    []*pinned
+	upstream *pinned
+	sink     *pinned
+	cases    []*benchCase
+	notes    []string // what was missing or skipped, for the report
+	memory   *memoryResult
+	variants map[string]sluiceVariant
+	qs       []component // the quickstart-like pipeline's parts this build supports
+	sluiceOK bool        // this build serves the empty pipeline
+	started  time.Time
+	sysinfo  map[string]string
+}
+
+func runMain(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	mode := fs.String("mode", "quick", "quick | full | smoke (1 run of 1 s, for developing the harness)")
+	out := fs.String("out", "testbed/results", "folder for the table, chart and raw JSON")
+	bin := fs.String("bin", "bin", "folder holding sluice, floorproxy, benchupstream and bench")
+	only := fs.String("only", "", "regexp: run only the cases whose label matches")
+	runs := fs.Int("runs", 0, "runs per case (default: 3, smoke 1)")
+	dur := fs.Duration("d", 0, "measured duration per run (default 10s, smoke 1s)")
+	warm := fs.Duration("warmup", 0, "warm-up before each run (default 2s, smoke 1s)")
+	filtersFlag := fs.Bool("filters", false, "also measure each quickstart filter alone (always on in full mode)")
+	noMemory := fs.Bool("no-memory", false, "skip the memory measurements")
+	otherMax := fs.Float64("other-max", 0.10, "a run is disturbed when processes outside the test used more than this share of a core")
+	nconns := fs.Int("memory-conns", 10000, "idle keep-alive connections of the memory test")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opt := options{mode: *mode, out: *out, bin: *bin, otherMax: *otherMax, memory: !*noMemory, nconns: *nconns,
+		runs: 3, dur: 10 * time.Second, warm: 2 * time.Second, conns: []int{64}, filters: *filtersFlag}
+	switch *mode {
+	case "quick":
+	case "full":
+		opt.conns = []int{64, 256}
+		opt.big, opt.filters, opt.rate = true, true, true
+	case "smoke":
+		opt.runs, opt.dur, opt.warm = 1, time.Second, time.Second
+		opt.big, opt.rate = true, true
+		opt.nconns = 1000
+	default:
+		return fmt.Errorf("unknown mode %q: quick, full or smoke", *mode)
+	}
+	if *runs > 0 {
+		opt.runs = *runs
+	}
+	if *dur > 0 {
+		opt.dur = *dur
+	}
+	if *warm > 0 {
+		opt.warm = *warm
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return err
+		}
+		opt.only = re
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	opt.repo = wd
+	if _, err := os.Stat(filepath.Join(wd, "go.mod")); err != nil {
+		return errors.New("run from the repository root")
+	}
+	h := &harness{opt: opt, started: time.Now(), variants: map[string]sluiceVariant{}}
+	defer h.stopAll()
+	return h.main()
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func (h *harness) note(format string, args ...any) {
+	n := fmt.Sprintf(format, args...)
+	h.notes = append(h.notes, n)
+	h.logf("NOTE: %s", n)
+}
+
+func (h *harness) main() error {
+	var err error
+	if h.run, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+		return err
+	}
+	h.logf("scratch folder %s", h.run)
+	if h.script, err = writeWrkScript(h.run); err != nil {
+		return err
+	}
+	h.sysinfo = systemInfo()
+	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portSink} {
+		if portInUse(p) {
+			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
+		}
+	}
+	if err := h.startBackground(); err != nil {
+		return err
+	}
+	h.planCases()
+	if err := h.startProxies(); err != nil {
+		return err
+	}
+	h.checkCases()
+	h.prewarm()
+
+	for _, g := range h.groups() {
+		h.measureGroup(g)
+		if interrupted.Load() {
+			return errInterrupted
+		}
+	}
+	if h.opt.rate {
+		h.measureRate()
+		if interrupted.Load() {
+			return errInterrupted
+		}
+	}
+	h.checkTelemetry()
+	// The memory test needs the machine to itself: stop the load benchmark's proxies first.
+	h.stopAll()
+	if h.opt.memory {
+		if m, err := h.measureMemory(); err != nil {
+			h.note("memory measurement failed: %v", err)
+		} else {
+			h.memory = m
+		}
+		h.stopAll()
+	}
+	return h.writeReport()
+}
+
+func portInUse(p int) bool {
+	c, err := net.DialTimeout("tcp", addr(p), 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+		return true
+	}
+	return false
+}
+
+func (h *harness) binPath(name string) string { return filepath.Join(h.opt.bin, name) }
+
+func (h *harness) start(name, cpus string, env []string, argv ...string) (*pinned, error) {
+	p, err := startPinned(h.run, name, cpus, env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	h.procs = append(h.procs, p)
+	return p, nil
+}
+
+func (h *harness) stopAll() {
+	for _, p := range h.procs {
+		p.stop()
+	}
+	h.procs = nil
+	h.upstream, h.sink = nil, nil
+}
+
+// startBackground starts the upstream (core 1, with the proxies) and the OTLP sink (core 0).
+func (h *harness) startBackground() error {
+	if err := h.ensureUpstream(3); err != nil {
+		return err
+	}
+	var err error
+	if h.sink, err = h.start("sink", "0", nil, h.binPath("bench"), "sink", "-listen", addr(portSink)); err != nil {
+		return err
+	}
+	if err := waitPort(portSink, 10*time.Second); err != nil {
+		return fmt.Errorf("the OTLP sink did not start: %w\n%s", err, h.sink.logTail())
+	}
+	return nil
+}
+
+// ensureUpstream starts the upstream (core 1, beside the proxies) on n ports unless it runs.
+func (h *harness) ensureUpstream(n int) error {
+	if h.upstream != nil && !h.upstream.exited() {
+		return nil
+	}
+	var addrs []string
+	for i := 0; i < n; i++ {
+		addrs = append(addrs, addr(portUpstream+i))
+	}
+	var err error
+	if h.upstream, err = h.start("upstream", "1", nil, h.binPath("benchupstream"), "-listen", strings.Join(addrs, ",")); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if err := waitPort(portUpstream+i, 10*time.Second); err != nil {
+			return fmt.Errorf("the upstream did not start: %w\n%s", err, h.upstream.logTail())
+		}
+	}
+	return nil
+}
+
+func waitPort(p int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if portInUse(p) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %d after %s", p, d)
+}
+
+// planCases decides the Sluice variants (checking which filter kinds this build has) and the
+// list of cases.
+func (h *harness) planCases() {
+	token, err := mintHS256(benchHMACSecret, "https://bench.sluice/", "bench", "bench-user", 24*time.Hour)
+	if err != nil {
+		panic(err) // only JSON marshalling of fixed maps
+	}
+	wasmModule, werr := buildWasmFilter(h.opt.repo, h.run)
+	if werr != nil {
+		h.note("%v", werr)
+	}
+	all := components(h.run, wasmModule, token, false)
+	avail := map[string]component{}
+	for _, c := range all {
+		if c.name == "wasm" && werr != nil {
+			continue
+		}
+		if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
+			h.note("quickstart part %s left out: %v", c.name, err)
+			continue
+		}
+		avail[c.name] = c
+	}
+	var qs []component
+	var missing []string
+	for _, c := range all {
+		if _, ok := avail[c.name]; ok {
+			qs = append(qs, c)
+		} else {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		h.note("the quickstart-like pipeline runs without: %s", strings.Join(missing, ", "))
+	}
+
+	h.qs = qs
+	sluiceOK := true
+	if err := h.checkVariant(sluiceVariant{name: "empty"}); err != nil {
+		h.note("Sluice cannot serve the empty pipeline, so no Sluice case runs: %v", err)
+		sluiceOK = false
+	}
+	h.sluiceOK = sluiceOK
+	type sv struct {
+		label string
+		v     sluiceVariant
+	}
+	var main []sv
+	if sluiceOK {
+		main = append(main, sv{"sluice empty", sluiceVariant{name: "empty"}})
+		if len(qs) > 0 {
+			main = append(main, sv{"sluice quickstart", sluiceVariant{name: "quickstart", parts: qs}})
+		}
+		p2c := sluiceVariant{name: "p2c", policy: "p2c_ewma", targets: 3}
+		if err := h.checkVariant(p2c); err != nil {
+			h.note("p2c_ewma left out: %v", err)
+		} else {
+			main = append(main, sv{"sluice p2c_ewma×3", p2c})
+		}
+	}
+	peers := []struct {
+		label, kind string
+		port        int
+	}{{"nginx", "nginx", portNginx}, {"haproxy", "haproxy", portHAProxy}, {"floor", "floor", portFloor}}
+
+	sluicePort := map[string]int{}
+	portOf := func(v sluiceVariant) int {
+		if p, ok := sluicePort[v.name]; ok {
+			return p
+		}
+		p := portSluiceBase + len(sluicePort)
+		sluicePort[v.name] = p
+		h.variants[v.name] = v
+		return p
+	}
+	add := func(c *benchCase) {
+		if h.opt.only != nil && !h.opt.only.MatchString(c.Label) {
+			return
+		}
+		h.cases = append(h.cases, c)
+	}
+	for _, n := range h.opt.conns {
+		g := fmt.Sprintf("%d conns, 64 B", n)
+		for _, p := range peers {
+			add(&benchCase{Label: p.label, Kind: p.kind, Group: g, Conns: n, Path: "/", port: p.port})
+		}
+		for _, s := range main {
+			add(&benchCase{Label: s.label, Kind: "sluice", Variant: s.v.name, Group: g, Conns: n, Path: "/",
+				port: portOf(s.v), headers: s.v.headers()})
+		}
+		if h.opt.filters && n == 64 && sluiceOK {
+			// Each quickstart part alone, for the per-filter budgets (CPU over the empty pipeline).
+			var singles []component
+			for _, c := range qs {
+				singles = append(singles, c)
+				if c.name == "wasm" {
+					t := components(h.run, wasmModule, token, true)[3]
+					t.name = "wasm+timeout"
+					if err := h.checkVariant(sluiceVariant{name: "check-wasm-timeout", parts: []component{t}}); err == nil {
+						singles = append(singles, t)
+					}
+				}
+			}
+			for _, c := range singles {
+				v := sluiceVariant{name: "only-" + strings.ReplaceAll(c.name, "+", "-"), parts: []component{c}}
+				add(&benchCase{Label: "sluice +" + c.name, Kind: "sluice", Variant: v.name, Group: g, Conns: n, Path: "/",
+					port: portOf(v), headers: v.headers()})
+			}
+		}
+	}
+	if h.opt.big {
+		g := "64 conns, 16 KiB JSON, Accept-Encoding: gzip"
+		ae := []string{"Accept-Encoding: gzip"}
+		add(&benchCase{Label: "nginx gzip off", Kind: "nginx", Group: g, Conns: 64, Path: "/big", port: portNginx, headers: ae})
+		add(&benchCase{Label: "nginx gzip 1", Kind: "nginx", Group: g, Conns: 64, Path: "/big", port: portNginx + 10, headers: ae, gzip: true})
+		add(&benchCase{Label: "nginx gzip 6", Kind: "nginx", Group: g, Conns: 64, Path: "/big", port: portNginx + 11, headers: ae, gzip: true})
+		add(&benchCase{Label: "floor", Kind: "floor", Group: g, Conns: 64, Path: "/big", port: portFloor, headers: ae})
+		if sluiceOK {
+			add(&benchCase{Label: "sluice empty", Kind: "sluice", Variant: "empty", Group: g, Conns: 64, Path: "/big",
+				port: portOf(sluiceVariant{name: "empty"}), headers: ae})
+			for _, lvl := range []int{1, 6} {
+				v := sluiceVariant{name: fmt.Sprintf("gzip%d", lvl), extra: compressBlock(lvl)}
+				if err := h.checkVariant(v); err != nil {
+					h.note("compress left out: %v", err)
+					break
+				}
+				add(&benchCase{Label: fmt.Sprintf("sluice compress gzip %d", lvl), Kind: "sluice", Variant: v.name, Group: g,
+					Conns: 64, Path: "/big", port: portOf(v), headers: ae, gzip: true})
+			}
+		}
+	}
+}
+
+// checkVariant writes a variant's configuration and runs `sluice validate` on it.
+func (h *harness) checkVariant(v sluiceVariant) error {
+	p := filepath.Join(h.run, v.name+".hcl")
+	if err := os.WriteFile(p, []byte(v.hcl(portSluiceBase+99)), 0o644); err != nil {
+		return err
+	}
+	return validateSluice(h.binPath("sluice"), p)
+}
+
+// startProxies starts every proxy some case needs, all pinned to core 1.
+func (h *harness) startProxies() error {
+	need := map[string]bool{}
+	for _, c := range h.cases {
+		if c.Kind == "sluice" {
+			need["sluice:"+c.Variant] = true
+		} else {
+			need[c.Kind] = true
+		}
+	}
+	procs := map[string]*pinned{}
+	var err error
+	if need["nginx"] {
+		conf := filepath.Join(h.run, "nginx.conf")
+		if err := os.WriteFile(conf, []byte(nginxConf(h.run)), 0o644); err != nil {
+			return err
+		}
+		if procs["nginx"], err = h.start("nginx", "1", nil, "nginx", "-p", h.run+"/", "-c", conf); err != nil {
+			return err
+		}
+	}
+	if need["haproxy"] {
+		conf := filepath.Join(h.run, "haproxy.cfg")
+		if err := os.WriteFile(conf, []byte(haproxyConf()), 0o644); err != nil {
+			return err
+		}
+		if procs["haproxy"], err = h.start("haproxy", "1", nil, "haproxy", "-db", "-f", conf); err != nil {
+			return err
+		}
+	}
+	if need["floor"] {
+		if procs["floor"], err = h.start("floor", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor), "-upstream", addr(portUpstream)); err != nil {
+			return err
+		}
+	}
+	ports := map[string]int{}
+	for _, c := range h.cases {
+		if c.Kind == "sluice" {
+			ports[c.Variant] = c.port
+		}
+	}
+	names := make([]string, 0, len(ports))
+	for n := range ports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		conf := filepath.Join(h.run, "sluice-"+n+".hcl")
+		if err := os.WriteFile(conf, []byte(h.variants[n].hcl(ports[n])), 0o644); err != nil {
+			return err
+		}
+		if procs["sluice:"+n], err = h.start("sluice-"+n, "1", nil, h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn"); err != nil {
+			return err
+		}
+	}
+	for _, c := range h.cases {
+		key := c.Kind
+		if c.Kind == "sluice" {
+			key = "sluice:" + c.Variant
+		}
+		c.proc = procs[key]
+	}
+	return nil
+}
+
+// checkCases waits until every case answers its request correctly; a case that does not is
+// skipped with the reason.
+func (h *harness) checkCases() {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	for _, c := range h.cases {
+		deadline := time.Now().Add(60 * time.Second)
+		var err error
+		for {
+			if c.proc.exited() {
+				err = fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
+				break
+			}
+			if err = probe(client, c); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			c.Skipped = err.Error()
+			h.note("case %q (%s) skipped: %v", c.Label, c.Group, err)
+		}
+	}
+}
+
+// prewarm loads every proxy once with the most connections any of its cases uses, so that pools
+// sized by concurrency (upstream connections, Wasm instances, which cost milliseconds each to
+// create) are full before the first measured run.
+func (h *harness) prewarm() {
+	most := map[*pinned]*benchCase{}
+	for _, c := range h.cases {
+		if c.Skipped != "" {
+			continue
+		}
+		if m, ok := most[c.proc]; !ok || c.Conns > m.Conns {
+			most[c.proc] = c
+		}
+	}
+	for _, c := range h.cases {
+		if most[c.proc] != c {
+			continue
+		}
+		d := 3 * h.opt.warm
+		h.logf("pre-warming %s with %d connections for %s", c.proc.name, c.Conns, d)
+		if _, err := runWrk("0", h.script, c.url(), c.Conns, d, c.headers); err != nil {
+			h.note("pre-warming %s: %v", c.proc.name, err)
+		}
+		if interrupted.Load() {
+			return
+		}
+	}
+}
+
+// probe sends the case's request once and checks the answer.
+func probe(client *http.Client, c *benchCase) error {
+	req, err := http.NewRequest("GET", c.url(), nil)
+	if err != nil {
+		return err
+	}
+	for _, hd := range c.headers {
+		k, v, _ := strings.Cut(hd, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, firstLines(string(body), 2))
+	}
+	enc := resp.Header.Get("Content-Encoding")
+	if c.gzip {
+		if enc != "gzip" {
+			return fmt.Errorf("expected a gzip-encoded answer, got Content-Encoding %q", enc)
+		}
+		zr, err := gzip.NewReader(strings.NewReader(string(body)))
+		if err != nil {
+			return err
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			return err
+		}
+	} else if enc != "" {
+		return fmt.Errorf("unexpected Content-Encoding %q", enc)
+	}
+	want := 64
+	if c.Path == "/big" {
+		want = 16 << 10
+	}
+	if len(body) != want {
+		return fmt.Errorf("body of %d bytes, want %d", len(body), want)
+	}
+	return nil
+}
+
+// groups returns the case groups in order, each a list of cases that run interleaved.
+func (h *harness) groups() [][]*benchCase {
+	var order []string
+	by := map[string][]*benchCase{}
+	for _, c := range h.cases {
+		if c.Skipped != "" {
+			continue
+		}
+		if _, ok := by[c.Group]; !ok {
+			order = append(order, c.Group)
+		}
+		by[c.Group] = append(by[c.Group], c)
+	}
+	out := make([][]*benchCase, 0, len(order))
+	for _, g := range order {
+		out = append(out, by[g])
+	}
+	return out
+}
+
+// measureGroup runs the group's cases interleaved: round 1 of every case, then round 2, …
+func (h *harness) measureGroup(cases []*benchCase) {
+	h.logf("group %q: %d cases × %d runs of %s (+%s warm-up)", cases[0].Group, len(cases), h.opt.runs, h.opt.dur, h.opt.warm)
+	for r := 1; r <= h.opt.runs; r++ {
+		for _, c := range cases {
+			if interrupted.Load() {
+				return
+			}
+			if c.Skipped != "" {
+				continue
+			}
+			rec, err := h.measure(c, r)
+			if err != nil {
+				c.Skipped = err.Error()
+				h.note("case %q (%s) stopped: %v", c.Label, c.Group, err)
+				continue
+			}
+			c.Runs = append(c.Runs, rec)
+			flag := ""
+			if !rec.Clean {
+				flag = fmt.Sprintf("  DISTURBED (others: core0 %.0f%%, core1 %.0f%%)", 100*rec.OtherCore0, 100*rec.OtherCore1)
+			}
+			h.logf("  %d/%d %-26s %8.0f rps  p50 %6.0f µs  p99 %6.0f µs  proxy %5.1f µs/req %4.1f syscalls/req  upstream %4.1f  wrk %4.1f%s",
+				r, h.opt.runs, c.Label, rec.RPS, rec.P50US, rec.P99US, rec.ProxyCPUUS, rec.Syscalls, rec.UpstreamCPUUS, rec.WrkCPUUS, flag)
+		}
+	}
+}
+
+// accessLogs truncates the otel_log files so the disk does not fill during long runs.
+func (h *harness) truncateLogs() {
+	matches, _ := filepath.Glob(filepath.Join(h.run, "access-*.log"))
+	for _, m := range matches {
+		_ = os.Truncate(m, 0)
+	}
+}
+
+// sample is the CPU accounting at one instant.
+type sample struct {
+	at       time.Time
+	stat     map[int]cpuStat
+	softirq  int64
+	proxy    int64
+	syscalls int64
+	upstream int64
+	self     int64
+	sink     int64
+}
+
+func (h *harness) sample(proxy *pinned) sample {
+	st, _ := readProcStat()
+	s := sample{at: time.Now(), stat: st, softirq: softirqTicks()}
+	s.proxy = treeTimes(proxy.pid()).ticks
+	s.syscalls = treeSyscalls(proxy.pid())
+	s.upstream = treeTimes(h.upstream.pid()).ticks
+	s.self, _ = cpuTicks(os.Getpid())
+	if h.sink != nil {
+		s.sink, _ = cpuTicks(h.sink.pid())
+	}
+	return s
+}
+
+// disturbance computes the shares of cores 0 and 1 used by processes outside the test between
+// two samples; extra is CPU known to be ours on core 0 (wrk or the load generator).
+func disturbance(a, b sample, extra int64) (other0, other1, softirq, steal, busy1 float64) {
+	wall := b.at.Sub(a.at).Seconds() * clockTick
+	if wall <= 0 {
+		return
+	}
+	d := func(cpu int) cpuStat {
+		return cpuStat{busy: b.stat[cpu].busy - a.stat[cpu].busy, steal: b.stat[cpu].steal - a.stat[cpu].steal}
+	}
+	proxy, ups := b.proxy-a.proxy, b.upstream-a.upstream
+	ours0 := extra + (b.self - a.self) + (b.sink - a.sink)
+	// softirq work (loopback packet delivery) is in /proc/stat's busy time but may not be charged
+	// to the task that caused it: leave it out of "others".
+	si := float64(b.softirq - a.softirq)
+	other0 = (float64(d(0).busy-ours0) - si/2) / wall
+	other1 = (float64(d(1).busy-proxy-ups) - si/2) / wall
+	return max(other0, 0), max(other1, 0), si / wall, float64(d(-1).steal) / wall, float64(d(1).busy) / wall
+}
+
+// softirqTicks is the softirq column of /proc/stat's total line.
+func softirqTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[7], 10, 64)
+	return n
+}
+
+func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
+	if c.proc.exited() {
+		return runRecord{}, fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
+	}
+	h.truncateLogs()
+	if _, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm, c.headers); err != nil {
+		return runRecord{}, err
+	}
+	a := h.sample(c.proc)
+	w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.dur, c.headers)
+	if err != nil {
+		return runRecord{}, err
+	}
+	b := h.sample(c.proc)
+	if w.Requests == 0 {
+		return runRecord{}, errors.New("no request completed")
+	}
+	perReq := func(ticks int64) float64 { return float64(ticks) / clockTick * 1e6 / float64(w.Requests) }
+	rec := runRecord{
+		Round: round, RPS: w.rps(), Requests: w.Requests, Errors: w.errors(), P50US: w.P50US, P99US: w.P99US,
+		ProxyCPUUS: perReq(b.proxy - a.proxy), Syscalls: float64(b.syscalls-a.syscalls) / float64(w.Requests), UpstreamCPUUS: perReq(b.upstream - a.upstream), WrkCPUUS: perReq(w.CPUTicks),
+	}
+	rec.OtherCore0, rec.OtherCore1, rec.Softirq, rec.Steal, rec.Core1Busy = disturbance(a, b, w.CPUTicks)
+	rec.Clean = rec.OtherCore0 < h.opt.otherMax && rec.OtherCore1 < h.opt.otherMax && rec.Steal < h.opt.otherMax
+	if rec.Errors > w.Requests/1000 {
+		return rec, fmt.Errorf("%d errors in %d requests (status, connect, read, timeout)", rec.Errors, w.Requests)
+	}
+	return rec, nil
+}
+
+// measureRate runs the fixed-rate latency test at half of nginx's median rate (64 connections).
+func (h *harness) measureRate() {
+	var nginxRPS float64
+	var cases []*benchCase
+	for _, c := range h.cases {
+		if c.Group != "64 conns, 64 B" || c.Skipped != "" {
+			continue
+		}
+		if c.Label == "nginx" {
+			nginxRPS = summarize(c).RPS
+		}
+		switch c.Label {
+		case "nginx", "haproxy", "floor", "sluice empty", "sluice quickstart":
+			cases = append(cases, c)
+		}
+	}
+	if nginxRPS == 0 {
+		h.note("no nginx figure at 64 connections: the fixed-rate test needs it")
+		return
+	}
+	rate := float64(int(nginxRPS/2/100) * 100)
+	h.logf("fixed rate: %.0f requests/s (half of nginx's %.0f), %d cases × %d runs", rate, nginxRPS, len(cases), h.opt.runs)
+	for r := 1; r <= h.opt.runs; r++ {
+		for _, c := range cases {
+			if interrupted.Load() {
+				return
+			}
+			a := h.sample(c.proc)
+			res, cpu, err := h.runLoad(c, rate)
+			b := h.sample(c.proc)
+			if err != nil {
+				h.note("fixed-rate %q: %v", c.Label, err)
+				continue
+			}
+			rr := rateRun{Round: r, Result: res}
+			if res.Completed > 0 {
+				// The CPU window also holds the warm-up, sent at the same rate.
+				sent := res.Achieved * (h.opt.warm + h.opt.dur).Seconds()
+				rr.ProxyCPUUS = float64(b.proxy-a.proxy) / clockTick * 1e6 / sent
+			}
+			var o0 float64
+			o0, rr.OtherCore1, _, _, _ = disturbance(a, b, cpu)
+			rr.Clean = o0 < h.opt.otherMax && rr.OtherCore1 < h.opt.otherMax
+			c.Rate = append(c.Rate, rr)
+			h.logf("  %d/%d %-20s rate %.0f achieved %.0f  p50 %5.0f µs  p99 %6.0f µs  p99.9 %6.0f µs  errors %d",
+				r, h.opt.runs, c.Label, rate, res.Achieved, res.P50US, res.P99US, res.P999US, res.Errors)
+		}
+	}
+}
+
+// runLoad runs `bench load` pinned to core 0 and returns its result and CPU ticks.
+func (h *harness) runLoad(c *benchCase, rate float64) (rateResult, int64, error) {
+	args := []string{"-c", "0", h.binPath("bench"), "load", "-addr", addr(c.port), "-path", c.Path,
+		"-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-c", strconv.Itoa(c.Conns),
+		"-d", h.opt.dur.String(), "-warmup", h.opt.warm.String()}
+	for _, hd := range c.headers {
+		args = append(args, "-H", hd)
+	}
+	cmd := exec.Command("taskset", args...)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return rateResult{}, 0, fmt.Errorf("%w: %s", err, firstLines(string(ee.Stderr), 4))
+		}
+		return rateResult{}, 0, err
+	}
+	var res rateResult
+	if err := jsonUnmarshal(out, &res); err != nil {
+		return res, 0, err
+	}
+	st := cmd.ProcessState
+	return res, int64((st.UserTime() + st.SystemTime()) * clockTick / time.Second), nil
+}
+
+// checkTelemetry records whether tracing and otel_log really produced output.
+func (h *harness) checkTelemetry() {
+	usesTracing, usesLog := false, false
+	for _, v := range h.variants {
+		for _, p := range v.parts {
+			usesTracing = usesTracing || p.name == "tracing"
+			usesLog = usesLog || p.name == "otel_log"
+		}
+	}
+	if usesTracing {
+		resp, err := http.Get("http://" + addr(portSink) + "/count")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n == 0 {
+				h.note("tracing was configured (sample_ratio 0.01) but no OTLP export reached the sink: the cost measured for it is that of a tracer that exports nothing")
+			} else {
+				h.logf("OTLP sink received %d export requests", n)
+			}
+		}
+	}
+	if usesLog {
+		matches, _ := filepath.Glob(filepath.Join(h.run, "access-*.log"))
+		var size int64
+		for _, m := range matches {
+			if st, err := os.Stat(m); err == nil {
+				size += st.Size()
+			}
+		}
+		if size == 0 {
+			h.note("otel_log was configured with a file output but wrote nothing to it")
+		}
+	}
+}
+
+// systemInfo records what the figures were measured on.
+func systemInfo() map[string]string {
+	info := map[string]string{}
+	run := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if len(out) == 0 && err != nil { // wrk -v exits 1 after printing its version
+			return "unavailable"
+		}
+		return strings.TrimSpace(firstLines(string(out), 1))
+	}
+	info["nginx"] = run("nginx", "-v")
+	info["haproxy"] = run("haproxy", "-v")
+	info["wrk"] = run("wrk", "-v")
+	info["go"] = run("go", "version")
+	info["kernel"] = run("uname", "-r")
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(strings.NewReader(string(b)))
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				info["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		info["loadavg_at_start"] = strings.TrimSpace(string(b))
+	}
+	return info
+}
