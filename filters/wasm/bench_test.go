@@ -111,4 +111,3 @@ func BenchmarkTimeoutCall(b *testing.B) {
 		}
 	})
 }
-

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -48,6 +49,9 @@ func Guest(t testing.TB, name string) string {
 	var err error
 	if name == "goguest" {
 		p, err = buildGo(filepath.Join(testdata, "goguest"))
+		if err == nil {
+			err = keepCompiled(p)
+		}
 	} else {
 		p, err = buildWAT(filepath.Join(testdata, name+".wat"))
 	}
@@ -89,6 +93,19 @@ func buildGo(dir string) (string, error) {
 		return "", &buildError{err, b}
 	}
 	return out, nil
+}
+
+// keepCompiled holds a reference to the Go guest's compiled code (as a live filter would) for
+// the whole test binary, so tests that build and close filters do not each pay for compiling
+// it again. Filters with a timeout compile separately (the code differs) and are not kept.
+func keepCompiled(path string) error {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	_, err = newRuntime(ctx, defaultMemLimit, false).CompileModule(ctx, bin)
+	return err
 }
 
 type buildError struct {
