@@ -23,6 +23,11 @@
 //
 // With compress before cache in a pipeline the cache stores the identity body and compress
 // encodes each response, hits included, for its own client.
+//
+// A hot reload keeps the pipeline's store when max_bytes is unchanged (see shared.go). The
+// attributes beyond the reference ones are max_entry_bytes (default max_bytes/8) and
+// coalesce_timeout (default 5s). Not done: revalidation with conditional requests (a stale entry
+// is fetched whole), stale-if-error, and storing 206 responses.
 package cache
 
 import (
@@ -52,6 +57,12 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	f := New(cfg, env.Pipeline)
 	f.validating = env.Validating
 	f.log = env.Logger
+	if !env.Validating {
+		// Take over the store of the configuration being replaced, if any (see shared.go).
+		f.store = acquireStore(env.Pipeline, int64(cfg.MaxBytes))
+		f.pipeline = env.Pipeline
+		f.shared = true
+	}
 	return f, nil
 }
 
@@ -64,6 +75,8 @@ type Filter struct {
 	statusHeader bool
 	metrics      metricSet
 	validating   bool
+	pipeline     string
+	shared       bool // store comes from acquireStore and is released on Close
 	log          *slog.Logger
 	// now is the clock (tests replace it).
 	now func() time.Time
@@ -97,7 +110,11 @@ func New(cfg *Config, pipeline string) *Filter {
 
 // Close stops new background revalidations and waits (briefly) for running ones.
 func (f *Filter) Close() error {
-	f.once.Do(func() { close(f.closed) })
+	first := false
+	f.once.Do(func() { close(f.closed); first = true })
+	if first && f.shared {
+		defer releaseStore(f.pipeline, f.store)
+	}
 	done := make(chan struct{})
 	go func() { f.bg.Wait(); close(done) }()
 	select {
@@ -439,6 +456,12 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 		}
 	}
 	size := int64(len(resp.Body())) + entryOverhead
+	for _, vf := range e.vary {
+		size += int64(len(vf.name) + 32)
+		for _, v := range vf.vals {
+			size += int64(len(v) + 24)
+		}
+	}
 	for k, v := range h.All() {
 		if skipStored(k) {
 			continue

@@ -343,3 +343,28 @@ func TestStaleWhileRevalidateEndToEnd(t *testing.T) {
 		t.Errorf("upstream hits %d, want 2", hits.Load())
 	}
 }
+
+// TestReloadKeepsStore: a hot reload with the same cache size keeps what was stored; a new
+// max_bytes starts empty.
+func TestReloadKeepsStore(t *testing.T) {
+	var hits atomic.Int64
+	up := gatewaytest.Upstream(t, func(ctx *fasthttp.RequestCtx) {
+		n := hits.Add(1)
+		ctx.Response.Header.Set("Content-Type", "text/plain")
+		ctx.Response.Header.Set("Cache-Control", "max-age=60")
+		ctx.SetBodyString(fmt.Sprintf("v%d", n))
+	})
+	src := gatewayConfig(up)
+	gw := gatewaytest.Start(t, src)
+	if _, b := get(t, gw.URL+"/k"); string(b) != "v1" {
+		t.Fatalf("first: %q", b)
+	}
+	<-gw.Server.Swap(gatewaytest.Build(t, src, gw.Dir))
+	if r, b := get(t, gw.URL+"/k"); string(b) != "v1" || r.Header.Get("X-Cache") != "HIT" {
+		t.Errorf("after an identical reload: %q %s, want the stored v1", b, r.Header.Get("X-Cache"))
+	}
+	<-gw.Server.Swap(gatewaytest.Build(t, strings.Replace(src, `"8MiB"`, `"4MiB"`, 1), gw.Dir))
+	if r, b := get(t, gw.URL+"/k"); string(b) != "v2" || r.Header.Get("X-Cache") != "MISS" {
+		t.Errorf("after resizing: %q %s, want a fresh fetch", b, r.Header.Get("X-Cache"))
+	}
+}
