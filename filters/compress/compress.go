@@ -29,8 +29,34 @@ func Register(r *engine.Registry) {
 		if env != nil && env.Server != nil && env.Server.MaxBodyBytes > 0 {
 			limit = int64(env.Server.MaxBodyBytes)
 		}
-		return New(cfg, limit)
+		f, err := New(cfg, limit)
+		if err != nil {
+			return nil, err
+		}
+		if env != nil && env.Logger != nil {
+			warnConfig(cfg, env)
+		}
+		return f, nil
 	})
+}
+
+// warnConfig logs settings that work but are rarely what was meant.
+func warnConfig(cfg *Config, env *engine.BuildEnv) {
+	for _, k := range env.Earlier {
+		if k == "cache" {
+			env.Logger.Warn("compress comes after cache: the cache will store one encoded copy per Accept-Encoding " +
+				"value and clients of a hit get the encoding stored; put compress before cache to store the " +
+				"identity body once and encode each response")
+		}
+	}
+	for _, a := range cfg.Algorithms {
+		if a == Brotli && cfg.level(a) >= 10 {
+			// Measured on 16 KiB of JSON: br 9 ≈ 1 ms, br 11 ≈ 70 ms.
+			env.Logger.Warn("brotli levels 10 and 11 cost tens of milliseconds of CPU per response; they suit "+
+				"precompressed static files, not per-request compression",
+				"algorithm", a, "level", cfg.level(a))
+		}
+	}
 }
 
 // Filter is a built compress filter. One value serves every request of its pipeline.
