@@ -278,9 +278,9 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		st.stage.SetStatus(codes.Error, "stage did not finish")
 		st.stage.End()
 	}
-	if hdr := o.t.respHeader; hdr != "" {
+	if hdr := o.t.respHeader; hdr != nil {
 		st.buf = appendHex(st.buf[:0], st.traceID[:])
-		c.Response.Header.SetBytesV(hdr, st.buf)
+		c.Response.Header.SetCanonical(hdr, st.buf)
 	}
 	if st.sampled {
 		sp := st.server

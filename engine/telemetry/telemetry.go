@@ -52,7 +52,7 @@ type Telemetry struct {
 	// ratioBound is sample_ratio scaled to 2^63: a root trace is sampled when 63 random bits are
 	// below it (the rule of the SDK's TraceIDRatioBased sampler, applied to our own random draw).
 	ratioBound uint64
-	respHeader string
+	respHeader []byte // canonical form ("X-Trace-Id"); nil when not configured
 	shutdown   atomic.Bool
 }
 
@@ -107,7 +107,9 @@ func (t *Telemetry) startTracing(service string, tc *engine.TracesConfig, exp sd
 		ratio = *tc.SampleRatio
 	}
 	t.ratioBound = ratioBound(ratio)
-	t.respHeader = tc.ResponseHeader
+	if tc.ResponseHeader != "" {
+		t.respHeader = canonicalHeader(tc.ResponseHeader)
+	}
 	installErrorHandler(t.log)
 	t.tp = sdktrace.NewTracerProvider(
 		sdktrace.WithResource(Resource(service)),
@@ -256,3 +258,17 @@ func installErrorHandler(log *slog.Logger) {
 }
 
 const errorEvery = 30 * time.Second
+
+// canonicalHeader spells a header name as fasthttp normalizes it (upper case after each '-'),
+// so setting it per request skips normalizing.
+func canonicalHeader(name string) []byte {
+	b := []byte(strings.ToLower(name))
+	up := true
+	for i, c := range b {
+		if up && c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+		up = c == '-'
+	}
+	return b
+}
