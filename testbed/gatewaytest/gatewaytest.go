@@ -142,3 +142,10 @@ func Upstream(t testing.TB, h fasthttp.RequestHandler) string {
 func Client() *fasthttp.Client {
 	return &fasthttp.Client{MaxResponseBodySize: 64 << 20, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 }
+
+// Reload builds src (in g.Dir) and swaps it in as a running gateway's reload does; the returned
+// channel closes once the previous configuration has drained and been closed.
+func (g *Gateway) Reload(t testing.TB, src string) <-chan struct{} {
+	t.Helper()
+	return g.Server.Swap(Build(t, src, g.Dir))
+}
