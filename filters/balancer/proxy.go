@@ -41,6 +41,7 @@ type exchange struct {
 	conn    []byte // the values of the client's Connection headers
 	tried   [maxRetryAttempts + 1]int
 	ntried  int
+	noHost  bool // the client sent no Host header
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -79,6 +80,7 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.scratch = forwardPath(x.scratch[:0], c)
 	out.Header.SetRequestURIBytes(x.scratch)
 	out.UseHostHeader = true
+	x.noHost = len(out.Header.Host()) == 0
 
 	x.setForwarded(c)
 	out.Header.AddBytesV(hdrVia, viaValue)

@@ -62,7 +62,11 @@ func rawRequest(t *testing.T, addr, req string) (*http.Response, []byte) {
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	var forReq *http.Request
+	if strings.HasPrefix(req, "HEAD ") {
+		forReq = &http.Request{Method: "HEAD"}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), forReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,4 +332,80 @@ func TestErrorStatuses(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+func TestMaxConnectionsPerTarget(t *testing.T) {
+	release := make(chan struct{})
+	var inside sync.WaitGroup
+	inside.Add(1)
+	var once sync.Once
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		once.Do(inside.Done)
+		<-release
+		c.SetBodyString("ok")
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, "max_connections_per_target = 1"))
+	first := make(chan int, 1)
+	go func() {
+		resp, _ := rawRequest(t, gw.Addr, "GET /slow HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		first <- resp.StatusCode
+	}()
+	inside.Wait()
+	// The only slot is taken: the second request waits briefly, then gets 503.
+	start := time.Now()
+	resp, _ := rawRequest(t, gw.Addr, "GET /second HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 503 {
+		t.Errorf("second request: %d, want 503 with max_connections_per_target = 1", resp.StatusCode)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("the queued request waited %v", el)
+	}
+	close(release)
+	if code := <-first; code != 200 {
+		t.Errorf("first request: %d", code)
+	}
+}
+
+// TestAmbiguousFramingIsNotSmuggled sends a request with both Content-Length and
+// Transfer-Encoding: the upstream must see at most one request, with one framing.
+func TestAmbiguousFramingIsNotSmuggled(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s %s te=%q cl=%d body=%q", c.Method(), c.RequestURI(),
+			c.Request.Header.Peek("Transfer-Encoding"), c.Request.Header.ContentLength(), c.Request.Body()))
+		mu.Unlock()
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	smuggled := "GET /admin HTTP/1.1\r\nHost: h\r\n\r\n"
+	body := fmt.Sprintf("0\r\n\r\n%s", smuggled)
+	resp, _ := rawRequest(t, gw.Addr, fmt.Sprintf("POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s", len(body), body))
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, g := range got {
+		if strings.Contains(g, "/admin") {
+			t.Fatalf("the upstream saw a smuggled request: %v", got)
+		}
+	}
+	if len(got) > 1 {
+		t.Fatalf("the upstream saw %d requests for one: %v", len(got), got)
+	}
+	if len(got) == 1 && strings.Contains(got[0], `te="chunked"`) {
+		t.Errorf("forwarded with Transfer-Encoding, want one Content-Length framing: %s", got[0])
+	}
+	t.Logf("client got %d; upstream saw %v", resp.StatusCode, got)
+}
+
+func TestHeadKeepsContentLength(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("0123456789") })
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	resp, body := rawRequest(t, gw.Addr, "HEAD /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("HEAD: %d with %d body bytes", resp.StatusCode, len(body))
+	}
+	if got := resp.Header.Get("Content-Length"); got != "10" {
+		t.Errorf("HEAD Content-Length = %q, want the upstream's 10", got)
+	}
 }

@@ -275,6 +275,10 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, up *fasthttp.R
 		return failConnect, errNoFreeConns, 0
 	}
 	defer t.release()
+	if x.noHost {
+		// An HTTP/1.0 client may send no Host; the upstream gets the target's own.
+		x.req.Header.SetHost(t.name)
+	}
 	if t.tls {
 		x.req.URI().SetSchemeBytes(schemeHTTPS)
 	} else {

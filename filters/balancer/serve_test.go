@@ -1,0 +1,237 @@
+package balancer
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
+	"github.com/valyala/fasthttp"
+)
+
+// serveUpstream runs h on a loopback port for the test.
+func serveUpstream(t testing.TB, h fasthttp.RequestHandler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+func okHandler(c *fasthttp.RequestCtx) {
+	c.Response.Header.Set("X-Up", "1")
+	c.SetBodyString("hello")
+}
+
+func buildFor(t testing.TB, name string, cfg *Config, env *engine.BuildEnv) *Upstream {
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := Build(name, cfg, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.(*Upstream).Close() })
+	return u.(*Upstream)
+}
+
+func TestServeSetsCtx(t *testing.T) {
+	addr := serveUpstream(t, okHandler)
+	u := buildFor(t, t.Name(), validConfig(addr), &engine.BuildEnv{})
+	c := enginetest.NewCtx(t, "GET", "/x")
+	enginetest.Serve(c, u.Serve)
+	if c.Response.StatusCode() != 200 || string(c.Response.Body()) != "hello" {
+		t.Fatalf("got %d %q", c.Response.StatusCode(), c.Response.Body())
+	}
+	if c.Target != addr || c.Attempts != 1 || c.UpstreamTime <= 0 {
+		t.Errorf("Target %q Attempts %d UpstreamTime %v", c.Target, c.Attempts, c.UpstreamTime)
+	}
+}
+
+// TestServeAllocations proxies a GET to a real upstream over a warm keep-alive connection and
+// counts the allocations of the whole Serve: selection, request building, the exchange and the
+// response copy.
+func TestServeAllocations(t *testing.T) {
+	addr := serveUpstream(t, okHandler)
+	u := buildFor(t, t.Name(), validConfig(addr), &engine.BuildEnv{})
+	c := enginetest.NewCtx(t, "GET", "/x?y=1", "X-Client", "a")
+	p := engine.NewPipeline("test", engine.MatchConfig{}, "", nil, u)
+	c.Pipeline = p
+	run := func() {
+		p.Serve(c)
+		if c.Response.StatusCode() != 200 {
+			t.Fatalf("status %d", c.Response.StatusCode())
+		}
+		c.Target, c.Attempts, c.UpstreamTime = "", 0, 0
+	}
+	for i := 0; i < 10; i++ {
+		run()
+	}
+	// The balancer's own code allocates nothing. fasthttp's client allocates 4 small objects
+	// per response in streaming mode (the closures of its clientStreamBody), which the
+	// balancer needs so that a response above max_response_bytes is never held whole.
+	const fasthttpStreaming = 4
+	if allocs := testing.AllocsPerRun(500, run); allocs > fasthttpStreaming {
+		t.Errorf("Serve allocates %v per request, want at most fasthttp's %d", allocs, fasthttpStreaming)
+	}
+}
+
+func BenchmarkServe(b *testing.B) {
+	addr := serveUpstream(b, okHandler)
+	u := buildFor(b, b.Name(), validConfig(addr), &engine.BuildEnv{})
+	c := enginetest.NewCtx(b, "GET", "/x?y=1", "X-Client", "a")
+	p := engine.NewPipeline("test", engine.MatchConfig{}, "", nil, u)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Serve(c)
+	}
+}
+
+// TestLargeResponseIsStreamed checks that a response above max_response_bytes is handed to the
+// client as a stream, and a smaller one is held.
+func TestLargeResponseIsStreamed(t *testing.T) {
+	body := strings.Repeat("x", 64<<10)
+	addr := serveUpstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/chunked" {
+			c.SetBodyStream(strings.NewReader(body), -1)
+			return
+		}
+		c.SetBodyString(body)
+	})
+	env := &engine.BuildEnv{Server: &engine.ServerConfig{MaxResponseBytes: 16 << 10}}
+	u := buildFor(t, t.Name(), validConfig(addr), env)
+	for _, path := range []string{"/fixed", "/chunked"} {
+		c := enginetest.NewCtx(t, "GET", path)
+		enginetest.Serve(c, u.Serve)
+		if !c.Response.IsBodyStream() {
+			t.Errorf("%s: a 64KiB response over a 16KiB max_response_bytes is held, want streamed", path)
+		}
+		if got := string(c.Response.Body()); got != body {
+			t.Errorf("%s: streamed body has %d bytes, want %d", path, len(got), len(body))
+		}
+	}
+	env.Server.MaxResponseBytes = 1 << 20
+	u2 := buildFor(t, t.Name()+"2", validConfig(addr), env)
+	for _, path := range []string{"/fixed", "/chunked"} {
+		c := enginetest.NewCtx(t, "GET", path)
+		enginetest.Serve(c, u2.Serve)
+		if c.Response.IsBodyStream() || string(c.Response.Body()) != body {
+			t.Errorf("%s: a 64KiB response under max_response_bytes should be held whole", path)
+		}
+	}
+}
+
+// recordingObserver is an engine.AttemptObserver that injects a traceparent per attempt.
+type recordingObserver struct {
+	mu       sync.Mutex
+	targets  []string
+	statuses []int
+}
+
+func (o *recordingObserver) StartRequest(*engine.Ctx, *engine.Pipeline) {}
+func (o *recordingObserver) EndRequest(*engine.Ctx)                     {}
+func (o *recordingObserver) StartStage(*engine.Ctx, *engine.Stage, engine.Phase) any {
+	return nil
+}
+func (o *recordingObserver) EndStage(*engine.Ctx, *engine.Stage, engine.Phase, any, engine.Verdict) {
+}
+func (o *recordingObserver) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request) any {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.targets = append(o.targets, target)
+	req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	return len(o.targets)
+}
+func (o *recordingObserver) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.statuses = append(o.statuses, status)
+}
+
+func TestAttemptObserver(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	failing := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetStatusCode(503) })
+	ok := serveUpstream(t, func(c *fasthttp.RequestCtx) {
+		mu.Lock()
+		seen = append(seen, string(c.Request.Header.Peek("Traceparent")))
+		mu.Unlock()
+		c.SetBodyString("ok")
+	})
+	cfg := validConfig(failing, ok)
+	n := 1
+	cfg.Retry = &RetryConfig{Attempts: &n, On: []string{"503"}}
+	u := buildFor(t, t.Name(), cfg, &engine.BuildEnv{})
+	obs := &recordingObserver{}
+	g := &engine.Gateway{Pipelines: []*engine.Pipeline{engine.NewPipeline("p", engine.MatchConfig{}, "", nil, u)}}
+	g.SetObserver(obs)
+	c := enginetest.NewCtx(t, "GET", "/x")
+	g.Pipelines[0].Serve(c)
+	if c.Response.StatusCode() != 200 || c.Attempts != 2 || c.Target != ok {
+		t.Fatalf("status %d after %d attempts on %s, want 200 after 2 on %s", c.Response.StatusCode(), c.Attempts, c.Target, ok)
+	}
+	if len(obs.targets) != 2 || obs.targets[0] != failing || obs.targets[1] != ok {
+		t.Errorf("StartAttempt targets %v, want [%s %s]", obs.targets, failing, ok)
+	}
+	if len(obs.statuses) != 2 || obs.statuses[0] != 503 || obs.statuses[1] != 200 {
+		t.Errorf("EndAttempt statuses %v, want [503 200]", obs.statuses)
+	}
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "00-") {
+		t.Errorf("upstream saw traceparent %v", seen)
+	}
+}
+
+func TestMetricsRecorded(t *testing.T) {
+	failing := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetStatusCode(502) })
+	ok := serveUpstream(t, okHandler)
+	cfg := validConfig(failing, ok)
+	n := 1
+	cfg.Retry = &RetryConfig{Attempts: &n, On: []string{"502"}}
+	pct := 100
+	cfg.OutlierDetection = &OutlierDetectionConfig{ConsecutiveFailures: 1, BaseEjectionTime: engine.Duration(time.Hour), MaxEjectionPercent: &pct}
+	name := t.Name()
+	u := buildFor(t, name, cfg, &engine.BuildEnv{})
+	for i := 0; i < 4; i++ {
+		c := enginetest.NewCtx(t, "GET", "/x")
+		enginetest.Serve(c, u.Serve)
+		if c.Response.StatusCode() != 200 {
+			t.Fatalf("request %d: %d", i, c.Response.StatusCode())
+		}
+	}
+	checks := []struct {
+		what string
+		got  float64
+		want float64
+	}{
+		{"requests to the failing target", value(mRequests.WithLabelValues(name, failing)), 1},
+		{"failures of the failing target", value(mFailures.WithLabelValues(name, failing)), 1},
+		{"ejections of the failing target", value(mEjections.WithLabelValues(name, failing)), 1},
+		{"requests to the good target", value(mRequests.WithLabelValues(name, ok)), 4},
+		{"retries", value(mRetries.WithLabelValues(name)), 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	var m dto.Metric
+	if err := mLatency.WithLabelValues(name, ok).(prometheus.Metric).Write(&m); err != nil || m.GetHistogram().GetSampleCount() != 4 {
+		t.Errorf("latency histogram of the good target: %d samples (%v), want 4", m.GetHistogram().GetSampleCount(), err)
+	}
+}
+
+func value(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
