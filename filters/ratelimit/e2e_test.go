@@ -1,0 +1,269 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sluice-gateway/sluice/filters/ratelimit/redistest"
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/valyala/fasthttp"
+)
+
+const gatewayConfig = `
+redis "shared" {
+  address = %q
+  timeout = "1s"
+}
+
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+
+pipeline "api" {
+  match {
+    path_prefix = "/"
+  }
+  filter "rate_limit" {
+    key            = "ip"
+    limit          = 100
+    period         = "1s"
+    burst          = 10
+    store          = redis.shared
+    on_store_error = %q
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`
+
+// startInstances starts n gateways on one Redis, as n Sluice instances of one deployment.
+func startInstances(t *testing.T, n int, redisAddr, mode string) []*gatewaytest.Gateway {
+	t.Helper()
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("ok") })
+	var gws []*gatewaytest.Gateway
+	for range n {
+		gws = append(gws, gatewaytest.Start(t, fmt.Sprintf(gatewayConfig, redisAddr, up, mode)))
+	}
+	return gws
+}
+
+type tally struct {
+	ok, limited, unavailable, other atomic.Int64
+	perGateway                      []atomic.Int64 // admitted per gateway
+	slowest                         atomic.Int64   // nanoseconds
+	withField                       atomic.Int64   // responses carrying a RateLimit field
+
+	mu       sync.Mutex
+	admitted []time.Duration // when each admitted request was decided (about), from the start
+}
+
+// rate is the admissions per second from warm (after the start) to the end, leaving out the
+// burst a limiter grants after idleness.
+func (tl *tally) rate(warm, end time.Duration) float64 {
+	n := 0
+	for _, at := range tl.admitted {
+		if at >= warm && at < end {
+			n++
+		}
+	}
+	return float64(n) / (end - warm).Seconds()
+}
+
+// load sends requests to every gateway from workers goroutines each, for d, and counts answers.
+func load(t *testing.T, gws []*gatewaytest.Gateway, workers int, d time.Duration) (*tally, time.Duration) {
+	t.Helper()
+	tl := &tally{perGateway: make([]atomic.Int64, len(gws))}
+	client := &fasthttp.Client{MaxConnsPerHost: 4 * workers, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for gi, gw := range gws {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(resp)
+				for time.Now().Before(deadline) {
+					req.SetRequestURI(gw.URL + "/items")
+					t0 := time.Now()
+					if err := client.Do(req, resp); err != nil {
+						t.Errorf("request to %s: %v", gw.Addr, err)
+						return
+					}
+					lat := int64(time.Since(t0))
+					for {
+						s := tl.slowest.Load()
+						if lat <= s || tl.slowest.CompareAndSwap(s, lat) {
+							break
+						}
+					}
+					if len(resp.Header.Peek("RateLimit")) > 0 {
+						tl.withField.Add(1)
+					}
+					switch resp.StatusCode() {
+					case 200:
+						tl.ok.Add(1)
+						tl.perGateway[gi].Add(1)
+						tl.mu.Lock()
+						// Admitted somewhere between sending and receiving: take the middle.
+						tl.admitted = append(tl.admitted, t0.Sub(start)+time.Duration(lat/2))
+						tl.mu.Unlock()
+					case 429:
+						tl.limited.Add(1)
+						if len(resp.Header.Peek("Retry-After")) == 0 {
+							t.Error("429 without Retry-After")
+						}
+					case 503:
+						tl.unavailable.Add(1)
+					default:
+						tl.other.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return tl, time.Since(start)
+}
+
+// TestSharedLimitAcrossInstances: two instances sharing one Redis, limit 100/s, under concurrent
+// load from both, admit 100±2 per second in total. The policy has a small burst, which absorbs
+// the jitter of this test's few, phase-locked clients on a shared machine (with burst = 0 every
+// admission late by a millisecond is a millisecond of budget lost; the exact window semantics
+// of burst = 0 are tested with a driven clock); the first half second, which holds that burst,
+// is left out of the count. The other tests here check behaviour with looser bounds: their
+// phases are short, and a latency spike of this shared machine moves a few admissions across
+// the edges of a short measuring window.
+func TestSharedLimitAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	gws := startInstances(t, 2, srv.Addr, "deny")
+	tl, elapsed := load(t, gws, 8, 3500*time.Millisecond)
+	rate := tl.rate(500*time.Millisecond, 3500*time.Millisecond)
+	t.Logf("admitted %d in %v (%.1f/s after the first 0.5s; per instance %d and %d), refused %d, other %d",
+		tl.ok.Load(), elapsed, rate, tl.perGateway[0].Load(), tl.perGateway[1].Load(), tl.limited.Load(), tl.other.Load()+tl.unavailable.Load())
+	if math.Abs(rate-100) > 2 {
+		t.Errorf("admitted %.1f per second in total, want 100±2", rate)
+	}
+	if tl.perGateway[0].Load() == 0 || tl.perGateway[1].Load() == 0 {
+		t.Error("one instance admitted nothing: the load did not reach both")
+	}
+	if tl.limited.Load() < tl.ok.Load() {
+		t.Errorf("only %d refused against %d admitted: the load did not exceed the limit", tl.limited.Load(), tl.ok.Load())
+	}
+	if n := tl.other.Load() + tl.unavailable.Load(); n != 0 {
+		t.Errorf("%d answers other than 200 and 429", n)
+	}
+}
+
+// evalCalls is how many scripts Redis has run (EVALSHA and EVAL), from INFO commandstats.
+func evalCalls(t *testing.T, rc *redis.Client) int64 {
+	t.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+			var n int64
+			if _, err := fmt.Sscanf(line[strings.Index(line, "calls="):], "calls=%d", &n); err == nil {
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// waitShared returns once each gateway decides through Redis again: a request to it alone makes
+// Redis run a script.
+func waitShared(t *testing.T, gws []*gatewaytest.Gateway, redisAddr string) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rc.Close()
+	client := &fasthttp.Client{ReadTimeout: 5 * time.Second}
+	for _, gw := range gws {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			before := evalCalls(t, rc)
+			if _, _, err := client.Get(nil, gw.URL+"/items"); err != nil {
+				t.Fatal(err)
+			}
+			if evalCalls(t, rc) > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not use Redis again 5s after it came back", gw.Addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestRedisKilledMidTest: shared limiting, then Redis dies under load and each on_store_error
+// mode answers within the timeout, then Redis restarts and shared limiting resumes. The redis
+// block's timeout is 1s here so that a stall of this shared machine is not taken for an outage;
+// a Redis that hangs, where the timeout is what ends the wait, is tested with 100ms in
+// TestRedisOutage.
+func TestRedisKilledMidTest(t *testing.T) {
+	const timeout = time.Second
+	for _, mode := range []string{"allow", "deny", "local"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			gws := startInstances(t, 2, srv.Addr, mode)
+
+			shared, _ := load(t, gws, 4, 1200*time.Millisecond)
+			if r := shared.rate(400*time.Millisecond, 1200*time.Millisecond); r > 112 || r < 88 {
+				t.Errorf("shared phase: %.1f/s admitted, want about 100", r)
+			}
+
+			srv.Kill()
+			down, d := load(t, gws, 4, 1200*time.Millisecond)
+			slowest := time.Duration(down.slowest.Load())
+			t.Logf("Redis down: %d admitted, %d refused, %d unavailable in %v; slowest answer %v",
+				down.ok.Load(), down.limited.Load(), down.unavailable.Load(), d, slowest)
+			if slowest > timeout {
+				t.Errorf("slowest answer %v with Redis down, timeout %v", slowest, timeout)
+			}
+			if down.other.Load() != 0 {
+				t.Errorf("%d unexpected statuses", down.other.Load())
+			}
+			switch mode {
+			case "allow":
+				if down.limited.Load()+down.unavailable.Load() != 0 || down.ok.Load() < 300 {
+					t.Errorf("allow: %d admitted, %d refused: want everything admitted", down.ok.Load(), down.limited.Load()+down.unavailable.Load())
+				}
+			case "deny":
+				// At most the requests in flight when Redis died get through.
+				if down.ok.Load() > 8 || down.unavailable.Load() == 0 {
+					t.Errorf("deny: %d admitted, %d 503s", down.ok.Load(), down.unavailable.Load())
+				}
+			case "local":
+				// Each instance limits on its own: about 100/s each, 200/s in total.
+				r := down.rate(400*time.Millisecond, 1200*time.Millisecond)
+				if r < 170 || r > 230 || down.withField.Load() == 0 {
+					t.Errorf("local: %.1f/s admitted in total by two instances, want about 200", r)
+				}
+			}
+
+			srv.Restart()
+			waitShared(t, gws, srv.Addr)
+			again, _ := load(t, gws, 4, 1200*time.Millisecond)
+			if r := again.rate(400*time.Millisecond, 1200*time.Millisecond); r > 112 || r < 88 {
+				t.Errorf("after the restart: %.1f/s admitted in total, want about 100 (shared again)", r)
+			}
+		})
+	}
+}
