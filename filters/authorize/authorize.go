@@ -255,20 +255,19 @@ func (r *rule) holds(cl engine.Claims) bool {
 func contains(v any, want string) bool {
 	switch x := v.(type) {
 	case string:
-		for rest := x; ; {
-			rest = strings.TrimLeft(rest, " \t\n")
-			if rest == "" {
-				return false
+		// Walk the space-separated words in place (strings.Fields would allocate).
+		start := -1
+		for i := 0; i <= len(x); i++ {
+			if i == len(x) || x[i] == ' ' || x[i] == '\t' || x[i] == '\n' {
+				if start >= 0 && x[start:i] == want {
+					return true
+				}
+				start = -1
+			} else if start < 0 {
+				start = i
 			}
-			end := strings.IndexAny(rest, " \t\n")
-			if end < 0 {
-				return rest == want
-			}
-			if rest[:end] == want {
-				return true
-			}
-			rest = rest[end:]
 		}
+		return false
 	case []any:
 		for _, e := range x {
 			if scalarEquals(e, want) {

@@ -1,7 +1,7 @@
 package jwt
 
 import (
-	"crypto/subtle"
+	"bytes"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -13,8 +13,10 @@ import (
 // and claim decoding: a hit costs a hash, a map lookup and a constant-time compare.
 //
 // Entries are keyed by a seeded hash of the token, but a hit also compares the whole token, so a
-// hash collision can never make one token pass for another. The compare is constant-time so the
-// lookup's timing does not reveal how much of a cached token a forgery shares.
+// hash collision can never make one token pass for another. That compare need not be
+// constant-time: it only runs when a request's token hashes to a cached token's bucket, and with
+// a random per-process seed a client cannot aim a forgery at a bucket, so compare timing says
+// nothing about tokens the client does not already hold.
 const (
 	cacheShards = 16
 	// cacheBytes bounds the memory the cache charges itself for (tokens plus an estimate of their
@@ -69,7 +71,7 @@ func (c *tokenCache) get(tok []byte, set *keySet, now int64) *cacheEntry {
 	s.mu.RLock()
 	e := s.m[h]
 	s.mu.RUnlock()
-	if e == nil || e.set != set || now >= e.expires || now < e.from || subtle.ConstantTimeCompare(e.token, tok) != 1 {
+	if e == nil || e.set != set || now >= e.expires || now < e.from || !bytes.Equal(e.token, tok) {
 		return nil
 	}
 	return e
