@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/admin"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
 )
 
 func init() {
@@ -50,7 +51,8 @@ func runRun(args []string) int {
 		return 1
 	}
 	r.srv = srv
-	if err := r.attachTelemetry(gw); err != nil {
+	telemetry.SetBuildInfo(version, "")
+	if _, err := r.attachTelemetry(gw); err != nil {
 		log.Error("cannot start telemetry", "err", err)
 		_ = gw.Close()
 		return 1
@@ -121,7 +123,7 @@ type runner struct {
 	log  *slog.Logger
 	srv  *engine.Server
 	mu   sync.Mutex // one reload at a time
-	tel  telemetryHooks
+	tel  telemetryState
 }
 
 // reload loads and builds the configuration file again and swaps it in; on any error the
@@ -133,16 +135,21 @@ func (r *runner) reload() (string, error) {
 	gw, ok := loadAndBuild(r.path, &diag, false, r.log)
 	if !ok {
 		r.log.Error("configuration rejected", "diagnostics", diag.String())
-		r.tel.reloaded(false)
+		telemetry.ConfigReloaded(false)
 		return diag.String(), errors.New("the new configuration has errors; the running one stays")
 	}
-	if err := r.attachTelemetry(gw); err != nil {
+	retire, err := r.attachTelemetry(gw)
+	if err != nil {
 		_ = gw.Close()
-		r.tel.reloaded(false)
+		telemetry.ConfigReloaded(false)
 		return "", fmt.Errorf("telemetry: %w", err)
 	}
-	r.srv.Swap(gw)
-	r.tel.reloaded(true)
+	drained := r.srv.Swap(gw)
+	go func() {
+		<-drained
+		retire()
+	}()
+	telemetry.ConfigReloaded(true)
 	r.log.Info("configuration reloaded", "pipelines", len(gw.Pipelines))
 	return "", nil
 }

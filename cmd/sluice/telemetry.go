@@ -1,10 +1,48 @@
 package main
 
-import "github.com/sluice-gateway/sluice/engine"
+import (
+	"context"
+	"reflect"
+	"time"
 
-// telemetryHooks connects the telemetry package to the run loop.
-type telemetryHooks struct{}
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
+)
 
-func (r *runner) attachTelemetry(gw *engine.Gateway) error { return nil }
-func (r *runner) shutdownTelemetry()                       {}
-func (telemetryHooks) reloaded(ok bool)                    {}
+// telemetryState is the running telemetry (tracing exporter, metrics observer) and the block it
+// was made from. A reload that leaves the telemetry block unchanged keeps it; a changed block gets
+// a new one, and the old one is flushed once the previous gateway has drained.
+type telemetryState struct {
+	tel *telemetry.Telemetry
+	cfg engine.TelemetryConfig
+}
+
+// attachTelemetry installs telemetry on gw, making it anew if the telemetry block changed. The
+// returned function retires the previous telemetry; call it after the previous gateway drained.
+func (r *runner) attachTelemetry(gw *engine.Gateway) (retire func(), err error) {
+	retire = func() {}
+	if r.tel.tel == nil || !reflect.DeepEqual(r.tel.cfg, gw.Spec.Telemetry) {
+		t, err := telemetry.New(&gw.Spec.Telemetry, r.log)
+		if err != nil {
+			return nil, err
+		}
+		if old := r.tel.tel; old != nil {
+			retire = func() { shutdownTelemetry(old) }
+		}
+		r.tel = telemetryState{tel: t, cfg: gw.Spec.Telemetry}
+	}
+	r.tel.tel.Attach(gw)
+	return retire, nil
+}
+
+func (r *runner) shutdownTelemetry() {
+	if r.tel.tel != nil {
+		shutdownTelemetry(r.tel.tel)
+	}
+}
+
+func shutdownTelemetry(t *telemetry.Telemetry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.Shutdown(ctx)
+}

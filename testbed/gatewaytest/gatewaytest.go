@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
 	"github.com/sluice-gateway/sluice/filters"
 	"github.com/sluice-gateway/sluice/hcl"
 	"github.com/valyala/fasthttp"
@@ -26,6 +27,8 @@ type Gateway struct {
 	Server *engine.Server
 	// Dir is the folder the config was written to; relative paths in it resolve there.
 	Dir string
+	// Telemetry is the gateway's telemetry (tracing per the config's telemetry block, metrics).
+	Telemetry *telemetry.Telemetry
 
 	ln     net.Listener
 	done   chan error
@@ -65,6 +68,12 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 	gw := Build(t, src, dir)
 	buf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Telemetry as `sluice run` installs it: metrics always, tracing as the config says.
+	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
+	if err != nil {
+		t.Fatalf("starting telemetry: %v", err)
+	}
+	tel.Attach(gw)
 	srv, err := engine.NewServer(gw, log)
 	if err != nil {
 		t.Fatalf("starting server: %v", err)
@@ -73,7 +82,7 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{Addr: ln.Addr().String(), Server: srv, Dir: dir, ln: ln, done: make(chan error, 1), logBuf: buf}
+	g := &Gateway{Addr: ln.Addr().String(), Server: srv, Dir: dir, Telemetry: tel, ln: ln, done: make(chan error, 1), logBuf: buf}
 	g.URL = "http://" + g.Addr
 	if gw.Spec.Server.TLS != nil {
 		g.URL = "https://" + g.Addr
@@ -113,6 +122,7 @@ func (g *Gateway) Stop(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = g.Server.Shutdown(ctx)
+	_ = g.Telemetry.Shutdown(ctx)
 	select {
 	case <-g.done:
 	case <-time.After(5 * time.Second):
@@ -147,5 +157,7 @@ func Client() *fasthttp.Client {
 // channel closes once the previous configuration has drained and been closed.
 func (g *Gateway) Reload(t testing.TB, src string) <-chan struct{} {
 	t.Helper()
-	return g.Server.Swap(Build(t, src, g.Dir))
+	gw := Build(t, src, g.Dir)
+	g.Telemetry.Attach(gw)
+	return g.Server.Swap(gw)
 }
