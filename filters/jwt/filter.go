@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
@@ -75,6 +76,7 @@ type forward struct {
 type Filter struct {
 	keys      keySource
 	remote    *remoteKeys // nil unless jwks_url
+	shared    bool        // remote is a shared, running fetcher to release on Close
 	allowed   map[string]bool
 	issuer    string
 	audiences []string
@@ -84,6 +86,7 @@ type Filter struct {
 	cache     *tokenCache
 	now       func() time.Time
 	log       *slog.Logger
+	closeOnce sync.Once
 
 	challengeMissing []byte
 	challenges       map[error][]byte
@@ -138,20 +141,28 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 	if set != nil {
 		f.keys = staticKeys{set}
 	} else {
-		r := newRemoteKeys(cfg.JWKSURL, cfg.JWKSRefresh.D(), log)
-		if opt.cooldown > 0 {
-			r.cooldown = opt.cooldown
+		tune := func(r *remoteKeys) {
+			if opt.cooldown > 0 {
+				r.cooldown = opt.cooldown
+			}
+			if opt.retry > 0 {
+				r.retry = opt.retry
+			}
 		}
-		if opt.retry > 0 {
-			r.retry = opt.retry
-		}
+		every := cfg.JWKSRefresh.D()
 		if opt.every > 0 {
-			r.every = opt.every
+			every = opt.every
+		}
+		var r *remoteKeys
+		if env.Validating {
+			// Checked, never started, never shared.
+			r = newRemoteKeys(cfg.JWKSURL, every, log)
+			tune(r)
+		} else {
+			r = acquireRemoteKeys(cfg.JWKSURL, every, log, tune)
+			f.shared = true
 		}
 		f.keys, f.remote = r, r
-		if !env.Validating {
-			r.start()
-		}
 	}
 
 	realm := strings.Map(func(r rune) rune {
@@ -177,11 +188,14 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 	return f, nil
 }
 
-// Close stops the JWKS refresh.
+// Close releases the JWKS fetcher; the last filter using it stops its refresh. Closing twice is
+// harmless.
 func (f *Filter) Close() error {
-	if f.remote != nil {
-		f.remote.close()
-	}
+	f.closeOnce.Do(func() {
+		if f.shared {
+			f.remote.release()
+		}
+	})
 	return nil
 }
 

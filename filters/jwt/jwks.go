@@ -62,6 +62,56 @@ type remoteKeys struct {
 	ctx    context.Context // canceled by close: stops the loop and any fetch in flight
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// refs counts the filters using a shared fetcher (guarded by shared.mu); key is its entry.
+	refs int
+	key  sharedKey
+}
+
+// Running gateways share one fetcher per (URL, refresh period): pipelines naming the same JWKS
+// fetch it once, and a hot reload hands the old configuration's keys to the new one (built
+// before the old is closed), so a reload while the identity provider is down keeps serving
+// the keys it had instead of turning into 503s.
+type sharedKey struct {
+	url   string
+	every time.Duration
+}
+
+var shared = struct {
+	mu sync.Mutex
+	m  map[sharedKey]*remoteKeys
+}{m: map[sharedKey]*remoteKeys{}}
+
+// acquireRemoteKeys returns the running fetcher for url and every, starting one if needed; tune
+// adjusts a new one before it starts. Each call must be paired with release.
+func acquireRemoteKeys(url string, every time.Duration, log *slog.Logger, tune func(*remoteKeys)) *remoteKeys {
+	k := sharedKey{url, every}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	r := shared.m[k]
+	if r == nil {
+		r = newRemoteKeys(url, every, log)
+		tune(r)
+		r.key = k
+		shared.m[k] = r
+		r.start()
+	}
+	r.refs++
+	return r
+}
+
+// release drops one reference to a shared fetcher and stops it after the last.
+func (r *remoteKeys) release() {
+	shared.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last {
+		delete(shared.m, r.key)
+	}
+	shared.mu.Unlock()
+	if last {
+		r.close()
+	}
 }
 
 func newRemoteKeys(url string, every time.Duration, log *slog.Logger) *remoteKeys {

@@ -296,3 +296,43 @@ func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 		t.Error("a JWKS without usable keys parsed")
 	}
 }
+
+// TestJWKSSharedAcrossReload builds a second filter for the same JWKS (as a hot reload does
+// before closing the old configuration) while the identity provider is down: the new filter
+// serves the keys the old one fetched, and one fetcher serves both.
+func TestJWKSSharedAcrossReload(t *testing.T) {
+	key := rsaKey(t, 0)
+	srv := newJWKSServer(t, jwksJSON(t, jwksKey{kid: "a", key: key}))
+	opt := options{every: 10 * time.Millisecond, retry: 10 * time.Millisecond, noCache: true}
+	old := remoteFilter(t, srv.URL, opt)
+	eventually(t, "the first fetch", func() bool { return hasKid(old, "a") })
+	srv.status.Store(503)
+	eventually(t, "a failed refresh", func() bool { return old.remote.lastErr.Load() != nil })
+
+	reloaded := remoteFilter(t, srv.URL, opt)
+	if reloaded.remote != old.remote {
+		t.Fatal("the reloaded filter started its own fetcher")
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reloaded.remote.done:
+		t.Fatal("closing the old configuration stopped the fetcher the new one uses")
+	default:
+	}
+	tok := mint(t, "RS256", key, "a", claimsFor("alice", nil))
+	wantStatus(t, reloaded, tok, 200, nil)
+
+	// The provider comes back; the shared fetcher keeps refreshing for the new filter.
+	srv.status.Store(0)
+	eventually(t, "a successful refresh", func() bool { return reloaded.remote.lastErr.Load() == nil })
+	_ = reloaded.Close()
+	<-reloaded.remote.done // the last user stopped it
+	shared.mu.Lock()
+	_, still := shared.m[sharedKey{srv.URL, opt.every}]
+	shared.mu.Unlock()
+	if still {
+		t.Error("the stopped fetcher is still registered")
+	}
+}
