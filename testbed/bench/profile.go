@@ -17,7 +17,7 @@ import (
 // with `go tool pprof -top` summaries beside them.
 func profileMain(args []string) error {
 	fs := flag.NewFlagSet("profile", flag.ContinueOnError)
-	variant := fs.String("variant", "empty", "empty | quickstart | p2c")
+	variant := fs.String("variant", "empty", "empty | quickstart | p2c | one quickstart part alone: otel_log, jwt, rate_limit, wasm, tracing")
 	out := fs.String("out", "testbed/results", "folder for the profiles")
 	bin := fs.String("bin", "bin", "folder of the binaries (sluiceprof, benchupstream, sluice)")
 	dur := fs.Duration("d", 10*time.Second, "profiled duration")
@@ -43,7 +43,7 @@ func profileMain(args []string) error {
 	case "empty":
 	case "p2c":
 		v.policy, v.targets = "p2c_ewma", 3
-	case "quickstart":
+	default:
 		token, err := mintHS256(benchHMACSecret, "https://bench.sluice/", "bench", "bench-user", 24*time.Hour)
 		if err != nil {
 			return err
@@ -53,14 +53,18 @@ func profileMain(args []string) error {
 			return err
 		}
 		for _, c := range components(h.run, wasm, token, false) {
+			if *variant != "quickstart" && c.name != *variant {
+				continue
+			}
 			if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
 				h.logf("left out %s: %v", c.name, err)
 				continue
 			}
 			v.parts = append(v.parts, c)
 		}
-	default:
-		return fmt.Errorf("unknown variant %q", *variant)
+		if len(v.parts) == 0 {
+			return fmt.Errorf("unknown or unavailable variant %q", *variant)
+		}
 	}
 	port := portSluiceBase + 40
 	conf := filepath.Join(h.run, "profile.hcl")
@@ -76,9 +80,9 @@ func profileMain(args []string) error {
 	if err := h.warm(c, 100); err != nil {
 		return err
 	}
-	if _, err := runWrk("0", h.script, c.url(), c.Conns, 3*time.Second, c.headers); err != nil {
-		return err
-	}
+	h.opt.warm = 2 * time.Second
+	h.cases = []*benchCase{c}
+	h.prewarm()
 	type fetched struct {
 		name string
 		err  error

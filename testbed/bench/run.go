@@ -104,8 +104,9 @@ type harness struct {
 	notes    []string // what was missing or skipped, for the report
 	memory   *memoryResult
 	variants map[string]sluiceVariant
-	qs       []component // the quickstart-like pipeline's parts this build supports
-	sluiceOK bool        // this build serves the empty pipeline
+	qs       []component      // the quickstart-like pipeline's parts this build supports
+	logBytes map[string]int64 // variant → largest otel_log file seen after one of its runs
+	sluiceOK bool             // this build serves the empty pipeline
 	started  time.Time
 	sysinfo  map[string]string
 }
@@ -137,6 +138,11 @@ func runMain(args []string) error {
 		opt.runs, opt.dur, opt.warm = 1, time.Second, time.Second
 		opt.big, opt.rate = true, true
 		opt.nconns = 1000
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "memory-conns" {
+				opt.nconns = *nconns
+			}
+		})
 	default:
 		return fmt.Errorf("unknown mode %q: quick, full or smoke", *mode)
 	}
@@ -189,7 +195,7 @@ func (h *harness) main() error {
 		return err
 	}
 	h.sysinfo = systemInfo()
-	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portSink} {
+	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portSink} {
 		if portInUse(p) {
 			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
 		}
@@ -391,6 +397,10 @@ func (h *harness) planCases() {
 		for _, p := range peers {
 			add(&benchCase{Label: p.label, Kind: p.kind, Group: g, Conns: n, Path: "/", port: p.port})
 		}
+		if h.opt.filters && n == 64 {
+			// What fasthttp's ReduceMemoryUsage costs in CPU (it saves memory per idle connection).
+			add(&benchCase{Label: "floor, ReduceMemoryUsage", Kind: "floor-rm", Group: g, Conns: n, Path: "/", port: portFloor + 1})
+		}
 		for _, s := range main {
 			add(&benchCase{Label: s.label, Kind: "sluice", Variant: s.v.name, Group: g, Conns: n, Path: "/",
 				port: portOf(s.v), headers: s.v.headers()})
@@ -482,6 +492,11 @@ func (h *harness) startProxies() error {
 			return err
 		}
 	}
+	if need["floor-rm"] {
+		if procs["floor-rm"], err = h.start("floor-rm", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor+1), "-upstream", addr(portUpstream), "-reduce-memory"); err != nil {
+			return err
+		}
+	}
 	ports := map[string]int{}
 	for _, c := range h.cases {
 		if c.Kind == "sluice" {
@@ -553,13 +568,21 @@ func (h *harness) prewarm() {
 		if most[c.proc] != c {
 			continue
 		}
-		d := 3 * h.opt.warm
-		h.logf("pre-warming %s with %d connections for %s", c.proc.name, c.Conns, d)
-		if _, err := runWrk("0", h.script, c.url(), c.Conns, d, c.headers); err != nil {
-			h.note("pre-warming %s: %v", c.proc.name, err)
-		}
-		if interrupted.Load() {
-			return
+		// Until two consecutive loads agree within 15%: a Wasm pool that is still growing
+		// (milliseconds per Go guest instance) shows as a rising rate.
+		prev := 0.0
+		for i := 0; i < 6 && !interrupted.Load(); i++ {
+			w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm+time.Second, c.headers)
+			if err != nil {
+				h.note("pre-warming %s: %v", c.proc.name, err)
+				break
+			}
+			r := w.rps()
+			h.logf("pre-warming %s with %d connections: %.0f rps", c.proc.name, c.Conns, r)
+			if prev > 0 && r > 0 && r/prev > 0.85 && r/prev < 1.15 {
+				break
+			}
+			prev = r
 		}
 	}
 }
@@ -741,8 +764,21 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		return runRecord{}, err
 	}
 	b := h.sample(c.proc)
+	for _, p := range h.variants[c.Variant].parts {
+		if p.name == "otel_log" && c.Kind == "sluice" {
+			var n int64
+			if st, err := os.Stat(filepath.Join(h.run, "access-"+c.Variant+".log")); err == nil {
+				n = st.Size()
+			}
+			if h.logBytes == nil {
+				h.logBytes = map[string]int64{}
+			}
+			h.logBytes[c.Variant] = max(h.logBytes[c.Variant], n)
+		}
+	}
 	if w.Requests == 0 {
-		return runRecord{}, errors.New("no request completed")
+		return runRecord{}, fmt.Errorf("no request completed (wrk: %d connect, %d read, %d write errors, %d timeouts)",
+			w.ErrConnect, w.ErrRead, w.ErrWrite, w.ErrTimeout)
 	}
 	perReq := func(ticks int64) float64 { return float64(ticks) / clockTick * 1e6 / float64(w.Requests) }
 	rec := runRecord{
@@ -834,11 +870,13 @@ func (h *harness) runLoad(c *benchCase, rate float64) (rateResult, int64, error)
 
 // checkTelemetry records whether tracing and otel_log really produced output.
 func (h *harness) checkTelemetry() {
-	usesTracing, usesLog := false, false
-	for _, v := range h.variants {
-		for _, p := range v.parts {
+	usesTracing := false
+	for _, c := range h.cases {
+		if len(c.Runs) == 0 {
+			continue
+		}
+		for _, p := range h.variants[c.Variant].parts {
 			usesTracing = usesTracing || p.name == "tracing"
-			usesLog = usesLog || p.name == "otel_log"
 		}
 	}
 	if usesTracing {
@@ -853,16 +891,9 @@ func (h *harness) checkTelemetry() {
 			}
 		}
 	}
-	if usesLog {
-		matches, _ := filepath.Glob(filepath.Join(h.run, "access-*.log"))
-		var size int64
-		for _, m := range matches {
-			if st, err := os.Stat(m); err == nil {
-				size += st.Size()
-			}
-		}
-		if size == 0 {
-			h.note("otel_log was configured with a file output but wrote nothing to it")
+	for v, n := range h.logBytes {
+		if n == 0 {
+			h.note("otel_log in %q was configured with a file output but wrote nothing to it", v)
 		}
 	}
 }

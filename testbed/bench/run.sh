@@ -35,6 +35,7 @@ go build -o bin/sluice ./cmd/sluice
 go build -o bin/floorproxy ./testbed/cmd/floorproxy
 go build -o bin/benchupstream ./testbed/cmd/benchupstream
 go build -o bin/bench ./testbed/bench
+go build -o bin/sluiceprof ./testbed/bench/sluiceprof
 
 # The harness itself stays on core 0 with the load generator, off the proxies' core.
 exec taskset -c 0 bin/bench run -mode "$mode" -out testbed/results "$@"

@@ -23,6 +23,7 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18102", "address to serve on")
 	upstream := flag.String("upstream", "127.0.0.1:18001", "upstream host:port")
+	reduceMemory := flag.Bool("reduce-memory", false, "fasthttp's ReduceMemoryUsage: release idle connections' buffers (to measure what it saves)")
 	pprofAddr := flag.String("pprof", "", "serve Go's pprof endpoints on this address (to compare profiles with Sluice's)")
 	flag.Parse()
 	if *pprofAddr != "" {
@@ -42,6 +43,7 @@ func main() {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		NoDefaultDate:         true,
+		ReduceMemoryUsage:     *reduceMemory,
 		Handler: func(c *fasthttp.RequestCtx) {
 			if err := hc.Do(&c.Request, &c.Response); err != nil {
 				c.Response.Reset()
