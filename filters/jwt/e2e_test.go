@@ -1,6 +1,10 @@
 package jwt_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters"
 	"github.com/sluice-gateway/sluice/filters/jwt"
@@ -271,5 +276,53 @@ pipeline "p" {
 		if !strings.Contains(diags.Error(), want) {
 			t.Errorf("%s: diagnostics %q do not mention %q", body, diags.Error(), want)
 		}
+	}
+}
+
+// TestGatewayJWKS verifies ES256 tokens against a JWKS served over HTTP, through the gateway,
+// with the token in a cookie.
+func TestGatewayJWKS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.Set(jwk.KeyIDKey, "2026-11")
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	body, _ := json.Marshal(set)
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
+	defer idp.Close()
+	up := gatewaytest.Upstream(t, whoami)
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  filter "jwt" {
+    jwks_url       = %q
+    algorithms     = ["ES256"]
+    from           = ["header:Authorization", "cookie:session"]
+    forward_claims = { sub = "X-User-Id" }
+  }
+  balancer { upstream = upstream.u }
+}
+`, up, idp.URL+"/.well-known/jwks.json"))
+	now := time.Now()
+	tok, err := jwt.Mint("ES256", key, "2026-11", map[string]any{"sub": "carol", "exp": now.Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := send(t, "GET", gw.URL+"/x", "", "Cookie", "session="+tok)
+	if r.status != 200 || !strings.HasPrefix(r.body, "user=carol ") {
+		t.Errorf("cookie token via JWKS: %d %q", r.status, r.body)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged, _ := jwt.Mint("ES256", other, "2026-11", map[string]any{"sub": "carol", "exp": now.Add(time.Hour).Unix()})
+	if r = send(t, "GET", gw.URL+"/x", forged); r.status != 401 || !strings.Contains(r.challenge, `error_description="invalid signature"`) {
+		t.Errorf("forged token: %d %q", r.status, r.challenge)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,6 +130,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, engine.FieldErr("forward_claims", "claim %q: invalid header name %q", claim, header))
 		} else if reservedHeader(header) {
 			errs = append(errs, engine.FieldErr("forward_claims", "claim %q: header %q cannot carry claims", claim, header))
+		} else if slices.ContainsFunc(c.From, func(f string) bool { return strings.EqualFold(f, "header:"+header) }) {
+			// Forwarded headers are stripped from the request before the token is looked for.
+			errs = append(errs, engine.FieldErr("forward_claims", "claim %q: header %q is also a token source in from", claim, header))
 		}
 	}
 	for _, a := range c.Audiences {

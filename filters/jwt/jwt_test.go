@@ -283,6 +283,11 @@ func TestConfigValidate(t *testing.T) {
 		{"bad source", func(c *Config) { c.HMACSecret = long; c.From = []string{"body:token"} }, "from"},
 		{"no sources", func(c *Config) { c.HMACSecret = long; c.From = nil }, "from"},
 		{"bad forward header", func(c *Config) { c.HMACSecret = long; c.ForwardClaims = map[string]string{"sub": "X User"} }, "forward_claims"},
+		{"forward header is the token source", func(c *Config) {
+			c.HMACSecret = long
+			c.From = []string{"header:X-Token"}
+			c.ForwardClaims = map[string]string{"sub": "x-token"}
+		}, "forward_claims"},
 		{"reserved forward header", func(c *Config) { c.HMACSecret = long; c.ForwardClaims = map[string]string{"sub": "Host"} }, "forward_claims"},
 	}
 	for _, c := range cases {
