@@ -76,6 +76,8 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	}
 	// Keep-alive to the upstream whatever the client asked for its own connection.
 	out.Header.ResetConnectionClose()
+	// The server already read the whole body (answering any 100-continue itself).
+	out.Header.Del("Expect")
 
 	x.scratch = forwardPath(x.scratch[:0], c)
 	out.Header.SetRequestURIBytes(x.scratch)

@@ -61,6 +61,11 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		st:     acquireState(upstream, addr),
 		m:      u.metrics.forTarget(addr),
 	}
+	if u.cfg.HealthCheck == nil {
+		// Without active checks nothing would ever mark a target healthy again: forget a
+		// verdict inherited from a previous configuration that had them.
+		t.st.healthy.Store(true)
+	}
 	d := &dialer{connect: u.connectTimeout}
 	if ts.enabled {
 		d.tls = &tls.Config{

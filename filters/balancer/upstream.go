@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -41,6 +42,12 @@ func init() {
 	var r Resolver = net.DefaultResolver
 	resolver.Store(&r)
 }
+
+var (
+	_ engine.Upstream       = (*Upstream)(nil)
+	_ engine.UpstreamStatus = (*Upstream)(nil)
+	_ io.Closer             = (*Upstream)(nil)
+)
 
 // Upstream is a built upstream block. It is safe for concurrent use.
 type Upstream struct {
@@ -95,6 +102,10 @@ type targetSet struct {
 // Build makes the Upstream for an upstream block. Under env.Validating it checks files and
 // settings but resolves no name and starts nothing.
 func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, error) {
+	if cfg.Timeouts == nil {
+		cfg.Timeouts = &TimeoutsConfig{}
+	}
+	cfg.Timeouts.fill()
 	u := &Upstream{
 		name:           name,
 		cfg:            cfg,

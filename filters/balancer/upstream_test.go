@@ -2,11 +2,14 @@ package balancer
 
 import (
 	"errors"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
 )
 
 func validConfig(targets ...string) *Config {
@@ -212,5 +215,76 @@ func TestHashOnKeys(t *testing.T) {
 	}
 	if err := errors.Join(nil); err != nil || strings.Contains("", "x") {
 		t.Fatal()
+	}
+}
+
+func TestValidatingBuildStartsNothing(t *testing.T) {
+	cfg := validConfig("name.invalid:80")
+	cfg.HealthCheck = &HealthCheckConfig{}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := Build("validating", cfg, &engine.BuildEnv{Validating: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := u.(*Upstream)
+	if n := len(up.set.Load().targets); n != 0 {
+		t.Errorf("validating build made %d targets", n)
+	}
+	up.Close()
+	// A missing ca_file is an error under validate too.
+	cfg = validConfig("127.0.0.1:443")
+	cfg.Targets[0].TLS, cfg.Targets[0].CAFile = true, "/nonexistent/ca.pem"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build("validating", cfg, &engine.BuildEnv{Validating: true}); err == nil {
+		t.Error("a missing ca_file passed validation")
+	}
+}
+
+func TestHashKeysPickStableTargets(t *testing.T) {
+	for _, tc := range []struct {
+		hashOn string
+		set    func(c *engine.Ctx, v string)
+	}{
+		{"header:X-User", func(c *engine.Ctx, v string) { c.Request.Header.Set("X-User", v) }},
+		{"cookie:sid", func(c *engine.Ctx, v string) { c.Request.Header.SetCookie("sid", v) }},
+		{"claim:realm.user", func(c *engine.Ctx, v string) {
+			engine.ClaimsKey.Set(c, engine.Claims{"realm": map[string]any{"user": v}})
+		}},
+		{"path", func(c *engine.Ctx, v string) { c.Path = append(c.Path[:0], "/u/"+v...) }},
+		{"ip", func(c *engine.Ctx, v string) { c.ClientAddr = netip.MustParseAddr("10.1.2." + strconv.Itoa(len(v))) }},
+	} {
+		t.Run(tc.hashOn, func(t *testing.T) {
+			h, err := parseHashOn(tc.hashOn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := func(v string) (uint64, bool) {
+				c := enginetest.NewCtx(t, "GET", "/x")
+				if v != "" {
+					tc.set(c, v)
+				}
+				return h.key(c)
+			}
+			a1, ok1 := key("alice")
+			a2, ok2 := key("alice")
+			b, _ := key("bobby-the-second")
+			if !ok1 || !ok2 || a1 != a2 || a1 == b {
+				t.Errorf("keys alice=%x/%x (%v %v), bob=%x: want equal for equal values, different otherwise", a1, a2, ok1, ok2, b)
+			}
+			if tc.hashOn != "path" && tc.hashOn != "ip" {
+				if _, ok := key(""); ok {
+					t.Error("a request without the value has a key")
+				}
+			}
+		})
+	}
+	h, _ := parseHashOn("header:X-User")
+	c := enginetest.NewCtx(t, "GET", "/x", "X-User", "alice")
+	if allocs := testing.AllocsPerRun(100, func() { h.key(c) }); allocs != 0 {
+		t.Errorf("hashing a header allocates %v", allocs)
 	}
 }
