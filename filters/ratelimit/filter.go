@@ -176,15 +176,17 @@ var (
 	one           = []byte("1")
 )
 
-// outcome carries a decision from OnRequest to OnResponse. Outcomes of the rate_limit filters of
-// one request form a stack in outcomeKey: response phases run in reverse order, so each filter
-// pops its own. They are pooled, so the common path allocates nothing.
+// outcome carries a decision from OnRequest to OnResponse where the response phase cannot
+// simply look again: every Redis decision (no second round trip) and every refusal (r = 0 and t
+// must name the moment Retry-After named). An admission by the local store carries nothing: the
+// response phase reads the key's state again, which costs less than carrying it. Outcomes of the
+// rate_limit filters of one request form a stack in outcomeKey (response phases run in reverse
+// order, so each filter finds its own on top), and are pooled.
 type outcome struct {
 	f     *Filter
 	known bool  // false: no decision (store unavailable, on_store_error allow or deny)
 	r, t  int64 // RateLimit r and t
 	next  *outcome
-	buf   [96]byte
 }
 
 var (
@@ -192,39 +194,73 @@ var (
 	outcomePool = sync.Pool{New: func() any { return new(outcome) }}
 )
 
-// OnRequest decides the request: admitted (Continue) or answered with 429 (or 503 when the store
-// is down and on_store_error is deny).
-func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+func (f *Filter) push(c *engine.Ctx) *outcome {
 	o := outcomePool.Get().(*outcome)
 	o.f, o.known = f, false
 	o.next, _ = outcomeKey.Get(c)
 	outcomeKey.Set(c, o)
-
-	if r := f.remote; r != nil {
-		ok, ahead, err := r.take(c.Context, f.redisKey(c, r.prefix))
-		if err == nil {
-			return f.decided(c, o, &r.g, ok, ahead)
-		}
-		return f.storeError(c, o, r)
-	}
-	ok, ahead := f.local.take(f.localHash(c), f.now(c))
-	return f.decided(c, o, &f.g, ok, ahead)
+	return o
 }
 
-func (f *Filter) decided(c *engine.Ctx, o *outcome, g *gcra, ok bool, ahead int64) engine.Verdict {
-	o.known = true
+// pop removes f's outcome from the request's stack, or returns nil if it has none.
+func (f *Filter) pop(c *engine.Ctx) *outcome {
+	top, _ := outcomeKey.Get(c)
+	if top == nil {
+		return nil
+	}
+	if top.f == f {
+		outcomeKey.Set(c, top.next)
+		return top
+	}
+	for prev, o := top, top.next; o != nil; prev, o = o, o.next {
+		if o.f == f {
+			prev.next = o.next
+			return o
+		}
+	}
+	return nil
+}
+
+// OnRequest decides the request: admitted (Continue) or answered with 429 (or 503 when the store
+// is down and on_store_error is deny).
+func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+	if r := f.remote; r != nil {
+		o := f.push(c)
+		ok, ahead, err := r.take(c.Context, f.redisKey(c, r.prefix))
+		if err != nil {
+			return f.storeError(c, o, r)
+		}
+		if ok {
+			f.mAllowed.Inc()
+			o.known, o.r, o.t = true, r.g.remaining(ahead), r.g.windowSeconds()
+			return engine.Continue
+		}
+		return f.refuse(c, o, &r.g, ahead)
+	}
+	ok, ahead := f.local.take(f.localHash(c), f.now(c))
 	if ok {
 		f.mAllowed.Inc()
-		o.r, o.t = g.remaining(ahead), g.windowSeconds()
 		return engine.Continue
 	}
+	var o *outcome
+	if f.headers {
+		o = f.push(c)
+	}
+	return f.refuse(c, o, &f.g, ahead)
+}
+
+// refuse answers 429 with Retry-After; o (nil when no fields are written) records r = 0 and t =
+// Retry-After, the same moment, as the draft asks that Retry-After not point before the end of
+// the effective window.
+func (f *Filter) refuse(c *engine.Ctx, o *outcome, g *gcra, ahead int64) engine.Verdict {
 	f.mLimited.Inc()
 	retry := g.retryAfter(ahead)
-	// Retry-After and the effective window name the same moment: the draft asks that
-	// Retry-After not point before the end of the window.
-	o.r, o.t = 0, retry
 	c.Fail(fasthttp.StatusTooManyRequests, errLimited)
-	c.Response.Header.SetBytesKV(hdrRetryAfter, strconv.AppendInt(o.buf[:0], retry, 10))
+	var buf [20]byte
+	c.Response.Header.SetBytesKV(hdrRetryAfter, strconv.AppendInt(buf[:0], retry, 10))
+	if o != nil {
+		o.known, o.r, o.t = true, 0, retry
+	}
 	return engine.Respond
 }
 
@@ -243,42 +279,43 @@ func (f *Filter) storeError(c *engine.Ctx, o *outcome, r *redisStore) engine.Ver
 		return engine.Respond
 	}
 	ok, ahead := f.local.take(f.localHash(c), f.now(c))
-	return f.decided(c, o, &f.g, ok, ahead)
+	if ok {
+		f.mAllowed.Inc()
+		o.known, o.r, o.t = true, f.g.remaining(ahead), f.g.windowSeconds()
+		return engine.Continue
+	}
+	return f.refuse(c, o, &f.g, ahead)
 }
 
 // OnResponse adds RateLimit-Policy and RateLimit to the response, whoever wrote it. The fields
 // are added, not set: an upstream's own RateLimit fields stay (the draft lets a list span
 // several field lines, and an intermediary must not hide a stricter upstream policy).
 func (f *Filter) OnResponse(c *engine.Ctx) {
-	o, _ := outcomeKey.Get(c)
-	if o == nil {
-		return
-	}
-	if o.f == f {
-		outcomeKey.Set(c, o.next)
-	} else {
-		// Not on top (a filter between us misbehaved): unlink ours from further down.
-		prev := o
-		for o = o.next; o != nil && o.f != f; prev, o = o, o.next {
-		}
-		if o == nil {
-			return
-		}
-		prev.next = o.next
-	}
+	o := f.pop(c)
 	if f.headers {
 		h := &c.Response.Header
 		h.AddBytesKV(hdrPolicy, f.policyValue)
-		if o.known {
-			b := append(o.buf[:0], f.limitPrefix...)
-			b = strconv.AppendInt(b, o.r, 10)
-			b = append(b, ";t="...)
-			b = strconv.AppendInt(b, o.t, 10)
-			h.AddBytesKV(hdrRateLimit, b)
+		var buf [96]byte
+		switch {
+		case o != nil && o.known:
+			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], o.r, o.t))
+		case o == nil && f.remote == nil:
+			// Admitted by the local store: read the key's state again, as of the same clock.
+			ahead := f.local.peek(f.localHash(c), f.now(c))
+			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], f.g.remaining(ahead), f.g.windowSeconds()))
 		}
 	}
-	o.f, o.next = nil, nil
-	outcomePool.Put(o)
+	if o != nil {
+		o.f, o.next = nil, nil
+		outcomePool.Put(o)
+	}
+}
+
+func (f *Filter) appendRateLimit(b []byte, r, t int64) []byte {
+	b = append(b, f.limitPrefix...)
+	b = strconv.AppendInt(b, r, 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, t, 10)
 }
 
 // now is the local store's clock in nanoseconds: the request's start time, already read by the

@@ -267,3 +267,32 @@ func BenchmarkLocalDecisionParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestConcurrentExact: goroutines racing on one key, and on keys of one shard, with a frozen
+// clock: exactly burst+1 admissions per key, however the decisions interleave.
+func TestConcurrentExact(t *testing.T) {
+	s := newTestStore(10, time.Second, 99)
+	const goroutines, perG = 8, 200
+	counts := make(chan [2]int, goroutines)
+	for range goroutines {
+		go func() {
+			var n [2]int
+			for i := range perG {
+				key := uint64(i%2) << 1 // keys 0 and 2 share shard 0
+				if ok, _ := s.take(key, 5*sec); ok {
+					n[i%2]++
+				}
+			}
+			counts <- n
+		}()
+	}
+	var total [2]int
+	for range goroutines {
+		n := <-counts
+		total[0] += n[0]
+		total[1] += n[1]
+	}
+	if total != [2]int{100, 100} {
+		t.Errorf("admitted %v, want exactly 100 per key", total)
+	}
+}
