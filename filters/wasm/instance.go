@@ -299,7 +299,9 @@ func (in *instance) mergeResponse() {
 			resp.Header.DelBytes(name)
 		}
 	}
-	if in.statusSet != 0 {
+	// A failure later in the pipeline (the upstream down, another filter's error) keeps its
+	// status: the guest's status was a default for a successful response.
+	if in.statusSet != 0 && in.c.Failure == nil {
 		resp.SetStatusCode(in.statusSet)
 	}
 	if in.bodyTaken && !resp.IsBodyStream() && len(resp.Body()) == 0 {
