@@ -47,6 +47,27 @@ function utf8(s: string): ArrayBuffer {
   return String.UTF8.encode(s);
 }
 
+// Outgoing names and values are encoded into two reusable buffers rather than a fresh ArrayBuffer
+// per call: on the hot path a filter then allocates only for the strings it reads.
+let nameBuf = new ArrayBuffer(256);
+let valueBuf = new ArrayBuffer(1024);
+let nameLen: u32 = 0;
+let valueLen: u32 = 0;
+
+function encName(s: string): usize {
+  const n = String.UTF8.byteLength(s);
+  if (n > nameBuf.byteLength) nameBuf = new ArrayBuffer(n * 2);
+  nameLen = <u32>String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, changetype<usize>(nameBuf));
+  return changetype<usize>(nameBuf);
+}
+
+function encValue(s: string): usize {
+  const n = String.UTF8.byteLength(s);
+  if (n > valueBuf.byteLength) valueBuf = new ArrayBuffer(n * 2);
+  valueLen = <u32>String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, changetype<usize>(valueBuf));
+  return changetype<usize>(valueBuf);
+}
+
 function str(b: Uint8Array): string {
   return String.UTF8.decodeUnsafe(b.dataStart, b.length);
 }
@@ -72,11 +93,11 @@ export class Headers {
   constructor(private kind: u32) {}
 
   private list(name: string): Uint8Array {
-    const n = utf8(name);
-    let cl = host.get_header_values(this.kind, changetype<usize>(n), n.byteLength, scratch.dataStart, scratch.length);
+    const n = encName(name);
+    let cl = host.get_header_values(this.kind, n, nameLen, scratch.dataStart, scratch.length);
     if (<i32>(<u32>cl) > scratch.length) {
       scratch = new Uint8Array(<u32>cl);
-      cl = host.get_header_values(this.kind, changetype<usize>(n), n.byteLength, scratch.dataStart, scratch.length);
+      cl = host.get_header_values(this.kind, n, nameLen, scratch.dataStart, scratch.length);
     }
     return scratch.subarray(0, <u32>cl);
   }
@@ -97,8 +118,8 @@ export class Headers {
 
   /** Whether name is present (nothing is copied). */
   has(name: string): bool {
-    const n = utf8(name);
-    return (host.get_header_values(this.kind, changetype<usize>(n), n.byteLength, 0, 0) >> 32) > 0;
+    const n = encName(name);
+    return (host.get_header_values(this.kind, n, nameLen, 0, 0) >> 32) > 0;
   }
 
   /** Every value of name. */
@@ -118,22 +139,22 @@ export class Headers {
 
   /** Replaces every value of name. */
   set(name: string, value: string): void {
-    const n = utf8(name);
-    const v = utf8(value);
-    host.set_header_value(this.kind, changetype<usize>(n), n.byteLength, changetype<usize>(v), v.byteLength);
+    const n = encName(name);
+    const v = encValue(value);
+    host.set_header_value(this.kind, n, nameLen, v, valueLen);
   }
 
   /** Appends a value. */
   add(name: string, value: string): void {
-    const n = utf8(name);
-    const v = utf8(value);
-    host.add_header_value(this.kind, changetype<usize>(n), n.byteLength, changetype<usize>(v), v.byteLength);
+    const n = encName(name);
+    const v = encValue(value);
+    host.add_header_value(this.kind, n, nameLen, v, valueLen);
   }
 
   /** Removes every value of name. */
   remove(name: string): void {
-    const n = utf8(name);
-    host.remove_header(this.kind, changetype<usize>(n), n.byteLength);
+    const n = encName(name);
+    host.remove_header(this.kind, n, nameLen);
   }
 }
 
@@ -177,8 +198,8 @@ export class Body {
 
   /** Appends a string as UTF-8. */
   writeString(s: string): void {
-    const b = utf8(s);
-    host.write_body(this.kind, changetype<usize>(b), b.byteLength);
+    const v = encValue(s);
+    host.write_body(this.kind, v, valueLen);
   }
 }
 
