@@ -165,6 +165,72 @@ func TestSharedLimitAcrossInstances(t *testing.T) {
 	if n := tl.other.Load() + tl.unavailable.Load(); n != 0 {
 		t.Errorf("%d answers other than 200 and 429", n)
 	}
+	// Every answer, the upstream's included, carries the RateLimit field.
+	if n, all := tl.withField.Load(), tl.ok.Load()+tl.limited.Load(); n != all {
+		t.Errorf("%d of %d answers carry RateLimit", n, all)
+	}
+}
+
+// TestClientAddressKey: key = "ip" counts the client address that the server block's
+// trusted_proxies decide, here from X-Forwarded-For sent by a trusted proxy (the test).
+func TestClientAddressKey(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) {
+		fc.Response.Header.Set("X-From", "upstream")
+		fc.SetBodyString("ok")
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  trusted_proxies = ["127.0.0.1"]
+}
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+pipeline "api" {
+  match {
+    path_prefix = "/"
+  }
+  filter "rate_limit" {
+    name   = "per-client"
+    key    = "ip"
+    limit  = 1
+    period = "1m"
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`, up))
+	client := gatewaytest.Client()
+	get := func(xff string) *fasthttp.Response {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(gw.URL + "/items")
+		req.Header.Set("X-Forwarded-For", xff)
+		resp := &fasthttp.Response{}
+		if err := client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	r := get("203.0.113.7")
+	if r.StatusCode() != 200 || string(r.Header.Peek("X-From")) != "upstream" {
+		t.Fatalf("first request: %d", r.StatusCode())
+	}
+	if got := string(r.Header.Peek("RateLimit-Policy")); got != `"per-client";q=1;w=60` {
+		t.Errorf("RateLimit-Policy on the upstream's response = %q", got)
+	}
+	if got := string(r.Header.Peek("RateLimit")); got != `"per-client";r=0;t=60` {
+		t.Errorf("RateLimit on the upstream's response = %q", got)
+	}
+	r = get("203.0.113.7")
+	if r.StatusCode() != 429 || string(r.Header.Peek("Retry-After")) != "60" || string(r.Header.Peek("RateLimit")) != `"per-client";r=0;t=60` {
+		t.Errorf("same client again: %d, Retry-After %q, RateLimit %q", r.StatusCode(), r.Header.Peek("Retry-After"), r.Header.Peek("RateLimit"))
+	}
+	if r = get("198.51.100.1, 203.0.113.8"); r.StatusCode() != 200 {
+		t.Errorf("another client behind the same proxy: %d, want 200", r.StatusCode())
+	}
 }
 
 // evalCalls is how many scripts Redis has run (EVALSHA and EVAL), from INFO commandstats.

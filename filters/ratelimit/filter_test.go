@@ -463,3 +463,63 @@ func benchDecision(b *testing.B, key string) {
 }
 
 var errClientClosed = redis.ErrClosed
+
+// TestConfigLifecycle builds a whole configuration with two pipelines whose rate_limit filters
+// name one redis block: they share one client, which closes when the configuration is retired;
+// validating the same configuration creates none.
+func TestConfigLifecycle(t *testing.T) {
+	reg := engine.NewRegistry()
+	Register(reg)
+	engine.RegisterUpstream(reg, func(string, *struct{}, *engine.BuildEnv) (engine.Upstream, error) {
+		return engine.TerminalFunc(enginetest.OK), nil
+	})
+	rc := &engine.RedisConfig{Name: "main", Address: "127.0.0.1:1", Timeout: engine.Duration(50 * time.Millisecond)}
+	filter := func() engine.FilterSpec {
+		cfg := testConfig("ip", 10, time.Second, 0)
+		cfg.Store = "main"
+		return engine.FilterSpec{Kind: "rate_limit", Config: cfg}
+	}
+	spec := &engine.Spec{
+		Redis:     map[string]*engine.RedisConfig{"main": rc},
+		Upstreams: []engine.UpstreamSpec{{Name: "u", Config: &struct{}{}}},
+		Pipelines: []engine.PipelineSpec{
+			{Name: "a", Match: engine.MatchConfig{PathPrefix: "/a/"}, Filters: []engine.FilterSpec{filter()}, Upstream: "u"},
+			{Name: "b", Match: engine.MatchConfig{PathPrefix: "/b/"}, Filters: []engine.FilterSpec{filter()}, Upstream: "u"},
+		},
+	}
+	refs := func() int {
+		clientsMu.Lock()
+		defer clientsMu.Unlock()
+		if sc, ok := clients[rc]; ok {
+			return sc.refs
+		}
+		return 0
+	}
+
+	if _, errs := engine.Build(spec, reg, engine.BuildOptions{Logger: quiet, Validating: true}); errs != nil {
+		t.Fatal(errs[0])
+	}
+	if n := refs(); n != 0 {
+		t.Fatalf("validating made a client (%d references)", n)
+	}
+
+	gw, errs := engine.Build(spec, reg, engine.BuildOptions{Logger: quiet})
+	if errs != nil {
+		t.Fatal(errs[0])
+	}
+	if n := refs(); n != 2 {
+		t.Fatalf("two filters on one block: %d references to its client, want one client shared twice", n)
+	}
+	clientsMu.Lock()
+	sc := clients[rc]
+	clientsMu.Unlock()
+	if err := gw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := refs(); n != 0 {
+		t.Errorf("after the configuration was retired: %d references", n)
+	}
+	if err := sc.client.Ping(t.Context()).Err(); !errors.Is(err, errClientClosed) {
+		t.Errorf("client still open after the configuration was retired: %v", err)
+	}
+}
