@@ -376,7 +376,9 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 			semconv.ServerAddress(host),
 			semconv.ServerPort(port),
 			semconv.URLFull(scheme + "://" + target + string(req.URI().PathOriginal())),
-			attrUpstream.String(c.Pipeline.Upstream),
+		}
+		if c.Pipeline != nil {
+			a = append(a, attrUpstream.String(c.Pipeline.Upstream))
 		}
 		if !known {
 			a = append(a, semconv.HTTPRequestMethodOriginal(string(req.Header.Method())))

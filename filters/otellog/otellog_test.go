@@ -384,6 +384,9 @@ type blockingWriter struct{ ch chan struct{} }
 func (w blockingWriter) Write(p []byte) (int, error) { <-w.ch; return len(p), nil }
 
 func TestAllocFree(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	cfg := defaults()
 	cfg.RequestHeaders = []string{"user-agent", "x-request-id", "authorization"}
 	for _, format := range []string{"json", "text"} {

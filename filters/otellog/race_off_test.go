@@ -1,0 +1,5 @@
+//go:build !race
+
+package otellog
+
+const raceEnabled = false
