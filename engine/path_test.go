@@ -1,6 +1,9 @@
 package engine
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNormalizePath(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -65,4 +68,55 @@ func TestConflictingFraming(t *testing.T) {
 			t.Errorf("conflictingFraming(%q) = %v, want %v", tt.raw, got, tt.want)
 		}
 	}
+}
+
+// FuzzRouter matches arbitrary hosts, paths and methods: never a panic, and a match always
+// satisfies the pipeline's prefix.
+func FuzzRouter(f *testing.F) {
+	f.Add([]byte("api.example.com:8080"), []byte("/v1/%61dmin//x/../y"), []byte("GET"))
+	f.Add([]byte("[::1]"), []byte(""), []byte(""))
+	f.Add([]byte(":"), []byte("/%"), []byte("DELETE"))
+	mk := func(name, prefix string, hosts, methods []string) *Pipeline {
+		return NewPipeline(name, MatchConfig{PathPrefix: prefix, Hosts: hosts, Methods: methods}, "", nil, TerminalFunc(func(*Ctx) {}))
+	}
+	r := NewRouter([]*Pipeline{
+		mk("root", "/", []string{"*.example.com"}, nil),
+		mk("api", "/v1/", []string{"api.example.com"}, []string{"GET"}),
+		mk("admin", "/v1/admin/", nil, []string{"DELETE"}),
+	})
+	f.Fuzz(func(t *testing.T, host, rawPath, method []byte) {
+		path := NormalizePath(nil, rawPath)
+		if p := r.Match(host, path, method); p != nil && !strings.HasPrefix(string(path), p.Match.PathPrefix) {
+			t.Fatalf("pipeline %q matched %q outside its prefix %q", p.Name, path, p.Match.PathPrefix)
+		}
+	})
+}
+
+// FuzzConflictingFraming checks the raw-header scanner never panics and agrees with a plain
+// line-by-line reading.
+func FuzzConflictingFraming(f *testing.F) {
+	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"))
+	f.Add([]byte("\n\nc\nt"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got := conflictingFraming(raw)
+		var cl, te bool
+		for i, line := range strings.Split(string(raw), "\n") {
+			if i == 0 {
+				continue
+			}
+			name, _, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			switch strings.ToLower(strings.TrimRight(name, " \t")) {
+			case "content-length":
+				cl = true
+			case "transfer-encoding":
+				te = true
+			}
+		}
+		if got != (cl && te) {
+			t.Fatalf("conflictingFraming(%q) = %v, line reading says %v", raw, got, cl && te)
+		}
+	})
 }
