@@ -262,3 +262,70 @@ pipeline "p" {
 		t.Errorf("plain HTTP on the TLS listener answered %q", line)
 	}
 }
+
+func TestConnectionLimits(t *testing.T) {
+	up := echoUpstream(t, "u")
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  max_connections  = 2
+  max_conns_per_ip = 0
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	// Two keep-alive connections hold both slots.
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		conn, err := net.Dial("tcp", gw.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		held = append(held, conn)
+		_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		if line, _ := br.ReadString('\n'); !strings.Contains(line, " 200 ") {
+			t.Fatalf("connection %d: %q", i, line)
+		}
+	}
+	if line := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(line, " 503 ") {
+		t.Errorf("third connection got %q, want 503", line)
+	}
+	// The held connections are still served.
+	_, _ = io.WriteString(held[0], "GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+	if line, _ := bufio.NewReader(held[0]).ReadString('\n'); !strings.Contains(line, " 200 ") {
+		t.Errorf("an existing connection was not served after the limit: %q", line)
+	}
+}
+
+func TestConnectionsPerIP(t *testing.T) {
+	up := echoUpstream(t, "u")
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  max_conns_per_ip = 1
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if line, _ := bufio.NewReader(conn).ReadString('\n'); !strings.Contains(line, " 200 ") {
+		t.Fatalf("first connection: %q", line)
+	}
+	if line := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); strings.Contains(line, " 200 ") {
+		t.Errorf("a second connection from the same IP was served (%q), limit is 1", line)
+	}
+}
