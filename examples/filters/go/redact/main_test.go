@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/sluice-gateway/sluice/sdk/go/filtertest"
@@ -45,4 +46,22 @@ func TestFilter(t *testing.T) {
 	if string(h.ReqBody) != `{"password":"x"}` {
 		t.Errorf("non-JSON body changed: %s", h.ReqBody)
 	}
+}
+
+// FuzzRedact feeds arbitrary bodies (client-controlled input) to the scanner: it must not panic,
+// must return the input unchanged when it replaced nothing, and must keep valid JSON valid.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{`{"password":"x"}`, `{"a":[{"password":{"b":[1,"]"]}}]}`, `{"password"`, `"\`, `[`, ``} {
+		f.Add([]byte(s))
+	}
+	fields := [][]byte{[]byte("password")}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		out, n := redact(doc, fields, []byte(`"***"`))
+		if n == 0 && string(out) != string(doc) {
+			t.Fatalf("nothing replaced but the body changed: %q -> %q", doc, out)
+		}
+		if n > 0 && json.Valid(doc) && !json.Valid(out) {
+			t.Fatalf("valid JSON became invalid: %q -> %q", doc, out)
+		}
+	})
 }
