@@ -302,7 +302,10 @@ func (r *ring) pick(ts []*target, key uint64, hasKey bool, tried []int, load int
 	}
 	limit := capacity(load, n)
 	first := -1
-	for k := 0; k < len(r.hashes); k++ {
+	// Points are spread at random, so ~n·ln(n) of them visit almost every target: walking
+	// 16n (not the whole ring) bounds the cost when most targets are down.
+	steps := min(len(r.hashes), 16*n+64)
+	for k := 0; k < steps; k++ {
 		i := lo + k
 		if i >= len(r.hashes) {
 			i -= len(r.hashes)
@@ -318,7 +321,10 @@ func (r *ring) pick(ts []*target, key uint64, hasKey bool, tried []int, load int
 			return o
 		}
 	}
-	return first
+	if first >= 0 {
+		return first
+	}
+	return scan(ts, int(r.owners[lo%len(r.owners)]), tried, now)
 }
 
 // maglev is Maglev hashing (Eisenbud et al., NSDI 2016): a lookup table of prime size M in which

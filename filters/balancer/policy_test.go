@@ -248,6 +248,9 @@ func TestBoundedLoad(t *testing.T) {
 }
 
 func TestSelectAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	for _, n := range []int{3, 100, 1000} {
 		for _, policy := range Policies {
 			ts := testTargets(t, fmt.Sprintf("%s-%d-alloc", policy, n), n, nil)

@@ -392,6 +392,7 @@ func copyResponse(c *engine.Ctx, up *fasthttp.Response, maxHeld int, x *exchange
 		}
 		if rerr != nil {
 			x.scratch = b[:0]
+			_ = up.CloseBodyStream()
 			return true, rerr
 		}
 	}

@@ -460,3 +460,68 @@ func TestFailoverWithRealProcesses(t *testing.T) {
 	t.Logf("failover: %d requests (%d GET, %d POST; %d before the kill), GET failures %d, POST failures %d (in flight or on a dead connection at the kill, never retried), POSTs executed twice %d; killed target out after %v, restarted one back after %v (killed at +0, restarted at +%v)",
 		total, gets.Load(), posts.Load(), before, getFail.Load(), postFail.Load(), twice, ejectedIn, backIn, restartedAt.Sub(killedAt).Round(time.Millisecond))
 }
+
+// unacceptingListener returns the address of a socket that listens with a backlog of zero and
+// never accepts: once its queue is full, new connections hang in SYN-SENT, as to a dead host.
+func unacceptingListener(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Skip(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Skip(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the accept queue.
+	for i := 0; i < 8; i++ {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("the kernel kept accepting into a zero backlog")
+	return ""
+}
+
+func TestConnectTimeout(t *testing.T) {
+	blackhole := unacceptingListener(t)
+	ok := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("ok") })
+	t.Run("alone: 502 after the connect timeout", func(t *testing.T) {
+		gw := gatewaytest.Start(t, config("", []string{blackhole}, `timeouts {
+    connect = "150ms"
+    request = "5s"
+  }`))
+		start := time.Now()
+		code, _, err := get(t, gatewaytest.Client(), gw.URL+"/x")
+		el := time.Since(start)
+		if err != nil || code != 502 {
+			t.Errorf("got %d %v, want 502", code, err)
+		}
+		if el < 100*time.Millisecond || el > time.Second {
+			t.Errorf("answered after %v, want about the 150ms connect timeout", el)
+		}
+	})
+	t.Run("with another target: a POST moves on", func(t *testing.T) {
+		gw := gatewaytest.Start(t, config("", []string{blackhole, ok}, `timeouts {
+    connect = "150ms"
+  }`))
+		for i := 0; i < 4; i++ {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			req.SetRequestURI(gw.URL + "/x")
+			req.Header.SetMethod("POST")
+			err := gatewaytest.Client().DoTimeout(req, resp, 5*time.Second)
+			if err != nil || resp.StatusCode() != 200 {
+				t.Errorf("POST %d: %d %v: a connection that never opened sent nothing, so any method retries", i, resp.StatusCode(), err)
+			}
+			fasthttp.ReleaseRequest(req)
+			fasthttp.ReleaseResponse(resp)
+		}
+	})
+}

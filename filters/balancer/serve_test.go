@@ -60,6 +60,9 @@ func TestServeSetsCtx(t *testing.T) {
 // counts the allocations of the whole Serve: selection, request building, the exchange and the
 // response copy.
 func TestServeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	addr := serveUpstream(t, okHandler)
 	u := buildFor(t, t.Name(), validConfig(addr), &engine.BuildEnv{})
 	c := enginetest.NewCtx(t, "GET", "/x?y=1", "X-Client", "a")

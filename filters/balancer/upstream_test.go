@@ -284,7 +284,7 @@ func TestHashKeysPickStableTargets(t *testing.T) {
 	}
 	h, _ := parseHashOn("header:X-User")
 	c := enginetest.NewCtx(t, "GET", "/x", "X-User", "alice")
-	if allocs := testing.AllocsPerRun(100, func() { h.key(c) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { h.key(c) }); allocs != 0 && !raceEnabled {
 		t.Errorf("hashing a header allocates %v", allocs)
 	}
 }
