@@ -154,19 +154,24 @@ func (sc *sharedClient) release() error {
 
 func monoNow() int64 { return int64(time.Since(monoStart)) }
 
-// usable reports whether a request may use Redis now: always while it is up; while it is down,
-// one request per probeEvery (the probe), so a dead Redis costs the other requests nothing.
-func (sc *sharedClient) usable(now int64) bool {
+// usable reports whether a request may use Redis now, and whether it is a probe: always while
+// the block is up; while it is down, one request per probeEvery (the probe), so a dead Redis
+// costs the other requests nothing.
+func (sc *sharedClient) usable(now int64) (ok, probe bool) {
 	if !sc.down.Load() {
-		return true
+		return true, false
 	}
 	next := sc.nextProbe.Load()
-	return now >= next && sc.nextProbe.CompareAndSwap(next, now+int64(probeEvery))
+	if now >= next && sc.nextProbe.CompareAndSwap(next, now+int64(probeEvery)) {
+		return true, true
+	}
+	return false, false
 }
 
-func (sc *sharedClient) failed(err error, now int64) {
+func (sc *sharedClient) failed(err error) {
 	sc.mErrors.Inc()
-	sc.nextProbe.Store(now + int64(probeEvery))
+	// From the failure on, not from the start of the command, which may be a timeout ago.
+	sc.nextProbe.Store(monoNow() + int64(probeEvery))
 	if sc.down.CompareAndSwap(false, true) {
 		sc.epoch.Add(1)
 		sc.mOutages.Inc()
@@ -175,8 +180,10 @@ func (sc *sharedClient) failed(err error, now int64) {
 	}
 }
 
-func (sc *sharedClient) succeeded() {
-	if sc.down.Load() && sc.down.CompareAndSwap(true, false) {
+// succeeded records a successful decision. Only a probe ends an outage: a command sent before
+// the outage began and answered late says nothing about Redis now.
+func (sc *sharedClient) succeeded(probe bool) {
+	if probe && sc.down.CompareAndSwap(true, false) {
 		sc.mUp.Set(1)
 		sc.log.Info("rate limit store reachable again: shared limits resume")
 	}
@@ -197,8 +204,8 @@ func (r *redisStore) take(ctx context.Context, key string) (bool, int64, error) 
 
 // takeAt is take with, when at is not nil, *at (microseconds) as Redis' clock: for tests.
 func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, int64, error) {
-	now := monoNow()
-	if !r.sc.usable(now) {
+	ok, probe := r.sc.usable(monoNow())
+	if !ok {
 		return false, 0, errStoreDown
 	}
 	if ctx == nil {
@@ -218,10 +225,10 @@ func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, i
 		err = fmt.Errorf("rate limit script returned %d values, want 2", len(res))
 	}
 	if err != nil {
-		r.sc.failed(err, now)
+		r.sc.failed(err)
 		return false, 0, fmt.Errorf("redis %q: %w", r.sc.name, err)
 	}
 	r.sc.mLatency.Observe(time.Since(start).Seconds())
-	r.sc.succeeded()
+	r.sc.succeeded(probe)
 	return res[0] == 1, res[1], nil
 }

@@ -288,3 +288,41 @@ func metricValue(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestBreaker: while down, one request per probe interval may try Redis; only a probe's success
+// ends the outage, and each outage is one epoch (one log line per filter).
+func TestBreaker(t *testing.T) {
+	rc := &engine.RedisConfig{Name: "breaker", Address: "127.0.0.1:1", Timeout: engine.Duration(50 * time.Millisecond)}
+	sc := acquireClient(rc, quiet)
+	defer sc.release()
+	if ok, probe := sc.usable(monoNow()); !ok || probe {
+		t.Fatal("up: every request should use Redis, none as a probe")
+	}
+	sc.failed(errStoreDown)
+	sc.failed(errStoreDown) // a second in-flight failure is the same outage
+	if sc.epoch.Load() != 1 || !sc.down.Load() {
+		t.Fatalf("epoch %d, down %v after one outage", sc.epoch.Load(), sc.down.Load())
+	}
+	now := monoNow()
+	if ok, _ := sc.usable(now); ok {
+		t.Error("down: a request right after the failure may use Redis")
+	}
+	later := now + int64(probeEvery)
+	ok1, probe := sc.usable(later)
+	ok2, _ := sc.usable(later)
+	if !ok1 || !probe || ok2 {
+		t.Errorf("at the probe time: first (%v, probe %v), second %v; want exactly one probe", ok1, probe, ok2)
+	}
+	sc.succeeded(false)
+	if !sc.down.Load() {
+		t.Error("a late answer to a command sent before the outage ended it")
+	}
+	sc.succeeded(true)
+	if sc.down.Load() || metricValue(sc.mUp) != 1 {
+		t.Error("the probe's success did not end the outage")
+	}
+	sc.failed(errStoreDown)
+	if sc.epoch.Load() != 2 {
+		t.Errorf("a new outage is epoch %d, want 2", sc.epoch.Load())
+	}
+}
