@@ -51,6 +51,7 @@ func runRun(args []string) int {
 		return 1
 	}
 	r.srv = srv
+	telemetry.Version = version
 	telemetry.SetBuildInfo(version, "")
 	if _, err := r.attachTelemetry(gw); err != nil {
 		log.Error("cannot start telemetry", "err", err)
