@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -76,6 +77,10 @@ func BenchmarkPipeline(b *testing.B) {
 	})
 	b.Run("go-guest", func(b *testing.B) {
 		f, _ := newFilter(b, "goguest", nil)
+		run(b, pipelineFor(f))
+	})
+	b.Run("go-guest-timeout", func(b *testing.B) {
+		f, _ := newFilter(b, "goguest", func(c *Config) { c.Timeout = engine.Duration(time.Second) })
 		run(b, pipelineFor(f))
 	})
 }
@@ -169,6 +174,24 @@ func TestHostFunctionAllocs(t *testing.T) {
 			if allocs != 0 {
 				t.Errorf("%v allocations per request", allocs)
 			}
+		})
+	}
+}
+
+// BenchmarkGuestLoop measures a guest looping 10000 times per request: with a timeout, wazero
+// compiles a termination check into every loop iteration, which calls out to Go.
+func BenchmarkGuestLoop(b *testing.B) {
+	for _, timeout := range []time.Duration{0, time.Second} {
+		b.Run(fmt.Sprintf("timeout=%v", timeout), func(b *testing.B) {
+			f, _ := newFilter(b, "loop", func(c *Config) { c.Timeout = engine.Duration(timeout) })
+			p := pipelineFor(f)
+			c := enginetest.NewCtx(b, "GET", "/")
+			b.ReportAllocs()
+			cpu := startCPU()
+			for b.Loop() {
+				p.Serve(c)
+			}
+			cpu.report(b)
 		})
 	}
 }

@@ -259,8 +259,8 @@ func (f *Filter) Close() error {
 		}
 		break
 	}
-	// Instances still pinned by a request are closed with the runtime.
-	f.m.instances.Sub(float64(f.live.Swap(0)))
+	// Instances still pinned by a request are closed with the runtime; they leave the counts
+	// when their request releases them.
 	err := f.rt.Close(ctx)
 	if f.code != nil {
 		err = errors.Join(err, f.code.Close(ctx))
