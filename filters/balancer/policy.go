@@ -1,10 +1,11 @@
 package balancer
 
 import (
+	"cmp"
 	"container/heap"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strconv"
 	"sync/atomic"
 )
@@ -263,7 +264,7 @@ func newRing(ts []*target) *ring {
 		h     uint64
 		owner uint32
 	}
-	var pts []point
+	pts := make([]point, 0, min(weights*ringPointsPerWeight, maxRingPoints)+len(ts))
 	var buf []byte
 	for i, t := range ts {
 		k := max(1, int(float64(max(t.weight, 1)*ringPointsPerWeight)*scale))
@@ -274,7 +275,7 @@ func newRing(ts []*target) *ring {
 			pts = append(pts, point{hashBytes(buf), uint32(i)})
 		}
 	}
-	sort.Slice(pts, func(a, b int) bool { return pts[a].h < pts[b].h })
+	slices.SortFunc(pts, func(a, b point) int { return cmp.Compare(a.h, b.h) })
 	r := &ring{hashes: make([]uint64, len(pts)), owners: make([]uint32, len(pts))}
 	for i, p := range pts {
 		r.hashes[i], r.owners[i] = p.h, p.owner

@@ -289,3 +289,30 @@ func BenchmarkSelect(b *testing.B) {
 		}
 	}
 }
+
+func TestThousandTargets(t *testing.T) {
+	weights := make([]int, 1000)
+	for i := range weights {
+		weights[i] = 1 + i%5
+	}
+	for _, policy := range Policies {
+		ts := testTargets(t, "thousand-"+policy, 1000, weights)
+		start := time.Now()
+		p := newPicker(policy, ts)
+		built := time.Since(start)
+		counts := pickN(p, ts, 200_000, func(i int) (uint64, bool) { return mix64(uint64(i)), true })
+		missing := 0
+		for _, c := range counts {
+			if c == 0 {
+				missing++
+			}
+		}
+		if missing > 0 {
+			t.Errorf("%s: %d of 1000 targets never picked in 200k picks", policy, missing)
+		}
+		if built > 3*time.Second {
+			t.Errorf("%s: building over 1000 targets took %v", policy, built)
+		}
+		t.Logf("%-21s built over 1000 targets in %v", policy, built.Round(time.Millisecond))
+	}
+}

@@ -96,9 +96,12 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		// The balancer retries on other targets itself; fasthttp must not resend on its own.
 		MaxIdemponentCallAttempts: 1,
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		MaxIdleConnDuration:       30 * time.Second,
-		ReadBufferSize:            16 << 10,
-		WriteBufferSize:           16 << 10,
+		// Idle connections are closed before common upstream idle timeouts (Node.js: 5s)
+		// close them under us: a request written to a connection the upstream just closed
+		// fails after it may have been sent, and a POST cannot be retried then.
+		MaxIdleConnDuration: 4 * time.Second,
+		ReadBufferSize:      16 << 10,
+		WriteBufferSize:     16 << 10,
 		// Encoded paths (%2F, %26) must reach the upstream byte for byte.
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
