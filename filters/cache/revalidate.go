@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -40,7 +41,7 @@ func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time) {
 		return
 	}
 	fc := new(fasthttp.RequestCtx)
-	var addr = fc.RemoteAddr()
+	var addr net.Addr // nil: Init uses a zero address
 	if c.Fast != nil {
 		addr = c.Fast.RemoteAddr()
 	}
