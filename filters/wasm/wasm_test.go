@@ -439,3 +439,74 @@ func metricValue(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestSkipUndoesGuestResponse checks that with on_error = "skip" a guest that wrote part of a
+// response before trapping leaves no trace of it: the request continues as if the filter were
+// absent.
+func TestSkipUndoesGuestResponse(t *testing.T) {
+	f, _ := newFilter(t, "goguest", func(c *Config) { c.OnError = "skip" })
+	c := do(t, f, "GET", "/", "", "x-test", "write-then-panic")
+	if c.Response.StatusCode() != 200 || hdr(c, "x-partial") != "" || string(c.Response.Body()) != "upstream:" {
+		t.Errorf("status %d, x-partial %q, body %q: want the upstream's response untouched",
+			c.Response.StatusCode(), hdr(c, "x-partial"), c.Response.Body())
+	}
+	if got := metricValue(f.m.traps); got != 1 {
+		t.Errorf("traps = %v, want 1", got)
+	}
+}
+
+// TestUpstreamFailure checks handle_response's is_error and that a failed pipeline keeps its
+// own status over one the guest set before next.
+func TestUpstreamFailure(t *testing.T) {
+	f, _ := newFilter(t, "goguest", nil)
+	failing := func(c *engine.Ctx) { c.Fail(502, fmt.Errorf("upstream refused")) }
+	for _, tc := range []struct {
+		test, header, want string
+	}{
+		{"is-error", "x-is-error", "1"},
+		{"merge", "x-guest-only", "guest"},
+	} {
+		c := enginetest.NewCtx(t, "GET", "/", "x-test", tc.test, "x-status", "1")
+		enginetest.Serve(c, failing, f)
+		if c.Response.StatusCode() != 502 {
+			t.Errorf("%s: status %d, want the pipeline's 502", tc.test, c.Response.StatusCode())
+		}
+		if got := hdr(c, tc.header); got != tc.want {
+			t.Errorf("%s: %s = %q, want %q", tc.test, tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestSkipOnTimeoutAndFullPool checks on_error = "skip" for the failures that answer 503 under
+// "deny": the request goes on to the upstream.
+func TestSkipOnTimeoutAndFullPool(t *testing.T) {
+	f, _ := newFilter(t, "faults", func(c *Config) {
+		c.OnError = "skip"
+		c.Timeout = engine.Duration(20 * time.Millisecond)
+		c.PoolMax = 1
+		c.PoolWait = 0
+	})
+	c := do(t, f, "GET", "/", "", "x-mode", "l")
+	if c.Response.StatusCode() != 200 || hdr(c, "x-upstream") != "1" {
+		t.Errorf("timeout skipped: status %d upstream %q", c.Response.StatusCode(), hdr(c, "x-upstream"))
+	}
+	held := enginetest.NewCtx(t, "GET", "/")
+	// The replacement for the timed-out instance is created in the background: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.OnRequest(held)
+		if in, ok := pinned.Get(held); ok && in != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no instance came back after the timeout")
+		}
+		time.Sleep(time.Millisecond)
+		held = enginetest.NewCtx(t, "GET", "/")
+	}
+	c = do(t, f, "GET", "/", "")
+	if c.Response.StatusCode() != 200 || hdr(c, "x-upstream") != "1" || hdr(c, "x-calls") != "" {
+		t.Errorf("full pool skipped: status %d upstream %q x-calls %q", c.Response.StatusCode(), hdr(c, "x-upstream"), hdr(c, "x-calls"))
+	}
+	f.OnResponse(held)
+}

@@ -121,6 +121,11 @@ func handleRequest() uint64 {
 		return 0
 	case "panic":
 		panic("guest panic on purpose")
+	case "write-then-panic":
+		set(kindResponse, "x-partial", "1")
+		setStatusCode(299)
+		write(kindResponse, "partial")
+		panic("guest panic after writing a response")
 	case "oom":
 		big := make([]byte, 256<<20)
 		big[len(big)-1] = 1
