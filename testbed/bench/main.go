@@ -6,6 +6,7 @@
 //	bench conns -addr … -n 10000       opens idle keep-alive connections and holds them
 //	bench sink -listen …               an OTLP/HTTP endpoint that discards what it receives
 //	bench profile -variant empty       CPU and allocation profiles of Sluice under load (bin/sluiceprof)
+//	bench report -json FILE             renders the table and chart again from a run's JSON
 //	bench headers                      prints the quickstart case's request headers (for manual runs)
 package main
 
@@ -21,7 +22,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: bench run|load|conns|sink [flags]")
 		os.Exit(2)
 	}
-	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain}
+	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain, "report": reportMain}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: unknown command %q\n", os.Args[1])

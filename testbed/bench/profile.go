@@ -27,9 +27,12 @@ func profileMain(args []string) error {
 	}
 	wd, _ := os.Getwd()
 	h := &harness{opt: options{bin: *bin, repo: wd, out: *out}, variants: map[string]sluiceVariant{}}
-	defer h.stopAll()
+	defer h.cleanup()
 	var err error
 	if h.run, err = os.MkdirTemp("", "sluice-profile-"); err != nil {
+		return err
+	}
+	if err := h.snapshotBinaries(); err != nil {
 		return err
 	}
 	if h.script, err = writeWrkScript(h.run); err != nil {

@@ -109,6 +109,7 @@ type harness struct {
 	sluiceOK bool             // this build serves the empty pipeline
 	started  time.Time
 	sysinfo  map[string]string
+	fromJSON bool // rendering a saved run (bench report)
 }
 
 func runMain(args []string) error {
@@ -171,7 +172,7 @@ func runMain(args []string) error {
 		return errors.New("run from the repository root")
 	}
 	h := &harness{opt: opt, started: time.Now(), variants: map[string]sluiceVariant{}}
-	defer h.stopAll()
+	defer h.cleanup()
 	return h.main()
 }
 
@@ -191,6 +192,9 @@ func (h *harness) main() error {
 		return err
 	}
 	h.logf("scratch folder %s", h.run)
+	if err := h.snapshotBinaries(); err != nil {
+		return err
+	}
 	if h.script, err = writeWrkScript(h.run); err != nil {
 		return err
 	}
@@ -233,6 +237,7 @@ func (h *harness) main() error {
 		}
 		h.stopAll()
 	}
+	h.logf("finished in %s", time.Since(h.started).Round(time.Second))
 	return h.writeReport()
 }
 
@@ -247,6 +252,30 @@ func portInUse(p int) bool {
 
 func (h *harness) binPath(name string) string { return filepath.Join(h.opt.bin, name) }
 
+// snapshotBinaries copies the binaries into the scratch folder and runs those: bin/ is shared, and
+// a rebuild during a run must not swap a proxy's binary between two of its runs.
+func (h *harness) snapshotBinaries() error {
+	dir := filepath.Join(h.run, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof"} {
+		src := filepath.Join(h.opt.bin, name)
+		b, err := os.ReadFile(src)
+		if err != nil {
+			if name == "sluiceprof" {
+				continue // only `bench profile` needs it
+			}
+			return fmt.Errorf("%w (build the binaries with testbed/bench/run.sh)", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			return err
+		}
+	}
+	h.opt.bin = dir
+	return nil
+}
+
 func (h *harness) start(name, cpus string, env []string, argv ...string) (*pinned, error) {
 	p, err := startPinned(h.run, name, cpus, env, argv...)
 	if err != nil {
@@ -254,6 +283,15 @@ func (h *harness) start(name, cpus string, env []string, argv ...string) (*pinne
 	}
 	h.procs = append(h.procs, p)
 	return p, nil
+}
+
+// cleanup stops every process and removes the copied binaries (the configurations and logs stay
+// in the scratch folder for inspection).
+func (h *harness) cleanup() {
+	h.stopAll()
+	if h.run != "" {
+		_ = os.RemoveAll(filepath.Join(h.run, "bin"))
+	}
 }
 
 func (h *harness) stopAll() {

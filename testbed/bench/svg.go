@@ -16,6 +16,8 @@ type bar struct {
 	label    string
 	kind     string
 	rps, cpu float64
+	// rpsNote and cpuNote follow the values (ratios to the floor and nginx).
+	rpsNote, cpuNote string
 }
 
 var kindColor = map[string]string{"nginx": "#3a8f3a", "haproxy": "#2f6db5", "floor": "#8a8a8a", "floor-rm": "#b0b0b0", "sluice": "#e07b1f"}
@@ -24,10 +26,10 @@ var kindColor = map[string]string{"nginx": "#3a8f3a", "haproxy": "#2f6db5", "flo
 // CPU µs per request on the right; SVG written by hand, no plotting dependency.
 func chartSVG(title string, panels []panel) []byte {
 	const (
-		width   = 980
-		labelW  = 200
-		colW    = 330
-		gap     = 50
+		width   = 1200
+		labelW  = 190
+		colW    = 260
+		gap     = 240 // room for the value and its ratios
 		rowH    = 22
 		headH   = 46
 		titleH  = 40
@@ -43,7 +45,7 @@ func chartSVG(title string, panels []panel) []byte {
 	fmt.Fprintf(&b, `<text x="%d" y="26" font-size="16" font-weight="bold">%s</text>`+"\n", padding, html.EscapeString(title))
 	y := titleH + padding
 	x1 := padding + labelW
-	x2 := x1 + colW + gap + 60
+	x2 := x1 + colW + gap
 	for _, p := range panels {
 		var maxR, maxC float64
 		for _, br := range p.bars {
@@ -62,9 +64,9 @@ func chartSVG(title string, panels []panel) []byte {
 			wr := scale(br.rps, maxR, colW)
 			wc := scale(br.cpu, maxC, colW)
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x1, y+3, wr, rowH-6, color)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.0f</text>`+"\n", float64(x1)+wr+4, y+15, br.rps)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.0f<tspan dx="6" fill="#555" font-size="10">%s</tspan></text>`+"\n", float64(x1)+wr+4, y+15, br.rps, html.EscapeString(br.rpsNote))
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x2, y+3, wc, rowH-6, color)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.1f</text>`+"\n", float64(x2)+wc+4, y+15, br.cpu)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.1f<tspan dx="6" fill="#555" font-size="10">%s</tspan></text>`+"\n", float64(x2)+wc+4, y+15, br.cpu, html.EscapeString(br.cpuNote))
 			y += rowH
 		}
 		y += padding

@@ -5,8 +5,8 @@
 //	sluiceprof -c gateway.hcl -pprof 127.0.0.1:18400 &
 //	wrk … & go tool pprof -top http://127.0.0.1:18400/debug/pprof/profile?seconds=10
 //
-// It leaves out what the request path does not touch: the admin API, reload and signals other
-// than SIGINT/SIGTERM. testbed/bench/profile.sh drives it.
+// It installs telemetry as `sluice run` does and leaves out what the request path does not touch:
+// the admin API, reload and signals other than SIGINT/SIGTERM. testbed/bench/profile.sh drives it.
 package main
 
 import (
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/telemetry"
 	"github.com/sluice-gateway/sluice/filters"
 	"github.com/sluice-gateway/sluice/hcl"
 )
@@ -47,6 +48,13 @@ func main() {
 		_ = cfg.WriteDiagnostics(os.Stderr, diags)
 		os.Exit(1)
 	}
+	// Telemetry as `sluice run` installs it: metrics always, tracing when the block asks for it.
+	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluiceprof: telemetry:", err)
+		os.Exit(1)
+	}
+	tel.Attach(gw)
 	srv, err := engine.NewServer(gw, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluiceprof:", err)
@@ -72,6 +80,7 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		_ = tel.Shutdown(ctx)
 	case err := <-errs:
 		fmt.Fprintln(os.Stderr, "sluiceprof:", err)
 		os.Exit(1)
