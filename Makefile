@@ -5,13 +5,17 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build run test test-go fuzz lint bench bench-full examples clean
+.PHONY: build quickstart-filter run test test-go fuzz lint bench bench-full examples clean
 
 build: ## build the gateway and the testbed servers into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -trimpath -o $(BIN)/testbed ./testbed/cmd/testbed
+	$(GO) build -trimpath -o $(BIN)/otlpreceiver ./testbed/cmd/otlpreceiver
 
-run: build ## build, start the demo upstreams and serve examples/quickstart/gateway.hcl
+quickstart-filter: ## the quickstart's Wasm filter, from examples/filters/go (Go toolchain only)
+	cd examples/filters/go && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o ../../quickstart/filters/abrouter.wasm ./abrouter
+
+run: build quickstart-filter ## build, start the OTLP receiver and demo upstreams, serve examples/quickstart
 	./examples/quickstart/run.sh
 
 test: lint test-go fuzz ## everything CI runs
