@@ -12,7 +12,11 @@
 // What is served: the matching fresh variant, with Age and (status_header) X-Cache: HIT; a
 // conditional request whose validator matches gets 304. A stale variant inside its
 // stale-while-revalidate window is served with X-Cache: STALE while one background request
-// refreshes it. The request's own Cache-Control is honoured: no-store bypasses the cache,
+// refreshes it. Past that window a stale variant with an ETag or Last-Modified is revalidated:
+// the upstream request carries If-None-Match or If-Modified-Since, and a 304 refreshes the
+// variant's headers and lifetime and answers the client with the stored body (X-Cache:
+// REVALIDATED). When the upstream fails with a 5xx within the variant's stale-if-error window,
+// the client gets the stale variant instead (X-Cache: STALE). The request's own Cache-Control is honoured: no-store bypasses the cache,
 // no-cache and max-age=0 fetch anew (and store the result), max-age=N bounds the age served,
 // only-if-cached answers 504 rather than going upstream.
 //
@@ -26,8 +30,8 @@
 //
 // A hot reload keeps the pipeline's store when max_bytes is unchanged (see shared.go). The
 // attributes beyond the reference ones are max_entry_bytes (default max_bytes/8) and
-// coalesce_timeout (default 5s). Not done: revalidation with conditional requests (a stale entry
-// is fetched whole), stale-if-error, and storing 206 responses.
+// coalesce_timeout (default 5s). Not done: storing or serving byte ranges (range requests pass
+// through), and the request directives max-stale and min-fresh (ignored).
 package cache
 
 import (
@@ -128,13 +132,15 @@ func (f *Filter) Close() error {
 type result uint8
 
 const (
-	resNone  result = iota // not a GET or HEAD: no X-Cache
-	resMiss                // went to the upstream
-	resHit                 // answered fresh from the cache
-	resStale               // answered stale while a revalidation runs
+	resNone        result = iota // not a GET or HEAD: no X-Cache
+	resMiss                      // went to the upstream
+	resHit                       // answered fresh from the cache
+	resStale                     // answered stale (while a revalidation runs, or the upstream failed)
+	resRevalidated               // the upstream confirmed a stale entry with 304
 )
 
-var resultValues = [...][]byte{resMiss: []byte("MISS"), resHit: []byte("HIT"), resStale: []byte("STALE")}
+var resultValues = [...][]byte{resMiss: []byte("MISS"), resHit: []byte("HIT"), resStale: []byte("STALE"),
+	resRevalidated: []byte("REVALIDATED")}
 
 // reqState is the filter's per-request state, pooled.
 type reqState struct {
@@ -145,6 +151,8 @@ type reqState struct {
 	invalidate bool    // an unsafe method: drop the URL's variants on success
 	flight     *flight // set when this request fetches for waiting ones
 	authorized bool    // the request carried Authorization
+	prev       *entry  // the stale variant found, for revalidation and stale-if-error
+	validated  bool    // this filter added If-None-Match/If-Modified-Since from prev
 }
 
 var (
@@ -206,10 +214,11 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 				return f.serve(c, st, e, age, resHit)
 			}
 			if age < e.lifetime+e.swr && !e.mustReval && rd.maxAge < 0 {
-				f.revalidate(c, h, now)
+				f.revalidate(c, h, now, e)
 				f.metrics.stale.Inc()
 				return f.serve(c, st, e, age, resStale)
 			}
+			st.prev = e
 		}
 		if rd.onlyIfCached {
 			st.mayStore = false
@@ -230,8 +239,38 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			break
 		}
 	}
+	if get && st.prev != nil && !hasConditionals(req) {
+		// Ask the upstream whether the stale copy is still good: a 304 costs no body.
+		st.validated = addValidators(req, st.prev)
+	}
 	f.metrics.miss.Inc()
 	return engine.Continue
+}
+
+var clientConditionals = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+
+// hasConditionals reports whether the client sent validators or a range of its own; its
+// request then goes upstream as it is.
+func hasConditionals(req *fasthttp.RequestHeader) bool {
+	for _, k := range clientConditionals {
+		if len(req.Peek(k)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// addValidators adds e's validators to the request; it reports whether there were any.
+func addValidators(req *fasthttp.RequestHeader, e *entry) bool {
+	switch {
+	case len(e.etag) > 0:
+		req.SetBytesV(hdrIfNoneMatch, e.etag)
+	case len(e.lastModRaw) > 0:
+		req.SetBytesV(hdrIfModSince, e.lastModRaw)
+	default:
+		return false
+	}
+	return true
 }
 
 // Waiting returns how many requests are waiting for an identical request's upstream fetch.
@@ -346,6 +385,9 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		}
 		return
 	}
+	if st.prev != nil && f.answerFromPrev(c, st) {
+		st.mayStore = false
+	}
 	if st.mayStore {
 		if e := f.entryFor(c.Response, req, st.authorized, f.now()); e != nil {
 			f.store.insert(st.hash, req.Host(), c.Request.RequestURI(), e)
@@ -418,11 +460,14 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 	if !explicit && !heuristic(status) {
 		return nil
 	}
-	swr := time.Duration(0)
+	var swr, sie time.Duration
 	if d.swr > 0 {
 		swr = secs(d.swr)
 	}
-	if lifetime <= 0 && swr == 0 {
+	if d.sie > 0 {
+		sie = secs(d.sie)
+	}
+	if lifetime <= 0 && swr == 0 && sie == 0 {
 		return nil
 	}
 	var initialAge time.Duration
@@ -438,6 +483,7 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 		initialAge: initialAge,
 		lifetime:   lifetime,
 		swr:        swr,
+		sie:        sie,
 		mustReval:  d.mustRevalidate,
 	}
 	// The vary fields and their request values, copied.
@@ -472,6 +518,7 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 			e.etag = e.headers[len(e.headers)-1].v
 		}
 		if eqFold(k, "last-modified") {
+			e.lastModRaw = e.headers[len(e.headers)-1].v
 			e.lastMod = parseHTTPDate(v)
 		}
 	}

@@ -53,7 +53,8 @@ type origin struct {
 	status  int
 	headers []string
 	body    string
-	seen    []string // request header "X-Seen" values, for checks
+	etag    string   // when set, a matching If-None-Match gets 304 (max-age=100)
+	seen    []string // the If-None-Match of every request
 }
 
 func newOrigin(headers ...string) *origin {
@@ -70,8 +71,16 @@ func (o *origin) set(status int, headers ...string) {
 func (o *origin) serve(c *engine.Ctx) {
 	n := o.hits.Add(1)
 	o.mu.Lock()
-	status, headers, body := o.status, o.headers, o.body
+	status, headers, body, etag := o.status, o.headers, o.body, o.etag
+	o.seen = append(o.seen, string(c.Request.Header.Peek("If-None-Match")))
 	o.mu.Unlock()
+	if etag != "" && string(c.Request.Header.Peek("If-None-Match")) == etag {
+		c.Response.SetStatusCode(304)
+		c.Response.Header.Set("ETag", etag)
+		c.Response.Header.Set("Cache-Control", "max-age=100")
+		c.Response.Header.Set("X-Refreshed", "yes")
+		return
+	}
 	c.Response.Header.SetNoDefaultContentType(true)
 	c.Response.SetStatusCode(status)
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -570,4 +579,64 @@ func BenchmarkHit(b *testing.B) {
 		f.OnRequest(c)
 		f.OnResponse(c)
 	}
+}
+
+func TestConditionalRevalidation(t *testing.T) {
+	f, clk := newCache(t, nil)
+	o := newOrigin("Cache-Control", "max-age=10", "ETag", `"v1"`, "X-Refreshed", "no")
+	o.etag = `"v1"`
+	expect(t, do(t, f, o, "GET", "/cr"), "MISS", "body #1")
+	clk.advance(15 * time.Second)
+	r := do(t, f, o, "GET", "/cr")
+	if r.status != 200 || r.xcache != "REVALIDATED" || r.body != "body #1" {
+		t.Fatalf("stale with validators: %d %s %q", r.status, r.xcache, r.body)
+	}
+	if o.seen[1] != `"v1"` {
+		t.Errorf("upstream got If-None-Match %q", o.seen[1])
+	}
+	if got := string(r.resp.Header.Peek("X-Refreshed")); got != "yes" {
+		t.Errorf("304 headers not merged: X-Refreshed %q", got)
+	}
+	// The 304 said max-age=100: fresh again, stored body kept.
+	clk.advance(50 * time.Second)
+	expect(t, do(t, f, o, "GET", "/cr"), "HIT", "body #1")
+	if o.hits.Load() != 2 {
+		t.Errorf("upstream hits %d, want 2", o.hits.Load())
+	}
+	// A client's own conditional request passes through untouched.
+	clk.advance(100 * time.Second)
+	r = do(t, f, o, "GET", "/cr", "If-None-Match", `"v1"`)
+	if r.status != 304 || r.xcache != "MISS" {
+		t.Errorf("client conditional: %d %s", r.status, r.xcache)
+	}
+}
+
+func TestStaleIfError(t *testing.T) {
+	f, clk := newCache(t, nil)
+	o := newOrigin("Cache-Control", "max-age=10, stale-if-error=60")
+	expect(t, do(t, f, o, "GET", "/se"), "MISS", "body #1")
+	clk.advance(15 * time.Second)
+	o.set(503)
+	r := do(t, f, o, "GET", "/se")
+	if r.status != 200 || r.xcache != "STALE" || r.body != "body #1" || r.age != "15" {
+		t.Fatalf("upstream 503 within stale-if-error: %d %s %q age %s", r.status, r.xcache, r.body, r.age)
+	}
+	clk.advance(60 * time.Second)
+	if r := do(t, f, o, "GET", "/se"); r.status != 503 {
+		t.Errorf("past the window: %d, want the 503", r.status)
+	}
+}
+
+func TestBackgroundRevalidation304(t *testing.T) {
+	f, clk := newCache(t, nil)
+	o := newOrigin("Cache-Control", "max-age=10, stale-while-revalidate=30", "ETag", `"v1"`)
+	o.etag = `"v1"`
+	do(t, f, o, "GET", "/b3")
+	clk.advance(15 * time.Second)
+	expect(t, do(t, f, o, "GET", "/b3"), "STALE", "body #1")
+	f.bg.Wait()
+	if o.hits.Load() != 2 || o.seen[1] != `"v1"` {
+		t.Fatalf("background refresh: hits %d, If-None-Match %q", o.hits.Load(), o.seen)
+	}
+	expect(t, do(t, f, o, "GET", "/b3"), "HIT", "body #1")
 }

@@ -15,7 +15,7 @@ type Config struct {
 	// DefaultTTL is the freshness given to a cacheable response that states none (no s-maxage,
 	// max-age or Expires). 0, the default, caches only responses with explicit freshness.
 	DefaultTTL engine.Duration `hcl:"default_ttl,optional" json:"default_ttl"`
-	// StatusHeader adds X-Cache: HIT, MISS or STALE to GET and HEAD responses.
+	// StatusHeader adds X-Cache: HIT, MISS, STALE or REVALIDATED to GET and HEAD responses.
 	StatusHeader bool `hcl:"status_header,optional" json:"status_header"`
 	// MaxEntryBytes is the largest single response stored; default max_bytes/8.
 	MaxEntryBytes engine.Size `hcl:"max_entry_bytes,optional" json:"max_entry_bytes"`

@@ -6,14 +6,14 @@ import "time"
 type directives struct {
 	noStore, noCache, private, public bool
 	mustRevalidate, onlyIfCached      bool
-	maxAge, sMaxAge, swr              int64 // seconds; -1 when absent
+	maxAge, sMaxAge, swr, sie         int64 // seconds; -1 when absent (sie: stale-if-error)
 	noCacheFields, privateFields      bool  // the qualified forms no-cache="…", private="…"
 	invalid                           bool  // a duration that does not parse
 }
 
 // parseDirectives reads every Cache-Control field value in vals. It does not allocate.
 func parseDirectives(vals [][]byte) directives {
-	d := directives{maxAge: -1, sMaxAge: -1, swr: -1}
+	d := directives{maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}
 	for _, v := range vals {
 		for len(v) > 0 {
 			var e []byte
@@ -41,6 +41,8 @@ func parseDirectives(vals [][]byte) directives {
 				d.sMaxAge = d.seconds(val, d.sMaxAge)
 			case eqFold(name, "stale-while-revalidate"):
 				d.swr = d.seconds(val, d.swr)
+			case eqFold(name, "stale-if-error"):
+				d.sie = d.seconds(val, d.sie)
 			}
 		}
 	}

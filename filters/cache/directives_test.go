@@ -7,20 +7,20 @@ func TestParseDirectives(t *testing.T) {
 		in   string
 		want directives
 	}{
-		{"", directives{maxAge: -1, sMaxAge: -1, swr: -1}},
-		{"max-age=60", directives{maxAge: 60, sMaxAge: -1, swr: -1}},
-		{"Public, Max-Age=60, S-MaxAge=120", directives{public: true, maxAge: 60, sMaxAge: 120, swr: -1}},
-		{`max-age="30"`, directives{maxAge: 30, sMaxAge: -1, swr: -1}},
-		{"max-age=60, max-age=10", directives{maxAge: 10, sMaxAge: -1, swr: -1}},
-		{"max-age=abc", directives{maxAge: -1, sMaxAge: -1, swr: -1, invalid: true}},
-		{"max-age=", directives{maxAge: -1, sMaxAge: -1, swr: -1, invalid: true}},
-		{`private="Set-Cookie, X-User", max-age=5`, directives{private: true, privateFields: true, maxAge: 5, sMaxAge: -1, swr: -1}},
-		{`no-cache="a,b"`, directives{noCache: true, noCacheFields: true, maxAge: -1, sMaxAge: -1, swr: -1}},
-		{"no-store , must-revalidate", directives{noStore: true, mustRevalidate: true, maxAge: -1, sMaxAge: -1, swr: -1}},
-		{"max-age=1, stale-while-revalidate=30", directives{maxAge: 1, sMaxAge: -1, swr: 30}},
+		{"", directives{maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}},
+		{"max-age=60", directives{maxAge: 60, sMaxAge: -1, swr: -1, sie: -1}},
+		{"Public, Max-Age=60, S-MaxAge=120", directives{public: true, maxAge: 60, sMaxAge: 120, swr: -1, sie: -1}},
+		{`max-age="30"`, directives{maxAge: 30, sMaxAge: -1, swr: -1, sie: -1}},
+		{"max-age=60, max-age=10", directives{maxAge: 10, sMaxAge: -1, swr: -1, sie: -1}},
+		{"max-age=abc", directives{maxAge: -1, sMaxAge: -1, swr: -1, sie: -1, invalid: true}},
+		{"max-age=", directives{maxAge: -1, sMaxAge: -1, swr: -1, sie: -1, invalid: true}},
+		{`private="Set-Cookie, X-User", max-age=5`, directives{private: true, privateFields: true, maxAge: 5, sMaxAge: -1, swr: -1, sie: -1}},
+		{`no-cache="a,b"`, directives{noCache: true, noCacheFields: true, maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}},
+		{"no-store , must-revalidate", directives{noStore: true, mustRevalidate: true, maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}},
+		{"max-age=1, stale-while-revalidate=30, stale-if-error=600", directives{maxAge: 1, sMaxAge: -1, swr: 30, sie: 600}},
 		{"max-age=99999999999999999999", directives{}}, // checked below: saturates
-		{"only-if-cached", directives{onlyIfCached: true, maxAge: -1, sMaxAge: -1, swr: -1}},
-		{",,, ;", directives{maxAge: -1, sMaxAge: -1, swr: -1}},
+		{"only-if-cached", directives{onlyIfCached: true, maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}},
+		{",,, ;", directives{maxAge: -1, sMaxAge: -1, swr: -1, sie: -1}},
 	}
 	for _, tt := range tests {
 		got := parseDirectives([][]byte{[]byte(tt.in)})

@@ -21,7 +21,7 @@ var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Matc
 // revalidate refreshes the URL keyed h in the background, unless a fetch for it is already
 // running (stale-while-revalidate, RFC 5861). The refresh is a subrequest through the stages
 // after this filter and the balancer, built from a copy of c's request, so it outlives c.
-func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time) {
+func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time, stale *entry) {
 	if f.validating || c.Pipeline == nil {
 		return
 	}
@@ -51,6 +51,7 @@ func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time) {
 	for _, k := range conditionalHeaders {
 		bg.Request.Header.Del(k)
 	}
+	validated := addValidators(&bg.Request.Header, stale)
 	bg.Path = append(bg.Path[:0], c.Path...)
 	bg.ClientAddr = c.ClientAddr
 	bg.Start = now
@@ -68,7 +69,14 @@ func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time) {
 			f.bg.Done()
 		}()
 		p.ServeAfter(bg, f)
-		if e := f.entryFor(bg.Response, &bg.Request.Header, authorized, f.now()); e != nil {
+		resp := bg.Response
+		if validated && resp.StatusCode() == fasthttp.StatusNotModified {
+			// Still good: the stored body with the 304's fresh headers.
+			resp = fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseResponse(resp)
+			merge304(resp, stale, bg.Response)
+		}
+		if e := f.entryFor(resp, &bg.Request.Header, authorized, f.now()); e != nil {
 			f.store.insert(h, bg.Request.Header.Host(), bg.Request.RequestURI(), e)
 			f.metrics.stored.Inc()
 			f.updateBytes()

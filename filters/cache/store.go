@@ -29,12 +29,14 @@ type entry struct {
 	status     int
 	headers    []kv
 	etag       []byte
+	lastModRaw []byte    // the Last-Modified value, sent back as If-Modified-Since
 	lastMod    time.Time // zero when the response had no (valid) Last-Modified
 	body       []byte
 	stored     time.Time     // when the response arrived
 	initialAge time.Duration // its age then (Age header, or the Date header's lag)
 	lifetime   time.Duration // freshness lifetime
 	swr        time.Duration // stale-while-revalidate window after it
+	sie        time.Duration // stale-if-error window after it
 	mustReval  bool          // must-revalidate: never served stale
 	size       int64
 }
