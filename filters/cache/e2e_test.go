@@ -368,3 +368,40 @@ func TestReloadKeepsStore(t *testing.T) {
 		t.Errorf("after resizing: %q %s, want a fresh fetch", b, r.Header.Get("X-Cache"))
 	}
 }
+
+// TestRevalidationEndToEnd: a stale entry with an ETag is revalidated with If-None-Match; the
+// upstream's 304 costs no body and the client still gets the full (compressed) response.
+func TestRevalidationEndToEnd(t *testing.T) {
+	body := catalogJSON()
+	var hits, notModified atomic.Int64
+	up := gatewaytest.Upstream(t, func(ctx *fasthttp.RequestCtx) {
+		hits.Add(1)
+		ctx.Response.Header.Set("ETag", `"cat-7"`)
+		if string(ctx.Request.Header.Peek("If-None-Match")) == `"cat-7"` {
+			notModified.Add(1)
+			ctx.Response.Header.Set("Cache-Control", "max-age=60")
+			ctx.SetStatusCode(304)
+			return
+		}
+		ctx.Response.Header.Set("Content-Type", "application/json")
+		ctx.Response.Header.Set("Cache-Control", "max-age=0") // stale at once
+		ctx.SetBody(body)
+	})
+	gw := gatewaytest.Start(t, gatewayConfig(up))
+	if r, _ := get(t, gw.URL+"/cat"); r.Header.Get("X-Cache") != "MISS" {
+		t.Fatalf("first: %s", r.Header.Get("X-Cache"))
+	}
+	r, got := get(t, gw.URL+"/cat", "Accept-Encoding", "gzip")
+	if r.StatusCode != 200 || r.Header.Get("X-Cache") != "REVALIDATED" || r.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("revalidation: %d %s %q", r.StatusCode, r.Header.Get("X-Cache"), r.Header.Get("Content-Encoding"))
+	}
+	if !bytes.Equal(decode(t, "gzip", got), body) {
+		t.Error("revalidated body differs")
+	}
+	if r, _ := get(t, gw.URL+"/cat"); r.Header.Get("X-Cache") != "HIT" {
+		t.Errorf("after the 304 (max-age=60): %s", r.Header.Get("X-Cache"))
+	}
+	if hits.Load() != 2 || notModified.Load() != 1 {
+		t.Errorf("upstream: %d requests, %d answered 304", hits.Load(), notModified.Load())
+	}
+}
