@@ -99,6 +99,7 @@ type Filter struct {
 
 	log         *slog.Logger
 	loggedEpoch atomic.Uint64
+	closeOnce   sync.Once
 
 	mAllowed, mLimited prometheus.Counter
 	mStoreError        prometheus.Counter
@@ -156,14 +157,15 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 	return f, nil
 }
 
-// Close releases the shared Redis client (closed with the last filter using it).
+// Close releases the shared Redis client (closed with the last filter using it). The filter is
+// left as it is: a request still running after the drain timeout sees a closed client, an error.
 func (f *Filter) Close() error {
 	if f.remote == nil {
 		return nil
 	}
-	r := f.remote
-	f.remote = nil
-	return r.sc.release()
+	var err error
+	f.closeOnce.Do(func() { err = f.remote.sc.release() })
+	return err
 }
 
 var (
