@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+)
+
+// TestReferenceConfigValidates checks that the configuration language's reference file, with the
+// files it names, passes `sluice validate`, and that our copy matches the shared one when present.
+func TestReferenceConfigValidates(t *testing.T) {
+	ref, err := os.ReadFile("../../examples/reference/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared, err := os.ReadFile("../../../shared/gateway.reference.hcl"); err == nil && !bytes.Equal(shared, ref) {
+		t.Errorf("examples/reference/gateway.hcl differs from the shared gateway.reference.hcl: copy it again")
+	}
+	wat2wasm, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Fatal("wat2wasm not found: install the Debian package wabt")
+	}
+	dir := t.TempDir()
+	gatewaytest.WriteCert(t, filepath.Join(dir, "certs"), "gateway.pem", "gateway-key.pem")
+	if err := os.MkdirAll(filepath.Join(dir, "filters"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Any http-wasm guest serves as filters/geo.wasm; the WAT example needs only wabt to build.
+	if out, err := exec.Command(wat2wasm, "../../examples/filters/wat/secheaders.wat", "-o", filepath.Join(dir, "filters/geo.wasm")).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(cfg, ref, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sluiceBin, "validate", "-c", cfg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice validate on the reference config: %v\n%s", err, out)
+	}
+}
