@@ -99,10 +99,27 @@ func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.Compile
 	for _, fn := range code.ImportedFunctions() {
 		errs = append(errs, checkImport(rt, fn))
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinProblems(errs); err != nil {
 		return fail(err)
 	}
 	return code, start, nil
+}
+
+// joinProblems makes one error of several, on one line so it reads well as a diagnostic.
+func joinProblems(errs []error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New(msgs[0])
+	}
+	return fmt.Errorf("%d problems: %s", len(msgs), strings.Join(msgs, "; "))
 }
 
 func checkExport(exports map[string]api.FunctionDefinition, name string, params, results []api.ValueType) error {
@@ -130,7 +147,10 @@ func checkImport(rt wazero.Runtime, fn api.FunctionDefinition) error {
 	}
 	if have == nil {
 		if mod == hostModuleName {
-			return fmt.Errorf("imports %s.%s, which is not an http-wasm host function (the host offers: %s)",
+			if near := nearest(name, hostFunctionNames()); near != "" {
+				return fmt.Errorf("imports %s.%s, which is not an http-wasm host function (did you mean %s?)", mod, name, near)
+			}
+			return fmt.Errorf("imports %s.%s, which is not an http-wasm host function (the ABI has %s)",
 				mod, name, strings.Join(hostFunctionNames(), ", "))
 		}
 		return fmt.Errorf("imports %s.%s, which is not a WASI preview1 function", mod, name)
@@ -156,4 +176,36 @@ func signature(params, results []api.ValueType) string {
 		return out + names(results)
 	}
 	return out + "(" + names(results) + ")"
+}
+
+// nearest returns the candidate closest to name by edit distance, if it is close enough to be a
+// likely typo.
+func nearest(name string, candidates []string) string {
+	best, bestD := "", len(name)/3+1
+	for _, c := range candidates {
+		if d := editDistance(name, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -347,6 +347,7 @@ func TestBuildErrors(t *testing.T) {
 			"does not export function handle_response(i32, i32) -> ()"}},
 		{"bad_imports", nil, []string{
 			"imports http_handler.get_headers, which is not an http-wasm host function",
+			"imports http_handler.get_methd, which is not an http-wasm host function (did you mean get_method?)",
 			"imports http_handler.get_uri as (i32) -> i32, but the host defines it as (i32, i32) -> i32",
 			"imports env.abort, but the host offers only the http_handler and wasi_snapshot_preview1 modules",
 			`does not export its memory as "memory"`}},
