@@ -42,3 +42,26 @@ func TestReferenceConfigValidates(t *testing.T) {
 		t.Fatalf("sluice validate on the reference config: %v\n%s", err, out)
 	}
 }
+
+// TestQuickstartValidates builds the quickstart's Wasm filter as `make run` does and validates
+// examples/quickstart/gateway.hcl with it.
+func TestQuickstartValidates(t *testing.T) {
+	src, err := os.ReadFile("../../examples/quickstart/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "filters/abrouter.wasm"), "./abrouter")
+	build.Dir = "../../examples/filters/go"
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the quickstart filter: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "gateway.hcl")
+	if err := os.WriteFile(cfg, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sluiceBin, "validate", "-c", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("sluice validate on the quickstart: %v\n%s", err, out)
+	}
+}
