@@ -54,6 +54,9 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	if ok {
 		st.probeFail.Store(0)
 		if n := st.probeOK.Add(1); !st.healthy.Load() && int(n) >= hc.HealthyThreshold {
+			// Back with a clean slate: the latency penalties of its failures would keep
+			// p2c_ewma away from it for a long while.
+			st.resetLatency()
 			st.healthy.Store(true)
 			u.log.Info("target healthy again", "target", t.addr)
 		}

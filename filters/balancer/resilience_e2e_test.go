@@ -332,6 +332,12 @@ func TestFailoverWithRealProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	for _, policy := range []string{"round_robin", "p2c_ewma"} {
+		t.Run(policy, func(t *testing.T) { failover(t, policy) })
+	}
+}
+
+func failover(t *testing.T, policy string) {
 	dir := t.TempDir()
 	var procs []*process
 	var addrs []string
@@ -342,6 +348,7 @@ func TestFailoverWithRealProcesses(t *testing.T) {
 	}
 	const interval = 300 * time.Millisecond
 	gw := gatewaytest.Start(t, config("", addrs, `
+  policy = "`+policy+`"
   health_check {
     interval = "300ms"
     timeout = "200ms"
@@ -457,8 +464,8 @@ func TestFailoverWithRealProcesses(t *testing.T) {
 	if ejectedIn > interval+50*time.Millisecond {
 		t.Errorf("the killed target was taken out after %v, want within one health interval (%v)", ejectedIn, interval)
 	}
-	t.Logf("failover: %d requests (%d GET, %d POST; %d before the kill), GET failures %d, POST failures %d (in flight or on a dead connection at the kill, never retried), POSTs executed twice %d; killed target out after %v, restarted one back after %v (killed at +0, restarted at +%v)",
-		total, gets.Load(), posts.Load(), before, getFail.Load(), postFail.Load(), twice, ejectedIn, backIn, restartedAt.Sub(killedAt).Round(time.Millisecond))
+	t.Logf("failover (%s): %d requests (%d GET, %d POST; %d before the kill), GET failures %d, POST failures %d (in flight or on a dead connection at the kill, never retried), POSTs executed twice %d; killed target out after %v, restarted one back after %v (killed at +0, restarted at +%v)",
+		policy, total, gets.Load(), posts.Load(), before, getFail.Load(), postFail.Load(), twice, ejectedIn, backIn, restartedAt.Sub(killedAt).Round(time.Millisecond))
 }
 
 // unacceptingListener returns the address of a socket that listens with a backlog of zero and
@@ -524,4 +531,56 @@ func TestConnectTimeout(t *testing.T) {
 			fasthttp.ReleaseResponse(resp)
 		}
 	})
+}
+
+// TestHealthSurvivesHotReload marks a target unhealthy, reloads the configuration (the new one
+// keeps that target and adds one), and checks the new gateway still avoids it.
+func TestHealthSurvivesHotReload(t *testing.T) {
+	var sick atomic.Bool
+	sick.Store(true)
+	a := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if sick.Load() && string(c.Path()) == "/healthz" {
+			c.SetStatusCode(503)
+			return
+		}
+		c.SetBodyString("a")
+	})
+	b := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("b") })
+	cc := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("c") })
+	hc := `health_check {
+    interval = "1h"
+    timeout = "200ms"
+    unhealthy_threshold = 1
+  }`
+	gw := gatewaytest.Start(t, config("", []string{a, b}, hc))
+	waitFor(t, 2*time.Second, "a unhealthy", func() bool { return !targetStatus(t, gw, a).Healthy })
+
+	// a recovers; the new configuration probes it once at start, then only hourly. One good
+	// probe is below healthy_threshold (2): a stays out unless its state was lost in the reload.
+	sick.Store(false)
+	next := gatewaytest.Build(t, config("", []string{a, b, cc}, hc), t.TempDir())
+	waitFor(t, 2*time.Second, "the new configuration's first probe", func() bool {
+		for _, ts := range next.Upstreams["u"].(engine.UpstreamStatus).Status().(balancer.Status).Targets {
+			if ts.Address == a {
+				return ts.ProbeSuccesses >= 1
+			}
+		}
+		return false
+	})
+	done := gw.Server.Swap(next)
+	<-done
+	if targetStatus(t, gw, a).Healthy {
+		t.Fatal("a is healthy again right after the reload: its state was lost")
+	}
+	seen := map[string]int{}
+	for i := 0; i < 20; i++ {
+		_, body, err := get(t, gatewaytest.Client(), gw.URL+"/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[string(body)]++
+	}
+	if seen["a"] != 0 || seen["b"] == 0 || seen["c"] == 0 {
+		t.Errorf("after the reload: %v, want b and c only", seen)
+	}
 }

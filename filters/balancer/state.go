@@ -133,3 +133,9 @@ func (s *targetState) decayedLatency(now int64) float64 {
 	}
 	return lat * math.Exp(-dt/float64(ewmaDecay))
 }
+
+// resetLatency forgets the latency average: the target counts as new.
+func (s *targetState) resetLatency() {
+	s.ewma.Store(0)
+	s.ewmaAt.Store(0)
+}

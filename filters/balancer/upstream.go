@@ -406,6 +406,9 @@ func (u *Upstream) onFailure(t *target, now int64) {
 		d = limit
 	}
 	if t.st.ejectedUntil.CompareAndSwap(until, now+int64(d)) {
+		// It comes back after the ejection with a clean slate: the latency penalties of its
+		// failures would otherwise keep p2c_ewma away from it long after.
+		t.st.resetLatency()
 		t.st.ejections.Add(1)
 		t.st.consecFailures.Store(0)
 		t.m.ejections.Inc()
@@ -460,6 +463,8 @@ type TargetStatus struct {
 	InFlight            int64      `json:"in_flight"`
 	EWMALatencyMS       float64    `json:"ewma_latency_ms"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
+	ProbeSuccesses      int        `json:"consecutive_probe_successes"`
+	ProbeFailures       int        `json:"consecutive_probe_failures"`
 	RecentFailures      int        `json:"recent_failures"`
 	Requests            uint64     `json:"requests"`
 	Failures            uint64     `json:"failures"`
@@ -486,6 +491,8 @@ func (u *Upstream) Status() any {
 			InFlight:            s.inflight.Load(),
 			EWMALatencyMS:       s.decayedLatency(nowNS) / 1e6,
 			ConsecutiveFailures: int(s.consecFailures.Load()),
+			ProbeSuccesses:      int(s.probeOK.Load()),
+			ProbeFailures:       int(s.probeFail.Load()),
 			RecentFailures:      s.recentFailures(nowNS, recentWindow),
 			Requests:            s.requests.Load(),
 			Failures:            s.failures.Load(),

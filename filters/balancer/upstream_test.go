@@ -148,9 +148,13 @@ func TestOutlierEjection(t *testing.T) {
 	if !ts[0].st.available(now) {
 		t.Fatal("a success must reset the consecutive count")
 	}
+	ts[0].st.observeLatency(time.Second, now)
 	fail(ts[0], 1, now)
 	if ts[0].st.available(now) {
 		t.Fatal("not ejected after 3 consecutive failures")
+	}
+	if ts[0].st.latency() != 0 {
+		t.Error("an ejected target keeps its latency penalty: p2c_ewma would starve it once back")
 	}
 	if got := time.Duration(ts[0].st.ejectedUntil.Load() - now); got != time.Second {
 		t.Errorf("first ejection lasts %v, want base_ejection_time 1s", got)
