@@ -3,10 +3,11 @@
 //
 // What is stored: a GET response of a cacheable status (200, 203, 204, 300, 301, 308, 404,
 // 405, 410, 414, 501; 302 and 307 only with explicit freshness) with a freshness lifetime from
-// s-maxage, max-age or Expires (or default_ttl when it states none), unless it says no-store,
-// private or no-cache, varies on "*", sets a cookie, is streamed (over max_response_bytes) or is
+// s-maxage, max-age or Expires (or default_ttl when it states none) or a validator (ETag,
+// Last-Modified) to revalidate it with, unless it says no-store or private, varies on "*", sets a cookie, is streamed (over max_response_bytes) or is
 // larger than max_entry_bytes. A response to a request with Authorization is stored only when
-// it says public, s-maxage or must-revalidate (RFC 9111 §3.5). Each Vary combination is its own
+// it says public, s-maxage or must-revalidate (RFC 9111 §3.5). A no-cache response is stored
+// only with a validator and revalidated before every use. Each Vary combination is its own
 // variant. max_bytes bounds the whole, least recently used first out.
 //
 // What is served: the matching fresh variant, with Age and (status_header) X-Cache: HIT; a
@@ -423,7 +424,7 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 	}
 	h := &resp.Header
 	d := parseDirectives(h.PeekAll(hdrCacheControl))
-	if d.noStore || d.private || d.noCache || d.invalid {
+	if d.noStore || d.private || d.invalid {
 		return nil
 	}
 	if authorized && !d.public && d.sMaxAge < 0 && !d.mustRevalidate {
@@ -467,7 +468,13 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 	if d.sie > 0 {
 		sie = secs(d.sie)
 	}
-	if lifetime <= 0 && swr == 0 && sie == 0 {
+	if d.noCache {
+		// Storable, but never served without asking the upstream (RFC 9111 §5.2.2.4): with a
+		// validator that is a cheap 304, without one storing would gain nothing.
+		lifetime, swr = 0, 0
+	}
+	validator := len(h.Peek("ETag")) > 0 || len(h.Peek("Last-Modified")) > 0
+	if lifetime <= 0 && swr == 0 && sie == 0 && !validator {
 		return nil
 	}
 	var initialAge time.Duration

@@ -54,6 +54,7 @@ type origin struct {
 	headers []string
 	body    string
 	etag    string   // when set, a matching If-None-Match gets 304 (max-age=100)
+	cc304   string   // the 304's Cache-Control instead of max-age=100
 	seen    []string // the If-None-Match of every request
 }
 
@@ -77,7 +78,11 @@ func (o *origin) serve(c *engine.Ctx) {
 	if etag != "" && string(c.Request.Header.Peek("If-None-Match")) == etag {
 		c.Response.SetStatusCode(304)
 		c.Response.Header.Set("ETag", etag)
-		c.Response.Header.Set("Cache-Control", "max-age=100")
+		cc := "max-age=100"
+		if o.cc304 != "" {
+			cc = o.cc304
+		}
+		c.Response.Header.Set("Cache-Control", cc)
 		c.Response.Header.Set("X-Refreshed", "yes")
 		return
 	}
@@ -639,4 +644,20 @@ func TestBackgroundRevalidation304(t *testing.T) {
 		t.Fatalf("background refresh: hits %d, If-None-Match %q", o.hits.Load(), o.seen)
 	}
 	expect(t, do(t, f, o, "GET", "/b3"), "HIT", "body #1")
+}
+
+func TestNoCacheRevalidatedEachTime(t *testing.T) {
+	f, _ := newCache(t, nil)
+	o := newOrigin("Cache-Control", "no-cache", "ETag", `"n1"`)
+	o.etag, o.cc304 = `"n1"`, "no-cache"
+	expect(t, do(t, f, o, "GET", "/nc"), "MISS", "body #1")
+	for i := 0; i < 2; i++ {
+		r := do(t, f, o, "GET", "/nc")
+		if r.xcache != "REVALIDATED" || r.body != "body #1" {
+			t.Fatalf("no-cache entry: %s %q", r.xcache, r.body)
+		}
+	}
+	if o.hits.Load() != 3 {
+		t.Errorf("upstream hits %d, want 3 (one per request)", o.hits.Load())
+	}
 }
