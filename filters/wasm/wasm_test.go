@@ -193,6 +193,7 @@ func TestGuestCases(t *testing.T) {
 		{"panic", "GET", "/", "", nil, []check{status(500), header("x-upstream", "")}},
 		{"oom", "GET", "/", "", nil, []check{status(500)}},
 		{"none", "GET", "/", "", nil, []check{status(200), body("upstream:")}},
+		{"sandbox", "GET", "/", "", nil, []check{status(200), body("file=true dir=true env=0 args=0")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -130,6 +131,12 @@ func handleRequest() uint64 {
 		big := make([]byte, 256<<20)
 		big[len(big)-1] = 1
 		return uint64(big[len(big)-1]) - 1
+	case "sandbox":
+		// What the guest can reach of the host: no files, no environment, no arguments.
+		_, ferr := os.ReadFile("/etc/passwd")
+		_, derr := os.ReadDir(".")
+		write(kindResponse, fmt.Sprintf("file=%v dir=%v env=%d args=%d", ferr != nil, derr != nil, len(os.Environ()), len(os.Args)))
+		return 0
 	case "served":
 		write(kindResponse, strconv.Itoa(served))
 		return 0
