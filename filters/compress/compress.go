@@ -33,6 +33,9 @@ func Register(r *engine.Registry) {
 		if err != nil {
 			return nil, err
 		}
+		if env != nil {
+			f.SetPipeline(env.Pipeline)
+		}
 		if env != nil && env.Logger != nil {
 			warnConfig(cfg, env)
 		}
@@ -61,9 +64,10 @@ func warnConfig(cfg *Config, env *engine.BuildEnv) {
 
 // Filter is a built compress filter. One value serves every request of its pipeline.
 type Filter struct {
-	names    []string  // the configured algorithms, in preference order
-	encs     []encoder // their encoders, at the configured levels
-	encoding [][]byte  // Content-Encoding values, parallel to names
+	names    []string   // the configured algorithms, in preference order
+	encs     []encoder  // their encoders, at the configured levels
+	encoding [][]byte   // Content-Encoding values, parallel to names
+	counters []counters // metrics, parallel to names
 	minSize  int
 	types    []typePattern
 
@@ -86,6 +90,7 @@ func New(cfg *Config, maxBodyBytes int64) (*Filter, error) {
 		f.encs = append(f.encs, e)
 		f.encoding = append(f.encoding, []byte(a))
 	}
+	f.SetPipeline("")
 	for _, t := range cfg.Types {
 		p, err := parseTypePattern(t)
 		if err != nil {
@@ -106,6 +111,14 @@ var (
 	hdrAcceptRanges    = "Accept-Ranges"
 	valAcceptEncoding  = []byte("Accept-Encoding")
 )
+
+// SetPipeline labels the filter's metrics with the pipeline name.
+func (f *Filter) SetPipeline(name string) {
+	f.counters = f.counters[:0]
+	for _, a := range f.names {
+		f.counters = append(f.counters, newCounters(name, a))
+	}
+}
 
 // OnRequest decodes an encoded request body when decompress_requests is on.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
@@ -199,6 +212,10 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	}
 	// SetBody copies into the response's own buffer: the body may have been set raw from an
 	// immutable slice (a cache entry), which must not be swapped out or written to.
+	m := &f.counters[i]
+	m.responses.Inc()
+	m.in.Add(float64(len(body)))
+	m.out.Add(float64(len(out.b)))
 	resp.SetBody(out.b)
 	h.SetContentEncodingBytes(f.encoding[i])
 	h.Del(hdrAcceptRanges)
