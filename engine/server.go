@@ -81,6 +81,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 // Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = &resilientListener{Listener: ln, log: s.log}
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,4 +169,79 @@ func TestBinaryUpgrade(t *testing.T) {
 		t.Errorf("after the upgrade X-Config = %q, want new", m)
 	}
 	_ = newCmd.Process.Signal(syscall.SIGTERM)
+}
+
+// TestSurvivesDescriptorExhaustion runs the gateway with a low open-file limit, exhausts it with
+// idle connections, and checks it serves again once they close instead of having stopped.
+func TestSurvivesDescriptorExhaustion(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	listen := freePort(t)
+	cfg := writeConfig(t, gatewayConfig(listen, "", up, "fd"))
+	cmd := exec.Command("bash", "-c", `ulimit -n 48 && exec "$0" run -c "$1"`, sluiceBin, cfg)
+	stderr := &syncWriter{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://" + listen + "/x"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var conns []net.Conn
+	for i := 0; i < 80; i++ {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(300 * time.Millisecond) // let the gateway hit EMFILE while accepting them
+	for _, c := range conns {
+		c.Close()
+	}
+	http.DefaultClient.CloseIdleConnections()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway no longer serves after descriptor exhaustion: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(stderr.String(), "cannot accept a connection") {
+		t.Errorf("the gateway never ran out of descriptors (test setup too lax?):\n%s", stderr.String())
+	}
+}
+
+// syncWriter collects a child's output for test messages.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
