@@ -223,7 +223,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		}
 		if rd.onlyIfCached {
 			st.mayStore = false
-			return c.Fail(fasthttp.StatusGatewayTimeout, errors.New("only-if-cached: not in the cache"))
+			return c.Fail(fasthttp.StatusGatewayTimeout, errOnlyIfCached)
 		}
 		if !get || attempt > 0 {
 			break // HEAD misses are not stored, so not coalesced; a woken waiter that still misses goes itself
@@ -247,6 +247,8 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	f.metrics.miss.Inc()
 	return engine.Continue
 }
+
+var errOnlyIfCached = errors.New("only-if-cached: not in the cache")
 
 var clientConditionals = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
 
@@ -374,7 +376,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		return
 	}
 	stateKey.Set(c, nil)
-	defer statePool.Put(st)
+	defer releaseState(st)
 	if st.answered {
 		return
 	}
@@ -402,6 +404,12 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	if st.result != resNone && f.statusHeader {
 		c.Response.Header.SetBytesV(hdrXCache, resultValues[st.result])
 	}
+}
+
+// releaseState pools st without the entry and flight it pointed to, so they can be collected.
+func releaseState(st *reqState) {
+	*st = reqState{}
+	statePool.Put(st)
 }
 
 // heuristic lists the statuses cacheable without explicit freshness (RFC 9110 §15.1).
