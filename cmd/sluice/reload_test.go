@@ -245,3 +245,27 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+func TestWatchReloadsOnFileChange(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	listen := freePort(t)
+	path := writeConfig(t, gatewayConfig(listen, "", up, "before"))
+	startSluice(t, path, "--watch")
+	url := "http://" + listen + "/x"
+	if m := configMarker(t, url); m != "before" {
+		t.Fatalf("X-Config = %q", m)
+	}
+	// Make sure the modification time moves even on coarse file systems.
+	later := time.Now().Add(2 * time.Second)
+	if err := os.WriteFile(path, []byte(gatewayConfig(listen, "", up, "after")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(path, later, later)
+	deadline := time.Now().Add(10 * time.Second)
+	for configMarker(t, url) != "after" {
+		if time.Now().After(deadline) {
+			t.Fatal("--watch did not reload the changed file")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
