@@ -65,6 +65,9 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	st.probeOK.Store(0)
 	if n := st.probeFail.Add(1); st.healthy.Load() && int(n) >= hc.UnhealthyThreshold {
 		st.healthy.Store(false)
+		// Its pooled connections are likely dead (a crashed process): don't let them fail
+		// the first requests once it is back.
+		t.client.CloseIdleConnections()
 		status := 0
 		if err == nil {
 			status = resp.StatusCode()

@@ -409,6 +409,7 @@ func (u *Upstream) onFailure(t *target, now int64) {
 		// It comes back after the ejection with a clean slate: the latency penalties of its
 		// failures would otherwise keep p2c_ewma away from it long after.
 		t.st.resetLatency()
+		t.client.CloseIdleConnections()
 		t.st.ejections.Add(1)
 		t.st.consecFailures.Store(0)
 		t.m.ejections.Inc()
