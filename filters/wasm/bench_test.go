@@ -26,6 +26,9 @@ func pipelineFor(filters ...engine.Filter) *engine.Pipeline {
 }
 
 func TestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	f, _ := newFilter(t, "bench", nil)
 	p := pipelineFor(f)
 	c := enginetest.NewCtx(t, "GET", "/items/42?full=1", "x-id", "abc")
@@ -40,6 +43,9 @@ func TestAllocs(t *testing.T) {
 }
 
 func TestTimeoutAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	f, _ := newFilter(t, "bench", func(c *Config) { c.Timeout = engine.Duration(time.Second) })
 	p := pipelineFor(f)
 	c := enginetest.NewCtx(t, "GET", "/items/42?full=1", "x-id", "abc")
@@ -151,6 +157,9 @@ func (c cpuClock) report(b *testing.B) {
 // values, method, URI, protocol, source address, request rewriting, response writes, body
 // reads) and checks the host side allocates nothing once the buffers are warm.
 func TestHostFunctionAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	f, _ := newFilter(t, "goguest", nil)
 	p := pipelineFor(f)
 	for _, tc := range []string{"names", "values", "info", "respond", "rewrite", "buffer-response", "limits", "status-code"} {
