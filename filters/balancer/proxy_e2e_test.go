@@ -409,3 +409,40 @@ func TestHeadKeepsContentLength(t *testing.T) {
 		t.Errorf("HEAD Content-Length = %q, want the upstream's 10", got)
 	}
 }
+
+func TestKeepAlivePoolIsReused(t *testing.T) {
+	var mu sync.Mutex
+	remotes := map[string]int{}
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		mu.Lock()
+		remotes[c.RemoteAddr().String()]++
+		mu.Unlock()
+		c.SetBodyString("ok")
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	for i := 0; i < 20; i++ {
+		// A new client connection each time (Connection: close): the upstream side is pooled.
+		if resp, _ := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(remotes) != 1 {
+		t.Errorf("20 sequential requests used %d upstream connections, want 1 kept alive: %v", len(remotes), remotes)
+	}
+}
+
+func TestChunkedUploadIsForwardedWithLength(t *testing.T) {
+	var got string
+	var cl int
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		got = string(c.Request.Body())
+		cl = c.Request.Header.ContentLength()
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	resp, _ := rawRequest(t, gw.Addr, "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+	if resp.StatusCode != 200 || got != "hello world" || cl != 11 {
+		t.Errorf("status %d; upstream got %q with Content-Length %d, want \"hello world\" and 11", resp.StatusCode, got, cl)
+	}
+}
