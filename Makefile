@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build quickstart-filter run test test-go fuzz lint bench bench-full examples clean
+.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full examples clean
 
 build: ## build the gateway and the testbed servers into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
@@ -35,6 +35,9 @@ lint: ## gofmt and go vet
 
 bench: ## Go benchmarks of the hot paths (load benchmarks against peers: testbed/)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./engine/... ./filters/...
+
+examples: ## build every example Wasm filter into examples/filters/build/<lang>/<name>.wasm
+	$(MAKE) -C sdk examples
 
 clean:
 	rm -rf $(BIN)
