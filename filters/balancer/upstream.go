@@ -272,6 +272,12 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	}
 	keep, err := copyResponse(c, up, u.maxHeld, x)
 	owned = keep
+	if !keep {
+		// Later filters see a body stream: compression, caching and Wasm response buffering
+		// leave it alone.
+		u.log.Info("streaming a response larger than max_response_bytes", "target", c.Target,
+			"content_length", c.Response.Header.ContentLength(), "max_response_bytes", u.maxHeld)
+	}
 	if err != nil {
 		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: reading the response: %w", u.name, err))
 	}
