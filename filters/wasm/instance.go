@@ -189,6 +189,9 @@ func (in *instance) begin(c *engine.Ctx) {
 
 // end forgets the request, keeping the buffers for the next one.
 func (in *instance) end() {
+	// A line the guest printed without its newline is logged with its request.
+	in.stdout.flush()
+	in.stderr.flush()
 	in.c = nil
 	in.phase = phaseIdle
 	in.features = in.baseFeatures
