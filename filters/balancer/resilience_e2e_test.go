@@ -584,3 +584,20 @@ func TestHealthSurvivesHotReload(t *testing.T) {
 		t.Errorf("after the reload: %v, want b and c only", seen)
 	}
 }
+
+func TestUnresolvedNameIsRetriedSoon(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("late") })
+	_, port, _ := net.SplitHostPort(up)
+	res := &fakeResolver{m: map[string][]string{}}
+	defer balancer.SetResolver(res)()
+	gw := gatewaytest.Start(t, config("", []string{"late.test:" + port}, `dns_refresh = "1h"`))
+	if code, _, _ := get(t, gatewaytest.Client(), gw.URL+"/x"); code != 503 {
+		t.Fatalf("before the name resolves: %d, want 503", code)
+	}
+	res.set("late.test", "127.0.0.1")
+	// Not an hour: a name without addresses is looked up again every second.
+	waitFor(t, 3*time.Second, "the name resolved", func() bool { return len(status(t, gw).Targets) == 1 })
+	if code, body, err := get(t, gatewaytest.Client(), gw.URL+"/x"); code != 200 || string(body) != "late" {
+		t.Errorf("after the name resolved: %d %q %v", code, body, err)
+	}
+}

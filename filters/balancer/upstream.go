@@ -590,30 +590,45 @@ func (u *Upstream) rebuild() {
 	}
 }
 
+// dnsLoop re-resolves the target names every dns_refresh; while a name has no address yet
+// (its first lookups failed), it retries every second.
 func (u *Upstream) dnsLoop(every time.Duration) {
 	defer u.wg.Done()
-	tk := time.NewTicker(every)
-	defer tk.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-u.stop
+		cancel() // abandon a lookup in progress
+	}()
 	for {
+		wait := every
+		if u.unresolved() {
+			wait = min(every, time.Second)
+		}
+		tm := time.NewTimer(wait)
 		select {
 		case <-u.stop:
+			tm.Stop()
 			return
-		case <-tk.C:
-			ctx, cancel := context.WithCancel(context.Background())
-			go func() {
-				select {
-				case <-u.stop:
-				case <-ctx.Done():
-				}
-				cancel()
-			}()
-			if u.resolveAll(ctx) {
-				u.rebuild()
-				u.log.Info("targets re-resolved", "targets", len(u.set.Load().targets))
-			}
-			cancel()
+		case <-tm.C:
+		}
+		if u.resolveAll(ctx) {
+			u.rebuild()
+			u.log.Info("targets re-resolved", "targets", len(u.set.Load().targets))
 		}
 	}
+}
+
+// unresolved reports whether some target name has no address.
+func (u *Upstream) unresolved() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, g := range u.groups {
+		if len(g.addrs) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func dedupe(s []string) []string {
