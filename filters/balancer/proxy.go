@@ -44,6 +44,8 @@ type exchange struct {
 	noHost  bool // the client sent no Host header
 }
 
+const maxPooledScratch = 256 << 10
+
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
 func acquireExchange() *exchange { return exchangePool.Get().(*exchange) }
@@ -52,6 +54,10 @@ func releaseExchange(x *exchange) {
 	// Drop the reference to the client's body (SetBodyRaw shares it) before pooling.
 	x.req.Reset()
 	x.ntried = 0
+	// Don't keep a large response body's buffer alive in the pool.
+	if cap(x.scratch) > maxPooledScratch {
+		x.scratch = nil
+	}
 	exchangePool.Put(x)
 }
 
@@ -398,8 +404,8 @@ func copyResponse(c *engine.Ctx, up *fasthttp.Response, maxHeld int, x *exchange
 	}
 	if len(b) > maxHeld {
 		// Larger than we hold: send what was read, then the rest as it comes.
-		prefix := append([]byte(nil), b...)
-		x.scratch = b[:0]
+		prefix := b // now the stream's: the exchange gets a fresh buffer
+		x.scratch = nil
 		dst.SetBodyStream(&streamedBody{r: io.MultiReader(bytes.NewReader(prefix), stream), up: up}, cl)
 		return false, nil
 	}

@@ -135,7 +135,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	}
 	u.hashed = u.hash.kind != hashNone
 	if r := cfg.Retry; r != nil {
-		u.attempts = *r.Attempts
+		u.attempts = min(max(*r.Attempts, 0), maxRetryAttempts) // Validate reports larger values
 		u.on = compileRetryOn(r.On)
 		u.budget.pct = int64(*r.BudgetPercent)
 		u.perTryTimeout = r.PerTryTimeout.D()
