@@ -85,6 +85,7 @@ type Filter struct {
 	mode    storeErrorMode
 	modeStr string
 	headers bool
+	carry   bool // the key's value may change before the response phase: carry r and t
 
 	policyValue []byte // RateLimit-Policy field value
 	limitPrefix []byte // RateLimit field value up to the r value
@@ -120,6 +121,7 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 		seed:    maphash.MakeSeed(),
 		epoch:   time.Now(),
 		log:     log.With("policy", name),
+		carry:   ks.kind == keyHeader || ks.kind == keyClaim,
 	}
 	switch cfg.OnStoreError {
 	case "allow":
@@ -179,9 +181,10 @@ var (
 )
 
 // outcome carries a decision from OnRequest to OnResponse where the response phase cannot
-// simply look again: every Redis decision (no second round trip) and every refusal (r = 0 and t
-// must name the moment Retry-After named). An admission by the local store carries nothing: the
-// response phase reads the key's state again, which costs less than carrying it. Outcomes of the
+// simply look again: every Redis decision (no second round trip), every refusal (r = 0 and t
+// must name the moment Retry-After named), and admissions keyed by a header or a claim (a later
+// filter may remove the header before the response phase). Other local admissions (ip, route)
+// carry nothing: the response phase reads the key's state again, which costs less. Outcomes of the
 // rate_limit filters of one request form a stack in outcomeKey (response phases run in reverse
 // order, so each filter finds its own on top), and are pooled.
 type outcome struct {
@@ -242,6 +245,10 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	ok, ahead := f.local.take(f.localHash(c), f.now(c))
 	if ok {
 		f.mAllowed.Inc()
+		if f.headers && f.carry {
+			o := f.push(c)
+			o.known, o.r, o.t = true, f.g.remaining(ahead), f.g.windowSeconds()
+		}
 		return engine.Continue
 	}
 	var o *outcome

@@ -446,8 +446,8 @@ func benchFilter(b *testing.B, key string) {
 func BenchmarkFilterIP(b *testing.B)     { benchFilter(b, "ip") }
 func BenchmarkFilterHeader(b *testing.B) { benchFilter(b, "header:X-Api-Key") }
 
-// BenchmarkDecisionIP and BenchmarkDecisionHeader measure the request phase alone (key, hash,
-// shard, GCRA, metrics): the local decision.
+// BenchmarkDecisionIP and BenchmarkDecisionHeader measure the local decision: the request phase
+// (key, hash, shard, GCRA, metrics) and, for a header key, the outcome it carries.
 func BenchmarkDecisionIP(b *testing.B)     { benchDecision(b, "ip") }
 func BenchmarkDecisionHeader(b *testing.B) { benchDecision(b, "header:X-Api-Key") }
 
@@ -458,6 +458,10 @@ func benchDecision(b *testing.B, key string) {
 	loopCPU(b, func() {
 		if f.OnRequest(c) != engine.Continue {
 			panic("refused")
+		}
+		// What the response phase does with a carried outcome, less writing the fields.
+		if o := f.pop(c); o != nil {
+			outcomePool.Put(o)
 		}
 	})
 }
@@ -521,5 +525,39 @@ func TestConfigLifecycle(t *testing.T) {
 	}
 	if err := sc.client.Ping(t.Context()).Err(); !errors.Is(err, errClientClosed) {
 		t.Errorf("client still open after the configuration was retired: %v", err)
+	}
+}
+
+// removeHeader is a later filter that strips a request header before the upstream sees it.
+type removeHeader string
+
+func (r removeHeader) OnRequest(c *engine.Ctx) engine.Verdict {
+	c.Request.Header.Del(string(r))
+	return engine.Continue
+}
+func (removeHeader) OnResponse(*engine.Ctx) {}
+
+// TestFieldsWhenKeyHeaderRemoved: the key header is gone by the response phase; RateLimit still
+// reports the key's count, not the anonymous key's.
+func TestFieldsWhenKeyHeaderRemoved(t *testing.T) {
+	now := int64(0)
+	f := testFilter(t, testConfig("header:X-Api-Key", 10, time.Minute, 0), &now)
+	var got []string
+	for i := range 3 {
+		now = int64(i) * 6 * sec
+		c := enginetest.NewCtx(t, "GET", "/", "X-Api-Key", "k1")
+		enginetest.Serve(c, enginetest.OK, f, removeHeader("X-Api-Key"))
+		got = append(got, string(c.Response.Header.Peek("RateLimit")))
+	}
+	// Each request 6s (= T) after the previous: 9 more fit in the next minute every time.
+	want := []string{`"default";r=9;t=60`, `"default";r=9;t=60`, `"default";r=9;t=60`}
+	if !equal(got, want) {
+		t.Errorf("RateLimit = %q, want %q", got, want)
+	}
+	// The anonymous key was never charged.
+	c := enginetest.NewCtx(t, "GET", "/")
+	enginetest.Serve(c, enginetest.OK, f)
+	if got := string(c.Response.Header.Peek("RateLimit")); got != `"default";r=9;t=60` {
+		t.Errorf("anonymous key: RateLimit %q, want a fresh budget", got)
 	}
 }
