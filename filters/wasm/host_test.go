@@ -130,3 +130,14 @@ func mustRead(t *testing.T, mem interface {
 	}
 	return b
 }
+
+func TestValidToken(t *testing.T) {
+	for s, want := range map[string]bool{
+		"GET": true, "x-custom_header.1~": true, "!#$%&'*+-.^_`|~": true,
+		"": false, "a b": false, "a:b": false, "a\r\n": false, "a(b": false, "é": false, "a/b": false,
+	} {
+		if got := validToken([]byte(s)); got != want {
+			t.Errorf("validToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

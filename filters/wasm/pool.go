@@ -2,19 +2,96 @@ package wasm
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"time"
 )
 
-// The pool: idle instances wait in a channel sized pool_max; live counts every instance that
-// exists (idle, pinned by a request, or being created), never more than pool_max.
+// pool holds a filter's idle instances as a stack: the most recently used instance serves the
+// next request, so a lightly loaded filter keeps touching the same warm memory. Requests that
+// find every instance busy queue as waiters and are handed an instance directly on release.
+type pool struct {
+	mu      sync.Mutex
+	idle    []*instance
+	waiters []chan *instance
+}
+
+// get pops an idle instance, or returns nil.
+func (p *pool) get() *instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		in := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		return in
+	}
+	return nil
+}
+
+// put hands in to the longest-waiting request, or keeps it idle.
+func (p *pool) put(in *instance) {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.mu.Unlock()
+		w <- in // buffered: never blocks
+		return
+	}
+	p.idle = append(p.idle, in)
+	p.mu.Unlock()
+}
+
+// wait queues for an instance for at most d; nil if none came.
+func (p *pool) wait(d time.Duration) *instance {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		// One came back between the caller's get and now.
+		in := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return in
+	}
+	w := make(chan *instance, 1)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case in := <-w:
+		return in
+	case <-t.C:
+	}
+	p.mu.Lock()
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	// A release chose this waiter just as it gave up: take the instance it sent.
+	return <-w
+}
+
+// drain removes and returns every idle instance.
+func (p *pool) drain() []*instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.idle
+	p.idle = nil
+	return out
+}
+
+// live counts every instance that exists (idle, pinned by a request, or being created), never
+// more than pool_max.
 
 // acquire returns an idle instance, creates one while fewer than pool_max exist, or waits up to
 // pool_wait for one to come back.
 func (f *Filter) acquire() (*instance, error) {
-	select {
-	case in := <-f.idle:
+	if in := f.pool.get(); in != nil {
 		return in, nil
-	default:
 	}
 	if f.closed.Load() {
 		return nil, errFilterClosed
@@ -24,16 +101,15 @@ func (f *Filter) acquire() (*instance, error) {
 	}
 	f.m.poolWaits.Inc()
 	if f.poolWait <= 0 {
+		if in := f.pool.get(); in != nil {
+			return in, nil
+		}
 		return nil, errPoolFull
 	}
-	t := time.NewTimer(f.poolWait)
-	defer t.Stop()
-	select {
-	case in := <-f.idle:
+	if in := f.pool.wait(f.poolWait); in != nil {
 		return in, nil
-	case <-t.C:
-		return nil, errPoolFull
 	}
+	return nil, errPoolFull
 }
 
 // grow creates an instance if fewer than pool_max exist; ok is false when the pool is full.
@@ -66,18 +142,15 @@ func (f *Filter) release(in *instance) {
 		}
 		return
 	}
-	select {
-	case f.idle <- in:
-	default:
-		// Cannot happen (the channel holds pool_max), but never block a request on it.
-		f.discard(in)
-	}
+	f.pool.put(in)
 }
 
 func (f *Filter) discard(in *instance) {
 	if in.timer != nil {
 		in.timer.Stop()
 	}
+	in.stdout.flush()
+	in.stderr.flush()
 	if in.mod != nil {
 		_ = in.mod.Close(context.Background())
 	}
@@ -85,8 +158,8 @@ func (f *Filter) discard(in *instance) {
 	f.m.instances.Dec()
 }
 
-// replace creates a fresh instance in the background for the pool. It runs under closeMu's
-// WaitGroup so Close waits for it rather than racing it.
+// replace creates a fresh instance in the background for the pool. Close waits for it rather
+// than racing it.
 func (f *Filter) replace() {
 	f.closeMu.Lock()
 	defer f.closeMu.Unlock()
@@ -108,10 +181,6 @@ func (f *Filter) replace() {
 			f.discard(in)
 			return
 		}
-		select {
-		case f.idle <- in:
-		default:
-			f.discard(in)
-		}
+		f.pool.put(in)
 	}()
 }

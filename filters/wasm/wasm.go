@@ -62,7 +62,7 @@ type Filter struct {
 	modCfg wazero.ModuleConfig
 	start  string
 
-	idle     chan *instance
+	pool     pool
 	live     atomic.Int32
 	closed   atomic.Bool
 	closeMu  sync.Mutex
@@ -107,7 +107,6 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		skip:     cfg.OnError == "skip",
 		poolWait: cfg.PoolWait.D(),
 		poolMax:  int32(cfg.PoolMax),
-		idle:     make(chan *instance, cfg.PoolMax),
 		validate: env.Validating,
 		m:        metricsFor(env.Pipeline, label),
 	}
@@ -143,7 +142,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 			f.Close()
 			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
 		}
-		f.idle <- in
+		f.pool.put(in)
 	}
 	return f, nil
 }
@@ -250,14 +249,8 @@ func (f *Filter) Close() error {
 	}
 	f.bg.Wait()
 	ctx := context.Background()
-	for {
-		select {
-		case in := <-f.idle:
-			f.discard(in)
-			continue
-		default:
-		}
-		break
+	for _, in := range f.pool.drain() {
+		f.discard(in)
 	}
 	// Instances still pinned by a request are closed with the runtime; they leave the counts
 	// when their request releases them.
