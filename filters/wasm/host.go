@@ -3,10 +3,10 @@ package wasm
 import (
 	"context"
 	"fmt"
-	"strings"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"unsafe"
 
 	"github.com/sluice-gateway/sluice/engine"
