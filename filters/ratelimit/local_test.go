@@ -296,3 +296,37 @@ func TestConcurrentExact(t *testing.T) {
 		t.Errorf("admitted %v, want exactly 100 per key", total)
 	}
 }
+
+// TestShardRebuild: a shard that grew large and emptied is rebuilt smaller, keeping the state of
+// the keys it still holds, and freed slots are reused.
+func TestShardRebuild(t *testing.T) {
+	s := newTestStore(1, time.Second, 0) // keys idle 1s after their request
+	sh := &s.shards[0]
+	for k := range uint64(3000) { // small hashes all land in shard 0
+		s.take(k+1, 0)
+	}
+	s.take(5000, 500*ms) // a key that stays busy until 1.5s
+	if sh.peak != 3001 || len(sh.tats) != 3001 {
+		t.Fatalf("peak %d, %d slots; want 3001", sh.peak, len(sh.tats))
+	}
+	s.take(6000, 1200*ms) // a new key: the sweep drops the 3000 idle ones and rebuilds
+	if n := len(sh.index); n != 2 || len(sh.tats) > 2 || sh.peak != 2 {
+		t.Fatalf("after the sweep: %d keys, %d slots, peak %d; want 2, 2, 2", n, len(sh.tats), sh.peak)
+	}
+	if ok, _ := s.take(5000, 1300*ms); ok {
+		t.Error("key 5000 lost its state in the rebuild")
+	}
+	if ok, _ := s.take(5000, 1500*ms); !ok {
+		t.Error("key 5000 refused once idle")
+	}
+	// Eviction frees a slot that the next key reuses.
+	s2 := newLocalStore(newGCRA(1, time.Hour, 0, time.Nanosecond), numShards) // one key per shard
+	s2.take(1, 0)
+	s2.take(2, 0) // evicts key 1
+	if n := len(s2.shards[0].tats); n != 1 {
+		t.Errorf("%d slots after an eviction, want the freed one reused", n)
+	}
+	if ok, _ := s2.take(2, 1); ok {
+		t.Error("key 2 admitted twice within the hour")
+	}
+}
