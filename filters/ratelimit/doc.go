@@ -42,10 +42,10 @@
 // # Stores
 //
 // Without store, a local store decides: 64 shards, each a mutex, a map from the key's seeded
-// 64-bit hash to a slot and the slots' TATs, with no global lock. Idle keys (TAT passed) carry no information
-// and are swept; each shard holds at most DefaultMaxKeys/64 keys, and a new key arriving at a full
-// shard evicts the sampled key closest to idle, so a flood of distinct keys costs bounded memory.
-// The local clock is the request's start time on the monotonic clock.
+// 64-bit hash to a slot and the slots' TATs, with no global lock. Idle keys (TAT passed) carry
+// no information and are swept; each shard holds at most DefaultMaxKeys/64 keys, and a new key
+// arriving at a full shard evicts the sampled key closest to idle, so a flood of distinct keys
+// costs bounded memory. The local clock is the request's start time on the monotonic clock.
 //
 // With store = redis.NAME, each decision is one Lua script (EVALSHA, falling back to EVAL after a
 // Redis restart) that reads Redis' own clock (TIME), decides and stores the new TAT with an
