@@ -185,6 +185,9 @@ func TestHopByHopHeadersAndForwarding(t *testing.T) {
 			t.Errorf("upstream received hop-by-hop %s: %q", k, v)
 		}
 	}
+	if ua := h.Get("User-Agent"); ua != "" {
+		t.Errorf("the gateway added User-Agent %q", ua)
+	}
 	if h.Get("X-Public") != "p" {
 		t.Errorf("X-Public not forwarded: %v", h)
 	}

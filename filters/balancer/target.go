@@ -88,8 +88,8 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		NoDefaultUserAgentHeader:  true,
 	}
 	t.client = &fasthttp.HostClient{
-		Addr:        addr,
-		Name:        "sluice",
+		Addr: addr,
+		// No Name: a request without User-Agent is forwarded without one.
 		DialTimeout: d.dial,
 		IsTLS:       ts.enabled,
 		MaxConns:    u.maxConns,

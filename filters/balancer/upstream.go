@@ -65,6 +65,7 @@ type Upstream struct {
 	perTryTimeout  time.Duration
 	slotWait       time.Duration
 	maxHeld        int
+	upgradeIdle    time.Duration
 	attempts       int
 	on             retryOn
 	budget         retryBudget
@@ -126,6 +127,10 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	// A request that finds every slot of its target taken waits briefly for one, then moves on.
 	u.slotWait = min(u.connectTimeout, 100*time.Millisecond)
 	u.maxHeld = 64 << 20
+	if env.Server != nil {
+		// An upgraded connection (WebSocket) is closed after this long without traffic.
+		u.upgradeIdle = env.Server.IdleTimeout.D()
+	}
 	if env.Server != nil && env.Server.MaxResponseBytes > 0 {
 		u.maxHeld = int(env.Server.MaxResponseBytes)
 	}
@@ -200,6 +205,10 @@ func (u *Upstream) Close() error {
 // Serve proxies the request to a target, retrying on others as the retry block allows, and
 // leaves the upstream's response (or a short error) in c.Response.
 func (u *Upstream) Serve(c *engine.Ctx) {
+	if isUpgrade(&c.Request.Header) {
+		u.serveUpgrade(c, u.upgradeIdle)
+		return
+	}
 	set := u.set.Load()
 	start := time.Now()
 	now := start.UnixNano()
