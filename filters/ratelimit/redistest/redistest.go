@@ -1,6 +1,7 @@
 // Package redistest runs a real redis-server for a test, on a random loopback port, and lets the
 // test kill and restart it. It needs the redis-server binary (Debian package redis-server): when
 // it is missing, the test fails with a message saying so, or is skipped under -short.
+// REDIS_SERVER_BIN names another binary.
 package redistest
 
 import (
@@ -74,7 +75,15 @@ func StartWith(t testing.TB, opt Options) *Server {
 	return nil
 }
 
+// binary finds redis-server: $REDIS_SERVER_BIN if set (nothing if it does not exist), else on
+// PATH, else /usr/bin/redis-server.
 func binary() string {
+	if p, ok := os.LookupEnv("REDIS_SERVER_BIN"); ok {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
+		return p
+	}
 	if p, err := exec.LookPath("redis-server"); err == nil {
 		return p
 	}
