@@ -22,6 +22,7 @@ package wasm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,8 +30,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"crypto/rand"
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/tetratelabs/wazero"
@@ -228,14 +227,14 @@ func (f *Filter) failed(err error) {
 	switch {
 	case errors.Is(err, errTimeout):
 		f.m.timeouts.Inc()
-		f.log.Warn("wasm guest stopped at its timeout", "timeout", f.timeout)
+		f.log.Warn("wasm guest stopped at its timeout", "module", f.module, "timeout", f.timeout)
 	case errors.Is(err, errPoolFull):
 		f.m.poolFull.Inc()
 		f.log.Warn("wasm pool exhausted", "pool_max", f.poolMax, "pool_wait", f.poolWait)
 	case errors.Is(err, errFilterClosed):
 	default:
 		f.m.traps.Inc()
-		f.log.Warn("wasm guest failed", "err", err)
+		f.log.Warn("wasm guest failed", "module", f.module, "err", err)
 	}
 }
 
