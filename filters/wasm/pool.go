@@ -126,6 +126,7 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 	in, err = f.newInstance(ctx)
 	if err != nil {
 		f.live.Add(-1)
+		_ = f.closeRuntimeIfUnused()
 		return nil, true, err
 	}
 	f.m.instances.Inc()
@@ -156,6 +157,9 @@ func (f *Filter) discard(in *instance) {
 	}
 	f.live.Add(-1)
 	f.m.instances.Dec()
+	if err := f.closeRuntimeIfUnused(); err != nil {
+		f.log.Warn("closing the wasm runtime", "err", err)
+	}
 }
 
 // replace creates a fresh instance in the background for the pool. Close waits for it rather

@@ -65,6 +65,7 @@ type Filter struct {
 	live     atomic.Int32
 	closed   atomic.Bool
 	closeMu  sync.Mutex
+	rtClose  sync.Once
 	bg       sync.WaitGroup
 	validate bool
 	m        filterMetrics
@@ -238,8 +239,11 @@ func (f *Filter) failed(err error) {
 	}
 }
 
-// Close closes every instance, the runtime and the compiled module (dropping its reference in
-// the compilation cache). Requests must have drained; a later request gets an error.
+// Close closes the idle instances, and the runtime and compiled module (dropping its reference
+// in the compilation cache) once no request holds an instance: closing a runtime under a guest
+// that is still running would pull its memory from under it. A request that still holds one
+// (a drain that timed out) finishes on it; the last release closes the runtime. Requests after
+// Close get an error.
 func (f *Filter) Close() error {
 	f.closeMu.Lock()
 	defer f.closeMu.Unlock()
@@ -247,16 +251,26 @@ func (f *Filter) Close() error {
 		return nil
 	}
 	f.bg.Wait()
-	ctx := context.Background()
 	for _, in := range f.pool.drain() {
 		f.discard(in)
 	}
-	// Instances still pinned by a request are closed with the runtime; they leave the counts
-	// when their request releases them.
-	err := f.rt.Close(ctx)
-	if f.code != nil {
-		err = errors.Join(err, f.code.Close(ctx))
+	return f.closeRuntimeIfUnused()
+}
+
+// closeRuntimeIfUnused closes the runtime and the compiled module once the filter is closed and
+// no instance exists. Instance creation racing it fails cleanly on the closed runtime.
+func (f *Filter) closeRuntimeIfUnused() error {
+	if !f.closed.Load() || f.live.Load() != 0 {
+		return nil
 	}
+	var err error
+	f.rtClose.Do(func() {
+		ctx := context.Background()
+		err = f.rt.Close(ctx)
+		if f.code != nil {
+			err = errors.Join(err, f.code.Close(ctx))
+		}
+	})
 	return err
 }
 

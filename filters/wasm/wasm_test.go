@@ -512,3 +512,33 @@ func TestSkipOnTimeoutAndFullPool(t *testing.T) {
 	}
 	f.OnResponse(held)
 }
+
+// TestCloseWhileRequestInFlight closes a filter while a request holds an instance (a drain that
+// timed out): the request finishes on a live runtime, and its release closes the runtime.
+func TestCloseWhileRequestInFlight(t *testing.T) {
+	f, _, err := tryFilter(t, "bench", false, func(c *Config) { c.PoolMin = 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := enginetest.NewCtx(t, "GET", "/")
+	if v := f.OnRequest(c); v != engine.Continue {
+		t.Fatalf("verdict %v", v)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.rt.CompileModule(context.Background(), []byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Fatalf("the runtime was closed under a pinned instance: %v", err)
+	}
+	backend(c)
+	f.OnResponse(c)
+	if got := hdr(c, "x-filtered"); got != "yes" {
+		t.Errorf("handle_response did not run after Close: x-filtered %q", got)
+	}
+	if _, err := f.rt.CompileModule(context.Background(), []byte("\x00asm\x01\x00\x00\x00")); err == nil {
+		t.Error("the runtime is still open after the last instance came back")
+	}
+	if got := metricValue(f.m.instances); got != 0 {
+		t.Errorf("instances = %v after close", got)
+	}
+}
