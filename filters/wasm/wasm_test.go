@@ -389,6 +389,17 @@ func TestCommandStart(t *testing.T) {
 	if got := hdr(c, "x-features"); got != "2" {
 		t.Errorf("features enabled by _start = %q, want 2 (buffer_response)", got)
 	}
+	// Features enabled by the start function hold for every request of the instance.
+	in, err := f.acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.release(in)
+	in.begin(enginetest.NewCtx(t, "GET", "/"))
+	defer in.end()
+	if in.features != featureBufferResponse {
+		t.Errorf("request features %d, want buffer_response from _start", in.features)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
