@@ -284,4 +284,3 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 	}
 	return gw, diags
 }
-
