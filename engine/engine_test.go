@@ -186,10 +186,63 @@ func TestRequestIDGenerated(t *testing.T) {
 	}
 }
 
-type panicky struct{}
+type panicky struct{ inResponse bool }
 
-func (panicky) OnRequest(*Ctx) Verdict { panic("boom") }
-func (panicky) OnResponse(*Ctx)        {}
+func (p panicky) OnRequest(*Ctx) Verdict {
+	if !p.inResponse {
+		panic("boom")
+	}
+	return Continue
+}
+
+func (p panicky) OnResponse(*Ctx) {
+	if p.inResponse {
+		panic("boom")
+	}
+}
+
+// TestPanicStillRunsResponsePhases: a panic anywhere answers 500, and every filter whose
+// request phase ran still gets its response phase (to give back what it holds).
+func TestPanicStillRunsResponsePhases(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		stages func(log *[]string) []Stage
+		term   func(*Ctx)
+		want   string
+	}{
+		{"request phase", func(log *[]string) []Stage {
+			return []Stage{{Kind: "a", Filter: &recorder{name: "a", log: log}}, {Kind: "p", Filter: panicky{}}, {Kind: "c", Filter: &recorder{name: "c", log: log}}}
+		}, nil, "a.req a.resp"},
+		{"response phase", func(log *[]string) []Stage {
+			return []Stage{{Kind: "a", Filter: &recorder{name: "a", log: log}}, {Kind: "p", Filter: panicky{inResponse: true}}, {Kind: "c", Filter: &recorder{name: "c", log: log}}}
+		}, func(c *Ctx) {}, "a.req c.req c.resp a.resp"},
+		{"terminal", func(log *[]string) []Stage {
+			return []Stage{{Kind: "a", Filter: &recorder{name: "a", log: log}}}
+		}, func(c *Ctx) { panic("terminal") }, "a.req a.resp"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var log []string
+			term := tt.term
+			if term == nil {
+				term = func(*Ctx) {}
+			}
+			p := NewPipeline("p", MatchConfig{}, "", tt.stages(&log), TerminalFunc(term))
+			var fc fasthttp.RequestCtx
+			c := AcquireCtx(&fc)
+			defer ReleaseCtx(c)
+			p.Serve(c)
+			if got := strings.Join(log, " "); got != tt.want {
+				t.Errorf("phases %q, want %q", got, tt.want)
+			}
+			if fc.Response.StatusCode() != 500 {
+				t.Errorf("status %d, want 500", fc.Response.StatusCode())
+			}
+			if _, ok := c.Failure.(*PanicError); !ok {
+				t.Errorf("failure %v is not a *PanicError", c.Failure)
+			}
+		})
+	}
+}
 
 func TestPanicBecomes500(t *testing.T) {
 	s := testServer(t, Stage{Kind: "panicky", Filter: panicky{}})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime/debug"
 )
 
 // Pipeline is a built `pipeline` block: its match, its filters in order and its Terminal.
@@ -33,11 +34,29 @@ func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []St
 func (p *Pipeline) Stages() []Stage { return p.stages }
 
 // Serve runs the request phase of every filter in order, the Terminal unless a filter answered,
-// then the response phase in reverse order for every filter whose request phase ran.
+// then the response phase in reverse order for every filter whose request phase ran. A panic in
+// any stage answers 500 (a *PanicError in c.Failure) and the response phases still run, so
+// filters that hold per-request resources (a Wasm instance) always get them back.
 func (p *Pipeline) Serve(c *Ctx) {
 	c.Pipeline = p
+	ran := p.requestPhase(c)
+	p.responsePhase(c, ran)
+}
+
+// requestPhase runs the request phases and the Terminal; it returns how many stages ran,
+// counting one that panicked.
+func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
+	inTerminal := false
+	defer func() {
+		if r := recover(); r != nil {
+			at := ran - 1
+			if inTerminal {
+				at = -1
+			}
+			c.Fail(500, newPanicError(p, at, r))
+		}
+	}()
 	obs := p.observer
-	ran, answered := 0, false
 	for i := range p.stages {
 		st := &p.stages[i]
 		ran = i + 1
@@ -50,14 +69,26 @@ func (p *Pipeline) Serve(c *Ctx) {
 			obs.EndStage(c, st, PhaseRequest, tok, v)
 		}
 		if v == Respond {
-			answered = true
-			break
+			return ran
 		}
 	}
-	if !answered {
-		p.terminal.Serve(c)
-	}
-	for i := ran - 1; i >= 0; i-- {
+	inTerminal = true
+	p.terminal.Serve(c)
+	return ran
+}
+
+// responsePhase runs the response phases of stages from-1 down to 0. A stage that panics answers
+// 500 and the stages before it still run.
+func (p *Pipeline) responsePhase(c *Ctx, from int) {
+	i := from - 1
+	defer func() {
+		if r := recover(); r != nil {
+			c.Fail(500, newPanicError(p, i, r))
+			p.responsePhase(c, i)
+		}
+	}()
+	obs := p.observer
+	for ; i >= 0; i-- {
 		st := &p.stages[i]
 		if obs == nil {
 			st.Filter.OnResponse(c)
@@ -67,4 +98,25 @@ func (p *Pipeline) Serve(c *Ctx) {
 			obs.EndStage(c, st, PhaseResponse, tok, Continue)
 		}
 	}
+}
+
+// PanicError is the failure recorded when a stage panics.
+type PanicError struct {
+	Pipeline string
+	Stage    string // the stage's label, or "balancer" for the Terminal
+	Value    any
+	Stack    []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("panic in pipeline %q, stage %s: %v", e.Pipeline, e.Stage, e.Value)
+}
+
+// newPanicError describes a panic in stage at (-1: the Terminal).
+func newPanicError(p *Pipeline, at int, r any) *PanicError {
+	stage := "balancer"
+	if at >= 0 && at < len(p.stages) {
+		stage = p.stages[at].Label()
+	}
+	return &PanicError{Pipeline: p.Name, Stage: stage, Value: r, Stack: debug.Stack()}
 }

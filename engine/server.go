@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -210,15 +211,20 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	g.inflight.Add(-1)
 }
 
-// serve runs the pipeline; a panic in any stage answers 500 for this request only.
+// serve runs the pipeline. Panics in stages are recovered by the pipeline (500, response
+// phases still run); they are logged here. A panic that escapes anyway (in the observer) still
+// answers 500 for this request only.
 func (s *Server) serve(p *Pipeline, c *Ctx) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic while serving a request", "pipeline", p.Name, "panic", fmt.Sprint(r))
+			s.log.Error("panic while serving a request", "pipeline", p.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			c.Fail(fasthttp.StatusInternalServerError, fmt.Errorf("panic: %v", r))
 		}
 	}()
 	p.Serve(c)
+	if pe, ok := c.Failure.(*PanicError); ok {
+		s.log.Error("panic in a filter", "pipeline", pe.Pipeline, "stage", pe.Stage, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+	}
 }
 
 // requestID keeps a request id sent by a trusted proxy, else sets a fresh random one.
