@@ -23,11 +23,16 @@ test: lint test-go fuzz ## everything CI runs
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 
-fuzz: ## each fuzz target for a short, fixed time
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./hcl
-	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) ./engine
-	$(GO) test -run '^$$' -fuzz '^FuzzRouter$$' -fuzztime $(FUZZTIME) ./engine
-	$(GO) test -run '^$$' -fuzz '^FuzzConflictingFraming$$' -fuzztime $(FUZZTIME) ./engine
+# Every fuzz target, each for a short, fixed time (go test runs one -fuzz target at a time).
+FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter \
+	./engine:FuzzConflictingFraming ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
+	./filters/wasm:FuzzHostBuffers ./filters/compress:FuzzNegotiate ./filters/cache:FuzzDirectives
+
+fuzz: ## each fuzz target for $(FUZZTIME)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
+	"github.com/valyala/fasthttp"
 )
 
 func gatewayConfig(listen, admin, up, marker string) string {
@@ -265,6 +266,64 @@ func TestWatchReloadsOnFileChange(t *testing.T) {
 	for configMarker(t, url) != "after" {
 		if time.Now().After(deadline) {
 			t.Fatal("--watch did not reload the changed file")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestReloadMovesListener changes the server's listen address on reload: the new address serves
+// at once, a request in flight on the old one completes, then the old address stops accepting.
+func TestReloadMovesListener(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/slow" {
+			arrived <- struct{}{}
+			time.Sleep(500 * time.Millisecond)
+		}
+		c.SetBodyString("done")
+	})
+	oldAddr, newAddr, adminAddr := freePort(t), freePort(t), freePort(t)
+	path := writeConfig(t, gatewayConfig(oldAddr, adminAddr, up, "old"))
+	startSluice(t, path)
+
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + oldAddr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-arrived
+	if err := os.WriteFile(path, []byte(gatewayConfig(newAddr, adminAddr, up, "new")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+adminAddr+"/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d", resp.StatusCode)
+	}
+	if m := configMarker(t, "http://"+newAddr+"/x"); m != "new" {
+		t.Errorf("new address answers X-Config %q, want new", m)
+	}
+	if got := <-slow; got != "done" {
+		t.Errorf("request in flight on the old address got %q, want done", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", oldAddr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the old address still accepts after the reload")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

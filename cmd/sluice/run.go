@@ -10,7 +10,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,19 +40,15 @@ func runRun(args []string) int {
 		return 2
 	}
 	raiseOpenFileLimit(log)
+	// Signals are caught from the start: one that arrives while starting is handled once serving.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	gw, ok := loadAndBuild(*path, os.Stderr, false, log)
 	if !ok {
 		return 1
 	}
-	r := &runner{path: *path, log: log}
-	srv, err := engine.NewServer(gw, log)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		_ = gw.Close()
-		return 1
-	}
-	r.srv = srv
+	r := &runner{path: *path, log: log, failed: make(chan error, 1)}
 	telemetry.Version = version
 	telemetry.SetBuildInfo(version, "")
 	if _, err := r.attachTelemetry(gw); err != nil {
@@ -58,42 +56,28 @@ func runRun(args []string) int {
 		_ = gw.Close()
 		return 1
 	}
-	ln, err := srv.Listen()
-	if err != nil {
-		log.Error("cannot listen", "err", err)
+	if err := r.startServer(gw); err != nil {
+		log.Error("cannot start", "err", err)
 		_ = gw.Close()
 		return 1
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("serving", "listen", ln.Addr().String(), "tls", gw.Spec.Server.TLS != nil, "pipelines", len(gw.Pipelines), "config", *path)
-
-	adm := admin.New(gw.Spec.Admin, srv.Gateway, r.reload)
-	if gw.Spec.Admin.Listen != "" {
-		aln, err := net.Listen("tcp", gw.Spec.Admin.Listen)
-		if err != nil {
-			log.Error("cannot listen for the admin API", "listen", gw.Spec.Admin.Listen, "err", err)
-			_ = srv.Shutdown(context.Background())
-			return 1
-		}
-		go func() { _ = adm.Serve(aln) }()
-		log.Info("admin API", "listen", aln.Addr().String())
+	if err := r.startAdmin(gw.Spec.Admin); err != nil {
+		log.Error("cannot start the admin API", "err", err)
+		r.srv.Load().Shutdown(context.Background())
+		return 1
 	}
+
+	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
 
 	stop := make(chan struct{})
 	if *watch {
 		go r.watch(stop)
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for {
 		select {
-		case err := <-serveErr:
-			if err != nil {
-				log.Error("server stopped", "err", err)
-				return 1
-			}
-			return 0
+		case err := <-r.failed:
+			log.Error("server stopped", "err", err)
+			return 1
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if _, err := r.reload(); err != nil {
@@ -103,10 +87,14 @@ func runRun(args []string) int {
 			}
 			log.Info("shutting down", "signal", sig.String())
 			close(stop)
-			ctx, cancel := context.WithTimeout(context.Background(), gw.Spec.Server.ShutdownTimeout.D())
+			r.mu.Lock() // no reload from here on
+			srv := r.srv.Load()
+			ctx, cancel := context.WithTimeout(context.Background(), srv.Gateway().Spec.Server.ShutdownTimeout.D())
 			err := srv.Shutdown(ctx)
 			cancel()
-			_ = adm.Shutdown()
+			if r.adm != nil {
+				_ = r.adm.Shutdown()
+			}
 			r.shutdownTelemetry()
 			if err != nil {
 				log.Error("shutdown did not finish cleanly", "err", err)
@@ -118,17 +106,84 @@ func runRun(args []string) int {
 	}
 }
 
-// runner owns reloading.
+// runner owns the running server, the admin API and reloading.
 type runner struct {
-	path string
-	log  *slog.Logger
-	srv  *engine.Server
-	mu   sync.Mutex // one reload at a time
-	tel  telemetryState
+	path   string
+	log    *slog.Logger
+	srv    atomic.Pointer[engine.Server]
+	adm    *admin.Server
+	admCfg engine.AdminConfig
+	failed chan error // a server that stopped on its own
+	mu     sync.Mutex // one reload at a time
+	tel    telemetryState
+}
+
+// current is the gateway serving new requests (the admin API reads it).
+func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
+
+// startServer makes a server for gw, binds its listener and serves.
+func (r *runner) startServer(gw *engine.Gateway) error {
+	srv, err := engine.NewServer(gw, r.log)
+	if err != nil {
+		return err
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	r.srv.Store(srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			select {
+			case r.failed <- err:
+			default:
+			}
+		}
+	}()
+	r.log.Info("listening", "listen", ln.Addr().String(), "tls", gw.Spec.Server.TLS != nil)
+	return nil
+}
+
+// startAdmin serves the admin API as cfg says ("" listen: off).
+func (r *runner) startAdmin(cfg engine.AdminConfig) error {
+	r.admCfg = cfg
+	r.adm = nil
+	if cfg.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("admin API on %s: %w", cfg.Listen, err)
+	}
+	adm := admin.New(cfg, r.current, r.reload)
+	r.adm = adm
+	go func() { _ = adm.Serve(ln) }()
+	r.log.Info("admin API", "listen", ln.Addr().String())
+	return nil
+}
+
+// moveAdmin applies a changed admin block. A new token takes effect in place; a new address gets
+// a new admin server, and the old one is shut down in the background (a POST /reload that
+// caused this is still being answered by it).
+func (r *runner) moveAdmin(cfg engine.AdminConfig) {
+	if r.adm != nil && cfg.Listen == r.admCfg.Listen {
+		r.adm.SetToken(cfg.Token)
+		r.admCfg = cfg
+		return
+	}
+	old := r.adm
+	if err := r.startAdmin(cfg); err != nil {
+		r.log.Error("the admin API could not move; it is off until the next reload", "err", err)
+	}
+	if old != nil {
+		go func() { _ = old.Shutdown() }()
+	}
 }
 
 // reload loads and builds the configuration file again and swaps it in; on any error the
-// running configuration stays and the diagnostics are returned.
+// running configuration stays and the diagnostics are returned. A changed server block (listen
+// address, limits, TLS certificate) gets a new server: it binds first (SO_REUSEPORT allows the
+// same address), then the old one stops accepting and finishes what it accepted.
 func (r *runner) reload() (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,11 +200,35 @@ func (r *runner) reload() (string, error) {
 		telemetry.ConfigReloaded(false)
 		return "", fmt.Errorf("telemetry: %w", err)
 	}
-	drained := r.srv.Swap(gw)
+	old := r.srv.Load()
+	var drained <-chan struct{}
+	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) {
+		drained = old.Swap(gw)
+	} else {
+		if err := r.startServer(gw); err != nil {
+			_ = gw.Close()
+			retire()
+			telemetry.ConfigReloaded(false)
+			return "", fmt.Errorf("the new server block: %w", err)
+		}
+		done := make(chan struct{})
+		drained = done
+		go func() {
+			defer close(done)
+			ctx, cancel := context.WithTimeout(context.Background(), old.Gateway().Spec.Server.ShutdownTimeout.D())
+			defer cancel()
+			if err := old.Shutdown(ctx); err != nil {
+				r.log.Warn("the previous listener did not drain in time", "err", err)
+			}
+		}()
+	}
 	go func() {
 		<-drained
 		retire()
 	}()
+	if gw.Spec.Admin != r.admCfg {
+		r.moveAdmin(gw.Spec.Admin)
+	}
 	telemetry.ConfigReloaded(true)
 	r.log.Info("configuration reloaded", "pipelines", len(gw.Pipelines))
 	return "", nil

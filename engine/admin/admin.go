@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net"
 	"sort"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-gateway/sluice/engine"
@@ -21,7 +22,7 @@ type Reloader func() (diagnostics string, err error)
 
 // Server is the admin API.
 type Server struct {
-	token   []byte
+	token   atomic.Pointer[[]byte]
 	current func() *engine.Gateway
 	reload  Reloader
 	srv     *fasthttp.Server
@@ -30,10 +31,17 @@ type Server struct {
 
 // New returns an admin server for the gateway current returns.
 func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
-	s := &Server{token: []byte(cfg.Token), current: current, reload: reload}
+	s := &Server{current: current, reload: reload}
+	s.SetToken(cfg.Token)
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{Handler: s.handle, Name: "sluice-admin", NoDefaultServerHeader: true, SecureErrorLogMessage: true}
 	return s
+}
+
+// SetToken changes the bearer token every request needs ("" for none), e.g. on reload.
+func (s *Server) SetToken(token string) {
+	b := []byte(token)
+	s.token.Store(&b)
 }
 
 // Serve serves the admin API on ln until Shutdown.
@@ -43,11 +51,11 @@ func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 func (s *Server) Shutdown() error { return s.srv.Shutdown() }
 
 func (s *Server) handle(c *fasthttp.RequestCtx) {
-	if len(s.token) > 0 {
+	if token := *s.token.Load(); len(token) > 0 {
 		auth := c.Request.Header.Peek("Authorization")
 		const prefix = "Bearer "
 		if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix ||
-			subtle.ConstantTimeCompare(auth[len(prefix):], s.token) != 1 {
+			subtle.ConstantTimeCompare(auth[len(prefix):], token) != 1 {
 			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 			engine.WriteError(&c.Response, fasthttp.StatusUnauthorized)
 			return
