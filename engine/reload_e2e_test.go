@@ -1,9 +1,13 @@
 package engine_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,7 +17,8 @@ import (
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 )
 
-// reloadConfigs returns two configurations that differ in filters and upstream targets.
+// reloadConfigs returns two configurations that differ in filters, Wasm modules and upstream
+// targets. They load Wasm modules a.wasm and b.wasm from the gateway's folder (see wasmModules).
 func reloadConfigs(a1, a2, b1 string) [2]string {
 	const tmpl = `
 upstream "u" {
@@ -23,16 +28,50 @@ pipeline "p" {
   filter "headers" {
     response_set = { "X-Config" = %q }
   }
+  filter "wasm" {
+    name     = "sec"
+    module   = %q
+    pool_max = 64
+  }
   %s
   balancer { upstream = upstream.u }
 }
 `
 	return [2]string{
-		fmt.Sprintf(tmpl, fmt.Sprintf("target { address = %q }\n  target { address = %q }", a1, a2), "A", ""),
-		fmt.Sprintf(tmpl, fmt.Sprintf("target { address = %q }", b1), "B",
+		fmt.Sprintf(tmpl, fmt.Sprintf("target { address = %q }\n  target { address = %q }", a1, a2), "A", "a.wasm", ""),
+		fmt.Sprintf(tmpl, fmt.Sprintf("target { address = %q }", b1), "B", "b.wasm",
 			`filter "headers" {
     request_set = { "X-Extra" = "1" }
   }`),
+	}
+}
+
+// wasmModules compiles the WAT example filter twice into dir, as a.wasm and b.wasm: b gets an
+// extra unused function, so the two differ byte for byte and a reload between them really swaps
+// compiled modules.
+func wasmModules(t *testing.T, dir string) {
+	t.Helper()
+	wat2wasm, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Fatal("wat2wasm not found: install the Debian package wabt")
+	}
+	src, err := os.ReadFile("../examples/filters/wat/secheaders.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := bytes.TrimRight(src, " \t\n")
+	if len(trimmed) == 0 || trimmed[len(trimmed)-1] != ')' {
+		t.Fatal("secheaders.wat does not end its module with ')'")
+	}
+	b := append(append([]byte{}, trimmed[:len(trimmed)-1]...), []byte("\n  (func $reload_marker_b)\n)\n")...)
+	for name, text := range map[string][]byte{"a": src, "b": b} {
+		watPath := filepath.Join(dir, name+".wat")
+		if err := os.WriteFile(watPath, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(wat2wasm, watPath, "-o", filepath.Join(dir, name+".wasm")).CombinedOutput(); err != nil {
+			t.Fatalf("wat2wasm: %v\n%s", err, out)
+		}
 	}
 }
 
@@ -41,7 +80,9 @@ pipeline "p" {
 func TestReloadUnderLoad(t *testing.T) {
 	a1, a2, b1 := echoUpstream(t, "a1"), echoUpstream(t, "a2"), echoUpstream(t, "b1")
 	cfgs := reloadConfigs(a1, a2, b1)
-	gw := gatewaytest.Start(t, cfgs[0])
+	dir := t.TempDir()
+	wasmModules(t, dir)
+	gw := gatewaytest.StartWith(t, cfgs[0], gatewaytest.Options{Dir: dir})
 
 	valid := map[string]map[string]bool{"A": {"a1": true, "a2": true}, "B": {"b1": true}}
 	var ok, failed atomic.Int64
@@ -71,7 +112,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				cfg, up := resp.Header.Get("X-Config"), resp.Header.Get("X-Upstream")
-				if resp.StatusCode != 200 || !valid[cfg][up] {
+				if resp.StatusCode != 200 || !valid[cfg][up] || resp.Header.Get("X-Frame-Options") != "DENY" {
 					failed.Add(1)
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("status %d config %q upstream %q", resp.StatusCode, cfg, up))
@@ -102,7 +143,9 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestReloadDoesNotLeak(t *testing.T) {
 	a1, a2, b1 := echoUpstream(t, "a1"), echoUpstream(t, "a2"), echoUpstream(t, "b1")
 	cfgs := reloadConfigs(a1, a2, b1)
-	gw := gatewaytest.Start(t, cfgs[0])
+	dir := t.TempDir()
+	wasmModules(t, dir)
+	gw := gatewaytest.StartWith(t, cfgs[0], gatewaytest.Options{Dir: dir})
 	hit := func() {
 		resp, err := http.Get(gw.URL + "/x")
 		if err != nil {
