@@ -296,3 +296,23 @@ pipeline "p" {
 		t.Errorf("a second connection from the same IP was served (%q), limit is 1", line)
 	}
 }
+
+func TestSlowBodyDisconnected(t *testing.T) {
+	gw := gatewaytest.Start(t, limitsConfig(echoUpstream(t, "u")))
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	// Headers promise 1000 bytes; 10 arrive, then nothing.
+	_, _ = io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("connection not closed by the gateway: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("slow body held the connection for %v, read_timeout is 500ms", d)
+	}
+}
