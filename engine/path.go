@@ -3,7 +3,7 @@ package engine
 // NormalizePath appends the normalized form of the raw request path to dst and returns it:
 // percent-encodings of unreserved characters are decoded (so /%61dmin is /admin), every other
 // escape is kept with upper-case hex (an encoded "/" stays a byte of its segment, never a
-// separator), dot segments are resolved (never above the root), and runs of slashes become one.
+// separator), a stray '%' becomes "%25", dot segments are resolved (never above the root), and runs of slashes become one.
 // The result always starts with "/". It allocates only when dst is too small.
 func NormalizePath(dst, raw []byte) []byte {
 	start := len(dst)
@@ -27,6 +27,14 @@ func NormalizePath(dst, raw []byte) []byte {
 					dst = append(dst, '%', upperHex(raw[i+1]), upperHex(raw[i+2]))
 				}
 				i += 3
+				continue
+			}
+			if b == '%' {
+				// A '%' that starts no valid escape is itself escaped, so a later decoding (a
+				// second normalization, or an upstream that decodes) cannot turn "%7%30" into
+				// "%70" and then into "p".
+				dst = append(dst, '%', '2', '5')
+				i++
 				continue
 			}
 			dst = append(dst, b)
