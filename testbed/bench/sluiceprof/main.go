@@ -31,6 +31,7 @@ import (
 func main() {
 	path := flag.String("c", "gateway.hcl", "configuration file")
 	pprofAddr := flag.String("pprof", "127.0.0.1:18400", "address of the pprof endpoints")
+	withTelemetry := flag.Bool("telemetry", true, "install telemetry as `sluice run` does (false: measure the engine without it)")
 	memRate := flag.Int("memprofilerate", 0, "runtime.MemProfileRate (bytes between sampled allocations); 0 keeps Go's default")
 	flag.Parse()
 	if *memRate > 0 {
@@ -49,12 +50,16 @@ func main() {
 		os.Exit(1)
 	}
 	// Telemetry as `sluice run` installs it: metrics always, tracing when the block asks for it.
-	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluiceprof: telemetry:", err)
-		os.Exit(1)
+	var tel *telemetry.Telemetry
+	var err error
+	if *withTelemetry {
+		tel, err = telemetry.New(&gw.Spec.Telemetry, log)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sluiceprof: telemetry:", err)
+			os.Exit(1)
+		}
+		tel.Attach(gw)
 	}
-	tel.Attach(gw)
 	srv, err := engine.NewServer(gw, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluiceprof:", err)
@@ -80,7 +85,9 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-		_ = tel.Shutdown(ctx)
+		if tel != nil {
+			_ = tel.Shutdown(ctx)
+		}
 	case err := <-errs:
 		fmt.Fprintln(os.Stderr, "sluiceprof:", err)
 		os.Exit(1)
