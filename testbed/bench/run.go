@@ -748,7 +748,7 @@ func (h *harness) measureRound(cases []*benchCase, r int) {
 		c.Runs = append(c.Runs, rec)
 		flag := ""
 		if !rec.Clean {
-			flag = fmt.Sprintf("  DISTURBED (others %.0f%% of a core; core0 %.0f%%, core1 %.0f%%)", 100*rec.Other, 100*rec.OtherCore0, 100*rec.OtherCore1)
+			flag = fmt.Sprintf("  DISTURBED (others %.0f%% of a core, stolen %.0f%%; core0 %.0f%%, core1 %.0f%%)", 100*rec.Other, 100*rec.Steal, 100*rec.OtherCore0, 100*rec.OtherCore1)
 		}
 		h.logf("  %d/%d %-26s %8.0f rps  p50 %6.0f µs  p99 %6.0f µs  proxy %5.1f µs/req %4.1f syscalls/req  upstream %4.1f  wrk %4.1f%s",
 			r, h.opt.runs, c.Label, rec.RPS, rec.P50US, rec.P99US, rec.ProxyCPUUS, rec.Syscalls, rec.UpstreamCPUUS, rec.WrkCPUUS, flag)
