@@ -15,11 +15,45 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1 (and the de-facto Keep-Alive and
-// Proxy-Connection): they describe one connection and are never forwarded.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding",
-	"Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
+// The hop-by-hop headers of RFC 9110 §7.6.1 (and the de-facto Keep-Alive and Proxy-Connection)
+// describe one connection and are never forwarded. fasthttp keeps Connection, Transfer-Encoding
+// and Trailer outside its plain header list, so those are always deleted; the plain ones are
+// found in the one pass that also collects the Connection tokens, and deleted only when present
+// (each Del re-normalizes its name and walks the list: 0.1 µs apiece on the hot path).
+var (
+	specialHopHeaders = []string{"Connection", "Transfer-Encoding", "Trailer"}
+	plainHopHeaders   = []string{"Keep-Alive", "Proxy-Connection", "TE", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization"}
+)
+
+// scanHop reads a header list once: it appends the values of Connection headers (comma-ended)
+// to conn and reports which plainHopHeaders are present, as a bit mask.
+func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint8) {
+	var mask uint8
+	all(func(k, v []byte) bool {
+		if bytes.EqualFold(k, hdrConnection) {
+			conn = append(append(conn, v...), ',')
+			return true
+		}
+		for i, h := range plainHopHeaders {
+			if len(k) == len(h) && bytes.EqualFold(k, []byte(h)) {
+				mask |= 1 << i
+			}
+		}
+		return true
+	})
+	return conn, mask
+}
+
+// removeHop deletes the hop-by-hop headers scanHop found, and the special ones.
+func removeHop(h interface{ Del(string) }, mask uint8) {
+	for _, name := range specialHopHeaders {
+		h.Del(name)
+	}
+	for i, name := range plainHopHeaders {
+		if mask&(1<<i) != 0 {
+			h.Del(name)
+		}
+	}
 }
 
 var (
@@ -70,16 +104,10 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	in.Header.CopyTo(&out.Header)
 	// The client's Connection header lists further hop-by-hop headers: collect its values before
 	// deleting anything (fasthttp keeps "close" as a flag, the other tokens as a header).
-	x.conn = x.conn[:0]
-	for k, v := range in.Header.All() {
-		if bytes.EqualFold(k, hdrConnection) {
-			x.conn = append(append(x.conn, v...), ',')
-		}
-	}
+	var hop uint8
+	x.conn, hop = scanHop(in.Header.All(), x.conn[:0])
 	removeConnectionTokens(&out.Header, x.conn)
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
+	removeHop(&out.Header, hop)
 	// Keep-alive to the upstream whatever the client asked for its own connection.
 	out.Header.ResetConnectionClose()
 	// The server already read the whole body (answering any 100-continue itself).
@@ -139,6 +167,12 @@ func (x *exchange) setForwarded(c *engine.Ctx) {
 	}
 	x.scratch = b
 
+	// SetBytesV replaces only the first of repeated headers: an untrusted client's extra copies
+	// must go first, or a second X-Forwarded-Proto/-Host would reach the upstream.
+	if !trusted {
+		out.Del(hdrXFProto)
+		out.Del(hdrXFHost)
+	}
 	if !trusted || len(out.Peek(hdrXFProto)) == 0 {
 		if c.Fast != nil && c.Fast.IsTLS() {
 			out.SetBytesV(hdrXFProto, schemeHTTPS)
@@ -356,16 +390,10 @@ func copyResponse(c *engine.Ctx, up *fasthttp.Response, maxHeld int, x *exchange
 	dst := c.Response
 	dst.Reset()
 	up.Header.CopyTo(&dst.Header)
-	x.conn = x.conn[:0]
-	for k, v := range up.Header.All() {
-		if bytes.EqualFold(k, hdrConnection) {
-			x.conn = append(append(x.conn, v...), ',')
-		}
-	}
+	var hop uint8
+	x.conn, hop = scanHop(up.Header.All(), x.conn[:0])
 	removeConnectionTokens(&dst.Header, x.conn)
-	for _, h := range hopHeaders {
-		dst.Header.Del(h)
-	}
+	removeHop(&dst.Header, hop)
 	dst.Header.ResetConnectionClose()
 	dst.Header.AddBytesV(hdrVia, viaValue)
 
