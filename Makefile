@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full examples clean
+.PHONY: build quickstart-filter run examples bench bench-full bench-go test test-go fuzz lint bench bench-full examples clean
 
 build: ## build the gateway and the testbed servers into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
@@ -38,7 +38,13 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## Go benchmarks of the hot paths (load benchmarks against peers: testbed/)
+bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, quick mode (~7 min; testbed/results/)
+	./testbed/bench/run.sh quick
+
+bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency (~25 min)
+	./testbed/bench/run.sh full
+
+bench-go: ## Go benchmarks of the hot paths, with allocations
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./engine/... ./filters/...
 
 examples: ## build every example Wasm filter into examples/filters/build/<lang>/<name>.wasm
