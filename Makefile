@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build quickstart-filter run examples bench bench-full bench-go test test-go fuzz lint bench bench-full examples clean
+.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full bench-go clean
 
 build: ## build the gateway and the testbed servers into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
