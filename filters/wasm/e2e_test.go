@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -243,5 +244,41 @@ pipeline "p" {
 		if !strings.Contains(text, want) {
 			t.Errorf("diagnostics lack %q: %s", want, text)
 		}
+	}
+}
+
+// TestBurstOnEmptyPoolWithTimeout sends 48 requests at once to a Go guest with a per-call
+// timeout and only one warm instance: the pool grows to serve them (instantiations bounded to
+// the core count), and none fails its start deadline or the request.
+func TestBurstOnEmptyPoolWithTimeout(t *testing.T) {
+	gw := gatewayWith(t, wasm.Guest(t, "goguest"), `    timeout   = "1s"
+    pool_min  = 1
+    pool_max  = 48
+    pool_wait = "10s"`, func(c *fasthttp.RequestCtx) { c.SetBodyString("ok") })
+	const n = 48
+	errs := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(gw.URL + "/burst")
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Sprintf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("request failed: %s", e)
+	}
+	if strings.Contains(gw.Logs(), "did not finish within") {
+		t.Errorf("an instance missed its start deadline:\n%s", gw.Logs())
 	}
 }

@@ -123,7 +123,12 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 			break
 		}
 	}
+	// Instantiating costs CPU (a Go guest's runtime start takes milliseconds): at most one per
+	// core at a time, so a burst of requests on an empty pool does not start dozens at once and
+	// push each one past the start deadline, which only starts counting once it gets its turn.
+	f.starting <- struct{}{}
 	in, err = f.newInstance(ctx)
+	<-f.starting
 	if err != nil {
 		f.live.Add(-1)
 		_ = f.closeRuntimeIfUnused()

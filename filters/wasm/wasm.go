@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,8 +62,10 @@ type Filter struct {
 	modCfg wazero.ModuleConfig
 	start  string
 
-	pool     pool
-	live     atomic.Int32
+	pool pool
+	live atomic.Int32
+	// starting bounds concurrent instantiations to the core count (see grow).
+	starting chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 	rtClose  sync.Once
@@ -109,6 +112,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		poolMax:  int32(cfg.PoolMax),
 		validate: env.Validating,
 		m:        metricsFor(env.Pipeline, label),
+		starting: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.timeout > 0)
 	f.code, f.start, err = compile(ctx, f.rt, bin)
