@@ -122,13 +122,20 @@ func isJSON(req *http.Request) bool {
 	return strings.HasPrefix(req.Header.Get("Content-Type"), "application/json")
 }
 
-func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
+// unmarshaler is an OTLP export request of any signal.
+type unmarshaler interface {
+	UnmarshalJSON([]byte) error
+	UnmarshalProto([]byte) error
+}
+
+// decodeExport reads an export request body (protobuf or JSON, gzip or plain) into er; on failure
+// it answers 400 and returns false.
+func decodeExport(w http.ResponseWriter, req *http.Request, er unmarshaler) bool {
 	data, err := readBody(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return false
 	}
-	er := ptraceotlp.NewExportRequest()
 	if isJSON(req) {
 		err = er.UnmarshalJSON(data)
 	} else {
@@ -136,6 +143,14 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 	}
 	if err != nil {
 		http.Error(w, "decoding the export request: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
+	er := ptraceotlp.NewExportRequest()
+	if !decodeExport(w, req, &er) {
 		return
 	}
 	spans := flattenTraces(er.Traces())
@@ -148,19 +163,8 @@ func (r *Receiver) handleTraces(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Receiver) handleLogs(w http.ResponseWriter, req *http.Request) {
-	data, err := readBody(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	er := plogotlp.NewExportRequest()
-	if isJSON(req) {
-		err = er.UnmarshalJSON(data)
-	} else {
-		err = er.UnmarshalProto(data)
-	}
-	if err != nil {
-		http.Error(w, "decoding the export request: "+err.Error(), http.StatusBadRequest)
+	if !decodeExport(w, req, &er) {
 		return
 	}
 	recs := flattenLogs(er.Logs())
