@@ -1,5 +1,7 @@
 package telemetry
 
+import "bytes"
+
 // W3C Trace Context (https://www.w3.org/TR/trace-context/) parsing and formatting, written to
 // allocate nothing: the gateway parses every incoming request's headers even when the request is
 // not sampled, so this sits on the hot path.
@@ -79,7 +81,7 @@ func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
 	for _, v := range values {
 		for len(v) > 0 {
 			var member []byte
-			if i := indexByte(v, ','); i >= 0 {
+			if i := bytes.IndexByte(v, ','); i >= 0 {
 				member, v = v[:i], v[i+1:]
 			} else {
 				member, v = v, nil
@@ -88,7 +90,7 @@ func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
 			if len(member) == 0 {
 				continue // empty list members are allowed and ignored
 			}
-			eq := indexByte(member, '=')
+			eq := bytes.IndexByte(member, '=')
 			if eq < 0 || !validTraceStateKey(member[:eq]) || !validTraceStateValue(member[eq+1:]) {
 				return dst[:start], false
 			}
@@ -119,7 +121,7 @@ func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
 //	tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
 //	system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
 func validTraceStateKey(k []byte) bool {
-	at := indexByte(k, '@')
+	at := bytes.IndexByte(k, '@')
 	if at < 0 {
 		if len(k) == 0 || len(k) > 256 || !isLower(k[0]) {
 			return false
@@ -162,24 +164,8 @@ func validTraceStateValue(v []byte) bool {
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+// trimOWS removes optional whitespace (spaces and tabs) around a list element.
+func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 
 func allZero(b []byte) bool {
 	for _, x := range b {

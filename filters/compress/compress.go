@@ -15,6 +15,7 @@
 package compress
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -139,7 +140,7 @@ func (f *Filter) decodeRequest(c *engine.Ctx, ce []byte) engine.Verdict {
 	n := 0
 	for v := ce; len(v) > 0; {
 		var e []byte
-		if i := indexByte(v, ','); i >= 0 {
+		if i := bytes.IndexByte(v, ','); i >= 0 {
 			e, v = v[:i], v[i+1:]
 		} else {
 			e, v = v, nil
@@ -255,7 +256,7 @@ func (f *Filter) eligible(c *engine.Ctx) bool {
 // typeMatches reports whether the Content-Type's media type is listed. The comparison is
 // case-insensitive and ignores parameters; server-sent events are never compressed as a whole.
 func (f *Filter) typeMatches(ct []byte) bool {
-	if i := indexByte(ct, ';'); i >= 0 {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
 	ct = trimOWS(ct)

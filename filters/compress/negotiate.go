@@ -1,5 +1,7 @@
 package compress
 
+import "bytes"
+
 // Accept-Encoding negotiation (RFC 9110 §12.5.3), without allocating.
 //
 // The header is a comma-separated list of codings, each with an optional weight:
@@ -32,7 +34,7 @@ func negotiate(header []byte, algs []string) int {
 	starQ, identityQ := -1, -1
 	for len(header) > 0 {
 		var elem []byte
-		if i := indexByte(header, ','); i >= 0 {
+		if i := bytes.IndexByte(header, ','); i >= 0 {
 			elem, header = header[:i], header[i+1:]
 		} else {
 			elem, header = header, nil
@@ -86,7 +88,7 @@ func parseElement(e []byte) (name []byte, weight int, ok bool) {
 		return nil, 0, false
 	}
 	params := []byte(nil)
-	if i := indexByte(e, ';'); i >= 0 {
+	if i := bytes.IndexByte(e, ';'); i >= 0 {
 		name, params = trimOWS(e[:i]), e[i+1:]
 	} else {
 		name = e
@@ -97,7 +99,7 @@ func parseElement(e []byte) (name []byte, weight int, ok bool) {
 	weight = 1000
 	for len(params) > 0 {
 		var p []byte
-		if i := indexByte(params, ';'); i >= 0 {
+		if i := bytes.IndexByte(params, ';'); i >= 0 {
 			p, params = params[:i], params[i+1:]
 		} else {
 			p, params = params, nil
@@ -147,24 +149,8 @@ func parseQ(v []byte) (int, bool) {
 	return n, true
 }
 
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
+// trimOWS removes optional whitespace (spaces and tabs) around a list element.
+func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 
 // isToken reports whether b is an RFC 9110 token.
 func isToken(b []byte) bool {
@@ -205,7 +191,7 @@ func equalFold(b []byte, s string) bool {
 func hasToken(v []byte, tok string) bool {
 	for len(v) > 0 {
 		var e []byte
-		if i := indexByte(v, ','); i >= 0 {
+		if i := bytes.IndexByte(v, ','); i >= 0 {
 			e, v = v[:i], v[i+1:]
 		} else {
 			e, v = v, nil
