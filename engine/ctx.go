@@ -26,6 +26,8 @@ type Ctx struct {
 	Path []byte
 	// ClientAddr is the client's address as the server's trusted_proxies decide it.
 	ClientAddr netip.Addr
+	// Peer is the socket peer's address (a trusted proxy's, or the client's own).
+	Peer netip.Addr
 	// Start is when the gateway began handling the request.
 	Start time.Time
 	// Context carries the request's trace span; filters pass it to anything they call.
@@ -60,6 +62,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Pipeline = nil
 	c.Path = c.Path[:0]
 	c.ClientAddr = netip.Addr{}
+	c.Peer = netip.Addr{}
 	c.Start = time.Time{}
 	c.Context = nil
 	c.Target = ""

@@ -188,6 +188,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c := AcquireCtx(fc)
 	c.Start = time.Now()
 	peer := addrOf(fc.RemoteAddr())
+	c.Peer = peer
 	c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	if s.reqID != "" {
 		s.requestID(c, peer)

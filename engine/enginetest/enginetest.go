@@ -27,6 +27,7 @@ func NewCtx(t testing.TB, method, uri string, headers ...string) *engine.Ctx {
 	c := engine.AcquireCtx(fc)
 	c.Start = time.Now()
 	c.ClientAddr = netip.MustParseAddr("127.0.0.1")
+	c.Peer = c.ClientAddr
 	c.Path = engine.NormalizePath(c.Path[:0], fc.Request.URI().PathOriginal())
 	t.Cleanup(func() { engine.ReleaseCtx(c) })
 	return c

@@ -149,7 +149,7 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 // cannot forge the address upstreams see first.
 func (x *exchange) setForwarded(c *engine.Ctx) {
 	out := &x.req.Header
-	peer := peerAddr(c.Fast)
+	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
 	b := x.scratch[:0]
 	if trusted {
@@ -201,17 +201,6 @@ func trustedChain(xff []byte, client netip.Addr) []byte {
 		end = i
 	}
 	return nil
-}
-
-func peerAddr(fc *fasthttp.RequestCtx) netip.Addr {
-	if fc == nil {
-		return netip.Addr{}
-	}
-	if ta, ok := fc.RemoteAddr().(*net.TCPAddr); ok {
-		a, _ := netip.AddrFromSlice(ta.IP)
-		return a.Unmap()
-	}
-	return netip.Addr{}
 }
 
 // forwardPath appends the path and query the upstream receives: the client's raw, still
