@@ -16,25 +16,23 @@ import (
 )
 
 // The hop-by-hop headers of RFC 9110 §7.6.1 (and the de-facto Keep-Alive and Proxy-Connection)
-// describe one connection and are never forwarded. fasthttp keeps Connection, Transfer-Encoding
-// and Trailer outside its plain header list, so those are always deleted; the plain ones are
-// found in the one pass that also collects the Connection tokens, and deleted only when present
-// (each Del re-normalizes its name and walks the list: 0.1 µs apiece on the hot path).
-var (
-	specialHopHeaders = []string{"Connection", "Transfer-Encoding", "Trailer"}
-	plainHopHeaders   = []string{"Keep-Alive", "Proxy-Connection", "TE", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization"}
-)
+// describe one connection and are never forwarded. They are found in the one pass over the
+// header list that also collects the Connection tokens, and deleted only when present: each Del
+// re-normalizes its name and walks the list, 0.1 µs apiece on the hot path.
+var hopHeaders = []string{"Connection", "Transfer-Encoding", "Trailer", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade",
+	"Proxy-Authenticate", "Proxy-Authorization",
+	// Not hop-by-hop, but the server has answered it (reading the whole body first).
+	"Expect"}
 
 // scanHop reads a header list once: it appends the values of Connection headers (comma-ended)
-// to conn and reports which plainHopHeaders are present, as a bit mask.
-func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint8) {
-	var mask uint8
+// to conn and reports which hopHeaders are present, as a bit mask.
+func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
+	var mask uint16
 	all(func(k, v []byte) bool {
 		if bytes.EqualFold(k, hdrConnection) {
 			conn = append(append(conn, v...), ',')
-			return true
 		}
-		for i, h := range plainHopHeaders {
+		for i, h := range hopHeaders {
 			if len(k) == len(h) && bytes.EqualFold(k, []byte(h)) {
 				mask |= 1 << i
 			}
@@ -44,12 +42,9 @@ func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint8) {
 	return conn, mask
 }
 
-// removeHop deletes the hop-by-hop headers scanHop found, and the special ones.
-func removeHop(h interface{ Del(string) }, mask uint8) {
-	for _, name := range specialHopHeaders {
-		h.Del(name)
-	}
-	for i, name := range plainHopHeaders {
+// removeHop deletes the hop-by-hop headers scanHop found.
+func removeHop(h interface{ Del(string) }, mask uint16) {
+	for i, name := range hopHeaders {
 		if mask&(1<<i) != 0 {
 			h.Del(name)
 		}
@@ -67,15 +62,18 @@ var (
 	schemeHTTPS   = []byte("https")
 )
 
-// exchange is the pooled per-request state of one proxied request: the request as forwarded
-// (built once, replayed on each retry) and scratch space, so the request path does not allocate.
+// exchange is the pooled per-request state of one proxied request: what prepare changed in the
+// client's request, to undo it afterwards, and scratch space, so the request path does not
+// allocate.
 type exchange struct {
-	req     fasthttp.Request
 	scratch []byte
-	conn    []byte // the values of the client's Connection headers
+	conn    []byte // the values of the Connection headers
+	origURI []byte // the client's request-target, when the upstream gets another one
 	tried   [maxRetryAttempts + 1]int
 	ntried  int
 	noHost  bool // the client sent no Host header
+	rewrote bool // origURI holds the client's request-target
+	close   bool // the client asked to close its connection
 }
 
 const maxPooledScratch = 256 << 10
@@ -85,8 +83,6 @@ var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 func acquireExchange() *exchange { return exchangePool.Get().(*exchange) }
 
 func releaseExchange(x *exchange) {
-	// Drop the reference to the client's body (SetBodyRaw shares it) before pooling.
-	x.req.Reset()
 	x.ntried = 0
 	// Don't keep a large response body's buffer alive in the pool.
 	if cap(x.scratch) > maxPooledScratch {
@@ -95,33 +91,51 @@ func releaseExchange(x *exchange) {
 	exchangePool.Put(x)
 }
 
-// prepare builds the upstream request from the client's: the raw path minus strip_prefix, the
-// headers without hop-by-hop ones, X-Forwarded-*, Via, and the client's body (shared, not
-// copied: it stays valid for the whole request, so retries replay it).
+// prepare turns the client's request into the one the upstream receives, in place (a copy would
+// cost more than everything else the balancer does): the raw path minus strip_prefix, no
+// hop-by-hop headers, X-Forwarded-*, Via, and a body framed by Content-Length. Later filters'
+// response phases see the request as it was forwarded, like Envoy's; restore puts back the two
+// things that are not the upstream's business: the client's request-target and whether the
+// client's connection closes after this response.
 func (x *exchange) prepare(c *engine.Ctx) {
-	out := &x.req
-	in := c.Request
-	in.Header.CopyTo(&out.Header)
+	h := &c.Request.Header
 	// The client's Connection header lists further hop-by-hop headers: collect its values before
 	// deleting anything (fasthttp keeps "close" as a flag, the other tokens as a header).
-	var hop uint8
-	x.conn, hop = scanHop(in.Header.All(), x.conn[:0])
-	removeConnectionTokens(&out.Header, x.conn)
-	removeHop(&out.Header, hop)
-	// Keep-alive to the upstream whatever the client asked for its own connection.
-	out.Header.ResetConnectionClose()
-	// The server already read the whole body (answering any 100-continue itself).
-	out.Header.Del("Expect")
+	// Keep-alive to the upstream whatever the client asked for its own connection (read before
+	// deleting Connection, which clears it).
+	x.close = h.ConnectionClose()
+	var hop uint16
+	x.conn, hop = scanHop(h.All(), x.conn[:0])
+	removeConnectionTokens(h, x.conn)
+	removeHop(h, hop)
+	h.ResetConnectionClose()
 
 	x.scratch = forwardPath(x.scratch[:0], c)
-	out.Header.SetRequestURIBytes(x.scratch)
-	out.UseHostHeader = true
-	x.noHost = len(out.Header.Host()) == 0
+	x.rewrote = !bytes.Equal(x.scratch, h.RequestURI())
+	if x.rewrote {
+		x.origURI = append(x.origURI[:0], h.RequestURI()...)
+		h.SetRequestURIBytes(x.scratch)
+	}
+	x.noHost = len(h.Host()) == 0
 
 	x.setForwarded(c)
-	out.Header.AddBytesV(hdrVia, viaValue)
-	if body := in.Body(); len(body) > 0 {
-		out.SetBodyRaw(body)
+	h.AddBytesV(hdrVia, viaValue)
+	// One Content-Length whatever framing the client used (the server read the whole body,
+	// de-chunked): nothing about the client's framing reaches the upstream.
+	if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
+		h.SetContentLength(len(body))
+	}
+}
+
+// restore undoes what prepare must not leave behind for the client's connection.
+func (x *exchange) restore(c *engine.Ctx) {
+	h := &c.Request.Header
+	if x.rewrote {
+		h.SetRequestURIBytes(x.origURI)
+		x.rewrote = false
+	}
+	if x.close {
+		h.SetConnectionClose()
 	}
 }
 
@@ -148,12 +162,13 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 // appends the socket peer. From an untrusted peer the chain restarts at that peer, so a client
 // cannot forge the address upstreams see first.
 func (x *exchange) setForwarded(c *engine.Ctx) {
-	out := &x.req.Header
+	out := &c.Request.Header
 	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
 	b := x.scratch[:0]
 	if trusted {
-		b = append(b, trustedChain(c.Request.Header.Peek(hdrXFF), c.ClientAddr)...)
+		// Copied out before the header is replaced below.
+		b = append(b, trustedChain(out.Peek(hdrXFF), c.ClientAddr)...)
 		if len(b) > 0 {
 			b = append(b, ", "...)
 		}
@@ -181,7 +196,7 @@ func (x *exchange) setForwarded(c *engine.Ctx) {
 		}
 	}
 	if !trusted || len(out.Peek(hdrXFHost)) == 0 {
-		out.SetBytesV(hdrXFHost, c.Request.Header.Host())
+		out.SetBytesV(hdrXFHost, out.Host())
 	}
 }
 
@@ -371,89 +386,61 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	return tc, nil
 }
 
-// copyResponse moves the upstream response into the client's, without hop-by-hop headers. A body
-// up to maxHeld bytes is held (later filters may read or rewrite it); a larger one is streamed to
-// the client and up is then owned by the stream (released when the server has written it).
-// It reports whether up is still the caller's to release.
-func copyResponse(c *engine.Ctx, up *fasthttp.Response, maxHeld int, x *exchange) (owned bool, err error) {
-	dst := c.Response
-	dst.Reset()
-	up.Header.CopyTo(&dst.Header)
-	var hop uint8
-	x.conn, hop = scanHop(up.Header.All(), x.conn[:0])
-	removeConnectionTokens(&dst.Header, x.conn)
-	removeHop(&dst.Header, hop)
-	dst.Header.ResetConnectionClose()
-	dst.Header.AddBytesV(hdrVia, viaValue)
+// finishResponse removes the upstream's hop-by-hop headers from the response read into
+// c.Response and adds Via.
+func finishResponse(c *engine.Ctx, x *exchange) {
+	h := &c.Response.Header
+	var hop uint16
+	x.conn, hop = scanHop(h.All(), x.conn[:0])
+	removeConnectionTokens(h, x.conn)
+	removeHop(h, hop)
+	h.ResetConnectionClose()
+	h.AddBytesV(hdrVia, viaValue)
+}
 
-	stream := up.BodyStream()
-	if stream == nil {
-		// No body (HEAD, 204, 304) or already held.
-		swapBody(dst, up)
-		return true, nil
-	}
-	cl := up.Header.ContentLength()
+// holdOrStream settles a body roundTrip left on the connection (chunked, unframed or larger than
+// maxHeld): one that turns out to fit in maxHeld bytes is read into c.Response (later filters may
+// read or rewrite it); a larger one is streamed to the client, and owns the connection until the
+// server has written it. It reports whether the body is streamed.
+func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (streamed bool, err error) {
+	dst := c.Response
+	cl := dst.Header.ContentLength()
 	if cl > maxHeld {
-		dst.SetBodyStream(&streamedBody{r: stream, up: up}, cl)
-		return false, nil
+		dst.SetBodyStream(body, cl)
+		return true, nil
 	}
 	// Read up to maxHeld+1 bytes to learn whether the body fits.
 	b := x.scratch[:0]
-	if cl > 0 && cap(b) < cl {
-		b = make([]byte, 0, cl)
-	}
 	limit := maxHeld + 1
 	for len(b) < limit {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
 		end := min(cap(b), limit)
-		n, rerr := stream.Read(b[len(b):end])
+		n, rerr := body.Read(b[len(b):end])
 		b = b[:len(b)+n]
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
 			x.scratch = b[:0]
-			_ = up.CloseBodyStream()
-			return true, rerr
+			_ = body.Close()
+			return false, rerr
 		}
 	}
 	if len(b) > maxHeld {
 		// Larger than we hold: send what was read, then the rest as it comes.
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
-		dst.SetBodyStream(&streamedBody{r: io.MultiReader(bytes.NewReader(prefix), stream), up: up}, cl)
-		return false, nil
+		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
+		dst.SetBodyStream(body, cl)
+		return true, nil
 	}
-	if err := up.CloseBodyStream(); err != nil {
+	if err := body.Close(); err != nil {
 		x.scratch = b[:0]
-		return true, err
+		return false, err
 	}
 	// Hand the bytes to the client response and keep its old buffer as scratch: no copy.
 	x.scratch = dst.SwapBody(b)[:0]
-	return true, nil
-}
-
-// swapBody moves a held upstream body into dst without copying.
-func swapBody(dst, up *fasthttp.Response) {
-	if body := up.Body(); len(body) > 0 {
-		old := dst.SwapBody(body)
-		up.SwapBody(old[:0])
-	}
-}
-
-// streamedBody is an upstream body streamed to the client; closing it returns the upstream
-// connection (or closes it, if unread) and the pooled response.
-type streamedBody struct {
-	r  io.Reader
-	up *fasthttp.Response
-}
-
-func (s *streamedBody) Read(p []byte) (int, error) { return s.r.Read(p) }
-
-func (s *streamedBody) Close() error {
-	err := s.up.CloseBodyStream()
-	fasthttp.ReleaseResponse(s.up)
-	return err
+	return false, nil
 }

@@ -451,3 +451,49 @@ func TestChunkedUploadIsForwardedWithLength(t *testing.T) {
 		t.Errorf("status %d; upstream got %q with Content-Length %d, want \"hello world\" and 11", resp.StatusCode, got, cl)
 	}
 }
+
+// TestClientConnectionCloseKept checks that forwarding the request in place does not lose what the
+// client asked for its own connection: with Connection: close the gateway closes it after the
+// response (while the upstream connection stays keep-alive), without it the connection serves a
+// second request.
+func TestClientConnectionCloseKept(t *testing.T) {
+	rec := &recorder{}
+	up := gatewaytest.Upstream(t, rec.handler("a"))
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	for _, close := range []bool{true, false} {
+		conn, err := net.DialTimeout("tcp", gw.Addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req := "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+		if close {
+			req = "GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+		}
+		br := bufio.NewReader(conn)
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if _, h := rec.last(); h.Get("Connection") != "" {
+			t.Errorf("close=%v: upstream got Connection %q", close, h.Get("Connection"))
+		}
+		if close {
+			if n, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("Connection: close: connection still open after the response (%v, %v)", n, err)
+			}
+		} else {
+			if _, err := io.WriteString(conn, "GET /b HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+				t.Errorf("second request on a keep-alive connection: %v %v", resp, err)
+			}
+		}
+		conn.Close()
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +21,10 @@ type target struct {
 	weight int
 	tls    bool
 
+	// client is the target's keep-alive connection pool; roundTrip does the exchange itself.
 	client *fasthttp.HostClient
+	// dial opens a connection of its own (a WebSocket upgrade), outside the pool.
+	dial func(addr string, timeout time.Duration) (net.Conn, error)
 	// slots bounds the requests in flight to this target (max_connections_per_target).
 	slots chan struct{}
 	st    *targetState
@@ -87,27 +91,20 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		SecureErrorLogMessage:     true,
 		NoDefaultUserAgentHeader:  true,
 	}
+	t.dial = d.dial
+	// Only the pool is used: AcquireConn, the pooled buffers, ReleaseConn/CloseConn. Requests
+	// are written and responses read by roundTrip, in place in the client's RequestCtx.
 	t.client = &fasthttp.HostClient{
 		Addr: addr,
-		// No Name: a request without User-Agent is forwarded without one.
-		DialTimeout: d.dial,
-		IsTLS:       ts.enabled,
+		// The dialer does TLS itself (IsTLS would wrap the connection a second time).
+		DialTimeout: d.dialPooled,
 		MaxConns:    u.maxConns,
-		// The balancer retries on other targets itself; fasthttp must not resend on its own.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		// Idle connections are closed before common upstream idle timeouts (Node.js: 5s)
 		// close them under us: a request written to a connection the upstream just closed
 		// fails after it may have been sent, and a POST cannot be retried then.
 		MaxIdleConnDuration: 4 * time.Second,
 		ReadBufferSize:      16 << 10,
 		WriteBufferSize:     16 << 10,
-		// Encoded paths (%2F, %26) must reach the upstream byte for byte.
-		DisablePathNormalizing:        true,
-		DisableHeaderNamesNormalizing: false,
-		NoDefaultUserAgentHeader:      true,
-		SecureErrorLogMessage:         true,
-		StreamResponseBody:            true,
 	}
 	return t
 }

@@ -58,10 +58,12 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
 	set := u.set.Load()
 	x := acquireExchange()
 	defer releaseExchange(x)
+	// prepare removes the hop-by-hop headers; a protocol switch needs these two back.
+	protocol := string(c.Request.Header.PeekBytes(hdrUpgrade))
 	x.prepare(c)
-	// prepare removed the hop-by-hop headers; a protocol switch needs these two back.
-	x.req.Header.SetBytesV("Upgrade", c.Request.Header.PeekBytes(hdrUpgrade))
-	x.req.Header.Set("Connection", "Upgrade")
+	defer x.restore(c)
+	c.Request.Header.Set("Upgrade", protocol)
+	c.Request.Header.Set("Connection", "Upgrade")
 
 	var key uint64
 	var hasKey bool
@@ -77,7 +79,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
 	c.Target = t.addr
 	c.Attempts++
 	begin := time.Now()
-	conn, err := t.client.DialTimeout(t.addr, u.connectTimeout)
+	conn, err := t.dial(t.addr, u.connectTimeout)
 	if err != nil {
 		u.onFailure(t, time.Now().UnixNano())
 		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: upgrade: %w", u.name, err))
@@ -88,11 +90,10 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	resp.SkipBody = true
-	bw := bufio.NewWriter(conn)
-	err = x.req.Write(bw)
-	if err == nil {
-		err = bw.Flush()
+	if x.noHost {
+		c.Request.Header.SetHost(t.name)
 	}
+	err = writeRequest(bufio.NewWriter(conn), c.Request)
 	if err == nil {
 		err = resp.Header.Read(br)
 	}

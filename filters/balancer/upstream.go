@@ -63,6 +63,7 @@ type Upstream struct {
 	connectTimeout time.Duration
 	requestTimeout time.Duration
 	perTryTimeout  time.Duration
+	deadlineSlack  time.Duration // how late a connection's deadline may fire (upstreamConn.arm)
 	slotWait       time.Duration
 	maxHeld        int
 	upgradeIdle    time.Duration
@@ -146,6 +147,10 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		u.perTryTimeout = r.PerTryTimeout.D()
 	}
 	u.outlier = cfg.OutlierDetection
+	u.deadlineSlack = u.requestTimeout / deadlineSlackDivisor
+	if u.perTryTimeout > 0 {
+		u.deadlineSlack = min(u.requestTimeout, u.perTryTimeout) / deadlineSlackDivisor
+	}
 
 	for _, tc := range cfg.Targets {
 		host, port, err := net.SplitHostPort(tc.Address)
@@ -223,21 +228,15 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	x := acquireExchange()
 	defer releaseExchange(x)
 	x.prepare(c)
+	defer x.restore(c)
 	idempotent := isIdempotent(&c.Request.Header)
 	obs, _ := c.Observer().(engine.AttemptObserver)
-
-	up := fasthttp.AcquireResponse()
-	owned := true
-	defer func() {
-		if owned {
-			fasthttp.ReleaseResponse(up)
-		}
-	}()
 
 	var (
 		lastErr  error
 		lastFail failure
 		haveResp bool
+		body     *upstreamBody
 	)
 	for attempt := 0; ; attempt++ {
 		i := set.picker.pick(set.targets, key, hasKey, x.tried[:x.ntried], u.inflight.Load(), now)
@@ -257,31 +256,37 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		}
 		tryDeadline := deadline
 		if u.perTryTimeout > 0 {
-			if d := time.Now().Add(u.perTryTimeout); d.Before(tryDeadline) {
+			if d := time.Unix(0, now).Add(u.perTryTimeout); d.Before(tryDeadline) {
 				tryDeadline = d
 			}
 		}
-		fail, err, rtt := u.attempt(c, t, x, up, tryDeadline, obs)
+		var fail failure
+		var err error
+		var rtt time.Duration
+		fail, err, rtt, body, now = u.attempt(c, t, x, tryDeadline, obs)
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		now = time.Now().UnixNano()
-		if !u.shouldRetry(fail, up.StatusCode(), idempotent, attempt, deadline, now) {
+		if !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
-		if haveResp {
+		if body != nil {
 			// Discard the body of the response we retry past (its connection is closed if unread).
-			_ = up.CloseBodyStream()
+			_ = body.Close()
+			body = nil
 		}
 	}
 	if !haveResp {
 		c.Fail(failStatus(lastFail, lastErr), fmt.Errorf("upstream %s: %w", u.name, lastErr))
 		return
 	}
-	keep, err := copyResponse(c, up, u.maxHeld, x)
-	owned = keep
-	if !keep {
+	finishResponse(c, x)
+	if body == nil {
+		return
+	}
+	streamed, err := holdOrStream(c, body, u.maxHeld, x)
+	if streamed {
 		// Later filters see a body stream: compression, caching and Wasm response buffering
 		// leave it alone.
 		u.log.Info("streaming a response larger than max_response_bytes", "target", c.Target,
@@ -294,40 +299,38 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 
 var errNoTarget = errors.New("no healthy target")
 
-// attempt sends the prepared request to t once and records the outcome in t's health state.
-func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, up *fasthttp.Response, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration) {
+// attempt sends the prepared request to t once and records the outcome in t's health state. It
+// returns the time the attempt ended (Unix nanoseconds), and the body when roundTrip left it on
+// the connection.
+func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
 	if !t.acquire(u.slotWait) {
 		t.m.requests.Inc()
-		return failConnect, errNoFreeConns, 0
+		return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
 	}
 	defer t.release()
 	if x.noHost {
 		// An HTTP/1.0 client may send no Host; the upstream gets the target's own.
-		x.req.Header.SetHost(t.name)
-	}
-	if t.tls {
-		x.req.URI().SetSchemeBytes(schemeHTTPS)
-	} else {
-		x.req.URI().SetSchemeBytes(schemeHTTP)
+		c.Request.Header.SetHost(t.name)
 	}
 	var tok any
 	if obs != nil {
-		tok = obs.StartAttempt(c, t.addr, &x.req)
+		tok = obs.StartAttempt(c, t.addr, c.Request)
 	}
 	t.st.inflight.Add(1)
 	u.inflight.Add(1)
 	begin := time.Now()
-	err := t.client.DoDeadline(&x.req, up, deadline)
-	rtt := time.Since(begin)
+	body, err := u.roundTrip(c, t, deadline)
+	endTime := time.Now()
+	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
 
 	fail := classify(err)
 	status := 0
 	if fail == failNone {
-		status = up.StatusCode()
+		status = c.Response.StatusCode()
 	}
-	end := begin.Add(rtt).UnixNano()
+	end := endTime.UnixNano()
 	t.st.requests.Add(1)
 	t.m.requests.Inc()
 	if fail == failNone {
@@ -347,7 +350,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, up *fasthttp.R
 	if obs != nil {
 		obs.EndAttempt(c, tok, status, err)
 	}
-	return fail, err, rtt
+	return fail, err, rtt, body, end
 }
 
 // shouldRetry decides whether a failed attempt is tried again on another target.
