@@ -190,7 +190,10 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c.Start = time.Now()
 	peer := addrOf(fc.RemoteAddr())
 	c.Peer = peer
-	c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
+	c.ClientAddr = peer
+	if len(s.trusted) > 0 {
+		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
+	}
 	if s.reqID != "" {
 		s.requestID(c, peer)
 	}

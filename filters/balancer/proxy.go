@@ -19,20 +19,30 @@ import (
 // describe one connection and are never forwarded. They are found in the one pass over the
 // header list that also collects the Connection tokens, and deleted only when present: each Del
 // re-normalizes its name and walks the list, 0.1 µs apiece on the hot path.
-var hopHeaders = []string{"Connection", "Transfer-Encoding", "Trailer", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade",
+var hopHeaders = [...]string{"Connection", "Transfer-Encoding", "Trailer", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade",
 	"Proxy-Authenticate", "Proxy-Authorization",
 	// Not hop-by-hop, but the server has answered it (reading the whole body first).
 	"Expect"}
 
+// The X-Forwarded-* headers setForwarded replaces are looked for in the same pass, after the
+// hop-by-hop ones: bits hasXFF, hasXFProto and hasXFHost of scanHop's mask.
+var scanned = append(hopHeaders[:], hdrXFF, hdrXFProto, hdrXFHost)
+
+const (
+	hasXFF = 1 << (len(hopHeaders) + iota)
+	hasXFProto
+	hasXFHost
+)
+
 // scanHop reads a header list once: it appends the values of Connection headers (comma-ended)
-// to conn and reports which hopHeaders are present, as a bit mask.
+// to conn and reports which of the scanned headers are present, as a bit mask.
 func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
 	var mask uint16
 	all(func(k, v []byte) bool {
 		if bytes.EqualFold(k, hdrConnection) {
 			conn = append(append(conn, v...), ',')
 		}
-		for i, h := range hopHeaders {
+		for i, h := range scanned {
 			if len(k) == len(h) && bytes.EqualFold(k, []byte(h)) {
 				mask |= 1 << i
 			}
@@ -104,10 +114,10 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	// Keep-alive to the upstream whatever the client asked for its own connection (read before
 	// deleting Connection, which clears it).
 	x.close = h.ConnectionClose()
-	var hop uint16
-	x.conn, hop = scanHop(h.All(), x.conn[:0])
+	var found uint16
+	x.conn, found = scanHop(h.All(), x.conn[:0])
 	removeConnectionTokens(h, x.conn)
-	removeHop(h, hop)
+	removeHop(h, found)
 	h.ResetConnectionClose()
 
 	x.scratch = forwardPath(x.scratch[:0], c)
@@ -118,7 +128,7 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	}
 	x.noHost = len(h.Host()) == 0
 
-	x.setForwarded(c)
+	x.setForwarded(c, found)
 	h.AddBytesV(hdrVia, viaValue)
 	// One Content-Length whatever framing the client used (the server read the whole body,
 	// de-chunked): nothing about the client's framing reaches the upstream.
@@ -160,13 +170,13 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 // when the server's trusted_proxies vouched for them (c.ClientAddr then differs from the socket
 // peer): X-Forwarded-For keeps the trusted part of the chain, from the client address on, and
 // appends the socket peer. From an untrusted peer the chain restarts at that peer, so a client
-// cannot forge the address upstreams see first.
-func (x *exchange) setForwarded(c *engine.Ctx) {
+// cannot forge the address upstreams see first. found is scanHop's mask of the client's request.
+func (x *exchange) setForwarded(c *engine.Ctx, found uint16) {
 	out := &c.Request.Header
 	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
 	b := x.scratch[:0]
-	if trusted {
+	if trusted && found&hasXFF != 0 {
 		// Copied out before the header is replaced below.
 		b = append(b, trustedChain(out.Peek(hdrXFF), c.ClientAddr)...)
 		if len(b) > 0 {
@@ -176,27 +186,33 @@ func (x *exchange) setForwarded(c *engine.Ctx) {
 	if peer.IsValid() {
 		b = peer.AppendTo(b)
 	}
-	out.Del(hdrXFF)
+	// Del removes every copy (Set would replace only the first of repeated headers), and only
+	// when the client sent one: Add then appends without searching the list again.
+	if found&hasXFF != 0 {
+		out.Del(hdrXFF)
+	}
 	if len(b) > 0 {
-		out.SetBytesV(hdrXFF, b)
+		out.AddBytesV(hdrXFF, b)
 	}
 	x.scratch = b
 
-	// SetBytesV replaces only the first of repeated headers: an untrusted client's extra copies
-	// must go first, or a second X-Forwarded-Proto/-Host would reach the upstream.
-	if !trusted {
-		out.Del(hdrXFProto)
-		out.Del(hdrXFHost)
-	}
-	if !trusted || len(out.Peek(hdrXFProto)) == 0 {
+	keepProto := trusted && found&hasXFProto != 0 && len(out.Peek(hdrXFProto)) > 0
+	keepHost := trusted && found&hasXFHost != 0 && len(out.Peek(hdrXFHost)) > 0
+	if !keepProto {
+		if found&hasXFProto != 0 {
+			out.Del(hdrXFProto)
+		}
 		if c.Fast != nil && c.Fast.IsTLS() {
-			out.SetBytesV(hdrXFProto, schemeHTTPS)
+			out.AddBytesV(hdrXFProto, schemeHTTPS)
 		} else {
-			out.SetBytesV(hdrXFProto, schemeHTTP)
+			out.AddBytesV(hdrXFProto, schemeHTTP)
 		}
 	}
-	if !trusted || len(out.Peek(hdrXFHost)) == 0 {
-		out.SetBytesV(hdrXFHost, out.Host())
+	if !keepHost {
+		if found&hasXFHost != 0 {
+			out.Del(hdrXFHost)
+		}
+		out.AddBytesV(hdrXFHost, out.Host())
 	}
 }
 
