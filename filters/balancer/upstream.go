@@ -319,7 +319,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, deadline time.
 	t.st.inflight.Add(1)
 	u.inflight.Add(1)
 	begin := time.Now()
-	body, err := u.roundTrip(c, t, deadline)
+	body, err := u.roundTrip(c, t, begin, deadline)
 	endTime := time.Now()
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
