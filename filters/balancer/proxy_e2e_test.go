@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,5 +496,50 @@ func TestClientConnectionCloseKept(t *testing.T) {
 			}
 		}
 		conn.Close()
+	}
+}
+
+// TestInterimResponsesSkipped checks that 1xx responses before the final one (103 Early Hints,
+// 100 Continue) are read past on the upstream connection, and that the connection is reused for
+// the next request.
+func TestInterimResponsesSkipped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					_, _ = io.WriteString(conn, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+						"HTTP/1.1 100 Continue\r\n\r\n"+
+						"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	gw := gatewaytest.Start(t, config("", []string{ln.Addr().String()}, ""))
+	for i := 0; i < 3; i++ {
+		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q, want 200 ok", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 3 sequential requests, want 1 (kept alive)", n)
 	}
 }
