@@ -543,3 +543,41 @@ func TestInterimResponsesSkipped(t *testing.T) {
 		t.Errorf("%d upstream connections for 3 sequential requests, want 1 (kept alive)", n)
 	}
 }
+
+// TestCloseDelimitedResponse checks a response whose body ends when the upstream closes the
+// connection (HTTP/1.0, no Content-Length): the client gets the whole body, and the next request
+// goes out on a new upstream connection.
+func TestCloseDelimitedResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(conn, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+strings.Repeat("z", 3000))
+			}()
+		}
+	}()
+	gw := gatewaytest.Start(t, config("", []string{ln.Addr().String()}, ""))
+	for i := 0; i < 2; i++ {
+		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || string(body) != strings.Repeat("z", 3000) {
+			t.Fatalf("request %d: %d, %d bytes, want 200 with 3000", i, resp.StatusCode, len(body))
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d upstream connections for 2 requests, want 2 (a close-delimited body ends its connection)", n)
+	}
+}
