@@ -160,6 +160,9 @@ func newRequestCtx(method, uri string) *fasthttp.RequestCtx {
 }
 
 func TestHandlerAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	s := testServer(t)
 	fc := newRequestCtx("GET", "/v1/items/%2Fa?x=1")
 	allocs := testing.AllocsPerRun(1000, func() {
