@@ -503,36 +503,20 @@ func TestClientConnectionCloseKept(t *testing.T) {
 // 100 Continue) are read past on the upstream connection, and that the connection is reused for
 // the next request.
 func TestInterimResponsesSkipped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var conns atomic.Int32
-	go func() {
+	addr, conns := rawUpstream(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
 		for {
-			conn, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					_, _ = io.WriteString(conn, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
-						"HTTP/1.1 100 Continue\r\n\r\n"+
-						"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			_, _ = io.Copy(io.Discard, req.Body)
+			_, _ = io.WriteString(conn, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+				"HTTP/1.1 100 Continue\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	gw := gatewaytest.Start(t, config("", []string{ln.Addr().String()}, ""))
+	})
+	gw := gatewaytest.Start(t, config("", []string{addr}, ""))
 	for i := 0; i < 3; i++ {
 		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 200 || string(body) != "ok" {
@@ -548,29 +532,13 @@ func TestInterimResponsesSkipped(t *testing.T) {
 // connection (HTTP/1.0, no Content-Length): the client gets the whole body, and the next request
 // goes out on a new upstream connection.
 func TestCloseDelimitedResponse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var conns atomic.Int32
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer conn.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(conn, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+strings.Repeat("z", 3000))
-			}()
+	addr, conns := rawUpstream(t, func(conn net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+			return
 		}
-	}()
-	gw := gatewaytest.Start(t, config("", []string{ln.Addr().String()}, ""))
+		_, _ = io.WriteString(conn, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+strings.Repeat("z", 3000))
+	})
+	gw := gatewaytest.Start(t, config("", []string{addr}, ""))
 	for i := 0; i < 2; i++ {
 		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != 200 || string(body) != strings.Repeat("z", 3000) {
@@ -580,4 +548,30 @@ func TestCloseDelimitedResponse(t *testing.T) {
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d upstream connections for 2 requests, want 2 (a close-delimited body ends its connection)", n)
 	}
+}
+
+// rawUpstream serves each accepted connection with serve (which writes raw HTTP), closing it
+// after, and counts the connections.
+func rawUpstream(t *testing.T, serve func(net.Conn)) (string, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns := new(atomic.Int32)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns
 }
