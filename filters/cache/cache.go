@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -365,7 +366,7 @@ func weakEqual(a, b []byte) bool {
 }
 
 func isContentHeader(k []byte) bool {
-	return eqFold(k, "content-type") || eqFold(k, "content-length") || eqFold(k, "content-encoding") || eqFold(k, "content-range")
+	return ascii.EqualFoldLower(k, "content-type") || ascii.EqualFoldLower(k, "content-length") || ascii.EqualFoldLower(k, "content-encoding") || ascii.EqualFoldLower(k, "content-range")
 }
 
 // OnResponse stores a cacheable response, wakes the requests waiting for it, invalidates after
@@ -529,10 +530,10 @@ func (f *Filter) entryFor(resp *fasthttp.Response, req *fasthttp.RequestHeader, 
 		}
 		size += int64(len(k) + len(v) + 32)
 		e.headers = append(e.headers, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
-		if eqFold(k, "etag") {
+		if ascii.EqualFoldLower(k, "etag") {
 			e.etag = e.headers[len(e.headers)-1].v
 		}
-		if eqFold(k, "last-modified") {
+		if ascii.EqualFoldLower(k, "last-modified") {
 			e.lastModRaw = e.headers[len(e.headers)-1].v
 			e.lastMod = parseHTTPDate(v)
 		}
@@ -555,7 +556,7 @@ var notStored = []string{"connection", "keep-alive", "proxy-connection", "transf
 // cache recomputes, and X-Cache.
 func skipStored(k []byte) bool {
 	for _, s := range notStored {
-		if eqFold(k, s) {
+		if ascii.EqualFoldLower(k, s) {
 			return true
 		}
 	}

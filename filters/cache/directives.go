@@ -1,6 +1,10 @@
 package cache
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine/ascii"
+)
 
 // directives is what the cache reads from Cache-Control (RFC 9111 §5.2), request or response.
 type directives struct {
@@ -21,27 +25,27 @@ func parseDirectives(vals [][]byte) directives {
 			name, val := splitDirective(e)
 			switch {
 			case len(name) == 0:
-			case eqFold(name, "no-store"):
+			case ascii.EqualFoldLower(name, "no-store"):
 				d.noStore = true
-			case eqFold(name, "no-cache"):
+			case ascii.EqualFoldLower(name, "no-cache"):
 				d.noCache = true
 				d.noCacheFields = len(val) > 0
-			case eqFold(name, "private"):
+			case ascii.EqualFoldLower(name, "private"):
 				d.private = true
 				d.privateFields = len(val) > 0
-			case eqFold(name, "public"):
+			case ascii.EqualFoldLower(name, "public"):
 				d.public = true
-			case eqFold(name, "must-revalidate"), eqFold(name, "proxy-revalidate"):
+			case ascii.EqualFoldLower(name, "must-revalidate"), ascii.EqualFoldLower(name, "proxy-revalidate"):
 				d.mustRevalidate = true
-			case eqFold(name, "only-if-cached"):
+			case ascii.EqualFoldLower(name, "only-if-cached"):
 				d.onlyIfCached = true
-			case eqFold(name, "max-age"):
+			case ascii.EqualFoldLower(name, "max-age"):
 				d.maxAge = d.seconds(val, d.maxAge)
-			case eqFold(name, "s-maxage"):
+			case ascii.EqualFoldLower(name, "s-maxage"):
 				d.sMaxAge = d.seconds(val, d.sMaxAge)
-			case eqFold(name, "stale-while-revalidate"):
+			case ascii.EqualFoldLower(name, "stale-while-revalidate"):
 				d.swr = d.seconds(val, d.swr)
-			case eqFold(name, "stale-if-error"):
+			case ascii.EqualFoldLower(name, "stale-if-error"):
 				d.sie = d.seconds(val, d.sie)
 			}
 		}
@@ -118,30 +122,13 @@ func trim(b []byte) []byte {
 	return b
 }
 
-// eqFold compares b with the lower-case ASCII string s, ignoring the case of b.
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // hasListToken reports whether a comma-separated header value names tok (lower-case).
 func hasListToken(vals [][]byte, tok string) bool {
 	for _, v := range vals {
 		for len(v) > 0 {
 			var e []byte
 			e, v = nextElement(v)
-			if eqFold(e, tok) {
+			if ascii.EqualFoldLower(e, tok) {
 				return true
 			}
 		}

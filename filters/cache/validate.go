@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -53,7 +54,7 @@ func merge304(dst *fasthttp.Response, e *entry, r304 *fasthttp.Response) {
 	dst.SetStatusCode(e.status)
 	var updated [][]byte
 	for k := range r304.Header.All() {
-		if !isContentHeader(k) && !skipStored(k) || eqFold(k, "date") {
+		if !isContentHeader(k) && !skipStored(k) || ascii.EqualFoldLower(k, "date") {
 			updated = append(updated, k)
 		}
 	}
@@ -73,27 +74,11 @@ func merge304(dst *fasthttp.Response, e *entry, r304 *fasthttp.Response) {
 
 func containsFold(list [][]byte, k []byte) bool {
 	for _, x := range list {
-		if len(x) == len(k) && eqFoldBytes(x, k) {
+		if ascii.EqualFold(x, k) {
 			return true
 		}
 	}
 	return false
-}
-
-func eqFoldBytes(a, b []byte) bool {
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // writeEntry replaces resp with the stored response e.

@@ -10,6 +10,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 )
 
 // The encoders are process-wide and pooled per level, so filters built by a reload reuse what
@@ -153,7 +154,7 @@ func decode(dst *buffer, coding []byte, src []byte, limit int64) error {
 	r := bytes.NewReader(src)
 	var rd io.Reader
 	switch {
-	case equalFold(coding, Gzip) || equalFold(coding, "x-gzip"):
+	case ascii.EqualFoldLower(coding, Gzip) || ascii.EqualFoldLower(coding, "x-gzip"):
 		z, _ := gzipReaders.Get().(*gzip.Reader)
 		if z == nil {
 			z = new(gzip.Reader)
@@ -164,7 +165,7 @@ func decode(dst *buffer, coding []byte, src []byte, limit int64) error {
 		}
 		z.Multistream(true)
 		rd = z
-	case equalFold(coding, Brotli):
+	case ascii.EqualFoldLower(coding, Brotli):
 		z, _ := brReaders.Get().(*brotli.Reader)
 		if z == nil {
 			z = brotli.NewReader(r)
@@ -173,7 +174,7 @@ func decode(dst *buffer, coding []byte, src []byte, limit int64) error {
 		}
 		defer brReaders.Put(z)
 		rd = z
-	case equalFold(coding, Zstd):
+	case ascii.EqualFoldLower(coding, Zstd):
 		z, _ := zstdReaders.Get().(*zstd.Decoder)
 		if z == nil {
 			var err error

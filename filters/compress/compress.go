@@ -20,6 +20,7 @@ import (
 	"fmt"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -146,7 +147,7 @@ func (f *Filter) decodeRequest(c *engine.Ctx, ce []byte) engine.Verdict {
 			e, v = v, nil
 		}
 		e = trimOWS(e)
-		if len(e) == 0 || equalFold(e, "identity") {
+		if len(e) == 0 || ascii.EqualFoldLower(e, "identity") {
 			continue
 		}
 		if n == len(codings) {
@@ -236,7 +237,7 @@ func (f *Filter) eligible(c *engine.Ctx) bool {
 	if resp.IsBodyStream() {
 		return false // a streamed (over max_response_bytes) body is never held whole
 	}
-	if ce := h.ContentEncoding(); len(ce) > 0 && !equalFold(trimOWS(ce), "identity") {
+	if ce := h.ContentEncoding(); len(ce) > 0 && !ascii.EqualFoldLower(trimOWS(ce), "identity") {
 		return false
 	}
 	if len(h.Peek(hdrContentRange)) > 0 {

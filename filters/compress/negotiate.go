@@ -1,6 +1,10 @@
 package compress
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/sluice-gateway/sluice/engine/ascii"
+)
 
 // Accept-Encoding negotiation (RFC 9110 §12.5.3), without allocating.
 //
@@ -46,11 +50,11 @@ func negotiate(header []byte, algs []string) int {
 		switch {
 		case len(name) == 1 && name[0] == '*':
 			starQ = lower(starQ, weight)
-		case equalFold(name, "identity"):
+		case ascii.EqualFoldLower(name, "identity"):
 			identityQ = lower(identityQ, weight)
 		default:
 			for i, a := range algs {
-				if equalFold(name, a) || (a == Gzip && equalFold(name, "x-gzip")) {
+				if ascii.EqualFoldLower(name, a) || (a == Gzip && ascii.EqualFoldLower(name, "x-gzip")) {
 					q[i] = lower(q[i], weight)
 				}
 			}
@@ -169,23 +173,6 @@ func isToken(b []byte) bool {
 	return true
 }
 
-// equalFold compares b with the lower-case ASCII string s, ignoring the case of b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // hasToken reports whether the comma-separated list v names tok (lower-case), ignoring case,
 // whitespace and any "=value" or parameters after the token.
 func hasToken(v []byte, tok string) bool {
@@ -200,7 +187,7 @@ func hasToken(v []byte, tok string) bool {
 		if i := indexAny(e, "=;"); i >= 0 {
 			e = trimOWS(e[:i])
 		}
-		if equalFold(e, tok) {
+		if ascii.EqualFoldLower(e, tok) {
 			return true
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"go.opentelemetry.io/otel/attribute"
@@ -346,7 +347,7 @@ func getHeaderNames(ctx context.Context, mod api.Module, stack []uint64) {
 	names := in.names[:0]
 	add := func(k []byte) {
 		for _, n := range names {
-			if equalFoldASCII(n, k) {
+			if ascii.EqualFold(n, k) {
 				return
 			}
 		}
@@ -382,11 +383,11 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 	case kindRequest:
 		vals = c.Request.Header.PeekAll(bytesString(name))
 	case kindResponse:
-		if equalFoldASCII(name, setCookie) {
+		if ascii.EqualFold(name, setCookie) {
 			// fasthttp keeps cookies apart and PeekAll would join them: list each one.
 			vals = in.names[:0]
 			for k, v := range c.Response.Header.All() {
-				if equalFoldASCII(k, setCookie) {
+				if ascii.EqualFold(k, setCookie) {
 					vals = append(vals, v)
 				}
 			}
