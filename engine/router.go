@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"sort"
 	"strings"
+
+	"github.com/sluice-gateway/sluice/engine/ascii"
 )
 
 // Router picks the pipeline for a request: among pipelines whose hosts and methods admit the
@@ -76,7 +78,7 @@ func matchHost(hosts [][]byte, host []byte) bool {
 			}
 			continue
 		}
-		if bytes.EqualFold(h, host) {
+		if ascii.EqualFold(h, host) {
 			return true
 		}
 	}
@@ -84,7 +86,7 @@ func matchHost(hosts [][]byte, host []byte) bool {
 }
 
 func hasSuffixFold(s, suffix []byte) bool {
-	return bytes.EqualFold(s[len(s)-len(suffix):], suffix)
+	return ascii.EqualFold(s[len(s)-len(suffix):], suffix)
 }
 
 // stripPort removes ":port" from a Host value, keeping IPv6 brackets' content intact.

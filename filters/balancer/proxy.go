@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -39,11 +40,11 @@ const (
 func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
 	var mask uint16
 	all(func(k, v []byte) bool {
-		if bytes.EqualFold(k, hdrConnection) {
+		if ascii.EqualFold(k, hdrConnection) {
 			conn = append(append(conn, v...), ',')
 		}
 		for i, h := range scanned {
-			if len(k) == len(h) && bytes.EqualFold(k, []byte(h)) {
+			if ascii.EqualFold(k, []byte(h)) {
 				mask |= 1 << i
 			}
 		}
@@ -160,7 +161,7 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 			tok, list = list[:i], list[i+1:]
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(tok) > 0 && !bytes.EqualFold(tok, []byte("close")) && !bytes.EqualFold(tok, []byte("keep-alive")) {
+		if len(tok) > 0 && !ascii.EqualFoldLower(tok, "close") && !ascii.EqualFoldLower(tok, "keep-alive") {
 			h.DelBytes(tok)
 		}
 	}

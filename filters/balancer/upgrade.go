@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -27,7 +28,7 @@ func isUpgrade(h *fasthttp.RequestHeader) bool {
 		return false
 	}
 	for k, v := range h.All() {
-		if bytes.EqualFold(k, hdrConnection) && hasToken(v, tokenUpgrade) {
+		if ascii.EqualFold(k, hdrConnection) && hasToken(v, tokenUpgrade) {
 			return true
 		}
 	}
@@ -42,7 +43,7 @@ func hasToken(list, token []byte) bool {
 		} else {
 			item, list = list, nil
 		}
-		if bytes.EqualFold(bytes.TrimSpace(item), token) {
+		if ascii.EqualFold(bytes.TrimSpace(item), token) {
 			return true
 		}
 	}
