@@ -17,7 +17,17 @@ type Pipeline struct {
 	terminal Terminal
 	// observer is the gateway's (nil: telemetry off, nothing is called).
 	observer Observer
+	// observerState is what the observer keeps for this pipeline (see SetObserverState).
+	observerState any
 }
+
+// SetObserverState keeps v, the observer's own state for this pipeline (its metrics handles and
+// span names), so that the observer finds it on every request without a lookup. Call it before
+// the pipeline serves.
+func (p *Pipeline) SetObserverState(v any) { p.observerState = v }
+
+// ObserverState returns what SetObserverState kept, or nil.
+func (p *Pipeline) ObserverState() any { return p.observerState }
 
 // NewPipeline assembles a pipeline. It allocates what the request loop needs up front.
 func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []Stage, term Terminal) *Pipeline {

@@ -53,6 +53,7 @@ var (
 
 // pipeInfo is what the observer precomputes for one pipeline.
 type pipeInfo struct {
+	owner      *observer
 	name       string
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
@@ -63,8 +64,8 @@ type stageInfo struct {
 	attrs [2][]attribute.KeyValue
 }
 
-func newPipeInfo(p *engine.Pipeline) *pipeInfo {
-	pi := &pipeInfo{name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
+func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
+	pi := &pipeInfo{owner: o, name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
 	stages := p.Stages()
 	for i := range stages {
 		s := &stages[i]
@@ -85,10 +86,13 @@ func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
 	if p == nil {
 		return o.unrouted
 	}
+	if pi, ok := p.ObserverState().(*pipeInfo); ok && pi.owner == o {
+		return pi
+	}
 	if v, ok := o.pipes.Load(p); ok {
 		return v.(*pipeInfo)
 	}
-	v, _ := o.pipes.LoadOrStore(p, newPipeInfo(p))
+	v, _ := o.pipes.LoadOrStore(p, newPipeInfo(o, p))
 	return v.(*pipeInfo)
 }
 

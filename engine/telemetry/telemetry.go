@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/url"
@@ -188,29 +187,16 @@ func (t *Telemetry) TracerProvider() trace.TracerProvider {
 // nothing.
 func (t *Telemetry) Observer() engine.Observer { return t.obs }
 
-// Attach installs the observer on gw and resolves its pipelines' metrics and span names up front;
-// what it resolved is dropped again when gw is closed (after a reload drains it). Calling
-// gw.SetObserver(t.Observer()) works too; Attach only saves the first request of each pipeline
-// the lookup and keeps the per-pipeline cache from growing across reloads.
+// Attach installs the observer on gw and resolves its pipelines' metrics and span names up front,
+// kept on each pipeline (the observer reads them there on every request, without a lookup).
+// Calling gw.SetObserver(t.Observer()) works too, but then each pipeline's state is found in a
+// map, at about 0.1 µs per request, and the map keeps every pipeline ever served.
 func (t *Telemetry) Attach(gw *engine.Gateway) {
 	for _, p := range gw.Pipelines {
-		t.obs.pipes.Store(p, newPipeInfo(p))
+		p.SetObserverState(newPipeInfo(t.obs, p))
 	}
 	gw.SetObserver(t.obs)
-	pipes := append([]*engine.Pipeline(nil), gw.Pipelines...)
-	gw.OnClose(closerFunc(func() error {
-		for _, p := range pipes {
-			t.obs.pipes.Delete(p)
-		}
-		return nil
-	}))
 }
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
-
-var _ io.Closer = closerFunc(nil)
 
 // Flush exports every finished span now.
 func (t *Telemetry) Flush(ctx context.Context) error {

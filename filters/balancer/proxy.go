@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +28,15 @@ var hopHeaders = [...]string{"Connection", "Transfer-Encoding", "Trailer", "Keep
 
 // The X-Forwarded-* headers setForwarded replaces are looked for in the same pass, after the
 // hop-by-hop ones: bits hasXFF, hasXFProto and hasXFHost of scanHop's mask.
-var scanned = append(hopHeaders[:], hdrXFF, hdrXFProto, hdrXFHost)
+var scanned = func() []string {
+	names := append(hopHeaders[:], hdrXFF, hdrXFProto, hdrXFHost)
+	for i, n := range names {
+		// Lower case, for ascii.EqualFoldLower: comparing with a []byte(name) conversion would
+		// copy the name for every header and every candidate.
+		names[i] = strings.ToLower(n)
+	}
+	return names
+}()
 
 const (
 	hasXFF = 1 << (len(hopHeaders) + iota)
@@ -44,7 +53,7 @@ func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
 			conn = append(append(conn, v...), ',')
 		}
 		for i, h := range scanned {
-			if ascii.EqualFold(k, []byte(h)) {
+			if ascii.EqualFoldLower(k, h) {
 				mask |= 1 << i
 			}
 		}
@@ -69,8 +78,6 @@ var (
 	hdrXFHost     = "X-Forwarded-Host"
 	hdrVia        = "Via"
 	viaValue      = []byte("1.1 sluice")
-	schemeHTTP    = []byte("http")
-	schemeHTTPS   = []byte("https")
 )
 
 // exchange is the pooled per-request state of one proxied request: what prepare changed in the
@@ -78,6 +85,8 @@ var (
 // allocate.
 type exchange struct {
 	scratch []byte
+	fwd     []byte // the X-Forwarded-* and Via lines written after the request's own headers
+	head    []byte // the request head as it goes on the wire
 	conn    []byte // the values of the Connection headers
 	origURI []byte // the client's request-target, when the upstream gets another one
 	tried   [maxRetryAttempts + 1]int
@@ -104,10 +113,13 @@ func releaseExchange(x *exchange) {
 
 // prepare turns the client's request into the one the upstream receives, in place (a copy would
 // cost more than everything else the balancer does): the raw path minus strip_prefix, no
-// hop-by-hop headers, X-Forwarded-*, Via, and a body framed by Content-Length. Later filters'
-// response phases see the request as it was forwarded, like Envoy's; restore puts back the two
-// things that are not the upstream's business: the client's request-target and whether the
-// client's connection closes after this response.
+// hop-by-hop headers, and a body framed by Content-Length. The X-Forwarded-* and Via lines are
+// made ready in x.fwd and only written on the wire, after the request's own headers: adding them
+// to the header list and serializing them back cost four times as much. Later filters' response
+// phases see the request as the request phases left it, less what is hop-by-hop and the
+// X-Forwarded-* headers an untrusted client sent; restore puts back the two things that are not
+// the upstream's business: the client's request-target and whether the client's connection
+// closes after this response.
 func (x *exchange) prepare(c *engine.Ctx) {
 	h := &c.Request.Header
 	// The client's Connection header lists further hop-by-hop headers: collect its values before
@@ -130,7 +142,6 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.noHost = len(h.Host()) == 0
 
 	x.setForwarded(c, found)
-	h.AddBytesV(hdrVia, viaValue)
 	// One Content-Length whatever framing the client used (the server read the whole body,
 	// de-chunked): nothing about the client's framing reaches the upstream.
 	if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
@@ -167,54 +178,60 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 	}
 }
 
-// setForwarded sets X-Forwarded-For, -Proto and -Host. The client's own values are kept only
-// when the server's trusted_proxies vouched for them (c.ClientAddr then differs from the socket
-// peer): X-Forwarded-For keeps the trusted part of the chain, from the client address on, and
-// appends the socket peer. From an untrusted peer the chain restarts at that peer, so a client
-// cannot forge the address upstreams see first. found is scanHop's mask of the client's request.
+// setForwarded makes the X-Forwarded-For, -Proto and -Host lines and Via in x.fwd. The client's
+// own values are kept only when the server's trusted_proxies vouched for them (c.ClientAddr then
+// differs from the socket peer): X-Forwarded-For keeps the trusted part of the chain, from the
+// client address on, and appends the socket peer. From an untrusted peer the chain restarts at
+// that peer, so a client cannot forge the address upstreams see first. found is scanHop's mask
+// of the client's request. Every value written comes from the parsed request or the gateway, so
+// none can hold a line break.
 func (x *exchange) setForwarded(c *engine.Ctx, found uint16) {
-	out := &c.Request.Header
+	h := &c.Request.Header
 	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
-	b := x.scratch[:0]
+	b := x.fwd[:0]
+
+	line := len(b)
+	b = append(b, "X-Forwarded-For: "...)
+	value := len(b)
 	if trusted && found&hasXFF != 0 {
-		// Copied out before the header is replaced below.
-		b = append(b, trustedChain(out.Peek(hdrXFF), c.ClientAddr)...)
-		if len(b) > 0 {
-			b = append(b, ", "...)
+		if chain := trustedChain(h.Peek(hdrXFF), c.ClientAddr); len(chain) > 0 {
+			b = append(append(b, chain...), ", "...)
 		}
 	}
 	if peer.IsValid() {
 		b = peer.AppendTo(b)
 	}
+	if len(b) == value {
+		b = b[:line]
+	} else {
+		b = append(b, "\r\n"...)
+	}
 	// Del removes every copy (Set would replace only the first of repeated headers), and only
-	// when the client sent one: Add then appends without searching the list again.
+	// when the client sent one.
 	if found&hasXFF != 0 {
-		out.Del(hdrXFF)
+		h.Del(hdrXFF)
 	}
-	if len(b) > 0 {
-		out.AddBytesV(hdrXFF, b)
-	}
-	x.scratch = b
 
-	keepProto := trusted && found&hasXFProto != 0 && len(out.Peek(hdrXFProto)) > 0
-	keepHost := trusted && found&hasXFHost != 0 && len(out.Peek(hdrXFHost)) > 0
-	if !keepProto {
+	if !(trusted && found&hasXFProto != 0 && len(h.Peek(hdrXFProto)) > 0) {
 		if found&hasXFProto != 0 {
-			out.Del(hdrXFProto)
+			h.Del(hdrXFProto)
 		}
 		if c.Fast != nil && c.Fast.IsTLS() {
-			out.AddBytesV(hdrXFProto, schemeHTTPS)
+			b = append(b, "X-Forwarded-Proto: https\r\n"...)
 		} else {
-			out.AddBytesV(hdrXFProto, schemeHTTP)
+			b = append(b, "X-Forwarded-Proto: http\r\n"...)
 		}
 	}
-	if !keepHost {
+	if !(trusted && found&hasXFHost != 0 && len(h.Peek(hdrXFHost)) > 0) {
 		if found&hasXFHost != 0 {
-			out.Del(hdrXFHost)
+			h.Del(hdrXFHost)
 		}
-		out.AddBytesV(hdrXFHost, out.Host())
+		if host := h.Host(); len(host) > 0 {
+			b = append(append(append(b, "X-Forwarded-Host: "...), host...), "\r\n"...)
+		}
 	}
+	x.fwd = append(b, "Via: 1.1 sluice\r\n"...)
 }
 
 // trustedChain returns the suffix of an X-Forwarded-For list that starts at the rightmost entry

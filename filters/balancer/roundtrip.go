@@ -60,11 +60,11 @@ const maxInterimResponses = 16
 
 var errTooManyInterim = errors.New("more than 16 interim (1xx) responses")
 
-// roundTrip sends the client's request, which prepare made ready in place, to t (starting at now,
+// roundTrip sends the client's request, which prepare made ready (in place, and x.fwd), to t (starting at now,
 // done by deadline) and reads the response into c.Response. A body of known length up to max_response_bytes is
 // read whole and the connection goes back to the pool; any other body is returned as a stream
 // that owns the connection until it is closed.
-func (u *Upstream) roundTrip(c *engine.Ctx, t *target, now, deadline time.Time) (*upstreamBody, error) {
+func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time) (*upstreamBody, error) {
 	timeout := deadline.Sub(now)
 	if timeout <= 0 {
 		return nil, fasthttp.ErrTimeout
@@ -80,7 +80,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, now, deadline time.Time) 
 		return nil, err
 	}
 	bw := hc.AcquireWriter(conn)
-	err = writeRequest(bw, c.Request)
+	err = writeRequest(bw, c.Request, x)
 	hc.ReleaseWriter(bw)
 	if err != nil {
 		hc.CloseConn(cc)
@@ -149,8 +149,12 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, now, deadline time.Time) 
 
 // writeRequest writes the request head as it is (fasthttp's Request.Write would rebuild the
 // request-target from the parsed URI) and the body.
-func writeRequest(bw *bufio.Writer, req *fasthttp.Request) error {
-	if err := req.Header.Write(bw); err != nil {
+func writeRequest(bw *bufio.Writer, req *fasthttp.Request, x *exchange) error {
+	head := req.Header.AppendBytes(x.head[:0])
+	// The head ends with the blank line: prepare's forwarding lines go before it.
+	head = append(append(head[:len(head)-2], x.fwd...), "\r\n"...)
+	x.head = head
+	if _, err := bw.Write(head); err != nil {
 		return err
 	}
 	if body := req.Body(); len(body) > 0 {

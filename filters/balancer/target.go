@@ -111,10 +111,8 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 
 // acquire takes one of the target's request slots, waiting at most wait for one.
 func (t *target) acquire(wait time.Duration) bool {
-	select {
-	case t.slots <- struct{}{}:
+	if t.tryAcquire() {
 		return true
-	default:
 	}
 	if wait <= 0 {
 		return false
@@ -125,6 +123,16 @@ func (t *target) acquire(wait time.Duration) bool {
 	case t.slots <- struct{}{}:
 		return true
 	case <-tm.C:
+		return false
+	}
+}
+
+// tryAcquire takes a connection slot if one is free at once.
+func (t *target) tryAcquire() bool {
+	select {
+	case t.slots <- struct{}{}:
+		return true
+	default:
 		return false
 	}
 }

@@ -94,7 +94,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
 	if x.noHost {
 		c.Request.Header.SetHost(t.name)
 	}
-	err = writeRequest(bufio.NewWriter(conn), c.Request)
+	err = writeRequest(bufio.NewWriter(conn), c.Request, x)
 	if err == nil {
 		err = resp.Header.Read(br)
 	}

@@ -263,7 +263,13 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		var fail failure
 		var err error
 		var rtt time.Duration
-		fail, err, rtt, body, now = u.attempt(c, t, x, tryDeadline, obs)
+		// The first attempt starts when Serve did (a clock read less); a retry when the
+		// previous attempt ended.
+		begin := start
+		if attempt > 0 {
+			begin = time.Unix(0, now)
+		}
+		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
@@ -299,13 +305,17 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 
 var errNoTarget = errors.New("no healthy target")
 
-// attempt sends the prepared request to t once and records the outcome in t's health state. It
-// returns the time the attempt ended (Unix nanoseconds), and the body when roundTrip left it on
-// the connection.
-func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
-	if !t.acquire(u.slotWait) {
-		t.m.requests.Inc()
-		return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
+// attempt sends the prepared request to t once, starting at now, and records the outcome in t's
+// health state. It returns the time the attempt ended (Unix nanoseconds), and the body when
+// roundTrip left it on the connection.
+func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
+	begin := now
+	if !t.tryAcquire() {
+		if !t.acquire(u.slotWait) {
+			t.m.requests.Inc()
+			return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
+		}
+		begin = time.Time{} // waited for a slot: read the clock again below
 	}
 	defer t.release()
 	if x.noHost {
@@ -316,10 +326,15 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, deadline time.
 	if obs != nil {
 		tok = obs.StartAttempt(c, t.addr, c.Request)
 	}
+	if obs != nil {
+		begin = time.Time{} // StartAttempt's span work is not the upstream's latency
+	}
+	if begin.IsZero() {
+		begin = time.Now()
+	}
 	t.st.inflight.Add(1)
 	u.inflight.Add(1)
-	begin := time.Now()
-	body, err := u.roundTrip(c, t, begin, deadline)
+	body, err := u.roundTrip(c, t, x, begin, deadline)
 	endTime := time.Now()
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
