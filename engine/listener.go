@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -17,6 +18,9 @@ type resilientListener struct {
 	net.Listener
 	log     *slog.Logger
 	lastLog time.Time
+	// watch keeps the accepted connections' deadlines (deadline.go); nil: deadlines go straight
+	// to the sockets.
+	watch *deadlineWatch
 }
 
 // maxAcceptBackoff caps the wait between retries while descriptors are exhausted.
@@ -27,7 +31,10 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			return &clientConn{Conn: c}, nil
+			if l.watch == nil {
+				return &clientConn{Conn: c}, nil
+			}
+			return l.watch.add(c), nil
 		}
 		if !retryableAccept(err) {
 			return nil, err
@@ -39,6 +46,14 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, maxAcceptBackoff)
 	}
+}
+
+// Close closes the listener; the deadline watchdog stops once the last connection is closed.
+func (l *resilientListener) Close() error {
+	if l.watch != nil {
+		l.watch.close()
+	}
+	return l.Listener.Close()
 }
 
 // retryableAccept reports accept errors that pass: out of descriptors or memory, or a connection
@@ -59,10 +74,19 @@ func retryableAccept(err error) bool {
 // Here the small read takes whatever has arrived into a pooled buffer and hands out the rest on
 // the next reads, so a request costs one read system call and an idle connection still holds
 // nothing.
+//
+// It also keeps its deadlines off the socket until they are nearly due (deadline.go).
 type clientConn struct {
 	net.Conn
 	stash   *[]byte // pooled; nil when nothing is read ahead
 	pending []byte  // the part of *stash not yet handed out
+
+	watch  *deadlineWatch // nil: deadlines go straight to the socket
+	rd, wd lazyDeadline
+	mu     sync.Mutex // serializes putting deadlines on the socket
+	// phase is where the connection is in its request cycle, for the server's timeouts
+	// (deadline.go); phaseManual once anyone sets a deadline explicitly.
+	phase atomic.Uint32
 }
 
 // readAheadSize is what a small read reads at most: most request heads fit; a larger one
@@ -72,6 +96,33 @@ const readAheadSize = 4 << 10
 var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.watch == nil {
+		return c.read(p)
+	}
+	ph := c.phase.Load()
+	if ph == phaseWriting {
+		// The response is written: wait for the next request under the idle timeout.
+		c.enter(phaseIdle)
+		ph = phaseIdle
+	}
+	n, err := c.read(p)
+	if n > 0 && ph == phaseIdle {
+		c.enter(phaseReading)
+	}
+	return n, err
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.watch != nil {
+		if ph := c.phase.Load(); ph == phaseReading || ph == phaseIdle {
+			c.enter(phaseWriting)
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// read is Read's read-ahead.
+func (c *clientConn) read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]

@@ -63,9 +63,6 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		ReadBufferSize:               int(cfg.MaxHeaderBytes),
 		WriteBufferSize:              16 << 10,
 		MaxRequestBodySize:           int(cfg.MaxBodyBytes),
-		ReadTimeout:                  cfg.ReadTimeout.D(),
-		WriteTimeout:                 cfg.WriteTimeout.D(),
-		IdleTimeout:                  cfg.IdleTimeout.D(),
 		Concurrency:                  cfg.MaxConnections,
 		MaxConnsPerIP:                cfg.MaxConnsPerIP,
 		NoDefaultServerHeader:        true,
@@ -90,11 +87,31 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 // Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = &resilientListener{Listener: ln, log: s.log}
+	rl := &resilientListener{Listener: ln, log: s.log}
+	// The connections keep the server's timeouts themselves (deadline.go); fasthttp has none.
+	read, write, idle := s.cfg.ReadTimeout.D(), s.cfg.WriteTimeout.D(), s.cfg.IdleTimeout.D()
+	if idle <= 0 {
+		idle = read // as fasthttp does
+	}
+	if shortest := shortestTimeout(read, write, idle); shortest > 0 {
+		rl.watch = newDeadlineWatch(watchTick(shortest), read, write, idle)
+	}
+	ln = rl
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
 	return s.srv.Serve(ln)
+}
+
+// shortestTimeout is the smallest of the positive durations (0 if none is).
+func shortestTimeout(ds ...time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		if d > 0 && (m == 0 || d < m) {
+			m = d
+		}
+	}
+	return m
 }
 
 // Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind

@@ -316,3 +316,45 @@ func TestSlowBodyDisconnected(t *testing.T) {
 		t.Errorf("slow body held the connection for %v, read_timeout is 500ms", d)
 	}
 }
+
+// TestIdleKeepAliveClosed checks idle_timeout on a keep-alive connection: closed once it has
+// waited that long for its next request, not before.
+func TestIdleKeepAliveClosed(t *testing.T) {
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  read_timeout = "5s"
+  idle_timeout = "400ms"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, echoUpstream(t, "u")))
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := 0; i < 2; i++ {
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	idle := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF (closed by the gateway)", err)
+	}
+	if d := time.Since(idle); d < 350*time.Millisecond || d > 3*time.Second {
+		t.Errorf("idle keep-alive connection closed after %v, idle_timeout is 400ms", d)
+	}
+}
