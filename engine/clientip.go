@@ -2,10 +2,13 @@ package engine
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // ParsePrefixes parses trusted_proxies entries: CIDR prefixes ("10.0.0.0/8") or single addresses.
@@ -39,6 +42,21 @@ func (t trustedSet) has(a netip.Addr) bool {
 }
 
 // addrOf returns the IP of a net.Addr without allocating for TCP addresses.
+// setPeer sets c.Peer from the connection, taking what the connection worked out once when it
+// was accepted, and returns it.
+func (c *Ctx) setPeer(fc *fasthttp.RequestCtx) netip.Addr {
+	conn := fc.Conn()
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	if cc, ok := conn.(*clientConn); ok {
+		c.Peer, c.peerText = cc.peer, cc.peerText
+		return cc.peer
+	}
+	c.Peer = addrOf(fc.RemoteAddr())
+	return c.Peer
+}
+
 func addrOf(a net.Addr) netip.Addr {
 	switch x := a.(type) {
 	case *net.TCPAddr:

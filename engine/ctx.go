@@ -28,6 +28,8 @@ type Ctx struct {
 	ClientAddr netip.Addr
 	// Peer is the socket peer's address (a trusted proxy's, or the client's own).
 	Peer netip.Addr
+	// peerText is Peer as text, formatted once per connection (nil: format it when asked).
+	peerText []byte
 	// Start is when the gateway began handling the request.
 	Start time.Time
 	// Context carries the request's trace span; filters pass it to anything they call.
@@ -63,6 +65,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Path = c.Path[:0]
 	c.ClientAddr = netip.Addr{}
 	c.Peer = netip.Addr{}
+	c.peerText = nil
 	c.Start = time.Time{}
 	c.Context = nil
 	c.Target = ""
@@ -70,6 +73,15 @@ func ReleaseCtx(c *Ctx) {
 	c.Attempts = 0
 	clear(c.vals)
 	ctxPool.Put(c)
+}
+
+// AppendPeer appends Peer as text (as netip.Addr.AppendTo would, without formatting it again
+// for every request of a connection).
+func (c *Ctx) AppendPeer(dst []byte) []byte {
+	if c.peerText != nil {
+		return append(dst, c.peerText...)
+	}
+	return c.Peer.AppendTo(dst)
 }
 
 // Fail answers the request with status and a short standard body, and records err as the

@@ -234,7 +234,7 @@ func TestServerTimeoutPhases(t *testing.T) {
 	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * read) // idle for longer than read_timeout: still fine
+	time.Sleep(2 * read)                                 // idle for longer than read_timeout: still fine
 	if _, err := peer.Write([]byte("GET")); err != nil { // the next request starts, never ends
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,10 +32,16 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			var cc *clientConn
 			if l.watch == nil {
-				return &clientConn{Conn: c}, nil
+				cc = &clientConn{Conn: c}
+			} else {
+				cc = l.watch.add(c)
 			}
-			return l.watch.add(c), nil
+			if cc.peer = addrOf(c.RemoteAddr()); cc.peer.IsValid() {
+				cc.peerText = cc.peer.AppendTo(nil)
+			}
+			return cc, nil
 		}
 		if !retryableAccept(err) {
 			return nil, err
@@ -80,6 +87,10 @@ type clientConn struct {
 	net.Conn
 	stash   *[]byte // pooled; nil when nothing is read ahead
 	pending []byte  // the part of *stash not yet handed out
+
+	// The peer's address, and as text, worked out once for all the connection's requests.
+	peer     netip.Addr
+	peerText []byte
 
 	watch  *deadlineWatch // nil: deadlines go straight to the socket
 	rd, wd lazyDeadline

@@ -208,8 +208,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
-	peer := addrOf(fc.RemoteAddr())
-	c.Peer = peer
+	peer := c.setPeer(fc)
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))

@@ -35,6 +35,7 @@ func benchForward(b *testing.B, sluice bool) {
 		if !sluice {
 			x.fwd = x.fwd[:0]
 		}
+		bw.Reset(io.Discard)
 		if err := writeRequest(bw, c.Request, x); err != nil {
 			b.Fatal(err)
 		}

@@ -44,17 +44,38 @@ const (
 	hasXFHost
 )
 
+// Bits of scanHop's mask for hop-by-hop headers the balancer looks at itself.
+const (
+	hasConnection = 1 << 0 // hopHeaders[0]
+	hasUpgrade    = 1 << 6 // hopHeaders[6]
+)
+
+// scannedByLen lists, for each name length, the indexes of the scanned names that long: a header
+// is compared only with those (most headers with none), not with all thirteen.
+var scannedByLen = func() (t [20][]uint8) {
+	if hopHeaders[0] != "Connection" || hopHeaders[6] != "Upgrade" {
+		panic("balancer: hasConnection and hasUpgrade do not match hopHeaders")
+	}
+	for i, n := range scanned {
+		t[len(n)] = append(t[len(n)], uint8(i))
+	}
+	return t
+}()
+
 // scanHop reads a header list once: it appends the values of Connection headers (comma-ended)
 // to conn and reports which of the scanned headers are present, as a bit mask.
 func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
 	var mask uint16
 	all(func(k, v []byte) bool {
-		if ascii.EqualFold(k, hdrConnection) {
-			conn = append(append(conn, v...), ',')
+		if len(k) >= len(scannedByLen) {
+			return true
 		}
-		for i, h := range scanned {
-			if ascii.EqualFoldLower(k, h) {
+		for _, i := range scannedByLen[len(k)] {
+			if ascii.EqualFoldLower(k, scanned[i]) {
 				mask |= 1 << i
+				if i == 0 {
+					conn = append(append(conn, v...), ',')
+				}
 			}
 		}
 		return true
@@ -84,16 +105,18 @@ var (
 // client's request, to undo it afterwards, and scratch space, so the request path does not
 // allocate.
 type exchange struct {
-	scratch []byte
-	fwd     []byte // the X-Forwarded-* and Via lines written after the request's own headers
-	head    []byte // the request head as it goes on the wire
-	conn    []byte // the values of the Connection headers
-	origURI []byte // the client's request-target, when the upstream gets another one
-	tried   [maxRetryAttempts + 1]int
-	ntried  int
-	noHost  bool // the client sent no Host header
-	rewrote bool // origURI holds the client's request-target
-	close   bool // the client asked to close its connection
+	scratch  []byte
+	fwd      []byte // the X-Forwarded-* and Via lines written after the request's own headers
+	head     []byte // the request head as it goes on the wire
+	conn     []byte // the values of the Connection headers
+	origURI  []byte // the client's request-target, when the upstream gets another one
+	tried    [maxRetryAttempts + 1]int
+	ntried   int
+	protocol []byte // the Upgrade header of a protocol switch
+	upgrade  bool   // the request asks to switch protocols
+	noHost   bool   // the client sent no Host header
+	rewrote  bool   // origURI holds the client's request-target
+	close    bool   // the client asked to close its connection
 }
 
 const maxPooledScratch = 256 << 10
@@ -129,6 +152,12 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.close = h.ConnectionClose()
 	var found uint16
 	x.conn, found = scanHop(h.All(), x.conn[:0])
+	// A request to switch protocols (WebSocket) names "upgrade" in Connection and says which
+	// protocol in Upgrade: keep that, for serveUpgrade to put back.
+	x.upgrade = found&hasUpgrade != 0 && hasToken(x.conn, tokenUpgrade)
+	if x.upgrade {
+		x.protocol = append(x.protocol[:0], h.PeekBytes(hdrUpgrade)...)
+	}
 	removeConnectionTokens(h, x.conn)
 	removeHop(h, found)
 	h.ResetConnectionClose()
@@ -200,7 +229,7 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint16) {
 		}
 	}
 	if peer.IsValid() {
-		b = peer.AppendTo(b)
+		b = c.AppendPeer(b)
 	}
 	if len(b) == value {
 		b = b[:line]

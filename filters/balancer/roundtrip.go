@@ -12,17 +12,38 @@ import (
 )
 
 // The exchange with a target is written here rather than left to fasthttp's HostClient.Do, which
-// the balancer only uses as a connection pool. Do would need its own copy of the request and a
+// the balancer only uses as a connection pool (its buffers too are the connection's own). Do would need its own copy of the request and a
 // response to copy back from, and its streaming mode (needed so that a response larger than
 // max_response_bytes is never held whole) allocates closures per response. Here the client's
 // request is written from the RequestCtx as it is, and the response is read straight into the
 // client's response: no copy of headers or body when the body's length is known and fits, and
 // the rare chunked, unframed or oversized bodies go through fasthttp's body stream.
 
-// upstreamConn is a pooled connection to a target and the deadline armed on it.
+// upstreamConn is a pooled connection to a target, the deadline armed on it and its read buffer.
 type upstreamConn struct {
 	net.Conn
 	armed int64 // the deadline set on Conn, Unix nanoseconds; 0: none
+	// br buffers the responses read from Conn. It stays with the connection (a buffer from a
+	// pool for each request cost two pool operations and a reset per request); the pool closes
+	// idle connections after a few seconds, so only connections in use keep one.
+	br *bufio.Reader
+}
+
+// upstreamReadBuffer is the size of a connection's read buffer, which bounds a response head.
+const upstreamReadBuffer = 16 << 10
+
+func (c *upstreamConn) reader() *bufio.Reader {
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(c.Conn, upstreamReadBuffer)
+	}
+	return c.br
+}
+
+// reusable reports whether c may go back to the target's pool after an exchange that left it
+// reusable. Bytes buffered past the response mean the upstream sent more than it was asked:
+// they would be read as the next request's response.
+func (c *upstreamConn) reusable(reuse bool) bool {
+	return reuse && c.br.Buffered() == 0
 }
 
 // arm makes sure the connection times out no earlier than deadline and at most slack later.
@@ -79,19 +100,15 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		hc.CloseConn(cc)
 		return nil, err
 	}
-	bw := hc.AcquireWriter(conn)
-	err = writeRequest(bw, c.Request, x)
-	hc.ReleaseWriter(bw)
-	if err != nil {
+	if err := writeRequest(conn, c.Request, x); err != nil {
 		hc.CloseConn(cc)
 		return nil, err
 	}
 
-	br := hc.AcquireReader(conn)
+	br := conn.reader()
 	resp := c.Response
 	resp.ResetBody()
 	if err := readHead(&resp.Header, br); err != nil {
-		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
 		if err == io.EOF {
 			// The upstream closed the connection without answering (often an idle one it
@@ -102,8 +119,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	}
 	reuse := !resp.Header.ConnectionClose()
 	if c.Request.Header.IsHead() || bodiless(resp.StatusCode()) {
-		hc.ReleaseReader(br)
-		if reuse {
+		if conn.reusable(reuse) {
 			hc.ReleaseConn(cc)
 		} else {
 			hc.CloseConn(cc)
@@ -112,8 +128,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	}
 	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= u.maxHeld {
 		err := resp.ReadBody(br, u.maxHeld)
-		hc.ReleaseReader(br)
-		if reuse && err == nil {
+		if conn.reusable(reuse && err == nil) {
 			hc.ReleaseConn(cc)
 		} else {
 			hc.CloseConn(cc)
@@ -128,7 +143,6 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	up.StreamBody = true
 	if err := up.ReadBody(br, 0); err != nil {
 		fasthttp.ReleaseResponse(up)
-		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
 		return nil, err
 	}
@@ -137,8 +151,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		r:     up.BodyStream(),
 		reuse: reuse && up.Header.ContentLength() != -2,
 		release: func(reuse bool) {
-			hc.ReleaseReader(br)
-			if reuse {
+			if conn.reusable(reuse) {
 				hc.ReleaseConn(cc)
 			} else {
 				hc.CloseConn(cc)
@@ -148,22 +161,31 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 }
 
 // writeRequest writes the request head as it is (fasthttp's Request.Write would rebuild the
-// request-target from the parsed URI) and the body.
-func writeRequest(bw *bufio.Writer, req *fasthttp.Request, x *exchange) error {
+// request-target from the parsed URI), then prepare's forwarding lines, then the body: in one
+// write when the body is small, so that a request is one system call and one TCP segment.
+func writeRequest(w io.Writer, req *fasthttp.Request, x *exchange) error {
 	head := req.Header.AppendBytes(x.head[:0])
 	// The head ends with the blank line: prepare's forwarding lines go before it.
 	head = append(append(head[:len(head)-2], x.fwd...), "\r\n"...)
+	body := req.Body()
+	if len(body) <= inlineBodySize {
+		head = append(head, body...)
+		body = nil
+	}
 	x.head = head
-	if _, err := bw.Write(head); err != nil {
+	if _, err := w.Write(head); err != nil {
 		return err
 	}
-	if body := req.Body(); len(body) > 0 {
-		if _, err := bw.Write(body); err != nil {
+	if len(body) > 0 {
+		if _, err := w.Write(body); err != nil {
 			return err
 		}
 	}
-	return bw.Flush()
+	return nil
 }
+
+// inlineBodySize is the largest request body written in the same write as the head.
+const inlineBodySize = 16 << 10
 
 // readHead reads the final response head, skipping interim 1xx responses.
 func readHead(h *fasthttp.ResponseHeader, br *bufio.Reader) error {

@@ -92,8 +92,9 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		NoDefaultUserAgentHeader:  true,
 	}
 	t.dial = d.dial
-	// Only the pool is used: AcquireConn, the pooled buffers, ReleaseConn/CloseConn. Requests
-	// are written and responses read by roundTrip, in place in the client's RequestCtx.
+	// Only the pool is used: AcquireConn, ReleaseConn/CloseConn. Requests are written and
+	// responses read by roundTrip, in place in the client's RequestCtx, through each
+	// connection's own read buffer (upstreamConn).
 	t.client = &fasthttp.HostClient{
 		Addr: addr,
 		// The dialer does TLS itself (IsTLS would wrap the connection a second time).
@@ -103,8 +104,6 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		// close them under us: a request written to a connection the upstream just closed
 		// fails after it may have been sent, and a POST cannot be retried then.
 		MaxIdleConnDuration: 4 * time.Second,
-		ReadBufferSize:      16 << 10,
-		WriteBufferSize:     16 << 10,
 	}
 	return t
 }

@@ -20,21 +20,6 @@ var (
 	errNotUpgraded = errors.New("upstream did not switch protocols")
 )
 
-// isUpgrade reports a request asking to switch protocols (WebSocket): an Upgrade header and the
-// token "upgrade" in Connection. Hop-by-hop stripping would remove both, so such requests take
-// their own path.
-func isUpgrade(h *fasthttp.RequestHeader) bool {
-	if len(h.PeekBytes(hdrUpgrade)) == 0 {
-		return false
-	}
-	for k, v := range h.All() {
-		if ascii.EqualFold(k, hdrConnection) && hasToken(v, tokenUpgrade) {
-			return true
-		}
-	}
-	return false
-}
-
 func hasToken(list, token []byte) bool {
 	for len(list) > 0 {
 		var item []byte
@@ -55,15 +40,11 @@ func hasToken(list, token []byte) bool {
 // then copies bytes both ways until either side closes or the connection stays idle longer than
 // idle. Any other answer is returned as an ordinary response. Upgrades are not retried: the
 // handshake may have had effects.
-func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
+// x is the prepared exchange (x.upgrade set).
+func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) {
 	set := u.set.Load()
-	x := acquireExchange()
-	defer releaseExchange(x)
-	// prepare removes the hop-by-hop headers; a protocol switch needs these two back.
-	protocol := string(c.Request.Header.PeekBytes(hdrUpgrade))
-	x.prepare(c)
-	defer x.restore(c)
-	c.Request.Header.Set("Upgrade", protocol)
+	// prepare removed the hop-by-hop headers; a protocol switch needs these two back.
+	c.Request.Header.SetBytesV("Upgrade", x.protocol)
 	c.Request.Header.Set("Connection", "Upgrade")
 
 	var key uint64
@@ -94,7 +75,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, idle time.Duration) {
 	if x.noHost {
 		c.Request.Header.SetHost(t.name)
 	}
-	err = writeRequest(bufio.NewWriter(conn), c.Request, x)
+	err = writeRequest(conn, c.Request, x)
 	if err == nil {
 		err = resp.Header.Read(br)
 	}

@@ -210,16 +210,8 @@ func (u *Upstream) Close() error {
 // Serve proxies the request to a target, retrying on others as the retry block allows, and
 // leaves the upstream's response (or a short error) in c.Response.
 func (u *Upstream) Serve(c *engine.Ctx) {
-	if isUpgrade(&c.Request.Header) {
-		u.serveUpgrade(c, u.upgradeIdle)
-		return
-	}
-	set := u.set.Load()
-	start := time.Now()
-	now := start.UnixNano()
-	u.budget.onRequest(now)
-	deadline := start.Add(u.requestTimeout)
-
+	// The hash key is taken from the request as the client sent it, before prepare removes
+	// headers.
 	var key uint64
 	var hasKey bool
 	if u.hashed {
@@ -229,6 +221,16 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	defer releaseExchange(x)
 	x.prepare(c)
 	defer x.restore(c)
+	if x.upgrade {
+		u.serveUpgrade(c, x, u.upgradeIdle)
+		return
+	}
+	set := u.set.Load()
+	start := time.Now()
+	now := start.UnixNano()
+	u.budget.onRequest(now)
+	deadline := start.Add(u.requestTimeout)
+
 	idempotent := isIdempotent(&c.Request.Header)
 	obs, _ := c.Observer().(engine.AttemptObserver)
 
