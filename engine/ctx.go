@@ -42,6 +42,11 @@ type Ctx struct {
 	// Attempts counts upstream attempts, retries included.
 	Attempts int
 
+	// TerminalState is the terminal's own per-request scratch state (the balancer's buffers),
+	// which stays with the Ctx from one request to the next: ReleaseCtx keeps it, so that a
+	// terminal needs no pool of its own. The terminal resets what it must before use.
+	TerminalState any
+
 	vals []any
 }
 

@@ -24,7 +24,7 @@ func benchForward(b *testing.B, sluice bool) {
 	br := bufio.NewReaderSize(src, 4096)
 	var client fasthttp.Request
 	c.Request.CopyTo(&client)
-	x := acquireExchange()
+	x := acquireExchange(c)
 	b.ReportAllocs()
 	for b.Loop() {
 		// Each iteration starts from the client's request, as a server's next request would.

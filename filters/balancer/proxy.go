@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -101,9 +100,9 @@ var (
 	viaValue      = []byte("1.1 sluice")
 )
 
-// exchange is the pooled per-request state of one proxied request: what prepare changed in the
-// client's request, to undo it afterwards, and scratch space, so the request path does not
-// allocate.
+// exchange is the per-request state of one proxied request, kept with the pooled engine.Ctx:
+// what prepare changed in the client's request, to undo it afterwards, and scratch space, so the
+// request path does not allocate.
 type exchange struct {
 	scratch  []byte
 	fwd      []byte // the X-Forwarded-* and Via lines written after the request's own headers
@@ -121,17 +120,24 @@ type exchange struct {
 
 const maxPooledScratch = 256 << 10
 
-var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+// acquireExchange returns c's exchange: it stays with the pooled Ctx (engine.Ctx.TerminalState),
+// so its buffers are reused without a pool of the balancer's own.
+func acquireExchange(c *engine.Ctx) *exchange {
+	x, _ := c.TerminalState.(*exchange)
+	if x == nil {
+		x = new(exchange)
+		c.TerminalState = x
+	}
+	return x
+}
 
-func acquireExchange() *exchange { return exchangePool.Get().(*exchange) }
-
+// releaseExchange readies x for c's next request.
 func releaseExchange(x *exchange) {
 	x.ntried = 0
-	// Don't keep a large response body's buffer alive in the pool.
+	// Don't keep a large response body's buffer alive with the pooled Ctx.
 	if cap(x.scratch) > maxPooledScratch {
 		x.scratch = nil
 	}
-	exchangePool.Put(x)
 }
 
 // prepare turns the client's request into the one the upstream receives, in place (a copy would

@@ -217,7 +217,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	if u.hashed {
 		key, hasKey = u.hash.key(c)
 	}
-	x := acquireExchange()
+	x := acquireExchange(c)
 	defer releaseExchange(x)
 	x.prepare(c)
 	defer x.restore(c)
