@@ -96,11 +96,47 @@ func find(cases []*benchCase, label string) *benchCase {
 	return nil
 }
 
-func ratio(a, b float64) string {
-	if a == 0 || b == 0 {
-		return "–"
+// pairedRatio is the median over rounds of a's metric divided by b's in the same round, or 0
+// when no round has both. The configurations of a round run back to back, so a round's ratio is
+// measured under the same conditions, while this machine's speed drifts between rounds (by up to
+// half under other tenants' load): the median of per-round ratios cancels that drift, where a
+// ratio of medians taken over different rounds does not. Rounds where both runs were clean count;
+// all rounds count when fewer than two were.
+func pairedRatio(a, b *benchCase, metric func(runRecord) float64) float64 {
+	if a == nil || b == nil {
+		return 0
 	}
-	return fmt.Sprintf("%.2f", a/b)
+	byRound := map[int]runRecord{}
+	for _, r := range b.Runs {
+		byRound[r.Round] = r
+	}
+	var clean, all []float64
+	for _, r := range a.Runs {
+		o, ok := byRound[r.Round]
+		if !ok || metric(o) == 0 || metric(r) == 0 {
+			continue
+		}
+		q := metric(r) / metric(o)
+		all = append(all, q)
+		if r.Clean && o.Clean {
+			clean = append(clean, q)
+		}
+	}
+	if len(clean) >= 2 {
+		return median(clean)
+	}
+	return median(all)
+}
+
+func runRPS(r runRecord) float64 { return r.RPS }
+func runCPU(r runRecord) float64 { return r.ProxyCPUUS }
+
+// pairedString formats pairedRatio for the tables.
+func pairedString(a, b *benchCase, metric func(runRecord) float64) string {
+	if q := pairedRatio(a, b, metric); q != 0 {
+		return fmt.Sprintf("%.2f", q)
+	}
+	return "–"
 }
 
 // groupTable renders one group as a Markdown table.
@@ -114,16 +150,10 @@ func groupTable(b *strings.Builder, cases []*benchCase) {
 			continue
 		}
 		s := summarize(c)
-		var fs, ns summary
-		if floor != nil {
-			fs = summarize(floor)
-		}
-		if ng := nginxRef(cases, c.Label); ng != nil {
-			ns = summarize(ng)
-		}
+		ng := nginxRef(cases, c.Label)
 		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %.0f | %.0f | %.1f | %s | %s | %.1f | %.1f | %d/%d |\n",
-			c.Label, s.RPS, ratio(s.RPS, fs.RPS), ratio(s.RPS, ns.RPS), s.P50, s.P99, s.CPU,
-			ratio(s.CPU, fs.CPU), ratio(s.CPU, ns.CPU), s.Syscalls, s.UpstreamCPU, s.Clean, s.Total)
+			c.Label, s.RPS, pairedString(c, floor, runRPS), pairedString(c, ng, runRPS), s.P50, s.P99, s.CPU,
+			pairedString(c, floor, runCPU), pairedString(c, ng, runCPU), s.Syscalls, s.UpstreamCPU, s.Clean, s.Total)
 	}
 }
 
@@ -139,7 +169,9 @@ func (h *harness) writeReport() error {
 		"configurations interleaved run by run (%d runs of %s after a %s warm-up each); medians over the runs not disturbed "+
 		"by other load (processes outside the test using less than %.0f%% of a core over both cores, from /proc/stat minus the test's processes, kernel threads and softirq). "+
 		"Proxy CPU is the user+system time of the proxy's process tree (/proc/PID/stat) divided by the completed requests. "+
-		"Compare ratios within this table, not absolute numbers across runs.\n\n",
+		"The ÷ columns are medians of per-round ratios (each round runs every configuration back to back, so a round's ratio "+
+		"is taken under one set of conditions while the machine's speed drifts between rounds); they need not equal the "+
+		"ratio of the medians beside them. Compare ratios within this table, not absolute numbers across runs.\n\n",
 		"64 B text/plain or 16 KiB JSON", h.opt.runs, h.opt.dur, h.opt.warm, 100*h.opt.otherMax)
 
 	groups := h.groups()
@@ -214,14 +246,12 @@ func (h *harness) writeReport() error {
 			if c.Kind == "sluice" {
 				var rn, cn []string
 				if floor != nil {
-					f := summarize(floor)
-					rn = append(rn, ratio(s.RPS, f.RPS)+"× floor")
-					cn = append(cn, ratio(s.CPU, f.CPU)+"× floor")
+					rn = append(rn, pairedString(c, floor, runRPS)+"× floor")
+					cn = append(cn, pairedString(c, floor, runCPU)+"× floor")
 				}
 				if ng := nginxRef(byGroup[g], c.Label); ng != nil {
-					n := summarize(ng)
-					rn = append(rn, ratio(s.RPS, n.RPS)+"× nginx")
-					cn = append(cn, ratio(s.CPU, n.CPU)+"× nginx")
+					rn = append(rn, pairedString(c, ng, runRPS)+"× nginx")
+					cn = append(cn, pairedString(c, ng, runCPU)+"× nginx")
 				}
 				if len(rn) > 0 {
 					br.rpsNote = strings.Join(rn, ", ")
@@ -250,21 +280,21 @@ func (h *harness) targetsSection(b *strings.Builder, byGroup map[string][]*bench
 		if floor == nil || empty == nil {
 			continue
 		}
-		f, e := summarize(floor), summarize(empty)
 		verdict := func(ok bool) string {
 			if ok {
 				return "**met**"
 			}
 			return "**not met**"
 		}
+		rf, cf := pairedRatio(empty, floor, runRPS), pairedRatio(empty, floor, runCPU)
 		lines = append(lines,
-			fmt.Sprintf("| %d | empty pipeline RPS ≥ 0.95 × floor | %.2f | %s |", n, e.RPS/f.RPS, verdict(e.RPS >= 0.95*f.RPS)),
-			fmt.Sprintf("| %d | empty pipeline CPU/req ≤ 1.05 × floor | %.2f | %s |", n, e.CPU/f.CPU, verdict(e.CPU <= 1.05*f.CPU)))
+			fmt.Sprintf("| %d | empty pipeline RPS ≥ 0.95 × floor | %.2f | %s |", n, rf, verdict(rf >= 0.95)),
+			fmt.Sprintf("| %d | empty pipeline CPU/req ≤ 1.05 × floor | %.2f | %s |", n, cf, verdict(cf <= 1.05)))
 		if nginx != nil {
-			ng := summarize(nginx)
+			rn, cn := pairedRatio(empty, nginx, runRPS), pairedRatio(empty, nginx, runCPU)
 			lines = append(lines,
-				fmt.Sprintf("| %d | stretch: empty pipeline RPS ≥ 1.0 × nginx | %.2f | %s |", n, e.RPS/ng.RPS, verdict(e.RPS >= ng.RPS)),
-				fmt.Sprintf("| %d | stretch: empty pipeline CPU/req ≤ nginx | %.2f | %s |", n, e.CPU/ng.CPU, verdict(e.CPU <= ng.CPU)))
+				fmt.Sprintf("| %d | stretch: empty pipeline RPS ≥ 1.0 × nginx | %.2f | %s |", n, rn, verdict(rn >= 1)),
+				fmt.Sprintf("| %d | stretch: empty pipeline CPU/req ≤ nginx | %.2f | %s |", n, cn, verdict(cn <= 1)))
 		}
 	}
 	if len(lines) == 0 {
