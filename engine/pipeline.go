@@ -90,6 +90,9 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 // responsePhase runs the response phases of stages from-1 down to 0. A stage that panics answers
 // 500 and the stages before it still run.
 func (p *Pipeline) responsePhase(c *Ctx, from int) {
+	if from == 0 {
+		return // no stage's request phase ran (and no recover to arm)
+	}
 	i := from - 1
 	defer func() {
 		if r := recover(); r != nil {
