@@ -575,3 +575,43 @@ func rawUpstream(t *testing.T, serve func(net.Conn)) (string, *atomic.Int32) {
 	}()
 	return ln.Addr().String(), conns
 }
+
+// TestUpstreamClosedIdleConnection: the upstream closes each keep-alive connection right after
+// answering, and the gateway's pool still holds it. The next request, written to that connection
+// by the read that waits for its answer (upstreamConn.Read), must learn of the close at once
+// (the upstream's kernel answers with a reset), not at the request timeout, and go out again on
+// a new connection: with the default retry policy and a single target, the client still gets 200.
+// Before closedWhileIdle, every other request here was a 502.
+func TestUpstreamClosedIdleConnection(t *testing.T) {
+	addr, conns := rawUpstream(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		// Keep-alive was not refused, yet the connection closes right after (an idle timeout
+		// shorter than the gateway's pool keeps).
+	})
+	gw := gatewaytest.Start(t, config("", []string{addr}, `
+  timeouts {
+    request = "10s"
+  }`))
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			time.Sleep(50 * time.Millisecond) // the close reaches the gateway's pooled connection
+		}
+		start := time.Now()
+		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q, want 200 ok", i, resp.StatusCode, body)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("request %d on a connection the upstream had closed took %v", i, d)
+		}
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("%d upstream connections for 3 requests to an upstream closing each, want 3", n)
+	}
+}

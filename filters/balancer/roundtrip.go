@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -12,12 +14,13 @@ import (
 )
 
 // The exchange with a target is written here rather than left to fasthttp's HostClient.Do, which
-// the balancer only uses as a connection pool (its buffers too are the connection's own). Do would need its own copy of the request and a
+// the balancer only uses as a connection pool. Do would need its own copy of the request and a
 // response to copy back from, and its streaming mode (needed so that a response larger than
 // max_response_bytes is never held whole) allocates closures per response. Here the client's
 // request is written from the RequestCtx as it is, and the response is read straight into the
 // client's response: no copy of headers or body when the body's length is known and fits, and
-// the rare chunked, unframed or oversized bodies go through fasthttp's body stream.
+// the rare chunked, unframed or oversized bodies go through fasthttp's body stream. Buffers are
+// the connection's own, and a request is written by the read that waits for its response.
 
 // upstreamConn is a pooled connection to a target, the deadline armed on it and its read buffer.
 type upstreamConn struct {
@@ -27,6 +30,151 @@ type upstreamConn struct {
 	// pool for each request cost two pool operations and a reset per request); the pool closes
 	// idle connections after a few seconds, so only connections in use keep one.
 	br *bufio.Reader
+
+	// raw is the plain TCP socket (nil for TLS), for the deferred write: a request written with
+	// Write is held in unsent and sent by the Read that waits for its response (see Read).
+	raw    syscall.RawConn
+	unsent []byte
+	// exchanges counts the requests sent on the connection: a failure on a kept-alive one may
+	// be the upstream's idle close (see closedWhileIdle).
+	exchanges int
+	ex        rawExchange
+	step      func(fd uintptr) bool // c.stepFd, bound once (a method value per Read would allocate)
+}
+
+// maxDeferredWrite is the largest write held for the next Read; a larger one goes out at once.
+const maxDeferredWrite = 16 << 10
+
+// Write holds a request for the Read that follows (plain TCP, one write of up to
+// maxDeferredWrite bytes); anything else is written at once, after what is held.
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	if c.raw != nil && len(c.unsent) == 0 && len(p) <= maxDeferredWrite {
+		c.unsent = append(c.unsent[:0], p...)
+		return len(p), nil
+	}
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// flush writes what Write held.
+func (c *upstreamConn) flush() error {
+	if len(c.unsent) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.unsent)
+	c.unsent = c.unsent[:0]
+	return err
+}
+
+// Read reads the response to the request Write held, sending that first. Reading a socket right
+// after writing a request to it nearly always finds nothing yet: one read system call per
+// request that only says "not yet" before the runtime waits for the socket. Here the request is
+// written inside syscall.RawConn.Read, whose callback runs after the runtime has cleared the
+// socket's readiness: the callback writes and returns false, the runtime waits for the socket to
+// become readable, and the callback then reads the response. Readiness is cleared before the
+// write, so a response cannot arrive unnoticed in between; a peer that closed the idle connection
+// answers the write with a reset, which wakes the wait too.
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	if len(c.unsent) == 0 {
+		return c.Conn.Read(p)
+	}
+	x := &c.ex
+	*x = rawExchange{p: p}
+	err := c.raw.Read(c.step)
+	res := *x
+	*x = rawExchange{}
+	c.unsent = c.unsent[:0]
+	switch {
+	case err != nil:
+		return 0, err // closed, or the deadline passed while waiting
+	case res.done:
+		return res.n, res.err
+	}
+	// The send buffer was full: send the rest the usual way and read as usual.
+	if _, err := c.Conn.Write(res.rest); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// rawExchange is the state of one Read's callback (kept in the connection: a closure would be
+// allocated per request).
+type rawExchange struct {
+	p    []byte // the reader's buffer
+	sent bool   // the request was written (all of it, or rest is left)
+	rest []byte // what a full send buffer did not take
+	done bool   // n or err is the result
+	n    int
+	err  error
+}
+
+// stepFd is the RawConn.Read callback: first write the request, then read the answer. It
+// returns false to wait until the socket is readable.
+func (c *upstreamConn) stepFd(fd uintptr) bool {
+	x := &c.ex
+	if !x.sent {
+		x.sent = true
+		w, err := syscall.Write(int(fd), c.unsent)
+		for err == syscall.EINTR {
+			w, err = syscall.Write(int(fd), c.unsent)
+		}
+		switch {
+		case err == syscall.EAGAIN:
+			x.rest = c.unsent
+			return true
+		case err != nil:
+			x.done, x.err = true, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return true
+		case w < len(c.unsent):
+			x.rest = c.unsent[w:]
+			return true
+		}
+		return false // all sent: wait for the answer
+	}
+	r, err := syscall.Read(int(fd), x.p)
+	for err == syscall.EINTR {
+		r, err = syscall.Read(int(fd), x.p)
+	}
+	switch {
+	case err == syscall.EAGAIN:
+		return false // woken without data: wait again
+	case err != nil:
+		x.err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+	case r == 0 && len(x.p) > 0:
+		x.err = io.EOF
+	default:
+		x.n = r
+	}
+	x.done = true
+	return true
+}
+
+// send writes the request on conn and reads the response head into resp.
+func (u *Upstream) send(conn *upstreamConn, req *fasthttp.Request, x *exchange, resp *fasthttp.Response, deadline time.Time) error {
+	if err := conn.arm(deadline, u.deadlineSlack); err != nil {
+		return err
+	}
+	if err := writeRequest(conn, req, x); err != nil {
+		return err
+	}
+	resp.ResetBody()
+	return readHead(&resp.Header, conn.reader())
+}
+
+// closedWhileIdle reports whether err, from a kept-alive connection's first read or write, means
+// the upstream had closed the connection before this request reached it, so that sending it
+// again cannot repeat it: the write itself failed (nothing was sent: any method), or the
+// connection ended before a single byte of response (idempotent methods only: the request may
+// have been read before the close).
+func closedWhileIdle(err error, conn *upstreamConn, h *fasthttp.RequestHeader) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "write" {
+		return true
+	}
+	nothingRead := err == io.EOF || (errors.Is(err, syscall.ECONNRESET) && conn.br != nil && conn.br.Buffered() == 0)
+	return nothingRead && isIdempotent(h)
 }
 
 // upstreamReadBuffer is the size of a connection's read buffer, which bounds a response head.
@@ -34,7 +182,7 @@ const upstreamReadBuffer = 16 << 10
 
 func (c *upstreamConn) reader() *bufio.Reader {
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(c.Conn, upstreamReadBuffer)
+		c.br = bufio.NewReaderSize(c, upstreamReadBuffer)
 	}
 	return c.br
 }
@@ -73,7 +221,15 @@ func (d *dialer) dialPooled(addr string, timeout time.Duration) (net.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	return &upstreamConn{Conn: conn}, nil
+	uc := &upstreamConn{Conn: conn}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if uc.raw, err = tc.SyscallConn(); err != nil {
+			conn.Close()
+			return nil, &dialError{err}
+		}
+		uc.step = uc.stepFd
+	}
+	return uc, nil
 }
 
 // maxInterimResponses bounds the 1xx responses skipped before the final one.
@@ -96,27 +252,31 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		return nil, err
 	}
 	conn := cc.Conn().(*upstreamConn)
-	if err := conn.arm(deadline, u.deadlineSlack); err != nil {
-		hc.CloseConn(cc)
-		return nil, err
-	}
-	if err := writeRequest(conn, c.Request, x); err != nil {
-		hc.CloseConn(cc)
-		return nil, err
-	}
-
-	br := conn.reader()
 	resp := c.Response
-	resp.ResetBody()
-	if err := readHead(&resp.Header, br); err != nil {
-		hc.CloseConn(cc)
-		if err == io.EOF {
-			// The upstream closed the connection without answering (often an idle one it
-			// had just timed out).
-			err = fasthttp.ErrConnectionClosed
+	for retried := false; ; retried = true {
+		reused := conn.exchanges > 0
+		conn.exchanges++
+		err := u.send(conn, c.Request, x, resp, deadline)
+		if err == nil {
+			break
 		}
-		return nil, err
+		hc.CloseConn(cc)
+		if retried || !reused || !closedWhileIdle(err, conn, &c.Request.Header) {
+			if err == io.EOF {
+				err = fasthttp.ErrConnectionClosed // the upstream closed the connection without answering
+			}
+			return nil, err
+		}
+		// The upstream closed this kept-alive connection while it sat in the pool (an idle
+		// timeout shorter than the pool's): the request never reached it, or was not answered
+		// and may be sent again. Once more on a new connection, as nginx and Go's http.Transport
+		// do, without counting it as a retry.
+		if cc, err = hc.AcquireConn(timeout, false); err != nil {
+			return nil, err
+		}
+		conn = cc.Conn().(*upstreamConn)
 	}
+	br := conn.br
 	reuse := !resp.Header.ConnectionClose()
 	if c.Request.Header.IsHead() || bodiless(resp.StatusCode()) {
 		if conn.reusable(reuse) {
