@@ -41,6 +41,21 @@ func watchedPairTimeouts(t *testing.T, tick, read, write, idle time.Duration) (*
 	return c, peer, w
 }
 
+// readsWithDeadlineFarOut moves c's read deadline an hour out and checks that a byte from the
+// peer is read: no earlier deadline is left on the socket.
+func readsWithDeadlineFarOut(t *testing.T, c *clientConn, peer net.Conn, when string) {
+	t.Helper()
+	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("Read %s, deadline an hour out: %v", when, err)
+	}
+}
+
 // readTimeout reads from c until it fails and returns how long that took.
 func readTimeout(t *testing.T, c net.Conn) time.Duration {
 	t.Helper()
@@ -108,15 +123,7 @@ func TestLazyDeadlinePastThenReset(t *testing.T) {
 	if d := readTimeout(t, c); d > 50*time.Millisecond {
 		t.Errorf("a past deadline took %v to fail the read", d)
 	}
-	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := peer.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("Read after moving the deadline an hour out: %v", err)
-	}
+	readsWithDeadlineFarOut(t, c, peer, "after a past deadline")
 }
 
 // The write deadline fires too: a peer that never reads stalls the writer until it.
@@ -155,15 +162,7 @@ func TestLazyDeadlineConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := peer.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("Read after the race, deadline an hour out: %v", err)
-	}
+	readsWithDeadlineFarOut(t, c, peer, "after the race")
 }
 
 // The watchdog stops once its listener is closed and its last connection is.
@@ -198,6 +197,20 @@ func TestWatchTick(t *testing.T) {
 	}
 }
 
+// exchangeOne has c read a request from peer and write a response, as a server does.
+func exchangeOne(t *testing.T, c *clientConn, peer net.Conn) {
+	t.Helper()
+	if _, err := peer.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The server's timeouts follow the request cycle: a new connection's first request is under
 // read_timeout, the wait for the next one under idle_timeout (not read_timeout), and the next
 // request, once its first byte is in, under read_timeout again.
@@ -209,36 +222,19 @@ func TestServerTimeoutPhases(t *testing.T) {
 	}
 
 	c, peer, _ = watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
-	buf := make([]byte, 64)
-	if _, err := peer.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
+	exchangeOne(t, c, peer)
 	// Idle now: the wait outlasts read_timeout, and ends in idle_timeout.
 	if d := readTimeout(t, c); d < idle || d > idle+200*time.Millisecond {
 		t.Errorf("an idle keep-alive connection timed out after %v, idle_timeout is %v", d, idle)
 	}
 
 	c, peer, _ = watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
-	if _, err := peer.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
+	exchangeOne(t, c, peer)
 	time.Sleep(2 * read)                                 // idle for longer than read_timeout: still fine
 	if _, err := peer.Write([]byte("GET")); err != nil { // the next request starts, never ends
 		t.Fatal(err)
 	}
-	if _, err := c.Read(buf); err != nil {
+	if _, err := c.Read(make([]byte, 64)); err != nil {
 		t.Fatalf("first byte after an idle wait longer than read_timeout: %v", err)
 	}
 	if d := readTimeout(t, c); d > read+200*time.Millisecond {

@@ -106,11 +106,16 @@ pipeline "static" {
 }
 
 func limitsConfig(up string) string {
-	return fmt.Sprintf(`
-server {
+	return serverConfig(`
   max_header_bytes = "4KiB"
   max_body_bytes   = "1KiB"
-  read_timeout     = "500ms"
+  read_timeout     = "500ms"`, up)
+}
+
+// serverConfig is one pipeline to upstream up, under a server block with these attributes.
+func serverConfig(attrs, up string) string {
+	return fmt.Sprintf(`
+server {%s
 }
 upstream "u" {
   target { address = %q }
@@ -118,7 +123,7 @@ upstream "u" {
 pipeline "p" {
   balancer { upstream = upstream.u }
 }
-`, up)
+`, attrs, up)
 }
 
 func TestBodyTooLarge(t *testing.T) {
@@ -320,18 +325,9 @@ func TestSlowBodyDisconnected(t *testing.T) {
 // TestIdleKeepAliveClosed checks idle_timeout on a keep-alive connection: closed once it has
 // waited that long for its next request, not before.
 func TestIdleKeepAliveClosed(t *testing.T) {
-	gw := gatewaytest.Start(t, fmt.Sprintf(`
-server {
+	gw := gatewaytest.Start(t, serverConfig(`
   read_timeout = "5s"
-  idle_timeout = "400ms"
-}
-upstream "u" {
-  target { address = %q }
-}
-pipeline "p" {
-  balancer { upstream = upstream.u }
-}
-`, echoUpstream(t, "u")))
+  idle_timeout = "400ms"`, echoUpstream(t, "u")))
 	conn, err := net.Dial("tcp", gw.Addr)
 	if err != nil {
 		t.Fatal(err)
