@@ -237,10 +237,10 @@ const maxInterimResponses = 16
 
 var errTooManyInterim = errors.New("more than 16 interim (1xx) responses")
 
-// roundTrip sends the client's request, which prepare made ready (in place, and x.fwd), to t (starting at now,
-// done by deadline) and reads the response into c.Response. A body of known length up to max_response_bytes is
-// read whole and the connection goes back to the pool; any other body is returned as a stream
-// that owns the connection until it is closed.
+// roundTrip sends the client's request, which prepare made ready (in place, and x.fwd), to t
+// (starting at now, done by deadline) and reads the response into c.Response. A body of known
+// length up to max_response_bytes is read whole and the connection goes back to the pool; any
+// other body is returned as a stream that owns the connection until it is closed.
 func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time) (*upstreamBody, error) {
 	timeout := deadline.Sub(now)
 	if timeout <= 0 {
