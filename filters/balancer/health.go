@@ -67,7 +67,7 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		st.healthy.Store(false)
 		// Its pooled connections are likely dead (a crashed process): don't let them fail
 		// the first requests once it is back.
-		t.client.CloseIdleConnections()
+		t.pool.closeIdle()
 		status := 0
 		if err == nil {
 			status = resp.StatusCode()

@@ -180,6 +180,15 @@ func TestPeakEWMA(t *testing.T) {
 	}
 }
 
+// TestDecay checks the EWMA's e^-x against math.Exp on both sides of its series cut-off.
+func TestDecay(t *testing.T) {
+	for _, x := range []float64{0, 1e-9, 1e-4, 1.0 / 128, 1.0/64 - 1e-12, 1.0 / 64, 0.5, 1, 30} {
+		if got, want := decay(x), math.Exp(-x); math.Abs(got-want) > 1e-6 {
+			t.Errorf("decay(%g) = %.12f, want %.12f", x, got, want)
+		}
+	}
+}
+
 // TestConsistentHashing checks that adding an 11th target to 10 moves about 1/11 of the keys,
 // all of them to the new target.
 func TestConsistentHashing(t *testing.T) {

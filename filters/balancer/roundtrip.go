@@ -13,8 +13,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The exchange with a target is written here rather than left to fasthttp's HostClient.Do, which
-// the balancer only uses as a connection pool. Do would need its own copy of the request and a
+// The exchange with a target is written here rather than left to fasthttp's HostClient.Do. Do
+// would need its own copy of the request and a
 // response to copy back from, and its streaming mode (needed so that a response larger than
 // max_response_bytes is never held whole) allocates closures per response. Here the client's
 // request is written from the RequestCtx as it is, and the response is read straight into the
@@ -40,6 +40,7 @@ type upstreamConn struct {
 	exchanges int
 	ex        rawExchange
 	step      func(fd uintptr) bool // c.stepFd, bound once (a method value per Read would allocate)
+	idleTick  uint32                // the pool's reaper tick when the connection went idle
 }
 
 // maxDeferredWrite is the largest write held for the next Read; a larger one goes out at once.
@@ -216,7 +217,7 @@ func (c *upstreamConn) arm(deadline time.Time, slack time.Duration) error {
 const deadlineSlackDivisor = 32
 
 // dialPooled opens a connection for the target's pool.
-func (d *dialer) dialPooled(addr string, timeout time.Duration) (net.Conn, error) {
+func (d *dialer) dialPooled(addr string, timeout time.Duration) (*upstreamConn, error) {
 	conn, err := d.dial(addr, timeout)
 	if err != nil {
 		return nil, err
@@ -246,12 +247,11 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	if timeout <= 0 {
 		return nil, fasthttp.ErrTimeout
 	}
-	hc := t.client
-	cc, err := hc.AcquireConn(timeout, false)
+	pool := t.pool
+	conn, err := pool.get(timeout)
 	if err != nil {
 		return nil, err
 	}
-	conn := cc.Conn().(*upstreamConn)
 	resp := c.Response
 	for retried := false; ; retried = true {
 		reused := conn.exchanges > 0
@@ -260,7 +260,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		if err == nil {
 			break
 		}
-		hc.CloseConn(cc)
+		pool.discard(conn)
 		if retried || !reused || !closedWhileIdle(err, conn, &c.Request.Header) {
 			if err == io.EOF {
 				err = fasthttp.ErrConnectionClosed // the upstream closed the connection without answering
@@ -271,27 +271,26 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		// timeout shorter than the pool's): the request never reached it, or was not answered
 		// and may be sent again. Once more on a new connection, as nginx and Go's http.Transport
 		// do, without counting it as a retry.
-		if cc, err = hc.AcquireConn(timeout, false); err != nil {
+		if conn, err = pool.get(timeout); err != nil {
 			return nil, err
 		}
-		conn = cc.Conn().(*upstreamConn)
 	}
 	br := conn.br
 	reuse := !resp.Header.ConnectionClose()
 	if c.Request.Header.IsHead() || bodiless(resp.StatusCode()) {
 		if conn.reusable(reuse) {
-			hc.ReleaseConn(cc)
+			pool.put(conn)
 		} else {
-			hc.CloseConn(cc)
+			pool.discard(conn)
 		}
 		return nil, nil
 	}
 	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= u.maxHeld {
 		err := resp.ReadBody(br, u.maxHeld)
 		if conn.reusable(reuse && err == nil) {
-			hc.ReleaseConn(cc)
+			pool.put(conn)
 		} else {
-			hc.CloseConn(cc)
+			pool.discard(conn)
 		}
 		return nil, err
 	}
@@ -303,7 +302,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	up.StreamBody = true
 	if err := up.ReadBody(br, 0); err != nil {
 		fasthttp.ReleaseResponse(up)
-		hc.CloseConn(cc)
+		pool.discard(conn)
 		return nil, err
 	}
 	return &upstreamBody{
@@ -312,9 +311,9 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		reuse: reuse && up.Header.ContentLength() != -2,
 		release: func(reuse bool) {
 			if conn.reusable(reuse) {
-				hc.ReleaseConn(cc)
+				pool.put(conn)
 			} else {
-				hc.CloseConn(cc)
+				pool.discard(conn)
 			}
 		},
 	}, nil

@@ -21,14 +21,19 @@ type target struct {
 	weight int
 	tls    bool
 
-	// client is the target's keep-alive connection pool; roundTrip does the exchange itself.
-	client *fasthttp.HostClient
+	// pool holds the target's keep-alive connections; roundTrip does the exchange itself.
+	pool *connPool
 	// dial opens a connection of its own (a WebSocket upgrade), outside the pool.
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
-	// slots bounds the requests in flight to this target (max_connections_per_target).
-	slots chan struct{}
-	st    *targetState
-	m     *targetMetrics
+	// busy counts the requests in flight to this target, at most maxBusy
+	// (max_connections_per_target). A request that finds no free slot waits on freed, and
+	// waiters counts those that do.
+	busy    atomic.Int32
+	maxBusy int32
+	waiters atomic.Int32
+	freed   chan struct{}
+	st      *targetState
+	m       *targetMetrics
 
 	// probe is the health-check client: its own one-connection pool, so probes neither wait
 	// behind nor take slots from proxied requests. probing is set while a probe is in flight.
@@ -56,14 +61,15 @@ func loadTLS(tc TargetConfig, host string, caPEM []byte) (tlsSettings, error) {
 
 func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u *Upstream) *target {
 	t := &target{
-		addr:   addr,
-		name:   tc.Address,
-		host:   ts.host,
-		weight: tc.Weight,
-		tls:    ts.enabled,
-		slots:  make(chan struct{}, u.maxConns),
-		st:     acquireState(upstream, addr),
-		m:      u.metrics.forTarget(addr),
+		addr:    addr,
+		name:    tc.Address,
+		host:    ts.host,
+		weight:  tc.Weight,
+		tls:     ts.enabled,
+		maxBusy: int32(u.maxConns),
+		freed:   make(chan struct{}, 1),
+		st:      acquireState(upstream, addr),
+		m:       u.metrics.forTarget(addr),
 	}
 	if u.cfg.HealthCheck == nil {
 		// Without active checks nothing would ever mark a target healthy again: forget a
@@ -92,19 +98,9 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		NoDefaultUserAgentHeader:  true,
 	}
 	t.dial = d.dial
-	// Only the pool is used: AcquireConn, ReleaseConn/CloseConn. Requests are written and
-	// responses read by roundTrip, in place in the client's RequestCtx, through each
-	// connection's own read buffer (upstreamConn).
-	t.client = &fasthttp.HostClient{
-		Addr: addr,
-		// The dialer does TLS itself (IsTLS would wrap the connection a second time).
-		DialTimeout: d.dialPooled,
-		MaxConns:    u.maxConns,
-		// Idle connections are closed before common upstream idle timeouts (Node.js: 5s)
-		// close them under us: a request written to a connection the upstream just closed
-		// fails after it may have been sent, and a POST cannot be retried then.
-		MaxIdleConnDuration: 4 * time.Second,
-	}
+	t.pool = newConnPool(u.maxConns, func(timeout time.Duration) (*upstreamConn, error) {
+		return d.dialPooled(addr, timeout)
+	})
 	return t
 }
 
@@ -116,31 +112,60 @@ func (t *target) acquire(wait time.Duration) bool {
 	if wait <= 0 {
 		return false
 	}
+	// Announce the wait before trying again: release frees its slot before it looks for
+	// waiters, so either the retry below sees the slot or release sees this waiter.
+	t.waiters.Add(1)
+	defer t.waiters.Add(-1)
 	tm := time.NewTimer(wait)
 	defer tm.Stop()
-	select {
-	case t.slots <- struct{}{}:
-		return true
-	case <-tm.C:
-		return false
+	for {
+		if t.tryAcquire() {
+			// A wake-up may have been dropped while freed was full: pass one on if another
+			// waiter could take a slot.
+			if t.waiters.Load() > 1 && t.busy.Load() < t.maxBusy {
+				t.wake()
+			}
+			return true
+		}
+		select {
+		case <-t.freed:
+		case <-tm.C:
+			return false
+		}
 	}
 }
 
-// tryAcquire takes a connection slot if one is free at once.
+// tryAcquire takes a slot if one is free at once.
 func (t *target) tryAcquire() bool {
-	select {
-	case t.slots <- struct{}{}:
-		return true
-	default:
-		return false
+	for {
+		n := t.busy.Load()
+		if n >= t.maxBusy {
+			return false
+		}
+		if t.busy.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
-func (t *target) release() { <-t.slots }
+// release frees a slot taken with acquire or tryAcquire.
+func (t *target) release() {
+	t.busy.Add(-1)
+	if t.waiters.Load() > 0 {
+		t.wake()
+	}
+}
+
+func (t *target) wake() {
+	select {
+	case t.freed <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
 
 // close drops the target's idle connections and its reference to the shared state.
 func (t *target) close() {
-	t.client.CloseIdleConnections()
+	t.pool.close()
 	t.probe.CloseIdleConnections()
 	releaseState(t.st)
 }

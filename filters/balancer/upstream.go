@@ -1,7 +1,7 @@
 // Package balancer implements `upstream` blocks: the Terminal that ends every pipeline. It picks
 // a target with the configured policy (round_robin, weighted_round_robin, least_request,
-// p2c_ewma, ring_hash, maglev, random), proxies the request over that target's keep-alive pool
-// (one fasthttp.HostClient per target), and keeps the pool healthy: active HTTP health checks,
+// p2c_ewma, ring_hash, maglev, random), proxies the request over that target's keep-alive pool,
+// and keeps the pool healthy: active HTTP health checks,
 // outlier ejection on consecutive failures, retries on other targets within a retry budget,
 // connect and request timeouts, DNS re-resolution, and TLS to targets. Health state lives in
 // atomics per target, in a package-level registry keyed by upstream name and address, so it
@@ -444,7 +444,7 @@ func (u *Upstream) onFailure(t *target, now int64) {
 		// It comes back after the ejection with a clean slate: the latency penalties of its
 		// failures would otherwise keep p2c_ewma away from it long after.
 		t.st.resetLatency()
-		t.client.CloseIdleConnections()
+		t.pool.closeIdle()
 		t.st.ejections.Add(1)
 		t.st.consecFailures.Store(0)
 		t.m.ejections.Inc()
