@@ -135,7 +135,14 @@ func exitCode(err error) int {
 // startSluice runs `sluice run` and waits until it serves.
 func startSluice(t *testing.T, config string, args ...string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
+	return startSluiceEnv(t, nil, config, args...)
+}
+
+// startSluiceEnv is startSluice with env added to the environment.
+func startSluiceEnv(t *testing.T, env []string, config string, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
 	cmd := exec.Command(sluiceBin, append([]string{"run", "-c", config}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +178,45 @@ func startSluice(t *testing.T, config string, args ...string) (*exec.Cmd, *strin
 		t.Fatalf("sluice did not start:\n%s", logs.String())
 	}
 	return cmd, logs
+}
+
+// TestRunKeepsSysmonAwake checks that `sluice run` re-executes itself with schedtrace added to
+// GODEBUG (see sysmon.go), keeping the user's other settings, and that a GODEBUG which sets
+// schedtrace itself is left as it is.
+func TestRunKeepsSysmonAwake(t *testing.T) {
+	cfg := writeConfig(t, fmt.Sprintf(`server { listen = %q }
+admin { listen = "" }
+upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, freePort(t)))
+	t.Setenv("GODEBUG", "") // restored after the test; the test's own would be inherited
+	os.Unsetenv("GODEBUG")
+	for _, tc := range []struct{ set, want string }{
+		{"", "GODEBUG=" + sysmonGodebug},
+		{"GODEBUG=http2client=0", "GODEBUG=http2client=0," + sysmonGodebug},
+		{"GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0"},
+	} {
+		cmd, _ := startSluiceEnv(t, []string{tc.set}, cfg)
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if strings.HasPrefix(kv, "GODEBUG=") {
+				got = append(got, kv)
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("started with %q: the serving process has %q, want [%s]", tc.set, got, tc.want)
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
 }
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {

@@ -39,6 +39,9 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
+	if os.Args[1] == "run" {
+		keepSysmonAwake()
+	}
 	os.Exit(cmd.run(os.Args[2:]))
 }
 
