@@ -14,7 +14,7 @@ const (
 	portUpstream   = 18001 // and 18002, 18003 for the p2c_ewma targets
 	portNginx      = 18100 // gzip off; 18110 gzip level 1; 18111 gzip level 6
 	portHAProxy    = 18101
-	portFloor      = 18102
+	portFloor      = 18102 // 18103 with ReduceMemoryUsage, 18104 with sysmonGodebug
 	portSluiceBase = 18120 // sluice variant i listens on portSluiceBase+i, its admin API on +100
 	portSink       = 18300 // OTLP/HTTP sink for traces
 )
@@ -232,3 +232,7 @@ func buildWasmFilter(repo, dir string) (string, error) {
 	}
 	return out, nil
 }
+
+// sysmonGodebug is the GODEBUG setting `sluice run` adds for itself (cmd/sluice/sysmon.go), given
+// to one floor proxy so that the report can separate it from Sluice's own code path.
+const sysmonGodebug = "schedtrace=2147483647"

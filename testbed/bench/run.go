@@ -447,6 +447,9 @@ func (h *harness) planCases() {
 		if h.opt.filters && n == 64 {
 			// What fasthttp's ReduceMemoryUsage costs in CPU (it saves memory per idle connection).
 			add(&benchCase{Label: "floor, ReduceMemoryUsage", Kind: "floor-rm", Group: g, Conns: n, Path: "/", port: portFloor + 1})
+			// The floor with the runtime setting `sluice run` gives itself (cmd/sluice/sysmon.go):
+			// Sluice ÷ this is the cost of Sluice's own code path.
+			add(&benchCase{Label: "floor, schedtrace", Kind: "floor-st", Group: g, Conns: n, Path: "/", port: portFloor + 2})
 		}
 		for _, s := range main {
 			add(&benchCase{Label: s.label, Kind: "sluice", Variant: s.v.name, Group: g, Conns: n, Path: "/",
@@ -541,6 +544,11 @@ func (h *harness) startProxies() error {
 	}
 	if need["floor-rm"] {
 		if procs["floor-rm"], err = h.start("floor-rm", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor+1), "-upstream", addr(portUpstream), "-reduce-memory"); err != nil {
+			return err
+		}
+	}
+	if need["floor-st"] {
+		if procs["floor-st"], err = h.start("floor-st", "1", []string{"GODEBUG=" + sysmonGodebug}, h.binPath("floorproxy"), "-listen", addr(portFloor+2), "-upstream", addr(portUpstream)); err != nil {
 			return err
 		}
 	}

@@ -20,7 +20,7 @@ type bar struct {
 	rpsNote, cpuNote string
 }
 
-var kindColor = map[string]string{"nginx": "#3a8f3a", "haproxy": "#2f6db5", "floor": "#8a8a8a", "floor-rm": "#b0b0b0", "sluice": "#e07b1f"}
+var kindColor = map[string]string{"nginx": "#3a8f3a", "haproxy": "#2f6db5", "floor": "#8a8a8a", "floor-rm": "#b0b0b0", "floor-st": "#6a6a6a", "sluice": "#e07b1f"}
 
 // chartSVG draws the panels as horizontal bar charts, requests per second on the left and proxy
 // CPU µs per request on the right; SVG written by hand, no plotting dependency.
