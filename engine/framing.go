@@ -1,5 +1,7 @@
 package engine
 
+import "bytes"
+
 // conflictingFraming reports whether raw request headers carry both Content-Length and
 // Transfer-Encoding. fasthttp resolves that case itself (chunked wins) and by the time the handler
 // runs no longer shows both, so the raw header block is the only place to see it. A front proxy and
@@ -8,19 +10,19 @@ package engine
 func conflictingFraming(raw []byte) bool {
 	var cl, te bool
 	// Each header line starts after '\n'; the request line never names either header.
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\n' || i+1 >= len(raw) {
-			continue
+	for {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 || i+1 >= len(raw) {
+			return cl && te
 		}
-		rest := raw[i+1:]
-		switch rest[0] | 0x20 {
+		raw = raw[i+1:]
+		switch raw[0] | 0x20 {
 		case 'c':
-			cl = cl || hasFoldPrefix(rest, "content-length")
+			cl = cl || hasFoldPrefix(raw, "content-length")
 		case 't':
-			te = te || hasFoldPrefix(rest, "transfer-encoding")
+			te = te || hasFoldPrefix(raw, "transfer-encoding")
 		}
 	}
-	return cl && te
 }
 
 // hasFoldPrefix reports whether line starts with name followed by optional spaces and ':'.

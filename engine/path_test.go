@@ -122,3 +122,15 @@ func FuzzConflictingFraming(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkConflictingFraming(b *testing.B) {
+	raw := []byte("GET /api/v1/items?page=2 HTTP/1.1\r\nHost: gateway.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n" +
+		"Accept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nConnection: keep-alive\r\n" +
+		"Cookie: session=0123456789abcdef; theme=dark\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if conflictingFraming(raw) {
+			b.Fatal("conflict")
+		}
+	}
+}
