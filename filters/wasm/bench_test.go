@@ -42,6 +42,23 @@ func TestAllocs(t *testing.T) {
 	}
 }
 
+func TestReleaseBetweenPhasesAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	f, _ := newFilter(t, "bench", func(c *Config) { c.ReleaseBetweenPhases = true })
+	p := pipelineFor(f)
+	c := enginetest.NewCtx(t, "GET", "/items/42?full=1", "x-id", "abc")
+	p.Serve(c)
+	allocs := testing.AllocsPerRun(2000, func() { p.Serve(c) })
+	if allocs != 0 {
+		t.Errorf("a request through a wasm filter that releases its instance between phases allocates %v times, want 0", allocs)
+	}
+	if got := string(c.Response.Header.Peek("x-filtered")); got != "yes" {
+		t.Errorf("handle_response did not run: x-filtered = %q", got)
+	}
+}
+
 func TestTimeoutAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
@@ -84,6 +101,10 @@ func BenchmarkPipeline(b *testing.B) {
 	})
 	b.Run("go-guest", func(b *testing.B) {
 		f, _ := newFilter(b, "goguest", nil)
+		run(b, pipelineFor(f))
+	})
+	b.Run("wasm-release", func(b *testing.B) {
+		f, _ := newFilter(b, "bench", func(c *Config) { c.ReleaseBetweenPhases = true })
 		run(b, pipelineFor(f))
 	})
 	b.Run("go-guest-timeout", func(b *testing.B) {

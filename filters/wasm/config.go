@@ -30,6 +30,11 @@ type Config struct {
 	// OnError is "deny" (answer 500, or 503 for a timeout or a full pool) or "skip" (continue
 	// as if the filter were absent).
 	OnError string `hcl:"on_error,optional" json:"on_error"`
+	// ReleaseBetweenPhases gives the instance back to the pool while the request is upstream,
+	// and calls handle_response on whichever instance is free. Only for guests that keep no
+	// request state in their memory between handle_request and handle_response beyond what
+	// reqCtx carries (the SDKs' filters that use reqCtx alone qualify).
+	ReleaseBetweenPhases bool `hcl:"release_between_phases,optional" json:"release_between_phases"`
 }
 
 const (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,8 @@ var (
 	errFilterClosed = errors.New("filter is closed")
 )
 
-// instance is one guest module instance with the state of the request it is pinned to. It is
-// used by one goroutine at a time: the pool hands it to a request, which returns it.
+// instance is one guest module instance and the state of the request it serves. It is used by one
+// goroutine at a time: the pool hands it to a request, which returns it.
 type instance struct {
 	f     *Filter
 	mod   api.Module
@@ -58,11 +59,30 @@ type instance struct {
 
 	// baseFeatures were enabled by the start function and hold for every request.
 	baseFeatures uint32
-	// prev links the instances other wasm filters pinned to the same request (a stack kept in
-	// one engine.Key, popped in the response phase's reverse order).
-	prev *instance
 
-	// Per-request state, reset by end.
+	// reqState is the state of the request the instance serves (its own idle one between
+	// requests). With release_between_phases a request takes its state along when it gives the
+	// instance back after handle_request, and lends it to whichever instance runs
+	// handle_response.
+	*reqState
+
+	skipOp  []bool
+	scratch []byte
+	names   [][]byte
+	stdout  logWriter
+	stderr  logWriter
+}
+
+// reqState is what the host keeps for one wasm filter's part in one request, reset by end.
+type reqState struct {
+	// in is the instance the request holds between its two phases; nil once released.
+	in *instance
+	// filter is the wasm filter the state belongs to, and prev the state other wasm filters
+	// keep for the same request (a stack in one engine.Key, popped in the response phase's
+	// reverse order).
+	filter *Filter
+	prev   *reqState
+
 	c            *engine.Ctx
 	phase        phase
 	features     uint32
@@ -78,12 +98,10 @@ type instance struct {
 	statusSet int // status the guest set before next, 0 if none
 	guestBody []byte
 	bodyTaken bool
-	skipOp    []bool
-	scratch   []byte
-	names     [][]byte
-	stdout    logWriter
-	stderr    logWriter
 }
+
+// spareStates holds the idle states that instances take when a request leaves with theirs.
+var spareStates = sync.Pool{New: func() any { return new(reqState) }}
 
 // callCtx is the context.Context of every call into the guest: host functions find their
 // instance through it without an allocation, and wazero's close-on-context-done watcher waits on
@@ -120,7 +138,7 @@ const minStartTimeout = 2 * time.Second
 
 // newInstance instantiates the guest and runs its start function.
 func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
-	in := &instance{f: f}
+	in := &instance{f: f, reqState: new(reqState)}
 	in.cc.in = in
 	in.stdout = logWriter{f: f, stream: "stdout"}
 	in.stderr = logWriter{f: f, stream: "stderr"}
@@ -192,17 +210,22 @@ func (in *instance) end() {
 	// A line the guest printed without its newline is logged with its request.
 	in.stdout.flush()
 	in.stderr.flush()
-	in.c = nil
-	in.phase = phaseIdle
-	in.features = in.baseFeatures
-	in.reqCtx = 0
-	in.reqBodyRead, in.respBodyRead = 0, 0
-	in.reqWritten, in.respWritten = false, false
-	in.ops = in.ops[:0]
-	in.statusSet = 0
-	in.guestBody = in.guestBody[:0]
-	in.bodyTaken = false
-	in.prev = nil
+	in.reqState.reset(in.baseFeatures)
+}
+
+// reset forgets the request, keeping the buffers for the next one.
+func (rs *reqState) reset(features uint32) {
+	rs.in, rs.filter, rs.prev = nil, nil, nil
+	rs.c = nil
+	rs.phase = phaseIdle
+	rs.features = features
+	rs.reqCtx = 0
+	rs.reqBodyRead, rs.respBodyRead = 0, 0
+	rs.reqWritten, rs.respWritten = false, false
+	rs.ops = rs.ops[:0]
+	rs.statusSet = 0
+	rs.guestBody = rs.guestBody[:0]
+	rs.bodyTaken = false
 }
 
 // Response operations recorded before next, to replay onto the upstream's response.

@@ -42,20 +42,24 @@ func Register(r *engine.Registry) {
 	engine.Register(r, "wasm", New)
 }
 
-// pinned holds, per request, the instances wasm filters pinned (a stack linked through
-// instance.prev: the response phase runs in reverse order, so each filter pops its own).
-var pinned = engine.NewKey[*instance]("wasm.instance")
+// pinned holds, per request, the states of the wasm filters that asked for handle_response (a
+// stack linked through reqState.prev: the response phase runs in reverse order, so each filter
+// pops its own), with the instances they hold.
+var pinned = engine.NewKey[*reqState]("wasm.request")
 
 // Filter is a built wasm filter. It is safe for concurrent use.
 type Filter struct {
-	label    string
-	module   string
-	log      *slog.Logger
-	config   []byte
-	timeout  time.Duration
-	skip     bool
-	poolWait time.Duration
-	poolMax  int32
+	label   string
+	module  string
+	log     *slog.Logger
+	config  []byte
+	timeout time.Duration
+	skip    bool
+	// releaseBetween: the request gives its instance back after handle_request (see
+	// Config.ReleaseBetweenPhases).
+	releaseBetween bool
+	poolWait       time.Duration
+	poolMax        int32
 
 	rt     wazero.Runtime
 	code   wazero.CompiledModule
@@ -102,17 +106,18 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		}
 	}
 	f := &Filter{
-		label:    label,
-		module:   cfg.Module,
-		log:      log,
-		config:   conf,
-		timeout:  cfg.Timeout.D(),
-		skip:     cfg.OnError == "skip",
-		poolWait: cfg.PoolWait.D(),
-		poolMax:  int32(cfg.PoolMax),
-		validate: env.Validating,
-		m:        metricsFor(env.Pipeline, label),
-		starting: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		label:          label,
+		module:         cfg.Module,
+		log:            log,
+		config:         conf,
+		timeout:        cfg.Timeout.D(),
+		skip:           cfg.OnError == "skip",
+		releaseBetween: cfg.ReleaseBetweenPhases,
+		poolWait:       cfg.PoolWait.D(),
+		poolMax:        int32(cfg.PoolMax),
+		validate:       env.Validating,
+		m:              metricsFor(env.Pipeline, label),
+		starting:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.timeout > 0)
 	f.code, f.start, err = compile(ctx, f.rt, bin)
@@ -172,19 +177,49 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	in.reqCtx = uint32(ctxNext >> 32)
 	in.stashResponse()
 	in.phase = phaseBetween
-	prev, _ := pinned.Get(c)
-	in.prev = prev
-	pinned.Set(c, in)
+	rs := in.reqState
+	rs.filter = f
+	rs.prev, _ = pinned.Get(c)
+	pinned.Set(c, rs)
+	if f.releaseBetween {
+		// The guest correlates through reqCtx: the request keeps its state, and the instance
+		// takes a spare one and serves other requests while this one is upstream.
+		spare := spareStates.Get().(*reqState)
+		spare.reset(in.baseFeatures)
+		in.reqState = spare
+		in.stdout.flush()
+		in.stderr.flush()
+		f.release(in)
+	} else {
+		rs.in = in
+	}
 	return engine.Continue
 }
 
-// OnResponse calls handle_response on the instance this request pinned, then releases it.
+// OnResponse calls handle_response with the state this request kept, on the instance it holds or,
+// with release_between_phases, on any instance, then releases the instance.
 func (f *Filter) OnResponse(c *engine.Ctx) {
-	in, ok := pinned.Get(c)
-	if !ok || in == nil || in.f != f {
+	rs, ok := pinned.Get(c)
+	if !ok || rs == nil || rs.filter != f {
 		return // handle_request answered, failed or was skipped
 	}
-	pinned.Set(c, in.prev)
+	pinned.Set(c, rs.prev)
+	in := rs.in
+	if in == nil {
+		var err error
+		if in, err = f.acquire(); err != nil {
+			f.failed(err)
+			if !f.skip {
+				c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
+			}
+			rs.reset(0)
+			spareStates.Put(rs)
+			return
+		}
+		// The instance lends its idle state to the pool of spares and serves this request's.
+		spareStates.Put(in.reqState)
+		in.reqState = rs
+	}
 	in.phase = phaseResponse
 	in.mergeResponse()
 	in.respWritten = false

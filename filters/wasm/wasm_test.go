@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
+	"github.com/valyala/fasthttp"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -551,5 +553,60 @@ func TestCloseWhileRequestInFlight(t *testing.T) {
 	}
 	if got := metricValue(f.m.instances); got != 0 {
 		t.Errorf("instances = %v after close", got)
+	}
+}
+
+// TestReleaseBetweenPhases holds 16 requests upstream at once: pinned (the default), each holds an
+// instance; with release_between_phases the instances go back to the pool, and each request's
+// handle_response still gets its own reqCtx and the response writes its handle_request recorded.
+func TestReleaseBetweenPhases(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		t.Run(fmt.Sprintf("release=%v", release), func(t *testing.T) {
+			f, _ := newFilter(t, "reqctx", func(c *Config) {
+				c.ReleaseBetweenPhases = release
+				c.PoolMin = 1
+			})
+			const n = 16
+			var arrived sync.WaitGroup
+			arrived.Add(n)
+			gate := make(chan struct{})
+			p := engine.NewPipeline("t", engine.MatchConfig{}, "", []engine.Stage{{Kind: "wasm", Filter: f}},
+				engine.TerminalFunc(func(c *engine.Ctx) {
+					arrived.Done()
+					<-gate // every request is between its phases now
+					c.Response.SetStatusCode(fasthttp.StatusOK)
+				}))
+			ctxs := make([]*engine.Ctx, n)
+			for i := range ctxs {
+				ctxs[i] = enginetest.NewCtx(t, "GET", "/", "x-n", string(rune('A'+i)))
+			}
+			var done sync.WaitGroup
+			for _, c := range ctxs {
+				done.Add(1)
+				go func() {
+					defer done.Done()
+					p.Serve(c)
+				}()
+			}
+			arrived.Wait()
+			live := f.live.Load()
+			close(gate)
+			done.Wait()
+			if release && live > int32(runtime.GOMAXPROCS(0))+1 {
+				t.Errorf("%d instances with %d requests between their phases, want at most %d", live, n, runtime.GOMAXPROCS(0)+1)
+			}
+			if !release && live != n {
+				t.Errorf("%d instances pinned by %d requests", live, n)
+			}
+			for i, c := range ctxs {
+				want := string(rune('A' + i))
+				if got := string(c.Response.Header.Peek("x-echo")); got != want {
+					t.Errorf("request %s: handle_response got reqCtx %q", want, got)
+				}
+				if got := string(c.Response.Header.Peek("x-before")); got != "yes" {
+					t.Errorf("request %s: the header set before next=1 is %q, want yes", want, got)
+				}
+			}
+		})
 	}
 }
