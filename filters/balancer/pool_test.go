@@ -48,6 +48,19 @@ func testPool(t *testing.T, max int) (*connPool, <-chan struct{}, *atomic.Int32)
 	return p, closed, &dials
 }
 
+// getTwo takes two connections from p.
+func getTwo(t *testing.T, p *connPool) (a, b *upstreamConn) {
+	t.Helper()
+	a, err := p.get(time.Second)
+	if err == nil {
+		b, err = p.get(time.Second)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
 func waitClosed(t *testing.T, closed <-chan struct{}, n int) {
 	t.Helper()
 	for range n {
@@ -118,11 +131,7 @@ func TestConnPoolDialFailureFreesItsPlace(t *testing.T) {
 // between is kept, and that the reaper stops once nothing is idle.
 func TestConnPoolReap(t *testing.T) {
 	p, closed, _ := testPool(t, 4)
-	a, _ := p.get(time.Second)
-	b, err := p.get(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := getTwo(t, p)
 	p.put(a)
 	p.put(b)
 	p.reap() // both were idle for at most one tick: kept
@@ -156,11 +165,7 @@ func TestConnPoolReap(t *testing.T) {
 
 func TestConnPoolClose(t *testing.T) {
 	p, closed, _ := testPool(t, 4)
-	a, _ := p.get(time.Second)
-	b, err := p.get(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := getTwo(t, p)
 	p.put(a)
 	p.close()
 	waitClosed(t, closed, 1) // the idle one at once
