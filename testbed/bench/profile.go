@@ -75,7 +75,9 @@ func profileMain(args []string) error {
 		return err
 	}
 	pprofAddr := addr(18400)
-	p, err := h.start("sluiceprof", "1", nil, h.binPath("sluiceprof"), "-c", conf, "-pprof", pprofAddr)
+	// sluiceprof runs the engine without cmd/sluice: give it the runtime setting `sluice run` gives
+	// itself, so that the profile is of the same process.
+	p, err := h.start("sluiceprof", "1", []string{"GODEBUG=" + sysmonGodebug}, h.binPath("sluiceprof"), "-c", conf, "-pprof", pprofAddr)
 	if err != nil {
 		return err
 	}
