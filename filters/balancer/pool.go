@@ -139,7 +139,7 @@ func (p *connPool) close() {
 	p.closeIdle()
 }
 
-// size reports the open and idle connections, for tests and the admin API.
+// size reports the open and idle connections (for tests).
 func (p *connPool) size() (open, idle int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

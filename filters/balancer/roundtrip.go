@@ -14,13 +14,13 @@ import (
 )
 
 // The exchange with a target is written here rather than left to fasthttp's HostClient.Do. Do
-// would need its own copy of the request and a
-// response to copy back from, and its streaming mode (needed so that a response larger than
-// max_response_bytes is never held whole) allocates closures per response. Here the client's
-// request is written from the RequestCtx as it is, and the response is read straight into the
-// client's response: no copy of headers or body when the body's length is known and fits, and
-// the rare chunked, unframed or oversized bodies go through fasthttp's body stream. Buffers are
-// the connection's own, and a request is written by the read that waits for its response.
+// would need its own copy of the request and a response to copy back from, and its streaming mode
+// (needed so that a response larger than max_response_bytes is never held whole) allocates
+// closures per response. Here the client's request is written from the RequestCtx as it is, and
+// the response is read straight into the client's response: no copy of headers or body when the
+// body's length is known and fits, and the rare chunked, unframed or oversized bodies go through
+// fasthttp's body stream. Buffers are the connection's own, connections come from the target's
+// pool (pool.go), and a request is written by the read that waits for its response.
 
 // upstreamConn is a pooled connection to a target, the deadline armed on it and its read buffer.
 type upstreamConn struct {
