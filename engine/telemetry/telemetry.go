@@ -115,11 +115,7 @@ func (t *Telemetry) startTracing(service string, tc *engine.TracesConfig, exp sd
 		// The observer decides sampling itself (parent-based ratio) and only starts SDK spans for
 		// sampled requests, so the SDK records whatever it is given.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithBatcher(exp,
-			sdktrace.WithMaxQueueSize(maxQueue),
-			sdktrace.WithMaxExportBatchSize(maxBatch),
-			sdktrace.WithBatchTimeout(batchTimeout),
-			sdktrace.WithExportTimeout(exportTimeout)),
+		sdktrace.WithSpanProcessor(newSpanBatcher(exp, maxQueue, maxBatch, batchTimeout, exportTimeout)),
 	)
 	t.tracer = t.tp.Tracer("github.com/sluice-gateway/sluice")
 	t.obs.tracing = true

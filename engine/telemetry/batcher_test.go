@@ -1,0 +1,204 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// batchExporter records the span names of each export and reports each export on exported.
+// When hold is non-nil, an export first reports on entered and then waits for hold to close.
+type batchExporter struct {
+	mu       sync.Mutex
+	batches  [][]string
+	shutdown bool
+	exported chan int // the batch's size, after recording it
+	entered  chan struct{}
+	hold     chan struct{}
+}
+
+func newBatchExporter() *batchExporter {
+	return &batchExporter{exported: make(chan int, 100), entered: make(chan struct{}, 100)}
+}
+
+func (e *batchExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if e.hold != nil {
+		e.entered <- struct{}{}
+		select {
+		case <-e.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	names := make([]string, len(spans))
+	for i, s := range spans {
+		names[i] = s.Name()
+	}
+	e.mu.Lock()
+	e.batches = append(e.batches, names)
+	e.mu.Unlock()
+	e.exported <- len(spans)
+	return nil
+}
+
+func (e *batchExporter) Shutdown(context.Context) error {
+	e.mu.Lock()
+	e.shutdown = true
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *batchExporter) got() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var parts []string
+	for _, b := range e.batches {
+		parts = append(parts, strings.Join(b, ","))
+	}
+	return strings.Join(parts, " | ")
+}
+
+// waitExport returns the size of the next export, failing the test after 5 s.
+func (e *batchExporter) waitExport(t *testing.T) int {
+	t.Helper()
+	select {
+	case n := <-e.exported:
+		return n
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no export; so far: %s", e.got())
+		return 0
+	}
+}
+
+func batcherProvider(t *testing.T, b *spanBatcher) func(names ...string) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	tr := tp.Tracer("test")
+	return func(names ...string) {
+		for _, n := range names {
+			_, sp := tr.Start(context.Background(), n)
+			sp.End()
+		}
+	}
+}
+
+// A full batch is exported at once; a partial one waits for the timeout or a flush.
+func TestSpanBatcherBatches(t *testing.T) {
+	exp := newBatchExporter()
+	b := newSpanBatcher(exp, 100, 3, time.Hour, 5*time.Second)
+	end := batcherProvider(t, b)
+
+	end("a", "b", "c", "d")
+	if n := exp.waitExport(t); n != 3 {
+		t.Fatalf("first export has %d spans, want a full batch of 3", n)
+	}
+	if err := b.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exp.got(); got != "a,b,c | d" {
+		t.Errorf("exports %q, want %q", got, "a,b,c | d")
+	}
+	// A flush with nothing queued exports nothing.
+	if err := b.ForceFlush(context.Background()); err != nil || len(exp.exported) != 1 {
+		t.Errorf("empty flush: err %v, %d exports pending, want the 1 from before", err, len(exp.exported))
+	}
+}
+
+func TestSpanBatcherTimeout(t *testing.T) {
+	exp := newBatchExporter()
+	b := newSpanBatcher(exp, 100, 512, 20*time.Millisecond, 5*time.Second)
+	end := batcherProvider(t, b)
+	end("a", "b")
+	if n := exp.waitExport(t); n != 2 {
+		t.Errorf("timed export has %d spans, want 2", n)
+	}
+	// The timer is armed again by the next span after the queue emptied.
+	end("c")
+	if n := exp.waitExport(t); n != 1 {
+		t.Errorf("second timed export has %d spans, want 1", n)
+	}
+}
+
+// With the exporter stuck, spans beyond max_queue are dropped, and the drop is reported.
+func TestSpanBatcherDropsWhenFull(t *testing.T) {
+	var mu sync.Mutex
+	var handled []string
+	prev := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		handled = append(handled, err.Error())
+		mu.Unlock()
+	}))
+	t.Cleanup(func() { otel.SetErrorHandler(prev) })
+
+	exp := newBatchExporter()
+	exp.hold = make(chan struct{})
+	b := newSpanBatcher(exp, 2, 1, time.Hour, 5*time.Second)
+	end := batcherProvider(t, b)
+	end("a")
+	<-exp.entered // the goroutine took "a" and is stuck exporting it
+	end("b", "c", "d", "e", "f")
+	close(exp.hold)
+	if err := b.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exp.got(); got != "a | b | c" {
+		t.Errorf("exports %q, want %q", got, "a | b | c")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 1 || !strings.Contains(handled[0], "3 spans dropped") {
+		t.Errorf("reported %q, want one report of 3 spans dropped", handled)
+	}
+}
+
+func TestSpanBatcherShutdown(t *testing.T) {
+	exp := newBatchExporter()
+	b := newSpanBatcher(exp, 100, 512, time.Hour, 5*time.Second)
+	end := batcherProvider(t, b)
+	end("a", "b")
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	end("late")
+	if err := b.ForceFlush(context.Background()); err != nil {
+		t.Errorf("flush after shutdown: %v", err)
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Errorf("second shutdown: %v", err)
+	}
+	exp.mu.Lock()
+	defer exp.mu.Unlock()
+	if len(exp.batches) != 1 || strings.Join(exp.batches[0], ",") != "a,b" || !exp.shutdown {
+		t.Errorf("exports %q, exporter shut down %v; want the queued a,b exported and the exporter shut down", exp.batches, exp.shutdown)
+	}
+}
+
+// A stuck exporter bounds Shutdown by its context, not by the export timeout, and the stuck
+// export is cancelled.
+func TestSpanBatcherShutdownDeadline(t *testing.T) {
+	exp := newBatchExporter()
+	exp.hold = make(chan struct{}) // never closed: only a cancelled context ends the export
+	b := newSpanBatcher(exp, 100, 1, time.Hour, time.Minute)
+	end := batcherProvider(t, b)
+	end("a")
+	<-exp.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Errorf("Shutdown returned %v after %v, want the deadline error promptly", err, time.Since(start))
+	}
+	select {
+	case <-b.done:
+	case <-time.After(5 * time.Second):
+		t.Error("the batcher's goroutine is still running 5 s after Shutdown gave up")
+	}
+}
