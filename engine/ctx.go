@@ -46,6 +46,9 @@ type Ctx struct {
 	// which stays with the Ctx from one request to the next: ReleaseCtx keeps it, so that a
 	// terminal needs no pool of its own. The terminal resets what it must before use.
 	TerminalState any
+	// ObserverState is the observer's per-request state (the tracer's), kept with the Ctx from
+	// one request to the next like TerminalState, so that it needs no pool of its own.
+	ObserverState any
 
 	vals []any
 }

@@ -96,7 +96,7 @@ func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
 	return v.(*pipeInfo)
 }
 
-// reqState is one request's tracing state, pooled. When the request is not sampled it is also
+// reqState is one request's tracing state, kept with the engine.Ctx (ObserverState). When the request is not sampled it is also
 // the request's span (see localSpan): c.Context then carries it, so filters and otel_log see the
 // trace and span ids without an SDK span being made.
 type reqState struct {
@@ -117,17 +117,23 @@ type reqState struct {
 	buf        []byte // scratch for header values
 	attrs      []attribute.KeyValue
 
-	// localCtx is made once per pooled state: a context whose span is this state, valid for
-	// whichever request holds the state.
+	// localCtx is made once per state: a context whose span is this state, valid for whichever
+	// request holds the state.
 	localCtx context.Context
 }
 
-var statePool = sync.Pool{New: func() any {
+// acquireState returns c's tracing state, made on the Ctx's first traced request.
+func acquireState(c *engine.Ctx) *reqState {
+	if st, ok := c.ObserverState.(*reqState); ok {
+		return st
+	}
 	st := &reqState{buf: make([]byte, 0, 64), tracestate: make([]byte, 0, 64)}
 	st.localCtx = trace.ContextWithSpan(context.Background(), (*localSpan)(st))
+	c.ObserverState = st
 	return st
-}}
+}
 
+// release readies st for the Ctx's next request.
 func (st *reqState) release() {
 	st.pi = nil
 	st.server, st.serverCtx, st.stage = nil, nil, nil
@@ -135,15 +141,12 @@ func (st *reqState) release() {
 	st.tracestate = st.tracestate[:0]
 	clear(st.attrs)
 	st.attrs = st.attrs[:0]
-	statePool.Put(st)
 }
 
-// Header names as fasthttp normalizes them; the []byte forms skip normalizing on every set.
-var (
-	hdrTraceparent      = "Traceparent"
-	hdrTracestate       = "Tracestate"
-	hdrTraceparentBytes = []byte(hdrTraceparent)
-	hdrTracestateBytes  = []byte(hdrTracestate)
+// The W3C trace context header names.
+const (
+	hdrTraceparent = "Traceparent"
+	hdrTracestate  = "Tracestate"
 )
 
 // StartRequest decides sampling and opens the server span (sampled) or a local span context
@@ -153,7 +156,7 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	if !o.tracing {
 		return
 	}
-	st := statePool.Get().(*reqState)
+	st := acquireState(c)
 	st.pi = o.pipe(p)
 	stateKey.Set(c, st)
 
@@ -352,15 +355,15 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 }
 
 // StartAttempt opens a client span for one upstream attempt (retries are siblings under the
-// server span) and writes traceparent, whose parent is that client span, and the incoming
-// tracestate into req. Unsampled requests get a fresh span id in traceparent and no span.
-func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request) any {
+// server span) and appends to lines the traceparent, whose parent is that client span, and the
+// incoming tracestate. Unsampled requests get a fresh span id in traceparent and no span.
+func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request, lines []byte) (any, []byte) {
 	if !o.tracing {
-		return nil
+		return nil, lines
 	}
 	st, _ := stateKey.Get(c)
 	if st == nil {
-		return nil
+		return nil, lines
 	}
 	st.attempts++
 	var tok any
@@ -396,16 +399,14 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 	} else {
 		spanID = newSpanID()
 	}
-	st.buf = appendTraceparent(st.buf[:0], st.traceID, spanID, st.sampled)
-	// Delete first: SetCanonical replaces only the first of repeated headers, and the incoming
-	// request may have carried several.
-	req.Header.DelBytes(hdrTraceparentBytes)
-	req.Header.DelBytes(hdrTracestateBytes)
-	req.Header.SetCanonical(hdrTraceparentBytes, st.buf)
+	lines = append(lines, "Traceparent: "...)
+	lines = appendTraceparent(lines, st.traceID, spanID, st.sampled)
+	lines = append(lines, "\r\n"...)
 	if len(st.tracestate) > 0 {
-		req.Header.SetCanonical(hdrTracestateBytes, st.tracestate)
+		// Validated by appendTraceState: no byte of it can break the line.
+		lines = append(append(append(lines, "Tracestate: "...), st.tracestate...), "\r\n"...)
 	}
-	return tok
+	return tok, lines
 }
 
 // EndAttempt ends the attempt's client span with the upstream status or the error.

@@ -25,10 +25,11 @@ var hopHeaders = [...]string{"Connection", "Transfer-Encoding", "Trailer", "Keep
 	// Not hop-by-hop, but the server has answered it (reading the whole body first).
 	"Expect"}
 
-// The X-Forwarded-* headers setForwarded replaces are looked for in the same pass, after the
-// hop-by-hop ones: bits hasXFF, hasXFProto and hasXFHost of scanHop's mask.
+// The X-Forwarded-* headers setForwarded replaces, and the trace context headers a tracing
+// observer replaces, are looked for in the same pass, after the hop-by-hop ones: bits hasXFF,
+// hasXFProto, hasXFHost, hasTraceparent and hasTracestate of scanHop's mask.
 var scanned = func() []string {
-	names := append(hopHeaders[:], hdrXFF, hdrXFProto, hdrXFHost)
+	names := append(hopHeaders[:], hdrXFF, hdrXFProto, hdrXFHost, hdrTraceparent, hdrTracestate)
 	for i, n := range names {
 		// Lower case, for ascii.EqualFoldLower: comparing with a []byte(name) conversion would
 		// copy the name for every header and every candidate.
@@ -41,6 +42,8 @@ const (
 	hasXFF = 1 << (len(hopHeaders) + iota)
 	hasXFProto
 	hasXFHost
+	hasTraceparent
+	hasTracestate
 )
 
 // Bits of scanHop's mask for hop-by-hop headers the balancer looks at itself.
@@ -97,7 +100,10 @@ var (
 	hdrXFProto    = "X-Forwarded-Proto"
 	hdrXFHost     = "X-Forwarded-Host"
 	hdrVia        = "Via"
-	viaValue      = []byte("1.1 sluice")
+	// The W3C trace context headers, replaced by an AttemptObserver's lines.
+	hdrTraceparent = "Traceparent"
+	hdrTracestate  = "Tracestate"
+	viaValue       = []byte("1.1 sluice")
 )
 
 // exchange is the per-request state of one proxied request, kept with the pooled engine.Ctx:
@@ -106,9 +112,11 @@ var (
 type exchange struct {
 	scratch  []byte
 	fwd      []byte // the X-Forwarded-* and Via lines written after the request's own headers
+	trace    []byte // the attempt's trace context lines, written after fwd
 	head     []byte // the request head as it goes on the wire
 	conn     []byte // the values of the Connection headers
 	origURI  []byte // the client's request-target, when the upstream gets another one
+	traceHdr uint16 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
 	tried    [maxRetryAttempts + 1]int
 	ntried   int
 	protocol []byte // the Upgrade header of a protocol switch
@@ -166,6 +174,8 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	}
 	removeConnectionTokens(h, x.conn)
 	removeHop(h, found)
+	x.traceHdr = found & (hasTraceparent | hasTracestate)
+	x.trace = x.trace[:0]
 	h.ResetConnectionClose()
 
 	x.scratch = forwardPath(x.scratch[:0], c)

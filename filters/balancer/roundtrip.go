@@ -320,12 +320,13 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 }
 
 // writeRequest writes the request head as it is (fasthttp's Request.Write would rebuild the
-// request-target from the parsed URI), then prepare's forwarding lines, then the body: in one
+// request-target from the parsed URI), then prepare's forwarding lines and the attempt's trace
+// context lines, then the body: in one
 // write when the body is small, so that a request is one system call and one TCP segment.
 func writeRequest(w io.Writer, req *fasthttp.Request, x *exchange) error {
 	head := req.Header.AppendBytes(x.head[:0])
 	// The head ends with the blank line: prepare's forwarding lines go before it.
-	head = append(append(head[:len(head)-2], x.fwd...), "\r\n"...)
+	head = append(append(append(head[:len(head)-2], x.fwd...), x.trace...), "\r\n"...)
 	body := req.Body()
 	if len(body) <= inlineBodySize {
 		head = append(head, body...)

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -150,12 +151,12 @@ func (o *recordingObserver) StartStage(*engine.Ctx, *engine.Stage, engine.Phase)
 }
 func (o *recordingObserver) EndStage(*engine.Ctx, *engine.Stage, engine.Phase, any, engine.Verdict) {
 }
-func (o *recordingObserver) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request) any {
+func (o *recordingObserver) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request, lines []byte) (any, []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.targets = append(o.targets, target)
-	req.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-	return len(o.targets)
+	lines = append(lines, "Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"...)
+	return len(o.targets), lines
 }
 func (o *recordingObserver) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 	o.mu.Lock()
@@ -169,7 +170,9 @@ func TestAttemptObserver(t *testing.T) {
 	failing := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetStatusCode(503) })
 	ok := serveUpstream(t, func(c *fasthttp.RequestCtx) {
 		mu.Lock()
-		seen = append(seen, string(c.Request.Header.Peek("Traceparent")))
+		// PeekAll reuses one buffer: format each result before the next call.
+		tp := fmt.Sprintf("%q", c.Request.Header.PeekAll("Traceparent"))
+		seen = append(seen, fmt.Sprintf("%s %q", tp, c.Request.Header.PeekAll("Tracestate")))
 		mu.Unlock()
 		c.SetBodyString("ok")
 	})
@@ -181,6 +184,10 @@ func TestAttemptObserver(t *testing.T) {
 	g := &engine.Gateway{Pipelines: []*engine.Pipeline{engine.NewPipeline("p", engine.MatchConfig{}, "", nil, u)}}
 	g.SetObserver(obs)
 	c := enginetest.NewCtx(t, "GET", "/x")
+	// The client's own trace context, twice over: the observer's lines replace all of it.
+	c.Request.Header.Add("Traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
+	c.Request.Header.Add("traceparent", "00-33333333333333333333333333333333-4444444444444444-01")
+	c.Request.Header.Add("Tracestate", "a=1")
 	g.Pipelines[0].Serve(c)
 	if c.Response.StatusCode() != 200 || c.Attempts != 2 || c.Target != ok {
 		t.Fatalf("status %d after %d attempts on %s, want 200 after 2 on %s", c.Response.StatusCode(), c.Attempts, c.Target, ok)
@@ -191,10 +198,31 @@ func TestAttemptObserver(t *testing.T) {
 	if len(obs.statuses) != 2 || obs.statuses[0] != 503 || obs.statuses[1] != 200 {
 		t.Errorf("EndAttempt statuses %v, want [503 200]", obs.statuses)
 	}
-	if len(seen) != 1 || !strings.HasPrefix(seen[0], "00-") {
-		t.Errorf("upstream saw traceparent %v", seen)
+	want := `["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"] []`
+	if len(seen) != 1 || seen[0] != want {
+		t.Errorf("upstream saw traceparent and tracestate %v, want %s", seen, want)
+	}
+
+	// An observer that propagates nothing leaves the client's trace context alone.
+	seen = nil
+	g.SetObserver(&silentObserver{})
+	c = enginetest.NewCtx(t, "GET", "/x")
+	c.Request.Header.Add("Traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
+	c.Request.Header.Add("Tracestate", "a=1")
+	g.Pipelines[0].Serve(c)
+	want = `["00-11111111111111111111111111111111-2222222222222222-01"] ["a=1"]`
+	if len(seen) != 1 || seen[0] != want {
+		t.Errorf("without trace lines, upstream saw %v, want %s", seen, want)
 	}
 }
+
+// silentObserver observes attempts and propagates no trace context.
+type silentObserver struct{ recordingObserver }
+
+func (*silentObserver) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request, lines []byte) (any, []byte) {
+	return nil, lines
+}
+func (*silentObserver) EndAttempt(*engine.Ctx, any, int, error) {}
 
 func TestMetricsRecorded(t *testing.T) {
 	failing := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetStatusCode(502) })

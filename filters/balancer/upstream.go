@@ -326,9 +326,17 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	}
 	var tok any
 	if obs != nil {
-		tok = obs.StartAttempt(c, t.addr, c.Request)
-	}
-	if obs != nil {
+		tok, x.trace = obs.StartAttempt(c, t.addr, c.Request, x.trace[:0])
+		if len(x.trace) > 0 && x.traceHdr != 0 {
+			// The observer's lines replace the client's trace context (every copy of it).
+			if x.traceHdr&hasTraceparent != 0 {
+				c.Request.Header.Del(hdrTraceparent)
+			}
+			if x.traceHdr&hasTracestate != 0 {
+				c.Request.Header.Del(hdrTracestate)
+			}
+			x.traceHdr = 0
+		}
 		begin = time.Time{} // StartAttempt's span work is not the upstream's latency
 	}
 	if begin.IsZero() {
