@@ -31,9 +31,6 @@ const (
 	attrUpstream   = attribute.Key("sluice.upstream")
 )
 
-// stateKey holds the request's tracing state, for the stage and attempt hooks and for
-// SpanContext.
-var stateKey = engine.NewKey[*reqState]("telemetry")
 
 // observer implements engine.Observer (metrics always, spans when tracing) and
 // engine.AttemptObserver (client spans and trace propagation to the upstream).
@@ -133,7 +130,18 @@ func acquireState(c *engine.Ctx) *reqState {
 	return st
 }
 
-// release readies st for the Ctx's next request.
+// activeState returns the tracing state of c's request, or nil when the request is not traced
+// (tracing off, or before StartRequest and after EndRequest). The state is found through the Ctx's
+// own field, not an engine.Key: the hooks run several times per request, and the key's slice would
+// be one more cache line to load each time.
+func activeState(c *engine.Ctx) *reqState {
+	if st, ok := c.ObserverState.(*reqState); ok && st.pi != nil {
+		return st
+	}
+	return nil
+}
+
+// release readies st for the Ctx's next request; st.pi = nil marks it inactive.
 func (st *reqState) release() {
 	st.pi = nil
 	st.server, st.serverCtx, st.stage = nil, nil, nil
@@ -158,7 +166,6 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	}
 	st := acquireState(c)
 	st.pi = o.pipe(p)
-	stateKey.Set(c, st)
 
 	h := &c.Request.Header
 	var parent parentContext
@@ -269,7 +276,7 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	status := c.Response.StatusCode()
 	var st *reqState
 	if o.tracing {
-		st, _ = stateKey.Get(c)
+		st = activeState(c)
 	}
 	if st != nil {
 		st.pi.metrics.record(c, status)
@@ -279,7 +286,6 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	if st == nil {
 		return
 	}
-	stateKey.Set(c, nil)
 	if st.stage != nil {
 		// A stage that panicked never reached EndStage.
 		st.stage.SetStatus(codes.Error, "stage did not finish")
@@ -313,7 +319,7 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	if !o.tracing {
 		return nil
 	}
-	st, _ := stateKey.Get(c)
+	st := activeState(c)
 	if st == nil || !st.sampled {
 		return nil
 	}
@@ -335,7 +341,7 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 	if !ok {
 		return
 	}
-	st, _ := stateKey.Get(c)
+	st := activeState(c)
 	if ph == engine.PhaseRequest {
 		sp.SetAttributes(attrVerdict.String(v.String()))
 		if v == engine.Respond {
@@ -361,7 +367,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 	if !o.tracing {
 		return nil, lines
 	}
-	st, _ := stateKey.Get(c)
+	st := activeState(c)
 	if st == nil {
 		return nil, lines
 	}
@@ -435,7 +441,7 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 // when it is not sampled), or whatever span c.Context carries when telemetry did not start one.
 // otel_log uses it so its records carry the server span's id rather than its own stage's.
 func SpanContext(c *engine.Ctx) trace.SpanContext {
-	if st, _ := stateKey.Get(c); st != nil {
+	if st := activeState(c); st != nil {
 		if st.sampled {
 			return st.server.SpanContext()
 		}

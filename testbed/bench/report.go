@@ -335,7 +335,10 @@ func (h *harness) budgetSection(b *strings.Builder, byGroup map[string][]*benchC
 			continue
 		}
 		s := summarize(c)
-		over := s.CPU - e.CPU
+		// The paired figure decides: the empty pipeline's CPU times the median of per-round
+		// ratios, so that the machine's drift between rounds cancels as in the ÷ columns.
+		q, rounds := pairedRatioClean(c, empty, runCPU)
+		over := (q - 1) * e.CPU
 		budget, verdict := "", ""
 		if bud, ok := budgets[name]; ok {
 			budget = fmt.Sprintf("%.1f", bud)
@@ -347,7 +350,7 @@ func (h *harness) budgetSection(b *strings.Builder, byGroup map[string][]*benchC
 		if !ok {
 			name = "quickstart (all parts)"
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %.1f | %+.2f | %s | %s |", name, s.CPU, over, budget, verdict))
+		rows = append(rows, fmt.Sprintf("| %s | %.1f | %+.2f | %d | %+.2f | %s | %s |", name, s.CPU, over, rounds, s.CPU-e.CPU, budget, verdict))
 	}
 	if len(rows) == 0 {
 		return
@@ -360,9 +363,12 @@ func (h *harness) budgetSection(b *strings.Builder, byGroup map[string][]*benchC
 		}
 		hi = max(hi, r.ProxyCPUUS)
 	}
-	fmt.Fprintf(b, "The empty pipeline's own undisturbed runs spread over %.1f µs (%.1f–%.1f): differences smaller than that are noise "+
-		"here; sub-microsecond budgets need the filters' Go benchmarks.\n\n", hi-lo, lo, hi)
-	b.WriteString("| filter | proxy CPU µs/req | over empty | budget µs | |\n|---|---:|---:|---:|---|\n")
+	fmt.Fprintf(b, "\"Over empty\" is the empty pipeline's CPU per request times the median over rounds of the filter's CPU "+
+		"÷ the empty pipeline's in the same round (rounds where both runs were undisturbed, when there are two or more); the "+
+		"difference of the two medians, taken over different rounds, is shown beside it. The empty pipeline's own "+
+		"undisturbed runs spread over %.1f µs (%.1f–%.1f): differences smaller than that are noise here; sub-microsecond "+
+		"budgets need the filters' Go benchmarks.\n\n", hi-lo, lo, hi)
+	b.WriteString("| filter | proxy CPU µs/req | over empty | rounds | difference of medians | budget µs | |\n|---|---:|---:|---:|---:|---:|---|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n")
 }
