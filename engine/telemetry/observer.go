@@ -31,7 +31,6 @@ const (
 	attrUpstream   = attribute.Key("sluice.upstream")
 )
 
-
 // observer implements engine.Observer (metrics always, spans when tracing) and
 // engine.AttemptObserver (client spans and trace propagation to the upstream).
 type observer struct {
