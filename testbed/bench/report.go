@@ -292,8 +292,11 @@ func (h *harness) targetsSection(b *strings.Builder, byGroup map[string][]*bench
 			if ok {
 				v = "**met**"
 			}
-			if clean < 2 {
-				v += fmt.Sprintf(" (only %d round undisturbed for both: not conclusive)", clean)
+			switch clean {
+			case 0:
+				v += " (no round undisturbed for both: not conclusive)"
+			case 1:
+				v += " (only 1 round undisturbed for both: not conclusive)"
 			}
 			return v
 		}
