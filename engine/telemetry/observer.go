@@ -92,9 +92,9 @@ func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
 	return v.(*pipeInfo)
 }
 
-// reqState is one request's tracing state, kept with the engine.Ctx (ObserverState). When the request is not sampled it is also
-// the request's span (see localSpan): c.Context then carries it, so filters and otel_log see the
-// trace and span ids without an SDK span being made.
+// reqState is one request's tracing state, kept with the engine.Ctx (ObserverState). When the
+// request is not sampled it is also the request's span (see localSpan): c.Context then carries it,
+// so filters and otel_log see the trace and span ids without an SDK span being made.
 type reqState struct {
 	embedded.Span // satisfies trace.Span's sealed method set for localSpan
 
