@@ -3,15 +3,18 @@ GO       ?= go
 BIN      := bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
+# The gateway is built with profile-guided optimization from this CPU profile of its request path
+# under the benchmark's load (make pgo refreshes it; RATIONALE.md, "Profile-guided optimization").
+PGO      := cmd/sluice/release.pgo
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz coordinator can report a
 # bare "context deadline exceeded" failure when the time runs out while a worker is mid-input
 # (golang/go#75804, fixed in Go 1.27). 15000 executions take 5-15 s per target here.
 FUZZTIME ?= 15000x
 
-.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full bench-go clean
+.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full bench-go pgo clean
 
 build: ## build the gateway and the testbed servers into bin/
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
+	$(GO) build -trimpath -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -trimpath -o $(BIN)/testbed ./testbed/cmd/testbed
 	$(GO) build -trimpath -o $(BIN)/otlpreceiver ./testbed/cmd/otlpreceiver
 
@@ -46,6 +49,9 @@ bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, quick mode
 
 bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency (~25 min)
 	./testbed/bench/run.sh full
+
+pgo: ## refresh $(PGO) from profiles of the request path under load (~2 min; run it alone)
+	./testbed/bench/pgo.sh
 
 bench-go: ## Go benchmarks of the hot paths, with allocations
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./engine/... ./filters/...

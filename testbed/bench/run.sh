@@ -31,11 +31,12 @@ fi
 # 10,000 idle connections in the memory test, plus the proxies' upstream sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-go build -o bin/sluice ./cmd/sluice
+# The gateway as `make build` builds it: with profile-guided optimization (testbed/bench/pgo.sh).
+go build -pgo=cmd/sluice/release.pgo -o bin/sluice ./cmd/sluice
 go build -o bin/floorproxy ./testbed/cmd/floorproxy
 go build -o bin/benchupstream ./testbed/cmd/benchupstream
 go build -o bin/bench ./testbed/bench
-go build -o bin/sluiceprof ./testbed/bench/sluiceprof
+go build -pgo=cmd/sluice/release.pgo -o bin/sluiceprof ./testbed/bench/sluiceprof
 
 # The harness itself stays on core 0 with the load generator, off the proxies' core.
 exec taskset -c 0 bin/bench run -mode "$mode" -out testbed/results "$@"
