@@ -4,7 +4,7 @@ BIN      := bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # The gateway is built with profile-guided optimization from this CPU profile of its request path
-# under the benchmark's load (make pgo refreshes it; RATIONALE.md, "Profile-guided optimization").
+# under the benchmark's load (make pgo refreshes it; RATIONALE.md says why and what it buys).
 PGO      := cmd/sluice/release.pgo
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz coordinator can report a
 # bare "context deadline exceeded" failure when the time runs out while a worker is mid-input

@@ -5,7 +5,7 @@
 # the empty pipeline at 256 and 64 connections, the quickstart pipeline and p2c_ewma over three
 # targets, so that no one configuration's path is optimized at the others' expense.
 #
-#   testbed/bench/pgo.sh     # about 3 minutes; run it alone, as the benchmark
+#   testbed/bench/pgo.sh     # about 2 minutes; run it alone, as the benchmark
 #
 # The profiled gateway is itself built with the current profile, as Go recommends: a profile of a
 # PGO build still describes the source's hot paths.
