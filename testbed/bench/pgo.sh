@@ -11,14 +11,7 @@
 # PGO build still describes the source's hot paths.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-pgo=cmd/sluice/release.pgo
-for tool in wrk taskset; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "pgo.sh needs $tool: run 'make bench' once (it installs it)" >&2; exit 1; }
-done
-go build -pgo="$pgo" -o bin/sluice ./cmd/sluice
-go build -pgo="$pgo" -o bin/sluiceprof ./testbed/bench/sluiceprof
-go build -o bin/benchupstream ./testbed/cmd/benchupstream
-go build -o bin/bench ./testbed/bench
+. testbed/bench/prepare.sh
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -12,31 +12,10 @@ cd "$(dirname "$0")/../.."
 mode=${1:-quick}
 [ $# -gt 0 ] && shift
 
-# Peers and tools from Debian, installed when missing.
-missing=()
-for tool in nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]} from Debian" >&2
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
-if [ "$(nproc)" -lt 2 ]; then
-  echo "the benchmark pins the load to core 0 and the proxies to core 1: it needs 2 cores" >&2
-  exit 1
-fi
+. testbed/bench/prepare.sh
 
 # 10,000 idle connections in the memory test, plus the proxies' upstream sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# The gateway as `make build` builds it: with profile-guided optimization (testbed/bench/pgo.sh).
-go build -pgo=cmd/sluice/release.pgo -o bin/sluice ./cmd/sluice
-go build -o bin/floorproxy ./testbed/cmd/floorproxy
-go build -o bin/benchupstream ./testbed/cmd/benchupstream
-go build -o bin/bench ./testbed/bench
-go build -pgo=cmd/sluice/release.pgo -o bin/sluiceprof ./testbed/bench/sluiceprof
 
 # The harness itself stays on core 0 with the load generator, off the proxies' core.
 exec taskset -c 0 bin/bench run -mode "$mode" -out testbed/results "$@"
