@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Counts what one proxied request costs the gateway and the floor in user space, under
+# valgrind's cache simulator: instructions, L1 instruction-cache misses, L1 data-cache misses and
+# misses of a 1 MiB last-level cache, each per request. CPU time on a shared VM moves by several
+# percent from run to run; these counts move by a few, so they show where a gap in CPU time
+# comes from (more instructions, or the same instructions waiting on memory).
+#
+#   testbed/bench/footprint.sh            # 64 and 256 connections, about 3 minutes
+#   testbed/bench/footprint.sh 256        # one connection count
+#
+# Run it alone, as the benchmark. The simulated caches are 32 KiB 8-way L1s and a 1 MiB 16-way
+# last level, close to one core's L1 and L2 here. Only the proxy's own user-space code is
+# simulated: not the kernel, not the upstream. Valgrind slows the proxy about fifty times, so
+# the load saturates it at every connection count; compare the two proxies, not these numbers
+# with the benchmark's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. testbed/bench/prepare.sh
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "installing valgrind from Debian" >&2
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
+fi
+
+conns_list=("$@")
+[ ${#conns_list[@]} -eq 0 ] && conns_list=(64 256)
+upstream=127.0.0.1:18401 listen=127.0.0.1:18410 admin=127.0.0.1:18411
+tmp=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+cat >"$tmp/empty.hcl" <<EOF
+server {
+  listen          = "$listen"
+  max_connections = 20000
+}
+admin {
+  listen = "$admin"
+}
+upstream "up" {
+  target {
+    address = "$upstream"
+  }
+}
+pipeline "bench" {
+  match {
+    path_prefix = "/"
+  }
+  balancer {
+    upstream = upstream.up
+  }
+}
+EOF
+
+listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+wait_listening() {
+  for _ in $(seq 1 300); do listening "$1" && return 0; sleep 0.1; done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
+taskset -c 1 bin/benchupstream -listen "$upstream" >"$tmp/upstream.log" 2>&1 &
+pids+=($!)
+wait_listening "$upstream"
+
+echo "| proxy | connections | requests | instructions | L1i misses | L1d misses | LL misses |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for conns in "${conns_list[@]}"; do
+  for proxy in floor sluice; do
+    case $proxy in
+      floor) cmd=(bin/floorproxy -listen "$listen" -upstream "$upstream") ;;
+      sluice) cmd=(bin/sluice run -c "$tmp/empty.hcl") ;;
+    esac
+    out="$tmp/$proxy-$conns.cg"
+    # Asynchronous preemption signals and valgrind do not mix; the request path does not need them.
+    # Setting schedtrace as sluice run would (cmd/sluice/sysmon.go) keeps it from re-executing
+    # itself out of valgrind, and gives the floor the same runtime setting.
+    GODEBUG=asyncpreemptoff=1,schedtrace=2147483647 taskset -c 1 valgrind --tool=callgrind --cache-sim=yes \
+      --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,16,64 --callgrind-out-file="$out" \
+      "${cmd[@]}" >"$tmp/$proxy.log" 2>&1 &
+    vg=$!
+    pids+=($vg)
+    wait_listening "$listen"
+    # Warm up (connections, pools, the upstream connections), then count 8 s of load only.
+    taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s "http://$listen/" >/dev/null
+    callgrind_control -z "$vg" >/dev/null 2>&1
+    taskset -c 0 wrk -t1 -c"$conns" -d8s --timeout 30s "http://$listen/" >"$tmp/wrk.txt"
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.txt")
+    kill "$vg"; wait "$vg" 2>/dev/null || true
+    # The dump after the zeroing is the file with the highest part number.
+    dump=$(ls -v "$out".* | tail -1)
+    callgrind_annotate "$dump" 2>/dev/null | awk -v p="$proxy" -v c="$conns" -v n="$reqs" '
+      /^Events shown:/ { for (i = 3; i <= NF; i++) ev[$i] = i - 2 }
+      /PROGRAM TOTALS/ {
+        j = 0
+        for (i = 1; i <= NF; i++) if ($i ~ /^[0-9,]+$/) { j++; v = $i; gsub(",", "", v); t[j] = v }
+        printf "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f |\n", p, c, n, t[ev["Ir"]] / n,
+          t[ev["I1mr"]] / n, (t[ev["D1mr"]] + t[ev["D1mw"]]) / n, (t[ev["DLmr"]] + t[ev["DLmw"]]) / n
+      }'
+  done
+done
