@@ -15,12 +15,8 @@
 # with the benchmark's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+extra_tools=(valgrind:valgrind)
 . testbed/bench/prepare.sh
-if ! command -v valgrind >/dev/null 2>&1; then
-  echo "installing valgrind from Debian" >&2
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
-fi
 
 conns_list=("$@")
 [ ${#conns_list[@]} -eq 0 ] && conns_list=(64 256)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sourced by run.sh and pgo.sh (from the repository's top folder): installs the peers and tools the
-# benchmark needs from Debian when missing, checks the machine, and builds the binaries into bin/.
+# Sourced by run.sh, pgo.sh and footprint.sh (from the repository's top folder): installs the peers
+# and tools the benchmark needs from Debian when missing, plus any "command:package" pairs the
+# caller put in extra_tools, checks the machine, and builds the binaries into bin/.
 # The gateway is built as `make build` builds it: with profile-guided optimization from
 # cmd/sluice/release.pgo (pgo.sh refreshes it), whose path it leaves in $pgo.
 
 missing=()
-for tool in nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux; do
+for tool in nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux ${extra_tools[@]+"${extra_tools[@]}"}; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
