@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"syscall"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/rawio"
 	"github.com/valyala/fasthttp"
 )
 
@@ -31,17 +31,14 @@ type upstreamConn struct {
 	// idle connections after a few seconds, so only connections in use keep one.
 	br *bufio.Reader
 
-	// raw is the plain TCP socket (nil for TLS), for the deferred write: a request written with
-	// Write is held in unsent and sent by the Read that waits for its response (see Read).
-	// unsent is the writer's own buffer, not a copy (see Write).
-	raw    syscall.RawConn
+	// ex sends a request written with Write by the Read that waits for its response (plain TCP
+	// only; see Read). unsent is the writer's own buffer, not a copy (see Write).
+	ex     rawio.Exchange
 	unsent []byte
 	// exchanges counts the requests sent on the connection: a failure on a kept-alive one may
 	// be the upstream's idle close (see closedWhileIdle).
 	exchanges int
-	ex        rawExchange
-	step      func(fd uintptr) bool // c.stepFd, bound once (a method value per Read would allocate)
-	idleTick  uint32                // the pool's reaper tick when the connection went idle
+	idleTick  uint32 // the pool's reaper tick when the connection went idle
 }
 
 // maxDeferredWrite is the largest write held for the next Read; a larger one goes out at once.
@@ -55,7 +52,7 @@ const maxDeferredWrite = 16 << 10
 // read, and a copy into a buffer of the connection's own cost a cold buffer per connection: at
 // 256 connections, cache misses on every request.
 func (c *upstreamConn) Write(p []byte) (int, error) {
-	if c.raw != nil && len(c.unsent) == 0 && len(p) <= maxDeferredWrite {
+	if c.ex.Ready() && len(c.unsent) == 0 && len(p) <= maxDeferredWrite {
 		c.unsent = p
 		return len(p), nil
 	}
@@ -75,87 +72,23 @@ func (c *upstreamConn) flush() error {
 	return err
 }
 
-// Read reads the response to the request Write held, sending that first. Reading a socket right
-// after writing a request to it nearly always finds nothing yet: one read system call per
-// request that only says "not yet" before the runtime waits for the socket. Here the request is
-// written inside syscall.RawConn.Read, whose callback runs after the runtime has cleared the
-// socket's readiness: the callback writes and returns false, the runtime waits for the socket to
-// become readable, and the callback then reads the response. Readiness is cleared before the
-// write, so a response cannot arrive unnoticed in between; a peer that closed the idle connection
-// answers the write with a reset, which wakes the wait too.
+// Read reads the response to the request Write held, sending that first in the same wait
+// (package rawio): no read system call that only says "not yet".
 func (c *upstreamConn) Read(p []byte) (int, error) {
 	if len(c.unsent) == 0 {
 		return c.Conn.Read(p)
 	}
-	x := &c.ex
-	*x = rawExchange{p: p}
-	err := c.raw.Read(c.step)
-	res := *x
-	*x = rawExchange{}
+	out := c.unsent
 	c.unsent = nil
-	switch {
-	case err != nil:
-		return 0, err // closed, or the deadline passed while waiting
-	case res.done:
-		return res.n, res.err
+	n, rest, err := c.ex.WriteRead(out, p)
+	if rest == nil {
+		return n, err
 	}
 	// The send buffer was full: send the rest the usual way and read as usual.
-	if _, err := c.Conn.Write(res.rest); err != nil {
+	if _, err := c.Conn.Write(rest); err != nil {
 		return 0, err
 	}
 	return c.Conn.Read(p)
-}
-
-// rawExchange is the state of one Read's callback (kept in the connection: a closure would be
-// allocated per request).
-type rawExchange struct {
-	p    []byte // the reader's buffer
-	sent bool   // the request was written (all of it, or rest is left)
-	rest []byte // what a full send buffer did not take
-	done bool   // n or err is the result
-	n    int
-	err  error
-}
-
-// stepFd is the RawConn.Read callback: first write the request, then read the answer. It
-// returns false to wait until the socket is readable.
-func (c *upstreamConn) stepFd(fd uintptr) bool {
-	x := &c.ex
-	if !x.sent {
-		x.sent = true
-		w, err := syscall.Write(int(fd), c.unsent)
-		for err == syscall.EINTR {
-			w, err = syscall.Write(int(fd), c.unsent)
-		}
-		switch {
-		case err == syscall.EAGAIN:
-			x.rest = c.unsent
-			return true
-		case err != nil:
-			x.done, x.err = true, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-			return true
-		case w < len(c.unsent):
-			x.rest = c.unsent[w:]
-			return true
-		}
-		return false // all sent: wait for the answer
-	}
-	r, err := syscall.Read(int(fd), x.p)
-	for err == syscall.EINTR {
-		r, err = syscall.Read(int(fd), x.p)
-	}
-	switch {
-	case err == syscall.EAGAIN:
-		return false // woken without data: wait again
-	case err != nil:
-		x.err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
-	case r == 0 && len(x.p) > 0:
-		x.err = io.EOF
-	default:
-		x.n = r
-	}
-	x.done = true
-	return true
 }
 
 // send writes the request on conn and reads the response head into resp.
@@ -229,13 +162,7 @@ func (d *dialer) dialPooled(addr string, timeout time.Duration) (*upstreamConn, 
 		return nil, err
 	}
 	uc := &upstreamConn{Conn: conn}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		if uc.raw, err = tc.SyscallConn(); err != nil {
-			conn.Close()
-			return nil, &dialError{err}
-		}
-		uc.step = uc.stepFd
-	}
+	uc.ex.Init(conn) // plain TCP: requests are sent by the read that waits for the response
 	return uc, nil
 }
 

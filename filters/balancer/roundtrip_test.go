@@ -50,12 +50,10 @@ func TestDeferredWriteLargerThanSendBuffer(t *testing.T) {
 	}
 	tc := nc.(*net.TCPConn)
 	_ = tc.SetWriteBuffer(2048)
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
+	c := &upstreamConn{Conn: nc}
+	if !c.ex.Init(nc) {
+		t.Fatal("no raw exchange on a TCP connection")
 	}
-	c := &upstreamConn{Conn: nc, raw: raw}
-	c.step = c.stepFd
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 
@@ -98,9 +96,8 @@ func TestDeferredWriteToClosedPeer(t *testing.T) {
 	ln.Close()
 	(<-accepted).Close()
 	time.Sleep(20 * time.Millisecond) // the FIN arrives while the connection is idle
-	raw, _ := nc.(*net.TCPConn).SyscallConn()
-	c := &upstreamConn{Conn: nc, raw: raw}
-	c.step = c.stepFd
+	c := &upstreamConn{Conn: nc}
+	c.ex.Init(nc)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
