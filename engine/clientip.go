@@ -43,18 +43,18 @@ func (t trustedSet) has(a netip.Addr) bool {
 
 // addrOf returns the IP of a net.Addr without allocating for TCP addresses.
 // setPeer sets c.Peer from the connection, taking what the connection worked out once when it
-// was accepted, and returns it.
-func (c *Ctx) setPeer(fc *fasthttp.RequestCtx) netip.Addr {
+// was accepted, and returns it with the connection (nil when it is not one of the server's own).
+func (c *Ctx) setPeer(fc *fasthttp.RequestCtx) (netip.Addr, *clientConn) {
 	conn := fc.Conn()
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()
 	}
 	if cc, ok := conn.(*clientConn); ok {
 		c.Peer, c.peerText = cc.peer, cc.peerText
-		return cc.peer
+		return cc.peer, cc
 	}
 	c.Peer = addrOf(fc.RemoteAddr())
-	return c.Peer
+	return c.Peer, nil
 }
 
 func addrOf(a net.Addr) netip.Addr {

@@ -89,6 +89,9 @@ func (w *deadlineWatch) run() {
 		for _, c := range batch {
 			c.rd.check(c, false, now)
 			c.wd.check(c, true, now)
+			if since := c.waiting.Load(); since > 0 && now-since > int64(w.tick) {
+				c.poke(since)
+			}
 		}
 		clear(batch) // don't keep closed connections reachable until the next tick
 	}
@@ -154,8 +157,41 @@ func (c *clientConn) enter(ph uint32) {
 func (w *deadlineWatch) soon(now int64) int64 { return now + 2*int64(w.tick) }
 
 // applying marks a deadline the watchdog is putting on the socket: a concurrent set then takes
-// the lock and settles it again.
-const applying = -1
+// the lock and settles it again. pokedOnSock marks the past deadline of a poke, which only the
+// connection's own goroutine takes off (unpoke).
+const (
+	applying    = -1
+	pokedOnSock = -2
+)
+
+// poked is clientConn.waiting once the watchdog has ended the wait.
+const poked = -1
+
+// A read that sends a held response (clientConn.recv) waits only for data that arrives after the
+// response is written. A request that arrived before (a pipelining client's, or its end of input)
+// would go unnoticed, so the watchdog ends any such wait that has lasted more than a tick: a past
+// deadline on the socket wakes it, and the connection takes it off again and reads the usual
+// way. A busy connection's next request comes long before; an idle one pays this once per idle
+// spell.
+func (c *clientConn) poke(since int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting.CompareAndSwap(since, poked) {
+		c.rd.onSock.Store(pokedOnSock)
+		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// unpoke puts the socket's read deadline back as it was before a poke.
+func (c *clientConn) unpoke() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting.Store(0)
+	_ = c.rd.apply(c, false, c.watch.now.Load())
+}
+
+// aLongTimeAgo is a deadline long past: setting it ends a wait at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // lazyDeadline is one direction's deadline of a clientConn.
 type lazyDeadline struct {
@@ -191,7 +227,10 @@ func (d *lazyDeadline) setAt(c *clientConn, write bool, ns int64) error {
 // check is the watchdog's: put the deadline on the socket when it is nearly due.
 func (d *lazyDeadline) check(c *clientConn, write bool, now int64) {
 	want := d.want.Load()
-	if want == 0 || want > c.watch.soon(now) || d.onSock.Load() == want {
+	if want == 0 || want > c.watch.soon(now) {
+		return
+	}
+	if on := d.onSock.Load(); on == want || on == pokedOnSock {
 		return
 	}
 	c.mu.Lock()
@@ -241,7 +280,17 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
+// Close closes the connection, after writing what a response left held for a next read that
+// will not come (fasthttp closes a connection after a response that ends it).
 func (c *clientConn) Close() error {
+	if c.held.Load() != nil {
+		// Close may run on another goroutine, so the lazy deadline is not at hand: the socket
+		// gets the write timeout directly.
+		if c.watch != nil && c.watch.write > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Duration(c.watch.write)))
+		}
+		_ = c.flushHeld()
+	}
 	if c.watch != nil {
 		c.watch.remove(c)
 	}

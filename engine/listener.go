@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sluice-gateway/sluice/engine/rawio"
 )
 
 // resilientListener keeps accepting through resource exhaustion. fasthttp treats every accept
@@ -38,6 +40,7 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 			} else {
 				cc = l.watch.add(c)
 			}
+			cc.ex.Init(c) // plain TCP: a response's last write waits for the next read (clientConn.Write)
 			if cc.peer = addrOf(c.RemoteAddr()); cc.peer.IsValid() {
 				cc.peerText = cc.peer.AppendTo(nil)
 			}
@@ -82,7 +85,8 @@ func retryableAccept(err error) bool {
 // the next reads, so a request costs one read system call and an idle connection still holds
 // nothing.
 //
-// It also keeps its deadlines off the socket until they are nearly due (deadline.go).
+// It also sends a complete response's last write with the read that waits for the next request
+// (see Write), and keeps its deadlines off the socket until they are nearly due (deadline.go).
 type clientConn struct {
 	net.Conn
 	stash   *[]byte // pooled; nil when nothing is read ahead
@@ -91,6 +95,19 @@ type clientConn struct {
 	// The peer's address, and as text, worked out once for all the connection's requests.
 	peer     netip.Addr
 	peerText []byte
+
+	// hold is set by the server once a response is complete (no body stream, not hijacked):
+	// until the next read, a write may be held for it (see Write). Only the connection's own
+	// goroutine uses it.
+	hold bool
+	// held is a write held for the next read, in a readAheadPool buffer, heldLen bytes long.
+	// Close may take it from another goroutine (fasthttp's shutdown closes idle connections).
+	held    atomic.Pointer[[]byte]
+	heldLen int
+	ex      rawio.Exchange // the socket's write-then-read (plain TCP only)
+	// waiting is when (the watchdog's clock) a read that sent a held write began its wait; 0:
+	// none; poked: the watchdog has ended it (deadline.go).
+	waiting atomic.Int64
 
 	watch  *deadlineWatch // nil: deadlines go straight to the socket
 	rd, wd lazyDeadline
@@ -101,12 +118,15 @@ type clientConn struct {
 }
 
 // readAheadSize is what a small read reads at most: most request heads fit; a larger one
-// continues with ordinary reads.
+// continues with ordinary reads. It is also the largest write held for the next read.
 const readAheadSize = 4 << 10
 
 var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.hold {
+		c.hold = false
+	}
 	if c.watch == nil {
 		return c.read(p)
 	}
@@ -123,13 +143,89 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write writes p, or, when p ends a complete response (hold) and is small, keeps a copy for the
+// next Read to send. After a response the server reads the connection for the next request, and
+// that read nearly always finds nothing yet: a read system call that only says "not yet" before
+// the runtime waits for the socket. Sent by that Read instead (package rawio), the response and
+// the wait for the next request take one system call less. A response in several writes holds
+// only its last (what comes before it is written at once), a streamed one (server-sent events)
+// nothing: a held write waits for the next read, and a stream's next write may be far off.
+// Writes are held only with the server's timeouts on: their watchdog also ends the waits that
+// began too late to see a request arrive (see recv).
 func (c *clientConn) Write(p []byte) (int, error) {
 	if c.watch != nil {
 		if ph := c.phase.Load(); ph == phaseReading || ph == phaseIdle {
 			c.enter(phaseWriting)
 		}
 	}
+	if c.held.Load() != nil {
+		if err := c.flushHeld(); err != nil {
+			return 0, err
+		}
+	}
+	if c.hold && len(p) <= readAheadSize && c.ex.Ready() && c.watch != nil {
+		b := readAheadPool.Get().(*[]byte)
+		c.heldLen = copy(*b, p)
+		c.held.Store(b)
+		return len(p), nil
+	}
 	return c.Conn.Write(p)
+}
+
+// flushHeld writes the held write, if any, the usual way.
+func (c *clientConn) flushHeld() error {
+	b := c.held.Swap(nil)
+	if b == nil {
+		return nil
+	}
+	_, err := c.Conn.Write((*b)[:c.heldLen])
+	readAheadPool.Put(b)
+	return err
+}
+
+// startRequest readies c for a request the server is about to handle. The request may have
+// come pipelined behind the previous one, without a read in between: that one's held write goes
+// out now rather than after this request's response.
+func (c *clientConn) startRequest() {
+	if c.hold {
+		c.hold = false
+	}
+	if c.held.Load() != nil {
+		c.enter(phaseWriting)
+		_ = c.flushHeld() // an error shows in the connection's next read or write
+		c.enter(phaseReading)
+	}
+}
+
+// recv reads from the socket into p, first sending the held write, if any, in the same wait. p
+// may be the held write's own buffer: the write is made before the read.
+func (c *clientConn) recv(held *[]byte, p []byte) (int, error) {
+	if held == nil {
+		return c.Conn.Read(p)
+	}
+	// The wait sees only data that arrives after the write (package rawio): a request that came
+	// in earlier (pipelined, or a client's end of input) would go unnoticed until the watchdog
+	// ends the wait (poke, deadline.go), which it does a tick or two in.
+	since := c.watch.now.Load()
+	c.waiting.Store(since)
+	n, rest, err := c.ex.WriteRead((*held)[:c.heldLen], p)
+	poked := !c.waiting.CompareAndSwap(since, 0)
+	if poked {
+		c.unpoke()
+	}
+	if rest == nil && !(poked && n == 0) {
+		return n, err
+	}
+	if rest != nil {
+		// Not written whole (the client is not reading fast enough): the rest goes the usual
+		// way, under the write timeout, before the wait for the next request.
+		c.enter(phaseWriting)
+		if _, err := c.Conn.Write(rest); err != nil {
+			return 0, err
+		}
+		c.enter(phaseIdle)
+	}
+	return c.Conn.Read(p)
 }
 
 // read is Read's read-ahead.
@@ -143,11 +239,23 @@ func (c *clientConn) read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	if len(p) >= readAheadSize/4 {
-		return c.Conn.Read(p)
+	var held *[]byte
+	if c.held.Load() != nil {
+		held = c.held.Swap(nil) // nil if Close took it meanwhile
 	}
-	s := readAheadPool.Get().(*[]byte)
-	n, err := c.Conn.Read(*s)
+	if len(p) >= readAheadSize/4 {
+		n, err := c.recv(held, p)
+		if held != nil {
+			readAheadPool.Put(held)
+		}
+		return n, err
+	}
+	// The read ahead goes into the held write's buffer once that is sent, or a fresh one.
+	s := held
+	if s == nil {
+		s = readAheadPool.Get().(*[]byte)
+	}
+	n, err := c.recv(held, *s)
 	k := copy(p, (*s)[:n])
 	if k == n {
 		readAheadPool.Put(s)

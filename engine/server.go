@@ -211,7 +211,10 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
-	peer := c.setPeer(fc)
+	peer, cc := c.setPeer(fc)
+	if cc != nil {
+		cc.startRequest()
+	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
@@ -237,6 +240,11 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	}
 	if g.observer != nil {
 		g.observer.EndRequest(c)
+	}
+	if cc != nil {
+		// The response is complete unless its body streams or the connection was taken over:
+		// its last write may wait for the read of the next request (clientConn.Write).
+		cc.hold = !fc.Hijacked() && !fc.Response.IsBodyStream()
 	}
 	ReleaseCtx(c)
 	g.inflight.Add(-1)

@@ -9,7 +9,8 @@
 // in between; a peer that has closed the connection answers the write with a reset, which wakes
 // the wait too.
 //
-// The balancer sends requests to upstreams this way (the request written, the response awaited).
+// The balancer sends requests to upstreams this way (the request written, the response awaited)
+// and the server its responses to clients (the response written, the next request awaited).
 package rawio
 
 import (
@@ -64,7 +65,8 @@ func (x *Exchange) Ready() bool { return x.raw != nil }
 //
 // The wait sees only data that arrives after the write: readiness the runtime noted before it
 // is cleared. It suits a peer that sends nothing until it has what out carries (a server
-// answering a request).
+// answering a request); one that may send earlier needs a way to end the wait (see the server's
+// clientConn).
 func (x *Exchange) WriteRead(out, in []byte) (n int, rest []byte, err error) {
 	x.out, x.in = out, in
 	rerr := x.raw.Read(x.step)
