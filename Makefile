@@ -30,7 +30,7 @@ test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Every fuzz target, each for a short, fixed time (go test runs one -fuzz target at a time).
-FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter \
+FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./engine:FuzzRawPath \
 	./engine:FuzzConflictingFraming ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
 	./filters/wasm:FuzzHostBuffers ./filters/compress:FuzzNegotiate ./filters/cache:FuzzDirectives
 

@@ -1,5 +1,11 @@
 package engine
 
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
 // NormalizePath appends the normalized form of the raw request path to dst and returns it:
 // percent-encodings of unreserved characters are decoded (so /%61dmin is /admin), every other
 // escape is kept with upper-case hex (an encoded "/" stays a byte of its segment, never a
@@ -92,4 +98,29 @@ func upperHex(b byte) byte {
 func isUnreserved(b byte) bool {
 	return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
 		b == '-' || b == '.' || b == '_' || b == '~'
+}
+
+// RawPath returns the raw (still percent-encoded) path and query of a request, as fasthttp's
+// URI().PathOriginal() and QueryString() give them. An origin-form request-target ("/path?query",
+// nearly every request) is split in place: parsing the whole URI (host, scheme, a normalized
+// copy of the path that the gateway normalizes its own way anyway) cost more than routing the
+// request. Any other form goes through the URI.
+func RawPath(r *fasthttp.Request) (path, query []byte) {
+	t := r.Header.RequestURI()
+	if len(t) == 0 || t[0] != '/' || (len(t) > 1 && t[1] == '/') {
+		u := r.URI()
+		return u.PathOriginal(), u.QueryString()
+	}
+	// The server rejected control bytes in the request line, so what fasthttp's URI would do
+	// here is only this: the path ends at the first '?' or '#', the query at the first '#' after
+	// it (a '?' inside a fragment starts no query).
+	end := len(t)
+	if i := bytes.IndexByte(t, '#'); i >= 0 {
+		end = i
+	}
+	path = t[:end]
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path, query = t[:i], t[i+1:end]
+	}
+	return path, query
 }

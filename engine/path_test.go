@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bufio"
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 func TestNormalizePath(t *testing.T) {
@@ -133,4 +136,67 @@ func BenchmarkConflictingFraming(b *testing.B) {
 			b.Fatal("conflict")
 		}
 	}
+}
+
+// rawPathRequest parses "GET target HTTP/1.1" with the given Host as the server would; ok is
+// false when the server would reject it.
+func rawPathRequest(target, host string) (*fasthttp.Request, bool) {
+	req := new(fasthttp.Request)
+	head := "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+	if err := req.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
+		return nil, false
+	}
+	return req, true
+}
+
+func TestRawPath(t *testing.T) {
+	tests := []struct{ target, path, query string }{
+		{"/", "/", ""},
+		{"/a/b", "/a/b", ""},
+		{"/a/%2Fb?x=1&y=%20", "/a/%2Fb", "x=1&y=%20"},
+		{"/a?", "/a", ""},
+		{"/a?x#frag", "/a", "x"},
+		{"/a#frag?x", "/a", ""},
+		{"/a/./../b", "/a/./../b", ""},
+		{"//evil/x?q", "//evil/x", "q"},          // not origin-form: through the URI
+		{"http://other.test/p?q=1", "/p", "q=1"}, // absolute-form: through the URI
+		{"http://other.test", "/", ""},           // absolute-form without a path
+	}
+	for _, tt := range tests {
+		req, ok := rawPathRequest(tt.target, "h.test")
+		if !ok {
+			t.Fatalf("%q: rejected", tt.target)
+		}
+		path, query := RawPath(req)
+		if string(path) != tt.path || string(query) != tt.query {
+			t.Errorf("RawPath(%q) = %q, %q; want %q, %q", tt.target, path, query, tt.path, tt.query)
+		}
+	}
+	// A Host fasthttp's URI cannot parse leaves its path empty; the split path is the request's.
+	req, ok := rawPathRequest("/admin?x", "[::1")
+	if !ok {
+		t.Fatal("rejected")
+	}
+	if path, query := RawPath(req); string(path) != "/admin" || string(query) != "x" {
+		t.Errorf("with an unparsable Host: %q, %q; want the request's own path and query", path, query)
+	}
+}
+
+// FuzzRawPath checks the in-place split against fasthttp's URI for every request-target the
+// server accepts.
+func FuzzRawPath(f *testing.F) {
+	for _, s := range []string{"/", "/a/b?c=d", "/a#b?c", "/a?b#c?d", "//x/y", "http://h/p?q", "*", "/%2F?%3F"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		req, ok := rawPathRequest(target, "h.test")
+		if !ok {
+			return
+		}
+		path, query := RawPath(req)
+		u := req.URI()
+		if string(path) != string(u.PathOriginal()) || string(query) != string(u.QueryString()) {
+			t.Errorf("RawPath(%q) = %q, %q; URI gives %q, %q", target, path, query, u.PathOriginal(), u.QueryString())
+		}
+	})
 }

@@ -222,7 +222,8 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if s.reqID != "" {
 		s.requestID(c, peer)
 	}
-	c.Path = NormalizePath(c.Path[:0], fc.Request.URI().PathOriginal())
+	raw, _ := RawPath(&fc.Request)
+	c.Path = NormalizePath(c.Path[:0], raw)
 	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)

@@ -28,7 +28,8 @@ func NewCtx(t testing.TB, method, uri string, headers ...string) *engine.Ctx {
 	c.Start = time.Now()
 	c.ClientAddr = netip.MustParseAddr("127.0.0.1")
 	c.Peer = c.ClientAddr
-	c.Path = engine.NormalizePath(c.Path[:0], fc.Request.URI().PathOriginal())
+	raw, _ := engine.RawPath(&fc.Request)
+	c.Path = engine.NormalizePath(c.Path[:0], raw)
 	t.Cleanup(func() { engine.ReleaseCtx(c) })
 	return c
 }

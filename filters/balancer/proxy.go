@@ -306,8 +306,7 @@ func trustedChain(xff []byte, client netip.Addr) []byte {
 // repeated slashes, it could mean something else to the upstream than the normalized path the
 // gateway routed on, so the normalized path (which keeps escapes such as %2F) is sent instead.
 func forwardPath(dst []byte, c *engine.Ctx) []byte {
-	u := c.Request.URI()
-	raw := u.PathOriginal()
+	raw, query := engine.RawPath(c.Request)
 	path := raw
 	if len(path) == 0 || path[0] != '/' || !cleanPath(path) {
 		path = c.Path
@@ -331,9 +330,9 @@ func forwardPath(dst []byte, c *engine.Ctx) []byte {
 		dst = append(dst, '/')
 	}
 	dst = append(dst, path...)
-	if q := u.QueryString(); len(q) > 0 {
+	if len(query) > 0 {
 		dst = append(dst, '?')
-		dst = append(dst, q...)
+		dst = append(dst, query...)
 	}
 	return dst
 }
