@@ -30,30 +30,12 @@ func TestPipelinedResponseNotHeldBehindNext(t *testing.T) {
 	})
 	gw := gatewaytest.Start(t, serverConfig("", up))
 	unblockOnCleanup(t, release)
-	conn, err := net.Dial("tcp", gw.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := sendRaw(t, gw.Addr, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(conn)
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	for i, path := range []string{"/fast", "/slow"} {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("response %d (%s): %v", i, path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != "body of "+path {
-			t.Fatalf("response %d: %q, want the body of %s", i, body, path)
-		}
-		if i == 0 {
-			close(release) // only now may the second request finish
-		}
-	}
+	readBody(t, br, "body of /fast")
+	close(release) // only now may the second request finish
+	readBody(t, br, "body of /slow")
 }
 
 // TestStreamedResponseNotHeld: a response streamed to the client (larger than
@@ -73,14 +55,7 @@ func TestStreamedResponseNotHeld(t *testing.T) {
 	gw := gatewaytest.Start(t, serverConfig(`
   max_response_bytes = "1KiB"`, up))
 	unblockOnCleanup(t, release)
-	conn, err := net.Dial("tcp", gw.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := sendRaw(t, gw.Addr, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
 	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -119,14 +94,7 @@ func TestKeepAliveAfterEarlyRequest(t *testing.T) {
   write_timeout = "1s"
   idle_timeout  = "30s"`, up))
 	unblockOnCleanup(t, release)
-	conn, err := net.Dial("tcp", gw.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := sendRaw(t, gw.Addr, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-arrived
 	if _, err := io.WriteString(conn, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -137,18 +105,8 @@ func TestKeepAliveAfterEarlyRequest(t *testing.T) {
 
 	start := time.Now()
 	br := bufio.NewReader(conn)
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for _, path := range []string{"/first", "/second"} {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != "body of "+path {
-			t.Fatalf("%q, want the body of %s", body, path)
-		}
-	}
+	readBody(t, br, "body of /first")
+	readBody(t, br, "body of /second")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the early request was answered after %v, want within a few 100 ms ticks", d)
 	}
@@ -157,12 +115,7 @@ func TestKeepAliveAfterEarlyRequest(t *testing.T) {
 		if _, err := io.WriteString(conn, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("request %d after the early one: %v", i, err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		readBody(t, br, "body of /again")
 	}
 }
 
@@ -173,29 +126,13 @@ func TestHalfClosedClientAnswered(t *testing.T) {
   read_timeout  = "1s"
   write_timeout = "1s"
   idle_timeout  = "30s"`, echoUpstream(t, "u")))
-	conn, err := net.Dial("tcp", gw.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := sendRaw(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	start := time.Now()
 	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d, want 200", resp.StatusCode)
-	}
+	readBody(t, br, "")
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("after the response: %v, want the gateway to close the connection", err)
 	}
@@ -214,4 +151,34 @@ func unblockOnCleanup(t *testing.T, release chan struct{}) {
 			close(release)
 		}
 	})
+}
+
+// sendRaw connects to the gateway, writes raw, and returns the connection (closed when the test
+// ends, reads and writes bounded by 10 s).
+func sendRaw(t *testing.T, addr, raw string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// readBody reads the next response, which must be a 200 with this body ("": any body).
+func readBody(t *testing.T, br *bufio.Reader, want string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the response with %q: %v", want, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || (want != "" && string(body) != want) {
+		t.Fatalf("%d %q, want 200 %q", resp.StatusCode, body, want)
+	}
 }
