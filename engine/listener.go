@@ -97,14 +97,13 @@ type clientConn struct {
 	peerText []byte
 
 	// hold is set by the server once a response is complete (no body stream, not hijacked):
-	// until the next read, a write may be held for it (see Write). Only the connection's own
-	// goroutine uses it.
-	hold bool
-	// held is a write held for the next read, in a readAheadPool buffer, heldLen bytes long.
+	// until the next read, a write may be held for it (see Write). Atomic because a TLS
+	// connection closed by the server's shutdown writes its closing alert from another goroutine.
+	hold atomic.Bool
+	// held is a write held for the next read, in a readAheadPool buffer cut to its length.
 	// Close may take it from another goroutine (fasthttp's shutdown closes idle connections).
-	held    atomic.Pointer[[]byte]
-	heldLen int
-	ex      rawio.Exchange // the socket's write-then-read (plain TCP only)
+	held atomic.Pointer[[]byte]
+	ex   rawio.Exchange // the socket's write-then-read (plain TCP only)
 	// waiting is when (the watchdog's clock) a read that sent a held write began its wait; 0:
 	// none; poked: the watchdog has ended it (deadline.go).
 	waiting atomic.Int64
@@ -124,8 +123,8 @@ const readAheadSize = 4 << 10
 var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
 
 func (c *clientConn) Read(p []byte) (int, error) {
-	if c.hold {
-		c.hold = false
+	if c.hold.Load() {
+		c.hold.Store(false)
 	}
 	if c.watch == nil {
 		return c.read(p)
@@ -163,9 +162,9 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	if c.hold && len(p) <= readAheadSize && c.ex.Ready() && c.watch != nil {
+	if c.hold.Load() && len(p) <= readAheadSize && c.ex.Ready() && c.watch != nil {
 		b := readAheadPool.Get().(*[]byte)
-		c.heldLen = copy(*b, p)
+		*b = append((*b)[:0], p...) // within its capacity
 		c.held.Store(b)
 		return len(p), nil
 	}
@@ -178,17 +177,23 @@ func (c *clientConn) flushHeld() error {
 	if b == nil {
 		return nil
 	}
-	_, err := c.Conn.Write((*b)[:c.heldLen])
-	readAheadPool.Put(b)
+	_, err := c.Conn.Write(*b)
+	putReadAhead(b)
 	return err
+}
+
+// putReadAhead gives a read-ahead buffer back to its pool at its full length.
+func putReadAhead(b *[]byte) {
+	*b = (*b)[:cap(*b)]
+	readAheadPool.Put(b)
 }
 
 // startRequest readies c for a request the server is about to handle. The request may have
 // come pipelined behind the previous one, without a read in between: that one's held write goes
 // out now rather than after this request's response.
 func (c *clientConn) startRequest() {
-	if c.hold {
-		c.hold = false
+	if c.hold.Load() {
+		c.hold.Store(false)
 	}
 	if c.held.Load() != nil {
 		c.enter(phaseWriting)
@@ -197,10 +202,10 @@ func (c *clientConn) startRequest() {
 	}
 }
 
-// recv reads from the socket into p, first sending the held write, if any, in the same wait. p
-// may be the held write's own buffer: the write is made before the read.
-func (c *clientConn) recv(held *[]byte, p []byte) (int, error) {
-	if held == nil {
+// recv reads from the socket into p, first sending out (a held write), if any, in the same
+// wait. p may share out's memory: the write is made before the read.
+func (c *clientConn) recv(out, p []byte) (int, error) {
+	if out == nil {
 		return c.Conn.Read(p)
 	}
 	// The wait sees only data that arrives after the write (package rawio): a request that came
@@ -208,7 +213,7 @@ func (c *clientConn) recv(held *[]byte, p []byte) (int, error) {
 	// ends the wait (poke, deadline.go), which it does a tick or two in.
 	since := c.watch.now.Load()
 	c.waiting.Store(since)
-	n, rest, err := c.ex.WriteRead((*held)[:c.heldLen], p)
+	n, rest, err := c.ex.WriteRead(out, p)
 	poked := !c.waiting.CompareAndSwap(since, 0)
 	if poked {
 		c.unpoke()
@@ -240,11 +245,15 @@ func (c *clientConn) read(p []byte) (int, error) {
 		return n, nil
 	}
 	var held *[]byte
+	var out []byte
 	if c.held.Load() != nil {
-		held = c.held.Swap(nil) // nil if Close took it meanwhile
+		if held = c.held.Swap(nil); held != nil { // nil if Close took it meanwhile
+			out = *held
+			*held = (*held)[:cap(*held)]
+		}
 	}
 	if len(p) >= readAheadSize/4 {
-		n, err := c.recv(held, p)
+		n, err := c.recv(out, p)
 		if held != nil {
 			readAheadPool.Put(held)
 		}
@@ -255,7 +264,7 @@ func (c *clientConn) read(p []byte) (int, error) {
 	if s == nil {
 		s = readAheadPool.Get().(*[]byte)
 	}
-	n, err := c.recv(held, *s)
+	n, err := c.recv(out, *s)
 	k := copy(p, (*s)[:n])
 	if k == n {
 		readAheadPool.Put(s)

@@ -168,7 +168,7 @@ func heldConn(t *testing.T, clientRcvBuf int) (*clientConn, *net.TCPConn) {
 // for the next request before it waits; that read returns the request, and nothing is left held.
 func TestClientConnHoldsLastWrite(t *testing.T) {
 	c, client := heldConn(t, 0)
-	c.hold = true
+	c.hold.Store(true)
 	if n, err := c.Write([]byte("response")); n != 8 || err != nil {
 		t.Fatalf("Write: %d, %v", n, err)
 	}
@@ -195,7 +195,7 @@ func TestClientConnHoldsLastWrite(t *testing.T) {
 	if s := <-got; s != "next request" {
 		t.Fatalf("server read %q, want the next request", s)
 	}
-	if c.held.Load() != nil || c.hold {
+	if c.held.Load() != nil || c.hold.Load() {
 		t.Error("still holding after the read")
 	}
 	// Without hold (a stream's writes), writes go out at once.
@@ -211,7 +211,7 @@ func TestClientConnHoldsLastWrite(t *testing.T) {
 // sends the held write first.
 func TestClientConnCloseSendsHeldWrite(t *testing.T) {
 	c, client := heldConn(t, 0)
-	c.hold = true
+	c.hold.Store(true)
 	if _, err := c.Write([]byte("last response")); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestClientConnHeldWriteToFullWindow(t *testing.T) {
 	for i := range last {
 		last[i] = byte('0' + i%10)
 	}
-	c.hold = true
+	c.hold.Store(true)
 	if _, err := c.Write(first); err != nil {
 		t.Fatal(err)
 	}

@@ -245,7 +245,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if cc != nil {
 		// The response is complete unless its body streams or the connection was taken over:
 		// its last write may wait for the read of the next request (clientConn.Write).
-		cc.hold = !fc.Hijacked() && !fc.Response.IsBodyStream()
+		cc.hold.Store(!fc.Hijacked() && !fc.Response.IsBodyStream())
 	}
 	ReleaseCtx(c)
 	g.inflight.Add(-1)
