@@ -268,12 +268,12 @@ func (in *instance) rawURI(c *engine.Ctx) []byte {
 	if u[0] == '/' || (len(u) == 1 && u[0] == '*') {
 		return u
 	}
-	uri := c.Request.URI()
-	in.scratch = append(in.scratch[:0], uri.PathOriginal()...)
+	path, q := engine.RawPath(c.Request)
+	in.scratch = append(in.scratch[:0], path...)
 	if len(in.scratch) == 0 {
 		in.scratch = append(in.scratch, '/')
 	}
-	if q := uri.QueryString(); len(q) > 0 {
+	if len(q) > 0 {
 		in.scratch = append(append(in.scratch, '?'), q...)
 	}
 	return in.scratch
