@@ -19,11 +19,9 @@ var (
 		Help: "Requests served, by pipeline and response status class (1xx..5xx). Unrouted requests have pipeline=\"\".",
 	}, []string{"pipeline", "status_class"})
 
-	requestDuration = promauto.With(metrics.Registry).NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_request_duration_seconds",
-		Help:    "Time from the start of handling to the end of the response phase, by pipeline.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{"pipeline"})
+	requestDuration = metrics.NewHistogramVec("sluice_request_duration_seconds",
+		"Time from the start of handling to the end of the response phase, by pipeline.",
+		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "pipeline")
 
 	configReloads = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_config_reloads_total",
@@ -64,7 +62,7 @@ func SetBuildInfo(version, revision string) {
 // pipeMetrics are one pipeline's collectors, resolved once so recording allocates nothing.
 type pipeMetrics struct {
 	byClass [6]prometheus.Counter // index status/100; 0 holds anything outside 100..599
-	latency prometheus.Observer
+	latency *metrics.Histogram
 }
 
 func newPipeMetrics(pipeline string) *pipeMetrics {
@@ -83,6 +81,6 @@ func (pm *pipeMetrics) record(c *engine.Ctx, status int) {
 	}
 	pm.byClass[class].Inc()
 	if !c.Start.IsZero() {
-		pm.latency.Observe(time.Since(c.Start).Seconds())
+		pm.latency.Observe(time.Since(c.Start))
 	}
 }

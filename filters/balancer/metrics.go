@@ -19,11 +19,9 @@ var (
 		Name: "sluice_upstream_ejections_total",
 		Help: "Outlier ejections by upstream and target.",
 	}, []string{"upstream", "target"})
-	mLatency = promauto.With(metrics.Registry).NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_upstream_attempt_duration_seconds",
-		Help:    "Time to the upstream's response headers, per attempt, by upstream and target.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"upstream", "target"})
+	mLatency = metrics.NewHistogramVec("sluice_upstream_attempt_duration_seconds",
+		"Time to the upstream's response headers, per attempt, by upstream and target.",
+		[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "upstream", "target")
 	mRetries = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_upstream_retries_total",
 		Help: "Retries by upstream.",
@@ -51,7 +49,7 @@ type targetMetrics struct {
 	requests  prometheus.Counter
 	failures  prometheus.Counter
 	ejections prometheus.Counter
-	latency   prometheus.Observer
+	latency   *metrics.Histogram
 }
 
 func newUpstreamMetrics(name string) *upstreamMetrics {

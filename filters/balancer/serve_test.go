@@ -257,9 +257,8 @@ func TestMetricsRecorded(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)
 		}
 	}
-	var m dto.Metric
-	if err := mLatency.WithLabelValues(name, ok).(prometheus.Metric).Write(&m); err != nil || m.GetHistogram().GetSampleCount() != 4 {
-		t.Errorf("latency histogram of the good target: %d samples (%v), want 4", m.GetHistogram().GetSampleCount(), err)
+	if n := mLatency.WithLabelValues(name, ok).Count(); n != 4 {
+		t.Errorf("latency histogram of the good target: %d samples, want 4", n)
 	}
 }
 

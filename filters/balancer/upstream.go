@@ -359,7 +359,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	t.st.requests.Add(1)
 	t.m.requests.Inc()
 	if fail == failNone {
-		t.m.latency.Observe(rtt.Seconds())
+		t.m.latency.Observe(rtt)
 		t.st.observeLatency(rtt, end)
 	} else {
 		// A refused connection is quick: record it as slow, or p2c_ewma would favour a dead

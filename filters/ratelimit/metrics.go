@@ -27,9 +27,7 @@ var (
 		Name: "sluice_ratelimit_redis_errors_total",
 		Help: "Failed rate limit commands (timeouts, refused connections, errors) per redis block.",
 	}, []string{"redis"})
-	mRedisLatency = promauto.With(metrics.Registry).NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sluice_ratelimit_redis_decision_seconds",
-		Help:    "Latency of successful rate limit decisions in Redis (one script call).",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
-	}, []string{"redis"})
+	mRedisLatency = metrics.NewHistogramVec("sluice_ratelimit_redis_decision_seconds",
+		"Latency of successful rate limit decisions in Redis (one script call).",
+		[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}, "redis")
 )

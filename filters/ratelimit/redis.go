@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/metrics"
 )
 
 // gcraScript is one GCRA decision, atomic on the Redis server, on Redis' own clock (TIME), so
@@ -69,7 +70,7 @@ type sharedClient struct {
 	mUp      prometheus.Gauge
 	mOutages prometheus.Counter
 	mErrors  prometheus.Counter
-	mLatency prometheus.Observer
+	mLatency *metrics.Histogram
 }
 
 var (
@@ -228,7 +229,7 @@ func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, i
 		r.sc.failed(err)
 		return false, 0, fmt.Errorf("redis %q: %w", r.sc.name, err)
 	}
-	r.sc.mLatency.Observe(time.Since(start).Seconds())
+	r.sc.mLatency.Observe(time.Since(start))
 	r.sc.succeeded(probe)
 	return res[0] == 1, res[1], nil
 }

@@ -1,0 +1,116 @@
+package metrics
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HistogramVec is a family of latency histograms, exposed like a Prometheus histogram with
+// labels. It exists for the request path: client_golang's Observe makes four atomic
+// read-modify-writes (count and hot index, bucket, a compare-and-swap loop for the float sum,
+// count again) so that a scrape sees sum, count and buckets from the same instant; a
+// Histogram here makes two (its bucket, an integer sum of nanoseconds) and derives the count
+// from the buckets when scraped. A scrape that races with requests may then show a sum a few
+// observations ahead of or behind the buckets, which rate() over a scrape interval does not
+// notice.
+type HistogramVec struct {
+	desc   *prometheus.Desc
+	bounds []time.Duration // upper bounds, ascending; the last bucket (+Inf) is implicit
+	upper  []float64       // the same bounds in seconds, as exposed
+
+	mu       sync.Mutex
+	children map[string]*Histogram
+}
+
+// NewHistogramVec registers on Registry a histogram family named name with the given bucket
+// upper bounds in seconds (ascending) and label names.
+func NewHistogramVec(name, help string, buckets []float64, labels ...string) *HistogramVec {
+	v := &HistogramVec{
+		desc:     prometheus.NewDesc(name, help, labels, nil),
+		upper:    buckets,
+		children: map[string]*Histogram{},
+	}
+	for i, b := range buckets {
+		if i > 0 && b <= buckets[i-1] {
+			panic(fmt.Sprintf("metrics: %s: bucket bounds must increase (%v after %v)", name, b, buckets[i-1]))
+		}
+		v.bounds = append(v.bounds, time.Duration(math.Round(b*float64(time.Second))))
+	}
+	Registry.MustRegister(v)
+	return v
+}
+
+// WithLabelValues returns the histogram for these label values (in the order of the family's
+// label names), creating it on first use. Resolve it once, off the request path.
+func (v *HistogramVec) WithLabelValues(lvs ...string) *Histogram {
+	key := strings.Join(lvs, "\xff")
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h, ok := v.children[key]
+	if !ok {
+		h = &Histogram{bounds: v.bounds, counts: make([]atomic.Uint64, len(v.bounds)+1), labels: lvs}
+		v.children[key] = h
+	}
+	return h
+}
+
+// Describe implements prometheus.Collector.
+func (v *HistogramVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
+
+// Collect implements prometheus.Collector: each child as a histogram with cumulative buckets.
+func (v *HistogramVec) Collect(ch chan<- prometheus.Metric) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, h := range v.children {
+		count, sum, buckets := h.snapshot(v.upper)
+		ch <- prometheus.MustNewConstHistogram(v.desc, count, sum, buckets, h.labels...)
+	}
+}
+
+// Histogram counts durations into fixed buckets; safe for concurrent use, allocation-free.
+type Histogram struct {
+	counts []atomic.Uint64 // per bucket, not cumulative; the last is +Inf
+	sum    atomic.Int64    // nanoseconds; beside counts, so an Observe touches one cache line of h
+	bounds []time.Duration
+	labels []string
+}
+
+// Observe records d. A negative d (a clock step) counts as zero.
+func (h *Histogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	// Linear: request latencies fall in the first few buckets, where a linear scan stops
+	// sooner than a binary search would.
+	i := 0
+	for i < len(h.bounds) && d > h.bounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// Count returns the number of observations so far.
+func (h *Histogram) Count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}
+
+// snapshot returns the sample count, the sum in seconds and the cumulative bucket counts keyed
+// by their upper bounds (in seconds).
+func (h *Histogram) snapshot(upper []float64) (count uint64, sum float64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, len(upper))
+	for i, ub := range upper {
+		count += h.counts[i].Load()
+		buckets[ub] = count
+	}
+	count += h.counts[len(upper)].Load()
+	return count, time.Duration(h.sum.Load()).Seconds(), buckets
+}
