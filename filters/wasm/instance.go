@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -110,7 +111,14 @@ type callCtx struct{ in *instance }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *callCtx) Done() <-chan struct{}       { return c.in.done }
-func (c *callCtx) Value(any) any               { return nil }
+// Value answers instanceKey, for host functions called under a context derived from the
+// callCtx (the start function runs under one that also carries the memory allocator).
+func (c *callCtx) Value(k any) any {
+	if k == (instanceKey{}) {
+		return c.in
+	}
+	return nil
+}
 func (c *callCtx) Err() error {
 	if c.in.expired.Load() {
 		return context.DeadlineExceeded
@@ -148,7 +156,11 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 		in.timer.Stop()
 		in.timer.Reset(max(f.timeout, minStartTimeout))
 	}
-	mod, err := f.rt.InstantiateModule(&in.cc, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
+	var ictx context.Context = &in.cc
+	if f.memory != nil {
+		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
+	}
+	mod, err := f.rt.InstantiateModule(ictx, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
 	timedOut := in.timer != nil && !in.timer.Stop()
 	in.stdout.flush()
 	in.stderr.flush()

@@ -34,6 +34,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/valyala/fasthttp"
 )
 
@@ -65,6 +66,8 @@ type Filter struct {
 	code   wazero.CompiledModule
 	modCfg wazero.ModuleConfig
 	start  string
+	// memory allocates the instances' linear memory; nil: wazero's default (see hugePageMemory).
+	memory experimental.MemoryAllocator
 
 	pool pool
 	live atomic.Int32
@@ -124,6 +127,9 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	if err != nil {
 		_ = f.rt.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	if mem, ok := f.code.ExportedMemories()[exportMemory]; ok && hugePageMemory(uint64(mem.Min())*pageSize) {
+		f.memory = experimental.MemoryAllocatorFunc(newLinearMemory)
 	}
 	// No filesystem, network, environment or arguments: a guest sees only the clocks, random
 	// bytes and stdout/stderr (which go to the log).
