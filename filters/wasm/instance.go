@@ -111,6 +111,7 @@ type callCtx struct{ in *instance }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *callCtx) Done() <-chan struct{}       { return c.in.done }
+
 // Value answers instanceKey, for host functions called under a context derived from the
 // callCtx (the start function runs under one that also carries the memory allocator).
 func (c *callCtx) Value(k any) any {
