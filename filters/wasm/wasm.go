@@ -66,7 +66,7 @@ type Filter struct {
 	code   wazero.CompiledModule
 	modCfg wazero.ModuleConfig
 	start  string
-	// memory allocates the instances' linear memory; nil: wazero's default (see hugePageMemory).
+	// memory allocates the instances' linear memory; nil: wazero's default (see memoryAllocatorFor).
 	memory experimental.MemoryAllocator
 
 	pool pool
@@ -128,8 +128,8 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		_ = f.rt.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
-	if mem, ok := f.code.ExportedMemories()[exportMemory]; ok && hugePageMemory(uint64(mem.Min())*pageSize) {
-		f.memory = experimental.MemoryAllocatorFunc(newLinearMemory)
+	if mem, ok := f.code.ExportedMemories()[exportMemory]; ok {
+		f.memory = memoryAllocatorFor(uint64(mem.Min()) * pageSize)
 	}
 	// No filesystem, network, environment or arguments: a guest sees only the clocks, random
 	// bytes and stdout/stderr (which go to the log).

@@ -10,13 +10,18 @@ import (
 // hugePage is the size of a transparent huge page on amd64 and arm64 (4 KiB base pages).
 const hugePage = 2 << 20
 
-// hugePageMemory reports whether guests whose linear memory starts at minBytes get memory of
-// their own on transparent huge pages (mappedMemory) rather than wazero's default, a Go heap
-// slice on 4 KiB pages. A Go guest starts at about 2.3 MiB and touches it all over on every
-// call (its stacks, its heap, the runtime's state), so under load each of its requests costs
-// dozens of TLB misses on top of the host's own; on huge pages it needs two entries. A guest
-// smaller than a huge page keeps the default: a huge page would multiply its footprint.
-func hugePageMemory(minBytes uint64) bool { return minBytes >= hugePage }
+// memoryAllocatorFor returns the linear memory allocator for guests whose memory starts at
+// minBytes: mappedMemory for those of at least a huge page, nil (wazero's default, a Go heap
+// slice on 4 KiB pages) for smaller ones, where a huge page would multiply their footprint. A
+// Go guest starts at about 2.3 MiB and touches it all over on every call (its stacks, its heap,
+// the runtime's state), so under load each of its requests costs dozens of TLB misses on top of
+// the host's own; on huge pages it needs two entries.
+func memoryAllocatorFor(minBytes uint64) experimental.MemoryAllocator {
+	if minBytes < hugePage {
+		return nil
+	}
+	return experimental.MemoryAllocatorFunc(newLinearMemory)
+}
 
 // mappedMemory is a guest's linear memory in a private anonymous mapping of its maximum size
 // (memory_limit at most), aligned to a huge page and advised MADV_HUGEPAGE. Only pages the
@@ -30,8 +35,7 @@ type mappedMemory struct {
 	mem    []byte // the huge-page-aligned part the guest uses, len = its maximum
 }
 
-// newLinearMemory is the filter's experimental.MemoryAllocator for guests that qualify
-// (hugePageMemory). If the mapping fails (an address space limit), the guest gets Go heap
+// newLinearMemory allocates a mappedMemory. If the mapping fails (an address space limit), the guest gets Go heap
 // memory as it would by default.
 func newLinearMemory(capBytes, maxBytes uint64) experimental.LinearMemory {
 	size := (max(maxBytes, 1) + hugePage - 1) &^ (hugePage - 1)
