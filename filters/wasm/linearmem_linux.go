@@ -35,8 +35,8 @@ type mappedMemory struct {
 	mem    []byte // the huge-page-aligned part the guest uses, len = its maximum
 }
 
-// newLinearMemory allocates a mappedMemory. If the mapping fails (an address space limit), the guest gets Go heap
-// memory as it would by default.
+// newLinearMemory allocates a mappedMemory. If the mapping fails (an address space limit, or
+// strict overcommit, which ignores MAP_NORESERVE), the guest gets Go heap memory as by default.
 func newLinearMemory(capBytes, maxBytes uint64) experimental.LinearMemory {
 	size := (max(maxBytes, 1) + hugePage - 1) &^ (hugePage - 1)
 	// One huge page more than needed, so an aligned start exists inside the mapping.
