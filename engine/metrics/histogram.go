@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 // notice.
 type HistogramVec struct {
 	desc   *prometheus.Desc
+	labels int             // how many label values a child has
 	bounds []time.Duration // upper bounds, ascending; the last bucket (+Inf) is implicit
 	upper  []float64       // the same bounds in seconds, as exposed
 
@@ -33,6 +35,7 @@ type HistogramVec struct {
 func NewHistogramVec(name, help string, buckets []float64, labels ...string) *HistogramVec {
 	v := &HistogramVec{
 		desc:     prometheus.NewDesc(name, help, labels, nil),
+		labels:   len(labels),
 		upper:    buckets,
 		children: map[string]*Histogram{},
 	}
@@ -49,12 +52,17 @@ func NewHistogramVec(name, help string, buckets []float64, labels ...string) *Hi
 // WithLabelValues returns the histogram for these label values (in the order of the family's
 // label names), creating it on first use. Resolve it once, off the request path.
 func (v *HistogramVec) WithLabelValues(lvs ...string) *Histogram {
+	if len(lvs) != v.labels {
+		// As client_golang does: a wrong count is a programming error, better found here than
+		// by a scrape.
+		panic(fmt.Sprintf("metrics: %d label values for %d labels", len(lvs), v.labels))
+	}
 	key := strings.Join(lvs, "\xff")
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	h, ok := v.children[key]
 	if !ok {
-		h = &Histogram{bounds: v.bounds, counts: make([]atomic.Uint64, len(v.bounds)+1), labels: lvs}
+		h = &Histogram{bounds: v.bounds, counts: make([]atomic.Uint64, len(v.bounds)+1), labels: slices.Clone(lvs)}
 		v.children[key] = h
 	}
 	return h

@@ -59,6 +59,16 @@ func TestHistogramExposition(t *testing.T) {
 	}
 }
 
+func TestHistogramLabelCount(t *testing.T) {
+	v := NewHistogramVec("sluice_test_labels_seconds", "x", []float64{.001}, "a", "b")
+	defer func() {
+		if recover() == nil {
+			t.Error("one label value for two labels did not panic")
+		}
+	}()
+	v.WithLabelValues("only-a")
+}
+
 func TestHistogramObserveAllocs(t *testing.T) {
 	h := NewHistogramVec("sluice_test_allocs_seconds", "x", []float64{.001}).WithLabelValues()
 	if n := testing.AllocsPerRun(1000, func() { h.Observe(time.Millisecond) }); n != 0 {
