@@ -83,8 +83,9 @@ func (v *HistogramVec) Collect(ch chan<- prometheus.Metric) {
 
 // Histogram counts durations into fixed buckets; safe for concurrent use, allocation-free.
 type Histogram struct {
+	// What Observe touches first and together: a single line of h, unless h straddles two.
 	counts []atomic.Uint64 // per bucket, not cumulative; the last is +Inf
-	sum    atomic.Int64    // nanoseconds; beside counts, so an Observe touches one cache line of h
+	sum    atomic.Int64    // nanoseconds
 	bounds []time.Duration
 	labels []string
 }
