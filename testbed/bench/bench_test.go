@@ -69,6 +69,41 @@ func TestMedianAndSummary(t *testing.T) {
 	}
 }
 
+// TestPairedCost checks the filter costs of cases loaded at once with the empty pipeline: the
+// median of per-run differences over the undisturbed runs, and the budget's verdict.
+func TestPairedCost(t *testing.T) {
+	jwt := &benchCase{Label: "sluice +jwt", Group: pairedGroup, Base: "sluice empty", Runs: []runRecord{
+		{RPS: 90, BaseRPS: 100, ProxyCPUUS: 41, BaseCPUUS: 40, Clean: true},
+		{RPS: 80, BaseRPS: 100, ProxyCPUUS: 52, BaseCPUUS: 50, Clean: true},
+		{RPS: 50, BaseRPS: 100, ProxyCPUUS: 90, BaseCPUUS: 40, Clean: false}, // disturbed: left out
+		{RPS: 95, BaseRPS: 100, ProxyCPUUS: 45.5, BaseCPUUS: 45, Clean: true},
+	}}
+	pc := pairedCost(jwt)
+	if pc.over != 1 || pc.lo != 0.5 || pc.hi != 2 || pc.rounds != 3 || pc.clean != 3 || pc.base != 45 || pc.rps != 0.9 {
+		t.Errorf("pairedCost = %+v", pc)
+	}
+	control := &benchCase{Label: controlLabel, Group: pairedGroup, Base: "sluice empty", Runs: []runRecord{
+		{RPS: 100, BaseRPS: 100, ProxyCPUUS: 40.2, BaseCPUUS: 40, Clean: true},
+	}}
+	rl := &benchCase{Label: "sluice +rate_limit", Group: pairedGroup, Base: "sluice empty", Runs: []runRecord{
+		{RPS: 100, BaseRPS: 100, ProxyCPUUS: 42, BaseCPUUS: 40, Clean: true},
+		{RPS: 100, BaseRPS: 100, ProxyCPUUS: 43, BaseCPUUS: 40, Clean: true},
+	}}
+	var b strings.Builder
+	h := &harness{}
+	h.budgetSection(&b, map[string][]*benchCase{pairedGroup: {control, jwt, rl}})
+	out := b.String()
+	for _, want := range []string{
+		"| none (control: a second empty pipeline) | 40.0 | 40.2 | +0.20 |",
+		"| jwt | 45.0 | 45.5 | +1.00 | +0.50 … +2.00 | 0.90 | 3 | 1.0 | met |",
+		"| rate_limit | 40.0 | 42.5 | +2.50 | +2.00 … +3.00 | 1.00 | 2 | 0.5 | not met |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("filter costs lack %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestChartIsWellFormedSVG(t *testing.T) {
 	svg := chartSVG("a <title> & more", []panel{{title: "64 conns", bars: []bar{
 		{label: "nginx", kind: "nginx", rps: 40000, cpu: 16}, {label: "sluice <empty>", kind: "sluice", rps: 38000, cpu: 18},

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,10 +61,15 @@ type benchCase struct {
 	Rate    []rateRun   `json:"rate,omitempty"`
 	Skipped string      `json:"skipped,omitempty"`
 
+	// Base labels the case loaded at once with this one (see measurePair); empty for a case
+	// measured alone.
+	Base string `json:"base,omitempty"`
+
 	port    int
 	headers []string
 	gzip    bool // expects a gzip-encoded answer
 	proc    *pinned
+	base    *benchCase
 }
 
 func (c *benchCase) url() string { return "http://" + addr(c.port) + c.Path }
@@ -87,6 +93,9 @@ type runRecord struct {
 	Softirq       float64 `json:"softirq"`     // share of a core in softirq (both cores)
 	Steal         float64 `json:"steal"`       // share of a core stolen by the hypervisor
 	Clean         bool    `json:"clean"`
+	// The base case's figures in the same run, for a case loaded at once with it.
+	BaseRPS   float64 `json:"base_rps,omitempty"`
+	BaseCPUUS float64 `json:"base_cpu_us,omitempty"`
 }
 
 // rateRun is one fixed-rate run.
@@ -358,6 +367,13 @@ func waitPort(p int, d time.Duration) error {
 	return fmt.Errorf("nothing listens on %d after %s", p, d)
 }
 
+// pairedGroup holds the cases loaded at once with the empty pipeline, and controlLabel the one
+// among them that runs a second empty pipeline.
+const (
+	pairedGroup  = "64 conns, 64 B, loaded at once with the empty pipeline"
+	controlLabel = "sluice empty (control)"
+)
+
 // planCases decides the Sluice variants (checking which filter kinds this build has) and the
 // list of cases.
 func (h *harness) planCases() {
@@ -456,22 +472,28 @@ func (h *harness) planCases() {
 				port: portOf(s.v), headers: s.v.headers()})
 		}
 		if h.opt.filters && n == 64 && sluiceOK {
-			// Each quickstart part alone, for the per-filter budgets (CPU over the empty pipeline).
-			var singles []component
+			// Each quickstart part alone, for the per-filter budgets (CPU over the empty pipeline),
+			// loaded at once with the empty pipeline (see measurePair). A second empty pipeline
+			// loaded at once with the first shows what the method itself reads as a cost.
+			empty := sluiceVariant{name: "empty"}
+			base := &benchCase{Label: "sluice empty", Kind: "sluice", Variant: empty.name, Group: pairedGroup, Conns: n, Path: "/", port: portOf(empty)}
+			pair := func(label string, v sluiceVariant) {
+				add(&benchCase{Label: label, Kind: "sluice", Variant: v.name, Group: pairedGroup, Conns: n, Path: "/",
+					port: portOf(v), headers: v.headers(), Base: base.Label, base: base})
+			}
+			pair(controlLabel, sluiceVariant{name: "empty-control"})
+			if len(qs) > 0 {
+				pair("sluice quickstart", sluiceVariant{name: "quickstart", parts: qs})
+			}
 			for _, c := range qs {
-				singles = append(singles, c)
+				pair("sluice +"+c.name, sluiceVariant{name: "only-" + c.name, parts: []component{c}})
 				if c.name == "wasm" {
 					t := components(h.run, wasmModule, token, true)[3]
 					t.name = "wasm+timeout"
 					if err := h.checkVariant(sluiceVariant{name: "check-wasm-timeout", parts: []component{t}}); err == nil {
-						singles = append(singles, t)
+						pair("sluice +"+t.name, sluiceVariant{name: "only-wasm-timeout", parts: []component{t}})
 					}
 				}
-			}
-			for _, c := range singles {
-				v := sluiceVariant{name: "only-" + strings.ReplaceAll(c.name, "+", "-"), parts: []component{c}}
-				add(&benchCase{Label: "sluice +" + c.name, Kind: "sluice", Variant: v.name, Group: g, Conns: n, Path: "/",
-					port: portOf(v), headers: v.headers()})
 			}
 		}
 	}
@@ -510,7 +532,7 @@ func (h *harness) checkVariant(v sluiceVariant) error {
 // startProxies starts every proxy some case needs, all pinned to core 1.
 func (h *harness) startProxies() error {
 	need := map[string]bool{}
-	for _, c := range h.cases {
+	for _, c := range h.withBases() {
 		if c.Kind == "sluice" {
 			need["sluice:"+c.Variant] = true
 		} else {
@@ -553,7 +575,7 @@ func (h *harness) startProxies() error {
 		}
 	}
 	ports := map[string]int{}
-	for _, c := range h.cases {
+	for _, c := range h.withBases() {
 		if c.Kind == "sluice" {
 			ports[c.Variant] = c.port
 		}
@@ -572,7 +594,7 @@ func (h *harness) startProxies() error {
 			return err
 		}
 	}
-	for _, c := range h.cases {
+	for _, c := range h.withBases() {
 		key := c.Kind
 		if c.Kind == "sluice" {
 			key = "sluice:" + c.Variant
@@ -580,6 +602,17 @@ func (h *harness) startProxies() error {
 		c.proc = procs[key]
 	}
 	return nil
+}
+
+// withBases returns the cases and the base cases they are loaded at once with.
+func (h *harness) withBases() []*benchCase {
+	all := slices.Clone(h.cases)
+	for _, c := range h.cases {
+		if c.base != nil && !slices.Contains(all, c.base) {
+			all = append(all, c.base)
+		}
+	}
+	return all
 }
 
 // checkCases waits until every case answers its request correctly; a case that does not is
@@ -594,7 +627,10 @@ func (h *harness) checkCases() {
 				err = fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
 				break
 			}
-			if err = probe(client, c); err == nil || time.Now().After(deadline) {
+			if err = probe(client, c); err == nil && c.base != nil {
+				err = probe(client, c.base)
+			}
+			if err == nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -611,7 +647,7 @@ func (h *harness) checkCases() {
 // create) are full before the first measured run.
 func (h *harness) prewarm() {
 	most := map[*pinned]*benchCase{}
-	for _, c := range h.cases {
+	for _, c := range h.withBases() {
 		if c.Skipped != "" {
 			continue
 		}
@@ -619,7 +655,7 @@ func (h *harness) prewarm() {
 			most[c.proc] = c
 		}
 	}
-	for _, c := range h.cases {
+	for _, c := range h.withBases() {
 		if most[c.proc] != c {
 			continue
 		}
@@ -758,6 +794,9 @@ func (h *harness) measureRound(cases []*benchCase, r int) {
 		if !rec.Clean {
 			flag = fmt.Sprintf("  DISTURBED (others %.0f%% of a core, stolen %.0f%%; core0 %.0f%%, core1 %.0f%%)", 100*rec.Other, 100*rec.Steal, 100*rec.OtherCore0, 100*rec.OtherCore1)
 		}
+		if c.base != nil {
+			flag = fmt.Sprintf("  (%s at once: %.0f rps, %.1f µs/req)", c.base.Label, rec.BaseRPS, rec.BaseCPUUS) + flag
+		}
 		h.logf("  %d/%d %-26s %8.0f rps  p50 %6.0f µs  p99 %6.0f µs  proxy %5.1f µs/req %4.1f syscalls/req  upstream %4.1f  wrk %4.1f%s",
 			r, h.opt.runs, c.Label, rec.RPS, rec.P50US, rec.P99US, rec.ProxyCPUUS, rec.Syscalls, rec.UpstreamCPUUS, rec.WrkCPUUS, flag)
 	}
@@ -776,19 +815,24 @@ type sample struct {
 	at       time.Time
 	stat     map[int]cpuStat
 	softirq  int64
-	proxy    int64
-	syscalls int64
+	proxy    int64   // every proxy sampled
+	each     []int64 // each proxy sampled, in order
+	syscalls int64   // the first proxy's
 	upstream int64
 	self     int64
 	sink     int64
 	kthreads int64
 }
 
-func (h *harness) sample(proxy *pinned) sample {
+func (h *harness) sample(proxies ...*pinned) sample {
 	st, _ := readProcStat()
 	s := sample{at: time.Now(), stat: st, softirq: softirqTicks()}
-	s.proxy = treeTimes(proxy.pid()).ticks
-	s.syscalls = treeSyscalls(proxy.pid())
+	for _, p := range proxies {
+		t := treeTimes(p.pid()).ticks
+		s.each = append(s.each, t)
+		s.proxy += t
+	}
+	s.syscalls = treeSyscalls(proxies[0].pid())
 	s.upstream = treeTimes(h.upstream.pid()).ticks
 	s.self, _ = cpuTicks(os.Getpid())
 	if h.sink != nil {
@@ -836,6 +880,9 @@ func softirqTicks() int64 {
 }
 
 func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
+	if c.base != nil {
+		return h.measurePair(c, round)
+	}
 	if c.proc.exited() {
 		return runRecord{}, fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
 	}
@@ -849,6 +896,62 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		return runRecord{}, err
 	}
 	b := h.sample(c.proc)
+	return h.record(c, round, w, a, b, w.CPUTicks)
+}
+
+// measurePair loads c and its base case at once, each with its own wrk on core 0 and both
+// proxies on core 1, and records c's run with the base's figures beside it. Run one after the
+// other, a filter's cost under load (a microsecond or two over the empty pipeline's 35–45) is
+// lost in the machine's drift between runs; loaded at once, both proxies meet the same drift,
+// and the difference of their CPU per request is the filter's. Sharing the core and its caches
+// with the other proxy makes both a little slower than alone: the control pair (a second empty
+// pipeline) shows what the method reads where there is no difference.
+func (h *harness) measurePair(c *benchCase, round int) (runRecord, error) {
+	for _, p := range []*pinned{c.proc, c.base.proc} {
+		if p.exited() {
+			return runRecord{}, fmt.Errorf("%s exited: %s", p.name, p.logTail())
+		}
+	}
+	h.truncateLogs()
+	if _, _, err := h.wrkPair(c, h.opt.warm); err != nil {
+		return runRecord{}, err
+	}
+	a := h.sample(c.proc, c.base.proc)
+	w, wb, err := h.wrkPair(c, h.opt.dur)
+	if err != nil {
+		return runRecord{}, err
+	}
+	b := h.sample(c.proc, c.base.proc)
+	if wb.Requests == 0 {
+		return runRecord{}, fmt.Errorf("no request to %s completed", c.base.Label)
+	}
+	rec, err := h.record(c, round, w, a, b, w.CPUTicks+wb.CPUTicks)
+	rec.ProxyCPUUS = float64(b.each[0]-a.each[0]) / clockTick * 1e6 / float64(max(w.Requests, 1))
+	rec.BaseCPUUS = float64(b.each[1]-a.each[1]) / clockTick * 1e6 / float64(wb.Requests)
+	rec.BaseRPS = wb.rps()
+	if wb.errors() > wb.Requests/1000 {
+		rec.Clean = false
+	}
+	rec.UpstreamCPUUS = float64(b.upstream-a.upstream) / clockTick * 1e6 / float64(max(w.Requests+wb.Requests, 1))
+	return rec, err
+}
+
+// wrkPair runs c's load and its base's at once, for d.
+func (h *harness) wrkPair(c *benchCase, d time.Duration) (w, wb wrkResult, err error) {
+	var errb error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wb, errb = runWrk("0", h.script, c.base.url(), c.base.Conns, d, c.base.headers)
+	}()
+	w, err = runWrk("0", h.script, c.url(), c.Conns, d, c.headers)
+	<-done
+	return w, wb, errors.Join(err, errb)
+}
+
+// record turns a run's wrk result and the samples around it into c's run record; wrkTicks is
+// the CPU of the run's load generators, on core 0.
+func (h *harness) record(c *benchCase, round int, w wrkResult, a, b sample, wrkTicks int64) (runRecord, error) {
 	for _, p := range h.variants[c.Variant].parts {
 		if p.name == "otel_log" && c.Kind == "sluice" {
 			var n int64
@@ -870,7 +973,7 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		Round: round, RPS: w.rps(), Requests: w.Requests, Errors: w.errors(), P50US: w.P50US, P99US: w.P99US,
 		ProxyCPUUS: perReq(b.proxy - a.proxy), Syscalls: float64(b.syscalls-a.syscalls) / float64(w.Requests), UpstreamCPUUS: perReq(b.upstream - a.upstream), WrkCPUUS: perReq(w.CPUTicks),
 	}
-	rec.OtherCore0, rec.OtherCore1, rec.Other, rec.Softirq, rec.Steal, rec.Core1Busy = disturbance(a, b, w.CPUTicks)
+	rec.OtherCore0, rec.OtherCore1, rec.Other, rec.Softirq, rec.Steal, rec.Core1Busy = disturbance(a, b, wrkTicks)
 	rec.Clean = rec.Other < h.opt.otherMax && rec.Steal < h.opt.otherMax
 	switch {
 	case rec.Errors > w.Requests/10:
