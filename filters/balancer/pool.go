@@ -65,6 +65,7 @@ func (p *connPool) get(timeout time.Duration) (*upstreamConn, error) {
 
 // put gives back a connection that may carry another request.
 func (p *connPool) put(c *upstreamConn) {
+	c.idle()
 	p.mu.Lock()
 	if p.closed {
 		p.open--

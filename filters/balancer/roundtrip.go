@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,16 +20,16 @@ import (
 // closures per response. Here the client's request is written from the RequestCtx as it is, and
 // the response is read straight into the client's response: no copy of headers or body when the
 // body's length is known and fits, and the rare chunked, unframed or oversized bodies go through
-// fasthttp's body stream. Buffers are the connection's own, connections come from the target's
-// pool (pool.go), and a request is written by the read that waits for its response.
+// fasthttp's body stream. Read buffers are lent to a connection for an exchange, connections come
+// from the target's pool (pool.go), and a request is written by the read that waits for its
+// response.
 
 // upstreamConn is a pooled connection to a target, the deadline armed on it and its read buffer.
 type upstreamConn struct {
 	net.Conn
 	armed int64 // the deadline set on Conn, Unix nanoseconds; 0: none
-	// br buffers the responses read from Conn. It stays with the connection (a buffer from a
-	// pool for each request cost two pool operations and a reset per request); the pool closes
-	// idle connections after a few seconds, so only connections in use keep one.
+	// br buffers the responses read from Conn, from readers while an exchange is under way; an
+	// idle connection gives it back (see idle).
 	br *bufio.Reader
 
 	// ex sends a request written with Write by the Read that waits for its response (plain TCP
@@ -113,18 +114,38 @@ func closedWhileIdle(err error, conn *upstreamConn, h *fasthttp.RequestHeader) b
 	if errors.As(err, &oe) && oe.Op == "write" {
 		return true
 	}
-	nothingRead := err == io.EOF || (errors.Is(err, syscall.ECONNRESET) && conn.br != nil && conn.br.Buffered() == 0)
+	nothingRead := err == io.EOF || (errors.Is(err, syscall.ECONNRESET) && (conn.br == nil || conn.br.Buffered() == 0))
 	return nothingRead && isIdempotent(h)
 }
 
 // upstreamReadBuffer is the size of a connection's read buffer, which bounds a response head.
 const upstreamReadBuffer = 16 << 10
 
+// readers holds the read buffers of idle connections. Kept with each connection, 256 connections'
+// buffers are 256 blocks of 16 KiB, and the first lines of each, where every response head lands,
+// map to the same few cache sets: each response then starts with cache misses, in the kernel's
+// copy and in the parse. Taken from the pool, the buffers in use are the most recently used ones.
+var readers sync.Pool
+
 func (c *upstreamConn) reader() *bufio.Reader {
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(c, upstreamReadBuffer)
+		if br, ok := readers.Get().(*bufio.Reader); ok {
+			br.Reset(c)
+			c.br = br
+		} else {
+			c.br = bufio.NewReaderSize(c, upstreamReadBuffer)
+		}
 	}
 	return c.br
+}
+
+// idle gives the read buffer back as the connection goes idle; reusable made sure it holds nothing.
+func (c *upstreamConn) idle() {
+	if c.br != nil && c.br.Buffered() == 0 {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.br = nil
+	}
 }
 
 // reusable reports whether c may go back to the target's pool after an exchange that left it

@@ -110,3 +110,46 @@ func TestDeferredWriteToClosedPeer(t *testing.T) {
 		t.Errorf("the close was noticed after %v (%v), want at once", d, err)
 	}
 }
+
+// TestIdleConnectionGivesBackItsReadBuffer: a connection going back to its pool leaves its read
+// buffer to the next exchange on any connection, and takes one again for its own next exchange;
+// a buffer still holding bytes stays with its connection.
+func TestIdleConnectionGivesBackItsReadBuffer(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _, _ = b.Write([]byte("HTTP/1.1 200 OK\r\n")) }()
+	c := &upstreamConn{Conn: a}
+	br := c.reader()
+	if line, err := br.ReadString('\n'); err != nil || line != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	p := newConnPool(1, nil)
+	defer p.close()
+	p.put(c)
+	if c.br != nil {
+		t.Fatal("an idle connection kept its read buffer")
+	}
+	if !raceEnabled { // the race detector makes sync.Pool drop items at random
+		other := &upstreamConn{Conn: b}
+		if other.reader() != br {
+			t.Error("the next exchange did not get the buffer the idle connection gave back")
+		}
+	}
+
+	go func() { _, _ = b.Write([]byte("HTTP/1.1 200 OK\r\nmore")) }()
+	br = c.reader()
+	if br.Size() != upstreamReadBuffer {
+		t.Fatalf("read buffer of %d bytes, want %d", br.Size(), upstreamReadBuffer)
+	}
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.Peek(4); err != nil {
+		t.Fatal(err)
+	}
+	c.idle()
+	if c.br != br {
+		t.Error("a read buffer holding unread bytes left its connection")
+	}
+}
