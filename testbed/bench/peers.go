@@ -16,6 +16,7 @@ const (
 	portHAProxy    = 18101
 	portFloor      = 18102 // 18103 with ReduceMemoryUsage, 18104 with sysmonGodebug
 	portSluiceBase = 18120 // sluice variant i listens on portSluiceBase+i, its admin API on +100
+	portPairBase   = 18180 // the two proxies loaded at once for the filter costs, admin API on +100
 	portSink       = 18300 // OTLP/HTTP sink for traces
 )
 
@@ -222,7 +223,7 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// buildWasmFilter compiles examples/filters/go/apikey (the SDK's reference filter: 5 host calls
+// buildWasmFilter compiles examples/filters/go/apikey (the SDK's reference filter: 4 host calls
 // per request) with the standard Go toolchain into dir.
 func buildWasmFilter(repo, dir string) (string, error) {
 	out := filepath.Join(dir, "apikey.wasm")
@@ -233,6 +234,31 @@ func buildWasmFilter(repo, dir string) (string, error) {
 		return "", fmt.Errorf("building the apikey Wasm filter: %w: %s", err, firstLines(string(b), 6))
 	}
 	return out, nil
+}
+
+// buildWATGuest assembles the Wasm tests' bench guest (filters/wasm/testdata/bench.wat: 5 host calls
+// and next to no code of its own) with wabt's wat2wasm into dir. Its cost over the empty pipeline
+// is the host's part of a Wasm filter, without a guest language's code and runtime.
+func buildWATGuest(repo, dir string) (string, error) {
+	out := filepath.Join(dir, "bench5.wasm")
+	cmd := exec.Command("wat2wasm", filepath.Join(repo, "filters", "wasm", "testdata", "bench.wat"), "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("assembling the 5-host-call WAT guest (wat2wasm, from Debian's wabt): %w: %s", err, firstLines(string(b), 6))
+	}
+	return out, nil
+}
+
+// watComponent is a filter running the WAT guest, configured as the apikey one is.
+func watComponent(module string) component {
+	return component{name: "wasm-wat", filter: fmt.Sprintf(`  filter "wasm" {
+    name         = "bench5"
+    module       = %q
+    memory_limit = "1MiB"
+    pool_min     = 2
+    pool_max     = 512
+    release_between_phases = true
+  }
+`, module)}
 }
 
 // sysmonGodebug is the GODEBUG setting `sluice run` adds for itself (cmd/sluice/sysmon.go), given

@@ -217,7 +217,7 @@ func (h *harness) main() error {
 		return err
 	}
 	h.sysinfo = systemInfo()
-	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portSink} {
+	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink} {
 		if portInUse(p) {
 			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
 		}
@@ -475,11 +475,12 @@ func (h *harness) planCases() {
 			// Each quickstart part alone, for the per-filter budgets (CPU over the empty pipeline),
 			// loaded at once with the empty pipeline (see measurePair). A second empty pipeline
 			// loaded at once with the first shows what the method itself reads as a cost.
-			empty := sluiceVariant{name: "empty"}
-			base := &benchCase{Label: "sluice empty", Kind: "sluice", Variant: empty.name, Group: pairedGroup, Conns: n, Path: "/", port: portOf(empty)}
+			h.variants["empty"] = sluiceVariant{name: "empty"}
+			base := &benchCase{Label: "sluice empty", Kind: "sluice", Variant: "empty", Group: pairedGroup, Conns: n, Path: "/", port: portPairBase}
 			pair := func(label string, v sluiceVariant) {
+				h.variants[v.name] = v
 				add(&benchCase{Label: label, Kind: "sluice", Variant: v.name, Group: pairedGroup, Conns: n, Path: "/",
-					port: portOf(v), headers: v.headers(), Base: base.Label, base: base})
+					port: portPairBase + 1, headers: v.headers(), Base: base.Label, base: base})
 			}
 			pair(controlLabel, sluiceVariant{name: "empty-control"})
 			if len(qs) > 0 {
@@ -494,6 +495,13 @@ func (h *harness) planCases() {
 						pair("sluice +"+t.name, sluiceVariant{name: "only-wasm-timeout", parts: []component{t}})
 					}
 				}
+			}
+			if wat, err := buildWATGuest(h.opt.repo, h.run); err != nil {
+				h.note("%v", err)
+			} else if c := watComponent(wat); h.checkVariant(sluiceVariant{name: "check-wasm-wat", parts: []component{c}}) != nil {
+				h.note("the WAT guest's filter does not validate")
+			} else {
+				pair("sluice +"+c.name, sluiceVariant{name: "only-wasm-wat", parts: []component{c}})
 			}
 		}
 	}
@@ -532,7 +540,10 @@ func (h *harness) checkVariant(v sluiceVariant) error {
 // startProxies starts every proxy some case needs, all pinned to core 1.
 func (h *harness) startProxies() error {
 	need := map[string]bool{}
-	for _, c := range h.withBases() {
+	for _, c := range h.cases {
+		if c.base != nil {
+			continue // started for each of its runs
+		}
 		if c.Kind == "sluice" {
 			need["sluice:"+c.Variant] = true
 		} else {
@@ -575,8 +586,8 @@ func (h *harness) startProxies() error {
 		}
 	}
 	ports := map[string]int{}
-	for _, c := range h.withBases() {
-		if c.Kind == "sluice" {
+	for _, c := range h.cases {
+		if c.Kind == "sluice" && c.base == nil {
 			ports[c.Variant] = c.port
 		}
 	}
@@ -594,7 +605,7 @@ func (h *harness) startProxies() error {
 			return err
 		}
 	}
-	for _, c := range h.withBases() {
+	for _, c := range h.cases {
 		key := c.Kind
 		if c.Kind == "sluice" {
 			key = "sluice:" + c.Variant
@@ -604,22 +615,14 @@ func (h *harness) startProxies() error {
 	return nil
 }
 
-// withBases returns the cases and the base cases they are loaded at once with.
-func (h *harness) withBases() []*benchCase {
-	all := slices.Clone(h.cases)
-	for _, c := range h.cases {
-		if c.base != nil && !slices.Contains(all, c.base) {
-			all = append(all, c.base)
-		}
-	}
-	return all
-}
-
 // checkCases waits until every case answers its request correctly; a case that does not is
 // skipped with the reason.
 func (h *harness) checkCases() {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 	for _, c := range h.cases {
+		if c.base != nil {
+			continue // measurePair starts and checks it
+		}
 		deadline := time.Now().Add(60 * time.Second)
 		var err error
 		for {
@@ -627,10 +630,7 @@ func (h *harness) checkCases() {
 				err = fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
 				break
 			}
-			if err = probe(client, c); err == nil && c.base != nil {
-				err = probe(client, c.base)
-			}
-			if err == nil || time.Now().After(deadline) {
+			if err = probe(client, c); err == nil || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -647,16 +647,16 @@ func (h *harness) checkCases() {
 // create) are full before the first measured run.
 func (h *harness) prewarm() {
 	most := map[*pinned]*benchCase{}
-	for _, c := range h.withBases() {
-		if c.Skipped != "" {
+	for _, c := range h.cases {
+		if c.Skipped != "" || c.base != nil {
 			continue
 		}
 		if m, ok := most[c.proc]; !ok || c.Conns > m.Conns {
 			most[c.proc] = c
 		}
 	}
-	for _, c := range h.withBases() {
-		if most[c.proc] != c {
+	for _, c := range h.cases {
+		if c.base != nil || most[c.proc] != c {
 			continue
 		}
 		// Until two consecutive loads agree within 15%: a Wasm pool that is still growing
@@ -901,17 +901,23 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 
 // measurePair loads c and its base case at once, each with its own wrk on core 0 and both
 // proxies on core 1, and records c's run with the base's figures beside it. Run one after the
-// other, a filter's cost under load (a microsecond or two over the empty pipeline's 35–45) is
+// other, a filter's cost under load (a microsecond or a few over the empty pipeline's 35–45) is
 // lost in the machine's drift between runs; loaded at once, both proxies meet the same drift,
-// and the difference of their CPU per request is the filter's. Sharing the core and its caches
-// with the other proxy makes both a little slower than alone: the control pair (a second empty
-// pipeline) shows what the method reads where there is no difference.
+// and the difference of their CPU per request is the filter's. Both proxies start afresh for each
+// run: a process keeps the memory layout it started with, which can make it a few percent faster
+// or slower than an identical one for its whole life, and new processes in every run turn that
+// into noise that the median over runs reduces. The control pair (a second empty pipeline) shows
+// what is left of it.
 func (h *harness) measurePair(c *benchCase, round int) (runRecord, error) {
-	for _, p := range []*pinned{c.proc, c.base.proc} {
-		if p.exited() {
-			return runRecord{}, fmt.Errorf("%s exited: %s", p.name, p.logTail())
-		}
+	var err error
+	if c.base.proc, err = h.startFresh(c.base); err != nil {
+		return runRecord{}, err
 	}
+	defer h.stopProc(c.base.proc)
+	if c.proc, err = h.startFresh(c); err != nil {
+		return runRecord{}, err
+	}
+	defer h.stopProc(c.proc)
 	h.truncateLogs()
 	if _, _, err := h.wrkPair(c, h.opt.warm); err != nil {
 		return runRecord{}, err
@@ -934,6 +940,44 @@ func (h *harness) measurePair(c *benchCase, round int) (runRecord, error) {
 	}
 	rec.UpstreamCPUUS = float64(b.upstream-a.upstream) / clockTick * 1e6 / float64(max(w.Requests+wb.Requests, 1))
 	return rec, err
+}
+
+// startFresh starts a Sluice process for c alone (on c's port) and waits until it answers c's
+// request.
+func (h *harness) startFresh(c *benchCase) (*pinned, error) {
+	conf := filepath.Join(h.run, "pair-"+c.Variant+".hcl")
+	if err := os.WriteFile(conf, []byte(h.variants[c.Variant].hcl(c.port)), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := h.start("pair-"+c.Variant, "1", nil, h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p.exited() {
+			err := fmt.Errorf("%s exited: %s", p.name, p.logTail())
+			h.stopProc(p)
+			return nil, err
+		}
+		err := probe(client, c)
+		if err == nil {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			h.stopProc(p)
+			return nil, fmt.Errorf("%s does not answer: %w", p.name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopProc stops a process started with start and forgets it.
+func (h *harness) stopProc(p *pinned) {
+	p.stop()
+	h.procs = slices.DeleteFunc(h.procs, func(q *pinned) bool { return q == p })
 }
 
 // wrkPair runs c's load and its base's at once, for d.

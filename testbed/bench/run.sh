@@ -12,6 +12,10 @@ cd "$(dirname "$0")/../.."
 mode=${1:-quick}
 [ $# -gt 0 ] && shift
 
+# Full mode also assembles a WAT guest, to measure the Wasm host's part without a guest runtime.
+extra_tools=()
+if [ "$mode" = full ]; then extra_tools=(wat2wasm:wabt); fi
+
 . testbed/bench/prepare.sh
 
 # 10,000 idle connections in the memory test, plus the proxies' upstream sockets.
