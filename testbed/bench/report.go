@@ -410,8 +410,8 @@ func (h *harness) budgetSection(b *strings.Builder, byGroup map[string][]*benchC
 			name, pc.base, pc.cpu, pc.over, pc.lo, pc.hi, pc.rps, pc.rounds, budget, verdict))
 	}
 	b.WriteString("## Filter costs (64 conns, 64 B, CPU per request over the empty pipeline)\n\n")
-	b.WriteString("Each configuration runs loaded at once with the empty pipeline: two proxies on core 1, each with its own wrk " +
-		"on core 0, so that the machine's drift between runs, which spreads the empty pipeline's CPU per request by several " +
+	b.WriteString("Each configuration runs loaded at once with the empty pipeline, which gets the same requests (a bearer token, an API " +
+		"key): two proxies on core 1, each with its own wrk on core 0, so that the machine's drift between runs, which spreads the empty pipeline's CPU per request by several " +
 		"microseconds from run to run, weighs on both alike; both start afresh for each run, so that neither keeps a lucky " +
 		"or unlucky memory layout through all its runs. \"Over empty\" is the median over runs of the configuration's CPU " +
 		"per request minus the empty pipeline's in the same run (runs where no other load disturbed the machine, when there " +

@@ -980,13 +980,15 @@ func (h *harness) stopProc(p *pinned) {
 	h.procs = slices.DeleteFunc(h.procs, func(q *pinned) bool { return q == p })
 }
 
-// wrkPair runs c's load and its base's at once, for d.
+// wrkPair runs c's load and its base's at once, for d. The base gets c's request, headers and
+// all: a filter's cost is what it adds to the same request, not what a larger request costs (a
+// bearer token is a few hundred bytes to read, parse and forward, filter or not).
 func (h *harness) wrkPair(c *benchCase, d time.Duration) (w, wb wrkResult, err error) {
 	var errb error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		wb, errb = runWrk("0", h.script, c.base.url(), c.base.Conns, d, c.base.headers)
+		wb, errb = runWrk("0", h.script, c.base.url(), c.base.Conns, d, c.headers)
 	}()
 	w, err = runWrk("0", h.script, c.url(), c.Conns, d, c.headers)
 	<-done
