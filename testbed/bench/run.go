@@ -484,7 +484,9 @@ func (h *harness) planCases() {
 			}
 			pair(controlLabel, sluiceVariant{name: "empty-control"})
 			if len(qs) > 0 {
-				pair("sluice quickstart", sluiceVariant{name: "quickstart", parts: qs})
+				// Its own variant name: the main case's process keeps running, and would share
+				// the otel_log file.
+				pair("sluice quickstart", sluiceVariant{name: "pair-quickstart", parts: qs})
 			}
 			for _, c := range qs {
 				pair("sluice +"+c.name, sluiceVariant{name: "only-" + c.name, parts: []component{c}})
@@ -896,7 +898,7 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		return runRecord{}, err
 	}
 	b := h.sample(c.proc)
-	return h.record(c, round, w, a, b, w.CPUTicks)
+	return h.record(c, round, w, a, b, b.proxy-a.proxy, w.CPUTicks)
 }
 
 // measurePair loads c and its base case at once, each with its own wrk on core 0 and both
@@ -931,8 +933,7 @@ func (h *harness) measurePair(c *benchCase, round int) (runRecord, error) {
 	if wb.Requests == 0 {
 		return runRecord{}, fmt.Errorf("no request to %s completed", c.base.Label)
 	}
-	rec, err := h.record(c, round, w, a, b, w.CPUTicks+wb.CPUTicks)
-	rec.ProxyCPUUS = float64(b.each[0]-a.each[0]) / clockTick * 1e6 / float64(max(w.Requests, 1))
+	rec, err := h.record(c, round, w, a, b, b.each[0]-a.each[0], w.CPUTicks+wb.CPUTicks)
 	rec.BaseCPUUS = float64(b.each[1]-a.each[1]) / clockTick * 1e6 / float64(wb.Requests)
 	rec.BaseRPS = wb.rps()
 	if wb.errors() > wb.Requests/1000 {
@@ -995,9 +996,9 @@ func (h *harness) wrkPair(c *benchCase, d time.Duration) (w, wb wrkResult, err e
 	return w, wb, errors.Join(err, errb)
 }
 
-// record turns a run's wrk result and the samples around it into c's run record; wrkTicks is
-// the CPU of the run's load generators, on core 0.
-func (h *harness) record(c *benchCase, round int, w wrkResult, a, b sample, wrkTicks int64) (runRecord, error) {
+// record turns a run's wrk result and the samples around it into c's run record; proxyTicks is
+// the CPU of c's proxy over the run, and wrkTicks that of the run's load generators, on core 0.
+func (h *harness) record(c *benchCase, round int, w wrkResult, a, b sample, proxyTicks, wrkTicks int64) (runRecord, error) {
 	for _, p := range h.variants[c.Variant].parts {
 		if p.name == "otel_log" && c.Kind == "sluice" {
 			var n int64
@@ -1017,7 +1018,7 @@ func (h *harness) record(c *benchCase, round int, w wrkResult, a, b sample, wrkT
 	perReq := func(ticks int64) float64 { return float64(ticks) / clockTick * 1e6 / float64(w.Requests) }
 	rec := runRecord{
 		Round: round, RPS: w.rps(), Requests: w.Requests, Errors: w.errors(), P50US: w.P50US, P99US: w.P99US,
-		ProxyCPUUS: perReq(b.proxy - a.proxy), Syscalls: float64(b.syscalls-a.syscalls) / float64(w.Requests), UpstreamCPUUS: perReq(b.upstream - a.upstream), WrkCPUUS: perReq(w.CPUTicks),
+		ProxyCPUUS: perReq(proxyTicks), Syscalls: float64(b.syscalls-a.syscalls) / float64(w.Requests), UpstreamCPUUS: perReq(b.upstream - a.upstream), WrkCPUUS: perReq(w.CPUTicks),
 	}
 	rec.OtherCore0, rec.OtherCore1, rec.Other, rec.Softirq, rec.Steal, rec.Core1Busy = disturbance(a, b, wrkTicks)
 	rec.Clean = rec.Other < h.opt.otherMax && rec.Steal < h.opt.otherMax
