@@ -32,7 +32,8 @@ test-go:
 # Every fuzz target, each for a short, fixed time (go test runs one -fuzz target at a time).
 FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./engine:FuzzRawPath \
 	./engine:FuzzConflictingFraming ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
-	./filters/wasm:FuzzHostBuffers ./filters/compress:FuzzNegotiate ./filters/cache:FuzzDirectives
+	./filters/wasm:FuzzHostBuffers ./filters/wasm/interrupt:FuzzInstrument ./filters/compress:FuzzNegotiate \
+	./filters/cache:FuzzDirectives
 
 fuzz: ## each fuzz target for $(FUZZTIME) (executions, or a duration such as 1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -104,7 +104,7 @@ func keepCompiled(path string) error {
 		return err
 	}
 	ctx := context.Background()
-	_, err = newRuntime(ctx, defaultMemLimit, false).CompileModule(ctx, bin)
+	_, err = newRuntime(ctx, defaultMemLimit).CompileModule(ctx, bin)
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters/wasm/interrupt"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
@@ -49,11 +50,11 @@ type instance struct {
 	stack [2]uint64
 	cc    callCtx
 
-	// Deadline machinery, only when the filter has a timeout: the timer closes done, which
-	// wazero's per-call watcher sees through cc.Done, and the guest is stopped at its next loop
-	// check. A fired timer is never re-armed: the instance is discarded.
+	// Deadline machinery, only when the filter has a timeout: the timer sets stop, the global
+	// the interrupt package's checks read, and the guest traps at its next function entry or
+	// loop head. A fired timer is never re-armed: the instance is discarded.
 	timer   *time.Timer
-	done    chan struct{}
+	stop    api.MutableGlobal
 	expired atomic.Bool
 	// broken marks an instance that trapped, timed out or exited: discard it, never reuse.
 	broken bool
@@ -105,12 +106,12 @@ type reqState struct {
 var spareStates = sync.Pool{New: func() any { return new(reqState) }}
 
 // callCtx is the context.Context of every call into the guest: host functions find their
-// instance through it without an allocation, and wazero's close-on-context-done watcher waits on
-// its Done channel (nil without a timeout, so nothing is watched).
+// instance through it without an allocation. It is never done: the timeout stops a guest through
+// the instance's stop global, not through the context.
 type callCtx struct{ in *instance }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *callCtx) Done() <-chan struct{}       { return c.in.done }
+func (c *callCtx) Done() <-chan struct{}       { return nil }
 
 // Value answers instanceKey, for host functions called under a context derived from the
 // callCtx (the start function runs under one that also carries the memory allocator).
@@ -141,40 +142,43 @@ func instanceOf(ctx context.Context) *instance {
 	panic(errors.New("http_handler function called outside a Sluice guest call"))
 }
 
-// startTimeout bounds the start function: a Go runtime needs milliseconds to initialize, more
+// minStartTimeout bounds the start function: a Go runtime needs milliseconds to initialize, more
 // than a per-request timeout usually allows.
 const minStartTimeout = 2 * time.Second
 
-// newInstance instantiates the guest and runs its start function.
+// newInstance instantiates the guest and runs its start functions.
 func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{f: f, reqState: new(reqState)}
 	in.cc.in = in
 	in.stdout = logWriter{f: f, stream: "stdout"}
 	in.stderr = logWriter{f: f, stream: "stderr"}
-	if f.timeout > 0 {
-		in.done = make(chan struct{})
-		in.timer = time.AfterFunc(time.Hour, in.expire)
-		in.timer.Stop()
-		in.timer.Reset(max(f.timeout, minStartTimeout))
-	}
 	var ictx context.Context = &in.cc
 	if f.memory != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
 	}
 	mod, err := f.rt.InstantiateModule(ictx, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
+	if err != nil {
+		in.stdout.flush()
+		in.stderr.flush()
+		return nil, fmt.Errorf("instantiating the guest: %w", err)
+	}
+	if f.timeout > 0 {
+		in.stop = mod.ExportedGlobal(interrupt.Global).(api.MutableGlobal)
+		in.timer = time.AfterFunc(max(f.timeout, minStartTimeout), in.expire)
+	}
+	name, err := start(ictx, mod, f.start)
 	timedOut := in.timer != nil && !in.timer.Stop()
 	in.stdout.flush()
 	in.stderr.flush()
 	switch {
 	case timedOut:
-		if mod != nil {
-			_ = mod.Close(ctx)
-		}
-		return nil, fmt.Errorf("start function %s did not finish within %s", f.start, max(f.timeout, minStartTimeout))
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("start function %s did not finish within %s", name, max(f.timeout, minStartTimeout))
 	case err != nil:
-		return nil, fmt.Errorf("instantiating the guest: %w", err)
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("instantiating the guest: start function %s: %w", name, err)
 	case mod.IsClosed():
-		return nil, fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", f.start)
+		return nil, fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name)
 	}
 	in.mod = mod
 	in.req = mod.ExportedFunction(exportHandleRequest)
@@ -183,9 +187,37 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	return in, nil
 }
 
+// start runs the module's start section function (exported under interrupt.Start when the
+// module was instrumented) and then the exported start function, returning the name of the last
+// one run. An exit with code 0 is not an error: it leaves the module closed, which the caller
+// reports.
+func start(ctx context.Context, mod api.Module, exported string) (string, error) {
+	name := ""
+	for _, export := range []string{interrupt.Start, exported} {
+		fn := mod.ExportedFunction(export)
+		if export == "" || fn == nil {
+			continue
+		}
+		name = export
+		if export == interrupt.Start {
+			name = "(the start section's)"
+		}
+		if _, err := fn.Call(ctx); err != nil {
+			var exit *sys.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 0 {
+				return name, nil
+			}
+			return name, err
+		}
+	}
+	return name, nil
+}
+
 func (in *instance) expire() {
 	in.expired.Store(true)
-	close(in.done)
+	// The guest reads the global at its next check from another thread; wazero's Set is a plain
+	// store, which the check's load sees once it reaches that core.
+	in.stop.Set(1)
 }
 
 // call runs fn with the instance's stack, under the filter's timeout if it has one.
@@ -195,17 +227,13 @@ func (in *instance) call(fn api.Function) error {
 	}
 	err := fn.CallWithStack(&in.cc, in.stack[:])
 	if in.timer != nil && !in.timer.Stop() {
-		// The deadline passed while the guest ran (or just as it returned): the watcher may
-		// have closed the module, and the instance's done channel is closed for good.
+		// The deadline passed while the guest ran (or just as it returned): it trapped at a
+		// check, or will at its next call; either way the instance is done.
 		in.broken = true
 		return errTimeout
 	}
 	if err != nil {
 		in.broken = true
-		var exit *sys.ExitError
-		if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
-			return errTimeout
-		}
 		return err
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sluice-gateway/sluice/filters/wasm/interrupt"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -24,24 +25,38 @@ const (
 )
 
 // compilationCache is shared by every runtime of the process. wazero keys the machine code it
-// holds by the module's content hash (sha256 of the bytes plus the close-on-context-done flag)
-// and reference-counts it: each filter's CompiledModule.Close drops one reference and the code
+// holds by the module's content hash (sha256 of the bytes, instrumented ones for a filter with a
+// timeout) and reference-counts it: each filter's CompiledModule.Close drops one reference and the code
 // is freed when the last user is gone. A reload builds the new configuration before closing the
 // old one, so an unchanged module is found in the cache instead of being compiled again.
 var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
 
-// newRuntime makes the runtime of one filter: the memory cap and close-on-context-done are
-// runtime settings, so each filter has its own (sharing the process-wide compilation cache).
-func newRuntime(ctx context.Context, memoryLimit int64, withTimeout bool) wazero.Runtime {
+// newRuntime makes the runtime of one filter: the memory cap is a runtime setting, so each
+// filter has its own (sharing the process-wide compilation cache). Close-on-context-done stays
+// off: it would start a goroutine per call; a timeout uses the interrupt package's checks.
+func newRuntime(ctx context.Context, memoryLimit int64) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(compilationCache()).
 		WithMemoryLimitPages(uint32(memoryLimit / pageSize)).
-		// Only a filter with a timeout pays for it: this makes wazero compile a check into every
-		// loop and start a watcher goroutine per call.
-		WithCloseOnContextDone(withTimeout).
 		// DWARF of a Go guest is large; function names from the name section suffice in traps.
 		WithDebugInfoEnabled(false)
 	return wazero.NewRuntimeWithConfig(ctx, cfg)
+}
+
+// instrument adds the checks that let a timeout stop the guest. A module it cannot rewrite is
+// first checked as a filter without a timeout would be, so that a broken module gets the same
+// error either way.
+func instrument(ctx context.Context, rt wazero.Runtime, bin []byte) ([]byte, error) {
+	out, err := interrupt.Instrument(bin)
+	if err == nil {
+		return out, nil
+	}
+	code, _, cerr := compile(ctx, rt, bin)
+	if cerr != nil {
+		return nil, cerr
+	}
+	_ = code.Close(ctx)
+	return nil, fmt.Errorf("cannot add the checks a timeout needs: %w", err)
 }
 
 // compile compiles the guest and instantiates the host modules it imports, checking that it has

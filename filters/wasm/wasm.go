@@ -2,11 +2,12 @@
 // (https://http-wasm.io/http-handler-abi/) on wazero, so guests written for Traefik's or Dapr's
 // http-wasm middleware run in Sluice unchanged.
 //
-// Each filter has its own wazero runtime (its memory cap and, when a timeout is set,
-// close-on-context-done are runtime settings), compiles its module once through the
-// process-wide compilation cache, and keeps a capped pool of instances. A request pins one
-// instance from handle_request to handle_response. The 19 host functions read and write
-// fasthttp's buffers directly; a call into a guest without a timeout allocates nothing.
+// Each filter has its own wazero runtime (its memory cap is a runtime setting), compiles its
+// module once through the process-wide compilation cache, and keeps a capped pool of instances.
+// A request pins one instance from handle_request to handle_response. The 19 host functions
+// read and write fasthttp's buffers directly; a call into a guest allocates nothing. With a
+// timeout, the module is first instrumented with checks that let a timer stop the guest (see
+// package interrupt).
 //
 // Host behaviour where the ABI leaves a choice:
 //   - features: buffer_request and buffer_response are always available (fasthttp buffers both
@@ -122,8 +123,13 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		m:              metricsFor(env.Pipeline, label),
 		starting:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
-	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.timeout > 0)
-	f.code, f.start, err = compile(ctx, f.rt, bin)
+	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
+	if f.timeout > 0 {
+		bin, err = instrument(ctx, f.rt, bin)
+	}
+	if err == nil {
+		f.code, f.start, err = compile(ctx, f.rt, bin)
+	}
 	if err != nil {
 		_ = f.rt.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
@@ -138,11 +144,8 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithRandSource(rand.Reader)
-	if f.start != "" {
-		f.modCfg = f.modCfg.WithStartFunctions(f.start)
-	} else {
-		f.modCfg = f.modCfg.WithStartFunctions()
-	}
+	// The start functions run in newInstance, under the timeout.
+	f.modCfg = f.modCfg.WithStartFunctions()
 
 	warm := max(cfg.PoolMin, 1)
 	if env.Validating {

@@ -356,6 +356,7 @@ func TestBuildErrors(t *testing.T) {
 			`does not export its memory as "memory"`}},
 		{"big_memory", nil, []string{"module " + "", "320"}},
 		{"start_trap", nil, []string{"get_method called outside a request"}},
+		{"start_trap", func(c *Config) { c.Timeout = engine.Duration(time.Second) }, []string{"get_method called outside a request"}},
 		{"bench", func(c *Config) { c.Module = "/nonexistent/x.wasm" }, []string{"reading module /nonexistent/x.wasm"}},
 	}
 	for _, tt := range tests {
@@ -383,6 +384,29 @@ func TestBuildErrors(t *testing.T) {
 			t.Fatal("no error")
 		}
 	})
+}
+
+// TestStartTimeout: with a timeout, a start function that never returns fails the build once the
+// start bound has passed, whether it loops or recurses without a loop, and whether it is the
+// exported _initialize or the start section's function.
+func TestStartTimeout(t *testing.T) {
+	for _, guest := range []string{"start_loop", "start_section_loop"} {
+		t.Run(guest, func(t *testing.T) {
+			t.Parallel()
+			began := time.Now()
+			f, _, err := tryFilter(t, guest, false, func(c *Config) { c.Timeout = engine.Duration(10 * time.Millisecond) })
+			if err == nil {
+				f.Close()
+				t.Fatal("built without error")
+			}
+			if !strings.Contains(err.Error(), "did not finish within 2s") {
+				t.Errorf("error %v, want the start function's timeout", err)
+			}
+			if took := time.Since(began); took > 10*time.Second {
+				t.Errorf("the build took %v", took)
+			}
+		})
+	}
 }
 
 func TestCommandStart(t *testing.T) {

@@ -1,5 +1,5 @@
-;; loop: handle_request counts to 10000 in a tight loop, to measure what close-on-context-done
-;; (a filter with a timeout) costs per loop iteration.
+;; loop: handle_request counts to 10000 in a tight loop, to measure what the interrupt check (a
+;; filter with a timeout) costs per loop iteration.
 (module
   (memory (export "memory") 1)
   (func (export "handle_request") (result i64)

@@ -1,0 +1,576 @@
+// Package interrupt rewrites a WebAssembly module so that its host can stop it from another
+// goroutine, cheaply.
+//
+// wazero stops a running guest only if its runtime compiles termination checks in
+// (WithCloseOnContextDone), and then every call starts a goroutine that watches the call's
+// context: a few microseconds per call, paid by every request of a filter with a timeout.
+// Instrument instead adds two exported globals and a check at the entry of every function and the
+// head of every loop. The check counts down a budget; once every Every checks it calls into Go
+// (memory.grow by 0 pages, the one instruction that always does) and then traps if the host has
+// set the stop global. Nothing is done per call.
+//
+// The call into Go matters as much as the flag: compiled Wasm cannot be preempted, so a guest
+// that never left it would keep the garbage collector from stopping the world, and with it the
+// timer that should stop the guest. A guest is therefore stopped within Every checks of its
+// deadline, and pauses the world for no longer than that.
+//
+// The checks cover every way a guest can run on: a loop, deep or unbounded recursion and tail
+// calls all pass through a loop head or a function entry.
+package interrupt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+const (
+	// Global is the export name of the i32 global that stops the guest once set non-zero.
+	Global = "sluice.interrupt"
+	// Every is how many checks run between two calls into Go.
+	Every = 10000
+	// Start is the export name given to the module's start function (the start section's),
+	// which Instrument removes from the start section: the host calls it right after
+	// instantiation, once it can set the global, so that it too can be stopped.
+	Start = "sluice.start"
+)
+
+// Section ids, in the order the binary format requires them (tag between memory and global).
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
+)
+
+// order ranks the non-custom sections as they must appear.
+var order = map[byte]int{
+	secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secTag: 6, secGlobal: 7,
+	secExport: 8, secStart: 9, secElement: 10, secDataCount: 11, secCode: 12, secData: 13,
+}
+
+const (
+	kindFunc   = 0
+	kindTable  = 1
+	kindMemory = 2
+	kindGlobal = 3
+	kindTag    = 4
+)
+
+type section struct {
+	id      byte
+	payload []byte
+}
+
+// Instrument returns a copy of the binary module bin with the interrupt checks, the Global export
+// and, if bin has a start section, the Start export in its place. The module must have a memory
+// (the checks grow it by 0 pages). bin must be a core module the
+// runtime would accept; Instrument checks only as much of its structure as it rewrites.
+func Instrument(bin []byte) ([]byte, error) {
+	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
+		return nil, errors.New("not a WebAssembly binary (no \\0asm header)")
+	}
+	if !bytes.Equal(bin[4:8], []byte{1, 0, 0, 0}) {
+		return nil, fmt.Errorf("binary format version %x: only version 1 (a core module) is supported", bin[4:8])
+	}
+	r := reader{b: bin, off: 8}
+	var secs []section
+	last := 0
+	for r.off < len(bin) && r.err == nil {
+		id := r.byte()
+		n := r.u32()
+		payload := r.bytes(int(n))
+		if r.err != nil {
+			break
+		}
+		if id != secCustom {
+			rank, ok := order[id]
+			if !ok {
+				return nil, fmt.Errorf("unknown section id %d", id)
+			}
+			if rank <= last {
+				return nil, fmt.Errorf("section %d out of order", id)
+			}
+			last = rank
+		}
+		secs = append(secs, section{id, payload})
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("reading sections: %w", r.err)
+	}
+
+	// The new globals' indices follow the imported and the defined globals.
+	var global, memories uint32
+	var exports [][]byte
+	start := -1
+	for i, s := range secs {
+		var err error
+		switch s.id {
+		case secImport:
+			global, memories, err = countImports(s.payload)
+		case secMemory:
+			pr := reader{b: s.payload}
+			memories += pr.u32()
+		case secExport:
+			exports, err = exportNames(s.payload)
+		case secStart:
+			start = i
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range secs {
+		if s.id == secGlobal {
+			pr := reader{b: s.payload}
+			global += pr.u32()
+			if pr.err != nil {
+				return nil, fmt.Errorf("global section: %w", pr.err)
+			}
+		}
+	}
+	if memories == 0 {
+		return nil, errors.New("the module has no memory")
+	}
+	for _, name := range exports {
+		if string(name) == Global || string(name) == Start {
+			return nil, fmt.Errorf("the module already exports %q", name)
+		}
+	}
+
+	newExports := appendExport(nil, Global, kindGlobal, global)
+	nNew := uint32(1)
+	if start >= 0 {
+		sr := reader{b: secs[start].payload}
+		fn := sr.u32()
+		if sr.err != nil || sr.off != len(sr.b) {
+			return nil, errors.New("malformed start section")
+		}
+		newExports = appendExport(newExports, Start, kindFunc, fn)
+		nNew++
+		secs = append(secs[:start], secs[start+1:]...)
+	}
+
+	stop, budget := global, global+1
+	// budget--; if budget == 0 { budget = Every; memory.grow(0); if stop { unreachable } }
+	check := appendU32([]byte{0x23}, budget)      // global.get $budget
+	check = append(check, 0x41, 0x01, 0x6b, 0x24) // i32.const 1; i32.sub; global.set
+	check = appendU32(check, budget)              //   $budget
+	check = append(check, 0x23)                   // global.get
+	check = appendU32(check, budget)              //   $budget
+	check = append(check, 0x45, 0x04, 0x40, 0x41) // i32.eqz; if; i32.const
+	check = appendS32(check, Every)               //   Every
+	check = append(check, 0x24)                   // global.set
+	check = appendU32(check, budget)              //   $budget
+	// i32.const 0; memory.grow 0; drop; global.get $stop
+	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x23)
+	check = appendU32(check, stop)
+	check = append(check, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
+
+	// Two mutable i32 globals: stop (0) and budget (Every).
+	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
+	newGlobals = appendS32(newGlobals, Every)
+	newGlobals = append(newGlobals, 0x0b)
+	secs = addToSection(secs, secGlobal, 2, newGlobals)
+	secs = addToSection(secs, secExport, nNew, newExports)
+
+	out := append([]byte(nil), bin[:8]...)
+	for _, s := range secs {
+		payload := s.payload
+		if s.id == secCode {
+			var err error
+			if payload, err = instrumentCode(payload, check); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, s.id)
+		out = appendU32(out, uint32(len(payload)))
+		out = append(out, payload...)
+	}
+	return out, nil
+}
+
+// addToSection appends n entries to the vector section id, creating the section in its place if
+// the module has none.
+func addToSection(secs []section, id byte, n uint32, entries []byte) []section {
+	for i, s := range secs {
+		if s.id != id {
+			continue
+		}
+		r := reader{b: s.payload}
+		count := r.u32()
+		p := appendU32(nil, count+n)
+		p = append(p, s.payload[r.off:]...)
+		secs[i].payload = append(p, entries...)
+		return secs
+	}
+	at := len(secs)
+	for i, s := range secs {
+		if s.id != secCustom && order[s.id] > order[id] {
+			at = i
+			break
+		}
+	}
+	p := append(appendU32(nil, n), entries...)
+	return append(secs[:at], append([]section{{id, p}}, secs[at:]...)...)
+}
+
+func appendExport(b []byte, name string, kind byte, index uint32) []byte {
+	b = appendU32(b, uint32(len(name)))
+	b = append(b, name...)
+	b = append(b, kind)
+	return appendU32(b, index)
+}
+
+// countImports returns how many globals and memories the import section p imports.
+func countImports(p []byte) (globals, memories uint32, err error) {
+	r := reader{b: p}
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.name()
+		r.name()
+		switch kind := r.byte(); kind {
+		case kindFunc:
+			r.u32()
+		case kindTable:
+			r.valtype()
+			r.limits()
+		case kindMemory:
+			r.limits()
+			memories++
+		case kindGlobal:
+			r.valtype()
+			r.byte()
+			globals++
+		case kindTag:
+			r.byte()
+			r.u32()
+		default:
+			if r.err == nil {
+				return 0, 0, fmt.Errorf("import section: unknown import kind %d", kind)
+			}
+		}
+	}
+	if r.err == nil && r.off != len(p) {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return 0, 0, fmt.Errorf("import section: %w", r.err)
+	}
+	return globals, memories, nil
+}
+
+func exportNames(p []byte) ([][]byte, error) {
+	r := reader{b: p}
+	n := r.u32()
+	var names [][]byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		names = append(names, r.name())
+		r.byte()
+		r.u32()
+	}
+	if r.err == nil && r.off != len(p) {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("export section: %w", r.err)
+	}
+	return names, nil
+}
+
+// instrumentCode rewrites the code section: check goes at the start of each function body and
+// after the block type of each loop.
+func instrumentCode(p, check []byte) ([]byte, error) {
+	r := reader{b: p}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(p)+len(p)/8), n)
+	var body []byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		size := r.u32()
+		b := r.bytes(int(size))
+		if r.err != nil {
+			break
+		}
+		var err error
+		if body, err = instrumentBody(body[:0], b, check); err != nil {
+			return nil, fmt.Errorf("code section, function body %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	if r.err == nil && r.off != len(p) {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("code section: %w", r.err)
+	}
+	return out, nil
+}
+
+func instrumentBody(out, body, check []byte) ([]byte, error) {
+	r := reader{b: body}
+	n := r.u32() // local declarations: a count and a type each
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.u32()
+		r.valtype()
+	}
+	out = append(out, body[:r.off]...)
+	out = append(out, check...)
+	for r.off < len(body) && r.err == nil {
+		at := r.off
+		op := r.byte()
+		r.immediates(op)
+		out = append(out, body[at:r.off]...)
+		if op == 0x03 { // loop: check at its head, which every iteration branches back to
+			out = append(out, check...)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return out, nil
+}
+
+// reader decodes the binary format; the first error sticks and later reads return zeros.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+var errEOF = errors.New("unexpected end")
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.off >= len(r.b) {
+		r.fail(errEOF)
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b)-r.off {
+		r.fail(errEOF)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u32() uint32 {
+	var v uint32
+	for shift := 0; shift < 35; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.fail(errors.New("LEB128 integer too long"))
+	return 0
+}
+
+// leb skips a LEB128 integer of at most 64 bits, signed or not.
+func (r *reader) leb() {
+	for range 10 {
+		if c := r.byte(); c&0x80 == 0 || r.err != nil {
+			return
+		}
+	}
+	r.fail(errors.New("LEB128 integer too long"))
+}
+
+func (r *reader) name() []byte { return r.bytes(int(r.u32())) }
+
+// valtype skips a value type: one byte, or a reference type with a heap type (0x63/0x64).
+func (r *reader) valtype() {
+	if c := r.byte(); c == 0x63 || c == 0x64 {
+		r.leb()
+	}
+}
+
+// blockType skips a block type: empty (0x40), a value type, or a type index (s33).
+func (r *reader) blockType() {
+	if r.err == nil && r.off < len(r.b) && (r.b[r.off] == 0x63 || r.b[r.off] == 0x64) {
+		r.valtype()
+		return
+	}
+	// 0x40 and the one-byte value types are single-byte negative s33 values.
+	r.leb()
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	r.leb()
+	if flags&1 != 0 {
+		r.leb()
+	}
+}
+
+// memarg skips an alignment (with the memory index flag, bit 6) and an offset.
+func (r *reader) memarg() {
+	if r.u32()&0x40 != 0 {
+		r.u32()
+	}
+	r.leb()
+}
+
+// immediates skips the immediates of the instruction op.
+func (r *reader) immediates(op byte) {
+	switch {
+	case op == 0x02 || op == 0x03 || op == 0x04 || op == 0x06: // block loop if try
+		r.blockType()
+	case op == 0x07 || op == 0x08 || op == 0x09 || op == 0x18: // catch throw rethrow delegate
+		r.u32()
+	case op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15: // br br_if call return_call call_ref return_call_ref
+		r.u32()
+	case op == 0x0e: // br_table
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.u32()
+		}
+		r.u32()
+	case op == 0x11 || op == 0x13: // call_indirect return_call_indirect
+		r.u32()
+		r.u32()
+	case op == 0x1c: // select t*
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			r.valtype()
+		}
+	case op == 0x1f: // try_table
+		r.blockType()
+		n := r.u32()
+		for i := uint32(0); i < n && r.err == nil; i++ {
+			switch kind := r.byte(); kind {
+			case 0, 1: // catch, catch_ref: a tag and a label
+				r.u32()
+				r.u32()
+			case 2, 3: // catch_all, catch_all_ref: a label
+				r.u32()
+			default:
+				r.fail(fmt.Errorf("unknown catch clause %d", kind))
+			}
+		}
+	case op >= 0x20 && op <= 0x26: // locals, globals, table.get/set
+		r.u32()
+	case op >= 0x28 && op <= 0x3e: // loads and stores
+		r.memarg()
+	case op == 0x3f || op == 0x40: // memory.size memory.grow
+		r.u32()
+	case op == 0x41 || op == 0x42: // i32.const i64.const
+		r.leb()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op == 0xd0: // ref.null
+		r.leb()
+	case op == 0xd2 || op == 0xd5 || op == 0xd6: // ref.func br_on_null br_on_non_null
+		r.u32()
+	case op == 0xfc:
+		r.misc(r.u32())
+	case op == 0xfd:
+		r.vector(r.u32())
+	case op == 0xfe:
+		r.atomic(r.u32())
+	case op <= 0x01, op == 0x05, op == 0x0a, op == 0x0b, op == 0x0f, op == 0x19, op == 0x1a, op == 0x1b,
+		op >= 0x45 && op <= 0xc4, op == 0xd1, op == 0xd3, op == 0xd4:
+		// no immediates
+	default:
+		r.fail(fmt.Errorf("unknown opcode 0x%02x at offset %d", op, r.off-1))
+	}
+}
+
+func (r *reader) misc(op uint32) {
+	switch {
+	case op <= 0x07: // saturating truncations
+	case op == 0x08: // memory.init data memory
+		r.u32()
+		r.u32()
+	case op == 0x09 || op == 0x0b || op == 0x0d || op >= 0x0f && op <= 0x11: // data.drop memory.fill elem.drop table.grow/size/fill
+		r.u32()
+	case op == 0x0a || op == 0x0c || op == 0x0e: // memory.copy table.init table.copy
+		r.u32()
+		r.u32()
+	default:
+		r.fail(fmt.Errorf("unknown opcode 0xfc %d", op))
+	}
+}
+
+func (r *reader) vector(op uint32) {
+	switch {
+	case op <= 0x0b || op == 0x5c || op == 0x5d: // loads and stores, load zero
+		r.memarg()
+	case op == 0x0c || op == 0x0d: // v128.const i8x16.shuffle
+		r.bytes(16)
+	case op >= 0x15 && op <= 0x22: // extract and replace lane
+		r.byte()
+	case op >= 0x54 && op <= 0x5b: // load and store lane
+		r.memarg()
+		r.byte()
+	case op <= 0x113:
+		// the rest, relaxed SIMD included, have no immediates
+	default:
+		r.fail(fmt.Errorf("unknown opcode 0xfd %d", op))
+	}
+}
+
+func (r *reader) atomic(op uint32) {
+	switch {
+	case op == 0x03: // atomic.fence
+		r.byte()
+	case op <= 0x02 || op >= 0x10 && op <= 0x4e:
+		r.memarg()
+	default:
+		r.fail(fmt.Errorf("unknown opcode 0xfe %d", op))
+	}
+}
+
+// appendS32 appends v as a signed LEB128 integer, as i32.const takes it.
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
