@@ -20,7 +20,8 @@ type Config struct {
 	Config cty.Value `hcl:"config,optional" json:"config"`
 	// MemoryLimit caps each instance's linear memory (rounded down to 64KiB pages).
 	MemoryLimit engine.Size `hcl:"memory_limit,optional" json:"memory_limit"`
-	// Timeout bounds each call into the guest; 0 means no deadline (and no per-call cost).
+	// Timeout bounds each call into the guest; 0 means no deadline. With one, the module runs
+	// rewritten with interrupt checks at function entries and loop heads (package interrupt).
 	Timeout engine.Duration `hcl:"timeout,optional" json:"timeout"`
 	// PoolMin instances are kept warm; at most PoolMax exist (one per in-flight request).
 	PoolMin int `hcl:"pool_min,optional" json:"pool_min"`

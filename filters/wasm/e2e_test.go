@@ -60,8 +60,14 @@ pipeline "all" {
 // TestTCK reproduces the checks of the public http-wasm TCK (github.com/http-wasm/http-wasm-host-go,
 // tck/run.go) against a real gateway: a net/http client, the TCK-style guest, a TCK-style
 // backend behind the balancer.
+// It runs the guest as it is and, with a timeout, rewritten with the interrupt checks.
 func TestTCK(t *testing.T) {
-	gw := gatewayWith(t, wasm.Guest(t, "goguest"), "", tckBackend)
+	t.Run("plain", func(t *testing.T) { testTCK(t, "") })
+	t.Run("timeout", func(t *testing.T) { testTCK(t, `    timeout = "1s"`) })
+}
+
+func testTCK(t *testing.T, filterBody string) {
+	gw := gatewayWith(t, wasm.Guest(t, "goguest"), filterBody, tckBackend)
 	client := &http.Client{}
 
 	type tc struct {

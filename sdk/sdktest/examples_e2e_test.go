@@ -100,6 +100,12 @@ func wasmFilter(module, config string) string {
 	return fmt.Sprintf("  filter \"wasm\" {\n    module = %q\n    config = %s\n    pool_max = 4\n  }", module, config)
 }
 
+// wasmFilterWithTimeout is wasmFilter with a timeout, which runs the module rewritten with the
+// interrupt checks.
+func wasmFilterWithTimeout(module, config string) string {
+	return strings.Replace(wasmFilter(module, config), "pool_max = 4", "pool_max = 4\n    timeout = \"1s\"", 1)
+}
+
 // referenceBuilds are the builds of the reference filter (apikey): the same source behaviour in
 // every SDK language, C both freestanding and against wasi-libc.
 var referenceBuilds = []struct{ name, lang, file string }{
@@ -115,15 +121,21 @@ const apikeyConfig = `{ header = "X-API-Key", keys = { alpha = "team-a", beta = 
 // TestReferenceFilter is the shared behaviour test: the same requests, the same expected results,
 // against every language's build of the reference filter, each in a real gateway pipeline.
 func TestReferenceFilter(t *testing.T) {
+	// Each build runs as it is and, with a timeout, rewritten with the interrupt checks: the
+	// rewrite must handle what every SDK's toolchain emits.
 	var entries [][2]string
+	var names []string
 	for _, b := range referenceBuilds {
-		entries = append(entries, [2]string{b.name, wasmFilter(sdktest.Wasm(t, b.lang, b.file), apikeyConfig)})
+		module := sdktest.Wasm(t, b.lang, b.file)
+		entries = append(entries, [2]string{b.name, wasmFilter(module, apikeyConfig)},
+			[2]string{b.name + "-timeout", wasmFilterWithTimeout(module, apikeyConfig)})
+		names = append(names, b.name, b.name+"-timeout")
 	}
 	gw := gatewaytest.Start(t, pipelines(echoUpstream(t), entries...))
 
-	for _, b := range referenceBuilds {
-		t.Run(b.name, func(t *testing.T) {
-			url := gw.URL + "/" + b.name + "/orders?id=7"
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			url := gw.URL + "/" + name + "/orders?id=7"
 			for _, tc := range []struct {
 				name    string
 				headers []string
