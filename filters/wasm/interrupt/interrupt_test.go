@@ -68,6 +68,17 @@ func wat(t *testing.T, src string) []byte {
 	return bin
 }
 
+// instrument assembles the WAT source src and instruments it.
+func instrument(t *testing.T, src string) []byte {
+	t.Helper()
+	bin, err := Instrument(wat(t, src))
+	if err != nil {
+		t.Fatalf("instrumenting: %v", err)
+	}
+	return bin
+}
+
+// instantiate instantiates bin in a fresh runtime, beside an "env" module with the global g = 42.
 func instantiate(t *testing.T, bin []byte) api.Module {
 	t.Helper()
 	ctx := context.Background()
@@ -106,11 +117,7 @@ func call(t *testing.T, mod api.Module, name string, args ...uint64) uint64 {
 }
 
 func TestInstrumentedModuleComputesTheSame(t *testing.T) {
-	bin, err := Instrument(wat(t, guest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod := instantiate(t, bin)
+	mod := instantiate(t, instrument(t, guest))
 	for _, tc := range []struct {
 		fn   string
 		arg  []uint64
@@ -137,10 +144,7 @@ func TestInstrumentedModuleComputesTheSame(t *testing.T) {
 }
 
 func TestSettingTheGlobalStopsTheGuest(t *testing.T) {
-	bin, err := Instrument(wat(t, guest))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := instrument(t, guest)
 	for _, tc := range []struct {
 		fn  string
 		arg []uint64
@@ -194,16 +198,7 @@ func TestStartSectionBecomesAnExport(t *testing.T) {
   (func $start (global.set $ran (i32.const 1)))
   (func (export "ran") (result i32) (global.get $ran))
   (start $start))`
-	bin, err := Instrument(wat(t, src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	rt := newRuntime(t)
-	mod, err := rt.Instantiate(ctx, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mod := instantiate(t, instrument(t, src))
 	if got := call(t, mod, "ran"); got != 0 {
 		t.Fatalf("the start function ran at instantiation")
 	}
@@ -215,16 +210,7 @@ func TestStartSectionBecomesAnExport(t *testing.T) {
 
 func TestNoExportOrGlobalSection(t *testing.T) {
 	// Neither section exists: both are created, in the order the format requires.
-	bin, err := Instrument(wat(t, `(module (memory 1) (func (loop (br 0))))`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	rt := newRuntime(t)
-	mod, err := rt.Instantiate(ctx, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mod := instantiate(t, instrument(t, `(module (memory 1) (func (loop (br 0))))`))
 	if mod.ExportedGlobal(Global) == nil {
 		t.Errorf("no %s export", Global)
 	}
