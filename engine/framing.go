@@ -31,7 +31,8 @@ func hasFoldPrefix(line []byte, name string) bool {
 		return false
 	}
 	for j := 0; j < len(name); j++ {
-		if line[j]|0x20 != name[j] {
+		// Fold case for letters only: '\r'|0x20 is '-'.
+		if c := name[j]; line[j] != c && (c < 'a' || c > 'z' || line[j]|0x20 != c) {
 			return false
 		}
 	}

@@ -67,6 +67,8 @@ func TestConflictingFraming(t *testing.T) {
 		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", false},
 		{"POST / HTTP/1.1\r\nContent-Type: x\r\nTransfer-Encoding: chunked\r\nContent-Lengthy: 3\r\n\r\n", false},
 		{"POST /Content-Length: HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		// A CR where the hyphen goes is not a hyphen ('\r'|0x20 == '-'), found by FuzzConflictingFraming.
+		{"POST / HTTP/1.1\r\nContent\rLength: 4\r\nTransfer-Encoding: chunked\r\n\r\n", false},
 	}
 	for _, tt := range tests {
 		if got := conflictingFraming([]byte(tt.raw)); got != tt.want {
