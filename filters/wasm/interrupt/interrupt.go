@@ -114,13 +114,19 @@ func Instrument(bin []byte) ([]byte, error) {
 	var exports [][]byte
 	start := -1
 	for i, s := range secs {
+		var n uint32
 		var err error
 		switch s.id {
 		case secImport:
-			global, memories, err = countImports(s.payload)
+			var g, m uint32
+			g, m, err = countImports(s.payload)
+			global, memories = global+g, memories+m
 		case secMemory:
-			pr := reader{b: s.payload}
-			memories += pr.u32()
+			n, err = vectorLength(s.payload)
+			memories += n
+		case secGlobal:
+			n, err = vectorLength(s.payload)
+			global += n
 		case secExport:
 			exports, err = exportNames(s.payload)
 		case secStart:
@@ -128,15 +134,6 @@ func Instrument(bin []byte) ([]byte, error) {
 		}
 		if err != nil {
 			return nil, err
-		}
-	}
-	for _, s := range secs {
-		if s.id == secGlobal {
-			pr := reader{b: s.payload}
-			global += pr.u32()
-			if pr.err != nil {
-				return nil, fmt.Errorf("global section: %w", pr.err)
-			}
 		}
 	}
 	if memories == 0 {
@@ -230,6 +227,16 @@ func appendExport(b []byte, name string, kind byte, index uint32) []byte {
 	b = append(b, name...)
 	b = append(b, kind)
 	return appendU32(b, index)
+}
+
+// vectorLength returns the entry count that starts a vector section's payload.
+func vectorLength(p []byte) (uint32, error) {
+	r := reader{b: p}
+	n := r.u32()
+	if r.err != nil {
+		return 0, fmt.Errorf("reading a section's entry count: %w", r.err)
+	}
+	return n, nil
 }
 
 // countImports returns how many globals and memories the import section p imports.
