@@ -194,8 +194,11 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 func start(ctx context.Context, mod api.Module, exported string) (string, error) {
 	name := ""
 	for _, export := range []string{interrupt.Start, exported} {
+		if export == "" {
+			continue
+		}
 		fn := mod.ExportedFunction(export)
-		if export == "" || fn == nil {
+		if fn == nil {
 			continue
 		}
 		name = export

@@ -25,9 +25,9 @@ const (
 )
 
 // compilationCache is shared by every runtime of the process. wazero keys the machine code it
-// holds by the module's content hash (sha256 of the bytes, instrumented ones for a filter with a
-// timeout) and reference-counts it: each filter's CompiledModule.Close drops one reference and the code
-// is freed when the last user is gone. A reload builds the new configuration before closing the
+// holds by the module's content hash (sha256 of the bytes, the instrumented ones for a filter
+// with a timeout) and reference-counts it: each filter's CompiledModule.Close drops one reference
+// and the code is freed when the last user is gone. A reload builds the new configuration before closing the
 // old one, so an unchanged module is found in the cache instead of being compiled again.
 var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
 

@@ -73,9 +73,9 @@ type section struct {
 }
 
 // Instrument returns a copy of the binary module bin with the interrupt checks, the Global export
-// and, if bin has a start section, the Start export in its place. The module must have a memory
-// (the checks grow it by 0 pages). bin must be a core module the
-// runtime would accept; Instrument checks only as much of its structure as it rewrites.
+// and, if bin has a start section, the Start export in its place. bin must be a core module the
+// runtime would accept, with a memory (the checks grow it by 0 pages); Instrument checks only as
+// much of its structure as it rewrites.
 func Instrument(bin []byte) ([]byte, error) {
 	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
 		return nil, errors.New("not a WebAssembly binary (no \\0asm header)")
