@@ -377,7 +377,9 @@ func failover(t *testing.T, policy string) {
 		postIDs                sync.Map
 	)
 	cl := gatewaytest.Client()
-	const workers, maxRequests = 4, 20000
+	// The cap only bounds a run gone wrong: the load must outlast the restart below, which takes
+	// about 2 s, at whatever rate the machine serves (20,000 ran out before it on a fast one).
+	const workers, maxRequests = 4, 1_000_000
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -431,6 +433,9 @@ func failover(t *testing.T, policy string) {
 	restartedAt := time.Now()
 	backIn := waitFor(t, 5*time.Second, "restarted target back in", func() bool { return targetStatus(t, gw, victim.addr).Available })
 	waitFor(t, 5*time.Second, "restarted target serving", func() bool {
+		if seq.Load() >= maxRequests {
+			t.Fatalf("the load ended (%d requests) before the restarted target got a request", maxRequests)
+		}
 		b, _ := os.ReadFile(restarted.log)
 		return bytes.Contains(b, []byte("GET r"))
 	})
