@@ -8,8 +8,16 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// testVec registers a histogram family on Registry for one test, and unregisters it after, so
+// that go test -count=N can register it again.
+func testVec(tb testing.TB, name string, buckets []float64, labels ...string) *HistogramVec {
+	v := NewHistogramVec(name, "A test histogram.", buckets, labels...)
+	tb.Cleanup(func() { Registry.Unregister(v) })
+	return v
+}
+
 func TestHistogramExposition(t *testing.T) {
-	v := NewHistogramVec("sluice_test_duration_seconds", "A test histogram.", []float64{.001, .01, .1}, "pipeline")
+	v := testVec(t, "sluice_test_duration_seconds", []float64{.001, .01, .1}, "pipeline")
 	h := v.WithLabelValues("a")
 	if v.WithLabelValues("a") != h {
 		t.Fatal("WithLabelValues made a second histogram for the same labels")
@@ -60,7 +68,7 @@ func TestHistogramExposition(t *testing.T) {
 }
 
 func TestHistogramLabelCount(t *testing.T) {
-	v := NewHistogramVec("sluice_test_labels_seconds", "x", []float64{.001}, "a", "b")
+	v := testVec(t, "sluice_test_labels_seconds", []float64{.001}, "a", "b")
 	defer func() {
 		if recover() == nil {
 			t.Error("one label value for two labels did not panic")
@@ -70,7 +78,7 @@ func TestHistogramLabelCount(t *testing.T) {
 }
 
 func TestHistogramObserveAllocs(t *testing.T) {
-	h := NewHistogramVec("sluice_test_allocs_seconds", "x", []float64{.001}).WithLabelValues()
+	h := testVec(t, "sluice_test_allocs_seconds", []float64{.001}).WithLabelValues()
 	if n := testing.AllocsPerRun(1000, func() { h.Observe(time.Millisecond) }); n != 0 {
 		t.Errorf("Observe allocates %v times", n)
 	}
@@ -81,7 +89,7 @@ func BenchmarkObserve(b *testing.B) {
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	d := 300 * time.Microsecond
 	b.Run("lean", func(b *testing.B) {
-		h := NewHistogramVec("sluice_bench_lean_seconds", "x", buckets).WithLabelValues()
+		h := testVec(b, "sluice_bench_lean_seconds", buckets).WithLabelValues()
 		b.ReportAllocs()
 		for b.Loop() {
 			h.Observe(d)
