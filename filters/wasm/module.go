@@ -26,9 +26,10 @@ const (
 
 // compilationCache is shared by every runtime of the process. wazero keys the machine code it
 // holds by the module's content hash (sha256 of the bytes, the instrumented ones for a filter
-// with a timeout) and reference-counts it: each filter's CompiledModule.Close drops one reference
-// and the code is freed when the last user is gone. A reload builds the new configuration before closing the
-// old one, so an unchanged module is found in the cache instead of being compiled again.
+// with a timeout) and reference-counts it: each filter's CompiledModule.Close drops one
+// reference and the code is freed when the last user is gone. A reload builds the new
+// configuration before closing the old one, so an unchanged module is found in the cache
+// instead of being compiled again.
 var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
 
 // newRuntime makes the runtime of one filter: the memory cap is a runtime setting, so each
