@@ -31,9 +31,10 @@ func TestBadConfigFailsLoadInGo(t *testing.T) {
 	}
 	var b bytes.Buffer
 	_ = cfg.WriteDiagnostics(&b, diags)
-	// The diagnostic names the failing init; the panic message itself went to the guest's stderr,
-	// which the gateway logs.
-	if !strings.Contains(b.String(), "main.init") || !strings.Contains(logs.String(), "apikey: config") {
+	// The diagnostic names the failing init and quotes the panic message the guest wrote to its
+	// stderr (which the gateway also logs).
+	if !strings.Contains(b.String(), "main.init") || !strings.Contains(b.String(), "panic: apikey: config") ||
+		!strings.Contains(logs.String(), "apikey: config") {
 		t.Errorf("the failure does not point at the guest's init and message:\n%s\nlogs:\n%s", b.String(), logs.String())
 	}
 }
