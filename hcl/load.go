@@ -1,4 +1,4 @@
-// Package hcl reads Sluice's configuration language (see gateway.reference.hcl): it parses HCL
+// Package hcl reads Sluice's configuration language (see examples/reference/gateway.hcl): it parses HCL
 // files, decodes every block with source ranges, reports every problem at once as HCL
 // diagnostics, and builds the result into an engine.Gateway.
 package hcl
