@@ -30,8 +30,22 @@ func (o *startOutput) write(p []byte) {
 		o.head = append(o.head, p[:n]...)
 		p = p[n:]
 	}
+	if len(p) >= half {
+		o.dropped += len(o.tail) + len(p) - half
+		o.tail = append(o.tail[:0], p[len(p)-half:]...)
+		return
+	}
 	o.tail = append(o.tail, p...)
-	if over := len(o.tail) - half; over > 0 {
+	// The tail may grow to twice what is kept before it is cut back, so a guest writing a byte at
+	// a time costs a copy of half a kilobyte per half a kilobyte written, not per byte.
+	if len(o.tail) > 2*half {
+		o.trim()
+	}
+}
+
+// trim cuts the tail back to the last startOutputLimit/2 bytes.
+func (o *startOutput) trim() {
+	if over := len(o.tail) - startOutputLimit/2; over > 0 {
 		o.dropped += over
 		o.tail = append(o.tail[:0], o.tail[over:]...)
 	}
@@ -52,6 +66,7 @@ func (o *startOutput) logged(mod api.Module, lvl slog.Level, msg, msgLen uint32)
 
 // text is what was kept, trimmed, with a marker where bytes were dropped.
 func (o *startOutput) text() string {
+	o.trim()
 	s := string(o.head)
 	if o.dropped > 0 {
 		s += fmt.Sprintf("\n[… %d bytes …]\n", o.dropped)

@@ -50,12 +50,25 @@ func TestStartOutputKeepsHeadAndTail(t *testing.T) {
 	for i := range 200 {
 		o.write(fmt.Appendf(nil, "line %03d\n", i))
 	}
+	for _, b := range []byte("byte by byte\n") {
+		o.write([]byte{b})
+	}
+	o.write([]byte("line 199\n"))
 	s := o.text()
 	if !strings.HasPrefix(s, "line 000\n") || !strings.HasSuffix(s, "line 199") {
 		t.Errorf("head or tail lost:\n%s", s)
 	}
-	if o.dropped != 200*9-startOutputLimit || len(o.head)+len(o.tail) != startOutputLimit {
-		t.Errorf("kept %d+%d, dropped %d of %d", len(o.head), len(o.tail), o.dropped, 200*9)
+	const total = 201*9 + 13
+	if o.dropped != total-startOutputLimit || len(o.head)+len(o.tail) != startOutputLimit {
+		t.Errorf("kept %d+%d, dropped %d of %d", len(o.head), len(o.tail), o.dropped, total)
+	}
+	if !strings.Contains(s, "byte by byte\nline 199") {
+		t.Errorf("single-byte writes lost:\n%s", s)
+	}
+	var big startOutput
+	big.write(make([]byte, 10000))
+	if big.dropped != 10000-startOutputLimit || len(big.text()) > startOutputLimit+40 {
+		t.Errorf("one large write: dropped %d, kept %d", big.dropped, len(big.head)+len(big.tail))
 	}
 	var empty startOutput
 	if err := empty.wrap(errTimeout); err != errTimeout {

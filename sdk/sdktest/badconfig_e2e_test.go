@@ -44,7 +44,7 @@ func TestBadConfigFailsLoadInGo(t *testing.T) {
 // code): a bad one fails the build, and the diagnostic quotes the message the guest logged
 // before trapping. `sluice validate` reports it the same way.
 func TestBadConfigFailsLoad(t *testing.T) {
-	bad := `{ keys = { alpha = 1 } }` // consumer names must be strings
+	bad := `{ keys = { sk-live-7f3a = 1 } }` // consumer names must be strings; the key is a credential
 	for _, b := range referenceBuilds {
 		if b.lang == "go" {
 			continue // TestBadConfigFailsLoadInGo
@@ -65,6 +65,9 @@ func TestBadConfigFailsLoad(t *testing.T) {
 				_ = cfg.WriteDiagnostics(&out, diags)
 				if !strings.Contains(out.String(), "consumer names must be strings") {
 					t.Errorf("validating=%v: the diagnostic does not quote the guest:\n%s", validating, out.String())
+				}
+				if strings.Contains(out.String(), "sk-live-7f3a") {
+					t.Errorf("validating=%v: the diagnostic shows the API key:\n%s", validating, out.String())
 				}
 			}
 		})

@@ -27,7 +27,7 @@ class ApiKey extends Filter {
       for (let i = 0; i < order.length; i++) {
         this.keys.push(order[i]);
         const v = vals[names.indexOf(order[i])];
-        if (!v.isString()) throw new Error("apikey: consumer names must be strings: " + order[i]);
+        if (!v.isString()) throw new Error("apikey: consumer names must be strings"); // keys are credentials: never shown
         this.consumers.push(v.toString());
       }
     }

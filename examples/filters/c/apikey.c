@@ -44,9 +44,10 @@ static void load(void) {
     uint32_t pos = 0;
     while (obj.ptr && sluice_json_member(obj, &pos, &k, &v)) {
         if (nkeys == MAX_KEYS) sluice_fail("apikey: config: more than 32 keys", none);
-        if (!sluice_json_string(v).ptr) sluice_fail("apikey: consumer names must be strings: ", k);
+        /* The keys are credentials: the messages never show them. */
+        if (!sluice_json_string(v).ptr) sluice_fail("apikey: consumer names must be strings", none);
         if (!sluice_copy(keys[nkeys], MAX_LEN, k) || !sluice_copy(consumers[nkeys], MAX_LEN, sluice_json_string(v)))
-            sluice_fail("apikey: config: key or consumer name too long: ", k);
+            sluice_fail("apikey: config: a key or consumer name is longer than 127 bytes", none);
         nkeys++;
     }
     /* Sorted by key, so req_ctx (index + 1) means the same consumer in every language's build. */
