@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/valyala/fasthttp"
 )
 
@@ -98,62 +97,15 @@ func errorStatus(fc *fasthttp.RequestCtx, err error) int {
 		return fasthttp.StatusRequestHeaderFieldsTooLarge
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return fasthttp.StatusRequestTimeout
-	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding) && unknownCoding(fc.Request.Header.RawHeaders()):
+	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
+		// A Transfer-Encoding other than one "chunked": a coding the gateway does not
+		// implement (RFC 9112 §6.1), as nginx answers. fasthttp reports a repeated
+		// Transfer-Encoding, and one that is not chunked next to Content-Length, the same way
+		// and resets the header before this runs, so those get 501 too; the connection is
+		// closed either way.
 		return fasthttp.StatusNotImplemented
 	}
 	return fasthttp.StatusBadRequest
-}
-
-// unknownCoding reports whether raw request headers frame the body with one Transfer-Encoding
-// field whose codings end with chunked, after others the gateway does not implement ("gzip,
-// chunked"), and no Content-Length: RFC 9112 §6.1's 501. Without chunked last the length of the
-// body cannot be known (§6.3: 400), and with Content-Length too it is ambiguous (400).
-func unknownCoding(raw []byte) bool {
-	var te []byte
-	fields := 0
-	for line := range bytes.Lines(raw) {
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			continue
-		}
-		name := bytes.TrimRight(line[:colon], " \t")
-		switch {
-		case ascii.EqualFoldLower(name, "content-length"):
-			return false
-		case ascii.EqualFoldLower(name, "transfer-encoding"):
-			te = bytes.TrimSpace(line[colon+1:])
-			fields++
-		}
-	}
-	if fields != 1 {
-		return false
-	}
-	codings, chunked := 0, 0
-	last := false
-	for item := range bytes.SplitSeq(te, []byte{','}) {
-		item = bytes.TrimSpace(item)
-		if i := bytes.IndexByte(item, ';'); i >= 0 {
-			item = bytes.TrimSpace(item[:i]) // transfer-parameters
-		}
-		if !isToken(item) {
-			return false
-		}
-		codings++
-		last = ascii.EqualFoldLower(item, "chunked")
-		if last {
-			chunked++
-		}
-	}
-	return last && chunked == 1 && codings > 1
-}
-
-func isToken(b []byte) bool {
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0) {
-			return false
-		}
-	}
-	return len(b) > 0
 }
 
 // expect answers a request with Expect: 100-continue before its body is sent: 413 at once when

@@ -324,7 +324,7 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 		}
 	}
 	if x.rfc7239 {
-		b = appendForwarded(b, c, trusted)
+		b = appendForwarded(b, c)
 	}
 	x.fwd = append(b, "Via: 1.1 sluice\r\n"...)
 }
@@ -332,16 +332,14 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 var hdrForwarded = []byte("Forwarded")
 
 // appendForwarded appends a Forwarded line (RFC 7239) for the server's forwarded_header: the
-// client's own elements when a trusted proxy sent them (else the client's header is dropped),
-// then this hop's: for= the socket peer, proto=, and host= the Host header.
-func appendForwarded(b []byte, c *engine.Ctx, trusted bool) []byte {
+// elements of the request's own Forwarded header, if it still has one (the server removes it
+// from peers outside trusted_proxies, unless untrusted_headers leaves it out), then this hop's:
+// for= the socket peer, proto=, and host= the Host header.
+func appendForwarded(b []byte, c *engine.Ctx) []byte {
 	h := &c.Request.Header
-	prev := h.PeekBytes(hdrForwarded)
 	b = append(b, "Forwarded: "...)
-	if len(prev) > 0 {
-		if trusted {
-			b = append(append(b, prev...), ", "...)
-		}
+	if prev := h.PeekBytes(hdrForwarded); len(prev) > 0 {
+		b = append(append(b, prev...), ", "...)
 		h.DelBytes(hdrForwarded) // after the copy: prev is the header's memory
 	}
 	if c.Peer.IsValid() {
