@@ -164,14 +164,12 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 			return scratch, fasthttp.StatusBadRequest
 		}
 	}
-	// One pass over the header list: the Connection values, then, after a 0 byte, the names to
-	// remove, each ended by a 0 byte (header names cannot contain one).
-	conn := scratch[:0]
-	var del []byte
-	hasConn, hasDel := false, false
-	for k, v := range h.All() {
+	// One pass over the header list finds the names to remove (each ended by a 0 byte: header
+	// names cannot contain one) and whether there is a Connection header.
+	del := scratch[:0]
+	hasConn := false
+	for k := range h.All() {
 		if len(k) == len("connection") && ascii.EqualFoldLower(k, "connection") {
-			conn = append(append(conn, v...), ',')
 			hasConn = true
 			continue
 		}
@@ -180,34 +178,29 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 			drop = pol.guarded.hasUnderscoreVariant(k)
 		}
 		if drop {
-			if !hasDel {
-				del = append(conn, 0) // del starts after the Connection values
-				hasDel = true
-			}
 			del = append(append(del, k...), 0)
 		}
 	}
-	if !hasConn && !hasDel {
+	for names := del; len(names) > 0; {
+		i := bytes.IndexByte(names, 0)
+		h.DelBytes(names[:i])
+		names = names[i+1:]
+	}
+	scratch = del
+	if !hasConn {
 		return scratch, 0
 	}
-	list := conn
-	if hasDel {
-		scratch = del
-		names := del[len(conn)+1:]
-		for len(names) > 0 {
-			i := bytes.IndexByte(names, 0)
-			h.DelBytes(names[:i])
-			names = names[i+1:]
-		}
-	} else {
-		scratch = conn
-	}
-	if hasConn {
-		if !removeConnectionTokens(h, list, pol.reqID) {
-			return scratch, fasthttp.StatusBadRequest
+	// The Connection values, each ended by ','.
+	conn := scratch[:0]
+	for k, v := range h.All() {
+		if len(k) == len("connection") && ascii.EqualFoldLower(k, "connection") {
+			conn = append(append(conn, v...), ',')
 		}
 	}
-	return scratch, 0
+	if !removeConnectionTokens(h, conn, pol.reqID) {
+		return conn, fasthttp.StatusBadRequest
+	}
+	return conn, 0
 }
 
 // removeConnectionTokens deletes the headers a Connection value list names, but never the

@@ -549,7 +549,9 @@ pipeline "p" {
 }
 
 // TestErrorAnswerReachesSendingClient: a client still sending an oversized header or body gets
-// the 431 or 413, not a connection reset, every time.
+// the 431 or 413, not a connection reset, every time. The client sends at a steady pace (a
+// client on a real network does) and, like most clients, gives up on a failed write: without a
+// lingering close, the gateway's close with unread data resets the connection under it.
 func TestErrorAnswerReachesSendingClient(t *testing.T) {
 	up := newRawUpstream(t)
 	gw := gatewaytest.Start(t, fmt.Sprintf(`
@@ -567,8 +569,9 @@ pipeline "p" {
 	body := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n\r\n" + strings.Repeat("b", 256<<10)
 	for _, tt := range []struct {
 		name, raw string
+		first     int // bytes sent at once; then 4 KiB pieces
 		status    string
-	}{{"64 KiB bearer token", bearer, "HTTP/1.1 431"}, {"256 KiB body", body, "HTTP/1.1 413"}} {
+	}{{"64 KiB bearer token", bearer, 20 << 10, "HTTP/1.1 431"}, {"256 KiB body", body, 8 << 10, "HTTP/1.1 413"}} {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := range 50 {
 				conn, err := net.Dial("tcp", gw.Addr)
@@ -576,10 +579,28 @@ pipeline "p" {
 					t.Fatal(err)
 				}
 				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-				// Write the whole request while reading: the gateway answers before it has read it.
-				go func() { _, _ = io.WriteString(conn, tt.raw) }()
+				wrote := make(chan error, 1)
+				go func() {
+					rest := tt.raw
+					n := tt.first
+					for len(rest) > 0 {
+						n = min(n, len(rest))
+						if _, err := io.WriteString(conn, rest[:n]); err != nil {
+							wrote <- err
+							return
+						}
+						rest = rest[n:]
+						n = 4 << 10
+						time.Sleep(time.Millisecond) // the pace of the client's network
+					}
+					wrote <- nil
+				}()
+				werr := <-wrote
 				got, err := io.ReadAll(conn)
 				conn.Close()
+				if werr != nil {
+					t.Fatalf("try %d: sending the request failed: %v (the gateway reset the connection); read %q", i, werr, firstLine(got))
+				}
 				if !bytes.HasPrefix(got, []byte(tt.status)) {
 					t.Fatalf("try %d: got %q (%v), want %s", i, firstLine(got), err, tt.status)
 				}
