@@ -77,6 +77,7 @@ func closeLingering(nc net.Conn) bool {
 
 // noteRequestLine records whether the current request's line has ended in the bytes read (p):
 // a header too large for the read buffer is answered 414 when even its request line did not fit.
+// (On a TLS connection p is ciphertext; errorStatus does not ask then.)
 func (c *clientConn) noteRequestLine(p []byte) {
 	if !c.lineSeen.Load() && bytes.IndexByte(p, '\n') >= 0 {
 		c.lineSeen.Store(true)
@@ -91,8 +92,11 @@ func errorStatus(fc *fasthttp.RequestCtx, err error) int {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fasthttp.StatusRequestEntityTooLarge
 	case errors.As(err, &small):
-		if cc := connOf(fc); cc != nil && !cc.lineSeen.Load() {
-			return fasthttp.StatusRequestURITooLong
+		// Over TLS the connection sees only ciphertext and cannot tell: 431 there.
+		if _, isTLS := fc.Conn().(*tls.Conn); !isTLS {
+			if cc := connOf(fc); cc != nil && !cc.lineSeen.Load() {
+				return fasthttp.StatusRequestURITooLong
+			}
 		}
 		return fasthttp.StatusRequestHeaderFieldsTooLarge
 	case errors.As(err, &netErr) && netErr.Timeout():
