@@ -168,9 +168,11 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 	// names cannot contain one) and whether there is a Connection header.
 	del := scratch[:0]
 	hasConn := false
-	for k := range h.All() {
+	for k, v := range h.All() {
 		if len(k) == len("connection") && ascii.EqualFoldLower(k, "connection") {
-			hasConn = true
+			// Most clients send only keep-alive (fasthttp keeps close as a flag): nothing to
+			// remove, and no second pass.
+			hasConn = hasConn || !(len(v) == len("keep-alive") && ascii.EqualFoldLower(v, "keep-alive"))
 			continue
 		}
 		drop := !trusted && pol.untrusted.has(k)

@@ -53,3 +53,24 @@ func TestEqualFoldDash(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClean is the cost of cleaning a typical browser-like request's headers (nothing to
+// remove, Connection: keep-alive).
+func BenchmarkClean(b *testing.B) {
+	s := testServer(b)
+	g := s.Gateway()
+	fc := newRequestCtx("GET", "/v1/items")
+	h := &fc.Request.Header
+	for _, kv := range [][2]string{{"User-Agent", "Mozilla/5.0"}, {"Accept", "text/html"}, {"Accept-Language", "en"},
+		{"Accept-Encoding", "gzip, br"}, {"Cookie", "a=b"}, {"Connection", "keep-alive"}, {"Referer", "https://x/"}} {
+		h.Set(kv[0], kv[1])
+	}
+	c := AcquireCtx(fc)
+	defer ReleaseCtx(c)
+	b.ReportAllocs()
+	for b.Loop() {
+		if s.clean(g, c, c.Peer) != 0 {
+			b.Fatal("refused")
+		}
+	}
+}
