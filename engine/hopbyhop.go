@@ -11,7 +11,7 @@ import (
 )
 
 // The client's request is cleaned once, when it arrives, before routing and before any filter
-// (Server.sanitize):
+// (Server.clean, sanitize):
 //
 //   - headers named in Connection are removed (RFC 9110 §7.6.1), except the ones the gateway
 //     itself relies on or sets (protectedTokens, the request-id header). Removing them later, as
@@ -134,7 +134,7 @@ type headerPolicy struct {
 	// guarded are the names the gateway and the gateway's filters set: their underscore
 	// spellings are removed.
 	guarded *headerSet
-	reqID   string
+	reqID   []byte // the request-id header's name, never removed for Connection
 }
 
 // newHeaderPolicy makes the server's policy; filterSet are the request headers the gateway's
@@ -144,7 +144,7 @@ func newHeaderPolicy(cfg *ServerConfig, filterSet []string) *headerPolicy {
 	if untrusted == nil {
 		untrusted = DefaultUntrustedHeaders
 	}
-	p := &headerPolicy{untrusted: newHeaderSet(untrusted), guarded: newHeaderSet(gatewaySetHeaders), reqID: cfg.RequestID}
+	p := &headerPolicy{untrusted: newHeaderSet(untrusted), guarded: newHeaderSet(gatewaySetHeaders), reqID: []byte(cfg.RequestID)}
 	if cfg.RequestID != "" {
 		p.guarded.add(cfg.RequestID)
 	}
@@ -208,7 +208,7 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 // removeConnectionTokens deletes the headers a Connection value list names, but never the
 // protected ones or the request-id header. It reports false, deleting nothing, when the list
 // has more than maxConnectionTokens tokens.
-func removeConnectionTokens(h *fasthttp.RequestHeader, list []byte, reqID string) bool {
+func removeConnectionTokens(h *fasthttp.RequestHeader, list, reqID []byte) bool {
 	n := 0
 	for _, c := range list {
 		if c == ',' {
@@ -232,7 +232,7 @@ func removeConnectionTokens(h *fasthttp.RequestHeader, list []byte, reqID string
 		i := bytes.IndexByte(list, ',')
 		tok := bytes.TrimSpace(list[:i]) // list ends with ','
 		list = list[i+1:]
-		if len(tok) == 0 || protectedTokens.has(tok) || (reqID != "" && ascii.EqualFold(tok, []byte(reqID))) {
+		if len(tok) == 0 || protectedTokens.has(tok) || (len(reqID) > 0 && ascii.EqualFold(tok, reqID)) {
 			continue
 		}
 		h.DelBytes(tok)

@@ -11,17 +11,19 @@ func TestCleanAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	s := testServer(t)
-	s.cfg.RequestID = "X-Request-Id"
 	g := s.Gateway()
+	g.headers = newHeaderPolicy(&ServerConfig{RequestID: "X-Request-Id"}, []string{"X-User-Id"})
 	fc := newRequestCtx("GET", "/v1/items")
 	c := AcquireCtx(fc)
 	defer ReleaseCtx(c)
 	allocs := testing.AllocsPerRun(1000, func() {
 		h := &fc.Request.Header
-		h.Set("Connection", "keep-alive, X-Hop")
+		h.Set("Connection", "keep-alive, X-Hop, X-Request-Id")
 		h.Set("X-Hop", "1")
+		h.Set("X-Request-Id", "r1")
 		h.Set("X-Real-IP", "10.0.0.1")
 		h.Set("X_Forwarded_For", "10.0.0.1")
+		h.Set("X_User_Id", "admin")
 		if st := s.clean(g, c, c.Peer); st != 0 {
 			t.Fatalf("status %d", st)
 		}
@@ -30,10 +32,13 @@ func TestCleanAllocs(t *testing.T) {
 		t.Errorf("cleaning a request allocates %v times, want 0", allocs)
 	}
 	h := &fc.Request.Header
-	for _, n := range []string{"X-Hop", "X-Real-IP", "X_Forwarded_For"} {
+	for _, n := range []string{"X-Hop", "X-Real-IP", "X_Forwarded_For", "X_User_Id"} {
 		if len(h.Peek(n)) != 0 {
 			t.Errorf("%s kept", n)
 		}
+	}
+	if string(h.Peek("X-Request-Id")) != "r1" {
+		t.Errorf("the request-id header named in Connection was removed")
 	}
 }
 
