@@ -59,7 +59,7 @@ const (
 )
 
 // scannedByLen lists, for each name length, the indexes of the scanned names that long: a header
-// is compared only with those (most headers with none), not with all thirteen.
+// is compared only with those (most headers with none), not with all sixteen.
 var scannedByLen = func() (t [20][]uint8) {
 	if hopHeaders[0] != "Connection" || hopHeaders[6] != "Upgrade" || hopHeaders[9] != "HTTP2-Settings" {
 		panic("balancer: hasConnection, hasUpgrade and hasHTTP2Settings do not match hopHeaders")
