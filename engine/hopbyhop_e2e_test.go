@@ -615,3 +615,32 @@ func firstLine(b []byte) string {
 	}
 	return string(b)
 }
+
+// TestH2cNotTunnelledByDefault: with no upgrades attribute, an h2c upgrade to a backend that
+// accepts it does not switch protocols: the request reaches the upstream as an ordinary one and
+// the bytes after it are never tunnelled.
+func TestH2cNotTunnelledByDefault(t *testing.T) {
+	up := newRawUpstream(t)
+	up.answer = func(head string) string {
+		if headerValue(head, "Upgrade") == "h2c" {
+			return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	}
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up.addr))
+	resp := exchange(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+	if resp.StatusCode() != 200 {
+		t.Fatalf("status %d, want 200 (no protocol switch)", resp.StatusCode())
+	}
+	heads := up.take()
+	if len(heads) != 1 || hasField(heads[0], "Upgrade") || hasField(heads[0], "HTTP2-Settings") {
+		t.Fatalf("upstream got %q", heads)
+	}
+}
