@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,8 +114,8 @@ func (s *ServerConfig) SetDefaults() {
 		MaxConnections:   10000,
 		MaxResponseBytes: 64 << 20,
 		ShutdownTimeout:  Duration(30 * time.Second),
-		MaxURIBytes:      8 << 10,
-		UntrustedHeaders: DefaultUntrustedHeaders,
+		MaxURIBytes:      defaultMaxURIBytes,
+		UntrustedHeaders: slices.Clone(DefaultUntrustedHeaders),
 	}
 }
 
