@@ -38,7 +38,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 var pipelineSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}},
+	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"},
 	},
@@ -190,6 +190,9 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 			}
 		}
 		ps.StripPrefix = s
+	}
+	if a, ok := content.Attributes["upgrades"]; ok {
+		ps.Upgrades, diags = d.decodeUpgrades(a, diags)
 	}
 	var filterRanges []hcl.Range
 	var balancers []*hcl.Block
