@@ -31,8 +31,8 @@ func runRun(args []string) int {
 	watch := fs.Bool("watch", false, "reload when the configuration file changes")
 	logFormat := fs.String("log-format", "text", "gateway log format: text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
