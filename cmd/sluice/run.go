@@ -29,6 +29,7 @@ func runRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("c", "gateway.hcl", "configuration file")
 	watch := fs.Bool("watch", false, "reload when the configuration file changes")
+	takeover := fs.Bool("takeover", false, "share the listen address with the gateway already serving it (SO_REUSEPORT), to stop that one next: a zero-downtime upgrade")
 	logFormat := fs.String("log-format", "text", "gateway log format: text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if status, ok := parseFlags(fs, args); !ok {
@@ -56,8 +57,11 @@ func runRun(args []string) int {
 		_ = gw.Close()
 		return 1
 	}
-	if err := r.startServer(gw); err != nil {
+	if err := r.startServer(gw, *takeover); err != nil {
 		log.Error("cannot start", "err", err)
+		if errors.Is(err, engine.ErrAddressInUse) {
+			log.Error("to take over from the process serving " + gw.Spec.Server.Listen + ", start with --takeover, then stop that one (SIGTERM)")
+		}
 		_ = gw.Close()
 		return 1
 	}
@@ -121,12 +125,14 @@ type runner struct {
 // current is the gateway serving new requests (the admin API reads it).
 func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
 
-// startServer makes a server for gw, binds its listener and serves.
-func (r *runner) startServer(gw *engine.Gateway) error {
+// startServer makes a server for gw, binds its listener and serves. takeover allows an address
+// another socket listens on (engine.Server.Takeover).
+func (r *runner) startServer(gw *engine.Gateway, takeover bool) error {
 	srv, err := engine.NewServer(gw, r.log)
 	if err != nil {
 		return err
 	}
+	srv.Takeover = takeover
 	ln, err := srv.Listen()
 	if err != nil {
 		return err
@@ -183,7 +189,8 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // reload loads and builds the configuration file again and swaps it in; on any error the
 // running configuration stays and the diagnostics are returned. A changed server block (listen
 // address, limits, TLS certificate) gets a new server: it binds first (SO_REUSEPORT allows the
-// same address), then the old one stops accepting and finishes what it accepted.
+// same address, which it takes over from the old server), then the old one stops accepting and
+// finishes what it accepted. A new address must be free.
 func (r *runner) reload() (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -205,7 +212,7 @@ func (r *runner) reload() (string, error) {
 	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) {
 		drained = old.Swap(gw)
 	} else {
-		if err := r.startServer(gw); err != nil {
+		if err := r.startServer(gw, gw.Spec.Server.Listen == old.Gateway().Spec.Server.Listen); err != nil {
 			_ = gw.Close()
 			retire()
 			telemetry.ConfigReloaded(false)
