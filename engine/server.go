@@ -30,10 +30,11 @@ type Server struct {
 	tlsConf *tls.Config
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
+	swapped      chan struct{}
+
 	// Takeover lets Listen share an address another socket listens on (SO_REUSEPORT): a new
 	// process taking over from an old one, or a reload's new server replacing the old server.
 	Takeover bool
-	swapped      chan struct{}
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
