@@ -28,6 +28,11 @@ type locations struct {
 	upstreams map[string]hcl.Range
 	pipelines []hcl.Range
 	filters   [][]hcl.Range
+	// attrs holds where attributes were written, for checks across blocks (lint.go): the server
+	// and admin blocks' ("server.listen"), each pipeline's ("match", "match.path_prefix",
+	// "strip_prefix").
+	attrs     ranges
+	pipeAttrs []ranges
 }
 
 var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -73,6 +78,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 	spec.Telemetry.SetDefaults()
 	cfg.Spec = spec
 	cfg.where.upstreams = map[string]hcl.Range{}
+	cfg.where.attrs = ranges{}
 
 	content, cdiags := file.Body.Content(rootSchema)
 	diags = append(diags, cdiags...)
@@ -119,10 +125,13 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			if !done["server"] {
 				cfg.where.server = b.DefRange
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Server), "", b.DefRange, rg)...)
+				cfg.where.attrs.add("server.", rg)
 			}
 		case "admin":
 			if !done["admin"] {
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Admin), "", b.DefRange, rg)...)
+				cfg.where.attrs.add("admin.", rg)
+				cfg.where.attrs["admin"] = b.DefRange
 			}
 		case "telemetry":
 			if !done["telemetry"] {
@@ -158,6 +167,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 				spec.Pipelines = append(spec.Pipelines, *ps)
 				cfg.where.pipelines = append(cfg.where.pipelines, b.DefRange)
 				cfg.where.filters = append(cfg.where.filters, fr)
+				cfg.where.pipeAttrs = append(cfg.where.pipeAttrs, d.pipeAttrs)
 			}
 		}
 		if len(b.Labels) == 0 {
@@ -169,13 +179,18 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			Detail:  "Declare at least one pipeline block; without one every request is answered 404.",
 			Subject: file.Body.MissingItemRange().Ptr()})
 	}
+	if !diags.HasErrors() {
+		diags = append(diags, cfg.lint(file)...)
+	}
 	return cfg, diags
 }
 
 func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.PipelineSpec, []hcl.Range, hcl.Diagnostics) {
 	ps := &engine.PipelineSpec{Name: b.Labels[0]}
 	content, diags := b.Body.Content(pipelineSchema)
+	d.pipeAttrs = ranges{}
 	if a, ok := content.Attributes["strip_prefix"]; ok {
+		d.pipeAttrs["strip_prefix"] = a.Expr.Range()
 		var s string
 		if val, vd := a.Expr.Value(d.ctx); vd.HasErrors() {
 			diags = append(diags, vd...)
@@ -203,7 +218,10 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 				continue
 			}
 			matched = true
-			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(&ps.Match), "", blk.DefRange, ranges{})...)
+			mr := ranges{}
+			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(&ps.Match), "", blk.DefRange, mr)...)
+			d.pipeAttrs.add("match.", mr)
+			d.pipeAttrs["match"] = blk.DefRange
 		case "filter":
 			kind := blk.Labels[0]
 			k, ok := reg.Filter(kind)

@@ -201,6 +201,9 @@ func (r *runner) reload() (string, error) {
 		telemetry.ConfigReloaded(false)
 		return diag.String(), errors.New("the new configuration has errors; the running one stays")
 	}
+	if diag.Len() > 0 {
+		r.log.Warn("the new configuration has warnings", "diagnostics", diag.String())
+	}
 	retire, err := r.attachTelemetry(gw)
 	if err != nil {
 		_ = gw.Close()
