@@ -21,6 +21,8 @@ type Config struct {
 	where  locations
 	reg    *engine.Registry
 	parser *hclparse.Parser
+	// inputs are the files file() read; Build adds them to the gateway's Inputs.
+	inputs []string
 }
 
 type locations struct {
@@ -115,7 +117,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			redis[b.Labels[0]] = true
 		}
 	}
-	d := &decoder{ctx: evalContext(dir, upstreams, redis), upstreams: upstreams, redis: redis}
+	d := &decoder{ctx: evalContext(dir, upstreams, redis, &cfg.inputs), upstreams: upstreams, redis: redis}
 
 	done := map[string]bool{}
 	for _, b := range content.Blocks {
@@ -279,6 +281,9 @@ func configName(cfg any) string {
 // Build builds the configuration. Build failures become diagnostics on the block that failed.
 func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostics) {
 	gw, errs := engine.Build(c.Spec, c.reg, opt)
+	if gw != nil {
+		gw.Inputs = append(gw.Inputs, c.inputs...)
+	}
 	var diags hcl.Diagnostics
 	for _, e := range errs {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Detail: capitalizeTrim(e.Err.Error()) + "."}

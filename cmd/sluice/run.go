@@ -117,8 +117,9 @@ type runner struct {
 	srv    atomic.Pointer[engine.Server]
 	adm    *admin.Server
 	admCfg engine.AdminConfig
-	failed chan error // a server that stopped on its own
-	mu     sync.Mutex // one reload at a time
+	failed chan error   // a server that stopped on its own
+	certs  [2]fileStamp // the serving server's certificate files when it loaded them
+	mu     sync.Mutex   // one reload at a time
 	tel    telemetryState
 }
 
@@ -128,6 +129,8 @@ func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
 // startServer makes a server for gw, binds its listener and serves. takeover allows an address
 // another socket listens on (engine.Server.Takeover).
 func (r *runner) startServer(gw *engine.Gateway, takeover bool) error {
+	// Taken before NewServer loads the files: a change in between makes the next reload load them.
+	certs := certStamp(gw.Spec)
 	srv, err := engine.NewServer(gw, r.log)
 	if err != nil {
 		return err
@@ -138,6 +141,7 @@ func (r *runner) startServer(gw *engine.Gateway, takeover bool) error {
 		return err
 	}
 	r.srv.Store(srv)
+	r.certs = certs
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			select {
@@ -212,7 +216,7 @@ func (r *runner) reload() (string, error) {
 	}
 	old := r.srv.Load()
 	var drained <-chan struct{}
-	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) {
+	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) && certStamp(gw.Spec) == r.certs {
 		drained = old.Swap(gw)
 	} else {
 		if err := r.startServer(gw, gw.Spec.Server.Listen == old.Gateway().Spec.Server.Listen); err != nil {
@@ -244,9 +248,14 @@ func (r *runner) reload() (string, error) {
 	return "", nil
 }
 
-// watch polls the config file and reloads when it changes.
+// watch polls the config file and every file the running configuration read (Wasm modules,
+// file() arguments, keys and certificates: engine.Gateway.Inputs) and reloads when one changes.
+// A file that joins the set with a reload is recorded, not reloaded for.
 func (r *runner) watch(stop <-chan struct{}) {
-	last := modTime(r.path)
+	last := map[string]fileStamp{}
+	for _, p := range r.watched() {
+		last[p] = stampOf(p)
+	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -254,22 +263,60 @@ func (r *runner) watch(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if m := modTime(r.path); !m.Equal(last) {
-				last = m
-				if _, err := r.reload(); err != nil {
-					r.log.Error("reload failed; the running configuration stays", "err", err)
+			var changed []string
+			now := map[string]fileStamp{}
+			for _, p := range r.watched() {
+				now[p] = stampOf(p)
+				if prev, known := last[p]; known && prev != now[p] {
+					changed = append(changed, p)
 				}
+			}
+			last = now
+			if len(changed) == 0 {
+				continue
+			}
+			r.log.Info("configuration inputs changed; reloading", "files", changed)
+			if _, err := r.reload(); err != nil {
+				r.log.Error("reload failed; the running configuration stays", "err", err)
 			}
 		}
 	}
 }
 
-func modTime(path string) time.Time {
+// watched is the config file and the running configuration's inputs.
+func (r *runner) watched() []string {
+	return append([]string{r.path}, r.current().Inputs...)
+}
+
+// fileStamp tells a file's versions apart: a rebuilt module has a new time or size, a file
+// replaced by a rename also a new inode. The zero stamp stands for a missing file.
+type fileStamp struct {
+	mod   time.Time
+	size  int64
+	inode uint64
+}
+
+func stampOf(path string) fileStamp {
 	st, err := os.Stat(path)
 	if err != nil {
-		return time.Time{}
+		return fileStamp{}
 	}
-	return st.ModTime()
+	s := fileStamp{mod: st.ModTime(), size: st.Size()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.inode = sys.Ino
+	}
+	return s
+}
+
+// certStamp identifies the server's certificate and key files as they are now: a reload with the
+// same server block but renewed files needs a new server too (it loads them when made).
+func certStamp(spec *engine.Spec) [2]fileStamp {
+	tc := spec.Server.TLS
+	if tc == nil {
+		return [2]fileStamp{}
+	}
+	env := &engine.BuildEnv{Dir: spec.Dir}
+	return [2]fileStamp{stampOf(env.Path(tc.CertFile)), stampOf(env.Path(tc.KeyFile))}
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
