@@ -313,5 +313,5 @@ func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "http")
+	l.log.Warn(redactQuoted(fmt.Sprintf(format, args...)), "component", "http")
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/admin"
+	"github.com/sluice-gateway/sluice/engine/secret"
 	"github.com/sluice-gateway/sluice/engine/telemetry"
 )
 
@@ -324,7 +325,7 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("invalid -log-level %q", level)
 	}
-	opt := &slog.HandlerOptions{Level: lv}
+	opt := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opt)), nil
@@ -332,6 +333,25 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opt)), nil
 	}
 	return nil, fmt.Errorf("invalid -log-format %q: use text or json", format)
+}
+
+// redactAttr hides the credentials in the gateway's log lines: URL userinfo and credential
+// query parameters (a jwks_url with ?access_token= in a fetch error), Bearer and Basic tokens
+// (secret.Text), in the message and in every string or error attribute.
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); secret.Text(s) != s {
+			a.Value = slog.StringValue(secret.Text(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			if s := err.Error(); secret.Text(s) != s {
+				a.Value = slog.StringValue(secret.Text(s))
+			}
+		}
+	}
+	return a
 }
 
 // raiseOpenFileLimit lifts the soft open-file limit to the hard one: a gateway holds two sockets
