@@ -20,13 +20,13 @@ func TestName(t *testing.T) {
 
 func TestText(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://auth.example.com/jwks?access_token=s3cr3t&v=2":  "https://auth.example.com/jwks?access_token=[redacted]&v=2",
-		"http://user:pa55@otel.example:4318/v1/traces":           "http://[redacted]@otel.example:4318/v1/traces",
-		"redis://:pa55@10.0.0.1:6379/0":                          "redis://[redacted]@10.0.0.1:6379/0",
-		`parse "https://u:p@h/x?sig=abc#frag": invalid`:          `parse "https://[redacted]@h/x?sig=[redacted]#frag": invalid`,
-		"https://example.com/a@b?q=1":                            "https://example.com/a@b?q=1",
-		"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig":     "Authorization: Bearer [redacted]",
-		"basic usage of Basic dXNlcjpwYXNzd29yZA==, then":        "basic usage of Basic [redacted], then",
+		"https://auth.example.com/jwks?access_token=s3cr3t&v=2": "https://auth.example.com/jwks?access_token=[redacted]&v=2",
+		"http://user:pa55@otel.example:4318/v1/traces":          "http://[redacted]@otel.example:4318/v1/traces",
+		"redis://:pa55@10.0.0.1:6379/0":                         "redis://[redacted]@10.0.0.1:6379/0",
+		`parse "https://u:p@h/x?sig=abc#frag": invalid`:         `parse "https://[redacted]@h/x?sig=[redacted]#frag": invalid`,
+		"https://example.com/a@b?q=1":                           "https://example.com/a@b?q=1",
+		"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig":    "Authorization: Bearer [redacted]",
+		"basic usage of Basic dXNlcjpwYXNzd29yZA==, then":       "basic usage of Basic [redacted], then",
 		"no secrets here: http://127.0.0.1:8080/v1/?page=2&x=y": "no secrets here: http://127.0.0.1:8080/v1/?page=2&x=y",
 	} {
 		if got := Text(in); got != want {
