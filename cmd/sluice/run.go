@@ -72,12 +72,13 @@ func runRun(args []string) int {
 		return 1
 	}
 
-	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
-
 	stop := make(chan struct{})
 	if *watch {
-		go r.watch(stop)
+		// The files as they are now, before "serving" says that changing them takes effect.
+		go r.watch(stop, r.stamps())
 	}
+	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
+
 	for {
 		select {
 		case err := <-r.failed:
@@ -252,11 +253,7 @@ func (r *runner) reload() (string, error) {
 // watch polls the config file and every file the running configuration read (Wasm modules,
 // file() arguments, keys and certificates: engine.Gateway.Inputs) and reloads when one changes.
 // A file that joins the set with a reload is recorded, not reloaded for.
-func (r *runner) watch(stop <-chan struct{}) {
-	last := map[string]fileStamp{}
-	for _, p := range r.watched() {
-		last[p] = stampOf(p)
-	}
+func (r *runner) watch(stop <-chan struct{}, last map[string]fileStamp) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -282,6 +279,15 @@ func (r *runner) watch(stop <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// stamps records the watched files as they are now.
+func (r *runner) stamps() map[string]fileStamp {
+	m := map[string]fileStamp{}
+	for _, p := range r.watched() {
+		m[p] = stampOf(p)
+	}
+	return m
 }
 
 // watched is the config file and the running configuration's inputs.
