@@ -125,7 +125,7 @@ func Query(s string) string {
 // schemes hides the credential after an HTTP authentication scheme that carries one in clear
 // ("Bearer abc.def" → "Bearer [redacted]", also "Basic").
 func schemes(s string) string {
-	lower := strings.ToLower(s)
+	lower := asciiLower(s) // same length as s, unlike strings.ToLower on invalid UTF-8
 	if !strings.Contains(lower, "bearer ") && !strings.Contains(lower, "basic ") {
 		return s
 	}
@@ -176,4 +176,15 @@ func schemeAt(lower string, i int) int {
 // token68 reports whether c may appear in a token68 credential (RFC 9110 §11.2).
 func token68(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0
+}
+
+// asciiLower lower-cases the ASCII letters of s and keeps every other byte.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -61,3 +61,22 @@ func TestHCLLine(t *testing.T) {
 		t.Errorf("a column inside the secret maps to %d, outside the marker in %q", col(in), out)
 	}
 }
+
+// FuzzHCLLine: any line maps every column into the result, in order, and Text never panics.
+func FuzzHCLLine(f *testing.F) {
+	f.Add(`  token = "abc\"def" # x`)
+	f.Add(`{ "Authorization" = "Bearer abcdefghij", k = env("X", "y") }`)
+	f.Add(`u = "http://a:b@c/?access_token=1&sig=2#f"`)
+	f.Fuzz(func(t *testing.T, line string) {
+		_ = Text(line)
+		out, col := HCLLine(line)
+		prev := 0
+		for c := 0; c <= len(line); c++ {
+			n := col(c)
+			if n < prev || n > len(out) {
+				t.Fatalf("col(%d) = %d after %d, result length %d: %q → %q", c, n, prev, len(out), line, out)
+			}
+			prev = n
+		}
+	})
+}
