@@ -190,3 +190,23 @@ pipeline "p" {
 		}
 	}
 }
+
+// TestReloadErrorHidesCredentials: a failed reload's error text is shown without URL credentials.
+func TestReloadErrorHidesCredentials(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	base := startAdmin(t, gw, func() (string, error) {
+		return "", fmt.Errorf("telemetry: exporting to http://otel:s3cret-pw@collector:4318: connection refused")
+	})
+	code, body := fetch(t, "POST", base+"/reload", "")
+	if code != 422 || strings.Contains(body, "s3cret") || !strings.Contains(body, "http://[redacted]@collector:4318") {
+		t.Errorf("POST /reload: %d %s; want 422 with the URL's credentials hidden", code, body)
+	}
+}
