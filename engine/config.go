@@ -124,6 +124,8 @@ func (s *ServerConfig) Validate() error {
 	var errs []error
 	if s.Listen == "" {
 		errs = append(errs, FieldErr("listen", "must not be empty"))
+	} else if err := CheckListenAddress(s.Listen); err != nil {
+		errs = append(errs, &FieldError{Field: "listen", Err: err})
 	}
 	if s.MaxHeaderBytes < 1024 {
 		errs = append(errs, FieldErr("max_header_bytes", "must be at least 1KiB"))
@@ -155,6 +157,8 @@ func (s *ServerConfig) Validate() error {
 type AdminConfig struct {
 	Listen string `hcl:"listen,optional" json:"listen"`
 	Token  string `hcl:"token,optional" json:"token" sluice:"secret"`
+	// AllowInsecure allows a non-loopback listen address without a token (see Validate).
+	AllowInsecure bool `hcl:"allow_insecure,optional" json:"allow_insecure"`
 }
 
 // SetDefaults fills the admin block's defaults.

@@ -71,6 +71,9 @@ type Gateway struct {
 	Router    *Router
 	Pipelines []*Pipeline
 	Upstreams map[string]Upstream
+	// Inputs lists the files the configuration read besides itself (BuildEnv.ReadFile, the
+	// server's certificate and key, file() arguments): `sluice run --watch` reloads when one changes.
+	Inputs []string
 
 	observer Observer
 	// headers is how the server cleans requests' headers (hopbyhop.go); requestHeaders are the
@@ -95,13 +98,14 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		return &BuildEnv{
 			Pipeline: pipeline, Stage: stage, Earlier: earlier, Dir: spec.Dir,
 			Logger: log, Server: &spec.Server, Telemetry: &spec.Telemetry, Redis: spec.Redis,
-			Validating: opt.Validating, closers: &g.closers, requestHeaders: &g.requestHeaders,
+			Validating: opt.Validating, closers: &g.closers, requestHeaders: &g.requestHeaders, inputs: &g.Inputs,
 		}
 	}
 
 	if tc := spec.Server.TLS; tc != nil {
 		// Checked here so that `sluice validate` reports unreadable certificates too.
 		e := &BuildEnv{Dir: spec.Dir}
+		g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
 		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
 			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
 		}

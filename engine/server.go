@@ -30,6 +30,10 @@ type Server struct {
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
+
+	// Takeover lets Listen share an address another socket listens on (SO_REUSEPORT): a new
+	// process taking over from an old one, or a reload's new server replacing the old server.
+	Takeover bool
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -116,7 +120,14 @@ func shortestTimeout(ds ...time.Duration) time.Duration {
 
 // Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
 // the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
+// Unless s.Takeover is set the address must be free (see checkAddressFree): a second gateway
+// started by mistake fails instead of silently taking half of the connections.
 func (s *Server) Listen() (net.Listener, error) {
+	if !s.Takeover {
+		if err := checkAddressFree(s.cfg.Listen); err != nil {
+			return nil, err
+		}
+	}
 	lc := net.ListenConfig{Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
 	if err != nil {
@@ -300,5 +311,5 @@ func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "http")
+	l.log.Warn(redactQuoted(fmt.Sprintf(format, args...)), "component", "http")
 }

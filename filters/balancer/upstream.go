@@ -161,8 +161,8 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		}
 		var ca []byte
 		if tc.CAFile != "" {
-			if ca, err = readCAFile(env.Path(tc.CAFile)); err != nil {
-				return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+			if ca, err = env.ReadFile(tc.CAFile); err != nil {
+				return nil, fmt.Errorf("target %q: reading ca_file: %w", tc.Address, err)
 			}
 		}
 		ts, err := loadTLS(tc, host, ca)
