@@ -1,0 +1,21 @@
+package engine
+
+// IdleConns counts s's connections that are idle (waiting for a request's first byte), as the
+// eviction of conns.go sees them.
+func IdleConns(s *Server) int {
+	n := 0
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	for _, l := range s.limits {
+		if w := l.watch; w != nil {
+			w.mu.Lock()
+			for c := range w.conns {
+				if _, ok := w.idleSince(c); ok {
+					n++
+				}
+			}
+			w.mu.Unlock()
+		}
+	}
+	return n
+}
