@@ -20,9 +20,10 @@ import (
 //   - max_conns_per_ip: one address (an IPv6 /64) may hold at most this many connections; the
 //     next one gets 429 and is closed. Addresses in trusted_proxies are exempt: a load balancer in
 //     front carries every client's connections.
-//   - max_connections: when every slot is taken, the connection idle the longest (a keep-alive
-//     connection waiting for its next request, or a new one that has not sent a byte yet) is
-//     closed to make room; only when none is idle does the new connection get 503.
+//   - max_connections: when every slot is taken, an idle connection (a keep-alive connection
+//     waiting for its next request, or a new one that has not sent a byte yet) is closed to make
+//     room: the longest-idle one of the address holding the most connections. Only when none is
+//     idle does the new connection get 503.
 //   - Under pressure (more than pressurePercent of max_connections open), idle connections are
 //     closed after idle_timeout_under_pressure instead of idle_timeout.
 //   - first_byte_timeout: a new connection must send its first byte within it (deadline.go).
@@ -242,11 +243,12 @@ func (w *deadlineWatch) evict(c *clientConn, want int64) bool {
 	return true
 }
 
-// idleCand is an idle connection found by a sweep.
+// idleCand is an idle connection found by a sweep, and how many connections its address holds.
 type idleCand struct {
-	c     *clientConn
-	since int64
-	want  int64
+	c      *clientConn
+	since  int64
+	want   int64
+	weight int32
 }
 
 // evictOldestIdle closes the connection idle the longest but self (the new connection), from the
@@ -266,7 +268,12 @@ func (w *deadlineWatch) evictOldestIdle(self *clientConn) bool {
 			}
 		}
 		if pass == 0 {
-			w.sweepIdle()
+			if now := w.now.Load(); now == w.sweptEmpty {
+				break // none was old enough this tick: don't sweep for every new connection
+			}
+			if w.sweepIdle(); len(w.cands) == 0 {
+				w.sweptEmpty = w.now.Load()
+			}
 		}
 	}
 	return false
@@ -276,7 +283,11 @@ func (w *deadlineWatch) evictOldestIdle(self *clientConn) bool {
 // of new connections between two ticks.
 const maxCands = 256
 
-// sweepIdle collects the oldest idle connections into w.cands, oldest first. w.candMu held.
+// sweepIdle collects the idle connections to close first into w.cands: those of the addresses
+// holding the most connections, and of those the longest idle. Ordered so, a flood of
+// connections from a few addresses makes room for other clients out of its own connections (an
+// attacker that reconnects whenever one is closed pushes out its own), and a client that has
+// just connected, or a keep-alive client between two requests, is closed last. w.candMu held.
 func (w *deadlineWatch) sweepIdle() {
 	w.mu.Lock()
 	all := w.sweepBuf[:0]
@@ -286,7 +297,21 @@ func (w *deadlineWatch) sweepIdle() {
 		}
 	}
 	w.mu.Unlock()
-	slices.SortFunc(all, func(a, b idleCand) int { return int(min(max(a.since-b.since, -1), 1)) })
+	if l := w.limits; l != nil {
+		l.mu.Lock()
+		for i := range all {
+			if k := all[i].c.limitKey; k.IsValid() {
+				all[i].weight = l.byAddr[k]
+			}
+		}
+		l.mu.Unlock()
+	}
+	slices.SortFunc(all, func(a, b idleCand) int {
+		if a.weight != b.weight {
+			return int(b.weight - a.weight)
+		}
+		return int(min(max(a.since-b.since, -1), 1))
+	})
 	n := min(len(all), maxCands)
 	w.cands = append(w.candBuf[:0], all[:n]...)
 	w.candBuf = w.cands

@@ -62,6 +62,7 @@ type deadlineWatch struct {
 	// buffers they are kept in.
 	candMu            sync.Mutex
 	cands             []idleCand
+	sweptEmpty        int64 // the clock's tick when a sweep last found no candidate
 	candBuf, sweepBuf []idleCand
 
 	mu     sync.Mutex

@@ -19,3 +19,18 @@ func IdleConns(s *Server) int {
 	}
 	return n
 }
+
+// MaxConnsFromOneAddr is the most connections one address (key) holds on s now.
+func MaxConnsFromOneAddr(s *Server) int {
+	n := 0
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	for _, l := range s.limits {
+		l.mu.Lock()
+		for _, k := range l.byAddr {
+			n = max(n, int(k))
+		}
+		l.mu.Unlock()
+	}
+	return n
+}
