@@ -34,3 +34,6 @@ func MaxConnsFromOneAddr(s *Server) int {
 	}
 	return n
 }
+
+// RaceEnabled reports a race-detector build, whose shadow memory makes RSS bounds meaningless.
+const RaceEnabled = raceEnabled
