@@ -18,9 +18,10 @@ import (
 // that was 4 % of the gateway's CPU per request (more than its own share, because a slower proxy
 // also batches less in the kernel).
 //
-// So fasthttp gets no timeouts, and clientConn follows its own request cycle instead: reading a
-// request (read_timeout from its first byte; a new connection starts here), writing the response
-// (write_timeout from its first write), idle until the next request's first byte (idle_timeout).
+// So fasthttp gets no timeouts, and clientConn follows its own request cycle instead: a new
+// connection waits for its first byte (first_byte_timeout), reading a request (read_timeout from
+// its first byte), writing the response (write_timeout from its first write), idle until the next
+// request's first byte (idle_timeout, or idle_timeout_under_pressure: conns.go).
 // Each change of phase is an atomic store of a deadline computed on the watchdog's clock (no
 // clock read). A watchdog ticking a few times a second puts a deadline on the socket once it is
 // less than two ticks away (a nearer one goes on at once); from then on the socket's own timer
