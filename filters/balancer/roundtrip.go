@@ -251,8 +251,8 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		return nil, err
 	}
 
-	// Chunked, delimited by the connection's end (-2), too large to hold or over the budget: fasthttp's body
-	// stream decodes the framing from a response of its own.
+	// Chunked, delimited by the connection's end (-2), too large to hold, or over the budget:
+	// fasthttp's body stream decodes the framing from a response of its own.
 	up := fasthttp.AcquireResponse()
 	resp.Header.CopyTo(&up.Header)
 	up.StreamBody = true
