@@ -51,6 +51,7 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 			cc.budget = l.budget
 			if l.limits != nil {
 				if status := l.limits.admit(cc); status != 0 {
+					cc.evicted.Store(true) // not a candidate for eviction (it holds no slot)
 					if l.watch != nil {
 						l.watch.remove(cc)
 					}
