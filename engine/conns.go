@@ -237,8 +237,8 @@ func (w *deadlineWatch) evict(c *clientConn, want int64) bool {
 	c.mu.Lock()
 	_ = c.rd.apply(c, false, w.now.Load())
 	c.mu.Unlock()
-	if c.limits != nil {
-		c.limits.release(c)
+	if w.limits != nil {
+		w.limits.release(c) // w's: c.limits is set by the accepting goroutine, unsynchronized
 	}
 	return true
 }
