@@ -94,6 +94,13 @@ type ServerConfig struct {
 	// ForwardedHeader makes the balancer send a Forwarded header (RFC 7239) along with
 	// X-Forwarded-*.
 	ForwardedHeader bool `hcl:"forwarded_header,optional" json:"forwarded_header"`
+
+	// Connection-flood and slow-client defences (conns.go, writerate.go, heldbudget.go).
+	FirstByteTimeout         Duration `hcl:"first_byte_timeout,optional" json:"first_byte_timeout"`
+	IdleTimeoutUnderPressure Duration `hcl:"idle_timeout_under_pressure,optional" json:"idle_timeout_under_pressure"`
+	HeldResponseBudget       Size     `hcl:"held_response_budget,optional" json:"held_response_budget"`
+	MinWriteRate             Size     `hcl:"min_write_rate,optional" json:"min_write_rate"`
+	MinWriteRateWindow       Duration `hcl:"min_write_rate_window,optional" json:"min_write_rate_window"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -112,10 +119,17 @@ func (s *ServerConfig) SetDefaults() {
 		MaxHeaderBytes:   16 << 10,
 		MaxBodyBytes:     8 << 20,
 		MaxConnections:   10000,
+		MaxConnsPerIP:    256,
 		MaxResponseBytes: 64 << 20,
 		ShutdownTimeout:  Duration(30 * time.Second),
 		MaxURIBytes:      defaultMaxURIBytes,
 		UntrustedHeaders: slices.Clone(DefaultUntrustedHeaders),
+
+		FirstByteTimeout:         Duration(10 * time.Second),
+		IdleTimeoutUnderPressure: Duration(5 * time.Second),
+		HeldResponseBudget:       256 << 20,
+		MinWriteRate:             1 << 10,
+		MinWriteRateWindow:       Duration(10 * time.Second),
 	}
 }
 
@@ -134,7 +148,7 @@ func (s *ServerConfig) Validate() error {
 		errs = append(errs, FieldErr("max_body_bytes", "must be positive"))
 	}
 	if s.MaxConnections < 0 {
-		errs = append(errs, FieldErr("max_connections", "must not be negative"))
+		errs = append(errs, FieldErr("max_connections", "must not be negative (0 = unlimited)"))
 	}
 	if s.MaxConnsPerIP < 0 {
 		errs = append(errs, FieldErr("max_conns_per_ip", "must not be negative (0 = unlimited)"))
@@ -147,6 +161,24 @@ func (s *ServerConfig) Validate() error {
 			errs = append(errs, FieldErr("untrusted_headers", "invalid header name %q", n))
 		}
 	}
+	for _, d := range []struct {
+		name string
+		d    Duration
+	}{{"first_byte_timeout", s.FirstByteTimeout}, {"idle_timeout_under_pressure", s.IdleTimeoutUnderPressure}, {"min_write_rate_window", s.MinWriteRateWindow}} {
+		if d.d < 0 {
+			errs = append(errs, FieldErr(d.name, "must not be negative"))
+		}
+	}
+	if s.HeldResponseBudget < 0 {
+		errs = append(errs, FieldErr("held_response_budget", "must not be negative (0 = unlimited)"))
+	}
+	if s.MinWriteRate < 0 {
+		errs = append(errs, FieldErr("min_write_rate", "must not be negative (0 = no minimum)"))
+	}
+	if s.MinWriteRate > 0 && s.MinWriteRateWindow < Duration(time.Second) {
+		errs = append(errs, FieldErr("min_write_rate_window", "must be at least 1s (the rate is measured over it)"))
+	}
+	errs = append(errs, s.unlimitedWarnings()...)
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,9 +18,10 @@ import (
 // that was 4 % of the gateway's CPU per request (more than its own share, because a slower proxy
 // also batches less in the kernel).
 //
-// So fasthttp gets no timeouts, and clientConn follows its own request cycle instead: reading a
-// request (read_timeout from its first byte; a new connection starts here), writing the response
-// (write_timeout from its first write), idle until the next request's first byte (idle_timeout).
+// So fasthttp gets no timeouts, and clientConn follows its own request cycle instead: a new
+// connection waits for its first byte (first_byte_timeout), reading a request (read_timeout from
+// its first byte), writing the response (write_timeout from its first write), idle until the next
+// request's first byte (idle_timeout, or idle_timeout_under_pressure: conns.go).
 // Each change of phase is an atomic store of a deadline computed on the watchdog's clock (no
 // clock read). A watchdog ticking a few times a second puts a deadline on the socket once it is
 // less than two ticks away (a nearer one goes on at once); from then on the socket's own timer
@@ -37,6 +39,7 @@ const (
 	phaseWriting               // the response: write_timeout
 	phaseIdle                  // waiting for the next request: idle_timeout
 	phaseManual                // deadlines set explicitly
+	phaseNew                   // a new connection before its first byte: first_byte_timeout
 )
 
 // deadlineWatch is one listener's watchdog over its connections' deadlines, and the server's
@@ -44,7 +47,24 @@ const (
 type deadlineWatch struct {
 	tick              time.Duration
 	read, write, idle int64
+	firstByte         int64        // first_byte_timeout; 0: a new connection starts reading under read
 	now               atomic.Int64 // the watchdog's clock (ns since monoBase), at most one tick behind
+
+	// The connection-flood defences (conns.go): the listener's limits, and the idle timeout
+	// under pressure (ns; 0: none).
+	limits       *connLimits
+	pressureIdle int64
+	log          *slog.Logger
+	// The minimum rate at which a client must read a response being written (writerate.go):
+	// bytes per second over windows of rateWindow ns; 0: none.
+	minRate, rateWindow int64
+
+	// Idle connections found by the last sweep, oldest first, for evictOldestIdle; the
+	// buffers they are kept in.
+	candMu            sync.Mutex
+	cands             []idleCand
+	sweptEmpty        int64 // the clock's tick when a sweep last found no candidate
+	candBuf, sweepBuf []idleCand
 
 	mu     sync.Mutex
 	conns  map[*clientConn]struct{}
@@ -61,11 +81,21 @@ func watchTick(shortest time.Duration) time.Duration {
 // newDeadlineWatch starts the watchdog for connections with these timeouts (0: none); tick is
 // watchTick of the shortest.
 func newDeadlineWatch(tick, read, write, idle time.Duration) *deadlineWatch {
-	w := &deadlineWatch{tick: tick, read: int64(read), write: int64(write), idle: int64(idle),
+	w := newWatch(tick, read, write, idle)
+	w.start()
+	return w
+}
+
+// newWatch makes a watchdog without starting it: the caller sets the other fields, then calls
+// start.
+func newWatch(tick, read, write, idle time.Duration) *deadlineWatch {
+	return &deadlineWatch{tick: tick, read: int64(read), write: int64(write), idle: int64(idle),
 		conns: map[*clientConn]struct{}{}, done: make(chan struct{})}
+}
+
+func (w *deadlineWatch) start() {
 	w.now.Store(int64(time.Since(monoBase)))
 	go w.run()
-	return w
 }
 
 func (w *deadlineWatch) run() {
@@ -92,16 +122,26 @@ func (w *deadlineWatch) run() {
 			if since := c.waiting.Load(); since > 0 && now-since > int64(w.tick) {
 				c.poke(since)
 			}
+			if w.minRate > 0 {
+				w.checkRate(c, now)
+			}
 		}
+		w.pressureSweep(batch, now)
 		clear(batch) // don't keep closed connections reachable until the next tick
 	}
 }
 
-// add wraps a newly accepted connection; it starts reading its first request.
+// add wraps a newly accepted connection: it waits for its first byte under first_byte_timeout,
+// or, without one, starts reading its first request.
 func (w *deadlineWatch) add(nc net.Conn) *clientConn {
 	c := &clientConn{Conn: nc, watch: w}
-	c.phase.Store(phaseReading)
-	_ = c.rd.setAt(c, false, w.after(w.read))
+	if w.firstByte > 0 {
+		c.phase.Store(phaseNew)
+		_ = c.rd.setAt(c, false, w.after(w.firstByte))
+	} else {
+		c.phase.Store(phaseReading)
+		_ = c.rd.setAt(c, false, w.after(w.read))
+	}
 	w.mu.Lock()
 	w.conns[c] = struct{}{}
 	w.mu.Unlock()
@@ -144,6 +184,9 @@ func (c *clientConn) enter(ph uint32) {
 	w := c.watch
 	switch ph {
 	case phaseReading:
+		if (old == phaseIdle || old == phaseNew) && c.evicted.Load() {
+			return // closed to make room (conns.go): the past read deadline stays
+		}
 		_ = c.rd.setAt(c, false, w.after(w.read))
 	case phaseWriting:
 		_ = c.wd.setAt(c, true, w.after(w.write))
@@ -294,6 +337,10 @@ func (c *clientConn) Close() error {
 	if c.watch != nil {
 		c.watch.remove(c)
 	}
+	if c.limits != nil {
+		c.limits.release(c)
+	}
+	c.releaseHeld()
 	if c.linger.Load() && closeLingering(c.Conn) {
 		return nil
 	}

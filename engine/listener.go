@@ -24,6 +24,10 @@ type resilientListener struct {
 	// watch keeps the accepted connections' deadlines (deadline.go); nil: deadlines go straight
 	// to the sockets.
 	watch *deadlineWatch
+	// limits admits connections (conns.go); nil: no limits.
+	limits *connLimits
+	// budget is the server's held_response_budget (heldbudget.go); nil: none.
+	budget *heldBudget
 }
 
 // maxAcceptBackoff caps the wait between retries while descriptors are exhausted.
@@ -43,6 +47,17 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 			cc.ex.Init(c) // plain TCP: a response's last write waits for the next read (clientConn.Write)
 			if cc.peer = addrOf(c.RemoteAddr()); cc.peer.IsValid() {
 				cc.peerText = cc.peer.AppendTo(nil)
+			}
+			cc.budget = l.budget
+			if l.limits != nil {
+				if status := l.limits.admit(cc); status != 0 {
+					cc.evicted.Store(true) // not a candidate for eviction (it holds no slot)
+					if l.watch != nil {
+						l.watch.remove(cc)
+					}
+					l.limits.refuse(c, status)
+					continue
+				}
 			}
 			return cc, nil
 		}
@@ -110,7 +125,22 @@ type clientConn struct {
 
 	watch  *deadlineWatch // nil: deadlines go straight to the socket
 	rd, wd lazyDeadline
-	mu     sync.Mutex // serializes putting deadlines on the socket
+	// The listener's connection limits (conns.go), the key c is counted under for
+	// max_conns_per_ip, whether c still holds its slot, and whether it was closed to make room.
+	limits   *connLimits
+	limitKey netip.Addr
+	counted  atomic.Bool
+	evicted  atomic.Bool
+	// budget is the server's held_response_budget; heldBytes what this connection's response
+	// holds of it, given back once the response is written (heldbudget.go).
+	budget    *heldBudget
+	heldBytes atomic.Int64
+	// The watchdog's last sample of the connection's progress while writing (writerate.go);
+	// only the watchdog touches them.
+	rateAt     int64
+	rateAcked  uint64
+	rateQueued int64
+	mu         sync.Mutex // serializes putting deadlines on the socket
 	// phase is where the connection is in its request cycle, for the server's timeouts
 	// (deadline.go); phaseManual once anyone sets a deadline explicitly.
 	phase atomic.Uint32
@@ -131,6 +161,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if c.hold.Load() {
 		c.hold.Store(false)
 	}
+	if c.heldBytes.Load() != 0 {
+		c.releaseHeld() // the response is written (a read follows only then)
+	}
 	if c.watch == nil {
 		n, err := c.read(p)
 		c.noteRequestLine(p[:n])
@@ -143,7 +176,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		ph = phaseIdle
 	}
 	n, err := c.read(p)
-	if n > 0 && ph == phaseIdle {
+	if n > 0 && (ph == phaseIdle || ph == phaseNew) {
 		c.enter(phaseReading)
 	}
 	c.noteRequestLine(p[:n])
@@ -205,6 +238,9 @@ func putReadAhead(b *[]byte) {
 func (c *clientConn) startRequest() {
 	if c.hold.Load() {
 		c.hold.Store(false)
+	}
+	if c.heldBytes.Load() != 0 {
+		c.releaseHeld() // the previous response is written (pipelined requests)
 	}
 	if c.held.Load() != nil {
 		c.enter(phaseWriting)

@@ -182,6 +182,8 @@ func (e *BuildEnv) OnClose(c io.Closer) {
 type FieldError struct {
 	Field string
 	Err   error
+	// Warning makes it a warning: reported (sluice validate prints it), but the config loads.
+	Warning bool
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
@@ -190,6 +192,12 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // FieldErr returns a *FieldError for field with a formatted message.
 func FieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// FieldWarn returns a warning about field: a setting that is allowed but unsafe, such as an
+// explicit "unlimited".
+func FieldWarn(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...), Warning: true}
 }
 
 // FieldErrors flattens err (which may be an errors.Join tree) into its parts.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,6 +28,10 @@ type Server struct {
 	trusted trustedSet
 	reqID   string
 	tlsConf *tls.Config
+	budget  *heldBudget // held_response_budget; nil: unlimited
+	// limits are the listeners' connection limits (conns.go).
+	limitsMu sync.Mutex
+	limits   []*connLimits
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -58,7 +63,12 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
+	if cfg.HeldResponseBudget > 0 {
+		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
+	}
 	s.gw.Store(gw)
+	// max_connections and max_conns_per_ip are kept by the listener (conns.go), which can make
+	// room by closing an idle connection: fasthttp's Concurrency and MaxConnsPerIP only refuse.
 	s.srv = &fasthttp.Server{
 		Name:                         "sluice",
 		Handler:                      s.handle,
@@ -67,8 +77,6 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		ReadBufferSize:               int(cfg.MaxHeaderBytes),
 		WriteBufferSize:              16 << 10,
 		MaxRequestBodySize:           int(cfg.MaxBodyBytes),
-		Concurrency:                  cfg.MaxConnections,
-		MaxConnsPerIP:                cfg.MaxConnsPerIP,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
@@ -91,15 +99,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 // Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	rl := &resilientListener{Listener: ln, log: s.log}
-	// The connections keep the server's timeouts themselves (deadline.go); fasthttp has none.
-	read, write, idle := s.cfg.ReadTimeout.D(), s.cfg.WriteTimeout.D(), s.cfg.IdleTimeout.D()
-	if idle <= 0 {
-		idle = read // as fasthttp does
-	}
-	if shortest := shortestTimeout(read, write, idle); shortest > 0 {
-		rl.watch = newDeadlineWatch(watchTick(shortest), read, write, idle)
-	}
+	rl := s.guard(ln)
 	ln = rl
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
 )
@@ -249,29 +250,59 @@ pipeline "p" {
   balancer { upstream = upstream.u }
 }
 `, up))
-	// Two keep-alive connections hold both slots.
-	var held []net.Conn
-	for i := 0; i < 2; i++ {
+	dial := func() net.Conn {
 		conn, err := net.Dial("tcp", gw.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		held = append(held, conn)
-		_, _ = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		br := bufio.NewReader(conn)
-		if line, _ := br.ReadString('\n'); !strings.Contains(line, " 200 ") {
-			t.Fatalf("connection %d: %q", i, line)
-		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		return conn
 	}
+	// One keep-alive connection goes idle after a request; another is busy sending its
+	// request head. Both slots are taken.
+	idle := dial()
+	_, _ = io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	idleR := bufio.NewReader(idle)
+	if line, _ := idleR.ReadString('\n'); !strings.Contains(line, " 200 ") {
+		t.Fatalf("idle connection: %q", line)
+	}
+	busy := dial()
+	_, _ = io.WriteString(busy, "GET /busy HTTP/1.1\r\n")
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 && engine.IdleConns(gw.Server) == 1 })
+
+	// A third connection is served: the idle one is closed to make room.
+	if line := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(line, " 200 ") {
+		t.Errorf("third connection got %q, want 200 (the idle connection evicted)", line)
+	}
+	if _, err := io.ReadAll(idleR); err != nil {
+		t.Errorf("the idle connection was not closed: %v", err)
+	}
+	// The busy one is not evicted: it finishes its request.
+	_, _ = io.WriteString(busy, "Host: x\r\n\r\n")
+	if line, _ := bufio.NewReader(busy).ReadString('\n'); !strings.Contains(line, " 200 ") {
+		t.Errorf("the busy connection was not served: %q", line)
+	}
+
+	// With both slots busy (neither idle), a new connection is refused with 503.
+	waitFor(t, func() bool { return gw.Server.OpenConnections() <= 1 })
+	busy2 := dial()
+	_, _ = io.WriteString(busy2, "GET /busy HTTP/1.1\r\n")
+	_, _ = io.WriteString(busy, "GET /busy HTTP/1.1\r\n")
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 && engine.IdleConns(gw.Server) == 0 })
 	if line := rawRequest(t, gw.Addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(line, " 503 ") {
-		t.Errorf("third connection got %q, want 503", line)
+		t.Errorf("connection beyond max_connections with none idle got %q, want 503", line)
 	}
-	// The held connections are still served.
-	_, _ = io.WriteString(held[0], "GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
-	if line, _ := bufio.NewReader(held[0]).ReadString('\n'); !strings.Contains(line, " 200 ") {
-		t.Errorf("an existing connection was not served after the limit: %q", line)
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -139,13 +139,17 @@ func validationDiags(err error, prefix string, block hcl.Range, rg ranges) hcl.D
 	for _, e := range engine.FieldErrors(err) {
 		subject := block
 		detail := e.Error()
+		sev, summary := hcl.DiagError, "Invalid value"
 		if fe, ok := engine.AsFieldError(e); ok {
 			detail = fmt.Sprintf("%s: %s.", fe.Field, capitalizeTrim(fe.Err.Error()))
 			if r, ok := rg[prefix+fe.Field]; ok {
 				subject = r
 			}
+			if fe.Warning {
+				sev, summary = hcl.DiagWarning, "Unsafe setting"
+			}
 		}
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid value", Detail: detail, Subject: subject.Ptr()})
+		diags = append(diags, &hcl.Diagnostic{Severity: sev, Summary: summary, Detail: detail, Subject: subject.Ptr()})
 	}
 	return diags
 }

@@ -39,8 +39,9 @@ func runValidate(args []string) int {
 func loadAndBuild(path string, w io.Writer, validating bool, log *slog.Logger) (*engine.Gateway, bool) {
 	cfg, diags := hcl.LoadFile(path, filters.Builtin())
 	if !diags.HasErrors() {
+		// Keep the loader's warnings (unsafe settings) with the build's diagnostics.
 		gw, bdiags := cfg.Build(engine.BuildOptions{Logger: log, Validating: validating})
-		diags = append(diags, bdiags...) // after the warnings of loading
+		diags = append(diags, bdiags...)
 		if !diags.HasErrors() {
 			if len(diags) > 0 {
 				_ = cfg.WriteDiagnostics(w, diags)

@@ -135,6 +135,9 @@ type exchange struct {
 	rewrote  bool   // origURI holds the client's request-target
 	close    bool   // the client asked to close its connection
 	rfc7239  bool   // send a Forwarded header (the server's forwarded_header)
+	// overBudget: the server's held_response_budget had no room for the response (heldbudget.go).
+	overBudget bool
+	held       int // what the response has reserved of the budget
 }
 
 const maxPooledScratch = 256 << 10
@@ -153,6 +156,8 @@ func acquireExchange(c *engine.Ctx) *exchange {
 // releaseExchange readies x for c's next request.
 func releaseExchange(x *exchange) {
 	x.ntried = 0
+	x.overBudget = false
+	x.held = 0
 	// Don't keep a large response body's buffer alive with the pooled Ctx.
 	if cap(x.scratch) > maxPooledScratch {
 		x.scratch = nil
@@ -574,18 +579,29 @@ func finishResponse(c *engine.Ctx, x *exchange) {
 func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (streamed bool, err error) {
 	dst := c.Response
 	cl := dst.Header.ContentLength()
-	if cl > maxHeld {
+	if cl >= 0 {
+		// Known length: too large to hold, or the held-response budget had no room for it.
 		dst.SetBodyStream(body, cl)
 		return true, nil
 	}
-	// Read up to maxHeld+1 bytes to learn whether the body fits.
+	// Read up to maxHeld+1 bytes to learn whether the body fits, reserving room in the
+	// held-response budget as the body grows.
 	b := x.scratch[:0]
 	limit := maxHeld + 1
+	reserved := 0
+	x.overBudget = false
 	for len(b) < limit {
+		if len(b) >= reserved {
+			step := min(max(reserved, heldReserveStep), limit-reserved)
+			if x.holdRefused(c, reserved+step) {
+				break // stream what was read, then the rest as it comes
+			}
+			reserved += step
+		}
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		end := min(cap(b), limit)
+		end := min(cap(b), reserved)
 		n, rerr := body.Read(b[len(b):end])
 		b = b[:len(b)+n]
 		if rerr == io.EOF {
@@ -597,8 +613,9 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 			return false, rerr
 		}
 	}
-	if len(b) > maxHeld {
-		// Larger than we hold: send what was read, then the rest as it comes.
+	if len(b) > maxHeld || x.overBudget {
+		// Larger than we hold, or over the budget: send what was read, then the rest as it
+		// comes.
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
@@ -612,4 +629,24 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 	// Hand the bytes to the client response and keep its old buffer as scratch: no copy.
 	x.scratch = dst.SwapBody(b)[:0]
 	return false, nil
+}
+
+// heldReserveStep is the least room reserved at a time in the held-response budget while a body
+// of unknown length is read (the first step, up to engine.HeldUncounted, is not counted); the
+// steps double with the body.
+const heldReserveStep = engine.HeldUncounted
+
+// holdRefused asks the server's held-response budget for room for the response's body to reach
+// total bytes (from the reservations already made, total - what is held so far, is new); it
+// reports a refusal, remembered in x.overBudget.
+func (x *exchange) holdRefused(c *engine.Ctx, total int) bool {
+	if total <= engine.HeldUncounted || total <= x.held {
+		return false // small responses are not counted (engine.HoldResponse)
+	}
+	if !c.HoldResponse(total - x.held) {
+		x.overBudget = true
+		return true
+	}
+	x.held = total
+	return false
 }

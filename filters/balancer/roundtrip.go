@@ -239,7 +239,9 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		}
 		return nil, nil
 	}
-	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= u.maxHeld {
+	// A body of known length that fits is read whole, if the server's held_response_budget has
+	// room for it until the client has read it; else it streams.
+	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= u.maxHeld && !x.holdRefused(c, cl) {
 		err := resp.ReadBody(br, u.maxHeld)
 		if conn.reusable(reuse && err == nil) {
 			pool.put(conn)
@@ -249,8 +251,8 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		return nil, err
 	}
 
-	// Chunked, delimited by the connection's end (-2), or too large to hold: fasthttp's body
-	// stream decodes the framing from a response of its own.
+	// Chunked, delimited by the connection's end (-2), too large to hold, or over the budget:
+	// fasthttp's body stream decodes the framing from a response of its own.
 	up := fasthttp.AcquireResponse()
 	resp.Header.CopyTo(&up.Header)
 	up.StreamBody = true

@@ -300,8 +300,13 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	if streamed {
 		// Later filters see a body stream: compression, caching and Wasm response buffering
 		// leave it alone.
-		u.log.Info("streaming a response larger than max_response_bytes", "target", c.Target,
-			"content_length", c.Response.Header.ContentLength(), "max_response_bytes", u.maxHeld)
+		if x.overBudget {
+			u.log.Info("streaming a response: the server's held_response_budget is used up", "target", c.Target,
+				"content_length", c.Response.Header.ContentLength())
+		} else {
+			u.log.Info("streaming a response larger than max_response_bytes", "target", c.Target,
+				"content_length", c.Response.Header.ContentLength(), "max_response_bytes", u.maxHeld)
+		}
 	}
 	if err != nil {
 		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: reading the response: %w", u.name, err))

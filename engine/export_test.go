@@ -1,0 +1,39 @@
+package engine
+
+// IdleConns counts s's connections that are idle (waiting for a request's first byte), as the
+// eviction of conns.go sees them.
+func IdleConns(s *Server) int {
+	n := 0
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	for _, l := range s.limits {
+		if w := l.watch; w != nil {
+			w.mu.Lock()
+			for c := range w.conns {
+				if _, ok := w.idleSince(c); ok {
+					n++
+				}
+			}
+			w.mu.Unlock()
+		}
+	}
+	return n
+}
+
+// MaxConnsFromOneAddr is the most connections one address (key) holds on s now.
+func MaxConnsFromOneAddr(s *Server) int {
+	n := 0
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	for _, l := range s.limits {
+		l.mu.Lock()
+		for _, k := range l.byAddr {
+			n = max(n, int(k))
+		}
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// RaceEnabled reports a race-detector build, whose shadow memory makes RSS bounds meaningless.
+const RaceEnabled = raceEnabled
