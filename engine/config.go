@@ -85,6 +85,10 @@ type ServerConfig struct {
 	MaxResponseBytes Size       `hcl:"max_response_bytes,optional" json:"max_response_bytes"`
 	ShutdownTimeout  Duration   `hcl:"shutdown_timeout,optional" json:"shutdown_timeout"`
 	TLS              *TLSConfig `hcl:"tls,block" json:"tls,omitempty"`
+	// EscapedSlashes is what to do with a path holding %2F, %5C or a backslash: "reject" (400),
+	// "redirect" (307 to the unescaped path), "unescape" (route and forward the unescaped path)
+	// or "keep" (route with the escape as a byte of its segment, forward the raw path).
+	EscapedSlashes string `hcl:"escaped_slashes,optional" json:"escaped_slashes"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -105,6 +109,7 @@ func (s *ServerConfig) SetDefaults() {
 		MaxConnections:   10000,
 		MaxResponseBytes: 64 << 20,
 		ShutdownTimeout:  Duration(30 * time.Second),
+		EscapedSlashes:   "reject",
 	}
 }
 
@@ -125,6 +130,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if s.MaxConnsPerIP < 0 {
 		errs = append(errs, FieldErr("max_conns_per_ip", "must not be negative (0 = unlimited)"))
+	}
+	if _, err := ParseSlashAction(s.EscapedSlashes); err != nil {
+		errs = append(errs, &FieldError{Field: "escaped_slashes", Err: err})
 	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
