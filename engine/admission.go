@@ -102,7 +102,7 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 			rest = rest[:i] // a fragment is not sent (RFC 9110 §4.2.5); the split path ignores it too
 		}
 		if len(rest) == 0 || rest[0] != '/' {
-			rest = append(append(buf[len(canon):len(canon)], '/'), rest...)
+			rest = append(append(buf[:0], '/'), rest...) // Host has its copy of canon
 		}
 		fc.Request.SetRequestURIBytes(rest)
 	} else if host := h.Host(); len(host) > 0 {
@@ -251,83 +251,93 @@ func splitAbsolute(target []byte) (authority, rest []byte, ok bool) {
 // maxAuthority bounds a host with its port: 253 bytes of name, a trailing dot and ":65535".
 const maxAuthority = 253 + 1 + 6
 
-// canonicalHost appends the canonical form of a Host value or an absolute-form target's
-// authority to dst: lower-case, without a trailing dot, with its port (if any, and not empty).
-// ok is false for anything but a DNS name (letters, digits and hyphens in non-empty labels of
-// at most 63 bytes, at most 253 bytes in all) or an IP literal ([v6] in brackets), with an
-// optional port: that refuses userinfo, commas, bytes ≥ 0x80, empty labels and the like, which
-// RFC 3986's reg-name would allow but upstreams read each their own way. With dst of capacity
-// maxAuthority, it does not allocate (an IPv6 literal is checked by netip and may).
+// canonicalHost returns the canonical form of a Host value or an absolute-form target's
+// authority: lower-case, without a trailing dot, with its port (if any, and not empty). It is in
+// itself when that is canonical already (nearly always), else appended to dst. ok is false for
+// anything but a DNS name (letters, digits and hyphens in non-empty labels of at most 63 bytes,
+// at most 253 bytes in all) or an IP literal ([v6] in brackets), with an optional port: that
+// refuses userinfo, commas, bytes ≥ 0x80, empty labels and the like, which RFC 3986's reg-name
+// would allow but upstreams read each their own way. With dst of capacity maxAuthority it does
+// not allocate (an IPv6 literal is checked by netip, which may).
 func canonicalHost(dst, in []byte) (_ []byte, ok bool) {
 	if len(in) == 0 || len(in) > maxAuthority {
-		return dst, len(in) == 0
+		return in, len(in) == 0
 	}
-	var port []byte
-	hasPort := false
+	host, port := in, []byte(nil)
+	hasPort, changed := false, false
 	if in[0] == '[' {
 		end := bytes.IndexByte(in, ']')
 		if end < 0 || !validIPv6(in[1:end]) {
-			return dst, false
+			return nil, false
 		}
+		host = in[:end+1]
 		if rest := in[end+1:]; len(rest) > 0 {
 			if rest[0] != ':' {
-				return dst, false
+				return nil, false
 			}
 			port, hasPort = rest[1:], true
 		}
-		for _, b := range in[:end+1] {
-			dst = append(dst, lowerASCII(b))
+		for _, b := range host {
+			changed = changed || lowerASCII(b) != b
 		}
 	} else {
-		host := in
 		if i := bytes.LastIndexByte(in, ':'); i >= 0 {
 			host, port, hasPort = in[:i], in[i+1:], true
 		}
 		if len(host) > 0 && host[len(host)-1] == '.' {
 			host = host[:len(host)-1] // the root label: "example.com." is "example.com"
+			changed = true
 		}
 		if len(host) == 0 || len(host) > 253 {
-			return dst, false
+			return nil, false
 		}
 		label := 0
 		for _, b := range host {
 			c := hostByte[b]
 			switch {
 			case c == 0:
-				return dst, false
+				return nil, false
 			case c == '.':
 				if label == 0 {
-					return dst, false
+					return nil, false
 				}
 				label = 0
 			default:
 				if label++; label > 63 {
-					return dst, false
+					return nil, false
 				}
 			}
-			dst = append(dst, c)
+			changed = changed || c != b
 		}
 		if label == 0 {
-			return dst, false
+			return nil, false
 		}
 	}
 	if hasPort {
 		if len(port) > 5 {
-			return dst, false
+			return nil, false
 		}
 		n := 0
 		for _, b := range port {
 			if b < '0' || b > '9' {
-				return dst, false
+				return nil, false
 			}
 			n = n*10 + int(b-'0')
 		}
 		if n > 65535 {
-			return dst, false
+			return nil, false
 		}
-		if len(port) > 0 { // "host:" has an empty port (RFC 3986 allows it): drop the colon
-			dst = append(append(dst, ':'), port...)
-		}
+		// "host:" has an empty port (RFC 3986 allows it): the canonical form drops the colon.
+		changed = changed || len(port) == 0
+	}
+	if !changed {
+		return in, true
+	}
+	for _, b := range host {
+		dst = append(dst, lowerASCII(b))
+	}
+	if len(port) > 0 {
+		dst = append(append(dst, ':'), port...)
 	}
 	return dst, true
 }
@@ -374,33 +384,28 @@ func validIPv6(s []byte) bool {
 func validHeaderBlock(raw []byte) bool {
 	auth := false
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
 		// The blank line that ends the block, or an obs-fold continuation (fasthttp joins it
-		// to the line before and refuses one that comes first).
-		if len(line) == 0 || line[0] == '\r' || line[0] == ' ' || line[0] == '\t' {
-			continue
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return false
-		}
-		name := line[:colon]
-		for _, b := range name {
-			if !tchar[b] {
+		// to the line before and refuses one that comes first), has no name.
+		if c := raw[0]; c != '\r' && c != '\n' && c != ' ' && c != '\t' {
+			n := 0
+			for n < len(raw) && tchar[raw[n]] {
+				n++
+			}
+			if n == 0 || n == len(raw) || raw[n] != ':' {
 				return false
 			}
-		}
-		if len(name) == len("authorization") && ascii.EqualFoldLower(name, "authorization") {
-			if auth {
-				return false
+			if n == len("authorization") && ascii.EqualFoldLower(raw[:n], "authorization") {
+				if auth {
+					return false
+				}
+				auth = true
 			}
-			auth = true
 		}
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			break
+		}
+		raw = raw[i+1:]
 	}
 	return true
 }
