@@ -237,6 +237,14 @@ func (m *MatchConfig) Validate() error {
 	for _, h := range m.Hosts {
 		if h == "" || strings.ContainsAny(h, " /") {
 			errs = append(errs, FieldErr("hosts", "invalid host %q", h))
+			continue
+		}
+		// Requests with a host that is not a DNS name or an IP literal are refused
+		// (admission.go), so such an entry could never match. IPv6 entries are left alone.
+		if name := strings.TrimPrefix(h, "*."); !strings.Contains(name, ":") {
+			if _, ok := canonicalHost(nil, []byte(name)); !ok {
+				errs = append(errs, FieldErr("hosts", "invalid host %q: a host is a DNS name (letters, digits and hyphens in non-empty labels) or an IP address, and a request with another could never match", h))
+			}
 		}
 	}
 	return errors.Join(errs...)
