@@ -31,7 +31,7 @@ test-go:
 
 # Every fuzz target, each for a short, fixed time (go test runs one -fuzz target at a time).
 FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./engine:FuzzRawPath \
-	./engine:FuzzConflictingFraming ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
+	./engine:FuzzConflictingFraming ./engine:FuzzCanonicalHost ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
 	./filters/wasm:FuzzHostBuffers ./filters/wasm/interrupt:FuzzInstrument ./filters/compress:FuzzNegotiate \
 	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine
 

@@ -101,6 +101,10 @@ type ServerConfig struct {
 	HeldResponseBudget       Size     `hcl:"held_response_budget,optional" json:"held_response_budget"`
 	MinWriteRate             Size     `hcl:"min_write_rate,optional" json:"min_write_rate"`
 	MinWriteRateWindow       Duration `hcl:"min_write_rate_window,optional" json:"min_write_rate_window"`
+	// EscapedSlashes is what to do with a path holding %2F, %5C or a backslash: "reject" (400),
+	// "redirect" (307 to the unescaped path), "unescape" (route and forward the unescaped path)
+	// or "keep" (route with the escape as a byte of its segment, forward the raw path).
+	EscapedSlashes string `hcl:"escaped_slashes,optional" json:"escaped_slashes"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -130,6 +134,7 @@ func (s *ServerConfig) SetDefaults() {
 		HeldResponseBudget:       256 << 20,
 		MinWriteRate:             1 << 10,
 		MinWriteRateWindow:       Duration(10 * time.Second),
+		EscapedSlashes:           "reject",
 	}
 }
 
@@ -179,6 +184,9 @@ func (s *ServerConfig) Validate() error {
 		errs = append(errs, FieldErr("min_write_rate_window", "must be at least 1s (the rate is measured over it)"))
 	}
 	errs = append(errs, s.unlimitedWarnings()...)
+	if _, err := ParseSlashAction(s.EscapedSlashes); err != nil {
+		errs = append(errs, &FieldError{Field: "escaped_slashes", Err: err})
+	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
 	}
@@ -284,6 +292,14 @@ func (m *MatchConfig) Validate() error {
 	for _, h := range m.Hosts {
 		if h == "" || strings.ContainsAny(h, " /") {
 			errs = append(errs, FieldErr("hosts", "invalid host %q", h))
+			continue
+		}
+		// Requests with a host that is not a DNS name or an IP literal are refused
+		// (admission.go), so such an entry could never match. IPv6 entries are left alone.
+		if name := strings.TrimPrefix(h, "*."); !strings.Contains(name, ":") {
+			if _, ok := canonicalHost(nil, []byte(name)); !ok {
+				errs = append(errs, FieldErr("hosts", "invalid host %q: a host is a DNS name (letters, digits and hyphens in non-empty labels) or an IP address, and a request with another could never match", h))
+			}
 		}
 	}
 	return errors.Join(errs...)

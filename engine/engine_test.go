@@ -163,17 +163,35 @@ func TestHandlerAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	s := testServer(t)
-	fc := newRequestCtx("GET", "/v1/items/%2Fa?x=1")
-	allocs := testing.AllocsPerRun(1000, func() {
-		fc.Response.Reset()
-		s.handle(fc)
-	})
-	if allocs != 0 {
-		t.Errorf("a request through an empty pipeline allocates %v times, want 0", allocs)
+	tests := []struct {
+		name, uri, host string
+		slashes         SlashAction
+	}{
+		{"plain", "/v1/items/%41a?x=1", "example.com", SlashReject},
+		// Canonicalising the host (case, trailing dot) and unescaping a slash rewrite the
+		// request in place.
+		{"host canonicalised", "/v1/items?x=1", "API.Example.COM.:8080", SlashReject},
+		{"slash unescaped", "/v1/items/%2Fa/..%5Cb?x=1", "example.com", SlashUnescape},
+		{"slash kept", "/v1/items/%2Fa?x=1", "example.com", SlashKeep},
 	}
-	if fc.Response.StatusCode() != 200 {
-		t.Errorf("status = %d", fc.Response.StatusCode())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testServer(t)
+			s.slashes = tt.slashes
+			fc := newRequestCtx("GET", tt.uri)
+			allocs := testing.AllocsPerRun(1000, func() {
+				fc.Response.Reset()
+				fc.Request.SetRequestURI(tt.uri)
+				fc.Request.Header.SetHost(tt.host)
+				s.handle(fc)
+			})
+			if allocs != 0 {
+				t.Errorf("a request through an empty pipeline allocates %v times, want 0", allocs)
+			}
+			if fc.Response.StatusCode() != 200 {
+				t.Errorf("status = %d", fc.Response.StatusCode())
+			}
+		})
 	}
 }
 

@@ -7,22 +7,25 @@ import "bytes"
 // runs no longer shows both, so the raw header block is the only place to see it. A front proxy and
 // a back end that disagree on framing is how requests get smuggled: such a request is refused, and
 // its connection closed so no leftover bytes are read as another request.
+//
+// raw is what fasthttp's RawHeaders returns: the header lines without the request line, so the
+// first line is a header too (skipping it let either header through when it came first).
 func conflictingFraming(raw []byte) bool {
 	var cl, te bool
-	// Each header line starts after '\n'; the request line never names either header.
-	for {
-		i := bytes.IndexByte(raw, '\n')
-		if i < 0 || i+1 >= len(raw) {
-			return cl && te
-		}
-		raw = raw[i+1:]
+	for len(raw) > 0 {
 		switch raw[0] | 0x20 {
 		case 'c':
 			cl = cl || hasFoldPrefix(raw, "content-length")
 		case 't':
 			te = te || hasFoldPrefix(raw, "transfer-encoding")
 		}
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
+			break
+		}
+		raw = raw[i+1:]
 	}
+	return cl && te
 }
 
 // hasFoldPrefix reports whether line starts with name followed by optional spaces and ':'.

@@ -57,22 +57,51 @@ func FuzzNormalizePath(f *testing.F) {
 }
 
 func TestConflictingFraming(t *testing.T) {
+	// What fasthttp's RawHeaders returns: the header block without the request line.
 	tests := []struct {
 		raw  string
 		want bool
 	}{
-		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", true},
-		{"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length : 4\r\n\r\n", true},
-		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n", false},
-		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", false},
-		{"POST / HTTP/1.1\r\nContent-Type: x\r\nTransfer-Encoding: chunked\r\nContent-Lengthy: 3\r\n\r\n", false},
-		{"POST /Content-Length: HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"Host: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"host: x\r\ntransfer-encoding: chunked\r\ncontent-length : 4\r\n\r\n", true},
+		// Either framing header as the first line (main skipped line 0, taking it for the request line).
+		{"Content-Length: 4\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"Transfer-Encoding: chunked\r\nHost: x\r\nContent-Length: 4\r\n\r\n", true},
+		{"transfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n", true},
+		{"Host: x\r\nContent-Length: 4\r\n\r\n", false},
+		{"Host: x\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"Content-Length: 4\r\n\r\n", false},
+		{"Content-Type: x\r\nTransfer-Encoding: chunked\r\nContent-Lengthy: 3\r\n\r\n", false},
+		{"X-Note: Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false},
 		// A CR where the hyphen goes is not a hyphen ('\r'|0x20 == '-'), found by FuzzConflictingFraming.
-		{"POST / HTTP/1.1\r\nContent\rLength: 4\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"Content\rLength: 4\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"", false},
 	}
 	for _, tt := range tests {
 		if got := conflictingFraming([]byte(tt.raw)); got != tt.want {
 			t.Errorf("conflictingFraming(%q) = %v, want %v", tt.raw, got, tt.want)
+		}
+	}
+}
+
+// TestConflictingFramingRawHeaders feeds conflictingFraming what fasthttp's RawHeaders really
+// returns for requests with each framing header first, last, and in between.
+func TestConflictingFramingRawHeaders(t *testing.T) {
+	for _, head := range []string{
+		"POST / HTTP/1.1\r\nContent-Length: 4\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\nContent-Length: 4\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		var h fasthttp.RequestHeader
+		if err := h.Read(bufio.NewReader(strings.NewReader(head))); err != nil {
+			t.Fatalf("%q: %v", head, err)
+		}
+		raw := h.RawHeaders()
+		if strings.HasPrefix(string(raw), "POST") {
+			t.Fatalf("RawHeaders holds the request line: %q", raw)
+		}
+		if !conflictingFraming(raw) {
+			t.Errorf("conflictingFraming(%q) = false for %q", raw, head)
 		}
 	}
 }
@@ -102,15 +131,15 @@ func FuzzRouter(f *testing.F) {
 // FuzzConflictingFraming checks the raw-header scanner never panics and agrees with a plain
 // line-by-line reading.
 func FuzzConflictingFraming(f *testing.F) {
-	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"))
+	f.Add([]byte("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"))
+	f.Add([]byte("Transfer-Encoding: chunked\r\nHost: x\r\nContent-Length: 1\r\n\r\n"))
 	f.Add([]byte("\n\nc\nt"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got := conflictingFraming(raw)
+		// raw is a header block as RawHeaders returns it: every line, the first included, may
+		// be a header.
 		var cl, te bool
-		for i, line := range strings.Split(string(raw), "\n") {
-			if i == 0 {
-				continue
-			}
+		for _, line := range strings.Split(string(raw), "\n") {
 			name, _, ok := strings.Cut(line, ":")
 			if !ok {
 				continue
@@ -129,7 +158,7 @@ func FuzzConflictingFraming(f *testing.F) {
 }
 
 func BenchmarkConflictingFraming(b *testing.B) {
-	raw := []byte("GET /api/v1/items?page=2 HTTP/1.1\r\nHost: gateway.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n" +
+	raw := []byte("Host: gateway.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n" +
 		"Accept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nConnection: keep-alive\r\n" +
 		"Cookie: session=0123456789abcdef; theme=dark\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n")
 	b.ReportAllocs()

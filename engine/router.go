@@ -28,7 +28,8 @@ func NewRouter(pipelines []*Pipeline) *Router {
 	for _, p := range pipelines {
 		rt := route{p: p, prefix: []byte(p.Match.PathPrefix)}
 		for _, h := range p.Match.Hosts {
-			rt.hosts = append(rt.hosts, []byte(strings.ToLower(h)))
+			// Requests' hosts are canonical (admission.go): no trailing dot here either.
+			rt.hosts = append(rt.hosts, []byte(strings.TrimSuffix(strings.ToLower(h), ".")))
 		}
 		for _, m := range p.Match.Methods {
 			rt.methods = append(rt.methods, []byte(m))

@@ -32,6 +32,7 @@ type Server struct {
 	// limits are the listeners' connection limits (conns.go).
 	limitsMu sync.Mutex
 	limits   []*connLimits
+	slashes  SlashAction // escaped_slashes
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -53,6 +54,9 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, trusted: trusted, reqID: cfg.RequestID, DrainTimeout: cfg.ShutdownTimeout.D()}
+	if s.slashes, err = ParseSlashAction(cfg.EscapedSlashes); err != nil {
+		return nil, fmt.Errorf("escaped_slashes: %w", err)
+	}
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
@@ -74,6 +78,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleError,
 		ExpectHandler:                s.expect,
+		HeaderReceived:               headerReceived, // admission.go: HTTP/1.2 is HTTP/1.1
 		ReadBufferSize:               int(cfg.MaxHeaderBytes),
 		WriteBufferSize:              16 << 10,
 		MaxRequestBodySize:           int(cfg.MaxBodyBytes),
@@ -211,12 +216,7 @@ var (
 )
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
-	// fasthttp marks a request with both framing headers to close its connection (RFC 9112 §6.3),
-	// so a keep-alive request, most of them, skips the scan (TestSmugglingAndMalformedRequests
-	// would catch a fasthttp that stopped doing so).
-	if fc.Request.Header.ConnectionClose() && conflictingFraming(fc.Request.Header.RawHeaders()) {
-		WriteError(&fc.Response, fasthttp.StatusBadRequest)
-		fc.SetConnectionClose()
+	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
 		return
 	}
 	g := s.acquire()
@@ -240,8 +240,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if s.reqID != "" {
 		s.requestID(c, peer)
 	}
-	raw, _ := RawPath(&fc.Request)
-	c.Path = NormalizePath(c.Path[:0], raw)
+	c.Path = s.routingPath(c.Path[:0], &fc.Request)
 	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)

@@ -2,9 +2,11 @@ package balancer
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -281,6 +283,12 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 // write when the body is small, so that a request is one system call and one TCP segment.
 func writeRequest(w io.Writer, req *fasthttp.Request, x *exchange) error {
 	head := req.Header.AppendBytes(x.head[:0])
+	if p := req.Header.Protocol(); string(p) != "HTTP/1.1" {
+		// The gateway speaks its own version to the upstream whatever the client's (HTTP/1.0;
+		// the server refused other majors and made 1.x 1.1): the protocol ends the request line.
+		end := bytes.IndexByte(head, '\r')
+		head = slices.Replace(head, end-len(p), end, http11...)
+	}
 	// The head ends with the blank line: prepare's forwarding lines go before it.
 	head = append(append(append(head[:len(head)-2], x.fwd...), x.trace...), "\r\n"...)
 	body := req.Body()
@@ -348,3 +356,5 @@ func (b *upstreamBody) Close() error {
 	fasthttp.ReleaseResponse(b.up)
 	return err
 }
+
+var http11 = []byte("HTTP/1.1")
