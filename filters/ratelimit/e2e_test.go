@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,7 +219,7 @@ pipeline "api" {
 	if r.StatusCode() != 200 || string(r.Header.Peek("X-From")) != "upstream" {
 		t.Fatalf("first request: %d", r.StatusCode())
 	}
-	if got := string(r.Header.Peek("RateLimit-Policy")); got != `"per-client";q=1;w=60` {
+	if got := string(r.Header.Peek("RateLimit-Policy")); got != `"per-client";q=1;w=60;sluice-burst=1` {
 		t.Errorf("RateLimit-Policy on the upstream's response = %q", got)
 	}
 	if got := string(r.Header.Peek("RateLimit")); got != `"per-client";r=0;t=60` {
@@ -333,6 +334,88 @@ func TestRedisKilledMidTest(t *testing.T) {
 			again, _ := load(t, gws, 4, 1200*time.Millisecond)
 			if r := again.rate(400*time.Millisecond, 1200*time.Millisecond); r > 112 || r < 88 {
 				t.Errorf("after the restart: %.1f/s admitted in total, want about 100 (shared again)", r)
+			}
+		})
+	}
+}
+
+// TestDefaultBurstAndRemaining (issue 25, item 17): with no burst, `limit = 50` admits 50
+// requests sent back to back, and each response's RateLimit r is exactly the number of the
+// following requests that are admitted, with the local store and with Redis alike. (Before, the
+// default admitted one and then refused the second while its RateLimit said r=49.) The period is
+// an hour so that nothing refills while the requests are sent, however slow the machine.
+func TestDefaultBurstAndRemaining(t *testing.T) {
+	srv := redistest.Start(t)
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("ok") })
+	for _, store := range []string{"local", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			storeAttr := ""
+			if store == "redis" {
+				storeAttr = "store = redis.shared"
+			}
+			gw := gatewaytest.Start(t, fmt.Sprintf(`
+redis "shared" {
+  address = %q
+  timeout = "5s"
+}
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+pipeline "public" {
+  match {
+    path_prefix = "/"
+  }
+  filter "rate_limit" {
+    key    = "ip"
+    limit  = 50
+    period = "1h"
+    %s
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`, srv.Addr, up, storeAttr))
+			client := gatewaytest.Client()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			admitted := 0
+			var rs []int
+			for i := range 51 {
+				req.SetRequestURI(gw.URL + "/items")
+				if err := client.Do(req, resp); err != nil {
+					t.Fatal(err)
+				}
+				if pol := string(resp.Header.Peek("RateLimit-Policy")); pol != `"default";q=50;w=3600;sluice-burst=50` {
+					t.Fatalf("request %d: RateLimit-Policy %q", i+1, pol)
+				}
+				var r, tt int
+				if _, err := fmt.Sscanf(string(resp.Header.Peek("RateLimit")), `"default";r=%d;t=%d`, &r, &tt); err != nil {
+					t.Fatalf("request %d: RateLimit %q: %v", i+1, resp.Header.Peek("RateLimit"), err)
+				}
+				rs = append(rs, r)
+				switch resp.StatusCode() {
+				case 200:
+					admitted++
+				case 429:
+					if r != 0 || string(resp.Header.Peek("Retry-After")) != strconv.Itoa(tt) {
+						t.Errorf("request %d: 429 with r=%d t=%d Retry-After %q", i+1, r, tt, resp.Header.Peek("Retry-After"))
+					}
+				default:
+					t.Fatalf("request %d: status %d", i+1, resp.StatusCode())
+				}
+			}
+			if admitted != 50 || resp.StatusCode() != 429 {
+				t.Errorf("%d of 51 back-to-back requests admitted (the last %d), want 50 then 429", admitted, resp.StatusCode())
+			}
+			// r promises exactly what follows: after request i, 50-i-1 more are admitted.
+			for i, r := range rs[:50] {
+				if want := 49 - i; r != want {
+					t.Fatalf("request %d: r=%d, want %d (r was %v)", i+1, r, want, rs)
+				}
 			}
 		})
 	}

@@ -68,7 +68,7 @@ func TestRedisScriptMatchesLocal(t *testing.T) {
 	for n, tt := range tests {
 		f := redisFilter(t, testConfig("route", tt.limit, tt.period, tt.burst), srv.Addr, "", time.Second, nil)
 		key := f.remote.prefix + strconv.Itoa(n)
-		g := newGCRA(tt.limit, tt.period, tt.burst, time.Microsecond)
+		g := newGCRA(tt.limit, tt.period, tt.burst+1, time.Microsecond)
 		if f.remote.g != g {
 			t.Fatalf("Redis GCRA %+v, want %+v", f.remote.g, g)
 		}
@@ -115,7 +115,7 @@ func TestRedisDecisions(t *testing.T) {
 	if got[5].status != 429 || got[5].retryAfter != "1" || !equal(got[5].rateLimit, []string{`"default";r=0;t=1`}) {
 		t.Errorf("request 6: %+v, want 429, Retry-After 1, r=0", got[5])
 	}
-	if !equal(got[0].policy, []string{`"default";q=10;w=1;sluice-burst=4`}) {
+	if !equal(got[0].policy, []string{`"default";q=10;w=1;sluice-burst=5`}) {
 		t.Errorf("policy %q", got[0].policy)
 	}
 	// Another key has its own budget; the TTL keeps Redis clean.
@@ -248,7 +248,7 @@ func TestRedisOutage(t *testing.T) {
 // (the script, the key, the pool; loopback network).
 func BenchmarkRedisDecision(b *testing.B) {
 	srv := redistest.Start(b)
-	f := redisFilter(b, testConfig("ip", 1_000_000, time.Second, 1<<30), srv.Addr, "", time.Second, nil)
+	f := redisFilter(b, testConfig("ip", 1_000_000, time.Second, 1<<30-1), srv.Addr, "", time.Second, nil)
 	c := enginetest.NewCtx(b, "GET", "/")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -263,7 +263,7 @@ func BenchmarkRedisDecision(b *testing.B) {
 // BenchmarkRedisDecisionParallel is the same from many goroutines sharing the pool.
 func BenchmarkRedisDecisionParallel(b *testing.B) {
 	srv := redistest.Start(b)
-	f := redisFilter(b, testConfig("ip", 1_000_000, time.Second, 1<<30), srv.Addr, "", time.Second, nil)
+	f := redisFilter(b, testConfig("ip", 1_000_000, time.Second, 1<<30-1), srv.Addr, "", time.Second, nil)
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
