@@ -90,7 +90,6 @@ pipeline "api" {
     key    = "ip"
     limit  = 1000
     period = "1s"
-    burst  = 100
   }
   filter "compress" {}
   filter "cache" {

@@ -66,6 +66,9 @@ type sharedClient struct {
 	down      atomic.Bool
 	epoch     atomic.Uint64 // incremented when an outage starts
 	nextProbe atomic.Int64  // while down: monotonic nanoseconds of the next probe
+	// clock, when set (tests), replaces monoNow as the probes' clock, so that a test decides
+	// when a probe is due instead of racing the wall clock.
+	clock func() int64
 
 	mUp      prometheus.Gauge
 	mOutages prometheus.Counter
@@ -155,6 +158,14 @@ func (sc *sharedClient) release() error {
 
 func monoNow() int64 { return int64(time.Since(monoStart)) }
 
+// now is the probes' clock: monoNow unless a test drives it.
+func (sc *sharedClient) now() int64 {
+	if sc.clock != nil {
+		return sc.clock()
+	}
+	return monoNow()
+}
+
 // usable reports whether a request may use Redis now, and whether it is a probe: always while
 // the block is up; while it is down, one request per probeEvery (the probe), so a dead Redis
 // costs the other requests nothing.
@@ -172,7 +183,7 @@ func (sc *sharedClient) usable(now int64) (ok, probe bool) {
 func (sc *sharedClient) failed(err error) {
 	sc.mErrors.Inc()
 	// From the failure on, not from the start of the command, which may be a timeout ago.
-	sc.nextProbe.Store(monoNow() + int64(probeEvery))
+	sc.nextProbe.Store(sc.now() + int64(probeEvery))
 	if sc.down.CompareAndSwap(false, true) {
 		sc.epoch.Add(1)
 		sc.mOutages.Inc()
@@ -205,7 +216,7 @@ func (r *redisStore) take(ctx context.Context, key string) (bool, int64, error) 
 
 // takeAt is take with, when at is not nil, *at (microseconds) as Redis' clock: for tests.
 func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, int64, error) {
-	ok, probe := r.sc.usable(monoNow())
+	ok, probe := r.sc.usable(r.sc.now())
 	if !ok {
 		return false, 0, errStoreDown
 	}
