@@ -31,6 +31,8 @@ type Server struct {
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
+	// failures logs why the gateway answered 5xx (failurelog.go).
+	failures failureLog
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -234,6 +236,9 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		fc.Response.SetBodyString(notFoundBody)
 	} else {
 		s.serve(p, c)
+		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
+			s.failures.record(s.log, c, fc.Response.StatusCode(), s.reqID)
+		}
 	}
 	if s.reqID != "" {
 		// The terminal may have replaced the response: return the id last.
