@@ -34,6 +34,7 @@ upstream "app" {
   target {
     address = %q
   }
+  %s
 }
 pipeline "p" {
   balancer {
@@ -48,10 +49,22 @@ pipeline "p" {
 // "available" and today's main answered 200). A target that accepts a connection again makes it
 // ready again; readyz_upstreams = "ignore" keeps it 200 throughout.
 func TestReadyzAfterConnectFailures(t *testing.T) {
-	for name, mode := range map[string]string{"default": "", "any_available": `readyz_upstreams = "any_available"`, "ignore": `readyz_upstreams = "ignore"`} {
-		t.Run(name, func(t *testing.T) {
+	// Passive ejection: consecutive_failures = 1 ejects one of the two targets at once, and the
+	// default max_ejection_percent (50) keeps the other in.
+	const outlier = `outlier_detection {
+    consecutive_failures = 1
+    base_ejection_time   = "100ms"
+  }`
+	for _, tc := range []struct{ name, mode, upstream string }{
+		{"default", "", ""},
+		{"any_available", `readyz_upstreams = "any_available"`, ""},
+		{"outlier_detection", "", outlier},
+		{"ignore", `readyz_upstreams = "ignore"`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := tc.mode
 			a, b := deadAddr(t), deadAddr(t)
-			gw := gatewaytest.Start(t, fmt.Sprintf(readyzConfig, mode, a, b))
+			gw := gatewaytest.Start(t, fmt.Sprintf(readyzConfig, mode, a, b, tc.upstream))
 			base := startAdmin(t, gw, nil)
 			ignore := strings.Contains(mode, "ignore")
 

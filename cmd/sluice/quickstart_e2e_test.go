@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/filters/jwt"
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/sluice-gateway/sluice/testbed/otlpreceiver"
+	"github.com/sluice-gateway/sluice/testbed/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// TestQuickstartServes serves examples/quickstart/gateway.hcl as `make run` does (its Wasm
+// filter built from source, tracing every request to an OTLP receiver), its addresses moved to
+// free ports and its access log to a file, and checks what issue 25 found wrong there:
+//   - item 16: the /api/ pipeline (strip_prefix = "/api", traced) forwards /api/x as /x, and
+//     otel_log records the client's path /api/x for the forwarded request and the rejected one
+//     alike (it recorded /x for the forwarded one);
+//   - item 17: the public pipeline (limit = 50, period = "1s", no burst) admits 50 requests sent
+//     back to back with RateLimit r = 49 … 0, the first refused one after them (the second one
+//     was refused, with r=49).
+func TestQuickstartServes(t *testing.T) {
+	src, err := os.ReadFile("../../examples/quickstart/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "filters/abrouter.wasm"), "./abrouter")
+	build.Dir = "../../examples/filters/go"
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the quickstart filter: %v\n%s", err, out)
+	}
+	rcv, err := otlpreceiver.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rcv.Close() })
+	up1 := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "demo-1"}).Handle)
+	up2 := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "demo-2"}).Handle)
+	cfg := strings.NewReplacer(
+		`"127.0.0.1:9001"`, fmt.Sprintf("%q", up1),
+		`"127.0.0.1:9002"`, fmt.Sprintf("%q", up2),
+		`"http://127.0.0.1:4318"`, fmt.Sprintf("%q", rcv.Endpoint),
+		`output          = "stdout"`, `output          = "access.log"`,
+	).Replace(string(src))
+	if !strings.Contains(cfg, rcv.Endpoint) || !strings.Contains(cfg, `"access.log"`) || !strings.Contains(cfg, "sample_ratio    = 1.0") {
+		t.Fatal("the quickstart changed: update the replacements above")
+	}
+	gw := gatewaytest.StartWith(t, cfg, gatewaytest.Options{Dir: dir})
+	client := gatewaytest.Client()
+	do := func(path, token string) *fasthttp.Response {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), new(fasthttp.Response)
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(gw.URL + path)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if err := client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	// Item 16.
+	token, err := jwt.Mint("HS256", []byte("quickstart-demo-secret-change-me-0123456789"), "", map[string]any{
+		"iss": "https://sluice.quickstart/", "aud": "demo", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do("/api/x", token); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"uri": "/x",`) {
+		t.Errorf("/api/x with a token: %d, the upstream got %s", r.StatusCode(), r.Body())
+	}
+	if r := do("/api/x", ""); r.StatusCode() != 401 {
+		t.Errorf("/api/x without a token: %d, want 401", r.StatusCode())
+	}
+
+	// Item 17.
+	var got []string
+	for i := range 51 {
+		r := do("/public", "")
+		got = append(got, fmt.Sprintf("%d %s", r.StatusCode(), r.Header.Peek("RateLimit")))
+		want := fmt.Sprintf(`200 "default";r=%d;t=1`, 49-i)
+		if i == 50 {
+			want = `429 "default";r=0;t=1`
+		}
+		if got[i] != want {
+			t.Errorf("public request %d: %s, want %s (so far: %q)", i+1, got[i], want, got)
+			break
+		}
+	}
+
+	gw.Stop(t) // flushes the access log
+	raw, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		for _, f := range strings.Fields(line) {
+			if p, ok := strings.CutPrefix(f, "path="); ok {
+				paths = append(paths, p)
+			}
+		}
+	}
+	if strings.Join(paths, " ") != "/api/x /api/x" {
+		t.Errorf("otel_log recorded paths %q, want the client's /api/x for the forwarded and the rejected request:\n%s", paths, raw)
+	}
+}
