@@ -356,9 +356,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 		status = c.Response.StatusCode()
 	}
 	end := endTime.UnixNano()
-	// Every failConnect that reaches here is a dial or TLS failure (a full connection pool
-	// returned above).
-	t.st.noteConnect(fail != failConnect, end)
+	// For /readyz: a dial or TLS failure says the target cannot be reached; a full connection
+	// pool says nothing about it.
+	if fail != failConnect {
+		t.st.noteConnect(true, end)
+	} else if !errors.Is(err, errNoFreeConns) {
+		t.st.noteConnect(false, end)
+	}
 	t.st.requests.Add(1)
 	t.m.requests.Inc()
 	if fail == failNone {
