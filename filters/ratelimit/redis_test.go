@@ -98,9 +98,12 @@ func TestRedisScriptMatchesLocal(t *testing.T) {
 	}
 }
 
+// TestRedisDecisions: a burst of 5, the 6th refused, on Redis' own clock. The period is an hour
+// (T = 6 min), so that nothing refills while the six requests run, however slow the machine
+// (with 10 per second, six requests taking over 100ms got the 6th admitted).
 func TestRedisDecisions(t *testing.T) {
 	srv := redistest.StartWith(t, redistest.Options{Password: "s3cret"})
-	f := redisFilter(t, testConfig("header:X-Api-Key", 10, time.Second, 4), srv.Addr, "s3cret", time.Second, nil)
+	f := redisFilter(t, testConfig("header:X-Api-Key", 10, time.Hour, 4), srv.Addr, "s3cret", time.Second, nil)
 	var got []result
 	for range 6 {
 		got = append(got, serve(t, f, nil, "X-Api-Key", "tenant-a"))
@@ -113,10 +116,11 @@ func TestRedisDecisions(t *testing.T) {
 			t.Errorf("burst request %d: RateLimit %q", i+1, r.rateLimit)
 		}
 	}
-	if got[5].status != 429 || got[5].retryAfter != "1" || !equal(got[5].rateLimit, []string{`"default";r=0;t=1`}) {
-		t.Errorf("request 6: %+v, want 429, Retry-After 1, r=0", got[5])
+	// TAT is 5T = 30 min ahead, tau = 4T: the next request conforms in T = 360s (a few ms less).
+	if got[5].status != 429 || got[5].retryAfter != "360" || !equal(got[5].rateLimit, []string{`"default";r=0;t=360`}) {
+		t.Errorf("request 6: %+v, want 429, Retry-After 360, r=0", got[5])
 	}
-	if !equal(got[0].policy, []string{`"default";q=10;w=1;sluice-burst=5`}) {
+	if !equal(got[0].policy, []string{`"default";q=10;w=3600;sluice-burst=5`}) {
 		t.Errorf("policy %q", got[0].policy)
 	}
 	// Another key has its own budget; the TTL keeps Redis clean.
@@ -124,8 +128,8 @@ func TestRedisDecisions(t *testing.T) {
 		t.Errorf("tenant-b: status %d", r.status)
 	}
 	ttl, err := f.remote.sc.client.PTTL(t.Context(), f.remote.prefix+"h:=tenant-a").Result()
-	if err != nil || ttl <= 0 || ttl > 600*time.Millisecond {
-		t.Errorf("key TTL = %v (%v), want (0, 600ms]: TAT - now", ttl, err)
+	if err != nil || ttl <= 25*time.Minute || ttl > 30*time.Minute {
+		t.Errorf("key TTL = %v (%v), want about 30min: TAT - now", ttl, err)
 	}
 }
 
