@@ -110,7 +110,8 @@ const pathViewSecret = "path-view-test-secret-0123456789abcdef"
 // parsed the request's URI, fasthttp kept that parse across the balancer's strip_prefix, so the
 // cache stored the response under the stripped target (never a hit), otel_log recorded the
 // stripped path for forwarded requests only, and a target re-built from the parsed URI reached
-// the upstream normalized (/%41bc as /Abc).
+// the upstream normalized (/%41bc as /Abc). Without tracing, the jwt filter's query lookup made
+// the same parse: /%41bc reached the upstream and otel_log as /Abc too.
 func TestPathViewWithAndWithoutTracing(t *testing.T) {
 	dir := t.TempDir()
 	wat := filepath.Join(dir, "uri.wat")
