@@ -199,10 +199,16 @@ type AdminConfig struct {
 	Token  string `hcl:"token,optional" json:"token" sluice:"secret"`
 	// AllowInsecure allows a non-loopback listen address without a token (see Validate).
 	AllowInsecure bool `hcl:"allow_insecure,optional" json:"allow_insecure"`
+	// ReadyzUpstreams is what /readyz makes of the upstreams (readyz.go): "any_available"
+	// (default) or "ignore".
+	ReadyzUpstreams string `hcl:"readyz_upstreams,optional" json:"readyz_upstreams"`
 }
 
 // SetDefaults fills the admin block's defaults.
-func (a *AdminConfig) SetDefaults() { a.Listen = "127.0.0.1:9901" }
+func (a *AdminConfig) SetDefaults() {
+	a.Listen = "127.0.0.1:9901"
+	a.ReadyzUpstreams = ReadyzAnyAvailable
+}
 
 // TelemetryConfig is the `telemetry` block.
 type TelemetryConfig struct {

@@ -75,6 +75,9 @@ func (a *AdminConfig) AdminExposed() bool {
 // Validate checks the admin block. The admin API can reload the configuration and shows it: on
 // an address other machines can reach it needs a token, or an explicit allow_insecure = true.
 func (a *AdminConfig) Validate() error {
+	if err := a.validateReadyz(); err != nil {
+		return err
+	}
 	if a.Listen == "" {
 		return nil // off
 	}

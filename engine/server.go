@@ -40,6 +40,8 @@ type Server struct {
 	// Takeover lets Listen share an address another socket listens on (SO_REUSEPORT): a new
 	// process taking over from an old one, or a reload's new server replacing the old server.
 	Takeover bool
+	// failures logs why the gateway answered 5xx (failurelog.go).
+	failures failureLog
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -251,6 +253,9 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		fc.Response.SetBodyString(notFoundBody)
 	} else {
 		s.serve(p, c)
+		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
+			s.failures.record(s.log, c, fc.Response.StatusCode(), s.reqID)
+		}
 	}
 	if s.reqID != "" {
 		// The terminal may have replaced the response: return the id last.

@@ -96,6 +96,10 @@ func (s *Server) handle(c *fasthttp.RequestCtx) {
 
 func (s *Server) handleReady(c *fasthttp.RequestCtx) {
 	gw := s.current()
+	if gw.Spec.Admin.ReadyzUpstreams == engine.ReadyzIgnore {
+		writeJSON(c, fasthttp.StatusOK, map[string]any{"ready": true})
+		return
+	}
 	var down []string
 	for name, u := range gw.Upstreams {
 		if st, ok := u.(engine.UpstreamStatus); ok && !st.Healthy() {

@@ -236,7 +236,7 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 	}
 	a = append(a,
 		semconv.URLScheme(scheme),
-		semconv.URLPath(string(c.Request.URI().PathOriginal())),
+		semconv.URLPath(string(rawPath(c.Request))),
 		semconv.NetworkProtocolVersion(protoVersion(h)),
 	)
 	name := method
@@ -379,15 +379,16 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 			method = "HTTP"
 		}
 		host, port := splitHostPort(target)
-		scheme := string(req.URI().Scheme())
-		if scheme == "" {
-			scheme = "http"
+		// The scheme the request's parsed URI had: the client connection's.
+		scheme := "http"
+		if c.Fast != nil && c.Fast.IsTLS() {
+			scheme = "https"
 		}
 		a := []attribute.KeyValue{
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
 			semconv.ServerAddress(host),
 			semconv.ServerPort(port),
-			semconv.URLFull(scheme + "://" + target + string(req.URI().PathOriginal())),
+			semconv.URLFull(scheme + "://" + target + string(rawPath(req))),
 		}
 		if c.Pipeline != nil {
 			a = append(a, attrUpstream.String(c.Pipeline.Upstream))
@@ -532,6 +533,16 @@ func splitHostPort(hp string) (string, int) {
 	}
 	port, _ := strconv.Atoi(p)
 	return host, port
+}
+
+// rawPath is the request's raw path, read from its request-target. The observer never calls
+// fasthttp's Request.URI: the parsed URI it caches outlives a later change of the target (the
+// balancer's strip_prefix), and once parsed, Request.RequestURI rebuilds the target from it,
+// normalized, so a traced request would reach filters and the upstream differently from an
+// untraced one.
+func rawPath(req *fasthttp.Request) []byte {
+	p, _ := engine.RawPath(req)
+	return p
 }
 
 // errorType names an error for error.type: a low-cardinality identifier, never its message.

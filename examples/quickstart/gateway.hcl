@@ -74,7 +74,7 @@ pipeline "api" {
     key    = "claim:sub"
     limit  = 10
     period = "1s"
-    burst  = 5
+    burst  = 5 # five at once, then one per 100ms
   }
 
   filter "wasm" {
@@ -118,7 +118,7 @@ pipeline "public" {
   filter "rate_limit" {
     key    = "ip"
     limit  = 50
-    period = "1s"
+    period = "1s" # no burst: 50 at once (the default burst is the limit), then one per 20ms
   }
 
   filter "compress" {}

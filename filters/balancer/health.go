@@ -51,6 +51,9 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	default:
 	}
 	st := t.st
+	if err == nil {
+		st.noteConnect(true, time.Now().UnixNano())
+	}
 	if ok {
 		st.probeFail.Store(0)
 		if n := st.probeOK.Add(1); !st.healthy.Load() && int(n) >= hc.HealthyThreshold {

@@ -206,7 +206,9 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.rewrote = !bytes.Equal(x.scratch, h.RequestURI())
 	if x.rewrote {
 		x.origURI = append(x.origURI[:0], h.RequestURI()...)
-		h.SetRequestURIBytes(x.scratch)
+		// Through the Request, not its header: that also drops a URI fasthttp parsed from the
+		// previous target, which would otherwise outlive it (see restore).
+		c.Request.SetRequestURIBytes(x.scratch)
 	}
 	x.noHost = len(h.Host()) == 0
 
@@ -225,7 +227,10 @@ func (x *exchange) prepare(c *engine.Ctx) {
 func (x *exchange) restore(c *engine.Ctx) {
 	h := &c.Request.Header
 	if x.rewrote {
-		h.SetRequestURIBytes(x.origURI)
+		// A URI parsed while the upstream's target was set (a tracer's client span reads it)
+		// must not survive: response phases reading Request.URI or Request.RequestURI would
+		// see the stripped target.
+		c.Request.SetRequestURIBytes(x.origURI)
 		x.rewrote = false
 	}
 	if x.close {

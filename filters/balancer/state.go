@@ -36,6 +36,9 @@ type targetState struct {
 	// recent is a ring of the last failure times (unix nanoseconds), for the admin API.
 	recent    [8]atomic.Int64
 	recentIdx atomic.Uint32
+	// connFailAt and connOKAt are when a connection to the target last failed and last
+	// succeeded (a request's or a health check's; unix nanoseconds), for /readyz.
+	connFailAt, connOKAt atomic.Int64
 }
 
 type stateKey struct{ upstream, addr string }
@@ -73,6 +76,31 @@ func releaseState(s *targetState) {
 // available reports whether the target may take a request now.
 func (s *targetState) available(now int64) bool {
 	return s.healthy.Load() && s.ejectedUntil.Load() <= now
+}
+
+// connectFailWindow is how long a failed connection attempt keeps a target from counting as
+// ready when no connection to it has succeeded since.
+const connectFailWindow = 10 * time.Second
+
+// noteConnect records whether an attempt to reach the target got a connection.
+func (s *targetState) noteConnect(ok bool, now int64) {
+	if ok {
+		// Most attempts succeed: store only when it changes what connectFailing says.
+		if s.connOKAt.Load() <= s.connFailAt.Load() {
+			s.connOKAt.Store(now)
+		}
+		return
+	}
+	s.connFailAt.Store(now)
+}
+
+// connectFailing reports whether the target's latest connection attempt failed within
+// connectFailWindow. Passive ejection alone stops at max_ejection_percent, and without a
+// health_check a dead target stays "available" forever: this is what tells /readyz that every
+// target of an upstream is unreachable.
+func (s *targetState) connectFailing(now int64) bool {
+	f := s.connFailAt.Load()
+	return f != 0 && now-f <= int64(connectFailWindow) && f >= s.connOKAt.Load()
 }
 
 // ewmaDecay is the time constant of the latency average: a sample's weight halves in ~7s.

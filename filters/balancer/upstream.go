@@ -364,6 +364,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 		status = c.Response.StatusCode()
 	}
 	end := endTime.UnixNano()
+	// For /readyz: a dial or TLS failure says the target cannot be reached; a full connection
+	// pool says nothing about it.
+	if fail != failConnect {
+		t.st.noteConnect(true, end)
+	} else if !errors.Is(err, errNoFreeConns) {
+		t.st.noteConnect(false, end)
+	}
 	t.st.requests.Add(1)
 	t.m.requests.Inc()
 	if fail == failNone {
@@ -483,11 +490,12 @@ func (u *Upstream) onSuccess(t *target, now int64) {
 	}
 }
 
-// Healthy reports whether some target can take a request now.
+// Healthy reports whether some target can take a request now: it is available (healthy, not
+// ejected) and its latest connection attempt did not fail in the last connectFailWindow.
 func (u *Upstream) Healthy() bool {
 	now := time.Now().UnixNano()
 	for _, t := range u.set.Load().targets {
-		if t.st.available(now) {
+		if t.st.available(now) && !t.st.connectFailing(now) {
 			return true
 		}
 	}
@@ -510,6 +518,7 @@ type TargetStatus struct {
 	TLS                 bool       `json:"tls"`
 	Healthy             bool       `json:"healthy"`
 	Available           bool       `json:"available"`
+	ConnectFailing      bool       `json:"connect_failing"`
 	EjectedUntil        *time.Time `json:"ejected_until,omitempty"`
 	Ejections           int        `json:"ejections"`
 	InFlight            int64      `json:"in_flight"`
@@ -539,6 +548,7 @@ func (u *Upstream) Status() any {
 			TLS:                 t.tls,
 			Healthy:             s.healthy.Load(),
 			Available:           s.available(nowNS),
+			ConnectFailing:      s.connectFailing(nowNS),
 			Ejections:           int(s.ejections.Load()),
 			InFlight:            s.inflight.Load(),
 			EWMALatencyMS:       s.decayedLatency(nowNS) / 1e6,

@@ -184,7 +184,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if !get && !req.IsHead() {
 		if !req.IsOptions() && !req.IsTrace() {
 			st.invalidate = true
-			st.hash = f.store.hash(req.Host(), c.Request.RequestURI())
+			st.hash = f.store.hash(req.Host(), c.Request.Header.RequestURI())
 		}
 		return engine.Continue
 	}
@@ -198,7 +198,10 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return engine.Continue
 	}
 	noCache := rd.noCache || rd.maxAge == 0 || (len(ccVals) == 0 && hasListToken(req.PeekAll(hdrPragma), "no-cache"))
-	host, uri := req.Host(), c.Request.RequestURI()
+	// The key is the client's request-target as it arrived (the header's raw bytes, not
+	// Request.RequestURI, which rebuilds the target from fasthttp's parsed and normalized URI
+	// once anything has called Request.URI): both phases, and every request, see the same key.
+	host, uri := req.Host(), c.Request.Header.RequestURI()
 	h := f.store.hash(host, uri)
 	st.hash = h
 	st.mayStore = get
@@ -385,7 +388,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	status := c.Response.StatusCode()
 	if st.invalidate {
 		if status < 400 {
-			f.store.invalidate(st.hash, req.Host(), c.Request.RequestURI())
+			f.store.invalidate(st.hash, req.Host(), c.Request.Header.RequestURI())
 		}
 		return
 	}
@@ -394,7 +397,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	}
 	if st.mayStore {
 		if e := f.entryFor(c.Response, req, st.authorized, f.now()); e != nil {
-			f.store.insert(st.hash, req.Host(), c.Request.RequestURI(), e)
+			f.store.insert(st.hash, req.Host(), c.Request.Header.RequestURI(), e)
 			f.metrics.stored.Inc()
 			f.updateBytes()
 		}

@@ -77,7 +77,7 @@ func (f *Filter) revalidate(c *engine.Ctx, h uint64, now time.Time, stale *entry
 			merge304(resp, stale, bg.Response)
 		}
 		if e := f.entryFor(resp, &bg.Request.Header, authorized, f.now()); e != nil {
-			f.store.insert(h, bg.Request.Header.Host(), bg.Request.RequestURI(), e)
+			f.store.insert(h, bg.Request.Header.Host(), bg.Request.Header.RequestURI(), e)
 			f.metrics.stored.Inc()
 			f.updateBytes()
 		} else if bg.Failure != nil && f.log != nil {

@@ -23,7 +23,7 @@ func (f *Filter) answerFromPrev(c *engine.Ctx, st *reqState) bool {
 		defer fasthttp.ReleaseResponse(tmp)
 		merge304(tmp, st.prev, c.Response)
 		if e := f.entryFor(tmp, &c.Request.Header, st.authorized, now); e != nil {
-			f.store.insert(st.hash, c.Request.Header.Host(), c.Request.RequestURI(), e)
+			f.store.insert(st.hash, c.Request.Header.Host(), c.Request.Header.RequestURI(), e)
 			f.metrics.stored.Inc()
 			f.updateBytes()
 		}

@@ -159,7 +159,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = append(b, `,"host":`...)
 	b = appendJSONString(b, req.Header.Host())
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, req.URI().PathOriginal())
+	b = appendJSONString(b, rawPath(req))
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
 	b = append(b, `,"bytes":`...)
@@ -232,7 +232,7 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = append(b, " host="...)
 	b = appendTextValue(b, req.Header.Host())
 	b = append(b, " path="...)
-	b = appendTextValue(b, req.URI().PathOriginal())
+	b = appendTextValue(b, rawPath(req))
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
 	b = append(b, " bytes="...)
@@ -398,4 +398,12 @@ func appendJSONByte(b []byte, c byte) []byte {
 		return append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xf])
 	}
 	return append(b, c)
+}
+
+// rawPath is the client's raw request path, read from the request-target without fasthttp's
+// URI parser, whose cached result can belong to another target (strip_prefix's) or rebuild the
+// request-target when something asks for it later.
+func rawPath(req *fasthttp.Request) []byte {
+	p, _ := engine.RawPath(req)
+	return p
 }

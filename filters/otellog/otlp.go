@@ -65,7 +65,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 		r.SetSeverity(otellog.SeverityInfo)
 		r.SetSeverityText("INFO")
 	}
-	method, path := string(req.Header.Method()), string(req.URI().PathOriginal())
+	method, path := string(req.Header.Method()), string(rawPath(req))
 	r.SetBody(attribute.StringValue(method + " " + path + " " + strconv.Itoa(status)))
 	r.SetEventName("sluice.access")
 	attrs := []attribute.KeyValue{

@@ -19,8 +19,10 @@ type Config struct {
 	// Limit requests per Period.
 	Limit  int             `hcl:"limit" json:"limit"`
 	Period engine.Duration `hcl:"period" json:"period"`
-	// Burst extra requests admitted at once after idleness (see the package doc).
-	Burst int `hcl:"burst,optional" json:"burst"`
+	// Burst is how many requests a key that was idle long enough may send back to back (see the
+	// package doc). Unset (nil) means Limit: `limit = 50, period = "1m"` admits 50 at once, then
+	// one per 1.2s. 1 spaces every admission period/limit apart.
+	Burst *int `hcl:"burst,optional" json:"burst"`
 	// Store names a redis block (`redis.NAME`); empty means in-process.
 	Store engine.RedisRef `hcl:"store,optional" json:"store,omitempty"`
 	// OnStoreError is what happens while the Redis store is unreachable: allow | deny | local.
@@ -61,13 +63,15 @@ func (c *Config) Validate() error {
 	case c.Limit >= 1 && c.Period.D()/time.Duration(c.Limit) < time.Microsecond:
 		errs = append(errs, engine.FieldErr("period", "%s / %d is below the 1µs resolution of the stores: use a longer period", c.Period.D(), c.Limit))
 	}
-	switch {
-	case c.Burst < 0:
-		errs = append(errs, engine.FieldErr("burst", "must not be negative"))
-	case c.Burst > maxBurst:
+	switch b := c.burst(); {
+	case c.Burst != nil && b < 1:
+		// Before burst counted every request admitted at once, it counted the extra ones:
+		// burst = 0 was what burst = 1 is now.
+		errs = append(errs, engine.FieldErr("burst", "must be at least 1: burst is how many requests may arrive back to back (1 spaces them period/limit apart; leave it out for limit)"))
+	case b > maxBurst:
 		errs = append(errs, engine.FieldErr("burst", "must be at most %d", maxBurst))
-	case c.Limit >= 1 && c.Period > 0 && float64(c.Burst+1)*float64(c.Period)/float64(c.Limit) > float64(maxSpan):
-		errs = append(errs, engine.FieldErr("burst", "(burst+1) × period / limit must stay under 10 years"))
+	case c.Limit >= 1 && c.Period > 0 && float64(b)*float64(c.Period)/float64(c.Limit) > float64(maxSpan):
+		errs = append(errs, engine.FieldErr("burst", "burst × period / limit must stay under 10 years"))
 	}
 	switch c.OnStoreError {
 	case "allow", "deny", "local":
@@ -75,6 +79,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, engine.FieldErr("on_store_error", "unknown mode %q: use allow, deny or local", c.OnStoreError))
 	}
 	return errors.Join(errs...)
+}
+
+// burst is the effective burst: the attribute, or Limit when it is not set.
+func (c *Config) burst() int {
+	if c.Burst != nil {
+		return *c.Burst
+	}
+	return c.Limit
 }
 
 func validPolicyName(s string) bool {

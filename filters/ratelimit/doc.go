@@ -5,31 +5,30 @@
 //
 // Decisions use the generic cell rate algorithm (GCRA) with an emission interval
 // T = period / limit (rounded up to the store's resolution: 1ns locally, 1µs in Redis) and a
-// tolerance tau = burst × T. The only state per key is its theoretical arrival time TAT. A request
-// at time now is admitted when now >= TAT - tau, and then TAT becomes max(TAT, now) + T; a
-// refused request changes nothing.
+// tolerance tau = (burst - 1) × T. The only state per key is its theoretical arrival time TAT. A
+// request at time now is admitted when now >= TAT - tau, and then TAT becomes max(TAT, now) + T;
+// a refused request changes nothing.
 //
-// With burst = 0, admitted requests are at least T apart, so no window of length period (any
+// burst is how many requests a key that was quiet for burst × T may send back to back; unset, it
+// is limit, so `limit = 50, period = "1m"` admits 50 at once and then one per 1.2s while the
+// client keeps pushing. Any window of length period then holds at most limit + burst - 1 admitted
+// requests, and over any longer span the rate tends to limit per period.
+//
+// With burst = 1, admitted requests are at least T apart, so no window of length period (any
 // half-open interval [s, s+period), wherever it starts) ever holds more than limit admitted
-// requests: the limit+1-th request of a window is the one refused. Sending faster than one per T
-// is refused even when the window is not yet full, since a window that admitted the whole limit
-// at once would, sliding on by T, admit limit+1.
-//
-// burst adds that many on top after idleness: a key idle for (burst+1) × T or more may send
-// burst+1 requests at once, after which admissions again come one per T. Any window of length
-// period then holds at most limit + burst admitted requests, and over any longer span the rate
-// tends to limit per period.
+// requests: the limit+1-th request of a window is the one refused. burst = 0 is an error (it
+// meant burst = 1 when burst counted the requests on top of the first).
 //
 // Worked example, limit = 100, period = "1m" (T = 600ms):
 //
-//	burst = 0, a client idle until t = 0:
-//	  t = 0      admitted (TAT = 0.6s)     RateLimit: "default";r=99;t=60
+//	burst = 1, a client idle until t = 0:
+//	  t = 0      admitted (TAT = 0.6s)     RateLimit: "default";r=0;t=1
 //	  t = 0.1s   refused, 429, Retry-After: 1 (conforms at 0.6s), RateLimit: "default";r=0;t=1
 //	  t = 0.6s   admitted (TAT = 1.2s), and so on once per 600ms: 100 in any minute.
-//	burst = 20, the same client:
-//	  t = 0      requests 1 to 21 admitted (tau = 12s; the 21st finds TAT - tau = 0, leaves TAT = 12.6s)
-//	  t = 0      request 22 refused: TAT - tau = 0.6s > 0, Retry-After: 1
-//	  t = 0.6s   admitted, then one per 600ms: at most 120 in any minute, 100 per minute on average.
+//	no burst (100, tau = 59.4s), the same client:
+//	  t = 0      requests 1 to 100 admitted, RateLimit r=99, 98, … 0 (TAT = 60s)
+//	  t = 0      request 101 refused: TAT - tau = 0.6s > 0, Retry-After: 1
+//	  t = 0.6s   admitted, then one per 600ms: at most 199 in the first minute, 100 a minute after.
 //
 // # Keys
 //
@@ -65,14 +64,14 @@
 // headers = true (the default), every response, local or from the upstream, also carries the
 // fields of draft-ietf-httpapi-ratelimit-headers (the RateLimit-Policy / RateLimit version):
 //
-//	RateLimit-Policy: "default";q=100;w=60            (plus ;sluice-burst=20 when burst > 0)
-//	RateLimit: "default";r=99;t=60
+//	RateLimit-Policy: "default";q=100;w=60;sluice-burst=100
+//	RateLimit: "default";r=99;t=1
 //
-// q is limit, w the period in whole seconds (rounded up). t is the draft's effective window and
-// r the requests the key may still make within it: after an admitted request t = w and r counts
-// the requests GCRA would admit in the next w seconds, however spaced (so r may exceed q when
-// burst > 0); on a 429, r = 0 and t equals Retry-After. The policy name is the filter's name
-// attribute, "default" unless set. RateLimit is omitted when the store was unavailable and
-// on_store_error is allow or deny (no count is known). Fields are added, never replacing an
-// upstream's own.
+// q is limit, w the period in whole seconds (rounded up), sluice-burst the burst. r is how many
+// requests the key may send right now, back to back, and have admitted: what the next requests
+// actually get. t is the seconds until that improves: until the whole burst is back when r > 0,
+// until the next request conforms when r = 0 (on a 429, t equals Retry-After). The policy name
+// is the filter's name attribute, "default" unless set. RateLimit is omitted when the store was
+// unavailable and on_store_error is allow or deny (no count is known). Fields are added, never
+// replacing an upstream's own.
 package ratelimit

@@ -58,7 +58,7 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		if !env.Validating {
 			f.remote = &redisStore{
 				sc:     acquireClient(rc, log),
-				g:      newGCRA(cfg.Limit, cfg.Period.D(), cfg.Burst, time.Microsecond),
+				g:      newGCRA(cfg.Limit, cfg.Period.D(), cfg.burst(), time.Microsecond),
 				prefix: "sluice:rl:" + env.Pipeline + ":" + name + ":",
 			}
 		}
@@ -115,7 +115,7 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 		name:    name,
 		key:     ks,
 		keyName: []byte(ks.arg),
-		g:       newGCRA(cfg.Limit, cfg.Period.D(), cfg.Burst, time.Nanosecond),
+		g:       newGCRA(cfg.Limit, cfg.Period.D(), cfg.burst(), time.Nanosecond),
 		headers: cfg.Headers,
 		modeStr: cfg.OnStoreError,
 		seed:    maphash.MakeSeed(),
@@ -145,11 +145,9 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 	pv = strconv.AppendInt(pv, int64(cfg.Limit), 10)
 	pv = append(pv, ";w="...)
 	pv = strconv.AppendInt(pv, f.g.windowSeconds(), 10)
-	if cfg.Burst > 0 {
-		// Not a draft parameter: vendor-prefixed as the draft asks for extensions.
-		pv = append(pv, ";sluice-burst="...)
-		pv = strconv.AppendInt(pv, int64(cfg.Burst), 10)
-	}
+	// Not a draft parameter: vendor-prefixed as the draft asks for extensions.
+	pv = append(pv, ";sluice-burst="...)
+	pv = strconv.AppendInt(pv, int64(cfg.burst()), 10)
 	f.policyValue = pv
 	f.limitPrefix = append(strconv.AppendQuote(nil, name), ";r="...)
 
@@ -237,7 +235,8 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		}
 		if ok {
 			f.mAllowed.Inc()
-			o.known, o.r, o.t = true, r.g.remaining(ahead), r.g.windowSeconds()
+			o.r, o.t = r.g.fields(ahead)
+			o.known = true
 			return engine.Continue
 		}
 		return f.refuse(c, o, &r.g, ahead)
@@ -247,7 +246,8 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		f.mAllowed.Inc()
 		if f.headers && f.carry {
 			o := f.push(c)
-			o.known, o.r, o.t = true, f.g.remaining(ahead), f.g.windowSeconds()
+			o.r, o.t = f.g.fields(ahead)
+			o.known = true
 		}
 		return engine.Continue
 	}
@@ -290,7 +290,8 @@ func (f *Filter) storeError(c *engine.Ctx, o *outcome, r *redisStore) engine.Ver
 	ok, ahead := f.local.take(f.localHash(c), f.now(c))
 	if ok {
 		f.mAllowed.Inc()
-		o.known, o.r, o.t = true, f.g.remaining(ahead), f.g.windowSeconds()
+		o.r, o.t = f.g.fields(ahead)
+		o.known = true
 		return engine.Continue
 	}
 	return f.refuse(c, o, &f.g, ahead)
@@ -311,7 +312,8 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		case o == nil && f.remote == nil:
 			// Admitted by the local store: read the key's state again, as of the same clock.
 			ahead := f.local.peek(f.localHash(c), f.now(c))
-			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], f.g.remaining(ahead), f.g.windowSeconds()))
+			r, t := f.g.fields(ahead)
+			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], r, t))
 		}
 	}
 	if o != nil {

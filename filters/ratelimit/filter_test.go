@@ -14,12 +14,17 @@ import (
 	"github.com/sluice-gateway/sluice/engine/enginetest"
 )
 
-func testConfig(key string, limit int, period time.Duration, burst int) *Config {
+// testConfig makes a config whose burst admits 1 + extra requests back to back (extra = 0: one
+// per T, strictly spaced; the tests count what a burst adds on top of the first request).
+func testConfig(key string, limit int, period time.Duration, extra int) *Config {
 	c := &Config{}
 	c.SetDefaults()
-	c.Key, c.Limit, c.Period, c.Burst = key, limit, engine.Duration(period), burst
+	burst := extra + 1
+	c.Key, c.Limit, c.Period, c.Burst = key, limit, engine.Duration(period), &burst
 	return c
 }
+
+func ptr(n int) *int { return &n }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -75,10 +80,11 @@ func TestLimitedAnswer(t *testing.T) {
 	if r.status != 200 || r.retryAfter != "" {
 		t.Fatalf("first request: status %d, Retry-After %q", r.status, r.retryAfter)
 	}
-	if want := []string{`"default";q=2;w=60`}; !equal(r.policy, want) {
+	if want := []string{`"default";q=2;w=60;sluice-burst=1`}; !equal(r.policy, want) {
 		t.Errorf("RateLimit-Policy = %q, want %q", r.policy, want)
 	}
-	if want := []string{`"default";r=1;t=60`}; !equal(r.rateLimit, want) {
+	// Strictly spaced (burst 1): the next request conforms in 30s.
+	if want := []string{`"default";r=0;t=30`}; !equal(r.rateLimit, want) {
 		t.Errorf("RateLimit = %q, want %q", r.rateLimit, want)
 	}
 
@@ -93,7 +99,7 @@ func TestLimitedAnswer(t *testing.T) {
 	if want := []string{`"default";r=0;t=25`}; !equal(r.rateLimit, want) {
 		t.Errorf("RateLimit on 429 = %q, want %q", r.rateLimit, want)
 	}
-	if want := []string{`"default";q=2;w=60`}; !equal(r.policy, want) {
+	if want := []string{`"default";q=2;w=60;sluice-burst=1`}; !equal(r.policy, want) {
 		t.Errorf("RateLimit-Policy on 429 = %q", r.policy)
 	}
 
@@ -133,7 +139,7 @@ func TestFieldsFollowDraft(t *testing.T) {
 				t.Errorf("w = %v", w)
 			}
 			b, hasBurst := pol[0].param("sluice-burst")
-			if hasBurst != (burst > 0) || hasBurst && b != int64(burst) {
+			if !hasBurst || b != int64(burst+1) {
 				t.Errorf("sluice-burst = %v (present %v) with burst %d", b, hasBurst, burst)
 			}
 			rv, _ := rl[0].param("r")
@@ -146,7 +152,7 @@ func TestFieldsFollowDraft(t *testing.T) {
 				if ra := r.retryAfter; ra != strings.TrimSpace(ra) || ra < "1" {
 					t.Errorf("Retry-After %q", ra)
 				}
-			} else if tv != int64(60) || rv.(int64) > int64(100+burst) {
+			} else if tv.(int64) < 1 || tv.(int64) > 60 || rv.(int64) > int64(burst) {
 				t.Fatalf("admitted with r=%v t=%v", rv, tv)
 			}
 		}
@@ -250,8 +256,8 @@ func TestUpstreamFieldsKept(t *testing.T) {
 		c.Response.Header.Add("RateLimit", `"upstream";r=4;t=1`)
 	}, f)
 	r := resultOf(c)
-	if !equal(r.policy, []string{`"upstream";q=5;w=1`, `"default";q=10;w=1`}) ||
-		!equal(r.rateLimit, []string{`"upstream";r=4;t=1`, `"default";r=9;t=1`}) {
+	if !equal(r.policy, []string{`"upstream";q=5;w=1`, `"default";q=10;w=1;sluice-burst=1`}) ||
+		!equal(r.rateLimit, []string{`"upstream";r=4;t=1`, `"default";r=0;t=1`}) {
 		t.Errorf("fields %q %q", r.policy, r.rateLimit)
 	}
 }
@@ -279,15 +285,15 @@ func TestStackedFilters(t *testing.T) {
 		return resultOf(c)
 	}
 	r := run()
-	if r.status != 200 || !equal(r.rateLimit, []string{`"default-2";r=1;t=60`, `"default";r=9;t=1`}) ||
-		!equal(r.policy, []string{`"default-2";q=2;w=60`, `"default";q=10;w=1`}) {
+	if r.status != 200 || !equal(r.rateLimit, []string{`"default-2";r=0;t=30`, `"default";r=0;t=1`}) ||
+		!equal(r.policy, []string{`"default-2";q=2;w=60;sluice-burst=1`, `"default";q=10;w=1;sluice-burst=1`}) {
 		t.Fatalf("first: %+v", r)
 	}
 	now = sec
 	r = run()
 	now = 2 * sec
 	r = run()
-	if r.status != 429 || !equal(r.rateLimit, []string{`"default-2";r=0;t=28`, `"default";r=9;t=1`}) {
+	if r.status != 429 || !equal(r.rateLimit, []string{`"default-2";r=0;t=28`, `"default";r=0;t=1`}) {
 		t.Errorf("third, refused by the per-minute policy: %+v", r)
 	}
 }
@@ -304,8 +310,10 @@ func TestValidate(t *testing.T) {
 		{"zero limit", func(c *Config) { c.Limit = 0 }, "limit"},
 		{"zero period", func(c *Config) { c.Period = 0 }, "period"},
 		{"too fine", func(c *Config) { c.Limit, c.Period = 1e6, engine.Duration(time.Millisecond) }, "period"},
-		{"negative burst", func(c *Config) { c.Burst = -1 }, "burst"},
-		{"huge burst", func(c *Config) { c.Burst, c.Period, c.Limit = 1<<30, engine.Duration(time.Hour), 1 }, "burst"},
+		{"negative burst", func(c *Config) { c.Burst = ptr(-1) }, "burst"},
+		// burst = 0 meant "no extra requests" before burst counted them all: now an error that says so.
+		{"zero burst", func(c *Config) { c.Burst = ptr(0) }, "burst"},
+		{"huge burst", func(c *Config) { c.Burst, c.Period, c.Limit = ptr(1<<30), engine.Duration(time.Hour), 1 }, "burst"},
 		{"mode", func(c *Config) { c.OnStoreError = "retry" }, "on_store_error"},
 		{"name", func(c *Config) { c.Name = `bad"name` }, "name"},
 	}
@@ -398,7 +406,7 @@ func equal(a, b []string) bool {
 func hotPathFilter(b testing.TB, key string) (*Filter, *engine.Ctx) {
 	now := int64(0)
 	// 1M/s with a burst of 2^30: never refuses, however fast the loop.
-	f := testFilter(b, testConfig(key, 1_000_000, time.Second, 1<<30), &now)
+	f := testFilter(b, testConfig(key, 1_000_000, time.Second, 1<<30-1), &now)
 	f.clock = nil // the real clock: the request's start time
 	c := enginetest.NewCtx(b, "GET", "/v1/items", "X-Api-Key", "key-0123456789")
 	return f, c
@@ -541,23 +549,22 @@ func (removeHeader) OnResponse(*engine.Ctx) {}
 // reports the key's count, not the anonymous key's.
 func TestFieldsWhenKeyHeaderRemoved(t *testing.T) {
 	now := int64(0)
-	f := testFilter(t, testConfig("header:X-Api-Key", 10, time.Minute, 0), &now)
+	f := testFilter(t, testConfig("header:X-Api-Key", 10, time.Minute, 4), &now) // T = 6s, burst 5
 	var got []string
-	for i := range 3 {
-		now = int64(i) * 6 * sec
+	for range 3 {
 		c := enginetest.NewCtx(t, "GET", "/", "X-Api-Key", "k1")
 		enginetest.Serve(c, enginetest.OK, f, removeHeader("X-Api-Key"))
 		got = append(got, string(c.Response.Header.Peek("RateLimit")))
 	}
-	// Each request 6s (= T) after the previous: 9 more fit in the next minute every time.
-	want := []string{`"default";r=9;t=60`, `"default";r=9;t=60`, `"default";r=9;t=60`}
+	// Three at once: 4, 3, then 2 more may follow at once; the whole burst is back 6, 12, 18s later.
+	want := []string{`"default";r=4;t=6`, `"default";r=3;t=12`, `"default";r=2;t=18`}
 	if !equal(got, want) {
 		t.Errorf("RateLimit = %q, want %q", got, want)
 	}
 	// The anonymous key was never charged.
 	c := enginetest.NewCtx(t, "GET", "/")
 	enginetest.Serve(c, enginetest.OK, f)
-	if got := string(c.Response.Header.Peek("RateLimit")); got != `"default";r=9;t=60` {
+	if got := string(c.Response.Header.Peek("RateLimit")); got != `"default";r=4;t=6` {
 		t.Errorf("anonymous key: RateLimit %q, want a fresh budget", got)
 	}
 }

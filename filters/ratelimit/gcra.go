@@ -12,12 +12,13 @@ import "time"
 // without changing any decision.
 type gcra struct {
 	interval  int64 // T: the emission interval, period/limit rounded up
-	tolerance int64 // tau = burst*T: how far ahead of now TAT may run and still admit
-	window    int64 // W: the period rounded up to whole seconds, the window the headers report
+	tolerance int64 // tau = (burst-1)*T: how far ahead of now TAT may run and still admit
 	second    int64 // one second in this unit
-	windowSec int64 // W in seconds
+	windowSec int64 // W: the period rounded up to whole seconds, the RateLimit-Policy's w
 }
 
+// newGCRA returns the parameters for limit requests per period of which burst (at least 1) may
+// arrive back to back.
 func newGCRA(limit int, period time.Duration, burst int, unit time.Duration) gcra {
 	p := int64(period)
 	u := int64(unit)
@@ -26,8 +27,7 @@ func newGCRA(limit int, period time.Duration, burst int, unit time.Duration) gcr
 	t := ceilDiv(p, int64(limit)*u)
 	return gcra{
 		interval:  t,
-		tolerance: int64(burst) * t,
-		window:    ceilDiv(p, int64(time.Second)) * (int64(time.Second) / u),
+		tolerance: int64(max(burst, 1)-1) * t,
 		second:    int64(time.Second) / u,
 		windowSec: ceilDiv(p, int64(time.Second)),
 	}
@@ -45,20 +45,20 @@ func (g *gcra) decide(tat, now int64) (bool, int64) {
 	return true, tat + g.interval
 }
 
-// remaining is the RateLimit "r" value after an admitted request: how many more requests the key
-// can make within the next window (the "t" value), however they are spaced. ahead is TAT - now
-// after the decision.
-func (g *gcra) remaining(ahead int64) int64 {
+// fields returns the RateLimit field's values for a key whose TAT is now + ahead (after the
+// request's decision): r, how many requests sent right now, back to back, would be admitted, and
+// t, the seconds until that changes for the better: until the key has its whole burst again, or,
+// when r = 0, until the next request conforms (the Retry-After of a refusal). So r never promises
+// a request that would be refused: a client may send r requests at once.
+func (g *gcra) fields(ahead int64) (r, t int64) {
 	if ahead < 0 {
 		ahead = 0
 	}
-	// Request k (k = 0, 1, …) conforms from now + ahead + k*T - tau on; count those that start
-	// before now + W.
-	n := g.window + g.tolerance - ahead
-	if n <= 0 {
-		return 0
+	// Request k (k = 0, 1, …) sent now conforms when now >= now + ahead + k*T - tau.
+	if ahead > g.tolerance {
+		return 0, g.retryAfter(ahead)
 	}
-	return ceilDiv(n, g.interval)
+	return (g.tolerance-ahead)/g.interval + 1, max(ceilDiv(ahead, g.second), 1)
 }
 
 // retryAfter is the number of whole seconds (at least 1) before a refused request, whose key has

@@ -13,8 +13,9 @@ const (
 	sec = int64(time.Second)
 )
 
-func newTestStore(limit int, period time.Duration, burst int) *localStore {
-	return newLocalStore(newGCRA(limit, period, burst, time.Nanosecond), DefaultMaxKeys)
+// newTestStore makes a store that admits 1 + extra requests back to back (as testConfig).
+func newTestStore(limit int, period time.Duration, extra int) *localStore {
+	return newLocalStore(newGCRA(limit, period, extra+1, time.Nanosecond), DefaultMaxKeys)
 }
 
 // maxInWindow is the largest number of times in any half-open window [s, s+w).
@@ -166,21 +167,48 @@ func TestKeyIsolation(t *testing.T) {
 	}
 }
 
-func TestRemainingAndWindow(t *testing.T) {
-	g := newGCRA(100, time.Minute, 0, time.Nanosecond)
+// TestFields: r is what a client may send at once, t when that gets better (issue 25, item 17:
+// r used to count what fitted in the next window however spaced, so a key refused its next
+// request while its RateLimit said r=49).
+func TestFields(t *testing.T) {
+	g := newGCRA(100, time.Minute, 1, time.Nanosecond) // T = 600ms, strictly spaced
 	if got := g.windowSeconds(); got != 60 {
 		t.Errorf("window = %ds, want 60", got)
 	}
-	// Idle key after one request: TAT = now + 600ms → 99 more fit in the next minute.
-	if got := g.remaining(600 * ms); got != 99 {
-		t.Errorf("remaining after one request = %d, want 99", got)
+	// After one request, TAT = now + 600ms: the next request, sent now, is refused.
+	if r, tt := g.fields(600 * ms); r != 0 || tt != 1 {
+		t.Errorf("burst 1 after one request: r=%d t=%d, want r=0 t=1", r, tt)
 	}
-	if got := g.remaining(60 * sec); got != 0 {
-		t.Errorf("remaining with TAT a minute ahead = %d, want 0", got)
+	gb := newGCRA(100, time.Minute, 21, time.Nanosecond) // tau = 12s
+	if r, tt := gb.fields(600 * ms); r != 20 || tt != 1 {
+		t.Errorf("burst 21 after one request: r=%d t=%d, want r=20 t=1", r, tt)
 	}
-	gb := newGCRA(100, time.Minute, 20, time.Nanosecond)
-	if got := gb.remaining(600 * ms); got != 119 {
-		t.Errorf("burst 20: remaining after one request = %d, want 119", got)
+	if r, tt := gb.fields(12*sec + 600*ms); r != 0 || tt != 1 {
+		t.Errorf("burst 21 spent: r=%d t=%d, want r=0 t=1", r, tt)
+	}
+	if r, tt := gb.fields(6 * sec); r != 11 || tt != 6 {
+		t.Errorf("burst 21, TAT 6s ahead: r=%d t=%d, want r=11 t=6", r, tt)
+	}
+	// The default burst (= limit) of 50 per second: r counts down 49, 48, … 0 over 50 requests
+	// sent at once, each r exactly the number of further requests admitted.
+	d := newTestStore(50, time.Second, 49)
+	gd := newGCRA(50, time.Second, 50, time.Nanosecond)
+	var rs []int64
+	for range 51 {
+		ok, ahead := d.take(1, 0)
+		if !ok {
+			break
+		}
+		r, _ := gd.fields(ahead)
+		rs = append(rs, r)
+	}
+	if len(rs) != 50 {
+		t.Fatalf("%d of 51 back-to-back requests admitted, want 50", len(rs))
+	}
+	for i, r := range rs {
+		if r != int64(49-i) {
+			t.Fatalf("request %d: r=%d, want %d", i+1, r, 49-i)
+		}
 	}
 	// Sub-second and fractional periods advertise whole seconds, rounded up.
 	g15 := newGCRA(5, 1500*time.Millisecond, 0, time.Microsecond)

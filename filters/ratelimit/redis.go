@@ -19,11 +19,14 @@ import (
 // gcraScript is one GCRA decision, atomic on the Redis server, on Redis' own clock (TIME), so
 // gateways whose clocks disagree still share one exact limit. KEYS[1] is the key; ARGV[1] the
 // emission interval T and ARGV[2] the tolerance tau, both in microseconds; ARGV[3], which only
-// tests pass, replaces TIME so they can drive the clock. It returns {admitted (1 or 0),
-// TAT - now in microseconds}. The key expires when its TAT passes: from then on it would decide
-// exactly like an absent key, so Redis holds only keys that carry information. Lua numbers are
-// doubles: microseconds since 1970 (~2^51) stay exact; string.format('%d') writes them back in
-// full (Lua's default number format would round them to 14 digits).
+// tests pass, replaces TIME so they can drive the clock, and ARGV[4] (tests too) lengthens the
+// key's expiry by that many milliseconds: the expiry runs on Redis' real clock, which a loaded
+// test machine moves on further between two requests than the driven one. It returns
+// {admitted (1 or 0), TAT - now in microseconds}. The key expires when its TAT passes: from then
+// on it would decide exactly like an absent key, so Redis holds only keys that carry
+// information. Lua numbers are doubles: microseconds since 1970 (~2^51) stay exact;
+// string.format('%d') writes them back in full (Lua's default number format would round them to
+// 14 digits).
 var gcraScript = redis.NewScript(`
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
@@ -40,7 +43,7 @@ if tat - tolerance > now then
   return {0, tat - now}
 end
 tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)) + tonumber(ARGV[4] or 0))
 return {1, tat - now}
 `)
 
@@ -66,6 +69,9 @@ type sharedClient struct {
 	down      atomic.Bool
 	epoch     atomic.Uint64 // incremented when an outage starts
 	nextProbe atomic.Int64  // while down: monotonic nanoseconds of the next probe
+	// clock, when set (tests), replaces monoNow as the probes' clock, so that a test decides
+	// when a probe is due instead of racing the wall clock.
+	clock func() int64
 
 	mUp      prometheus.Gauge
 	mOutages prometheus.Counter
@@ -155,6 +161,14 @@ func (sc *sharedClient) release() error {
 
 func monoNow() int64 { return int64(time.Since(monoStart)) }
 
+// now is the probes' clock: monoNow unless a test drives it.
+func (sc *sharedClient) now() int64 {
+	if sc.clock != nil {
+		return sc.clock()
+	}
+	return monoNow()
+}
+
 // usable reports whether a request may use Redis now, and whether it is a probe: always while
 // the block is up; while it is down, one request per probeEvery (the probe), so a dead Redis
 // costs the other requests nothing.
@@ -172,7 +186,7 @@ func (sc *sharedClient) usable(now int64) (ok, probe bool) {
 func (sc *sharedClient) failed(err error) {
 	sc.mErrors.Inc()
 	// From the failure on, not from the start of the command, which may be a timeout ago.
-	sc.nextProbe.Store(monoNow() + int64(probeEvery))
+	sc.nextProbe.Store(sc.now() + int64(probeEvery))
 	if sc.down.CompareAndSwap(false, true) {
 		sc.epoch.Add(1)
 		sc.mOutages.Inc()
@@ -203,9 +217,13 @@ func (r *redisStore) take(ctx context.Context, key string) (bool, int64, error) 
 	return r.takeAt(ctx, key, nil)
 }
 
+// testExpirySlack keeps a key that tests decide on a driven clock from expiring in real time
+// between two of their requests.
+const testExpirySlack = time.Minute
+
 // takeAt is take with, when at is not nil, *at (microseconds) as Redis' clock: for tests.
 func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, int64, error) {
-	ok, probe := r.sc.usable(monoNow())
+	ok, probe := r.sc.usable(r.sc.now())
 	if !ok {
 		return false, 0, errStoreDown
 	}
@@ -218,7 +236,7 @@ func (r *redisStore) takeAt(ctx context.Context, key string, at *int64) (bool, i
 	if at == nil {
 		cmd = gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance)
 	} else {
-		cmd = gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance, *at)
+		cmd = gcraScript.Run(ctx, r.sc.client, []string{key}, r.g.interval, r.g.tolerance, *at, testExpirySlack.Milliseconds())
 	}
 	res, err := cmd.Int64Slice()
 	cancel()

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/filters/jwt"
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/sluice-gateway/sluice/testbed/otlpreceiver"
+	"github.com/sluice-gateway/sluice/testbed/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// TestQuickstartServes serves examples/quickstart/gateway.hcl as `make run` does (its Wasm
+// filter built from source, tracing every request to an OTLP receiver), its addresses moved to
+// free ports and its access log to a file, and checks what issue 25 found wrong there:
+//   - item 16: the /api/ pipeline (strip_prefix = "/api", traced) forwards /api/x as /x, and
+//     otel_log records the client's path /api/x for the forwarded request and the rejected one
+//     alike (it recorded /x for the forwarded one);
+//   - item 17: the public pipeline (limit = 50, period = "1s", no burst) admits 50 requests sent
+//     back to back, the first with RateLimit r=49, and no r promises more than followed (the
+//     second request was refused, with r=49).
+func TestQuickstartServes(t *testing.T) {
+	src, err := os.ReadFile("../../examples/quickstart/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, "filters/abrouter.wasm"), "./abrouter")
+	build.Dir = "../../examples/filters/go"
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the quickstart filter: %v\n%s", err, out)
+	}
+	rcv, err := otlpreceiver.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rcv.Close() })
+	up1 := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "demo-1"}).Handle)
+	up2 := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "demo-2"}).Handle)
+	cfg := strings.NewReplacer(
+		`"127.0.0.1:9001"`, fmt.Sprintf("%q", up1),
+		`"127.0.0.1:9002"`, fmt.Sprintf("%q", up2),
+		`"http://127.0.0.1:4318"`, fmt.Sprintf("%q", rcv.Endpoint),
+		`output          = "stdout"`, `output          = "access.log"`,
+	).Replace(string(src))
+	if !strings.Contains(cfg, rcv.Endpoint) || !strings.Contains(cfg, `"access.log"`) || !strings.Contains(cfg, "sample_ratio    = 1.0") {
+		t.Fatal("the quickstart changed: update the replacements above")
+	}
+	gw := gatewaytest.StartWith(t, cfg, gatewaytest.Options{Dir: dir})
+	client := gatewaytest.Client()
+	do := func(path, token string) *fasthttp.Response {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), new(fasthttp.Response)
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(gw.URL + path)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if err := client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	// Item 16.
+	token, err := jwt.Mint("HS256", []byte("quickstart-demo-secret-change-me-0123456789"), "", map[string]any{
+		"iss": "https://sluice.quickstart/", "aud": "demo", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do("/api/x", token); r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"uri": "/x",`) {
+		t.Errorf("/api/x with a token: %d, the upstream got %s", r.StatusCode(), r.Body())
+	}
+	if r := do("/api/x", ""); r.StatusCode() != 401 {
+		t.Errorf("/api/x without a token: %d, want 401", r.StatusCode())
+	}
+
+	// Item 17. The limit refills one request per 20ms, so on a slow machine more than 50 may
+	// pass and r may count down slower than one per request; what may never happen is a refusal
+	// among the first 50, or fewer admissions in a row than an r promised.
+	var got []string
+	var rs []int
+	admitted := 0 // the run of 200s so far
+	for i := range 51 {
+		r := do("/public", "")
+		rl := string(r.Header.Peek("RateLimit"))
+		got = append(got, fmt.Sprintf("%d %s", r.StatusCode(), rl))
+		var rv, tv int
+		if _, err := fmt.Sscanf(rl, `"default";r=%d;t=%d`, &rv, &tv); err != nil {
+			t.Fatalf("public request %d: RateLimit %q: %v", i+1, rl, err)
+		}
+		if r.StatusCode() != 200 {
+			if i < 50 {
+				t.Errorf("public request %d refused with no burst configured (limit = 50): %q", i+1, got)
+			}
+			break
+		}
+		rs = append(rs, rv)
+		admitted++
+	}
+	if len(rs) > 0 && rs[0] != 49 {
+		t.Errorf("the first public request's RateLimit says r=%d, want 49", rs[0])
+	}
+	for i, r := range rs {
+		if after := admitted - i - 1; r > after && admitted < 51 {
+			t.Errorf("public request %d promised r=%d, but only %d more were admitted: %q", i+1, r, after, got)
+			break
+		}
+	}
+
+	gw.Stop(t) // flushes the access log
+	raw, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		for _, f := range strings.Fields(line) {
+			if p, ok := strings.CutPrefix(f, "path="); ok {
+				paths = append(paths, p)
+			}
+		}
+	}
+	if strings.Join(paths, " ") != "/api/x /api/x" {
+		t.Errorf("otel_log recorded paths %q, want the client's /api/x for the forwarded and the rejected request:\n%s", paths, raw)
+	}
+}

@@ -1,0 +1,9 @@
+admin {
+  readyz_upstreams = "all" # ERROR: Invalid value
+}
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
