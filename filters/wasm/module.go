@@ -72,6 +72,9 @@ func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.Compile
 		_ = code.Close(ctx)
 		return nil, "", err
 	}
+	if err := notHTTPWasm(code); err != nil {
+		return fail(err)
+	}
 	var errs []error
 	exports := code.ExportedFunctions()
 	if _, ok := code.ExportedMemories()[exportMemory]; !ok {

@@ -90,7 +90,7 @@ func New(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 
 func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	ctx := context.Background()
-	conf, err := configJSON(cfg.Config)
+	conf, err := cfg.guestConfig()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -115,10 +115,14 @@ func handleRequest() uint64 {
 		write(kindResponse, fmt.Sprintf("start=%d now=%d all=%d", startFeatures, got, all))
 		return 0
 	case "trailers":
+		if header1(kindRequest, "x-enable") != "" {
+			enableFeatures(4)
+		}
 		if n := getHeaderNames(kindRequestTrailers, 0, 0); n != 0 {
 			setStatusCode(500)
 		}
-		set(kindResponseTrailers, "grpc-status", "0") // traps: trailers are not supported
+		set(kindResponseTrailers, "grpc-status", "0") // traps unless the trailers feature is on
+		write(kindResponse, "answered with a trailer")
 		return 0
 	case "panic":
 		panic("guest panic on purpose")
