@@ -85,6 +85,10 @@ type ServerConfig struct {
 	MaxResponseBytes Size       `hcl:"max_response_bytes,optional" json:"max_response_bytes"`
 	ShutdownTimeout  Duration   `hcl:"shutdown_timeout,optional" json:"shutdown_timeout"`
 	TLS              *TLSConfig `hcl:"tls,block" json:"tls,omitempty"`
+
+	// WasmCodeCacheBytes bounds the compiled Wasm modules kept while no filter uses them, so
+	// that a reload back to a recent module does not compile it again (estimated size).
+	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -105,6 +109,8 @@ func (s *ServerConfig) SetDefaults() {
 		MaxConnections:   10000,
 		MaxResponseBytes: 64 << 20,
 		ShutdownTimeout:  Duration(30 * time.Second),
+
+		WasmCodeCacheBytes: 256 << 20,
 	}
 }
 
@@ -125,6 +131,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if s.MaxConnsPerIP < 0 {
 		errs = append(errs, FieldErr("max_conns_per_ip", "must not be negative (0 = unlimited)"))
+	}
+	if s.WasmCodeCacheBytes < 0 {
+		errs = append(errs, FieldErr("wasm_code_cache_bytes", "must not be negative (0 keeps no unused module)"))
 	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})

@@ -80,6 +80,8 @@ type Filter struct {
 	bg       sync.WaitGroup
 	validate bool
 	m        filterMetrics
+	// slot names the filter's place in the configuration (pipeline and label) across reloads.
+	slot string
 }
 
 // New builds a wasm filter from its config: read and compile the module, check it against the
@@ -123,6 +125,9 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		m:              metricsFor(env.Pipeline, label),
 		starting:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
+	if env.Server != nil && !env.Validating {
+		codes.setLimit(int64(env.Server.WasmCodeCacheBytes))
+	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
 	if f.timeout > 0 {
 		bin, err = instrument(ctx, f.rt, bin)
@@ -148,19 +153,19 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	f.modCfg = f.modCfg.WithStartFunctions()
 
 	warm := max(cfg.PoolMin, 1)
+	f.slot = slotOf(env.Pipeline, label)
 	if env.Validating {
 		warm = 1
+	} else {
+		// A reload takes over a warm pool: see warm.go.
+		warm = max(warm, min(predecessorSize(f.slot), cfg.PoolMax))
 	}
-	for range warm {
-		in, ok, err := f.grow(ctx)
-		if err == nil && !ok {
-			err = errors.New("pool_max reached while warming the pool")
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
-		}
-		f.pool.put(in)
+	if err := f.warm(ctx, warm); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	if !env.Validating {
+		f.register()
 	}
 	return f, nil
 }
@@ -298,6 +303,7 @@ func (f *Filter) Close() error {
 	if f.closed.Swap(true) {
 		return nil
 	}
+	f.unregister()
 	f.bg.Wait()
 	for _, in := range f.pool.drain() {
 		f.discard(in)
@@ -316,7 +322,8 @@ func (f *Filter) closeRuntimeIfUnused() error {
 		ctx := context.Background()
 		err = f.rt.Close(ctx)
 		if f.code != nil {
-			err = errors.Join(err, f.code.Close(ctx))
+			// Kept by the compiled-code cache for a reload that comes back to this module.
+			err = errors.Join(err, codes.release(f.code, true))
 		}
 	})
 	return err
