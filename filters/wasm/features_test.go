@@ -91,3 +91,24 @@ func TestBlankGuestLogLines(t *testing.T) {
 		t.Errorf("the blank line is missing:\n%s", logs)
 	}
 }
+
+// TestStartErrorSameInValidate: a guest whose start fails gives the same error text under
+// `sluice validate` (one instance) as when the gateway builds it to serve (pool_min instances,
+// started in parallel).
+func TestStartErrorSameInValidate(t *testing.T) {
+	var texts []string
+	for _, validating := range []bool{true, false} {
+		f, _, err := tryFilter(t, "start_trap", validating, func(c *Config) { c.PoolMin = 4 })
+		if err == nil {
+			f.Close()
+			t.Fatal("built")
+		}
+		texts = append(texts, err.Error())
+	}
+	if texts[0] != texts[1] {
+		t.Errorf("validate says %q, run says %q", texts[0], texts[1])
+	}
+	if !strings.Contains(texts[0], "get_method called outside a request") {
+		t.Errorf("the error lacks the guest's own failure: %q", texts[0])
+	}
+}

@@ -3,7 +3,9 @@
 // http-wasm middleware run in Sluice unchanged.
 //
 // Each filter has its own wazero runtime (its memory cap is a runtime setting), compiles its
-// module once through the process-wide compilation cache, and keeps a capped pool of instances.
+// module once through the process-wide compilation cache (which keeps recently used modules
+// after their last filter closed: cache.go), and keeps a capped pool of instances, started as
+// large as the pool of the filter it replaces on a reload (warm.go).
 // A request pins one instance from handle_request to handle_response. The 19 host functions
 // read and write fasthttp's buffers directly; a call into a guest allocates nothing. With a
 // timeout, the module is first instrumented with checks that let a timer stop the guest (see
@@ -11,7 +13,8 @@
 //
 // Host behaviour where the ABI leaves a choice:
 //   - features: buffer_request and buffer_response are always available (fasthttp buffers both
-//     bodies); trailers are not (getters return nothing, setters trap).
+//     bodies); trailers are response trailers (request trailers read as none and setting one
+//     traps: see trailers.go).
 //   - after next (in handle_response) changing the request traps; changing the response status
 //     or body needs buffer_response; response headers may always be changed.
 //   - what the guest wrote to the response before returning next=1 is merged with the response
