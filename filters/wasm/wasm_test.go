@@ -201,6 +201,7 @@ func TestGuestCases(t *testing.T) {
 		{"features", "GET", "/", "", nil, []check{body("start=0 now=0 all=7")}},
 		{"trailers", "GET", "/", "", nil, []check{status(500)}},
 		{"trailers", "GET", "/", "", []string{"x-enable", "1"}, []check{status(200), body("answered with a trailer"), trailer("grpc-status", "0")}},
+		{"trailer-before-next", "GET", "/", "", nil, []check{status(200), body("upstream:"), trailer("x-guest-trailer", "g"), trailer("x-dropped", "")}},
 		{"panic", "GET", "/", "", nil, []check{status(500), header("x-upstream", "")}},
 		{"oom", "GET", "/", "", nil, []check{status(500)}},
 		{"none", "GET", "/", "", nil, []check{status(200), body("upstream:")}},

@@ -124,6 +124,13 @@ func handleRequest() uint64 {
 		set(kindResponseTrailers, "grpc-status", "0") // traps unless the trailers feature is on
 		write(kindResponse, "answered with a trailer")
 		return 0
+	case "trailer-before-next":
+		// Merged under the upstream's response like a header written before next.
+		enableFeatures(4)
+		set(kindResponseTrailers, "x-guest-trailer", "g")
+		set(kindResponseTrailers, "x-dropped", "d")
+		remove(kindResponseTrailers, "x-dropped")
+		return 1
 	case "panic":
 		panic("guest panic on purpose")
 	case "write-then-panic":
