@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluice-gateway/sluice/engine/admin"
 	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/filters"
 	"github.com/sluice-gateway/sluice/filters/wasm"
@@ -156,4 +158,16 @@ func compilations(t *testing.T) float64 {
 	}
 	t.Fatal("no sluice_wasm_compilations_total metric")
 	return 0
+}
+
+// TestConfigRawRedacted: /config shows a Wasm filter's config_raw as [redacted].
+func TestConfigRawRedacted(t *testing.T) {
+	gw := gatewayWith(t, wasm.Guest(t, "goguest"), `    config_raw = "open sesame"`, tckBackend)
+	b, err := json.Marshal(admin.Redact(gw.Server.Gateway().Spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "open sesame") || !strings.Contains(string(b), `"config_raw":"[redacted]"`) {
+		t.Errorf("/config shows config_raw: %s", b)
+	}
 }
