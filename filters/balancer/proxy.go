@@ -480,8 +480,7 @@ func finishResponse(c *engine.Ctx, x *exchange) {
 	h.AddBytesV(hdrVia, viaValue)
 }
 
-// copyTrailers announces in dst the trailers src received and copies their values. A
-// streamed body's trailers are not passed on.
+// copyTrailers announces in dst the trailers src received and copies their values.
 func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 	for name := range src.Trailers() {
 		vals := src.PeekAll(string(name)) // allocates, only for a response that has trailers
@@ -503,6 +502,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 	cl := dst.Header.ContentLength()
 	if cl > maxHeld {
 		dst.SetBodyStream(body, cl)
+		// A body of known length has no trailers: nothing to pass on.
 		return true, nil
 	}
 	// Read up to maxHeld+1 bytes to learn whether the body fits.
@@ -529,6 +529,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
+		body.trailersTo = &dst.Header
 		dst.SetBodyStream(body, cl)
 		return true, nil
 	}

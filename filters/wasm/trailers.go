@@ -11,7 +11,7 @@ import (
 // (the Trailer header) and its values are kept apart from the header fields. fasthttp sends a
 // response with trailers chunked, with the trailer section after the body, to an HTTP/1.1
 // client (an HTTP/1.0 client cannot receive trailers and gets none). Upstream trailers reach
-// c.Response when the balancer holds the body (up to max_response_bytes), so a guest that
+// c.Response when the balancer has read a held body (up to max_response_bytes), so a guest that
 // buffers the response reads them, and the client still gets them.
 //
 // Request trailers read as none: the server does not pass a client's request trailers on, and the
