@@ -163,6 +163,10 @@ func compilations(t *testing.T) float64 {
 // TestConfigRawRedacted: /config shows a Wasm filter's config_raw as [redacted].
 func TestConfigRawRedacted(t *testing.T) {
 	gw := gatewayWith(t, wasm.Guest(t, "goguest"), `    config_raw = "open sesame"`, tckBackend)
+	// One request first: stopping a gateway whose Serve has not begun yet can hang (gatewaytest).
+	if status, _, err := gatewaytest.Client().Get(nil, gw.URL+"/"); err != nil || status != 200 {
+		t.Fatalf("GET /: %d %v", status, err)
+	}
 	b, err := json.Marshal(admin.Redact(gw.Server.Gateway().Spec))
 	if err != nil {
 		t.Fatal(err)
