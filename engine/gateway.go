@@ -34,6 +34,8 @@ type PipelineSpec struct {
 	StripPrefix string
 	Filters     []FilterSpec
 	Upstream    string // the balancer's upstream
+	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
+	Upgrades []string
 }
 
 // FilterSpec is a decoded `filter "KIND"` block.
@@ -71,9 +73,13 @@ type Gateway struct {
 	Upstreams map[string]Upstream
 
 	observer Observer
-	closers  []io.Closer
-	inflight atomic.Int64
-	closed   atomic.Bool
+	// headers is how the server cleans requests' headers (hopbyhop.go); requestHeaders are the
+	// request headers the filters set (BuildEnv.SetsRequestHeaders).
+	headers        *headerPolicy
+	requestHeaders []string
+	closers        []io.Closer
+	inflight       atomic.Int64
+	closed         atomic.Bool
 }
 
 // Build makes a Gateway from a spec. It returns every failure it finds, each located; on failure
@@ -89,7 +95,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		return &BuildEnv{
 			Pipeline: pipeline, Stage: stage, Earlier: earlier, Dir: spec.Dir,
 			Logger: log, Server: &spec.Server, Telemetry: &spec.Telemetry, Redis: spec.Redis,
-			Validating: opt.Validating, closers: &g.closers,
+			Validating: opt.Validating, closers: &g.closers, requestHeaders: &g.requestHeaders,
 		}
 	}
 
@@ -153,6 +159,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		}
 		p := NewPipeline(ps.Name, ps.Match, ps.StripPrefix, stages, term)
 		p.Upstream = ps.Upstream
+		p.Upgrades = ps.Upgrades
 		g.Pipelines = append(g.Pipelines, p)
 	}
 	if len(errs) > 0 {
@@ -160,6 +167,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		return nil, errs
 	}
 	g.Router = NewRouter(g.Pipelines)
+	g.headers = newHeaderPolicy(&spec.Server, g.requestHeaders)
 	return g, nil
 }
 

@@ -124,6 +124,17 @@ type BuildEnv struct {
 	Validating bool
 	// Closers collects resources to close when the built gateway is retired.
 	closers *[]io.Closer
+	// requestHeaders collects the request headers filters set (SetsRequestHeaders).
+	requestHeaders *[]string
+}
+
+// SetsRequestHeaders declares request headers the filter being built sets for the upstream
+// (jwt's forward_claims, headers' request_set): the server then removes a client's header that
+// spells one of these names with '_' for '-', which CGI-style upstreams would read as the same.
+func (e *BuildEnv) SetsRequestHeaders(names ...string) {
+	if e.requestHeaders != nil {
+		*e.requestHeaders = append(*e.requestHeaders, names...)
+	}
 }
 
 // Path resolves p against the config file's folder.

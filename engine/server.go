@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -60,6 +59,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		Name:                         "sluice",
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleError,
+		ExpectHandler:                s.expect,
 		ReadBufferSize:               int(cfg.MaxHeaderBytes),
 		WriteBufferSize:              16 << 10,
 		MaxRequestBodySize:           int(cfg.MaxBodyBytes),
@@ -216,6 +216,13 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if cc != nil {
 		cc.startRequest()
 	}
+	if status := s.clean(g, c, peer); status != 0 {
+		WriteError(&fc.Response, status)
+		fc.SetConnectionClose()
+		ReleaseCtx(c)
+		g.inflight.Add(-1)
+		return
+	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
@@ -285,19 +292,10 @@ func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 }
 
 func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
-	status := fasthttp.StatusBadRequest
-	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status = fasthttp.StatusRequestEntityTooLarge
-	case errors.As(err, &small):
-		status = fasthttp.StatusRequestHeaderFieldsTooLarge
-	case errors.As(err, &netErr) && netErr.Timeout():
-		status = fasthttp.StatusRequestTimeout
-	}
-	WriteError(&fc.Response, status)
+	WriteError(&fc.Response, errorStatus(fc, err))
 	fc.SetConnectionClose()
+	// The client may still be sending (an oversized header or body): let the answer reach it.
+	lingerOnClose(fc)
 }
 
 type fasthttpLogger struct{ log *slog.Logger }

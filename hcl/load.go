@@ -1,4 +1,4 @@
-// Package hcl reads Sluice's configuration language (see gateway.reference.hcl): it parses HCL
+// Package hcl reads Sluice's configuration language (see examples/reference/gateway.hcl): it parses HCL
 // files, decodes every block with source ranges, reports every problem at once as HCL
 // diagnostics, and builds the result into an engine.Gateway.
 package hcl
@@ -38,7 +38,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 var pipelineSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}},
+	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"},
 	},
@@ -190,6 +190,9 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 			}
 		}
 		ps.StripPrefix = s
+	}
+	if a, ok := content.Attributes["upgrades"]; ok {
+		ps.Upgrades, diags = d.decodeUpgrades(a, diags)
 	}
 	var filterRanges []hcl.Range
 	var balancers []*hcl.Block

@@ -72,6 +72,8 @@ type instance struct {
 	names   [][]byte
 	stdout  logWriter
 	stderr  logWriter
+	// starting collects what the guest says while it starts (see startOutput); nil afterwards.
+	starting *startOutput
 }
 
 // reqState is what the host keeps for one wasm filter's part in one request, reset by end.
@@ -149,8 +151,9 @@ const minStartTimeout = 2 * time.Second
 func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{f: f, reqState: new(reqState)}
 	in.cc.in = in
+	in.starting = new(startOutput)
 	in.stdout = logWriter{f: f, stream: "stdout"}
-	in.stderr = logWriter{f: f, stream: "stderr"}
+	in.stderr = logWriter{f: f, stream: "stderr", starting: in.starting}
 	var ictx context.Context = &in.cc
 	if f.memory != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
@@ -159,7 +162,7 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		in.stdout.flush()
 		in.stderr.flush()
-		return nil, fmt.Errorf("instantiating the guest: %w", err)
+		return nil, in.starting.wrap(fmt.Errorf("instantiating the guest: %w", err))
 	}
 	if f.timeout > 0 {
 		in.stop = mod.ExportedGlobal(interrupt.Global).(api.MutableGlobal)
@@ -169,15 +172,17 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	timedOut := in.timer != nil && !in.timer.Stop()
 	in.stdout.flush()
 	in.stderr.flush()
+	said := in.starting
+	in.starting, in.stderr.starting = nil, nil
 	switch {
 	case timedOut:
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("start function %s did not finish within %s", name, max(f.timeout, minStartTimeout))
+		return nil, said.wrap(fmt.Errorf("start function %s did not finish within %s", name, max(f.timeout, minStartTimeout)))
 	case err != nil:
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("instantiating the guest: start function %s: %w", name, err)
+		return nil, said.wrap(fmt.Errorf("instantiating the guest: start function %s: %w", name, err))
 	case mod.IsClosed():
-		return nil, fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name)
+		return nil, said.wrap(fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name))
 	}
 	in.mod = mod
 	in.req = mod.ExportedFunction(exportHandleRequest)
