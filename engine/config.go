@@ -105,6 +105,9 @@ type ServerConfig struct {
 	// "redirect" (307 to the unescaped path), "unescape" (route and forward the unescaped path)
 	// or "keep" (route with the escape as a byte of its segment, forward the raw path).
 	EscapedSlashes string `hcl:"escaped_slashes,optional" json:"escaped_slashes"`
+	// WasmCodeCacheBytes bounds the compiled Wasm modules kept while no filter uses them, so
+	// that a reload back to a recent module does not compile it again (estimated size).
+	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -135,6 +138,7 @@ func (s *ServerConfig) SetDefaults() {
 		MinWriteRate:             1 << 10,
 		MinWriteRateWindow:       Duration(10 * time.Second),
 		EscapedSlashes:           "reject",
+		WasmCodeCacheBytes: 256 << 20,
 	}
 }
 
@@ -186,6 +190,9 @@ func (s *ServerConfig) Validate() error {
 	errs = append(errs, s.unlimitedWarnings()...)
 	if _, err := ParseSlashAction(s.EscapedSlashes); err != nil {
 		errs = append(errs, &FieldError{Field: "escaped_slashes", Err: err})
+	}
+	if s.WasmCodeCacheBytes < 0 {
+		errs = append(errs, FieldErr("wasm_code_cache_bytes", "must not be negative (0 keeps no unused module)"))
 	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})

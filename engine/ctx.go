@@ -28,6 +28,9 @@ type Ctx struct {
 	ClientAddr netip.Addr
 	// Peer is the socket peer's address (a trusted proxy's, or the client's own).
 	Peer netip.Addr
+	// Proto is the protocol version the client spoke, "HTTP/1.1" or "HTTP/1.0", as the server
+	// received it (the request's own protocol bytes may be rewritten for the upstream).
+	Proto string
 	// peerText is Peer as text, formatted once per connection (nil: format it when asked).
 	peerText []byte
 	// Start is when the gateway began handling the request.
@@ -75,6 +78,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Path = c.Path[:0]
 	c.ClientAddr = netip.Addr{}
 	c.Peer = netip.Addr{}
+	c.Proto = ""
 	c.peerText = nil
 	c.Start = time.Time{}
 	c.Context = nil
@@ -155,4 +159,13 @@ func (k Key[T]) Set(c *Ctx, v T) {
 		c.vals = vals
 	}
 	c.vals[k.id] = v
+}
+
+// ProtoOf returns the protocol version of a request as it was received ("HTTP/1.1" or
+// "HTTP/1.0": fasthttp parses nothing else), without allocating.
+func ProtoOf(h *fasthttp.RequestHeader) string {
+	if h.IsHTTP11() {
+		return "HTTP/1.1"
+	}
+	return "HTTP/1.0"
 }

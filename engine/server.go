@@ -224,6 +224,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
+	c.Proto = ProtoOf(&fc.Request.Header)
 	peer, cc := c.setPeer(fc)
 	if cc != nil {
 		cc.startRequest()

@@ -26,6 +26,7 @@ func NewCtx(t testing.TB, method, uri string, headers ...string) *engine.Ctx {
 	fc.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, nil)
 	c := engine.AcquireCtx(fc)
 	c.Start = time.Now()
+	c.Proto = engine.ProtoOf(&fc.Request.Header)
 	c.ClientAddr = netip.MustParseAddr("127.0.0.1")
 	c.Peer = c.ClientAddr
 	raw, _ := engine.RawPath(&fc.Request)

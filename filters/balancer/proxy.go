@@ -577,6 +577,19 @@ func finishResponse(c *engine.Ctx, x *exchange) {
 	h.AddBytesV(hdrVia, viaValue)
 }
 
+// copyTrailers announces in dst the trailers src received and copies their values.
+func copyTrailers(dst, src *fasthttp.ResponseHeader) {
+	for name := range src.Trailers() {
+		vals := src.PeekAll(string(name)) // allocates, only for a response that has trailers
+		if len(vals) == 0 || dst.AddTrailerBytes(name) != nil {
+			continue // announced but not sent, or a name that may not be a trailer
+		}
+		for _, v := range vals {
+			dst.AddBytesKV(name, v)
+		}
+	}
+}
+
 // holdOrStream settles a body roundTrip left on the connection (chunked, unframed or larger than
 // maxHeld): one that turns out to fit in maxHeld bytes is read into c.Response (later filters may
 // read or rewrite it); a larger one is streamed to the client, and owns the connection until the
@@ -587,6 +600,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 	if cl >= 0 {
 		// Known length: too large to hold, or the held-response budget had no room for it.
 		dst.SetBodyStream(body, cl)
+		// A body of known length has no trailers: nothing to pass on.
 		return true, nil
 	}
 	// Read up to maxHeld+1 bytes to learn whether the body fits, reserving room in the
@@ -624,9 +638,13 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
+		body.trailersTo = &dst.Header
 		dst.SetBodyStream(body, cl)
 		return true, nil
 	}
+	// The body was read to its end, trailer section included: keep the trailers (fasthttp sends
+	// them after the held body, chunked, to an HTTP/1.1 client).
+	copyTrailers(&dst.Header, &body.up.Header)
 	if err := body.Close(); err != nil {
 		x.scratch = b[:0]
 		return false, err

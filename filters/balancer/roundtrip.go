@@ -340,12 +340,18 @@ type upstreamBody struct {
 	eof     bool
 	reuse   bool
 	release func(reuse bool)
+	// trailersTo, for a body streamed to the client, receives the upstream's trailers at the
+	// end of the body, before fasthttp writes the trailer section.
+	trailersTo *fasthttp.ResponseHeader
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err == io.EOF {
+	if err == io.EOF && !b.eof {
 		b.eof = true
+		if b.trailersTo != nil {
+			copyTrailers(b.trailersTo, &b.up.Header)
+		}
 	}
 	return n, err
 }

@@ -18,6 +18,10 @@ type Config struct {
 	Module string `hcl:"module" json:"module"`
 	// Config is any HCL value; the guest reads it as JSON through get_config.
 	Config cty.Value `hcl:"config,optional" json:"config"`
+	// ConfigRaw is given to the guest byte for byte through get_config, for guests that parse
+	// their own format (Traefik and Dapr pass raw bytes: host-go's redact example expects the
+	// secret itself, "open sesame"). At most one of config and config_raw.
+	ConfigRaw *string `hcl:"config_raw,optional" json:"config_raw,omitempty" sluice:"secret"`
 	// MemoryLimit caps each instance's linear memory (rounded down to 64KiB pages).
 	MemoryLimit engine.Size `hcl:"memory_limit,optional" json:"memory_limit"`
 	// Timeout bounds each call into the guest; 0 means no deadline. With one, the module runs
@@ -82,7 +86,18 @@ func (c *Config) Validate() error {
 	if _, err := configJSON(c.Config); err != nil {
 		errs = append(errs, engine.FieldErr("config", "%v", err))
 	}
+	if c.ConfigRaw != nil && c.Config != cty.NilVal && !c.Config.IsNull() {
+		errs = append(errs, engine.FieldErr("config_raw", "cannot be set together with config: the guest gets one configuration, either config as JSON or config_raw as it is"))
+	}
 	return errors.Join(errs...)
+}
+
+// guestConfig returns the bytes get_config gives the guest.
+func (c *Config) guestConfig() ([]byte, error) {
+	if c.ConfigRaw != nil {
+		return []byte(*c.ConfigRaw), nil
+	}
+	return configJSON(c.Config)
 }
 
 // configJSON encodes the config value as the bytes get_config returns; no config is empty.

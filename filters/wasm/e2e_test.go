@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,16 @@ import (
 
 // tckBackend answers like the http-wasm TCK's backend handler: it reports the method, the
 // request URI and every request header it received as response headers.
+// For the "trailers" case it answers with trailers (sent chunked after the body).
 func tckBackend(c *fasthttp.RequestCtx) {
 	h := &c.Response.Header
+	if string(c.Request.Header.Peek("x-httpwasm-tck-testid")) == "trailers" {
+		_ = h.SetTrailer("grpc-status, x-drop-me")
+		h.Set("grpc-status", "0")
+		h.Set("x-drop-me", "1")
+		c.SetBodyString("body with trailers")
+		return
+	}
 	h.Set("x-httpwasm-next-method", string(c.Method()))
 	h.Set("x-httpwasm-next-uri", string(c.Request.Header.RequestURI()))
 	seen := map[string]int{}
@@ -60,14 +69,18 @@ pipeline "all" {
 // TestTCK reproduces the checks of the public http-wasm TCK (github.com/http-wasm/http-wasm-host-go,
 // tck/run.go) against a real gateway: a net/http client, the TCK-style guest, a TCK-style
 // backend behind the balancer.
-// It runs the guest as it is and, with a timeout, rewritten with the interrupt checks.
+// It runs the guest as it is and, with a timeout, rewritten with the interrupt checks; and both
+// module styles: the Go reactor (_initialize) and a C command (_start, as TinyGo and wasi-libc
+// build them) that asks for the trailers feature and also answers a trailers case.
 func TestTCK(t *testing.T) {
-	t.Run("plain", func(t *testing.T) { testTCK(t, "") })
-	t.Run("timeout", func(t *testing.T) { testTCK(t, `    timeout = "1s"`) })
+	for _, guest := range []string{"goguest", "tck_command"} {
+		t.Run(guest+"/plain", func(t *testing.T) { testTCK(t, guest, "") })
+		t.Run(guest+"/timeout", func(t *testing.T) { testTCK(t, guest, `    timeout = "1s"`) })
+	}
 }
 
-func testTCK(t *testing.T, filterBody string) {
-	gw := gatewayWith(t, wasm.Guest(t, "goguest"), filterBody, tckBackend)
+func testTCK(t *testing.T, guest, filterBody string) {
+	gw := gatewayWith(t, wasm.Guest(t, guest), filterBody, tckBackend)
 	client := &http.Client{}
 
 	type tc struct {
@@ -131,6 +144,22 @@ func testTCK(t *testing.T, filterBody string) {
 		cases = append(cases, tc{id: "read_body/request/" + id, method: "POST", body: strings.Repeat("a", size)})
 	}
 
+	if guest == "tck_command" {
+		cases = append(cases, tc{id: "trailers", check: func(t *testing.T, resp *http.Response, body string) {
+			if body != "body with trailers" {
+				t.Errorf("body %q", body)
+			}
+			// The guest saw the upstream's trailer, added one and removed one; the client gets
+			// the upstream's other trailer and the guest's.
+			nextHeader("x-upstream-grpc-status", "0")(t, resp, body)
+			nextHeader("x-trailer-count", "2")(t, resp, body)
+			nextHeader("x-features", "all")(t, resp, body)
+			want := http.Header{"Grpc-Status": {"0"}, "X-Wasm-Trailer": {"done"}}
+			if !reflect.DeepEqual(resp.Trailer, want) {
+				t.Errorf("trailers %v, want %v", resp.Trailer, want)
+			}
+		}})
+	}
 	for _, c := range cases {
 		t.Run(c.id, func(t *testing.T) {
 			method := c.method

@@ -14,7 +14,8 @@ import (
 )
 
 // Test guests are built from the sources in testdata once per test binary: WAT files with
-// wat2wasm (Debian's wabt) and the Go reactor with GOOS=wasip1. Built files are kept in a
+// wat2wasm (Debian's wabt), C files as WASI commands with clang and wasi-libc, and the Go reactor
+// with GOOS=wasip1. Built files are kept in a
 // temporary folder, named by the hash of their source, and never committed.
 
 var (
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 // Guest returns the path of a compiled test guest: "goguest" (testdata/goguest, a Go wasip1
-// reactor) or the base name of a testdata/*.wat file.
+// reactor) or the base name of a testdata/*.c or testdata/*.wat file.
 func Guest(t testing.TB, name string) string {
 	t.Helper()
 	guestMu.Lock()
@@ -52,6 +53,8 @@ func Guest(t testing.TB, name string) string {
 		if err == nil {
 			err = keepCompiled(p)
 		}
+	} else if c := filepath.Join(testdata, name+".c"); fileExists(c) {
+		p, err = buildC(c)
 	} else {
 		p, err = buildWAT(filepath.Join(testdata, name+".wat"))
 	}
@@ -69,6 +72,25 @@ func buildWAT(src string) (string, error) {
 	}
 	out := filepath.Join(guestDir, hashOf(text)+".wasm")
 	cmd := exec.Command("wat2wasm", src, "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{err, b}
+	}
+	return out, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// buildC builds a C guest as a WASI command (wasi-libc's _start runs main).
+func buildC(src string) (string, error) {
+	text, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(guestDir, hashOf(text)+".wasm")
+	cmd := exec.Command("clang", "--target=wasm32-wasi", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, src)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", &buildError{err, b}
 	}

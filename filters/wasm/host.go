@@ -178,6 +178,9 @@ func writeList(mod api.Module, buf, limit uint32, vals [][]byte, lower bool, wha
 // read them during the call.
 func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
+// stringBytes views s as bytes without copying, for values that are only read.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 func enableFeatures(ctx context.Context, _ api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	want := uint32(stack[0]) & supportedFeatures
@@ -304,15 +307,15 @@ func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 	c.Path = engine.NormalizePath(c.Path[:0], c.Request.URI().PathOriginal())
 }
 
-var http11 = []byte("HTTP/1.1")
-
+// getProtocolVersion answers the protocol the client spoke (engine.Ctx.Proto), not the request's
+// protocol bytes, which the gateway may rewrite for the upstream.
 func getProtocolVersion(ctx context.Context, mod api.Module, stack []uint64) {
 	c := instanceOf(ctx).request("get_protocol_version")
-	p := c.Request.Header.Protocol()
-	if len(p) == 0 {
-		p = http11
+	p := c.Proto
+	if p == "" {
+		p = "HTTP/1.1" // a Ctx not made by the server (a synthetic request)
 	}
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), p, "get_protocol_version")
+	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), stringBytes(p), "get_protocol_version")
 }
 
 func getSourceAddr(ctx context.Context, mod api.Module, stack []uint64) {
@@ -365,7 +368,11 @@ func getHeaderNames(ctx context.Context, mod api.Module, stack []uint64) {
 		for k := range c.Response.Header.All() {
 			add(k)
 		}
-	default: // trailers are not supported: none
+	case kindResponseTrailers:
+		if in.features&featureTrailers != 0 {
+			names = trailerNames(names, &c.Response.Header)
+		}
+	default: // request trailers: none (see trailers.go)
 	}
 	stack[0] = writeList(mod, uint32(stack[1]), uint32(stack[2]), names, true, "get_header_names")
 	in.names = names[:0]
@@ -398,6 +405,10 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 		} else {
 			vals = c.Response.Header.PeekAll(bytesString(name))
 		}
+	case kindResponseTrailers:
+		if in.features&featureTrailers != 0 {
+			vals = trailerValues(&c.Response.Header, name)
+		}
 	}
 	stack[0] = writeList(mod, uint32(stack[3]), uint32(stack[4]), vals, false, "get_header_values")
 }
@@ -415,15 +426,16 @@ func headerArgs(fn string, mod api.Module, stack []uint64, withValue bool) (kind
 			panic(trapf("%s: the value of %s contains a control character", fn, name))
 		}
 	}
-	if kind == kindRequestTrailers || kind == kindResponseTrailers {
-		panic(trapf("%s: trailers are not supported by this host", fn))
-	}
 	return kind, name, value
 }
 
 func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind, name, value := headerArgs("set_header_value", mod, stack, true)
+	if kind >= kindRequestTrailers {
+		in.changeTrailer("set_header_value", kind, opSet, name, value)
+		return
+	}
 	if kind == kindRequest {
 		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetBytesKV(name, value)
 		return
@@ -437,6 +449,10 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind, name, value := headerArgs("add_header_value", mod, stack, true)
+	if kind >= kindRequestTrailers {
+		in.changeTrailer("add_header_value", kind, opAdd, name, value)
+		return
+	}
 	if kind == kindRequest {
 		in.mustBeforeNext("add_header_value", "request headers").Request.Header.AddBytesKV(name, value)
 		return
@@ -450,6 +466,10 @@ func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind, name, _ := headerArgs("remove_header", mod, stack, false)
+	if kind >= kindRequestTrailers {
+		in.changeTrailer("remove_header", kind, opDel, name, nil)
+		return
+	}
 	if kind == kindRequest {
 		in.mustBeforeNext("remove_header", "request headers").Request.Header.DelBytes(name)
 		return

@@ -20,9 +20,8 @@ const (
 	featureBufferRequest  uint32 = 1
 	featureBufferResponse uint32 = 2
 	featureTrailers       uint32 = 4
-	// Sluice buffers both bodies anyway; trailers are not offered (fasthttp only has them on
-	// chunked messages and the balancer does not forward them).
-	supportedFeatures = featureBufferRequest | featureBufferResponse
+	// Sluice buffers both bodies anyway; trailers: see trailers.go.
+	supportedFeatures = featureBufferRequest | featureBufferResponse | featureTrailers
 )
 
 type phase uint8
@@ -325,10 +324,15 @@ func (in *instance) stashResponse() {
 func (in *instance) revertResponse() {
 	resp := in.c.Response
 	for ops := in.ops; len(ops) > 0; {
+		op := ops[0]
 		var name []byte
 		name, ops = readField(ops[1:])
 		_, ops = readField(ops)
-		resp.Header.DelBytes(name)
+		if op&opTrailer != 0 {
+			removeTrailer(&resp.Header, name)
+		} else {
+			resp.Header.DelBytes(name)
+		}
 	}
 	if in.statusSet != 0 {
 		resp.SetStatusCode(200)
@@ -363,6 +367,10 @@ func (in *instance) mergeResponse() {
 		name, ops = readField(ops[1:])
 		value, ops = readField(ops)
 		if in.skipOp[i] {
+			continue
+		}
+		if op&opTrailer != 0 {
+			_ = applyTrailerOp(&resp.Header, op&^opTrailer, name, value) // accepted when recorded
 			continue
 		}
 		switch op {

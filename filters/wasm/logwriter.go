@@ -36,7 +36,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 			break
 		}
 		w.buf = append(w.buf, p[:i]...)
-		w.flush()
+		w.emit() // a blank line too: guests print them to separate output
 		p = p[i+1:]
 	}
 	return n, nil
@@ -44,9 +44,13 @@ func (w *logWriter) Write(p []byte) (int, error) {
 
 // flush logs what is buffered, if anything.
 func (w *logWriter) flush() {
-	if len(w.buf) == 0 {
-		return
+	if len(w.buf) > 0 {
+		w.emit()
 	}
+}
+
+// emit logs the buffered line, even an empty one.
+func (w *logWriter) emit() {
 	lvl := slog.LevelInfo
 	if w.stream == "stderr" {
 		lvl = slog.LevelWarn

@@ -26,10 +26,10 @@ const (
 
 // compilationCache is shared by every runtime of the process. wazero keys the machine code it
 // holds by the module's content hash (sha256 of the bytes, the instrumented ones for a filter
-// with a timeout) and reference-counts it: each filter's CompiledModule.Close drops one
-// reference and the code is freed when the last user is gone. A reload builds the new
-// configuration before closing the old one, so an unchanged module is found in the cache
-// instead of being compiled again.
+// with a timeout) and reference-counts it: each CompiledModule.Close drops one reference and
+// the code is freed when the last user is gone. A reload builds the new configuration before
+// closing the old one, so an unchanged module is found in the cache instead of being compiled
+// again; codes (cache.go) keeps recently used modules that no filter uses any more.
 var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
 
 // newRuntime makes the runtime of one filter: the memory cap is a runtime setting, so each
@@ -56,7 +56,7 @@ func instrument(ctx context.Context, rt wazero.Runtime, bin []byte) ([]byte, err
 	if cerr != nil {
 		return nil, cerr
 	}
-	_ = code.Close(ctx)
+	_ = codes.release(code, false)
 	return nil, fmt.Errorf("cannot add the checks a timeout needs: %w", err)
 }
 
@@ -64,13 +64,16 @@ func instrument(ctx context.Context, rt wazero.Runtime, bin []byte) ([]byte, err
 // what the ABI requires and imports nothing the host lacks. It returns the start function to run
 // ("" if none). Every problem is reported, each naming the missing or mismatched piece.
 func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.CompiledModule, string, error) {
-	code, err := rt.CompileModule(ctx, bin)
+	code, err := codes.compile(ctx, rt, bin)
 	if err != nil {
 		return nil, "", fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
 	fail := func(err error) (wazero.CompiledModule, string, error) {
-		_ = code.Close(ctx)
+		_ = codes.release(code, false)
 		return nil, "", err
+	}
+	if err := notHTTPWasm(code); err != nil {
+		return fail(err)
 	}
 	var errs []error
 	exports := code.ExportedFunctions()

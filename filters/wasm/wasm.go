@@ -3,7 +3,9 @@
 // http-wasm middleware run in Sluice unchanged.
 //
 // Each filter has its own wazero runtime (its memory cap is a runtime setting), compiles its
-// module once through the process-wide compilation cache, and keeps a capped pool of instances.
+// module once through the process-wide compilation cache (which keeps recently used modules
+// after their last filter closed: cache.go), and keeps a capped pool of instances, started as
+// large as the pool of the filter it replaces on a reload (warm.go).
 // A request pins one instance from handle_request to handle_response. The 19 host functions
 // read and write fasthttp's buffers directly; a call into a guest allocates nothing. With a
 // timeout, the module is first instrumented with checks that let a timer stop the guest (see
@@ -11,7 +13,8 @@
 //
 // Host behaviour where the ABI leaves a choice:
 //   - features: buffer_request and buffer_response are always available (fasthttp buffers both
-//     bodies); trailers are not (getters return nothing, setters trap).
+//     bodies); trailers are response trailers (request trailers read as none and setting one
+//     traps: see trailers.go).
 //   - after next (in handle_response) changing the request traps; changing the response status
 //     or body needs buffer_response; response headers may always be changed.
 //   - what the guest wrote to the response before returning next=1 is merged with the response
@@ -79,6 +82,8 @@ type Filter struct {
 	bg       sync.WaitGroup
 	validate bool
 	m        filterMetrics
+	// slot names the filter's place in the configuration (pipeline and label) across reloads.
+	slot string
 }
 
 // New builds a wasm filter from its config: read and compile the module, check it against the
@@ -89,7 +94,7 @@ func New(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 
 func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	ctx := context.Background()
-	conf, err := configJSON(cfg.Config)
+	conf, err := cfg.guestConfig()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -122,6 +127,9 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		m:              metricsFor(env.Pipeline, label),
 		starting:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
 	}
+	if env.Server != nil && !env.Validating {
+		codes.setLimit(int64(env.Server.WasmCodeCacheBytes))
+	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
 	if f.timeout > 0 {
 		bin, err = instrument(ctx, f.rt, bin)
@@ -147,19 +155,19 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	f.modCfg = f.modCfg.WithStartFunctions()
 
 	warm := max(cfg.PoolMin, 1)
+	f.slot = slotOf(env.Pipeline, label)
 	if env.Validating {
 		warm = 1
+	} else {
+		// A reload takes over a warm pool: see warm.go.
+		warm = max(warm, min(predecessorSize(f.slot), cfg.PoolMax))
 	}
-	for range warm {
-		in, ok, err := f.grow(ctx)
-		if err == nil && !ok {
-			err = errors.New("pool_max reached while warming the pool")
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
-		}
-		f.pool.put(in)
+	if err := f.warm(ctx, warm); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	if !env.Validating {
+		f.register()
 	}
 	return f, nil
 }
@@ -297,6 +305,7 @@ func (f *Filter) Close() error {
 	if f.closed.Swap(true) {
 		return nil
 	}
+	f.unregister()
 	f.bg.Wait()
 	for _, in := range f.pool.drain() {
 		f.discard(in)
@@ -315,7 +324,8 @@ func (f *Filter) closeRuntimeIfUnused() error {
 		ctx := context.Background()
 		err = f.rt.Close(ctx)
 		if f.code != nil {
-			err = errors.Join(err, f.code.Close(ctx))
+			// Kept by the compiled-code cache for a reload that comes back to this module.
+			err = errors.Join(err, codes.release(f.code, true))
 		}
 	})
 	return err

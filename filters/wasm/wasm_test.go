@@ -162,6 +162,14 @@ func TestGuestCases(t *testing.T) {
 			}
 		}
 	}
+	trailer := func(name, want string) check {
+		return func(t *testing.T, c *engine.Ctx) {
+			got := string(bytes.Join(trailerValues(&c.Response.Header, []byte(name)), []byte("|")))
+			if got != want {
+				t.Errorf("trailer %s = %q, want %q", name, got, want)
+			}
+		}
+	}
 	tests := []struct {
 		name    string
 		method  string
@@ -190,8 +198,10 @@ func TestGuestCases(t *testing.T) {
 		{"status-code", "GET", "/", "", nil, []check{header("x-upstream-status", "200")}},
 		{"is-error", "GET", "/", "", nil, []check{header("x-is-error", "0")}},
 		{"reqctx", "GET", "/", "", nil, []check{header("x-reqctx", "42")}},
-		{"features", "GET", "/", "", nil, []check{body("start=0 now=0 all=3")}},
+		{"features", "GET", "/", "", nil, []check{body("start=0 now=0 all=7")}},
 		{"trailers", "GET", "/", "", nil, []check{status(500)}},
+		{"trailers", "GET", "/", "", []string{"x-enable", "1"}, []check{status(200), body("answered with a trailer"), trailer("grpc-status", "0")}},
+		{"trailer-before-next", "GET", "/", "", nil, []check{status(200), body("upstream:"), trailer("x-guest-trailer", "g"), trailer("x-dropped", "")}},
 		{"panic", "GET", "/", "", nil, []check{status(500), header("x-upstream", "")}},
 		{"oom", "GET", "/", "", nil, []check{status(500)}},
 		{"none", "GET", "/", "", nil, []check{status(200), body("upstream:")}},

@@ -102,3 +102,24 @@ func TestGetBytesAllocs(t *testing.T) {
 		t.Errorf("GetBytes allocates %v times", allocs)
 	}
 }
+
+// TestTrailers: with the trailers feature, response trailers are kept apart from the headers, as
+// Sluice keeps them; request trailers read as none.
+func TestTrailers(t *testing.T) {
+	filtertest.New()
+	if got := filter.EnableFeatures(filter.FeatureTrailers); got&filter.FeatureTrailers == 0 {
+		t.Fatalf("features %d lack trailers", got)
+	}
+	var resp filter.Response
+	resp.Trailer().Set("grpc-status", "0")
+	if got, ok := resp.Trailer().Get("Grpc-Status"); !ok || got != "0" {
+		t.Errorf("trailer grpc-status = %q, %v", got, ok)
+	}
+	if resp.Header().Has("grpc-status") {
+		t.Error("a trailer shows as a header")
+	}
+	var req filter.Request
+	if names := req.Trailer().Names(); len(names) != 0 {
+		t.Errorf("request trailers %v, want none", names)
+	}
+}

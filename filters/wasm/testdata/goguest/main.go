@@ -115,11 +115,22 @@ func handleRequest() uint64 {
 		write(kindResponse, fmt.Sprintf("start=%d now=%d all=%d", startFeatures, got, all))
 		return 0
 	case "trailers":
+		if header1(kindRequest, "x-enable") != "" {
+			enableFeatures(4)
+		}
 		if n := getHeaderNames(kindRequestTrailers, 0, 0); n != 0 {
 			setStatusCode(500)
 		}
-		set(kindResponseTrailers, "grpc-status", "0") // traps: trailers are not supported
+		set(kindResponseTrailers, "grpc-status", "0") // traps unless the trailers feature is on
+		write(kindResponse, "answered with a trailer")
 		return 0
+	case "trailer-before-next":
+		// Merged under the upstream's response like a header written before next.
+		enableFeatures(4)
+		set(kindResponseTrailers, "x-guest-trailer", "g")
+		set(kindResponseTrailers, "x-dropped", "d")
+		remove(kindResponseTrailers, "x-dropped")
+		return 1
 	case "panic":
 		panic("guest panic on purpose")
 	case "write-then-panic":

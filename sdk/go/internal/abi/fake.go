@@ -19,6 +19,7 @@ type FakeHost struct {
 	Method, URI             string
 	Protocol, SourceAddr    string
 	ReqHeader, RespHeader   []Field
+	RespTrailer             []Field // response trailers (the trailers feature)
 	ReqBody, RespBody       []byte
 	Status                  uint32
 	Logs                    []string
@@ -31,7 +32,7 @@ var Fake = &FakeHost{}
 
 // Reset installs a fresh fake host for one request and returns it.
 func Reset() *FakeHost {
-	Fake = &FakeHost{Features: 1 | 2, Method: "GET", URI: "/", Protocol: "HTTP/1.1",
+	Fake = &FakeHost{Features: 1 | 2 | 4, Method: "GET", URI: "/", Protocol: "HTTP/1.1",
 		SourceAddr: "127.0.0.1:40000", Status: 200}
 	return Fake
 }
@@ -40,14 +41,25 @@ func Reset() *FakeHost {
 // handle_response (the first write_body of a phase replaces the body).
 func (f *FakeHost) StartPhase() { f.reqWritten, f.respWritten, f.respRead = false, false, 0 }
 
-func (f *FakeHost) headers(kind uint32) *[]Field {
+// headers returns the fields of a kind. Trailers behave as in Sluice: without the trailers
+// feature they read as none and changing one panics; request trailers always read as none and
+// cannot be set (Sluice does not send request trailers upstream).
+func (f *FakeHost) headers(kind uint32, change bool) *[]Field {
 	switch kind {
 	case KindRequest:
 		return &f.ReqHeader
 	case KindResponse:
 		return &f.RespHeader
 	}
-	panic("abi fake: trailers are not supported")
+	switch {
+	case change && f.Enabled&4 == 0:
+		panic("abi fake: trailers need the trailers feature")
+	case change && kind == KindRequestTrailers:
+		panic("abi fake: request trailers are not sent upstream")
+	case kind == KindResponseTrailers && f.Enabled&4 != 0:
+		return &f.RespTrailer
+	}
+	return new([]Field)
 }
 
 // Get returns the first value of a header, matched case-insensitively.
@@ -99,7 +111,7 @@ func list(buf []byte, items []string) uint64 {
 func GetHeaderNames(kind uint32, buf []byte) uint64 {
 	var names []string
 	seen := map[string]bool{}
-	for _, fl := range *Fake.headers(kind) {
+	for _, fl := range *Fake.headers(kind, false) {
 		n := strings.ToLower(fl.Name)
 		if !seen[n] {
 			seen[n] = true
@@ -111,7 +123,7 @@ func GetHeaderNames(kind uint32, buf []byte) uint64 {
 
 func GetHeaderValues(kind uint32, name string, buf []byte) uint64 {
 	var vals []string
-	for _, fl := range *Fake.headers(kind) {
+	for _, fl := range *Fake.headers(kind, false) {
 		if strings.EqualFold(fl.Name, name) {
 			vals = append(vals, fl.Value)
 		}
@@ -125,12 +137,12 @@ func SetHeaderValue(kind uint32, name, value string) {
 }
 
 func AddHeaderValue(kind uint32, name, value string) {
-	h := Fake.headers(kind)
+	h := Fake.headers(kind, true)
 	*h = append(*h, Field{name, value})
 }
 
 func RemoveHeader(kind uint32, name string) {
-	h := Fake.headers(kind)
+	h := Fake.headers(kind, true)
 	kept := (*h)[:0]
 	for _, fl := range *h {
 		if !strings.EqualFold(fl.Name, name) {
