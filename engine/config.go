@@ -138,7 +138,7 @@ func (s *ServerConfig) SetDefaults() {
 		MinWriteRate:             1 << 10,
 		MinWriteRateWindow:       Duration(10 * time.Second),
 		EscapedSlashes:           "reject",
-		WasmCodeCacheBytes: 256 << 20,
+		WasmCodeCacheBytes:       256 << 20,
 	}
 }
 
