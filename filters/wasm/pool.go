@@ -141,6 +141,9 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 // release returns an instance after its request. A broken one is closed and replaced in the
 // background, so requests waiting for an instance are served without paying for it.
 func (f *Filter) release(in *instance) {
+	if in.iso != nil && !in.broken && !in.iso.restore() {
+		in.broken = true // it grew its memory (see isolatedInstance.restore): start afresh
+	}
 	if in.broken || f.closed.Load() {
 		f.discard(in)
 		if !f.closed.Load() && !f.validate {

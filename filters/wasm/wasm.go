@@ -69,6 +69,10 @@ type Filter struct {
 	start  string
 	// memory allocates the instances' linear memory; nil: wazero's default (see memoryAllocatorFor).
 	memory experimental.MemoryAllocator
+	// isolate restores each instance to its post-start snapshot after every request
+	// (isolation = "request"); globals is how many mutable globals the module exports for it.
+	isolate bool
+	globals int
 
 	pool pool
 	live atomic.Int32
@@ -117,11 +121,17 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		timeout:        cfg.Timeout.D(),
 		skip:           cfg.OnError == "skip",
 		releaseBetween: cfg.ReleaseBetweenPhases,
+		isolate:        cfg.Isolation == isolationRequest,
 		poolWait:       cfg.PoolWait.D(),
 		poolMax:        int32(cfg.PoolMax),
 		validate:       env.Validating,
 		m:              metricsFor(env.Pipeline, label),
 		starting:       make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+	}
+	if f.isolate {
+		if bin, err = prepareIsolation(f, bin); err != nil {
+			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+		}
 	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
 	if f.timeout > 0 {
