@@ -142,7 +142,9 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 // background, so requests waiting for an instance are served without paying for it.
 func (f *Filter) release(in *instance) {
 	if in.iso != nil && !in.broken && !in.iso.restore() {
-		in.broken = true // it grew its memory (see isolatedInstance.restore): start afresh
+		// It grew its memory (see isolatedInstance.restore): start afresh.
+		in.broken = true
+		f.log.Debug("wasm instance retired: its request grew the memory, which isolation cannot undo", "module", f.module)
 	}
 	if in.broken || f.closed.Load() {
 		f.discard(in)
