@@ -1,12 +1,15 @@
 package wasm
 
 import (
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
 )
 
@@ -35,6 +38,34 @@ func TestIsolationLeak(t *testing.T) {
 				t.Errorf("isolation = request: %d requests saw the previous token", leaked)
 			}
 		})
+	}
+}
+
+// TestIsolationConcurrent: eight clients at once on four instances, some requests growing the
+// memory (retiring their instance): no request ever sees another's token.
+func TestIsolationConcurrent(t *testing.T) {
+	f, _ := newFilter(t, "leak", func(c *Config) { c.Isolation = isolationRequest; c.PoolMax = 4; c.PoolWait = engine.Duration(5 * time.Second) })
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				h := []string{"x-token", fmt.Sprintf("client-%d-%d", g, i)}
+				if i%25 == 24 {
+					h = append(h, "x-grow", "1")
+				}
+				c := do(t, f, "GET", "/", "", h...)
+				if prev := hdr(c, "x-previous"); prev != "" || c.Response.StatusCode() != 200 {
+					errs <- fmt.Sprintf("client %d request %d: status %d, x-previous %q", g, i, c.Response.StatusCode(), prev)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
 
@@ -188,6 +219,7 @@ func BenchmarkIsolation(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var reset time.Duration
+			b.ReportAllocs()
 			for b.Loop() {
 				request()
 				t0 := threadCPU()
