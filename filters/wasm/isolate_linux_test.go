@@ -44,7 +44,11 @@ func TestIsolationLeak(t *testing.T) {
 // TestIsolationConcurrent: eight clients at once on four instances, some requests growing the
 // memory (retiring their instance): no request ever sees another's token.
 func TestIsolationConcurrent(t *testing.T) {
-	f, _ := newFilter(t, "leak", func(c *Config) { c.Isolation = isolationRequest; c.PoolMax = 4; c.PoolWait = engine.Duration(5 * time.Second) })
+	f, _ := newFilter(t, "leak", func(c *Config) {
+		c.Isolation = isolationRequest
+		c.PoolMax = 4
+		c.PoolWait = engine.Duration(5 * time.Second)
+	})
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
 	for g := range 8 {
