@@ -77,3 +77,7 @@ pipeline "p" {
 		t.Errorf("no diagnostic on line 14 (isolation) naming release_between_phases: %v", diags)
 	}
 }
+
+// TestTCKIsolation runs the http-wasm TCK checks with isolation = "request": every part of the
+// ABI works when the guest restarts from its snapshot after each request.
+func TestTCKIsolation(t *testing.T) { testTCK(t, `    isolation = "request"`) }
