@@ -22,11 +22,11 @@ import (
 // maximum size. Once its start function has run, snapshot copies the memory's contents into a
 // sealed memfd of the mapping's size and maps that file MAP_PRIVATE|MAP_FIXED over the memory,
 // at the same address, so the guest (and wazero, which keeps the slice) see no change. A write
-// then copies the page it touches (copy-on-write); restore, after each request, drops the used
-// range with MADV_DONTNEED, and the next access of a private file mapping reads the snapshot's
-// page again. A reset costs a system call plus, in the next request, a page fault per page it
-// writes (and per 16 pages it reads: fault-around), not a copy of the memory. The seals make the
-// snapshot immutable, whoever holds the file.
+// then copies the page it touches (copy-on-write); restore, after each request, copies the
+// snapshot back over the pages written so far, or drops the used range with MADV_DONTNEED, after
+// which the next access of a private file mapping reads the snapshot's page again. A reset costs
+// a few system calls and a copy of the pages written, never of the whole memory. The seals make
+// the snapshot immutable, whoever holds the file.
 //
 // The mutable globals (a Go guest's stack pointer, a C guest's __stack_pointer, a WAT guest's
 // own) are exported by interrupt.ExportGlobals under reserved names; snapshot saves their values
@@ -43,6 +43,24 @@ type isolatedInstance struct {
 	size    uint32 // bytes of memory at the snapshot: the used range a reset drops
 	globals []api.MutableGlobal
 	saved   []uint64
+	// snap is a read-only shared view of the snapshot's used range, what restore copies back
+	// into written pages; entries is restore's buffer for their pagemap entries.
+	snap    []byte
+	entries []byte
+}
+
+// isolatedMemory is an isolated instance's memory: freeing it also unmaps the snapshot's view.
+type isolatedMemory struct {
+	*mappedMemory
+	s *isolatedInstance
+}
+
+func (m *isolatedMemory) Free() {
+	if m.s.snap != nil {
+		_ = unix.Munmap(m.s.snap)
+		m.s.snap = nil
+	}
+	m.mappedMemory.Free()
 }
 
 // allocator returns the memory allocator of one instance: a mapping, which it keeps for the
@@ -50,8 +68,12 @@ type isolatedInstance struct {
 func (s *isolatedInstance) allocator() experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(capBytes, maxBytes uint64) experimental.LinearMemory {
 		lm := newLinearMemory(capBytes, maxBytes)
-		s.lm, _ = lm.(*mappedMemory)
-		return lm
+		m, ok := lm.(*mappedMemory)
+		if !ok {
+			return lm // snapshot refuses it
+		}
+		s.lm = m
+		return &isolatedMemory{mappedMemory: m, s: s}
 	})
 }
 
@@ -104,6 +126,12 @@ func (s *isolatedInstance) snapshot(mod api.Module, globals int) error {
 			return fmt.Errorf("mapping the snapshot: %w", err)
 		}
 	}
+	if size > 0 {
+		// A read-only shared mapping of a write-sealed file is allowed.
+		if s.snap, err = unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return fmt.Errorf("mapping the snapshot: %w", err)
+		}
+	}
 	s.mem, s.size = mem, size
 	for i := range globals {
 		g, ok := mod.ExportedGlobal(interrupt.GlobalPrefix + strconv.Itoa(i)).(api.MutableGlobal)
@@ -119,15 +147,18 @@ func (s *isolatedInstance) snapshot(mod api.Module, globals int) error {
 // restore puts the instance back in its snapshot's state. It returns false if it cannot: the
 // request grew the memory, which wazero cannot shrink, so the instance must be retired.
 //
-// The whole used range is dropped, the pages only read included: telling the written ones
-// apart (from /proc/self/pagemap) cost more than it saved, measured on the Go guest (a read of
-// its 784 page entries plus a madvise per run of written pages, against one madvise; fault-around
-// maps read pages back 16 at a time).
+// Pages the guest only read are still the snapshot's. Pages it wrote are private copies, which
+// /proc/self/pagemap tells apart (anonymous, where a page read is a file page): up to
+// maxCopyBack of them, restore copies the snapshot's contents back into them, and the next
+// request, which likely writes the same pages (its stack, its heap's top), writes them without
+// a fault; a page fault costs more than copying 4 KiB. Past that, or without pagemap, it drops
+// the whole used range (MADV_DONTNEED), so that an instance does not copy the pages one large
+// request wrote on every later request.
 func (s *isolatedInstance) restore() bool {
 	if s.mem.Size() != s.size {
 		return false
 	}
-	if s.size > 0 {
+	if s.size > 0 && !s.copyBack() {
 		if err := unix.Madvise(s.lm.mem[:s.size], unix.MADV_DONTNEED); err != nil {
 			return false
 		}
@@ -136,6 +167,51 @@ func (s *isolatedInstance) restore() bool {
 		g.Set(s.saved[i])
 	}
 	return true
+}
+
+// maxCopyBack is how many written pages restore copies back before it drops them instead.
+const maxCopyBack = 64
+
+// copyBack copies the snapshot over the pages written since the snapshot (see restore); false
+// if it did not (pagemap unreadable, or more than maxCopyBack pages written).
+func (s *isolatedInstance) copyBack() bool {
+	pm := pagemap()
+	if pm == nil {
+		return false
+	}
+	used := s.lm.mem[:s.size]
+	ps := os.Getpagesize()
+	n := (len(used) + ps - 1) / ps
+	if cap(s.entries) < 8*n {
+		s.entries = make([]byte, 8*n)
+	}
+	entries := s.entries[:8*n]
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(used)))
+	if k, err := pm.ReadAt(entries, int64(start/uintptr(ps)*8)); err != nil || k != len(entries) {
+		return false
+	}
+	written := 0
+	for i := range n {
+		if writtenPage(binary.LittleEndian.Uint64(entries[8*i:])) {
+			written++
+		}
+	}
+	if written > maxCopyBack {
+		return false
+	}
+	for i := range n {
+		if writtenPage(binary.LittleEndian.Uint64(entries[8*i:])) {
+			end := min((i+1)*ps, len(used))
+			copy(used[i*ps:end], s.snap[i*ps:end])
+		}
+	}
+	return true
+}
+
+// writtenPage reports whether a pagemap entry is a private copy: an anonymous page, present or
+// swapped out.
+func writtenPage(e uint64) bool {
+	return e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0
 }
 
 // pagemap is /proc/self/pagemap, opened once; nil if it cannot be read.
@@ -154,25 +230,24 @@ const (
 	pmFile    = 1 << 61
 )
 
-// dirtyPages counts the pages of the used range written since the last restore: a page a private
-// file mapping copied on write is anonymous (the "file-page" bit clear) and present or swapped;
-// a page only read is still the snapshot's. For tests and benchmarks.
+// dirtyPages counts the pages of the used range that are private copies (see restore): after a
+// request, the pages it wrote and those earlier requests wrote and restore copied back. For tests
+// and benchmarks.
 func (s *isolatedInstance) dirtyPages() (int, error) {
-	ps := os.Getpagesize()
-	n := (int(s.size) + ps - 1) / ps
-	entries := make([]byte, 8*n)
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(s.lm.mem)))
 	pm := pagemap()
 	if pm == nil {
 		return 0, errors.New("/proc/self/pagemap cannot be read")
 	}
+	ps := os.Getpagesize()
+	n := (int(s.size) + ps - 1) / ps
+	entries := make([]byte, 8*n)
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(s.lm.mem)))
 	if _, err := pm.ReadAt(entries, int64(start/uintptr(ps)*8)); err != nil {
 		return 0, err
 	}
 	dirty := 0
 	for i := range n {
-		e := binary.LittleEndian.Uint64(entries[8*i:])
-		if e&pmSwapped != 0 || e&pmPresent != 0 && e&pmFile == 0 {
+		if writtenPage(binary.LittleEndian.Uint64(entries[8*i:])) {
 			dirty++
 		}
 	}

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -94,10 +95,37 @@ func TestIsolationGrow(t *testing.T) {
 	if in == nil || in == first {
 		t.Fatalf("the instance that grew its memory was not retired")
 	}
-	if size := in.mod.Memory().Size(); size != pageSize {
-		t.Errorf("new instance has %d bytes of memory, want one page", size)
+	if size := in.mod.Memory().Size(); size != 8*pageSize {
+		t.Errorf("new instance has %d bytes of memory, want its 8 pages", size)
 	}
 	f.pool.put(in)
+}
+
+// TestIsolationLargeWrite: a request that writes more pages than restore copies back has them
+// dropped instead; either way the next request starts from the snapshot.
+func TestIsolationLargeWrite(t *testing.T) {
+	f, _ := newFilter(t, "leak", isolated)
+	in := f.pool.get()
+	f.pool.put(in)
+	check := func(what string, wantDirty int) {
+		t.Helper()
+		if !bytes.Equal(in.iso.lm.mem[:in.iso.size], in.iso.snap) {
+			t.Fatalf("%s: the memory differs from the snapshot", what)
+		}
+		if n, err := in.iso.dirtyPages(); err != nil || n > wantDirty {
+			t.Errorf("%s: %d private pages (err %v), want at most %d", what, n, err, wantDirty)
+		}
+	}
+	do(t, f, "GET", "/", "", "x-token", "small")
+	check("after a small request", maxCopyBack)
+	c := do(t, f, "GET", "/", "", "x-token", "large", "x-fill", "1")
+	if c.Response.StatusCode() != 200 {
+		t.Fatalf("large request: status %d", c.Response.StatusCode())
+	}
+	check("after a request writing 100 pages", 0)
+	if got := hdr(do(t, f, "GET", "/", "", "x-token", "next"), "x-previous"); got != "" {
+		t.Errorf("after the large request: x-previous %q", got)
+	}
 }
 
 // TestIsolationTablesRefused: a module that changes its table cannot be isolated.
@@ -131,8 +159,8 @@ func TestIsolationGoGuest(t *testing.T) {
 	if in == nil || in.iso == nil {
 		t.Fatal("no isolated instance in the pool")
 	}
-	if n, err := in.iso.dirtyPages(); err != nil || n != 0 {
-		t.Errorf("after a reset: %d dirty pages (err %v), want 0", n, err)
+	if !bytes.Equal(in.iso.lm.mem[:in.iso.size], in.iso.snap) {
+		t.Error("after a reset the memory differs from the snapshot")
 	}
 	f.pool.put(in)
 }
