@@ -202,8 +202,9 @@ func TestIsolationAllocs(t *testing.T) {
 // BenchmarkIsolation measures isolation = "request" on the WAT bench guest and on the Go
 // guest. "request" and "instance" are whole requests through a pipeline (the difference is
 // what isolation costs, page faults on the snapshot included); "reset" times the reset alone
-// (madvise and the globals) after a handle_request, and reports the pages that request
-// dirtied (pages/req) and the reset's own time (reset-ns).
+// (the pagemap read, the copy and the globals) after a handle_request, and reports the pages it
+// wrote (pages/req: the private pages after it, which the reset copies back) and the reset's own
+// time (reset-ns).
 func BenchmarkIsolation(b *testing.B) {
 	for _, g := range []struct {
 		name    string
