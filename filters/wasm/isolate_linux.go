@@ -120,8 +120,10 @@ func (s *isolatedInstance) snapshot(mod api.Module, globals int) error {
 	}
 	if len(full) > 0 {
 		// MAP_FIXED replaces the anonymous pages in place; nothing runs in the guest meanwhile.
+		// MAP_NORESERVE, as for the anonymous mapping: a private writable mapping would
+		// otherwise be charged its whole size (memory_limit) against overcommit.
 		_, err := unix.MmapPtr(fd, 0, unsafe.Pointer(unsafe.SliceData(full)), uintptr(len(full)),
-			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED)
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED|unix.MAP_NORESERVE)
 		if err != nil {
 			return fmt.Errorf("mapping the snapshot: %w", err)
 		}
