@@ -128,6 +128,22 @@ func TestIsolationLargeWrite(t *testing.T) {
 	}
 }
 
+// TestIsolationLargeLimit: the snapshot file and mapping are memory_limit long (4 GiB here),
+// without being charged or filled: only the pages in use cost memory.
+func TestIsolationLargeLimit(t *testing.T) {
+	f, _ := newFilter(t, "leak", func(c *Config) {
+		c.Isolation = isolationRequest
+		c.MemoryLimit = maxMemoryLimit
+		c.PoolMin = 4
+		c.PoolMax = 4
+	})
+	for i := range 8 {
+		if got := hdr(do(t, f, "GET", "/", "", "x-token", strconv.Itoa(i)), "x-previous"); got != "" {
+			t.Fatalf("request %d: x-previous %q", i, got)
+		}
+	}
+}
+
 // TestIsolationTablesRefused: a module that changes its table cannot be isolated.
 func TestIsolationTablesRefused(t *testing.T) {
 	_, _, err := tryFilter(t, "tables", false, isolated)
