@@ -40,7 +40,21 @@ type Config struct {
 	// request state in their memory between handle_request and handle_response beyond what
 	// reqCtx carries (the SDKs' filters that use reqCtx alone qualify).
 	ReleaseBetweenPhases bool `hcl:"release_between_phases,optional" json:"release_between_phases"`
+	// Isolation is "instance" (the default: a guest's memory and globals persist across the
+	// requests its instance serves) or "request": after every request the instance's memory and
+	// mutable globals are restored to their state right after the start function, copy-on-write
+	// (Linux only; see isolate_linux.go), so nothing one request leaves behind reaches the next.
+	// A request that grew the memory retires its instance. Modules that change tables are
+	// refused; state a guest seeds at start (a random generator's) replays on every request.
+	// Not with release_between_phases.
+	Isolation string `hcl:"isolation,optional" json:"isolation"`
 }
+
+// Isolation modes.
+const (
+	isolationInstance = "instance"
+	isolationRequest  = "request"
+)
 
 const (
 	pageSize        = 64 << 10
@@ -56,6 +70,7 @@ func (c *Config) SetDefaults() {
 		PoolMax:     64,
 		PoolWait:    engine.Duration(50 * time.Millisecond),
 		OnError:     "deny",
+		Isolation:   isolationInstance,
 	}
 }
 
@@ -82,6 +97,12 @@ func (c *Config) Validate() error {
 	}
 	if c.OnError != "deny" && c.OnError != "skip" {
 		errs = append(errs, engine.FieldErr("on_error", "must be \"deny\" or \"skip\", got %q", c.OnError))
+	}
+	switch {
+	case c.Isolation != isolationInstance && c.Isolation != isolationRequest:
+		errs = append(errs, engine.FieldErr("isolation", "must be \"instance\" or \"request\", got %q", c.Isolation))
+	case c.Isolation == isolationRequest && c.ReleaseBetweenPhases:
+		errs = append(errs, engine.FieldErr("isolation", "\"request\" cannot be combined with release_between_phases: the request's state must stay on its instance until handle_response"))
 	}
 	if _, err := configJSON(c.Config); err != nil {
 		errs = append(errs, engine.FieldErr("config", "%v", err))

@@ -58,6 +58,9 @@ type instance struct {
 	// broken marks an instance that trapped, timed out or exited: discard it, never reuse.
 	broken bool
 
+	// iso is the instance's snapshot with isolation = "request", else nil.
+	iso *isolatedInstance
+
 	// baseFeatures were enabled by the start function and hold for every request.
 	baseFeatures uint32
 
@@ -158,6 +161,10 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	if f.memory != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
 	}
+	if f.isolate {
+		in.iso = new(isolatedInstance)
+		ictx = experimental.WithMemoryAllocator(ictx, in.iso.allocator())
+	}
 	mod, err := f.rt.InstantiateModule(ictx, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
 	if err != nil {
 		in.stdout.flush()
@@ -183,6 +190,12 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 		return nil, said.wrap(fmt.Errorf("instantiating the guest: start function %s: %w", name, err))
 	case mod.IsClosed():
 		return nil, said.wrap(fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name))
+	}
+	if in.iso != nil {
+		if err := in.iso.snapshot(mod, f.globals); err != nil {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf(`isolation = "request": snapshot after the start function: %w`, err)
+		}
 	}
 	in.mod = mod
 	in.req = mod.ExportedFunction(exportHandleRequest)

@@ -141,6 +141,11 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 // release returns an instance after its request. A broken one is closed and replaced in the
 // background, so requests waiting for an instance are served without paying for it.
 func (f *Filter) release(in *instance) {
+	if in.iso != nil && !in.broken && !in.iso.restore() {
+		// It grew its memory (see isolatedInstance.restore): start afresh.
+		in.broken = true
+		f.log.Debug("wasm instance retired: its request grew the memory, which isolation cannot undo", "module", f.module)
+	}
 	if in.broken || f.closed.Load() {
 		f.discard(in)
 		if !f.closed.Load() && !f.validate {

@@ -71,6 +71,10 @@ type Filter struct {
 	start  string
 	// memory allocates the instances' linear memory; nil: wazero's default (see memoryAllocatorFor).
 	memory experimental.MemoryAllocator
+	// isolate restores each instance to its post-start snapshot after every request
+	// (isolation = "request"); globals is how many mutable globals the module exports for it.
+	isolate bool
+	globals int
 
 	pool pool
 	live atomic.Int32
@@ -121,6 +125,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		timeout:        cfg.Timeout.D(),
 		skip:           cfg.OnError == "skip",
 		releaseBetween: cfg.ReleaseBetweenPhases,
+		isolate:        cfg.Isolation == isolationRequest,
 		poolWait:       cfg.PoolWait.D(),
 		poolMax:        int32(cfg.PoolMax),
 		validate:       env.Validating,
@@ -129,6 +134,11 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	}
 	if env.Server != nil && !env.Validating {
 		codes.setLimit(int64(env.Server.WasmCodeCacheBytes))
+	}
+	if f.isolate {
+		if bin, err = prepareIsolation(f, bin); err != nil {
+			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+		}
 	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
 	if f.timeout > 0 {
