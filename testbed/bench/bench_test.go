@@ -155,7 +155,7 @@ func TestMintHS256(t *testing.T) {
 func TestSluiceVariantHCL(t *testing.T) {
 	v := sluiceVariant{name: "p2c", policy: "p2c_ewma", targets: 3, extra: compressBlock(6)}
 	src := v.hcl(18123)
-	for _, want := range []string{`listen          = "127.0.0.1:18123"`, `listen = "127.0.0.1:18223"`, `policy = "p2c_ewma"`,
+	for _, want := range []string{`listen           = "127.0.0.1:18123"`, `listen = "127.0.0.1:18223"`, `policy = "p2c_ewma"`,
 		`address = "127.0.0.1:18003"`, `gzip = 6`, "upstream = upstream.up"} {
 		if !strings.Contains(src, want) {
 			t.Errorf("config lacks %q:\n%s", want, src)
