@@ -231,6 +231,9 @@ func logMessage(ctx context.Context, mod api.Module, stack []uint64) {
 	if !inRange {
 		return
 	}
+	if !in.f.lim.guestLog.allow() {
+		return
+	}
 	msg := string(b)
 	rctx := context.Background()
 	if in.c != nil && in.c.Context != nil {
@@ -507,6 +510,7 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	b := view(mod, uint32(stack[1]), uint32(stack[2]), "write_body")
 	if kind == kindRequest {
 		c := in.mustBeforeNext("write_body", "request body")
+		in.checkBodySize(in.reqWritten, len(c.Request.Body()), len(b), in.f.lim.maxReqBody, "request")
 		// The first write replaces the client's body; later ones append.
 		if !in.reqWritten {
 			c.Request.SetBody(b)
@@ -517,6 +521,7 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	c := in.mustResponseWritable("write_body", "body")
+	in.checkBodySize(in.respWritten, len(c.Response.Body()), len(b), in.f.lim.maxRespBody, "response")
 	if !in.respWritten {
 		c.Response.SetBody(b)
 		in.respWritten = true

@@ -42,6 +42,10 @@ func (w *logWriter) flush() {
 	if len(w.buf) == 0 {
 		return
 	}
+	if !w.f.lim.guestLog.allow() {
+		w.buf = w.buf[:0]
+		return
+	}
 	lvl := slog.LevelInfo
 	if w.stream == "stderr" {
 		lvl = slog.LevelWarn
