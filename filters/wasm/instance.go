@@ -258,6 +258,11 @@ func (in *instance) expire() {
 
 // call runs fn with the instance's stack, under the filter's timeout unless unlimited_time.
 func (in *instance) call(fn api.Function) error {
+	if in.stopped.Load() {
+		// The filter closed while this request held the instance (it outlived the drain).
+		in.broken = true
+		return errStopped
+	}
 	if in.f.lim.fallback {
 		return in.callWithContext(fn)
 	}
