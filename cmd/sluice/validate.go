@@ -39,8 +39,8 @@ func runValidate(args []string) int {
 func loadAndBuild(path string, w io.Writer, validating bool, log *slog.Logger) (*engine.Gateway, bool) {
 	cfg, diags := hcl.LoadFile(path, filters.Builtin())
 	if !diags.HasErrors() {
-		var gw *engine.Gateway
-		gw, diags = cfg.Build(engine.BuildOptions{Logger: log, Validating: validating})
+		gw, built := cfg.Build(engine.BuildOptions{Logger: log, Validating: validating})
+		diags = append(diags, built...) // the warnings of loading, and the build's problems
 		if !diags.HasErrors() {
 			if len(diags) > 0 {
 				_ = cfg.WriteDiagnostics(w, diags)
