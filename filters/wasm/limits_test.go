@@ -278,3 +278,51 @@ func TestLimitsValidate(t *testing.T) {
 		t.Errorf("unlimited_time: warning %v, want one on unlimited_time", c.Warnings())
 	}
 }
+
+// TestUninstrumentableModuleFallsBack: a module the rewrite refuses still runs, with a logged
+// warning, and its loops are still stopped: at the timeout, and by Close under unlimited_time.
+func TestUninstrumentableModuleFallsBack(t *testing.T) {
+	f, logs := newFilter(t, "uninstrumentable", func(c *Config) { c.Timeout = engine.Duration(200 * time.Millisecond) })
+	if !f.lim.fallback || !strings.Contains(logs.String(), "cannot be instrumented") {
+		t.Fatalf("fallback %v, logs:\n%s", f.lim.fallback, logs)
+	}
+	if c := do(t, f, "GET", "/", ""); c.Response.StatusCode() != 200 {
+		t.Errorf("plain request: status %d", c.Response.StatusCode())
+	}
+	began := time.Now()
+	if c := do(t, f, "GET", "/", "", "x-mode", "l"); c.Response.StatusCode() != 503 {
+		t.Errorf("looping request: status %d, want 503", c.Response.StatusCode())
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("the loop ran %v with a 200ms timeout", took)
+	}
+	if c := do(t, f, "GET", "/", ""); c.Response.StatusCode() != 200 {
+		t.Errorf("after the timeout: status %d", c.Response.StatusCode())
+	}
+
+	g, _, err := tryFilter(t, "uninstrumentable", false, func(c *Config) { c.UnlimitedTime = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() {
+		c := enginetest.NewCtx(t, "GET", "/", "x-mode", "l")
+		g.OnRequest(c)
+		done <- c.Response.StatusCode()
+	}()
+	for metricValue(g.m.calls) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-done:
+		if s != 503 {
+			t.Errorf("stopped by Close: status %d, want 503", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop the uninstrumented loop")
+	}
+}
