@@ -188,10 +188,10 @@ func TestShutdownEndsLoopingGuests(t *testing.T) {
 }
 
 // TestHostileGuestMemory: eight unbounded recursions and a guest writing a 1 GiB body, at once
-// and three times each, keep the process's peak RSS (VmHWM) under 400 MiB. Measured apart: the
-// eight recursions add about 25 MiB (max_call_depth frames each); the body, stopped at the 64MiB
-// default of max_response_bytes, about 225 MiB (fasthttp's buffer grows by Go's append, whose
-// garbage the collector lets reach twice the live heap first).
+// and three times each, keep the process's peak RSS (VmHWM) under 450 MiB (measured 220–375 MiB).
+// Measured apart: the eight recursions add about 25 MiB (max_call_depth frames each); the body,
+// stopped at the 64MiB default of max_response_bytes, about 200–300 MiB: its buffer doubles (127
+// MiB allocated in all), and the Go runtime returns freed memory to the system only gradually.
 func TestHostileGuestMemory(t *testing.T) {
 	dir := t.TempDir()
 	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
@@ -232,8 +232,8 @@ func TestHostileGuestMemory(t *testing.T) {
 	}
 	peak := vmHWM(t, cmd.Process.Pid)
 	t.Logf("peak RSS %d MiB (%d MiB before the hostile requests)", peak>>20, before>>20)
-	if peak > 400<<20 {
-		t.Errorf("peak RSS %d MiB, want under 400 MiB", peak>>20)
+	if peak > 450<<20 {
+		t.Errorf("peak RSS %d MiB, want under 450 MiB", peak>>20)
 	}
 }
 

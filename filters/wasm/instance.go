@@ -107,6 +107,9 @@ type reqState struct {
 	statusSet int // status the guest set before next, 0 if none
 	guestBody []byte
 	bodyTaken bool
+	// bigBody is this request's own buffer for a large body the guest writes (see
+	// appendGuestBody); never reused by another request.
+	bigBody []byte
 }
 
 // spareStates holds the idle states that instances take when a request leaves with theirs.
@@ -326,6 +329,10 @@ func (rs *reqState) reset(features uint32) {
 	rs.ops = rs.ops[:0]
 	rs.statusSet = 0
 	rs.guestBody = rs.guestBody[:0]
+	if cap(rs.guestBody) > keepBodyBytes {
+		rs.guestBody = nil // a large body the guest wrote is not kept with the instance
+	}
+	rs.bigBody = nil
 	rs.bodyTaken = false
 }
 
