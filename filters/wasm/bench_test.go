@@ -181,3 +181,39 @@ func BenchmarkGuestLoop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTrap measures what a request into a trapping guest costs the gateway (the trap, its
+// stack trace in the error, discarding the instance and starting another in the background),
+// for a WAT guest and a panicking Go guest, with the breaker kept closed; and a request the open
+// breaker answers without the guest. cpu-ns/op counts this goroutine only: the background
+// replacement runs on others, so ns/op is the better total on an idle machine.
+func BenchmarkTrap(b *testing.B) {
+	run := func(b *testing.B, f *Filter, headers ...string) {
+		p := pipelineFor(f)
+		c := enginetest.NewCtx(b, "GET", "/", headers...)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			c.Response.Reset()
+			p.Serve(c)
+		}
+		cpu.report(b)
+	}
+	closed := func(c *Config) {
+		c.BreakerFailures = 1 << 30
+		c.PoolWait = engine.Duration(10 * time.Second)
+		c.LogLinesPerSecond = 1
+	}
+	b.Run("wat", func(b *testing.B) {
+		f, _ := newFilter(b, "hostile", closed)
+		run(b, f, "x-mode", "u")
+	})
+	b.Run("go-guest-panic", func(b *testing.B) {
+		f, _ := newFilter(b, "goguest", closed)
+		run(b, f, "x-test", "panic")
+	})
+	b.Run("breaker-open", func(b *testing.B) {
+		f, _ := newFilter(b, "hostile", func(c *Config) { c.BreakerFailures = 1; c.LogLinesPerSecond = 1 })
+		run(b, f, "x-mode", "u")
+	})
+}

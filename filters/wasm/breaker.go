@@ -2,14 +2,16 @@ package wasm
 
 import (
 	"errors"
-	"log/slog"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/valyala/fasthttp"
 )
 
 var (
@@ -31,6 +33,8 @@ type breaker struct {
 	window    time.Duration
 	cooldown  time.Duration
 	rejected  prometheus.Counter
+	// err is the failure of a rejected request, made once.
+	err error
 
 	open atomic.Bool
 	// until is when the current cooldown or probe lease ends (Unix nanoseconds).
@@ -43,6 +47,7 @@ type breaker struct {
 
 func (b *breaker) init(f *Filter, threshold int, window, cooldown time.Duration, rejected prometheus.Counter) {
 	b.f, b.threshold, b.window, b.cooldown, b.rejected = f, threshold, window, cooldown, rejected
+	b.err = fmt.Errorf("wasm filter %s: %w", f.label, errBreakerOpen)
 }
 
 // allow reports whether a request may call the guest.
@@ -96,9 +101,16 @@ func (b *breaker) failed() {
 		"module", b.f.module, "failures", b.failures, "window", b.window, "cooldown", b.cooldown)
 }
 
-// rejectRequest answers a request the open breaker keeps from the guest, as on_error says.
-func (f *Filter) logRejected() {
-	f.logFailure(slog.LevelWarn, "wasm request answered without the guest", "module", f.module, "err", errBreakerOpen, "on_error", f.onError())
+// rejectOpen answers a request the open breaker keeps from the guest, as on_error says. It is
+// what a trap storm costs once the breaker is open, so it allocates nothing unless it logs.
+func (f *Filter) rejectOpen(c *engine.Ctx) engine.Verdict {
+	if f.lim.failLog.allow() {
+		f.log.Warn("wasm request answered without the guest", "module", f.module, "err", errBreakerOpen, "on_error", f.onError())
+	}
+	if f.skip {
+		return engine.Continue
+	}
+	return c.Fail(fasthttp.StatusServiceUnavailable, f.lim.breaker.err)
 }
 
 func (f *Filter) onError() string {

@@ -186,8 +186,7 @@ func (in *instance) callError(err error) error {
 // guestFault reports whether err is the guest's doing (it counts towards the breaker), rather
 // than the gateway's state (a full pool, a closed filter).
 func guestFault(err error) bool {
-	return !errors.Is(err, errPoolFull) && !errors.Is(err, errFilterClosed) && !errors.Is(err, errStopped) &&
-		!errors.Is(err, errBreakerOpen)
+	return !errors.Is(err, errPoolFull) && !errors.Is(err, errFilterClosed) && !errors.Is(err, errStopped)
 }
 
 // logLimiter is a token bucket of log lines: perSec a second, bursts of as many. Lines over it

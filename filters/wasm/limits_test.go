@@ -326,3 +326,21 @@ func TestUninstrumentableModuleFallsBack(t *testing.T) {
 		t.Fatal("Close did not stop the uninstrumented loop")
 	}
 }
+
+// TestGuestWritesLargeBody: a body under the limit written in 1 MiB pieces arrives whole (past
+// 1 MiB it is appended in the request's own buffer), and a later request starts afresh.
+func TestGuestWritesLargeBody(t *testing.T) {
+	f, _ := newFilter(t, "hostile", nil)
+	for range 2 {
+		c := do(t, f, "GET", "/", "", "x-mode", "m")
+		body := c.Response.Body()
+		if c.Response.StatusCode() != 200 || len(body) != 3<<20 {
+			t.Fatalf("status %d, %d bytes; want 200 and 3 MiB", c.Response.StatusCode(), len(body))
+		}
+		for i := range 3 {
+			if body[i<<20] != 'A' || body[(i+1)<<20-1] != 'Z' {
+				t.Errorf("MiB %d of the body starts %q and ends %q, want A and Z", i, body[i<<20], body[(i+1)<<20-1])
+			}
+		}
+	}
+}

@@ -172,7 +172,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 // OnRequest pins an instance and calls handle_request.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if !f.lim.breaker.allow() {
-		return f.failRequest(c, nil, errBreakerOpen)
+		return f.rejectOpen(c)
 	}
 	in, err := f.acquire()
 	if err != nil {
@@ -273,8 +273,8 @@ func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verd
 }
 
 func statusFor(err error) int {
-	if errors.Is(err, errTimeout) || errors.Is(err, errPoolFull) || errors.Is(err, errBreakerOpen) ||
-		errors.Is(err, errStopped) || errors.Is(err, errFilterClosed) {
+	if errors.Is(err, errTimeout) || errors.Is(err, errPoolFull) || errors.Is(err, errStopped) ||
+		errors.Is(err, errFilterClosed) {
 		return fasthttp.StatusServiceUnavailable
 	}
 	return fasthttp.StatusInternalServerError
@@ -293,8 +293,6 @@ func (f *Filter) failed(err error) {
 	case errors.Is(err, errPoolFull):
 		f.m.poolFull.Inc()
 		f.logFailure(slog.LevelWarn, "wasm pool exhausted", "pool_max", f.poolMax, "pool_wait", f.poolWait, "on_error", f.onError())
-	case errors.Is(err, errBreakerOpen):
-		f.logRejected()
 	case errors.Is(err, errFilterClosed), errors.Is(err, errStopped):
 		// A request that outlived the drain of a reload or shutdown.
 		f.logFailure(slog.LevelWarn, "wasm filter closed under a request", "module", f.module, "err", err, "on_error", f.onError())

@@ -5,6 +5,7 @@
 ;;   q  write a 1 GiB request body, likewise
 ;;   e  print 100 lines to stderr     u  unreachable
 ;;   d  recurse 500 calls deep and continue (a legitimate deep call chain)
+;;   m  answer with a 3 MiB body written 1 MiB at a time, each MiB starting "A" and ending "Z"
 ;; anything else continues (next=1).
 (module
   (import "http_handler" "get_header_values"
@@ -23,20 +24,22 @@
     (if (result i32) (i32.eqz (local.get $n))
       (then (i32.const 0))
       (else (i32.add (i32.const 1) (call $down (i32.sub (local.get $n) (i32.const 1)))))))
-  (func $write (param $kind i32)
+  (func $write (param $kind i32) (param $n i32)
     (local $i i32)
+    (i32.store8 (i32.const 65536) (i32.const 65))     ;; A
+    (i32.store8 (i32.const 1114111) (i32.const 90))   ;; Z
     (loop $l
       (call $write_body (local.get $kind) (i32.const 65536) (i32.const 1048576))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (i32.const 1024)))))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n)))))
   (func (export "handle_request") (result i64)
     (local $mode i32) (local $i i32)
     (drop (call $get_header_values (i32.const 0) (i32.const 0) (i32.const 6) (i32.const 16) (i32.const 8)))
     (local.set $mode (i32.load8_u (i32.const 16)))
     (if (i32.eq (local.get $mode) (i32.const 108)) (then (loop $forever (br $forever))))       ;; l
     (if (i32.eq (local.get $mode) (i32.const 114)) (then (drop (call $rec (i32.const 0)))))   ;; r
-    (if (i32.eq (local.get $mode) (i32.const 98)) (then (call $write (i32.const 1))))         ;; b
-    (if (i32.eq (local.get $mode) (i32.const 113)) (then (call $write (i32.const 0))))        ;; q
+    (if (i32.eq (local.get $mode) (i32.const 98)) (then (call $write (i32.const 1) (i32.const 1024))))    ;; b
+    (if (i32.eq (local.get $mode) (i32.const 113)) (then (call $write (i32.const 0) (i32.const 1024))))   ;; q
     (if (i32.eq (local.get $mode) (i32.const 117)) (then unreachable))                        ;; u
     (if (i32.eq (local.get $mode) (i32.const 100))                                            ;; d
       (then (drop (call $down (i32.const 500)))))
@@ -45,6 +48,11 @@
         (drop (call $fd_write (i32.const 2) (i32.const 32) (i32.const 1) (i32.const 40)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $lines (i32.lt_u (local.get $i) (i32.const 100))))))
+    (if (i32.eq (local.get $mode) (i32.const 109))                                            ;; m
+      (then
+        (call $write (i32.const 1) (i32.const 3))
+        (i32.store8 (i32.const 16) (i32.const 0))
+        (return (i64.const 0))))
     ;; clear x-mode's value for the next request on this instance
     (i32.store8 (i32.const 16) (i32.const 0))
     (i64.const 1))
