@@ -5,9 +5,9 @@
 // Each filter has its own wazero runtime (its memory cap is a runtime setting), compiles its
 // module once through the process-wide compilation cache, and keeps a capped pool of instances.
 // A request pins one instance from handle_request to handle_response. The 19 host functions
-// read and write fasthttp's buffers directly; a call into a guest allocates nothing. With a
-// timeout, the module is first instrumented with checks that let a timer stop the guest (see
-// package interrupt).
+// read and write fasthttp's buffers directly; a call into a guest allocates nothing. The module is
+// first instrumented with checks that let a timer (or Close) stop the guest and that bound its call
+// depth (see package interrupt); every limit has a finite default (limits.go, breaker.go).
 //
 // Host behaviour where the ABI leaves a choice:
 //   - features: buffer_request and buffer_response are always available (fasthttp buffers both
