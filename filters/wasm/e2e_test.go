@@ -60,7 +60,7 @@ pipeline "all" {
 // TestTCK reproduces the checks of the public http-wasm TCK (github.com/http-wasm/http-wasm-host-go,
 // tck/run.go) against a real gateway: a net/http client, the TCK-style guest, a TCK-style
 // backend behind the balancer.
-// It runs the guest as it is and, with a timeout, rewritten with the interrupt checks.
+// It runs the guest with the default limits and with an explicit timeout.
 func TestTCK(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { testTCK(t, "") })
 	t.Run("timeout", func(t *testing.T) { testTCK(t, `    timeout = "1s"`) })
