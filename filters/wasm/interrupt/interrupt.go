@@ -4,10 +4,10 @@
 // wazero stops a running guest only if its runtime compiles termination checks in
 // (WithCloseOnContextDone), and then every call starts a goroutine that watches the call's
 // context: a few microseconds per call, paid by every request of a filter with a timeout.
-// Instrument instead adds two exported globals and a check at the entry of every function and the
-// head of every loop. The check counts down a budget; once every Every checks it calls into Go
-// (memory.grow by 0 pages, the one instruction that always does) and then traps if the host has
-// set the stop global. Nothing is done per call.
+// Instrument instead adds two globals (the exported stop flag and a budget) and a check at the
+// entry of every function and the head of every loop. The check counts down the budget; once every
+// Every checks it calls into Go (memory.grow by 0 pages, the one instruction that always does) and
+// then traps if the host has set the stop flag. The host does nothing per call.
 //
 // The call into Go matters as much as the flag: compiled Wasm cannot be preempted, so a guest
 // that never left it would keep the garbage collector from stopping the world, and with it the
