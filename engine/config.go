@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,14 @@ type ServerConfig struct {
 	MaxResponseBytes Size       `hcl:"max_response_bytes,optional" json:"max_response_bytes"`
 	ShutdownTimeout  Duration   `hcl:"shutdown_timeout,optional" json:"shutdown_timeout"`
 	TLS              *TLSConfig `hcl:"tls,block" json:"tls,omitempty"`
+	// MaxURIBytes bounds the request-target; a longer one is answered 414 (hopbyhop.go).
+	MaxURIBytes Size `hcl:"max_uri_bytes,optional" json:"max_uri_bytes"`
+	// UntrustedHeaders are removed from requests whose peer is not in trusted_proxies; nil:
+	// DefaultUntrustedHeaders.
+	UntrustedHeaders []string `hcl:"untrusted_headers,optional" json:"untrusted_headers"`
+	// ForwardedHeader makes the balancer send a Forwarded header (RFC 7239) along with
+	// X-Forwarded-*.
+	ForwardedHeader bool `hcl:"forwarded_header,optional" json:"forwarded_header"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -105,6 +114,8 @@ func (s *ServerConfig) SetDefaults() {
 		MaxConnections:   10000,
 		MaxResponseBytes: 64 << 20,
 		ShutdownTimeout:  Duration(30 * time.Second),
+		MaxURIBytes:      defaultMaxURIBytes,
+		UntrustedHeaders: slices.Clone(DefaultUntrustedHeaders),
 	}
 }
 
@@ -113,6 +124,8 @@ func (s *ServerConfig) Validate() error {
 	var errs []error
 	if s.Listen == "" {
 		errs = append(errs, FieldErr("listen", "must not be empty"))
+	} else if err := CheckListenAddress(s.Listen); err != nil {
+		errs = append(errs, &FieldError{Field: "listen", Err: err})
 	}
 	if s.MaxHeaderBytes < 1024 {
 		errs = append(errs, FieldErr("max_header_bytes", "must be at least 1KiB"))
@@ -126,6 +139,14 @@ func (s *ServerConfig) Validate() error {
 	if s.MaxConnsPerIP < 0 {
 		errs = append(errs, FieldErr("max_conns_per_ip", "must not be negative (0 = unlimited)"))
 	}
+	if s.MaxURIBytes < 256 {
+		errs = append(errs, FieldErr("max_uri_bytes", "must be at least 256 bytes"))
+	}
+	for _, n := range s.UntrustedHeaders {
+		if !validHeaderName(n) {
+			errs = append(errs, FieldErr("untrusted_headers", "invalid header name %q", n))
+		}
+	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
 	}
@@ -136,6 +157,8 @@ func (s *ServerConfig) Validate() error {
 type AdminConfig struct {
 	Listen string `hcl:"listen,optional" json:"listen"`
 	Token  string `hcl:"token,optional" json:"token" sluice:"secret"`
+	// AllowInsecure allows a non-loopback listen address without a token (see Validate).
+	AllowInsecure bool `hcl:"allow_insecure,optional" json:"allow_insecure"`
 }
 
 // SetDefaults fills the admin block's defaults.
@@ -232,4 +255,21 @@ func (m *MatchConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validHeaderName reports whether n is a non-empty token (RFC 9110 §5.1).
+func validHeaderName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -51,6 +51,8 @@ type Ctx struct {
 	ObserverState any
 
 	vals []any
+	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
+	hdrScratch []byte
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(Ctx) }}

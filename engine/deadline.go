@@ -294,5 +294,8 @@ func (c *clientConn) Close() error {
 	if c.watch != nil {
 		c.watch.remove(c)
 	}
+	if c.linger.Load() && closeLingering(c.Conn) {
+		return nil
+	}
 	return c.Conn.Close()
 }

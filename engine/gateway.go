@@ -34,6 +34,8 @@ type PipelineSpec struct {
 	StripPrefix string
 	Filters     []FilterSpec
 	Upstream    string // the balancer's upstream
+	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
+	Upgrades []string
 }
 
 // FilterSpec is a decoded `filter "KIND"` block.
@@ -69,11 +71,18 @@ type Gateway struct {
 	Router    *Router
 	Pipelines []*Pipeline
 	Upstreams map[string]Upstream
+	// Inputs lists the files the configuration read besides itself (BuildEnv.ReadFile, the
+	// server's certificate and key, file() arguments): `sluice run --watch` reloads when one changes.
+	Inputs []string
 
 	observer Observer
-	closers  []io.Closer
-	inflight atomic.Int64
-	closed   atomic.Bool
+	// headers is how the server cleans requests' headers (hopbyhop.go); requestHeaders are the
+	// request headers the filters set (BuildEnv.SetsRequestHeaders).
+	headers        *headerPolicy
+	requestHeaders []string
+	closers        []io.Closer
+	inflight       atomic.Int64
+	closed         atomic.Bool
 }
 
 // Build makes a Gateway from a spec. It returns every failure it finds, each located; on failure
@@ -89,13 +98,14 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		return &BuildEnv{
 			Pipeline: pipeline, Stage: stage, Earlier: earlier, Dir: spec.Dir,
 			Logger: log, Server: &spec.Server, Telemetry: &spec.Telemetry, Redis: spec.Redis,
-			Validating: opt.Validating, closers: &g.closers,
+			Validating: opt.Validating, closers: &g.closers, requestHeaders: &g.requestHeaders, inputs: &g.Inputs,
 		}
 	}
 
 	if tc := spec.Server.TLS; tc != nil {
 		// Checked here so that `sluice validate` reports unreadable certificates too.
 		e := &BuildEnv{Dir: spec.Dir}
+		g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
 		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
 			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
 		}
@@ -153,6 +163,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		}
 		p := NewPipeline(ps.Name, ps.Match, ps.StripPrefix, stages, term)
 		p.Upstream = ps.Upstream
+		p.Upgrades = ps.Upgrades
 		g.Pipelines = append(g.Pipelines, p)
 	}
 	if len(errs) > 0 {
@@ -160,6 +171,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		return nil, errs
 	}
 	g.Router = NewRouter(g.Pipelines)
+	g.headers = newHeaderPolicy(&spec.Server, g.requestHeaders)
 	return g, nil
 }
 

@@ -114,6 +114,11 @@ type clientConn struct {
 	// phase is where the connection is in its request cycle, for the server's timeouts
 	// (deadline.go); phaseManual once anyone sets a deadline explicitly.
 	phase atomic.Uint32
+	// linger makes Close let an error answer reach a client that is still sending (linger.go).
+	linger atomic.Bool
+	// lineSeen: the current request's line has ended in what was read (linger.go).
+	// Atomic: a TLS connection's closing alert may be written from another goroutine.
+	lineSeen atomic.Bool
 }
 
 // readAheadSize is what a small read reads at most: most request heads fit; a larger one
@@ -127,7 +132,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		c.hold.Store(false)
 	}
 	if c.watch == nil {
-		return c.read(p)
+		n, err := c.read(p)
+		c.noteRequestLine(p[:n])
+		return n, err
 	}
 	ph := c.phase.Load()
 	if ph == phaseWriting {
@@ -139,6 +146,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if n > 0 && ph == phaseIdle {
 		c.enter(phaseReading)
 	}
+	c.noteRequestLine(p[:n])
 	return n, err
 }
 
@@ -152,6 +160,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 // Writes are held only with the server's timeouts on: their watchdog also ends the waits that
 // began too late to see a request arrive (see recv).
 func (c *clientConn) Write(p []byte) (int, error) {
+	if c.lineSeen.Load() {
+		c.lineSeen.Store(false) // what is read next is the next request
+	}
 	if c.watch != nil {
 		if ph := c.phase.Load(); ph == phaseReading || ph == phaseIdle {
 			c.enter(phaseWriting)

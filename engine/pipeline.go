@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/sluice-gateway/sluice/engine/ascii"
 )
 
 // Pipeline is a built `pipeline` block: its match, its filters in order and its Terminal.
@@ -12,6 +15,9 @@ type Pipeline struct {
 	StripPrefix string
 	// Upstream is the name of the upstream its balancer stage uses.
 	Upstream string
+	// Upgrades lists the protocols a request may switch to (the pipeline's upgrades attribute);
+	// nil: DefaultUpgrades. See AllowsUpgrade.
+	Upgrades []string
 
 	stages   []Stage
 	terminal Terminal
@@ -38,6 +44,29 @@ func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []St
 		match.PathPrefix = "/"
 	}
 	return &Pipeline{Name: name, Match: match, StripPrefix: stripPrefix, stages: stages, terminal: term}
+}
+
+// DefaultUpgrades is a pipeline's upgrades when its config does not set them.
+var DefaultUpgrades = []string{"websocket"}
+
+// AllowsUpgrade reports whether a request on p may switch to protocol, one element of an
+// Upgrade header ("websocket", "h2c", "foo/2": a version after '/' is ignored), compared ASCII
+// case-insensitively. A nil p allows the default upgrades.
+func (p *Pipeline) AllowsUpgrade(protocol []byte) bool {
+	if i := bytes.IndexByte(protocol, '/'); i >= 0 {
+		protocol = protocol[:i]
+	}
+	protocol = bytes.TrimSpace(protocol)
+	list := DefaultUpgrades
+	if p != nil && p.Upgrades != nil {
+		list = p.Upgrades
+	}
+	for _, u := range list {
+		if len(u) == len(protocol) && ascii.EqualFold(protocol, []byte(u)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stages returns the pipeline's filters in order. Don't modify the slice.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -126,6 +127,19 @@ type BuildEnv struct {
 	Validating bool
 	// Closers collects resources to close when the built gateway is retired.
 	closers *[]io.Closer
+	// inputs collects the files ReadFile read (Gateway.Inputs).
+	inputs *[]string
+	// requestHeaders collects the request headers filters set (SetsRequestHeaders).
+	requestHeaders *[]string
+}
+
+// SetsRequestHeaders declares request headers the filter being built sets for the upstream
+// (jwt's forward_claims, headers' request_set): the server then removes a client's header that
+// spells one of these names with '_' for '-', which CGI-style upstreams would read as the same.
+func (e *BuildEnv) SetsRequestHeaders(names ...string) {
+	if e.requestHeaders != nil {
+		*e.requestHeaders = append(*e.requestHeaders, names...)
+	}
 }
 
 // Path resolves p against the config file's folder.
@@ -134,6 +148,17 @@ func (e *BuildEnv) Path(p string) string {
 		return p
 	}
 	return filepath.Join(e.Dir, p)
+}
+
+// ReadFile reads a file the configuration names (resolved with Path) and records it among the
+// gateway's Inputs, which `sluice run --watch` watches for changes. Read input files (modules,
+// keys, certificates) with it; files the gateway writes are no inputs.
+func (e *BuildEnv) ReadFile(p string) ([]byte, error) {
+	p = e.Path(p)
+	if e.inputs != nil {
+		*e.inputs = append(*e.inputs, p) // also when missing: its appearance is a change
+	}
+	return os.ReadFile(p)
 }
 
 // RedisConfig returns the redis block a reference names.

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -31,6 +30,10 @@ type Server struct {
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
+
+	// Takeover lets Listen share an address another socket listens on (SO_REUSEPORT): a new
+	// process taking over from an old one, or a reload's new server replacing the old server.
+	Takeover bool
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -60,6 +63,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		Name:                         "sluice",
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleError,
+		ExpectHandler:                s.expect,
 		ReadBufferSize:               int(cfg.MaxHeaderBytes),
 		WriteBufferSize:              16 << 10,
 		MaxRequestBodySize:           int(cfg.MaxBodyBytes),
@@ -116,7 +120,14 @@ func shortestTimeout(ds ...time.Duration) time.Duration {
 
 // Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
 // the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
+// Unless s.Takeover is set the address must be free (see checkAddressFree): a second gateway
+// started by mistake fails instead of silently taking half of the connections.
 func (s *Server) Listen() (net.Listener, error) {
+	if !s.Takeover {
+		if err := checkAddressFree(s.cfg.Listen); err != nil {
+			return nil, err
+		}
+	}
 	lc := net.ListenConfig{Control: reusePort}
 	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
 	if err != nil {
@@ -215,6 +226,13 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if cc != nil {
 		cc.startRequest()
 	}
+	if status := s.clean(g, c, peer); status != 0 {
+		WriteError(&fc.Response, status)
+		fc.SetConnectionClose()
+		ReleaseCtx(c)
+		g.inflight.Add(-1)
+		return
+	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
@@ -284,23 +302,14 @@ func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 }
 
 func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
-	status := fasthttp.StatusBadRequest
-	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status = fasthttp.StatusRequestEntityTooLarge
-	case errors.As(err, &small):
-		status = fasthttp.StatusRequestHeaderFieldsTooLarge
-	case errors.As(err, &netErr) && netErr.Timeout():
-		status = fasthttp.StatusRequestTimeout
-	}
-	WriteError(&fc.Response, status)
+	WriteError(&fc.Response, errorStatus(fc, err))
 	fc.SetConnectionClose()
+	// The client may still be sending (an oversized header or body): let the answer reach it.
+	lingerOnClose(fc)
 }
 
 type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "http")
+	l.log.Warn(redactQuoted(fmt.Sprintf(format, args...)), "component", "http")
 }

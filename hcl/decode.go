@@ -29,6 +29,7 @@ type decoder struct {
 	ctx       *hcl.EvalContext
 	upstreams map[string]bool
 	redis     map[string]bool
+	pipeAttrs ranges // where the attributes of the last decoded pipeline were written
 }
 
 // fieldInfo is one `hcl:"name,kind"` tagged struct field.

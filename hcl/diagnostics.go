@@ -8,9 +8,11 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-gateway/sluice/engine/secret"
 )
 
-// WriteDiagnostics prints each diagnostic as "file:line:column: error: summary", its detail, and
+// WriteDiagnostics prints, with secrets hidden (engine/secret: the values of secret-named
+// attributes and keys in snippets, URL credentials and bearer tokens everywhere), each diagnostic as "file:line:column: error: summary", its detail, and
 // the source line with the offending range underlined:
 //
 //	gateway.hcl:2:18: error: Invalid value
@@ -25,13 +27,13 @@ func (c *Config) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics) error {
 			sev = "warning"
 		}
 		if d.Subject == nil {
-			fmt.Fprintf(bw, "%s: %s\n", sev, d.Summary)
+			fmt.Fprintf(bw, "%s: %s\n", sev, secret.Text(d.Summary))
 		} else {
 			r := d.Subject
-			fmt.Fprintf(bw, "%s:%d:%d: %s: %s\n", r.Filename, r.Start.Line, r.Start.Column, sev, d.Summary)
+			fmt.Fprintf(bw, "%s:%d:%d: %s: %s\n", r.Filename, r.Start.Line, r.Start.Column, sev, secret.Text(d.Summary))
 		}
 		if d.Detail != "" {
-			fmt.Fprintf(bw, "  %s\n", d.Detail)
+			fmt.Fprintf(bw, "  %s\n", secret.Text(d.Detail))
 		}
 		if d.Subject != nil && c != nil {
 			c.writeSnippet(bw, d.Subject)
@@ -61,6 +63,8 @@ func (c *Config) writeSnippet(w io.Writer, r *hcl.Range) {
 	if start > len(line) {
 		start = len(line)
 	}
+	line, col := secret.HCLLine(line)
+	start, end = col(start), col(end)
 	if end <= start {
 		end = start + 1
 	}

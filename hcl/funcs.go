@@ -14,7 +14,7 @@ import (
 // evalContext offers the functions env(), file() and jsonencode(), and the variables upstream and
 // redis, whose attributes are the declared block names (references are decoded by name, see
 // decoder.reference; the values only make other uses type-check).
-func evalContext(dir string, upstreams, redis map[string]bool) *hcl.EvalContext {
+func evalContext(dir string, upstreams, redis map[string]bool, read *[]string) *hcl.EvalContext {
 	return &hcl.EvalContext{
 		Variables: map[string]cty.Value{
 			"upstream": namesObject("upstream", upstreams),
@@ -22,7 +22,7 @@ func evalContext(dir string, upstreams, redis map[string]bool) *hcl.EvalContext 
 		},
 		Functions: map[string]function.Function{
 			"env":        envFunc,
-			"file":       fileFunc(dir),
+			"file":       fileFunc(dir, read),
 			"jsonencode": stdlib.JSONEncodeFunc,
 		},
 	}
@@ -57,8 +57,8 @@ var envFunc = function.New(&function.Spec{
 	},
 })
 
-// fileFunc reads a file relative to the config's folder.
-func fileFunc(dir string) function.Function {
+// fileFunc reads a file relative to the config's folder, and adds its path to read.
+func fileFunc(dir string, read *[]string) function.Function {
 	return function.New(&function.Spec{
 		Description: "Reads a file, relative to the config file's folder, as a string.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
@@ -68,6 +68,7 @@ func fileFunc(dir string) function.Function {
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)
 			}
+			*read = append(*read, p)
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("reading %s: %w", p, err)

@@ -1,4 +1,4 @@
-// Package hcl reads Sluice's configuration language (see gateway.reference.hcl): it parses HCL
+// Package hcl reads Sluice's configuration language (see examples/reference/gateway.hcl): it parses HCL
 // files, decodes every block with source ranges, reports every problem at once as HCL
 // diagnostics, and builds the result into an engine.Gateway.
 package hcl
@@ -21,6 +21,8 @@ type Config struct {
 	where  locations
 	reg    *engine.Registry
 	parser *hclparse.Parser
+	// inputs are the files file() read; Build adds them to the gateway's Inputs.
+	inputs []string
 }
 
 type locations struct {
@@ -28,6 +30,11 @@ type locations struct {
 	upstreams map[string]hcl.Range
 	pipelines []hcl.Range
 	filters   [][]hcl.Range
+	// attrs holds where attributes were written, for checks across blocks (lint.go): the server
+	// and admin blocks' ("server.listen"), each pipeline's ("match", "match.path_prefix",
+	// "strip_prefix").
+	attrs     ranges
+	pipeAttrs []ranges
 }
 
 var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -38,7 +45,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 var pipelineSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}},
+	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"},
 	},
@@ -73,6 +80,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 	spec.Telemetry.SetDefaults()
 	cfg.Spec = spec
 	cfg.where.upstreams = map[string]hcl.Range{}
+	cfg.where.attrs = ranges{}
 
 	content, cdiags := file.Body.Content(rootSchema)
 	diags = append(diags, cdiags...)
@@ -109,7 +117,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			redis[b.Labels[0]] = true
 		}
 	}
-	d := &decoder{ctx: evalContext(dir, upstreams, redis), upstreams: upstreams, redis: redis}
+	d := &decoder{ctx: evalContext(dir, upstreams, redis, &cfg.inputs), upstreams: upstreams, redis: redis}
 
 	done := map[string]bool{}
 	for _, b := range content.Blocks {
@@ -119,10 +127,13 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			if !done["server"] {
 				cfg.where.server = b.DefRange
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Server), "", b.DefRange, rg)...)
+				cfg.where.attrs.add("server.", rg)
 			}
 		case "admin":
 			if !done["admin"] {
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Admin), "", b.DefRange, rg)...)
+				cfg.where.attrs.add("admin.", rg)
+				cfg.where.attrs["admin"] = b.DefRange
 			}
 		case "telemetry":
 			if !done["telemetry"] {
@@ -158,6 +169,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 				spec.Pipelines = append(spec.Pipelines, *ps)
 				cfg.where.pipelines = append(cfg.where.pipelines, b.DefRange)
 				cfg.where.filters = append(cfg.where.filters, fr)
+				cfg.where.pipeAttrs = append(cfg.where.pipeAttrs, d.pipeAttrs)
 			}
 		}
 		if len(b.Labels) == 0 {
@@ -169,13 +181,18 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			Detail:  "Declare at least one pipeline block; without one every request is answered 404.",
 			Subject: file.Body.MissingItemRange().Ptr()})
 	}
+	if !diags.HasErrors() {
+		diags = append(diags, cfg.lint(file)...)
+	}
 	return cfg, diags
 }
 
 func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.PipelineSpec, []hcl.Range, hcl.Diagnostics) {
 	ps := &engine.PipelineSpec{Name: b.Labels[0]}
 	content, diags := b.Body.Content(pipelineSchema)
+	d.pipeAttrs = ranges{}
 	if a, ok := content.Attributes["strip_prefix"]; ok {
+		d.pipeAttrs["strip_prefix"] = a.Expr.Range()
 		var s string
 		if val, vd := a.Expr.Value(d.ctx); vd.HasErrors() {
 			diags = append(diags, vd...)
@@ -191,6 +208,9 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 		}
 		ps.StripPrefix = s
 	}
+	if a, ok := content.Attributes["upgrades"]; ok {
+		ps.Upgrades, diags = d.decodeUpgrades(a, diags)
+	}
 	var filterRanges []hcl.Range
 	var balancers []*hcl.Block
 	matched := false
@@ -203,7 +223,10 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 				continue
 			}
 			matched = true
-			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(&ps.Match), "", blk.DefRange, ranges{})...)
+			mr := ranges{}
+			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(&ps.Match), "", blk.DefRange, mr)...)
+			d.pipeAttrs.add("match.", mr)
+			d.pipeAttrs["match"] = blk.DefRange
 		case "filter":
 			kind := blk.Labels[0]
 			k, ok := reg.Filter(kind)
@@ -261,6 +284,9 @@ func configName(cfg any) string {
 // Build builds the configuration. Build failures become diagnostics on the block that failed.
 func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostics) {
 	gw, errs := engine.Build(c.Spec, c.reg, opt)
+	if gw != nil {
+		gw.Inputs = append(gw.Inputs, c.inputs...)
+	}
 	var diags hcl.Diagnostics
 	for _, e := range errs {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Detail: capitalizeTrim(e.Err.Error()) + "."}

@@ -64,8 +64,8 @@ func runNewFilter(args []string) int {
 	// Accept flags after NAME too: "sluice new-filter myfilter --lang rust".
 	var names []string
 	for rest := args; ; {
-		if err := fset.Parse(rest); err != nil {
-			return 2
+		if status, ok := parseFlags(fset, rest); !ok {
+			return status
 		}
 		if fset.NArg() == 0 {
 			break

@@ -154,6 +154,7 @@ func TestNewFilterProjects(t *testing.T) {
 					t.Errorf("my-filter.wasm does not export %s", name)
 				}
 			}
+			checkScaffoldConfig(t, filepath.Join(dir, "my-filter.wasm"))
 			for _, f := range []string{"README.md", ".gitignore"} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Errorf("missing %s: %v", f, err)

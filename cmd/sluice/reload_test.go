@@ -109,8 +109,8 @@ func TestReloadThroughAdminAndSIGHUP(t *testing.T) {
 	}
 }
 
-// TestBinaryUpgrade starts a second gateway process on the same port (SO_REUSEPORT), stops the
-// first, and counts what clients under load saw.
+// TestBinaryUpgrade starts a second gateway process on the same port (--takeover: SO_REUSEPORT),
+// stops the first, and counts what clients under load saw.
 func TestBinaryUpgrade(t *testing.T) {
 	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
 	listen := freePort(t)
@@ -151,7 +151,7 @@ func TestBinaryUpgrade(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
-	newCmd, _ := startSluice(t, writeConfig(t, gatewayConfig(listen, "", up, "new")))
+	newCmd, _ := startSluice(t, writeConfig(t, gatewayConfig(listen, "", up, "new")), "--takeover")
 	time.Sleep(300 * time.Millisecond) // both processes accept for a while
 	if err := oldCmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/admin"
+	"github.com/sluice-gateway/sluice/engine/secret"
 	"github.com/sluice-gateway/sluice/engine/telemetry"
 )
 
@@ -29,10 +30,11 @@ func runRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("c", "gateway.hcl", "configuration file")
 	watch := fs.Bool("watch", false, "reload when the configuration file changes")
+	takeover := fs.Bool("takeover", false, "share the listen address with the gateway already serving it (SO_REUSEPORT), to stop that one next: a zero-downtime upgrade")
 	logFormat := fs.String("log-format", "text", "gateway log format: text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
@@ -56,8 +58,11 @@ func runRun(args []string) int {
 		_ = gw.Close()
 		return 1
 	}
-	if err := r.startServer(gw); err != nil {
+	if err := r.startServer(gw, *takeover); err != nil {
 		log.Error("cannot start", "err", err)
+		if errors.Is(err, engine.ErrAddressInUse) {
+			log.Error("to take over from the process serving " + gw.Spec.Server.Listen + ", start with --takeover, then stop that one (SIGTERM)")
+		}
 		_ = gw.Close()
 		return 1
 	}
@@ -67,12 +72,13 @@ func runRun(args []string) int {
 		return 1
 	}
 
-	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
-
 	stop := make(chan struct{})
 	if *watch {
-		go r.watch(stop)
+		// The files as they are now, before "serving" says that changing them takes effect.
+		go r.watch(stop, r.stamps())
 	}
+	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
+
 	for {
 		select {
 		case err := <-r.failed:
@@ -121,25 +127,31 @@ type runner struct {
 	srv    atomic.Pointer[engine.Server]
 	adm    *admin.Server
 	admCfg engine.AdminConfig
-	failed chan error // a server that stopped on its own
-	mu     sync.Mutex // one reload at a time
+	failed chan error   // a server that stopped on its own
+	certs  [2]fileStamp // the serving server's certificate files when it loaded them
+	mu     sync.Mutex   // one reload at a time
 	tel    telemetryState
 }
 
 // current is the gateway serving new requests (the admin API reads it).
 func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
 
-// startServer makes a server for gw, binds its listener and serves.
-func (r *runner) startServer(gw *engine.Gateway) error {
+// startServer makes a server for gw, binds its listener and serves. takeover allows an address
+// another socket listens on (engine.Server.Takeover).
+func (r *runner) startServer(gw *engine.Gateway, takeover bool) error {
+	// Taken before NewServer loads the files: a change in between makes the next reload load them.
+	certs := certStamp(gw.Spec)
 	srv, err := engine.NewServer(gw, r.log)
 	if err != nil {
 		return err
 	}
+	srv.Takeover = takeover
 	ln, err := srv.Listen()
 	if err != nil {
 		return err
 	}
 	r.srv.Store(srv)
+	r.certs = certs
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			select {
@@ -191,7 +203,8 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // reload loads and builds the configuration file again and swaps it in; on any error the
 // running configuration stays and the diagnostics are returned. A changed server block (listen
 // address, limits, TLS certificate) gets a new server: it binds first (SO_REUSEPORT allows the
-// same address), then the old one stops accepting and finishes what it accepted.
+// same address, which it takes over from the old server), then the old one stops accepting and
+// finishes what it accepted. A new address must be free.
 func (r *runner) reload() (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -202,6 +215,9 @@ func (r *runner) reload() (string, error) {
 		telemetry.ConfigReloaded(false)
 		return diag.String(), errors.New("the new configuration has errors; the running one stays")
 	}
+	if diag.Len() > 0 {
+		r.log.Warn("the new configuration has warnings", "diagnostics", diag.String())
+	}
 	retire, err := r.attachTelemetry(gw)
 	if err != nil {
 		_ = gw.Close()
@@ -210,10 +226,10 @@ func (r *runner) reload() (string, error) {
 	}
 	old := r.srv.Load()
 	var drained <-chan struct{}
-	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) {
+	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) && certStamp(gw.Spec) == r.certs {
 		drained = old.Swap(gw)
 	} else {
-		if err := r.startServer(gw); err != nil {
+		if err := r.startServer(gw, gw.Spec.Server.Listen == old.Gateway().Spec.Server.Listen); err != nil {
 			_ = gw.Close()
 			retire()
 			telemetry.ConfigReloaded(false)
@@ -242,9 +258,10 @@ func (r *runner) reload() (string, error) {
 	return "", nil
 }
 
-// watch polls the config file and reloads when it changes.
-func (r *runner) watch(stop <-chan struct{}) {
-	last := modTime(r.path)
+// watch polls the config file and every file the running configuration read (Wasm modules,
+// file() arguments, keys and certificates: engine.Gateway.Inputs) and reloads when one changes.
+// A file that joins the set with a reload is recorded, not reloaded for.
+func (r *runner) watch(stop <-chan struct{}, last map[string]fileStamp) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -252,22 +269,69 @@ func (r *runner) watch(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if m := modTime(r.path); !m.Equal(last) {
-				last = m
-				if _, err := r.reload(); err != nil {
-					r.log.Error("reload failed; the running configuration stays", "err", err)
+			var changed []string
+			now := map[string]fileStamp{}
+			for _, p := range r.watched() {
+				now[p] = stampOf(p)
+				if prev, known := last[p]; known && prev != now[p] {
+					changed = append(changed, p)
 				}
+			}
+			last = now
+			if len(changed) == 0 {
+				continue
+			}
+			r.log.Info("configuration inputs changed; reloading", "files", changed)
+			if _, err := r.reload(); err != nil {
+				r.log.Error("reload failed; the running configuration stays", "err", err)
 			}
 		}
 	}
 }
 
-func modTime(path string) time.Time {
+// stamps records the watched files as they are now.
+func (r *runner) stamps() map[string]fileStamp {
+	m := map[string]fileStamp{}
+	for _, p := range r.watched() {
+		m[p] = stampOf(p)
+	}
+	return m
+}
+
+// watched is the config file and the running configuration's inputs.
+func (r *runner) watched() []string {
+	return append([]string{r.path}, r.current().Inputs...)
+}
+
+// fileStamp tells a file's versions apart: a rebuilt module has a new time or size, a file
+// replaced by a rename also a new inode. The zero stamp stands for a missing file.
+type fileStamp struct {
+	mod   time.Time
+	size  int64
+	inode uint64
+}
+
+func stampOf(path string) fileStamp {
 	st, err := os.Stat(path)
 	if err != nil {
-		return time.Time{}
+		return fileStamp{}
 	}
-	return st.ModTime()
+	s := fileStamp{mod: st.ModTime(), size: st.Size()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.inode = sys.Ino
+	}
+	return s
+}
+
+// certStamp identifies the server's certificate and key files as they are now: a reload with the
+// same server block but renewed files needs a new server too (it loads them when made).
+func certStamp(spec *engine.Spec) [2]fileStamp {
+	tc := spec.Server.TLS
+	if tc == nil {
+		return [2]fileStamp{}
+	}
+	env := &engine.BuildEnv{Dir: spec.Dir}
+	return [2]fileStamp{stampOf(env.Path(tc.CertFile)), stampOf(env.Path(tc.KeyFile))}
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
@@ -275,7 +339,7 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("invalid -log-level %q", level)
 	}
-	opt := &slog.HandlerOptions{Level: lv}
+	opt := &slog.HandlerOptions{Level: lv, ReplaceAttr: redactAttr}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opt)), nil
@@ -283,6 +347,25 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opt)), nil
 	}
 	return nil, fmt.Errorf("invalid -log-format %q: use text or json", format)
+}
+
+// redactAttr hides the credentials in the gateway's log lines: URL userinfo and credential
+// query parameters (a jwks_url with ?access_token= in a fetch error), Bearer and Basic tokens
+// (secret.Text), in the message and in every string or error attribute.
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		if s := a.Value.String(); secret.Text(s) != s {
+			a.Value = slog.StringValue(secret.Text(s))
+		}
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			if s := err.Error(); secret.Text(s) != s {
+				a.Value = slog.StringValue(secret.Text(s))
+			}
+		}
+	}
+	return a
 }
 
 // raiseOpenFileLimit lifts the soft open-file limit to the hard one: a gateway holds two sockets

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -22,7 +23,9 @@ import (
 const sysmonGodebug = "schedtrace=2147483647"
 
 // keepSysmonAwake re-executes the program with sysmonGodebug added to GODEBUG, which the runtime
-// reads only at start. A GODEBUG that sets schedtrace already (schedtrace=0 restores the
+// reads only at start. Executing /proc/self/exe runs the very binary that is running even if
+// its file was replaced since (an upgrade in progress), but names the process "exe": the new
+// process takes its name back in restoreName. A GODEBUG that sets schedtrace already (schedtrace=0 restores the
 // runtime's default) is left alone, and so is any platform without /proc/self/exe.
 func keepSysmonAwake() {
 	godebug := os.Getenv("GODEBUG")
@@ -42,3 +45,28 @@ func keepSysmonAwake() {
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
 	fmt.Fprintln(os.Stderr, "sluice: running with the runtime's default sysmon:", err)
 }
+
+// restoreName gives a process that keepSysmonAwake re-executed the name the kernel gave the
+// original one, the base name of the path it was started by (at most 15 bytes), so that ps, ss
+// and `pgrep -x sluice` see "sluice" instead of "exe". It writes every thread's comm: the
+// threads the runtime starts later inherit the name of the thread that starts them.
+func restoreName() {
+	if runtime.GOOS != "linux" || !strings.Contains(os.Getenv("GODEBUG"), sysmonGodebug) {
+		return
+	}
+	if comm, err := os.ReadFile("/proc/self/comm"); err != nil || strings.TrimSpace(string(comm)) != "exe" {
+		return
+	}
+	name := filepath.Base(os.Args[0])
+	if len(name) > 15 { // TASK_COMM_LEN less the terminating NUL; longer writes are cut anyway
+		name = name[:15]
+	}
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		// Best effort: a thread that exited meanwhile has no comm to write.
+		_ = os.WriteFile("/proc/self/task/"+t.Name()+"/comm", []byte(name), 0)
+	}
+}
+
+// The name is restored in init, before main starts goroutines that may start threads.
+func init() { restoreName() }

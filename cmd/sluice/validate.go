@@ -20,8 +20,8 @@ func init() {
 func runValidate(args []string) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	path := fs.String("c", "gateway.hcl", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	if fs.NArg() > 0 {
 		*path = fs.Arg(0)
@@ -39,8 +39,8 @@ func runValidate(args []string) int {
 func loadAndBuild(path string, w io.Writer, validating bool, log *slog.Logger) (*engine.Gateway, bool) {
 	cfg, diags := hcl.LoadFile(path, filters.Builtin())
 	if !diags.HasErrors() {
-		gw, built := cfg.Build(engine.BuildOptions{Logger: log, Validating: validating})
-		diags = append(diags, built...) // the warnings of loading, and the build's problems
+		gw, bdiags := cfg.Build(engine.BuildOptions{Logger: log, Validating: validating})
+		diags = append(diags, bdiags...) // after the warnings of loading
 		if !diags.HasErrors() {
 			if len(diags) > 0 {
 				_ = cfg.WriteDiagnostics(w, diags)
@@ -58,9 +58,9 @@ func countErrors(diags interface{ Errs() []error }) int { return len(diags.Errs(
 func runFmt(args []string) int {
 	fs := flag.NewFlagSet("fmt", flag.ContinueOnError)
 	check := fs.Bool("check", false, "only report files that are not formatted (exit 1 if any)")
-	path := fs.String("c", "", "configuration file (or give files as arguments)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	path := fs.String("c", "", "configuration file (or give files as arguments; - reads stdin and writes stdout)")
+	if status, ok := parseFlags(fs, args); !ok {
+		return status
 	}
 	files := fs.Args()
 	if *path != "" {
@@ -71,7 +71,13 @@ func runFmt(args []string) int {
 	}
 	status := 0
 	for _, f := range files {
-		src, err := os.ReadFile(f)
+		var src []byte
+		var err error
+		if f == "-" {
+			src, err = io.ReadAll(os.Stdin)
+		} else {
+			src, err = os.ReadFile(f)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "sluice fmt:", err)
 			status = 1
@@ -82,6 +88,19 @@ func runFmt(args []string) int {
 			cfg, _ := hcl.Load(f, src, filters.Builtin())
 			_ = cfg.WriteDiagnostics(os.Stderr, diags)
 			status = 1
+			continue
+		}
+		if f == "-" {
+			// A filter, as gofmt is: the formatted text on stdout, or with -check only the verdict.
+			if *check && string(out) != string(src) {
+				fmt.Println("-")
+				status = 1
+			} else if !*check {
+				if _, err := os.Stdout.Write(out); err != nil {
+					fmt.Fprintln(os.Stderr, "sluice fmt:", err)
+					status = 1
+				}
+			}
 			continue
 		}
 		if string(out) == string(src) {

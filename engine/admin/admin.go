@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/engine/secret"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -116,7 +117,8 @@ func (s *Server) handleReload(c *fasthttp.RequestCtx) {
 	}
 	diags, err := s.reload()
 	if err != nil {
-		writeJSON(c, fasthttp.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error(), "diagnostics": diags})
+		// The diagnostics come redacted (hcl.WriteDiagnostics); an error may quote a URL too.
+		writeJSON(c, fasthttp.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": secret.Text(err.Error()), "diagnostics": diags})
 		return
 	}
 	writeJSON(c, fasthttp.StatusOK, map[string]any{"reloaded": true})

@@ -137,3 +137,76 @@ func metricValue(t *testing.T, base, token string) float64 {
 	}
 	return sum
 }
+
+// TestConfigRedactsSecrets: /config hides header values named like credentials, URL userinfo,
+// credential query parameters and bearer tokens, wherever they are in the configuration, and
+// keeps everything else readable.
+func TestConfigRedactsSecrets(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+telemetry {
+  traces {
+    exporter = "none"
+    endpoint = "http://otel:tr4ce-pa55@127.0.0.1:4318/v1/traces"
+  }
+  logs {
+    endpoint = "https://collector.example/v1/logs?api_key=l0gs-k3y&region=eu"
+  }
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  filter "headers" {
+    request_set = {
+      "Authorization" = "Bearer up5tream-t0ken-123"
+      "X-Api-Key"     = "x-ap1-k3y"
+      "X-Callback"    = "https://hooks.example/cb?access_token=cb-t0ken-9"
+      "X-Gateway"     = "sluice"
+    }
+    response_set = { "Set-Cookie" = "sid=c00kie-val" }
+  }
+  balancer { upstream = upstream.u }
+}
+`, up))
+	base := startAdmin(t, gw, nil)
+	code, body := fetch(t, "GET", base+"/config", "")
+	if code != 200 {
+		t.Fatalf("/config: %d", code)
+	}
+	for _, s := range []string{"tr4ce-pa55", "l0gs-k3y", "up5tream-t0ken-123", "x-ap1-k3y", "cb-t0ken-9", "c00kie-val"} {
+		if strings.Contains(body, s) {
+			t.Errorf("/config shows the secret %q:\n%s", s, body)
+		}
+	}
+	for _, s := range []string{
+		`"http://[redacted]@127.0.0.1:4318/v1/traces"`,
+		`"https://collector.example/v1/logs?api_key=[redacted]\u0026region=eu"`,
+		`"Authorization": "[redacted]"`, `"X-Api-Key": "[redacted]"`,
+		`"https://hooks.example/cb?access_token=[redacted]"`, `"X-Gateway": "sluice"`,
+	} {
+		if !strings.Contains(body, s) {
+			t.Errorf("/config lacks %s:\n%s", s, body)
+		}
+	}
+}
+
+// TestReloadErrorHidesCredentials: a failed reload's error text is shown without URL credentials.
+func TestReloadErrorHidesCredentials(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	base := startAdmin(t, gw, func() (string, error) {
+		return "", fmt.Errorf("telemetry: exporting to http://otel:s3cret-pw@collector:4318: connection refused")
+	})
+	code, body := fetch(t, "POST", base+"/reload", "")
+	if code != 422 || strings.Contains(body, "s3cret") || !strings.Contains(body, "http://[redacted]@collector:4318") {
+		t.Errorf("POST /reload: %d %s; want 422 with the URL's credentials hidden", code, body)
+	}
+}

@@ -6,15 +6,19 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/sluice-gateway/sluice/engine/secret"
 	"github.com/zclconf/go-cty/cty"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
-const redacted = "[redacted]"
+const redacted = secret.Marker
 
 // Redact returns a JSON-ready copy of v in which every struct field tagged `sluice:"secret"` that
-// is set shows as "[redacted]", and so does every free-form (cty) object attribute whose name
-// suggests a secret (key, secret, token, password, credential). Field names follow json tags.
+// is set shows as "[redacted]", and so does the value of every map key and free-form (cty) object
+// attribute named like a secret (secret.Name: a headers filter's "Authorization" or "X-Api-Key",
+// a Wasm config's "api_key"). Every other string has the credentials of its URLs and its Bearer
+// or Basic tokens hidden (secret.Text: a jwks_url with ?access_token=, an endpoint with
+// user:password@). Field names follow json tags.
 func Redact(v any) any { return redactValue(reflect.ValueOf(v)) }
 
 var (
@@ -84,9 +88,16 @@ func redactValue(v reflect.Value) any {
 		out := map[string]any{}
 		iter := v.MapRange()
 		for iter.Next() {
-			out[toString(iter.Key())] = redactValue(iter.Value())
+			name := toString(iter.Key())
+			if secret.Name(name) && !iter.Value().IsZero() {
+				out[name] = redacted
+				continue
+			}
+			out[name] = redactValue(iter.Value())
 		}
 		return out
+	case reflect.String:
+		return secret.Text(v.String())
 	}
 	return v.Interface()
 }
@@ -97,16 +108,6 @@ func toString(v reflect.Value) string {
 	}
 	b, _ := json.Marshal(v.Interface())
 	return string(b)
-}
-
-func looksSecret(name string) bool {
-	n := strings.ToLower(name)
-	for _, w := range []string{"key", "secret", "token", "password", "credential"} {
-		if strings.Contains(n, w) {
-			return true
-		}
-	}
-	return false
 }
 
 func redactCty(v cty.Value) any {
@@ -120,7 +121,7 @@ func redactCty(v cty.Value) any {
 		for it := v.ElementIterator(); it.Next(); {
 			k, ev := it.Element()
 			name := k.AsString()
-			if looksSecret(name) {
+			if secret.Name(name) {
 				out[name] = redacted
 				continue
 			}
@@ -134,6 +135,9 @@ func redactCty(v cty.Value) any {
 			out = append(out, redactCty(ev))
 		}
 		return out
+	}
+	if t == cty.String {
+		return secret.Text(v.AsString())
 	}
 	b, err := ctyjson.Marshal(v, t)
 	if err != nil {

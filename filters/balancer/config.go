@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -372,15 +371,6 @@ func compileRetryOn(list []string) retryOn {
 		}
 	}
 	return r
-}
-
-// readCAFile reads a PEM CA bundle.
-func readCAFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading ca_file: %w", err)
-	}
-	return b, nil
 }
 
 func contains(list []string, s string) bool {

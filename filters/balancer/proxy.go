@@ -23,6 +23,9 @@ import (
 // re-normalizes its name and walks the list, 0.1 µs apiece on the hot path.
 var hopHeaders = [...]string{"Connection", "Transfer-Encoding", "Trailer", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade",
 	"Proxy-Authenticate", "Proxy-Authorization",
+	// The settings of an h2c upgrade (RFC 7540 §3.2.1), connection-specific; an upgrade the
+	// pipeline allows is forwarded by serveUpgrade with only Upgrade and Connection put back.
+	"HTTP2-Settings",
 	// Not hop-by-hop, but the server has answered it (reading the whole body first).
 	"Expect"}
 
@@ -51,13 +54,15 @@ const (
 const (
 	hasConnection = 1 << 0 // hopHeaders[0]
 	hasUpgrade    = 1 << 6 // hopHeaders[6]
+	// hasHTTP2Settings is hopHeaders[9]'s bit.
+	hasHTTP2Settings = 1 << 9
 )
 
 // scannedByLen lists, for each name length, the indexes of the scanned names that long: a header
-// is compared only with those (most headers with none), not with all thirteen.
+// is compared only with those (most headers with none), not with all sixteen.
 var scannedByLen = func() (t [20][]uint8) {
-	if hopHeaders[0] != "Connection" || hopHeaders[6] != "Upgrade" {
-		panic("balancer: hasConnection and hasUpgrade do not match hopHeaders")
+	if hopHeaders[0] != "Connection" || hopHeaders[6] != "Upgrade" || hopHeaders[9] != "HTTP2-Settings" {
+		panic("balancer: hasConnection, hasUpgrade and hasHTTP2Settings do not match hopHeaders")
 	}
 	for i, n := range scanned {
 		t[len(n)] = append(t[len(n)], uint8(i))
@@ -67,8 +72,8 @@ var scannedByLen = func() (t [20][]uint8) {
 
 // scanHop reads a header list once: it appends the values of Connection headers (comma-ended)
 // to conn and reports which of the scanned headers are present, as a bit mask.
-func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
-	var mask uint16
+func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint32) {
+	var mask uint32
 	all(func(k, v []byte) bool {
 		if len(k) >= len(scannedByLen) {
 			return true
@@ -89,9 +94,9 @@ func scanHop(all func(func(k, v []byte) bool), conn []byte) ([]byte, uint16) {
 // removeHop deletes the hop-by-hop headers scanHop found. It visits only the mask's set bits:
 // most messages have none, and walking all ten names for both the request and the response was
 // 240 instructions per request.
-func removeHop(h interface{ Del(string) }, mask uint16) {
+func removeHop(h interface{ Del(string) }, mask uint32) {
 	for m := mask & hopMask; m != 0; m &= m - 1 {
-		h.Del(hopHeaders[bits.TrailingZeros16(m)])
+		h.Del(hopHeaders[bits.TrailingZeros32(m)])
 	}
 }
 
@@ -120,14 +125,16 @@ type exchange struct {
 	head     []byte // the request head as it goes on the wire
 	conn     []byte // the values of the Connection headers
 	origURI  []byte // the client's request-target, when the upstream gets another one
-	traceHdr uint16 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
+	traceHdr uint32 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
 	tried    [maxRetryAttempts + 1]int
 	ntried   int
-	protocol []byte // the Upgrade header of a protocol switch
+	protocol []byte // the Upgrade header of a protocol switch (the protocols the pipeline allows)
+	settings []byte // the HTTP2-Settings header of an allowed h2c switch
 	upgrade  bool   // the request asks to switch protocols
 	noHost   bool   // the client sent no Host header
 	rewrote  bool   // origURI holds the client's request-target
 	close    bool   // the client asked to close its connection
+	rfc7239  bool   // send a Forwarded header (the server's forwarded_header)
 }
 
 const maxPooledScratch = 256 << 10
@@ -168,15 +175,23 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	// Keep-alive to the upstream whatever the client asked for its own connection (read before
 	// deleting Connection, which clears it).
 	x.close = h.ConnectionClose()
-	var found uint16
+	var found uint32
 	x.conn, found = scanHop(h.All(), x.conn[:0])
 	// A request to switch protocols (WebSocket) names "upgrade" in Connection and says which
-	// protocol in Upgrade: keep that, for serveUpgrade to put back.
-	x.upgrade = found&hasUpgrade != 0 && hasToken(x.conn, tokenUpgrade)
-	if x.upgrade {
-		x.protocol = append(x.protocol[:0], h.PeekBytes(hdrUpgrade)...)
+	// protocol in Upgrade: keep the protocols the pipeline allows, for serveUpgrade to put back.
+	// Any other (h2c would tunnel past every filter) is removed with the hop-by-hop headers, and
+	// the request goes on as an ordinary one.
+	x.upgrade = false
+	if found&hasUpgrade != 0 && hasToken(x.conn, tokenUpgrade) {
+		x.protocol = allowedUpgrades(x.protocol[:0], h.PeekBytes(hdrUpgrade), c.Pipeline)
+		x.upgrade = len(x.protocol) > 0
+		x.settings = x.settings[:0]
+		if x.upgrade && found&hasHTTP2Settings != 0 {
+			x.settings = append(x.settings, h.PeekBytes(hdrHTTP2Settings)...)
+		}
 	}
-	removeConnectionTokens(h, x.conn)
+	// The Connection header's other tokens were removed by the server when the request arrived
+	// (before any filter could set a header a client named there).
 	removeHop(h, found)
 	x.traceHdr = found & (hasTraceparent | hasTracestate)
 	x.trace = x.trace[:0]
@@ -191,6 +206,9 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.noHost = len(h.Host()) == 0
 
 	x.setForwarded(c, found)
+	// No Content-Type where the client sent none: fasthttp would write application/octet-stream
+	// for any request with a body.
+	h.SetNoDefaultContentType(true)
 	// One Content-Length whatever framing the client used (the server read the whole body,
 	// de-chunked): nothing about the client's framing reaches the upstream.
 	if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
@@ -210,9 +228,34 @@ func (x *exchange) restore(c *engine.Ctx) {
 	}
 }
 
-// removeConnectionTokens deletes every header named in a Connection value list.
+// maxResponseConnTokens bounds the Connection tokens of an upstream response that are acted on.
+const maxResponseConnTokens = 64
+
+// allowedUpgrades appends to dst the elements of an Upgrade value that p allows, comma-separated.
+func allowedUpgrades(dst, upgrade []byte, p *engine.Pipeline) []byte {
+	for len(upgrade) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(upgrade, ','); i >= 0 {
+			item, upgrade = upgrade[:i], upgrade[i+1:]
+		} else {
+			item, upgrade = upgrade, nil
+		}
+		item = bytes.TrimSpace(item)
+		if len(item) == 0 || !p.AllowsUpgrade(item) {
+			continue
+		}
+		if len(dst) > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, item...)
+	}
+	return dst
+}
+
+// removeConnectionTokens deletes the headers named in a response's Connection value list, at
+// most maxResponseConnTokens of them: each removal walks the header list.
 func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
-	for len(list) > 0 {
+	for n := 0; len(list) > 0 && n < maxResponseConnTokens; n++ {
 		i := bytes.IndexByte(list, ',')
 		var tok []byte
 		if i < 0 {
@@ -234,7 +277,7 @@ func removeConnectionTokens(h interface{ DelBytes([]byte) }, list []byte) {
 // that peer, so a client cannot forge the address upstreams see first. found is scanHop's mask
 // of the client's request. Every value written comes from the parsed request or the gateway, so
 // none can hold a line break.
-func (x *exchange) setForwarded(c *engine.Ctx, found uint16) {
+func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 	h := &c.Request.Header
 	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
@@ -280,7 +323,51 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint16) {
 			b = append(append(append(b, "X-Forwarded-Host: "...), host...), "\r\n"...)
 		}
 	}
+	if x.rfc7239 {
+		b = appendForwarded(b, c)
+	}
 	x.fwd = append(b, "Via: 1.1 sluice\r\n"...)
+}
+
+var hdrForwarded = []byte("Forwarded")
+
+// appendForwarded appends a Forwarded line (RFC 7239) for the server's forwarded_header: the
+// elements of the request's own Forwarded header, if it still has one (the server removes it
+// from peers outside trusted_proxies, unless untrusted_headers leaves it out), then this hop's:
+// for= the socket peer, proto=, and host= the Host header.
+func appendForwarded(b []byte, c *engine.Ctx) []byte {
+	h := &c.Request.Header
+	b = append(b, "Forwarded: "...)
+	if prev := h.PeekBytes(hdrForwarded); len(prev) > 0 {
+		b = append(append(b, prev...), ", "...)
+		h.DelBytes(hdrForwarded) // after the copy: prev is the header's memory
+	}
+	if c.Peer.IsValid() {
+		b = append(b, "for="...)
+		if c.Peer.Is6() {
+			// An IPv6 address is quoted and bracketed: ':' is not a token character.
+			b = append(c.AppendPeer(append(b, `"[`...)), `]"`...)
+		} else {
+			b = c.AppendPeer(b)
+		}
+		b = append(b, ';')
+	}
+	if c.Fast != nil && c.Fast.IsTLS() {
+		b = append(b, "proto=https"...)
+	} else {
+		b = append(b, "proto=http"...)
+	}
+	if host := h.Host(); len(host) > 0 {
+		b = append(b, `;host="`...)
+		for _, ch := range host {
+			if ch == '"' || ch == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, ch)
+		}
+		b = append(b, '"')
+	}
+	return append(b, "\r\n"...)
 }
 
 // trustedChain returns the suffix of an X-Forwarded-For list that starts at the rightmost entry
@@ -472,7 +559,7 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 // c.Response and adds Via.
 func finishResponse(c *engine.Ctx, x *exchange) {
 	h := &c.Response.Header
-	var hop uint16
+	var hop uint32
 	x.conn, hop = scanHop(h.All(), x.conn[:0])
 	removeConnectionTokens(h, x.conn)
 	removeHop(h, hop)

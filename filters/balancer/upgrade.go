@@ -15,9 +15,10 @@ import (
 )
 
 var (
-	hdrUpgrade     = []byte("Upgrade")
-	tokenUpgrade   = []byte("upgrade")
-	errNotUpgraded = errors.New("upstream did not switch protocols")
+	hdrUpgrade       = []byte("Upgrade")
+	hdrHTTP2Settings = []byte("HTTP2-Settings")
+	tokenUpgrade     = []byte("upgrade")
+	errNotUpgraded   = errors.New("upstream did not switch protocols")
 )
 
 func hasToken(list, token []byte) bool {
@@ -45,7 +46,12 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) 
 	set := u.set.Load()
 	// prepare removed the hop-by-hop headers; a protocol switch needs these two back.
 	c.Request.Header.SetBytesV("Upgrade", x.protocol)
-	c.Request.Header.Set("Connection", "Upgrade")
+	if len(x.settings) > 0 {
+		c.Request.Header.SetBytesKV(hdrHTTP2Settings, x.settings)
+		c.Request.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+	} else {
+		c.Request.Header.Set("Connection", "Upgrade")
+	}
 
 	var key uint64
 	var hasKey bool

@@ -67,6 +67,7 @@ type Upstream struct {
 	slotWait       time.Duration
 	maxHeld        int
 	upgradeIdle    time.Duration
+	forwarded      bool // the server's forwarded_header: send Forwarded (RFC 7239)
 	attempts       int
 	on             retryOn
 	budget         retryBudget
@@ -131,6 +132,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	if env.Server != nil {
 		// An upgraded connection (WebSocket) is closed after this long without traffic.
 		u.upgradeIdle = env.Server.IdleTimeout.D()
+		u.forwarded = env.Server.ForwardedHeader
 	}
 	if env.Server != nil && env.Server.MaxResponseBytes > 0 {
 		u.maxHeld = int(env.Server.MaxResponseBytes)
@@ -159,8 +161,8 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		}
 		var ca []byte
 		if tc.CAFile != "" {
-			if ca, err = readCAFile(env.Path(tc.CAFile)); err != nil {
-				return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+			if ca, err = env.ReadFile(tc.CAFile); err != nil {
+				return nil, fmt.Errorf("target %q: reading ca_file: %w", tc.Address, err)
 			}
 		}
 		ts, err := loadTLS(tc, host, ca)
@@ -219,6 +221,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	}
 	x := acquireExchange(c)
 	defer releaseExchange(x)
+	x.rfc7239 = u.forwarded
 	x.prepare(c)
 	defer x.restore(c)
 	if x.upgrade {

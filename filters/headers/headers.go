@@ -75,7 +75,14 @@ func validValue(s string) bool {
 
 // Register declares the "headers" kind.
 func Register(r *engine.Registry) {
-	engine.Register(r, "headers", func(cfg *Config, _ *engine.BuildEnv) (engine.Filter, error) {
+	engine.Register(r, "headers", func(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
+		// The server removes a client's header spelling one of these with '_' for '-'.
+		for k := range cfg.RequestSet {
+			env.SetsRequestHeaders(k)
+		}
+		for k := range cfg.RequestAdd {
+			env.SetsRequestHeaders(k)
+		}
 		return New(cfg), nil
 	})
 }

@@ -136,6 +136,8 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 	sort.Strings(claims)
 	for _, c := range claims {
 		f.fwd = append(f.fwd, forward{claim: c, header: []byte(cfg.ForwardClaims[c])})
+		// The server removes a client's header spelling this one with '_' for '-'.
+		env.SetsRequestHeaders(cfg.ForwardClaims[c])
 	}
 
 	if set != nil {

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -181,7 +180,7 @@ func loadKeys(cfg *Config, env *engine.BuildEnv) (*keySet, error) {
 		}
 		return newKeySet([]*verifyKey{{pub: []byte(cfg.HMACSecret)}}), nil
 	case cfg.PublicKeyFile != "":
-		data, err := os.ReadFile(env.Path(cfg.PublicKeyFile))
+		data, err := env.ReadFile(cfg.PublicKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("public_key_file: %w", err)
 		}
@@ -198,7 +197,7 @@ func loadKeys(cfg *Config, env *engine.BuildEnv) (*keySet, error) {
 		}
 		return set, nil
 	case cfg.JWKSFile != "":
-		data, err := os.ReadFile(env.Path(cfg.JWKSFile))
+		data, err := env.ReadFile(cfg.JWKSFile)
 		if err != nil {
 			return nil, fmt.Errorf("jwks_file: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -62,8 +63,23 @@ func (s *keySet) candidates(kid string) (keys []*verifyKey, known bool) {
 // (encryption keys, unsupported types, RSA keys under 2048 bits) are skipped and reported in
 // skipped; it fails only when no usable key remains.
 func parseJWKS(data []byte) (set *keySet, skipped []error, err error) {
-	js, err := jwk.Parse(data, jwk.WithIgnoreParseError(true))
-	if err != nil {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, nil, fmt.Errorf("parsing JWKS: want a JSON object, a key set {\"keys\":[…]} or a single JWK: %w", err)
+	}
+	var js jwk.Set
+	if _, isSet := obj["keys"]; !isSet {
+		// jwk.Parse refuses WithIgnoreParseError for a sole key, and without it a key jwx cannot
+		// read would fail the whole set: a bare key goes through ParseKey instead.
+		k, err := jwk.ParseKey(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("parsing JWK: %w", err)
+		}
+		js = jwk.NewSet()
+		if err := js.AddKey(k); err != nil {
+			return nil, nil, fmt.Errorf("parsing JWK: %w", err)
+		}
+	} else if js, err = jwk.Parse(data, jwk.WithIgnoreParseError(true)); err != nil {
 		return nil, nil, fmt.Errorf("parsing JWKS: %w", err)
 	}
 	var keys []*verifyKey
@@ -78,6 +94,9 @@ func parseJWKS(data []byte) (set *keySet, skipped []error, err error) {
 		keys = append(keys, vk)
 	}
 	if len(keys) == 0 {
+		if len(skipped) == 0 {
+			return nil, nil, errors.New("JWKS holds no usable signing key: it has no key of a type Sluice reads")
+		}
 		return nil, skipped, fmt.Errorf("JWKS holds no usable signing key: %w", errors.Join(skipped...))
 	}
 	return newKeySet(keys), skipped, nil

@@ -223,6 +223,9 @@ func logEnabled(ctx context.Context, _ api.Module, stack []uint64) {
 func logMessage(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	lvl, ok := slogLevel(int32(uint32(stack[0])))
+	if ok && in.starting != nil {
+		in.starting.logged(mod, lvl, uint32(stack[1]), uint32(stack[2]))
+	}
 	if !ok || !in.f.log.Enabled(context.Background(), lvl) {
 		return
 	}

@@ -80,6 +80,8 @@ type instance struct {
 	names   [][]byte
 	stdout  logWriter
 	stderr  logWriter
+	// starting collects what the guest says while it starts (see startOutput); nil afterwards.
+	starting *startOutput
 }
 
 // reqState is what the host keeps for one wasm filter's part in one request, reset by end.
@@ -156,8 +158,9 @@ func instanceOf(ctx context.Context) *instance {
 func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 	in := &instance{f: f, reqState: new(reqState)}
 	in.cc.in = in
+	in.starting = new(startOutput)
 	in.stdout = logWriter{f: f, stream: "stdout"}
-	in.stderr = logWriter{f: f, stream: "stderr"}
+	in.stderr = logWriter{f: f, stream: "stderr", starting: in.starting}
 	// Tracked from now on, so that Close stops its start function too.
 	f.track(in)
 	defer func() {
@@ -182,9 +185,9 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 		in.stdout.flush()
 		in.stderr.flush()
 		if errors.Is(in.callError(err), errTimeout) {
-			return nil, fmt.Errorf("the start section's function did not finish within load_timeout (%s)", f.lim.loadTimeout)
+			return nil, in.starting.wrap(fmt.Errorf("the start section's function did not finish within load_timeout (%s)", f.lim.loadTimeout))
 		}
-		return nil, fmt.Errorf("instantiating the guest: %w", err)
+		return nil, in.starting.wrap(fmt.Errorf("instantiating the guest: %w", err))
 	}
 	if !f.lim.fallback {
 		f.lim.mu.Lock()
@@ -200,18 +203,20 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 	timedOut := in.timer != nil && !in.timer.Stop() || errors.Is(in.callError(err), errTimeout)
 	in.stdout.flush()
 	in.stderr.flush()
+	said := in.starting
+	in.starting, in.stderr.starting = nil, nil
 	switch {
 	case in.stopped.Load():
 		_ = mod.Close(ctx)
 		return nil, errStopped
 	case timedOut:
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("start function %s did not finish within load_timeout (%s)", name, f.lim.loadTimeout)
+		return nil, said.wrap(fmt.Errorf("start function %s did not finish within load_timeout (%s)", name, f.lim.loadTimeout))
 	case err != nil:
 		_ = mod.Close(ctx)
-		return nil, fmt.Errorf("instantiating the guest: start function %s: %w", name, in.callError(err))
+		return nil, said.wrap(fmt.Errorf("instantiating the guest: start function %s: %w", name, in.callError(err)))
 	case mod.IsClosed():
-		return nil, fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name)
+		return nil, said.wrap(fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name))
 	}
 	if f.timeout <= 0 {
 		in.timer = nil // unlimited_time: the calls run without a deadline

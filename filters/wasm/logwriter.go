@@ -14,10 +14,15 @@ type logWriter struct {
 	f      *Filter
 	stream string
 	buf    []byte
+	// starting, while the guest starts, also keeps what it writes (stderr only).
+	starting *startOutput
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	n := len(p)
+	if w.starting != nil {
+		w.starting.write(p)
+	}
 	for len(p) > 0 {
 		i := 0
 		for i < len(p) && p[i] != '\n' {

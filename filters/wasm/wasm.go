@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -97,7 +96,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	bin, err := os.ReadFile(env.Path(cfg.Module))
+	bin, err := env.ReadFile(cfg.Module)
 	if err != nil {
 		return nil, fmt.Errorf("reading module %s: %w", cfg.Module, err)
 	}

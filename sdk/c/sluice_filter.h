@@ -198,6 +198,34 @@ static inline void sluice_log(int32_t level, const char *msg) {
     sluice_host_log(level, (const uint8_t *)msg, sluice_strlen(msg));
 }
 
+/*
+ * SLUICE_START(fn) runs fn once per instance when it starts, before any request: exported as the
+ * reactor's _initialize when freestanding, a constructor (which wasi-libc's _initialize runs)
+ * against wasi-libc, and a plain unused function natively. Read and check the configuration there:
+ * a bad one then fails the filter's load, and `sluice validate` / `sluice run` show why.
+ */
+#if defined(__wasi__)
+#define SLUICE_START(fn) __attribute__((constructor)) static void sluice_start_(void) { fn(); }
+#elif defined(__wasm__)
+#define SLUICE_START(fn) SLUICE_EXPORT("_initialize") void sluice_start_(void) { fn(); }
+#else
+#define SLUICE_START(fn) void sluice_start_(void) { fn(); }
+#endif
+
+/*
+ * Logs msg followed by detail (which may be {NULL, 0}) at error level, then traps. Called from the
+ * SLUICE_START function, it fails the filter's load and the gateway quotes the message in its
+ * diagnostic; called in a request, it fails that request (500, or on_error = "skip").
+ */
+__attribute__((noreturn)) static inline void sluice_fail(const char *msg, sluice_str detail) {
+    static char buf[512];
+    uint32_t n = 0;
+    for (const char *p = msg; *p && n < sizeof buf; p++) buf[n++] = *p;
+    for (uint32_t i = 0; i < detail.len && n < sizeof buf; i++) buf[n++] = detail.ptr[i];
+    sluice_host_log(SLUICE_LOG_ERROR, (const uint8_t *)buf, n);
+    __builtin_trap();
+}
+
 /* ---- A JSON reader for flat configuration, over views (no allocation, escapes not decoded). ---- */
 
 static inline uint32_t sluice_json_ws(sluice_str d, uint32_t i) {

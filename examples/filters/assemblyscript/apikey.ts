@@ -12,6 +12,8 @@ class ApiKey extends Filter {
   consumers: string[] = [];
   loaded: bool = false;
 
+  // Reads the configuration; run once when the instance starts (below), so a bad one fails the
+  // filter's load with the message thrown here.
   load(): void {
     const doc = Json.parse(config());
     const h = doc.get("header");
@@ -24,7 +26,9 @@ class ApiKey extends Filter {
       order.sort((a: string, b: string): i32 => (a < b ? -1 : a > b ? 1 : 0));
       for (let i = 0; i < order.length; i++) {
         this.keys.push(order[i]);
-        this.consumers.push(vals[names.indexOf(order[i])].toString());
+        const v = vals[names.indexOf(order[i])];
+        if (!v.isString()) throw new Error("apikey: consumer names must be strings"); // keys are credentials: never shown
+        this.consumers.push(v.toString());
       }
     }
     this.loaded = true;
@@ -54,4 +58,6 @@ class ApiKey extends Filter {
   }
 }
 
-setFilter(new ApiKey());
+const filter = new ApiKey();
+filter.load();
+setFilter(filter);

@@ -29,19 +29,25 @@ static void swap(char *a, char *b) {
     }
 }
 
-/* load reads the configuration once per instance; a bad one traps, which fails the request loudly. */
+/*
+ * load reads the configuration once per instance, when it starts (SLUICE_START below; natively, in
+ * the first request): a bad one fails the filter's load with a message saying what is wrong.
+ */
 static void load(void) {
-    sluice_str raw = sluice_config();
-    if (!sluice_copy(cfg, sizeof cfg, raw)) __builtin_trap();
+    sluice_str raw = sluice_config(), none = {0, 0};
+    if (!sluice_copy(cfg, sizeof cfg, raw)) sluice_fail("apikey: config: larger than 8 KiB", none);
     sluice_str doc = {cfg, raw.len};
-    sluice_str h = sluice_json_string(sluice_json_get(doc, "header"));
-    if (h.ptr && !sluice_copy(header, MAX_LEN, h)) __builtin_trap();
+    sluice_str hv = sluice_json_get(doc, "header"), h = sluice_json_string(hv);
+    if (hv.ptr && !h.ptr) sluice_fail("apikey: config: header must be a string", none);
+    if (h.ptr && !sluice_copy(header, MAX_LEN, h)) sluice_fail("apikey: config: header too long", none);
     sluice_str k, v, obj = sluice_json_get(doc, "keys");
     uint32_t pos = 0;
     while (obj.ptr && sluice_json_member(obj, &pos, &k, &v)) {
-        if (nkeys == MAX_KEYS || !sluice_copy(keys[nkeys], MAX_LEN, k) ||
-            !sluice_copy(consumers[nkeys], MAX_LEN, sluice_json_string(v)))
-            __builtin_trap();
+        if (nkeys == MAX_KEYS) sluice_fail("apikey: config: more than 32 keys", none);
+        /* The keys are credentials: the messages never show them. */
+        if (!sluice_json_string(v).ptr) sluice_fail("apikey: consumer names must be strings", none);
+        if (!sluice_copy(keys[nkeys], MAX_LEN, k) || !sluice_copy(consumers[nkeys], MAX_LEN, sluice_json_string(v)))
+            sluice_fail("apikey: config: a key or consumer name is longer than 127 bytes", none);
         nkeys++;
     }
     /* Sorted by key, so req_ctx (index + 1) means the same consumer in every language's build. */
@@ -52,6 +58,8 @@ static void load(void) {
         }
     loaded = 1;
 }
+
+SLUICE_START(load)
 
 SLUICE_EXPORT("handle_request") uint64_t handle_request(void) {
     if (!loaded) load();

@@ -267,6 +267,19 @@ thread_local! {
 }
 
 #[doc(hidden)]
+pub fn __initialize<F: Filter + 'static>(init: fn() -> F) {
+    // A panic's message goes to the gateway's log at error level before the instance traps; a
+    // panic while starting (a configuration the filter refuses) is quoted in the load error.
+    std::panic::set_hook(Box::new(|info| host::h_log(LogLevel::Error as i32, &info.to_string())));
+    FILTER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Box::new(init()));
+        }
+    })
+}
+
+#[doc(hidden)]
 pub fn __handle_request<F: Filter + 'static>(init: fn() -> F) -> u64 {
     FILTER.with(|slot| {
         let mut slot = slot.borrow_mut();
@@ -288,10 +301,19 @@ pub fn __handle_response(req_ctx: u32, is_error: u32) {
 }
 
 /// Exports `handle_request` and `handle_response` for a filter built by `$init` (a function or
-/// closure without captures returning the filter), called once per instance on the first request.
+/// closure without captures returning the filter), called once per instance when it starts (the
+/// exported `_initialize`; natively, on the first request). Read the configuration in `$init` and
+/// panic on one you cannot use: the message is logged and the gateway refuses to load the filter,
+/// quoting it (`sluice validate` shows it too).
 #[macro_export]
 macro_rules! export_filter {
     ($init:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn _initialize() {
+            $crate::__initialize($init)
+        }
+
         #[no_mangle]
         pub extern "C" fn handle_request() -> u64 {
             $crate::__handle_request($init)

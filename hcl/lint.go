@@ -1,0 +1,101 @@
+package hcl
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/sluice-gateway/sluice/engine"
+)
+
+// add copies rg into r with prefix before each name.
+func (r ranges) add(prefix string, rg ranges) {
+	for k, v := range rg {
+		r[prefix+k] = v
+	}
+}
+
+// at returns where name was written, else fallback.
+func (r ranges) at(name string, fallback hcl.Range) *hcl.Range {
+	if rg, ok := r[name]; ok {
+		return rg.Ptr()
+	}
+	return fallback.Ptr()
+}
+
+// lint checks what no single block can: settings that `sluice run` would reject only when
+// binding (errors), and configuration that is dead or risky (warnings). It runs on a decoded
+// configuration without errors.
+func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	spec := c.Spec
+	if err := engine.CheckAdminAddress(spec.Server.Listen, spec.Admin.Listen); err != nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Admin API on the server's address",
+			Detail:  capitalizeTrim(err.Error()) + "; give admin another port, or listen = \"\" to turn it off.",
+			Subject: c.where.attrs.at("admin.listen", c.where.attrs["admin"])})
+	}
+	if spec.Admin.AllowInsecure && spec.Admin.AdminExposed() {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Admin API open to the network without a token",
+			Detail: fmt.Sprintf("Anyone who reaches %s can reload the configuration and read it (secrets redacted); allow_insecure = true accepts that. "+
+				"Set token to require \"Authorization: Bearer <token>\".", spec.Admin.Listen),
+			Subject: c.where.attrs.at("admin.allow_insecure", c.where.attrs["admin"])})
+	}
+	if len(spec.Pipelines) == 0 { // Load reports a file with blocks but no pipeline: this one is empty
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Empty configuration",
+			Detail:  "The file declares no pipeline: the gateway would answer every request 404. Declare a pipeline block.",
+			Subject: file.Body.MissingItemRange().Ptr()})
+	}
+	for i := range spec.Pipelines {
+		p := &spec.Pipelines[i]
+		where := c.where.pipeAttrs[i]
+		for j := range i {
+			if q := &spec.Pipelines[j]; shadows(&q.Match, &p.Match) {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Unreachable pipeline",
+					Detail: fmt.Sprintf("Pipeline %q can never serve a request: pipeline %q, declared earlier at %s, has the same path_prefix %q and admits every host and method it does, and among equal prefixes the first declared wins.",
+						p.Name, q.Name, c.where.pipelines[j], p.Match.PathPrefix),
+					Subject: where.at("match", c.where.pipelines[i])})
+				break
+			}
+		}
+		if p.StripPrefix != "" && !canCarry(p.Match.PathPrefix, p.StripPrefix) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "strip_prefix never applies",
+				Detail: fmt.Sprintf("Pipeline %q serves only paths that start with %q, and none of them starts with the segment %q: strip_prefix removes nothing. Make path_prefix start with it (such as path_prefix = %q).",
+					p.Name, p.Match.PathPrefix, p.StripPrefix, p.StripPrefix+"/"),
+				Subject: where.at("strip_prefix", c.where.pipelines[i])})
+		}
+	}
+	return diags
+}
+
+// shadows reports whether every request b admits is admitted by a, when both have the same path
+// prefix (the router then tries a first if it was declared first).
+func shadows(a, b *engine.MatchConfig) bool {
+	if a.PathPrefix != b.PathPrefix {
+		return false
+	}
+	covers := func(outer, inner []string, fold bool) bool {
+		if len(outer) == 0 {
+			return true // any
+		}
+		if len(inner) == 0 {
+			return false
+		}
+		for _, x := range inner {
+			if !slices.ContainsFunc(outer, func(y string) bool { return x == y || fold && strings.EqualFold(x, y) }) {
+				return false
+			}
+		}
+		return true
+	}
+	return covers(a.Hosts, b.Hosts, true) && covers(a.Methods, b.Methods, false)
+}
+
+// canCarry reports whether some path that starts with pathPrefix also starts with strip at a
+// segment boundary (the way the balancer strips it: "/v1" strips from "/v1/x", not "/v10/x").
+func canCarry(pathPrefix, strip string) bool {
+	if strings.HasPrefix(strip, pathPrefix) {
+		return true // longer paths under the prefix can carry strip
+	}
+	return strings.HasPrefix(pathPrefix, strip) && pathPrefix[len(strip)] == '/'
+}
