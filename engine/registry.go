@@ -53,7 +53,9 @@ type UpstreamStatus interface {
 // Register declares a filter kind whose configuration decodes into C (a struct with `hcl` tags;
 // see the hcl package for the supported field types). If *C has a `SetDefaults()` method it runs
 // before decoding; if it has `Validate() error`, that runs after, and a *FieldError it returns
-// (alone or in errors.Join) is reported at that attribute. Registering a kind twice panics.
+// (alone or in errors.Join) is reported at that attribute. `Warnings() error` likewise reports
+// warnings (for example an explicitly unlimited setting), which do not refuse the config.
+// Registering a kind twice panics.
 func Register[C any](r *Registry, kind string, build func(cfg *C, env *BuildEnv) (Filter, error)) {
 	if _, dup := r.filters[kind]; dup {
 		panic(fmt.Sprintf("engine: filter kind %q registered twice", kind))

@@ -130,6 +130,13 @@ func (d *decoder) decodeBody(body hcl.Body, dst reflect.Value, prefix string, bl
 	if v, ok := dst.Interface().(interface{ Validate() error }); ok {
 		diags = append(diags, validationDiags(v.Validate(), prefix, block, rg)...)
 	}
+	if v, ok := dst.Interface().(interface{ Warnings() error }); ok {
+		// Accepted but worth a look (an explicitly unlimited setting): reported, not refused.
+		for _, d := range validationDiags(v.Warnings(), prefix, block, rg) {
+			d.Severity, d.Summary = hcl.DiagWarning, "Unbounded setting"
+			diags = append(diags, d)
+		}
+	}
 	return diags
 }
 

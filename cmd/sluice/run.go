@@ -93,9 +93,17 @@ func runRun(args []string) int {
 			}
 			log.Info("shutting down", "signal", sig.String())
 			close(stop)
-			r.mu.Lock() // no reload from here on
+			grace := r.srv.Load().Gateway().Spec.Server.ShutdownTimeout.D()
+			// The process ends even if something the shutdown waits for never returns: it has
+			// shutdown_timeout to drain, and a few seconds more to close what it built.
+			time.AfterFunc(grace+5*time.Second, func() {
+				log.Error("shutdown did not finish within shutdown_timeout + 5s; exiting")
+				os.Exit(1)
+			})
+			// No reload from here on; one still building gives up at its filters' load timeouts.
+			r.mu.Lock()
 			srv := r.srv.Load()
-			ctx, cancel := context.WithTimeout(context.Background(), srv.Gateway().Spec.Server.ShutdownTimeout.D())
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			err := srv.Shutdown(ctx)
 			cancel()
 			if r.adm != nil {

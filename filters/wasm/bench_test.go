@@ -73,7 +73,8 @@ func TestTimeoutAllocs(t *testing.T) {
 }
 
 // BenchmarkPipeline compares a pipeline without filters against one with the bench guest (five
-// host calls per request), without and with a timeout.
+// host calls per request): with the defaults (a 1s timeout, the interrupt checks and the call
+// depth count) and with unlimited_time (the same checks, no timer per call).
 func BenchmarkPipeline(b *testing.B) {
 	run := func(b *testing.B, p *engine.Pipeline) {
 		c := enginetest.NewCtx(b, "GET", "/items/42?full=1", "x-id", "abc")
@@ -90,8 +91,8 @@ func BenchmarkPipeline(b *testing.B) {
 		f, _ := newFilter(b, "bench", nil)
 		run(b, pipelineFor(f))
 	})
-	b.Run("wasm-timeout", func(b *testing.B) {
-		f, _ := newFilter(b, "bench", func(c *Config) { c.Timeout = engine.Duration(time.Second) })
+	b.Run("wasm-unlimited", func(b *testing.B) {
+		f, _ := newFilter(b, "bench", func(c *Config) { c.UnlimitedTime = true })
 		run(b, pipelineFor(f))
 	})
 	b.Run("go-guest", func(b *testing.B) {
@@ -102,8 +103,8 @@ func BenchmarkPipeline(b *testing.B) {
 		f, _ := newFilter(b, "bench", func(c *Config) { c.ReleaseBetweenPhases = true })
 		run(b, pipelineFor(f))
 	})
-	b.Run("go-guest-timeout", func(b *testing.B) {
-		f, _ := newFilter(b, "goguest", func(c *Config) { c.Timeout = engine.Duration(time.Second) })
+	b.Run("go-guest-unlimited", func(b *testing.B) {
+		f, _ := newFilter(b, "goguest", func(c *Config) { c.UnlimitedTime = true })
 		run(b, pipelineFor(f))
 	})
 }
@@ -163,12 +164,12 @@ func TestHostFunctionAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkGuestLoop measures a guest looping 10000 times per request: with a timeout, every
-// iteration also runs the interrupt check (a load of the global and a branch).
+// BenchmarkGuestLoop measures a guest looping 10000 times per request: every iteration also runs
+// the interrupt check (a decrement of the budget global and a branch), with or without a timer.
 func BenchmarkGuestLoop(b *testing.B) {
-	for _, timeout := range []time.Duration{0, time.Second} {
-		b.Run(fmt.Sprintf("timeout=%v", timeout), func(b *testing.B) {
-			f, _ := newFilter(b, "loop", func(c *Config) { c.Timeout = engine.Duration(timeout) })
+	for _, unlimited := range []bool{false, true} {
+		b.Run(fmt.Sprintf("unlimited_time=%v", unlimited), func(b *testing.B) {
+			f, _ := newFilter(b, "loop", func(c *Config) { c.UnlimitedTime = unlimited })
 			p := pipelineFor(f)
 			c := enginetest.NewCtx(b, "GET", "/")
 			b.ReportAllocs()
@@ -179,4 +180,40 @@ func BenchmarkGuestLoop(b *testing.B) {
 			cpu.report(b)
 		})
 	}
+}
+
+// BenchmarkTrap measures what a request into a trapping guest costs the gateway (the trap, its
+// stack trace in the error, discarding the instance and starting another in the background),
+// for a WAT guest and a panicking Go guest, with the breaker kept closed; and a request the open
+// breaker answers without the guest. cpu-ns/op counts this goroutine only: the background
+// replacement runs on others, so ns/op is the better total on an idle machine.
+func BenchmarkTrap(b *testing.B) {
+	run := func(b *testing.B, f *Filter, headers ...string) {
+		p := pipelineFor(f)
+		c := enginetest.NewCtx(b, "GET", "/", headers...)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			c.Response.Reset()
+			p.Serve(c)
+		}
+		cpu.report(b)
+	}
+	closed := func(c *Config) {
+		c.BreakerFailures = 1 << 30
+		c.PoolWait = engine.Duration(10 * time.Second)
+		c.LogLinesPerSecond = 1
+	}
+	b.Run("wat", func(b *testing.B) {
+		f, _ := newFilter(b, "hostile", closed)
+		run(b, f, "x-mode", "u")
+	})
+	b.Run("go-guest-panic", func(b *testing.B) {
+		f, _ := newFilter(b, "goguest", closed)
+		run(b, f, "x-test", "panic")
+	})
+	b.Run("breaker-open", func(b *testing.B) {
+		f, _ := newFilter(b, "hostile", func(c *Config) { c.BreakerFailures = 1; c.LogLinesPerSecond = 1 })
+		run(b, f, "x-mode", "u")
+	})
 }

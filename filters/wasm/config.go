@@ -24,9 +24,37 @@ type Config struct {
 	ConfigRaw *string `hcl:"config_raw,optional" json:"config_raw,omitempty" sluice:"secret"`
 	// MemoryLimit caps each instance's linear memory (rounded down to 64KiB pages).
 	MemoryLimit engine.Size `hcl:"memory_limit,optional" json:"memory_limit"`
-	// Timeout bounds each call into the guest; 0 means no deadline. With one, the module runs
-	// rewritten with interrupt checks at function entries and loop heads (package interrupt).
+	// Timeout bounds each call into the guest (handle_request, handle_response); default 1s. A
+	// guest still running at it is stopped at its next function entry or loop head (package
+	// interrupt), and the request fails (on_error: deny answers 503). Must be positive.
 	Timeout engine.Duration `hcl:"timeout,optional" json:"timeout"`
+	// UnlimitedTime = true lets calls run without a time limit (timeout is ignored). `sluice
+	// validate` warns about it. Shutdown and reload still stop a running guest.
+	UnlimitedTime bool `hcl:"unlimited_time,optional" json:"unlimited_time"`
+	// LoadTimeout bounds instantiating the module and running its start functions (_start,
+	// _initialize, the start section) for each new instance; default 10s. A start that runs
+	// longer fails the build: `sluice validate` exits 1 and a reload is refused.
+	LoadTimeout engine.Duration `hcl:"load_timeout,optional" json:"load_timeout"`
+	// MaxCallDepth bounds how many calls deep the guest may nest (the guest's call stack, which
+	// memory_limit does not cover); deeper traps and fails the request. Default 10000, at most
+	// 100000.
+	MaxCallDepth int `hcl:"max_call_depth,optional" json:"max_call_depth"`
+	// MaxBodyBytes bounds a body the guest writes with write_body; writing more fails the
+	// request. Default 0: the server's max_body_bytes for request bodies and max_response_bytes
+	// for response bodies (64MiB if that is 0).
+	MaxBodyBytes engine.Size `hcl:"max_body_bytes,optional" json:"max_body_bytes"`
+	// BreakerFailures guest failures (traps, timeouts, exits, refused host calls) within
+	// BreakerWindow open the filter's circuit breaker: for BreakerCooldown the guest is not
+	// called and requests are answered as on_error says (deny: 503, skip: without the filter);
+	// then one request probes the guest, and a success closes the breaker. Defaults 20, 10s,
+	// 5s.
+	BreakerFailures int             `hcl:"breaker_failures,optional" json:"breaker_failures"`
+	BreakerWindow   engine.Duration `hcl:"breaker_window,optional" json:"breaker_window"`
+	BreakerCooldown engine.Duration `hcl:"breaker_cooldown,optional" json:"breaker_cooldown"`
+	// LogLinesPerSecond bounds what the filter logs for its guest (stdout, stderr, the log host
+	// function, and failures): at most this many lines a second (with bursts of as many), the
+	// rest counted and reported as suppressed. Default 100.
+	LogLinesPerSecond int `hcl:"log_lines_per_second,optional" json:"log_lines_per_second"`
 	// PoolMin instances are kept warm; at most PoolMax exist (one per in-flight request).
 	PoolMin int `hcl:"pool_min,optional" json:"pool_min"`
 	PoolMax int `hcl:"pool_max,optional" json:"pool_max"`
@@ -72,6 +100,7 @@ func (c *Config) SetDefaults() {
 		OnError:     "deny",
 		Isolation:   isolationInstance,
 	}
+	c.setLimitDefaults()
 }
 
 // Validate checks every attribute; the module file itself is checked when the filter is built.
@@ -83,9 +112,7 @@ func (c *Config) Validate() error {
 	if c.MemoryLimit < pageSize || c.MemoryLimit > maxMemoryLimit {
 		errs = append(errs, engine.FieldErr("memory_limit", "must be between 64KiB and 4GiB, got %d bytes", int64(c.MemoryLimit)))
 	}
-	if c.Timeout < 0 {
-		errs = append(errs, engine.FieldErr("timeout", "must not be negative"))
-	}
+	errs = append(errs, c.validateLimits()...)
 	if c.PoolMax < 1 {
 		errs = append(errs, engine.FieldErr("pool_max", "must be at least 1"))
 	}

@@ -69,9 +69,9 @@ pipeline "all" {
 // TestTCK reproduces the checks of the public http-wasm TCK (github.com/http-wasm/http-wasm-host-go,
 // tck/run.go) against a real gateway: a net/http client, the TCK-style guest, a TCK-style
 // backend behind the balancer.
-// It runs the guest as it is and, with a timeout, rewritten with the interrupt checks; and both
-// module styles: the Go reactor (_initialize) and a C command (_start, as TinyGo and wasi-libc
-// build them) that asks for the trailers feature and also answers a trailers case.
+// It runs the guest with the default limits and with an explicit timeout; and both module styles:
+// the Go reactor (_initialize) and a C command (_start, as TinyGo and wasi-libc build them) that
+// asks for the trailers feature and also answers a trailers case.
 func TestTCK(t *testing.T) {
 	for _, guest := range []string{"goguest", "tck_command"} {
 		t.Run(guest+"/plain", func(t *testing.T) { testTCK(t, guest, "") })

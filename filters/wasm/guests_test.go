@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,8 +126,13 @@ func keepCompiled(path string) error {
 	if err != nil {
 		return err
 	}
+	// Filters run the guest instrumented (with the default call depth limit): keep that code.
+	bin, fallback, err := instrumentModule(bin, defaultMaxCallDepth)
+	if err != nil || fallback {
+		return fmt.Errorf("instrumenting: %w", err)
+	}
 	ctx := context.Background()
-	_, err = newRuntime(ctx, defaultMemLimit).CompileModule(ctx, bin)
+	_, err = newRuntime(ctx, defaultMemLimit, false).CompileModule(ctx, bin)
 	return err
 }
 

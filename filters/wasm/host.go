@@ -237,6 +237,9 @@ func logMessage(ctx context.Context, mod api.Module, stack []uint64) {
 	if !inRange {
 		return
 	}
+	if !in.f.lim.guestLog.allow() {
+		return
+	}
 	msg := string(b)
 	rctx := context.Background()
 	if in.c != nil && in.c.Context != nil {
@@ -530,6 +533,11 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	b := view(mod, uint32(stack[1]), uint32(stack[2]), "write_body")
 	if kind == kindRequest {
 		c := in.mustBeforeNext("write_body", "request body")
+		in.checkBodySize(in.reqWritten, len(c.Request.Body()), len(b), in.f.lim.maxReqBody, "request")
+		if in.reqWritten && len(c.Request.Body())+len(b) > bigBodyBytes {
+			c.Request.SetBodyRaw(in.appendGuestBody(c.Request.Body(), b, in.f.lim.maxReqBody))
+			return
+		}
 		// The first write replaces the client's body; later ones append.
 		if !in.reqWritten {
 			c.Request.SetBody(b)
@@ -540,6 +548,11 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	c := in.mustResponseWritable("write_body", "body")
+	in.checkBodySize(in.respWritten, len(c.Response.Body()), len(b), in.f.lim.maxRespBody, "response")
+	if in.respWritten && len(c.Response.Body())+len(b) > bigBodyBytes {
+		c.Response.SetBodyRaw(in.appendGuestBody(c.Response.Body(), b, in.f.lim.maxRespBody))
+		return
+	}
 	if !in.respWritten {
 		c.Response.SetBody(b)
 		in.respWritten = true

@@ -57,6 +57,13 @@ type instance struct {
 	expired atomic.Bool
 	// broken marks an instance that trapped, timed out or exited: discard it, never reuse.
 	broken bool
+	// depth is the interrupt package's call depth count (nil for a module without the checks).
+	depth api.Global
+	// stopped is set when the filter closes while the instance exists (see stopAll).
+	stopped atomic.Bool
+	// base is the context of every call into a module without the interrupt checks: it finds
+	// the instance and is cancelled when the filter closes.
+	base context.Context
 
 	// iso is the instance's snapshot with isolation = "request", else nil.
 	iso *isolatedInstance
@@ -104,6 +111,9 @@ type reqState struct {
 	statusSet int // status the guest set before next, 0 if none
 	guestBody []byte
 	bodyTaken bool
+	// bigBody is this request's own buffer for a large body the guest writes (see
+	// appendGuestBody); never reused by another request.
+	bigBody []byte
 }
 
 // spareStates holds the idle states that instances take when a request leaves with theirs.
@@ -146,18 +156,29 @@ func instanceOf(ctx context.Context) *instance {
 	panic(errors.New("http_handler function called outside a Sluice guest call"))
 }
 
-// minStartTimeout bounds the start function: a Go runtime needs milliseconds to initialize, more
-// than a per-request timeout usually allows.
-const minStartTimeout = 2 * time.Second
-
-// newInstance instantiates the guest and runs its start functions.
-func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
+// newInstance instantiates the guest and runs its start functions, within load_timeout.
+func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 	in := &instance{f: f, reqState: new(reqState)}
 	in.cc.in = in
 	in.starting = new(startOutput)
 	in.stdout = logWriter{f: f, stream: "stdout"}
 	in.stderr = logWriter{f: f, stream: "stderr", starting: in.starting}
+	// Tracked from now on, so that Close stops its start function too.
+	f.track(in)
+	defer func() {
+		if err != nil {
+			f.untrack(in)
+		}
+	}()
 	var ictx context.Context = &in.cc
+	if f.lim.fallback {
+		// Without the interrupt checks, wazero stops the guest when its context is done: the
+		// filter's closing, or the time limit of the call.
+		in.base = context.WithValue(f.lim.closing, instanceKey{}, in)
+		var cancel context.CancelFunc
+		ictx, cancel = context.WithTimeout(in.base, f.lim.loadTimeout)
+		defer cancel()
+	}
 	if f.memory != nil {
 		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
 	}
@@ -169,25 +190,37 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		in.stdout.flush()
 		in.stderr.flush()
+		if errors.Is(in.callError(err), errTimeout) {
+			return nil, in.starting.wrap(fmt.Errorf("the start section's function did not finish within load_timeout (%s)", f.lim.loadTimeout))
+		}
 		return nil, in.starting.wrap(fmt.Errorf("instantiating the guest: %w", err))
 	}
-	if f.timeout > 0 {
+	if !f.lim.fallback {
+		f.lim.mu.Lock()
 		in.stop = mod.ExportedGlobal(interrupt.Global).(api.MutableGlobal)
-		in.timer = time.AfterFunc(max(f.timeout, minStartTimeout), in.expire)
+		in.depth = mod.ExportedGlobal(interrupt.Depth)
+		if in.stopped.Load() {
+			in.stop.Set(1)
+		}
+		f.lim.mu.Unlock()
+		in.timer = time.AfterFunc(f.lim.loadTimeout, in.expire)
 	}
 	name, err := start(ictx, mod, f.start)
-	timedOut := in.timer != nil && !in.timer.Stop()
+	timedOut := in.timer != nil && !in.timer.Stop() || errors.Is(in.callError(err), errTimeout)
 	in.stdout.flush()
 	in.stderr.flush()
 	said := in.starting
 	in.starting, in.stderr.starting = nil, nil
 	switch {
+	case in.stopped.Load():
+		_ = mod.Close(ctx)
+		return nil, errStopped
 	case timedOut:
 		_ = mod.Close(ctx)
-		return nil, said.wrap(fmt.Errorf("start function %s did not finish within %s", name, max(f.timeout, minStartTimeout)))
+		return nil, said.wrap(fmt.Errorf("start function %s did not finish within load_timeout (%s)", name, f.lim.loadTimeout))
 	case err != nil:
 		_ = mod.Close(ctx)
-		return nil, said.wrap(fmt.Errorf("instantiating the guest: start function %s: %w", name, err))
+		return nil, said.wrap(fmt.Errorf("instantiating the guest: start function %s: %w", name, in.callError(err)))
 	case mod.IsClosed():
 		return nil, said.wrap(fmt.Errorf("start function %s exited: the guest must stay alive after starting (build a reactor, e.g. Go -buildmode=c-shared)", name))
 	}
@@ -196,6 +229,9 @@ func (f *Filter) newInstance(ctx context.Context) (*instance, error) {
 			_ = mod.Close(ctx)
 			return nil, fmt.Errorf(`isolation = "request": snapshot after the start function: %w`, err)
 		}
+	}
+	if f.timeout <= 0 {
+		in.timer = nil // unlimited_time: the calls run without a deadline
 	}
 	in.mod = mod
 	in.req = mod.ExportedFunction(exportHandleRequest)
@@ -240,13 +276,21 @@ func (in *instance) expire() {
 	in.stop.Set(1)
 }
 
-// call runs fn with the instance's stack, under the filter's timeout if it has one.
+// call runs fn with the instance's stack, under the filter's timeout unless unlimited_time.
 func (in *instance) call(fn api.Function) error {
+	if in.stopped.Load() {
+		// The filter closed while this request held the instance (it outlived the drain).
+		in.broken = true
+		return errStopped
+	}
+	if in.f.lim.fallback {
+		return in.callWithContext(fn)
+	}
 	if in.timer != nil {
 		in.timer.Reset(in.f.timeout)
 	}
 	err := fn.CallWithStack(&in.cc, in.stack[:])
-	if in.timer != nil && !in.timer.Stop() {
+	if in.timer != nil && !in.timer.Stop() && !in.stopped.Load() {
 		// The deadline passed while the guest ran (or just as it returned): it trapped at a
 		// check, or will at its next call; either way the instance is done.
 		in.broken = true
@@ -254,7 +298,23 @@ func (in *instance) call(fn api.Function) error {
 	}
 	if err != nil {
 		in.broken = true
-		return err
+		return in.callError(err)
+	}
+	return nil
+}
+
+// callWithContext runs fn in a module without the interrupt checks: wazero closes the module
+// when the call's context is done (timeout, or the filter closing).
+func (in *instance) callWithContext(fn api.Function) error {
+	ctx := in.base
+	if in.f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(in.base, in.f.timeout)
+		defer cancel()
+	}
+	if err := fn.CallWithStack(ctx, in.stack[:]); err != nil {
+		in.broken = true
+		return in.callError(err)
 	}
 	return nil
 }
@@ -286,6 +346,10 @@ func (rs *reqState) reset(features uint32) {
 	rs.ops = rs.ops[:0]
 	rs.statusSet = 0
 	rs.guestBody = rs.guestBody[:0]
+	if cap(rs.guestBody) > keepBodyBytes {
+		rs.guestBody = nil // a large body the guest wrote is not kept with the instance
+	}
+	rs.bigBody = nil
 	rs.bodyTaken = false
 }
 

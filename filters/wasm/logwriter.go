@@ -51,6 +51,10 @@ func (w *logWriter) flush() {
 
 // emit logs the buffered line, even an empty one.
 func (w *logWriter) emit() {
+	if !w.f.lim.guestLog.allow() {
+		w.buf = w.buf[:0]
+		return
+	}
 	lvl := slog.LevelInfo
 	if w.stream == "stderr" {
 		lvl = slog.LevelWarn

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sluice-gateway/sluice/filters/wasm/interrupt"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -33,31 +32,17 @@ const (
 var compilationCache = sync.OnceValue(wazero.NewCompilationCache)
 
 // newRuntime makes the runtime of one filter: the memory cap is a runtime setting, so each
-// filter has its own (sharing the process-wide compilation cache). Close-on-context-done stays
-// off: it would start a goroutine per call; a timeout uses the interrupt package's checks.
-func newRuntime(ctx context.Context, memoryLimit int64) wazero.Runtime {
+// filter has its own (sharing the process-wide compilation cache). Close-on-context-done is on
+// only for a module the interrupt package could not instrument (closeOnDone): it starts a
+// goroutine per call, where the interrupt checks cost nothing per call.
+func newRuntime(ctx context.Context, memoryLimit int64, closeOnDone bool) wazero.Runtime {
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(compilationCache()).
 		WithMemoryLimitPages(uint32(memoryLimit / pageSize)).
+		WithCloseOnContextDone(closeOnDone).
 		// DWARF of a Go guest is large; function names from the name section suffice in traps.
 		WithDebugInfoEnabled(false)
 	return wazero.NewRuntimeWithConfig(ctx, cfg)
-}
-
-// instrument adds the checks that let a timeout stop the guest. A module it cannot rewrite is
-// first checked as a filter without a timeout would be, so that a broken module gets the same
-// error either way.
-func instrument(ctx context.Context, rt wazero.Runtime, bin []byte) ([]byte, error) {
-	out, err := interrupt.Instrument(bin)
-	if err == nil {
-		return out, nil
-	}
-	code, _, cerr := compile(ctx, rt, bin)
-	if cerr != nil {
-		return nil, cerr
-	}
-	_ = codes.release(code, false)
-	return nil, fmt.Errorf("cannot add the checks a timeout needs: %w", err)
 }
 
 // compile compiles the guest and instantiates the host modules it imports, checking that it has

@@ -165,6 +165,7 @@ func (f *Filter) discard(in *instance) {
 	if in.mod != nil {
 		_ = in.mod.Close(context.Background())
 	}
+	f.untrack(in)
 	f.live.Add(-1)
 	f.m.instances.Dec()
 	if err := f.closeRuntimeIfUnused(); err != nil {

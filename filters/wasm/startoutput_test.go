@@ -11,12 +11,14 @@ import (
 
 // A guest that fails while starting has its stderr and warn/error log messages quoted in the
 // build error (what `sluice validate` and `sluice run` print), bounded, whether the filter has a
-// timeout (an instrumented module) or not.
+// timeout or unlimited_time (0s below).
 func TestStartFailureQuotesGuest(t *testing.T) {
 	for _, timeout := range []time.Duration{0, time.Second} {
 		for _, validating := range []bool{false, true} {
 			t.Run(fmt.Sprintf("timeout=%v/validating=%v", timeout, validating), func(t *testing.T) {
-				f, _, err := tryFilter(t, "start_says", validating, func(c *Config) { c.Timeout = engine.Duration(timeout) })
+				f, _, err := tryFilter(t, "start_says", validating, func(c *Config) {
+					c.Timeout, c.UnlimitedTime = engine.Duration(timeout), timeout == 0
+				})
 				if err == nil {
 					f.Close()
 					t.Fatal("built without error")

@@ -7,9 +7,9 @@
 // after their last filter closed: cache.go), and keeps a capped pool of instances, started as
 // large as the pool of the filter it replaces on a reload (warm.go).
 // A request pins one instance from handle_request to handle_response. The 19 host functions
-// read and write fasthttp's buffers directly; a call into a guest allocates nothing. With a
-// timeout, the module is first instrumented with checks that let a timer stop the guest (see
-// package interrupt).
+// read and write fasthttp's buffers directly; a call into a guest allocates nothing. The module is
+// first instrumented with checks that let a timer (or Close) stop the guest and that bound its call
+// depth (see package interrupt); every limit has a finite default (limits.go, breaker.go).
 //
 // Host behaviour where the ABI leaves a choice:
 //   - features: buffer_request and buffer_response are always available (fasthttp buffers both
@@ -88,6 +88,9 @@ type Filter struct {
 	m        filterMetrics
 	// slot names the filter's place in the configuration (pipeline and label) across reloads.
 	slot string
+	// lim holds the limits beyond the timeout: call depth, body sizes, load timeout, the
+	// circuit breaker, the log rate (limits.go, breaker.go).
+	lim limits
 }
 
 // New builds a wasm filter from its config: read and compile the module, check it against the
@@ -140,13 +143,14 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
 		}
 	}
-	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit))
-	if f.timeout > 0 {
-		bin, err = instrument(ctx, f.rt, bin)
+	f.initLimits(cfg, env)
+	bin, f.lim.fallback, err = instrumentModule(bin, f.lim.maxDepth)
+	if f.lim.fallback {
+		log.Warn("the module cannot be instrumented with interrupt checks: its time limits use wazero's close-on-context-done instead (a goroutine per call), and max_call_depth does not apply",
+			"module", cfg.Module, "reason", err)
 	}
-	if err == nil {
-		f.code, f.start, err = compile(ctx, f.rt, bin)
-	}
+	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.lim.fallback)
+	f.code, f.start, err = compile(ctx, f.rt, bin)
 	if err != nil {
 		_ = f.rt.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
@@ -161,7 +165,7 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithRandSource(rand.Reader)
-	// The start functions run in newInstance, under the timeout.
+	// The start functions run in newInstance, under load_timeout.
 	f.modCfg = f.modCfg.WithStartFunctions()
 
 	warm := max(cfg.PoolMin, 1)
@@ -184,6 +188,9 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 
 // OnRequest pins an instance and calls handle_request.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+	if !f.lim.breaker.allow() {
+		return f.rejectOpen(c)
+	}
 	in, err := f.acquire()
 	if err != nil {
 		return f.failRequest(c, nil, err)
@@ -193,6 +200,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if err := in.call(in.req); err != nil {
 		return f.failRequest(c, in, err)
 	}
+	f.lim.breaker.succeeded()
 	ctxNext := in.stack[0]
 	if uint32(ctxNext) == 0 {
 		// The guest answered (or accepts the empty 200): handle_response is not called.
@@ -282,25 +290,32 @@ func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verd
 }
 
 func statusFor(err error) int {
-	if errors.Is(err, errTimeout) || errors.Is(err, errPoolFull) {
+	if errors.Is(err, errTimeout) || errors.Is(err, errPoolFull) || errors.Is(err, errStopped) ||
+		errors.Is(err, errFilterClosed) {
 		return fasthttp.StatusServiceUnavailable
 	}
 	return fasthttp.StatusInternalServerError
 }
 
-// failed counts and logs a failed call.
+// failed counts and logs a failed call (within log_lines_per_second), and counts a guest's
+// failure towards the circuit breaker.
 func (f *Filter) failed(err error) {
+	if guestFault(err) {
+		f.lim.breaker.failed()
+	}
 	switch {
 	case errors.Is(err, errTimeout):
 		f.m.timeouts.Inc()
-		f.log.Warn("wasm guest stopped at its timeout", "module", f.module, "timeout", f.timeout)
+		f.logFailure(slog.LevelWarn, "wasm guest stopped at its timeout", "module", f.module, "timeout", f.timeout, "on_error", f.onError())
 	case errors.Is(err, errPoolFull):
 		f.m.poolFull.Inc()
-		f.log.Warn("wasm pool exhausted", "pool_max", f.poolMax, "pool_wait", f.poolWait)
-	case errors.Is(err, errFilterClosed):
+		f.logFailure(slog.LevelWarn, "wasm pool exhausted", "pool_max", f.poolMax, "pool_wait", f.poolWait, "on_error", f.onError())
+	case errors.Is(err, errFilterClosed), errors.Is(err, errStopped):
+		// A request that outlived the drain of a reload or shutdown.
+		f.logFailure(slog.LevelWarn, "wasm filter closed under a request", "module", f.module, "err", err, "on_error", f.onError())
 	default:
 		f.m.traps.Inc()
-		f.log.Warn("wasm guest failed", "module", f.module, "err", err)
+		f.logFailure(slog.LevelWarn, "wasm guest failed", "module", f.module, "err", err, "on_error", f.onError())
 	}
 }
 
@@ -316,7 +331,12 @@ func (f *Filter) Close() error {
 		return nil
 	}
 	f.unregister()
+	// Whatever the guests are doing, they stop now: an instance starting in the background, a
+	// request that outlived the drain.
+	f.stopAll()
 	f.bg.Wait()
+	f.lim.guestLog.flushSuppressed()
+	f.lim.failLog.flushSuppressed()
 	for _, in := range f.pool.drain() {
 		f.discard(in)
 	}

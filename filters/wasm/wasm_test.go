@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -396,26 +397,35 @@ func TestBuildErrors(t *testing.T) {
 	})
 }
 
-// TestStartTimeout: with a timeout, a start function that never returns fails the build once the
-// start bound has passed, whether it loops or recurses without a loop, and whether it is the
-// exported _initialize or the start section's function.
+// TestStartTimeout: a start function that never returns fails the build once load_timeout has
+// passed, whether it loops or recurses without a loop, whether it is the exported _initialize or
+// the start section's function, and whatever the per-call time limit (none included).
 func TestStartTimeout(t *testing.T) {
 	for _, guest := range []string{"start_loop", "start_section_loop"} {
-		t.Run(guest, func(t *testing.T) {
-			t.Parallel()
-			began := time.Now()
-			f, _, err := tryFilter(t, guest, false, func(c *Config) { c.Timeout = engine.Duration(10 * time.Millisecond) })
-			if err == nil {
-				f.Close()
-				t.Fatal("built without error")
-			}
-			if !strings.Contains(err.Error(), "did not finish within 2s") {
-				t.Errorf("error %v, want the start function's timeout", err)
-			}
-			if took := time.Since(began); took > 10*time.Second {
-				t.Errorf("the build took %v", took)
-			}
-		})
+		for _, unlimited := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/unlimited_time=%v", guest, unlimited), func(t *testing.T) {
+				t.Parallel()
+				testStartTimeout(t, guest, unlimited)
+			})
+		}
+	}
+}
+
+func testStartTimeout(t *testing.T, guest string, unlimited bool) {
+	began := time.Now()
+	f, _, err := tryFilter(t, guest, false, func(c *Config) {
+		c.LoadTimeout = engine.Duration(300 * time.Millisecond)
+		c.UnlimitedTime = unlimited
+	})
+	if err == nil {
+		f.Close()
+		t.Fatal("built without error")
+	}
+	if !strings.Contains(err.Error(), "did not finish within load_timeout (300ms)") {
+		t.Errorf("error %v, want the start function's timeout", err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the build took %v", took)
 	}
 }
 
@@ -471,7 +481,7 @@ func TestCloseIsIdempotentAndRefusesRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := enginetest.NewCtx(t, "GET", "/")
-	if v := f.OnRequest(c); v != engine.Respond || c.Response.StatusCode() != 500 {
+	if v := f.OnRequest(c); v != engine.Respond || c.Response.StatusCode() != 503 {
 		t.Errorf("request on a closed filter: %v %d", v, c.Response.StatusCode())
 	}
 	_ = context.Background()
@@ -561,7 +571,8 @@ func TestSkipOnTimeoutAndFullPool(t *testing.T) {
 }
 
 // TestCloseWhileRequestInFlight closes a filter while a request holds an instance (a drain that
-// timed out): the request finishes on a live runtime, and its release closes the runtime.
+// timed out): the runtime stays open under it, its handle_response is refused (503, logged: the
+// filter stops every guest when it closes), and its release closes the runtime.
 func TestCloseWhileRequestInFlight(t *testing.T) {
 	f, _, err := tryFilter(t, "bench", false, func(c *Config) { c.PoolMin = 2 })
 	if err != nil {
@@ -579,8 +590,8 @@ func TestCloseWhileRequestInFlight(t *testing.T) {
 	}
 	backend(c)
 	f.OnResponse(c)
-	if got := hdr(c, "x-filtered"); got != "yes" {
-		t.Errorf("handle_response did not run after Close: x-filtered %q", got)
+	if got := c.Response.StatusCode(); got != 503 || !errors.Is(c.Failure, errStopped) {
+		t.Errorf("handle_response after Close: status %d, failure %v; want 503 and %v", got, c.Failure, errStopped)
 	}
 	if _, err := f.rt.CompileModule(context.Background(), []byte("\x00asm\x01\x00\x00\x00")); err == nil {
 		t.Error("the runtime is still open after the last instance came back")

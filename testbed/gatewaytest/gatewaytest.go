@@ -65,9 +65,10 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 			t.Fatal(err)
 		}
 	}
-	gw := Build(t, src, dir)
 	buf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// The filters log into Logs too, as under `sluice run`.
+	gw := build(t, src, dir, log)
 	// Telemetry as `sluice run` installs it: metrics always, tracing as the config says.
 	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
 	if err != nil {
@@ -93,7 +94,13 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 }
 
 // Build loads and builds src as if it were the file dir/gateway.hcl, failing t on diagnostics.
+// The filters log warnings to stderr.
 func Build(t testing.TB, src, dir string) *engine.Gateway {
+	t.Helper()
+	return build(t, src, dir, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+func build(t testing.TB, src, dir string, log *slog.Logger) *engine.Gateway {
 	t.Helper()
 	path := filepath.Join(dir, "gateway.hcl")
 	cfg, diags := hcl.Load(path, []byte(src), filters.Builtin())
@@ -102,7 +109,7 @@ func Build(t testing.TB, src, dir string) *engine.Gateway {
 		_ = cfg.WriteDiagnostics(&b, diags)
 		t.Fatalf("config does not load:\n%s", b.String())
 	}
-	gw, diags := cfg.Build(engine.BuildOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	gw, diags := cfg.Build(engine.BuildOptions{Logger: log})
 	if diags.HasErrors() {
 		var b bytes.Buffer
 		_ = cfg.WriteDiagnostics(&b, diags)
@@ -157,7 +164,7 @@ func Client() *fasthttp.Client {
 // channel closes once the previous configuration has drained and been closed.
 func (g *Gateway) Reload(t testing.TB, src string) <-chan struct{} {
 	t.Helper()
-	gw := Build(t, src, g.Dir)
+	gw := build(t, src, g.Dir, slog.New(slog.NewTextHandler(g.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	g.Telemetry.Attach(gw)
 	return g.Server.Swap(gw)
 }

@@ -4,10 +4,10 @@
 // wazero stops a running guest only if its runtime compiles termination checks in
 // (WithCloseOnContextDone), and then every call starts a goroutine that watches the call's
 // context: a few microseconds per call, paid by every request of a filter with a timeout.
-// Instrument instead adds two exported globals and a check at the entry of every function and the
-// head of every loop. The check counts down a budget; once every Every checks it calls into Go
-// (memory.grow by 0 pages, the one instruction that always does) and then traps if the host has
-// set the stop global. Nothing is done per call.
+// Instrument instead adds two globals (the exported stop flag and a budget) and a check at the
+// entry of every function and the head of every loop. The check counts down the budget; once every
+// Every checks it calls into Go (memory.grow by 0 pages, the one instruction that always does) and
+// then traps if the host has set the stop flag. The host does nothing per call.
 //
 // The call into Go matters as much as the flag: compiled Wasm cannot be preempted, so a guest
 // that never left it would keep the garbage collector from stopping the world, and with it the
@@ -16,12 +16,21 @@
 //
 // The checks cover every way a guest can run on: a loop, deep or unbounded recursion and tail
 // calls all pass through a loop head or a function entry.
+//
+// The rewrite also bounds the guest's call depth, which no runtime setting does (wazero grows a
+// call stack up to about 50 MB, doubling from 10 KiB, outside the memory limit). A third global,
+// Depth, starts at the maximum depth; every function entry decrements it and traps when it
+// reaches 0, and every exit increments it: the function's body is wrapped in a block whose end
+// the increment follows, `return` becomes a branch to that block (a branch to the function's own
+// label already lands there), and a tail call increments before it leaves. A trap leaves the
+// count off, which does not matter: the host discards an instance that trapped.
 package interrupt
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -29,6 +38,11 @@ const (
 	Global = "sluice.interrupt"
 	// Every is how many checks run between two calls into Go.
 	Every = 10000
+	// Depth is the export name of the i32 global holding how many more calls deep the guest may
+	// go; it is 0 after a trap at the depth limit.
+	Depth = "sluice.depth"
+	// DefaultMaxCallDepth is the depth limit Instrument applies when Options leaves it 0.
+	DefaultMaxCallDepth = 10000
 	// Start is the export name given to the module's start function (the start section's),
 	// which Instrument removes from the start section: the host calls it right after
 	// instantiation, once it can set the global, so that it too can be stopped.
@@ -72,11 +86,25 @@ type section struct {
 	payload []byte
 }
 
-// Instrument returns a copy of the binary module bin with the interrupt checks, the Global export
-// and, if bin has a start section, the Start export in its place. bin must be a core module the
-// runtime would accept, with a memory (the checks grow it by 0 pages); Instrument checks only as
-// much of its structure as it rewrites.
-func Instrument(bin []byte) ([]byte, error) {
+// Options adjust the rewrite.
+type Options struct {
+	// MaxCallDepth is how many calls deep the guest may go (nested calls, not calls in total);
+	// 0 means DefaultMaxCallDepth.
+	MaxCallDepth uint32
+}
+
+// Instrument returns a copy of the binary module bin with the interrupt checks and the call
+// depth count, the Global and Depth exports and, if bin has a start section, the Start export
+// in its place. bin must be a core module the runtime would accept, with a memory (the checks
+// grow it by 0 pages); Instrument checks only as much of its structure as it rewrites.
+func Instrument(bin []byte, opt Options) ([]byte, error) {
+	maxDepth := opt.MaxCallDepth
+	if maxDepth == 0 {
+		maxDepth = DefaultMaxCallDepth
+	}
+	if maxDepth > 1<<30 {
+		return nil, fmt.Errorf("call depth limit %d is above 2^30", maxDepth)
+	}
 	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
 		return nil, errors.New("not a WebAssembly binary (no \\0asm header)")
 	}
@@ -112,6 +140,8 @@ func Instrument(bin []byte) ([]byte, error) {
 	// The new globals' indices follow the imported and the defined globals.
 	var global, memories uint32
 	var exports [][]byte
+	var types []funcType
+	var funcs []uint32
 	start := -1
 	for i, s := range secs {
 		var n uint32
@@ -129,6 +159,10 @@ func Instrument(bin []byte) ([]byte, error) {
 			global += n
 		case secExport:
 			exports, err = exportNames(s.payload)
+		case secType:
+			types, err = readTypes(s.payload)
+		case secFunction:
+			funcs, err = readFunctions(s.payload, uint32(len(types)))
 		case secStart:
 			start = i
 		}
@@ -140,13 +174,14 @@ func Instrument(bin []byte) ([]byte, error) {
 		return nil, errors.New("the module has no memory")
 	}
 	for _, name := range exports {
-		if string(name) == Global || string(name) == Start {
+		if string(name) == Global || string(name) == Start || string(name) == Depth {
 			return nil, fmt.Errorf("the module already exports %q", name)
 		}
 	}
 
 	newExports := appendExport(nil, Global, kindGlobal, global)
-	nNew := uint32(1)
+	newExports = appendExport(newExports, Depth, kindGlobal, global+2)
+	nNew := uint32(2)
 	if start >= 0 {
 		sr := reader{b: secs[start].payload}
 		fn := sr.u32()
@@ -158,7 +193,7 @@ func Instrument(bin []byte) ([]byte, error) {
 		secs = append(secs[:start], secs[start+1:]...)
 	}
 
-	stop, budget := global, global+1
+	stop, budget, depth := global, global+1, global+2
 	// budget--; if budget == 0 { budget = Every; memory.grow(0); if stop { unreachable } }
 	check := appendU32([]byte{0x23}, budget)      // global.get $budget
 	check = append(check, 0x41, 0x01, 0x6b, 0x24) // i32.const 1; i32.sub; global.set
@@ -174,19 +209,63 @@ func Instrument(bin []byte) ([]byte, error) {
 	check = appendU32(check, stop)
 	check = append(check, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if; unreachable; end; end
 
-	// Two mutable i32 globals: stop (0) and budget (Every).
+	// At function entry: depth--; if depth == 0 { unreachable }
+	enter := appendU32([]byte{0x23}, depth)             // global.get $depth
+	enter = append(enter, 0x41, 0x01, 0x6b, 0x24)       // i32.const 1; i32.sub; global.set
+	enter = appendU32(enter, depth)                     //   $depth
+	enter = append(enter, 0x23)                         // global.get
+	enter = appendU32(enter, depth)                     //   $depth
+	enter = append(enter, 0x45, 0x04, 0x40, 0x00, 0x0b) // i32.eqz; if; unreachable; end
+	// At every exit: depth++
+	leave := appendU32([]byte{0x23}, depth)       // global.get $depth
+	leave = append(leave, 0x41, 0x01, 0x6a, 0x24) // i32.const 1; i32.add; global.set
+	leave = appendU32(leave, depth)               //   $depth
+
+	// Three mutable i32 globals: stop (0), budget (Every) and depth (the limit).
 	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41}
 	newGlobals = appendS32(newGlobals, Every)
+	newGlobals = append(newGlobals, 0x0b, 0x7f, 0x01, 0x41)
+	newGlobals = appendS32(newGlobals, int32(maxDepth))
 	newGlobals = append(newGlobals, 0x0b)
-	secs = addToSection(secs, secGlobal, 2, newGlobals)
+	secs = addToSection(secs, secGlobal, 3, newGlobals)
 	secs = addToSection(secs, secExport, nNew, newExports)
+
+	// Each body is wrapped in a block of the function's results; a function with more than one
+	// result needs a type [] -> results for it, found or added to the type section.
+	blockTypes := make([][]byte, len(funcs))
+	defined := len(types)
+	var addedTypes []byte
+	for i, ti := range funcs {
+		ft := types[ti]
+		switch {
+		case len(ft.results) == 0:
+			blockTypes[i] = []byte{0x40}
+		case len(ft.results) == 1:
+			blockTypes[i] = ft.results[0]
+		default:
+			idx := slices.IndexFunc(types, func(t funcType) bool { return t.params == 0 && t.sameResults(ft) })
+			if idx < 0 {
+				idx = len(types)
+				types = append(types, funcType{results: ft.results})
+				addedTypes = append(addedTypes, 0x60, 0x00)
+				addedTypes = appendU32(addedTypes, uint32(len(ft.results)))
+				for _, r := range ft.results {
+					addedTypes = append(addedTypes, r...)
+				}
+			}
+			blockTypes[i] = appendS32(nil, int32(idx))
+		}
+	}
+	if added := len(types) - defined; added > 0 {
+		secs = addToSection(secs, secType, uint32(added), addedTypes)
+	}
 
 	out := append([]byte(nil), bin[:8]...)
 	for _, s := range secs {
 		payload := s.payload
 		if s.id == secCode {
 			var err error
-			if payload, err = instrumentCode(payload, check); err != nil {
+			if payload, err = instrumentCode(payload, blockTypes, check, enter, leave); err != nil {
 				return nil, err
 			}
 		}
@@ -295,12 +374,15 @@ func exportNames(p []byte) ([][]byte, error) {
 	return names, nil
 }
 
-// instrumentCode rewrites the code section: check goes at the start of each function body and
-// after the block type of each loop.
-func instrumentCode(p, check []byte) ([]byte, error) {
+// instrumentCode rewrites the code section: see instrumentBody. blockTypes has the block type of
+// each defined function's results.
+func instrumentCode(p []byte, blockTypes [][]byte, check, enter, leave []byte) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
-	out := appendU32(make([]byte, 0, len(p)+len(p)/8), n)
+	if r.err == nil && n != uint32(len(blockTypes)) {
+		return nil, fmt.Errorf("code section: %d bodies for %d functions", n, len(blockTypes))
+	}
+	out := appendU32(make([]byte, 0, len(p)+len(p)/4), n)
 	var body []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := r.u32()
@@ -309,7 +391,7 @@ func instrumentCode(p, check []byte) ([]byte, error) {
 			break
 		}
 		var err error
-		if body, err = instrumentBody(body[:0], b, check); err != nil {
+		if body, err = instrumentBody(body[:0], b, blockTypes[i], check, enter, leave); err != nil {
 			return nil, fmt.Errorf("code section, function body %d: %w", i, err)
 		}
 		out = appendU32(out, uint32(len(body)))
@@ -324,7 +406,14 @@ func instrumentCode(p, check []byte) ([]byte, error) {
 	return out, nil
 }
 
-func instrumentBody(out, body, check []byte) ([]byte, error) {
+// instrumentBody rewrites one function body:
+//
+//	check; enter; block (result ...) BODY' end; leave; end
+//
+// where BODY' is the body with check after each loop's block type, `return` replaced by a branch
+// to the added block (whose label index is the number of labels open at that point), and leave
+// before each tail call.
+func instrumentBody(out, body, blockType, check, enter, leave []byte) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32() // local declarations: a count and a type each
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -333,10 +422,36 @@ func instrumentBody(out, body, check []byte) ([]byte, error) {
 	}
 	out = append(out, body[:r.off]...)
 	out = append(out, check...)
+	out = append(out, enter...)
+	out = append(out, 0x02) // block
+	out = append(out, blockType...)
+	open := uint32(0) // labels opened inside the body and not yet closed
 	for r.off < len(body) && r.err == nil {
 		at := r.off
 		op := r.byte()
 		r.immediates(op)
+		switch op {
+		case 0x0f: // return: leave through the added block's end
+			out = appendU32(append(out, 0x0c), open)
+			continue
+		case 0x12, 0x13, 0x15: // return_call return_call_indirect return_call_ref
+			out = append(out, leave...)
+		case 0x0b: // end
+			if open == 0 {
+				if r.off != len(body) {
+					return nil, errors.New("instructions after the function's end")
+				}
+				out = append(out, 0x0b)
+				out = append(out, leave...)
+				out = append(out, 0x0b)
+				return out, nil
+			}
+			open--
+		case 0x18: // delegate ends a try block
+			open--
+		case 0x02, 0x03, 0x04, 0x06, 0x1f: // block loop if try try_table
+			open++
+		}
 		out = append(out, body[at:r.off]...)
 		if op == 0x03 { // loop: check at its head, which every iteration branches back to
 			out = append(out, check...)
@@ -345,7 +460,71 @@ func instrumentBody(out, body, check []byte) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	return out, nil
+	return nil, errors.New("function body does not end")
+}
+
+// funcType is what the rewrite needs of a function type: how many parameters it takes, and the
+// encoding of each result type.
+type funcType struct {
+	params  uint32
+	results [][]byte
+}
+
+func (t funcType) sameResults(u funcType) bool {
+	return slices.EqualFunc(t.results, u.results, bytes.Equal)
+}
+
+// readTypes reads the type section: function types only (the GC proposal's recursive and sub
+// types are not supported).
+func readTypes(p []byte) ([]funcType, error) {
+	r := reader{b: p}
+	n := r.u32()
+	var types []funcType
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		if form := r.byte(); form != 0x60 && r.err == nil {
+			return nil, fmt.Errorf("type section: type %d has form 0x%02x, only function types (0x60) are supported", i, form)
+		}
+		var t funcType
+		t.params = r.u32()
+		for j := uint32(0); j < t.params && r.err == nil; j++ {
+			r.valtype()
+		}
+		nr := r.u32()
+		for j := uint32(0); j < nr && r.err == nil; j++ {
+			at := r.off
+			r.valtype()
+			t.results = append(t.results, r.b[at:r.off])
+		}
+		types = append(types, t)
+	}
+	if r.err == nil && r.off != len(p) {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("type section: %w", r.err)
+	}
+	return types, nil
+}
+
+// readFunctions reads the function section: the type index of each defined function.
+func readFunctions(p []byte, nTypes uint32) ([]uint32, error) {
+	r := reader{b: p}
+	n := r.u32()
+	var funcs []uint32
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		ti := r.u32()
+		if r.err == nil && ti >= nTypes {
+			return nil, fmt.Errorf("function section: function %d has type %d of %d", i, ti, nTypes)
+		}
+		funcs = append(funcs, ti)
+	}
+	if r.err == nil && r.off != len(p) {
+		r.err = errors.New("trailing bytes")
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("function section: %w", r.err)
+	}
+	return funcs, nil
 }
 
 // reader decodes the binary format; the first error sticks and later reads return zeros.

@@ -47,7 +47,7 @@ const guest = `(module
     (i32.load8_u (i32.const 115))))
 `
 
-func wat(t *testing.T, src string) []byte {
+func wat(t testing.TB, src string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("wat2wasm"); err != nil {
 		t.Fatal("wat2wasm (wabt) is needed: apt-get install wabt")
@@ -71,7 +71,7 @@ func wat(t *testing.T, src string) []byte {
 // instrument assembles the WAT source src and instruments it.
 func instrument(t *testing.T, src string) []byte {
 	t.Helper()
-	bin, err := Instrument(wat(t, src))
+	bin, err := Instrument(wat(t, src), Options{})
 	if err != nil {
 		t.Fatalf("instrumenting: %v", err)
 	}
@@ -96,7 +96,7 @@ func instantiate(t *testing.T, bin []byte) api.Module {
 }
 
 // newRuntime makes a runtime that accepts tail calls, to test that they can be stopped.
-func newRuntime(t *testing.T) wazero.Runtime {
+func newRuntime(t testing.TB) wazero.Runtime {
 	ctx := context.Background()
 	cfg := wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2 | experimental.CoreFeaturesTailCall)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
@@ -231,7 +231,7 @@ func TestRefusals(t *testing.T) {
 		"no memory":  {wat(t, `(module (func (export "f")))`), "no memory"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Instrument(tc.bin)
+			_, err := Instrument(tc.bin, Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
@@ -257,16 +257,16 @@ func FuzzInstrument(f *testing.F) {
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x0a\x04\x01\x02\x00\x0b"))
 	// (module (memory 1) (func (loop (br 0))))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x05\x03\x01\x00\x01\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b"))
-	if _, err := Instrument([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x05\x03\x01\x00\x01\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b")); err != nil {
+	if _, err := Instrument([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x05\x03\x01\x00\x01\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b"), Options{}); err != nil {
 		f.Fatalf("the looping seed does not instrument: %v", err)
 	}
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		out, err := Instrument(bin)
+		out, err := Instrument(bin, Options{})
 		if err != nil {
 			return
 		}
 		// Instrumenting twice fails on the name clash, never on the structure it wrote.
-		if _, err := Instrument(out); err == nil || !strings.Contains(err.Error(), "already exports") {
+		if _, err := Instrument(out, Options{}); err == nil || !strings.Contains(err.Error(), "already exports") {
 			t.Fatalf("instrumenting the output: %v", err)
 		}
 	})
