@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
 	"github.com/zclconf/go-cty/cty"
@@ -78,6 +79,7 @@ func TestNotHTTPWasm(t *testing.T) {
 func TestBlankGuestLogLines(t *testing.T) {
 	logs := &syncBuffer{}
 	f := &Filter{log: slog.New(slog.NewTextHandler(logs, nil))}
+	f.lim.guestLog.init(f, defaultLogLines, "guest log lines suppressed", prometheus.NewCounter(prometheus.CounterOpts{Name: "test_dropped"}))
 	w := logWriter{f: f, stream: "stdout"}
 	if _, err := w.Write([]byte("first\n\nthird\nunfinished")); err != nil {
 		t.Fatal(err)
