@@ -356,6 +356,14 @@ func (s *ServerConfig) unlimitedWarnings() []error {
 	if s.MinWriteRate == 0 {
 		w = append(w, FieldWarn("min_write_rate", "0 turns it off: a client that stops reading holds its response until write_timeout"))
 	}
+	// 0 sets no deadline at all (deadlineWatch.after), as in fasthttp; idle_timeout = 0 is
+	// read_timeout, so it is covered by read_timeout's warning.
+	if s.ReadTimeout == 0 {
+		w = append(w, FieldWarn("read_timeout", "0 means no limit: a client that sends its request a byte at a time holds its connection for ever"))
+	}
+	if s.WriteTimeout == 0 {
+		w = append(w, FieldWarn("write_timeout", "0 means no limit: a client that reads slowly enough for min_write_rate holds its response for ever"))
+	}
 	return w
 }
 

@@ -38,4 +38,10 @@ func TestUnlimitedWarnings(t *testing.T) {
 			t.Errorf("%v is not a warning", e)
 		}
 	}
+	// A timeout of 0 is no deadline at all (deadline.go): unlimited too.
+	s.SetDefaults()
+	s.ReadTimeout, s.WriteTimeout = 0, 0
+	if w := s.unlimitedWarnings(); len(w) != 2 {
+		t.Errorf("warnings %v, want read_timeout and write_timeout", w)
+	}
 }

@@ -19,7 +19,8 @@ import (
 //     set. At most maxConnectionTokens tokens are accepted: each removal walks the header list,
 //     so thousands of tokens cost milliseconds of CPU per request;
 //   - from a peer outside trusted_proxies, the server's untrusted_headers (Forwarded, X-Real-IP,
-//     X-Original-URL, …) are removed: upstreams act on them as if the gateway vouched for them;
+//     X-Original-URL, …) are removed, with their '_' for '-' spellings (X_Original_URL): upstreams
+//     act on them as if the gateway vouched for them;
 //   - a header whose name differs from one the gateway or a filter sets only by '_' for '-'
 //     (X_Forwarded_For, X_User_Id) is removed: CGI-style upstreams (PHP, some nginx setups) map
 //     both spellings to the same variable, so the client's value could win over the gateway's;
@@ -177,7 +178,9 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 		}
 		drop := !trusted && pol.untrusted.has(k)
 		if !drop && bytes.IndexByte(k, '_') >= 0 {
-			drop = pol.guarded.hasUnderscoreVariant(k)
+			// CGI-style upstreams read X_Original_URL as X-Original-URL: an untrusted
+			// header's underscore spelling goes with it.
+			drop = pol.guarded.hasUnderscoreVariant(k) || (!trusted && pol.untrusted.hasUnderscoreVariant(k))
 		}
 		if drop {
 			del = append(append(del, k...), 0)

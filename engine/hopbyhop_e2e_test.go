@@ -312,13 +312,29 @@ pipeline "p" {
 					t.Errorf("%s from a trusted proxy = %q, want it kept", name, got)
 				}
 			}
-			// Underscore spellings of headers the gateway or a filter sets: removed for both.
+			// Underscore spellings of untrusted_headers go with them: CGI-style upstreams read
+			// X_Original_URL as X-Original-URL.
 			up.take()
-			raw := "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX_User_Id: admin\r\nX_Request_Id: forged\r\nX_Forwarded_Proto: https\r\nX_Other: kept\r\n\r\n"
+			raw := "GET / HTTP/1.1\r\nHost: x\r\nX_Original_URL: /admin\r\nX_HTTP_Method_Override: DELETE\r\nTrue_Client_IP: 6.6.6.6\r\n\r\n"
 			if resp := exchange(t, gw.Addr, raw); resp.StatusCode() != 200 {
 				t.Fatalf("status %d", resp.StatusCode())
 			}
 			heads := up.take()
+			if len(heads) != 1 {
+				t.Fatalf("upstream received %d requests", len(heads))
+			}
+			for _, n := range []string{"X_Original_URL", "X_HTTP_Method_Override", "True_Client_IP"} {
+				if kept := hasField(heads[0], n); kept != (peer.name == "trusted") {
+					t.Errorf("%s from the %s peer: reached the upstream %v:\n%s", n, peer.name, kept, heads[0])
+				}
+			}
+			// Underscore spellings of headers the gateway or a filter sets: removed for both.
+			up.take()
+			raw = "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nX_User_Id: admin\r\nX_Request_Id: forged\r\nX_Forwarded_Proto: https\r\nX_Other: kept\r\n\r\n"
+			if resp := exchange(t, gw.Addr, raw); resp.StatusCode() != 200 {
+				t.Fatalf("status %d", resp.StatusCode())
+			}
+			heads = up.take()
 			if len(heads) != 1 {
 				t.Fatalf("upstream received %d requests", len(heads))
 			}

@@ -12,7 +12,9 @@ import (
 // quote the offending header line or request target, credentials included (`malformed mime
 // header: missing colon: "Authorization Bearer …"`, with SecureErrorLogMessage set too). Every
 // quoted string but an address keeps only its start: up to the first ':', ' ' or '?' (at most 64
-// bytes), which names the header or the path, then "[redacted]".
+// bytes), which names the header or the path, then "[redacted]". A quoted header or trailer
+// value ("invalid header value %q") keeps nothing: it comes without its name, so its start
+// names nothing and may be the credential itself.
 func redactQuoted(msg string) string {
 	if strings.IndexByte(msg, '"') < 0 {
 		return msg
@@ -24,7 +26,8 @@ func redactQuoted(msg string) string {
 			b.WriteString(msg)
 			return b.String()
 		}
-		b.WriteString(msg[:i])
+		before := msg[:i]
+		b.WriteString(before)
 		q, err := strconv.QuotedPrefix(msg[i:])
 		if err != nil {
 			b.WriteString(msg[i:]) // an unmatched quote: nothing after it was quoted by fasthttp
@@ -37,13 +40,18 @@ func redactQuoted(msg string) string {
 			continue
 		}
 		keep := s
+		if strings.HasSuffix(before, "value ") {
+			keep = ""
+		}
 		if j := strings.IndexAny(keep, ": ?"); j >= 0 {
 			keep = keep[:j]
 		}
 		if len(keep) > 64 {
 			keep = keep[:64]
 		}
-		if keep != s {
+		if keep == "" && s != "" {
+			keep = secret.Marker
+		} else if keep != s {
 			keep += " " + secret.Marker
 		}
 		b.WriteString(strconv.Quote(keep))

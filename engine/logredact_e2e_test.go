@@ -29,6 +29,9 @@ pipeline "p" {
 		"GET / HTTP/1.1\r\nHost: x\r\nAuthorization Bearer s3cret-one\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: x\r\nX-Api-Key\x00: s3cret-two\r\n\r\n",
 		"GET /p\x01?access_token=s3cret-three HTTP/1.1\r\nHost: x\r\n\r\n",
+		// fasthttp quotes only the value of a header with a bad byte: nothing names the header.
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Api-Key: s3cret-four\x00\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=s3cret-five\x01\r\n\r\n",
 	}
 	for _, req := range requests {
 		c, err := net.Dial("tcp", addr)
@@ -54,7 +57,7 @@ pipeline "p" {
 	if strings.Contains(logs, "s3cret") {
 		t.Errorf("the log shows a credential a client sent:\n%s", logs)
 	}
-	for _, want := range []string{`Authorization [redacted]`, `X-Api-Key\\x00 [redacted]`, `[redacted]`} {
+	for _, want := range []string{`Authorization [redacted]`, `X-Api-Key\\x00 [redacted]`, `invalid header value \"[redacted]\"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the log lacks %q:\n%s", want, logs)
 		}

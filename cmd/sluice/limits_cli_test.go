@@ -17,6 +17,8 @@ func TestValidateWarnsAboutUnlimited(t *testing.T) {
   idle_timeout_under_pressure = "0s"
   held_response_budget        = 0
   min_write_rate              = 0
+  read_timeout                = "0s"
+  write_timeout               = "0s"
 }
 upstream "u" {
   target { address = "127.0.0.1:9001" }
@@ -30,14 +32,14 @@ pipeline "p" {
 		t.Fatalf("validate failed: %v\n%s", err, out)
 	}
 	base := filepath.Base(path)
-	for line, attr := range []string{"max_connections", "max_conns_per_ip", "first_byte_timeout", "idle_timeout_under_pressure", "held_response_budget", "min_write_rate"} {
+	for line, attr := range []string{"max_connections", "max_conns_per_ip", "first_byte_timeout", "idle_timeout_under_pressure", "held_response_budget", "min_write_rate", "read_timeout", "write_timeout"} {
 		want := base + ":" + string(rune('2'+line)) + ":"
 		if !strings.Contains(string(out), want) || !strings.Contains(string(out), attr+": ") {
 			t.Errorf("no warning about %s at %s…:\n%s", attr, want, out)
 		}
 	}
-	if n := strings.Count(string(out), "warning: Unsafe setting"); n != 6 {
-		t.Errorf("%d warnings, want 6:\n%s", n, out)
+	if n := strings.Count(string(out), "warning: Unsafe setting"); n != 8 {
+		t.Errorf("%d warnings, want 8:\n%s", n, out)
 	}
 
 	good := writeConfig(t, `upstream "u" {

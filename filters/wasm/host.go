@@ -535,7 +535,7 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 		c := in.mustBeforeNext("write_body", "request body")
 		in.checkBodySize(in.reqWritten, len(c.Request.Body()), len(b), in.f.lim.maxReqBody, "request")
 		if in.reqWritten && len(c.Request.Body())+len(b) > bigBodyBytes {
-			c.Request.SetBodyRaw(in.appendGuestBody(c.Request.Body(), b, in.f.lim.maxReqBody))
+			c.Request.SetBodyRaw(in.appendGuestBody(nil, c.Request.Body(), b, in.f.lim.maxReqBody))
 			return
 		}
 		// The first write replaces the client's body; later ones append.
@@ -550,7 +550,7 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	c := in.mustResponseWritable("write_body", "body")
 	in.checkBodySize(in.respWritten, len(c.Response.Body()), len(b), in.f.lim.maxRespBody, "response")
 	if in.respWritten && len(c.Response.Body())+len(b) > bigBodyBytes {
-		c.Response.SetBodyRaw(in.appendGuestBody(c.Response.Body(), b, in.f.lim.maxRespBody))
+		c.Response.SetBodyRaw(in.appendGuestBody(c, c.Response.Body(), b, in.f.lim.maxRespBody))
 		return
 	}
 	if !in.respWritten {

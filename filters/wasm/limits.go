@@ -283,12 +283,23 @@ const (
 
 // appendGuestBody appends b to the body cur in the request's own buffer, growing it by doubling
 // up to max (checkBodySize has made sure cur+b fits), and returns the new body. The buffer is
-// handed to fasthttp (SetBodyRaw) and never reused by another request.
-func (in *instance) appendGuestBody(cur, b []byte, max int) []byte {
+// handed to fasthttp (SetBodyRaw) and never reused by another request. For a response body (hold
+// is the request), what the buffer grows by is counted against the server's
+// held_response_budget, as an upstream response the balancer holds is, until the client has
+// read the response: past the budget the write traps. max_response_bytes alone bounds one
+// request, not the pool_max requests a guest may be answering at once.
+func (in *instance) appendGuestBody(hold *engine.Ctx, cur, b []byte, max int) []byte {
 	need := len(cur) + len(b)
 	ours := len(cur) > 0 && len(in.bigBody) == len(cur) && &in.bigBody[0] == &cur[0]
 	if !ours || cap(in.bigBody) < need {
-		nb := make([]byte, len(cur), min(max, 2*need))
+		size, had := min(max, 2*need), 0
+		if ours {
+			had = cap(in.bigBody)
+		}
+		if hold != nil && !hold.HoldResponse(size-had) {
+			panic(trapf("write_body: the response body would take the server's held_response_budget past its limit"))
+		}
+		nb := make([]byte, len(cur), size)
 		copy(nb, cur)
 		in.bigBody = nb
 	}

@@ -174,3 +174,62 @@ func TestHostileGuestsUnderLoad(t *testing.T) {
 		t.Errorf("%d goroutines after the gateways stopped, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestGuestBodiesCountAgainstHeldBudget: a large response body a guest writes is held in memory
+// until the client reads it, as an upstream's is, so it counts against the server's
+// held_response_budget; without that, max_response_bytes (64 MiB) per request held at once by
+// pool_max (64) requests took several GiB. Past the budget the write fails the request (500); a
+// body that fits is served, and what it held is given back once it is written.
+func TestGuestBodiesCountAgainstHeldBudget(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("ok") })
+	guest := wasm.Guest(t, "hostile")
+	cl := gatewaytest.Client()
+	defer cl.CloseIdleConnections()
+	get := func(gw *gatewaytest.Gateway) (int, int) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(gw.URL + "/x")
+		req.Header.Set("x-mode", "m") // a 3 MiB body, written 1 MiB at a time
+		if err := cl.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode(), len(resp.Body())
+	}
+	for _, tc := range []struct {
+		budget string
+		status int
+	}{{"2MiB", 500}, {"6MiB", 200}} {
+		gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  held_response_budget = %q
+}
+upstream "u" {
+  target {
+    address = %q
+  }
+}
+pipeline "p" {
+  filter "wasm" {
+    module = %q
+  }
+  balancer {
+    upstream = upstream.u
+  }
+}
+`, tc.budget, up, guest))
+		for range 3 { // each holds 4 MiB: the second and third find it given back
+			status, n := get(gw)
+			if status != tc.status {
+				t.Fatalf("held_response_budget %s: status %d (%d bytes), want %d", tc.budget, status, n, tc.status)
+			}
+			if status == 200 && n != 3<<20 {
+				t.Errorf("held_response_budget %s: %d bytes, want 3 MiB", tc.budget, n)
+			}
+		}
+		if tc.status == 500 && !strings.Contains(gw.Logs(), "held_response_budget") {
+			t.Errorf("held_response_budget %s: no log line names the budget:\n%s", tc.budget, gw.Logs())
+		}
+		gw.Stop(t)
+	}
+}
