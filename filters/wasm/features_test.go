@@ -78,6 +78,8 @@ func TestNotHTTPWasm(t *testing.T) {
 func TestBlankGuestLogLines(t *testing.T) {
 	logs := &syncBuffer{}
 	f := &Filter{log: slog.New(slog.NewTextHandler(logs, nil))}
+	// Every guest line goes through the filter's log_lines_per_second limiter; room for these.
+	f.lim.guestLog.init(f, 100, "guest log lines suppressed", mLogSuppressed.WithLabelValues("test", "blank"))
 	w := logWriter{f: f, stream: "stdout"}
 	if _, err := w.Write([]byte("first\n\nthird\nunfinished")); err != nil {
 		t.Fatal(err)
