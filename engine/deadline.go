@@ -25,9 +25,13 @@ import (
 // Each change of phase is an atomic store of a deadline computed on the watchdog's clock (no
 // clock read). A watchdog ticking a few times a second puts a deadline on the socket once it is
 // less than two ticks away (a nearer one goes on at once); from then on the socket's own timer
-// fires it, and a deadline moved away again is taken back off. The watchdog's clock lags by at
-// most a tick, so each timeout is counted from up to a tick (at most a tenth of the shortest
-// timeout, and 250 ms) late: a client never gets less than its timeout.
+// fires it, and a deadline moved away again is taken back off. While the watchdog runs on time
+// its clock lags by at most a tick, so each timeout is counted from up to a tick (at most a
+// tenth of the shortest timeout, and 250 ms) late: a client never gets less than its timeout. On
+// a machine so loaded that the watchdog itself runs late, its clock lags further, and a timeout
+// that starts meanwhile is cut short by the excess (measured: up to 90 ms beyond a 30 ms tick at
+// load 15), except a new connection's first one, which is counted from a clock read (one per
+// connection, not per request).
 //
 // A deadline set explicitly (a hijacked WebSocket tunnel sets its own; fasthttp clears them when
 // it hands a connection over) ends the phases: from then on the connection's deadlines are exactly
@@ -135,12 +139,16 @@ func (w *deadlineWatch) run() {
 // or, without one, starts reading its first request.
 func (w *deadlineWatch) add(nc net.Conn) *clientConn {
 	c := &clientConn{Conn: nc, watch: w}
+	// Counted from the clock itself, read once per connection: a starved watchdog's clock can
+	// lag by more than a tick (120 ms with a 30 ms tick at load 15), and a new connection's
+	// first timeout counted from it would be cut short by the excess.
+	now := int64(time.Since(monoBase))
 	if w.firstByte > 0 {
 		c.phase.Store(phaseNew)
-		_ = c.rd.setAt(c, false, w.after(w.firstByte))
+		_ = c.rd.setAt(c, false, w.afterFrom(now, w.firstByte))
 	} else {
 		c.phase.Store(phaseReading)
-		_ = c.rd.setAt(c, false, w.after(w.read))
+		_ = c.rd.setAt(c, false, w.afterFrom(now, w.read))
 	}
 	w.mu.Lock()
 	w.conns[c] = struct{}{}
@@ -168,10 +176,16 @@ var monoBase = time.Now()
 // after is the deadline d from now on the watchdog's clock, counted from its last tick so that
 // the lag only ever lengthens a timeout; 0 for no timeout.
 func (w *deadlineWatch) after(d int64) int64 {
+	return w.afterFrom(w.now.Load(), d)
+}
+
+// afterFrom is after counted from now, a time on the watchdog's clock or one read just before.
+// The tick is added either way, so that idleSince can work out when a wait began.
+func (w *deadlineWatch) afterFrom(now, d int64) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return w.now.Load() + int64(w.tick) + d
+	return now + int64(w.tick) + d
 }
 
 // enter moves c to a phase of its request cycle and sets the deadlines that phase has. Only the

@@ -60,24 +60,34 @@ func readsWithDeadlineFarOut(t *testing.T, c *clientConn, peer net.Conn, when st
 func readTimeout(t *testing.T, c net.Conn) time.Duration {
 	t.Helper()
 	start := time.Now()
+	readFails(t, c)
+	return time.Since(start)
+}
+
+// readFails reads from c and checks that the read ends in a deadline error.
+func readFails(t *testing.T, c net.Conn) {
+	t.Helper()
 	_, err := c.Read(make([]byte, 1))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read: %v, want a deadline error", err)
 	}
-	return time.Since(start)
 }
 
 // A deadline far beyond the watchdog's horizon still fires on time: the watchdog puts it on the
 // socket before it is due.
 func TestLazyDeadlineFires(t *testing.T) {
 	c, _, _ := watchedPair(t, 10*time.Millisecond)
-	if err := c.SetReadDeadline(time.Now().Add(150 * time.Millisecond)); err != nil {
+	// Timed from before the deadline is set: timed from after, a preemption in between (on a
+	// loaded machine) shortens the measured wait below the deadline.
+	start := time.Now()
+	if err := c.SetReadDeadline(start.Add(150 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if c.rd.onSock.Load() != 0 {
 		t.Fatal("a deadline 150ms away went on the socket at once; want it kept off until near")
 	}
-	if d := readTimeout(t, c); d < 140*time.Millisecond || d > time.Second {
+	readFails(t, c)
+	if d := time.Since(start); d < 140*time.Millisecond || d > time.Second {
 		t.Errorf("read deadline 150ms fired after %v", d)
 	}
 }
@@ -99,11 +109,31 @@ func TestLazyDeadlineMovedOut(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, err := peer.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("Read with a deadline kept 50ms ahead: %v", err)
+	// Now each way a deadline gets on the socket (set near: at once; set further: by the
+	// watchdog once near), moved out, and then left to pass: if the move left it on the socket,
+	// the read after it fails. (Reading right after the churn above instead raced its last
+	// 15ms deadline, which a loaded machine lets pass before the read.)
+	for _, ahead := range []time.Duration{15 * time.Millisecond, 50 * time.Millisecond} {
+		old := time.Now().Add(ahead)
+		if err := c.SetReadDeadline(old); err != nil {
+			t.Fatal(err)
+		}
+		for give := time.Now().Add(5 * time.Second); c.rd.onSock.Load() != c.rd.want.Load(); {
+			if time.Now().After(give) {
+				t.Fatalf("a read deadline %v ahead never went on the socket", ahead)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(old) + 10*time.Millisecond) // only a lower bound matters
+		if _, err := peer.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatalf("Read after a deadline %v ahead, on the socket, was moved an hour out: %v", ahead, err)
+		}
 	}
 	// Cleared: the socket has no deadline left.
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
@@ -120,7 +150,13 @@ func TestLazyDeadlinePastThenReset(t *testing.T) {
 	if err := c.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if d := readTimeout(t, c); d > 50*time.Millisecond {
+	// On the socket when the setter returns, not at the watchdog's next tick. (Checked by what
+	// the socket has rather than by how fast the read fails: on a loaded machine a read that
+	// fails at once can still take longer than a tick.)
+	if on, want := c.rd.onSock.Load(), c.rd.want.Load(); on != want {
+		t.Fatalf("a past deadline (%d) was not put on the socket at once (it has %d)", want, on)
+	}
+	if d := readTimeout(t, c); d > time.Second {
 		t.Errorf("a past deadline took %v to fail the read", d)
 	}
 	readsWithDeadlineFarOut(t, c, peer, "after a past deadline")
@@ -129,11 +165,12 @@ func TestLazyDeadlinePastThenReset(t *testing.T) {
 // The write deadline fires too: a peer that never reads stalls the writer until it.
 func TestLazyWriteDeadline(t *testing.T) {
 	c, _, _ := watchedPair(t, 10*time.Millisecond)
-	if err := c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+	buf := make([]byte, 1<<20)
+	// Timed from before the deadline is set, as in TestLazyDeadlineFires.
+	start := time.Now()
+	if err := c.SetWriteDeadline(start.Add(100 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 1<<20)
-	start := time.Now()
 	var err error
 	for err == nil && time.Since(start) < 5*time.Second {
 		_, err = c.Write(buf)
@@ -216,8 +253,12 @@ func exchangeOne(t *testing.T, c *clientConn, peer net.Conn) {
 // request, once its first byte is in, under read_timeout again.
 func TestServerTimeoutPhases(t *testing.T) {
 	const read, idle = 150 * time.Millisecond, 400 * time.Millisecond
+	// Timed from before the connection is added (its read_timeout starts there), not from the
+	// read after it: on a loaded machine the two can be further apart than the watchdog's slack.
+	start := time.Now()
 	c, peer, _ := watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
-	if d := readTimeout(t, c); d < read || d > read+200*time.Millisecond {
+	readFails(t, c)
+	if d := time.Since(start); d < read || d > read+200*time.Millisecond {
 		t.Errorf("a new connection that sends nothing timed out after %v, read_timeout is %v", d, read)
 	}
 

@@ -196,7 +196,9 @@ func TestHostileGuestMemory(t *testing.T) {
 	dir := t.TempDir()
 	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
 	listen := freePort(t)
-	path := writeConfig(t, wasmConfig(listen, "", up, watGuest(t, dir, "hostile"), "    breaker_failures = 1000", ""))
+	// The guests must be stopped by max_call_depth and the body limit (500), not by the 1s
+	// default timeout (503), which on a loaded machine the nine at once can reach first.
+	path := writeConfig(t, wasmConfig(listen, "", up, watGuest(t, dir, "hostile"), "    breaker_failures = 1000\n    timeout = \"30s\"", ""))
 	cmd, _ := startSluice(t, path)
 	before := vmHWM(t, cmd.Process.Pid)
 	var wg sync.WaitGroup
