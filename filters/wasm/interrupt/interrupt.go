@@ -105,36 +105,9 @@ func Instrument(bin []byte, opt Options) ([]byte, error) {
 	if maxDepth > 1<<30 {
 		return nil, fmt.Errorf("call depth limit %d is above 2^30", maxDepth)
 	}
-	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
-		return nil, errors.New("not a WebAssembly binary (no \\0asm header)")
-	}
-	if !bytes.Equal(bin[4:8], []byte{1, 0, 0, 0}) {
-		return nil, fmt.Errorf("binary format version %x: only version 1 (a core module) is supported", bin[4:8])
-	}
-	r := reader{b: bin, off: 8}
-	var secs []section
-	last := 0
-	for r.off < len(bin) && r.err == nil {
-		id := r.byte()
-		n := r.u32()
-		payload := r.bytes(int(n))
-		if r.err != nil {
-			break
-		}
-		if id != secCustom {
-			rank, ok := order[id]
-			if !ok {
-				return nil, fmt.Errorf("unknown section id %d", id)
-			}
-			if rank <= last {
-				return nil, fmt.Errorf("section %d out of order", id)
-			}
-			last = rank
-		}
-		secs = append(secs, section{id, payload})
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("reading sections: %w", r.err)
+	secs, err := sections(bin)
+	if err != nil {
+		return nil, err
 	}
 
 	// The new globals' indices follow the imported and the defined globals.
