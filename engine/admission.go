@@ -122,6 +122,9 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		fc.Response.SetStatusCode(fasthttp.StatusOK)
 		return false
 	}
+	if path, _ := RawPath(&fc.Request); dotParamSegment(path) {
+		return refuse(fc, fasthttp.StatusBadRequest)
+	}
 	if s.slashes == SlashReject || s.slashes == SlashRedirect {
 		path, query := RawPath(&fc.Request)
 		if !hasEscapedSlash(path) {
@@ -141,6 +144,43 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		return false
 	}
 	return true
+}
+
+// dotParamSegment reports whether p has a dot segment with a path parameter ("/..;/",
+// "/..;jsessionid=1/", "/.;/", a dot also written %2e). Servlet containers such as Tomcat drop a
+// segment's parameters before they resolve dot segments, so to them "/open/..;/admin" is
+// "/admin", while the router, for which ";" is an ordinary byte, sees a segment under "/open/":
+// the known way past a gateway's rule on "/admin/". No real path has such a segment.
+func dotParamSegment(p []byte) bool {
+	for i := bytes.IndexByte(p, ';'); i >= 0; {
+		seg := p[bytes.LastIndexByte(p[:i], '/')+1 : i]
+		if dots := dotCount(seg); dots == 1 || dots == 2 {
+			return true
+		}
+		j := bytes.IndexByte(p[i+1:], ';')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// dotCount returns how many dots seg is made of ("." or "%2e" each), or -1 if it holds anything
+// else.
+func dotCount(seg []byte) int {
+	n := 0
+	for k := 0; k < len(seg); n++ {
+		switch {
+		case seg[k] == '.':
+			k++
+		case k+2 < len(seg) && seg[k] == '%' && seg[k+1] == '2' && seg[k+2]|0x20 == 'e':
+			k += 3
+		default:
+			return -1
+		}
+	}
+	return n
 }
 
 // headerReceived runs as soon as fasthttp has read a request's header, before it decides

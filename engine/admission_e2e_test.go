@@ -169,6 +169,10 @@ func TestAdmission(t *testing.T) {
 		{"%5C", "GET /admin%5Csecret HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
 		{"%5c lower-case", "GET /x/..%5cadmin/secret HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
 		{"backslash", "GET /admin\\secret HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
+		{"..; (a dot segment with a parameter)", "GET /pub/..;/admin/secret HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
+		{"..;param", "GET /pub/..;jsessionid=1/admin HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
+		{".; and %2e%2e;", "GET /pub/.;/%2e%2E;/admin HTTP/1.1\r\nHost: x\r\n\r\n", status("400"), nil},
+		{"a ; elsewhere is fine", "GET /pub/a;b/..x;y HTTP/1.1\r\nHost: x\r\n\r\n", status("200"), []string{"GET /pub/a;b/..x;y HTTP/1.1 host=x auth=0"}},
 		{"%2F in the query is fine", "GET /pub?next=%2Fadmin HTTP/1.1\r\nHost: x\r\n\r\n", status("200"), []string{"GET /pub?next=%2Fadmin HTTP/1.1 host=x auth=0"}},
 		{"%252F is not a slash", "GET /pub%252Fx HTTP/1.1\r\nHost: x\r\n\r\n", status("200"), []string{"GET /pub%252Fx HTTP/1.1 host=x auth=0"}},
 		// Item 2: the host is canonical before routing, and forwarded so.
