@@ -1,14 +1,10 @@
 package engine_test
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
@@ -45,31 +41,11 @@ func (u *recordingUpstream) take() []seenRequest {
 // until the gateway closes the connection or goes quiet.
 func statusLines(t *testing.T, addr, raw string) []string {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
 	var codes []string
-	r := bufio.NewReader(conn)
-	for {
-		_ = conn.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
-		resp := fasthttp.AcquireResponse()
-		err := resp.Read(r)
-		if err != nil {
-			fasthttp.ReleaseResponse(resp)
-			return codes
-		}
-		codes = append(codes, fmt.Sprint(resp.StatusCode()))
-		closing := resp.ConnectionClose()
-		fasthttp.ReleaseResponse(resp)
-		if closing {
-			return codes
-		}
+	for _, r := range rawExchange(t, addr, raw) {
+		codes = append(codes, r.status)
 	}
+	return codes
 }
 
 // TestSmugglingAndMalformedRequests sends raw byte requests and checks the status the client gets
