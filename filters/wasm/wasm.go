@@ -209,6 +209,15 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return engine.Respond
 	}
 	in.reqCtx = uint32(ctxNext >> 32)
+	if in.features&featureBufferRequest != 0 && c.Request.IsBodyStream() {
+		// The guest will read the request body after next, and a streamed body is gone once
+		// forwarded: keep it, up to max_body_bytes (engine.Ctx.BufferBody).
+		if err := c.BufferBody(0); err != nil {
+			in.end()
+			f.release(in)
+			return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("wasm filter: buffering the request body: %w", err))
+		}
+	}
 	in.stashResponse()
 	in.phase = phaseBetween
 	rs := in.reqState
