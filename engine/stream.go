@@ -100,15 +100,6 @@ func (b *bodyStream) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// failed returns why the body stream stopped before its end (nil: it ended, or was not read to
-// the end).
-func (b *bodyStream) failed() error {
-	if b.err == io.EOF {
-		return nil
-	}
-	return b.err
-}
-
 // StreamRequestBody makes r the request's body, streamed: contentLength is the declared length
 // (-1: unknown), limit the most that may arrive (more fails with ErrBodyTooLarge), end the
 // stream_timeout (zero: none). The HTTP/1.1 server calls it for bodies it does not buffer; an
@@ -238,18 +229,16 @@ func (s *Server) admitBody(c *Ctx, cc *clientConn) int {
 	return 0
 }
 
-// endBody closes the client's connection after a streamed body that failed (over the limit, a
-// timeout, a broken chunk): what the client still sends can no longer be told from a next
-// request. A body over the limit gets its answer lingering, as fasthttp's own 413 did.
+// endBody closes the client's connection after a streamed body that was not read to its end:
+// it failed (over the limit, a timeout, a broken chunk), or a filter or the upstream answered
+// before it was all read. What the client still sends can no longer be told from a next request,
+// so the answer goes out lingering (linger.go), as fasthttp's own 413 did.
 func endBody(c *Ctx) {
-	err := c.body.failed()
-	if err == nil {
+	if c.body.r == nil || c.body.err == io.EOF {
 		return
 	}
 	c.Fast.SetConnectionClose()
-	if errors.Is(err, ErrBodyTooLarge) {
-		lingerOnClose(c.Fast)
-	}
+	lingerOnClose(c.Fast)
 }
 
 // streamFor makes the connection's timeouts measure idleness while a body streams (its request
