@@ -447,3 +447,54 @@ func TestStreamedUploadExpectContinue(t *testing.T) {
 		t.Errorf("upstream saw %q, want the whole body", seen)
 	}
 }
+
+// TestLiveResponses: a chunked response the upstream marks X-Accel-Buffering: no, or any chunked
+// response of an upstream with stream_responses = true, reaches the client chunk by chunk; an
+// ordinary chunked response is held (for the response phases) until it ends.
+func TestLiveResponses(t *testing.T) {
+	const pause = 600 * time.Millisecond
+	up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("accel") == "no" {
+			w.Header().Set("X-Accel-Buffering", "no")
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, "first\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(pause)
+		fmt.Fprint(w, "second\n")
+	})
+	held := gatewaytest.Start(t, streamConfig("", up, ""))
+	live := gatewaytest.Start(t, streamConfig("", up, `
+  stream_responses = true`))
+	for _, tt := range []struct {
+		name, url string
+		live      bool
+	}{
+		{"ordinary", held.URL + "/", false},
+		{"X-Accel-Buffering: no", held.URL + "/?accel=no", true},
+		{"stream_responses", live.URL + "/", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			resp, err := http.Get(tt.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if v := resp.Header.Get("X-Accel-Buffering"); v != "" {
+				t.Errorf("X-Accel-Buffering %q reached the client", v)
+			}
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			first := time.Since(start)
+			if line != "first\n" || err != nil {
+				t.Fatalf("first line %q, %v", line, err)
+			}
+			if tt.live && first >= pause {
+				t.Errorf("the first chunk arrived after %v, with the rest: held, want streamed", first)
+			}
+			if !tt.live && first < pause {
+				t.Errorf("the first chunk arrived after %v, before the rest: want the response held", first)
+			}
+		})
+	}
+}
