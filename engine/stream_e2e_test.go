@@ -498,3 +498,36 @@ func TestLiveResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamTimeout: stream_timeout bounds a streamed response that keeps moving: the client's
+// stream ends in an error (no last chunk) once it has passed, short of the upstream's end.
+func TestStreamTimeout(t *testing.T) {
+	up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 40; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	gw := gatewaytest.Start(t, streamConfig(`
+  stream_timeout = "500ms"`, up, ""))
+	start := time.Now()
+	resp, err := http.Get(gw.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	took := time.Since(start)
+	events := strings.Count(string(body), "data: ")
+	if err == nil || events >= 40 {
+		t.Fatalf("read %d events in %v, %v: want the stream cut short, with an error", events, took, err)
+	}
+	if took < 400*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("the stream was cut after %v, want about stream_timeout (500ms)", took)
+	}
+	t.Logf("cut after %v and %d events: %v", took.Round(time.Millisecond), events, err)
+}
