@@ -94,7 +94,8 @@ func retryableAccept(err error) bool {
 
 // clientConn reads ahead when fasthttp asks for fewer bytes than a request head. With
 // ReduceMemoryUsage (which lets idle keep-alive connections hold no buffers: 10 KiB per idle
-// connection instead of 21) fasthttp waits for each next request with a one-byte read, then
+// connection instead of 21; with StreamRequestBody, only until a connection's first request)
+// fasthttp waits for each next request with a one-byte read, then
 // acquires its buffer and reads the rest: two read system calls per request where one would do.
 // Here the small read takes whatever has arrived into a pooled buffer and hands out the rest on
 // the next reads, so a request costs one read system call and an idle connection still holds

@@ -92,7 +92,9 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// Idle keep-alive connections give their buffers back: the read buffer is max_header_bytes
 		// (16 KiB by default) and would otherwise stay with each idle client. Measured here: 21.3
 		// → 10.4 KiB per idle connection. Its cost, a one-byte read before each request, is
-		// folded into the next read by clientConn (listener.go).
+		// folded into the next read by clientConn (listener.go). With StreamRequestBody (below)
+		// fasthttp keeps the read buffer from a connection's first request on, and gives back
+		// only the write buffer (RATIONALE.md, "Why do request bodies stream").
 		ReduceMemoryUsage: true,
 		// The request's start time is read once, by handle, through RequestCtx.Time: fasthttp
 		// would otherwise read the clock before every request for itself.
