@@ -506,13 +506,11 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 		}
 		if c.Request.IsBodyStream() {
 			// Streamed (larger than what came with the head, or chunked): read it in, up to
-			// max_body_bytes. A body that cannot be (too large, the client stalled) reads as
-			// empty; the request then fails with the body's status wherever it goes next
-			// (the balancer's forward ends in the same error).
+			// max_body_bytes. A body that cannot be (too large, the client stalled) stops the
+			// guest: the request is answered with the body's status (Filter.failBody).
 			if err := c.BufferBody(0); err != nil {
-				in.f.log.Debug("request body not buffered: the guest reads it as empty", "err", err)
-				stack[0] = 1 << 32
-				return
+				in.bodyErr = err
+				panic(trapf("read_body: the request body cannot be read: %v", err))
 			}
 		}
 		body, read = c.Request.Body(), &in.reqBodyRead
