@@ -213,3 +213,36 @@ pipeline "p" {
 		t.Fatalf("status line %q (%v), want the target's 413", line, err)
 	}
 }
+
+// TestUpgradeWithStreamedBodyRefused: a request to switch protocols whose body streams is
+// answered 400, and nothing reaches the target (the tunnel's request is written whole).
+func TestUpgradeWithStreamedBodyRefused(t *testing.T) {
+	var got atomic.Int64
+	target := rawTarget(t, func(c net.Conn) {
+		got.Add(1)
+		_, _ = io.Copy(io.Discard, c)
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, target))
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	chunk := fmt.Sprintf("%x\r\n%s\r\n", 16<<10, strings.Repeat("x", 16<<10))
+	_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk+"0\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 400") {
+		t.Fatalf("status line %q (%v), want 400", line, err)
+	}
+	if got.Load() != 0 {
+		t.Errorf("the target got %d connections, want none", got.Load())
+	}
+}

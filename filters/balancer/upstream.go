@@ -231,6 +231,12 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	x.prepare(c)
 	defer x.restore(c)
 	if x.upgrade {
+		if x.streamed {
+			// A protocol switch with a body longer than its head brought (or chunked): the
+			// tunnel's request is written whole, so it is refused rather than cut (stream.go).
+			c.Fail(fasthttp.StatusBadRequest, errUpgradeBody)
+			return
+		}
 		u.serveUpgrade(c, x, u.upgradeIdle)
 		return
 	}
@@ -323,7 +329,10 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	}
 }
 
-var errNoTarget = errors.New("no healthy target")
+var (
+	errNoTarget    = errors.New("no healthy target")
+	errUpgradeBody = errors.New("a request to switch protocols with a streamed body")
+)
 
 // attempt sends the prepared request to t once, starting at now, and records the outcome in t's
 // health state. It returns the time the attempt ended (Unix nanoseconds), and the body when
