@@ -190,15 +190,10 @@ func (s *Server) admitBody(c *Ctx, cc *clientConn) int {
 		_ = req.CloseBodyStream()
 		return 0
 	}
-	var end time.Time
-	if st := s.cfg.StreamTimeout.D(); st > 0 {
-		end = c.Start.Add(st)
-	}
 	if cc != nil {
 		cc.streamFor(s.cfg.StreamTimeout.D())
 	}
-	stream := req.BodyStream()
-	c.StreamRequestBody(stream, cl, max, end)
+	s.streamBody(c, req.BodyStream(), cl)
 	if cl >= 0 {
 		return 0
 	}
@@ -227,6 +222,18 @@ func (s *Server) admitBody(c *Ctx, cc *clientConn) int {
 	c.chunkBuf = b
 	c.body.pre = b
 	return 0
+}
+
+// streamBody makes r the request's streamed body under the server's limits: max_body_bytes and
+// stream_timeout from the request's start (c.Start). contentLength is the declared length (-1:
+// none); a declared length over max_body_bytes is the caller's to refuse first (413). The
+// HTTP/1.1 path calls it from admitBody; an HTTP/2 handler calls it with the stream's body.
+func (s *Server) streamBody(c *Ctx, r io.Reader, contentLength int) {
+	var end time.Time
+	if st := s.cfg.StreamTimeout.D(); st > 0 {
+		end = c.Start.Add(st)
+	}
+	c.StreamRequestBody(r, contentLength, int64(s.cfg.MaxBodyBytes), end)
 }
 
 // endBody closes the client's connection after a streamed body that was not read to its end:
