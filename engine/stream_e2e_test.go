@@ -531,3 +531,37 @@ func TestStreamTimeout(t *testing.T) {
 	}
 	t.Logf("cut after %v and %d events: %v", took.Round(time.Millisecond), events, err)
 }
+
+// TestStreamOutlivesReload: a live response under way when the configuration is reloaded goes
+// on to its end on the old configuration's upstream connection.
+func TestStreamOutlivesReload(t *testing.T) {
+	const events = 10
+	up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < events; i++ {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	cfg := streamConfig("", up, "")
+	gw := gatewaytest.Start(t, cfg)
+	resp, err := http.Get(gw.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); line != "data: 0\n" || err != nil {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	select {
+	case <-gw.Reload(t, cfg): // the old configuration drained and was closed
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reload did not finish")
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil || strings.Count(string(rest), "data: ") != events-1 {
+		t.Fatalf("after the reload: %q, %v; want the other %d events", rest, err, events-1)
+	}
+}
