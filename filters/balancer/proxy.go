@@ -626,12 +626,14 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange, l
 		// asks not to buffer) goes to the client as it arrives, each chunk flushed.
 		x.live = true
 		body.trailersTo = &dst.Header
+		body.streaming = true
 		dst.SetBodyStream(body, cl)
 		dst.ImmediateHeaderFlush = true
 		return true, nil
 	}
 	if cl >= 0 {
 		// Known length: too large to hold, or the held-response budget had no room for it.
+		body.streaming = true
 		dst.SetBodyStream(body, cl)
 		// A body of known length has no trailers: nothing to pass on.
 		return true, nil
@@ -672,6 +674,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange, l
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
 		body.trailersTo = &dst.Header
+		body.streaming = true
 		dst.SetBodyStream(body, cl)
 		return true, nil
 	}

@@ -361,12 +361,14 @@ type upstreamBody struct {
 	// end of the body, before fasthttp writes the trailer section.
 	trailersTo *fasthttp.ResponseHeader
 	// The connection, its timeout between reads (the attempt's), how late that may fire, and
-	// the server's stream_timeout as a time (zero: none): a streamed body is cut when it
-	// stalls, not when it runs long (stream.go).
-	conn  *upstreamConn
-	idle  time.Duration
-	slack time.Duration
-	end   time.Time
+	// the server's stream_timeout as a time (zero: none): once the body streams to the client
+	// (streaming), it is cut when it stalls, not when it runs long (stream.go); while it is
+	// read to be held, the exchange's deadline stands.
+	conn      *upstreamConn
+	idle      time.Duration
+	slack     time.Duration
+	end       time.Time
+	streaming bool
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {

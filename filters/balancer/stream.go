@@ -222,9 +222,9 @@ func isEventStream(ct []byte) bool {
 }
 
 // armIdle moves the connection's deadline to the idle timeout from now (no later than the
-// stream's end) before a read of a streamed response body.
+// stream's end) before a read of a response body that streams to the client.
 func (b *upstreamBody) armIdle() error {
-	if b.conn == nil || b.idle <= 0 {
+	if !b.streaming || b.conn == nil || b.idle <= 0 {
 		return nil
 	}
 	t := time.Now().Add(b.idle)
