@@ -108,6 +108,9 @@ type ServerConfig struct {
 	// WasmCodeCacheBytes bounds the compiled Wasm modules kept while no filter uses them, so
 	// that a reload back to a recent module does not compile it again (estimated size).
 	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
+	// StreamTimeout bounds the whole of a streamed request or response body (stream.go),
+	// whose other timeouts measure only idleness; 0: no bound.
+	StreamTimeout Duration `hcl:"stream_timeout,optional" json:"stream_timeout"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -139,6 +142,7 @@ func (s *ServerConfig) SetDefaults() {
 		MinWriteRateWindow:       Duration(10 * time.Second),
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
+		StreamTimeout:            Duration(time.Hour),
 	}
 }
 
@@ -173,7 +177,7 @@ func (s *ServerConfig) Validate() error {
 	for _, d := range []struct {
 		name string
 		d    Duration
-	}{{"first_byte_timeout", s.FirstByteTimeout}, {"idle_timeout_under_pressure", s.IdleTimeoutUnderPressure}, {"min_write_rate_window", s.MinWriteRateWindow}} {
+	}{{"first_byte_timeout", s.FirstByteTimeout}, {"idle_timeout_under_pressure", s.IdleTimeoutUnderPressure}, {"min_write_rate_window", s.MinWriteRateWindow}, {"stream_timeout", s.StreamTimeout}} {
 		if d.d < 0 {
 			errs = append(errs, FieldErr(d.name, "must not be negative"))
 		}

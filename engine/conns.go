@@ -361,6 +361,9 @@ func (s *ServerConfig) unlimitedWarnings() []error {
 	if s.ReadTimeout == 0 {
 		w = append(w, FieldWarn("read_timeout", "0 means no limit: a client that sends its request a byte at a time holds its connection for ever"))
 	}
+	if s.StreamTimeout == 0 {
+		w = append(w, FieldWarn("stream_timeout", "0 means no limit: a streamed body that keeps trickling in or out holds its connection and upstream for ever"))
+	}
 	if s.WriteTimeout == 0 {
 		w = append(w, FieldWarn("write_timeout", "0 means no limit: a client that reads slowly enough for min_write_rate holds its response for ever"))
 	}

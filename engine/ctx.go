@@ -54,6 +54,13 @@ type Ctx struct {
 	ObserverState any
 
 	vals []any
+	// body is the request body when it streams (stream.go); bodyLimit the server's
+	// max_body_bytes, BufferBody's default bound.
+	body      bodyStream
+	bodyLimit int64
+	// chunkBuf holds a small chunked request body (stream.go), reused from one request to the
+	// next.
+	chunkBuf []byte
 	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
 	hdrScratch []byte
 }
@@ -85,6 +92,8 @@ func ReleaseCtx(c *Ctx) {
 	c.Target = ""
 	c.UpstreamTime = 0
 	c.Attempts = 0
+	c.body = bodyStream{}
+	c.bodyLimit = 0
 	clear(c.vals)
 	ctxPool.Put(c)
 }

@@ -94,7 +94,8 @@ func retryableAccept(err error) bool {
 
 // clientConn reads ahead when fasthttp asks for fewer bytes than a request head. With
 // ReduceMemoryUsage (which lets idle keep-alive connections hold no buffers: 10 KiB per idle
-// connection instead of 21) fasthttp waits for each next request with a one-byte read, then
+// connection instead of 21; with StreamRequestBody, only until a connection's first request)
+// fasthttp waits for each next request with a one-byte read, then
 // acquires its buffer and reads the rest: two read system calls per request where one would do.
 // Here the small read takes whatever has arrived into a pooled buffer and hands out the rest on
 // the next reads, so a request costs one read system call and an idle connection still holds
@@ -146,6 +147,10 @@ type clientConn struct {
 	phase atomic.Uint32
 	// linger makes Close let an error answer reach a client that is still sending (linger.go).
 	linger atomic.Bool
+	// streaming: the current request's body or response streams, so the timeouts measure
+	// idleness, up to streamEnd (the watchdog's clock; 0: no end) for the whole (stream.go).
+	streaming atomic.Bool
+	streamEnd atomic.Int64
 	// lineSeen: the current request's line has ended in what was read (linger.go).
 	// Atomic: a TLS connection's closing alert may be written from another goroutine.
 	lineSeen atomic.Bool
@@ -172,12 +177,18 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	ph := c.phase.Load()
 	if ph == phaseWriting {
 		// The response is written: wait for the next request under the idle timeout.
+		if c.streaming.Load() {
+			c.streaming.Store(false)
+		}
 		c.enter(phaseIdle)
 		ph = phaseIdle
 	}
 	n, err := c.read(p)
 	if n > 0 && (ph == phaseIdle || ph == phaseNew) {
 		c.enter(phaseReading)
+	} else if n > 0 && ph == phaseReading && c.streaming.Load() {
+		// A streamed body made progress: read_timeout counts from here (stream.go).
+		_ = c.rd.setAt(c, false, c.streamDeadline(c.watch.read))
 	}
 	c.noteRequestLine(p[:n])
 	return n, err
@@ -199,6 +210,9 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	if c.watch != nil {
 		if ph := c.phase.Load(); ph == phaseReading || ph == phaseIdle {
 			c.enter(phaseWriting)
+		} else if ph == phaseWriting && c.streaming.Load() {
+			// Each write of a streamed response gets write_timeout of its own (stream.go).
+			_ = c.wd.setAt(c, true, c.streamDeadline(c.watch.write))
 		}
 	}
 	if c.held.Load() != nil {
@@ -236,6 +250,9 @@ func putReadAhead(b *[]byte) {
 // come pipelined behind the previous one, without a read in between: that one's held write goes
 // out now rather than after this request's response.
 func (c *clientConn) startRequest() {
+	if c.streaming.Load() {
+		c.streaming.Store(false)
+	}
 	if c.hold.Load() {
 		c.hold.Store(false)
 	}

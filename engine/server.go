@@ -92,13 +92,18 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// Idle keep-alive connections give their buffers back: the read buffer is max_header_bytes
 		// (16 KiB by default) and would otherwise stay with each idle client. Measured here: 21.3
 		// → 10.4 KiB per idle connection. Its cost, a one-byte read before each request, is
-		// folded into the next read by clientConn (listener.go).
+		// folded into the next read by clientConn (listener.go). With StreamRequestBody (below)
+		// fasthttp keeps the read buffer from a connection's first request on, and gives back
+		// only the write buffer (RATIONALE.md, "Why do request bodies stream").
 		ReduceMemoryUsage: true,
 		// The request's start time is read once, by handle, through RequestCtx.Time: fasthttp
 		// would otherwise read the clock before every request for itself.
 		LazyRequestTime:               true,
 		Logger:                        fasthttpLogger{log},
 		DisableHeaderNamesNormalizing: false,
+		// Bodies that did not arrive with the head stream through the pipeline instead of being
+		// held whole; the server enforces max_body_bytes on them itself (stream.go).
+		StreamRequestBody: true,
 	}
 	return s, nil
 }
@@ -236,6 +241,14 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		g.inflight.Add(-1)
 		return
 	}
+	if status := s.admitBody(c, cc); status != 0 { // stream.go: 413, buffered or streamed
+		WriteError(&fc.Response, status)
+		fc.SetConnectionClose()
+		lingerOnClose(fc) // the client may still be sending the body
+		ReleaseCtx(c)
+		g.inflight.Add(-1)
+		return
+	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
@@ -265,10 +278,17 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
+	if fc.Request.IsBodyStream() {
+		endBody(c)
+	}
 	if cc != nil {
 		// The response is complete unless its body streams or the connection was taken over:
 		// its last write may wait for the read of the next request (clientConn.Write).
-		cc.hold.Store(!fc.Hijacked() && !fc.Response.IsBodyStream())
+		streamed := fc.Response.IsBodyStream()
+		cc.hold.Store(!fc.Hijacked() && !streamed)
+		if streamed {
+			cc.streamFor(s.cfg.StreamTimeout.D()) // write_timeout per write (stream.go)
+		}
 	}
 	ReleaseCtx(c)
 	g.inflight.Add(-1)

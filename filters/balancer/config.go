@@ -22,6 +22,10 @@ type Config struct {
 	Retry                   *RetryConfig            `hcl:"retry,block" json:"retry,omitempty"`
 	Timeouts                *TimeoutsConfig         `hcl:"timeouts,block" json:"timeouts,omitempty"`
 	MaxConnectionsPerTarget int                     `hcl:"max_connections_per_target,optional" json:"max_connections_per_target"`
+	// StreamResponses sends every response of unknown length (chunked, or delimited by the
+	// connection's end) to the client as it arrives, instead of holding it up to
+	// max_response_bytes for the response phases (stream.go).
+	StreamResponses bool `hcl:"stream_responses,optional" json:"stream_responses"`
 }
 
 // TargetConfig is one `target { … }` block.

@@ -138,6 +138,15 @@ type exchange struct {
 	// overBudget: the server's held_response_budget had no room for the response (heldbudget.go).
 	overBudget bool
 	held       int // what the response has reserved of the budget
+
+	// A request body streamed to the upstream as it arrives (stream.go).
+	streamed  bool
+	bodyReads int     // reads of the client's body that brought data
+	bodyEOF   bool    // the client's body has ended
+	first     []byte  // the frame of the first read, in sbuf, for a replay
+	sbuf      *[]byte // the copy buffer, from streamBufs
+	// live: the response streams because it is a live one (stream.go), not for its size.
+	live bool
 }
 
 const maxPooledScratch = 256 << 10
@@ -158,6 +167,10 @@ func releaseExchange(x *exchange) {
 	x.ntried = 0
 	x.overBudget = false
 	x.held = 0
+	x.live = false
+	if x.streamed {
+		x.releaseStream()
+	}
 	// Don't keep a large response body's buffer alive with the pooled Ctx.
 	if cap(x.scratch) > maxPooledScratch {
 		x.scratch = nil
@@ -217,8 +230,12 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	// for any request with a body.
 	h.SetNoDefaultContentType(true)
 	// One Content-Length whatever framing the client used (the server read the whole body,
-	// de-chunked): nothing about the client's framing reaches the upstream.
-	if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
+	// de-chunked): nothing about the client's framing reaches the upstream. A streamed body
+	// goes on with its declared length, or chunked when it has none (stream.go).
+	x.streamed = c.Request.IsBodyStream()
+	if x.streamed {
+		h.SetContentLength(h.ContentLength())
+	} else if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
 		h.SetContentLength(len(body))
 	}
 }
@@ -491,6 +508,7 @@ const (
 	failConnect         // the request was never sent: dial, TLS handshake, no free connection
 	failReset           // the connection broke after (part of) the request was sent
 	failTimeout         // no response within the attempt's deadline
+	failClient          // the client's streamed body failed (stream.go): not the target's doing
 )
 
 // dialError marks an error that happened before anything was written to the upstream.
@@ -504,6 +522,10 @@ var errNoFreeConns = errors.New("max_connections_per_target reached")
 func classify(err error) failure {
 	if err == nil {
 		return failNone
+	}
+	var ce *clientBodyError
+	if errors.As(err, &ce) {
+		return failClient
 	}
 	var de *dialError
 	if errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) {
@@ -519,6 +541,8 @@ func classify(err error) failure {
 // failStatus is the status the client gets for a failed attempt.
 func failStatus(f failure, err error) int {
 	switch f {
+	case failClient:
+		return engine.BodyErrorStatus(err)
 	case failTimeout:
 		return fasthttp.StatusGatewayTimeout
 	case failConnect:
@@ -594,11 +618,22 @@ func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 // maxHeld): one that turns out to fit in maxHeld bytes is read into c.Response (later filters may
 // read or rewrite it); a larger one is streamed to the client, and owns the connection until the
 // server has written it. It reports whether the body is streamed.
-func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (streamed bool, err error) {
+func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange, liveAll bool) (streamed bool, err error) {
 	dst := c.Response
 	cl := dst.Header.ContentLength()
+	if cl < 0 && liveResponse(&dst.Header, liveAll) {
+		// A live response (server-sent events, or one the upstream or the upstream block
+		// asks not to buffer) goes to the client as it arrives, each chunk flushed.
+		x.live = true
+		body.trailersTo = &dst.Header
+		body.streaming = true
+		dst.SetBodyStream(body, cl)
+		dst.ImmediateHeaderFlush = true
+		return true, nil
+	}
 	if cl >= 0 {
 		// Known length: too large to hold, or the held-response budget had no room for it.
+		body.streaming = true
 		dst.SetBodyStream(body, cl)
 		// A body of known length has no trailers: nothing to pass on.
 		return true, nil
@@ -639,6 +674,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
 		body.trailersTo = &dst.Header
+		body.streaming = true
 		dst.SetBodyStream(body, cl)
 		return true, nil
 	}

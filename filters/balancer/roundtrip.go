@@ -95,9 +95,12 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 }
 
 // send writes the request on conn and reads the response head into resp.
-func (u *Upstream) send(conn *upstreamConn, req *fasthttp.Request, x *exchange, resp *fasthttp.Response, deadline time.Time) error {
+func (u *Upstream) send(conn *upstreamConn, req *fasthttp.Request, x *exchange, resp *fasthttp.Response, deadline time.Time, idle time.Duration) error {
 	if err := conn.arm(deadline, u.deadlineSlack); err != nil {
 		return err
+	}
+	if x.streamed {
+		return u.sendStreamed(conn, req, x, resp, idle) // stream.go
 	}
 	if err := writeRequest(conn, req, x); err != nil {
 		return err
@@ -212,12 +215,12 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	for retried := false; ; retried = true {
 		reused := conn.exchanges > 0
 		conn.exchanges++
-		err := u.send(conn, c.Request, x, resp, deadline)
+		err := u.send(conn, c.Request, x, resp, deadline, timeout)
 		if err == nil {
 			break
 		}
 		pool.discard(conn)
-		if retried || !reused || !closedWhileIdle(err, conn, &c.Request.Header) {
+		if retried || !reused || !x.replayable() || classify(err) == failClient || !closedWhileIdle(err, conn, &c.Request.Header) {
 			if err == io.EOF {
 				err = fasthttp.ErrConnectionClosed // the upstream closed the connection without answering
 			}
@@ -263,9 +266,17 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		pool.discard(conn)
 		return nil, err
 	}
+	var end time.Time
+	if u.streamTimeout > 0 {
+		end = c.Start.Add(u.streamTimeout)
+	}
 	return &upstreamBody{
 		up:    up,
 		r:     up.BodyStream(),
+		conn:  conn,
+		idle:  timeout,
+		slack: u.deadlineSlack,
+		end:   end,
 		reuse: reuse && up.Header.ContentLength() != -2,
 		release: func(reuse bool) {
 			if conn.reusable(reuse) {
@@ -282,15 +293,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 // context lines, then the body: in one
 // write when the body is small, so that a request is one system call and one TCP segment.
 func writeRequest(w io.Writer, req *fasthttp.Request, x *exchange) error {
-	head := req.Header.AppendBytes(x.head[:0])
-	if p := req.Header.Protocol(); string(p) != "HTTP/1.1" {
-		// The gateway speaks its own version to the upstream whatever the client's (HTTP/1.0;
-		// the server refused other majors and made 1.x 1.1): the protocol ends the request line.
-		end := bytes.IndexByte(head, '\r')
-		head = slices.Replace(head, end-len(p), end, http11...)
-	}
-	// The head ends with the blank line: prepare's forwarding lines go before it.
-	head = append(append(append(head[:len(head)-2], x.fwd...), x.trace...), "\r\n"...)
+	head := appendHead(x.head[:0], req, x)
 	body := req.Body()
 	if len(body) <= inlineBodySize {
 		head = append(head, body...)
@@ -307,6 +310,20 @@ func writeRequest(w io.Writer, req *fasthttp.Request, x *exchange) error {
 		}
 	}
 	return nil
+}
+
+// appendHead appends the request head as it goes on the wire: the request's own head, then
+// prepare's forwarding lines and the attempt's trace context lines.
+func appendHead(dst []byte, req *fasthttp.Request, x *exchange) []byte {
+	head := req.Header.AppendBytes(dst)
+	if p := req.Header.Protocol(); string(p) != "HTTP/1.1" {
+		// The gateway speaks its own version to the upstream whatever the client's (HTTP/1.0;
+		// the server refused other majors and made 1.x 1.1): the protocol ends the request line.
+		end := bytes.IndexByte(head, '\r')
+		head = slices.Replace(head, end-len(p), end, http11...)
+	}
+	// The head ends with the blank line: prepare's forwarding lines go before it.
+	return append(append(append(head[:len(head)-2], x.fwd...), x.trace...), "\r\n"...)
 }
 
 // inlineBodySize is the largest request body written in the same write as the head.
@@ -343,9 +360,21 @@ type upstreamBody struct {
 	// trailersTo, for a body streamed to the client, receives the upstream's trailers at the
 	// end of the body, before fasthttp writes the trailer section.
 	trailersTo *fasthttp.ResponseHeader
+	// The connection, its timeout between reads (the attempt's), how late that may fire, and
+	// the server's stream_timeout as a time (zero: none): once the body streams to the client
+	// (streaming), it is cut when it stalls, not when it runs long (stream.go); while it is
+	// read to be held, the exchange's deadline stands.
+	conn      *upstreamConn
+	idle      time.Duration
+	slack     time.Duration
+	end       time.Time
+	streaming bool
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
+	if err := b.armIdle(); err != nil {
+		return 0, err
+	}
 	n, err := b.r.Read(p)
 	if err == io.EOF && !b.eof {
 		b.eof = true

@@ -74,6 +74,10 @@ type Upstream struct {
 	outlier        *OutlierDetectionConfig
 	metrics        *upstreamMetrics
 	inflight       atomic.Int64
+	// streamTimeout is the server's stream_timeout (stream.go; 0: none); liveChunked is
+	// stream_responses: every response of unknown length is live.
+	streamTimeout time.Duration
+	liveChunked   bool
 
 	// groups are the configured targets with what they resolved to; guarded by mu.
 	mu       sync.Mutex
@@ -133,7 +137,9 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		// An upgraded connection (WebSocket) is closed after this long without traffic.
 		u.upgradeIdle = env.Server.IdleTimeout.D()
 		u.forwarded = env.Server.ForwardedHeader
+		u.streamTimeout = env.Server.StreamTimeout.D()
 	}
+	u.liveChunked = cfg.StreamResponses
 	if env.Server != nil && env.Server.MaxResponseBytes > 0 {
 		u.maxHeld = int(env.Server.MaxResponseBytes)
 	}
@@ -225,6 +231,12 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	x.prepare(c)
 	defer x.restore(c)
 	if x.upgrade {
+		if x.streamed {
+			// A protocol switch with a body longer than its head brought (or chunked): the
+			// tunnel's request is written whole, so it is refused rather than cut (stream.go).
+			c.Fail(fasthttp.StatusBadRequest, errUpgradeBody)
+			return
+		}
 		u.serveUpgrade(c, x, u.upgradeIdle)
 		return
 	}
@@ -279,7 +291,9 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		if !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		// A streamed body that went out further than its first read cannot be sent again
+		// (stream.go): no retry then, whatever the retry block says.
+		if !x.replayable() || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
 		if body != nil {
@@ -296,11 +310,13 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	if body == nil {
 		return
 	}
-	streamed, err := holdOrStream(c, body, u.maxHeld, x)
+	streamed, err := holdOrStream(c, body, u.maxHeld, x, u.liveChunked)
 	if streamed {
 		// Later filters see a body stream: compression, caching and Wasm response buffering
 		// leave it alone.
-		if x.overBudget {
+		if x.live {
+			u.log.Debug("streaming a live response", "target", c.Target, "content_type", string(c.Response.Header.ContentType()))
+		} else if x.overBudget {
 			u.log.Info("streaming a response: the server's held_response_budget is used up", "target", c.Target,
 				"content_length", c.Response.Header.ContentLength())
 		} else {
@@ -313,7 +329,10 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	}
 }
 
-var errNoTarget = errors.New("no healthy target")
+var (
+	errNoTarget    = errors.New("no healthy target")
+	errUpgradeBody = errors.New("a request to switch protocols with a streamed body")
+)
 
 // attempt sends the prepared request to t once, starting at now, and records the outcome in t's
 // health state. It returns the time the attempt ended (Unix nanoseconds), and the body when
@@ -359,6 +378,14 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	t.st.inflight.Add(-1)
 
 	fail := classify(err)
+	if fail == failClient {
+		// The client's streamed body failed (stream.go): nothing to hold against the target,
+		// whose connection was closed mid-request.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, err)
+		}
+		return fail, err, rtt, nil, endTime.UnixNano()
+	}
 	status := 0
 	if fail == failNone {
 		status = c.Response.StatusCode()
@@ -399,6 +426,8 @@ func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attemp
 		return false
 	}
 	switch fail {
+	case failClient:
+		return false
 	case failConnect:
 		// Nothing was sent: safe for any method.
 		if !u.on.connectFailure {

@@ -156,6 +156,11 @@ func (f *Filter) decodeRequest(c *engine.Ctx, ce []byte) engine.Verdict {
 		codings[n] = e
 		n++
 	}
+	// A streamed body (larger than what came with the head, or chunked) is read in first, up
+	// to max_body_bytes: decoding needs all of it.
+	if err := c.BufferBody(0); err != nil {
+		return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("reading the compressed request body: %w", err))
+	}
 	body := c.Request.Body()
 	src, dst := getBuffer(), getBuffer()
 	defer func() { putBuffer(src); putBuffer(dst) }()

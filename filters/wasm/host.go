@@ -504,6 +504,15 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 		if in.phase == phaseResponse && in.features&featureBufferRequest == 0 {
 			panic(trap("read_body: cannot read the request body after next unless buffer_request is enabled"))
 		}
+		if c.Request.IsBodyStream() {
+			// Streamed (larger than what came with the head, or chunked): read it in, up to
+			// max_body_bytes. A body that cannot be (too large, the client stalled) stops the
+			// guest: the request is answered with the body's status (Filter.failBody).
+			if err := c.BufferBody(0); err != nil {
+				in.bodyErr = err
+				panic(trapf("read_body: the request body cannot be read: %v", err))
+			}
+		}
 		body, read = c.Request.Body(), &in.reqBodyRead
 	} else {
 		if in.phase == phaseResponse && in.features&featureBufferResponse == 0 {
@@ -533,8 +542,14 @@ func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	b := view(mod, uint32(stack[1]), uint32(stack[2]), "write_body")
 	if kind == kindRequest {
 		c := in.mustBeforeNext("write_body", "request body")
-		in.checkBodySize(in.reqWritten, len(c.Request.Body()), len(b), in.f.lim.maxReqBody, "request")
-		if in.reqWritten && len(c.Request.Body())+len(b) > bigBodyBytes {
+		// Before the first write the client's body is being replaced: not read (it may be a
+		// stream, which Body would read whole).
+		have := 0
+		if in.reqWritten {
+			have = len(c.Request.Body())
+		}
+		in.checkBodySize(in.reqWritten, have, len(b), in.f.lim.maxReqBody, "request")
+		if in.reqWritten && have+len(b) > bigBodyBytes {
 			c.Request.SetBodyRaw(in.appendGuestBody(nil, c.Request.Body(), b, in.f.lim.maxReqBody))
 			return
 		}

@@ -20,7 +20,8 @@ const (
 	featureBufferRequest  uint32 = 1
 	featureBufferResponse uint32 = 2
 	featureTrailers       uint32 = 4
-	// Sluice buffers both bodies anyway; trailers: see trailers.go.
+	// A streamed request body is read in when the guest reads it or asks for buffer_request
+	// (engine.Ctx.BufferBody); trailers: see trailers.go.
 	supportedFeatures = featureBufferRequest | featureBufferResponse | featureTrailers
 )
 
@@ -104,6 +105,9 @@ type reqState struct {
 	respBodyRead int
 	reqWritten   bool // the request body was replaced in this request
 	respWritten  bool // the response body was replaced in the current phase
+	// bodyErr is why a streamed request body could not be read in for read_body (the
+	// client's failure: the request is answered with its status, not the guest's).
+	bodyErr error
 
 	// What the guest wrote to the response before next=1, replayed onto the upstream's
 	// response (see mergeResponse). ops is a sequence of [op][u32 name len][name][u32 val len][val].
@@ -343,6 +347,7 @@ func (rs *reqState) reset(features uint32) {
 	rs.reqCtx = 0
 	rs.reqBodyRead, rs.respBodyRead = 0, 0
 	rs.reqWritten, rs.respWritten = false, false
+	rs.bodyErr = nil
 	rs.ops = rs.ops[:0]
 	rs.statusSet = 0
 	rs.guestBody = rs.guestBody[:0]

@@ -198,6 +198,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	in.begin(c)
 	f.m.calls.Inc()
 	if err := in.call(in.req); err != nil {
+		if in.bodyErr != nil {
+			return f.failBody(c, in)
+		}
 		return f.failRequest(c, in, err)
 	}
 	f.lim.breaker.succeeded()
@@ -209,6 +212,15 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return engine.Respond
 	}
 	in.reqCtx = uint32(ctxNext >> 32)
+	if in.features&featureBufferRequest != 0 && c.Request.IsBodyStream() {
+		// The guest will read the request body after next, and a streamed body is gone once
+		// forwarded: keep it, up to max_body_bytes (engine.Ctx.BufferBody).
+		if err := c.BufferBody(0); err != nil {
+			in.end()
+			f.release(in)
+			return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("wasm filter: buffering the request body: %w", err))
+		}
+	}
 	in.stashResponse()
 	in.phase = phaseBetween
 	rs := in.reqState
@@ -287,6 +299,17 @@ func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verd
 		return engine.Continue
 	}
 	return c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: %w", f.label, err))
+}
+
+// failBody answers a request whose streamed body read_body could not read in (over
+// max_body_bytes, a client that stalled or went away) with the body's status (413, 408, 400):
+// the client's failure, not the guest's, so on_error, the breaker and the trap count do not
+// apply. The instance stopped mid-call and is discarded as after any trap.
+func (f *Filter) failBody(c *engine.Ctx, in *instance) engine.Verdict {
+	err := in.bodyErr
+	in.end()
+	f.release(in)
+	return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("wasm filter %s: reading the request body: %w", f.label, err))
 }
 
 func statusFor(err error) int {
