@@ -208,3 +208,8 @@ func TestH2CUpgradeRefused(t *testing.T) {
 		t.Errorf("HTTP2-Settings reached the upstream: %v", e.Headers)
 	}
 }
+
+// h1Client speaks HTTP/1.1 (over TLS without verifying certificates).
+func h1Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+}

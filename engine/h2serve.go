@@ -63,6 +63,9 @@ func (s *Server) newH2Server() *http.Server {
 			// A client that stops reading: the connection fails once a write makes no progress
 			// for write_timeout.
 			WriteByteTimeout: cfg.WriteTimeout.D(),
+			// The protocol's default frame size (Go's own default is 1 MiB): a frame past it is
+			// a FRAME_SIZE_ERROR, as clients that never read SETTINGS expect (h2spec 4.2).
+			MaxReadFrameSize: 16 << 10,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connCtxKey{}, c)
