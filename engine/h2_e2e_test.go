@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -383,4 +385,46 @@ pipeline "all" {
 		t.Fatal("the upstream exchange went on after the client reset its stream")
 	}
 	<-errc
+}
+
+// TestH2OtelLogProtocol: otel_log records the protocol the client spoke.
+func TestH2OtelLogProtocol(t *testing.T) {
+	addr := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "echo"}).Handle)
+	dir := t.TempDir()
+	gw := gatewaytest.StartWith(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "echo" {
+  target { address = %q }
+}
+pipeline "all" {
+  filter "otel_log" {
+    output = "access.log"
+  }
+  balancer { upstream = upstream.echo }
+}
+`, addr), gatewaytest.Options{Dir: dir})
+	for _, c := range []*http.Client{h2cClient(), h1Client()} {
+		resp, err := c.Get(gw.URL + "/logged")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	var protos []string
+	waitFor(t, func() bool {
+		raw, _ := os.ReadFile(filepath.Join(dir, "access.log"))
+		protos = protos[:0]
+		for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(l), &rec) == nil {
+				protos = append(protos, fmt.Sprint(rec["protocol"]))
+			}
+		}
+		return len(protos) == 2
+	})
+	if protos[0] != "HTTP/2.0" || protos[1] != "HTTP/1.1" {
+		t.Errorf("logged protocols %q, want HTTP/2.0 then HTTP/1.1", protos)
+	}
 }
