@@ -260,6 +260,7 @@ func TestH2Limits(t *testing.T) {
 	}
 
 	var req *http.Request
+	before = up.Requests.Load()
 	req, _ = http.NewRequest("POST", gw.URL+"/declared", strings.NewReader(strings.Repeat("b", 2000)))
 	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
 		t.Errorf("declared 2000-byte body over 1 KiB: %d, want 413", status)
@@ -274,6 +275,9 @@ func TestH2Limits(t *testing.T) {
 	req, _ = http.NewRequest("POST", gw.URL+"/streamed", pr)
 	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
 		t.Errorf("undeclared 5000-byte body over 1 KiB: %d, want 413", status)
+	}
+	if n := up.Requests.Load() - before; n != 0 {
+		t.Errorf("bodies over max_body_bytes reached the upstream %d times", n)
 	}
 
 	before = up.Requests.Load()
