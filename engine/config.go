@@ -111,6 +111,12 @@ type ServerConfig struct {
 	// StreamTimeout bounds the whole of a streamed request or response body (stream.go),
 	// whose other timeouts measure only idleness; 0: no bound.
 	StreamTimeout Duration `hcl:"stream_timeout,optional" json:"stream_timeout"`
+	// Protocols are the client protocols served (protocols.go): "http1", "h2" (TLS, by ALPN),
+	// "h2c" (cleartext, prior knowledge); nil: http1, and h2 where TLS is on.
+	Protocols []string `hcl:"protocols,optional" json:"protocols"`
+	// H2MaxConcurrentStreams is the streams an HTTP/2 client may have open at once per
+	// connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+	H2MaxConcurrentStreams int `hcl:"h2_max_concurrent_streams,optional" json:"h2_max_concurrent_streams"`
 }
 
 // TLSConfig is the server's optional `tls` block.
@@ -143,6 +149,7 @@ func (s *ServerConfig) SetDefaults() {
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
 		StreamTimeout:            Duration(time.Hour),
+		H2MaxConcurrentStreams:   defaultH2MaxConcurrentStreams,
 	}
 }
 
@@ -201,6 +208,7 @@ func (s *ServerConfig) Validate() error {
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
 	}
+	errs = append(errs, s.validateHTTP2()...)
 	return errors.Join(errs...)
 }
 

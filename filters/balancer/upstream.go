@@ -293,7 +293,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
 		// A streamed body that went out further than its first read cannot be sent again
 		// (stream.go): no retry then, whatever the retry block says.
-		if !x.replayable() || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		if err == errClientGone || !x.replayable() || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
 		if body != nil {
@@ -376,6 +376,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
+	if err != nil && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, errClientGone)
+		}
+		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
+	}
 
 	fail := classify(err)
 	if fail == failClient {
