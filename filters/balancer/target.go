@@ -41,8 +41,6 @@ type target struct {
 	// behind nor take slots from proxied requests. probing is set while a probe is in flight.
 	probe   *fasthttp.HostClient
 	probing atomic.Bool
-	// requestTimeout bounds the streams an HTTP/2 target's connections still carry at close.
-	requestTimeout time.Duration
 }
 
 // tlsSettings is what a target's TLS client needs from its target block.
@@ -102,9 +100,8 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		NoDefaultUserAgentHeader:  true,
 	}
 	t.dial = d.dial
-	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.maxConns); t.h2 != nil {
+	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.slotWait, u.maxConns); t.h2 != nil {
 		t.maxBusy = int32(min(u.maxConns*h2StreamsPerConn, 1<<30))
-		t.requestTimeout = u.requestTimeout
 	}
 	t.pool = newConnPool(u.maxConns, func(timeout time.Duration) (*upstreamConn, error) {
 		return d.dialPooled(addr, timeout)
@@ -183,7 +180,7 @@ func (t *target) closeIdle() {
 func (t *target) close() {
 	t.pool.close()
 	if t.h2 != nil {
-		t.h2.close(t.requestTimeout)
+		t.h2.close()
 	}
 	t.probe.CloseIdleConnections()
 	releaseState(t.st)
