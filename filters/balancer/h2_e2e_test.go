@@ -33,13 +33,13 @@ type h2Upstream struct {
 	conns atomic.Int32
 }
 
-func startH2Upstream(t *testing.T, h http.Handler, tlsConf *tls.Config, maxStreams int) *h2Upstream {
+func startH2Upstream(t testing.TB, h http.Handler, tlsConf *tls.Config, maxStreams int) *h2Upstream {
 	t.Helper()
 	return startUpstreamWith(t, h, tlsConf, maxStreams, nil)
 }
 
 // startUpstreamWith is startH2Upstream speaking protos (nil: h2c, or HTTP/1.1 and h2 on TLS).
-func startUpstreamWith(t *testing.T, h http.Handler, tlsConf *tls.Config, maxStreams int, protos *http.Protocols) *h2Upstream {
+func startUpstreamWith(t testing.TB, h http.Handler, tlsConf *tls.Config, maxStreams int, protos *http.Protocols) *h2Upstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -307,7 +307,7 @@ func TestH2LargeStreamedResponse(t *testing.T) {
 }
 
 // serveDirect builds src and returns its upstream "u", to be served Ctxs built by the test.
-func serveDirect(t *testing.T, src string) engine.Upstream {
+func serveDirect(t testing.TB, src string) engine.Upstream {
 	t.Helper()
 	gw := gatewaytest.Build(t, src, t.TempDir())
 	t.Cleanup(func() { _ = gw.Close() })

@@ -103,10 +103,10 @@ func newH2Client(protocol, addr string, ts tlsSettings, connect, slotWait time.D
 		h.scheme = "https"
 	}
 	h.rt = &http.Transport{
-		Proxy:               nil, // never the environment's HTTP_PROXY: the target is dialled as configured
-		DialContext:         h.dial,
-		DialTLSContext:      h.dial,
-		DisableCompression:  true, // the client's Accept-Encoding goes through as it is
+		Proxy:              nil, // never the environment's HTTP_PROXY: the target is dialled as configured
+		DialContext:        h.dial,
+		DialTLSContext:     h.dial,
+		DisableCompression: true, // the client's Accept-Encoding goes through as it is
 		// An HTTP/2 connection that carried no stream for this long closes itself.
 		IdleConnTimeout: h2IdleTimeout,
 		// The HTTP/1.1 exchange reads a response head into a 16 KiB buffer: the same bound.
