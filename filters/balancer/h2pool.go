@@ -31,10 +31,56 @@ type h2Pool struct {
 	closed  atomic.Bool
 	freed   chan struct{} // a stream or connection freed (the connections' state hooks)
 	waiters atomic.Int32  // requests waiting on freed
+
+	// The reaper closes connections found without requests at two ticks in a row: an HTTP/1.1
+	// connection that "auto" negotiated has no idle timer of its own (an HTTP/2 one has,
+	// IdleConnTimeout, which closes it first).
+	reaper  *time.Timer
+	reaping bool // guarded by mu
+	idle    map[*http.ClientConn]bool
 }
 
+// h2ReapEvery is the reaper's period: an idle connection lives one to two of them.
+const h2ReapEvery = h2IdleTimeout
+
 func newH2Pool(rt *http.Transport, scheme, addr string, max int, wait time.Duration) *h2Pool {
-	return &h2Pool{rt: rt, scheme: scheme, addr: addr, max: max, wait: wait, freed: make(chan struct{}, 1)}
+	p := &h2Pool{rt: rt, scheme: scheme, addr: addr, max: max, wait: wait, freed: make(chan struct{}, 1),
+		idle: map[*http.ClientConn]bool{}}
+	p.reaper = time.AfterFunc(time.Hour, p.reap)
+	p.reaper.Stop()
+	return p
+}
+
+// reap closes the connections that were idle at the previous tick too.
+func (p *h2Pool) reap() {
+	p.mu.Lock()
+	var stale []*http.ClientConn
+	live := p.conns[:0]
+	for _, cc := range p.conns {
+		switch {
+		case cc.InFlight() > 0 || cc.Err() != nil:
+			delete(p.idle, cc)
+			if cc.Err() == nil {
+				live = append(live, cc)
+			}
+		case p.idle[cc]:
+			delete(p.idle, cc)
+			stale = append(stale, cc)
+		default:
+			p.idle[cc] = true
+			live = append(live, cc)
+		}
+	}
+	clear(p.conns[len(live):])
+	p.conns = live
+	p.reaping = len(p.conns) > 0 && !p.closed.Load()
+	if p.reaping {
+		p.reaper.Reset(h2ReapEvery)
+	}
+	p.mu.Unlock()
+	for _, cc := range stale {
+		_ = cc.Close()
+	}
 }
 
 var errPoolClosed = errors.New("the target's connections are closed")
@@ -78,6 +124,10 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 				return nil, errPoolClosed
 			}
 			p.conns = append(p.conns, cc)
+			if !p.reaping {
+				p.reaping = true
+				p.reaper.Reset(h2ReapEvery)
+			}
 			p.mu.Unlock()
 			cc.SetStateHook(p.changed)
 			p.wake() // a new connection has streams for the waiters too
@@ -106,6 +156,8 @@ func (p *h2Pool) dropDeadLocked() {
 	for _, cc := range p.conns {
 		if cc.Err() == nil {
 			live = append(live, cc)
+		} else {
+			delete(p.idle, cc)
 		}
 	}
 	clear(p.conns[len(live):])
@@ -136,6 +188,7 @@ func (p *h2Pool) closeIdle() {
 	for _, cc := range p.conns {
 		if cc.InFlight() == 0 {
 			idle = append(idle, cc)
+			delete(p.idle, cc)
 		} else {
 			live = append(live, cc)
 		}
@@ -151,6 +204,7 @@ func (p *h2Pool) closeIdle() {
 // close closes the idle connections now and the others when their last request ends.
 func (p *h2Pool) close() {
 	p.closed.Store(true)
+	p.reaper.Stop()
 	p.closeIdle()
 }
 
