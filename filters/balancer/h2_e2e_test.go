@@ -351,7 +351,7 @@ func TestH2StreamedRequestBody(t *testing.T) {
 }
 
 // TestH2ClientGoneAbortsUpstream: when the client's request ends (an HTTP/2 client's stream
-// reset: c.Context cancelled) the upstream's stream is reset at once, and the target is not
+// reset: c.ClientContext cancelled) the upstream's stream is reset at once, and the target is not
 // blamed for it.
 func TestH2ClientGoneAbortsUpstream(t *testing.T) {
 	started := make(chan struct{})
@@ -367,7 +367,7 @@ func TestH2ClientGoneAbortsUpstream(t *testing.T) {
 	u := serveDirect(t, h2Config("", "h2c", []string{up.Addr}, "", "  outlier_detection {\n    consecutive_failures = 1\n  }\n"))
 	c := enginetest.NewCtx(t, "GET", "/slow")
 	ctx, cancel := context.WithCancel(context.Background())
-	c.Context = ctx
+	c.ClientContext = ctx
 	go func() {
 		<-started
 		cancel()

@@ -191,10 +191,6 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 	}
 }
 
-// errClientGone: the client's request ended (its HTTP/2 stream was reset, its connection
-// closed) while the upstream was being asked. Not the target's failure, and not retried.
-var errClientGone = errors.New("the client went away")
-
 // h2Call is one exchange with an HTTP/2 target: its context, its response, and the request
 // bodies the Transport holds, which read the client's request and must be closed before the
 // request is released.
@@ -319,14 +315,15 @@ func trailersInto(dst *fasthttp.ResponseHeader, tr http.Header) {
 }
 
 // roundTripH2 is roundTrip for a target with an HTTP/2 client: it sends the request prepare made
-// ready, within deadline and for as long as the client's request lives (c.Context), and puts the
+// ready, within deadline and for as long as the client is there (c.ClientContext, clientgone.go:
+// a client gone resets the upstream stream), and puts the
 // response head into c.Response. A body of known length that fits max_response_bytes (and the
 // held-response budget) is announced as of unknown length, so that holdOrStream reads it whole;
 // gRPC and server-sent-event responses stream at once; others as holdOrStream decides.
 func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, deadline time.Time) (*upstreamBody, error) {
-	parent := c.Context
+	parent := c.ClientContext
 	if parent == nil {
-		parent = context.Background()
+		parent = context.Background() // HTTP/1.x: bounded by the deadline only
 	}
 	if parent.Err() != nil {
 		return nil, errClientGone

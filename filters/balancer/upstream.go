@@ -283,7 +283,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
 		// A streamed request body partly sent cannot be sent again (h2transport.go).
-		if x.unreplayable || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		if err == errClientGone || x.unreplayable || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
 		if body != nil {
@@ -367,15 +367,15 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
+	if err != nil && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, errClientGone)
+		}
+		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
+	}
 
 	fail := classify(err)
-	if fail == failClient {
-		// The client went away: that says nothing about the target.
-		if obs != nil {
-			obs.EndAttempt(c, tok, 0, err)
-		}
-		return fail, err, rtt, nil, endTime.UnixNano()
-	}
 	status := 0
 	if fail == failNone {
 		status = c.Response.StatusCode()
