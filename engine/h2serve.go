@@ -110,6 +110,12 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 			c.ClientContext = st.body.ctx
 		}
 		c.h2 = st
+		if st.body.cancel != nil {
+			// The pipeline reads the stream through the Ctx's bodyStream: stream_timeout from
+			// c.Start, BufferBody for filters that need the bytes, BodyErrorStatus for its
+			// errors (stream.go).
+			s.streamBody(c, &st.body, int(r.ContentLength))
+		}
 		s.run(c, false)
 	}
 	if st.body.cancel != nil {
@@ -204,7 +210,6 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	// (fasthttp's Request.Body would otherwise hand a reader of the whole body the error's
 	// text as the body).
 	st.body.ctx, st.body.cancel = context.WithCancel(r.Context())
-	req.SetBodyStream(&st.body, int(r.ContentLength))
 	return 0
 }
 
@@ -217,9 +222,6 @@ func connectionSpecific(k string) bool {
 	return false
 }
 
-// errBodyTooLarge ends a request body stream that went past max_body_bytes.
-var errBodyTooLarge = errors.New("request body larger than max_body_bytes")
-
 // h2Body is a stream's request body, cut at max_body_bytes. While it is being read, each read
 // moves the stream's read deadline on (read_timeout between reads, not for the whole body).
 type h2Body struct {
@@ -228,11 +230,11 @@ type h2Body struct {
 	exceeded bool
 	// ctx is the request's ClientContext while the body streams, ended by cancel when the
 	// body fails; nil for a body read whole.
-	ctx    context.Context
-	cancel context.CancelFunc
-	rc       *http.ResponseController
-	timeout  time.Duration
-	moved    time.Time // when the read deadline was last moved
+	ctx     context.Context
+	cancel  context.CancelFunc
+	rc      *http.ResponseController
+	timeout time.Duration
+	moved   time.Time // when the read deadline was last moved
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -246,7 +248,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if int64(n) > b.left {
 		b.exceeded = true
 		b.fail()
-		return int(b.left), errBodyTooLarge
+		return int(b.left), ErrBodyTooLarge
 	}
 	if err != nil && err != io.EOF {
 		b.fail()

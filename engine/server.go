@@ -278,7 +278,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		g.inflight.Add(-1)
 		return
 	}
-	if status := s.admitBody(c, cc); status != 0 { // stream.go: 413, buffered or streamed
+	// HTTP/1.x: 413, buffered or streamed (stream.go); the HTTP/2 handler settled its body
+	// before (h2serve.go).
+	if status := s.admitBody(c, cc, h1); status != 0 {
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		lingerOnClose(fc) // the client may still be sending the body
@@ -315,7 +317,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
-	if fc.Request.IsBodyStream() {
+	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
 	}
 	if cc != nil {
@@ -327,8 +329,14 @@ func (s *Server) run(c *Ctx, h1 bool) {
 			cc.streamFor(s.cfg.StreamTimeout.D()) // write_timeout per write (stream.go)
 		}
 	}
-	ReleaseCtx(c)
 	g.inflight.Add(-1)
+	if fc.Request.IsBodyStream() && fc.Response.IsBodyStream() {
+		// Full duplex: an HTTP/2 upstream exchange may go on reading the request body
+		// (c.body) while the response streams, until the server closes the response body.
+		// c is left to the garbage collector rather than pooled under it.
+		return
+	}
+	ReleaseCtx(c)
 }
 
 // serve runs the pipeline. Panics in stages are recovered by the pipeline (500, response

@@ -174,9 +174,9 @@ func BodyErrorStatus(err error) int {
 // admitBody settles the request's body before routing: a declared body over max_body_bytes is
 // answered 413 (returned); one that fasthttp read whole with the head becomes a plain buffered
 // body; any other is streamed through c.body.
-func (s *Server) admitBody(c *Ctx, cc *clientConn) int {
+func (s *Server) admitBody(c *Ctx, cc *clientConn, h1 bool) int {
 	req := c.Request
-	if !req.IsBodyStream() {
+	if !h1 || !req.IsBodyStream() {
 		return 0
 	}
 	cl := req.Header.ContentLength()

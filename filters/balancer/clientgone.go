@@ -3,7 +3,6 @@ package balancer
 import (
 	"context"
 	"errors"
-	"net"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -21,11 +20,14 @@ var errClientGone = errors.New("the client went away")
 
 // watchClient makes conn's pending I/O fail as soon as c's client goes away; the returned
 // function disarms it (nil when there is nothing to watch).
-func watchClient(c *engine.Ctx, conn net.Conn) func() bool {
+func watchClient(c *engine.Ctx, conn *upstreamConn) func() bool {
 	if c.ClientContext == nil {
 		return nil
 	}
-	return context.AfterFunc(c.ClientContext, func() { _ = conn.SetDeadline(longAgo) })
+	return context.AfterFunc(c.ClientContext, func() {
+		conn.cut.Store(true) // before the deadline: see upstreamConn.arm
+		_ = conn.SetDeadline(longAgo)
+	})
 }
 
 // disarm stops a watch; false when it has fired already (conn then has a past deadline and must

@@ -32,19 +32,14 @@ func (u *Upstream) healthLoop(hc *HealthCheckConfig) {
 func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	defer u.wg.Done()
 	defer t.probing.Store(false)
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	scheme := "http://"
-	if t.tls {
-		scheme = "https://"
+	var status int
+	var err error
+	if t.h2 != nil {
+		status, err = t.h2.probe(t, hc) // over the target's own protocol
+	} else {
+		status, err = probeHTTP1(t, hc)
 	}
-	req.SetRequestURI(scheme + t.addr + hc.Path)
-	req.Header.SetHost(hostHeader(t))
-	req.Header.Set("User-Agent", "sluice-health-check")
-	err := t.probe.DoTimeout(req, resp, hc.Timeout.D())
-	ok := err == nil && expected(hc.ExpectStatus, resp.StatusCode())
+	ok := err == nil && expected(hc.ExpectStatus, status)
 	select {
 	case <-u.stop:
 		return // the upstream is closing: the verdict no longer matters
@@ -70,13 +65,28 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		st.healthy.Store(false)
 		// Its pooled connections are likely dead (a crashed process): don't let them fail
 		// the first requests once it is back.
-		t.pool.closeIdle()
-		status := 0
-		if err == nil {
-			status = resp.StatusCode()
-		}
+		t.closeIdle()
 		u.log.Warn("target unhealthy", "target", t.addr, "status", status, "err", err)
 	}
+}
+
+// probeHTTP1 sends one health check over the target's HTTP/1.1 probe client.
+func probeHTTP1(t *target, hc *HealthCheckConfig) (int, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	scheme := "http://"
+	if t.tls {
+		scheme = "https://"
+	}
+	req.SetRequestURI(scheme + t.addr + hc.Path)
+	req.Header.SetHost(hostHeader(t))
+	req.Header.Set("User-Agent", "sluice-health-check")
+	if err := t.probe.DoTimeout(req, resp, hc.Timeout.D()); err != nil {
+		return 0, err
+	}
+	return resp.StatusCode(), nil
 }
 
 // hostHeader is the Host a probe sends: the configured host name and port.

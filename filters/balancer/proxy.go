@@ -144,9 +144,12 @@ type exchange struct {
 	bodyReads int     // reads of the client's body that brought data
 	bodyEOF   bool    // the client's body has ended
 	first     []byte  // the frame of the first read, in sbuf, for a replay
+	firstData []byte  // the data in it, for a replay to an HTTP/2 target (h2transport.go)
 	sbuf      *[]byte // the copy buffer, from streamBufs
 	// live: the response streams because it is a live one (stream.go), not for its size.
 	live bool
+	// unreplayable: a streamed request body was (partly) sent: no retry can send it again.
+	unreplayable bool
 }
 
 const maxPooledScratch = 256 << 10
@@ -171,6 +174,7 @@ func releaseExchange(x *exchange) {
 	if x.streamed {
 		x.releaseStream()
 	}
+	x.unreplayable = false
 	// Don't keep a large response body's buffer alive with the pooled Ctx.
 	if cap(x.scratch) > maxPooledScratch {
 		x.scratch = nil
@@ -614,6 +618,14 @@ func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 	}
 }
 
+// announceTrailers announces in dst, before its body streams, the trailers the upstream
+// announced in src; their values follow at the body's end (upstreamBody.Read).
+func announceTrailers(dst, src *fasthttp.ResponseHeader) {
+	for name := range src.Trailers() {
+		_ = dst.AddTrailerBytes(name) // a name that may not be a trailer is left out
+	}
+}
+
 // holdOrStream settles a body roundTrip left on the connection (chunked, unframed or larger than
 // maxHeld): one that turns out to fit in maxHeld bytes is read into c.Response (later filters may
 // read or rewrite it); a larger one is streamed to the client, and owns the connection until the
@@ -621,13 +633,19 @@ func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange, liveAll bool) (streamed bool, err error) {
 	dst := c.Response
 	cl := dst.Header.ContentLength()
-	if cl < 0 && liveResponse(&dst.Header, liveAll) {
-		// A live response (server-sent events, or one the upstream or the upstream block
-		// asks not to buffer) goes to the client as it arrives, each chunk flushed.
+	// A live response goes to the client as it arrives, each chunk flushed: a stream of
+	// messages an HTTP/2 target sent (gRPC, server-sent events: body.immediate), or one of
+	// unknown length that is server-sent events or that the upstream or the upstream block asks
+	// not to buffer (liveResponse, which also removes X-Accel-Buffering).
+	live := cl < 0 && !body.fits && liveResponse(&dst.Header, liveAll)
+	if live || body.immediate {
 		x.live = true
+		// Its trailers are announced now (an HTTP/2 client's writer declares them before the
+		// body); their values follow at the body's end.
+		announceTrailers(&dst.Header, &body.up.Header)
 		body.trailersTo = &dst.Header
 		body.streaming = true
-		dst.SetBodyStream(body, cl)
+		dst.SetBodyStream(body, -1)
 		dst.ImmediateHeaderFlush = true
 		return true, nil
 	}
@@ -673,6 +691,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange, l
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
+		announceTrailers(&dst.Header, &body.up.Header)
 		body.trailersTo = &dst.Header
 		body.streaming = true
 		dst.SetBodyStream(body, cl)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,8 @@ type upstreamConn struct {
 	// be the upstream's idle close (see closedWhileIdle).
 	exchanges int
 	idleTick  uint32 // the pool's reaper tick when the connection went idle
+	// cut: the client went away (watchClient); arm must not move the deadline on again.
+	cut atomic.Bool
 }
 
 // maxDeferredWrite is the largest write held for the next Read; a larger one goes out at once.
@@ -172,6 +175,12 @@ func (c *upstreamConn) arm(deadline time.Time, slack time.Duration) error {
 	at := want + int64(slack)
 	if err := c.Conn.SetDeadline(time.Unix(0, at)); err != nil {
 		return err
+	}
+	if c.cut.Load() {
+		// The client went away meanwhile: watchClient's past deadline must stand (read after
+		// the deadline was set, so whichever of the two ran last, the I/O fails).
+		_ = c.Conn.SetDeadline(longAgo)
+		return errClientGone
 	}
 	c.armed = at
 	return nil
@@ -377,6 +386,14 @@ type upstreamBody struct {
 	slack     time.Duration
 	end       time.Time
 	streaming bool
+	// immediate: stream the body to the client as it comes (gRPC, server-sent events), never
+	// hold it (holdOrStream).
+	immediate bool
+	// fits: a body of known length that fits max_response_bytes, announced without it so that
+	// holdOrStream reads it whole (HTTP/2 targets, h2transport.go): never a live response.
+	fits bool
+	// h2 is the HTTP/2 exchange the body comes from (nil: the HTTP/1.1 connection's).
+	h2 *h2Call
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {

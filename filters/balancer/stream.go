@@ -55,8 +55,11 @@ func (e *clientBodyError) Error() string {
 func (e *clientBodyError) Unwrap() error { return e.err }
 
 // replayable reports whether the request can be sent again: its body is buffered, or everything
-// read of the stream so far is still in the buffer.
-func (x *exchange) replayable() bool { return !x.streamed || x.bodyReads <= 1 }
+// read of the stream so far is still in the buffer (and none of it went to an HTTP/2 target,
+// whose transport reads the stream itself: h2transport.go).
+func (x *exchange) replayable() bool {
+	return !x.streamed || (!x.unreplayable && x.bodyReads <= 1)
+}
 
 // releaseStream gives the copy buffer back.
 func (x *exchange) releaseStream() {
@@ -64,7 +67,7 @@ func (x *exchange) releaseStream() {
 		streamBufs.Put(x.sbuf)
 		x.sbuf = nil
 	}
-	x.streamed, x.bodyReads, x.bodyEOF, x.first = false, 0, false, nil
+	x.streamed, x.bodyReads, x.bodyEOF, x.first, x.firstData = false, 0, false, nil, nil
 }
 
 // sendStreamed writes the request head, then the client's body as it arrives, then reads the
@@ -88,6 +91,7 @@ func (u *Upstream) sendStreamed(conn *upstreamConn, req *fasthttp.Request, x *ex
 					req.Header.SetContentLength(len(data))
 				}
 				x.first = x.frame(data, req.Header.ContentLength() < 0)
+				x.firstData = data
 			}
 		}
 	}
@@ -224,6 +228,10 @@ func isEventStream(ct []byte) bool {
 // armIdle moves the connection's deadline to the idle timeout from now (no later than the
 // stream's end) before a read of a response body that streams to the client.
 func (b *upstreamBody) armIdle() error {
+	if b.streaming && b.h2 != nil {
+		b.h2.progress()
+		return nil
+	}
 	if !b.streaming || b.conn == nil || b.idle <= 0 {
 		return nil
 	}

@@ -175,6 +175,9 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		if err != nil {
 			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
 		}
+		if ts.cert, err = clientCert(tc, env); err != nil {
+			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+		}
 		g := &group{cfg: tc, host: host, port: port, tls: ts}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			g.ip = true
@@ -291,8 +294,9 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		// A streamed body that went out further than its first read cannot be sent again
-		// (stream.go): no retry then, whatever the retry block says.
+		// A streamed body that went out further than its first read (stream.go), or any of
+		// it to an HTTP/2 target (h2transport.go), cannot be sent again: no retry then,
+		// whatever the retry block says.
 		if err == errClientGone || !x.replayable() || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
@@ -371,7 +375,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	}
 	t.st.inflight.Add(1)
 	u.inflight.Add(1)
-	body, err := u.roundTrip(c, t, x, begin, deadline)
+	var body *upstreamBody
+	var err error
+	if t.h2 != nil {
+		body, err = u.roundTripH2(c, t, x, begin, deadline)
+	} else {
+		body, err = u.roundTrip(c, t, x, begin, deadline)
+	}
 	endTime := time.Now()
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
@@ -503,7 +513,7 @@ func (u *Upstream) onFailure(t *target, now int64) {
 		// It comes back after the ejection with a clean slate: the latency penalties of its
 		// failures would otherwise keep p2c_ewma away from it long after.
 		t.st.resetLatency()
-		t.pool.closeIdle()
+		t.closeIdle()
 		t.st.ejections.Add(1)
 		t.st.consecFailures.Store(0)
 		t.m.ejections.Inc()
