@@ -118,9 +118,6 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		}
 		s.run(c, false)
 	}
-	if st.body.cancel != nil {
-		st.body.cancel()
-	}
 	if st.body.exceeded {
 		// The client sent more than max_body_bytes without declaring it: whatever the
 		// pipeline made of the truncated body, the answer is 413.
@@ -129,6 +126,11 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	abort := s.writeResponse(w, rc, r, st)
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()
+	if st.body.cancel != nil {
+		// Only now: an HTTP/2 upstream exchange may read the request body while the
+		// response streams (full duplex), under this context (balancer: ClientContext).
+		st.body.cancel()
+	}
 	if st.held != 0 {
 		st.budget.give(st.held)
 		st.held = 0
