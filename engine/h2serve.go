@@ -228,11 +228,11 @@ type h2Body struct {
 	exceeded bool
 	// ctx is the request's ClientContext while the body streams, ended by cancel when the
 	// body fails; nil for a body read whole.
-	ctx    context.Context
-	cancel context.CancelFunc
-	rc       *http.ResponseController
-	timeout  time.Duration
-	moved    time.Time // when the read deadline was last moved
+	ctx     context.Context
+	cancel  context.CancelFunc
+	rc      *http.ResponseController
+	timeout time.Duration
+	moved   time.Time // when the read deadline was last moved
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
