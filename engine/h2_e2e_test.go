@@ -592,3 +592,34 @@ func TestTLSProtocolsChoice(t *testing.T) {
 		}
 	})
 }
+
+// TestH2Admission: the admission rules apply to HTTP/2 requests as to HTTP/1.1 ones.
+func TestH2Admission(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	c := dialH2(t, gw.Addr)
+	id := uint32(1)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		fields []string
+		want   int
+	}{
+		{"escaped slash", "/a%2Fb", nil, 400},
+		{"dot parameter", "/open/..;/admin", nil, 400},
+		{"bad host", "/", []string{"host", "x@evil"}, 400},
+		{"two authorizations", "/", []string{"authorization", "a", "authorization", "b"}, 400},
+		{"CONNECT", "/", []string{":method", "CONNECT"}, 0}, // a CONNECT with :path is malformed: reset
+		{"normal", "/ok/./x", nil, 200},
+	} {
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.block(tc.path, tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.status(t, id); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+		id += 2
+	}
+	if n := up.Requests.Load(); n != 1 {
+		t.Errorf("upstream got %d requests, want only the normal one", n)
+	}
+}
