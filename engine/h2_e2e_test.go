@@ -623,3 +623,45 @@ func TestH2Admission(t *testing.T) {
 		t.Errorf("upstream got %d requests, want only the normal one", n)
 	}
 }
+
+// TestH2StreamedResponse: a response larger than max_response_bytes streams to an HTTP/2
+// client whole, and the upstream's trailers follow it.
+func TestH2StreamedResponse(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/trailers" {
+			_ = c.Response.Header.SetTrailer("X-Sum")
+			c.Response.Header.Set("X-Sum", "abc")
+		}
+		c.SetBodyString(big)
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols          = ["http1", "h2c"]
+  max_response_bytes = "16KiB"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	for _, path := range []string{"/length", "/trailers"} {
+		resp, err := h2cClient().Get(gw.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != big {
+			t.Fatalf("%s: %d of %d bytes (%v)", path, len(b), len(big), err)
+		}
+		if path == "/trailers" && resp.Trailer.Get("X-Sum") != "abc" {
+			t.Errorf("trailers %v, want X-Sum: abc", resp.Trailer)
+		}
+	}
+	if !strings.Contains(gw.Logs(), "streaming a response") {
+		t.Error("the responses were not streamed (max_response_bytes)")
+	}
+}
