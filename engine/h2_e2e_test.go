@@ -501,3 +501,167 @@ pipeline "p" {
 		t.Error("served after Shutdown")
 	}
 }
+
+// TestH2GracefulShutdown: Shutdown lets an HTTP/2 stream in flight finish (the connection gets
+// GOAWAY), then returns.
+func TestH2GracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		<-release
+		c.SetBodyString("finished")
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	client := h2cClient()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := client.Get(gw.URL + "/long")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- string(b)
+	}()
+	waitFor(t, func() bool { return gw.Server.Gateway().InFlight() == 1 })
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- gw.Server.Shutdown(ctx)
+	}()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned with a stream in flight: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if b := <-got; b != "finished" {
+		t.Fatalf("the in-flight stream got %q", b)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the last stream")
+	}
+}
+
+// TestTLSProtocolsChoice: a TLS server offers by ALPN only the protocols it serves.
+func TestTLSProtocolsChoice(t *testing.T) {
+	t.Run("http1 only", func(t *testing.T) {
+		gw, _ := h2Gateway(t, true, `protocols = ["http1"]`)
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		c := &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Get(gw.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+			t.Fatalf("%s %d, want HTTP/1.1 200", resp.Proto, resp.StatusCode)
+		}
+	})
+	t.Run("h2 only", func(t *testing.T) {
+		gw, up := h2Gateway(t, true, `protocols = ["h2"]`)
+		if resp, err := h1Client().Get(gw.URL + "/"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("an HTTP/1.1 client was served (%s %d) by an h2-only server", resp.Proto, resp.StatusCode)
+		}
+		resp, err := h2TLSClient().Get(gw.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || up.Requests.Load() != 1 {
+			t.Fatalf("%s, %d upstream requests", resp.Proto, up.Requests.Load())
+		}
+	})
+}
+
+// TestH2Admission: the admission rules apply to HTTP/2 requests as to HTTP/1.1 ones.
+func TestH2Admission(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	c := dialH2(t, gw.Addr)
+	id := uint32(1)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		fields []string
+		want   int
+	}{
+		{"escaped slash", "/a%2Fb", nil, 400},
+		{"dot parameter", "/open/..;/admin", nil, 400},
+		{"bad host", "/", []string{"host", "x@evil"}, 400},
+		{"two authorizations", "/", []string{"authorization", "a", "authorization", "b"}, 400},
+		{"CONNECT", "/", []string{":method", "CONNECT"}, 0}, // a CONNECT with :path is malformed: reset
+		{"normal", "/ok/./x", nil, 200},
+	} {
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.block(tc.path, tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.status(t, id); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+		id += 2
+	}
+	if n := up.Requests.Load(); n != 1 {
+		t.Errorf("upstream got %d requests, want only the normal one", n)
+	}
+}
+
+// TestH2StreamedResponse: a response larger than max_response_bytes streams to an HTTP/2
+// client whole, and the upstream's trailers follow it.
+func TestH2StreamedResponse(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/trailers" {
+			_ = c.Response.Header.SetTrailer("X-Sum")
+			c.Response.Header.Set("X-Sum", "abc")
+		}
+		c.SetBodyString(big)
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols          = ["http1", "h2c"]
+  max_response_bytes = "16KiB"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	for _, path := range []string{"/length", "/trailers"} {
+		resp, err := h2cClient().Get(gw.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != big {
+			t.Fatalf("%s: %d of %d bytes (%v)", path, len(b), len(big), err)
+		}
+		if path == "/trailers" && resp.Trailer.Get("X-Sum") != "abc" {
+			t.Errorf("trailers %v, want X-Sum: abc", resp.Trailer)
+		}
+	}
+	if !strings.Contains(gw.Logs(), "streaming a response") {
+		t.Error("the responses were not streamed (max_response_bytes)")
+	}
+}
