@@ -564,3 +564,77 @@ func TestH2Timeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestH2BothSides: an HTTP/2 client (h2c) through the gateway to an h2c upstream: a request body
+// without a length streams through to the upstream as it is sent, the response streams back, and
+// the client cancelling its request resets the upstream's stream.
+func TestH2BothSides(t *testing.T) {
+	firstSeen := make(chan struct{})
+	aborted := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		close(firstSeen)
+		rest, _ := io.ReadAll(r.Body)
+		_, _ = fmt.Fprintf(w, "%s %s+%d", r.Proto, buf, len(rest))
+	})
+	started := make(chan struct{})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		close(started)
+		select {
+		case <-r.Context().Done():
+			close(aborted)
+		case <-time.After(10 * time.Second):
+		}
+	})
+	up := startH2Upstream(t, mux, nil, 0)
+	gw := gatewaytest.Start(t, h2Config(`  protocols = ["http1", "h2c"]`, "h2c", []string{up.Addr}, "", ""))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, "first")
+		select {
+		case <-firstSeen:
+		case <-time.After(10 * time.Second):
+			pw.CloseWithError(errors.New("the upstream never saw the first part before the end"))
+			return
+		}
+		_, _ = pw.Write(make([]byte, 1<<20))
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", gw.URL+"/upload", pr)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("HTTP/2.0 first+%d", 1<<20); resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || string(body) != want {
+		t.Fatalf("%s %d %q, want HTTP/2.0 200 %q\n%s", resp.Proto, resp.StatusCode, body, want, gw.Logs())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ = http.NewRequestWithContext(ctx, "GET", gw.URL+"/hang", nil)
+	go func() {
+		<-started
+		cancel() // resets the client's stream while the gateway waits for the upstream's body
+	}()
+	if resp, err = client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("%d: the request was not cancelled", resp.StatusCode)
+	}
+	select {
+	case <-aborted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream stream outlived the client's")
+	}
+}
