@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
+	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
@@ -636,5 +637,41 @@ func TestH2BothSides(t *testing.T) {
 	case <-aborted:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream stream outlived the client's")
+	}
+}
+
+// TestH2OutlierEjectionAndMetrics: an h2c target answering 503 is ejected after
+// consecutive_failures, its 503s are retried on the healthy one, and the upstream metrics count
+// the HTTP/2 attempts as they do HTTP/1.1 ones.
+func TestH2OutlierEjectionAndMetrics(t *testing.T) {
+	bad := startH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }), nil, 0)
+	good := startH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "good") }), nil, 0)
+	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{bad.Addr, good.Addr}, "",
+		"  outlier_detection {\n    consecutive_failures = 2\n  }\n  retry {\n    attempts = 1\n    budget_percent = 100\n  }\n"))
+	for i := range 6 {
+		if code, body, _ := get(t, gatewaytest.Client(), gw.URL+"/x"); code != 200 || string(body) != "good" {
+			t.Fatalf("request %d: %d %q, want the 503 retried on the good target", i, code, body)
+		}
+	}
+	ts := targetStatus(t, gw, bad.Addr)
+	if ts.EjectedUntil == nil || ts.Failures != 2 {
+		t.Errorf("bad target: ejected until %v after %d failures, want ejected after 2", ts.EjectedUntil, ts.Failures)
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "target" && l.GetValue() == bad.Addr && m.GetCounter() != nil {
+					got[f.GetName()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["sluice_upstream_requests_total"] != 2 || got["sluice_upstream_failures_total"] != 2 || got["sluice_upstream_ejections_total"] != 1 {
+		t.Errorf("metrics of the bad target %v, want 2 requests, 2 failures, 1 ejection", got)
 	}
 }
