@@ -675,3 +675,45 @@ func TestH2OutlierEjectionAndMetrics(t *testing.T) {
 		t.Errorf("metrics of the bad target %v, want 2 requests, 2 failures, 1 ejection", got)
 	}
 }
+
+// TestH2StreamOutlivesTimeout: once a response body streams to the client, the upstream timeout
+// measures the time without progress: a stream of events longer than timeouts.request goes
+// through whole, and one that stalls for longer than it is cut.
+func TestH2StreamOutlivesTimeout(t *testing.T) {
+	events := func(n int, every, stallAfter time.Duration) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			begin := time.Now()
+			for i := range n {
+				_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
+				w.(http.Flusher).Flush()
+				if stallAfter > 0 && time.Since(begin) > stallAfter {
+					<-r.Context().Done() // stalls until the gateway gives up
+					return
+				}
+				time.Sleep(every)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/long", events(12, 50*time.Millisecond, 0)) // 600 ms in all
+	mux.Handle("/stall", events(100, 50*time.Millisecond, 100*time.Millisecond))
+	up := startH2Upstream(t, mux, nil, 0)
+	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{up.Addr}, "", "  timeouts {\n    request = \"300ms\"\n  }\n"))
+	resp, body := rawRequest(t, gw.Addr, "GET /long HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 12 {
+		t.Fatalf("%d %q: want all 12 events of a stream that outlives timeouts.request", resp.StatusCode, body)
+	}
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /stall HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	begin := time.Now()
+	raw, _ := io.ReadAll(conn) // ends when the gateway cuts the stalled stream
+	if d := time.Since(begin); d > 5*time.Second || !strings.Contains(string(raw), "data: 0") || strings.Contains(string(raw), "\r\n0\r\n\r\n") {
+		t.Errorf("after %v: %q; want the first events, then the stream cut (no chunked end)", d, raw)
+	}
+}
