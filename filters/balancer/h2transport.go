@@ -203,7 +203,7 @@ type h2Call struct {
 	idle     time.Duration
 	timedOut atomic.Bool
 	resp     *http.Response
-	up     *fasthttp.Response // receives the trailers at the end of the body
+	up       *fasthttp.Response // receives the trailers at the end of the body
 	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
