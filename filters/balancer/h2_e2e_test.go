@@ -511,6 +511,9 @@ func TestH2HealthCheck(t *testing.T) {
 	}), nil, 0)
 	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{up.Addr}, "",
 		"  health_check {\n    interval = \"50ms\"\n    healthy_threshold = 1\n    unhealthy_threshold = 1\n  }\n"))
+	if p := targetStatus(t, gw, up.Addr).Protocol; p != "h2c" {
+		t.Errorf("/upstreams says protocol %q, want h2c", p)
+	}
 	waitFor(t, 5*time.Second, "a probe", func() bool { return probeProto.Load() != nil })
 	if p := probeProto.Load(); p != "HTTP/2.0" {
 		t.Errorf("probe over %v, want HTTP/2.0", p)
