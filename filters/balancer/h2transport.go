@@ -198,14 +198,15 @@ type h2Call struct {
 	parent context.Context
 	ctx    context.Context
 	cancel context.CancelFunc
-	// timer ends the exchange (ctx) with fasthttp.ErrTimeout: at the attempt's deadline, moved
-	// on by progress while a body streams (idle, no later than end: the server's
-	// stream_timeout), as the HTTP/1.1 exchange moves its connection's deadline (stream.go).
-	timer *time.Timer
-	idle  time.Duration
-	end   time.Time
-	resp  *http.Response
-	up    *fasthttp.Response // receives the trailers at the end of the body
+	// timer cancels ctx when the attempt's time is up: at its deadline until a body streams,
+	// then after idle without progress either way (progress), no later than end (the server's
+	// stream_timeout; zero: none).
+	timer    *time.Timer
+	idle     time.Duration
+	end      time.Time
+	timedOut atomic.Bool
+	resp     *http.Response
+	up       *fasthttp.Response // receives the trailers at the end of the body
 	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
@@ -256,7 +257,7 @@ func (k *h2Call) err(err error) error {
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	case errors.As(err, &ce):
 		return err // the client's body failed: not the target's doing
-	case errors.Is(context.Cause(k.ctx), fasthttp.ErrTimeout):
+	case k.timedOut.Load():
 		return fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
 	}
 	return err
@@ -309,10 +310,20 @@ func (b *h2ReqBody) Close() error {
 type h2RespBody struct {
 	call *h2Call
 	eof  bool
+	// streams: the body goes to the client as it comes whatever holdOrStream finds (gRPC,
+	// server-sent events, or a length too large to hold); ub.trailersTo is set when
+	// holdOrStream gave up holding one of unknown length.
+	streams bool
+	ub      *upstreamBody
 }
 
 func (b *h2RespBody) Read(p []byte) (int, error) {
 	n, err := b.call.resp.Body.Read(p)
+	if n > 0 && (b.streams || b.ub.trailersTo != nil) {
+		// A body streaming to the client may run long: the attempt's timeout now measures
+		// the time without progress (the whole exchange's, while it is read to be held).
+		b.call.progress()
+	}
 	if err == io.EOF {
 		if !b.eof {
 			b.eof = true
@@ -358,9 +369,11 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 	if u.streamTimeout > 0 {
 		k.end = c.Start.Add(u.streamTimeout)
 	}
-	ctx, stop := context.WithCancelCause(parent)
-	k.ctx, k.cancel = ctx, func() { stop(context.Canceled) }
-	k.timer = time.AfterFunc(k.idle, func() { stop(fasthttp.ErrTimeout) })
+	k.ctx, k.cancel = context.WithCancel(parent)
+	k.timer = time.AfterFunc(k.idle, func() {
+		k.timedOut.Store(true)
+		k.cancel()
+	})
 	req, rewind := t.h2.request(k, c, x)
 	resp, err := t.h2.roundTrip(t.h2.pool, req, rewind)
 	if err != nil {
@@ -406,14 +419,15 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 		// holdOrStream reads it into x.scratch: room for the body and the read that sees EOF.
 		x.scratch = slices.Grow(x.scratch[:0], int(cl)+1)
 	}
-	return &upstreamBody{
+	rb := &h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold)}
+	rb.ub = &upstreamBody{
 		up:        k.up,
-		r:         &h2RespBody{call: k},
+		r:         rb,
 		immediate: immediate,
 		fits:      hold,
-		h2:        k,
 		release:   func(bool) { k.finish() },
-	}, nil
+	}
+	return rb.ub, nil
 }
 
 // streamsAtOnce reports whether a response of this content type goes to the client as it comes:

@@ -392,8 +392,6 @@ type upstreamBody struct {
 	// fits: a body of known length that fits max_response_bytes, announced without it so that
 	// holdOrStream reads it whole (HTTP/2 targets, h2transport.go): never a live response.
 	fits bool
-	// h2 is the HTTP/2 exchange the body comes from (nil: the HTTP/1.1 connection's).
-	h2 *h2Call
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {

@@ -228,10 +228,6 @@ func isEventStream(ct []byte) bool {
 // armIdle moves the connection's deadline to the idle timeout from now (no later than the
 // stream's end) before a read of a response body that streams to the client.
 func (b *upstreamBody) armIdle() error {
-	if b.streaming && b.h2 != nil {
-		b.h2.progress()
-		return nil
-	}
 	if !b.streaming || b.conn == nil || b.idle <= 0 {
 		return nil
 	}
