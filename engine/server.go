@@ -330,10 +330,11 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		}
 	}
 	g.inflight.Add(-1)
-	if fc.Request.IsBodyStream() && fc.Response.IsBodyStream() {
-		// Full duplex: an HTTP/2 upstream exchange may go on reading the request body
-		// (c.body) while the response streams, until the server closes the response body.
-		// c is left to the garbage collector rather than pooled under it.
+	if fc.Request.IsBodyStream() {
+		// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of
+		// its own, which may still be in a read: while the response streams (full duplex), or
+		// when the target answered before the body ended. c is left to the garbage collector
+		// rather than pooled under it (RATIONALE.md).
 		return
 	}
 	ReleaseCtx(c)
