@@ -307,3 +307,43 @@ func TestH2BidirectionalStream(t *testing.T) {
 		t.Errorf("the gateway did not stream the response live")
 	}
 }
+
+// TestH2UpstreamClientBodyOverMax: a streamed body that passes max_body_bytes on its way to an
+// h2c upstream is the client's failure: 413 (engine.BodyErrorStatus), over HTTP/1.1 (chunked)
+// and HTTP/2 (no length), and the target stays in service for the next request.
+func TestH2UpstreamClientBodyOverMax(t *testing.T) {
+	up := h2cUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d", n)
+	})
+	gw := h2StreamGateway(t, `
+  max_body_bytes = "1MiB"`, up, `
+  protocol = "h2c"`)
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+	}{{"HTTP/1.1 chunked", http.DefaultClient}, {"h2c without a length", h2cClient()}} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", gw.URL+"/big", &pattern{left: 3 << 20})
+			req.ContentLength = -1
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 413 {
+				t.Errorf("status %d, want 413", resp.StatusCode)
+			}
+			// The target was not charged with it: a body within the limit goes through.
+			resp, err = c.client.Post(gw.URL+"/small", "text/plain", strings.NewReader("hello"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "5" {
+				t.Errorf("next request: %d %q, want 200 5", resp.StatusCode, b)
+			}
+		})
+	}
+}
