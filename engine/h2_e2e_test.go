@@ -2,8 +2,11 @@ package engine_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"github.com/valyala/fasthttp"
@@ -663,5 +666,58 @@ pipeline "p" {
 	}
 	if !strings.Contains(gw.Logs(), "streaming a response") {
 		t.Error("the responses were not streamed (max_response_bytes)")
+	}
+}
+
+// TestH2IdleEviction: at max_connections, an idle HTTP/2 connection is closed to make room, as
+// an idle HTTP/1.1 one is; a busy one is not.
+func TestH2IdleEviction(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_connections = 2`)
+	idle := dialH2(t, gw.Addr)
+	busy := dialH2(t, gw.Addr)
+	if status := busy.get(t, 1, "/warm"); status != 200 {
+		t.Fatalf("warm-up: %d", status)
+	}
+	// busy keeps a stream open: its request body never ends.
+	if err := busy.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: busy.block("/open", ":method", "POST"), EndStream: false, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 })
+	// The newest idle connection of the two is not "busy": the third connection evicts "idle"
+	// (busy has a stream being served).
+	time.Sleep(50 * time.Millisecond) // let busy's handler start
+	third := dialH2(t, gw.Addr)
+	if status := third.get(t, 1, "/third"); status != 200 {
+		t.Fatalf("a new connection at max_connections: %d", status)
+	}
+	if _, _, closed := idle.drainUntilClosed(5 * time.Second); !closed {
+		t.Error("the idle HTTP/2 connection was not closed to make room")
+	}
+	if _, _, closed := busy.drainUntilClosed(300 * time.Millisecond); closed {
+		t.Error("the busy HTTP/2 connection was closed")
+	}
+}
+
+// TestH2LargeUpload: request bodies over the 1 MiB read-whole limit, declared or not, reach the
+// upstream intact.
+func TestH2LargeUpload(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	payload := bytes.Repeat([]byte("sluice-h2-upload-"), (5<<20)/17) // ~5 MiB
+	sum := sha256.Sum256(payload)
+	for _, declared := range []bool{true, false} {
+		var body io.Reader = bytes.NewReader(payload)
+		if !declared {
+			body = io.MultiReader(body) // hides the length: no content-length
+		}
+		req, _ := http.NewRequest("PUT", gw.URL+"/upload", body)
+		resp, err := h2cClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := decodeEcho(t, resp)
+		if resp.StatusCode != 200 || e.BodyLen != len(payload) || e.BodySHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("declared %v: %d, upstream got %d bytes (sha256 %s)", declared, resp.StatusCode, e.BodyLen, e.BodySHA256)
+		}
 	}
 }

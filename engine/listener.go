@@ -151,6 +151,10 @@ type clientConn struct {
 	// idleness, up to streamEnd (the watchdog's clock; 0: no end) for the whole (stream.go).
 	streaming atomic.Bool
 	streamEnd atomic.Int64
+	// For an HTTP/2 connection (h2idle.go): the streams its handlers are serving, and since
+	// when (the watchdog's clock) it has served none; 0: busy, or not HTTP/2; -1: evicted.
+	h2Streams atomic.Int32
+	h2Idle    atomic.Int64
 	// lineSeen: the current request's line has ended in what was read (linger.go).
 	// Atomic: a TLS connection's closing alert may be written from another goroutine.
 	lineSeen atomic.Bool
