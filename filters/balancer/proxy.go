@@ -140,6 +140,9 @@ type exchange struct {
 	held       int // what the response has reserved of the budget
 	// unreplayable: a streamed request body was (partly) sent: no retry can send it again.
 	unreplayable bool
+	// keepStream: forward a streamed request body as a stream (every target is on the HTTP/2
+	// client).
+	keepStream bool
 }
 
 const maxPooledScratch = 256 << 10
@@ -221,8 +224,10 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	h.SetNoDefaultContentType(true)
 	// One Content-Length whatever framing the client used (the server read the whole body,
 	// de-chunked): nothing about the client's framing reaches the upstream.
-	// A streamed body keeps its own framing (Body would read it whole).
-	if !c.Request.IsBodyStream() {
+	// A streamed body stays a stream for an upstream whose targets all speak through the
+	// HTTP/2 client (h2transport.go), which sends it as it comes; the HTTP/1.1 exchange holds
+	// it (Body reads it whole, within max_body_bytes).
+	if !(x.keepStream && c.Request.IsBodyStream()) {
 		if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
 			h.SetContentLength(len(body))
 		}

@@ -68,6 +68,9 @@ type Upstream struct {
 	maxHeld        int
 	upgradeIdle    time.Duration
 	forwarded      bool // the server's forwarded_header: send Forwarded (RFC 7239)
+	// streamsBodies: every target is on the HTTP/2 client, which forwards a streamed request
+	// body as it comes (h2transport.go); the HTTP/1.1 exchange reads it whole first.
+	streamsBodies bool
 	attempts       int
 	on             retryOn
 	budget         retryBudget
@@ -179,6 +182,12 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		}
 		u.groups = append(u.groups, g)
 	}
+	u.streamsBodies = len(u.groups) > 0
+	for _, g := range u.groups {
+		if !usesH2Client(cfg.Protocol, g.tls.enabled) {
+			u.streamsBodies = false
+		}
+	}
 	if env.Validating {
 		u.set.Store(&targetSet{picker: newPicker(cfg.Policy, nil)})
 		return u, nil
@@ -225,6 +234,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	x := acquireExchange(c)
 	defer releaseExchange(x)
 	x.rfc7239 = u.forwarded
+	x.keepStream = u.streamsBodies
 	x.prepare(c)
 	defer x.restore(c)
 	if x.upgrade {
