@@ -71,12 +71,12 @@ type Upstream struct {
 	// streamsBodies: every target is on the HTTP/2 client, which forwards a streamed request
 	// body as it comes (h2transport.go); the HTTP/1.1 exchange reads it whole first.
 	streamsBodies bool
-	attempts       int
-	on             retryOn
-	budget         retryBudget
-	outlier        *OutlierDetectionConfig
-	metrics        *upstreamMetrics
-	inflight       atomic.Int64
+	attempts      int
+	on            retryOn
+	budget        retryBudget
+	outlier       *OutlierDetectionConfig
+	metrics       *upstreamMetrics
+	inflight      atomic.Int64
 
 	// groups are the configured targets with what they resolved to; guarded by mu.
 	mu       sync.Mutex
