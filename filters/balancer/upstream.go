@@ -68,15 +68,13 @@ type Upstream struct {
 	maxHeld        int
 	upgradeIdle    time.Duration
 	forwarded      bool // the server's forwarded_header: send Forwarded (RFC 7239)
-	// streamsBodies: every target is on the HTTP/2 client, which forwards a streamed request
-	// body as it comes (h2transport.go); the HTTP/1.1 exchange reads it whole first.
-	streamsBodies bool
-	attempts      int
-	on            retryOn
-	budget        retryBudget
-	outlier       *OutlierDetectionConfig
-	metrics       *upstreamMetrics
-	inflight      atomic.Int64
+	streamsBodies  bool // every target is on the HTTP/2 client: a streamed request body stays a stream
+	attempts       int
+	on             retryOn
+	budget         retryBudget
+	outlier        *OutlierDetectionConfig
+	metrics        *upstreamMetrics
+	inflight       atomic.Int64
 
 	// groups are the configured targets with what they resolved to; guarded by mu.
 	mu       sync.Mutex
