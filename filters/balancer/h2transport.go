@@ -80,24 +80,37 @@ type h2Client struct {
 	needH2  bool        // protocol "h2": a target that does not choose h2 by ALPN is refused
 }
 
+// usesH2Client reports whether a target (with TLS or not) is served by the HTTP/2 client under
+// protocol.
+func usesH2Client(protocol string, tls bool) bool {
+	switch protocol {
+	case protocolH2, protocolAuto:
+		return tls
+	case protocolH2C:
+		return !tls
+	}
+	return false
+}
+
 // newH2Client returns the client of a target under protocol, or nil for a target that stays on
 // the HTTP/1.1 exchange.
 func newH2Client(protocol, addr string, ts tlsSettings, connect, slotWait time.Duration, maxConns int) *h2Client {
+	if !usesH2Client(protocol, ts.enabled) {
+		return nil
+	}
 	var p http.Protocols
 	h := &h2Client{addr: addr, connect: connect, scheme: "http"}
-	switch {
-	case protocol == protocolH2C && !ts.enabled:
+	switch protocol {
+	case protocolH2C:
 		p.SetUnencryptedHTTP2(true)
-	case protocol == protocolH2 && ts.enabled:
+	case protocolH2:
 		p.SetHTTP2(true)
 		h.needH2 = true
 		h.tls = clientTLS(ts, []string{"h2"})
-	case protocol == protocolAuto && ts.enabled:
+	default: // auto, on a TLS target
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		h.tls = clientTLS(ts, []string{"h2", "http/1.1"})
-	default:
-		return nil
 	}
 	if h.tls != nil {
 		h.scheme = "https"
