@@ -314,6 +314,15 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		return
 	}
 	finishResponse(c, x)
+	if body != nil && grpcCall && body.empty() {
+		// A trailers-only gRPC answer (its HEADERS frame ended the stream) stays one: without
+		// a body stream the client's HTTP/2 stream ends with the header section, where the
+		// status is. Streamed, it would end with an empty DATA frame after headers that gRPC
+		// clients do not read a status from.
+		_ = body.Close()
+		body = nil
+		c.Response.Header.SetContentLength(0)
+	}
 	if body == nil {
 		return
 	}
