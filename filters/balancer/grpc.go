@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -175,9 +176,9 @@ func trailersOnlyStatus(resp *fasthttp.Response, body *upstreamBody) int {
 // shouldRetryGRPC decides whether a gRPC call answered trailers-only with a status of grpc_on
 // is tried again on another target. gRPC calls are POSTs: a status listed in grpc_on is retried
 // whatever the method (the operator listed it), but only while the request body can be sent
-// again (not a body streamed from the client).
-func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
-	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || c.Request.IsBodyStream() {
+// again: held, or streamed and kept by x.replay.
+func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, x *exchange, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
+	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && !x.replayOn) {
 		return false
 	}
 	code := trailersOnlyStatus(c.Response, body)
@@ -199,3 +200,55 @@ func (b *upstreamBody) empty() bool {
 	}
 	return false
 }
+
+// maxGRPCReplay bounds what is kept of a gRPC call's streamed request body for a retry on
+// grpc_on: a unary call's message, or the first messages of a stream. A call that sent more is
+// not retried.
+const maxGRPCReplay = 64 << 10
+
+// grpcReplay is a gRPC call's streamed request body (over HTTP/2 a gRPC request has no
+// Content-Length, so the server streams it) as the upstream transport reads it: the bytes read
+// are kept, up to maxGRPCReplay, so that a retry sends them again before the rest. Reads and
+// rewinds never overlap: an attempt's exchange is finished (its request body closed by the
+// transport) before the next one starts.
+type grpcReplay struct {
+	src  io.Reader
+	buf  []byte // what was read from src so far
+	pos  int    // the next byte of buf a read returns; len(buf): read from src
+	over bool   // more than maxGRPCReplay bytes were read: the body cannot be sent again
+}
+
+// start makes r replay src, reusing its buffer.
+func (r *grpcReplay) start(src io.Reader) {
+	r.src, r.buf, r.pos, r.over = src, r.buf[:0], 0, false
+}
+
+// reset drops the source (the pooled exchange must not keep the request's stream), and a
+// buffer grown for a large call.
+func (r *grpcReplay) reset() {
+	r.src = nil
+	if cap(r.buf) > maxGRPCReplay {
+		r.buf = nil
+	}
+}
+
+func (r *grpcReplay) Read(p []byte) (int, error) {
+	if r.pos < len(r.buf) {
+		n := copy(p, r.buf[r.pos:])
+		r.pos += n
+		return n, nil
+	}
+	n, err := r.src.Read(p)
+	if n > 0 && !r.over {
+		if len(r.buf)+n > maxGRPCReplay {
+			r.over, r.buf = true, r.buf[:0]
+		} else {
+			r.buf = append(r.buf, p[:n]...)
+		}
+		r.pos = len(r.buf)
+	}
+	return n, err
+}
+
+// rewind makes the next read start again from the body's first byte.
+func (r *grpcReplay) rewind() { r.pos = 0 }

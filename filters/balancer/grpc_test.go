@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,32 @@ func TestHealthCheckMessages(t *testing.T) {
 		if _, err := parseHealthCheckResponse([]byte(in)); err == nil {
 			t.Errorf("parseHealthCheckResponse(%q) accepted", in)
 		}
+	}
+}
+
+func TestGRPCReplay(t *testing.T) {
+	var r grpcReplay
+	r.start(strings.NewReader("hello, world"))
+	buf := make([]byte, 5)
+	var got []byte
+	n, _ := r.Read(buf)
+	got = append(got, buf[:n]...)
+	r.rewind()
+	all, err := io.ReadAll(&r)
+	if err != nil || string(all) != "hello, world" || string(got) != "hello" {
+		t.Fatalf("after a rewind: %q, %v (first read %q)", all, err, got)
+	}
+	r.rewind()
+	if again, _ := io.ReadAll(&r); string(again) != "hello, world" {
+		t.Errorf("a second rewind: %q", again)
+	}
+	big := strings.Repeat("x", maxGRPCReplay+1)
+	r.start(strings.NewReader(big))
+	if all, _ := io.ReadAll(&r); len(all) != len(big) || !r.over {
+		t.Errorf("a body over maxGRPCReplay: read %d, over %v", len(all), r.over)
+	}
+	r.reset()
+	if r.src != nil {
+		t.Error("reset kept the source")
 	}
 }

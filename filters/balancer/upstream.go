@@ -245,6 +245,11 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			deadline = d
 			x.slack = grpcDeadlineSlack(u, start, d)
 		}
+		if u.on.grpc != 0 && c.Request.IsBodyStream() {
+			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
+			x.replay.start(c.Request.BodyStream())
+			x.replayOn = true
+		}
 	}
 
 	idempotent := isIdempotent(&c.Request.Header)
@@ -290,14 +295,20 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		if grpcTimed {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
+		if x.replayOn && attempt > 0 {
+			x.replay.rewind()
+		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		if x.replayOn && x.replay.over {
+			x.unreplayable = true // more was sent than was kept
+		}
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
 		retry := !x.unreplayable && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
 		if !retry && !x.unreplayable && grpcCall && fail == failNone {
-			retry = u.shouldRetryGRPC(c, body, attempt, deadline, now)
+			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
 		}
 		// A streamed request body partly sent cannot be sent again (h2transport.go).
 		if !retry {
