@@ -1,9 +1,11 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -178,7 +180,7 @@ func trailersOnlyStatus(resp *fasthttp.Response, body *upstreamBody) int {
 // whatever the method (the operator listed it), but only while the request body can be sent
 // again: held, or streamed and kept by x.replay.
 func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, x *exchange, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
-	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && !x.replayOn) {
+	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && x.replay == nil) {
 		return false
 	}
 	code := trailersOnlyStatus(c.Response, body)
@@ -206,49 +208,101 @@ func (b *upstreamBody) empty() bool {
 // not retried.
 const maxGRPCReplay = 64 << 10
 
-// grpcReplay is a gRPC call's streamed request body (over HTTP/2 a gRPC request has no
-// Content-Length, so the server streams it) as the upstream transport reads it: the bytes read
-// are kept, up to maxGRPCReplay, so that a retry sends them again before the rest. Reads and
-// rewinds never overlap: an attempt's exchange is finished (its request body closed by the
-// transport) before the next one starts.
-type grpcReplay struct {
-	src  io.Reader
-	buf  []byte // what was read from src so far
-	pos  int    // the next byte of buf a read returns; len(buf): read from src
-	over bool   // more than maxGRPCReplay bytes were read: the body cannot be sent again
+var errReplayLost = errors.New("the request body was not kept whole for a retry (over 64 KiB)")
+
+// replaySource is a gRPC call's streamed request body (over HTTP/2 a gRPC request has no
+// Content-Length, so the server streams it) shared by the call's attempts: each attempt reads it
+// through a view of its own, which first replays what earlier attempts read (kept, up to
+// maxGRPCReplay bytes), then reads on. An abandoned attempt's transport may still be inside a
+// read of the client's stream (net/http closes a request body concurrently with its reads):
+// whatever that read returns is kept for the next attempt, and the source is read by one view
+// at a time, never under the lock, so a view waiting for it never blocks the others. The
+// source outlives the balancer's Serve (a stream's body is read until the call ends), so it
+// belongs to the call's goroutines, not to the pooled exchange.
+type replaySource struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	src     io.Reader
+	buf     []byte      // the bytes read from src so far, unless over
+	total   int         // bytes read from src
+	over    bool        // the latest attempt read past maxGRPCReplay: buf is dropped
+	reading bool        // a view is inside src.Read
+	err     error       // src's final error (io.EOF included)
+	live    *replayView // the latest attempt's view
 }
 
-// start makes r replay src, reusing its buffer.
-func (r *grpcReplay) start(src io.Reader) {
-	r.src, r.buf, r.pos, r.over = src, r.buf[:0], 0, false
+type replayView struct {
+	s   *replaySource
+	pos int // bytes of the body this view has returned
 }
 
-// reset drops the source (the pooled exchange must not keep the request's stream), and a
-// buffer grown for a large call.
-func (r *grpcReplay) reset() {
-	r.src = nil
-	if cap(r.buf) > maxGRPCReplay {
-		r.buf = nil
-	}
+func newReplaySource(src io.Reader) *replaySource {
+	s := &replaySource{src: src}
+	s.cond.L = &s.mu
+	return s
 }
 
-func (r *grpcReplay) Read(p []byte) (int, error) {
-	if r.pos < len(r.buf) {
-		n := copy(p, r.buf[r.pos:])
-		r.pos += n
-		return n, nil
-	}
-	n, err := r.src.Read(p)
-	if n > 0 && !r.over {
-		if len(r.buf)+n > maxGRPCReplay {
-			r.over, r.buf = true, r.buf[:0]
-		} else {
-			r.buf = append(r.buf, p[:n]...)
+// view returns a reader of the whole body for the next attempt.
+func (s *replaySource) view() *replayView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live = &replayView{s: s}
+	return s.live
+}
+
+// lost reports whether the body can no longer be sent again whole.
+func (s *replaySource) lost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.over
+}
+
+func (v *replayView) Read(p []byte) (int, error) {
+	s := v.s
+	s.mu.Lock()
+	for {
+		if v.pos < s.total {
+			if s.over {
+				s.mu.Unlock()
+				return 0, errReplayLost
+			}
+			n := copy(p, s.buf[v.pos:])
+			v.pos += n
+			s.mu.Unlock()
+			return n, nil
 		}
-		r.pos = len(r.buf)
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return 0, err
+		}
+		if !s.reading {
+			break
+		}
+		s.cond.Wait() // another view is reading the client's stream: its bytes are kept
 	}
+	s.reading = true
+	live := v == s.live
+	s.mu.Unlock()
+	n, err := s.src.Read(p)
+	s.mu.Lock()
+	s.reading = false
+	if n > 0 {
+		switch {
+		case s.over:
+		case live && len(s.buf)+n > maxGRPCReplay:
+			// The latest attempt needs none of it; a later one could not be sent whole.
+			s.over, s.buf = true, nil
+		default:
+			s.buf = append(s.buf, p[:n]...)
+		}
+		s.total += n
+		v.pos += n
+	}
+	if err != nil {
+		s.err = err
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
 	return n, err
 }
-
-// rewind makes the next read start again from the body's first byte.
-func (r *grpcReplay) rewind() { r.pos = 0 }

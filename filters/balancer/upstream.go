@@ -247,8 +247,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		}
 		if u.on.grpc != 0 && c.Request.IsBodyStream() {
 			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
-			x.replay.start(c.Request.BodyStream())
-			x.replayOn = true
+			x.replay = newReplaySource(c.Request.BodyStream())
 		}
 	}
 
@@ -295,11 +294,8 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		if grpcTimed {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
-		if x.replayOn && attempt > 0 {
-			x.replay.rewind()
-		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
-		if x.replayOn && x.replay.over {
+		if x.replay != nil && x.replay.lost() {
 			x.unreplayable = true // more was sent than was kept
 		}
 		c.Attempts++

@@ -237,12 +237,15 @@ func TestInterop(t *testing.T) {
 // testSecret signs the test tokens (HS256 needs at least 32 bytes).
 const testSecret = "interop-test-secret-0123456789abcdef"
 
-// token mints an HS256 JWT for sub, valid for an hour.
-func token(sub string) string {
+// token mints an HS256 JWT for sub, valid for an hour, signed with testSecret.
+func token(sub string) string { return tokenWith(testSecret, sub) }
+
+// tokenWith mints an HS256 JWT for sub, valid for an hour, signed with secret.
+func tokenWith(secret, sub string) string {
 	enc := base64.RawURLEncoding
 	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 	body := enc.EncodeToString([]byte(fmt.Sprintf(`{"sub":%q,"exp":%d}`, sub, time.Now().Add(time.Hour).Unix())))
-	mac := hmac.New(sha256.New, []byte(testSecret))
+	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(head + "." + body))
 	return head + "." + body + "." + enc.EncodeToString(mac.Sum(nil))
 }
