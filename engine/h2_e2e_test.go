@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -207,4 +208,179 @@ func TestH2CUpgradeRefused(t *testing.T) {
 	if _, ok := e.Headers["Http2-Settings"]; ok {
 		t.Errorf("HTTP2-Settings reached the upstream: %v", e.Headers)
 	}
+}
+
+// h1Client speaks HTTP/1.1 (over TLS without verifying certificates).
+func h1Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+}
+
+// TestH2Limits: max_header_bytes and max_body_bytes hold over HTTP/2 as over HTTP/1.1.
+func TestH2Limits(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_header_bytes = "4KiB"
+  max_body_bytes = "1KiB"`)
+	c := h2cClient()
+	do := func(req *http.Request) (int, upstream.Echo) {
+		t.Helper()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("proto %s", resp.Proto)
+		}
+		var e upstream.Echo
+		body, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(body, &e)
+		return resp.StatusCode, e
+	}
+
+	before := up.Requests.Load()
+	req, _ := http.NewRequest("GET", gw.URL+"/big-header", nil)
+	for i := range 8 {
+		req.Header.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("a", 1000))
+	}
+	if status, _ := do(req); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("8 KiB of header fields over a 4 KiB max_header_bytes: %d, want 431", status)
+	}
+	// One field longer than the whole limit: Go's HPACK decoder refuses the string itself, a
+	// COMPRESSION_ERROR for the connection.
+	req, _ = http.NewRequest("GET", gw.URL+"/big-field", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 8<<10))
+	if resp, err := h2cClient().Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("an 8 KiB field over a 4 KiB max_header_bytes: %d, want 431 or a refused connection", resp.StatusCode)
+		}
+	}
+	if n := up.Requests.Load() - before; n != 0 {
+		t.Errorf("oversized headers reached the upstream %d times", n)
+	}
+
+	req, _ = http.NewRequest("POST", gw.URL+"/declared", strings.NewReader(strings.Repeat("b", 2000)))
+	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("declared 2000-byte body over 1 KiB: %d, want 413", status)
+	}
+
+	// Unknown length (no content-length): a body stream cut at max_body_bytes.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte(strings.Repeat("c", 5000)))
+		_ = pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", gw.URL+"/streamed", pr)
+	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("undeclared 5000-byte body over 1 KiB: %d, want 413", status)
+	}
+
+	before = up.Requests.Load()
+	req, _ = http.NewRequest("POST", gw.URL+"/fits", strings.NewReader(strings.Repeat("d", 1000)))
+	status, e := do(req)
+	if status != 200 || e.BodyLen != 1000 {
+		t.Errorf("1000-byte body: %d, upstream got %d bytes", status, e.BodyLen)
+	}
+	pr, pw = io.Pipe()
+	go func() {
+		for i := 0; i < 10; i++ {
+			_, _ = pw.Write([]byte(strings.Repeat("e", 90)))
+		}
+		_ = pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", gw.URL+"/fits-streamed", pr)
+	status, e = do(req)
+	if status != 200 || e.BodyLen != 900 {
+		t.Errorf("undeclared 900-byte body: %d, upstream got %d bytes", status, e.BodyLen)
+	}
+	if n := up.Requests.Load() - before; n != 2 {
+		t.Errorf("upstream got %d requests for the two that fit", n)
+	}
+}
+
+// TestH2ConnLimits: max_conns_per_ip and max_connections count HTTP/2 connections.
+func TestH2ConnLimits(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_conns_per_ip = 2`)
+	var conns []*h2Raw
+	for i := 0; i < 2; i++ {
+		conns = append(conns, dialH2(t, gw.Addr))
+	}
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 })
+	// A third connection from the same address is refused before it is classified.
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	got, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 429") {
+		t.Fatalf("third connection got %q, want a 429 refusal", got)
+	}
+	// Closing an HTTP/2 connection gives its slot back.
+	conns[0].conn.Close()
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 1 })
+	c3 := dialH2(t, gw.Addr)
+	if status := c3.get(t, 1, "/after"); status != 200 {
+		t.Fatalf("after a slot was freed: %d", status)
+	}
+}
+
+// TestH2ClientResetAbortsUpstream: when the client resets its stream, the upstream exchange ends
+// at once (the upstream sees its connection close) instead of running to its timeout.
+func TestH2ClientResetAbortsUpstream(t *testing.T) {
+	started := make(chan struct{}, 1)
+	aborted := make(chan time.Duration, 1)
+	upSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		begin := time.Now()
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done(): // net/http notices the gateway closing the connection
+			aborted <- time.Since(begin)
+		case <-time.After(20 * time.Second):
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = upSrv.Serve(ln) }()
+	t.Cleanup(func() { _ = upSrv.Close() })
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "slow" {
+  target { address = %q }
+  timeouts { request = "30s" }
+}
+pipeline "all" {
+  balancer { upstream = upstream.slow }
+}
+`, ln.Addr().String()))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL+"/slow", nil)
+		resp, err := h2cClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	cancel() // RST_STREAM (CANCEL)
+	select {
+	case d := <-aborted:
+		t.Logf("upstream exchange aborted %v after it started", d)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream exchange went on after the client reset its stream")
+	}
+	<-errc
 }

@@ -63,6 +63,9 @@ func (s *Server) newH2Server() *http.Server {
 			// A client that stops reading: the connection fails once a write makes no progress
 			// for write_timeout.
 			WriteByteTimeout: cfg.WriteTimeout.D(),
+			// The protocol's default frame size (Go's own default is 1 MiB): a frame past it is
+			// a FRAME_SIZE_ERROR, as clients that never read SETTINGS expect (h2spec 4.2).
+			MaxReadFrameSize: 16 << 10,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connCtxKey{}, c)
@@ -95,6 +98,8 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	if status := s.h2Request(st, r, rc); status != 0 {
 		WriteError(&fc.Response, status)
+	} else if r.Context().Err() != nil {
+		// Reset before its handler ran (a queued stream under a rapid reset): nothing to do.
 	} else if s.admit(fc) {
 		c := AcquireCtx(fc)
 		c.Start = start
@@ -111,7 +116,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
-	s.writeResponse(w, rc, r, st)
+	abort := s.writeResponse(w, rc, r, st)
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()
 	if st.held != 0 {
@@ -124,6 +129,11 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	fc.ResetUserValues()
 	fc.Hijack(nil)
 	h2streamPool.Put(st)
+	if abort {
+		// The upstream failed mid-body: the stream ends in an error (RST_STREAM), not a clean
+		// end the client would take for the whole body.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // h2Request fills st's request from r, or returns the status to refuse it with. net/http has
@@ -239,8 +249,9 @@ func (b *h2Body) Read(p []byte) (int, error) {
 
 // writeResponse writes the Ctx's response to the stream: status, header fields less the ones
 // HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
-// trailers. write_timeout bounds each write's progress.
-func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, st *h2stream) {
+// trailers. write_timeout bounds each write's progress. It reports whether the stream must be
+// reset: a streamed body failed before its end.
+func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, st *h2stream) (abort bool) {
 	resp := &st.fc.Response
 	hdr := w.Header()
 	trailers := false
@@ -289,15 +300,24 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 	if err := rc.Flush(); err != nil {
 		return
 	}
+	if write > 0 {
+		_ = rc.SetWriteDeadline(time.Time{}) // the header is out; the body may be a while
+	}
 	if st.copy == nil {
 		st.copy = make([]byte, h2CopyBuffer)
 	}
 	src := resp.BodyStream()
+	// write_timeout bounds each write's progress, not the whole stream (server-sent events,
+	// downloads): the deadline is set before a write and taken off after one that may be
+	// followed by a wait for the upstream (a short read). Each change is a message to the
+	// connection's goroutine, so a download's deadline moves at most a few times per timeout.
+	armed, armedAt := false, time.Time{}
 	for {
 		n, err := src.Read(st.copy)
 		if n > 0 {
-			if write > 0 {
-				_ = rc.SetWriteDeadline(time.Now().Add(write)) // between writes, for streams
+			if now := time.Now(); write > 0 && (!armed || now.Sub(armedAt) > write/4) {
+				_ = rc.SetWriteDeadline(now.Add(write))
+				armed, armedAt = true, now
 			}
 			if _, werr := w.Write(st.copy[:n]); werr != nil {
 				return
@@ -305,15 +325,20 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 			if ferr := rc.Flush(); ferr != nil {
 				return
 			}
+			if armed && n < len(st.copy) {
+				_ = rc.SetWriteDeadline(time.Time{})
+				armed = false
+			}
 		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			// The upstream failed mid-body: the stream ends in an error (RST_STREAM), not a
-			// clean end the client would take for the whole body.
+			if r.Context().Err() != nil {
+				return // the client went away (the balancer ended the upstream's body for it)
+			}
 			s.log.Warn("upstream response body failed while streaming over HTTP/2", "err", err)
-			panic(http.ErrAbortHandler)
+			return true
 		}
 	}
 	// The trailers' values arrive with the stream's end (balancer: trailersTo).
@@ -321,6 +346,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		setTrailers(hdr, &resp.Header)
 		break
 	}
+	return false
 }
 
 // setTrailers puts the response's trailer fields into hdr as net/http's trailers.

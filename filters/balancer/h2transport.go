@@ -157,9 +157,9 @@ func (h *h2Client) close(after time.Duration) {
 	time.AfterFunc(after, h.rt.CloseIdleConnections)
 }
 
-// errClientGone: the client's request ended (its HTTP/2 stream was reset, its connection
-// closed) while the upstream was being asked. Not the target's failure, and not retried.
-var errClientGone = errors.New("the client went away")
+// errClientGone (clientgone.go): the client's request ended (its HTTP/2 stream was reset, its
+// connection closed) while the upstream was being asked. Not the target's failure, and not
+// retried.
 
 // h2Call is one exchange with an HTTP/2 target: its context, its response, and the request
 // bodies the Transport holds, which read the client's request and must be closed before the

@@ -302,11 +302,13 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		retry := !x.unreplayable && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
-		if !retry && !x.unreplayable && grpcCall && fail == failNone {
+		// A client that went away, or a streamed request body partly sent (h2transport.go),
+		// ends the attempts.
+		gone := errors.Is(err, errClientGone)
+		retry := !gone && !x.unreplayable && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		if !retry && !gone && !x.unreplayable && grpcCall && fail == failNone {
 			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
 		}
-		// A streamed request body partly sent cannot be sent again (h2transport.go).
 		if !retry {
 			break
 		}
@@ -400,6 +402,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
+	if err != nil && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, errClientGone)
+		}
+		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
+	}
 
 	fail := classify(err)
 	if fail == failClient {
