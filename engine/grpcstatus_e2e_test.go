@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"strconv"
@@ -119,5 +120,35 @@ pipeline "slow" {
 	// The balancer's own failure is still logged, though the client saw HTTP 200.
 	if logs := gw.Logs(); !strings.Contains(logs, "status=502") {
 		t.Errorf("the gRPC call's 502 was not logged:\n%s", logs)
+	}
+}
+
+// TestGRPCStatusOnRefusal: a gRPC call the server refuses before routing (here a second
+// Authorization field, 400) gets a gRPC status too.
+func TestGRPCStatusOnRefusal(t *testing.T) {
+	gw := gatewaytest.Start(t, `
+upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`)
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST /svc/M HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\n" +
+		"Authorization: Bearer a\r\nAuthorization: Bearer b\r\nContent-Length: 5\r\n\r\n\x00\x00\x00\x00\x00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 200 || string(resp.Header.Peek("grpc-status")) != "13" {
+		t.Errorf("two Authorization fields: %d grpc-status %q, want 200 and 13 (INTERNAL)", resp.StatusCode(), resp.Header.Peek("grpc-status"))
 	}
 }

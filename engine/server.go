@@ -245,6 +245,7 @@ var (
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
+		grpcAnswerTo(&fc.Request, &fc.Response) // grpcstatus.go: a gRPC client reads a status
 		return
 	}
 	c := AcquireCtx(fc)
@@ -268,6 +269,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	}
 	if status := s.clean(g, c, peer); status != 0 {
 		WriteError(&fc.Response, status)
+		grpcAnswer(c)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
