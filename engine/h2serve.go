@@ -112,9 +112,6 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		c.h2 = st
 		s.run(c, false)
 	}
-	if st.body.cancel != nil {
-		st.body.cancel()
-	}
 	if st.body.exceeded {
 		// The client sent more than max_body_bytes without declaring it: whatever the
 		// pipeline made of the truncated body, the answer is 413.
@@ -123,6 +120,11 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
 	abort := s.writeResponse(w, rc, r, st)
+	if st.body.cancel != nil {
+		// Only now: an HTTP/2 upstream exchange runs under this context (ClientContext) until
+		// its response body has been written (a gRPC call's request body always streams).
+		st.body.cancel()
+	}
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()
 	if st.held != 0 {

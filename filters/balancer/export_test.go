@@ -6,3 +6,6 @@ func SetResolver(r Resolver) (restore func()) {
 	prev := resolver.Swap(&r)
 	return func() { resolver.Store(prev) }
 }
+
+// ErrClientGone is errClientGone, for the tests.
+var ErrClientGone = errClientGone

@@ -108,10 +108,9 @@ func TestH2TLSUpstream(t *testing.T) {
 	mtls := startH2Upstream(t, http.HandlerFunc(tlsEcho), &tls.Config{
 		Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool,
 	}, 0)
-	h1only := startH2Upstream(t, http.HandlerFunc(tlsEcho), &tls.Config{Certificates: []tls.Certificate{srvCert}}, 0)
-	var p http.Protocols
-	p.SetHTTP1(true)
-	h1only.Srv.Protocols = &p // read when each connection starts: HTTP/1.1 only from now on
+	var h1 http.Protocols
+	h1.SetHTTP1(true)
+	h1only := startUpstreamWith(t, http.HandlerFunc(tlsEcho), &tls.Config{Certificates: []tls.Certificate{srvCert}}, 0, &h1)
 
 	const verified = `    tls = true
     ca_file = "ca.pem"

@@ -70,8 +70,10 @@ const h2IdleTimeout = 60 * time.Second
 
 // h2Client is an HTTP/2 (or, under "auto", ALPN-chosen) client for one target.
 type h2Client struct {
-	rt      *http.Transport
-	scheme  string // "https" or "http"
+	rt      *http.Transport // makes the connections of pool and probes
+	pool    *h2Pool
+	probes  *h2Pool // the health checks' own connection: probes never wait behind requests
+	scheme  string  // "https" or "http"
 	addr    string
 	connect time.Duration
 	tls     *tls.Config // nil: h2c
@@ -80,7 +82,7 @@ type h2Client struct {
 
 // newH2Client returns the client of a target under protocol, or nil for a target that stays on
 // the HTTP/1.1 exchange.
-func newH2Client(protocol, addr string, ts tlsSettings, connect time.Duration, maxConns int) *h2Client {
+func newH2Client(protocol, addr string, ts tlsSettings, connect, slotWait time.Duration, maxConns int) *h2Client {
 	var p http.Protocols
 	h := &h2Client{addr: addr, connect: connect, scheme: "http"}
 	switch {
@@ -101,13 +103,12 @@ func newH2Client(protocol, addr string, ts tlsSettings, connect time.Duration, m
 		h.scheme = "https"
 	}
 	h.rt = &http.Transport{
-		Proxy:               nil, // never the environment's HTTP_PROXY: the target is dialled as configured
-		DialContext:         h.dial,
-		DialTLSContext:      h.dial,
-		DisableCompression:  true, // the client's Accept-Encoding goes through as it is
-		MaxConnsPerHost:     maxConns,
-		MaxIdleConnsPerHost: maxConns,
-		IdleConnTimeout:     h2IdleTimeout,
+		Proxy:              nil, // never the environment's HTTP_PROXY: the target is dialled as configured
+		DialContext:        h.dial,
+		DialTLSContext:     h.dial,
+		DisableCompression: true, // the client's Accept-Encoding goes through as it is
+		// An HTTP/2 connection that carried no stream for this long closes itself.
+		IdleConnTimeout: h2IdleTimeout,
 		// The HTTP/1.1 exchange reads a response head into a 16 KiB buffer: the same bound.
 		MaxResponseHeaderBytes: upstreamReadBuffer,
 		Protocols:              &p,
@@ -119,6 +120,8 @@ func newH2Client(protocol, addr string, ts tlsSettings, connect time.Duration, m
 			PingTimeout:     max(connect, time.Second),
 		},
 	}
+	h.pool = newH2Pool(h.rt, h.scheme, addr, maxConns, slotWait)
+	h.probes = newH2Pool(h.rt, h.scheme, addr, 1, connect)
 	return h
 }
 
@@ -148,18 +151,45 @@ func (h *h2Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 // closeIdle closes the connections that carry no stream.
-func (h *h2Client) closeIdle() { h.rt.CloseIdleConnections() }
-
-// close closes the idle connections now and those still carrying streams once the longest
-// exchange could have ended.
-func (h *h2Client) close(after time.Duration) {
-	h.rt.CloseIdleConnections()
-	time.AfterFunc(after, h.rt.CloseIdleConnections)
+func (h *h2Client) closeIdle() {
+	h.pool.closeIdle()
+	h.probes.closeIdle()
 }
 
-// errClientGone (clientgone.go): the client's request ended (its HTTP/2 stream was reset, its
-// connection closed) while the upstream was being asked. Not the target's failure, and not
-// retried.
+// close closes the idle connections now and the others when their last stream ends.
+func (h *h2Client) close() {
+	h.pool.close()
+	h.probes.close()
+}
+
+// maxUnprocessedRetries bounds how often a request the target did not process (a refused
+// stream, a connection going away) is sent again on another connection, not counting as a retry.
+const maxUnprocessedRetries = 3
+
+// roundTrip sends req on a connection of pool; a request the target did not process goes again
+// on another connection while its body can be sent again (rewind makes a new one; nil: it cannot).
+func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.ReadCloser) (*http.Response, error) {
+	for n := 0; ; n++ {
+		cc, err := pool.get(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		resp, err := cc.RoundTrip(req)
+		if err == nil || n == maxUnprocessedRetries || !unprocessed(err) {
+			return resp, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			var body io.ReadCloser
+			if rewind != nil {
+				body = rewind()
+			}
+			if body == nil {
+				return nil, err
+			}
+			req.Body = body
+		}
+	}
+}
 
 // h2Call is one exchange with an HTTP/2 target: its context, its response, and the request
 // bodies the Transport holds, which read the client's request and must be closed before the
@@ -232,6 +262,11 @@ type h2ReqBody struct {
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
+	select {
+	case <-b.closed:
+		return 0, io.ErrClosedPipe // an abandoned attempt's: the client's request is another's now
+	default:
+	}
 	n, err := b.r.Read(p)
 	if n > 0 && b.stream {
 		b.call.streamRead.Store(true)
@@ -280,22 +315,23 @@ func trailersInto(dst *fasthttp.ResponseHeader, tr http.Header) {
 }
 
 // roundTripH2 is roundTrip for a target with an HTTP/2 client: it sends the request prepare made
-// ready, within deadline and for as long as the client's request lives (c.Context), and puts the
+// ready, within deadline and for as long as the client is there (c.ClientContext, clientgone.go:
+// a client gone resets the upstream stream), and puts the
 // response head into c.Response. A body of known length that fits max_response_bytes (and the
 // held-response budget) is announced as of unknown length, so that holdOrStream reads it whole;
 // gRPC and server-sent-event responses stream at once; others as holdOrStream decides.
 func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, deadline time.Time) (*upstreamBody, error) {
-	parent := c.Context
+	parent := c.ClientContext
 	if parent == nil {
-		parent = context.Background()
+		parent = context.Background() // HTTP/1.x: bounded by the deadline only
 	}
 	if parent.Err() != nil {
 		return nil, errClientGone
 	}
 	k := &h2Call{parent: parent}
 	k.ctx, k.cancel = context.WithDeadline(parent, deadline)
-	req := t.h2.request(k, c, x)
-	resp, err := t.h2.rt.RoundTrip(req)
+	req, rewind := t.h2.request(k, c, x)
+	resp, err := t.h2.roundTrip(t.h2.pool, req, rewind)
 	if err != nil {
 		k.finish()
 		if k.streamRead.Load() {
@@ -426,7 +462,7 @@ func releaseHeadReader(r *bufReader) {
 // request makes the http.Request for c's prepared request: the forwarded path, the request's
 // headers, prepare's forwarding lines and the attempt's trace context lines, and the body (held,
 // or the client's stream, never buffered here).
-func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) *http.Request {
+func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request, func() io.ReadCloser) {
 	rh := &c.Request.Header
 	path, query, _ := strings.Cut(string(rh.RequestURI()), "?")
 	hdr := make(http.Header, 16)
@@ -457,6 +493,7 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) *http.Request 
 		Header:     hdr,
 		Host:       string(rh.Host()),
 	}
+	var rewind func() io.ReadCloser
 	switch {
 	case c.Request.IsBodyStream():
 		req.ContentLength = int64(rh.ContentLength())
@@ -464,20 +501,33 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) *http.Request 
 			req.ContentLength = -1
 		}
 		if x.replay != nil {
-			// Kept for a retry on retry.grpc_on (grpc.go), which checks what it could keep.
+			// Kept for a retry on retry.grpc_on (grpc.go), which checks what it could keep;
+			// a request the target did not process goes again the same way.
 			req.Body = k.body(x.replay.view(), false)
+			rewind = func() io.ReadCloser {
+				if x.replay.lost() {
+					return nil
+				}
+				return k.body(x.replay.view(), false)
+			}
 		} else {
-			req.Body = k.body(c.Request.BodyStream(), true)
+			stream := k.body(c.Request.BodyStream(), true)
+			req.Body = stream
+			// A request the target did not process goes again while none of the stream was read.
+			rewind = func() io.ReadCloser {
+				if k.streamRead.Load() {
+					return nil
+				}
+				return k.body(c.Request.BodyStream(), true)
+			}
 		}
 	case len(c.Request.Body()) > 0:
 		body := c.Request.Body()
 		req.ContentLength = int64(len(body))
 		req.Body = k.body(bytes.NewReader(body), false)
-		// The Transport sends the request again by itself when a connection went away
-		// (GOAWAY) before the target took it.
-		req.GetBody = func() (io.ReadCloser, error) { return k.body(bytes.NewReader(body), false), nil }
+		rewind = func() io.ReadCloser { return k.body(bytes.NewReader(body), false) }
 	}
-	return req.WithContext(k.ctx)
+	return req.WithContext(k.ctx), rewind
 }
 
 // addLines adds the "Name: value\r\n" lines of b to hdr.
@@ -519,7 +569,7 @@ func (h *h2Client) probe(t *target, hc *HealthCheckConfig) (int, error) {
 	}
 	req.Host = hostHeader(t)
 	req.Header.Set("User-Agent", "sluice-health-check")
-	resp, err := h.rt.RoundTrip(req)
+	resp, err := h.roundTrip(h.probes, req, nil)
 	if err != nil {
 		return 0, err
 	}

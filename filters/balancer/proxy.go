@@ -505,7 +505,6 @@ const (
 	failConnect         // the request was never sent: dial, TLS handshake, no free connection
 	failReset           // the connection broke after (part of) the request was sent
 	failTimeout         // no response within the attempt's deadline
-	failClient          // the client went away first (errClientGone): not the target's failure
 )
 
 // dialError marks an error that happened before anything was written to the upstream.
@@ -519,9 +518,6 @@ var errNoFreeConns = errors.New("max_connections_per_target reached")
 func classify(err error) failure {
 	if err == nil {
 		return failNone
-	}
-	if errors.Is(err, errClientGone) {
-		return failClient
 	}
 	var de *dialError
 	if errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) {

@@ -44,8 +44,6 @@ type target struct {
 	probing atomic.Bool
 	// grpcProbe is the HTTP/2 client of type = "grpc" health checks (health_grpc.go), or nil.
 	grpcProbe *http.Transport
-	// requestTimeout bounds the streams an HTTP/2 target's connections still carry at close.
-	requestTimeout time.Duration
 }
 
 // tlsSettings is what a target's TLS client needs from its target block.
@@ -108,9 +106,8 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		t.grpcProbe = newGRPCProbe(addr, ts, u.connectTimeout)
 	}
 	t.dial = d.dial
-	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.maxConns); t.h2 != nil {
+	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.slotWait, u.maxConns); t.h2 != nil {
 		t.maxBusy = int32(min(u.maxConns*h2StreamsPerConn, 1<<30))
-		t.requestTimeout = u.requestTimeout
 	}
 	t.pool = newConnPool(u.maxConns, func(timeout time.Duration) (*upstreamConn, error) {
 		return d.dialPooled(addr, timeout)
@@ -189,7 +186,7 @@ func (t *target) closeIdle() {
 func (t *target) close() {
 	t.pool.close()
 	if t.h2 != nil {
-		t.h2.close(t.requestTimeout)
+		t.h2.close()
 	}
 	t.probe.CloseIdleConnections()
 	if t.grpcProbe != nil {

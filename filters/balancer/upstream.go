@@ -411,13 +411,6 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	}
 
 	fail := classify(err)
-	if fail == failClient {
-		// The client went away: that says nothing about the target.
-		if obs != nil {
-			obs.EndAttempt(c, tok, 0, err)
-		}
-		return fail, err, rtt, nil, endTime.UnixNano()
-	}
 	status := 0
 	if fail == failNone {
 		status = c.Response.StatusCode()
