@@ -24,6 +24,8 @@ type Config struct {
 	MaxConnectionsPerTarget int                     `hcl:"max_connections_per_target,optional" json:"max_connections_per_target"`
 	// Protocol is what the balancer speaks to the targets (h2transport.go): http1, h2, h2c or auto.
 	Protocol string `hcl:"protocol,optional" json:"protocol"`
+	// TLS turns TLS on for every target, with these settings where a target has none of its own.
+	TLS *UpstreamTLSConfig `hcl:"tls,block" json:"tls,omitempty"`
 }
 
 // TargetConfig is one `target { … }` block.
@@ -246,6 +248,7 @@ func (c *Config) Validate() error {
 	if c.Protocol == "" {
 		c.Protocol = protocolHTTP1
 	}
+	c.applyTLS()
 	errs = append(errs, c.validateProtocol()...)
 
 	if h := c.HealthCheck; h != nil {

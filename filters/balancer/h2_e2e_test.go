@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
+	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
@@ -510,6 +511,9 @@ func TestH2HealthCheck(t *testing.T) {
 	}), nil, 0)
 	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{up.Addr}, "",
 		"  health_check {\n    interval = \"50ms\"\n    healthy_threshold = 1\n    unhealthy_threshold = 1\n  }\n"))
+	if p := targetStatus(t, gw, up.Addr).Protocol; p != "h2c" {
+		t.Errorf("/upstreams says protocol %q, want h2c", p)
+	}
 	waitFor(t, 5*time.Second, "a probe", func() bool { return probeProto.Load() != nil })
 	if p := probeProto.Load(); p != "HTTP/2.0" {
 		t.Errorf("probe over %v, want HTTP/2.0", p)
@@ -636,5 +640,83 @@ func TestH2BothSides(t *testing.T) {
 	case <-aborted:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the upstream stream outlived the client's")
+	}
+}
+
+// TestH2OutlierEjectionAndMetrics: an h2c target answering 503 is ejected after
+// consecutive_failures, its 503s are retried on the healthy one, and the upstream metrics count
+// the HTTP/2 attempts as they do HTTP/1.1 ones.
+func TestH2OutlierEjectionAndMetrics(t *testing.T) {
+	bad := startH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }), nil, 0)
+	good := startH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "good") }), nil, 0)
+	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{bad.Addr, good.Addr}, "",
+		"  outlier_detection {\n    consecutive_failures = 2\n  }\n  retry {\n    attempts = 1\n    budget_percent = 100\n  }\n"))
+	for i := range 6 {
+		if code, body, _ := get(t, gatewaytest.Client(), gw.URL+"/x"); code != 200 || string(body) != "good" {
+			t.Fatalf("request %d: %d %q, want the 503 retried on the good target", i, code, body)
+		}
+	}
+	ts := targetStatus(t, gw, bad.Addr)
+	if ts.EjectedUntil == nil || ts.Failures != 2 {
+		t.Errorf("bad target: ejected until %v after %d failures, want ejected after 2", ts.EjectedUntil, ts.Failures)
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "target" && l.GetValue() == bad.Addr && m.GetCounter() != nil {
+					got[f.GetName()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["sluice_upstream_requests_total"] != 2 || got["sluice_upstream_failures_total"] != 2 || got["sluice_upstream_ejections_total"] != 1 {
+		t.Errorf("metrics of the bad target %v, want 2 requests, 2 failures, 1 ejection", got)
+	}
+}
+
+// TestH2StreamOutlivesTimeout: once a response body streams to the client, the upstream timeout
+// measures the time without progress: a stream of events longer than timeouts.request goes
+// through whole, and one that stalls for longer than it is cut.
+func TestH2StreamOutlivesTimeout(t *testing.T) {
+	events := func(n int, every, stallAfter time.Duration) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			begin := time.Now()
+			for i := range n {
+				_, _ = fmt.Fprintf(w, "data: %d\n\n", i)
+				w.(http.Flusher).Flush()
+				if stallAfter > 0 && time.Since(begin) > stallAfter {
+					<-r.Context().Done() // stalls until the gateway gives up
+					return
+				}
+				time.Sleep(every)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/long", events(12, 50*time.Millisecond, 0)) // 600 ms in all
+	mux.Handle("/stall", events(100, 50*time.Millisecond, 100*time.Millisecond))
+	up := startH2Upstream(t, mux, nil, 0)
+	gw := gatewaytest.Start(t, h2Config("", "h2c", []string{up.Addr}, "", "  timeouts {\n    request = \"300ms\"\n  }\n"))
+	resp, body := rawRequest(t, gw.Addr, "GET /long HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != 200 || strings.Count(string(body), "data:") != 12 {
+		t.Fatalf("%d %q: want all 12 events of a stream that outlives timeouts.request", resp.StatusCode, body)
+	}
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /stall HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+	begin := time.Now()
+	raw, _ := io.ReadAll(conn) // ends when the gateway cuts the stalled stream
+	if d := time.Since(begin); d > 5*time.Second || !strings.Contains(string(raw), "data: 0") || strings.Contains(string(raw), "\r\n0\r\n\r\n") {
+		t.Errorf("after %v: %q; want the first events, then the stream cut (no chunked end)", d, raw)
 	}
 }

@@ -83,17 +83,12 @@ func (p *h2Pool) reap() {
 	}
 }
 
-var errPoolClosed = errors.New("the target's connections are closed")
-
 // get reserves a stream on a connection, dialling one if fewer than max are open; when none has
 // a free stream and max are open, it waits up to p.wait, then fails with errNoFreeConns. The
 // caller makes exactly one RoundTrip (or Release) on the connection.
 func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 	var tm *time.Timer
 	for {
-		if p.closed.Load() {
-			return nil, errPoolClosed
-		}
 		p.mu.Lock()
 		p.dropDeadLocked()
 		// The most recently opened first: older connections drain and close when idle.
@@ -118,13 +113,10 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 				p.wake() // another waiter may dial in its place
 				return nil, err
 			}
-			if p.closed.Load() {
-				p.mu.Unlock()
-				_ = cc.Close()
-				return nil, errPoolClosed
-			}
 			p.conns = append(p.conns, cc)
-			if !p.reaping {
+			// A retired target (closed) still serves a request that chose it before: its
+			// connection closes when its last stream ends (changed).
+			if !p.reaping && !p.closed.Load() {
 				p.reaping = true
 				p.reaper.Reset(h2ReapEvery)
 			}
@@ -201,7 +193,8 @@ func (p *h2Pool) closeIdle() {
 	}
 }
 
-// close closes the idle connections now and the others when their last request ends.
+// close closes the idle connections now and the others when their last request ends, as it
+// does those a request still in flight on the old target set makes.
 func (p *h2Pool) close() {
 	p.closed.Store(true)
 	p.reaper.Stop()

@@ -85,9 +85,19 @@ func TestH2PoolBoundAndReap(t *testing.T) {
 	if n := pool.size(); n != 0 {
 		t.Fatalf("%d connections after two idle ticks, want 0", n)
 	}
+	// A retired target still serves a request that chose it; the connection closes after.
 	h.close()
-	if _, err := pool.get(ctx); !errors.Is(err, errPoolClosed) {
+	cc, err := pool.get(ctx)
+	if err != nil {
 		t.Fatalf("get on a closed pool: %v", err)
+	}
+	if _, err := cc.RoundTrip(mustGet(t, ctx, url)); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); cc.Err() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a retired target's connection stays open after its last stream")
+		}
 	}
 }
 

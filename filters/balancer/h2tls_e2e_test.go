@@ -214,3 +214,47 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestUpstreamTLSBlock: an upstream's tls block turns TLS on for every target with its settings
+// (here mutual TLS over h2 to two targets); its insecure_skip_verify is warned about as a
+// target's is.
+func TestUpstreamTLSBlock(t *testing.T) {
+	ca := newPKI(t, "upstream CA")
+	_, _, srvCert := ca.issue(t, upstreamHost, false)
+	clientCA := newPKI(t, "client CA")
+	clientCert, clientKey, _ := clientCA.issue(t, "sluice-gateway", true)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(clientCA.PEM)
+	conf := func() *tls.Config {
+		return &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	}
+	a := startH2Upstream(t, http.HandlerFunc(tlsEcho), conf(), 0)
+	b := startH2Upstream(t, http.HandlerFunc(tlsEcho), conf(), 0)
+	block := `  tls {
+    server_name = "` + upstreamHost + `"
+    ca_file     = "ca.pem"
+    cert_file   = "client.pem"
+    key_file    = "client-key.pem"
+  }
+`
+	gw := gatewaytest.StartWith(t, h2Config("", "h2", []string{a.Addr, b.Addr}, "", block),
+		gatewaytest.Options{Files: map[string][]byte{"ca.pem": ca.PEM, "client.pem": clientCert, "client-key.pem": clientKey}})
+	for range 4 {
+		resp, body := rawRequest(t, gw.Addr, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 201 || resp.Header.Get("X-Up-Proto") != "HTTP/2.0" || resp.Header.Get("X-Up-Client") != "sluice-gateway" ||
+			resp.Header.Get("X-Up-SNI") != upstreamHost {
+			t.Fatalf("%d %q %v\n%s", resp.StatusCode, body, resp.Header, gw.Logs())
+		}
+	}
+	for _, addr := range []string{a.Addr, b.Addr} {
+		if ts := targetStatus(t, gw, addr); !ts.TLS || ts.Requests == 0 {
+			t.Errorf("target %s: %+v, want TLS and requests", addr, ts)
+		}
+	}
+
+	src := h2Config("", "http1", []string{"127.0.0.1:1"}, "", "  tls {\n    insecure_skip_verify = true\n  }\n")
+	_, diags := sluicehcl.Load(filepath.Join(t.TempDir(), "gateway.hcl"), []byte(src), filters.Builtin())
+	if diags.HasErrors() || len(diags) != 1 || !strings.Contains(diags[0].Detail, "NOT verified") || diags[0].Subject.Start.Line != 11 {
+		t.Errorf("want one warning at insecure_skip_verify (line 11), got %v", diags)
+	}
+}

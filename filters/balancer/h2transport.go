@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -198,8 +197,13 @@ type h2Call struct {
 	parent context.Context
 	ctx    context.Context
 	cancel context.CancelFunc
-	resp   *http.Response
-	up     *fasthttp.Response // receives the trailers at the end of the body
+	// timer cancels ctx when the attempt's time is up: at its deadline until the response body
+	// streams to the client, then after idle without a byte from the target (resetIdle).
+	timer    *time.Timer
+	idle     time.Duration
+	timedOut atomic.Bool
+	resp     *http.Response
+	up       *fasthttp.Response // receives the trailers at the end of the body
 	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
@@ -218,6 +222,7 @@ func (k *h2Call) finish() {
 	if k.resp != nil {
 		_ = k.resp.Body.Close()
 	}
+	k.timer.Stop()
 	k.cancel()
 	k.mu.Lock()
 	bodies := k.bodies
@@ -246,7 +251,7 @@ func (k *h2Call) err(err error) error {
 	switch {
 	case k.parent.Err() != nil:
 		return fmt.Errorf("%w: %w", errClientGone, err)
-	case errors.Is(k.ctx.Err(), context.DeadlineExceeded):
+	case k.timedOut.Load():
 		return fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
 	}
 	return err
@@ -283,10 +288,20 @@ func (b *h2ReqBody) Close() error {
 type h2RespBody struct {
 	call *h2Call
 	eof  bool
+	// streams: the body goes to the client as it comes whatever holdOrStream finds (gRPC,
+	// server-sent events, or a length too large to hold); ub.trailersTo is set when
+	// holdOrStream gave up holding one of unknown length.
+	streams bool
+	ub      *upstreamBody
 }
 
 func (b *h2RespBody) Read(p []byte) (int, error) {
 	n, err := b.call.resp.Body.Read(p)
+	if n > 0 && (b.streams || b.ub.trailersTo != nil) {
+		// A body streaming to the client may run long: the attempt's timeout now measures
+		// the time without progress (the whole exchange's, while it is read to be held).
+		b.call.timer.Reset(b.call.idle)
+	}
 	if err == io.EOF {
 		if !b.eof {
 			b.eof = true
@@ -328,8 +343,12 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, deadline t
 	if parent.Err() != nil {
 		return nil, errClientGone
 	}
-	k := &h2Call{parent: parent}
-	k.ctx, k.cancel = context.WithDeadline(parent, deadline)
+	k := &h2Call{parent: parent, idle: time.Until(deadline)}
+	k.ctx, k.cancel = context.WithCancel(parent)
+	k.timer = time.AfterFunc(k.idle, func() {
+		k.timedOut.Store(true)
+		k.cancel()
+	})
 	req, rewind := t.h2.request(k, c, x)
 	resp, err := t.h2.roundTrip(t.h2.pool, req, rewind)
 	if err != nil {
@@ -370,12 +389,14 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, deadline t
 		// holdOrStream reads it into x.scratch: room for the body and the read that sees EOF.
 		x.scratch = slices.Grow(x.scratch[:0], int(cl)+1)
 	}
-	return &upstreamBody{
+	rb := &h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold)}
+	rb.ub = &upstreamBody{
 		up:        k.up,
-		r:         &h2RespBody{call: k},
+		r:         rb,
 		immediate: immediate,
 		release:   func(bool) { k.finish() },
-	}, nil
+	}
+	return rb.ub, nil
 }
 
 // streamsAtOnce reports whether a response of this content type goes to the client as it comes:

@@ -568,6 +568,7 @@ type TargetStatus struct {
 	Configured          string     `json:"configured"`
 	Weight              int        `json:"weight"`
 	TLS                 bool       `json:"tls"`
+	Protocol            string     `json:"protocol"` // http1, or the upstream's protocol for an HTTP/2 client's target
 	Healthy             bool       `json:"healthy"`
 	Available           bool       `json:"available"`
 	ConnectFailing      bool       `json:"connect_failing"`
@@ -598,6 +599,7 @@ func (u *Upstream) Status() any {
 			Configured:          t.name,
 			Weight:              t.weight,
 			TLS:                 t.tls,
+			Protocol:            protocolHTTP1,
 			Healthy:             s.healthy.Load(),
 			Available:           s.available(nowNS),
 			ConnectFailing:      s.connectFailing(nowNS),
@@ -610,6 +612,9 @@ func (u *Upstream) Status() any {
 			RecentFailures:      s.recentFailures(nowNS, recentWindow),
 			Requests:            s.requests.Load(),
 			Failures:            s.failures.Load(),
+		}
+		if t.h2 != nil {
+			ts.Protocol = u.cfg.Protocol
 		}
 		if until := s.ejectedUntil.Load(); until > nowNS {
 			tm := time.Unix(0, until).UTC()

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,6 +11,49 @@ import (
 
 // TLS to targets: the target block's tls, ca_file, server_name, cert_file/key_file (a client
 // certificate for upstreams that require one) and insecure_skip_verify.
+
+// UpstreamTLSConfig is an upstream's `tls { … }` block: TLS to every target, and the settings
+// of the targets that do not set their own.
+type UpstreamTLSConfig struct {
+	ServerName         string `hcl:"server_name,optional" json:"server_name,omitempty"`
+	CAFile             string `hcl:"ca_file,optional" json:"ca_file,omitempty"`
+	CertFile           string `hcl:"cert_file,optional" json:"cert_file,omitempty"`
+	KeyFile            string `hcl:"key_file,optional" json:"key_file,omitempty"`
+	InsecureSkipVerify bool   `hcl:"insecure_skip_verify,optional" json:"insecure_skip_verify,omitempty"`
+}
+
+// Validate checks the block as a target's TLS attributes are checked.
+func (t *UpstreamTLSConfig) Validate() error {
+	tc := TargetConfig{Address: "every target", TLS: true, ServerName: t.ServerName, CAFile: t.CAFile,
+		CertFile: t.CertFile, KeyFile: t.KeyFile, InsecureSkipVerify: t.InsecureSkipVerify}
+	return errors.Join(tc.validateTLS()...)
+}
+
+// applyTLS gives every target the upstream's tls block: TLS on, and each setting the target does
+// not set itself (a target's ca_file or its cert_file/key_file pair, server_name and
+// insecure_skip_verify win).
+func (c *Config) applyTLS() {
+	u := c.TLS
+	if u == nil {
+		return
+	}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		t.TLS = true
+		if t.ServerName == "" {
+			t.ServerName = u.ServerName
+		}
+		if t.CAFile == "" && !t.InsecureSkipVerify {
+			t.CAFile = u.CAFile
+		}
+		if t.CertFile == "" && t.KeyFile == "" {
+			t.CertFile, t.KeyFile = u.CertFile, u.KeyFile
+		}
+		if t.CAFile == "" {
+			t.InsecureSkipVerify = t.InsecureSkipVerify || u.InsecureSkipVerify
+		}
+	}
+}
 
 // validateTLS checks a target block's TLS attributes.
 func (t *TargetConfig) validateTLS() []error {
