@@ -128,7 +128,14 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		// pipeline made of the truncated body, the answer is 413.
 		WriteError(&fc.Response, fasthttp.StatusRequestEntityTooLarge)
 	}
+	// A stream refused before its pipeline ran still answers a gRPC client with a status.
+	grpcAnswerTo(&fc.Request, &fc.Response)
 	abort := s.writeResponse(w, rc, r, st)
+	if st.body.cancel != nil {
+		// Only now: an HTTP/2 upstream exchange runs under this context (ClientContext) until
+		// its response body has been written (a gRPC call's request body always streams).
+		st.body.cancel()
+	}
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()
 	if st.body.cancel != nil {

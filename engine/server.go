@@ -250,6 +250,7 @@ var (
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
+		grpcAnswerTo(&fc.Request, &fc.Response) // grpcstatus.go: a gRPC client reads a status
 		return
 	}
 	c := AcquireCtx(fc)
@@ -273,6 +274,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	}
 	if status := s.clean(g, c, peer); status != 0 {
 		WriteError(&fc.Response, status)
+		grpcAnswer(c)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
@@ -304,6 +306,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
+		grpcAnswer(c) // grpcstatus.go: a gRPC client reads UNIMPLEMENTED
 	} else {
 		s.serve(p, c)
 		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
@@ -349,6 +352,7 @@ func (s *Server) serve(p *Pipeline, c *Ctx) {
 			s.log.Error("panic while serving a request", "pipeline", p.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			c.Fail(fasthttp.StatusInternalServerError, fmt.Errorf("panic: %v", r))
 		}
+		s.grpcAnswer(c) // grpcstatus.go: the gateway's answers to gRPC calls as gRPC statuses
 	}()
 	p.Serve(c)
 	if pe, ok := c.Failure.(*PanicError); ok {

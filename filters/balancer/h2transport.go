@@ -397,9 +397,10 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 		return nil, k.err(err)
 	}
 	k.resp = resp
-	if x.streamed {
+	if x.streamed && x.replay == nil {
 		// The Transport may go on sending the body while the response arrives (full duplex):
-		// from here the request cannot be sent again, whatever the response says.
+		// from here the request cannot be sent again, whatever the response says (a gRPC
+		// call's replay knows how much of it it kept: upstream.go checks replay.lost).
 		x.unreplayable = true
 	}
 
@@ -565,13 +566,25 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request
 		if req.ContentLength < 0 {
 			req.ContentLength = -1
 		}
-		req.Body = k.body(streamFrom(c, x), true)
-		// A request the target did not process goes again while none of the stream was read.
-		rewind = func() io.ReadCloser {
-			if k.streamRead.Load() {
-				return nil
+		if x.replay != nil {
+			// Kept for a retry on retry.grpc_on (grpc.go), which checks what it could keep;
+			// a request the target did not process goes again the same way.
+			req.Body = k.body(x.replay.view(), false)
+			rewind = func() io.ReadCloser {
+				if x.replay.lost() {
+					return nil
+				}
+				return k.body(x.replay.view(), false)
 			}
-			return k.body(streamFrom(c, x), true)
+		} else {
+			req.Body = k.body(streamFrom(c, x), true)
+			// A request the target did not process goes again while none of the stream was read.
+			rewind = func() io.ReadCloser {
+				if k.streamRead.Load() {
+					return nil
+				}
+				return k.body(streamFrom(c, x), true)
+			}
 		}
 	case len(c.Request.Body()) > 0:
 		body := c.Request.Body()

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"errors"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -32,14 +33,26 @@ func (u *Upstream) healthLoop(hc *HealthCheckConfig) {
 func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	defer u.wg.Done()
 	defer t.probing.Store(false)
-	var status int
-	var err error
-	if t.h2 != nil {
+	var (
+		err     error // the probe's own failure (nil: the target answered)
+		ok      bool
+		status  int
+		verdict error // why a target that answered fails the check
+	)
+	switch {
+	case hc.Type == healthGRPC:
+		verdict = probeGRPC(t, hc) // health_grpc.go
+		ok = verdict == nil
+		if !errors.As(verdict, new(*grpcReplyError)) {
+			err, verdict = verdict, nil
+		}
+	case t.h2 != nil:
 		status, err = t.h2.probe(t, hc) // over the target's own protocol
-	} else {
+		ok = err == nil && expected(hc.ExpectStatus, status)
+	default:
 		status, err = probeHTTP1(t, hc)
+		ok = err == nil && expected(hc.ExpectStatus, status)
 	}
-	ok := err == nil && expected(hc.ExpectStatus, status)
 	select {
 	case <-u.stop:
 		return // the upstream is closing: the verdict no longer matters
@@ -66,6 +79,10 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		// Its pooled connections are likely dead (a crashed process): don't let them fail
 		// the first requests once it is back.
 		t.closeIdle()
+		if verdict != nil {
+			u.log.Warn("target unhealthy", "target", t.addr, "check", verdict.Error())
+			return
+		}
 		u.log.Warn("target unhealthy", "target", t.addr, "status", status, "err", err)
 	}
 }

@@ -148,6 +148,12 @@ type exchange struct {
 	sbuf      *[]byte // the copy buffer, from streamBufs
 	// live: the response streams because it is a live one (stream.go), not for its size.
 	live bool
+	// slack, when set, replaces the upstream's deadline slack for this request (a gRPC call's
+	// own short deadline: grpc.go).
+	slack       time.Duration
+	grpcTimeout []byte // the grpc-timeout value sent upstream
+	// replay keeps a gRPC call's streamed request body for a retry on grpc_on (grpc.go), or nil.
+	replay *replaySource
 	// unreplayable: a streamed request body was (partly) sent: no retry can send it again.
 	unreplayable bool
 }
@@ -168,6 +174,8 @@ func acquireExchange(c *engine.Ctx) *exchange {
 // releaseExchange readies x for c's next request.
 func releaseExchange(x *exchange) {
 	x.ntried = 0
+	x.slack = 0
+	x.replay = nil // the call's own: its stream may still be read after Serve
 	x.overBudget = false
 	x.held = 0
 	x.live = false

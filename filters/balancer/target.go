@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,8 @@ type target struct {
 	// behind nor take slots from proxied requests. probing is set while a probe is in flight.
 	probe   *fasthttp.HostClient
 	probing atomic.Bool
+	// grpcProbe is the HTTP/2 client of type = "grpc" health checks (health_grpc.go), or nil.
+	grpcProbe *http.Transport
 }
 
 // tlsSettings is what a target's TLS client needs from its target block.
@@ -98,6 +101,9 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		MaxResponseBodySize:       64 << 10,
 		SecureErrorLogMessage:     true,
 		NoDefaultUserAgentHeader:  true,
+	}
+	if hc := u.cfg.HealthCheck; hc != nil && hc.Type == healthGRPC {
+		t.grpcProbe = newGRPCProbe(addr, ts, u.connectTimeout)
 	}
 	t.dial = d.dial
 	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.slotWait, u.maxConns); t.h2 != nil {
@@ -183,5 +189,8 @@ func (t *target) close() {
 		t.h2.close()
 	}
 	t.probe.CloseIdleConnections()
+	if t.grpcProbe != nil {
+		t.grpcProbe.CloseIdleConnections()
+	}
 	releaseState(t.st)
 }

@@ -150,7 +150,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	u.hashed = u.hash.kind != hashNone
 	if r := cfg.Retry; r != nil {
 		u.attempts = min(max(*r.Attempts, 0), maxRetryAttempts) // Validate reports larger values
-		u.on = compileRetryOn(r.On)
+		u.on = compileRetryOn(r.On, r.GRPCOn)
 		u.budget.pct = int64(*r.BudgetPercent)
 		u.perTryTimeout = r.PerTryTimeout.D()
 	}
@@ -248,6 +248,20 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	now := start.UnixNano()
 	u.budget.onRequest(now)
 	deadline := start.Add(u.requestTimeout)
+	// A gRPC call's grpc-timeout bounds it too (grpc.go), and goes upstream reduced.
+	grpcCall := engine.IsGRPC(&c.Request.Header)
+	var grpcTimed bool
+	if grpcCall {
+		var d time.Time
+		if d, grpcTimed = grpcDeadline(&c.Request.Header, start); grpcTimed && d.Before(deadline) {
+			deadline = d
+			x.slack = grpcDeadlineSlack(u, start, d)
+		}
+		if u.on.grpc != 0 && c.Request.IsBodyStream() {
+			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
+			x.replay = newReplaySource(c.Request.BodyStream())
+		}
+	}
 
 	idempotent := isIdempotent(&c.Request.Header)
 	obs, _ := c.Observer().(engine.AttemptObserver)
@@ -289,15 +303,26 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		if attempt > 0 {
 			begin = time.Unix(0, now)
 		}
+		if grpcTimed {
+			setGRPCTimeout(c, x, begin, tryDeadline)
+		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		if x.replay != nil && x.replay.lost() {
+			x.unreplayable = true // more was sent than was kept
+		}
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		// A streamed body that went out further than its first read (stream.go), or any of
-		// it to an HTTP/2 target (h2transport.go), cannot be sent again: no retry then,
-		// whatever the retry block says.
-		if err == errClientGone || !x.replayable() || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		// A client that went away, or a streamed body that went out further than its first
+		// read (stream.go), or any of it to an HTTP/2 target beyond what retry.grpc_on's
+		// replay kept (h2transport.go, grpc.go), ends the attempts, whatever the retry block says.
+		gone := errors.Is(err, errClientGone)
+		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		if !retry && !gone && x.replayable() && grpcCall && fail == failNone {
+			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
+		}
+		if !retry {
 			break
 		}
 		if body != nil {
@@ -311,6 +336,15 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		return
 	}
 	finishResponse(c, x)
+	if body != nil && grpcCall && body.empty() {
+		// A trailers-only gRPC answer (its HEADERS frame ended the stream) stays one: without
+		// a body stream the client's HTTP/2 stream ends with the header section, where the
+		// status is. Streamed, it would end with an empty DATA frame after headers that gRPC
+		// clients do not read a status from.
+		_ = body.Close()
+		body = nil
+		c.Response.Header.SetContentLength(0)
+	}
 	if body == nil {
 		return
 	}

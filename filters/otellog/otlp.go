@@ -86,6 +86,9 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 	if c.Pipeline != nil {
 		attrs = append(attrs, semconv.HTTPRoute(c.Pipeline.Name))
 	}
+	if code, ok := engine.GRPCStatusOf(c); ok {
+		attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCGRPCStatusCodeKey.Int(code))
+	}
 	if v, ok := strings.CutPrefix(c.Proto, "HTTP/"); ok {
 		if v == "2.0" {
 			v = "2" // the conventions' network.protocol.version: "1.0", "1.1", "2"
