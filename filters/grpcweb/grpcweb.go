@@ -178,16 +178,22 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		return
 	}
 	f.corsHeaders(c)
+	prefix := webPrefix
+	if m == textMode {
+		prefix = webTextPrefix
+	}
+	// The request says again what the client sent: the filters' response phases log it, and a
+	// reply the gateway makes itself (a 401, a 503) becomes a gRPC status in the client's own
+	// content type where the response leaves the engine.
+	var buf [64]byte
+	if suffix, ok := grpcSuffix(c.Request.Header.ContentType()); ok {
+		c.Request.Header.SetContentTypeBytes(append(append(buf[:0], prefix...), suffix...))
+	}
 	resp := c.Response
 	h := &resp.Header
 	suffix, isGRPC := grpcSuffix(h.ContentType())
 	if !isGRPC {
 		return
-	}
-	var buf [64]byte
-	prefix := webPrefix
-	if m == textMode {
-		prefix = webTextPrefix
 	}
 	h.SetContentTypeBytes(append(append(buf[:0], prefix...), suffix...))
 	if resp.IsBodyStream() {

@@ -135,6 +135,9 @@ func TestUnaryBinary(t *testing.T) {
 		t.Errorf("body (-want +got):\n%s", diff)
 	}
 	assertNoTrailers(t, c)
+	if ct := string(c.Request.Header.ContentType()); ct != "application/grpc-web+proto" {
+		t.Errorf("request Content-Type after the response phase %q, want the client's", ct)
+	}
 }
 
 // assertNoTrailers checks that the trailers left the header: what fasthttp writes carries no
@@ -331,6 +334,10 @@ func TestLocalReply(t *testing.T) {
 	enginetest.Serve(c, func(c *engine.Ctx) { c.Fail(503, io.ErrUnexpectedEOF) }, f)
 	if c.Response.StatusCode() != 503 || string(c.Response.Header.Peek("Access-Control-Allow-Origin")) != "https://app.example" {
 		t.Errorf("got %q", c.Response.Header.Header())
+	}
+	// The server's mapping reads the client's content type from the request.
+	if ct := string(c.Request.Header.ContentType()); ct != "application/grpc-web" {
+		t.Errorf("request Content-Type after the response phase %q, want the client's", ct)
 	}
 }
 
