@@ -252,6 +252,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
+		grpcAnswer(c) // grpcstatus.go: a gRPC client reads UNIMPLEMENTED
 	} else {
 		s.serve(p, c)
 		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
@@ -288,6 +289,7 @@ func (s *Server) serve(p *Pipeline, c *Ctx) {
 	if pe, ok := c.Failure.(*PanicError); ok {
 		s.log.Error("panic in a filter", "pipeline", pe.Pipeline, "stage", pe.Stage, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
+	s.grpcAnswer(c)
 }
 
 // requestID keeps a request id sent by a trusted proxy, else sets a fresh random one.

@@ -34,6 +34,10 @@ type TargetConfig struct {
 
 // HealthCheckConfig is the `health_check` block: active HTTP probes.
 type HealthCheckConfig struct {
+	// Type is "http" (a GET of path) or "grpc" (grpc.health.v1.Health/Check over HTTP/2).
+	Type string `hcl:"type,optional" json:"type"`
+	// Service is the service name a gRPC check asks about ("": the server as a whole).
+	Service            string          `hcl:"service,optional" json:"service,omitempty"`
 	Path               string          `hcl:"path,optional" json:"path"`
 	Interval           engine.Duration `hcl:"interval,optional" json:"interval"`
 	Timeout            engine.Duration `hcl:"timeout,optional" json:"timeout"`
@@ -55,6 +59,8 @@ type RetryConfig struct {
 	On            []string        `hcl:"on,optional" json:"on"`
 	BudgetPercent *int            `hcl:"budget_percent,optional" json:"budget_percent"`
 	PerTryTimeout engine.Duration `hcl:"per_try_timeout,optional" json:"per_try_timeout"`
+	// GRPCOn lists gRPC statuses (by name) that retry a gRPC call answered trailers-only (grpc.go).
+	GRPCOn []string `hcl:"grpc_on,optional" json:"grpc_on,omitempty"`
 }
 
 // TimeoutsConfig is the `timeouts` block.
@@ -86,6 +92,12 @@ const (
 
 var defaultRetryOn = []string{"connect_failure", "reset", "502", "503", "504"}
 
+// Health check types.
+const (
+	healthHTTP = "http"
+	healthGRPC = "grpc"
+)
+
 // Policies lists the load-balancing policies.
 var Policies = []string{"round_robin", "weighted_round_robin", "least_request", "p2c_ewma", "ring_hash", "maglev", "random"}
 
@@ -103,6 +115,9 @@ func (h *HealthCheckConfig) SetDefaults() {
 }
 
 func (h *HealthCheckConfig) fill() {
+	if h.Type == "" {
+		h.Type = healthHTTP
+	}
 	if h.Path == "" {
 		h.Path = defaultHCPath
 	}
@@ -220,6 +235,15 @@ func (c *Config) Validate() error {
 
 	if h := c.HealthCheck; h != nil {
 		h.fill()
+		switch h.Type {
+		case healthHTTP:
+			if h.Service != "" {
+				add("health_check.service", "service applies to type = \"grpc\" checks only")
+			}
+		case healthGRPC:
+		default:
+			add("health_check.type", "unknown health check type %q: use \"http\" or \"grpc\"", h.Type)
+		}
 		if !strings.HasPrefix(h.Path, "/") {
 			add("health_check.path", "must start with \"/\"")
 		}
@@ -277,6 +301,11 @@ func (c *Config) Validate() error {
 				errs = append(errs, &engine.FieldError{Field: "retry.on", Err: err})
 			}
 		}
+		for _, on := range r.GRPCOn {
+			if _, err := parseGRPCRetryOn(on); err != nil {
+				errs = append(errs, &engine.FieldError{Field: "retry.grpc_on", Err: err})
+			}
+		}
 	}
 	if c.Timeouts == nil {
 		c.Timeouts = &TimeoutsConfig{}
@@ -332,6 +361,7 @@ type retryOn struct {
 	timeout        bool
 	any5xx         bool
 	statuses       [6]uint64 // bit set over 100..599 (index status/100, bit status%100)
+	grpc           uint32    // bit set over gRPC status codes (retry.grpc_on)
 }
 
 func (r *retryOn) status(s int) bool {
@@ -363,11 +393,16 @@ func parseRetryOn(s string) (func(*retryOn), error) {
 	return func(r *retryOn) { r.statuses[n/100] |= 1 << (n % 100) }, nil
 }
 
-func compileRetryOn(list []string) retryOn {
+func compileRetryOn(list, grpcOn []string) retryOn {
 	var r retryOn
 	for _, s := range list {
 		if f, err := parseRetryOn(s); err == nil {
 			f(&r)
+		}
+	}
+	for _, s := range grpcOn {
+		if code, err := parseGRPCRetryOn(s); err == nil {
+			r.grpc |= 1 << code
 		}
 	}
 	return r

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"errors"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -32,19 +33,22 @@ func (u *Upstream) healthLoop(hc *HealthCheckConfig) {
 func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	defer u.wg.Done()
 	defer t.probing.Store(false)
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	scheme := "http://"
-	if t.tls {
-		scheme = "https://"
+	var (
+		err     error // the probe's own failure (nil: the target answered)
+		ok      bool
+		status  int
+		verdict error // why a target that answered fails the check
+	)
+	if hc.Type == healthGRPC {
+		verdict = probeGRPC(t, hc) // health_grpc.go
+		ok = verdict == nil
+		if !errors.As(verdict, new(*grpcReplyError)) {
+			err, verdict = verdict, nil
+		}
+	} else {
+		status, err = probeHTTP(t, hc)
+		ok = err == nil && expected(hc.ExpectStatus, status)
 	}
-	req.SetRequestURI(scheme + t.addr + hc.Path)
-	req.Header.SetHost(hostHeader(t))
-	req.Header.Set("User-Agent", "sluice-health-check")
-	err := t.probe.DoTimeout(req, resp, hc.Timeout.D())
-	ok := err == nil && expected(hc.ExpectStatus, resp.StatusCode())
 	select {
 	case <-u.stop:
 		return // the upstream is closing: the verdict no longer matters
@@ -71,12 +75,31 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		// Its pooled connections are likely dead (a crashed process): don't let them fail
 		// the first requests once it is back.
 		t.pool.closeIdle()
-		status := 0
-		if err == nil {
-			status = resp.StatusCode()
+		if verdict != nil {
+			u.log.Warn("target unhealthy", "target", t.addr, "check", verdict.Error())
+			return
 		}
 		u.log.Warn("target unhealthy", "target", t.addr, "status", status, "err", err)
 	}
+}
+
+// probeHTTP sends one GET to the health_check path and returns the status it got.
+func probeHTTP(t *target, hc *HealthCheckConfig) (int, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	scheme := "http://"
+	if t.tls {
+		scheme = "https://"
+	}
+	req.SetRequestURI(scheme + t.addr + hc.Path)
+	req.Header.SetHost(hostHeader(t))
+	req.Header.Set("User-Agent", "sluice-health-check")
+	if err := t.probe.DoTimeout(req, resp, hc.Timeout.D()); err != nil {
+		return 0, err
+	}
+	return resp.StatusCode(), nil
 }
 
 // hostHeader is the Host a probe sends: the configured host name and port.

@@ -138,6 +138,10 @@ type exchange struct {
 	// overBudget: the server's held_response_budget had no room for the response (heldbudget.go).
 	overBudget bool
 	held       int // what the response has reserved of the budget
+	// slack, when set, replaces the upstream's deadline slack for this request (a gRPC call's
+	// own short deadline: grpc.go).
+	slack       time.Duration
+	grpcTimeout []byte // the grpc-timeout value sent upstream
 }
 
 const maxPooledScratch = 256 << 10
@@ -156,6 +160,7 @@ func acquireExchange(c *engine.Ctx) *exchange {
 // releaseExchange readies x for c's next request.
 func releaseExchange(x *exchange) {
 	x.ntried = 0
+	x.slack = 0
 	x.overBudget = false
 	x.held = 0
 	// Don't keep a large response body's buffer alive with the pooled Ctx.

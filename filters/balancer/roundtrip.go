@@ -96,7 +96,11 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 
 // send writes the request on conn and reads the response head into resp.
 func (u *Upstream) send(conn *upstreamConn, req *fasthttp.Request, x *exchange, resp *fasthttp.Response, deadline time.Time) error {
-	if err := conn.arm(deadline, u.deadlineSlack); err != nil {
+	slack := u.deadlineSlack
+	if x.slack > 0 {
+		slack = x.slack
+	}
+	if err := conn.arm(deadline, slack); err != nil {
 		return err
 	}
 	if err := writeRequest(conn, req, x); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,8 @@ type target struct {
 	// behind nor take slots from proxied requests. probing is set while a probe is in flight.
 	probe   *fasthttp.HostClient
 	probing atomic.Bool
+	// grpcProbe is the HTTP/2 client of type = "grpc" health checks (health_grpc.go), or nil.
+	grpcProbe *http.Transport
 }
 
 // tlsSettings is what a target's TLS client needs from its target block.
@@ -96,6 +99,9 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		MaxResponseBodySize:       64 << 10,
 		SecureErrorLogMessage:     true,
 		NoDefaultUserAgentHeader:  true,
+	}
+	if hc := u.cfg.HealthCheck; hc != nil && hc.Type == healthGRPC {
+		t.grpcProbe = newGRPCProbe(addr, ts, u.connectTimeout)
 	}
 	t.dial = d.dial
 	t.pool = newConnPool(u.maxConns, func(timeout time.Duration) (*upstreamConn, error) {
@@ -167,5 +173,8 @@ func (t *target) wake() {
 func (t *target) close() {
 	t.pool.close()
 	t.probe.CloseIdleConnections()
+	if t.grpcProbe != nil {
+		t.grpcProbe.CloseIdleConnections()
+	}
 	releaseState(t.st)
 }

@@ -144,7 +144,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	u.hashed = u.hash.kind != hashNone
 	if r := cfg.Retry; r != nil {
 		u.attempts = min(max(*r.Attempts, 0), maxRetryAttempts) // Validate reports larger values
-		u.on = compileRetryOn(r.On)
+		u.on = compileRetryOn(r.On, r.GRPCOn)
 		u.budget.pct = int64(*r.BudgetPercent)
 		u.perTryTimeout = r.PerTryTimeout.D()
 	}
@@ -233,6 +233,16 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	now := start.UnixNano()
 	u.budget.onRequest(now)
 	deadline := start.Add(u.requestTimeout)
+	// A gRPC call's grpc-timeout bounds it too (grpc.go), and goes upstream reduced.
+	grpcCall := engine.IsGRPC(&c.Request.Header)
+	var grpcTimed bool
+	if grpcCall {
+		var d time.Time
+		if d, grpcTimed = grpcDeadline(&c.Request.Header, start); grpcTimed && d.Before(deadline) {
+			deadline = d
+			x.slack = grpcDeadlineSlack(u, start, d)
+		}
+	}
 
 	idempotent := isIdempotent(&c.Request.Header)
 	obs, _ := c.Observer().(engine.AttemptObserver)
@@ -274,12 +284,19 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		if attempt > 0 {
 			begin = time.Unix(0, now)
 		}
+		if grpcTimed {
+			setGRPCTimeout(c, x, begin, tryDeadline)
+		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		if !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		retry := u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		if !retry && grpcCall && fail == failNone {
+			retry = u.shouldRetryGRPC(c, body, attempt, deadline, now)
+		}
+		if !retry {
 			break
 		}
 		if body != nil {
