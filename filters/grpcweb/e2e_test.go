@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-func gatewayConfig(upstream string) string {
+func gatewayConfig(upstream, down string) string {
 	return fmt.Sprintf(`
 server {
   max_response_bytes = "1KiB"
@@ -24,6 +25,22 @@ server {
 upstream "grpc" {
   target {
     address = %q
+  }
+}
+upstream "down" {
+  target {
+    address = %q
+  }
+}
+pipeline "down" {
+  match {
+    path_prefix = "/down.Svc/"
+  }
+  filter "grpc_web" {
+    allow_origins = ["https://app.example"]
+  }
+  balancer {
+    upstream = upstream.down
   }
 }
 pipeline "web" {
@@ -37,7 +54,7 @@ pipeline "web" {
     upstream = upstream.grpc
   }
 }
-`, upstream)
+`, upstream, down)
 }
 
 func msgFrame(flag byte, msg string) []byte {
@@ -112,7 +129,7 @@ func TestEndToEndHTTP1Upstream(t *testing.T) {
 			w.Write(msgFrame(0, "second"))
 		})
 	})
-	gw := gatewaytest.Start(t, gatewayConfig(up))
+	gw := gatewaytest.Start(t, gatewayConfig(up, closedPort(t)))
 	client := &http.Client{Timeout: 20 * time.Second}
 
 	for _, text := range []bool{false, true} {
@@ -190,5 +207,47 @@ func TestEndToEndHTTP1Upstream(t *testing.T) {
 				t.Errorf("trailer frame %#x %q", f, p)
 			}
 		})
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestEndToEndGatewayReply: a reply the gateway makes itself (here the balancer's, the upstream
+// being down) reaches a gRPC-Web client as a trailers-only response in its own content type, the
+// status in grpc-status, with the CORS headers that let the page read it.
+func TestEndToEndGatewayReply(t *testing.T) {
+	gw := gatewaytest.Start(t, gatewayConfig(closedPort(t), closedPort(t)))
+	client := &http.Client{Timeout: 20 * time.Second}
+	for _, ct := range []string{"application/grpc-web+proto", "application/grpc-web-text"} {
+		req, _ := http.NewRequest("POST", gw.URL+"/down.Svc/Call", strings.NewReader("AAAAAAA="))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Origin", "https://app.example")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantCT := "application/grpc-web"
+		if strings.Contains(ct, "text") {
+			wantCT = "application/grpc-web-text"
+		}
+		h := resp.Header
+		if resp.StatusCode != 200 || h.Get("Content-Type") != wantCT || h.Get("Grpc-Status") != "14" || len(body) != 0 {
+			t.Errorf("%s: status %d, headers %v, body %q; want 200, %s, grpc-status 14 (UNAVAILABLE), no body",
+				ct, resp.StatusCode, h, body, wantCT)
+		}
+		if h.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "grpc-status") {
+			t.Errorf("%s: CORS headers missing: %v", ct, h)
+		}
 	}
 }
