@@ -197,3 +197,30 @@ func (s *Server) grpcAnswer(c *Ctx) {
 	}
 	grpcAnswer(c)
 }
+
+// GRPCStatusOf returns the gRPC status a gRPC or gRPC-Web call ends with, for logs and traces:
+// the response's grpc-status (a trailers-only answer, the gateway's mapped one, or trailers held
+// with the body), or, for an answer the server has still to map (a filter's response phase runs
+// before that), the status it will map to. ok is false for other requests, and for a gRPC
+// response whose status is still to come in trailers after a streamed body.
+func GRPCStatusOf(c *Ctx) (code int, ok bool) {
+	if grpcKindOf(c.Request.Header.ContentType()) == notGRPC {
+		return 0, false
+	}
+	resp := c.Response
+	if grpcKindOf(resp.Header.ContentType()) == notGRPC {
+		return GRPCStatusForHTTP(resp.StatusCode()), true
+	}
+	v := resp.Header.PeekBytes(hdrGRPCStatus)
+	if len(v) == 0 || len(v) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, b := range v {
+		if b < '0' || b > '9' {
+			return 0, false
+		}
+		n = n*10 + int(b-'0')
+	}
+	return n, true
+}

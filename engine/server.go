@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -33,6 +34,11 @@ type Server struct {
 	limitsMu sync.Mutex
 	limits   []*connLimits
 	slashes  SlashAction // escaped_slashes
+	// protos are the client protocols served; h2 serves HTTP/2 (h2serve.go); guards are the
+	// listeners the accept loop serves (accept.go), closed by Shutdown.
+	protos Protocols
+	h2     *http.Server
+	guards []*resilientListener
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -62,12 +68,15 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
+	if s.protos, err = ParseProtocols(cfg.Protocols, cfg.TLS != nil); err != nil {
+		return nil, fmt.Errorf("protocols: %w", err)
+	}
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
 		if err != nil {
 			return nil, fmt.Errorf("loading TLS certificate: %w", err)
 		}
-		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: s.protos.alpn()}
 	}
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
@@ -100,18 +109,18 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		Logger:                        fasthttpLogger{log},
 		DisableHeaderNamesNormalizing: false,
 	}
+	s.h2 = s.newH2Server()
 	return s, nil
 }
 
-// Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
-// Shutdown.
+// Serve accepts connections on ln until Shutdown. A cleartext listener serving HTTP/1.x only
+// goes straight to fasthttp; TLS and h2c listeners classify each connection first (accept.go).
 func (s *Server) Serve(ln net.Listener) error {
 	rl := s.guard(ln)
-	ln = rl
-	if s.tlsConf != nil {
-		ln = tls.NewListener(ln, s.tlsConf)
+	if s.tlsConf == nil && !s.protos.Has(ProtoH2C) {
+		return s.srv.Serve(rl)
 	}
-	return s.srv.Serve(ln)
+	return s.serveClassified(rl)
 }
 
 // shortestTimeout is the smallest of the positive durations (0 if none is).
@@ -171,7 +180,24 @@ func drain(g *Gateway, timeout time.Duration) {
 // Shutdown stops accepting, lets in-flight requests finish (bounded by ctx), then closes the
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.limitsMu.Lock()
+	for _, rl := range s.guards {
+		_ = rl.Close() // the accept loops end
+	}
+	s.limitsMu.Unlock()
+	// HTTP/2 connections get GOAWAY and finish their streams, alongside fasthttp's.
+	h2done := make(chan error, 1)
+	go func() {
+		err := s.h2.Shutdown(ctx)
+		if err != nil {
+			_ = s.h2.Close()
+		}
+		h2done <- err
+	}()
 	err := s.srv.ShutdownWithContext(ctx)
+	if h2err := <-h2done; err == nil {
+		err = h2err
+	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
 	if cerr := g.Close(); cerr != nil && err == nil {
@@ -221,11 +247,22 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
 		return
 	}
-	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
+	s.run(c, true)
+}
+
+// run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
+// routes it, runs its pipeline and releases c. The response is left in c.Fast.Response for the
+// protocol's server to write.
+func (s *Server) run(c *Ctx, h1 bool) {
+	fc := c.Fast
+	g := s.acquire()
 	peer, cc := c.setPeer(fc)
+	if !h1 {
+		cc = nil // an HTTP/2 connection carries many streams: no per-request cycle to follow
+	}
 	if cc != nil {
 		cc.startRequest()
 	}

@@ -265,6 +265,9 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 	if ua := h.UserAgent(); len(ua) > 0 {
 		a = append(a, semconv.UserAgentOriginal(string(ua)))
 	}
+	if engine.IsGRPCAny(h) {
+		a = appendRPCAttrs(a, rawPath(c.Request)) // grpc.go
+	}
 	st.attrs = a
 	return name, a
 }
@@ -301,6 +304,9 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 			// Server spans mark only 5xx as errors; a 4xx is the client's mistake.
 			sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 			sp.SetStatus(codes.Error, "")
+		}
+		if engine.IsGRPCAny(&c.Request.Header) {
+			endRPCSpan(sp, c) // grpc.go
 		}
 		if c.Failure != nil {
 			sp.RecordError(c.Failure)

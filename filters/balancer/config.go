@@ -22,6 +22,8 @@ type Config struct {
 	Retry                   *RetryConfig            `hcl:"retry,block" json:"retry,omitempty"`
 	Timeouts                *TimeoutsConfig         `hcl:"timeouts,block" json:"timeouts,omitempty"`
 	MaxConnectionsPerTarget int                     `hcl:"max_connections_per_target,optional" json:"max_connections_per_target"`
+	// Protocol is what the balancer speaks to the targets (h2transport.go): http1, h2, h2c or auto.
+	Protocol string `hcl:"protocol,optional" json:"protocol"`
 }
 
 // TargetConfig is one `target { … }` block.
@@ -30,6 +32,14 @@ type TargetConfig struct {
 	Weight  int    `hcl:"weight,optional" json:"weight"`
 	TLS     bool   `hcl:"tls,optional" json:"tls"`
 	CAFile  string `hcl:"ca_file,optional" json:"ca_file,omitempty"`
+	// ServerName is the TLS server name sent (SNI) and verified, instead of the address's host.
+	ServerName string `hcl:"server_name,optional" json:"server_name,omitempty"`
+	// CertFile and KeyFile are a client certificate for upstreams that require one (mTLS). The
+	// key is read when the upstream is built and kept only in the TLS configuration.
+	CertFile string `hcl:"cert_file,optional" json:"cert_file,omitempty"`
+	KeyFile  string `hcl:"key_file,optional" json:"key_file,omitempty"`
+	// InsecureSkipVerify accepts any certificate the target presents (validate warns).
+	InsecureSkipVerify bool `hcl:"insecure_skip_verify,optional" json:"insecure_skip_verify,omitempty"`
 }
 
 // HealthCheckConfig is the `health_check` block: active HTTP probes.
@@ -106,6 +116,7 @@ func (c *Config) SetDefaults() {
 	c.Policy = "round_robin"
 	c.DNSRefresh = engine.Duration(defaultDNSRefresh)
 	c.MaxConnectionsPerTarget = defaultMaxConns
+	c.Protocol = protocolHTTP1
 }
 
 // SetDefaults fills the health_check block's defaults.
@@ -232,6 +243,10 @@ func (c *Config) Validate() error {
 	if c.MaxConnectionsPerTarget < 0 {
 		add("max_connections_per_target", "must be positive")
 	}
+	if c.Protocol == "" {
+		c.Protocol = protocolHTTP1
+	}
+	errs = append(errs, c.validateProtocol()...)
 
 	if h := c.HealthCheck; h != nil {
 		h.fill()
@@ -335,6 +350,7 @@ func (t *TargetConfig) Validate() error {
 	if t.CAFile != "" && !t.TLS {
 		errs = append(errs, engine.FieldErr("ca_file", "ca_file needs tls = true"))
 	}
+	errs = append(errs, t.validateTLS()...)
 	return errors.Join(errs...)
 }
 

@@ -155,7 +155,7 @@ func trailersOnlyStatus(resp *fasthttp.Response, body *upstreamBody) int {
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Body()) != 0 {
 		return -1
 	}
-	if body != nil && resp.Header.ContentLength() != 0 {
+	if body != nil && !body.empty() {
 		return -1 // a body on its way
 	}
 	v := resp.Header.PeekBytes(hdrGRPCStatus)
@@ -189,4 +189,13 @@ func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, body *upstreamBody, attempt in
 		return false
 	}
 	return true
+}
+
+// empty reports whether the body is known to be empty before it is read: an HTTP/2 response
+// whose HEADERS frame ended the stream (net/http then reports a zero ContentLength).
+func (b *upstreamBody) empty() bool {
+	if h, ok := b.r.(*h2RespBody); ok {
+		return h.call.resp.ContentLength == 0
+	}
+	return false
 }

@@ -39,14 +39,18 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		status  int
 		verdict error // why a target that answered fails the check
 	)
-	if hc.Type == healthGRPC {
+	switch {
+	case hc.Type == healthGRPC:
 		verdict = probeGRPC(t, hc) // health_grpc.go
 		ok = verdict == nil
 		if !errors.As(verdict, new(*grpcReplyError)) {
 			err, verdict = verdict, nil
 		}
-	} else {
-		status, err = probeHTTP(t, hc)
+	case t.h2 != nil:
+		status, err = t.h2.probe(t, hc) // over the target's own protocol
+		ok = err == nil && expected(hc.ExpectStatus, status)
+	default:
+		status, err = probeHTTP1(t, hc)
 		ok = err == nil && expected(hc.ExpectStatus, status)
 	}
 	select {
@@ -74,7 +78,7 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 		st.healthy.Store(false)
 		// Its pooled connections are likely dead (a crashed process): don't let them fail
 		// the first requests once it is back.
-		t.pool.closeIdle()
+		t.closeIdle()
 		if verdict != nil {
 			u.log.Warn("target unhealthy", "target", t.addr, "check", verdict.Error())
 			return
@@ -83,8 +87,8 @@ func (u *Upstream) probe(t *target, hc *HealthCheckConfig) {
 	}
 }
 
-// probeHTTP sends one GET to the health_check path and returns the status it got.
-func probeHTTP(t *target, hc *HealthCheckConfig) (int, error) {
+// probeHTTP1 sends one health check over the target's HTTP/1.1 probe client.
+func probeHTTP1(t *target, hc *HealthCheckConfig) (int, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)

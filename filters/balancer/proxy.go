@@ -142,6 +142,8 @@ type exchange struct {
 	// own short deadline: grpc.go).
 	slack       time.Duration
 	grpcTimeout []byte // the grpc-timeout value sent upstream
+	// unreplayable: a streamed request body was (partly) sent: no retry can send it again.
+	unreplayable bool
 }
 
 const maxPooledScratch = 256 << 10
@@ -163,6 +165,7 @@ func releaseExchange(x *exchange) {
 	x.slack = 0
 	x.overBudget = false
 	x.held = 0
+	x.unreplayable = false
 	// Don't keep a large response body's buffer alive with the pooled Ctx.
 	if cap(x.scratch) > maxPooledScratch {
 		x.scratch = nil
@@ -223,8 +226,11 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	h.SetNoDefaultContentType(true)
 	// One Content-Length whatever framing the client used (the server read the whole body,
 	// de-chunked): nothing about the client's framing reaches the upstream.
-	if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
-		h.SetContentLength(len(body))
+	// A streamed body keeps its own framing (Body would read it whole).
+	if !c.Request.IsBodyStream() {
+		if body := c.Request.Body(); len(body) > 0 || !(h.IsGet() || h.IsHead()) {
+			h.SetContentLength(len(body))
+		}
 	}
 }
 
@@ -496,6 +502,7 @@ const (
 	failConnect         // the request was never sent: dial, TLS handshake, no free connection
 	failReset           // the connection broke after (part of) the request was sent
 	failTimeout         // no response within the attempt's deadline
+	failClient          // the client went away first (errClientGone): not the target's failure
 )
 
 // dialError marks an error that happened before anything was written to the upstream.
@@ -509,6 +516,9 @@ var errNoFreeConns = errors.New("max_connections_per_target reached")
 func classify(err error) failure {
 	if err == nil {
 		return failNone
+	}
+	if errors.Is(err, errClientGone) {
+		return failClient
 	}
 	var de *dialError
 	if errors.As(err, &de) || errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) {
@@ -595,12 +605,28 @@ func copyTrailers(dst, src *fasthttp.ResponseHeader) {
 	}
 }
 
+// announceTrailers announces in dst, before its body streams, the trailers the upstream
+// announced in src; their values follow at the body's end (upstreamBody.Read).
+func announceTrailers(dst, src *fasthttp.ResponseHeader) {
+	for name := range src.Trailers() {
+		_ = dst.AddTrailerBytes(name) // a name that may not be a trailer is left out
+	}
+}
+
 // holdOrStream settles a body roundTrip left on the connection (chunked, unframed or larger than
 // maxHeld): one that turns out to fit in maxHeld bytes is read into c.Response (later filters may
 // read or rewrite it); a larger one is streamed to the client, and owns the connection until the
 // server has written it. It reports whether the body is streamed.
 func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (streamed bool, err error) {
 	dst := c.Response
+	if body.immediate {
+		// A stream of messages (gRPC, server-sent events): to the client as it comes, its
+		// trailers announced now (an HTTP/2 client's writer declares them before the body).
+		announceTrailers(&dst.Header, &body.up.Header)
+		body.trailersTo = &dst.Header
+		dst.SetBodyStream(body, -1)
+		return true, nil
+	}
 	cl := dst.Header.ContentLength()
 	if cl >= 0 {
 		// Known length: too large to hold, or the held-response budget had no room for it.
@@ -643,6 +669,7 @@ func holdOrStream(c *engine.Ctx, body *upstreamBody, maxHeld int, x *exchange) (
 		prefix := b // now the stream's: the exchange gets a fresh buffer
 		x.scratch = nil
 		body.r = io.MultiReader(bytes.NewReader(prefix), body.r)
+		announceTrailers(&dst.Header, &body.up.Header)
 		body.trailersTo = &dst.Header
 		dst.SetBodyStream(body, cl)
 		return true, nil

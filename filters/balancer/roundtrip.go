@@ -347,6 +347,9 @@ type upstreamBody struct {
 	// trailersTo, for a body streamed to the client, receives the upstream's trailers at the
 	// end of the body, before fasthttp writes the trailer section.
 	trailersTo *fasthttp.ResponseHeader
+	// immediate: stream the body to the client as it comes (gRPC, server-sent events), never
+	// hold it (holdOrStream).
+	immediate bool
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {

@@ -24,6 +24,8 @@ type target struct {
 
 	// pool holds the target's keep-alive connections; roundTrip does the exchange itself.
 	pool *connPool
+	// h2, for a target the upstream's protocol puts on HTTP/2, replaces pool (h2transport.go).
+	h2 *h2Client
 	// dial opens a connection of its own (a WebSocket upgrade), outside the pool.
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
 	// busy counts the requests in flight to this target, at most maxBusy
@@ -42,17 +44,24 @@ type target struct {
 	probing atomic.Bool
 	// grpcProbe is the HTTP/2 client of type = "grpc" health checks (health_grpc.go), or nil.
 	grpcProbe *http.Transport
+	// requestTimeout bounds the streams an HTTP/2 target's connections still carry at close.
+	requestTimeout time.Duration
 }
 
 // tlsSettings is what a target's TLS client needs from its target block.
 type tlsSettings struct {
-	enabled bool
-	host    string
-	roots   *x509.CertPool // nil: the system roots
+	enabled  bool
+	host     string         // the server name sent and verified: server_name, else the address's host
+	roots    *x509.CertPool // nil: the system roots
+	cert     *tls.Certificate
+	insecure bool
 }
 
 func loadTLS(tc TargetConfig, host string, caPEM []byte) (tlsSettings, error) {
-	s := tlsSettings{enabled: tc.TLS, host: host}
+	s := tlsSettings{enabled: tc.TLS, host: host, insecure: tc.InsecureSkipVerify}
+	if tc.ServerName != "" {
+		s.host = tc.ServerName
+	}
 	if len(caPEM) > 0 {
 		s.roots = x509.NewCertPool()
 		if !s.roots.AppendCertsFromPEM(caPEM) {
@@ -81,12 +90,7 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 	}
 	d := &dialer{connect: u.connectTimeout}
 	if ts.enabled {
-		d.tls = &tls.Config{
-			ServerName: ts.host,
-			RootCAs:    ts.roots,
-			MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"http/1.1"},
-		}
+		d.tls = clientTLS(ts, []string{"http/1.1"})
 	}
 	t.probe = &fasthttp.HostClient{
 		Addr:                      addr,
@@ -104,6 +108,10 @@ func newTarget(upstream string, tc TargetConfig, addr string, ts tlsSettings, u 
 		t.grpcProbe = newGRPCProbe(addr, ts, u.connectTimeout)
 	}
 	t.dial = d.dial
+	if t.h2 = newH2Client(u.cfg.Protocol, addr, ts, u.connectTimeout, u.maxConns); t.h2 != nil {
+		t.maxBusy = int32(min(u.maxConns*h2StreamsPerConn, 1<<30))
+		t.requestTimeout = u.requestTimeout
+	}
 	t.pool = newConnPool(u.maxConns, func(timeout time.Duration) (*upstreamConn, error) {
 		return d.dialPooled(addr, timeout)
 	})
@@ -169,9 +177,20 @@ func (t *target) wake() {
 	}
 }
 
+// closeIdle closes the target's idle connections (it was found unhealthy or ejected).
+func (t *target) closeIdle() {
+	t.pool.closeIdle()
+	if t.h2 != nil {
+		t.h2.closeIdle()
+	}
+}
+
 // close drops the target's idle connections and its reference to the shared state.
 func (t *target) close() {
 	t.pool.close()
+	if t.h2 != nil {
+		t.h2.close(t.requestTimeout)
+	}
 	t.probe.CloseIdleConnections()
 	if t.grpcProbe != nil {
 		t.grpcProbe.CloseIdleConnections()

@@ -169,6 +169,9 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		if err != nil {
 			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
 		}
+		if ts.cert, err = clientCert(tc, env); err != nil {
+			return nil, fmt.Errorf("target %q: %w", tc.Address, err)
+		}
 		g := &group{cfg: tc, host: host, port: port, tls: ts}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			g.ip = true
@@ -292,10 +295,11 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		retry := u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
-		if !retry && grpcCall && fail == failNone {
+		retry := !x.unreplayable && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		if !retry && !x.unreplayable && grpcCall && fail == failNone {
 			retry = u.shouldRetryGRPC(c, body, attempt, deadline, now)
 		}
+		// A streamed request body partly sent cannot be sent again (h2transport.go).
 		if !retry {
 			break
 		}
@@ -314,7 +318,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		return
 	}
 	streamed, err := holdOrStream(c, body, u.maxHeld, x)
-	if streamed {
+	if streamed && !body.immediate {
 		// Later filters see a body stream: compression, caching and Wasm response buffering
 		// leave it alone.
 		if x.overBudget {
@@ -369,13 +373,26 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	}
 	t.st.inflight.Add(1)
 	u.inflight.Add(1)
-	body, err := u.roundTrip(c, t, x, begin, deadline)
+	var body *upstreamBody
+	var err error
+	if t.h2 != nil {
+		body, err = u.roundTripH2(c, t, x, deadline)
+	} else {
+		body, err = u.roundTrip(c, t, x, begin, deadline)
+	}
 	endTime := time.Now()
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
 
 	fail := classify(err)
+	if fail == failClient {
+		// The client went away: that says nothing about the target.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, err)
+		}
+		return fail, err, rtt, nil, endTime.UnixNano()
+	}
 	status := 0
 	if fail == failNone {
 		status = c.Response.StatusCode()
@@ -484,7 +501,7 @@ func (u *Upstream) onFailure(t *target, now int64) {
 		// It comes back after the ejection with a clean slate: the latency penalties of its
 		// failures would otherwise keep p2c_ewma away from it long after.
 		t.st.resetLatency()
-		t.pool.closeIdle()
+		t.closeIdle()
 		t.st.ejections.Add(1)
 		t.st.consecFailures.Store(0)
 		t.m.ejections.Inc()

@@ -162,6 +162,10 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = appendJSONString(b, rawPath(req))
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
+	if code, ok := engine.GRPCStatusOf(c); ok {
+		b = append(b, `,"grpc_status":`...)
+		b = strconv.AppendInt(b, int64(code), 10)
+	}
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
 	b = append(b, `,"duration_ms":`...)
@@ -235,6 +239,10 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 	b = appendTextValue(b, rawPath(req))
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(c.Response.StatusCode()), 10)
+	if code, ok := engine.GRPCStatusOf(c); ok {
+		b = append(b, " grpc_status="...)
+		b = strconv.AppendInt(b, int64(code), 10)
+	}
 	b = append(b, " bytes="...)
 	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
 	b = append(b, " duration_ms="...)

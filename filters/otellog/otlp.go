@@ -85,6 +85,9 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 	if c.Pipeline != nil {
 		attrs = append(attrs, semconv.HTTPRoute(c.Pipeline.Name))
 	}
+	if code, ok := engine.GRPCStatusOf(c); ok {
+		attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCGRPCStatusCodeKey.Int(code))
+	}
 	for _, h := range f.headers {
 		v := req.Header.Peek(h.name)
 		if v == nil {

@@ -1,0 +1,524 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// HTTP/2 to targets: an upstream's protocol = "h2" (over TLS, chosen by ALPN), "h2c" (cleartext,
+// prior knowledge) or "auto" (ALPN on TLS targets: h2 when the target offers it, else
+// HTTP/1.1; cleartext targets stay on HTTP/1.1). Such a target is served by net/http's
+// Transport instead of the pooled HTTP/1.1 exchange (roundtrip.go): its connections carry many
+// streams each, as many as the target's SETTINGS_MAX_CONCURRENT_STREAMS allows, and the
+// Transport opens another connection, up to max_connections_per_target, when they are all in
+// use. Everything above the exchange (selection, retries and their budget, outlier ejection,
+// health checks, metrics, the response phases) is the same for both.
+
+const (
+	protocolHTTP1 = "http1"
+	protocolH2    = "h2"
+	protocolH2C   = "h2c"
+	protocolAuto  = "auto"
+)
+
+var protocols = []string{protocolHTTP1, protocolH2, protocolH2C, protocolAuto}
+
+// validateProtocol checks protocol against the targets' tls settings.
+func (c *Config) validateProtocol() []error {
+	if !contains(protocols, c.Protocol) {
+		return []error{engine.FieldErr("protocol", "unknown protocol %q: use http1, h2, h2c or auto", c.Protocol)}
+	}
+	for _, t := range c.Targets {
+		switch {
+		case c.Protocol == protocolH2 && !t.TLS:
+			return []error{engine.FieldErr("protocol", "protocol \"h2\" is HTTP/2 over TLS and target %q has no tls = true: "+
+				"use \"h2c\" for cleartext HTTP/2 (prior knowledge)", t.Address)}
+		case c.Protocol == protocolH2C && t.TLS:
+			return []error{engine.FieldErr("protocol", "protocol \"h2c\" is cleartext HTTP/2 and target %q has tls = true: "+
+				"use \"h2\" (or \"auto\")", t.Address)}
+		}
+	}
+	return nil
+}
+
+// h2StreamsPerConn is what a target's request slots assume of each HTTP/2 connection: an
+// HTTP/2 target takes up to max_connections_per_target × this many requests at once (the
+// Transport itself never opens more than max_connections_per_target connections).
+const h2StreamsPerConn = 100
+
+// h2IdleTimeout closes an HTTP/2 connection that carried no stream for this long. Unlike an
+// HTTP/1.1 connection, an idle one is closed by the upstream with GOAWAY, never under a request,
+// so it may stay longer than the pool's 2–4 s.
+const h2IdleTimeout = 60 * time.Second
+
+// h2Client is an HTTP/2 (or, under "auto", ALPN-chosen) client for one target.
+type h2Client struct {
+	rt      *http.Transport
+	scheme  string // "https" or "http"
+	addr    string
+	connect time.Duration
+	tls     *tls.Config // nil: h2c
+	needH2  bool        // protocol "h2": a target that does not choose h2 by ALPN is refused
+}
+
+// newH2Client returns the client of a target under protocol, or nil for a target that stays on
+// the HTTP/1.1 exchange.
+func newH2Client(protocol, addr string, ts tlsSettings, connect time.Duration, maxConns int) *h2Client {
+	var p http.Protocols
+	h := &h2Client{addr: addr, connect: connect, scheme: "http"}
+	switch {
+	case protocol == protocolH2C && !ts.enabled:
+		p.SetUnencryptedHTTP2(true)
+	case protocol == protocolH2 && ts.enabled:
+		p.SetHTTP2(true)
+		h.needH2 = true
+		h.tls = clientTLS(ts, []string{"h2"})
+	case protocol == protocolAuto && ts.enabled:
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		h.tls = clientTLS(ts, []string{"h2", "http/1.1"})
+	default:
+		return nil
+	}
+	if h.tls != nil {
+		h.scheme = "https"
+	}
+	h.rt = &http.Transport{
+		Proxy:               nil, // never the environment's HTTP_PROXY: the target is dialled as configured
+		DialContext:         h.dial,
+		DialTLSContext:      h.dial,
+		DisableCompression:  true, // the client's Accept-Encoding goes through as it is
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     h2IdleTimeout,
+		// The HTTP/1.1 exchange reads a response head into a 16 KiB buffer: the same bound.
+		MaxResponseHeaderBytes: upstreamReadBuffer,
+		Protocols:              &p,
+		HTTP2: &http.HTTP2Config{
+			// A connection that has been silent this long is pinged, and closed if the
+			// ping is not answered within the connect timeout: a dead peer is found
+			// without waiting for a request's timeout.
+			SendPingTimeout: 15 * time.Second,
+			PingTimeout:     max(connect, time.Second),
+		},
+	}
+	return h
+}
+
+// dial opens a connection to the target within the connect timeout: TCP, then TLS when the
+// target has tls = true. Every failure is a *dialError: nothing was sent.
+func (h *h2Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.connect)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	if h.tls == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, h.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, &dialError{fmt.Errorf("TLS handshake: %w", err)}
+	}
+	if np := tc.ConnectionState().NegotiatedProtocol; h.needH2 && np != "h2" {
+		conn.Close()
+		return nil, &dialError{fmt.Errorf("the target did not choose h2 by ALPN (it chose %q): use protocol = \"auto\" for targets that may speak HTTP/1.1", np)}
+	}
+	return tc, nil
+}
+
+// closeIdle closes the connections that carry no stream.
+func (h *h2Client) closeIdle() { h.rt.CloseIdleConnections() }
+
+// close closes the idle connections now and those still carrying streams once the longest
+// exchange could have ended.
+func (h *h2Client) close(after time.Duration) {
+	h.rt.CloseIdleConnections()
+	time.AfterFunc(after, h.rt.CloseIdleConnections)
+}
+
+// errClientGone: the client's request ended (its HTTP/2 stream was reset, its connection
+// closed) while the upstream was being asked. Not the target's failure, and not retried.
+var errClientGone = errors.New("the client went away")
+
+// h2Call is one exchange with an HTTP/2 target: its context, its response, and the request
+// bodies the Transport holds, which read the client's request and must be closed before the
+// request is released.
+type h2Call struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+	resp   *http.Response
+	up     *fasthttp.Response // receives the trailers at the end of the body
+	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
+	// again.
+	streamRead atomic.Bool
+
+	mu     sync.Mutex
+	bodies []*h2ReqBody
+}
+
+// bodyCloseWait bounds the wait for the Transport to close a request body after the exchange
+// was cancelled. net/http closes it on its own goroutine, at once after a cancel.
+const bodyCloseWait = 5 * time.Second
+
+// finish ends the exchange: the response body is closed (an unfinished stream is reset), the
+// context cancelled, and the Transport's request bodies waited for.
+func (k *h2Call) finish() {
+	if k.resp != nil {
+		_ = k.resp.Body.Close()
+	}
+	k.cancel()
+	k.mu.Lock()
+	bodies := k.bodies
+	k.bodies = nil
+	k.mu.Unlock()
+	for _, b := range bodies {
+		select {
+		case <-b.closed:
+		case <-time.After(bodyCloseWait):
+			return // the Transport broke its contract; the request is released anyway
+		}
+	}
+}
+
+// body returns a request body for the Transport, over r.
+func (k *h2Call) body(r io.Reader, stream bool) *h2ReqBody {
+	b := &h2ReqBody{r: r, call: k, stream: stream, closed: make(chan struct{})}
+	k.mu.Lock()
+	k.bodies = append(k.bodies, b)
+	k.mu.Unlock()
+	return b
+}
+
+// err turns an error of the exchange into one that classify understands.
+func (k *h2Call) err(err error) error {
+	switch {
+	case k.parent.Err() != nil:
+		return fmt.Errorf("%w: %w", errClientGone, err)
+	case errors.Is(k.ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
+	}
+	return err
+}
+
+// h2ReqBody is a request body as the Transport reads it.
+type h2ReqBody struct {
+	r      io.Reader
+	call   *h2Call
+	stream bool
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *h2ReqBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 && b.stream {
+		b.call.streamRead.Store(true)
+	}
+	return n, err
+}
+
+func (b *h2ReqBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// h2RespBody reads the response body and, at its end, hands the trailers to call.up.
+type h2RespBody struct {
+	call *h2Call
+	eof  bool
+}
+
+func (b *h2RespBody) Read(p []byte) (int, error) {
+	n, err := b.call.resp.Body.Read(p)
+	if err == io.EOF {
+		if !b.eof {
+			b.eof = true
+			trailersInto(&b.call.up.Header, b.call.resp.Trailer)
+		}
+		return n, err
+	}
+	if err != nil {
+		err = b.call.err(err)
+	}
+	return n, err
+}
+
+// trailersInto announces in dst the trailers that arrived, with their values.
+func trailersInto(dst *fasthttp.ResponseHeader, tr http.Header) {
+	for name, vals := range tr {
+		if len(vals) == 0 || dst.AddTrailer(name) != nil {
+			continue // announced but not sent, or a name that may not be a trailer
+		}
+		for _, v := range vals {
+			if validFieldValue(v) {
+				dst.Add(name, v)
+			}
+		}
+	}
+}
+
+// roundTripH2 is roundTrip for a target with an HTTP/2 client: it sends the request prepare made
+// ready, within deadline and for as long as the client's request lives (c.Context), and puts the
+// response head into c.Response. A body of known length that fits max_response_bytes (and the
+// held-response budget) is announced as of unknown length, so that holdOrStream reads it whole;
+// gRPC and server-sent-event responses stream at once; others as holdOrStream decides.
+func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, deadline time.Time) (*upstreamBody, error) {
+	parent := c.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	if parent.Err() != nil {
+		return nil, errClientGone
+	}
+	k := &h2Call{parent: parent}
+	k.ctx, k.cancel = context.WithDeadline(parent, deadline)
+	req := t.h2.request(k, c, x)
+	resp, err := t.h2.rt.RoundTrip(req)
+	if err != nil {
+		k.finish()
+		if k.streamRead.Load() {
+			x.unreplayable = true
+		}
+		return nil, k.err(err)
+	}
+	k.resp = resp
+
+	dst := c.Response
+	dst.ResetBody()
+	headOnly := c.Request.Header.IsHead() || bodiless(resp.StatusCode)
+	immediate := !headOnly && streamsAtOnce(resp.Header.Get("Content-Type"))
+	cl := resp.ContentLength
+	hold := false
+	if !headOnly && !immediate && len(resp.Trailer) == 0 && cl >= 0 && cl <= int64(u.maxHeld) {
+		hold = !x.holdRefused(c, int(cl))
+	}
+	// The head goes through fasthttp's own parser, as an HTTP/1.1 upstream's does: the same
+	// checks, and the same response state (Set-Cookie, trailers announced) for what follows.
+	x.head = appendH2Head(x.head[:0], resp, headOnly, immediate || hold)
+	hr := headReader(x.head)
+	err = dst.Header.Read(hr.br)
+	releaseHeadReader(hr)
+	if err != nil {
+		k.finish()
+		return nil, fmt.Errorf("an HTTP/2 response head fasthttp refuses: %w", err)
+	}
+	if headOnly {
+		k.finish()
+		return nil, nil
+	}
+	k.up = fasthttp.AcquireResponse()
+	dst.Header.CopyTo(&k.up.Header)
+	if hold {
+		// holdOrStream reads it into x.scratch: room for the body and the read that sees EOF.
+		x.scratch = slices.Grow(x.scratch[:0], int(cl)+1)
+	}
+	return &upstreamBody{
+		up:        k.up,
+		r:         &h2RespBody{call: k},
+		immediate: immediate,
+		release:   func(bool) { k.finish() },
+	}, nil
+}
+
+// streamsAtOnce reports whether a response of this content type goes to the client as it comes:
+// gRPC and server-sent events are streams of messages, which holding would only delay.
+func streamsAtOnce(ct string) bool {
+	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "text/event-stream")
+}
+
+// appendH2Head appends resp's head in HTTP/1.1 form. Content-Length is the response's own for
+// a bodiless one; a body to be held, streamed at once, of unknown length or followed by
+// trailers is announced chunked (holdOrStream then reads it; fasthttp writes a held body's
+// length itself); any other keeps its length.
+func appendH2Head(b []byte, resp *http.Response, headOnly, chunked bool) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(resp.StatusCode), 10)
+	b = append(b, ' ')
+	b = append(b, fasthttp.StatusMessage(resp.StatusCode)...)
+	b = append(b, "\r\n"...)
+	for name, vals := range resp.Header {
+		switch name {
+		case "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vals {
+			if validFieldValue(v) {
+				b = append(append(append(append(b, name...), ": "...), v...), "\r\n"...)
+			}
+		}
+	}
+	switch {
+	case headOnly:
+		if v := resp.Header.Get("Content-Length"); v != "" && validFieldValue(v) {
+			b = append(append(append(b, "Content-Length: "...), v...), "\r\n"...)
+		}
+	case chunked || len(resp.Trailer) > 0 || resp.ContentLength < 0:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	default:
+		b = append(strconv.AppendInt(append(b, "Content-Length: "...), resp.ContentLength, 10), "\r\n"...)
+	}
+	if len(resp.Trailer) > 0 {
+		b = append(b, "Trailer: "...)
+		first := true
+		for name := range resp.Trailer {
+			if !first {
+				b = append(b, ", "...)
+			}
+			first = false
+			b = append(b, name...)
+		}
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// validFieldValue reports whether v can be written in an HTTP/1.1 head (net/http checks
+// HTTP/2 fields, this keeps a line break out whatever the protocol the target spoke).
+func validFieldValue(v string) bool { return !strings.ContainsAny(v, "\r\n\x00") }
+
+// bufReader reads a response head for fasthttp's header parser, with a buffer as large as the
+// HTTP/1.1 exchange's.
+type bufReader struct {
+	br  *bufio.Reader
+	src bytes.Reader
+}
+
+var headReaders sync.Pool
+
+func headReader(head []byte) *bufReader {
+	r, _ := headReaders.Get().(*bufReader)
+	if r == nil {
+		r = &bufReader{}
+		r.br = bufio.NewReaderSize(&r.src, upstreamReadBuffer)
+	}
+	r.src.Reset(head)
+	r.br.Reset(&r.src)
+	return r
+}
+
+func releaseHeadReader(r *bufReader) {
+	r.src.Reset(nil)
+	headReaders.Put(r)
+}
+
+// request makes the http.Request for c's prepared request: the forwarded path, the request's
+// headers, prepare's forwarding lines and the attempt's trace context lines, and the body (held,
+// or the client's stream, never buffered here).
+func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) *http.Request {
+	rh := &c.Request.Header
+	path, query, _ := strings.Cut(string(rh.RequestURI()), "?")
+	hdr := make(http.Header, 16)
+	for name, v := range rh.All() {
+		switch string(name) {
+		case "Host", "Content-Length", "Connection", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		key := string(name)
+		hdr[key] = append(hdr[key], string(v))
+	}
+	addLines(hdr, x.fwd)
+	addLines(hdr, x.trace)
+	if _, ok := hdr["User-Agent"]; !ok {
+		hdr["User-Agent"] = nil // present and empty: net/http adds no Go-http-client of its own
+	}
+	if strings.HasPrefix(string(rh.ContentType()), "application/grpc") {
+		// gRPC servers require "te: trailers" (it tells them trailers will get through), a
+		// hop-by-hop header prepare removed with the client's TE.
+		hdr["Te"] = []string{"trailers"}
+	}
+	req := &http.Request{
+		Method:     method(rh.Method()),
+		URL:        &url.URL{Scheme: h.scheme, Host: h.addr, Opaque: path, RawQuery: query},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       string(rh.Host()),
+	}
+	switch {
+	case c.Request.IsBodyStream():
+		req.ContentLength = int64(rh.ContentLength())
+		if req.ContentLength < 0 {
+			req.ContentLength = -1
+		}
+		req.Body = k.body(c.Request.BodyStream(), true)
+	case len(c.Request.Body()) > 0:
+		body := c.Request.Body()
+		req.ContentLength = int64(len(body))
+		req.Body = k.body(bytes.NewReader(body), false)
+		// The Transport sends the request again by itself when a connection went away
+		// (GOAWAY) before the target took it.
+		req.GetBody = func() (io.ReadCloser, error) { return k.body(bytes.NewReader(body), false), nil }
+	}
+	return req.WithContext(k.ctx)
+}
+
+// addLines adds the "Name: value\r\n" lines of b to hdr.
+func addLines(hdr http.Header, b []byte) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
+			line, b = b[:i], b[i+2:]
+		} else {
+			b = nil
+		}
+		name, value, ok := bytes.Cut(line, []byte(": "))
+		if !ok {
+			continue
+		}
+		key := string(name)
+		hdr[key] = append(hdr[key], string(value))
+	}
+}
+
+// method returns the method as a string, without allocating for the common ones.
+func method(m []byte) string {
+	for _, s := range [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
+		http.MethodOptions, http.MethodPatch} {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
+
+// probe sends one health check over the target's own protocol and returns the status.
+func (h *h2Client) probe(t *target, hc *HealthCheckConfig) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), hc.Timeout.D())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.scheme+"://"+t.addr+hc.Path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = hostHeader(t)
+	req.Header.Set("User-Agent", "sluice-health-check")
+	resp, err := h.rt.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
