@@ -79,8 +79,6 @@ var (
 	grpcPrefix    = []byte("application/grpc")
 	textInfix     = []byte("-text")
 	webTextPrefix = []byte("application/grpc-web-text")
-	hdrTE         = []byte("TE")
-	valTrailers   = []byte("trailers")
 )
 
 // parseWebType classifies a request's Content-Type: a gRPC-Web mode and the "+fmt" suffix
@@ -129,9 +127,8 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	modeKey.Set(c, m)
 	var buf [64]byte
+	// The HTTP/2 upstream transport adds "te: trailers" to every gRPC request.
 	h.SetContentTypeBytes(append(append(buf[:0], grpcPrefix...), suffix...))
-	// gRPC servers may refuse a request that does not say it takes trailers.
-	h.SetBytesKV(hdrTE, valTrailers)
 	if m == textMode {
 		if c.Request.IsBodyStream() {
 			engine.WrapRequestStream(c.Request, func(src io.Reader) io.Reader { return &textDecoder{src: src} })
