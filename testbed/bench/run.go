@@ -65,6 +65,12 @@ type benchCase struct {
 	// measured alone.
 	Base string `json:"base,omitempty"`
 
+	// Tool is the load generator (h2tls.go): "" wrk, h2load, or `bench tlsload` for handshakes.
+	Tool string `json:"tool,omitempty"`
+	// TLS: the case's address speaks TLS (https://); Curve is the key exchange group tlsload offers.
+	TLS   bool   `json:"tls,omitempty"`
+	Curve string `json:"curve,omitempty"`
+
 	port    int
 	headers []string
 	gzip    bool // expects a gzip-encoded answer
@@ -72,7 +78,12 @@ type benchCase struct {
 	base    *benchCase
 }
 
-func (c *benchCase) url() string { return "http://" + addr(c.port) + c.Path }
+func (c *benchCase) url() string {
+	if c.TLS {
+		return "https://" + addr(c.port) + c.Path
+	}
+	return "http://" + addr(c.port) + c.Path
+}
 
 // runRecord is one measured run.
 type runRecord struct {
@@ -217,12 +228,16 @@ func (h *harness) main() error {
 		return err
 	}
 	h.sysinfo = systemInfo()
-	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink} {
+	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink,
+		portCeiling, portCeilingTLS, portNginxH2c, portNginxTLS} {
 		if portInUse(p) {
 			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
 		}
 	}
 	if err := h.startBackground(); err != nil {
+		return err
+	}
+	if err := writeCert(h.run); err != nil {
 		return err
 	}
 	h.planCases()
@@ -277,7 +292,7 @@ func (h *harness) snapshotBinaries() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof"} {
+	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof", "h2ceiling"} {
 		src := filepath.Join(h.opt.bin, name)
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -528,6 +543,7 @@ func (h *harness) planCases() {
 			}
 		}
 	}
+	h.planH2TLSCases(add, portOf)
 }
 
 // checkVariant writes a variant's configuration and runs `sluice validate` on it.
@@ -579,6 +595,13 @@ func (h *harness) startProxies() error {
 	}
 	if need["floor-rm"] {
 		if procs["floor-rm"], err = h.start("floor-rm", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor+1), "-upstream", addr(portUpstream), "-reduce-memory"); err != nil {
+			return err
+		}
+	}
+	if need["ceiling"] {
+		cert, key := certFiles(h.run)
+		if procs["ceiling"], err = h.start("ceiling", "1", nil, h.binPath("h2ceiling"), "-listen", addr(portCeiling),
+			"-tls-listen", addr(portCeilingTLS), "-cert", cert, "-key", key); err != nil {
 			return err
 		}
 	}
@@ -665,7 +688,7 @@ func (h *harness) prewarm() {
 		// (milliseconds per Go guest instance) shows as a rising rate.
 		prev := 0.0
 		for i := 0; i < 6 && !interrupted.Load(); i++ {
-			w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm+time.Second, c.headers)
+			w, err := h.load(c, h.opt.warm+time.Second)
 			if err != nil {
 				h.note("pre-warming %s: %v", c.proc.name, err)
 				break
@@ -682,6 +705,9 @@ func (h *harness) prewarm() {
 
 // probe sends the case's request once and checks the answer.
 func probe(client *http.Client, c *benchCase) error {
+	if c.Tool != "" || c.TLS {
+		return probeH2TLS(c)
+	}
 	req, err := http.NewRequest("GET", c.url(), nil)
 	if err != nil {
 		return err
@@ -889,11 +915,11 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		return runRecord{}, fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
 	}
 	h.truncateLogs()
-	if _, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm, c.headers); err != nil {
+	if _, err := h.load(c, h.opt.warm); err != nil {
 		return runRecord{}, err
 	}
 	a := h.sample(c.proc)
-	w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.dur, c.headers)
+	w, err := h.load(c, h.opt.dur)
 	if err != nil {
 		return runRecord{}, err
 	}
