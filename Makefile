@@ -45,10 +45,10 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, quick mode (~7 min; testbed/results/)
+bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, HTTP/2 h2c rows, quick mode (~10 min; testbed/results/)
 	./testbed/bench/run.sh quick
 
-bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency (~25 min)
+bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency, HTTP/2 over TLS, TLS keep-alive and handshakes (~35 min)
 	./testbed/bench/run.sh full
 
 pgo: ## refresh $(PGO) from profiles of the request path under load (~2 min; run it alone)

@@ -3,8 +3,12 @@ package main
 import (
 	"crypto/tls"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gateway/sluice/filters"
+	"github.com/sluice-gateway/sluice/hcl"
 )
 
 // h2loadOutput is what h2load 1.52 (Debian 12) prints for a timing-based run.
@@ -76,6 +80,25 @@ func TestTLSRequestResumes(t *testing.T) {
 		}
 		if want := map[bool]int{false: 0, true: 2}[resume]; resumed != want {
 			t.Errorf("resume %v: %d of 3 handshakes resumed, want %d", resume, resumed, want)
+		}
+	}
+}
+
+// TestH2TLSVariantsLoad: the HTTP/2 and TLS variants' configurations are valid Sluice HCL, so that
+// the benchmark does not skip Sluice's rows for a configuration that went stale.
+func TestH2TLSVariantsLoad(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeCert(dir); err != nil {
+		t.Fatal(err)
+	}
+	h2c, tlsv := h2tlsVariants(dir)
+	for _, v := range []sluiceVariant{h2c, tlsv} {
+		src := v.hcl(18150)
+		cfg, diags := hcl.Load(filepath.Join(dir, v.name+".hcl"), []byte(src), filters.Builtin())
+		if diags.HasErrors() {
+			var b strings.Builder
+			_ = cfg.WriteDiagnostics(&b, diags)
+			t.Errorf("variant %s does not load:\n%s\n%s", v.name, b.String(), src)
 		}
 	}
 }
