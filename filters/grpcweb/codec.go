@@ -59,7 +59,8 @@ var errTextBody = errors.New("grpc-web-text body is not base64 in 4-character gr
 // standard base64 in groups of four characters; a client may encode each message on its own,
 // so padding can end any group, not only the last.
 func appendDecodeText(dst, src []byte) ([]byte, error) {
-	if len(src)%4 != 0 {
+	// encoding/base64 skips line breaks, which would shift the groups: none may appear.
+	if len(src)%4 != 0 || bytes.IndexByte(src, '\r') >= 0 || bytes.IndexByte(src, '\n') >= 0 {
 		return dst, errTextBody
 	}
 	for len(src) > 0 {
