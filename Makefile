@@ -48,7 +48,7 @@ lint: ## gofmt and go vet
 bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, HTTP/2 h2c rows, quick mode (~10 min; testbed/results/)
 	./testbed/bench/run.sh quick
 
-bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency, HTTP/2 over TLS, TLS keep-alive and handshakes (~35 min)
+bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency, HTTP/2 over TLS, TLS keep-alive and handshakes, gRPC calls vs direct and nginx grpc_pass (~40 min)
 	./testbed/bench/run.sh full
 
 pgo: ## refresh $(PGO) from profiles of the request path under load (~2 min; run it alone)

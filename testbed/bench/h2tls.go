@@ -196,6 +196,8 @@ func (h *harness) load(c *benchCase, d time.Duration) (wrkResult, error) {
 	switch c.Tool {
 	case toolH2load:
 		return runH2load("0", c.url(), c.Conns, d)
+	case toolH2GRPC:
+		return runH2loadGRPC("0", c.url(), c.body, c.Conns, d)
 	case toolTLSFull, toolTLSResume:
 		return h.runTLSLoad(c, d)
 	}
@@ -447,12 +449,20 @@ func probeH2TLS(c *benchCase) error {
 
 // h2tlsIntro says how the HTTP/2 and TLS groups were loaded, when the run has them.
 func h2tlsIntro(cases []*benchCase) string {
-	var h2, hs bool
+	var h2, hs, grpc bool
 	for _, c := range cases {
 		h2 = h2 || c.Tool == toolH2load
 		hs = hs || c.Tool == toolTLSFull || c.Tool == toolTLSResume
+		grpc = grpc || c.Tool == toolH2GRPC
 	}
 	var b strings.Builder
+	if grpc {
+		b.WriteString("gRPC group: h2load posts one gRPC frame per call (a SimpleRequest with 64 bytes of payload asking for 64 " +
+			"bytes back) to grpc-go's interop server (testbed/cmd/grpcupstream, on core 1), direct (`grpc direct`: its proxy CPU " +
+			"column is the server's own), through nginx's `grpc_pass` (upstream keepalive) and through Sluice's empty pipeline " +
+			"(h2c to the client and to the upstream). For the proxied rows the upstream column is the gRPC server's CPU per call " +
+			"and the proxy column is what the proxy adds per call.\n\n")
+	}
 	if h2 {
 		fmt.Fprintf(&b, "HTTP/2 groups: h2load (nghttp2) -t1 with %d streams per connection on core 0 instead of wrk, h2c with prior "+
 			"knowledge or h2 by ALPN; the reference is `go h2 ceiling` (testbed/cmd/h2ceiling), net/http's HTTP/2 server answering "+
@@ -509,6 +519,13 @@ func h2tlsTargets(b *strings.Builder, byGroup map[string][]*benchCase) {
 			row(g+": RPS ≥ 1.0 × nginx", q, n, q >= 1)
 			q, n = pairedRatioClean(s, ng, runCPU)
 			row(g+": CPU per request ≤ nginx", q, n, q <= 1)
+		case s.Tool == toolH2GRPC:
+			q, n := pairedRatioClean(s, find(cases, "grpc direct"), runRPS)
+			row(g+": calls/s through Sluice ÷ direct (reported)", q, n, true)
+			q, n = pairedRatioClean(s, ng, runRPS)
+			row(g+": calls/s ÷ nginx grpc_pass (reported)", q, n, q >= 1)
+			q, n = pairedRatioClean(s, ng, runCPU)
+			row(g+": proxy CPU per call ÷ nginx grpc_pass (reported)", q, n, q <= 1)
 		case ng != nil:
 			q, n := pairedRatioClean(s, ng, runRPS)
 			row(g+": handshakes/s ≥ 0.9 × nginx", q, n, q >= 0.9)

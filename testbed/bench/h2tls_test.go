@@ -92,7 +92,7 @@ func TestH2TLSVariantsLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	h2c, tlsv := h2tlsVariants(dir)
-	for _, v := range []sluiceVariant{h2c, tlsv} {
+	for _, v := range []sluiceVariant{h2c, tlsv, grpcVariant()} {
 		src := v.hcl(18150)
 		cfg, diags := hcl.Load(filepath.Join(dir, v.name+".hcl"), []byte(src), filters.Builtin())
 		if diags.HasErrors() {

@@ -60,8 +60,8 @@ http {
         keepalive 1024;
         keepalive_requests 1000000;
     }
-%[3]s%[4]s%[5]s%[6]s}
-`, run, addr(portUpstream), server(portNginx, ""), server(portNginx+10, gz(1)), server(portNginx+11, gz(6)), nginxH2TLSServers(run))
+%[3]s%[4]s%[5]s%[6]s%[7]s}
+`, run, addr(portUpstream), server(portNginx, ""), server(portNginx+10, gz(1)), server(portNginx+11, gz(6)), nginxH2TLSServers(run), nginxGRPCServer())
 }
 
 // haproxyConf matches /work/shared/bench/haproxy.cfg.
@@ -160,6 +160,8 @@ type sluiceVariant struct {
 	targets int    // upstream targets
 	policy  string
 	server  string // more attributes and blocks of the server block (protocols, tls)
+	// upstreamBlock, when set, is the upstream block's body instead of targets on benchupstream.
+	upstreamBlock string
 }
 
 func (v sluiceVariant) headers() []string {
@@ -185,7 +187,10 @@ func (v sluiceVariant) hcl(port int) string {
 	if v.policy != "" {
 		fmt.Fprintf(&b, "  policy = %q\n", v.policy)
 	}
-	for i := 0; i < max(v.targets, 1); i++ {
+	if v.upstreamBlock != "" {
+		b.WriteString(v.upstreamBlock)
+	}
+	for i := 0; v.upstreamBlock == "" && i < max(v.targets, 1); i++ {
 		fmt.Fprintf(&b, "  target {\n    address = %q\n  }\n", addr(portUpstream+i))
 	}
 	b.WriteString("}\n")

@@ -27,3 +27,4 @@ go build -o bin/floorproxy ./testbed/cmd/floorproxy
 go build -o bin/benchupstream ./testbed/cmd/benchupstream
 go build -o bin/bench ./testbed/bench
 go build -o bin/h2ceiling ./testbed/cmd/h2ceiling
+go build -o bin/grpcupstream ./testbed/cmd/grpcupstream

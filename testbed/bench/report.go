@@ -152,8 +152,11 @@ func groupTable(b *strings.Builder, cases []*benchCase) {
 	if c := find(cases, "go h2 ceiling"); floor == nil && c != nil {
 		floor, ref = c, "ceiling"
 	}
+	if c := find(cases, "grpc direct"); floor == nil && c != nil {
+		floor, ref = c, "direct"
+	}
 	p50 := "p50 µs"
-	if len(cases) > 0 && cases[0].Tool == toolH2load {
+	if len(cases) > 0 && (cases[0].Tool == toolH2load || cases[0].Tool == toolH2GRPC) {
 		p50 = "mean µs" // h2load reports no percentiles
 	}
 	fmt.Fprintf(b, "| configuration | RPS | ÷ %[1]s | ÷ nginx | %[2]s | p99 µs | proxy CPU µs/req | CPU ÷ %[1]s | CPU ÷ nginx | proxy syscalls/req | upstream CPU µs/req | clean runs |\n", ref, p50)

@@ -73,7 +73,9 @@ type benchCase struct {
 
 	port    int
 	headers []string
-	gzip    bool // expects a gzip-encoded answer
+	grpcUp  bool   // its upstream is grpcupstream (grpcbench.go), whose CPU is the upstream's
+	body    string // a request body file the load generator sends
+	gzip    bool   // expects a gzip-encoded answer
 	proc    *pinned
 	base    *benchCase
 }
@@ -134,7 +136,9 @@ type harness struct {
 	sluiceOK bool             // this build serves the empty pipeline
 	started  time.Time
 	sysinfo  map[string]string
-	fromJSON bool // rendering a saved run (bench report)
+	fromJSON bool    // rendering a saved run (bench report)
+	grpcBody string  // the gRPC rows' request frame (grpcbench.go)
+	grpcUp   *pinned // grpcupstream, when a gRPC case runs
 }
 
 func runMain(args []string) error {
@@ -229,7 +233,7 @@ func (h *harness) main() error {
 	}
 	h.sysinfo = systemInfo()
 	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink,
-		portCeiling, portCeilingTLS, portNginxH2c, portNginxTLS} {
+		portCeiling, portCeilingTLS, portNginxH2c, portNginxTLS, portGRPCUp, portNginxGRPC} {
 		if portInUse(p) {
 			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
 		}
@@ -292,7 +296,7 @@ func (h *harness) snapshotBinaries() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof", "h2ceiling"} {
+	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof", "h2ceiling", "grpcupstream"} {
 		src := filepath.Join(h.opt.bin, name)
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -544,6 +548,7 @@ func (h *harness) planCases() {
 		}
 	}
 	h.planH2TLSCases(add, portOf)
+	h.planGRPCCases(add, portOf)
 }
 
 // checkVariant writes a variant's configuration and runs `sluice validate` on it.
@@ -597,6 +602,15 @@ func (h *harness) startProxies() error {
 		if procs["floor-rm"], err = h.start("floor-rm", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor+1), "-upstream", addr(portUpstream), "-reduce-memory"); err != nil {
 			return err
 		}
+	}
+	for _, c := range h.cases {
+		need["grpcup"] = need["grpcup"] || c.grpcUp
+	}
+	if need["grpcup"] {
+		if procs["grpcup"], err = h.start("grpcup", "1", nil, h.binPath("grpcupstream"), "-listen", addr(portGRPCUp)); err != nil {
+			return err
+		}
+		h.grpcUp = procs["grpcup"]
 	}
 	if need["ceiling"] {
 		cert, key := certFiles(h.run)
@@ -705,6 +719,9 @@ func (h *harness) prewarm() {
 
 // probe sends the case's request once and checks the answer.
 func probe(client *http.Client, c *benchCase) error {
+	if c.Tool == toolH2GRPC {
+		return probeGRPC(c, c.body)
+	}
 	if c.Tool != "" || c.TLS {
 		return probeH2TLS(c)
 	}
@@ -852,6 +869,15 @@ type sample struct {
 	kthreads int64
 }
 
+// sampleCase samples c's proxy, with grpcupstream as the upstream for a gRPC case.
+func (h *harness) sampleCase(c *benchCase) sample {
+	s := h.sample(c.proc)
+	if c.grpcUp && h.grpcUp != nil {
+		s.upstream += treeTimes(h.grpcUp.pid()).ticks
+	}
+	return s
+}
+
 func (h *harness) sample(proxies ...*pinned) sample {
 	st, _ := readProcStat()
 	s := sample{at: time.Now(), stat: st, softirq: softirqTicks()}
@@ -918,12 +944,12 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 	if _, err := h.load(c, h.opt.warm); err != nil {
 		return runRecord{}, err
 	}
-	a := h.sample(c.proc)
+	a := h.sampleCase(c)
 	w, err := h.load(c, h.opt.dur)
 	if err != nil {
 		return runRecord{}, err
 	}
-	b := h.sample(c.proc)
+	b := h.sampleCase(c)
 	return h.record(c, round, w, a, b, b.proxy-a.proxy, w.CPUTicks)
 }
 
