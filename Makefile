@@ -13,10 +13,11 @@ FUZZTIME ?= 15000x
 
 .PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full bench-go pgo clean
 
-build: ## build the gateway and the testbed servers into bin/
+build: ## build the gateway and the testbed servers (and examples/grpc's grpcdemo) into bin/
 	$(GO) build -trimpath -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -trimpath -o $(BIN)/testbed ./testbed/cmd/testbed
 	$(GO) build -trimpath -o $(BIN)/otlpreceiver ./testbed/cmd/otlpreceiver
+	$(GO) build -trimpath -o $(BIN)/grpcdemo ./testbed/cmd/grpcdemo
 
 quickstart-filter: ## the quickstart's Wasm filter, from examples/filters/go (Go toolchain only)
 	cd examples/filters/go && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o ../../quickstart/filters/abrouter.wasm ./abrouter

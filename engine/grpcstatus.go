@@ -122,12 +122,16 @@ const maxGRPCMessage = 512
 // the gRPC protocol tells clients to map an HTTP status without grpc-status. It
 // returns the gRPC status set, or -1 when nothing changed. Other requests cost one content-type
 // comparison and allocate nothing.
-func grpcAnswer(c *Ctx) int {
-	kind := grpcKindOf(c.Request.Header.ContentType())
+func grpcAnswer(c *Ctx) int { return grpcAnswerTo(c.Request, c.Response) }
+
+// grpcAnswerTo is grpcAnswer for a request and its response: the HTTP/2 server calls it for a
+// stream refused before it became a Ctx (admission, max_body_bytes), so those answers reach a
+// gRPC client as a status too. An answer already mapped is left as it is.
+func grpcAnswerTo(req *fasthttp.Request, resp *fasthttp.Response) int {
+	kind := grpcKindOf(req.Header.ContentType())
 	if kind == notGRPC {
 		return -1
 	}
-	resp := c.Response
 	if grpcKindOf(resp.Header.ContentType()) != notGRPC {
 		return -1 // a gRPC response (the upstream's, or a filter that speaks gRPC)
 	}

@@ -109,6 +109,8 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		// pipeline made of the truncated body, the answer is 413.
 		WriteError(&fc.Response, fasthttp.StatusRequestEntityTooLarge)
 	}
+	// A stream refused before its pipeline ran still answers a gRPC client with a status.
+	grpcAnswerTo(&fc.Request, &fc.Response)
 	s.writeResponse(w, rc, r, st)
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()

@@ -321,12 +321,12 @@ func (s *Server) serve(p *Pipeline, c *Ctx) {
 			s.log.Error("panic while serving a request", "pipeline", p.Name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			c.Fail(fasthttp.StatusInternalServerError, fmt.Errorf("panic: %v", r))
 		}
+		s.grpcAnswer(c) // grpcstatus.go: the gateway's answers to gRPC calls as gRPC statuses
 	}()
 	p.Serve(c)
 	if pe, ok := c.Failure.(*PanicError); ok {
 		s.log.Error("panic in a filter", "pipeline", pe.Pipeline, "stage", pe.Stage, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
-	s.grpcAnswer(c)
 }
 
 // requestID keeps a request id sent by a trusted proxy, else sets a fresh random one.

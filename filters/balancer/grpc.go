@@ -1,8 +1,11 @@
 package balancer
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -175,9 +178,9 @@ func trailersOnlyStatus(resp *fasthttp.Response, body *upstreamBody) int {
 // shouldRetryGRPC decides whether a gRPC call answered trailers-only with a status of grpc_on
 // is tried again on another target. gRPC calls are POSTs: a status listed in grpc_on is retried
 // whatever the method (the operator listed it), but only while the request body can be sent
-// again (not a body streamed from the client).
-func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
-	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || c.Request.IsBodyStream() {
+// again: held, or streamed and kept by x.replay.
+func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, x *exchange, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
+	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && x.replay == nil) {
 		return false
 	}
 	code := trailersOnlyStatus(c.Response, body)
@@ -198,4 +201,108 @@ func (b *upstreamBody) empty() bool {
 		return h.call.resp.ContentLength == 0
 	}
 	return false
+}
+
+// maxGRPCReplay bounds what is kept of a gRPC call's streamed request body for a retry on
+// grpc_on: a unary call's message, or the first messages of a stream. A call that sent more is
+// not retried.
+const maxGRPCReplay = 64 << 10
+
+var errReplayLost = errors.New("the request body was not kept whole for a retry (over 64 KiB)")
+
+// replaySource is a gRPC call's streamed request body (over HTTP/2 a gRPC request has no
+// Content-Length, so the server streams it) shared by the call's attempts: each attempt reads it
+// through a view of its own, which first replays what earlier attempts read (kept, up to
+// maxGRPCReplay bytes), then reads on. An abandoned attempt's transport may still be inside a
+// read of the client's stream (net/http closes a request body concurrently with its reads):
+// whatever that read returns is kept for the next attempt, and the source is read by one view
+// at a time, never under the lock, so a view waiting for it never blocks the others. The
+// source outlives the balancer's Serve (a stream's body is read until the call ends), so it
+// belongs to the call's goroutines, not to the pooled exchange.
+type replaySource struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	src     io.Reader
+	buf     []byte      // the bytes read from src so far, unless over
+	total   int         // bytes read from src
+	over    bool        // the latest attempt read past maxGRPCReplay: buf is dropped
+	reading bool        // a view is inside src.Read
+	err     error       // src's final error (io.EOF included)
+	live    *replayView // the latest attempt's view
+}
+
+type replayView struct {
+	s   *replaySource
+	pos int // bytes of the body this view has returned
+}
+
+func newReplaySource(src io.Reader) *replaySource {
+	s := &replaySource{src: src}
+	s.cond.L = &s.mu
+	return s
+}
+
+// view returns a reader of the whole body for the next attempt.
+func (s *replaySource) view() *replayView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.live = &replayView{s: s}
+	return s.live
+}
+
+// lost reports whether the body can no longer be sent again whole.
+func (s *replaySource) lost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.over
+}
+
+func (v *replayView) Read(p []byte) (int, error) {
+	s := v.s
+	s.mu.Lock()
+	for {
+		if v.pos < s.total {
+			if s.over {
+				s.mu.Unlock()
+				return 0, errReplayLost
+			}
+			n := copy(p, s.buf[v.pos:])
+			v.pos += n
+			s.mu.Unlock()
+			return n, nil
+		}
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return 0, err
+		}
+		if !s.reading {
+			break
+		}
+		s.cond.Wait() // another view is reading the client's stream: its bytes are kept
+	}
+	s.reading = true
+	live := v == s.live
+	s.mu.Unlock()
+	n, err := s.src.Read(p)
+	s.mu.Lock()
+	s.reading = false
+	if n > 0 {
+		switch {
+		case s.over:
+		case live && len(s.buf)+n > maxGRPCReplay:
+			// The latest attempt needs none of it; a later one could not be sent whole.
+			s.over, s.buf = true, nil
+		default:
+			s.buf = append(s.buf, p[:n]...)
+		}
+		s.total += n
+		v.pos += n
+	}
+	if err != nil {
+		s.err = err
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return n, err
 }

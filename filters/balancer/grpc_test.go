@@ -1,6 +1,8 @@
 package balancer
 
 import (
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,75 @@ func TestHealthCheckMessages(t *testing.T) {
 		if _, err := parseHealthCheckResponse([]byte(in)); err == nil {
 			t.Errorf("parseHealthCheckResponse(%q) accepted", in)
 		}
+	}
+}
+
+func TestReplaySource(t *testing.T) {
+	s := newReplaySource(strings.NewReader("hello, world"))
+	first := s.view()
+	buf := make([]byte, 5)
+	n, _ := first.Read(buf)
+	if string(buf[:n]) != "hello" {
+		t.Fatalf("first read %q", buf[:n])
+	}
+	// A retry: the second attempt gets the whole body, what the first read included.
+	if all, err := io.ReadAll(s.view()); err != nil || string(all) != "hello, world" {
+		t.Fatalf("second attempt: %q, %v", all, err)
+	}
+	if all, _ := io.ReadAll(s.view()); string(all) != "hello, world" {
+		t.Errorf("third attempt: %q", all)
+	}
+	if s.lost() {
+		t.Error("a 12-byte body lost")
+	}
+	big := strings.Repeat("x", maxGRPCReplay+1)
+	s = newReplaySource(strings.NewReader(big))
+	if all, _ := io.ReadAll(s.view()); len(all) != len(big) || !s.lost() {
+		t.Errorf("a body over maxGRPCReplay: read %d, lost %v", len(all), s.lost())
+	}
+	if _, err := s.view().Read(buf); !errors.Is(err, errReplayLost) {
+		t.Errorf("a view of a lost body: %v", err)
+	}
+}
+
+// TestReplaySourceStaleRead: the bytes an abandoned attempt's read returns after the next
+// attempt started are kept for it; the new attempt waits for that read instead of reading
+// the client's stream beside it.
+func TestReplaySourceStaleRead(t *testing.T) {
+	pr, pw := io.Pipe()
+	s := newReplaySource(pr)
+	stale := s.view()
+	got := make(chan string)
+	go func() {
+		b := make([]byte, 64)
+		n, _ := stale.Read(b) // blocks in the client's stream
+		got <- string(b[:n])
+	}()
+	// Wait for the stale read to be inside the source.
+	for {
+		s.mu.Lock()
+		r := s.reading
+		s.mu.Unlock()
+		if r {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	live := s.view()
+	done := make(chan string)
+	go func() {
+		all, _ := io.ReadAll(live)
+		done <- string(all)
+	}()
+	if _, err := pw.Write([]byte("message-1")); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != "message-1" {
+		t.Errorf("stale read %q", g)
+	}
+	pw.Write([]byte(" message-2"))
+	pw.Close()
+	if all := <-done; all != "message-1 message-2" {
+		t.Errorf("the live attempt read %q", all)
 	}
 }

@@ -463,7 +463,12 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) *http.Request 
 		if req.ContentLength < 0 {
 			req.ContentLength = -1
 		}
-		req.Body = k.body(c.Request.BodyStream(), true)
+		if x.replay != nil {
+			// Kept for a retry on retry.grpc_on (grpc.go), which checks what it could keep.
+			req.Body = k.body(x.replay.view(), false)
+		} else {
+			req.Body = k.body(c.Request.BodyStream(), true)
+		}
 	case len(c.Request.Body()) > 0:
 		body := c.Request.Body()
 		req.ContentLength = int64(len(body))

@@ -142,6 +142,8 @@ type exchange struct {
 	// own short deadline: grpc.go).
 	slack       time.Duration
 	grpcTimeout []byte // the grpc-timeout value sent upstream
+	// replay keeps a gRPC call's streamed request body for a retry on grpc_on (grpc.go), or nil.
+	replay *replaySource
 	// unreplayable: a streamed request body was (partly) sent: no retry can send it again.
 	unreplayable bool
 }
@@ -163,6 +165,7 @@ func acquireExchange(c *engine.Ctx) *exchange {
 func releaseExchange(x *exchange) {
 	x.ntried = 0
 	x.slack = 0
+	x.replay = nil // the call's own: its stream may still be read after Serve
 	x.overBudget = false
 	x.held = 0
 	x.unreplayable = false

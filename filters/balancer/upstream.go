@@ -245,6 +245,10 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			deadline = d
 			x.slack = grpcDeadlineSlack(u, start, d)
 		}
+		if u.on.grpc != 0 && c.Request.IsBodyStream() {
+			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
+			x.replay = newReplaySource(c.Request.BodyStream())
+		}
 	}
 
 	idempotent := isIdempotent(&c.Request.Header)
@@ -291,13 +295,16 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		if x.replay != nil && x.replay.lost() {
+			x.unreplayable = true // more was sent than was kept
+		}
 		c.Attempts++
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
 		retry := !x.unreplayable && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
 		if !retry && !x.unreplayable && grpcCall && fail == failNone {
-			retry = u.shouldRetryGRPC(c, body, attempt, deadline, now)
+			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
 		}
 		// A streamed request body partly sent cannot be sent again (h2transport.go).
 		if !retry {
@@ -314,6 +321,15 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		return
 	}
 	finishResponse(c, x)
+	if body != nil && grpcCall && body.empty() {
+		// A trailers-only gRPC answer (its HEADERS frame ended the stream) stays one: without
+		// a body stream the client's HTTP/2 stream ends with the header section, where the
+		// status is. Streamed, it would end with an empty DATA frame after headers that gRPC
+		// clients do not read a status from.
+		_ = body.Close()
+		body = nil
+		c.Response.Header.SetContentLength(0)
+	}
 	if body == nil {
 		return
 	}
