@@ -200,15 +200,20 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		h.SetContentLength(-1)
 		return
 	}
-	f.translateHeld(resp, m)
+	f.translateHeld(c, m)
 }
 
 // translateHeld appends the trailer frame to a held body, and encodes it for -text.
-func (f *Filter) translateHeld(resp *fasthttp.Response, m mode) {
+func (f *Filter) translateHeld(c *engine.Ctx, m mode) {
+	resp := c.Response
 	h := &resp.Header
 	bp := bufPool.Get().(*[]byte)
 	frame, hasTrailers := appendTrailerFrame((*bp)[:0], h)
 	if hasTrailers {
+		// Logs and traces read the call's status after this phase: keep it where they look.
+		if code, ok := statusCode(h.Peek("Grpc-Status")); ok {
+			engine.GRPCWebStatus.Set(c, code)
+		}
 		dropTrailers(h)
 	}
 	switch {
@@ -223,4 +228,19 @@ func (f *Filter) translateHeld(resp *fasthttp.Response, m mode) {
 		putBuf(out, resp.SwapBody(enc))
 	}
 	putBuf(bp, frame)
+}
+
+// statusCode parses a grpc-status value (0 to 255; gRPC's codes end at 16).
+func statusCode(v []byte) (int, bool) {
+	if len(v) == 0 || len(v) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, b := range v {
+		if b < '0' || b > '9' {
+			return 0, false
+		}
+		n = n*10 + int(b-'0')
+	}
+	return n, n < 256
 }

@@ -134,6 +134,9 @@ func TestUnaryBinary(t *testing.T) {
 		t.Errorf("body (-want +got):\n%s", diff)
 	}
 	assertNoTrailers(t, c)
+	if code, ok := engine.GRPCStatusOf(c); !ok || code != 0 {
+		t.Errorf("GRPCStatusOf = %d, %v after the trailers went into the body; want 0, true", code, ok)
+	}
 	if ct := string(c.Request.Header.ContentType()); ct != "application/grpc-web+proto" {
 		t.Errorf("request Content-Type after the response phase %q, want the client's", ct)
 	}
@@ -161,7 +164,7 @@ func TestUnaryText(t *testing.T) {
 	}
 	c := enginetest.NewCtx(t, "POST", "/pkg.Svc/Call", "Content-Type", "application/grpc-web-text", "Accept", "application/grpc-web-text")
 	c.Request.SetBodyString(body)
-	up := &grpcUpstream{messages: []string{"x", "yz"}, status: "0"}
+	up := &grpcUpstream{messages: []string{"x", "yz"}, status: "14"}
 	enginetest.Serve(c, up.serve, f)
 	if up.contentType != "application/grpc" {
 		t.Errorf("upstream Content-Type %q", up.contentType)
@@ -175,11 +178,14 @@ func TestUnaryText(t *testing.T) {
 	if ct := string(c.Response.Header.ContentType()); ct != "application/grpc-web-text+proto" {
 		t.Errorf("response Content-Type %q", ct)
 	}
-	want := append(append(frame("x"), frame("yz")...), trailerFrame("grpc-status: 0\r\ngrpc-message: \r\n")...)
+	want := append(append(frame("x"), frame("yz")...), trailerFrame("grpc-status: 14\r\ngrpc-message: \r\n")...)
 	if diff := cmp.Diff(want, decodeChunks(t, c.Response.Body())); diff != "" {
 		t.Errorf("decoded body (-want +got):\n%s", diff)
 	}
 	assertNoTrailers(t, c)
+	if code, ok := engine.GRPCStatusOf(c); !ok || code != 14 {
+		t.Errorf("GRPCStatusOf = %d, %v; want 14, true", code, ok)
+	}
 }
 
 func TestMalformedTextBody(t *testing.T) {
