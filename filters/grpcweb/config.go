@@ -104,3 +104,12 @@ func token(s string) bool {
 	}
 	return true
 }
+
+// Warnings reports the settings `sluice validate` warns about: any origin allowed.
+func (c *Config) Warnings() error {
+	if slices.Contains(c.AllowOrigins, "*") {
+		return engine.FieldErr("allow_origins", "\"*\" lets a page of any web site call these services from its visitors' "+
+			"browsers (with the headers they send, such as an Authorization a page adds); list the origins of your own pages")
+	}
+	return nil
+}

@@ -530,3 +530,13 @@ func BenchmarkUnary(b *testing.B) {
 		})
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	if err := (&Config{AllowOrigins: []string{"https://a.example"}}).Warnings(); err != nil {
+		t.Errorf("listed origins warned: %v", err)
+	}
+	err := (&Config{AllowOrigins: []string{"*"}}).Warnings()
+	if fe, ok := engine.AsFieldError(err); !ok || fe.Field != "allow_origins" {
+		t.Errorf("\"*\": warning %v, want one on allow_origins", err)
+	}
+}
