@@ -216,10 +216,14 @@ func (f *Filter) translateHeld(c *engine.Ctx, m mode) {
 		}
 		dropTrailers(h)
 	}
-	switch {
-	case m == binaryMode && hasTrailers:
-		resp.AppendBody(frame)
-	case m == textMode:
+	// The new body is composed in a buffer of the pool that then takes the body's place (not
+	// AppendBody, which would drop a body set with SetBodyRaw).
+	if m == binaryMode && hasTrailers {
+		out := bufPool.Get().(*[]byte)
+		b := append(append((*out)[:0], resp.Body()...), frame...)
+		putBuf(out, resp.SwapBody(b))
+	}
+	if m == textMode {
 		out := bufPool.Get().(*[]byte)
 		enc := base64.StdEncoding.AppendEncode((*out)[:0], resp.Body())
 		if hasTrailers {

@@ -543,3 +543,21 @@ func TestWarnings(t *testing.T) {
 		t.Errorf("\"*\": warning %v, want one on allow_origins", err)
 	}
 }
+
+// TestRawBody: a gRPC response whose body was set without a copy (SetBodyRaw) keeps its
+// messages when the trailer frame is added.
+func TestRawBody(t *testing.T) {
+	f := newFilter(t, nil)
+	c := enginetest.NewCtx(t, "POST", "/pkg.Svc/Call", "Content-Type", "application/grpc-web")
+	msg := frame("raw")
+	enginetest.Serve(c, func(c *engine.Ctx) {
+		c.Response.Header.SetContentType("application/grpc")
+		c.Response.SetBodyRaw(msg)
+		_ = c.Response.Header.AddTrailer("Grpc-Status")
+		c.Response.Header.Set("Grpc-Status", "0")
+	}, f)
+	want := append(frame("raw"), trailerFrame("grpc-status: 0\r\n")...)
+	if diff := cmp.Diff(want, c.Response.Body()); diff != "" {
+		t.Errorf("body (-want +got):\n%s", diff)
+	}
+}
