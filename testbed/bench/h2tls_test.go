@@ -102,3 +102,43 @@ func TestH2TLSVariantsLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestH2TLSReport: the HTTP/2 group's table is read against Go's ceiling, the gRPC group's
+// against the direct calls, and the targets of issues 27 and 29 are drawn from the groups.
+func TestH2TLSReport(t *testing.T) {
+	run := func(round int, rps, cpu float64) runRecord {
+		return runRecord{Round: round, RPS: rps, ProxyCPUUS: cpu, Clean: true}
+	}
+	mk := func(label, group, tool string, tls bool, rps, cpu float64) *benchCase {
+		return &benchCase{Label: label, Group: group, Tool: tool, TLS: tls, Runs: []runRecord{run(1, rps, cpu), run(2, rps, cpu)}}
+	}
+	h2 := "HTTP/2 h2c"
+	hs := "TLS 1.3 full handshake"
+	g := "gRPC unary"
+	byGroup := map[string][]*benchCase{
+		h2: {mk("go h2 ceiling", h2, toolH2load, false, 30000, 30), mk("nginx", h2, toolH2load, false, 80000, 12), mk("sluice empty", h2, toolH2load, false, 28000, 33)},
+		hs: {mk("nginx", hs, toolTLSFull, true, 2000, 400), mk("sluice empty", hs, toolTLSFull, true, 1900, 420)},
+		g:  {mk("grpc direct", g, toolH2GRPC, false, 20000, 40), mk("nginx", g, toolH2GRPC, false, 10000, 30), mk("sluice empty", g, toolH2GRPC, false, 12000, 35)},
+	}
+	var b strings.Builder
+	groupTable(&b, byGroup[h2])
+	if !strings.Contains(b.String(), "÷ ceiling") || !strings.Contains(b.String(), "mean µs") || !strings.Contains(b.String(), "| sluice empty | 28000 | 0.93 | 0.35 |") {
+		t.Errorf("HTTP/2 table:\n%s", b.String())
+	}
+	b.Reset()
+	groupTable(&b, byGroup[g])
+	if !strings.Contains(b.String(), "÷ direct") || !strings.Contains(b.String(), "| sluice empty | 12000 | 0.60 | 1.20 |") {
+		t.Errorf("gRPC table:\n%s", b.String())
+	}
+	b.Reset()
+	h2tlsTargets(&b, byGroup)
+	for _, want := range []string{
+		"HTTP/2 h2c: RPS ≥ 0.9 × Go's HTTP/2 ceiling | 0.93 | **met** |",
+		"TLS 1.3 full handshake: handshakes/s ≥ 0.9 × nginx | 0.95 | **met** |",
+		"gRPC unary: calls/s through Sluice ÷ direct (reported) | 0.60 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("targets lack %q:\n%s", want, b.String())
+		}
+	}
+}
