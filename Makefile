@@ -34,7 +34,7 @@ test-go:
 FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./engine:FuzzRawPath \
 	./engine:FuzzConflictingFraming ./engine:FuzzCanonicalHost ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
 	./filters/wasm:FuzzHostBuffers ./filters/wasm/interrupt:FuzzInstrument ./filters/compress:FuzzNegotiate \
-	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine
+	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine ./filters/grpcweb:FuzzDecodeText
 
 fuzz: ## each fuzz target for $(FUZZTIME) (executions, or a duration such as 1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -46,10 +46,10 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, quick mode (~7 min; testbed/results/)
+bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, HTTP/2 h2c rows, quick mode (~10 min; testbed/results/)
 	./testbed/bench/run.sh quick
 
-bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency (~25 min)
+bench-full: ## adds 256 connections, 16 KiB JSON with compression vs nginx gzip, each filter alone, fixed-rate latency, HTTP/2 over TLS, TLS keep-alive and handshakes, gRPC calls vs direct and nginx grpc_pass (~40 min)
 	./testbed/bench/run.sh full
 
 pgo: ## refresh $(PGO) from profiles of the request path under load (~2 min; run it alone)

@@ -215,6 +215,9 @@ func GRPCStatusOf(c *Ctx) (code int, ok bool) {
 	if grpcKindOf(resp.Header.ContentType()) == notGRPC {
 		return GRPCStatusForHTTP(resp.StatusCode()), true
 	}
+	if code, ok := GRPCWebStatus.Get(c); ok {
+		return code, true // grpcweb.go: the trailers went into the body
+	}
 	v := resp.Header.PeekBytes(hdrGRPCStatus)
 	if len(v) == 0 || len(v) > 3 {
 		return 0, false

@@ -8,6 +8,7 @@ import (
 	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
+	"github.com/sluice-gateway/sluice/filters/grpcweb"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
 	"github.com/sluice-gateway/sluice/filters/otellog"
@@ -27,5 +28,6 @@ func Builtin() *engine.Registry {
 	authorize.Register(r)
 	ratelimit.Register(r)
 	wasm.Register(r)
+	grpcweb.Register(r)
 	return r
 }

@@ -3,6 +3,7 @@
 //
 //	bench run -mode quick|full|smoke   the benchmark (testbed/bench/run.sh builds and calls it)
 //	bench load -addr … -rate …         a fixed-rate, open-loop load generator (JSON result)
+//	bench tlsload -addr … [-resume]    a TLS handshake per request (full or resumed; JSON result)
 //	bench conns -addr … -n 10000       opens idle keep-alive connections and holds them
 //	bench sink -listen …               an OTLP/HTTP endpoint that discards what it receives
 //	bench profile -variant empty       CPU and allocation profiles of Sluice under load (bin/sluiceprof)
@@ -22,7 +23,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: bench run|load|conns|sink [flags]")
 		os.Exit(2)
 	}
-	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain, "report": reportMain}
+	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain, "report": reportMain, "tlsload": tlsLoadMain}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: unknown command %q\n", os.Args[1])

@@ -6,7 +6,7 @@
 # cmd/sluice/release.pgo (pgo.sh refreshes it), whose path it leaves in $pgo.
 
 missing=()
-for tool in nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux ${extra_tools[@]+"${extra_tools[@]}"}; do
+for tool in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux ${extra_tools[@]+"${extra_tools[@]}"}; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -26,3 +26,5 @@ go build -pgo="$pgo" -o bin/sluiceprof ./testbed/bench/sluiceprof
 go build -o bin/floorproxy ./testbed/cmd/floorproxy
 go build -o bin/benchupstream ./testbed/cmd/benchupstream
 go build -o bin/bench ./testbed/bench
+go build -o bin/h2ceiling ./testbed/cmd/h2ceiling
+go build -o bin/grpcupstream ./testbed/cmd/grpcupstream

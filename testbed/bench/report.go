@@ -147,8 +147,19 @@ func pairedString(a, b *benchCase, metric func(runRecord) float64) string {
 
 // groupTable renders one group as a Markdown table.
 func groupTable(b *strings.Builder, cases []*benchCase) {
-	floor := find(cases, "floor")
-	fmt.Fprintf(b, "| configuration | RPS | ÷ floor | ÷ nginx | p50 µs | p99 µs | proxy CPU µs/req | CPU ÷ floor | CPU ÷ nginx | proxy syscalls/req | upstream CPU µs/req | clean runs |\n")
+	// The reference: the fasthttp floor, or in the HTTP/2 groups Go's bare HTTP/2 server.
+	floor, ref := find(cases, "floor"), "floor"
+	if c := find(cases, "go h2 ceiling"); floor == nil && c != nil {
+		floor, ref = c, "ceiling"
+	}
+	if c := find(cases, "grpc direct"); floor == nil && c != nil {
+		floor, ref = c, "direct"
+	}
+	p50 := "p50 µs"
+	if len(cases) > 0 && (cases[0].Tool == toolH2load || cases[0].Tool == toolH2GRPC) {
+		p50 = "mean µs" // h2load reports no percentiles
+	}
+	fmt.Fprintf(b, "| configuration | RPS | ÷ %[1]s | ÷ nginx | %[2]s | p99 µs | proxy CPU µs/req | CPU ÷ %[1]s | CPU ÷ nginx | proxy syscalls/req | upstream CPU µs/req | clean runs |\n", ref, p50)
 	fmt.Fprintf(b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range cases {
 		if len(c.Runs) == 0 {
@@ -157,10 +168,18 @@ func groupTable(b *strings.Builder, cases []*benchCase) {
 		}
 		s := summarize(c)
 		ng := nginxRef(cases, c.Label)
-		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %.0f | %.0f | %.1f | %s | %s | %.1f | %.1f | %d/%d |\n",
-			c.Label, s.RPS, pairedString(c, floor, runRPS), pairedString(c, ng, runRPS), s.P50, s.P99, s.CPU,
+		fmt.Fprintf(b, "| %s | %.0f | %s | %s | %.0f | %s | %.1f | %s | %s | %.1f | %.1f | %d/%d |\n",
+			c.Label, s.RPS, pairedString(c, floor, runRPS), pairedString(c, ng, runRPS), s.P50, orDash(s.P99), s.CPU,
 			pairedString(c, floor, runCPU), pairedString(c, ng, runCPU), s.Syscalls, s.UpstreamCPU, s.Clean, s.Total)
 	}
+}
+
+// orDash formats a latency, or "–" when the load generator gave none.
+func orDash(us float64) string {
+	if us == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", us)
 }
 
 // budgets are the per-filter budgets (CPU per request over the empty pipeline, µs); the
@@ -189,6 +208,7 @@ func (h *harness) writeReport() error {
 		"is taken under one set of conditions while the machine's speed drifts between rounds); they need not equal the "+
 		"ratio of the medians beside them. Compare ratios within this table, not absolute numbers across runs.\n\n",
 		"64 B text/plain or 16 KiB JSON", h.opt.runs, h.opt.dur, h.opt.warm, 100*h.opt.otherMax)
+	b.WriteString(h2tlsIntro(h.cases))
 
 	groups := h.groups()
 	// Include skipped cases in their group's table too.
@@ -211,6 +231,7 @@ func (h *harness) writeReport() error {
 	}
 
 	h.targetsSection(&b, byGroup)
+	h2tlsTargets(&b, byGroup)
 	h.budgetSection(&b, byGroup)
 	h.rateSection(&b)
 	h.memorySection(&b)

@@ -65,14 +65,27 @@ type benchCase struct {
 	// measured alone.
 	Base string `json:"base,omitempty"`
 
+	// Tool is the load generator (h2tls.go): "" wrk, h2load, or `bench tlsload` for handshakes.
+	Tool string `json:"tool,omitempty"`
+	// TLS: the case's address speaks TLS (https://); Curve is the key exchange group tlsload offers.
+	TLS   bool   `json:"tls,omitempty"`
+	Curve string `json:"curve,omitempty"`
+
 	port    int
 	headers []string
-	gzip    bool // expects a gzip-encoded answer
+	grpcUp  bool   // its upstream is grpcupstream (grpcbench.go), whose CPU is the upstream's
+	body    string // a request body file the load generator sends
+	gzip    bool   // expects a gzip-encoded answer
 	proc    *pinned
 	base    *benchCase
 }
 
-func (c *benchCase) url() string { return "http://" + addr(c.port) + c.Path }
+func (c *benchCase) url() string {
+	if c.TLS {
+		return "https://" + addr(c.port) + c.Path
+	}
+	return "http://" + addr(c.port) + c.Path
+}
 
 // runRecord is one measured run.
 type runRecord struct {
@@ -123,7 +136,9 @@ type harness struct {
 	sluiceOK bool             // this build serves the empty pipeline
 	started  time.Time
 	sysinfo  map[string]string
-	fromJSON bool // rendering a saved run (bench report)
+	fromJSON bool    // rendering a saved run (bench report)
+	grpcBody string  // the gRPC rows' request frame (grpcbench.go)
+	grpcUp   *pinned // grpcupstream, when a gRPC case runs
 }
 
 func runMain(args []string) error {
@@ -217,12 +232,16 @@ func (h *harness) main() error {
 		return err
 	}
 	h.sysinfo = systemInfo()
-	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink} {
+	for _, p := range []int{portUpstream, portUpstream + 1, portUpstream + 2, portNginx, portNginx + 10, portNginx + 11, portHAProxy, portFloor, portFloor + 1, portPairBase, portPairBase + 1, portSink,
+		portCeiling, portCeilingTLS, portNginxH2c, portNginxTLS, portGRPCUp, portNginxGRPC} {
 		if portInUse(p) {
 			return fmt.Errorf("port %d is in use: is another benchmark running?", p)
 		}
 	}
 	if err := h.startBackground(); err != nil {
+		return err
+	}
+	if err := writeCert(h.run); err != nil {
 		return err
 	}
 	h.planCases()
@@ -277,7 +296,7 @@ func (h *harness) snapshotBinaries() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof"} {
+	for _, name := range []string{"sluice", "floorproxy", "benchupstream", "bench", "sluiceprof", "h2ceiling", "grpcupstream"} {
 		src := filepath.Join(h.opt.bin, name)
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -528,6 +547,8 @@ func (h *harness) planCases() {
 			}
 		}
 	}
+	h.planH2TLSCases(add, portOf)
+	h.planGRPCCases(add, portOf)
 }
 
 // checkVariant writes a variant's configuration and runs `sluice validate` on it.
@@ -579,6 +600,22 @@ func (h *harness) startProxies() error {
 	}
 	if need["floor-rm"] {
 		if procs["floor-rm"], err = h.start("floor-rm", "1", nil, h.binPath("floorproxy"), "-listen", addr(portFloor+1), "-upstream", addr(portUpstream), "-reduce-memory"); err != nil {
+			return err
+		}
+	}
+	for _, c := range h.cases {
+		need["grpcup"] = need["grpcup"] || c.grpcUp
+	}
+	if need["grpcup"] {
+		if procs["grpcup"], err = h.start("grpcup", "1", nil, h.binPath("grpcupstream"), "-listen", addr(portGRPCUp)); err != nil {
+			return err
+		}
+		h.grpcUp = procs["grpcup"]
+	}
+	if need["ceiling"] {
+		cert, key := certFiles(h.run)
+		if procs["ceiling"], err = h.start("ceiling", "1", nil, h.binPath("h2ceiling"), "-listen", addr(portCeiling),
+			"-tls-listen", addr(portCeilingTLS), "-cert", cert, "-key", key); err != nil {
 			return err
 		}
 	}
@@ -665,7 +702,7 @@ func (h *harness) prewarm() {
 		// (milliseconds per Go guest instance) shows as a rising rate.
 		prev := 0.0
 		for i := 0; i < 6 && !interrupted.Load(); i++ {
-			w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm+time.Second, c.headers)
+			w, err := h.load(c, h.opt.warm+time.Second)
 			if err != nil {
 				h.note("pre-warming %s: %v", c.proc.name, err)
 				break
@@ -682,6 +719,12 @@ func (h *harness) prewarm() {
 
 // probe sends the case's request once and checks the answer.
 func probe(client *http.Client, c *benchCase) error {
+	if c.Tool == toolH2GRPC {
+		return probeGRPC(c, c.body)
+	}
+	if c.Tool != "" || c.TLS {
+		return probeH2TLS(c)
+	}
 	req, err := http.NewRequest("GET", c.url(), nil)
 	if err != nil {
 		return err
@@ -826,6 +869,15 @@ type sample struct {
 	kthreads int64
 }
 
+// sampleCase samples c's proxy, with grpcupstream as the upstream for a gRPC case.
+func (h *harness) sampleCase(c *benchCase) sample {
+	s := h.sample(c.proc)
+	if c.grpcUp && h.grpcUp != nil {
+		s.upstream += treeTimes(h.grpcUp.pid()).ticks
+	}
+	return s
+}
+
 func (h *harness) sample(proxies ...*pinned) sample {
 	st, _ := readProcStat()
 	s := sample{at: time.Now(), stat: st, softirq: softirqTicks()}
@@ -889,15 +941,15 @@ func (h *harness) measure(c *benchCase, round int) (runRecord, error) {
 		return runRecord{}, fmt.Errorf("%s exited: %s", c.proc.name, c.proc.logTail())
 	}
 	h.truncateLogs()
-	if _, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.warm, c.headers); err != nil {
+	if _, err := h.load(c, h.opt.warm); err != nil {
 		return runRecord{}, err
 	}
-	a := h.sample(c.proc)
-	w, err := runWrk("0", h.script, c.url(), c.Conns, h.opt.dur, c.headers)
+	a := h.sampleCase(c)
+	w, err := h.load(c, h.opt.dur)
 	if err != nil {
 		return runRecord{}, err
 	}
-	b := h.sample(c.proc)
+	b := h.sampleCase(c)
 	return h.record(c, round, w, a, b, b.proxy-a.proxy, w.CPUTicks)
 }
 

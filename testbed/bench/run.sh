@@ -2,8 +2,9 @@
 # Sluice's load benchmark against nginx, HAProxy and the fasthttp floor, on this machine, in one
 # interleaved invocation. Writes testbed/results/bench-MODE.{md,svg,json}.
 #
-#   testbed/bench/run.sh quick    # 64 connections, 3 × 10 s per configuration, < 10 minutes
-#   testbed/bench/run.sh full     # + 256 connections, 16 KiB JSON with gzip, per-filter costs, fixed rate
+#   testbed/bench/run.sh quick    # 64 connections and HTTP/2 h2c, 3 × 10 s per configuration, ~10 minutes
+#   testbed/bench/run.sh full     # + 256 connections, 16 KiB JSON with gzip, per-filter costs, fixed rate,
+#                                 #   HTTP/2 over TLS, TLS keep-alive and handshakes, gRPC unary calls
 #   testbed/bench/run.sh smoke    # 1 × 1 s each: checks the harness, figures mean nothing
 #
 # Extra flags go to `bench run` (see `bin/bench run -h`), e.g. -only 'nginx|sluice empty'.
