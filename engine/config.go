@@ -112,8 +112,24 @@ type ServerConfig struct {
 
 // TLSConfig is the server's optional `tls` block.
 type TLSConfig struct {
-	CertFile string `hcl:"cert_file" json:"cert_file"`
-	KeyFile  string `hcl:"key_file" json:"key_file"`
+	CertFile string `hcl:"cert_file,optional" json:"cert_file"`
+	KeyFile  string `hcl:"key_file,optional" json:"key_file"`
+	// ACME gets certificates from an ACME CA (acmeconfig.go, acme.go); with cert_file too, the
+	// file's certificate serves the names ACME has no certificate for.
+	ACME *ACMEConfig `hcl:"acme,block" json:"acme,omitempty"`
+}
+
+// Validate checks the tls block: a certificate file and its key, or an acme block, or both.
+func (t *TLSConfig) Validate() error {
+	switch {
+	case t.CertFile == "" && t.KeyFile == "" && t.ACME == nil:
+		return FieldErr("cert_file", "a tls block needs cert_file and key_file, or an acme block")
+	case t.CertFile != "" && t.KeyFile == "":
+		return FieldErr("key_file", "cert_file needs key_file")
+	case t.CertFile == "" && t.KeyFile != "":
+		return FieldErr("cert_file", "key_file needs cert_file")
+	}
+	return nil
 }
 
 // SetDefaults fills the server block's defaults.

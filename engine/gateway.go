@@ -105,9 +105,16 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 	if tc := spec.Server.TLS; tc != nil {
 		// Checked here so that `sluice validate` reports unreadable certificates too.
 		e := &BuildEnv{Dir: spec.Dir}
-		g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
-		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
-			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
+		if tc.CertFile != "" {
+			g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
+			if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
+				errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
+			}
+		}
+		if tc.ACME != nil {
+			if err := checkACME(spec, tc.ACME, e, &g.Inputs); err != nil {
+				errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: err})
+			}
 		}
 	}
 

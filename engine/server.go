@@ -28,7 +28,8 @@ type Server struct {
 	trusted trustedSet
 	reqID   string
 	tlsConf *tls.Config
-	budget  *heldBudget // held_response_budget; nil: unlimited
+	acme    *acmeManager // tls { acme { … } } (acme.go); nil without
+	budget  *heldBudget  // held_response_budget; nil: unlimited
 	// limits are the listeners' connection limits (conns.go).
 	limitsMu sync.Mutex
 	limits   []*connLimits
@@ -63,11 +64,17 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		s.DrainTimeout = 30 * time.Second
 	}
 	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("loading TLS certificate: %w", err)
+		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		if cfg.TLS.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
+			if err != nil {
+				return nil, fmt.Errorf("loading TLS certificate: %w", err)
+			}
+			s.tlsConf.Certificates = []tls.Certificate{cert}
 		}
-		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		if err := s.setupACME(gw); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
@@ -111,6 +118,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
+	if s.acme != nil {
+		// The listener is bound: certmagic's solvers find its port taken and leave it to us.
+		if err := s.acme.start("", ln.Addr().String()); err != nil {
+			return err
+		}
+	}
 	return s.srv.Serve(ln)
 }
 
@@ -150,6 +163,7 @@ func (s *Server) Gateway() *Gateway { return s.gw.Load() }
 // at most DrainTimeout) and is then closed. The returned channel closes when it is.
 func (s *Server) Swap(gw *Gateway) <-chan struct{} {
 	old := s.gw.Swap(gw)
+	s.acmeSwap(gw)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -172,6 +186,9 @@ func drain(g *Gateway, timeout time.Duration) {
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
+	if s.acme != nil {
+		s.acme.stop()
+	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
 	if cerr := g.Close(); cerr != nil && err == nil {
@@ -220,6 +237,9 @@ var (
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
 		return
+	}
+	if s.acme != nil && (closeValidationConn(fc) || s.acme.serveChallenge(fc)) {
+		return // acme.go: an ACME validation, answered before routing
 	}
 	g := s.acquire()
 	c := AcquireCtx(fc)

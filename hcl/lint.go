@@ -46,6 +46,7 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 			Detail:  "The file declares no pipeline: the gateway would answer every request 404. Declare a pipeline block.",
 			Subject: file.Body.MissingItemRange().Ptr()})
 	}
+	diags = append(diags, c.lintACME()...)
 	for i := range spec.Pipelines {
 		p := &spec.Pipelines[i]
 		where := c.where.pipeAttrs[i]

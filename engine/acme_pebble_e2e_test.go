@@ -1,0 +1,247 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters"
+	"github.com/sluice-gateway/sluice/hcl"
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/sluice-gateway/sluice/testbed/pebbletest"
+	"github.com/valyala/fasthttp"
+)
+
+// acmeHost is the name the tests get certificates for: the test's DNS server resolves it (and
+// every name) to 127.0.0.1 for Pebble. ACME CAs refuse "localhost".
+const acmeHost = "sluice.test"
+
+// pebbleValidity is how long Pebble's certificates live: certmagic renews after two thirds of it
+// (or at the time ARI suggests, within it), so a renewal happens within the test.
+const pebbleValidity = 24 * time.Second
+
+// acmeGateway serves the HCL src on ln (the port Pebble validates on) and returns its log.
+func acmeGateway(t *testing.T, src string, ln net.Listener) *lockedBuf {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, diags := hcl.Load(filepath.Join(dir, "gateway.hcl"), []byte(src), filters.Builtin())
+	if diags.HasErrors() {
+		var b bytes.Buffer
+		_ = cfg.WriteDiagnostics(&b, diags)
+		t.Fatalf("config does not load:\n%s", b.String())
+	}
+	logs := &lockedBuf{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	gw, diags := cfg.Build(engine.BuildOptions{Logger: log})
+	if diags.HasErrors() {
+		t.Fatalf("config does not build: %v", diags)
+	}
+	srv, err := engine.NewServer(gw, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	return logs
+}
+
+// httpsClient dials addr whatever the name, and verifies the certificate for acmeHost against
+// roots (Pebble's issuing root). Every request opens a new connection, so every request makes a
+// handshake and sees the certificate being served at that moment.
+func httpsClient(addr string, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: acmeHost},
+		DisableKeepAlives: true,
+	}}
+}
+
+// TestACMEWithPebble has Sluice get a certificate from a real ACME server (Pebble, validation on)
+// through TLS-ALPN-01 on its TLS listener, serve it, and renew it while a light load of new
+// connections runs: every request of the load must succeed, and at least two certificates must
+// have been served.
+func TestACMEWithPebble(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs Pebble")
+	}
+	defer engine.SetACMERenewCheckInterval(time.Second)()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	// HTTPPort names a port nothing listens on: a validation that tried HTTP-01 would fail.
+	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: freePort(t), TLSPort: port, Validity: pebbleValidity})
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("hello from upstream") })
+	storage := filepath.Join(t.TempDir(), "acme") // made 0700 by the gateway
+	logs := acmeGateway(t, fmt.Sprintf(`
+server {
+  tls {
+    acme {
+      email        = "ops@sluice.test"
+      ca_url       = %q
+      ca_root_file = %q
+      challenges   = ["tls-alpn-01"]
+      storage_dir  = %q
+    }
+  }
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "site" {
+  match { hosts = [%q] }
+  balancer { upstream = upstream.u }
+}
+`, peb.DirectoryURL, peb.MinicaFile, storage, up, acmeHost), ln)
+
+	roots := peb.Roots(t)
+	client := httpsClient(ln.Addr().String(), roots)
+	get := func() (string, error) {
+		resp, err := client.Get("https://" + acmeHost + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK || string(body) != "hello from upstream" {
+			return "", fmt.Errorf("status %d, body %q", resp.StatusCode, body)
+		}
+		return resp.TLS.PeerCertificates[0].SerialNumber.String(), nil
+	}
+
+	// Until the certificate arrives, handshakes fail (no certificate for the name) and the
+	// gateway keeps serving; then the first one succeeds.
+	start := time.Now()
+	var first string
+	for first == "" {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no certificate within 30s\npebble:\n%s", peb.Logs())
+		}
+		if serial, err := get(); err == nil {
+			first = serial
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Logf("certificate %s served after %v", first, time.Since(start).Round(time.Millisecond))
+
+	// A light load of new connections until a renewed certificate has been served: no request may
+	// fail.
+	var (
+		ok, failed atomic.Int64
+		mu         sync.Mutex
+		serials    = map[string]int{first: 0}
+		firstErr   error
+		stop       = make(chan struct{})
+		renewed    = make(chan struct{})
+		wg         sync.WaitGroup
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				serial, err := get()
+				mu.Lock()
+				if err != nil {
+					failed.Add(1)
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					ok.Add(1)
+					serials[serial]++
+					if len(serials) == 2 && serials[serial] == 1 {
+						close(renewed)
+					}
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	select {
+	case <-renewed:
+	case <-time.After(pebbleValidity + 10*time.Second):
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests, %d failed, certificates served: %v", ok.Load()+failed.Load(), failed.Load(), serials)
+	if failed.Load() != 0 {
+		t.Errorf("%d requests failed during renewal; first: %v", failed.Load(), firstErr)
+	}
+	if len(serials) < 2 {
+		t.Errorf("no renewed certificate served within %v", pebbleValidity+10*time.Second)
+	}
+	if ok.Load() < 20 {
+		t.Errorf("only %d requests made under load", ok.Load())
+	}
+	// Validation went through Sluice's listener: certmagic served the challenge certificate.
+	if l := logs.String(); !strings.Contains(l, "served key authentication certificate") || !strings.Contains(l, "challenge=tls-alpn-01") {
+		t.Errorf("the gateway log shows no TLS-ALPN-01 validation:\n%s", l)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p, _ := strconv.Atoi(strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:"))
+	return p
+}
+
+// lockedBuf collects the gateway's log lines from concurrent writers.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
