@@ -127,7 +127,7 @@ type runner struct {
 	srv    atomic.Pointer[engine.Server]
 	adm    *admin.Server
 	admCfg engine.AdminConfig
-	failed chan error  // a server that stopped on its own
+	failed chan error // a server that stopped on its own
 	mu     sync.Mutex // one reload at a time
 	tel    telemetryState
 }
