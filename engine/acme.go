@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,10 +43,11 @@ var acmeChallengePrefix = []byte("/.well-known/acme-challenge/")
 // acmeALPN is the protocol of a TLS-ALPN-01 validation handshake (RFC 8737).
 const acmeALPN = "acme-tls/1"
 
-// acmeManager gets and renews the certificates of a tls block's acme block.
+// acmeManager gets and renews the certificates of a TLS listener's acme block.
 type acmeManager struct {
 	conf    *ACMEConfig
-	domains []string
+	tls     *TLSListener
+	domains []string // managed so far (start, Server.acmeSwap)
 	log     *slog.Logger
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
@@ -56,10 +58,7 @@ type acmeManager struct {
 
 // newACMEManager prepares certificate management for ac; start begins it. dir resolves relative
 // paths.
-func newACMEManager(ac *ACMEConfig, domains []string, dir string, log *slog.Logger) (*acmeManager, error) {
-	if len(domains) == 0 {
-		return nil, errors.New("acme: no domain to get a certificate for: set domains, or give the pipelines match { hosts = [...] }")
-	}
+func newACMEManager(ac *ACMEConfig, dir string, log *slog.Logger) (*acmeManager, error) {
 	env := &BuildEnv{Dir: dir}
 	var roots *x509.CertPool
 	if ac.CARootFile != "" {
@@ -76,7 +75,7 @@ func newACMEManager(ac *ACMEConfig, domains []string, dir string, log *slog.Logg
 	if err := prepareStorageDir(storageDir, log); err != nil {
 		return nil, err
 	}
-	m := &acmeManager{conf: ac, domains: domains, log: log.With("component", "acme")}
+	m := &acmeManager{conf: ac, log: log.With("component", "acme")}
 	zl := zapToSlog(m.log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
@@ -112,9 +111,10 @@ func testCAFor(ca string) string {
 
 // start points the challenge solvers at the listeners that answer them (httpAddr: a cleartext
 // listener's address, or "" for none; tlsAddr: the TLS listener's) and starts obtaining and
-// renewing in the background: it returns at once, and handshakes for a name without a
+// renewing domains in the background: it returns at once, and handshakes for a name without a
 // certificate yet fail until one arrives.
-func (m *acmeManager) start(httpAddr, tlsAddr string) error {
+func (m *acmeManager) start(httpAddr, tlsAddr string, domains []string) error {
+	m.domains = domains
 	host, port, err := splitPort(tlsAddr)
 	if err != nil {
 		return fmt.Errorf("acme: the TLS listener's address: %w", err)
@@ -139,6 +139,9 @@ func (m *acmeManager) start(httpAddr, tlsAddr string) error {
 	if m.issuer.DisableHTTPChallenge && m.issuer.DisableTLSALPNChallenge {
 		return errors.New("acme: challenges lists only http-01, and the server has no cleartext listener to answer it")
 	}
+	if len(domains) == 0 {
+		return errors.New("acme: no domain to get a certificate for: set domains, or give the listener's pipelines match { hosts = [...] }")
+	}
 	m.log.Info("managing certificates", "domains", m.domains, "ca", m.conf.CAURL,
 		"http-01", !m.issuer.DisableHTTPChallenge, "tls-alpn-01", !m.issuer.DisableTLSALPNChallenge)
 	if err := m.magic.ManageAsync(m.ctx, m.domains); err != nil {
@@ -156,10 +159,11 @@ func (m *acmeManager) uses(challenge string) bool {
 	return false
 }
 
-// stop ends renewals and any obtaining in progress.
-func (m *acmeManager) stop() {
+// Close ends renewals and any obtaining in progress (the server's shutdown).
+func (m *acmeManager) Close() error {
 	m.cancel()
 	m.cache.Stop()
+	return nil
 }
 
 // getCertificate is the TLS listener's GetCertificate: the TLS-ALPN-01 challenge certificate
@@ -297,56 +301,118 @@ func splitPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// setupACME makes the server's TLS configuration get certificates from its acme block.
-func (s *Server) setupACME(gw *Gateway) error {
-	ac := s.cfg.TLS.ACME
-	if ac == nil {
+// acmeProvider plugs ACME into the TLS listeners whose tls block has an acme block (a
+// TLSProvider every registry has).
+type acmeProvider struct{}
+
+// CheckTLS checks what the build can of an acme block: that ca_root_file holds certificates
+// (the lint of the hcl package checks that there is a domain).
+func (acmeProvider) CheckTLS(l *ListenerConfig, env *BuildEnv) error {
+	ac := l.TLS.ACME
+	if ac == nil || ac.CARootFile == "" {
 		return nil
 	}
-	m, err := newACMEManager(ac, gw.Spec.ACMEDomains(ac), gw.Spec.Dir, s.log)
+	pem, err := env.ReadFile(ac.CARootFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("acme: ca_root_file: %w", err)
 	}
-	s.acme = m
-	s.tlsConf.GetCertificate = m.getCertificate
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return fmt.Errorf("acme: ca_root_file %s holds no PEM certificate", env.Path(ac.CARootFile))
+	}
+	return nil
+}
+
+// CoversHost reports whether the listener's acme block gets a certificate for host.
+func (acmeProvider) CoversHost(l *ListenerConfig, host string) bool {
+	ac := l.TLS.ACME
+	if ac == nil {
+		return false
+	}
+	if len(ac.Domains) > 0 {
+		return slices.Contains(ac.Domains, host)
+	}
+	return acmeDomain(host) // the default domains are the pipelines' hosts
+}
+
+// AttachTLS makes the listener's handshakes serve the managed certificates and the TLS-ALPN-01
+// challenge certificates, and the server's cleartext listeners answer HTTP-01. Obtaining starts
+// when the server serves (Server.startACME): the listeners are bound by then, so certmagic
+// never takes their ports.
+func (acmeProvider) AttachTLS(l *TLSListener) (io.Closer, error) {
+	ac := l.Spec.TLS.ACME
+	if ac == nil {
+		return nil, nil
+	}
+	m, err := newACMEManager(ac, l.Dir, l.Log)
+	if err != nil {
+		return nil, err
+	}
+	m.tls = l
+	l.SetCertificateSource(m.getCertificate)
 	// Offered last: crypto/tls picks the server's first protocol the client offers, so only a
 	// validator offering nothing but acme-tls/1 negotiates it.
-	s.tlsConf.NextProtos = append(s.tlsConf.NextProtos, acmeALPN)
-	return nil
+	l.Config.NextProtos = append(l.Config.NextProtos, acmeALPN)
+	s := l.srv
+	s.acme = append(s.acme, m)
+	l.SetHTTPChallenge(s.acmeChallenge)
+	return m, nil
+}
+
+// acmeChallenge answers an HTTP-01 validation on a cleartext listener (TLSListener.SetHTTPChallenge).
+func (s *Server) acmeChallenge(c *Ctx) bool {
+	for _, m := range s.acme {
+		if m.serveChallenge(c.Fast) {
+			return true
+		}
+	}
+	return false
+}
+
+// startACME starts, once, obtaining and renewing the certificates of every acme block, when the
+// server first serves. HTTP-01 is answered on the server's cleartext listener on port 80, else
+// its first cleartext listener. A failure to start is logged: the server serves on, without
+// those certificates.
+func (s *Server) startACME() {
+	s.acmeOnce.Do(func() {
+		if len(s.acme) == 0 {
+			return
+		}
+		httpAddr := ""
+		for _, l := range s.listeners {
+			if l.tls == nil {
+				if _, port, _ := net.SplitHostPort(l.cfg.Address); httpAddr == "" || port == "80" {
+					httpAddr = l.cfg.Address
+				}
+			}
+		}
+		spec := s.gw.Load().Spec
+		for _, m := range s.acme {
+			if err := m.start(httpAddr, m.tls.Spec.Address, spec.ACMEDomains(m.tls.Spec)); err != nil {
+				s.log.Error("automatic certificates are off for this listener", "listener", m.tls.Name, "err", err)
+			}
+		}
+	})
 }
 
 // acmeSwap starts managing the domains a reloaded configuration adds (with domains defaulting to
 // the pipelines' hosts). Certificates of domains it drops stay cached until they expire.
 func (s *Server) acmeSwap(gw *Gateway) {
-	if s.acme == nil {
-		return
-	}
-	var added []string
-	for _, d := range gw.Spec.ACMEDomains(s.cfg.TLS.ACME) {
-		if !slices.Contains(s.acme.domains, d) {
-			added = append(added, d)
+	for _, m := range s.acme {
+		if m.domains == nil {
+			continue // not started
+		}
+		var added []string
+		for _, d := range gw.Spec.ACMEDomains(m.tls.Spec) {
+			if !slices.Contains(m.domains, d) {
+				added = append(added, d)
+			}
+		}
+		if len(added) == 0 {
+			continue
+		}
+		m.domains = append(slices.Clip(m.domains), added...)
+		if err := m.magic.ManageAsync(m.ctx, added); err != nil {
+			s.log.Error("acme: managing the reloaded configuration's new domains", "listener", m.tls.Name, "domains", added, "err", err)
 		}
 	}
-	if len(added) == 0 {
-		return
-	}
-	s.acme.domains = append(slices.Clip(s.acme.domains), added...)
-	if err := s.acme.magic.ManageAsync(s.acme.ctx, added); err != nil {
-		s.log.Error("acme: managing the reloaded configuration's new domains", "domains", added, "err", err)
-	}
-}
-
-// checkACME checks what Build can about an acme block: that there is a domain to manage and
-// that ca_root_file holds certificates.
-func checkACME(spec *Spec, ac *ACMEConfig, e *BuildEnv, inputs *[]string) error {
-	if len(spec.ACMEDomains(ac)) == 0 {
-		return errors.New("acme: no domain to get a certificate for: set domains, or give the pipelines match { hosts = [...] } with names (not wildcards or IP addresses)")
-	}
-	if ac.CARootFile != "" {
-		*inputs = append(*inputs, e.Path(ac.CARootFile))
-		if _, err := loadRoots(e.Path(ac.CARootFile)); err != nil {
-			return fmt.Errorf("acme: ca_root_file: %w", err)
-		}
-	}
-	return nil
 }

@@ -26,16 +26,20 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// acmeHost is the name the tests get certificates for: the test's DNS server resolves it (and
-// every name) to 127.0.0.1 for Pebble. ACME CAs refuse "localhost".
-const acmeHost = "sluice.test"
+// acmeHost is the name a test gets a certificate for: the test's DNS server resolves it (and
+// every name) to 127.0.0.1 for Pebble. ACME CAs refuse "localhost". Each subtest has a name of
+// its own: certmagic keeps the challenges in progress per name, process-wide.
+func acmeHost(challenge string) string {
+	return strings.ReplaceAll(challenge, "-", "") + ".sluice.test"
+}
 
 // pebbleValidity is how long Pebble's certificates live: certmagic renews after two thirds of it
 // (or at the time ARI suggests, within it), so a renewal happens within the test.
 const pebbleValidity = 24 * time.Second
 
-// acmeGateway serves the HCL src on ln (the port Pebble validates on) and returns its log.
-func acmeGateway(t *testing.T, src string, ln net.Listener) *lockedBuf {
+// acmeGateway serves the HCL src on its listeners (on ports Pebble validates on) and returns its
+// log.
+func acmeGateway(t *testing.T, src string) *lockedBuf {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, diags := hcl.Load(filepath.Join(dir, "gateway.hcl"), []byte(src), filters.Builtin())
@@ -54,8 +58,12 @@ func acmeGateway(t *testing.T, src string, ln net.Listener) *lockedBuf {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lns, err := srv.ListenAll()
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.ServeAll(lns) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -70,44 +78,64 @@ func acmeGateway(t *testing.T, src string, ln net.Listener) *lockedBuf {
 	return logs
 }
 
-// httpsClient dials addr whatever the name, and verifies the certificate for acmeHost against
+// httpsClient dials addr whatever the name, and verifies the certificate for host against
 // roots (Pebble's issuing root). Every request opens a new connection, so every request makes a
 // handshake and sees the certificate being served at that moment.
-func httpsClient(addr string, roots *x509.CertPool) *http.Client {
+func httpsClient(addr, host string, roots *x509.CertPool) *http.Client {
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
-		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: acmeHost},
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: host},
 		DisableKeepAlives: true,
 	}}
 }
 
 // TestACMEWithPebble has Sluice get a certificate from a real ACME server (Pebble, validation on)
-// through TLS-ALPN-01 on its TLS listener, serve it, and renew it while a light load of new
-// connections runs: every request of the load must succeed, and at least two certificates must
-// have been served.
+// through each challenge in turn, HTTP-01 answered on its cleartext listener and TLS-ALPN-01 on
+// its TLS listener, serve it, and renew it while a light load of new connections runs: every
+// request of the load must succeed, and at least two certificates must have been served.
 func TestACMEWithPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs Pebble")
 	}
-	defer engine.SetACMERenewCheckInterval(time.Second)()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Restored after the parallel subtests, which run once this function has returned.
+	t.Cleanup(engine.SetACMERenewCheckInterval(time.Second))
+	for _, challenge := range []string{engine.ChallengeHTTP01, engine.ChallengeTLSALPN01} {
+		t.Run(challenge, func(t *testing.T) {
+			t.Parallel()
+			testACME(t, challenge)
+		})
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	// HTTPPort names a port nothing listens on: a validation that tried HTTP-01 would fail.
-	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: freePort(t), TLSPort: port, Validity: pebbleValidity})
+}
+
+func testACME(t *testing.T, challenge string) {
+	host := acmeHost(challenge)
+	httpPort, tlsPort := freePort(t), freePort(t)
+	// Pebble validates the other challenge on a port nothing listens on: only the one under
+	// test can succeed.
+	opt := pebbletest.Options{HTTPPort: httpPort, TLSPort: tlsPort, Validity: pebbleValidity}
+	if challenge == engine.ChallengeHTTP01 {
+		opt.TLSPort = freePort(t)
+	} else {
+		opt.HTTPPort = freePort(t)
+	}
+	peb := pebbletest.Start(t, opt)
 	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("hello from upstream") })
 	storage := filepath.Join(t.TempDir(), "acme") // made 0700 by the gateway
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	logs := acmeGateway(t, fmt.Sprintf(`
-server {
+listener "http" {
+  address           = "127.0.0.1:%d"
+  redirect_to_https = true
+}
+listener "https" {
+  address = %q
   tls {
     acme {
       email        = "ops@sluice.test"
       ca_url       = %q
       ca_root_file = %q
-      challenges   = ["tls-alpn-01"]
+      challenges   = [%q]
       storage_dir  = %q
     }
   }
@@ -119,12 +147,12 @@ pipeline "site" {
   match { hosts = [%q] }
   balancer { upstream = upstream.u }
 }
-`, peb.DirectoryURL, peb.MinicaFile, storage, up, acmeHost), ln)
+`, httpPort, tlsAddr, peb.DirectoryURL, peb.MinicaFile, challenge, storage, up, host))
 
 	roots := peb.Roots(t)
-	client := httpsClient(ln.Addr().String(), roots)
+	client := httpsClient(tlsAddr, host, roots)
 	get := func() (string, error) {
-		resp, err := client.Get("https://" + acmeHost + "/")
+		resp, err := client.Get("https://" + host + "/")
 		if err != nil {
 			return "", err
 		}
@@ -143,13 +171,12 @@ pipeline "site" {
 	// gateway keeps serving; then the first one succeeds.
 	start := time.Now()
 	var first string
+	var lastErr error
 	for first == "" {
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("no certificate within 30s\npebble:\n%s", peb.Logs())
+			t.Fatalf("no certificate within 30s; last error: %v\npebble:\n%s", lastErr, peb.Logs())
 		}
-		if serial, err := get(); err == nil {
-			first = serial
-		} else {
+		if first, lastErr = get(); lastErr != nil {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
@@ -166,7 +193,7 @@ pipeline "site" {
 		renewed    = make(chan struct{})
 		wg         sync.WaitGroup
 	)
-	for range 4 {
+	for range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -191,7 +218,7 @@ pipeline "site" {
 					}
 				}
 				mu.Unlock()
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(25 * time.Millisecond)
 			}
 		}()
 	}
@@ -211,9 +238,10 @@ pipeline "site" {
 	if ok.Load() < 20 {
 		t.Errorf("only %d requests made under load", ok.Load())
 	}
-	// Validation went through Sluice's listener: certmagic served the challenge certificate.
-	if l := logs.String(); !strings.Contains(l, "served key authentication certificate") || !strings.Contains(l, "challenge=tls-alpn-01") {
-		t.Errorf("the gateway log shows no TLS-ALPN-01 validation:\n%s", l)
+	// Validation went through Sluice's own listeners: certmagic answered it there.
+	want := "challenge=" + challenge
+	if l := logs.String(); !strings.Contains(l, "served key authentication") || !strings.Contains(l, want) {
+		t.Errorf("the gateway log shows no %s validation:\n%s", challenge, l)
 	}
 }
 

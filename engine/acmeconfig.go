@@ -105,14 +105,18 @@ func acmeDomain(d string) bool {
 	return last != "" && strings.Trim(last, "0123456789") != "" // an all-digit last label is an IPv4 address
 }
 
-// ACMEDomains is what an acme block gets certificates for: its domains, else the pipelines'
-// exact hosts that a CA could issue for.
-func (s *Spec) ACMEDomains(a *ACMEConfig) []string {
+// ACMEDomains is what the acme block of listener l gets certificates for: its domains, else
+// the exact hosts, that a CA could issue for, of the pipelines that serve l.
+func (s *Spec) ACMEDomains(l *ListenerConfig) []string {
+	a := l.TLS.ACME
 	if len(a.Domains) > 0 {
 		return a.Domains
 	}
 	var out []string
 	for _, p := range s.Pipelines {
+		if len(p.Match.Listeners) > 0 && !slices.Contains(p.Match.Listeners, l.Name) {
+			continue
+		}
 		for _, h := range p.Match.Hosts {
 			h = strings.ToLower(h)
 			if acmeDomain(h) && !slices.Contains(out, h) {

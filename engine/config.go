@@ -110,28 +110,6 @@ type ServerConfig struct {
 	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
 }
 
-// TLSConfig is the server's optional `tls` block.
-type TLSConfig struct {
-	CertFile string `hcl:"cert_file,optional" json:"cert_file"`
-	KeyFile  string `hcl:"key_file,optional" json:"key_file"`
-	// ACME gets certificates from an ACME CA (acmeconfig.go, acme.go); with cert_file too, the
-	// file's certificate serves the names ACME has no certificate for.
-	ACME *ACMEConfig `hcl:"acme,block" json:"acme,omitempty"`
-}
-
-// Validate checks the tls block: a certificate file and its key, or an acme block, or both.
-func (t *TLSConfig) Validate() error {
-	switch {
-	case t.CertFile == "" && t.KeyFile == "" && t.ACME == nil:
-		return FieldErr("cert_file", "a tls block needs cert_file and key_file, or an acme block")
-	case t.CertFile != "" && t.KeyFile == "":
-		return FieldErr("key_file", "cert_file needs key_file")
-	case t.CertFile == "" && t.KeyFile != "":
-		return FieldErr("cert_file", "key_file needs cert_file")
-	}
-	return nil
-}
-
 // SetDefaults fills the server block's defaults.
 func (s *ServerConfig) SetDefaults() {
 	*s = ServerConfig{
@@ -302,6 +280,9 @@ type MatchConfig struct {
 	Hosts      []string `hcl:"hosts,optional" json:"hosts,omitempty"`
 	PathPrefix string   `hcl:"path_prefix,optional" json:"path_prefix"`
 	Methods    []string `hcl:"methods,optional" json:"methods,omitempty"`
+	// Listeners restricts the pipeline to requests that came through the named listeners;
+	// empty: any listener.
+	Listeners []string `hcl:"listeners,optional" json:"listeners,omitempty"`
 }
 
 // Validate checks a match block.

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,9 +26,10 @@ type Server struct {
 	gw      atomic.Pointer[Gateway]
 	trusted trustedSet
 	reqID   string
-	tlsConf *tls.Config
-	acme    *acmeManager // tls { acme { … } } (acme.go); nil without
-	budget  *heldBudget  // held_response_budget; nil: unlimited
+	budget  *heldBudget // held_response_budget; nil: unlimited
+	// acme are the TLS listeners' ACME managers (acme.go), started once by startACME.
+	acme     []*acmeManager
+	acmeOnce sync.Once
 	// limits are the listeners' connection limits (conns.go).
 	limitsMu sync.Mutex
 	limits   []*connLimits
@@ -43,6 +43,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// The listeners (listeners.go).
+	listenerState
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -63,18 +65,10 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
-	if cfg.TLS != nil {
-		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-		if cfg.TLS.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
-			if err != nil {
-				return nil, fmt.Errorf("loading TLS certificate: %w", err)
-			}
-			s.tlsConf.Certificates = []tls.Certificate{cert}
-		}
-		if err := s.setupACME(gw); err != nil {
-			return nil, err
-		}
+	s.stopMaintain = make(chan struct{})
+	if err := s.setupListeners(gw); err != nil {
+		_ = s.closeListeners()
+		return nil, err
 	}
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
@@ -110,21 +104,10 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
-// Shutdown.
+// Serve accepts connections on ln for the first listener (wrapped in TLS when it has a tls
+// block) until Shutdown. ServeAll serves every listener.
 func (s *Server) Serve(ln net.Listener) error {
-	rl := s.guard(ln)
-	ln = rl
-	if s.tlsConf != nil {
-		ln = tls.NewListener(ln, s.tlsConf)
-	}
-	if s.acme != nil {
-		// The listener is bound: certmagic's solvers find its port taken and leave it to us.
-		if err := s.acme.start("", ln.Addr().String()); err != nil {
-			return err
-		}
-	}
-	return s.srv.Serve(ln)
+	return s.ServeListener(s.listeners[0].cfg.Name, ln)
 }
 
 // shortestTimeout is the smallest of the positive durations (0 if none is).
@@ -138,22 +121,13 @@ func shortestTimeout(ds ...time.Duration) time.Duration {
 	return m
 }
 
-// Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
+// Listen opens the first listener with SO_REUSEPORT, so that a new gateway process can bind
 // the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
 // Unless s.Takeover is set the address must be free (see checkAddressFree): a second gateway
-// started by mistake fails instead of silently taking half of the connections.
+// started by mistake fails instead of silently taking half of the connections. ListenAll opens
+// every listener.
 func (s *Server) Listen() (net.Listener, error) {
-	if !s.Takeover {
-		if err := checkAddressFree(s.cfg.Listen); err != nil {
-			return nil, err
-		}
-	}
-	lc := net.ListenConfig{Control: reusePort}
-	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
-	}
-	return ln, nil
+	return s.listen(s.listeners[0].cfg.Address)
 }
 
 // Gateway returns the gateway serving new requests.
@@ -162,6 +136,7 @@ func (s *Server) Gateway() *Gateway { return s.gw.Load() }
 // Swap makes gw serve new requests at once; the old gateway finishes its in-flight requests (for
 // at most DrainTimeout) and is then closed. The returned channel closes when it is.
 func (s *Server) Swap(gw *Gateway) <-chan struct{} {
+	s.installCertificates(gw)
 	old := s.gw.Swap(gw)
 	s.acmeSwap(gw)
 	done := make(chan struct{})
@@ -186,8 +161,8 @@ func drain(g *Gateway, timeout time.Duration) {
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
-	if s.acme != nil {
-		s.acme.stop()
+	if cerr := s.closeListeners(); cerr != nil && err == nil {
+		err = cerr
 	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
@@ -238,16 +213,20 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
 		return
 	}
-	if s.acme != nil && (closeValidationConn(fc) || s.acme.serveChallenge(fc)) {
-		return // acme.go: an ACME validation, answered before routing
+	if len(s.acme) > 0 && closeValidationConn(fc) {
+		return // acme.go: a request on a TLS-ALPN-01 validation connection
 	}
 	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
 	peer, cc := c.setPeer(fc)
+	var lis *listener
 	if cc != nil {
 		cc.startRequest()
+		if lis = cc.lis; lis != nil {
+			c.Listener = lis.cfg.Name
+		}
 	}
 	if status := s.clean(g, c, peer); status != 0 {
 		WriteError(&fc.Response, status)
@@ -264,15 +243,21 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		s.requestID(c, peer)
 	}
 	c.Path = s.routingPath(c.Path[:0], &fc.Request)
-	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	var p *Pipeline
+	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
+	if !edge {
+		p = g.Router.MatchListener(c.Listener, fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	}
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)
 	}
-	if p == nil {
+	switch {
+	case edge: // answered
+	case p == nil:
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
-	} else {
+	default:
 		s.serve(p, c)
 		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
 			s.failures.record(s.log, c, fc.Response.StatusCode(), s.reqID)
