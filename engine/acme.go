@@ -377,17 +377,24 @@ func (s *Server) startACME() {
 		if len(s.acme) == 0 {
 			return
 		}
+		// The bound addresses: a configured port 0 has become a real one.
+		addr := func(l *listener) string {
+			if l.bound != "" {
+				return l.bound
+			}
+			return l.cfg.Address
+		}
 		httpAddr := ""
 		for _, l := range s.listeners {
 			if l.tls == nil {
 				if _, port, _ := net.SplitHostPort(l.cfg.Address); httpAddr == "" || port == "80" {
-					httpAddr = l.cfg.Address
+					httpAddr = addr(l)
 				}
 			}
 		}
 		spec := s.gw.Load().Spec
 		for _, m := range s.acme {
-			if err := m.start(httpAddr, m.tls.Spec.Address, spec.ACMEDomains(m.tls.Spec)); err != nil {
+			if err := m.start(httpAddr, addr(s.listener(m.tls.Name)), spec.ACMEDomains(m.tls.Spec)); err != nil {
 				s.log.Error("automatic certificates are off for this listener", "listener", m.tls.Name, "err", err)
 			}
 		}

@@ -42,6 +42,9 @@ type listener struct {
 	redirect  bool
 	httpsPort string
 	httpsName string // the HTTPS listener's name
+	// bound is the address the listener's socket got (ListenAll, Serve), port 0 resolved; ""
+	// until then. ACME points certmagic's solvers at it (acme.go).
+	bound string
 }
 
 // certPoll is how often the server looks at its certificate and ticket key files.
@@ -133,6 +136,7 @@ func (s *Server) ListenAll() (map[string]net.Listener, error) {
 			return nil, fmt.Errorf("listener %q: %w", l.cfg.Name, err)
 		}
 		out[l.cfg.Name] = ln
+		l.bound = ln.Addr().String()
 	}
 	for _, l := range s.listeners {
 		// An HTTPS listener on port 0 got its port now: that is where redirects go.

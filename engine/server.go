@@ -107,6 +107,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 // Serve accepts connections on ln for the first listener (wrapped in TLS when it has a tls
 // block) until Shutdown. ServeAll serves every listener.
 func (s *Server) Serve(ln net.Listener) error {
+	s.listeners[0].bound = ln.Addr().String()
 	return s.ServeListener(s.listeners[0].cfg.Name, ln)
 }
 
