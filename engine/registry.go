@@ -26,7 +26,7 @@ func (r *Registry) RegisterTLS(p TLSProvider) { r.tlsProviders = append(r.tlsPro
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{filters: map[string]*FilterKind{}, tlsProviders: []TLSProvider{acmeProvider{}}}
+	return &Registry{filters: map[string]*FilterKind{}, tlsProviders: []TLSProvider{acmeProvider{}, ocspProvider{}}}
 }
 
 // FilterKind is a registered filter kind: its config type and how to build a Filter from it.
