@@ -52,6 +52,7 @@ type acmeManager struct {
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
 	issuer  *certmagic.ACMEIssuer
+	storage certmagic.Storage
 	ctx     context.Context // ends when the server shuts down: background obtaining and retries stop
 	cancel  context.CancelFunc
 }
@@ -67,15 +68,24 @@ func newACMEManager(ac *ACMEConfig, dir string, log *slog.Logger) (*acmeManager,
 			return nil, fmt.Errorf("acme: ca_root_file: %w", err)
 		}
 	}
-	storageDir := ac.StorageDir
-	if storageDir == "" {
-		storageDir = DefaultACMEStorageDir()
+	var storage certmagic.Storage
+	if ac.Storage == "redis" {
+		if ac.redis == nil {
+			return nil, fmt.Errorf("acme: the redis block %q was not found", string(ac.Redis))
+		}
+		storage = newRedisStorage(ac.redis)
+	} else {
+		storageDir := ac.StorageDir
+		if storageDir == "" {
+			storageDir = DefaultACMEStorageDir()
+		}
+		storageDir = env.Path(storageDir)
+		if err := prepareStorageDir(storageDir, log); err != nil {
+			return nil, err
+		}
+		storage = &certmagic.FileStorage{Path: storageDir}
 	}
-	storageDir = env.Path(storageDir)
-	if err := prepareStorageDir(storageDir, log); err != nil {
-		return nil, err
-	}
-	m := &acmeManager{conf: ac, log: log.With("component", "acme")}
+	m := &acmeManager{conf: ac, log: log.With("component", "acme"), storage: storage}
 	zl := zapToSlog(m.log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
@@ -83,7 +93,7 @@ func newACMEManager(ac *ACMEConfig, dir string, log *slog.Logger) (*acmeManager,
 		Logger:             zl,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: storageDir},
+		Storage: storage,
 		Logger:  zl,
 	})
 	m.issuer = certmagic.NewACMEIssuer(m.magic, certmagic.ACMEIssuer{
@@ -163,6 +173,9 @@ func (m *acmeManager) uses(challenge string) bool {
 func (m *acmeManager) Close() error {
 	m.cancel()
 	m.cache.Stop()
+	if c, ok := m.storage.(io.Closer); ok {
+		return c.Close()
+	}
 	return nil
 }
 
@@ -309,7 +322,17 @@ type acmeProvider struct{}
 // (the lint of the hcl package checks that there is a domain).
 func (acmeProvider) CheckTLS(l *ListenerConfig, env *BuildEnv) error {
 	ac := l.TLS.ACME
-	if ac == nil || ac.CARootFile == "" {
+	if ac == nil {
+		return nil
+	}
+	if ac.Storage == "redis" {
+		rc, err := env.RedisConfig(ac.Redis)
+		if err != nil {
+			return fmt.Errorf("acme: %w", err)
+		}
+		ac.redis = rc
+	}
+	if ac.CARootFile == "" {
 		return nil
 	}
 	pem, err := env.ReadFile(ac.CARootFile)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters"
+	"github.com/sluice-gateway/sluice/filters/ratelimit/redistest"
 	"github.com/sluice-gateway/sluice/hcl"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/pebbletest"
@@ -272,4 +273,70 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestACMEFleetSharesRedisStorage runs two gateways sharing a Redis storage, as a fleet behind
+// one address: Pebble validates on the first one's port whichever instance asked. Both serve
+// the same certificate, obtained once.
+func TestACMEFleetSharesRedisStorage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs Pebble")
+	}
+	rs := redistest.Start(t)
+	portA, portB := freePort(t), freePort(t)
+	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: freePort(t), TLSPort: portA, Validity: time.Hour})
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("hello from upstream") })
+	const host = "fleet.sluice.test"
+	src := func(port int) string {
+		return fmt.Sprintf(`
+redis "shared" {
+  address = %q
+}
+listener "https" {
+  address = "127.0.0.1:%d"
+  tls {
+    acme {
+      ca_url       = %q
+      ca_root_file = %q
+      challenges   = ["tls-alpn-01"]
+      storage      = "redis"
+      redis        = redis.shared
+    }
+  }
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "site" {
+  match { hosts = [%q] }
+  balancer { upstream = upstream.u }
+}
+`, rs.Addr, port, peb.DirectoryURL, peb.MinicaFile, up, host)
+	}
+	logsA := acmeGateway(t, src(portA))
+	logsB := acmeGateway(t, src(portB))
+	roots := peb.Roots(t)
+	serial := func(port int) string {
+		c := httpsClient(fmt.Sprintf("127.0.0.1:%d", port), host, roots)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := c.Get("https://" + host + "/")
+			if err == nil {
+				resp.Body.Close()
+				return resp.TLS.PeerCertificates[0].SerialNumber.String()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("port %d: no certificate within 30s: %v", port, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	a, b := serial(portA), serial(portB)
+	if a != b {
+		t.Errorf("the instances serve different certificates (%s, %s): each ordered its own", a, b)
+	}
+	obtained := strings.Count(logsA.String(), "certificate obtained successfully") + strings.Count(logsB.String(), "certificate obtained successfully")
+	if obtained != 1 {
+		t.Errorf("%d certificates obtained by the fleet, want 1", obtained)
+	}
 }

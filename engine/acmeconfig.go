@@ -36,14 +36,20 @@ type ACMEConfig struct {
 	// Challenges are the challenge types to use: "http-01" (needs a cleartext listener, which CAs
 	// reach on port 80) and "tls-alpn-01" (the TLS listener, port 443 for CAs). Default both.
 	Challenges []string `hcl:"challenges,optional" json:"challenges"`
-	// Storage is where accounts, keys and certificates are kept: "dir" (a directory; several
-	// instances sharing it share certificates and solve each other's challenges).
+	// Storage is where accounts, keys and certificates are kept: "dir" (a directory) or "redis"
+	// (the redis block Redis names). Instances sharing it share certificates and solve each
+	// other's challenges.
 	Storage string `hcl:"storage,optional" json:"storage"`
 	// StorageDir is the "dir" storage's directory; default DefaultACMEStorageDir().
 	StorageDir string `hcl:"storage_dir,optional" json:"storage_dir"`
+	// Redis is the redis block of the "redis" storage.
+	Redis RedisRef `hcl:"redis,optional" json:"redis,omitempty"`
 	// Domains get certificates; default the exact (not wildcard, not IP) hosts of the pipelines'
 	// match blocks.
 	Domains []string `hcl:"domains,optional" json:"domains,omitempty"`
+
+	// redis is the block Redis names, found when the configuration is built (acmeProvider.CheckTLS).
+	redis *RedisConfig
 }
 
 // SetDefaults fills the acme block's defaults.
@@ -75,8 +81,20 @@ func (a *ACMEConfig) Validate() error {
 			errs = append(errs, FieldErr("challenges", "%q is listed twice", c))
 		}
 	}
-	if a.Storage != "dir" {
-		errs = append(errs, FieldErr("storage", "unknown storage %q: use \"dir\" (a directory, which instances may share)", a.Storage))
+	switch a.Storage {
+	case "dir":
+		if a.Redis != "" {
+			errs = append(errs, FieldErr("redis", "is for storage = \"redis\""))
+		}
+	case "redis":
+		if a.Redis == "" {
+			errs = append(errs, FieldErr("redis", "storage = \"redis\" needs redis = redis.NAME"))
+		}
+		if a.StorageDir != "" {
+			errs = append(errs, FieldErr("storage_dir", "is for storage = \"dir\""))
+		}
+	default:
+		errs = append(errs, FieldErr("storage", "unknown storage %q: use \"dir\" (a directory, which instances may share) or \"redis\"", a.Storage))
 	}
 	for i, d := range a.Domains {
 		switch {
