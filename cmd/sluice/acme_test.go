@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +113,21 @@ pipeline "site" {
 	}
 	if keys < 2 { // the account's and the certificate's
 		t.Errorf("the storage holds %d key files, want the account's and the certificate's", keys)
+	}
+}
+
+// TestACMEExampleValidates: examples/acme/gateway.hcl (what examples/acme/run.sh serves) is a
+// valid configuration; `sluice validate` warns that its TLS listener is not on port 443.
+func TestACMEExampleValidates(t *testing.T) {
+	dir := t.TempDir()
+	gatewaytest.WriteCert(t, dir, "minica.pem", "minica-key.pem")
+	cmd := exec.Command(sluiceBin, "validate", "-c", "../../examples/acme/gateway.hcl")
+	cmd.Env = append(os.Environ(), "PEBBLE_MINICA="+filepath.Join(dir, "minica.pem"), "ACME_STORAGE="+filepath.Join(dir, "acme"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice validate: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "TLS-ALPN-01 validates on port 443") {
+		t.Errorf("no warning about the TLS listener's port:\n%s", out)
 	}
 }

@@ -5,7 +5,6 @@
 package pebbletest
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -22,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/sluice-gateway/sluice/testbed/fakedns"
 )
 
 // Version is the Pebble release the tests run.
@@ -205,40 +204,12 @@ func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 // TCP (Pebble's resolver asks over TCP).
 func startDNS(t testing.TB) string {
 	t.Helper()
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := fakedns.Serve("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", tl.Addr().String())
-	if err != nil {
-		tl.Close()
-		t.Fatal(err)
-	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Authoritative = true
-		for _, qu := range q.Question {
-			if qu.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: qu.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A:   net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		_ = w.WriteMsg(m)
-	})
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: tl, Handler: h}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = srv.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.ShutdownContext(ctx)
-		})
-	}
-	return tl.Addr().String()
+	t.Cleanup(stop)
+	return addr
 }
 
 // freeAddr is a loopback address with a port free a moment ago.
