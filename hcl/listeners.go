@@ -93,7 +93,7 @@ func (c *Config) listenerDiag(e *engine.BuildError, sev hcl.DiagnosticSeverity) 
 	}
 	d.Summary = fmt.Sprintf("Invalid listener %q", e.Listener)
 	if sev == hcl.DiagWarning {
-		d.Summary = fmt.Sprintf("Listener %q", e.Listener)
+		d.Summary = fmt.Sprintf("Warning on listener %q", e.Listener)
 	}
 	rg := c.where.listeners[e.Listener]
 	d.Subject = rg.at(e.Field, rg[""])
