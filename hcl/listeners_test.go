@@ -9,8 +9,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sluice-gateway/sluice/engine"
-	sluicehcl "github.com/sluice-gateway/sluice/hcl"
 	"github.com/sluice-gateway/sluice/filters"
+	sluicehcl "github.com/sluice-gateway/sluice/hcl"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 )
 
