@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -551,5 +552,50 @@ func TestSessionTicketsSharedByFile(t *testing.T) {
 		if dial(other) {
 			t.Errorf("version %x: a gateway with its own keys resumed the session", version)
 		}
+	}
+}
+
+// TestListenerTimeoutOverride: a listener's own first_byte_timeout applies to its connections
+// only; the other listener keeps the server block's.
+func TestListenerTimeoutOverride(t *testing.T) {
+	up := echoUpstream(t, "u")
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  first_byte_timeout = "10s"
+}
+listener "strict" {
+  address            = "127.0.0.1:0"
+  first_byte_timeout = "300ms"
+}
+listener "lenient" {
+  address = "127.0.0.1:0"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	silent := func(addr string, wait time.Duration) (closed bool) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		_, err = c.Read(make([]byte, 1))
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+	start := time.Now()
+	if !silent(gw.Addrs["strict"], 5*time.Second) {
+		t.Error("a silent connection to the strict listener was kept 5s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the strict listener closed a silent connection after %v, first_byte_timeout is 300ms", d)
+	}
+	if silent(gw.Addrs["lenient"], 1500*time.Millisecond) {
+		t.Error("the lenient listener closed a silent connection within 1.5s; the server's first_byte_timeout is 10s")
 	}
 }
