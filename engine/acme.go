@@ -249,22 +249,6 @@ func (w *challengeWriter) Header() http.Header         { return w.header }
 func (w *challengeWriter) Write(b []byte) (int, error) { return w.body.Write(b) }
 func (w *challengeWriter) WriteHeader(status int)      { w.status = status }
 
-// closeValidationConn closes a connection whose TLS handshake negotiated acme-tls/1 and that
-// then sends a request: a validation handshake is all such a connection is for (RFC 8737 §3),
-// and its certificate is the challenge's, not the site's. Checked on a connection's first
-// request only.
-func closeValidationConn(fc *fasthttp.RequestCtx) bool {
-	if fc.ConnRequestNum() != 1 || !fc.IsTLS() {
-		return false
-	}
-	if st := fc.TLSConnectionState(); st == nil || st.NegotiatedProtocol != acmeALPN {
-		return false
-	}
-	fc.SetStatusCode(fasthttp.StatusMisdirectedRequest)
-	fc.SetConnectionClose()
-	return true
-}
-
 // loadRoots reads a PEM bundle of CA certificates.
 func loadRoots(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)

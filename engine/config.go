@@ -108,6 +108,12 @@ type ServerConfig struct {
 	// WasmCodeCacheBytes bounds the compiled Wasm modules kept while no filter uses them, so
 	// that a reload back to a recent module does not compile it again (estimated size).
 	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
+	// Protocols are the client protocols served (protocols.go): "http1", "h2" (TLS, by ALPN),
+	// "h2c" (cleartext, prior knowledge); nil: http1, and h2 where TLS is on.
+	Protocols []string `hcl:"protocols,optional" json:"protocols"`
+	// H2MaxConcurrentStreams is the streams an HTTP/2 client may have open at once per
+	// connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+	H2MaxConcurrentStreams int `hcl:"h2_max_concurrent_streams,optional" json:"h2_max_concurrent_streams"`
 }
 
 // SetDefaults fills the server block's defaults.
@@ -133,6 +139,7 @@ func (s *ServerConfig) SetDefaults() {
 		MinWriteRateWindow:       Duration(10 * time.Second),
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
+		H2MaxConcurrentStreams:   defaultH2MaxConcurrentStreams,
 	}
 }
 
@@ -191,6 +198,7 @@ func (s *ServerConfig) Validate() error {
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
 	}
+	errs = append(errs, s.validateHTTP2()...)
 	return errors.Join(errs...)
 }
 

@@ -47,3 +47,11 @@ func SetACMERenewCheckInterval(d time.Duration) func() {
 	acmeRenewCheckInterval = d
 	return func() { acmeRenewCheckInterval = old }
 }
+
+// SetCertPoll sets how often servers look at their certificate files; the returned function
+// restores the previous interval.
+func SetCertPoll(d time.Duration) func() {
+	old := certPoll
+	certPoll = d
+	return func() { certPoll = old }
+}
