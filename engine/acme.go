@@ -179,10 +179,10 @@ func (m *acmeManager) Close() error {
 	return nil
 }
 
-// getCertificate is the TLS listener's GetCertificate: the TLS-ALPN-01 challenge certificate
-// for a validation handshake, else the managed certificate for the SNI name. Without one it
-// returns (nil, nil), which makes crypto/tls use the tls block's certificate file when there is
-// one; else the handshake fails with an alert.
+// getCertificate is the TLS listener's certificate source (TLSListener.SetCertificateSource):
+// the TLS-ALPN-01 challenge certificate for a validation handshake, else the managed
+// certificate for the SNI name. Without one it returns (nil, nil): the listener then serves its
+// default certificate when its tls block has one, else fails the handshake with an alert.
 func (m *acmeManager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cert, err := m.magic.GetCertificate(hello)
 	if err != nil {

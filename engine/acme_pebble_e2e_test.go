@@ -340,3 +340,63 @@ pipeline "site" {
 		t.Errorf("%d certificates obtained by the fleet, want 1", obtained)
 	}
 }
+
+// TestACMEReloadAddsDomain: a reload whose pipelines add a host starts getting its certificate
+// (the listener, and so the server, stay), and the first host keeps its certificate.
+func TestACMEReloadAddsDomain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs Pebble")
+	}
+	port := freePort(t)
+	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: freePort(t), TLSPort: port, Validity: time.Hour})
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("hello from upstream") })
+	storage := filepath.Join(t.TempDir(), "acme")
+	src := func(hosts string) string {
+		return fmt.Sprintf(`
+listener "https" {
+  address = "127.0.0.1:%d"
+  tls {
+    acme {
+      ca_url       = %q
+      ca_root_file = %q
+      challenges   = ["tls-alpn-01"]
+      storage_dir  = %q
+    }
+  }
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "site" {
+  match { hosts = [%s] }
+  balancer { upstream = upstream.u }
+}
+`, port, peb.DirectoryURL, peb.MinicaFile, storage, up, hosts)
+	}
+	g := gatewaytest.Start(t, src(`"a.reload.sluice.test"`))
+	roots := peb.Roots(t)
+	served := func(host string) string {
+		c := httpsClient(g.Addrs["https"], host, roots)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := c.Get("https://" + host + "/")
+			if err == nil {
+				resp.Body.Close()
+				return resp.TLS.PeerCertificates[0].SerialNumber.String()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no certificate within 30s: %v\n%s", host, err, g.Logs())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	a := served("a.reload.sluice.test")
+	g.Reload(t, src(`"a.reload.sluice.test", "b.reload.sluice.test"`))
+	b := served("b.reload.sluice.test")
+	if b == a {
+		t.Errorf("b got a's certificate (%s)", a)
+	}
+	if again := served("a.reload.sluice.test"); again != a {
+		t.Errorf("a's certificate changed over the reload: %s, then %s", a, again)
+	}
+}
