@@ -102,8 +102,8 @@ func (s *Server) acceptLoop(rl *resilientListener, h1, h2 *connListener) error {
 
 // classify decides c's protocol and hands it to its server (see the comment at the top).
 func (s *Server) classify(c *clientConn, h1, h2 *connListener) {
-	if s.tlsConf != nil {
-		tc := tls.Server(c, s.tlsConf)
+	if lt := c.lis.tls; lt != nil {
+		tc := tls.Server(c, lt.Config)
 		if err := tc.Handshake(); err != nil {
 			// A failed handshake (a scanner, a client refusing the certificate, a timeout)
 			// ends the connection as fasthttp would have ended it.

@@ -119,12 +119,6 @@ type ServerConfig struct {
 	H2MaxConcurrentStreams int `hcl:"h2_max_concurrent_streams,optional" json:"h2_max_concurrent_streams"`
 }
 
-// TLSConfig is the server's optional `tls` block.
-type TLSConfig struct {
-	CertFile string `hcl:"cert_file" json:"cert_file"`
-	KeyFile  string `hcl:"key_file" json:"key_file"`
-}
-
 // SetDefaults fills the server block's defaults.
 func (s *ServerConfig) SetDefaults() {
 	*s = ServerConfig{
@@ -298,6 +292,9 @@ type MatchConfig struct {
 	Hosts      []string `hcl:"hosts,optional" json:"hosts,omitempty"`
 	PathPrefix string   `hcl:"path_prefix,optional" json:"path_prefix"`
 	Methods    []string `hcl:"methods,optional" json:"methods,omitempty"`
+	// Listeners restricts the pipeline to requests that came through the named listeners;
+	// empty: any listener.
+	Listeners []string `hcl:"listeners,optional" json:"listeners,omitempty"`
 }
 
 // Validate checks a match block.

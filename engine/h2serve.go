@@ -432,7 +432,7 @@ func (s *Server) serveClassified(rl *resilientListener) error {
 	s.guards = append(s.guards, rl)
 	s.limitsMu.Unlock()
 	var h1 *connListener
-	if s.protos.Has(ProtoHTTP1) {
+	if rl.lis.protos.Has(ProtoHTTP1) {
 		h1 = newConnListener(rl.Addr())
 		go func() { _ = s.srv.Serve(h1) }()
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -28,15 +27,16 @@ type Server struct {
 	gw      atomic.Pointer[Gateway]
 	trusted trustedSet
 	reqID   string
-	tlsConf *tls.Config
 	budget  *heldBudget // held_response_budget; nil: unlimited
+	// acme are the TLS listeners' ACME managers (acme.go), started once by startACME.
+	acme     []*acmeManager
+	acmeOnce sync.Once
 	// limits are the listeners' connection limits (conns.go).
 	limitsMu sync.Mutex
 	limits   []*connLimits
 	slashes  SlashAction // escaped_slashes
-	// protos are the client protocols served; h2 serves HTTP/2 (h2serve.go); guards are the
-	// listeners the accept loop serves (accept.go), closed by Shutdown.
-	protos Protocols
+	// h2 serves HTTP/2 (h2serve.go); guards are the listeners the accept loop serves
+	// (accept.go), closed by Shutdown.
 	h2     *http.Server
 	guards []*resilientListener
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
@@ -48,6 +48,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// The listeners (listeners.go).
+	listenerState
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -68,15 +70,10 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
-	if s.protos, err = ParseProtocols(cfg.Protocols, cfg.TLS != nil); err != nil {
-		return nil, fmt.Errorf("protocols: %w", err)
-	}
-	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: s.protos.alpn()}
+	s.stopMaintain = make(chan struct{})
+	if err := s.setupListeners(gw); err != nil {
+		_ = s.closeListeners()
+		return nil, err
 	}
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
@@ -118,14 +115,11 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts connections on ln until Shutdown. A cleartext listener serving HTTP/1.x only
-// goes straight to fasthttp; TLS and h2c listeners classify each connection first (accept.go).
+// Serve accepts connections on ln for the first listener until Shutdown. ServeAll serves every
+// listener (ServeListener, listeners.go).
 func (s *Server) Serve(ln net.Listener) error {
-	rl := s.guard(ln)
-	if s.tlsConf == nil && !s.protos.Has(ProtoH2C) {
-		return s.srv.Serve(rl)
-	}
-	return s.serveClassified(rl)
+	s.listeners[0].bound = ln.Addr().String()
+	return s.ServeListener(s.listeners[0].cfg.Name, ln)
 }
 
 // shortestTimeout is the smallest of the positive durations (0 if none is).
@@ -139,22 +133,13 @@ func shortestTimeout(ds ...time.Duration) time.Duration {
 	return m
 }
 
-// Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
+// Listen opens the first listener with SO_REUSEPORT, so that a new gateway process can bind
 // the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
 // Unless s.Takeover is set the address must be free (see checkAddressFree): a second gateway
-// started by mistake fails instead of silently taking half of the connections.
+// started by mistake fails instead of silently taking half of the connections. ListenAll opens
+// every listener.
 func (s *Server) Listen() (net.Listener, error) {
-	if !s.Takeover {
-		if err := checkAddressFree(s.cfg.Listen); err != nil {
-			return nil, err
-		}
-	}
-	lc := net.ListenConfig{Control: reusePort}
-	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
-	}
-	return ln, nil
+	return s.listen(s.listeners[0].cfg.Address)
 }
 
 // Gateway returns the gateway serving new requests.
@@ -163,7 +148,9 @@ func (s *Server) Gateway() *Gateway { return s.gw.Load() }
 // Swap makes gw serve new requests at once; the old gateway finishes its in-flight requests (for
 // at most DrainTimeout) and is then closed. The returned channel closes when it is.
 func (s *Server) Swap(gw *Gateway) <-chan struct{} {
+	s.installCertificates(gw)
 	old := s.gw.Swap(gw)
+	s.acmeSwap(gw)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -202,6 +189,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
 	if h2err := <-h2done; err == nil {
 		err = h2err
+	}
+	if cerr := s.closeListeners(); cerr != nil && err == nil {
+		err = cerr
 	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
@@ -266,6 +256,12 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	fc := c.Fast
 	g := s.acquire()
 	peer, cc := c.setPeer(fc)
+	var lis *listener
+	if cc != nil {
+		if lis = cc.lis; lis != nil {
+			c.Listener = lis.cfg.Name
+		}
+	}
 	if !h1 {
 		cc = nil // an HTTP/2 connection carries many streams: no per-request cycle to follow
 	}
@@ -298,16 +294,22 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		s.requestID(c, peer)
 	}
 	c.Path = s.routingPath(c.Path[:0], &fc.Request)
-	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	var p *Pipeline
+	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
+	if !edge {
+		p = g.Router.MatchListener(c.Listener, fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	}
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)
 	}
-	if p == nil {
+	switch {
+	case edge: // answered
+	case p == nil:
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
 		grpcAnswer(c) // grpcstatus.go: a gRPC client reads UNIMPLEMENTED
-	} else {
+	default:
 		s.serve(p, c)
 		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
 			s.failures.record(s.log, c, fc.Response.StatusCode(), s.reqID)

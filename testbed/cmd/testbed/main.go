@@ -1,6 +1,7 @@
 // Command testbed runs the servers Sluice's tests, demos and benchmarks use.
 //
 //	testbed upstream -listen 127.0.0.1:9001 -name a [-delay 50ms] [-fail-ratio 0.2] [-log FILE]
+//	testbed dns -listen 127.0.0.1:8053   (every name is 127.0.0.1: a resolver for Pebble, examples/acme)
 //
 // It prints "listening on ADDR" once it accepts connections.
 package main
@@ -13,18 +14,21 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sluice-gateway/sluice/testbed/fakedns"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
 	"github.com/valyala/fasthttp"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testbed upstream [flags]")
+		fmt.Fprintln(os.Stderr, "usage: testbed upstream|dns [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "upstream":
 		os.Exit(runUpstream(os.Args[2:]))
+	case "dns":
+		os.Exit(runDNS(os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "testbed: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -69,5 +73,22 @@ func runUpstream(args []string) int {
 		fmt.Fprintln(os.Stderr, "testbed:", err)
 		return 1
 	}
+	return 0
+}
+
+func runDNS(args []string) int {
+	fs := flag.NewFlagSet("dns", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:8053", "address to answer DNS on, UDP and TCP (port 0 picks one)")
+	_ = fs.Parse(args)
+	addr, stop, err := fakedns.Serve(*listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	defer stop()
+	fmt.Println("listening on", addr)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
 	return 0
 }
