@@ -72,6 +72,8 @@ type Ctx struct {
 	h2 *h2stream
 	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
 	hdrScratch []byte
+	// fin follows a streamed response to its end for DeferFinish (respfinish.go).
+	fin respFinish
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(Ctx) }}
@@ -107,6 +109,9 @@ func ReleaseCtx(c *Ctx) {
 	c.body = bodyStream{}
 	c.bodyLimit = 0
 	clear(c.vals)
+	if c.fin.on {
+		c.fin = respFinish{}
+	}
 	ctxPool.Put(c)
 }
 

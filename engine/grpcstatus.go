@@ -203,10 +203,13 @@ func (s *Server) grpcAnswer(c *Ctx) {
 }
 
 // GRPCStatusOf returns the gRPC status a gRPC or gRPC-Web call ends with, for logs and traces:
-// the response's grpc-status (a trailers-only answer, the gateway's mapped one, or trailers held
-// with the body), or, for an answer the server has still to map (a filter's response phase runs
-// before that), the status it will map to. ok is false for other requests, and for a gRPC
-// response whose status is still to come in trailers after a streamed body.
+// the response's grpc-status (a trailers-only answer, the gateway's mapped one, trailers held
+// with the body, or — read by a ResponseFinisher — the trailers after a streamed body), or, for
+// an answer the server has still to map (a filter's response phase runs before that), the status
+// it will map to; for a streamed response cut before its trailers, CANCELLED (the client went
+// away) or INTERNAL (the upstream failed). ok is false for other requests, and for a gRPC
+// response whose status is still to come in trailers after a streamed body (asked before the
+// body ended: telemetry and otel_log ask at its end, see respfinish.go).
 func GRPCStatusOf(c *Ctx) (code int, ok bool) {
 	if grpcKindOf(c.Request.Header.ContentType()) == notGRPC {
 		return 0, false
@@ -219,7 +222,10 @@ func GRPCStatusOf(c *Ctx) (code int, ok bool) {
 		return code, true // grpcweb.go: the trailers went into the body
 	}
 	v := resp.Header.PeekBytes(hdrGRPCStatus)
-	if len(v) == 0 || len(v) > 3 {
+	if len(v) == 0 {
+		return c.cutGRPCStatus() // respfinish.go
+	}
+	if len(v) > 3 {
 		return 0, false
 	}
 	n := 0

@@ -345,6 +345,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 	}
 	w.WriteHeader(status)
 	if err := rc.Flush(); err != nil {
+		noteCut(resp, &ResponseCutError{Err: err}) // respfinish.go: the client went away
 		return
 	}
 	if write > 0 {
@@ -367,9 +368,11 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 				armed, armedAt = true, now
 			}
 			if _, werr := w.Write(st.copy[:n]); werr != nil {
+				noteCut(resp, &ResponseCutError{Err: werr})
 				return
 			}
 			if ferr := rc.Flush(); ferr != nil {
+				noteCut(resp, &ResponseCutError{Err: ferr})
 				return
 			}
 			if armed && n < len(st.copy) {
@@ -381,10 +384,12 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 			break
 		}
 		if err != nil {
-			if r.Context().Err() != nil {
+			if cerr := r.Context().Err(); cerr != nil {
+				noteCut(resp, &ResponseCutError{Err: cerr})
 				return // the client went away (the balancer ended the upstream's body for it)
 			}
 			s.log.Warn("upstream response body failed while streaming over HTTP/2", "err", err)
+			noteCut(resp, &ResponseCutError{Upstream: true, Err: err})
 			return true
 		}
 	}

@@ -24,7 +24,9 @@ type Observer interface {
 	// StartRequest runs once the pipeline is chosen, before its first stage (p is nil when no
 	// pipeline matched). It may replace c.Context with one carrying the server span.
 	StartRequest(c *Ctx, p *Pipeline)
-	// EndRequest runs after the response phase, with the final c.Response.
+	// EndRequest runs after the response phase, with the final c.Response. A response body that
+	// streams is still to be written: an observer that needs its end (a gRPC call's status in
+	// the trailers) asks for it with c.DeferFinish (respfinish.go).
 	EndRequest(c *Ctx)
 	// StartStage runs before a filter's phase; its result is handed back to EndStage.
 	StartStage(c *Ctx, s *Stage, ph Phase) any

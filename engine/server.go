@@ -254,6 +254,7 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 // protocol's server to write.
 func (s *Server) run(c *Ctx, h1 bool) {
 	fc := c.Fast
+	c.fin.on = true // the response's end is followed for DeferFinish (respfinish.go)
 	g := s.acquire()
 	peer, cc := c.setPeer(fc)
 	var lis *listener
@@ -322,6 +323,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
+	// Telemetry and otel_log finish a streamed response at its end (respfinish.go), which
+	// then releases c.
+	deferred := c.finishLater()
 	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
 	}
@@ -335,6 +339,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		}
 	}
 	g.inflight.Add(-1)
+	if deferred {
+		return
+	}
 	if fc.Request.IsBodyStream() {
 		// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of
 		// its own, which may still be in a read: while the response streams (full duplex), or

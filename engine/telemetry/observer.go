@@ -43,8 +43,9 @@ type observer struct {
 }
 
 var (
-	_ engine.Observer        = (*observer)(nil)
-	_ engine.AttemptObserver = (*observer)(nil)
+	_ engine.Observer         = (*observer)(nil)
+	_ engine.AttemptObserver  = (*observer)(nil)
+	_ engine.ResponseFinisher = (*observer)(nil)
 )
 
 // pipeInfo is what the observer precomputes for one pipeline.
@@ -272,8 +273,8 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 	return name, a
 }
 
-// EndRequest records the request's metrics, ends its server span and, when configured, returns
-// the trace id in the response header.
+// EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
+// see FinishResponse) and, when configured, returns the trace id in the response header.
 func (o *observer) EndRequest(c *engine.Ctx) {
 	status := c.Response.StatusCode()
 	var st *reqState
@@ -297,6 +298,26 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		st.buf = appendHex(st.buf[:0], st.traceID[:])
 		c.Response.Header.SetCanonical(hdr, st.buf)
 	}
+	if c.DeferFinish(o) {
+		// The body streams: the span ends with it (FinishResponse), when a gRPC call's status
+		// has arrived in its trailers, and the request's span context stays valid until then
+		// for otel_log, which finishes first.
+		return
+	}
+	o.endServer(c, st, status, nil)
+}
+
+// FinishResponse ends the server span of a request whose response body streamed, once that body
+// ended (engine.ResponseFinisher).
+func (o *observer) FinishResponse(c *engine.Ctx, cut error) {
+	if st := activeState(c); st != nil {
+		o.endServer(c, st, c.Response.StatusCode(), cut)
+	}
+}
+
+// endServer ends the request's server span (sampled) and releases its tracing state. cut is why a
+// streamed response ended early, an error of the span.
+func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error) {
 	if st.sampled {
 		sp := st.server
 		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
@@ -310,6 +331,11 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		}
 		if c.Failure != nil {
 			sp.RecordError(c.Failure)
+		}
+		if cut != nil {
+			sp.RecordError(cut)
+			sp.SetAttributes(semconv.ErrorTypeKey.String(cutType(cut)))
+			sp.SetStatus(codes.Error, "response body cut")
 		}
 		sp.End()
 	}
@@ -554,6 +580,15 @@ func splitHostPort(hp string) (string, int) {
 func rawPath(req *fasthttp.Request) []byte {
 	p, _ := engine.RawPath(req)
 	return p
+}
+
+// cutType is error.type for a streamed response cut before its end.
+func cutType(cut error) string {
+	var ce *engine.ResponseCutError
+	if errors.As(cut, &ce) && ce.Upstream {
+		return "upstream_cut"
+	}
+	return "client_cut"
 }
 
 // errorType names an error for error.type: a low-cardinality identifier, never its message.

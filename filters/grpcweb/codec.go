@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/valyala/fasthttp"
 )
 
@@ -121,6 +122,7 @@ func (d *textDecoder) Read(p []byte) (int, error) {
 // body's end, the trailer frame of the trailers that arrived with it.
 type webStream struct {
 	src  io.Reader
+	resp *fasthttp.Response       // the response whose body this is
 	hdr  *fasthttp.ResponseHeader // where the upstream's trailers land at the body's end
 	text bool
 	out  []byte // to return before reading src again
@@ -174,6 +176,11 @@ func (s *webStream) finish() {
 		var frame [512]byte
 		f, _ := appendTrailerFrame(frame[:0], s.hdr)
 		s.out = base64.StdEncoding.AppendEncode(s.out, f)
+	}
+	// Logs and traces read the call's status at the body's end, from the engine once the
+	// trailers are gone from the header.
+	if code, ok := statusCode(s.hdr.Peek("Grpc-Status")); ok {
+		engine.NoteGRPCStatus(s.resp, code)
 	}
 	dropTrailers(s.hdr)
 }

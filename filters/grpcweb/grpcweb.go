@@ -195,7 +195,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	h.SetContentTypeBytes(append(append(buf[:0], prefix...), suffix...))
 	if resp.IsBodyStream() {
 		engine.WrapResponseStream(resp, func(src io.Reader) io.Reader {
-			return &webStream{src: src, hdr: h, text: m == textMode}
+			return &webStream{src: src, resp: resp, hdr: h, text: m == textMode}
 		})
 		h.SetContentLength(-1)
 		return

@@ -95,11 +95,25 @@ func (f *Filter) OnRequest(*engine.Ctx) engine.Verdict { return engine.Continue 
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// OnResponse writes the request's record.
+// OnResponse writes the request's record, or, when the response body streams, has it written
+// once that body has ended (FinishResponse): its duration then covers the whole body, and a gRPC
+// call's status has arrived in the trailers.
 func (f *Filter) OnResponse(c *engine.Ctx) {
+	if c.DeferFinish(f) {
+		return
+	}
+	f.write(c, nil)
+}
+
+// FinishResponse writes the record of a request whose response body streamed, once it ended
+// (engine.ResponseFinisher); cut is why it ended early, logged as the record's error.
+func (f *Filter) FinishResponse(c *engine.Ctx, cut error) { f.write(c, cut) }
+
+// write writes the request's record.
+func (f *Filter) write(c *engine.Ctx, cut error) {
 	now := time.Now()
 	if f.otlp != nil {
-		f.otlp.emit(c, f, now)
+		f.otlp.emit(c, f, now, cut)
 		return
 	}
 	if f.sink == nil {
@@ -108,9 +122,9 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	bp := bufPool.Get().(*[]byte)
 	var b []byte
 	if f.text {
-		b = f.appendText((*bp)[:0], c, now)
+		b = f.appendText((*bp)[:0], c, now, cut)
 	} else {
-		b = f.appendJSON((*bp)[:0], c, now)
+		b = f.appendJSON((*bp)[:0], c, now, cut)
 	}
 	f.sink.write(b)
 	*bp = b
@@ -146,7 +160,7 @@ func appendMS(b []byte, d time.Duration) []byte {
 	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
 
-func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
+func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) []byte {
 	req := c.Request
 	start := c.Start
 	if start.IsZero() {
@@ -220,14 +234,14 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 		}
 		b = append(b, '}')
 	}
-	if c.Failure != nil {
+	if err := recordError(c, cut); err != nil {
 		b = append(b, `,"error":`...)
-		b = appendJSONStringS(b, c.Failure.Error())
+		b = appendJSONStringS(b, err.Error())
 	}
 	return append(b, "}\n"...)
 }
 
-func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
+func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) []byte {
 	req := c.Request
 	start := c.Start
 	if start.IsZero() {
@@ -294,11 +308,20 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 			b = appendTextValue(b, v)
 		}
 	}
-	if c.Failure != nil {
+	if err := recordError(c, cut); err != nil {
 		b = append(b, " error="...)
-		b = appendTextValueS(b, c.Failure.Error())
+		b = appendTextValueS(b, err.Error())
 	}
 	return append(b, '\n')
+}
+
+// recordError is the record's error: the request's failure, else why its streamed response was
+// cut.
+func recordError(c *engine.Ctx, cut error) error {
+	if c.Failure != nil {
+		return c.Failure
+	}
+	return cut
 }
 
 // appendTextValue writes v bare when it is a simple token, else as a quoted, escaped string

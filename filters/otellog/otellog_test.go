@@ -452,7 +452,7 @@ func BenchmarkFormat(b *testing.B) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		buf = f.appendJSON(buf[:0], c, now)
+		buf = f.appendJSON(buf[:0], c, now, nil)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")

@@ -45,7 +45,7 @@ func newOTLPSink(url, service string) (*otlpSink, error) {
 	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog")}, nil
 }
 
-func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
+func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 	req := c.Request
 	status := c.Response.StatusCode()
 	start := c.Start
@@ -56,7 +56,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 	r.SetTimestamp(start)
 	r.SetObservedTimestamp(now)
 	switch {
-	case status >= 500:
+	case status >= 500 || cut != nil:
 		r.SetSeverity(otellog.SeverityError)
 		r.SetSeverityText("ERROR")
 	case status >= 400:
@@ -107,8 +107,8 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 		// The conventions' http.request.header.<name> is a string array.
 		attrs = append(attrs, attribute.StringSlice("http.request.header."+h.name, []string{val}))
 	}
-	if c.Failure != nil {
-		attrs = append(attrs, attribute.String("error.message", c.Failure.Error()))
+	if err := recordError(c, cut); err != nil {
+		attrs = append(attrs, attribute.String("error.message", err.Error()))
 	}
 	r.AddAttributes(attrs...)
 	ctx := context.Background()
