@@ -226,6 +226,10 @@ type h2Call struct {
 
 	mu     sync.Mutex
 	bodies []*h2ReqBody
+	// bodyErr: the client's streamed body failed (a *clientBodyError). Its failure may also
+	// end the client's context (engine: the HTTP/2 handler's), which the Transport may report
+	// first: the exchange's error is this one then.
+	bodyErr error
 }
 
 // bodyCloseWait bounds the wait for the Transport to close a request body after the exchange
@@ -264,8 +268,13 @@ func (k *h2Call) body(r io.Reader, stream bool) *h2ReqBody {
 
 // err turns an error of the exchange into one that classify understands.
 func (k *h2Call) err(err error) error {
+	k.mu.Lock()
+	bodyErr := k.bodyErr
+	k.mu.Unlock()
 	var ce *clientBodyError
 	switch {
+	case bodyErr != nil:
+		return fmt.Errorf("%w (%w)", bodyErr, err)
 	case k.parent.Err() != nil:
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	case errors.As(err, &ce):
@@ -310,6 +319,9 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 		// The client's streamed body failed (engine: over max_body_bytes, a timeout, a
 		// client gone): the Transport resets the upstream stream and RoundTrip returns this.
 		err = &clientBodyError{err}
+		b.call.mu.Lock()
+		b.call.bodyErr = err
+		b.call.mu.Unlock()
 	}
 	return n, err
 }
