@@ -220,7 +220,7 @@ type h2Call struct {
 	timedOut atomic.Bool
 	resp     *http.Response
 	up       *fasthttp.Response // receives the trailers at the end of the body
-	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
+	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
 
@@ -310,9 +310,13 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 		return 0, io.ErrClosedPipe // an abandoned attempt's: the client's request is another's now
 	default:
 	}
+	if b.stream {
+		// Marked before the read, not after: a read still waiting for the client when the
+		// attempt is abandoned would take bytes a replay then misses, or race with its reads.
+		b.call.streamRead.Store(true)
+	}
 	n, err := b.r.Read(p)
 	if n > 0 && b.stream {
-		b.call.streamRead.Store(true)
 		b.call.progress()
 	}
 	if err != nil && err != io.EOF && b.stream {
