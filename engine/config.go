@@ -108,12 +108,17 @@ type ServerConfig struct {
 	// WasmCodeCacheBytes bounds the compiled Wasm modules kept while no filter uses them, so
 	// that a reload back to a recent module does not compile it again (estimated size).
 	WasmCodeCacheBytes Size `hcl:"wasm_code_cache_bytes,optional" json:"wasm_code_cache_bytes"`
+	// ForwardClientCert is what upstreams get in X-Forwarded-Client-Cert (clientcert.go):
+	// "sanitize" (nothing), "sanitize_set", "forward_only" or "append_forward".
+	ForwardClientCert string `hcl:"forward_client_cert,optional" json:"forward_client_cert"`
 }
 
 // TLSConfig is the server's optional `tls` block.
 type TLSConfig struct {
 	CertFile string `hcl:"cert_file" json:"cert_file"`
 	KeyFile  string `hcl:"key_file" json:"key_file"`
+	// ClientAuth asks clients for certificates (mutual TLS, clientauth.go).
+	ClientAuth *ClientAuthConfig `hcl:"client_auth,block" json:"client_auth,omitempty"`
 }
 
 // SetDefaults fills the server block's defaults.
@@ -139,6 +144,7 @@ func (s *ServerConfig) SetDefaults() {
 		MinWriteRateWindow:       Duration(10 * time.Second),
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
+		ForwardClientCert:        ForwardCertSanitize,
 	}
 }
 
@@ -196,6 +202,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
+	}
+	if err := ParseForwardClientCert(s.ForwardClientCert); err != nil {
+		errs = append(errs, &FieldError{Field: "forward_client_cert", Err: err})
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // Spec is a decoded configuration, ready to build: the hcl package produces it.
@@ -108,6 +109,14 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
 		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
 			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
+		}
+		if ca := tc.ClientAuth; ca != nil {
+			g.Inputs = append(g.Inputs, ca.Files(e)...)
+			if p, err := loadClientAuth(ca, e, log); err != nil {
+				errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: err})
+			} else if exp := p.expiredCRLs(time.Now()); len(exp) > 0 {
+				log.Warn("client_auth: revocation lists past their next update refuse every certificate they cover until replaced", "crl_files", exp)
+			}
 		}
 	}
 

@@ -110,6 +110,9 @@ type clientConn struct {
 	// The peer's address, and as text, worked out once for all the connection's requests.
 	peer     netip.Addr
 	peerText []byte
+	// tlsState is the connection's client_auth policy and client certificate, worked out on
+	// its first request (clientcert.go).
+	tlsState atomic.Pointer[connTLS]
 
 	// hold is set by the server once a response is complete (no body stream, not hijacked):
 	// until the next read, a write may be held for it (see Write). Atomic because a TLS

@@ -42,6 +42,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// clientAuth is the listener's client_auth policies (clientauth.go); nil: none.
+	clientAuth *clientAuthTable
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -68,6 +70,14 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("loading TLS certificate: %w", err)
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+		if ca := cfg.TLS.ClientAuth; ca != nil {
+			p, err := loadClientAuth(ca, &BuildEnv{Dir: gw.Spec.Dir}, log)
+			if err != nil {
+				return nil, err
+			}
+			s.clientAuth = &clientAuthTable{def: p}
+			s.clientAuth.install(s.tlsConf)
+		}
 	}
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
@@ -239,6 +249,18 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
+	}
+	if s.clientAuth != nil {
+		if st := s.connTLSOf(fc, cc); st != nil {
+			if status := s.clientCert(c, st); status != 0 {
+				// Another connection (with the right server name) can serve it.
+				WriteError(&fc.Response, status)
+				fc.SetConnectionClose()
+				ReleaseCtx(c)
+				g.inflight.Add(-1)
+				return
+			}
+		}
 	}
 	if s.reqID != "" {
 		s.requestID(c, peer)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -127,9 +128,9 @@ type runner struct {
 	srv    atomic.Pointer[engine.Server]
 	adm    *admin.Server
 	admCfg engine.AdminConfig
-	failed chan error   // a server that stopped on its own
-	certs  [2]fileStamp // the serving server's certificate files when it loaded them
-	mu     sync.Mutex   // one reload at a time
+	failed chan error // a server that stopped on its own
+	certs  string     // the serving server's certificate files when it loaded them (certStamp)
+	mu     sync.Mutex // one reload at a time
 	tel    telemetryState
 }
 
@@ -323,15 +324,21 @@ func stampOf(path string) fileStamp {
 	return s
 }
 
-// certStamp identifies the server's certificate and key files as they are now: a reload with the
-// same server block but renewed files needs a new server too (it loads them when made).
-func certStamp(spec *engine.Spec) [2]fileStamp {
+// certStamp identifies the server's certificate and key files, and its client_auth CA and CRL
+// files, as they are now: a reload with the same server block but renewed files needs a new
+// server too (it loads them when made).
+func certStamp(spec *engine.Spec) string {
 	tc := spec.Server.TLS
 	if tc == nil {
-		return [2]fileStamp{}
+		return ""
 	}
 	env := &engine.BuildEnv{Dir: spec.Dir}
-	return [2]fileStamp{stampOf(env.Path(tc.CertFile)), stampOf(env.Path(tc.KeyFile))}
+	files := append([]string{env.Path(tc.CertFile), env.Path(tc.KeyFile)}, tc.ClientAuth.Files(env)...)
+	var b strings.Builder
+	for _, f := range files {
+		fmt.Fprintf(&b, "%v\n", stampOf(f))
+	}
+	return b.String()
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -1,0 +1,418 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Client certificates at the edge (mutual TLS): a tls block's `client_auth { … }` asks clients
+// for a certificate, verifies it against ca_file and the CRLs of crl_files, and the server then
+// sets the verified identity as ClientCertKey for the request's filters (clientcert.go).
+
+// ClientAuthConfig is a tls block's `client_auth` block.
+type ClientAuthConfig struct {
+	// Mode is "require" (a handshake without a valid certificate fails), "verify_if_given" (a
+	// certificate is optional, but one that is sent must be valid) or "none" (no certificate is
+	// asked for: a name's way out of its listener's policy).
+	Mode string `hcl:"mode,optional" json:"mode"`
+	// CAFile holds the PEM certificates of the certificate authorities client certificates must
+	// chain to.
+	CAFile string `hcl:"ca_file,optional" json:"ca_file"`
+	// CRLFiles are certificate revocation lists (PEM or DER), each signed by a certificate of
+	// ca_file; a certificate whose serial one of them lists is refused.
+	CRLFiles []string `hcl:"crl_files,optional" json:"crl_files,omitempty"`
+}
+
+// Client authentication modes.
+const (
+	ClientAuthRequire       = "require"
+	ClientAuthVerifyIfGiven = "verify_if_given"
+	ClientAuthNone          = "none"
+)
+
+// SetDefaults fills the block's defaults.
+func (c *ClientAuthConfig) SetDefaults() { c.Mode = ClientAuthRequire }
+
+// Validate checks the block.
+func (c *ClientAuthConfig) Validate() error {
+	var errs []error
+	switch c.Mode {
+	case ClientAuthRequire, ClientAuthVerifyIfGiven:
+		if c.CAFile == "" {
+			errs = append(errs, FieldErr("ca_file", "mode %q needs the certificate authorities client certificates must chain to", c.Mode))
+		}
+	case ClientAuthNone:
+		if c.CAFile != "" || len(c.CRLFiles) > 0 {
+			errs = append(errs, FieldErr("mode", "mode \"none\" asks for no certificate: remove ca_file and crl_files"))
+		}
+	default:
+		errs = append(errs, FieldErr("mode", "unknown mode %q: use require, verify_if_given or none", c.Mode))
+	}
+	for _, f := range c.CRLFiles {
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, FieldErr("crl_files", "file names must not be empty"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Files lists the files the block reads, resolved against dir's config folder.
+func (c *ClientAuthConfig) Files(env *BuildEnv) []string {
+	if c == nil || c.Mode == ClientAuthNone {
+		return nil
+	}
+	out := []string{env.Path(c.CAFile)}
+	for _, f := range c.CRLFiles {
+		out = append(out, env.Path(f))
+	}
+	return out
+}
+
+// clientAuthPolicy is a loaded client_auth block: what a handshake under it verifies.
+type clientAuthPolicy struct {
+	// id tells policies apart: two names whose blocks read the same files in the same mode
+	// share one policy, so a request may move between them on one connection.
+	id   string
+	mode tls.ClientAuthType
+	pool *x509.CertPool
+	// crls are the revocation lists by the raw subject of the CA that signed them.
+	crls map[string]*crl
+	// conf is the handshake configuration of connections under this policy (nil: the
+	// listener's own, for the listener-level policy).
+	conf *tls.Config
+	log  *slog.Logger
+	// loggedCRL is when (unix seconds) an expired CRL was last logged.
+	loggedCRL atomic.Int64
+}
+
+// crl is a loaded revocation list.
+type crl struct {
+	file       string
+	issuer     string // the CA's subject, for messages
+	thisUpdate time.Time
+	nextUpdate time.Time // zero: the CRL names none
+	revoked    map[string]struct{}
+}
+
+// loadClientAuth reads the block's files. Mode none yields a policy that asks for nothing.
+func loadClientAuth(c *ClientAuthConfig, env *BuildEnv, log *slog.Logger) (*clientAuthPolicy, error) {
+	p := &clientAuthPolicy{log: log}
+	switch c.Mode {
+	case ClientAuthNone:
+		p.id = ClientAuthNone
+		p.mode = tls.NoClientCert
+		return p, nil
+	case ClientAuthRequire:
+		p.mode = tls.RequireAndVerifyClientCert
+	case ClientAuthVerifyIfGiven:
+		p.mode = tls.VerifyClientCertIfGiven
+	default:
+		return nil, fmt.Errorf("client_auth: unknown mode %q", c.Mode)
+	}
+	files := c.Files(env)
+	p.id = c.Mode + "\x00" + strings.Join(files, "\x00")
+	cas, err := readCertificates(files[0])
+	if err != nil {
+		return nil, fmt.Errorf("client_auth ca_file: %w", err)
+	}
+	p.pool = x509.NewCertPool()
+	for _, ca := range cas {
+		p.pool.AddCert(ca)
+	}
+	p.crls = map[string]*crl{}
+	for _, f := range files[1:] {
+		if err := p.loadCRL(f, cas); err != nil {
+			return nil, fmt.Errorf("client_auth crl_files: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// readCertificates reads the PEM certificates of a file (at least one).
+func readCertificates(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return out, nil
+}
+
+// loadCRL reads the revocation lists of a file (PEM "X509 CRL" blocks, or one DER list) and
+// keeps each under the CA of cas that signed it; a list no CA of cas signed is an error, as
+// is a list the gateway could not check at handshakes.
+func (p *clientAuthPolicy) loadCRL(file string, cas []*x509.Certificate) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var ders [][]byte
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		for rest := data; ; {
+			var b *pem.Block
+			b, rest = pem.Decode(rest)
+			if b == nil {
+				break
+			}
+			if b.Type == "X509 CRL" {
+				ders = append(ders, b.Bytes)
+			}
+		}
+		if len(ders) == 0 {
+			return fmt.Errorf("%s holds no PEM \"X509 CRL\" block", file)
+		}
+	} else {
+		ders = [][]byte{data}
+	}
+	for _, der := range ders {
+		rl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		var issuer *x509.Certificate
+		for _, ca := range cas {
+			if bytes.Equal(rl.RawIssuer, ca.RawSubject) && rl.CheckSignatureFrom(ca) == nil {
+				issuer = ca
+				break
+			}
+		}
+		if issuer == nil {
+			return fmt.Errorf("%s: the list issued by %q is not signed by a certificate of ca_file", file, rl.Issuer.String())
+		}
+		key := string(issuer.RawSubject)
+		// Several lists of one CA (an old and a new one concatenated): the newest counts.
+		if old, ok := p.crls[key]; ok && !rl.ThisUpdate.After(old.thisUpdate) {
+			continue
+		}
+		c := &crl{file: file, issuer: issuer.Subject.String(), thisUpdate: rl.ThisUpdate, nextUpdate: rl.NextUpdate,
+			revoked: make(map[string]struct{}, len(rl.RevokedCertificateEntries))}
+		for _, e := range rl.RevokedCertificateEntries {
+			if e.SerialNumber != nil {
+				c.revoked[string(e.SerialNumber.Bytes())] = struct{}{}
+			}
+		}
+		p.crls[key] = c
+	}
+	return nil
+}
+
+// expiredCRLs lists the policy's lists whose next update is past at now.
+func (p *clientAuthPolicy) expiredCRLs(now time.Time) []string {
+	var out []string
+	for _, c := range p.crls {
+		if !c.nextUpdate.IsZero() && now.After(c.nextUpdate) {
+			out = append(out, fmt.Sprintf("%s (%s, next update %s)", c.file, c.issuer, c.nextUpdate.UTC().Format(time.RFC3339)))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+var (
+	errRevoked    = errors.New("the client certificate is revoked")
+	errCRLExpired = errors.New("the revocation list of the client certificate's issuer is past its next update")
+)
+
+// verifyConnection is the policy's tls.Config.VerifyConnection: crypto/tls has verified the
+// chain against the pool (or restored it with a resumed session); this checks revocation, and
+// on resumption that the chain is one this policy accepts (a session is not bound to the
+// policy it began under).
+func (p *clientAuthPolicy) verifyConnection(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil // verify_if_given without a certificate; require is enforced by crypto/tls
+	}
+	now := time.Now()
+	chains := cs.VerifiedChains
+	if cs.DidResume {
+		opts := x509.VerifyOptions{Roots: p.pool, Intermediates: x509.NewCertPool(), CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		var err error
+		if chains, err = cs.PeerCertificates[0].Verify(opts); err != nil {
+			return fmt.Errorf("resumed session: %w", err)
+		}
+	}
+	if len(p.crls) == 0 {
+		return nil
+	}
+	// One chain free of revocations is enough (a cross-signed CA gives several).
+	var first error
+	for _, chain := range chains {
+		err := p.checkChain(chain, now)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// checkChain checks every certificate of a verified chain (leaf first, root last) against its
+// issuer's revocation list, where there is one. An expired list refuses what it covers: it can
+// no longer say that a certificate is not revoked (OpenSSL, and so nginx and Envoy, refuse too).
+func (p *clientAuthPolicy) checkChain(chain []*x509.Certificate, now time.Time) error {
+	for i := 0; i+1 < len(chain); i++ {
+		l, ok := p.crls[string(chain[i+1].RawSubject)]
+		if !ok {
+			continue
+		}
+		if !l.nextUpdate.IsZero() && now.After(l.nextUpdate) {
+			if last := p.loggedCRL.Load(); now.Unix()-last >= 60 && p.loggedCRL.CompareAndSwap(last, now.Unix()) && p.log != nil {
+				p.log.Error("refusing client certificates: a revocation list is past its next update; replace the file",
+					"crl_file", l.file, "issuer", l.issuer, "next_update", l.nextUpdate.UTC().Format(time.RFC3339))
+			}
+			return fmt.Errorf("%w (%s)", errCRLExpired, l.file)
+		}
+		if _, revoked := l.revoked[string(chain[i].SerialNumber.Bytes())]; revoked {
+			return fmt.Errorf("%w (serial %x, %s)", errRevoked, chain[i].SerialNumber, l.file)
+		}
+	}
+	return nil
+}
+
+// apply sets the policy on a handshake configuration.
+func (p *clientAuthPolicy) apply(conf *tls.Config) {
+	conf.ClientAuth = p.mode
+	conf.ClientCAs = p.pool
+	if p.mode != tls.NoClientCert {
+		conf.VerifyConnection = p.verifyConnection
+	} else {
+		conf.VerifyConnection = nil
+	}
+}
+
+// clientAuthTable picks the client_auth policy of a server name: a listener's own policy, and
+// the policies of names that have one of their own.
+type clientAuthTable struct {
+	def *clientAuthPolicy // the listener's; nil: no certificate asked for
+	// exact names, and wildcard names by the part after "*." (lower-case).
+	exact, wild map[string]*clientAuthPolicy
+	// perName is true when some name's policy differs from def: only then can a request's
+	// Host fall under another policy than its connection's SNI (421).
+	perName bool
+}
+
+// forName returns the policy of a server name (lower-case, no port, no trailing dot): an exact
+// name, else the wildcard one label up, else the listener's.
+func (t *clientAuthTable) forName(name []byte) *clientAuthPolicy {
+	if !t.perName {
+		return t.def
+	}
+	if p, ok := t.exact[string(name)]; ok {
+		return p
+	}
+	if i := bytes.IndexByte(name, '.'); i > 0 {
+		if p, ok := t.wild[string(name[i+1:])]; ok {
+			return p
+		}
+	}
+	return t.def
+}
+
+// add records a name's own policy ("*.example.com" for a wildcard).
+func (t *clientAuthTable) add(name string, p *clientAuthPolicy) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if t.exact == nil {
+		t.exact, t.wild = map[string]*clientAuthPolicy{}, map[string]*clientAuthPolicy{}
+	}
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		t.wild[rest] = p
+	} else {
+		t.exact[name] = p
+	}
+	if !samePolicy(p, t.def) {
+		t.perName = true
+	}
+}
+
+// samePolicy reports whether a and b verify the same way (nil and mode none both ask for no
+// certificate).
+func samePolicy(a, b *clientAuthPolicy) bool {
+	ida, idb := ClientAuthNone, ClientAuthNone
+	if a != nil {
+		ida = a.id
+	}
+	if b != nil {
+		idb = b.id
+	}
+	return ida == idb
+}
+
+// install puts the table on a listener's handshake configuration: the listener's policy on conf
+// itself, and names with their own policy through GetConfigForClient, each on a copy of conf
+// made now (certificates chosen by GetCertificate and session ticket keys stay shared).
+func (t *clientAuthTable) install(conf *tls.Config) {
+	base := conf.Clone()
+	if t.def != nil {
+		t.def.apply(conf)
+	}
+	if !t.perName {
+		return
+	}
+	for _, m := range []map[string]*clientAuthPolicy{t.exact, t.wild} {
+		for _, p := range m {
+			if p.conf == nil && !samePolicy(p, t.def) {
+				p.conf = base.Clone()
+				p.apply(p.conf)
+			}
+		}
+	}
+	prev := conf.GetConfigForClient
+	conf.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		var name [256]byte
+		p := t.forName(lowerName(name[:0], hello.ServerName))
+		if p == nil || samePolicy(p, t.def) {
+			if prev != nil {
+				return prev(hello)
+			}
+			return nil, nil
+		}
+		return p.conf, nil
+	}
+}
+
+// lowerName appends s lower-cased without a trailing dot (a server name; no allocation while it
+// fits dst).
+func lowerName(dst []byte, s string) []byte {
+	s = strings.TrimSuffix(s, ".")
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}

@@ -1,0 +1,346 @@
+package filters_test
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/valyala/fasthttp"
+)
+
+// mtlsEcho is an upstream that answers with the request's header block, so a test sees what the
+// gateway forwarded.
+func mtlsEcho(t *testing.T) string {
+	return gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) {
+		fc.SetBody(fc.Request.Header.Header())
+	})
+}
+
+// mtlsPKI is a CA trusted by the gateway (with a CRL), another CA that is not, and client
+// certificates: valid ones, an expired one, one from the wrong CA and a revoked one.
+type mtlsPKI struct {
+	ca, other                      *gatewaytest.CA
+	prod, dev, expired, wrong, rev tls.Certificate
+	files                          map[string][]byte
+}
+
+func newMTLSPKI(t *testing.T, crlNextUpdate time.Time) *mtlsPKI {
+	p := &mtlsPKI{ca: gatewaytest.NewCA(t, "Sluice Test Client CA"), other: gatewaytest.NewCA(t, "Untrusted CA")}
+	p.prod = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}, DNSNames: []string{"billing.internal"}})
+	p.dev = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "dev", URIs: []string{"spiffe://test.example/ns/dev/sa/tool"}})
+	p.expired = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "old", NotBefore: time.Now().Add(-3 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	p.wrong = p.other.Issue(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}})
+	p.rev = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "revoked", URIs: []string{"spiffe://test.example/ns/prod/sa/gone"}})
+	p.files = map[string][]byte{
+		"clients-ca.pem": p.ca.PEM,
+		"clients.crl":    p.ca.CRL(t, time.Now().Add(-time.Hour), crlNextUpdate, p.rev),
+	}
+	return p
+}
+
+// mtlsGateway starts a TLS gateway whose listener asks for client certificates in mode.
+func mtlsGateway(t *testing.T, p *mtlsPKI, mode, serverExtra, pipelineFilters string) *gatewaytest.Gateway {
+	dir := t.TempDir()
+	gatewaytest.WriteCert(t, dir, "cert.pem", "key.pem")
+	src := fmt.Sprintf(`
+server {
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+    client_auth {
+      mode      = %q
+      ca_file   = "clients-ca.pem"
+      crl_files = ["clients.crl"]
+    }
+  }
+  %s
+}
+upstream "app" {
+  target { address = %q }
+}
+pipeline "main" {
+  %s
+  balancer { upstream = upstream.app }
+}
+`, mode, serverExtra, mtlsEcho(t), pipelineFilters)
+	return gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir, Files: p.files})
+}
+
+// mtlsGet sends one request on a new connection with cert (nil: none) and returns the status
+// and body, or the error (a TLS alert reads "remote error: tls: …").
+func mtlsGet(t *testing.T, g *gatewaytest.Gateway, cert *tls.Certificate, path string, header map[string]string) (int, string, error) {
+	t.Helper()
+	conf := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}
+	if cert != nil {
+		// Sent whatever CAs the server names (crypto/tls would send none from another CA).
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
+	req, err := http.NewRequest("GET", g.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func fingerprint(c tls.Certificate) string {
+	sum := sha256.Sum256(c.Certificate[0])
+	return hex.EncodeToString(sum[:])
+}
+
+// TestMTLSRequire: with mode = "require", a valid client certificate is served and every other
+// case ends the handshake with the alert that says why.
+func TestMTLSRequire(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	g := mtlsGateway(t, p, "require", "", "")
+	status, _, err := mtlsGet(t, g, &p.prod, "/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("valid certificate: status %d, err %v", status, err)
+	}
+	for _, tc := range []struct {
+		name  string
+		cert  *tls.Certificate
+		alert string
+	}{
+		{"no certificate", nil, "certificate required"},
+		{"expired", &p.expired, "expired certificate"},
+		{"wrong CA", &p.wrong, "unknown certificate authority"},
+		{"revoked", &p.rev, "bad certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, err := mtlsGet(t, g, tc.cert, "/", nil)
+			if err == nil || !strings.Contains(err.Error(), "remote error: tls: "+tc.alert) {
+				t.Fatalf("status %d, err %v; want the TLS alert %q", status, err, tc.alert)
+			}
+		})
+	}
+}
+
+// TestMTLSVerifyIfGiven: with mode = "verify_if_given", no certificate is served without an
+// identity, a valid one with it, and an invalid one is still refused.
+func TestMTLSVerifyIfGiven(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	g := mtlsGateway(t, p, "verify_if_given", `forward_client_cert = "sanitize_set"`, "")
+	status, body, err := mtlsGet(t, g, nil, "/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("no certificate: status %d, err %v", status, err)
+	}
+	if strings.Contains(strings.ToLower(body), "x-forwarded-client-cert") {
+		t.Errorf("no certificate, yet the upstream got an X-Forwarded-Client-Cert:\n%s", body)
+	}
+	status, body, err = mtlsGet(t, g, &p.prod, "/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("valid certificate: status %d, err %v", status, err)
+	}
+	if !strings.Contains(body, "Hash="+fingerprint(p.prod)) {
+		t.Errorf("the upstream did not get the certificate's XFCC:\n%s", body)
+	}
+	for _, tc := range []struct {
+		name  string
+		cert  *tls.Certificate
+		alert string
+	}{
+		{"expired", &p.expired, "expired certificate"},
+		{"wrong CA", &p.wrong, "unknown certificate authority"},
+		{"revoked", &p.rev, "bad certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, err := mtlsGet(t, g, tc.cert, "/", nil)
+			if err == nil || !strings.Contains(err.Error(), "remote error: tls: "+tc.alert) {
+				t.Fatalf("status %d, err %v; want the TLS alert %q", status, err, tc.alert)
+			}
+		})
+	}
+}
+
+// TestMTLSExpiredCRL: a revocation list past its next update refuses every certificate of its
+// CA (it can no longer vouch that one is not revoked), and the gateway logs why.
+func TestMTLSExpiredCRL(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(-time.Minute))
+	g := mtlsGateway(t, p, "require", "", "")
+	status, _, err := mtlsGet(t, g, &p.prod, "/", nil)
+	if err == nil || !strings.Contains(err.Error(), "remote error: tls: bad certificate") {
+		t.Fatalf("status %d, err %v; want the TLS alert bad certificate", status, err)
+	}
+	if !strings.Contains(g.Logs(), "revocation list is past its next update") {
+		t.Errorf("no log line says why:\n%s", g.Logs())
+	}
+}
+
+// TestMTLSXFCCNotSpoofable: X-Forwarded-Client-Cert and the X-Sluice-Client-Cert-* headers a
+// client sends (any spelling) never reach the upstream; with sanitize_set the upstream gets the
+// gateway's own element, and with the default (sanitize) nothing.
+func TestMTLSXFCCNotSpoofable(t *testing.T) {
+	spoof := map[string]string{
+		"X-Forwarded-Client-Cert":      `Hash=0000;Subject="CN=admin"`,
+		"X_Forwarded_Client_Cert":      `Hash=1111`,
+		"X-Sluice-Client-Cert-Subject": "CN=admin",
+		"X_Sluice_Client_Cert_URI":     "spiffe://evil",
+	}
+	for _, mode := range []string{"sanitize", "sanitize_set", "forward_only", "append_forward"} {
+		t.Run(mode, func(t *testing.T) {
+			p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+			g := mtlsGateway(t, p, "verify_if_given", fmt.Sprintf("forward_client_cert = %q", mode), "")
+			for _, cert := range []*tls.Certificate{nil, &p.prod} {
+				status, body, err := mtlsGet(t, g, cert, "/", spoof)
+				if err != nil || status != 200 {
+					t.Fatalf("status %d, err %v", status, err)
+				}
+				for _, bad := range []string{"Hash=0000", "Hash=1111", "CN=admin", "spiffe://evil", "X-Sluice-Client-Cert", "X_Sluice"} {
+					if strings.Contains(body, bad) {
+						t.Errorf("cert=%v: the client's %q reached the upstream:\n%s", cert != nil, bad, body)
+					}
+				}
+				want := cert != nil && (mode == "sanitize_set" || mode == "append_forward")
+				want1 := fmt.Sprintf(`X-Forwarded-Client-Cert: Hash=%s;Subject="CN=billing,O=Sluice Test";URI=spiffe://test.example/ns/prod/sa/billing;DNS=billing.internal`, fingerprint(p.prod))
+				if got := strings.Contains(body, want1); got != want {
+					t.Errorf("cert=%v: the upstream got the gateway's XFCC: %v, want %v:\n%s", cert != nil, got, want, body)
+				}
+			}
+		})
+	}
+}
+
+// TestMTLSIdentityInFilters: the verified identity reaches authorize (client_cert rules),
+// rate_limit (key = "client_cert"), otel_log and a Wasm guest (X-Sluice-Client-Cert-* while it
+// runs, never forwarded).
+func TestMTLSIdentityInFilters(t *testing.T) {
+	dir := t.TempDir()
+	wat := filepath.Join(dir, "cert.wat")
+	if err := os.WriteFile(wat, []byte(certGuest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guest := filepath.Join(dir, "cert.wasm")
+	if out, err := exec.Command("wat2wasm", wat, "-o", guest).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm (Debian package wabt): %v\n%s", err, out)
+	}
+	module, err := os.ReadFile(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	p.files["cert.wasm"] = module
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	g := mtlsGateway(t, p, "verify_if_given", "", fmt.Sprintf(`
+  filter "otel_log" {
+    output = %q
+  }
+  filter "authorize" {
+    rule {
+      path_prefix = "/admin/"
+      client_cert {
+        uri_sans = ["spiffe://test.example/ns/prod/*"]
+      }
+    }
+    rule {
+      path_prefix = "/fp/"
+      client_cert {
+        fingerprint = [%q]
+      }
+    }
+  }
+  filter "rate_limit" {
+    key    = "client_cert"
+    limit  = 3
+    period = "1h"
+  }
+  filter "wasm" {
+    module = "cert.wasm"
+  }`, logFile, strings.ToUpper(fingerprint(p.dev))))
+
+	// authorize
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		path string
+		want int
+	}{
+		{"prod SPIFFE ID", &p.prod, "/admin/x", 200},
+		{"dev SPIFFE ID", &p.dev, "/admin/x", 403},
+		{"no certificate", nil, "/admin/x", 403},
+		{"fingerprint listed", &p.dev, "/fp/x", 200},
+		{"fingerprint not listed", &p.prod, "/fp/x", 403},
+	} {
+		status, _, err := mtlsGet(t, g, tc.cert, tc.path, nil)
+		if err != nil || status != tc.want {
+			t.Errorf("authorize, %s: status %d (err %v), want %d", tc.name, status, err, tc.want)
+		}
+	}
+	// rate_limit (after authorize, so refused requests did not count): prod has used 1 of 3,
+	// dev 1, the anonymous key (no certificate) none.
+	for i, want := range []int{200, 200, 429} {
+		if status, _, err := mtlsGet(t, g, &p.prod, "/", nil); status != want {
+			t.Errorf("rate_limit: request %d of one certificate got %d (err %v), want %d", i+2, status, err, want)
+		}
+	}
+	if status, _, err := mtlsGet(t, g, &p.dev, "/", nil); status != 200 {
+		t.Errorf("rate_limit: another certificate got %d (err %v), want 200", status, err)
+	}
+	status, body, err := mtlsGet(t, g, nil, "/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("rate_limit: no certificate got %d (err %v), want 200", status, err)
+	}
+	if strings.Contains(body, "X-Guest-Subject") {
+		t.Errorf("without a certificate the guest saw one:\n%s", body)
+	}
+	// The guest's view, and nothing of it forwarded.
+	p3 := p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "guest-check"})
+	status, body, err = mtlsGet(t, g, &p3, "/", nil)
+	if err != nil || status != 200 {
+		t.Fatalf("status %d, err %v", status, err)
+	}
+	if !strings.Contains(body, "X-Guest-Subject: CN=guest-check,O=Sluice Test") {
+		t.Errorf("the guest did not see X-Sluice-Client-Cert-Subject:\n%s", body)
+	}
+	if strings.Contains(body, "X-Sluice-Client-Cert") {
+		t.Errorf("X-Sluice-Client-Cert-* reached the upstream:\n%s", body)
+	}
+	// otel_log
+	want := fmt.Sprintf(`"client_cert":{"subject":"CN=guest-check,O=Sluice Test","fingerprint":"%s"`, fingerprint(p3))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(logFile)
+		if strings.Contains(string(b), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the access log has no %s:\n%s", want, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// certGuest copies the request header X-Sluice-Client-Cert-Subject, if any, to X-Guest-Subject.
+const certGuest = `(module
+  (import "http_handler" "get_header_values" (func $get (param i32 i32 i32 i32 i32) (result i64)))
+  (import "http_handler" "set_header_value" (func $set (param i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "x-sluice-client-cert-subject")
+  (data (i32.const 32) "x-guest-subject")
+  (func (export "handle_request") (result i64)
+    (local $n i32)
+    (local.set $n (i32.wrap_i64 (call $get (i32.const 0) (i32.const 0) (i32.const 28) (i32.const 1024) (i32.const 1024))))
+    (if (i32.gt_u (local.get $n) (i32.const 1))
+      (then (call $set (i32.const 0) (i32.const 32) (i32.const 15) (i32.const 1024) (i32.sub (local.get $n) (i32.const 1)))))
+    (i64.const 1))
+  (func (export "handle_response") (param i32 i32)))
+`
