@@ -181,19 +181,9 @@ type connTLS struct {
 	cert   *ClientCert // nil: none verified
 }
 
-// tlsStateOf works out connTLS for a connection state.
-func (t *clientAuthTable) tlsStateOf(cs *tls.ConnectionState) *connTLS {
-	var name [256]byte
-	st := &connTLS{policy: t.forName(lowerName(name[:0], cs.ServerName))}
-	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
-		st.cert = NewClientCert(cs.VerifiedChains[0][0])
-	}
-	return st
-}
-
 // connTLSOf returns the TLS state of the request's connection (nil for a connection without
-// TLS), worked out on the connection's first request and kept on cc.
-func (s *Server) connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) *connTLS {
+// TLS), worked out from t on the connection's first request and kept on cc.
+func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn, t *clientAuthTable) *connTLS {
 	if cc != nil {
 		if st := cc.tlsState.Load(); st != nil {
 			return st
@@ -204,7 +194,10 @@ func (s *Server) connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) *connTLS {
 		return nil
 	}
 	cs := tc.ConnectionState()
-	st := s.clientAuth.tlsStateOf(&cs)
+	st := &connTLS{policy: forName(t, cs.ServerName)}
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
+		st.cert = NewClientCert(cs.VerifiedChains[0][0])
+	}
 	if cc != nil {
 		cc.tlsState.Store(st)
 	}
@@ -216,8 +209,8 @@ func (s *Server) connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) *connTLS {
 // another client_auth policy than its connection's server name: a client must not complete the
 // handshake of a name that asks for no certificate and then ask for one that does. It returns
 // the status to answer with (0: serve the request).
-func (s *Server) clientCert(c *Ctx, st *connTLS) int {
-	if s.clientAuth.perName && !samePolicy(s.clientAuth.forName(stripPort(c.Request.Header.Host())), st.policy) {
+func (s *Server) clientCert(c *Ctx, st *connTLS, t *clientAuthTable) int {
+	if t.perName && !samePolicy(forName(t, stripPort(c.Request.Header.Host())), st.policy) {
 		return fasthttp.StatusMisdirectedRequest
 	}
 	if st.cert == nil {

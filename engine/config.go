@@ -113,14 +113,6 @@ type ServerConfig struct {
 	ForwardClientCert string `hcl:"forward_client_cert,optional" json:"forward_client_cert"`
 }
 
-// TLSConfig is the server's optional `tls` block.
-type TLSConfig struct {
-	CertFile string `hcl:"cert_file" json:"cert_file"`
-	KeyFile  string `hcl:"key_file" json:"key_file"`
-	// ClientAuth asks clients for certificates (mutual TLS, clientauth.go).
-	ClientAuth *ClientAuthConfig `hcl:"client_auth,block" json:"client_auth,omitempty"`
-}
-
 // SetDefaults fills the server block's defaults.
 func (s *ServerConfig) SetDefaults() {
 	*s = ServerConfig{
@@ -295,6 +287,9 @@ type MatchConfig struct {
 	Hosts      []string `hcl:"hosts,optional" json:"hosts,omitempty"`
 	PathPrefix string   `hcl:"path_prefix,optional" json:"path_prefix"`
 	Methods    []string `hcl:"methods,optional" json:"methods,omitempty"`
+	// Listeners restricts the pipeline to requests that came through the named listeners;
+	// empty: any listener.
+	Listeners []string `hcl:"listeners,optional" json:"listeners,omitempty"`
 }
 
 // Validate checks a match block.

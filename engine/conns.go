@@ -369,9 +369,9 @@ func (s *ServerConfig) unlimitedWarnings() []error {
 
 // guard wraps ln with what the server keeps per connection: the timeouts (deadline.go), the
 // connection limits, the minimum write rate and the held-response budget.
-func (s *Server) guard(ln net.Listener) *resilientListener {
-	cfg := &s.cfg
-	rl := &resilientListener{Listener: ln, log: s.log, budget: s.budget}
+func (s *Server) guard(ln net.Listener, lis *listener) *resilientListener {
+	cfg := &lis.eff // the server block with the listener's overrides
+	rl := &resilientListener{Listener: ln, log: s.log, budget: s.budget, lis: lis}
 	// The connections keep the server's timeouts themselves (deadline.go); fasthttp has none.
 	read, write, idle := cfg.ReadTimeout.D(), cfg.WriteTimeout.D(), cfg.IdleTimeout.D()
 	if idle <= 0 {
@@ -393,7 +393,7 @@ func (s *Server) guard(ln net.Listener) *resilientListener {
 	}
 	if cfg.MaxConnections > 0 || cfg.MaxConnsPerIP > 0 {
 		l := &connLimits{max: cfg.MaxConnections, perIP: cfg.MaxConnsPerIP, exempt: s.trusted,
-			tls: s.tlsConf != nil, log: s.log, byAddr: map[netip.Addr]int32{}, watch: rl.watch}
+			tls: lis.tls != nil, log: s.log, byAddr: map[netip.Addr]int32{}, watch: rl.watch}
 		rl.limits = l
 		s.limitsMu.Lock()
 		s.limits = append(s.limits, l)

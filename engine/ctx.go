@@ -28,6 +28,9 @@ type Ctx struct {
 	ClientAddr netip.Addr
 	// Peer is the socket peer's address (a trusted proxy's, or the client's own).
 	Peer netip.Addr
+	// Listener is the name of the listener the request came through ("default" for the one the
+	// server block describes).
+	Listener string
 	// Proto is the protocol version the client spoke, "HTTP/1.1" or "HTTP/1.0", as the server
 	// received it (the request's own protocol bytes may be rewritten for the upstream).
 	Proto string
@@ -78,6 +81,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Path = c.Path[:0]
 	c.ClientAddr = netip.Addr{}
 	c.Peer = netip.Addr{}
+	c.Listener = ""
 	c.Proto = ""
 	c.peerText = nil
 	c.Start = time.Time{}

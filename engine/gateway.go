@@ -1,20 +1,21 @@
 package engine
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
-	"time"
 )
 
 // Spec is a decoded configuration, ready to build: the hcl package produces it.
 type Spec struct {
 	// Dir is the folder of the main config file; relative paths resolve against it.
-	Dir       string
-	Server    ServerConfig
+	Dir    string
+	Server ServerConfig
+	// Listeners are the listener blocks; none: the server block's listen and tls make one
+	// (EffectiveListeners).
+	Listeners []ListenerConfig
 	Admin     AdminConfig
 	Telemetry TelemetryConfig
 	Redis     map[string]*RedisConfig
@@ -49,6 +50,10 @@ type FilterSpec struct {
 // BuildError is a build failure located in the spec, so the hcl package can point at its block.
 type BuildError struct {
 	Server   bool   // set for the server block
+	Listener string // set for a listener block (the implicit one's is the server block)
+	// Field is the attribute of the server or listener block at fault, dotted
+	// ("tls.certificate[1].key_file"); "" for the block.
+	Field    string
 	Upstream string // set for an upstream block
 	Pipeline int    // index into Spec.Pipelines, or -1
 	Filter   int    // index into that pipeline's filters, or -1 for the pipeline itself
@@ -75,8 +80,18 @@ type Gateway struct {
 	// Inputs lists the files the configuration read besides itself (BuildEnv.ReadFile, the
 	// server's certificate and key, file() arguments): `sluice run --watch` reloads when one changes.
 	Inputs []string
+	// Warnings are problems that do not stop the configuration (a certificate that covers no
+	// pipeline host, an expired one): `sluice validate` and reloads report them.
+	Warnings []*BuildError
 
 	observer Observer
+	// certs are the TLS listeners' certificates, by listener name (listenerbuild.go); a
+	// running server installs them on reload. tlsProviders plug into the TLS listeners.
+	certs        map[string]*certSet
+	tlsProviders []TLSProvider
+	// clientAuth are the TLS listeners' client_auth policies, by listener name
+	// (clientauthtable.go); a running server installs them on reload.
+	clientAuth map[string]*clientAuthTable
 	// headers is how the server cleans requests' headers (hopbyhop.go); requestHeaders are the
 	// request headers the filters set (BuildEnv.SetsRequestHeaders).
 	headers        *headerPolicy
@@ -103,22 +118,9 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		}
 	}
 
-	if tc := spec.Server.TLS; tc != nil {
-		// Checked here so that `sluice validate` reports unreadable certificates too.
-		e := &BuildEnv{Dir: spec.Dir}
-		g.Inputs = append(g.Inputs, e.Path(tc.CertFile), e.Path(tc.KeyFile))
-		if _, err := tls.LoadX509KeyPair(e.Path(tc.CertFile), e.Path(tc.KeyFile)); err != nil {
-			errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: fmt.Errorf("loading the TLS certificate: %w", err)})
-		}
-		if ca := tc.ClientAuth; ca != nil {
-			g.Inputs = append(g.Inputs, ca.Files(e)...)
-			if p, err := loadClientAuth(ca, e, log); err != nil {
-				errs = append(errs, &BuildError{Server: true, Pipeline: -1, Filter: -1, Err: err})
-			} else if exp := p.expiredCRLs(time.Now()); len(exp) > 0 {
-				log.Warn("client_auth: revocation lists past their next update refuse every certificate they cover until replaced", "crl_files", exp)
-			}
-		}
-	}
+	g.tlsProviders = reg.tlsProviders
+	errs = append(errs, g.buildListeners(spec, env)...)
+	errs = append(errs, g.buildClientAuth(spec, log)...)
 
 	uk := reg.Upstream()
 	for _, us := range spec.Upstreams {

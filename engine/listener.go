@@ -28,6 +28,8 @@ type resilientListener struct {
 	limits *connLimits
 	// budget is the server's held_response_budget (heldbudget.go); nil: none.
 	budget *heldBudget
+	// lis is the server's listener the connections came through (listeners.go).
+	lis *listener
 }
 
 // maxAcceptBackoff caps the wait between retries while descriptors are exhausted.
@@ -49,6 +51,7 @@ func (l *resilientListener) Accept() (net.Conn, error) {
 				cc.peerText = cc.peer.AppendTo(nil)
 			}
 			cc.budget = l.budget
+			cc.lis = l.lis
 			if l.limits != nil {
 				if status := l.limits.admit(cc); status != 0 {
 					cc.evicted.Store(true) // not a candidate for eviction (it holds no slot)
@@ -110,6 +113,8 @@ type clientConn struct {
 	// The peer's address, and as text, worked out once for all the connection's requests.
 	peer     netip.Addr
 	peerText []byte
+	// lis is the listener the connection came through (Ctx.Listener).
+	lis *listener
 	// tlsState is the connection's client_auth policy and client certificate, worked out on
 	// its first request (clientcert.go).
 	tlsState atomic.Pointer[connTLS]

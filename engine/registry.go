@@ -16,7 +16,13 @@ import (
 type Registry struct {
 	filters  map[string]*FilterKind
 	upstream *UpstreamKind
+	// tlsProviders plug into TLS listeners (RegisterTLS).
+	tlsProviders []TLSProvider
 }
+
+// RegisterTLS adds a provider that every TLS listener of the gateways built from r attaches
+// (ACME certificates, client authentication); see TLSListener.
+func (r *Registry) RegisterTLS(p TLSProvider) { r.tlsProviders = append(r.tlsProviders, p) }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{filters: map[string]*FilterKind{}} }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,6 +20,8 @@ type route struct {
 	prefix  []byte
 	hosts   [][]byte // lower-case; a leading "*." matches any subdomain; empty = any host
 	methods [][]byte // empty = any method
+	// listeners are the names of the listeners the pipeline serves; empty = any listener.
+	listeners []string
 }
 
 // NewRouter builds a router. Pipelines are tried longest prefix first; among equal prefixes, in
@@ -26,7 +29,7 @@ type route struct {
 func NewRouter(pipelines []*Pipeline) *Router {
 	r := &Router{}
 	for _, p := range pipelines {
-		rt := route{p: p, prefix: []byte(p.Match.PathPrefix)}
+		rt := route{p: p, prefix: []byte(p.Match.PathPrefix), listeners: p.Match.Listeners}
 		for _, h := range p.Match.Hosts {
 			// Requests' hosts are canonical (admission.go): no trailing dot here either.
 			rt.hosts = append(rt.hosts, []byte(strings.TrimSuffix(strings.ToLower(h), ".")))
@@ -41,12 +44,22 @@ func NewRouter(pipelines []*Pipeline) *Router {
 }
 
 // Match returns the pipeline for host (the Host header, port allowed), the normalized path and
-// the method, or nil. It does not allocate.
+// the method, or nil, among the pipelines that are not restricted to listeners. It does not
+// allocate.
 func (r *Router) Match(host, path, method []byte) *Pipeline {
+	return r.MatchListener("", host, path, method)
+}
+
+// MatchListener is Match for a request that came through the named listener: pipelines whose
+// match block lists listeners serve only requests from those. It does not allocate.
+func (r *Router) MatchListener(listener string, host, path, method []byte) *Pipeline {
 	host = stripPort(host)
 	for i := range r.routes {
 		rt := &r.routes[i]
 		if !bytes.HasPrefix(path, rt.prefix) {
+			continue
+		}
+		if len(rt.listeners) > 0 && !slices.Contains(rt.listeners, listener) {
 			continue
 		}
 		if len(rt.methods) > 0 && !containsBytes(rt.methods, method) {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,7 +26,6 @@ type Server struct {
 	gw      atomic.Pointer[Gateway]
 	trusted trustedSet
 	reqID   string
-	tlsConf *tls.Config
 	budget  *heldBudget // held_response_budget; nil: unlimited
 	// limits are the listeners' connection limits (conns.go).
 	limitsMu sync.Mutex
@@ -42,8 +40,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
-	// clientAuth is the listener's client_auth policies (clientauth.go); nil: none.
-	clientAuth *clientAuthTable
+	// The listeners (listeners.go).
+	listenerState
 }
 
 // NewServer makes a server for gw using gw's server block (listener settings are fixed for the
@@ -64,21 +62,17 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
-	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair((&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.CertFile), (&BuildEnv{Dir: gw.Spec.Dir}).Path(cfg.TLS.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-		if ca := cfg.TLS.ClientAuth; ca != nil {
-			p, err := loadClientAuth(ca, &BuildEnv{Dir: gw.Spec.Dir}, log)
-			if err != nil {
-				return nil, err
-			}
-			s.clientAuth = &clientAuthTable{def: p}
-			s.clientAuth.install(s.tlsConf)
+	s.stopMaintain = make(chan struct{})
+	if err := s.setupListeners(gw); err != nil {
+		_ = s.closeListeners()
+		return nil, err
+	}
+	for _, l := range s.listeners {
+		if l.tls != nil {
+			l.tls.hookClientAuth() // clientauthtable.go
 		}
 	}
+	s.installClientAuth(gw)
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
 	}
@@ -113,15 +107,10 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts connections on ln (wrapped in TLS when the server block has a tls block) until
-// Shutdown.
+// Serve accepts connections on ln for the first listener (wrapped in TLS when it has a tls
+// block) until Shutdown. ServeAll serves every listener.
 func (s *Server) Serve(ln net.Listener) error {
-	rl := s.guard(ln)
-	ln = rl
-	if s.tlsConf != nil {
-		ln = tls.NewListener(ln, s.tlsConf)
-	}
-	return s.srv.Serve(ln)
+	return s.ServeListener(s.listeners[0].cfg.Name, ln)
 }
 
 // shortestTimeout is the smallest of the positive durations (0 if none is).
@@ -135,22 +124,13 @@ func shortestTimeout(ds ...time.Duration) time.Duration {
 	return m
 }
 
-// Listen opens the configured listener with SO_REUSEPORT, so that a new gateway process can bind
+// Listen opens the first listener with SO_REUSEPORT, so that a new gateway process can bind
 // the same port and start accepting before the old one stops (a zero-downtime binary upgrade).
 // Unless s.Takeover is set the address must be free (see checkAddressFree): a second gateway
-// started by mistake fails instead of silently taking half of the connections.
+// started by mistake fails instead of silently taking half of the connections. ListenAll opens
+// every listener.
 func (s *Server) Listen() (net.Listener, error) {
-	if !s.Takeover {
-		if err := checkAddressFree(s.cfg.Listen); err != nil {
-			return nil, err
-		}
-	}
-	lc := net.ListenConfig{Control: reusePort}
-	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
-	}
-	return ln, nil
+	return s.listen(s.listeners[0].cfg.Address)
 }
 
 // Gateway returns the gateway serving new requests.
@@ -159,6 +139,8 @@ func (s *Server) Gateway() *Gateway { return s.gw.Load() }
 // Swap makes gw serve new requests at once; the old gateway finishes its in-flight requests (for
 // at most DrainTimeout) and is then closed. The returned channel closes when it is.
 func (s *Server) Swap(gw *Gateway) <-chan struct{} {
+	s.installCertificates(gw)
+	s.installClientAuth(gw)
 	old := s.gw.Swap(gw)
 	done := make(chan struct{})
 	go func() {
@@ -182,6 +164,9 @@ func drain(g *Gateway, timeout time.Duration) {
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.ShutdownWithContext(ctx)
+	if cerr := s.closeListeners(); cerr != nil && err == nil {
+		err = cerr
+	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
 	if cerr := g.Close(); cerr != nil && err == nil {
@@ -236,8 +221,12 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
 	peer, cc := c.setPeer(fc)
+	var lis *listener
 	if cc != nil {
 		cc.startRequest()
+		if lis = cc.lis; lis != nil {
+			c.Listener = lis.cfg.Name
+		}
 	}
 	if status := s.clean(g, c, peer); status != 0 {
 		WriteError(&fc.Response, status)
@@ -250,9 +239,9 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	}
-	if s.clientAuth != nil {
-		if st := s.connTLSOf(fc, cc); st != nil {
-			if status := s.clientCert(c, st); status != 0 {
+	if t := lis.clientAuth(); t != nil { // clientcert.go
+		if st := connTLSOf(fc, cc, t); st != nil {
+			if status := s.clientCert(c, st, t); status != 0 {
 				// Another connection (with the right server name) can serve it.
 				WriteError(&fc.Response, status)
 				fc.SetConnectionClose()
@@ -266,15 +255,21 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 		s.requestID(c, peer)
 	}
 	c.Path = s.routingPath(c.Path[:0], &fc.Request)
-	p := g.Router.Match(fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	var p *Pipeline
+	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
+	if !edge {
+		p = g.Router.MatchListener(c.Listener, fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	}
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)
 	}
-	if p == nil {
+	switch {
+	case edge: // answered
+	case p == nil:
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
-	} else {
+	default:
 		s.serve(p, c)
 		if c.Failure != nil && fc.Response.StatusCode() >= 500 {
 			s.failures.record(s.log, c, fc.Response.StatusCode(), s.reqID)

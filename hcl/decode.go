@@ -111,10 +111,19 @@ func (d *decoder) decodeBody(body hcl.Body, dst reflect.Value, prefix string, bl
 			fv.Set(nv)
 		case reflect.Slice:
 			sl := reflect.MakeSlice(fv.Type(), 0, len(blocks))
-			for _, b := range blocks {
+			for i, b := range blocks {
 				nv := reflect.New(fv.Type().Elem())
-				diags = append(diags, d.decodeBody(b.Body, nv, path+".", b.DefRange, rg)...)
+				brg := ranges{}
+				diags = append(diags, d.decodeBody(b.Body, nv, path+".", b.DefRange, brg)...)
 				sl = reflect.Append(sl, nv.Elem())
+				// Each block's attributes also go under its index ("certificate[1].key_file"),
+				// for errors found after decoding (a file that does not load).
+				ip := fmt.Sprintf("%s[%d]", path, i)
+				rg[ip] = b.DefRange
+				for k, r := range brg {
+					rg[k] = r
+					rg[ip+strings.TrimPrefix(k, path)] = r
+				}
 			}
 			fv.Set(sl)
 		case reflect.Struct:

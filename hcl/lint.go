@@ -30,10 +30,13 @@ func (r ranges) at(name string, fallback hcl.Range) *hcl.Range {
 func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	spec := c.Spec
-	if err := engine.CheckAdminAddress(spec.Server.Listen, spec.Admin.Listen); err != nil {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Admin API on the server's address",
-			Detail:  capitalizeTrim(err.Error()) + "; give admin another port, or listen = \"\" to turn it off.",
-			Subject: c.where.attrs.at("admin.listen", c.where.attrs["admin"])})
+	for _, l := range spec.EffectiveListeners() {
+		if err := engine.CheckAdminAddress(l.Address, spec.Admin.Listen); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Admin API on the server's address",
+				Detail:  capitalizeTrim(err.Error()) + "; give admin another port, or listen = \"\" to turn it off.",
+				Subject: c.where.attrs.at("admin.listen", c.where.attrs["admin"])})
+			break
+		}
 	}
 	if spec.Admin.AllowInsecure && spec.Admin.AdminExposed() {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Admin API open to the network without a token",
@@ -88,7 +91,7 @@ func shadows(a, b *engine.MatchConfig) bool {
 		}
 		return true
 	}
-	return covers(a.Hosts, b.Hosts, true) && covers(a.Methods, b.Methods, false)
+	return covers(a.Hosts, b.Hosts, true) && covers(a.Methods, b.Methods, false) && covers(a.Listeners, b.Listeners, false)
 }
 
 // canCarry reports whether some path that starts with pathPrefix also starts with strip at a

@@ -35,10 +35,14 @@ type locations struct {
 	// "strip_prefix").
 	attrs     ranges
 	pipeAttrs []ranges
+	// listeners holds where each listener block's attributes were written (listeners.go), and
+	// under "" the block itself.
+	listeners map[string]ranges
 }
 
 var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "server"}, {Type: "admin"}, {Type: "telemetry"},
+	{Type: "listener", LabelNames: []string{"name"}},
 	{Type: "redis", LabelNames: []string{"name"}},
 	{Type: "upstream", LabelNames: []string{"name"}},
 	{Type: "pipeline", LabelNames: []string{"name"}},
@@ -81,6 +85,7 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 	cfg.Spec = spec
 	cfg.where.upstreams = map[string]hcl.Range{}
 	cfg.where.attrs = ranges{}
+	cfg.where.listeners = map[string]ranges{}
 
 	content, cdiags := file.Body.Content(rootSchema)
 	diags = append(diags, cdiags...)
@@ -139,6 +144,13 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 			if !done["telemetry"] {
 				diags = append(diags, d.decodeBody(b.Body, reflect.ValueOf(&spec.Telemetry), "", b.DefRange, rg)...)
 			}
+		case "listener":
+			if _, dup := cfg.where.listeners[b.Labels[0]]; dup {
+				continue
+			}
+			diags = append(diags, d.decodeListener(b, spec, rg)...)
+			rg[""] = b.DefRange
+			cfg.where.listeners[b.Labels[0]] = rg
 		case "redis":
 			if _, dup := spec.Redis[b.Labels[0]]; dup {
 				continue
@@ -180,6 +192,9 @@ func Load(path string, src []byte, reg *engine.Registry) (*Config, hcl.Diagnosti
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No pipeline",
 			Detail:  "Declare at least one pipeline block; without one every request is answered 404.",
 			Subject: file.Body.MissingItemRange().Ptr()})
+	}
+	if !diags.HasErrors() {
+		diags = append(diags, cfg.checkListeners()...)
 	}
 	if !diags.HasErrors() {
 		diags = append(diags, cfg.lint(file)...)
@@ -288,9 +303,16 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 		gw.Inputs = append(gw.Inputs, c.inputs...)
 	}
 	var diags hcl.Diagnostics
+	if gw != nil {
+		for _, w := range gw.Warnings {
+			diags = append(diags, c.listenerDiag(w, hcl.DiagWarning))
+		}
+	}
 	for _, e := range errs {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Detail: capitalizeTrim(e.Err.Error()) + "."}
 		switch {
+		case e.Listener != "":
+			d = c.listenerDiag(e, hcl.DiagError)
 		case e.Server:
 			d.Summary = "Invalid server block"
 			d.Subject = c.where.server.Ptr()

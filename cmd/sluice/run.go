@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,10 +58,10 @@ func runRun(args []string) int {
 		_ = gw.Close()
 		return 1
 	}
-	if err := r.startServer(gw, *takeover); err != nil {
+	if err := r.startServer(gw, *takeover, nil); err != nil {
 		log.Error("cannot start", "err", err)
 		if errors.Is(err, engine.ErrAddressInUse) {
-			log.Error("to take over from the process serving " + gw.Spec.Server.Listen + ", start with --takeover, then stop that one (SIGTERM)")
+			log.Error("to take over from the process serving these addresses, start with --takeover, then stop that one (SIGTERM)")
 		}
 		_ = gw.Close()
 		return 1
@@ -78,7 +77,7 @@ func runRun(args []string) int {
 		// The files as they are now, before "serving" says that changing them takes effect.
 		go r.watch(stop, r.stamps())
 	}
-	log.Info("serving", "listen", gw.Spec.Server.Listen, "pipelines", len(gw.Pipelines), "config", *path)
+	log.Info("serving", "listeners", len(gw.Spec.EffectiveListeners()), "pipelines", len(gw.Pipelines), "config", *path)
 
 	for {
 		select {
@@ -129,7 +128,6 @@ type runner struct {
 	adm    *admin.Server
 	admCfg engine.AdminConfig
 	failed chan error // a server that stopped on its own
-	certs  string     // the serving server's certificate files when it loaded them (certStamp)
 	mu     sync.Mutex // one reload at a time
 	tel    telemetryState
 }
@@ -137,31 +135,33 @@ type runner struct {
 // current is the gateway serving new requests (the admin API reads it).
 func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
 
-// startServer makes a server for gw, binds its listener and serves. takeover allows an address
-// another socket listens on (engine.Server.Takeover).
-func (r *runner) startServer(gw *engine.Gateway, takeover bool) error {
-	// Taken before NewServer loads the files: a change in between makes the next reload load them.
-	certs := certStamp(gw.Spec)
+// startServer makes a server for gw, binds its listeners and serves. takeover allows addresses
+// other sockets listen on (engine.Server.Takeover); shared are addresses the server may take
+// over in any case (a reload's new server, from the old one).
+func (r *runner) startServer(gw *engine.Gateway, takeover bool, shared []string) error {
 	srv, err := engine.NewServer(gw, r.log)
 	if err != nil {
 		return err
 	}
 	srv.Takeover = takeover
-	ln, err := srv.Listen()
+	srv.TakeoverAddresses = shared
+	lns, err := srv.ListenAll()
 	if err != nil {
+		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	r.srv.Store(srv)
-	r.certs = certs
 	go func() {
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.ServeAll(lns); err != nil {
 			select {
 			case r.failed <- err:
 			default:
 			}
 		}
 	}()
-	r.log.Info("listening", "listen", ln.Addr().String(), "tls", gw.Spec.Server.TLS != nil)
+	for _, l := range gw.Spec.EffectiveListeners() {
+		r.log.Info("listening", "listener", l.Name, "listen", lns[l.Name].Addr().String(), "tls", l.TLS != nil)
+	}
 	return nil
 }
 
@@ -202,10 +202,11 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 }
 
 // reload loads and builds the configuration file again and swaps it in; on any error the
-// running configuration stays and the diagnostics are returned. A changed server block (listen
-// address, limits, TLS certificate) gets a new server: it binds first (SO_REUSEPORT allows the
-// same address, which it takes over from the old server), then the old one stops accepting and
-// finishes what it accepted. A new address must be free.
+// running configuration stays and the diagnostics are returned. Certificates are swapped into
+// the running listeners. A changed server block or listener (address, limits, TLS parameters)
+// gets a new server: it binds first (SO_REUSEPORT allows the same addresses, which it takes over
+// from the old server), then the old one stops accepting and finishes what it accepted. A new
+// address must be free.
 func (r *runner) reload() (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -227,10 +228,14 @@ func (r *runner) reload() (string, error) {
 	}
 	old := r.srv.Load()
 	var drained <-chan struct{}
-	if reflect.DeepEqual(old.Gateway().Spec.Server, gw.Spec.Server) && certStamp(gw.Spec) == r.certs {
+	if sameServer(old.Gateway().Spec, gw.Spec) {
 		drained = old.Swap(gw)
 	} else {
-		if err := r.startServer(gw, gw.Spec.Server.Listen == old.Gateway().Spec.Server.Listen); err != nil {
+		var shared []string
+		for _, l := range old.Gateway().Spec.EffectiveListeners() {
+			shared = append(shared, l.Address)
+		}
+		if err := r.startServer(gw, false, shared); err != nil {
 			_ = gw.Close()
 			retire()
 			telemetry.ConfigReloaded(false)
@@ -324,21 +329,12 @@ func stampOf(path string) fileStamp {
 	return s
 }
 
-// certStamp identifies the server's certificate and key files, and its client_auth CA and CRL
-// files, as they are now: a reload with the same server block but renewed files needs a new
-// server too (it loads them when made).
-func certStamp(spec *engine.Spec) string {
-	tc := spec.Server.TLS
-	if tc == nil {
-		return ""
-	}
-	env := &engine.BuildEnv{Dir: spec.Dir}
-	files := append([]string{env.Path(tc.CertFile), env.Path(tc.KeyFile)}, tc.ClientAuth.Files(env)...)
-	var b strings.Builder
-	for _, f := range files {
-		fmt.Fprintf(&b, "%v\n", stampOf(f))
-	}
-	return b.String()
+// sameServer reports whether a running server made for a can serve b: the same server block and
+// listeners, certificates aside (a running server swaps those in place).
+func sameServer(a, b *engine.Spec) bool {
+	sa, sb := a.Server, b.Server
+	sa.TLS, sb.TLS = nil, nil // the implicit listener's, compared by SameListeners
+	return reflect.DeepEqual(sa, sb) && engine.SameListeners(a, b)
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -22,8 +22,10 @@ import (
 
 // Gateway is a running gateway.
 type Gateway struct {
-	URL    string // http://127.0.0.1:PORT (https:// with a tls block)
-	Addr   string // 127.0.0.1:PORT
+	URL  string // http://127.0.0.1:PORT (https:// with a tls block), of the first listener
+	Addr string // 127.0.0.1:PORT, of the first listener
+	// Addrs are every listener's addresses, by listener name ("default" without listener blocks).
+	Addrs  map[string]string
 	Server *engine.Server
 	// Dir is the folder the config was written to; relative paths in it resolve there.
 	Dir string
@@ -79,11 +81,32 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 	if err != nil {
 		t.Fatalf("starting server: %v", err)
 	}
+	g := &Gateway{Server: srv, Dir: dir, Telemetry: tel, done: make(chan error, 1), logBuf: buf, Addrs: map[string]string{}}
+	if len(gw.Spec.Listeners) > 0 {
+		// Listener blocks: each binds its own address (write 127.0.0.1:0 for a random port).
+		lns, err := srv.ListenAll()
+		if err != nil {
+			t.Fatalf("listening: %v", err)
+		}
+		for name, ln := range lns {
+			g.Addrs[name] = ln.Addr().String()
+		}
+		first := gw.Spec.Listeners[0]
+		g.ln, g.Addr = lns[first.Name], g.Addrs[first.Name]
+		g.URL = "http://" + g.Addr
+		if first.TLS != nil {
+			g.URL = "https://" + g.Addr
+		}
+		go func() { g.done <- srv.ServeAll(lns) }()
+		t.Cleanup(func() { g.Stop(t) })
+		return g
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{Addr: ln.Addr().String(), Server: srv, Dir: dir, Telemetry: tel, ln: ln, done: make(chan error, 1), logBuf: buf}
+	g.ln, g.Addr = ln, ln.Addr().String()
+	g.Addrs[engine.DefaultListenerName] = g.Addr
 	g.URL = "http://" + g.Addr
 	if gw.Spec.Server.TLS != nil {
 		g.URL = "https://" + g.Addr
