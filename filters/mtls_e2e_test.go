@@ -344,3 +344,168 @@ const certGuest = `(module
     (i64.const 1))
   (func (export "handle_response") (param i32 i32)))
 `
+
+// sniGateway serves open.test (no client certificate) and secure.test, *.secure.test (client
+// certificates required) on one TLS listener, each name with its own certificate block.
+func sniGateway(t *testing.T, p *mtlsPKI) *gatewaytest.Gateway {
+	dir := t.TempDir()
+	gatewaytest.WriteServerCert(t, dir, "open.pem", "open-key.pem", "open.test")
+	gatewaytest.WriteServerCert(t, dir, "secure.pem", "secure-key.pem", "secure.test", "*.secure.test")
+	src := fmt.Sprintf(`
+server {
+  tls {
+    certificate {
+      cert_file = "open.pem"
+      key_file  = "open-key.pem"
+    }
+    certificate {
+      cert_file = "secure.pem"
+      key_file  = "secure-key.pem"
+      client_auth {
+        mode      = "require"
+        ca_file   = "clients-ca.pem"
+        crl_files = ["clients.crl"]
+      }
+    }
+  }
+  forward_client_cert = "sanitize_set"
+}
+upstream "app" {
+  target { address = %q }
+}
+pipeline "main" {
+  balancer { upstream = upstream.app }
+}
+`, mtlsEcho(t))
+	return gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir, Files: p.files})
+}
+
+// sniGet sends one request on a new HTTP/1.1 connection with server name sni ("" sends none)
+// and Host host.
+func sniGet(t *testing.T, g *gatewaytest.Gateway, sni, host string, cert *tls.Certificate) (int, string, error) {
+	t.Helper()
+	conf := &tls.Config{InsecureSkipVerify: true, ServerName: sni}
+	if cert != nil {
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
+	req, err := http.NewRequest("GET", g.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// TestMTLSMisdirected: client_auth per certificate block (per server name), and 421 for a
+// request whose Host falls under another policy than the connection's server name, so that a
+// handshake with an open name (or none) never reaches a name that requires certificates.
+func TestMTLSMisdirected(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	g := sniGateway(t, p)
+	for _, tc := range []struct {
+		name, sni, host string
+		cert            *tls.Certificate
+		want            int
+	}{
+		{"open name", "open.test", "open.test", nil, 200},
+		{"open handshake, protected host", "open.test", "secure.test", nil, 421},
+		{"open handshake with a certificate, protected host", "open.test", "secure.test", &p.prod, 421},
+		{"protected name", "secure.test", "secure.test", &p.prod, 200},
+		{"protected handshake, open host", "secure.test", "open.test", &p.prod, 421},
+		{"wildcard, same policy", "a.secure.test", "b.secure.test", &p.prod, 200},
+		{"wildcard to its parent, same policy", "a.secure.test", "secure.test:443", &p.prod, 200},
+		{"no server name, open host", "", "open.test", nil, 200},
+		{"no server name, protected host", "", "secure.test", nil, 421},
+		{"no server name, unknown host", "", "other.test", nil, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, err := sniGet(t, g, tc.sni, tc.host, tc.cert)
+			if err != nil || status != tc.want {
+				t.Fatalf("status %d (err %v), want %d", status, err, tc.want)
+			}
+			if status == 200 && tc.cert != nil && tc.sni != "open.test" && !strings.Contains(body, "Hash="+fingerprint(*tc.cert)) {
+				t.Errorf("the upstream did not get the client certificate:\n%s", body)
+			}
+		})
+	}
+	if _, _, err := sniGet(t, g, "secure.test", "secure.test", nil); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("protected name without a certificate: err %v, want the alert certificate required", err)
+	}
+	if _, _, err := sniGet(t, g, "x.secure.test", "x.secure.test", &p.rev); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("protected name with a revoked certificate: err %v, want the alert bad certificate", err)
+	}
+}
+
+// TestMTLSXFCCFromTrustedProxy: a trusted proxy's X-Forwarded-Client-Cert passes with
+// forward_only (as it is) and append_forward (this connection's element appended); sanitize and
+// sanitize_set drop it even from a trusted proxy.
+func TestMTLSXFCCFromTrustedProxy(t *testing.T) {
+	const theirs = `Hash=abcd;Subject="CN=edge-client"`
+	for _, tc := range []struct {
+		mode string
+		want func(ours string) string // the upstream's header line; "" none
+	}{
+		{"sanitize", func(string) string { return "" }},
+		{"sanitize_set", func(ours string) string { return ours }},
+		{"forward_only", func(string) string { return theirs }},
+		{"append_forward", func(ours string) string { return theirs + "," + ours }},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+			g := mtlsGateway(t, p, "require", fmt.Sprintf("forward_client_cert = %q\n  trusted_proxies = [\"127.0.0.1/32\"]", tc.mode), "")
+			status, body, err := mtlsGet(t, g, &p.prod, "/", map[string]string{"X-Forwarded-Client-Cert": theirs})
+			if err != nil || status != 200 {
+				t.Fatalf("status %d, err %v", status, err)
+			}
+			ours := fmt.Sprintf(`Hash=%s;Subject="CN=billing,O=Sluice Test";URI=spiffe://test.example/ns/prod/sa/billing;DNS=billing.internal`, fingerprint(p.prod))
+			var got string
+			for _, line := range strings.Split(body, "\r\n") {
+				if v, ok := strings.CutPrefix(line, "X-Forwarded-Client-Cert: "); ok {
+					got = v
+				}
+			}
+			if want := tc.want(ours); got != want {
+				t.Errorf("the upstream got X-Forwarded-Client-Cert %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMTLSCRLReload: a replaced revocation list takes effect without a reload: the listener
+// watches its client_auth files as it does its certificates.
+func TestMTLSCRLReload(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	g := mtlsGateway(t, p, "require", "", "")
+	if status, _, err := mtlsGet(t, g, &p.prod, "/", nil); err != nil || status != 200 {
+		t.Fatalf("before: status %d, err %v", status, err)
+	}
+	crl := p.ca.CRL(t, time.Now(), time.Now().Add(24*time.Hour), p.rev, p.prod)
+	tmp := filepath.Join(g.Dir, "clients.crl.new")
+	if err := os.WriteFile(tmp, crl, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(g.Dir, "clients.crl")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, _, err := mtlsGet(t, g, &p.prod, "/", nil)
+		if err != nil && strings.Contains(err.Error(), "bad certificate") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new CRL was not picked up: err %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status, _, err := mtlsGet(t, g, &p.dev, "/", nil); err != nil || status != 200 {
+		t.Errorf("a certificate the new list does not revoke: status %d, err %v", status, err)
+	}
+}
