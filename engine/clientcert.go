@@ -182,16 +182,20 @@ type connTLS struct {
 }
 
 // connTLSOf returns the TLS state of the request's connection (nil for a connection without
-// TLS), worked out from t on the connection's first request and kept on cc.
+// TLS), worked out from t on the connection's first request and kept on its clientConn (cc, or
+// the one under the TLS connection: an HTTP/2 connection's streams share it).
 func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn, t *clientAuthTable) *connTLS {
+	tc, ok := fc.Conn().(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	if cc == nil {
+		cc, _ = tc.NetConn().(*clientConn)
+	}
 	if cc != nil {
 		if st := cc.tlsState.Load(); st != nil {
 			return st
 		}
-	}
-	tc, ok := fc.Conn().(*tls.Conn)
-	if !ok {
-		return nil
 	}
 	cs := tc.ConnectionState()
 	st := &connTLS{policy: forName(t, cs.ServerName)}
