@@ -123,7 +123,7 @@ func loadClientAuth(c *ClientAuthConfig, env *BuildEnv, log *slog.Logger) (*clie
 	p.id = c.Mode + "\x00" + strings.Join(files, "\x00")
 	cas, err := readCertificates(files[0])
 	if err != nil {
-		return nil, fmt.Errorf("client_auth ca_file: %w", err)
+		return nil, &clientAuthError{field: "ca_file", err: fmt.Errorf("reading the client CA file: %w", err)}
 	}
 	p.pool = x509.NewCertPool()
 	for _, ca := range cas {
@@ -132,7 +132,7 @@ func loadClientAuth(c *ClientAuthConfig, env *BuildEnv, log *slog.Logger) (*clie
 	p.crls = map[string]*crl{}
 	for _, f := range files[1:] {
 		if err := p.loadCRL(f, cas); err != nil {
-			return nil, fmt.Errorf("client_auth crl_files: %w", err)
+			return nil, &clientAuthError{field: "crl_files", err: fmt.Errorf("reading a certificate revocation list: %w", err)}
 		}
 	}
 	return p, nil

@@ -55,6 +55,9 @@ func loadClientAuthTable(tc *TLSConfig, dir string, log *slog.Logger) (*clientAu
 		}
 		p, err := loadClientAuth(ca, env, log)
 		if err != nil {
+			if ce, ok := err.(*clientAuthError); ok {
+				return nil, &clientAuthError{field: field + "." + ce.field, err: ce.err}
+			}
 			return nil, &clientAuthError{field: field, err: err}
 		}
 		if q, ok := byID[p.id]; ok {
@@ -320,6 +323,10 @@ func (g *Gateway) buildClientAuth(spec *Spec, log *slog.Logger) []*BuildError {
 			g.Warnings = append(g.Warnings, &BuildError{Listener: l.Name, Server: l.Implicit, Field: "tls", Pipeline: -1, Filter: -1,
 				Err: fmt.Errorf("client_auth: revocation lists past their next update refuse every certificate they cover until replaced: %s", strings.Join(exp, "; "))})
 		}
+	}
+	if m := spec.Server.ForwardClientCert; len(g.clientAuth) == 0 && (m == ForwardCertSanitizeSet || m == ForwardCertAppendForward) {
+		g.Warnings = append(g.Warnings, &BuildError{Server: true, Field: "forward_client_cert", Pipeline: -1, Filter: -1,
+			Err: fmt.Errorf("forward_client_cert = %q sends the client certificates client_auth verified, and no tls block has a client_auth: upstreams get none", m)})
 	}
 	return errs
 }
