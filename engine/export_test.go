@@ -1,5 +1,7 @@
 package engine
 
+import "time"
+
 // IdleConns counts s's connections that are idle (waiting for a request's first byte), as the
 // eviction of conns.go sees them.
 func IdleConns(s *Server) int {
@@ -37,3 +39,11 @@ func MaxConnsFromOneAddr(s *Server) int {
 
 // RaceEnabled reports a race-detector build, whose shadow memory makes RSS bounds meaningless.
 const RaceEnabled = raceEnabled
+
+// SetCertPoll sets how often servers look at their certificate files; the returned function
+// restores the previous interval.
+func SetCertPoll(d time.Duration) func() {
+	old := certPoll
+	certPoll = d
+	return func() { certPoll = old }
+}

@@ -27,7 +27,7 @@ func (g *Gateway) buildListeners(spec *Spec, env func(pipeline, stage string, ea
 	addrs := map[string]string{}
 	for i := range all {
 		l := &all[i]
-		if prev, dup := addrs[l.Address]; dup {
+		if prev, dup := addrs[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 			fail(l, "address", fmt.Errorf("listener %q already listens on %s", prev, l.Address))
 		}
 		addrs[l.Address] = l.Name
