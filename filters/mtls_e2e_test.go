@@ -29,18 +29,18 @@ func mtlsEcho(t *testing.T) string {
 // mtlsPKI is a CA trusted by the gateway (with a CRL), another CA that is not, and client
 // certificates: valid ones, an expired one, one from the wrong CA and a revoked one.
 type mtlsPKI struct {
-	ca, other                      *gatewaytest.CA
+	ca, other                      *gatewaytest.ClientCA
 	prod, dev, expired, wrong, rev tls.Certificate
 	files                          map[string][]byte
 }
 
 func newMTLSPKI(t *testing.T, crlNextUpdate time.Time) *mtlsPKI {
-	p := &mtlsPKI{ca: gatewaytest.NewCA(t, "Sluice Test Client CA"), other: gatewaytest.NewCA(t, "Untrusted CA")}
-	p.prod = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}, DNSNames: []string{"billing.internal"}})
-	p.dev = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "dev", URIs: []string{"spiffe://test.example/ns/dev/sa/tool"}})
-	p.expired = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "old", NotBefore: time.Now().Add(-3 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
-	p.wrong = p.other.Issue(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}})
-	p.rev = p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "revoked", URIs: []string{"spiffe://test.example/ns/prod/sa/gone"}})
+	p := &mtlsPKI{ca: gatewaytest.NewClientCA(t, "Sluice Test Client CA"), other: gatewaytest.NewClientCA(t, "Untrusted CA")}
+	p.prod = p.ca.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}, DNSNames: []string{"billing.internal"}})
+	p.dev = p.ca.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "dev", URIs: []string{"spiffe://test.example/ns/dev/sa/tool"}})
+	p.expired = p.ca.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "old", NotBefore: time.Now().Add(-3 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	p.wrong = p.other.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "billing", URIs: []string{"spiffe://test.example/ns/prod/sa/billing"}})
+	p.rev = p.ca.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "revoked", URIs: []string{"spiffe://test.example/ns/prod/sa/gone"}})
 	p.files = map[string][]byte{
 		"clients-ca.pem": p.ca.PEM,
 		"clients.crl":    p.ca.CRL(t, time.Now().Add(-time.Hour), crlNextUpdate, p.rev),
@@ -303,7 +303,7 @@ func TestMTLSIdentityInFilters(t *testing.T) {
 		t.Errorf("without a certificate the guest saw one:\n%s", body)
 	}
 	// The guest's view, and nothing of it forwarded.
-	p3 := p.ca.Issue(t, gatewaytest.ClientCertOptions{CommonName: "guest-check"})
+	p3 := p.ca.IssueClient(t, gatewaytest.ClientCertOptions{CommonName: "guest-check"})
 	status, body, err = mtlsGet(t, g, &p3, "/", nil)
 	if err != nil || status != 200 {
 		t.Fatalf("status %d, err %v", status, err)
@@ -349,8 +349,9 @@ const certGuest = `(module
 // certificates required) on one TLS listener, each name with its own certificate block.
 func sniGateway(t *testing.T, p *mtlsPKI) *gatewaytest.Gateway {
 	dir := t.TempDir()
-	gatewaytest.WriteServerCert(t, dir, "open.pem", "open-key.pem", "open.test")
-	gatewaytest.WriteServerCert(t, dir, "secure.pem", "secure-key.pem", "secure.test", "*.secure.test")
+	serverCA := gatewaytest.NewCA(t)
+	serverCA.Issue(t, dir, "open.pem", "open-key.pem", "open.test")
+	serverCA.Issue(t, dir, "secure.pem", "secure-key.pem", "secure.test", "*.secure.test")
 	src := fmt.Sprintf(`
 server {
   tls {

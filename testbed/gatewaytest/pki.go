@@ -9,17 +9,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// CA is a test certificate authority for client certificates (mutual TLS tests).
-type CA struct {
+// ClientCA is a test certificate authority for client certificates (mutual TLS tests), with
+// revocation lists.
+type ClientCA struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
 	// PEM is the CA certificate, ready for a client_auth ca_file.
@@ -30,8 +28,8 @@ var serials atomic.Int64
 
 func nextSerial() *big.Int { return big.NewInt(time.Now().UnixNano() + serials.Add(1)) }
 
-// NewCA makes a self-signed ECDSA P-256 CA named cn, valid for a day around now.
-func NewCA(t testing.TB, cn string) *CA {
+// NewClientCA makes a self-signed ECDSA P-256 CA named cn, valid for a day around now.
+func NewClientCA(t testing.TB, cn string) *ClientCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -51,7 +49,7 @@ func NewCA(t testing.TB, cn string) *CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &CA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &ClientCA{Cert: cert, Key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // ClientCertOptions describe a client certificate to issue.
@@ -63,9 +61,9 @@ type ClientCertOptions struct {
 	NotBefore, NotAfter time.Time
 }
 
-// Issue signs a client certificate (extended key usage clientAuth) and returns it with its key,
+// IssueClient signs a client certificate (extended key usage clientAuth) and returns it with its key,
 // ready for a tls.Config's Certificates.
-func (ca *CA) Issue(t testing.TB, o ClientCertOptions) tls.Certificate {
+func (ca *ClientCA) IssueClient(t testing.TB, o ClientCertOptions) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -102,7 +100,7 @@ func (ca *CA) Issue(t testing.TB, o ClientCertOptions) tls.Certificate {
 
 // CRL returns a PEM revocation list signed by ca that revokes the given certificates, issued at
 // thisUpdate and due for its next update at nextUpdate.
-func (ca *CA) CRL(t testing.TB, thisUpdate, nextUpdate time.Time, revoked ...tls.Certificate) []byte {
+func (ca *ClientCA) CRL(t testing.TB, thisUpdate, nextUpdate time.Time, revoked ...tls.Certificate) []byte {
 	t.Helper()
 	tmpl := &x509.RevocationList{Number: nextSerial(), ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
 	for _, c := range revoked {
@@ -114,35 +112,4 @@ func (ca *CA) CRL(t testing.TB, thisUpdate, nextUpdate time.Time, revoked ...tls
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-}
-
-// WriteServerCert writes a fresh self-signed ECDSA server certificate for names (DNS names,
-// wildcards allowed) and 127.0.0.1, valid for an hour, as PEM files dir/certName and
-// dir/keyName.
-func WriteServerCert(t testing.TB, dir, certName, keyName string, names ...string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(), Subject: pkix.Name{CommonName: names[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: names, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, certName), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, keyName), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
