@@ -181,39 +181,53 @@ type connTLS struct {
 	cert   *ClientCert // nil: none verified
 }
 
-// connTLSOf returns the TLS state of the request's connection (nil for a connection without
-// TLS), worked out from t on the connection's first request and kept on its clientConn (cc, or
-// the one under the TLS connection: an HTTP/2 connection's streams share it).
-func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn, t *clientAuthTable) *connTLS {
+// connTLSOf returns the TLS connection state of the request's connection: its listener's
+// client authentication (nil: none) and, worked out from it on the connection's first request
+// and kept on its clientConn, the policy of its server name and its verified certificate. cc is
+// the request's clientConn if known; else the one under the TLS connection (an HTTP/2
+// connection's streams share it).
+func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) (*clientAuthTable, *connTLS) {
 	tc, ok := fc.Conn().(*tls.Conn)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	if cc == nil {
-		cc, _ = tc.NetConn().(*clientConn)
-	}
-	if cc != nil {
-		if st := cc.tlsState.Load(); st != nil {
-			return st
+		if cc, ok = tc.NetConn().(*clientConn); !ok {
+			return nil, nil
 		}
+	}
+	t := cc.lis.clientAuth()
+	if t == nil {
+		return nil, nil
+	}
+	if st := cc.tlsState.Load(); st != nil {
+		return t, st
 	}
 	cs := tc.ConnectionState()
 	st := &connTLS{policy: forName(t, cs.ServerName)}
 	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
 		st.cert = NewClientCert(cs.VerifiedChains[0][0])
 	}
-	if cc != nil {
-		cc.tlsState.Store(st)
-	}
-	return st
+	cc.tlsState.Store(st)
+	return t, st
 }
 
 // clientCert sets the request's client certificate (ClientCertKey and, with sanitize_set or
 // append_forward, X-Forwarded-Client-Cert) and answers 421 when the request's host falls under
 // another client_auth policy than its connection's server name: a client must not complete the
 // handshake of a name that asks for no certificate and then ask for one that does. It returns
-// the status to answer with (0: serve the request).
-func (s *Server) clientCert(c *Ctx, st *connTLS, t *clientAuthTable) int {
+// the status to answer with (0: serve the request). A listener without client_auth costs a
+// type assertion and an atomic load.
+func (s *Server) clientCert(c *Ctx, cc *clientConn) int {
+	t, st := connTLSOf(c.Fast, cc)
+	if st == nil {
+		return 0
+	}
+	return s.applyClientCert(c, st, t)
+}
+
+// applyClientCert is clientCert for a known connection state.
+func (s *Server) applyClientCert(c *Ctx, st *connTLS, t *clientAuthTable) int {
 	if t.perName && !samePolicy(forName(t, stripPort(c.Request.Header.Host())), st.policy) {
 		return fasthttp.StatusMisdirectedRequest
 	}

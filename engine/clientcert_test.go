@@ -96,7 +96,7 @@ func TestClientCertAllocs(t *testing.T) {
 		c := AcquireCtx(fc)
 		allocs := testing.AllocsPerRun(1000, func() {
 			fc.Request.Header.Set(HeaderXFCC, "Hash=00")
-			if status := s.clientCert(c, st, tb); status != 0 {
+			if status := s.applyClientCert(c, st, tb); status != 0 {
 				t.Fatalf("status %d", status)
 			}
 		})
@@ -107,7 +107,7 @@ func TestClientCertAllocs(t *testing.T) {
 			t.Errorf("%s: ClientCertKey not set", mode)
 		}
 		fc.Request.Header.SetHost("open.example.com")
-		if status := s.clientCert(c, st, tb); status != 421 {
+		if status := s.applyClientCert(c, st, tb); status != 421 {
 			t.Errorf("%s: another policy's host: status %d, want 421", mode, status)
 		}
 		ReleaseCtx(c)

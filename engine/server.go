@@ -239,17 +239,13 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	}
-	if t := lis.clientAuth(); t != nil { // clientcert.go
-		if st := connTLSOf(fc, cc, t); st != nil {
-			if status := s.clientCert(c, st, t); status != 0 {
-				// Another connection (with the right server name) can serve it.
-				WriteError(&fc.Response, status)
-				fc.SetConnectionClose()
-				ReleaseCtx(c)
-				g.inflight.Add(-1)
-				return
-			}
-		}
+	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
+		// Another connection (with the right server name) can serve it.
+		WriteError(&fc.Response, status)
+		fc.SetConnectionClose()
+		ReleaseCtx(c)
+		g.inflight.Add(-1)
+		return
 	}
 	if s.reqID != "" {
 		s.requestID(c, peer)
