@@ -242,32 +242,18 @@ var (
 )
 
 // verifyConnection is the policy's tls.Config.VerifyConnection: crypto/tls has verified the
-// chain against the pool (or restored it with a resumed session); this checks revocation, and
-// on resumption that the chain is one this policy accepts (a session is not bound to the
-// policy it began under).
+// chain against the pool, or restored it with a resumed session (a session whose chain the
+// policy's pool does not accept is not resumed: crypto/tls checks that since Go 1.21, which
+// matters when a session begun under one name's policy is offered under another's); this checks
+// revocation, on resumption too.
 func (p *clientAuthPolicy) verifyConnection(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
+	if len(cs.PeerCertificates) == 0 || len(p.crls) == 0 {
 		return nil // verify_if_given without a certificate; require is enforced by crypto/tls
 	}
 	now := time.Now()
-	chains := cs.VerifiedChains
-	if cs.DidResume {
-		opts := x509.VerifyOptions{Roots: p.pool, Intermediates: x509.NewCertPool(), CurrentTime: now,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-		for _, c := range cs.PeerCertificates[1:] {
-			opts.Intermediates.AddCert(c)
-		}
-		var err error
-		if chains, err = cs.PeerCertificates[0].Verify(opts); err != nil {
-			return fmt.Errorf("resumed session: %w", err)
-		}
-	}
-	if len(p.crls) == 0 {
-		return nil
-	}
 	// One chain free of revocations is enough (a cross-signed CA gives several).
 	var first error
-	for _, chain := range chains {
+	for _, chain := range cs.VerifiedChains {
 		err := p.checkChain(chain, now)
 		if err == nil {
 			return nil

@@ -1,6 +1,7 @@
 package filters_test
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -508,5 +509,92 @@ func TestMTLSCRLReload(t *testing.T) {
 	}
 	if status, _, err := mtlsGet(t, g, &p.dev, "/", nil); err != nil || status != 200 {
 		t.Errorf("a certificate the new list does not revoke: status %d, err %v", status, err)
+	}
+}
+
+// anySessionCache offers the last session it was given to every server name, as a client
+// trying to carry a session to another name would.
+type anySessionCache struct{ last *tls.ClientSessionState }
+
+func (c *anySessionCache) Get(string) (*tls.ClientSessionState, bool) { return c.last, c.last != nil }
+func (c *anySessionCache) Put(_ string, s *tls.ClientSessionState) {
+	if s != nil {
+		c.last = s
+	}
+}
+
+// TestMTLSResumptionAcrossPolicies: a TLS session that began under one name's client_auth is
+// not resumed under another name whose CA did not issue its certificate (crypto/tls checks the
+// restored chain against the configuration GetConfigForClient chose), while resuming under the
+// same name works.
+func TestMTLSResumptionAcrossPolicies(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	dir := t.TempDir()
+	serverCA := gatewaytest.NewCA(t)
+	serverCA.Issue(t, dir, "a.pem", "a-key.pem", "a.test")
+	serverCA.Issue(t, dir, "b.pem", "b-key.pem", "b.test")
+	p.files["other-ca.pem"] = p.other.PEM
+	src := fmt.Sprintf(`
+server {
+  tls {
+    certificate {
+      cert_file = "a.pem"
+      key_file  = "a-key.pem"
+      client_auth {
+        ca_file = "clients-ca.pem"
+      }
+    }
+    certificate {
+      cert_file = "b.pem"
+      key_file  = "b-key.pem"
+      client_auth {
+        ca_file = "other-ca.pem"
+      }
+    }
+  }
+}
+upstream "app" {
+  target { address = %q }
+}
+pipeline "main" {
+  balancer { upstream = upstream.app }
+}
+`, mtlsEcho(t))
+	g := gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir, Files: p.files})
+	cache := &anySessionCache{}
+	get := func(sni string) (bool, error) {
+		conf := &tls.Config{InsecureSkipVerify: true, ServerName: sni, ClientSessionCache: cache,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &p.prod, nil }}
+		conn, err := tls.Dial("tcp", g.Addr, conf)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", sni); err != nil {
+			return false, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return false, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return conn.ConnectionState().DidResume, nil
+	}
+	if _, err := get("a.test"); err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	if resumed, err := get("a.test"); err != nil || !resumed {
+		t.Fatalf("resuming under the same name: resumed %v, err %v", resumed, err)
+	}
+	resumed, err := get("b.test")
+	if err == nil {
+		t.Fatalf("a session of a.test (client CA %q) was served under b.test, whose client CA did not issue it (resumed %v)", p.ca.Cert.Subject, resumed)
+	}
+	if !strings.Contains(err.Error(), "unknown certificate authority") {
+		t.Errorf("err %v, want a full handshake refused with the alert unknown certificate authority", err)
 	}
 }
