@@ -598,3 +598,76 @@ pipeline "main" {
 		t.Errorf("err %v, want a full handshake refused with the alert unknown certificate authority", err)
 	}
 }
+
+// TestMTLSListenerBlocks: client_auth in a listener block's tls applies to that listener only,
+// and pipelines restricted to it see the identity.
+func TestMTLSListenerBlocks(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	dir := t.TempDir()
+	gatewaytest.WriteCert(t, dir, "cert.pem", "key.pem")
+	src := fmt.Sprintf(`
+listener "public" {
+  address = "127.0.0.1:0"
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+  }
+}
+listener "internal" {
+  address = "127.0.0.1:0"
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+    client_auth {
+      ca_file = "clients-ca.pem"
+    }
+  }
+}
+server {
+  forward_client_cert = "sanitize_set"
+}
+upstream "app" {
+  target { address = %q }
+}
+pipeline "internal" {
+  match { listeners = ["internal"] }
+  filter "authorize" {
+    rule {
+      client_cert { uri_sans = ["spiffe://test.example/ns/prod/*"] }
+    }
+  }
+  balancer { upstream = upstream.app }
+}
+pipeline "public" {
+  match { listeners = ["public"] }
+  balancer { upstream = upstream.app }
+}
+`, mtlsEcho(t))
+	g := gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir, Files: p.files})
+	get := func(listener string, cert *tls.Certificate) (int, string, error) {
+		conf := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}
+		if cert != nil {
+			conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true}}
+		resp, err := client.Get("https://" + g.Addrs[listener] + "/")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if status, body, err := get("public", nil); err != nil || status != 200 || strings.Contains(body, "X-Forwarded-Client-Cert") {
+		t.Errorf("public listener without a certificate: status %d, err %v\n%s", status, err, body)
+	}
+	if _, _, err := get("internal", nil); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("internal listener without a certificate: err %v, want the alert certificate required", err)
+	}
+	if status, body, err := get("internal", &p.prod); err != nil || status != 200 || !strings.Contains(body, "Hash="+fingerprint(p.prod)) {
+		t.Errorf("internal listener, prod certificate: status %d, err %v\n%s", status, err, body)
+	}
+	if status, _, err := get("internal", &p.dev); err != nil || status != 403 {
+		t.Errorf("internal listener, dev certificate: status %d (err %v), want 403", status, err)
+	}
+}
