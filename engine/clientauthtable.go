@@ -201,7 +201,7 @@ func (t *clientAuthTable) changed() bool {
 // the listener's own (no certificate asked for). ACME's TLS-ALPN-01 validation never presents
 // a client certificate: its hellos get the listener's own.
 func (t *clientAuthTable) configFor(hello *tls.ClientHelloInfo) *tls.Config {
-	if slices.Contains(hello.SupportedProtos, acmeTLS1) {
+	if slices.Contains(hello.SupportedProtos, alpnACME) {
 		return nil
 	}
 	p := forName(t, hello.ServerName)

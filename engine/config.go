@@ -111,6 +111,12 @@ type ServerConfig struct {
 	// ForwardClientCert is what upstreams get in X-Forwarded-Client-Cert (clientcert.go):
 	// "sanitize" (nothing), "sanitize_set", "forward_only" or "append_forward".
 	ForwardClientCert string `hcl:"forward_client_cert,optional" json:"forward_client_cert"`
+	// Protocols are the client protocols served (protocols.go): "http1", "h2" (TLS, by ALPN),
+	// "h2c" (cleartext, prior knowledge); nil: http1, and h2 where TLS is on.
+	Protocols []string `hcl:"protocols,optional" json:"protocols"`
+	// H2MaxConcurrentStreams is the streams an HTTP/2 client may have open at once per
+	// connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+	H2MaxConcurrentStreams int `hcl:"h2_max_concurrent_streams,optional" json:"h2_max_concurrent_streams"`
 }
 
 // SetDefaults fills the server block's defaults.
@@ -137,6 +143,7 @@ func (s *ServerConfig) SetDefaults() {
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
 		ForwardClientCert:        ForwardCertSanitize,
+		H2MaxConcurrentStreams:   defaultH2MaxConcurrentStreams,
 	}
 }
 
@@ -198,6 +205,7 @@ func (s *ServerConfig) Validate() error {
 	if err := ParseForwardClientCert(s.ForwardClientCert); err != nil {
 		errs = append(errs, &FieldError{Field: "forward_client_cert", Err: err})
 	}
+	errs = append(errs, s.validateHTTP2()...)
 	return errors.Join(errs...)
 }
 

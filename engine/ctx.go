@@ -31,8 +31,8 @@ type Ctx struct {
 	// Listener is the name of the listener the request came through ("default" for the one the
 	// server block describes).
 	Listener string
-	// Proto is the protocol version the client spoke, "HTTP/1.1" or "HTTP/1.0", as the server
-	// received it (the request's own protocol bytes may be rewritten for the upstream).
+	// Proto is the protocol version the client spoke, "HTTP/1.1", "HTTP/1.0" or "HTTP/2.0", as
+	// the server received it (the request's own protocol bytes may be rewritten for the upstream).
 	Proto string
 	// peerText is Peer as text, formatted once per connection (nil: format it when asked).
 	peerText []byte
@@ -40,6 +40,10 @@ type Ctx struct {
 	Start time.Time
 	// Context carries the request's trace span; filters pass it to anything they call.
 	Context context.Context
+	// ClientContext is done once the client has gone: its HTTP/2 stream was reset or its
+	// connection closed. nil when the server cannot tell (HTTP/1.x: fasthttp does not say).
+	// Terminals abort upstream work when it is done.
+	ClientContext context.Context
 
 	// Target is the upstream address of the last attempt, set by the balancer ("" if none).
 	Target string
@@ -57,6 +61,8 @@ type Ctx struct {
 	ObserverState any
 
 	vals []any
+	// h2 is the HTTP/2 stream the request came on (h2serve.go); nil for HTTP/1.x.
+	h2 *h2stream
 	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
 	hdrScratch []byte
 }
@@ -86,6 +92,8 @@ func ReleaseCtx(c *Ctx) {
 	c.peerText = nil
 	c.Start = time.Time{}
 	c.Context = nil
+	c.ClientContext = nil
+	c.h2 = nil
 	c.Target = ""
 	c.UpstreamTime = 0
 	c.Attempts = 0

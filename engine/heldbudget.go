@@ -83,6 +83,10 @@ func (c *Ctx) HoldResponse(n int) bool {
 	if n <= 0 || c.Fast == nil {
 		return true
 	}
+	if c.h2 != nil {
+		// An HTTP/2 stream holds its response until the handler has written it.
+		return c.h2.hold(int64(n))
+	}
 	conn := c.Fast.Conn()
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()

@@ -51,20 +51,8 @@ func (l *ListenerConfig) Validate() error {
 	} else if err := CheckListenAddress(l.Address); err != nil {
 		errs = append(errs, &FieldError{Field: "address", Err: err})
 	}
-	for _, p := range l.Protocols {
-		switch p {
-		case "http1":
-		case "h2":
-			if l.TLS == nil {
-				errs = append(errs, FieldErr("protocols", "\"h2\" is negotiated through TLS (ALPN): add a tls block, or use \"h2c\" on a cleartext listener"))
-			}
-		case "h2c":
-			if l.TLS != nil {
-				errs = append(errs, FieldErr("protocols", "\"h2c\" is HTTP/2 without TLS: on a TLS listener use \"h2\""))
-			}
-		default:
-			errs = append(errs, FieldErr("protocols", "unknown protocol %q: use \"http1\", \"h2\" or \"h2c\"", p))
-		}
+	if _, err := ParseProtocols(l.Protocols, l.TLS != nil); err != nil {
+		errs = append(errs, &FieldError{Field: "protocols", Err: err})
 	}
 	if l.RedirectToHTTPS && l.TLS != nil {
 		errs = append(errs, FieldErr("redirect_to_https", "is for cleartext listeners: this one has a tls block"))
@@ -122,7 +110,7 @@ func (s *Spec) EffectiveListeners() []ListenerConfig {
 	if len(s.Listeners) > 0 {
 		return s.Listeners
 	}
-	return []ListenerConfig{{Name: DefaultListenerName, Address: s.Server.Listen, TLS: s.Server.TLS, Implicit: true}}
+	return []ListenerConfig{{Name: DefaultListenerName, Address: s.Server.Listen, Protocols: s.Server.Protocols, TLS: s.Server.TLS, Implicit: true}}
 }
 
 // HTTPSTarget returns the TLS listener a redirect_to_https listener sends requests to: the one

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +36,8 @@ type listener struct {
 	// eff is the server block with the listener's overrides: what its connections obey.
 	eff ServerConfig
 	tls *TLSListener // nil: cleartext
+	// protos are the client protocols the listener serves (protocols.go).
+	protos Protocols
 	// httpsPort is where redirect_to_https sends requests: ":8443", or "" for 443; unset
 	// (redirect false) on listeners that do not redirect.
 	redirect  bool
@@ -57,11 +58,16 @@ func (s *Server) setupListeners(gw *Gateway) error {
 	for i := range all {
 		spec := all[i]
 		l := &listener{cfg: spec, eff: spec.effective(&s.cfg)}
+		var err error
+		if l.protos, err = ParseProtocols(spec.Protocols, spec.TLS != nil); err != nil {
+			return fmt.Errorf("listener %q: protocols: %w", spec.Name, err)
+		}
 		if spec.TLS != nil {
 			tl, err := newTLSListener(s, &l.cfg, gw.Spec.Dir, gw.certs[spec.Name])
 			if err != nil {
 				return err
 			}
+			tl.Config.NextProtos = l.protos.alpn()
 			l.tls = tl
 		}
 		if spec.RedirectToHTTPS {
@@ -170,11 +176,11 @@ func (s *Server) ServeListener(name string, ln net.Listener) error {
 	}
 	s.startMaintenance()
 	rl := s.guard(ln, l)
-	ln = rl
-	if l.tls != nil {
-		ln = tls.NewListener(ln, l.tls.Config)
+	if l.tls == nil && !l.protos.Has(ProtoH2C) {
+		// Cleartext HTTP/1.x only: nothing to classify, fasthttp accepts from the guard itself.
+		return s.srv.Serve(rl)
 	}
-	return s.srv.Serve(ln)
+	return s.serveClassified(rl) // accept.go: TLS handshakes and ALPN, h2c prefaces
 }
 
 // startMaintenance starts, once, the goroutine that reloads changed certificate files and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -117,6 +118,7 @@ listener "public" {
 }
 listener "internal" {
   address          = "127.0.0.1:0"
+  protocols        = ["http1", "h2c"]
   max_conns_per_ip = 2
 }
 upstream "pub" {
@@ -136,7 +138,10 @@ pipeline "everyone" {
   balancer { upstream = upstream.pub }
 }
 `, pub, internal), gatewaytest.Options{Dir: dir})
-	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}}}
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}, ForceAttemptHTTP2: true}}
+	var h2cProtos http.Protocols
+	h2cProtos.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &h2cProtos}}
 	upstreamOf := func(c *http.Client, url string) string {
 		t.Helper()
 		resp, err := c.Get(url)
@@ -144,6 +149,9 @@ pipeline "everyone" {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		if c != http.DefaultClient && resp.ProtoMajor != 2 {
+			t.Errorf("%s: served over %s, want HTTP/2", url, resp.Proto)
+		}
 		var e upstream.Echo
 		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
 			t.Fatalf("%s: %d, not an echo: %v", url, resp.StatusCode, err)
@@ -159,6 +167,14 @@ pipeline "everyone" {
 	if got := upstreamOf(http.DefaultClient, "http://"+gw.Addrs["internal"]+"/y"); got != "public" {
 		t.Errorf("/y through the internal listener reached %q", got)
 	}
+	// The same over HTTP/2: h2 (ALPN) on the TLS listener, h2c on the cleartext one.
+	if got := upstreamOf(https, "https://"+gw.Addrs["public"]+"/ops/h2"); got != "public" {
+		t.Errorf("/ops/ over h2 through the public listener reached %q", got)
+	}
+	if got := upstreamOf(h2c, "http://"+gw.Addrs["internal"]+"/ops/h2c"); got != "internal" {
+		t.Errorf("/ops/ over h2c through the internal listener reached %q", got)
+	}
+	h2c.CloseIdleConnections()
 	// Cleartext on the TLS listener is not served; TLS on the cleartext one neither.
 	if line := rawRequest(t, gw.Addrs["public"], "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); strings.Contains(line, "200") {
 		t.Errorf("plain HTTP on the TLS listener answered %q", line)
@@ -167,6 +183,9 @@ pipeline "everyone" {
 		t.Error("a TLS handshake succeeded on the cleartext listener")
 	}
 	// The internal listener's own max_conns_per_ip = 2: a third connection is refused.
+	http.DefaultClient.CloseIdleConnections()
+	https.CloseIdleConnections()
+	waitFor(t, func() bool { return engine.MaxConnsFromOneAddr(gw.Server) == 0 })
 	var conns []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", gw.Addrs["internal"])
@@ -181,6 +200,7 @@ pipeline "everyone" {
 		t.Errorf("a third connection from one address was served: %q", line)
 	}
 	// The public listener keeps the server's limit (256): the internal one's does not apply.
+	defer https.CloseIdleConnections()
 	if got := upstreamOf(https, "https://"+gw.Addrs["public"]+"/z"); got != "public" {
 		t.Errorf("public listener: %q", got)
 	}
@@ -532,5 +552,50 @@ func TestSessionTicketsSharedByFile(t *testing.T) {
 		if dial(other) {
 			t.Errorf("version %x: a gateway with its own keys resumed the session", version)
 		}
+	}
+}
+
+// TestListenerTimeoutOverride: a listener's own first_byte_timeout applies to its connections
+// only; the other listener keeps the server block's.
+func TestListenerTimeoutOverride(t *testing.T) {
+	up := echoUpstream(t, "u")
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  first_byte_timeout = "10s"
+}
+listener "strict" {
+  address            = "127.0.0.1:0"
+  first_byte_timeout = "300ms"
+}
+listener "lenient" {
+  address = "127.0.0.1:0"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	silent := func(addr string, wait time.Duration) (closed bool) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		_, err = c.Read(make([]byte, 1))
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+	start := time.Now()
+	if !silent(gw.Addrs["strict"], 5*time.Second) {
+		t.Error("a silent connection to the strict listener was kept 5s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the strict listener closed a silent connection after %v, first_byte_timeout is 300ms", d)
+	}
+	if silent(gw.Addrs["lenient"], 1500*time.Millisecond) {
+		t.Error("the lenient listener closed a silent connection within 1.5s; the server's first_byte_timeout is 10s")
 	}
 }

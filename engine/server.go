@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"sync"
@@ -31,6 +32,10 @@ type Server struct {
 	limitsMu sync.Mutex
 	limits   []*connLimits
 	slashes  SlashAction // escaped_slashes
+	// h2 serves HTTP/2 (h2serve.go); guards are the listeners the accept loop serves
+	// (accept.go), closed by Shutdown.
+	h2     *http.Server
+	guards []*resilientListener
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -104,11 +109,12 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		Logger:                        fasthttpLogger{log},
 		DisableHeaderNamesNormalizing: false,
 	}
+	s.h2 = s.newH2Server()
 	return s, nil
 }
 
-// Serve accepts connections on ln for the first listener (wrapped in TLS when it has a tls
-// block) until Shutdown. ServeAll serves every listener.
+// Serve accepts connections on ln for the first listener until Shutdown. ServeAll serves every
+// listener (ServeListener, listeners.go).
 func (s *Server) Serve(ln net.Listener) error {
 	return s.ServeListener(s.listeners[0].cfg.Name, ln)
 }
@@ -163,7 +169,24 @@ func drain(g *Gateway, timeout time.Duration) {
 // Shutdown stops accepting, lets in-flight requests finish (bounded by ctx), then closes the
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.limitsMu.Lock()
+	for _, rl := range s.guards {
+		_ = rl.Close() // the accept loops end
+	}
+	s.limitsMu.Unlock()
+	// HTTP/2 connections get GOAWAY and finish their streams, alongside fasthttp's.
+	h2done := make(chan error, 1)
+	go func() {
+		err := s.h2.Shutdown(ctx)
+		if err != nil {
+			_ = s.h2.Close()
+		}
+		h2done <- err
+	}()
 	err := s.srv.ShutdownWithContext(ctx)
+	if h2err := <-h2done; err == nil {
+		err = h2err
+	}
 	if cerr := s.closeListeners(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -216,17 +239,30 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
 		return
 	}
-	g := s.acquire()
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
+	s.run(c, true)
+}
+
+// run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
+// routes it, runs its pipeline and releases c. The response is left in c.Fast.Response for the
+// protocol's server to write.
+func (s *Server) run(c *Ctx, h1 bool) {
+	fc := c.Fast
+	g := s.acquire()
 	peer, cc := c.setPeer(fc)
 	var lis *listener
 	if cc != nil {
-		cc.startRequest()
 		if lis = cc.lis; lis != nil {
 			c.Listener = lis.cfg.Name
 		}
+	}
+	if !h1 {
+		cc = nil // an HTTP/2 connection carries many streams: no per-request cycle to follow
+	}
+	if cc != nil {
+		cc.startRequest()
 	}
 	if status := s.clean(g, c, peer); status != 0 {
 		WriteError(&fc.Response, status)

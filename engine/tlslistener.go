@@ -77,15 +77,12 @@ type TLSHostCoverer interface {
 	CoversHost(l *ListenerConfig, host string) bool
 }
 
-// acmeTLS1 is the ALPN protocol of the ACME TLS-ALPN-01 challenge (RFC 8737).
-const acmeTLS1 = "acme-tls/1"
-
 // GetCertificate picks the certificate for a hello: a certificate block's for the exact server
 // name, else one whose wildcard covers it, else the certificate source's (ACME), else the
 // default (the first certificate). A TLS-ALPN-01 challenge hello goes to the source first.
 func (l *TLSListener) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	src := l.source.Load()
-	if src != nil && slices.Contains(hello.SupportedProtos, acmeTLS1) {
+	if src != nil && slices.Contains(hello.SupportedProtos, alpnACME) {
 		return (*src)(hello)
 	}
 	set := l.certs.Load()

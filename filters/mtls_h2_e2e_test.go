@@ -57,16 +57,6 @@ func h2Get(t *testing.T, c *http.Client, g *gatewaytest.Gateway, host string, re
 func TestMTLSMisdirectedHTTP2(t *testing.T) {
 	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
 	g := sniGateway(t, p)
-	// Until the HTTP/2 server (h/h2srv) is merged, TLS listeners offer only http/1.1.
-	conn, err := tls.Dial("tcp", g.Addr, &tls.Config{InsecureSkipVerify: true, ServerName: "open.test", NextProtos: []string{"h2", "http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proto := conn.ConnectionState().NegotiatedProtocol
-	_ = conn.Close()
-	if proto != "h2" {
-		t.Skipf("the gateway negotiates %q, not h2: this build serves no HTTP/2", proto)
-	}
 
 	open := h2Client("open.test", nil)
 	if status, _ := h2Get(t, open, g, "open.test", false); status != 200 {

@@ -75,6 +75,7 @@ func TestReferenceConfigComplete(t *testing.T) {
 	r := filters.Builtin()
 	want := map[string]any{
 		"server":    new(engine.ServerConfig),
+		"listener":  new(engine.ListenerConfig),
 		"admin":     new(engine.AdminConfig),
 		"telemetry": new(engine.TelemetryConfig),
 		"redis":     new(engine.RedisConfig),
@@ -93,6 +94,15 @@ func TestReferenceConfigComplete(t *testing.T) {
 	for _, key := range keys {
 		inCode := map[string]bool{}
 		hclNames(reflect.TypeOf(want[key]), "", inCode)
+		if key == "server" {
+			// The server block's tls block is the same as a listener's, shown there in full (the
+			// reference has listener blocks, with which server.tls is not allowed).
+			for n := range inCode {
+				if n == "tls" || strings.HasPrefix(n, "tls.") {
+					delete(inCode, n)
+				}
+			}
+		}
 		var missing []string
 		for n := range inCode {
 			if !shown[key][n] {

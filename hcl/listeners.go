@@ -34,6 +34,11 @@ func (c *Config) checkListeners() hcl.Diagnostics {
 				Detail:  fmt.Sprintf("With listener blocks, the addresses are theirs: move listen = %q into a listener block as address = %q.", spec.Server.Listen, spec.Server.Listen),
 				Subject: r.Ptr()})
 		}
+		if r, ok := c.where.attrs["server.protocols"]; ok {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "server.protocols with listener blocks",
+				Detail:  "With listener blocks, protocols are per listener: move protocols into the listener blocks.",
+				Subject: r.Ptr()})
+		}
 		if r, ok := c.where.attrs["server.tls"]; ok {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "server.tls with listener blocks",
 				Detail:  "With listener blocks, TLS is per listener: move this tls block into the listener block that serves HTTPS.",
@@ -93,7 +98,7 @@ func (c *Config) listenerDiag(e *engine.BuildError, sev hcl.DiagnosticSeverity) 
 	}
 	d.Summary = fmt.Sprintf("Invalid listener %q", e.Listener)
 	if sev == hcl.DiagWarning {
-		d.Summary = fmt.Sprintf("Listener %q", e.Listener)
+		d.Summary = fmt.Sprintf("Warning on listener %q", e.Listener)
 	}
 	rg := c.where.listeners[e.Listener]
 	d.Subject = rg.at(e.Field, rg[""])

@@ -203,19 +203,25 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	if timeout <= 0 {
 		return nil, fasthttp.ErrTimeout
 	}
+	if clientGone(c) {
+		return nil, errClientGone // nothing is sent for a client that has gone
+	}
 	pool := t.pool
 	conn, err := pool.get(timeout)
 	if err != nil {
 		return nil, err
 	}
 	resp := c.Response
+	var gone func() bool // watchClient's (clientgone.go)
 	for retried := false; ; retried = true {
 		reused := conn.exchanges > 0
 		conn.exchanges++
+		gone = watchClient(c, conn)
 		err := u.send(conn, c.Request, x, resp, deadline)
 		if err == nil {
 			break
 		}
+		disarm(gone)
 		pool.discard(conn)
 		if retried || !reused || !closedWhileIdle(err, conn, &c.Request.Header) {
 			if err == io.EOF {
@@ -234,7 +240,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	br := conn.br
 	reuse := !resp.Header.ConnectionClose()
 	if c.Request.Header.IsHead() || bodiless(resp.StatusCode()) {
-		if conn.reusable(reuse) {
+		if conn.reusable(reuse && disarm(gone)) {
 			pool.put(conn)
 		} else {
 			pool.discard(conn)
@@ -245,7 +251,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	// room for it until the client has read it; else it streams.
 	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= u.maxHeld && !x.holdRefused(c, cl) {
 		err := resp.ReadBody(br, u.maxHeld)
-		if conn.reusable(reuse && err == nil) {
+		if conn.reusable(disarm(gone) && reuse && err == nil) {
 			pool.put(conn)
 		} else {
 			pool.discard(conn)
@@ -259,6 +265,7 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 	resp.Header.CopyTo(&up.Header)
 	up.StreamBody = true
 	if err := up.ReadBody(br, 0); err != nil {
+		disarm(gone)
 		fasthttp.ReleaseResponse(up)
 		pool.discard(conn)
 		return nil, err
@@ -268,7 +275,8 @@ func (u *Upstream) roundTrip(c *engine.Ctx, t *target, x *exchange, now, deadlin
 		r:     up.BodyStream(),
 		reuse: reuse && up.Header.ContentLength() != -2,
 		release: func(reuse bool) {
-			if conn.reusable(reuse) {
+			// The watch stays armed while the body streams: a client gone meanwhile ends it.
+			if conn.reusable(disarm(gone) && reuse) {
 				pool.put(conn)
 			} else {
 				pool.discard(conn)

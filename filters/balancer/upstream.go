@@ -279,7 +279,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		c.Target = t.addr
 		c.UpstreamTime += rtt
 		lastFail, lastErr, haveResp = fail, err, fail == failNone
-		if !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
+		if err == errClientGone || !u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now) {
 			break
 		}
 		if body != nil {
@@ -357,6 +357,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
+	if err != nil && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target.
+		if obs != nil {
+			obs.EndAttempt(c, tok, 0, errClientGone)
+		}
+		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
+	}
 
 	fail := classify(err)
 	status := 0

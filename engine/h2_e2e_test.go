@@ -1,0 +1,386 @@
+package engine_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/sluice-gateway/sluice/testbed/upstream"
+)
+
+// h2Gateway starts a gateway in front of an echo upstream with the given server attributes
+// (tls: with a tls block and a fresh certificate).
+func h2Gateway(t *testing.T, tlsOn bool, serverAttrs string) (*gatewaytest.Gateway, *upstream.Server) {
+	t.Helper()
+	up := upstream.New(upstream.Options{Name: "echo"})
+	addr := gatewaytest.Upstream(t, up.Handle)
+	dir := t.TempDir()
+	tlsBlock := ""
+	if tlsOn {
+		gatewaytest.WriteCert(t, dir, "cert.pem", "key.pem")
+		tlsBlock = `tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+  }`
+	}
+	src := fmt.Sprintf(`
+server {
+  %s
+  %s
+}
+upstream "echo" {
+  target { address = %q }
+}
+pipeline "all" {
+  match { path_prefix = "/" }
+  balancer { upstream = upstream.echo }
+}
+`, serverAttrs, tlsBlock, addr)
+	return gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir}), up
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge over cleartext, and nothing else.
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+}
+
+// h2TLSClient speaks HTTP/2 over TLS (ALPN h2), and nothing else; certificates are not verified.
+func h2TLSClient() *http.Client {
+	var p http.Protocols
+	p.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+}
+
+func decodeEcho(t *testing.T, resp *http.Response) upstream.Echo {
+	t.Helper()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e upstream.Echo
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("not an echo (%d): %q", resp.StatusCode, body)
+	}
+	return e
+}
+
+func TestH2CPriorKnowledge(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	req, _ := http.NewRequest("POST", gw.URL+"/a/b?q=1", strings.NewReader("hello"))
+	req.Header.Set("X-Test", "yes")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("proto %s, want HTTP/2", resp.Proto)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if resp.Header.Get("Connection") != "" || resp.Header.Get("Via") == "" {
+		t.Errorf("response header %v: want Via, no Connection", resp.Header)
+	}
+	e := decodeEcho(t, resp)
+	if e.Method != "POST" || e.URI != "/a/b?q=1" || e.BodyLen != 5 {
+		t.Errorf("upstream saw %s %s with %d body bytes", e.Method, e.URI, e.BodyLen)
+	}
+	if got := e.Headers["X-Test"]; len(got) != 1 || got[0] != "yes" {
+		t.Errorf("X-Test upstream: %q", got)
+	}
+	if got := e.Headers["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "http" {
+		t.Errorf("X-Forwarded-Proto upstream: %q", got)
+	}
+	if up.Requests.Load() != 1 {
+		t.Errorf("upstream requests %d, want 1", up.Requests.Load())
+	}
+
+	// The same port still serves HTTP/1.1.
+	resp, err = http.Get(gw.URL + "/h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.1 on the h2c port: %s %d", resp.Proto, resp.StatusCode)
+	}
+	if e := decodeEcho(t, resp); e.URI != "/h1" {
+		t.Errorf("HTTP/1.1 upstream URI %q", e.URI)
+	}
+}
+
+func TestH2OverTLS(t *testing.T) {
+	gw, _ := h2Gateway(t, true, "") // default protocols with TLS: http1 and h2
+	resp, err := h2TLSClient().Get(gw.URL + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+		t.Fatalf("%s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	e := decodeEcho(t, resp)
+	if got := e.Headers["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "https" {
+		t.Errorf("X-Forwarded-Proto upstream: %q (the filters must see the request as TLS)", got)
+	}
+	// An HTTP/1.1 client (ALPN http/1.1) on the same listener.
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err = h1.Get(gw.URL + "/y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.1 over TLS: %s %d", resp.Proto, resp.StatusCode)
+	}
+	resp.Body.Close()
+}
+
+// TestH2CDefaultsOff: without protocols, a cleartext server speaks HTTP/1.x only: the preface
+// is an HTTP/1 request it refuses.
+func TestH2CDefaultsOff(t *testing.T) {
+	gw, up := h2Gateway(t, false, "")
+	if _, err := h2cClient().Get(gw.URL + "/"); err == nil {
+		t.Fatal("h2c request served by a server without h2c")
+	}
+	if up.Requests.Load() != 0 {
+		t.Fatalf("upstream saw %d requests", up.Requests.Load())
+	}
+}
+
+// TestH2CShortHTTP10: an HTTP/1.0 request shorter than the HTTP/2 preface is served on an h2c
+// port (the classification decides at the first byte that differs, not after 24 bytes).
+func TestH2CShortHTTP10(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	for _, raw := range []string{"GET / HTTP/1.0\r\n\r\n", "PRI / HTTP/1.0\r\n\r\n"} {
+		conn, err := net.Dial("tcp", gw.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		resp.Body.Close()
+		conn.Close()
+		// PRI is a method like any other to HTTP/1 (the pipeline takes any method).
+		if resp.StatusCode != 200 || resp.ProtoMajor != 1 {
+			t.Errorf("%q: %s %d", raw, resp.Proto, resp.StatusCode)
+		}
+	}
+}
+
+// TestH2CUpgradeRefused: the Upgrade: h2c dance is not done; the request is served over HTTP/1.1
+// with the Upgrade removed.
+func TestH2CUpgradeRefused(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, "GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		t.Fatal("switched to h2c")
+	}
+	e := decodeEcho(t, resp)
+	if _, ok := e.Headers["Upgrade"]; ok {
+		t.Errorf("Upgrade reached the upstream: %v", e.Headers)
+	}
+	if _, ok := e.Headers["Http2-Settings"]; ok {
+		t.Errorf("HTTP2-Settings reached the upstream: %v", e.Headers)
+	}
+}
+
+// h1Client speaks HTTP/1.1 (over TLS without verifying certificates).
+func h1Client() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+}
+
+// TestH2Limits: max_header_bytes and max_body_bytes hold over HTTP/2 as over HTTP/1.1.
+func TestH2Limits(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_header_bytes = "4KiB"
+  max_body_bytes = "1KiB"`)
+	c := h2cClient()
+	do := func(req *http.Request) (int, upstream.Echo) {
+		t.Helper()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("proto %s", resp.Proto)
+		}
+		var e upstream.Echo
+		body, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(body, &e)
+		return resp.StatusCode, e
+	}
+
+	before := up.Requests.Load()
+	req, _ := http.NewRequest("GET", gw.URL+"/big-header", nil)
+	for i := range 8 {
+		req.Header.Set(fmt.Sprintf("X-Big-%d", i), strings.Repeat("a", 1000))
+	}
+	if status, _ := do(req); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("8 KiB of header fields over a 4 KiB max_header_bytes: %d, want 431", status)
+	}
+	// One field longer than the whole limit: Go's HPACK decoder refuses the string itself, a
+	// COMPRESSION_ERROR for the connection.
+	req, _ = http.NewRequest("GET", gw.URL+"/big-field", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 8<<10))
+	if resp, err := h2cClient().Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("an 8 KiB field over a 4 KiB max_header_bytes: %d, want 431 or a refused connection", resp.StatusCode)
+		}
+	}
+	if n := up.Requests.Load() - before; n != 0 {
+		t.Errorf("oversized headers reached the upstream %d times", n)
+	}
+
+	req, _ = http.NewRequest("POST", gw.URL+"/declared", strings.NewReader(strings.Repeat("b", 2000)))
+	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("declared 2000-byte body over 1 KiB: %d, want 413", status)
+	}
+
+	// Unknown length (no content-length): a body stream cut at max_body_bytes.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte(strings.Repeat("c", 5000)))
+		_ = pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", gw.URL+"/streamed", pr)
+	if status, _ := do(req); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("undeclared 5000-byte body over 1 KiB: %d, want 413", status)
+	}
+
+	before = up.Requests.Load()
+	req, _ = http.NewRequest("POST", gw.URL+"/fits", strings.NewReader(strings.Repeat("d", 1000)))
+	status, e := do(req)
+	if status != 200 || e.BodyLen != 1000 {
+		t.Errorf("1000-byte body: %d, upstream got %d bytes", status, e.BodyLen)
+	}
+	pr, pw = io.Pipe()
+	go func() {
+		for i := 0; i < 10; i++ {
+			_, _ = pw.Write([]byte(strings.Repeat("e", 90)))
+		}
+		_ = pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", gw.URL+"/fits-streamed", pr)
+	status, e = do(req)
+	if status != 200 || e.BodyLen != 900 {
+		t.Errorf("undeclared 900-byte body: %d, upstream got %d bytes", status, e.BodyLen)
+	}
+	if n := up.Requests.Load() - before; n != 2 {
+		t.Errorf("upstream got %d requests for the two that fit", n)
+	}
+}
+
+// TestH2ConnLimits: max_conns_per_ip and max_connections count HTTP/2 connections.
+func TestH2ConnLimits(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_conns_per_ip = 2`)
+	var conns []*h2Raw
+	for i := 0; i < 2; i++ {
+		conns = append(conns, dialH2(t, gw.Addr))
+	}
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 })
+	// A third connection from the same address is refused before it is classified.
+	conn, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	got, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 429") {
+		t.Fatalf("third connection got %q, want a 429 refusal", got)
+	}
+	// Closing an HTTP/2 connection gives its slot back.
+	conns[0].conn.Close()
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 1 })
+	c3 := dialH2(t, gw.Addr)
+	if status := c3.get(t, 1, "/after"); status != 200 {
+		t.Fatalf("after a slot was freed: %d", status)
+	}
+}
+
+// TestH2ClientResetAbortsUpstream: when the client resets its stream, the upstream exchange ends
+// at once (the upstream sees its connection close) instead of running to its timeout.
+func TestH2ClientResetAbortsUpstream(t *testing.T) {
+	started := make(chan struct{}, 1)
+	aborted := make(chan time.Duration, 1)
+	upSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		begin := time.Now()
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done(): // net/http notices the gateway closing the connection
+			aborted <- time.Since(begin)
+		case <-time.After(20 * time.Second):
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = upSrv.Serve(ln) }()
+	t.Cleanup(func() { _ = upSrv.Close() })
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "slow" {
+  target { address = %q }
+  timeouts { request = "30s" }
+}
+pipeline "all" {
+  balancer { upstream = upstream.slow }
+}
+`, ln.Addr().String()))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL+"/slow", nil)
+		resp, err := h2cClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	cancel() // RST_STREAM (CANCEL)
+	select {
+	case d := <-aborted:
+		t.Logf("upstream exchange aborted %v after it started", d)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream exchange went on after the client reset its stream")
+	}
+	<-errc
+}

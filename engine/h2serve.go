@@ -1,0 +1,397 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine/ascii"
+	"github.com/valyala/fasthttp"
+)
+
+// HTTP/2 is served by net/http's own server (Protocols HTTP2 and UnencryptedHTTP2 only), fed by
+// the accept loop (accept.go). Its handler turns each stream into the same Ctx an HTTP/1.x
+// request gets: a pooled fasthttp.RequestCtx whose Request is built from the stream's
+// pseudo-headers and fields, then the same admission (admit), cleaning and pipeline (run) as
+// Server.handle, then the Ctx's response written back as HEADERS, DATA and trailers.
+
+// ProtoHTTP2 is Ctx.Proto for a request that came over HTTP/2.
+const ProtoHTTP2 = "HTTP/2.0"
+
+// connCtxKey keys the stream context's value holding the connection the HTTP/2 server serves.
+type connCtxKey struct{}
+
+// h2BufferLimit is the largest request body of declared length the handler reads whole before
+// the pipeline runs; a larger one, or one of unknown length, is a body stream.
+const h2BufferLimit = 1 << 20
+
+// h2CopyBuffer is the size of a stream's buffer for copying bodies.
+const h2CopyBuffer = 32 << 10
+
+// newH2Server makes the HTTP/2 server with the server block's limits.
+func (s *Server) newH2Server() *http.Server {
+	cfg := &s.cfg
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	streams := cfg.H2MaxConcurrentStreams
+	if streams <= 0 {
+		streams = defaultH2MaxConcurrentStreams
+	}
+	idle := cfg.IdleTimeout.D()
+	if idle <= 0 {
+		idle = cfg.ReadTimeout.D() // as for HTTP/1.x
+	}
+	return &http.Server{
+		Handler:   http.HandlerFunc(s.serveHTTP2),
+		Protocols: &protos,
+		// Its default is 1 MiB; HTTP/1.x gets max_header_bytes, and so does HTTP/2 (the
+		// header list as HPACK decodes it, which also bounds what a compressed header block
+		// may expand to).
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes),
+		// A connection without open streams is closed (GOAWAY) after idle_timeout. Read and
+		// write timeouts are per stream, kept by the handler (readTimeouts, writeResponse).
+		IdleTimeout: idle,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: streams,
+			// A client that stops reading: the connection fails once a write makes no progress
+			// for write_timeout.
+			WriteByteTimeout: cfg.WriteTimeout.D(),
+			// The protocol's default frame size (Go's own default is 1 MiB): a frame past it is
+			// a FRAME_SIZE_ERROR, as clients that never read SETTINGS expect (h2spec 4.2).
+			MaxReadFrameSize: 16 << 10,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connCtxKey{}, c)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.With("component", "http2").Handler(), slog.LevelDebug),
+	}
+}
+
+// h2stream is the pooled per-stream state of the HTTP/2 handler.
+type h2stream struct {
+	fc   fasthttp.RequestCtx
+	body h2Body
+	// held is what the response holds of the server's held_response_budget (budget; nil:
+	// unlimited), given back once it is written (Ctx.HoldResponse).
+	held   int64
+	budget *heldBudget
+	copy   []byte // the response body stream's copy buffer
+}
+
+var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
+
+// serveHTTP2 serves one HTTP/2 stream.
+func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := h2streamPool.Get().(*h2stream)
+	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
+	fc := &st.fc
+	fc.Init2(nc, quietLogger{}, true)
+	st.budget = s.budget
+	rc := http.NewResponseController(w)
+	if status := s.h2Request(st, r, rc); status != 0 {
+		WriteError(&fc.Response, status)
+	} else if r.Context().Err() != nil {
+		// Reset before its handler ran (a queued stream under a rapid reset): nothing to do.
+	} else if s.admit(fc) {
+		c := AcquireCtx(fc)
+		c.Start = start
+		c.Proto = ProtoHTTP2
+		c.Context = r.Context()
+		c.ClientContext = r.Context()
+		c.h2 = st
+		s.run(c, false)
+	}
+	if st.body.exceeded {
+		// The client sent more than max_body_bytes without declaring it: whatever the
+		// pipeline made of the truncated body, the answer is 413.
+		WriteError(&fc.Response, fasthttp.StatusRequestEntityTooLarge)
+	}
+	abort := s.writeResponse(w, rc, r, st)
+	_ = fc.Response.CloseBodyStream()
+	_ = fc.Request.CloseBodyStream()
+	if st.held != 0 {
+		st.budget.give(st.held)
+		st.held = 0
+	}
+	st.body = h2Body{}
+	fc.Request.Reset()
+	fc.Response.Reset()
+	fc.ResetUserValues()
+	fc.Hijack(nil)
+	h2streamPool.Put(st)
+	if abort {
+		// The upstream failed mid-body: the stream ends in an error (RST_STREAM), not a clean
+		// end the client would take for the whole body.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// h2Request fills st's request from r, or returns the status to refuse it with. net/http has
+// checked the stream's framing already: pseudo-headers present, valid and first, lower-case field
+// names, no connection-specific fields, TE only "trailers", a Content-Length the DATA frames must
+// match (RFC 9113 §8.2, §8.3). What is left are the rules admit applies to HTTP/1.x.
+func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseController) int {
+	req := &st.fc.Request
+	h := &req.Header
+	h.SetMethod(r.Method)
+	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
+	h.SetProtocolBytes(http11)
+	target := r.RequestURI
+	if target == "" || (target[0] != '/' && !(target == "*" && r.Method == http.MethodOptions)) {
+		return fasthttp.StatusBadRequest // :path is origin-form, or "*" for OPTIONS (RFC 9113 §8.3.1)
+	}
+	h.SetRequestURI(target)
+	h.SetHost(r.Host)
+	auth := 0
+	for k, vs := range r.Header {
+		if len(k) == len("authorization") && ascii.EqualFoldLower([]byte(k), "authorization") {
+			// Not a list: with two, one would be verified and the other acted on.
+			if auth += len(vs); auth > 1 {
+				return fasthttp.StatusBadRequest
+			}
+		}
+		if connectionSpecific(k) {
+			return fasthttp.StatusBadRequest // net/http refuses them; this keeps it so
+		}
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return 0
+	}
+	max := int64(s.cfg.MaxBodyBytes)
+	if r.ContentLength > max {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	read := s.cfg.ReadTimeout.D()
+	if read > 0 {
+		_ = rc.SetReadDeadline(time.Now().Add(read))
+	}
+	st.body = h2Body{r: r.Body, left: max, rc: rc, timeout: read}
+	if r.ContentLength >= 0 && r.ContentLength <= h2BufferLimit {
+		// Small and declared: read whole now, under read_timeout, for filters to read as
+		// they read an HTTP/1.x body.
+		if st.copy == nil {
+			st.copy = make([]byte, h2CopyBuffer)
+		}
+		if _, err := io.CopyBuffer(req.BodyWriter(), &st.body, st.copy); err != nil {
+			if st.body.exceeded {
+				return fasthttp.StatusRequestEntityTooLarge
+			}
+			return fasthttp.StatusBadRequest
+		}
+		h.SetContentLength(int(r.ContentLength))
+		return 0
+	}
+	// Large or of unknown length: the pipeline gets a stream, read as it arrives, with
+	// read_timeout between reads (h2Body).
+	req.SetBodyStream(&st.body, int(r.ContentLength))
+	return 0
+}
+
+// connectionSpecific reports the header fields HTTP/2 forbids (RFC 9113 §8.2.2).
+func connectionSpecific(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// errBodyTooLarge ends a request body stream that went past max_body_bytes.
+var errBodyTooLarge = errors.New("request body larger than max_body_bytes")
+
+// h2Body is a stream's request body, cut at max_body_bytes. While it is being read, each read
+// moves the stream's read deadline on (read_timeout between reads, not for the whole body).
+type h2Body struct {
+	r        io.Reader
+	left     int64 // bytes the client may still send
+	exceeded bool
+	rc       *http.ResponseController
+	timeout  time.Duration
+	moved    time.Time // when the read deadline was last moved
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	if b.r == nil {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.r.Read(p)
+	if int64(n) > b.left {
+		b.exceeded = true
+		return int(b.left), errBodyTooLarge
+	}
+	b.left -= int64(n)
+	if n > 0 && b.timeout > 0 {
+		// Moving the deadline is a message to the connection's goroutine: at most a few
+		// times per timeout.
+		if now := time.Now(); now.Sub(b.moved) > b.timeout/4 {
+			b.moved = now
+			_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+		}
+	}
+	return n, err
+}
+
+// writeResponse writes the Ctx's response to the stream: status, header fields less the ones
+// HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
+// trailers. write_timeout bounds each write's progress. It reports whether the stream must be
+// reset: a streamed body failed before its end.
+func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, st *h2stream) (abort bool) {
+	resp := &st.fc.Response
+	hdr := w.Header()
+	trailers := false
+	for k, v := range resp.Header.All() {
+		name := string(k)
+		switch name {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
+			continue
+		}
+		hdr[name] = append(hdr[name], string(v))
+	}
+	for range resp.Header.Trailers() {
+		trailers = true
+		break
+	}
+	status := resp.StatusCode()
+	write := s.cfg.WriteTimeout.D()
+	if write > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(write))
+	}
+	if !resp.IsBodyStream() {
+		body := resp.Body()
+		switch {
+		case r.Method == http.MethodHead:
+			if cl := resp.Header.ContentLength(); cl >= 0 {
+				hdr["Content-Length"] = []string{strconv.Itoa(cl)}
+			}
+		case status >= 200 && status != fasthttp.StatusNoContent && status != fasthttp.StatusNotModified && !trailers:
+			hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+		}
+		w.WriteHeader(status)
+		if len(body) > 0 && r.Method != http.MethodHead {
+			if _, err := w.Write(body); err != nil {
+				return
+			}
+		}
+		if trailers {
+			setTrailers(hdr, &resp.Header)
+		}
+		return
+	}
+	if cl := resp.Header.ContentLength(); cl >= 0 && !trailers {
+		hdr["Content-Length"] = []string{strconv.Itoa(cl)}
+	}
+	w.WriteHeader(status)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	if write > 0 {
+		_ = rc.SetWriteDeadline(time.Time{}) // the header is out; the body may be a while
+	}
+	if st.copy == nil {
+		st.copy = make([]byte, h2CopyBuffer)
+	}
+	src := resp.BodyStream()
+	// write_timeout bounds each write's progress, not the whole stream (server-sent events,
+	// downloads): the deadline is set before a write and taken off after one that may be
+	// followed by a wait for the upstream (a short read). Each change is a message to the
+	// connection's goroutine, so a download's deadline moves at most a few times per timeout.
+	armed, armedAt := false, time.Time{}
+	for {
+		n, err := src.Read(st.copy)
+		if n > 0 {
+			if now := time.Now(); write > 0 && (!armed || now.Sub(armedAt) > write/4) {
+				_ = rc.SetWriteDeadline(now.Add(write))
+				armed, armedAt = true, now
+			}
+			if _, werr := w.Write(st.copy[:n]); werr != nil {
+				return
+			}
+			if ferr := rc.Flush(); ferr != nil {
+				return
+			}
+			if armed && n < len(st.copy) {
+				_ = rc.SetWriteDeadline(time.Time{})
+				armed = false
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if r.Context().Err() != nil {
+				return // the client went away (the balancer ended the upstream's body for it)
+			}
+			s.log.Warn("upstream response body failed while streaming over HTTP/2", "err", err)
+			return true
+		}
+	}
+	// The trailers' values arrive with the stream's end (balancer: trailersTo).
+	for range resp.Header.Trailers() {
+		setTrailers(hdr, &resp.Header)
+		break
+	}
+	return false
+}
+
+// setTrailers puts the response's trailer fields into hdr as net/http's trailers.
+func setTrailers(hdr http.Header, h *fasthttp.ResponseHeader) {
+	for name := range h.Trailers() {
+		for _, v := range h.PeekAll(string(name)) {
+			k := http.TrailerPrefix + string(name)
+			hdr[k] = append(hdr[k], string(v))
+		}
+	}
+}
+
+// hold is Ctx.HoldResponse for an HTTP/2 stream: the bytes are the stream's until its response
+// is written.
+func (st *h2stream) hold(n int64) bool {
+	if st.budget == nil {
+		return true
+	}
+	if !st.budget.reserve(n) {
+		return false
+	}
+	st.held += n
+	return true
+}
+
+// quietLogger is the per-stream fasthttp logger: fasthttp would warn that Body reads a stream
+// whole, which is what a filter that asks for the body wants.
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
+
+// serveClassified serves rl with the accept loop: HTTP/1.x (if on) by fasthttp, HTTP/2 by
+// net/http, each from a connListener the loop feeds.
+func (s *Server) serveClassified(rl *resilientListener) error {
+	s.limitsMu.Lock()
+	s.guards = append(s.guards, rl)
+	s.limitsMu.Unlock()
+	var h1 *connListener
+	if rl.lis.protos.Has(ProtoHTTP1) {
+		h1 = newConnListener(rl.Addr())
+		go func() { _ = s.srv.Serve(h1) }()
+	}
+	h2 := newConnListener(rl.Addr())
+	go func() { _ = s.h2.Serve(h2) }()
+	err := s.acceptLoop(rl, h1, h2)
+	if errors.Is(err, net.ErrClosed) {
+		return nil // Shutdown
+	}
+	return err
+}

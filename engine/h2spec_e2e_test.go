@@ -1,0 +1,149 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"testing"
+	"time"
+)
+
+// h2specPath finds the h2spec conformance tool (.ci/run installs it): required in CI, skipped
+// with a message elsewhere when it is missing.
+func h2specPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("h2spec"); err == nil {
+		return p
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		p := filepath.Join(home, "go", "bin", "h2spec")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if gopath, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(string(bytes.TrimSpace(gopath)), "bin", "h2spec")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("h2spec is not installed (.ci/run installs it: go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible)")
+	}
+	t.Skip("h2spec not installed: go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible")
+	return ""
+}
+
+// junitReport is what h2spec's JUnit report holds that the test reads.
+type junitReport struct {
+	Suites []struct {
+		Name  string `xml:"name,attr"`
+		Cases []struct {
+			Name    string    `xml:"classname,attr"`
+			Package string    `xml:"package,attr"`
+			Failure *struct{} `xml:"failure"`
+			Error   *struct{} `xml:"error"`
+			Skipped *struct{} `xml:"skipped"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+// h2specExceptions are the cases Go's HTTP/2 server answers otherwise than h2spec expects, each
+// within what RFC 9113 allows or a deliberate hardening: RATIONALE.md ("Why does h2spec report
+// three failures?") gives the reasons. Any other failure fails the test.
+var h2specExceptions = map[string]bool{
+	// Duplicate settings in one SETTINGS frame: Go hangs up (PROTOCOL_ERROR) on suspicious
+	// SETTINGS frames (more than 100 entries, or duplicates).
+	"http2/6.5.3 Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE": true,
+	// Connection-specific fields and TE other than "trailers": a 400 response ends the stream
+	// (RFC 9113 §8.1.1: "a server MAY send an HTTP response prior to closing or resetting the
+	// stream"); the request is never forwarded.
+	"http2/8.1.2.2 Sends a HEADERS frame that contains the connection-specific header field":                       true,
+	"http2/8.1.2.2 Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"": true,
+}
+
+// TestH2Spec runs the h2spec conformance suite (HTTP/2 and HPACK, every case) against an h2c
+// listener and a TLS listener: every case must pass but h2specExceptions.
+func TestH2Spec(t *testing.T) {
+	bin := h2specPath(t)
+	for _, tc := range []struct {
+		name  string
+		tls   bool
+		attrs string
+	}{
+		// h2c alone: on a port that also serves HTTP/1.1, bytes that are not the preface are an
+		// HTTP/1.1 request (h2spec 3.5 sends such bytes and gets an HTTP/1.1 400; TestH2C* cover
+		// the shared port).
+		{"h2c", false, `protocols = ["h2c"]`},
+		{"tls", true, ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gw, _ := h2Gateway(t, tc.tls, tc.attrs)
+			_, port, _ := net.SplitHostPort(gw.Addr)
+			report := filepath.Join(t.TempDir(), "h2spec.xml")
+			args := []string{"-h", "127.0.0.1", "-p", port, "-o", "5", "-j", report}
+			if only := os.Getenv("H2SPEC_ONLY"); only != "" {
+				args = append(args, "-v", only) // one section, verbosely, while debugging
+			}
+			if tc.tls {
+				args = append(args, "-t", "-k")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			out, _ := exec.CommandContext(ctx, bin, args...).CombinedOutput() // failures are read from the report
+			raw, err := os.ReadFile(report)
+			if err != nil {
+				t.Fatalf("h2spec wrote no report (%v):\n%s", err, out)
+			}
+			var rep junitReport
+			if err := xml.Unmarshal(raw, &rep); err != nil {
+				t.Fatal(err)
+			}
+			total, failed := 0, 0
+			for _, s := range rep.Suites {
+				for _, c := range s.Cases {
+					total++
+					if c.Failure != nil || c.Error != nil || c.Skipped != nil {
+						if h2specExceptions[c.Package+" "+c.Name] {
+							t.Logf("h2spec %s: %s: a known exception", c.Package, c.Name)
+							continue
+						}
+						failed++
+						t.Errorf("h2spec %s: %s", c.Package, c.Name)
+					}
+				}
+			}
+			if total < 140 {
+				t.Fatalf("h2spec ran %d cases, want the whole suite:\n%s", total, out)
+			}
+			if failed > 0 {
+				t.Logf("h2spec output:\n%s", out)
+			}
+			t.Logf("h2spec: %d cases, %d failed", total, failed)
+			if !gwHealthy(t, gw.URL, tc.tls) {
+				t.Fatal("gateway unhealthy after h2spec")
+			}
+		})
+	}
+}
+
+// gwHealthy reports whether the gateway still answers an HTTP/2 request.
+func gwHealthy(t *testing.T, url string, tlsOn bool) bool {
+	t.Helper()
+	c := h2cClient()
+	if tlsOn {
+		c = h2TLSClient()
+	}
+	resp, err := c.Get(url + "/healthy")
+	if err != nil {
+		t.Logf("health request: %v", err)
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
