@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -84,6 +85,12 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 	}
 	if c.Pipeline != nil {
 		attrs = append(attrs, semconv.HTTPRoute(c.Pipeline.Name))
+	}
+	if v, ok := strings.CutPrefix(c.Proto, "HTTP/"); ok {
+		if v == "2.0" {
+			v = "2" // the conventions' network.protocol.version: "1.0", "1.1", "2"
+		}
+		attrs = append(attrs, semconv.NetworkProtocolVersion(v))
 	}
 	for _, h := range f.headers {
 		v := req.Header.Peek(h.name)
