@@ -83,6 +83,8 @@ type h2stream struct {
 	held   int64
 	budget *heldBudget
 	copy   []byte // the response body stream's copy buffer
+	// timeouts are the stream's listener's read and write timeouts (listeners.go).
+	timeouts *ServerConfig
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -95,6 +97,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	fc := &st.fc
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
+	st.timeouts = s.connSettings(nc)
 	rc := http.NewResponseController(w)
 	if status := s.h2Request(st, r, rc); status != 0 {
 		WriteError(&fc.Response, status)
@@ -106,8 +109,14 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		c.Proto = ProtoHTTP2
 		c.Context = r.Context()
 		c.ClientContext = r.Context()
+		if st.body.cancel != nil {
+			c.ClientContext = st.body.ctx
+		}
 		c.h2 = st
 		s.run(c, false)
+	}
+	if st.body.cancel != nil {
+		st.body.cancel()
 	}
 	if st.body.exceeded {
 		// The client sent more than max_body_bytes without declaring it: whatever the
@@ -172,7 +181,7 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	if r.ContentLength > max {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
-	read := s.cfg.ReadTimeout.D()
+	read := st.timeouts.ReadTimeout.D()
 	if read > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(read))
 	}
@@ -193,7 +202,11 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 		return 0
 	}
 	// Large or of unknown length: the pipeline gets a stream, read as it arrives, with
-	// read_timeout between reads (h2Body).
+	// read_timeout between reads (h2Body). A body that fails (too large, the client gone, a
+	// timeout) abandons the request: its ClientContext ends, so nothing more goes upstream
+	// (fasthttp's Request.Body would otherwise hand a reader of the whole body the error's
+	// text as the body).
+	st.body.ctx, st.body.cancel = context.WithCancel(r.Context())
 	req.SetBodyStream(&st.body, int(r.ContentLength))
 	return 0
 }
@@ -216,9 +229,13 @@ type h2Body struct {
 	r        io.Reader
 	left     int64 // bytes the client may still send
 	exceeded bool
-	rc       *http.ResponseController
-	timeout  time.Duration
-	moved    time.Time // when the read deadline was last moved
+	// ctx is the request's ClientContext while the body streams, ended by cancel when the
+	// body fails; nil for a body read whole.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	rc      *http.ResponseController
+	timeout time.Duration
+	moved   time.Time // when the read deadline was last moved
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -231,7 +248,11 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if int64(n) > b.left {
 		b.exceeded = true
+		b.fail()
 		return int(b.left), errBodyTooLarge
+	}
+	if err != nil && err != io.EOF {
+		b.fail()
 	}
 	b.left -= int64(n)
 	if n > 0 && b.timeout > 0 {
@@ -243,6 +264,13 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// fail abandons a streamed body's request (see h2Request).
+func (b *h2Body) fail() {
+	if b.cancel != nil {
+		b.cancel()
+	}
 }
 
 // writeResponse writes the Ctx's response to the stream: status, header fields less the ones
@@ -266,7 +294,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		break
 	}
 	status := resp.StatusCode()
-	write := s.cfg.WriteTimeout.D()
+	write := st.timeouts.WriteTimeout.D()
 	if write > 0 {
 		_ = rc.SetWriteDeadline(time.Now().Add(write))
 	}

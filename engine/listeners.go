@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -263,6 +264,18 @@ func SameListeners(a, b *Spec) bool {
 		}
 	}
 	return true
+}
+
+// connSettings returns the settings a connection obeys: its listener's (the server block with
+// the listener's overrides), else the server block's.
+func (s *Server) connSettings(nc net.Conn) *ServerConfig {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cc, ok := nc.(*clientConn); ok && cc.lis != nil {
+		return &cc.lis.eff
+	}
+	return &s.cfg
 }
 
 // challengePath reports whether path is an ACME HTTP-01 challenge's.

@@ -237,7 +237,7 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 	a = append(a,
 		semconv.URLScheme(scheme),
 		semconv.URLPath(string(rawPath(c.Request))),
-		semconv.NetworkProtocolVersion(protoVersion(h)),
+		semconv.NetworkProtocolVersion(protoVersion(c.Proto)),
 	)
 	name := method
 	if p != nil {
@@ -519,11 +519,16 @@ func methodAttr(m string, known bool) string {
 	return "_OTHER"
 }
 
-func protoVersion(h *fasthttp.RequestHeader) string {
-	if h.IsHTTP11() {
-		return "1.1"
+// protoVersion is network.protocol.version for the protocol the client spoke (engine.Ctx.Proto):
+// "1.0", "1.1" or "2".
+func protoVersion(proto string) string {
+	switch proto {
+	case engine.ProtoHTTP2:
+		return "2"
+	case "HTTP/1.0":
+		return "1.0"
 	}
-	return "1.0"
+	return "1.1"
 }
 
 func splitHostPort(hp string) (string, int) {

@@ -186,6 +186,10 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	} else {
 		b = append(b, `""`...)
 	}
+	if c.Proto != "" {
+		b = append(b, `,"protocol":`...)
+		b = appendJSONStringS(b, c.Proto)
+	}
 	if sc := telemetry.SpanContext(c); sc.IsValid() {
 		tid, sid := sc.TraceID(), sc.SpanID()
 		b = append(b, `,"trace_id":"`...)
@@ -263,6 +267,10 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 		b = appendTextValueS(b, c.Pipeline.Name)
 	} else {
 		b = append(b, `""`...)
+	}
+	if c.Proto != "" {
+		b = append(b, " protocol="...)
+		b = appendTextValueS(b, c.Proto)
 	}
 	if sc := telemetry.SpanContext(c); sc.IsValid() {
 		tid, sid := sc.TraceID(), sc.SpanID()

@@ -113,6 +113,7 @@ func TestJSONRecordSchema(t *testing.T) {
 		"upstream":    "127.0.0.1:9001",
 		"attempts":    float64(2),
 		"pipeline":    "test",
+		"protocol":    "HTTP/1.1",
 		"request_headers": map[string]any{
 			"user-agent":    `curl/8 "quoted"`,
 			"x-request-id":  "r-1",
@@ -157,7 +158,7 @@ func TestTextFormat(t *testing.T) {
 	out := serveOne(t, f, buf, c, upstream)
 	for _, want := range []string{
 		"time=2026-01-02T03:04:05Z method=GET host=\"\" path=/a%20b status=200 bytes=2 duration_ms=",
-		" upstream_ms=1.500 client=127.0.0.1 upstream=127.0.0.1:9001 attempts=2 pipeline=test",
+		" upstream_ms=1.500 client=127.0.0.1 upstream=127.0.0.1:9001 attempts=2 pipeline=test protocol=HTTP/1.1",
 		` header.user-agent="agent x=1" header.cookie=[REDACTED]` + "\n",
 	} {
 		if !strings.Contains(out, want) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -97,6 +98,12 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 		if len(cc.DNSSANs) > 0 {
 			attrs = append(attrs, attribute.StringSlice("sluice.tls.client.dns_sans", cc.DNSSANs))
 		}
+	}
+	if v, ok := strings.CutPrefix(c.Proto, "HTTP/"); ok {
+		if v == "2.0" {
+			v = "2" // the conventions' network.protocol.version: "1.0", "1.1", "2"
+		}
+		attrs = append(attrs, semconv.NetworkProtocolVersion(v))
 	}
 	for _, h := range f.headers {
 		v := req.Header.Peek(h.name)

@@ -44,7 +44,11 @@ func tckBackend(c *fasthttp.RequestCtx) {
 func gatewayWith(t *testing.T, module, filterBody string, upstream fasthttp.RequestHandler) *gatewaytest.Gateway {
 	t.Helper()
 	up := gatewaytest.Upstream(t, upstream)
+	// h2c on: the same gateway serves the HTTP/2 runs of the TCK.
 	return gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
 upstream "u" {
   target {
     address = %q
@@ -73,15 +77,26 @@ pipeline "all" {
 // the Go reactor (_initialize) and a C command (_start, as TinyGo and wasi-libc build them) that
 // asks for the trailers feature and also answers a trailers case.
 func TestTCK(t *testing.T) {
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
 	for _, guest := range []string{"goguest", "tck_command"} {
 		t.Run(guest+"/plain", func(t *testing.T) { testTCK(t, guest, "") })
 		t.Run(guest+"/timeout", func(t *testing.T) { testTCK(t, guest, `    timeout = "1s"`) })
+		// The same checks with the client speaking HTTP/2 (h2c): the guest sees the same
+		// request, and get_protocol_version says HTTP/2.0.
+		t.Run(guest+"/h2c", func(t *testing.T) {
+			testTCKWith(t, guest, "", &http.Client{Transport: &http.Transport{Protocols: &h2c}})
+		})
 	}
 }
 
 func testTCK(t *testing.T, guest, filterBody string) {
+	testTCKWith(t, guest, filterBody, &http.Client{})
+}
+
+// testTCKWith runs the TCK checks with client (HTTP/1.1 or HTTP/2).
+func testTCKWith(t *testing.T, guest, filterBody string, client *http.Client) {
 	gw := gatewayWith(t, wasm.Guest(t, guest), filterBody, tckBackend)
-	client := &http.Client{}
 
 	type tc struct {
 		id     string
