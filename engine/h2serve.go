@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,6 +162,14 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	h.SetHost(r.Host)
 	auth := 0
 	for k, vs := range r.Header {
+		if k == "Host" {
+			// :authority wins, and a Host naming something else makes the request malformed
+			// (RFC 9113 §8.3.1): two hosts, one routed on and one acted on.
+			if len(vs) != 1 || !strings.EqualFold(vs[0], r.Host) {
+				return fasthttp.StatusBadRequest
+			}
+			continue
+		}
 		if len(k) == len("authorization") && ascii.EqualFoldLower([]byte(k), "authorization") {
 			// Not a list: with two, one would be verified and the other acted on.
 			if auth += len(vs); auth > 1 {
@@ -174,8 +183,8 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 			h.Add(k, v)
 		}
 	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return 0
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return 0 // HEADERS ended the stream, or content-length: 0
 	}
 	max := int64(s.cfg.MaxBodyBytes)
 	if r.ContentLength > max {
