@@ -34,6 +34,9 @@ func h2Get(t *testing.T, c *http.Client, g *gatewaytest.Gateway, host string, re
 		t.Fatal(err)
 	}
 	req.Host = host
+	// Spoofing attempts: never forwarded.
+	req.Header.Set("X-Forwarded-Client-Cert", `Hash=0000;Subject="CN=admin"`)
+	req.Header.Set("X-Sluice-Client-Cert-Subject", "CN=admin")
 	var wasReused bool
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { wasReused = i.Reused }}))
 	resp, err := c.Do(req)
@@ -48,6 +51,9 @@ func h2Get(t *testing.T, c *http.Client, g *gatewaytest.Gateway, host string, re
 		t.Errorf("%s: connection reused %v, want %v", host, wasReused, reused)
 	}
 	b, _ := io.ReadAll(resp.Body)
+	if strings.Contains(string(b), "CN=admin") || strings.Contains(string(b), "Hash=0000") {
+		t.Errorf("%s: the client's certificate headers reached the upstream:\n%s", host, b)
+	}
 	return resp.StatusCode, string(b)
 }
 
