@@ -212,8 +212,7 @@ func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) (*clientAuthTable, *conn
 	return t, st
 }
 
-// clientCert sets the request's client certificate (ClientCertKey and, with sanitize_set or
-// append_forward, X-Forwarded-Client-Cert) and answers 421 when the request's host falls under
+// clientCert sets the request's client certificate (ClientCertKey) and answers 421 when the request's host falls under
 // another client_auth policy than its connection's server name: a client must not complete the
 // handshake of a name that asks for no certificate and then ask for one that does. It returns
 // the status to answer with (0: serve the request). A listener without client_auth costs a
@@ -235,18 +234,52 @@ func (s *Server) applyClientCert(c *Ctx, st *connTLS, t *clientAuthTable) int {
 		return 0
 	}
 	ClientCertKey.Set(c, st.cert)
-	switch s.cfg.ForwardClientCert {
-	case ForwardCertSanitizeSet:
-		c.Request.Header.SetBytesV(HeaderXFCC, st.cert.xfcc)
+	return 0
+}
+
+// forwardsXFCC reports whether a forward_client_cert mode passes a trusted proxy's
+// X-Forwarded-Client-Cert on.
+func forwardsXFCC(mode string) bool {
+	return mode == ForwardCertForwardOnly || mode == ForwardCertAppendForward
+}
+
+// forwardClientCert makes the request's X-Forwarded-Client-Cert what the pipeline's
+// forward_client_cert (else the server's) says. Cleaning removed a client's header already,
+// except a trusted proxy's when some pipeline forwards it (headerPolicy.keepXFCC). A request
+// without a client certificate, on a gateway where no pipeline forwards, costs a Key lookup.
+func (s *Server) forwardClientCert(g *Gateway, c *Ctx, p *Pipeline) {
+	cert, _ := ClientCertKey.Get(c)
+	kept := g.headers != nil && g.headers.keepXFCC // else cleaning removed any
+	if cert == nil && !kept {
+		return
+	}
+	mode := s.cfg.ForwardClientCert
+	if p.ForwardClientCert != "" {
+		mode = p.ForwardClientCert
+	}
+	h := &c.Request.Header
+	switch mode {
+	case ForwardCertForwardOnly:
 	case ForwardCertAppendForward:
-		h := &c.Request.Header
+		if cert == nil {
+			return
+		}
 		if prev := h.Peek(HeaderXFCC); len(prev) > 0 {
 			// Built in the request's scratch memory: SetBytesV copies it.
-			c.hdrScratch = append(append(append(c.hdrScratch[:0], prev...), ','), st.cert.xfcc...)
+			c.hdrScratch = append(append(append(c.hdrScratch[:0], prev...), ','), cert.xfcc...)
 			h.SetBytesV(HeaderXFCC, c.hdrScratch)
 		} else {
-			h.SetBytesV(HeaderXFCC, st.cert.xfcc)
+			h.SetBytesV(HeaderXFCC, cert.xfcc)
+		}
+	case ForwardCertSanitizeSet:
+		if cert != nil {
+			h.SetBytesV(HeaderXFCC, cert.xfcc)
+		} else if kept {
+			h.Del(HeaderXFCC)
+		}
+	default: // sanitize
+		if kept {
+			h.Del(HeaderXFCC)
 		}
 	}
-	return 0
 }

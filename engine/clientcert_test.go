@@ -79,7 +79,7 @@ func TestClientAuthForName(t *testing.T) {
 }
 
 // TestClientCertAllocs: once a connection's identity is known, a request's client certificate
-// work (the 421 check, the Key, X-Forwarded-Client-Cert) allocates nothing.
+// work (cleaning, the 421 check, the Key, X-Forwarded-Client-Cert) allocates nothing.
 func TestClientCertAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
@@ -87,6 +87,9 @@ func TestClientCertAllocs(t *testing.T) {
 	for _, mode := range []string{ForwardCertSanitize, ForwardCertSanitizeSet, ForwardCertAppendForward} {
 		s := testServer(t)
 		s.cfg.ForwardClientCert = mode
+		g := s.Gateway()
+		g.headers = newHeaderPolicy(&s.cfg, nil)
+		pl := &Pipeline{}
 		p := &clientAuthPolicy{id: "p"}
 		tb := &clientAuthTable{def: nil, exact: map[string]*clientAuthPolicy{}, wild: map[string]*clientAuthPolicy{}}
 		tb.add("secure.example.com", p)
@@ -95,16 +98,25 @@ func TestClientCertAllocs(t *testing.T) {
 		fc.Request.Header.SetHost("secure.example.com:8443")
 		c := AcquireCtx(fc)
 		allocs := testing.AllocsPerRun(1000, func() {
-			fc.Request.Header.Set(HeaderXFCC, "Hash=00")
+			fc.Request.Header.Set(HeaderXFCC, "Hash=00") // a client's: cleaning removes it
+			if status := s.clean(g, c, c.Peer); status != 0 {
+				t.Fatalf("clean: status %d", status)
+			}
 			if status := s.applyClientCert(c, st, tb); status != 0 {
 				t.Fatalf("status %d", status)
 			}
+			s.forwardClientCert(g, c, pl)
 		})
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per request", mode, allocs)
 		}
 		if v, _ := ClientCertKey.Get(c); v != st.cert {
 			t.Errorf("%s: ClientCertKey not set", mode)
+		}
+		want := map[string]string{ForwardCertSanitize: "", ForwardCertSanitizeSet: string(st.cert.xfcc),
+			ForwardCertAppendForward: string(st.cert.xfcc)}[mode]
+		if got := string(fc.Request.Header.Peek(HeaderXFCC)); got != want {
+			t.Errorf("%s: X-Forwarded-Client-Cert %q, want %q", mode, got, want)
 		}
 		fc.Request.Header.SetHost("open.example.com")
 		if status := s.applyClientCert(c, st, tb); status != 421 {

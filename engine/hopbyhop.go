@@ -152,7 +152,7 @@ func newHeaderPolicy(cfg *ServerConfig, filterSet []string) *headerPolicy {
 		untrusted = DefaultUntrustedHeaders
 	}
 	p := &headerPolicy{untrusted: newHeaderSet(untrusted), guarded: newHeaderSet(gatewaySetHeaders), reqID: []byte(cfg.RequestID),
-		keepXFCC: cfg.ForwardClientCert == ForwardCertForwardOnly || cfg.ForwardClientCert == ForwardCertAppendForward}
+		keepXFCC: forwardsXFCC(cfg.ForwardClientCert)}
 	if cfg.RequestID != "" {
 		p.guarded.add(cfg.RequestID)
 	}

@@ -276,7 +276,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	}
 	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
-		// Another connection (with the right server name) can serve it.
+		// 421: another connection (with the right server name) can serve it.
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
@@ -291,6 +291,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
 	if !edge {
 		p = g.Router.MatchListener(c.Listener, fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+	}
+	if p != nil {
+		s.forwardClientCert(g, c, p) // clientcert.go: X-Forwarded-Client-Cert
 	}
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)

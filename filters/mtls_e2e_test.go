@@ -671,3 +671,60 @@ pipeline "public" {
 		t.Errorf("internal listener, dev certificate: status %d (err %v), want 403", status, err)
 	}
 }
+
+// TestMTLSForwardPerPipeline: a pipeline's forward_client_cert overrides the server's, for a
+// trusted proxy's header as for the gateway's own element.
+func TestMTLSForwardPerPipeline(t *testing.T) {
+	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
+	dir := t.TempDir()
+	gatewaytest.WriteCert(t, dir, "cert.pem", "key.pem")
+	up := mtlsEcho(t)
+	src := fmt.Sprintf(`
+server {
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+    client_auth {
+      ca_file = "clients-ca.pem"
+    }
+  }
+  trusted_proxies = ["127.0.0.1/32"]
+}
+upstream "app" {
+  target { address = %q }
+}
+pipeline "set" {
+  match { path_prefix = "/set/" }
+  forward_client_cert = "sanitize_set"
+  balancer { upstream = upstream.app }
+}
+pipeline "fwd" {
+  match { path_prefix = "/fwd/" }
+  forward_client_cert = "forward_only"
+  balancer { upstream = upstream.app }
+}
+pipeline "default" {
+  balancer { upstream = upstream.app }
+}
+`, up)
+	g := gatewaytest.StartWith(t, src, gatewaytest.Options{Dir: dir, Files: p.files})
+	const theirs = `Hash=abcd`
+	ours := "Hash=" + fingerprint(p.prod) + ";"
+	for _, tc := range []struct{ path, want string }{
+		{"/set/x", ours}, {"/fwd/x", theirs}, {"/other", ""},
+	} {
+		status, body, err := mtlsGet(t, g, &p.prod, tc.path, map[string]string{"X-Forwarded-Client-Cert": theirs})
+		if err != nil || status != 200 {
+			t.Fatalf("%s: status %d, err %v", tc.path, status, err)
+		}
+		var got string
+		for _, line := range strings.Split(body, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "X-Forwarded-Client-Cert: "); ok {
+				got = v
+			}
+		}
+		if (tc.want == "" && got != "") || !strings.HasPrefix(got, tc.want) || (tc.want == theirs && got != theirs) {
+			t.Errorf("%s: the upstream got X-Forwarded-Client-Cert %q, want %q…", tc.path, got, tc.want)
+		}
+	}
+}
