@@ -85,8 +85,12 @@ type clientAuthPolicy struct {
 	id   string
 	mode tls.ClientAuthType
 	pool *x509.CertPool
-	// crls are the revocation lists by the raw subject of the CA that signed them.
+	// crls are the revocation lists by the CA that signed them (crlKey).
 	crls map[string]*crl
+	// parents maps a CA of ca_file that another CA of ca_file issued (an intermediate) to that
+	// issuer, by crlKey: crypto/tls ends a chain at the first CA of the pool, and the issuer's
+	// CRL must still be able to revoke the intermediate.
+	parents map[string]*x509.Certificate
 	// conf is the handshake configuration of connections under this policy (nil: the
 	// listener's own, for the listener-level policy).
 	conf *tls.Config
@@ -129,7 +133,15 @@ func loadClientAuth(c *ClientAuthConfig, env *BuildEnv, log *slog.Logger) (*clie
 	for _, ca := range cas {
 		p.pool.AddCert(ca)
 	}
-	p.crls = map[string]*crl{}
+	p.crls, p.parents = map[string]*crl{}, map[string]*x509.Certificate{}
+	for _, c := range cas {
+		for _, parent := range cas {
+			if c != parent && bytes.Equal(c.RawIssuer, parent.RawSubject) && c.CheckSignatureFrom(parent) == nil {
+				p.parents[crlKey(c)] = parent
+				break
+			}
+		}
+	}
 	for _, f := range files[1:] {
 		if err := p.loadCRL(f, cas); err != nil {
 			return nil, &clientAuthError{field: "crl_files", err: fmt.Errorf("reading a certificate revocation list: %w", err)}
@@ -207,7 +219,7 @@ func (p *clientAuthPolicy) loadCRL(file string, cas []*x509.Certificate) error {
 		if issuer == nil {
 			return fmt.Errorf("%s: the list issued by %q is not signed by a certificate of ca_file", file, rl.Issuer.String())
 		}
-		key := string(issuer.RawSubject)
+		key := crlKey(issuer)
 		// Several lists of one CA (an old and a new one concatenated): the newest counts.
 		if old, ok := p.crls[key]; ok && !rl.ThisUpdate.After(old.thisUpdate) {
 			continue
@@ -222,6 +234,12 @@ func (p *clientAuthPolicy) loadCRL(file string, cas []*x509.Certificate) error {
 		p.crls[key] = c
 	}
 	return nil
+}
+
+// crlKey identifies a CA by its name and key: two CAs of one name (a key rollover) each have
+// their own list. (The DER subject is self-delimiting, so the concatenation is unambiguous.)
+func crlKey(ca *x509.Certificate) string {
+	return string(ca.RawSubject) + string(ca.RawSubjectPublicKeyInfo)
 }
 
 // expiredCRLs lists the policy's lists whose next update is past at now.
@@ -251,26 +269,31 @@ func (p *clientAuthPolicy) verifyConnection(cs tls.ConnectionState) error {
 		return nil // verify_if_given without a certificate; require is enforced by crypto/tls
 	}
 	now := time.Now()
-	// One chain free of revocations is enough (a cross-signed CA gives several).
-	var first error
+	// Every chain crypto/tls built must be clean: with an intermediate CA in ca_file (the way to
+	// give its CRL), one chain ends at the intermediate and another at its root, and only the
+	// latter shows the root's CRL revoking the intermediate.
 	for _, chain := range cs.VerifiedChains {
-		err := p.checkChain(chain, now)
-		if err == nil {
-			return nil
-		}
-		if first == nil {
-			first = err
+		if err := p.checkChain(chain, now); err != nil {
+			return err
 		}
 	}
-	return first
+	return nil
 }
 
 // checkChain checks every certificate of a verified chain (leaf first, root last) against its
 // issuer's revocation list, where there is one. An expired list refuses what it covers: it can
 // no longer say that a certificate is not revoked (OpenSSL, and so nginx and Envoy, refuse too).
 func (p *clientAuthPolicy) checkChain(chain []*x509.Certificate, now time.Time) error {
+	// Up from where the chain ends, through the CAs of ca_file that issued its last one.
+	for len(chain) <= 16 {
+		parent, ok := p.parents[crlKey(chain[len(chain)-1])]
+		if !ok {
+			break
+		}
+		chain = append(chain[:len(chain):len(chain)], parent)
+	}
 	for i := 0; i+1 < len(chain); i++ {
-		l, ok := p.crls[string(chain[i+1].RawSubject)]
+		l, ok := p.crls[crlKey(chain[i+1])]
 		if !ok {
 			continue
 		}
