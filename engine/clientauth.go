@@ -280,6 +280,29 @@ func (p *clientAuthPolicy) verifyConnection(cs tls.ConnectionState) error {
 	return nil
 }
 
+// recheck verifies chains of a connection made before the policy was loaded (under a previous
+// CA or CRL file) again: the leaf against the policy's pool, then revocation.
+func (p *clientAuthPolicy) recheck(chains [][]*x509.Certificate, now time.Time) error {
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("no verified chain")
+	}
+	opts := x509.VerifyOptions{Roots: p.pool, Intermediates: x509.NewCertPool(), CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	for _, c := range chains[0][1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	verified, err := chains[0][0].Verify(opts)
+	if err != nil {
+		return err
+	}
+	for _, chain := range verified {
+		if err := p.checkChain(chain, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkChain checks every certificate of a verified chain (leaf first, root last) against its
 // issuer's revocation list, where there is one. An expired list refuses what it covers: it can
 // no longer say that a certificate is not revoked (OpenSSL, and so nginx and Envoy, refuse too).

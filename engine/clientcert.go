@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -174,11 +176,32 @@ func ParseForwardClientCert(s string) error {
 	return fmt.Errorf("unknown mode %q: use sanitize, sanitize_set, forward_only or append_forward", s)
 }
 
-// connTLS is what the server works out once per TLS connection: the client_auth policy of its
-// server name and the verified client certificate.
+// connTLS is what the server works out once per TLS connection and client_auth table: the
+// policy of its server name and the verified client certificate.
 type connTLS struct {
+	table  *clientAuthTable // what it was worked out from
+	sni    string
+	chains [][]*x509.Certificate
 	policy *clientAuthPolicy
 	cert   *ClientCert // nil: none verified
+	// refused is why the certificate is no longer accepted under table (a CRL or CA file
+	// changed since the handshake); nil: it is.
+	refused error
+}
+
+// under returns the connection's state under a newer table t (a reload, a changed CA or CRL
+// file): its name's policy there, and whether that policy still accepts its certificate. It
+// runs once per connection and table.
+func (st *connTLS) under(t *clientAuthTable) *connTLS {
+	ns := &connTLS{table: t, sni: st.sni, chains: st.chains, policy: forName(t, st.sni), cert: st.cert}
+	if ns.cert != nil && ns.policy != nil && ns.policy.mode != tls.NoClientCert {
+		ns.refused = ns.policy.recheck(st.chains, time.Now())
+		if ns.refused != nil && ns.policy.log != nil {
+			ns.policy.log.Warn("a connection's client certificate is no longer accepted; its requests get 403",
+				"subject", ns.cert.Subject, "fingerprint", ns.cert.Fingerprint, "err", ns.refused)
+		}
+	}
+	return ns
 }
 
 // connTLSOf returns the TLS connection state of the request's connection: its listener's
@@ -201,10 +224,14 @@ func connTLSOf(fc *fasthttp.RequestCtx, cc *clientConn) (*clientAuthTable, *conn
 		return nil, nil
 	}
 	if st := cc.tlsState.Load(); st != nil {
+		if st.table != t {
+			st = st.under(t)
+			cc.tlsState.Store(st)
+		}
 		return t, st
 	}
 	cs := tc.ConnectionState()
-	st := &connTLS{policy: forName(t, cs.ServerName)}
+	st := &connTLS{table: t, sni: cs.ServerName, chains: cs.VerifiedChains, policy: forName(t, cs.ServerName)}
 	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
 		st.cert = NewClientCert(cs.VerifiedChains[0][0])
 	}
@@ -233,9 +260,19 @@ func (s *Server) applyClientCert(c *Ctx, st *connTLS, t *clientAuthTable) int {
 	if st.cert == nil {
 		return 0
 	}
+	if st.refused != nil || c.Start.After(st.cert.NotAfter) {
+		// Verified at the handshake, no longer valid: revoked or its CA removed since (a
+		// replaced CRL or CA file), or expired while the connection lasted.
+		if c.Failure == nil {
+			c.Failure = fmt.Errorf("client certificate %s (%s) no longer accepted: %w", st.cert.Subject, st.cert.Fingerprint, cmp.Or(st.refused, errCertExpired))
+		}
+		return fasthttp.StatusForbidden
+	}
 	ClientCertKey.Set(c, st.cert)
 	return 0
 }
+
+var errCertExpired = errors.New("it expired after the handshake")
 
 // forwardsXFCC reports whether a forward_client_cert mode passes a trusted proxy's
 // X-Forwarded-Client-Cert on.

@@ -481,12 +481,37 @@ func TestMTLSXFCCFromTrustedProxy(t *testing.T) {
 }
 
 // TestMTLSCRLReload: a replaced revocation list takes effect without a reload: the listener
-// watches its client_auth files as it does its certificates.
+// watches its client_auth files as it does its certificates. New handshakes with the revoked
+// certificate fail, and a connection made before gets 403 for its next request.
 func TestMTLSCRLReload(t *testing.T) {
 	p := newMTLSPKI(t, time.Now().Add(24*time.Hour))
 	g := mtlsGateway(t, p, "require", "", "")
 	if status, _, err := mtlsGet(t, g, &p.prod, "/", nil); err != nil || status != 200 {
 		t.Fatalf("before: status %d, err %v", status, err)
+	}
+	// A kept-alive connection made before the CRL changes.
+	kept, err := tls.Dial("tcp", g.Addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost",
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &p.prod, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	keptReader := bufio.NewReader(kept)
+	keptGet := func() int {
+		t.Helper()
+		if _, err := io.WriteString(kept, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(keptReader, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := keptGet(); status != 200 {
+		t.Fatalf("kept connection before: %d", status)
 	}
 	crl := p.ca.CRL(t, time.Now(), time.Now().Add(24*time.Hour), p.rev, p.prod)
 	tmp := filepath.Join(g.Dir, "clients.crl.new")
@@ -509,6 +534,12 @@ func TestMTLSCRLReload(t *testing.T) {
 	}
 	if status, _, err := mtlsGet(t, g, &p.dev, "/", nil); err != nil || status != 200 {
 		t.Errorf("a certificate the new list does not revoke: status %d, err %v", status, err)
+	}
+	if status := keptGet(); status != 403 {
+		t.Errorf("the connection made before the revocation: %d, want 403", status)
+	}
+	if !strings.Contains(g.Logs(), "client certificate is no longer accepted") {
+		t.Errorf("no log line says why:\n%s", g.Logs())
 	}
 }
 
