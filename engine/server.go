@@ -276,7 +276,8 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	}
 	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
-		// 421: another connection (with the right server name) can serve it.
+		// 421: another connection (with the right server name) can serve it; 403: the
+		// connection's certificate is no longer accepted.
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
