@@ -592,3 +592,106 @@ func TestTLSProtocolsChoice(t *testing.T) {
 		}
 	})
 }
+
+// TestH2Admission: the admission rules apply to HTTP/2 requests as to HTTP/1.1 ones.
+func TestH2Admission(t *testing.T) {
+	gw, up := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	c := dialH2(t, gw.Addr)
+	id := uint32(1)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		fields []string
+		want   int
+	}{
+		{"escaped slash", "/a%2Fb", nil, 400},
+		{"dot parameter", "/open/..;/admin", nil, 400},
+		{"bad host", "/", []string{"host", "x@evil"}, 400},
+		{"two authorizations", "/", []string{"authorization", "a", "authorization", "b"}, 400},
+		{"CONNECT", "/", []string{":method", "CONNECT"}, 0}, // a CONNECT with :path is malformed: reset
+		{"normal", "/ok/./x", nil, 200},
+	} {
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.block(tc.path, tc.fields...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.status(t, id); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+		id += 2
+	}
+	if n := up.Requests.Load(); n != 1 {
+		t.Errorf("upstream got %d requests, want only the normal one", n)
+	}
+}
+
+// TestH2StreamedResponse: a response larger than max_response_bytes streams to an HTTP/2
+// client whole, and the upstream's trailers follow it.
+func TestH2StreamedResponse(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 16<<10) // 256 KiB
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/trailers" {
+			_ = c.Response.Header.SetTrailer("X-Sum")
+			c.Response.Header.Set("X-Sum", "abc")
+		}
+		c.SetBodyString(big)
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols          = ["http1", "h2c"]
+  max_response_bytes = "16KiB"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, up))
+	for _, path := range []string{"/length", "/trailers"} {
+		resp, err := h2cClient().Get(gw.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != big {
+			t.Fatalf("%s: %d of %d bytes (%v)", path, len(b), len(big), err)
+		}
+		if path == "/trailers" && resp.Trailer.Get("X-Sum") != "abc" {
+			t.Errorf("trailers %v, want X-Sum: abc", resp.Trailer)
+		}
+	}
+	if !strings.Contains(gw.Logs(), "streaming a response") {
+		t.Error("the responses were not streamed (max_response_bytes)")
+	}
+}
+
+// TestH2IdleEviction: at max_connections, an idle HTTP/2 connection is closed to make room, as
+// an idle HTTP/1.1 one is; a busy one is not.
+func TestH2IdleEviction(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_connections = 2`)
+	idle := dialH2(t, gw.Addr)
+	busy := dialH2(t, gw.Addr)
+	if status := busy.get(t, 1, "/warm"); status != 200 {
+		t.Fatalf("warm-up: %d", status)
+	}
+	// busy keeps a stream open: its request body never ends.
+	if err := busy.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: busy.block("/open", ":method", "POST"), EndStream: false, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 })
+	// The newest idle connection of the two is not "busy": the third connection evicts "idle"
+	// (busy has a stream being served).
+	time.Sleep(50 * time.Millisecond) // let busy's handler start
+	third := dialH2(t, gw.Addr)
+	if status := third.get(t, 1, "/third"); status != 200 {
+		t.Fatalf("a new connection at max_connections: %d", status)
+	}
+	if _, _, closed := idle.drainUntilClosed(5 * time.Second); !closed {
+		t.Error("the idle HTTP/2 connection was not closed to make room")
+	}
+	if _, _, closed := busy.drainUntilClosed(300 * time.Millisecond); closed {
+		t.Error("the busy HTTP/2 connection was closed")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,10 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h2streamPool.Get().(*h2stream)
 	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
+	if cc := clientConnOf(nc); cc != nil {
+		cc.h2Begin()
+		defer cc.h2End()
+	}
 	fc := &st.fc
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
@@ -161,6 +166,14 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	h.SetHost(r.Host)
 	auth := 0
 	for k, vs := range r.Header {
+		if k == "Host" {
+			// :authority wins, and a Host naming something else makes the request malformed
+			// (RFC 9113 §8.3.1): two hosts, one routed on and one acted on.
+			if len(vs) != 1 || !strings.EqualFold(vs[0], r.Host) {
+				return fasthttp.StatusBadRequest
+			}
+			continue
+		}
 		if len(k) == len("authorization") && ascii.EqualFoldLower([]byte(k), "authorization") {
 			// Not a list: with two, one would be verified and the other acted on.
 			if auth += len(vs); auth > 1 {
@@ -174,8 +187,8 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 			h.Add(k, v)
 		}
 	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return 0
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return 0 // HEADERS ended the stream, or content-length: 0
 	}
 	max := int64(s.cfg.MaxBodyBytes)
 	if r.ContentLength > max {
