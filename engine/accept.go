@@ -159,6 +159,7 @@ func (s *Server) classify(c *clientConn, h1, h2 *connListener) {
 // handler keeps read and write timeouts per stream (h2serve.go).
 func handH2(c *clientConn, nc net.Conn, h2 *connListener) {
 	_ = c.SetDeadline(time.Time{})
+	c.h2Ready() // idle until its first stream (h2idle.go)
 	h2.hand(nc)
 }
 

@@ -7,7 +7,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
+	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -93,5 +96,48 @@ func BenchmarkCertSetPick(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = s.pick(h)
+	}
+}
+
+// TestTicketKeyRotation: at each period the next key encrypts and the previous one still
+// decrypts; two instances with the same key file derive the same keys; a changed file changes
+// them.
+func TestTicketKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/tickets.key"
+	if err := os.WriteFile(file, []byte("an example secret of more than thirty-two bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := &TLSConfig{}
+	tc.SetDefaults()
+	tc.SessionTicketKeyFile = file
+	tc.SessionTicketRotation = Duration(time.Hour)
+	a, err := newTicketKeys(tc, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newTicketKeys(tc, dir)
+	if !slices.Equal(a.current, b.current) {
+		t.Fatal("two instances sharing the key file derive different keys")
+	}
+	now := time.Now()
+	if a.update(now, slog.Default()) {
+		t.Error("keys changed within their period")
+	}
+	before := slices.Clone(a.current)
+	if !a.update(now.Add(time.Hour), slog.Default()) {
+		t.Fatal("keys did not rotate after a period")
+	}
+	if a.current[0] != before[2] || a.current[1] != before[0] {
+		t.Error("after a rotation the next key must encrypt and the previous one still decrypt")
+	}
+	if err := os.WriteFile(file, []byte("another secret, also longer than thirty-two bytes!"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(time.Hour).Add(time.Second)
+	_ = os.Chtimes(file, later, later)
+	rotated := slices.Clone(a.current)
+	if !a.update(now.Add(time.Hour), slog.Default()) || a.current[0] == rotated[0] {
+		t.Error("a changed key file did not change the keys")
 	}
 }

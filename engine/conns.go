@@ -211,6 +211,9 @@ var (
 // the watchdog's clock. It is worked out from the deadline the idle phase set, so that nothing is
 // recorded per request.
 func (w *deadlineWatch) idleSince(c *clientConn) (int64, bool) {
+	if at := c.h2Idle.Load(); at != 0 {
+		return at, at > 0 && !c.evicted.Load() // HTTP/2 (h2idle.go)
+	}
 	var d int64
 	switch c.phase.Load() {
 	case phaseIdle:
@@ -231,6 +234,9 @@ func (w *deadlineWatch) idleSince(c *clientConn) (int64, bool) {
 // wait (the server then closes it without an answer, as after an idle timeout). It fails if c is
 // no longer idle with the deadline seen (want).
 func (w *deadlineWatch) evict(c *clientConn, want int64) bool {
+	if c.h2Idle.Load() != 0 {
+		return w.evictH2(c)
+	}
 	if !c.rd.want.CompareAndSwap(want, 1) {
 		return false // it moved on (a request arrived) meanwhile
 	}

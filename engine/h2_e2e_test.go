@@ -665,3 +665,33 @@ pipeline "p" {
 		t.Error("the responses were not streamed (max_response_bytes)")
 	}
 }
+
+// TestH2IdleEviction: at max_connections, an idle HTTP/2 connection is closed to make room, as
+// an idle HTTP/1.1 one is; a busy one is not.
+func TestH2IdleEviction(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]
+  max_connections = 2`)
+	idle := dialH2(t, gw.Addr)
+	busy := dialH2(t, gw.Addr)
+	if status := busy.get(t, 1, "/warm"); status != 200 {
+		t.Fatalf("warm-up: %d", status)
+	}
+	// busy keeps a stream open: its request body never ends.
+	if err := busy.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: busy.block("/open", ":method", "POST"), EndStream: false, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return gw.Server.OpenConnections() == 2 })
+	// The newest idle connection of the two is not "busy": the third connection evicts "idle"
+	// (busy has a stream being served).
+	time.Sleep(50 * time.Millisecond) // let busy's handler start
+	third := dialH2(t, gw.Addr)
+	if status := third.get(t, 1, "/third"); status != 200 {
+		t.Fatalf("a new connection at max_connections: %d", status)
+	}
+	if _, _, closed := idle.drainUntilClosed(5 * time.Second); !closed {
+		t.Error("the idle HTTP/2 connection was not closed to make room")
+	}
+	if _, _, closed := busy.drainUntilClosed(300 * time.Millisecond); closed {
+		t.Error("the busy HTTP/2 connection was closed")
+	}
+}

@@ -95,6 +95,10 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h2streamPool.Get().(*h2stream)
 	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
+	if cc := clientConnOf(nc); cc != nil {
+		cc.h2Begin()
+		defer cc.h2End()
+	}
 	fc := &st.fc
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget

@@ -154,6 +154,10 @@ type clientConn struct {
 	phase atomic.Uint32
 	// linger makes Close let an error answer reach a client that is still sending (linger.go).
 	linger atomic.Bool
+	// For an HTTP/2 connection (h2idle.go): the streams its handlers are serving, and since
+	// when (the watchdog's clock) it has served none; 0: busy, or not HTTP/2; -1: evicted.
+	h2Streams atomic.Int32
+	h2Idle    atomic.Int64
 	// lineSeen: the current request's line has ended in what was read (linger.go).
 	// Atomic: a TLS connection's closing alert may be written from another goroutine.
 	lineSeen atomic.Bool

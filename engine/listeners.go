@@ -26,6 +26,7 @@ type listenerState struct {
 	maintainOnce sync.Once
 	stopOnce     sync.Once
 	stopMaintain chan struct{}
+	poll         time.Duration // certPoll when the server was made
 	// TakeoverAddresses are addresses Listen and ListenAll may share with another socket even
 	// without Takeover: a reload's new server taking over the old one's addresses.
 	TakeoverAddresses []string
@@ -198,7 +199,7 @@ func (s *Server) startMaintenance() {
 			return
 		}
 		go func() {
-			t := time.NewTicker(certPoll)
+			t := time.NewTicker(s.poll)
 			defer t.Stop()
 			for {
 				select {

@@ -67,7 +67,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
-	s.stopMaintain = make(chan struct{})
+	s.stopMaintain, s.poll = make(chan struct{}), certPoll
 	if err := s.setupListeners(gw); err != nil {
 		_ = s.closeListeners()
 		return nil, err

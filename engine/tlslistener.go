@@ -211,11 +211,14 @@ func (l *TLSListener) maintain(now time.Time) {
 		l.reloadFiles(set)
 	}
 	l.maintainClientAuth(now)
-	if l.tickets != nil && l.tickets.update(now, l.Log) {
+	if l.tickets != nil {
+		// Under mu: Derive reads the keys, maybe from a provider's goroutine.
 		l.mu.Lock()
-		l.Config.SetSessionTicketKeys(l.tickets.current)
-		for _, c := range l.derived {
-			c.SetSessionTicketKeys(l.tickets.current)
+		if l.tickets.update(now, l.Log) {
+			l.Config.SetSessionTicketKeys(l.tickets.current)
+			for _, c := range l.derived {
+				c.SetSessionTicketKeys(l.tickets.current)
+			}
 		}
 		l.mu.Unlock()
 	}
