@@ -2,8 +2,11 @@ package engine_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"github.com/valyala/fasthttp"
@@ -693,5 +696,28 @@ func TestH2IdleEviction(t *testing.T) {
 	}
 	if _, _, closed := busy.drainUntilClosed(300 * time.Millisecond); closed {
 		t.Error("the busy HTTP/2 connection was closed")
+	}
+}
+
+// TestH2LargeUpload: request bodies over the 1 MiB read-whole limit, declared or not, reach the
+// upstream intact.
+func TestH2LargeUpload(t *testing.T) {
+	gw, _ := h2Gateway(t, false, `protocols = ["http1", "h2c"]`)
+	payload := bytes.Repeat([]byte("sluice-h2-upload-"), (5<<20)/17) // ~5 MiB
+	sum := sha256.Sum256(payload)
+	for _, declared := range []bool{true, false} {
+		var body io.Reader = bytes.NewReader(payload)
+		if !declared {
+			body = io.MultiReader(body) // hides the length: no content-length
+		}
+		req, _ := http.NewRequest("PUT", gw.URL+"/upload", body)
+		resp, err := h2cClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := decodeEcho(t, resp)
+		if resp.StatusCode != 200 || e.BodyLen != len(payload) || e.BodySHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("declared %v: %d, upstream got %d bytes (sha256 %s)", declared, resp.StatusCode, e.BodyLen, e.BodySHA256)
+		}
 	}
 }
