@@ -157,3 +157,22 @@ func TestSanitizeClientCertHeaders(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClientCertPlain is what mutual TLS adds to a request on a connection without TLS:
+// the connection type check and the X-Forwarded-Client-Cert check after routing.
+func BenchmarkClientCertPlain(b *testing.B) {
+	s := testServer(b)
+	g := s.Gateway()
+	g.headers = newHeaderPolicy(&s.cfg, nil)
+	fc := newRequestCtx("GET", "/")
+	c := AcquireCtx(fc)
+	defer ReleaseCtx(c)
+	p := &Pipeline{}
+	b.ReportAllocs()
+	for b.Loop() {
+		if s.clientCert(c, nil) != 0 {
+			b.Fatal("status")
+		}
+		s.forwardClientCert(g, c, p)
+	}
+}
