@@ -62,6 +62,7 @@ type respFinish struct {
 	c          *Ctx
 	inner      io.Reader // nil once closed
 	eof        bool
+	read       int64 // body bytes read by the writer
 	readErr    error
 	cut        error // set by the HTTP/2 writer, which knows who cut the stream
 	release    bool  // ReleaseCtx once finished
@@ -113,6 +114,7 @@ func setResponseStream(resp *fasthttp.Response, f *respFinish) {
 
 func (f *respFinish) Read(p []byte) (int, error) {
 	n, err := f.inner.Read(p)
+	f.read += int64(n)
 	if err == io.EOF {
 		f.eof = true
 	} else if err != nil && f.readErr == nil {
@@ -199,6 +201,16 @@ func NoteGRPCStatus(resp *fasthttp.Response, code int) {
 	if f, ok := resp.BodyStream().(*respFinish); ok && code >= 0 && code < 256 {
 		f.grpcStatus = code + 1
 	}
+}
+
+// StreamedBytes is, for a ResponseFinisher, how many bytes of the streamed response body were
+// handed to the writer (the writer's last ones may not have reached a client that went away).
+// ok is false for a response that did not stream, or before its end.
+func (c *Ctx) StreamedBytes() (n int64, ok bool) {
+	if c.fin.c != c || c.fin.inner != nil {
+		return 0, false
+	}
+	return c.fin.read, true
 }
 
 // cutGRPCStatus is the status of a gRPC call whose streamed response was cut before its

@@ -142,8 +142,13 @@ func (f *Filter) Close() error {
 	return nil
 }
 
-// bodySize is the response body's length without reading a streamed body.
-func bodySize(resp *fasthttp.Response) int {
+// bodySize is the response body's length without reading a streamed body: once a streamed body
+// ended, the bytes it had.
+func bodySize(c *engine.Ctx) int {
+	if n, ok := c.StreamedBytes(); ok {
+		return int(n)
+	}
+	resp := c.Response
 	if resp.IsBodyStream() {
 		return max(resp.Header.ContentLength(), 0)
 	}
@@ -181,7 +186,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) [
 		b = strconv.AppendInt(b, int64(code), 10)
 	}
 	b = append(b, `,"bytes":`...)
-	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
+	b = strconv.AppendInt(b, int64(bodySize(c)), 10)
 	b = append(b, `,"duration_ms":`...)
 	b = appendMS(b, now.Sub(start))
 	b = append(b, `,"upstream_ms":`...)
@@ -266,7 +271,7 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) [
 		b = strconv.AppendInt(b, int64(code), 10)
 	}
 	b = append(b, " bytes="...)
-	b = strconv.AppendInt(b, int64(bodySize(c.Response)), 10)
+	b = strconv.AppendInt(b, int64(bodySize(c)), 10)
 	b = append(b, " duration_ms="...)
 	b = appendMS(b, now.Sub(start))
 	b = append(b, " upstream_ms="...)

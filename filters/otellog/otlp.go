@@ -74,7 +74,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 		semconv.ServerAddress(string(req.Header.Host())),
 		semconv.URLPath(path),
 		semconv.HTTPResponseStatusCode(status),
-		semconv.HTTPResponseBodySize(bodySize(c.Response)),
+		semconv.HTTPResponseBodySize(bodySize(c)),
 		attribute.Float64("sluice.duration_ms", durationMS(now.Sub(start))),
 		attribute.Float64("sluice.upstream_ms", durationMS(c.UpstreamTime)),
 		attribute.String("sluice.upstream.target", c.Target),

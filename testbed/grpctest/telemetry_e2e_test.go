@@ -159,7 +159,8 @@ pipeline "grpc" {
 		return strings.Count(string(b), "\n") >= 5
 	})
 	for _, w := range []string{
-		`"path":"/grpc.testing.TestService/EmptyCall","status":200,"grpc_status":0,`,
+		// The streamed body's bytes: one empty message's 5-byte frame.
+		`"path":"/grpc.testing.TestService/EmptyCall","status":200,"grpc_status":0,"bytes":5,`,
 		`"path":"/grpc.testing.TestService/StreamingOutputCall","status":200,"grpc_status":15,`,
 		`"path":"/grpc.testing.TestService/FullDuplexCall","status":200,"grpc_status":1,`,
 	} {
