@@ -109,9 +109,10 @@ func ReleaseCtx(c *Ctx) {
 	c.body = bodyStream{}
 	c.bodyLimit = 0
 	clear(c.vals)
-	if c.fin.on {
-		c.fin = respFinish{}
+	if c.fin.c != nil || c.fin.n != 0 {
+		c.fin = respFinish{} // a followed stream's (respfinish.go)
 	}
+	c.fin.on = false
 	ctxPool.Put(c)
 }
 
