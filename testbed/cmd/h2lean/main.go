@@ -10,15 +10,24 @@
 // the response as HEADERS + DATA written on the connection's goroutine within the peer's
 // flow-control windows, PING acks, RST_STREAM, and a GOAWAY when it closes a connection.
 // What it leaves out, and a real server could not: priorities, header-list and stream-reset
-// limits beyond MAX_CONCURRENT_STREAMS, idle and write timeouts, handlers that block (a
-// handler here must answer at once on the connection's goroutine), graceful shutdown, and
-// most of h2spec's error cases.
+// limits beyond MAX_CONCURRENT_STREAMS, idle and write timeouts, request bodies handed to a
+// handler, graceful shutdown, and a quarter of h2spec's cases (h2spec 2.2.1: 109 of 145 pass).
+//
+// With -per-stream, each request is answered by a goroutine of its own, as a gateway whose
+// pipeline blocks on its upstream would need: it writes its HEADERS and DATA itself, under
+// the connection's write lock, and the last of a batch flushes. The difference between the two
+// modes is the price of a goroutine per stream on an otherwise lean loop.
 //
 // Reproduce (two cores; the server on core 1, h2load on core 0):
 //
 //	go build -o /tmp/h2lean ./testbed/cmd/h2lean
 //	taskset -c 1 /tmp/h2lean -listen 127.0.0.1:18120 &
 //	taskset -c 0 h2load -c64 -m10 -D 5 http://127.0.0.1:18120/
+//
+// and the same for testbed/cmd/h2ceiling, Sluice (`protocols = ["http1", "h2c"]`, an empty
+// pipeline to testbed/cmd/benchupstream pinned on core 1 too) and nginx (`listen … http2`,
+// worker_processes 1), alternating them run by run; CPU per request is the server's
+// utime+stime from /proc/PID/stat before and after a run over the requests h2load completed.
 package main
 
 import (
@@ -30,6 +39,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -47,6 +57,7 @@ const (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18120", "h2c (prior knowledge) address")
+	flag.BoolVar(&perStream, "per-stream", false, "answer each request on a goroutine of its own")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -63,27 +74,33 @@ func main() {
 	}
 }
 
+// perStream is -per-stream.
+var perStream bool
+
 // pending is a response whose DATA waits for flow-control credit.
 type pending struct {
 	id  uint32
 	off int
 }
 
-// conn is one HTTP/2 connection's state, touched only by its own goroutine.
+// conn is one HTTP/2 connection's state, touched only by its own goroutine, or with
+// -per-stream under mu.
 type conn struct {
-	nc      net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	fr      *http2.Framer
-	henc    *hpack.Encoder
-	hbuf    bytes.Buffer
-	lastID  uint32
-	open    map[uint32]int32 // streams whose request has not ended → our send window on them
-	waiting []pending        // answered streams whose body waits for window
-	sendWin int32            // connection-level send window
-	peerWin int32            // peer's SETTINGS_INITIAL_WINDOW_SIZE
-	maxData uint32           // peer's SETTINGS_MAX_FRAME_SIZE
-	unacked int32            // request DATA bytes not yet returned by a connection WINDOW_UPDATE
+	mu       sync.Mutex
+	handlers int // -per-stream: answers started and not yet written; the last one flushes
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	fr       *http2.Framer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	lastID   uint32
+	open     map[uint32]int32 // streams whose request has not ended → our send window on them
+	waiting  []pending        // answered streams whose body waits for window
+	sendWin  int32            // connection-level send window
+	peerWin  int32            // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	maxData  uint32           // peer's SETTINGS_MAX_FRAME_SIZE
+	unacked  int32            // request DATA bytes not yet returned by a connection WINDOW_UPDATE
 }
 
 func serveConn(nc net.Conn) {
@@ -114,6 +131,8 @@ func serveConn(nc net.Conn) {
 	if errors.As(err, &ce) {
 		code = http2.ErrCode(ce)
 	}
+	c.mu.Lock() // -per-stream answers may still be writing
+	defer c.mu.Unlock()
 	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		_ = c.fr.WriteGoAway(c.lastID, code, nil)
 		_ = c.bw.Flush()
@@ -136,15 +155,41 @@ func (c *conn) loop() error {
 			}
 			return err
 		}
-		if err := c.frame(f); err != nil {
+		if perStream {
+			c.mu.Lock()
+		}
+		err = c.frame(f)
+		if err == nil && c.br.Buffered() == 0 && c.handlers == 0 {
+			err = c.bw.Flush()
+		}
+		if perStream {
+			c.mu.Unlock()
+		}
+		if err != nil {
 			return err
 		}
-		if c.br.Buffered() == 0 {
-			if err := c.bw.Flush(); err != nil {
-				return err
-			}
-		}
 	}
+}
+
+// answer answers stream id: at once, or on a goroutine of its own with -per-stream.
+func (c *conn) answer(id uint32) error {
+	if !perStream {
+		return c.respond(id)
+	}
+	c.handlers++ // under mu, held by loop
+	go func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.handlers--
+		if _, ok := c.open[id]; !ok {
+			return // reset by the client meanwhile
+		}
+		// A write error closes the connection; the reading loop then ends on its read.
+		if c.respond(id) != nil || c.handlers == 0 && c.bw.Flush() != nil {
+			_ = c.nc.Close()
+		}
+	}()
+	return nil
 }
 
 func (c *conn) frame(f http2.Frame) error {
@@ -177,7 +222,7 @@ func (c *conn) frame(f http2.Frame) error {
 	case *http2.MetaHeadersFrame:
 		id := f.StreamID
 		if _, ok := c.open[id]; ok && f.StreamEnded() {
-			return c.respond(id) // trailers end the request
+			return c.answer(id) // trailers end the request
 		}
 		if id <= c.lastID {
 			return http2.ConnectionError(http2.ErrCodeProtocol) // §5.1.1: new stream IDs increase
@@ -188,7 +233,7 @@ func (c *conn) frame(f http2.Frame) error {
 		}
 		c.open[id] = c.peerWin
 		if f.StreamEnded() {
-			return c.respond(id)
+			return c.answer(id)
 		}
 		return nil
 	case *http2.DataFrame:
@@ -209,7 +254,7 @@ func (c *conn) frame(f http2.Frame) error {
 		}
 		if f.StreamEnded() {
 			if _, ok := c.open[f.StreamID]; ok {
-				return c.respond(f.StreamID)
+				return c.answer(f.StreamID)
 			}
 		}
 		return nil
