@@ -57,25 +57,28 @@ const (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18120", "h2c (prior knowledge) address")
-	flag.BoolVar(&perStream, "per-stream", false, "answer each request on a goroutine of its own")
+	perStream := flag.Bool("per-stream", false, "answer each request on a goroutine of its own")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "h2lean:", err)
 		os.Exit(1)
 	}
+	fmt.Fprintln(os.Stderr, "h2lean:", serve(ln, *perStream))
+	os.Exit(1)
+}
+
+// serve serves each connection ln accepts on a goroutine of its own until Accept fails;
+// perStream is -per-stream.
+func serve(ln net.Listener, perStream bool) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "h2lean:", err)
-			os.Exit(1)
+			return err
 		}
-		go serveConn(c)
+		go serveConn(c, perStream)
 	}
 }
-
-// perStream is -per-stream.
-var perStream bool
 
 // pending is a response whose DATA waits for flow-control credit.
 type pending struct {
@@ -86,26 +89,27 @@ type pending struct {
 // conn is one HTTP/2 connection's state, touched only by its own goroutine, or with
 // -per-stream under mu.
 type conn struct {
-	mu       sync.Mutex
-	handlers int // -per-stream: answers started and not yet written; the last one flushes
-	nc       net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	fr       *http2.Framer
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
-	lastID   uint32
-	open     map[uint32]int32 // streams whose request has not ended → our send window on them
-	waiting  []pending        // answered streams whose body waits for window
-	sendWin  int32            // connection-level send window
-	peerWin  int32            // peer's SETTINGS_INITIAL_WINDOW_SIZE
-	maxData  uint32           // peer's SETTINGS_MAX_FRAME_SIZE
-	unacked  int32            // request DATA bytes not yet returned by a connection WINDOW_UPDATE
+	mu        sync.Mutex
+	perStream bool // -per-stream
+	handlers  int  // -per-stream: answers started and not yet written; the last one flushes
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	fr        *http2.Framer
+	henc      *hpack.Encoder
+	hbuf      bytes.Buffer
+	lastID    uint32
+	open      map[uint32]int32 // streams whose request has not ended → our send window on them
+	waiting   []pending        // answered streams whose body waits for window
+	sendWin   int32            // connection-level send window
+	peerWin   int32            // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	maxData   uint32           // peer's SETTINGS_MAX_FRAME_SIZE
+	unacked   int32            // request DATA bytes not yet returned by a connection WINDOW_UPDATE
 }
 
-func serveConn(nc net.Conn) {
+func serveConn(nc net.Conn, perStream bool) {
 	defer nc.Close()
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10),
+	c := &conn{nc: nc, perStream: perStream, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10),
 		open: map[uint32]int32{}, sendWin: initialPeerWin, peerWin: initialPeerWin, maxData: 16384}
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c.br, preface); err != nil || string(preface) != http2.ClientPreface {
@@ -155,14 +159,14 @@ func (c *conn) loop() error {
 			}
 			return err
 		}
-		if perStream {
+		if c.perStream {
 			c.mu.Lock()
 		}
 		err = c.frame(f)
 		if err == nil && c.br.Buffered() == 0 && c.handlers == 0 {
 			err = c.bw.Flush()
 		}
-		if perStream {
+		if c.perStream {
 			c.mu.Unlock()
 		}
 		if err != nil {
@@ -173,7 +177,7 @@ func (c *conn) loop() error {
 
 // answer answers stream id: at once, or on a goroutine of its own with -per-stream.
 func (c *conn) answer(id uint32) error {
-	if !perStream {
+	if !c.perStream {
 		return c.respond(id)
 	}
 	c.handlers++ // under mu, held by loop
