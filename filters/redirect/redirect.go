@@ -46,11 +46,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheme != "" && !slices.Contains(schemes, c.Scheme) {
 		msg := fmt.Sprintf("unknown scheme %q: use \"http\" or \"https\"", c.Scheme)
+		best, bestDist := "", 3
 		for _, s := range schemes {
-			if levenshtein.Distance(strings.ToLower(c.Scheme), s, nil) <= 2 {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-				break
+			if d := levenshtein.Distance(strings.ToLower(c.Scheme), s, nil); d < bestDist {
+				best, bestDist = s, d
 			}
+		}
+		if best != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", best)
 		}
 		errs = append(errs, engine.FieldErr("scheme", "%s", msg))
 	}
