@@ -185,6 +185,11 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 	for n := 0; ; n++ {
 		cc, err := pool.get(req.Context())
 		if err != nil {
+			if req.Body != nil {
+				// No connection took the request: its body is closed here, as a RoundTrip
+				// would have (h2Call.finish waits for that).
+				_ = req.Body.Close()
+			}
 			return nil, err
 		}
 		resp, err := cc.RoundTrip(req)
