@@ -1,0 +1,203 @@
+package filters_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/valyala/fasthttp"
+)
+
+// TestRewriteRedirectRespondFaultE2E runs the rewrite, redirect, respond and fault kinds through a
+// real gateway loaded from HCL, over HTTP/1.1 and h2c.
+func TestRewriteRedirectRespondFaultE2E(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(ctx *fasthttp.RequestCtx) {
+		// The upstream echoes the request-target and Host it received.
+		fmt.Fprintf(ctx, "%s %s", ctx.Request.Header.RequestURI(), ctx.Request.Header.Host())
+	})
+	src := fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+pipeline "legacy" {
+  match {
+    path_prefix = "/v1/"
+  }
+  strip_prefix = "/v1"
+  filter "rewrite" {
+    path_regex   = "^/v1/public/(.*)"
+    path_replace = "/api/$1"
+    host         = "api.internal"
+    add_query    = { "source" = "v1" }
+    remove_query = ["debug"]
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "stripped" {
+  match {
+    path_prefix = "/s/"
+  }
+  strip_prefix = "/s"
+  filter "rewrite" {
+    add_query = { "q" = "1" }
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "old" {
+  match {
+    hosts = ["old.example"]
+  }
+  filter "redirect" {
+    https = true
+    host  = "new.example"
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "secure" {
+  match {
+    hosts = ["plain.example"]
+  }
+  filter "redirect" {
+    https = true
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "robots" {
+  match {
+    path_prefix = "/robots.txt"
+  }
+  filter "respond" {
+    body_file = "robots.txt"
+    headers   = { "Cache-Control" = "max-age=60" }
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "maintenance" {
+  match {
+    path_prefix = "/down/"
+  }
+  filter "respond" {
+    status       = 503
+    body         = "<h1>back soon</h1>"
+    content_type = "text/html"
+    headers      = { "Retry-After" = "120" }
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+pipeline "faulty" {
+  match {
+    path_prefix = "/fault/"
+  }
+  filter "fault" {
+    delay        = "300ms"
+    abort_status = 418
+    header       = "X-Fault"
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`, up)
+	gw := gatewaytest.StartWith(t, src, gatewaytest.Options{Files: map[string][]byte{"robots.txt": []byte("User-agent: *\nDisallow: /\n")}})
+
+	clients := map[string]*http.Client{}
+	for name, h2c := range map[string]bool{"http1": false, "h2c": true} {
+		var p http.Protocols
+		p.SetHTTP1(!h2c)
+		p.SetUnencryptedHTTP2(h2c)
+		clients[name] = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &p},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	for name, client := range clients {
+		t.Run(name, func(t *testing.T) {
+			do := func(host, path string, hdr ...string) (*http.Response, string) {
+				t.Helper()
+				req, _ := http.NewRequest("GET", gw.URL+path, nil)
+				if host != "" {
+					req.Host = host
+				}
+				for i := 0; i+1 < len(hdr); i += 2 {
+					req.Header.Set(hdr[i], hdr[i+1])
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if want := map[string]int{"http1": 1, "h2c": 2}[name]; resp.ProtoMajor != want {
+					t.Errorf("spoke HTTP/%d, want %d", resp.ProtoMajor, want)
+				}
+				return resp, string(b)
+			}
+
+			// rewrite: the upstream gets the rewritten path (strip_prefix not applied on top),
+			// query and Host.
+			resp, body := do("gw.example", "/v1/public/users/7?debug=1&a=2&source=evil")
+			if resp.StatusCode != 200 || body != "/api/users/7?a=2&source=v1 api.internal" {
+				t.Errorf("rewrite: %d %q", resp.StatusCode, body)
+			}
+			// A rewrite that only changes the query leaves strip_prefix to do its job.
+			if resp, body := do("gw.example", "/s/x?a=1"); resp.StatusCode != 200 || body != "/x?a=1&q=1 gw.example" {
+				t.Errorf("query-only rewrite with strip_prefix: %d %q", resp.StatusCode, body)
+			}
+
+			// redirect
+			resp, _ = do("old.example", "/a/b?x=1")
+			if resp.StatusCode != 308 || resp.Header.Get("Location") != "https://new.example/a/b?x=1" {
+				t.Errorf("redirect: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			resp, _ = do("plain.example", "//evil.example/x")
+			if loc := resp.Header.Get("Location"); resp.StatusCode != 308 || loc != "https://plain.example/evil.example/x" {
+				t.Errorf("https redirect of //evil.example/x: %d %q", resp.StatusCode, loc)
+			}
+
+			// respond
+			resp, body = do("gw.example", "/robots.txt")
+			if resp.StatusCode != 200 || body != "User-agent: *\nDisallow: /\n" || resp.Header.Get("Cache-Control") != "max-age=60" ||
+				!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+				t.Errorf("robots.txt: %d %q %v", resp.StatusCode, body, resp.Header)
+			}
+			resp, body = do("gw.example", "/down/x")
+			if resp.StatusCode != 503 || body != "<h1>back soon</h1>" || resp.Header.Get("Retry-After") != "120" {
+				t.Errorf("maintenance: %d %q", resp.StatusCode, body)
+			}
+
+			// fault: only with the header; delayed, then aborted.
+			if resp, body := do("gw.example", "/fault/x"); resp.StatusCode != 200 || body != "/fault/x gw.example" {
+				t.Errorf("fault without header: %d %q", resp.StatusCode, body)
+			}
+			start := time.Now()
+			if resp, _ := do("gw.example", "/fault/x", "X-Fault", "1"); resp.StatusCode != 418 {
+				t.Errorf("fault with header: %d, want 418", resp.StatusCode)
+			}
+			if d := time.Since(start); d < 300*time.Millisecond {
+				t.Errorf("fault answered after %v, want the 300ms delay first", d)
+			}
+		})
+	}
+	if strings.Contains(gw.Logs(), "418") {
+		t.Errorf("an intended abort was logged:\n%s", gw.Logs())
+	}
+}
