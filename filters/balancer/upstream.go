@@ -420,15 +420,17 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
-	if err != nil && clientGone(c) {
-		// Cut short for a client that went away: it says nothing about the target.
+	fail := classify(err)
+	if err != nil && fail != failClient && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target. (A
+		// failure of its streamed body also ends the HTTP/2 handler's ClientContext; that
+		// one is answered for what it was: 413, 408 or 400.)
 		if obs != nil {
 			obs.EndAttempt(c, tok, 0, errClientGone)
 		}
 		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
 	}
 
-	fail := classify(err)
 	if fail == failClient {
 		// The client's streamed body failed (stream.go): nothing to hold against the target,
 		// whose connection was closed mid-request.
