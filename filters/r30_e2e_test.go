@@ -1,13 +1,16 @@
 package filters_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
 )
@@ -119,6 +122,7 @@ pipeline "faulty" {
   }
 }
 `, up)
+	abortsBefore := counterValue(t, "sluice_fault_aborts_total", "pipeline", "faulty")
 	gw := gatewaytest.StartWith(t, src, gatewaytest.Options{Files: map[string][]byte{"robots.txt": []byte("User-agent: *\nDisallow: /\n")}})
 
 	clients := map[string]*http.Client{}
@@ -200,4 +204,80 @@ pipeline "faulty" {
 	if strings.Contains(gw.Logs(), "418") {
 		t.Errorf("an intended abort was logged:\n%s", gw.Logs())
 	}
+	// The aborts are counted instead: one per protocol.
+	if n := counterValue(t, "sluice_fault_aborts_total", "pipeline", "faulty") - abortsBefore; n != 2 {
+		t.Errorf("sluice_fault_aborts_total{pipeline=faulty} = %v, want 2", n)
+	}
+}
+
+// TestFaultDelayEndsWhenClientLeavesE2E: an HTTP/2 client that resets its stream during a fault
+// delay ends the wait at once (the request is not forwarded, and the reason is logged).
+func TestFaultDelayEndsWhenClientLeavesE2E(t *testing.T) {
+	var upstreamHits atomic.Int32
+	up := gatewaytest.Upstream(t, func(ctx *fasthttp.RequestCtx) { upstreamHits.Add(1) })
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+}
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+pipeline "slow" {
+  match {
+    path_prefix = "/"
+  }
+  filter "fault" {
+    delay = "50s"
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`, up))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", gw.URL+"/x", nil)
+	start := time.Now()
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d before the delay ended", resp.StatusCode)
+	}
+	// The gateway's wait ends soon after the reset: its log says so well before the 50s.
+	for !strings.Contains(gw.Logs(), "client went away during the injected delay") {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the fault delay did not end when the client left; logs:\n%s", gw.Logs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := upstreamHits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests from a client that had left", n)
+	}
+}
+
+// counterValue sums the counter name's series whose label has value.
+func counterValue(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }

@@ -13,6 +13,7 @@ import (
 
 func TestAbortPercent(t *testing.T) {
 	f := New(&Config{AbortStatus: 503, AbortPercent: 30, DelayPercent: 100}, "fault_test_percent")
+	before := counter(t, f)
 	aborted := 0
 	const n = 4000
 	for range n {
@@ -28,13 +29,17 @@ func TestAbortPercent(t *testing.T) {
 	if aborted < 970 || aborted > 1430 {
 		t.Errorf("%d of %d aborted, want about 30%%", aborted, n)
 	}
+	if got := counter(t, f) - before; int(got) != aborted {
+		t.Errorf("abort counter %v, want %d", got, aborted)
+	}
+}
+
+func counter(t *testing.T, f *Filter) float64 {
 	var m dto.Metric
 	if err := f.aborted.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	if got := m.GetCounter().GetValue(); int(got) != aborted {
-		t.Errorf("abort counter %v, want %d", got, aborted)
-	}
+	return m.GetCounter().GetValue()
 }
 
 func TestHeaderOnly(t *testing.T) {
