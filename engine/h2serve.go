@@ -88,6 +88,8 @@ type h2stream struct {
 	held   int64
 	budget *heldBudget
 	copy   []byte // the response body stream's copy buffer
+	// timeouts are the stream's listener's read and write timeouts (listeners.go).
+	timeouts *ServerConfig
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -104,6 +106,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	fc := &st.fc
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
+	st.timeouts = s.connSettings(nc)
 	rc := http.NewResponseController(w)
 	if status := s.h2Request(st, r, rc); status != 0 {
 		WriteError(&fc.Response, status)
@@ -205,7 +208,7 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	if r.ContentLength > max {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
-	read := s.cfg.ReadTimeout.D()
+	read := st.timeouts.ReadTimeout.D()
 	if read > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(read))
 	}
@@ -333,7 +336,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		break
 	}
 	status := resp.StatusCode()
-	write := s.cfg.WriteTimeout.D()
+	write := st.timeouts.WriteTimeout.D()
 	if write > 0 {
 		_ = rc.SetWriteDeadline(time.Now().Add(write))
 	}

@@ -104,6 +104,10 @@ type group struct {
 type targetSet struct {
 	targets []*target
 	picker  picker
+	// h2: every target is on the HTTP/2 client, whose exchange reads a streamed request body
+	// through what retry.grpc_on keeps of it (grpc.go); the HTTP/1.1 exchange reads the client's
+	// stream itself and keeps its own first read (stream.go), and the two cannot share a body.
+	h2 bool
 }
 
 // Build makes the Upstream for an upstream block. Under env.Validating it checks files and
@@ -257,7 +261,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			deadline = d
 			x.slack = grpcDeadlineSlack(u, start, d)
 		}
-		if u.on.grpc != 0 && c.Request.IsBodyStream() {
+		if u.on.grpc != 0 && c.Request.IsBodyStream() && set.h2 {
 			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
 			x.replay = newReplaySource(c.Request.BodyStream())
 		}
@@ -726,7 +730,11 @@ func (u *Upstream) rebuild() {
 			ts = append(ts, newTarget(u.name, g.cfg, a, g.tls, u))
 		}
 	}
-	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts)})
+	allH2 := len(ts) > 0
+	for _, t := range ts {
+		allH2 = allH2 && t.h2 != nil
+	}
+	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts), h2: allH2})
 	for _, t := range old {
 		t.close()
 	}
