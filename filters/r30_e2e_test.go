@@ -183,6 +183,16 @@ pipeline "faulty" {
 				!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 				t.Errorf("robots.txt: %d %q %v", resp.StatusCode, body, resp.Header)
 			}
+			head, _ := http.NewRequest("HEAD", gw.URL+"/robots.txt", nil)
+			if resp, err := client.Do(head); err != nil {
+				t.Error(err)
+			} else {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || len(b) != 0 {
+					t.Errorf("HEAD /robots.txt: %d with %d body bytes", resp.StatusCode, len(b))
+				}
+			}
 			resp, body = do("gw.example", "/down/x")
 			if resp.StatusCode != 503 || body != "<h1>back soon</h1>" || resp.Header.Get("Retry-After") != "120" {
 				t.Errorf("maintenance: %d %q", resp.StatusCode, body)
