@@ -524,10 +524,19 @@ func (h *harness) planCases() {
     path_replace = "/$1"
   }
 `}
-			if err := h.checkVariant(sluiceVariant{name: "check-rewrite", parts: []component{rw}}); err != nil {
-				h.note("rewrite left out: %v", err)
-			} else {
-				pair("sluice +rewrite", sluiceVariant{name: "only-rewrite", parts: []component{rw}})
+			// The fault filter gated on a header the load does not send: what it costs the
+			// requests it leaves alone.
+			ft := component{name: "fault", filter: `  filter "fault" {
+    header       = "X-Fault-Test"
+    abort_status = 503
+  }
+`}
+			for _, c := range []component{rw, ft} {
+				if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
+					h.note("%s left out: %v", c.name, err)
+					continue
+				}
+				pair("sluice +"+c.name, sluiceVariant{name: "only-" + c.name, parts: []component{c}})
 			}
 			if wat, err := buildWATGuest(h.opt.repo, h.run); err != nil {
 				h.note("%v", err)
