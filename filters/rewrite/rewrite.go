@@ -109,7 +109,7 @@ func checkGroups(re *regexp.Regexp, tmpl string) []error {
 			if s := closest(ref, names); s != "" {
 				errs = append(errs, engine.FieldErr("path_replace", msg+" (did you mean %q?)", ref, s))
 			} else {
-				errs = append(errs, engine.FieldErr("path_replace", msg+"; write ${1} or name the group (?P<name>…)", ref))
+				errs = append(errs, engine.FieldErr("path_replace", msg+"; to follow $1 by letters or digits write $${1}x in HCL (${1}x once decoded), or name the group (?P<name>…)", ref))
 			}
 		}
 	}
