@@ -96,6 +96,9 @@ func TestValidate(t *testing.T) {
 }
 
 func TestFaultAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	miss := New(&Config{AbortStatus: 503, AbortPercent: 100, Header: "X-Fault"}, "fault_test_allocs")
 	abort := New(&Config{AbortStatus: 503, AbortPercent: 100}, "fault_test_allocs")
 	delay := New(&Config{Delay: engine.Duration(time.Microsecond), DelayPercent: 100}, "fault_test_allocs")

@@ -82,6 +82,9 @@ func TestValidate(t *testing.T) {
 }
 
 func TestRedirectAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	f := build(t, Config{HTTPS: true})
 	c := enginetest.NewCtx(t, "GET", "/a/b?x=1", "Host", "example.com")
 	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c) }); allocs != 0 {
