@@ -8,11 +8,15 @@ import (
 	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
+	"github.com/sluice-gateway/sluice/filters/fault"
 	"github.com/sluice-gateway/sluice/filters/grpcweb"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
 	"github.com/sluice-gateway/sluice/filters/otellog"
 	"github.com/sluice-gateway/sluice/filters/ratelimit"
+	"github.com/sluice-gateway/sluice/filters/redirect"
+	"github.com/sluice-gateway/sluice/filters/respond"
+	"github.com/sluice-gateway/sluice/filters/rewrite"
 	"github.com/sluice-gateway/sluice/filters/wasm"
 )
 
@@ -29,5 +33,9 @@ func Builtin() *engine.Registry {
 	ratelimit.Register(r)
 	wasm.Register(r)
 	grpcweb.Register(r)
+	rewrite.Register(r)
+	redirect.Register(r)
+	respond.Register(r)
+	fault.Register(r)
 	return r
 }

@@ -125,6 +125,8 @@ type exchange struct {
 	head     []byte // the request head as it goes on the wire
 	conn     []byte // the values of the Connection headers
 	origURI  []byte // the client's request-target, when the upstream gets another one
+	origHost []byte // the client's Host, when a rewrite filter replaced it (hostSet)
+	hostSet  bool
 	traceHdr uint32 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
 	tried    [maxRetryAttempts + 1]int
 	ntried   int
@@ -238,6 +240,13 @@ func (x *exchange) prepare(c *engine.Ctx) {
 	x.noHost = len(h.Host()) == 0
 
 	x.setForwarded(c, found)
+	// A rewrite filter's Host, after X-Forwarded-Host took the client's.
+	if t, ok := engine.UpstreamTargetKey.Get(c); ok && t != nil && t.Host != nil {
+		x.origHost = append(x.origHost[:0], h.Host()...)
+		x.hostSet = true
+		h.SetHostBytes(t.Host)
+		x.noHost = false
+	}
 	// No Content-Type where the client sent none: fasthttp would write application/octet-stream
 	// for any request with a body.
 	h.SetNoDefaultContentType(true)
@@ -261,6 +270,10 @@ func (x *exchange) restore(c *engine.Ctx) {
 		// see the stripped target.
 		c.Request.SetRequestURIBytes(x.origURI)
 		x.rewrote = false
+	}
+	if x.hostSet {
+		h.SetHostBytes(x.origHost)
+		x.hostSet = false
 	}
 	if x.close {
 		h.SetConnectionClose()
@@ -431,8 +444,23 @@ func trustedChain(xff []byte, client netip.Addr) []byte {
 // percent-encoded path minus the pipeline's strip_prefix. When the raw path has dot segments or
 // repeated slashes, it could mean something else to the upstream than the normalized path the
 // gateway routed on, so the normalized path (which keeps escapes such as %2F) is sent instead.
+//
+// A rewrite filter's UpstreamTarget replaces the path (strip_prefix then does not apply: the
+// rewrite already produced the path the upstream gets) and/or the query.
 func forwardPath(dst []byte, c *engine.Ctx) []byte {
 	raw, query := engine.RawPath(c.Request)
+	if t, ok := engine.UpstreamTargetKey.Get(c); ok && t != nil {
+		if t.QuerySet {
+			query = t.Query
+		}
+		if t.Path != nil {
+			dst = append(dst, t.Path...)
+			if len(query) > 0 {
+				dst = append(append(dst, '?'), query...)
+			}
+			return dst
+		}
+	}
 	path := raw
 	if len(path) == 0 || path[0] != '/' || !cleanPath(path) {
 		path = c.Path

@@ -1,0 +1,150 @@
+package rewrite
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
+)
+
+func mustNew(t testing.TB, cfg *Config) *Filter {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// target runs the request phase and returns what the balancer would read.
+func target(t *testing.T, f *Filter, uri string) (path, query string, querySet bool, host string) {
+	c := enginetest.NewCtx(t, "GET", uri)
+	f.OnRequest(c)
+	ut, ok := engine.UpstreamTargetKey.Get(c)
+	if !ok || ut == nil {
+		t.Fatal("no upstream target set")
+	}
+	path, query, querySet, host = string(ut.Path), string(ut.Query), ut.QuerySet, string(ut.Host)
+	if ut.Path == nil {
+		path = "<unchanged>"
+	}
+	f.OnResponse(c)
+	if ut, _ := engine.UpstreamTargetKey.Get(c); ut != nil {
+		t.Error("the target outlived the response phase")
+	}
+	return
+}
+
+func TestRewritePath(t *testing.T) {
+	re := mustNew(t, &Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"})
+	named := mustNew(t, &Config{PathRegex: `^/users/(?P<id>[0-9]+)$`, PathReplace: "/u/${id}/profile"})
+	prefix := mustNew(t, &Config{PathPrefix: "/v1", PathReplace: "/api/"})
+	for _, tc := range []struct {
+		f         *Filter
+		uri, want string
+	}{
+		{re, "/v1/users/7?x=1", "/api/users/7"},
+		{re, "/v2/users", "<unchanged>"},
+		{re, "/v1/%2e%2e/admin", "<unchanged>"}, // normalized to /admin: the regex sees what routing saw
+		{named, "/users/42", "/u/42/profile"},
+		{prefix, "/v1/a/b", "/api/a/b"},
+		{prefix, "/v1", "/api/"},
+		{prefix, "/v10/a", "<unchanged>"},
+	} {
+		if got, _, _, _ := target(t, tc.f, tc.uri); got != tc.want {
+			t.Errorf("%s: path %q, want %q", tc.uri, got, tc.want)
+		}
+	}
+}
+
+func TestRewriteQueryAndHost(t *testing.T) {
+	f := mustNew(t, &Config{Host: "internal.svc:8080", AddQuery: map[string]string{"api key": "a&b", "v": "2"}, RemoveQuery: []string{"debug"}})
+	path, q, set, host := target(t, f, "/x?a=1&debug=1&de%62ug=2&v=9&b")
+	if path != "<unchanged>" || !set || host != "internal.svc:8080" {
+		t.Errorf("path %q set %v host %q", path, set, host)
+	}
+	if want := "a=1&b&api%20key=a%26b&v=2"; q != want {
+		t.Errorf("query %q, want %q", q, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg   Config
+		field string
+		msg   string
+	}{
+		{Config{PathRegex: "^/v1/(.*", PathReplace: "/x"}, "path_regex", "RE2"},
+		{Config{PathRegex: "^/v1/(.*)"}, "path_replace", "required"},
+		{Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$2"}, "path_replace", "only 1"},
+		{Config{PathRegex: "^/v1/(?P<rest>.*)", PathReplace: "/api/$rst"}, "path_replace", `did you mean "rest"`},
+		{Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1x"}, "path_replace", "$${1}x"},
+		{Config{PathPrefix: "/v1", PathReplace: "api"}, "path_replace", "start with"},
+		{Config{PathPrefix: "/v1", PathRegex: "x", PathReplace: "/a"}, "path_prefix", "not both"},
+		{Config{Host: "bad host"}, "host", "host name"},
+		{Config{}, "path_regex", "changes nothing"},
+	} {
+		errs := engine.FieldErrors(tc.cfg.Validate())
+		found := false
+		for _, e := range errs {
+			if fe, ok := engine.AsFieldError(e); ok && fe.Field == tc.field && strings.Contains(fe.Error(), tc.msg) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%+v: errors %v, want one on %s saying %q", tc.cfg, errs, tc.field, tc.msg)
+		}
+	}
+}
+
+func TestRewriteAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	for name, cfg := range map[string]*Config{
+		"prefix": {PathPrefix: "/v1", PathReplace: "/api", Host: "internal"},
+		"query":  {AddQuery: map[string]string{"v": "2"}, RemoveQuery: []string{"debug"}},
+	} {
+		f := mustNew(t, cfg)
+		c := enginetest.NewCtx(t, "GET", "/v1/users/7?debug=1&a=2")
+		allocs := testing.AllocsPerRun(1000, func() {
+			f.OnRequest(c)
+			f.OnResponse(c)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per request, want 0", name, allocs)
+		}
+	}
+	// Go's regexp returns capture positions in a new slice: one allocation, nothing more.
+	f := mustNew(t, &Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"})
+	c := enginetest.NewCtx(t, "GET", "/v1/users/7")
+	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c); f.OnResponse(c) }); allocs > 1 {
+		t.Errorf("regex: %v allocations per request, want at most 1", allocs)
+	}
+	c2 := enginetest.NewCtx(t, "GET", "/v2/users/7")
+	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c2); f.OnResponse(c2) }); allocs != 0 {
+		t.Errorf("regex not matching: %v allocations per request, want 0", allocs)
+	}
+}
+
+func BenchmarkRewrite(b *testing.B) {
+	for name, cfg := range map[string]*Config{
+		"regex":  {PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"},
+		"prefix": {PathPrefix: "/v1", PathReplace: "/api"},
+		"query":  {AddQuery: map[string]string{"v": "2"}, RemoveQuery: []string{"debug"}},
+	} {
+		b.Run(name, func(b *testing.B) {
+			f := mustNew(b, cfg)
+			c := enginetest.NewCtx(b, "GET", "/v1/users/7?debug=1&a=2")
+			b.ReportAllocs()
+			for b.Loop() {
+				f.OnRequest(c)
+				f.OnResponse(c)
+			}
+		})
+	}
+}
