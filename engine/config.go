@@ -295,6 +295,12 @@ type MatchConfig struct {
 	// Listeners restricts the pipeline to requests that came through the named listeners;
 	// empty: any listener.
 	Listeners []string `hcl:"listeners,optional" json:"listeners,omitempty"`
+	// PathRegex, an RE2 expression, must match the normalized path as well (router.go);
+	// Headers, Query and Cookies are predicates on the request (match.go).
+	PathRegex string       `hcl:"path_regex,optional" json:"path_regex,omitempty"`
+	Headers   []ValueMatch `hcl:"header,block" json:"headers,omitempty"`
+	Query     []ValueMatch `hcl:"query,block" json:"query,omitempty"`
+	Cookies   []ValueMatch `hcl:"cookie,block" json:"cookies,omitempty"`
 }
 
 // Validate checks a match block.
@@ -324,6 +330,7 @@ func (m *MatchConfig) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, m.validatePredicates()...)
 	return errors.Join(errs...)
 }
 
