@@ -111,6 +111,9 @@ type ServerConfig struct {
 	// StreamTimeout bounds the whole of a streamed request or response body (stream.go),
 	// whose other timeouts measure only idleness; 0: no bound.
 	StreamTimeout Duration `hcl:"stream_timeout,optional" json:"stream_timeout"`
+	// ForwardClientCert is what upstreams get in X-Forwarded-Client-Cert (clientcert.go):
+	// "sanitize" (nothing), "sanitize_set", "forward_only" or "append_forward".
+	ForwardClientCert string `hcl:"forward_client_cert,optional" json:"forward_client_cert"`
 	// Protocols are the client protocols served (protocols.go): "http1", "h2" (TLS, by ALPN),
 	// "h2c" (cleartext, prior knowledge); nil: http1, and h2 where TLS is on.
 	Protocols []string `hcl:"protocols,optional" json:"protocols"`
@@ -143,6 +146,7 @@ func (s *ServerConfig) SetDefaults() {
 		EscapedSlashes:           "reject",
 		WasmCodeCacheBytes:       256 << 20,
 		StreamTimeout:            Duration(time.Hour),
+		ForwardClientCert:        ForwardCertSanitize,
 		H2MaxConcurrentStreams:   defaultH2MaxConcurrentStreams,
 	}
 }
@@ -201,6 +205,9 @@ func (s *ServerConfig) Validate() error {
 	}
 	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
 		errs = append(errs, &FieldError{Field: "trusted_proxies", Err: err})
+	}
+	if err := ParseForwardClientCert(s.ForwardClientCert); err != nil {
+		errs = append(errs, &FieldError{Field: "forward_client_cert", Err: err})
 	}
 	errs = append(errs, s.validateHTTP2()...)
 	return errors.Join(errs...)

@@ -40,6 +40,9 @@ type PipelineSpec struct {
 	Route *RouteConfig
 	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
 	Upgrades []string
+	// ForwardClientCert overrides the server's forward_client_cert for this pipeline ("": the
+	// server's).
+	ForwardClientCert string
 }
 
 // FilterSpec is a decoded `filter "KIND"` block.
@@ -91,6 +94,9 @@ type Gateway struct {
 	// running server installs them on reload. tlsProviders plug into the TLS listeners.
 	certs        map[string]*certSet
 	tlsProviders []TLSProvider
+	// clientAuth are the TLS listeners' client_auth policies, by listener name
+	// (clientauthtable.go); a running server installs them on reload.
+	clientAuth map[string]*clientAuthTable
 	// headers is how the server cleans requests' headers (hopbyhop.go); requestHeaders are the
 	// request headers the filters set (BuildEnv.SetsRequestHeaders).
 	headers        *headerPolicy
@@ -119,6 +125,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 
 	g.tlsProviders = reg.tlsProviders
 	errs = append(errs, g.buildListeners(spec, env)...)
+	errs = append(errs, g.buildClientAuth(spec, log)...)
 
 	uk := reg.Upstream()
 	for _, us := range spec.Upstreams {
@@ -177,6 +184,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		p := NewPipeline(ps.Name, ps.Match, ps.StripPrefix, stages, term)
 		p.Upstream = ps.Upstream
 		p.Upgrades = ps.Upgrades
+		p.ForwardClientCert = ps.ForwardClientCert
 		g.Pipelines = append(g.Pipelines, p)
 	}
 	if len(errs) > 0 {
@@ -185,6 +193,11 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 	}
 	g.Router = NewRouter(g.Pipelines)
 	g.headers = newHeaderPolicy(&spec.Server, g.requestHeaders)
+	for _, p := range g.Pipelines {
+		// A trusted proxy's X-Forwarded-Client-Cert survives cleaning when some pipeline may
+		// forward it; the others drop it after routing (forwardClientCert).
+		g.headers.keepXFCC = g.headers.keepXFCC || forwardsXFCC(p.ForwardClientCert)
+	}
 	return g, nil
 }
 

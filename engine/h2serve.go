@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine/ascii"
@@ -77,13 +78,18 @@ func (s *Server) newH2Server() *http.Server {
 
 // h2stream is the pooled per-stream state of the HTTP/2 handler.
 type h2stream struct {
-	fc   fasthttp.RequestCtx
-	body h2Body
+	fc fasthttp.RequestCtx
+	// body is the request's body, nil without one. It is the stream's own, not pooled with
+	// the rest: an HTTP/2 upstream exchange may still be inside its Read after the handler
+	// returned (full duplex, or a target that answered before the body ended).
+	body *h2Body
 	// held is what the response holds of the server's held_response_budget (budget; nil:
 	// unlimited), given back once it is written (Ctx.HoldResponse).
 	held   int64
 	budget *heldBudget
 	copy   []byte // the response body stream's copy buffer
+	// timeouts are the stream's listener's read and write timeouts (listeners.go).
+	timeouts *ServerConfig
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -100,6 +106,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	fc := &st.fc
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
+	st.timeouts = s.connSettings(nc)
 	rc := http.NewResponseController(w)
 	if status := s.h2Request(st, r, rc); status != 0 {
 		WriteError(&fc.Response, status)
@@ -111,19 +118,17 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		c.Proto = ProtoHTTP2
 		c.Context = r.Context()
 		c.ClientContext = r.Context()
-		if st.body.cancel != nil {
-			c.ClientContext = st.body.ctx
-		}
 		c.h2 = st
-		if st.body.cancel != nil {
+		if b := st.body; b != nil && b.cancel != nil {
+			c.ClientContext = b.ctx
 			// The pipeline reads the stream through the Ctx's bodyStream: stream_timeout from
 			// c.Start, BufferBody for filters that need the bytes, BodyErrorStatus for its
 			// errors (stream.go).
-			s.streamBody(c, &st.body, int(r.ContentLength))
+			s.streamBody(c, b, int(r.ContentLength))
 		}
 		s.run(c, false)
 	}
-	if st.body.exceeded {
+	if st.body != nil && st.body.exceeded.Load() {
 		// The client sent more than max_body_bytes without declaring it: whatever the
 		// pipeline made of the truncated body, the answer is 413.
 		WriteError(&fc.Response, fasthttp.StatusRequestEntityTooLarge)
@@ -131,23 +136,20 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
 	abort := s.writeResponse(w, rc, r, st)
-	if st.body.cancel != nil {
-		// Only now: an HTTP/2 upstream exchange runs under this context (ClientContext) until
-		// its response body has been written (a gRPC call's request body always streams).
-		st.body.cancel()
+	if b := st.body; b != nil {
+		// Only now: an HTTP/2 upstream exchange may read the request body while the
+		// response streams (full duplex), under this context (balancer: ClientContext);
+		// ended earlier, every upstream stream whose request body was still going (every
+		// gRPC call) was reset.
+		b.end()
+		st.body = nil
 	}
 	_ = fc.Response.CloseBodyStream()
 	_ = fc.Request.CloseBodyStream()
-	if st.body.cancel != nil {
-		// Only now: an HTTP/2 upstream exchange may read the request body while the
-		// response streams (full duplex), under this context (balancer: ClientContext).
-		st.body.cancel()
-	}
 	if st.held != 0 {
 		st.budget.give(st.held)
 		st.held = 0
 	}
-	st.body = h2Body{}
 	fc.Request.Reset()
 	fc.Response.Reset()
 	fc.ResetUserValues()
@@ -206,19 +208,19 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	if r.ContentLength > max {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
-	read := s.cfg.ReadTimeout.D()
+	read := st.timeouts.ReadTimeout.D()
 	if read > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(read))
 	}
-	st.body = h2Body{r: r.Body, left: max, rc: rc, timeout: read}
+	st.body = &h2Body{r: r.Body, left: max, rc: rc, timeout: read}
 	if r.ContentLength >= 0 && r.ContentLength <= h2BufferLimit {
 		// Small and declared: read whole now, under read_timeout, for filters to read as
 		// they read an HTTP/1.x body.
 		if st.copy == nil {
 			st.copy = make([]byte, h2CopyBuffer)
 		}
-		if _, err := io.CopyBuffer(req.BodyWriter(), &st.body, st.copy); err != nil {
-			if st.body.exceeded {
+		if _, err := io.CopyBuffer(req.BodyWriter(), st.body, st.copy); err != nil {
+			if st.body.exceeded.Load() {
 				return fasthttp.StatusRequestEntityTooLarge
 			}
 			return fasthttp.StatusBadRequest
@@ -246,17 +248,23 @@ func connectionSpecific(k string) bool {
 
 // h2Body is a stream's request body, cut at max_body_bytes. While it is being read, each read
 // moves the stream's read deadline on (read_timeout between reads, not for the whole body).
+//
+// A streamed body's reader (an HTTP/2 upstream exchange's goroutine) may outlive the handler:
+// exceeded is read by the handler while it may be written, and the ResponseController, which
+// net/http's server must not be called on once the handler returned, is used only until end.
 type h2Body struct {
 	r        io.Reader
 	left     int64 // bytes the client may still send
-	exceeded bool
+	exceeded atomic.Bool
 	// ctx is the request's ClientContext while the body streams, ended by cancel when the
-	// body fails; nil for a body read whole.
+	// body fails or the handler returns; nil for a body read whole.
 	ctx     context.Context
 	cancel  context.CancelFunc
-	rc      *http.ResponseController
 	timeout time.Duration
 	moved   time.Time // when the read deadline was last moved
+
+	mu sync.Mutex // guards rc
+	rc *http.ResponseController
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -268,7 +276,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	if int64(n) > b.left {
-		b.exceeded = true
+		b.exceeded.Store(true)
 		b.fail()
 		return int(b.left), ErrBodyTooLarge
 	}
@@ -281,7 +289,11 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		// times per timeout.
 		if now := time.Now(); now.Sub(b.moved) > b.timeout/4 {
 			b.moved = now
-			_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+			b.mu.Lock()
+			if b.rc != nil {
+				_ = b.rc.SetReadDeadline(now.Add(b.timeout))
+			}
+			b.mu.Unlock()
 		}
 	}
 	return n, err
@@ -292,6 +304,15 @@ func (b *h2Body) fail() {
 	if b.cancel != nil {
 		b.cancel()
 	}
+}
+
+// end is the handler's return: the body's context ends and a read still under way no longer
+// touches the stream's ResponseController.
+func (b *h2Body) end() {
+	b.fail()
+	b.mu.Lock()
+	b.rc = nil
+	b.mu.Unlock()
 }
 
 // writeResponse writes the Ctx's response to the stream: status, header fields less the ones
@@ -315,7 +336,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		break
 	}
 	status := resp.StatusCode()
-	write := s.cfg.WriteTimeout.D()
+	write := st.timeouts.WriteTimeout.D()
 	if write > 0 {
 		_ = rc.SetWriteDeadline(time.Now().Add(write))
 	}

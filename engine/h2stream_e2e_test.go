@@ -347,3 +347,32 @@ func TestH2UpstreamClientBodyOverMax(t *testing.T) {
 		})
 	}
 }
+
+// TestH2StalledUpload: an HTTP/2 client whose streamed body stalls past read_timeout gets 408
+// (the client's failure, not the upstream's 502), from either kind of upstream.
+func TestH2StalledUpload(t *testing.T) {
+	for _, uk := range upstreamKinds {
+		t.Run(uk.name, func(t *testing.T) {
+			up := uk.start(t, func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+			})
+			gw := h2StreamGateway(t, `
+  read_timeout = "500ms"`, up, uk.protocol)
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go func() {
+				_, _ = pw.Write(make([]byte, 100<<10)) // then nothing more
+			}()
+			req, _ := http.NewRequest("POST", gw.URL+"/stall", pr)
+			start := time.Now()
+			resp, err := h2cClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 408 {
+				t.Errorf("status %d after %v, want 408", resp.StatusCode, time.Since(start).Round(time.Millisecond))
+			}
+		})
+	}
+}

@@ -24,6 +24,10 @@ import (
 //   - a header whose name differs from one the gateway or a filter sets only by '_' for '-'
 //     (X_Forwarded_For, X_User_Id) is removed: CGI-style upstreams (PHP, some nginx setups) map
 //     both spellings to the same variable, so the client's value could win over the gateway's;
+//   - X-Forwarded-Client-Cert is removed unless the peer is a trusted proxy and the server's
+//     forward_client_cert passes it on (forward_only, append_forward), and the headers through
+//     which Wasm guests see the client certificate (X-Sluice-Client-Cert-*) always are
+//     (clientcert.go): they speak for the gateway's verification of a client certificate;
 //   - trailer fields of a chunked request are dropped: the request goes upstream re-framed with
 //     Content-Length, which carries no trailers, and fasthttp would fold them into the header
 //     section, where a rule in front of the gateway never saw them.
@@ -45,7 +49,7 @@ var DefaultUntrustedHeaders = []string{
 // server's request id, added per server): a client's header that spells one of them with '_'
 // for '-' is removed.
 var gatewaySetHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Via",
-	"X-Real-IP", "Traceparent", "Tracestate"}
+	"X-Real-IP", "Traceparent", "Tracestate", HeaderXFCC}
 
 // protectedTokens are never removed because Connection names them: framing and routing
 // (Host, Content-Length, Transfer-Encoding), credentials a filter verified (Authorization), what
@@ -136,6 +140,8 @@ type headerPolicy struct {
 	// spellings are removed.
 	guarded *headerSet
 	reqID   []byte // the request-id header's name, never removed for Connection
+	// keepXFCC lets a trusted proxy's X-Forwarded-Client-Cert through (forward_client_cert).
+	keepXFCC bool
 }
 
 // newHeaderPolicy makes the server's policy; filterSet are the request headers the gateway's
@@ -145,7 +151,8 @@ func newHeaderPolicy(cfg *ServerConfig, filterSet []string) *headerPolicy {
 	if untrusted == nil {
 		untrusted = DefaultUntrustedHeaders
 	}
-	p := &headerPolicy{untrusted: newHeaderSet(untrusted), guarded: newHeaderSet(gatewaySetHeaders), reqID: []byte(cfg.RequestID)}
+	p := &headerPolicy{untrusted: newHeaderSet(untrusted), guarded: newHeaderSet(gatewaySetHeaders), reqID: []byte(cfg.RequestID),
+		keepXFCC: forwardsXFCC(cfg.ForwardClientCert)}
 	if cfg.RequestID != "" {
 		p.guarded.add(cfg.RequestID)
 	}
@@ -177,6 +184,9 @@ func sanitize(h *fasthttp.RequestHeader, pol *headerPolicy, trusted bool, scratc
 			continue
 		}
 		drop := !trusted && pol.untrusted.has(k)
+		if !drop && len(k) >= len(HeaderXFCC) && (k[0]|0x20) == 'x' {
+			drop = isClientCertHeader(k) || (isXFCC(k) && !(trusted && pol.keepXFCC))
+		}
 		if !drop && bytes.IndexByte(k, '_') >= 0 {
 			// CGI-style upstreams read X_Original_URL as X-Original-URL: an untrusted
 			// header's underscore spelling goes with it.

@@ -116,6 +116,9 @@ type clientConn struct {
 	peerText []byte
 	// lis is the listener the connection came through (Ctx.Listener).
 	lis *listener
+	// tlsState is the connection's client_auth policy and client certificate, worked out on
+	// its first request (clientcert.go).
+	tlsState atomic.Pointer[connTLS]
 
 	// hold is set by the server once a response is complete (no body stream, not hijacked):
 	// until the next read, a write may be held for it (see Write). Atomic because a TLS

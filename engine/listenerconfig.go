@@ -175,12 +175,18 @@ type TLSConfig struct {
 	SessionTicketRotation Duration `hcl:"session_ticket_rotation,optional" json:"session_ticket_rotation"`
 	// ACME gets certificates from an ACME CA for the names no certificate covers (acme.go).
 	ACME *ACMEConfig `hcl:"acme,block" json:"acme,omitempty"`
+	// ClientAuth asks clients for certificates (mutual TLS, clientauth.go); certificate blocks
+	// may set their own for the names their certificate covers.
+	ClientAuth *ClientAuthConfig `hcl:"client_auth,block" json:"client_auth,omitempty"`
 }
 
 // CertificateConfig is a `certificate` block: a PEM certificate chain and its private key.
 type CertificateConfig struct {
 	CertFile string `hcl:"cert_file" json:"cert_file"`
 	KeyFile  string `hcl:"key_file" json:"key_file"`
+	// ClientAuth is the client_auth of the names this certificate covers, instead of the tls
+	// block's (clientauthtable.go).
+	ClientAuth *ClientAuthConfig `hcl:"client_auth,block" json:"client_auth,omitempty"`
 }
 
 // SetDefaults fills the tls block's defaults.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ type listenerState struct {
 	maintainOnce sync.Once
 	stopOnce     sync.Once
 	stopMaintain chan struct{}
+	poll         time.Duration // certPoll when the server was made
 	// TakeoverAddresses are addresses Listen and ListenAll may share with another socket even
 	// without Takeover: a reload's new server taking over the old one's addresses.
 	TakeoverAddresses []string
@@ -202,7 +204,7 @@ func (s *Server) startMaintenance() {
 			return
 		}
 		go func() {
-			t := time.NewTicker(certPoll)
+			t := time.NewTicker(s.poll)
 			defer t.Stop()
 			for {
 				select {
@@ -268,6 +270,18 @@ func SameListeners(a, b *Spec) bool {
 		}
 	}
 	return true
+}
+
+// connSettings returns the settings a connection obeys: its listener's (the server block with
+// the listener's overrides), else the server block's.
+func (s *Server) connSettings(nc net.Conn) *ServerConfig {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cc, ok := nc.(*clientConn); ok && cc.lis != nil {
+		return &cc.lis.eff
+	}
+	return &s.cfg
 }
 
 // challengePath reports whether path is an ACME HTTP-01 challenge's.

@@ -337,6 +337,7 @@ pipeline "p" {
 		time.Sleep(60 * time.Millisecond)
 	}
 	waitFor(t, func() bool { _, ok := seen.Load(latest); return ok })
+	waitFor(t, func() bool { return handshakes.Load() >= 200 }) // N: enough for the count to mean something
 	close(stop)
 	wg.Wait()
 	if _, ok := seen.Load(first.SerialNumber.String()); !ok {

@@ -18,6 +18,8 @@ type Pipeline struct {
 	// Upgrades lists the protocols a request may switch to (the pipeline's upgrades attribute);
 	// nil: DefaultUpgrades. See AllowsUpgrade.
 	Upgrades []string
+	// ForwardClientCert is the pipeline's forward_client_cert ("": the server's; clientcert.go).
+	ForwardClientCert string
 
 	stages   []Stage
 	terminal Terminal

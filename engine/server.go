@@ -70,11 +70,17 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if s.DrainTimeout <= 0 {
 		s.DrainTimeout = 30 * time.Second
 	}
-	s.stopMaintain = make(chan struct{})
+	s.stopMaintain, s.poll = make(chan struct{}), certPoll
 	if err := s.setupListeners(gw); err != nil {
 		_ = s.closeListeners()
 		return nil, err
 	}
+	for _, l := range s.listeners {
+		if l.tls != nil {
+			l.tls.hookClientAuth() // clientauthtable.go
+		}
+	}
+	s.installClientAuth(gw)
 	if cfg.HeldResponseBudget > 0 {
 		s.budget = newHeldBudget(int64(cfg.HeldResponseBudget))
 	}
@@ -149,6 +155,7 @@ func (s *Server) Gateway() *Gateway { return s.gw.Load() }
 // at most DrainTimeout) and is then closed. The returned channel closes when it is.
 func (s *Server) Swap(gw *Gateway) <-chan struct{} {
 	s.installCertificates(gw)
+	s.installClientAuth(gw)
 	old := s.gw.Swap(gw)
 	s.acmeSwap(gw)
 	done := make(chan struct{})
@@ -290,6 +297,15 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if len(s.trusted) > 0 {
 		c.ClientAddr = s.trusted.clientAddr(peer, fc.Request.Header.PeekBytes(hdrXFF))
 	}
+	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
+		// 421: another connection (with the right server name) can serve it; 403: the
+		// connection's certificate is no longer accepted.
+		WriteError(&fc.Response, status)
+		fc.SetConnectionClose()
+		ReleaseCtx(c)
+		g.inflight.Add(-1)
+		return
+	}
 	if s.reqID != "" {
 		s.requestID(c, peer)
 	}
@@ -298,6 +314,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
 	if !edge {
 		p = g.Router.Route(c) // router.go: listener, host, path, method, predicates
+	}
+	if p != nil {
+		s.forwardClientCert(g, c, p) // clientcert.go: X-Forwarded-Client-Cert
 	}
 	if g.observer != nil {
 		g.observer.StartRequest(c, p)

@@ -49,6 +49,10 @@ type TLSListener struct {
 	// failedStamp is the certificate files' state when reloading them last failed: the warning
 	// is logged once per state, not at every poll.
 	failedStamp []fileStamp
+	// clientAuth is the listener's client certificate policies (clientauthtable.go); nil: none.
+	// clientAuthFailed is like failedStamp, for its files.
+	clientAuth       atomic.Pointer[clientAuthTable]
+	clientAuthFailed []fileStamp
 }
 
 // CertificateSource supplies a certificate for a client hello that the listener's certificate
@@ -206,11 +210,15 @@ func (l *TLSListener) maintain(now time.Time) {
 	if set := l.certs.Load(); set != nil && set.changed() {
 		l.reloadFiles(set)
 	}
-	if l.tickets != nil && l.tickets.update(now, l.Log) {
+	l.maintainClientAuth(now)
+	if l.tickets != nil {
+		// Under mu: Derive reads the keys, maybe from a provider's goroutine.
 		l.mu.Lock()
-		l.Config.SetSessionTicketKeys(l.tickets.current)
-		for _, c := range l.derived {
-			c.SetSessionTicketKeys(l.tickets.current)
+		if l.tickets.update(now, l.Log) {
+			l.Config.SetSessionTicketKeys(l.tickets.current)
+			for _, c := range l.derived {
+				c.SetSessionTicketKeys(l.tickets.current)
+			}
 		}
 		l.mu.Unlock()
 	}

@@ -62,7 +62,27 @@ func (c *Config) checkListeners() hcl.Diagnostics {
 				Subject: c.where.pipeAttrs[i].at("match.listeners", c.where.pipelines[i])})
 		}
 	}
+	for _, l := range spec.Listeners {
+		if l.RedirectToHTTPS || servesAny(spec, l.Name) {
+			continue
+		}
+		rg := c.where.listeners[l.Name]
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Listener without pipelines",
+			Detail:  fmt.Sprintf("Every pipeline is restricted to other listeners (match { listeners = [...] }): listener %q would answer every request 404.", l.Name),
+			Subject: rg[""].Ptr()})
+	}
 	return diags
+}
+
+// servesAny reports whether some pipeline serves requests that come through the listener.
+func servesAny(spec *engine.Spec, listener string) bool {
+	for i := range spec.Pipelines {
+		ls := spec.Pipelines[i].Match.Listeners
+		if len(ls) == 0 || slices.Contains(ls, listener) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) listenerNames() []string {

@@ -103,3 +103,25 @@ pipeline "p" {
 		t.Errorf("want an error at session_ticket_key_file (line 6), got %v", diags)
 	}
 }
+
+// TestListenerWithoutPipelines: a listener every pipeline excludes is warned about.
+func TestListenerWithoutPipelines(t *testing.T) {
+	diags := buildDiags(t, t.TempDir(), `
+listener "a" {
+  address = "127.0.0.1:8081"
+}
+listener "b" {
+  address = "127.0.0.1:8082"
+}
+upstream "u" {
+  target { address = "127.0.0.1:9000" }
+}
+pipeline "p" {
+  match { listeners = ["a"] }
+  balancer { upstream = upstream.u }
+}
+`)
+	if diags.HasErrors() || len(diags) != 1 || diags[0].Summary != "Listener without pipelines" || diags[0].Subject.Start.Line != 5 {
+		t.Errorf("want one warning on listener b (line 5), got %v", diags)
+	}
+}

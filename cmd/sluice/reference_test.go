@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 )
@@ -26,6 +27,12 @@ func TestReferenceConfigValidates(t *testing.T) {
 	}
 	dir := t.TempDir()
 	gatewaytest.WriteCert(t, filepath.Join(dir, "certs"), "gateway.pem", "gateway-key.pem")
+	ca := gatewaytest.NewClientCA(t, "clients")
+	for name, b := range map[string][]byte{"clients-ca.pem": ca.PEM, "clients.crl": ca.CRL(t, time.Now(), time.Now().Add(time.Hour))} {
+		if err := os.WriteFile(filepath.Join(dir, "certs", name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "filters"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@
 
 server {
   request_id = "X-Request-Id"
+  # Upstreams get the verified client certificate of api.localhost's clients (mutual TLS).
+  forward_client_cert = "sanitize_set"
 }
 
 admin {
@@ -27,6 +29,12 @@ listener "public" {
     certificate {
       cert_file = "certs/api.pem"
       key_file  = "certs/api-key.pem"
+      # Mutual TLS for api.localhost: clients need a certificate from the test CA
+      # (certs/client.pem). A request for api.localhost on another name's connection: 421.
+      client_auth {
+        mode    = "require"
+        ca_file = "certs/ca.pem"
+      }
     }
     certificate {
       cert_file = "certs/apps.pem" # *.apps.localhost

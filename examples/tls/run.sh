@@ -29,6 +29,12 @@ In another terminal:
   curl -s --cacert $ca https://localhost:8443/ops/status -o /dev/null -w '%{http_code}\\n' # not the ops pipeline there
   $here/make-certs.sh                                                              # renew: served within 2 s, no restart
 
+Mutual TLS on api.localhost (client_auth in its certificate block):
+
+  curl -s --cacert $ca --resolve api.localhost:8443:127.0.0.1 https://api.localhost:8443/                  # refused: no client certificate
+  curl -s --cacert $ca --cert $here/certs/client.pem --key $here/certs/client-key.pem --resolve api.localhost:8443:127.0.0.1 https://api.localhost:8443/ -o /dev/null -w '%{http_code}\\n'  # 200; the upstream gets X-Forwarded-Client-Cert
+  curl -s --cacert $ca -H 'Host: api.localhost' https://localhost:8443/ -o /dev/null -w '%{http_code}\\n'     # 421: localhost's handshake asked for no certificate
+
 TXT
 "$bin/sluice" run -c "$here/gateway.hcl" &
 pids+=($!)

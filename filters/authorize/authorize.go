@@ -1,6 +1,7 @@
 // Package authorize implements the "authorize" filter kind: ordered rules that match a request by
 // method and path prefix and require values of its verified JWT claims (engine.ClaimsKey, set by
-// an earlier "jwt" filter).
+// an earlier "jwt" filter) and of its verified client certificate (engine.ClientCertKey, set by
+// the server for mutual TLS).
 //
 // Every rule that matches the request must hold; the first one that does not answers 403 (RFC
 // 6750 insufficient_scope). A request no rule matches passes. Rules only ever restrict, so adding
@@ -38,6 +39,54 @@ type Rule struct {
 	// RequireClaims maps a claim name (dots walk into objects) to the space-separated values it
 	// must contain.
 	RequireClaims map[string]string `hcl:"require_claims,optional" json:"require_claims,omitempty"`
+	// ClientCert requires a verified client certificate, with the listed properties.
+	ClientCert *ClientCertRule `hcl:"client_cert,block" json:"client_cert,omitempty"`
+}
+
+// ClientCertRule is a rule's `client_cert { … }` block: the request's connection must have
+// presented a verified client certificate, and each listed attribute must hold (each is a list
+// of which one value must match).
+type ClientCertRule struct {
+	// Subject lists subjects in RFC 2253 form ("CN=billing,O=Example").
+	Subject []string `hcl:"subject,optional" json:"subject,omitempty"`
+	// URISANs lists URI SANs (SPIFFE IDs); one ending in "*" matches by prefix.
+	URISANs []string `hcl:"uri_sans,optional" json:"uri_sans,omitempty"`
+	// DNSSANs lists DNS SANs (compared case-insensitively).
+	DNSSANs []string `hcl:"dns_sans,optional" json:"dns_sans,omitempty"`
+	// Fingerprint lists SHA-256 fingerprints in hex (colons allowed).
+	Fingerprint []string `hcl:"fingerprint,optional" json:"fingerprint,omitempty"`
+}
+
+// Validate checks the block.
+func (r *ClientCertRule) Validate() error {
+	var errs []error
+	for _, fp := range r.Fingerprint {
+		if _, ok := normalizeFingerprint(fp); !ok {
+			errs = append(errs, engine.FieldErr("fingerprint", "invalid SHA-256 fingerprint %q: want 64 hex digits (colons allowed)", fp))
+		}
+	}
+	for name, list := range map[string][]string{"subject": r.Subject, "uri_sans": r.URISANs, "dns_sans": r.DNSSANs} {
+		for _, v := range list {
+			if v == "" || v == "*" {
+				errs = append(errs, engine.FieldErr(name, "values must not be empty (leave the attribute out to accept any)"))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// normalizeFingerprint returns a fingerprint as lower-case hex without colons.
+func normalizeFingerprint(s string) (string, bool) {
+	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
+	if len(s) != 64 {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return "", false
+		}
+	}
+	return s, true
 }
 
 // SetDefaults fills a rule's defaults.
@@ -54,8 +103,8 @@ func (r *Rule) Validate() error {
 			errs = append(errs, engine.FieldErr("methods", "invalid method %q: use upper-case tokens such as \"DELETE\"", m))
 		}
 	}
-	if len(r.RequireClaims) == 0 {
-		errs = append(errs, engine.FieldErr("require_claims", "list at least one claim the rule requires"))
+	if len(r.RequireClaims) == 0 && r.ClientCert == nil {
+		errs = append(errs, engine.FieldErr("require_claims", "list at least one claim the rule requires, or add a client_cert block"))
 	}
 	for k, v := range r.RequireClaims {
 		if k == "" {
@@ -82,8 +131,9 @@ func Register(r *engine.Registry) {
 }
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
-	if !slices.Contains(env.Earlier, "jwt") {
-		return nil, errors.New(`authorize needs a "jwt" filter earlier in the same pipeline: it checks the verified token's claims`)
+	claims := slices.ContainsFunc(cfg.Rules, func(r Rule) bool { return len(r.RequireClaims) > 0 })
+	if claims && !slices.Contains(env.Earlier, "jwt") {
+		return nil, errors.New(`authorize needs a "jwt" filter earlier in the same pipeline: its require_claims check the verified token's claims`)
 	}
 	return New(cfg, env.Pipeline), nil
 }
@@ -98,6 +148,11 @@ type requirement struct {
 	values []string
 }
 
+// certRequirement is a client_cert block, ready to match: each non-empty list must hold.
+type certRequirement struct {
+	subject, uriSANs, dnsSANs, fingerprint []string
+}
+
 type rule struct {
 	methods   [][]byte
 	anyMethod bool
@@ -105,6 +160,7 @@ type rule struct {
 	// exact is the prefix without its trailing slash, also matched in full.
 	exact   []byte
 	require []requirement
+	cert    *certRequirement // nil: the rule does not look at client certificates
 	// challenge is the WWW-Authenticate value of a refusal; err is what the logs see.
 	challenge []byte
 	err       error
@@ -160,11 +216,36 @@ func New(cfg *Config, pipeline string) *Filter {
 			ch += fmt.Sprintf(`, scope="%s"`, strings.Join(strings.Fields(sc), " "))
 		}
 		r.challenge = []byte(ch)
+		if cc := rc.ClientCert; cc != nil {
+			r.cert = &certRequirement{subject: cc.Subject, uriSANs: cc.URISANs, dnsSANs: cc.DNSSANs}
+			for _, fp := range cc.Fingerprint {
+				n, _ := normalizeFingerprint(fp)
+				r.cert.fingerprint = append(r.cert.fingerprint, n)
+			}
+			desc = append(desc, "a client certificate"+cc.describe())
+		}
 		r.err = fmt.Errorf("authorize: rule %d (%s %s) requires %s", i+1, methodsLabel(rc.Methods), rc.PathPrefix, strings.Join(desc, ", "))
 		r.denied = decisions.WithLabelValues(pipeline, strconv.Itoa(i+1))
 		f.rules = append(f.rules, r)
 	}
 	return f
+}
+
+// describe lists the block's conditions for the refusal's log line.
+func (r *ClientCertRule) describe() string {
+	var parts []string
+	for _, a := range []struct {
+		name string
+		list []string
+	}{{"subject", r.Subject}, {"uri_sans", r.URISANs}, {"dns_sans", r.DNSSANs}, {"fingerprint", r.Fingerprint}} {
+		if len(a.list) > 0 {
+			parts = append(parts, a.name+" in ["+strings.Join(a.list, " | ")+"]")
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " with " + strings.Join(parts, " and ")
 }
 
 func methodsLabel(m []string) string {
@@ -192,6 +273,15 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	for i := range f.rules {
 		r := &f.rules[i]
 		if !r.matches(method, c.Path) {
+			continue
+		}
+		if r.cert != nil {
+			if cc, ok := engine.ClientCertKey.Get(c); !ok || !r.cert.holds(cc) {
+				r.denied.Inc()
+				return c.Fail(403, r.err)
+			}
+		}
+		if len(r.require) == 0 {
 			continue
 		}
 		if !loaded {
@@ -234,6 +324,53 @@ func (r *rule) matches(method, path []byte) bool {
 		return true
 	}
 	return r.exact != nil && string(path) == string(r.exact)
+}
+
+// holds reports whether cc meets every listed condition. It does not allocate.
+func (q *certRequirement) holds(cc *engine.ClientCert) bool {
+	if len(q.subject) > 0 && !slices.Contains(q.subject, cc.Subject) {
+		return false
+	}
+	if len(q.fingerprint) > 0 && !slices.Contains(q.fingerprint, cc.Fingerprint) {
+		return false
+	}
+	if len(q.uriSANs) > 0 && !anyURI(q.uriSANs, cc.URISANs) {
+		return false
+	}
+	if len(q.dnsSANs) > 0 && !anyDNS(q.dnsSANs, cc.DNSSANs) {
+		return false
+	}
+	return true
+}
+
+// anyURI reports whether one of the certificate's URI SANs is one of the patterns, or starts
+// with a pattern ending in "*" without it.
+func anyURI(patterns, names []string) bool {
+	for _, n := range names {
+		for _, p := range patterns {
+			if prefix, ok := strings.CutSuffix(p, "*"); ok {
+				if strings.HasPrefix(n, prefix) {
+					return true
+				}
+			} else if n == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// anyDNS reports whether one of the certificate's DNS SANs is one of the names (DNS names are
+// ASCII and case-insensitive).
+func anyDNS(want, names []string) bool {
+	for _, n := range names {
+		for _, w := range want {
+			if strings.EqualFold(n, w) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *rule) holds(cl engine.Claims) bool {

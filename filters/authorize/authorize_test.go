@@ -177,3 +177,61 @@ func BenchmarkAuthorize(b *testing.B) {
 		f.OnRequest(ctx)
 	}
 }
+
+func certConfig() *Config {
+	r1 := Rule{PathPrefix: "/internal/", ClientCert: &ClientCertRule{URISANs: []string{"spiffe://ex.org/ns/prod/*", "spiffe://ex.org/ns/ops/sa/admin"}}}
+	r2 := Rule{PathPrefix: "/fp/", ClientCert: &ClientCertRule{Fingerprint: []string{strings.Repeat("AB:", 31) + "AB"}, DNSSANs: []string{"Billing.Internal"}}}
+	r3 := Rule{PathPrefix: "/any/", ClientCert: &ClientCertRule{}}
+	r4 := Rule{PathPrefix: "/subject/", ClientCert: &ClientCertRule{Subject: []string{"CN=billing,O=Ex"}}}
+	return &Config{Rules: []Rule{r1, r2, r3, r4}}
+}
+
+// TestClientCertRules: client_cert conditions (one value of each listed attribute, URI SAN
+// prefixes, normalized fingerprints, case-insensitive DNS names) and 403 without a certificate.
+func TestClientCertRules(t *testing.T) {
+	f := New(certConfig(), "api")
+	prod := &engine.ClientCert{Subject: "CN=billing,O=Ex", URISANs: []string{"spiffe://ex.org/ns/prod/sa/billing"},
+		DNSSANs: []string{"billing.internal"}, Fingerprint: strings.Repeat("ab", 32)}
+	ops := &engine.ClientCert{Subject: "CN=ops", URISANs: []string{"spiffe://ex.org/ns/ops/sa/admin"}, Fingerprint: strings.Repeat("cd", 32)}
+	dev := &engine.ClientCert{Subject: "CN=dev", URISANs: []string{"spiffe://ex.org/ns/prod-like/x"}, DNSSANs: []string{"billing.internal"}, Fingerprint: strings.Repeat("ab", 32)}
+	for _, c := range []struct {
+		path string
+		cert *engine.ClientCert
+		want engine.Verdict
+	}{
+		{"/internal/x", prod, engine.Continue},
+		{"/internal/x", ops, engine.Continue},
+		{"/internal/x", dev, engine.Respond}, // "ns/prod-like" is not under "ns/prod/"
+		{"/internal/x", nil, engine.Respond},
+		{"/fp/x", prod, engine.Continue},
+		{"/fp/x", ops, engine.Respond},
+		{"/any/x", ops, engine.Continue},
+		{"/any/x", nil, engine.Respond},
+		{"/subject/x", prod, engine.Continue},
+		{"/subject/x", ops, engine.Respond},
+		{"/public", nil, engine.Continue},
+	} {
+		ctx := enginetest.NewCtx(t, "GET", c.path)
+		if c.cert != nil {
+			engine.ClientCertKey.Set(ctx, c.cert)
+		}
+		if got := f.OnRequest(ctx); got != c.want {
+			t.Errorf("%s with %v: verdict %v, want %v (%v)", c.path, c.cert, got, c.want, ctx.Failure)
+		}
+		if c.want == engine.Respond && (ctx.Response.StatusCode() != 403 || len(ctx.Response.Header.Peek("WWW-Authenticate")) != 0) {
+			t.Errorf("%s: status %d, challenge %q; want 403 without a challenge", c.path, ctx.Response.StatusCode(), ctx.Response.Header.Peek("WWW-Authenticate"))
+		}
+	}
+	// Rules on client certificates alone need no jwt filter.
+	if _, err := build(certConfig(), &engine.BuildEnv{Pipeline: "api"}); err != nil {
+		t.Errorf("client_cert rules without jwt: %v", err)
+	}
+	if err := (&ClientCertRule{Fingerprint: []string{"abc"}}).Validate(); err == nil {
+		t.Error("a short fingerprint validated")
+	}
+	ctx := enginetest.NewCtx(t, "GET", "/internal/x")
+	engine.ClientCertKey.Set(ctx, prod)
+	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(ctx) }); allocs != 0 {
+		t.Errorf("%v allocations per request, want 0", allocs)
+	}
+}

@@ -185,6 +185,11 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 	for n := 0; ; n++ {
 		cc, err := pool.get(req.Context())
 		if err != nil {
+			if req.Body != nil {
+				// No connection took the request: its body is closed here, as a RoundTrip
+				// would have (h2Call.finish waits for that).
+				_ = req.Body.Close()
+			}
 			return nil, err
 		}
 		resp, err := cc.RoundTrip(req)
@@ -220,12 +225,16 @@ type h2Call struct {
 	timedOut atomic.Bool
 	resp     *http.Response
 	up       *fasthttp.Response // receives the trailers at the end of the body
-	// streamRead: bytes of a streamed request body were read, so the request cannot be sent
+	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
 
 	mu     sync.Mutex
 	bodies []*h2ReqBody
+	// bodyErr: the client's streamed body failed (a *clientBodyError). Its failure may also
+	// end the client's context (engine: the HTTP/2 handler's), which the Transport may report
+	// first: the exchange's error is this one then.
+	bodyErr error
 }
 
 // bodyCloseWait bounds the wait for the Transport to close a request body after the exchange
@@ -264,8 +273,13 @@ func (k *h2Call) body(r io.Reader, stream bool) *h2ReqBody {
 
 // err turns an error of the exchange into one that classify understands.
 func (k *h2Call) err(err error) error {
+	k.mu.Lock()
+	bodyErr := k.bodyErr
+	k.mu.Unlock()
 	var ce *clientBodyError
 	switch {
+	case bodyErr != nil:
+		return fmt.Errorf("%w (%w)", bodyErr, err)
 	case k.parent.Err() != nil:
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	case errors.As(err, &ce):
@@ -301,15 +315,22 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 		return 0, io.ErrClosedPipe // an abandoned attempt's: the client's request is another's now
 	default:
 	}
+	if b.stream {
+		// Marked before the read, not after: a read still waiting for the client when the
+		// attempt is abandoned would take bytes a replay then misses, or race with its reads.
+		b.call.streamRead.Store(true)
+	}
 	n, err := b.r.Read(p)
 	if n > 0 && b.stream {
-		b.call.streamRead.Store(true)
 		b.call.progress()
 	}
 	if err != nil && err != io.EOF && b.stream {
 		// The client's streamed body failed (engine: over max_body_bytes, a timeout, a
 		// client gone): the Transport resets the upstream stream and RoundTrip returns this.
 		err = &clientBodyError{err}
+		b.call.mu.Lock()
+		b.call.bodyErr = err
+		b.call.mu.Unlock()
 	}
 	return n, err
 }

@@ -104,6 +104,10 @@ type group struct {
 type targetSet struct {
 	targets []*target
 	picker  picker
+	// h2: every target is on the HTTP/2 client, whose exchange reads a streamed request body
+	// through what retry.grpc_on keeps of it (grpc.go); the HTTP/1.1 exchange reads the client's
+	// stream itself and keeps its own first read (stream.go), and the two cannot share a body.
+	h2 bool
 }
 
 // Build makes the Upstream for an upstream block. Under env.Validating it checks files and
@@ -257,7 +261,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			deadline = d
 			x.slack = grpcDeadlineSlack(u, start, d)
 		}
-		if u.on.grpc != 0 && c.Request.IsBodyStream() {
+		if u.on.grpc != 0 && c.Request.IsBodyStream() && set.h2 {
 			// Kept for a retry on grpc_on (up to maxGRPCReplay bytes).
 			x.replay = newReplaySource(c.Request.BodyStream())
 		}
@@ -420,15 +424,17 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	rtt := endTime.Sub(begin)
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
-	if err != nil && clientGone(c) {
-		// Cut short for a client that went away: it says nothing about the target.
+	fail := classify(err)
+	if err != nil && fail != failClient && clientGone(c) {
+		// Cut short for a client that went away: it says nothing about the target. (A
+		// failure of its streamed body also ends the HTTP/2 handler's ClientContext; that
+		// one is answered for what it was: 413, 408 or 400.)
 		if obs != nil {
 			obs.EndAttempt(c, tok, 0, errClientGone)
 		}
 		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
 	}
 
-	fail := classify(err)
 	if fail == failClient {
 		// The client's streamed body failed (stream.go): nothing to hold against the target,
 		// whose connection was closed mid-request.
@@ -724,7 +730,11 @@ func (u *Upstream) rebuild() {
 			ts = append(ts, newTarget(u.name, g.cfg, a, g.tls, u))
 		}
 	}
-	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts)})
+	allH2 := len(ts) > 0
+	for _, t := range ts {
+		allH2 = allH2 && t.h2 != nil
+	}
+	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts), h2: allH2})
 	for _, t := range old {
 		t.close()
 	}

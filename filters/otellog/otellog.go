@@ -176,7 +176,11 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time) []byte {
 	if c.ClientAddr.IsValid() {
 		b = c.ClientAddr.AppendTo(b)
 	}
-	b = append(b, `","upstream":`...)
+	b = append(b, '"')
+	if cc, ok := engine.ClientCertKey.Get(c); ok {
+		b = appendCertJSON(b, cc)
+	}
+	b = append(b, `,"upstream":`...)
 	b = appendJSONStringS(b, c.Target)
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(c.Attempts), 10)
@@ -259,6 +263,9 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 	} else {
 		b = append(b, `""`...)
 	}
+	if cc, ok := engine.ClientCertKey.Get(c); ok {
+		b = appendCertText(b, cc)
+	}
 	b = append(b, " upstream="...)
 	b = appendTextValueS(b, c.Target)
 	b = append(b, " attempts="...)
@@ -299,6 +306,57 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time) []byte {
 		b = appendTextValueS(b, c.Failure.Error())
 	}
 	return append(b, '\n')
+}
+
+// appendCertJSON appends the "client_cert" member: the verified client certificate's identity.
+func appendCertJSON(b []byte, cc *engine.ClientCert) []byte {
+	b = append(b, `,"client_cert":{"subject":`...)
+	b = appendJSONStringS(b, cc.Subject)
+	b = append(b, `,"fingerprint":"`...)
+	b = append(b, cc.Fingerprint...)
+	b = append(b, `","serial":"`...)
+	b = append(b, cc.Serial...)
+	b = append(b, `","not_after":"`...)
+	b = cc.NotAfter.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, '"')
+	for _, l := range [2]struct {
+		name  string
+		names []string
+	}{{`,"uri_sans":[`, cc.URISANs}, {`,"dns_sans":[`, cc.DNSSANs}} {
+		if len(l.names) == 0 {
+			continue
+		}
+		b = append(b, l.name...)
+		for i, n := range l.names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONStringS(b, n)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// appendCertText appends the client_cert.* fields (SAN lists joined with ',').
+func appendCertText(b []byte, cc *engine.ClientCert) []byte {
+	b = append(b, " client_cert.subject="...)
+	b = appendTextValueS(b, cc.Subject)
+	b = append(b, " client_cert.fingerprint="...)
+	b = append(b, cc.Fingerprint...)
+	b = append(b, " client_cert.serial="...)
+	b = append(b, cc.Serial...)
+	b = append(b, " client_cert.not_after="...)
+	b = cc.NotAfter.UTC().AppendFormat(b, time.RFC3339)
+	if len(cc.URISANs) > 0 {
+		b = append(b, " client_cert.uri_sans="...)
+		b = appendTextValueS(b, strings.Join(cc.URISANs, ","))
+	}
+	if len(cc.DNSSANs) > 0 {
+		b = append(b, " client_cert.dns_sans="...)
+		b = appendTextValueS(b, strings.Join(cc.DNSSANs, ","))
+	}
+	return b
 }
 
 // appendTextValue writes v bare when it is a simple token, else as a quoted, escaped string

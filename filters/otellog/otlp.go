@@ -89,6 +89,19 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time) {
 	if code, ok := engine.GRPCStatusOf(c); ok {
 		attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCGRPCStatusCodeKey.Int(code))
 	}
+	if cc, ok := engine.ClientCertKey.Get(c); ok {
+		// The conventions' tls.client.* names, and Sluice's own for the SANs.
+		attrs = append(attrs, attribute.String("tls.client.subject", cc.Subject),
+			attribute.String("tls.client.hash.sha256", cc.Fingerprint),
+			attribute.String("tls.client.not_after", cc.NotAfter.UTC().Format(time.RFC3339)),
+			attribute.String("sluice.tls.client.serial", cc.Serial))
+		if len(cc.URISANs) > 0 {
+			attrs = append(attrs, attribute.StringSlice("sluice.tls.client.uri_sans", cc.URISANs))
+		}
+		if len(cc.DNSSANs) > 0 {
+			attrs = append(attrs, attribute.StringSlice("sluice.tls.client.dns_sans", cc.DNSSANs))
+		}
+	}
 	if v, ok := strings.CutPrefix(c.Proto, "HTTP/"); ok {
 		if v == "2.0" {
 			v = "2" // the conventions' network.protocol.version: "1.0", "1.1", "2"

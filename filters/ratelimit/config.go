@@ -14,7 +14,9 @@ type Config struct {
 	// the Redis keys. Default "default" ("default-2", … for further unnamed rate_limit filters in
 	// the same pipeline).
 	Name string `hcl:"name,optional" json:"name,omitempty"`
-	// Key is what requests are counted by: ip | header:NAME | claim:NAME | route. Default ip.
+	// Key is what requests are counted by: ip | header:NAME | claim:NAME | route | client_cert
+	// (the verified client certificate's SHA-256 fingerprint) | client_cert:subject |
+	// client_cert:uri_san | client_cert:dns_san (its first such name). Default ip.
 	Key string `hcl:"key,optional" json:"key"`
 	// Limit requests per Period.
 	Limit  int             `hcl:"limit" json:"limit"`
@@ -110,6 +112,7 @@ const (
 	keyHeader
 	keyClaim
 	keyRoute
+	keyCert // arg: "fingerprint", "subject", "uri_san" or "dns_san"
 )
 
 type keySpec struct {
@@ -123,6 +126,10 @@ func parseKey(s string) (keySpec, error) {
 		return keySpec{kind: keyIP}, nil
 	case "route":
 		return keySpec{kind: keyRoute}, nil
+	case "client_cert":
+		return keySpec{kind: keyCert, arg: "fingerprint"}, nil
+	case "client_cert:subject", "client_cert:uri_san", "client_cert:dns_san":
+		return keySpec{kind: keyCert, arg: s[len("client_cert:"):]}, nil
 	}
 	prefix, arg, found := strings.Cut(s, ":")
 	switch {
@@ -137,7 +144,10 @@ func parseKey(s string) (keySpec, error) {
 		}
 		return keySpec{kind: keyClaim, arg: arg}, nil
 	}
-	return keySpec{}, errors.New("unknown key " + quote(s) + ": use ip, header:NAME, claim:NAME or route")
+	if found && prefix == "client_cert" {
+		return keySpec{}, errors.New("unknown key " + quote(s) + ": use client_cert (the fingerprint), client_cert:subject, client_cert:uri_san or client_cert:dns_san")
+	}
+	return keySpec{}, errors.New("unknown key " + quote(s) + ": use ip, header:NAME, claim:NAME, route or client_cert")
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

@@ -362,6 +362,12 @@ func (f *Filter) localHash(c *engine.Ctx) uint64 {
 			return f.anonHash
 		}
 		return maphash.String(f.seed, v)
+	case keyCert:
+		v, ok := f.cert(c)
+		if !ok {
+			return f.anonHash
+		}
+		return maphash.String(f.seed, v)
 	}
 	return f.routeHash
 }
@@ -373,6 +379,30 @@ func (f *Filter) claim(c *engine.Ctx) (string, bool) {
 	}
 	v, ok := cl.String(f.key.arg, ",")
 	return v, ok && v != ""
+}
+
+// cert is the request's client certificate property the key names ("", false: none).
+func (f *Filter) cert(c *engine.Ctx) (string, bool) {
+	cc, ok := engine.ClientCertKey.Get(c)
+	if !ok {
+		return "", false
+	}
+	var v string
+	switch f.key.arg {
+	case "fingerprint":
+		v = cc.Fingerprint
+	case "subject":
+		v = cc.Subject
+	case "uri_san":
+		if len(cc.URISANs) > 0 {
+			v = cc.URISANs[0]
+		}
+	case "dns_san":
+		if len(cc.DNSSANs) > 0 {
+			v = cc.DNSSANs[0]
+		}
+	}
+	return v, v != ""
 }
 
 // maxKeyPart is the longest key value used as is in a Redis key; longer ones are hashed.
@@ -398,6 +428,12 @@ func (f *Filter) redisKey(c *engine.Ctx, prefix string) string {
 			return prefix + "anonymous"
 		}
 		return prefix + "c:" + keyPart(v)
+	case keyCert:
+		v, ok := f.cert(c)
+		if !ok {
+			return prefix + "anonymous"
+		}
+		return prefix + "x509:" + keyPart(v)
 	}
 	return prefix + "route"
 }

@@ -197,7 +197,17 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	in.begin(c)
 	f.m.calls.Inc()
-	if err := in.call(in.req); err != nil {
+	// The guest sees the verified client certificate as X-Sluice-Client-Cert-* request headers
+	// (no host function reads engine Keys); they are gone again before the next stage.
+	cert, withCert := engine.ClientCertKey.Get(c)
+	if withCert {
+		engine.SetClientCertHeaders(&c.Request.Header, cert)
+	}
+	err = in.call(in.req)
+	if withCert {
+		engine.DelClientCertHeaders(&c.Request.Header)
+	}
+	if err != nil {
 		if in.bodyErr != nil {
 			return f.failBody(c, in)
 		}

@@ -1,0 +1,15 @@
+server {
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+    client_auth {
+      mode = "optional" # ERROR: Invalid value
+    }
+  }
+}
+upstream "u" {
+  target { address = "127.0.0.1:9001" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
