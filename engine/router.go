@@ -168,6 +168,9 @@ func (r *Router) MatchListener(listener string, host, path, method []byte) *Pipe
 }
 
 func (r *Router) lookup(listener string, host, path, method []byte, req *fasthttp.Request) *Pipeline {
+	if len(r.exact) == 0 && len(r.wild) == 0 {
+		return r.any.lookup(listener, path, method, req) // no pipeline lists hosts
+	}
 	host = stripPort(host)
 	if hasUpper(host) { // rare: admission canonicalises hosts to lower case
 		return r.lookupLower(listener, host, path, method, req)
