@@ -36,6 +36,7 @@ type candidate struct {
 	order     int      // declaration order
 	methods   [][]byte // empty = any method
 	listeners []string // empty = any listener
+	routed    bool     // routed_only: only requests a route block routed
 	re        *regexp.Regexp
 	preds     []predicate
 }
@@ -83,7 +84,7 @@ func NewRouter(pipelines []*Pipeline) *Router {
 }
 
 func newCandidate(p *Pipeline, order int) (*candidate, error) {
-	c := &candidate{p: p, order: order, listeners: p.Match.Listeners}
+	c := &candidate{p: p, order: order, listeners: p.Match.Listeners, routed: p.Match.RoutedOnly}
 	for _, m := range p.Match.Methods {
 		c.methods = append(c.methods, []byte(m))
 	}
@@ -125,8 +126,12 @@ func (c *candidate) before(d *candidate) int {
 }
 
 // admits reports whether the candidate takes the request; req nil admits only candidates
-// without predicates.
-func (c *candidate) admits(listener string, path, method []byte, req *fasthttp.Request) bool {
+// without predicates, and only a request a route block routed (req set, routed) admits a
+// routed_only candidate.
+func (c *candidate) admits(listener string, path, method []byte, req *fasthttp.Request, routed bool) bool {
+	if c.routed && !routed {
+		return false
+	}
 	if len(c.listeners) > 0 && !slices.Contains(c.listeners, listener) {
 		return false
 	}
@@ -151,38 +156,38 @@ func (c *candidate) admits(listener string, path, method []byte, req *fasthttp.R
 // request's headers, query and cookies), or nil. It does not allocate.
 func (r *Router) Route(c *Ctx) *Pipeline {
 	h := &c.Request.Header
-	return r.lookup(c.Listener, h.Host(), c.Path, h.Method(), c.Request)
+	return r.lookup(c.Listener, h.Host(), c.Path, h.Method(), c.Request, c.routeHops > 0)
 }
 
 // Match returns the pipeline for host (the Host header, port allowed), the normalized path and
 // the method, or nil, among the pipelines that are not restricted to listeners and have no
 // header, query or cookie predicates. It does not allocate.
 func (r *Router) Match(host, path, method []byte) *Pipeline {
-	return r.lookup("", host, path, method, nil)
+	return r.lookup("", host, path, method, nil, false)
 }
 
 // MatchListener is Match for a request that came through the named listener: pipelines whose
 // match block lists listeners serve only requests from those. It does not allocate.
 func (r *Router) MatchListener(listener string, host, path, method []byte) *Pipeline {
-	return r.lookup(listener, host, path, method, nil)
+	return r.lookup(listener, host, path, method, nil, false)
 }
 
-func (r *Router) lookup(listener string, host, path, method []byte, req *fasthttp.Request) *Pipeline {
+func (r *Router) lookup(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
 	if len(r.exact) == 0 && len(r.wild) == 0 {
-		return r.any.lookup(listener, path, method, req) // no pipeline lists hosts
+		return r.any.lookup(listener, path, method, req, routed) // no pipeline lists hosts
 	}
 	host = stripPort(host)
 	if hasUpper(host) { // rare: admission canonicalises hosts to lower case
-		return r.lookupLower(listener, host, path, method, req)
+		return r.lookupLower(listener, host, path, method, req, routed)
 	}
-	return r.lookupHost(listener, host, path, method, req)
+	return r.lookupHost(listener, host, path, method, req, routed)
 }
 
 // lookupLower is lookup for a host with upper-case letters, lower-cased on the stack.
-func (r *Router) lookupLower(listener string, host, path, method []byte, req *fasthttp.Request) *Pipeline {
+func (r *Router) lookupLower(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
 	var low [256]byte
 	if len(host) > len(low) {
-		return r.any.lookup(listener, path, method, req) // longer than any DNS name
+		return r.any.lookup(listener, path, method, req, routed) // longer than any DNS name
 	}
 	for i, b := range host {
 		if 'A' <= b && b <= 'Z' {
@@ -190,12 +195,12 @@ func (r *Router) lookupLower(listener string, host, path, method []byte, req *fa
 		}
 		low[i] = b
 	}
-	return r.lookupHost(listener, low[:len(host)], path, method, req)
+	return r.lookupHost(listener, low[:len(host)], path, method, req, routed)
 }
 
-func (r *Router) lookupHost(listener string, host, path, method []byte, req *fasthttp.Request) *Pipeline {
+func (r *Router) lookupHost(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
 	if t := r.exact[string(host)]; t != nil {
-		if p := t.lookup(listener, path, method, req); p != nil {
+		if p := t.lookup(listener, path, method, req, routed); p != nil {
 			return p
 		}
 	}
@@ -207,13 +212,13 @@ func (r *Router) lookupHost(listener string, host, path, method []byte, req *fas
 				continue
 			}
 			if t := r.wild[string(host[i:])]; t != nil {
-				if p := t.lookup(listener, path, method, req); p != nil {
+				if p := t.lookup(listener, path, method, req, routed); p != nil {
 					return p
 				}
 			}
 		}
 	}
-	return r.any.lookup(listener, path, method, req)
+	return r.any.lookup(listener, path, method, req, routed)
 }
 
 func hasUpper(b []byte) bool {
@@ -283,7 +288,7 @@ func (t *prefixTree) finish() {
 
 // lookup walks down to the longest prefix of path with candidates, then tries candidates from
 // there back up to shorter prefixes.
-func (t *prefixTree) lookup(listener string, path, method []byte, req *fasthttp.Request) *Pipeline {
+func (t *prefixTree) lookup(listener string, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
 	n := t.root
 	var best *prefixNode
 	if len(n.cands) > 0 {
@@ -305,7 +310,7 @@ func (t *prefixTree) lookup(listener string, path, method []byte, req *fasthttp.
 	}
 	for ; best != nil; best = best.up {
 		for _, c := range best.cands {
-			if c.admits(listener, path, method, req) {
+			if c.admits(listener, path, method, req, routed) {
 				return c.p
 			}
 		}

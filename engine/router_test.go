@@ -28,7 +28,7 @@ func routeReq(method, host, uri string, headers ...string) *fasthttp.Request {
 
 func routeName(r *Router, listener string, req *fasthttp.Request) string {
 	path := NormalizePath(nil, []byte(RawPathOf(req)))
-	p := r.lookup(listener, req.Header.Host(), path, req.Header.Method(), req)
+	p := r.lookup(listener, req.Header.Host(), path, req.Header.Method(), req, false)
 	if p == nil {
 		return ""
 	}

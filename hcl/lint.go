@@ -78,7 +78,7 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 // beats no host: a without hosts loses to b with some), and a admitting all of b's methods and
 // listeners.
 func shadows(a, b *engine.MatchConfig) bool {
-	if a.PathPrefix != b.PathPrefix || a.PathRegex != b.PathRegex || !samePredicates(a, b) {
+	if a.PathPrefix != b.PathPrefix || a.PathRegex != b.PathRegex || !samePredicates(a, b) || a.RoutedOnly && !b.RoutedOnly {
 		return false
 	}
 	if len(a.Hosts) == 0 != (len(b.Hosts) == 0) {
