@@ -308,6 +308,8 @@ type MatchConfig struct {
 	Headers   []ValueMatch `hcl:"header,block" json:"headers,omitempty"`
 	Query     []ValueMatch `hcl:"query,block" json:"query,omitempty"`
 	Cookies   []ValueMatch `hcl:"cookie,block" json:"cookies,omitempty"`
+	// Keys test values native filters set with a route key (routekey.go).
+	Keys []ValueMatch `hcl:"key,block" json:"keys,omitempty"`
 	// RoutedOnly makes the pipeline serve only requests another pipeline's route block routed
 	// (route.go), never a client's request directly.
 	RoutedOnly bool `hcl:"routed_only,optional" json:"routed_only,omitempty"`

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"github.com/valyala/fasthttp"
 )
 
 // ValueMatch is one request predicate of a match block: a `header "NAME" { … }`,
@@ -44,6 +42,7 @@ const (
 	inHeader = iota
 	inQuery
 	inCookie
+	inKey
 )
 
 // predicate is a compiled ValueMatch.
@@ -54,6 +53,7 @@ type predicate struct {
 	value   []byte
 	re      *regexp.Regexp
 	nameStr string // the header or cookie name, for fasthttp's string lookups
+	key     Key[string]
 }
 
 const (
@@ -66,6 +66,13 @@ const (
 
 func compilePredicate(in uint8, v ValueMatch) (predicate, error) {
 	p := predicate{in: in, name: []byte(v.Name), nameStr: v.Name}
+	if in == inKey {
+		k, ok := RouteKeyNamed(v.Name)
+		if !ok {
+			return p, fmt.Errorf("key %q: no such route key", v.Name)
+		}
+		p.key = k
+	}
 	switch {
 	case v.Exact != nil:
 		p.op, p.value = opExact, []byte(*v.Exact)
@@ -74,7 +81,7 @@ func compilePredicate(in uint8, v ValueMatch) (predicate, error) {
 	case v.Regex != nil:
 		re, err := regexp.Compile(*v.Regex)
 		if err != nil {
-			return p, fmt.Errorf("%s %q: %w", [...]string{"header", "query", "cookie"}[in], v.Name, err)
+			return p, fmt.Errorf("%s %q: %w", [...]string{"header", "query", "cookie", "key"}[in], v.Name, err)
 		}
 		p.op, p.re = opRegex, re
 	case v.Present != nil && *v.Present:
@@ -108,10 +115,12 @@ func (p *predicate) test(v []byte, found bool) bool {
 	}
 }
 
-// eval applies the predicate to the request. A header is the first field line of that name;
+// eval applies the predicate to c's request. A header is the first field line of that name;
 // a query parameter the first of that name, compared raw (still percent-encoded); a cookie the
-// first of that name in the Cookie header. None of it allocates.
-func (p *predicate) eval(req *fasthttp.Request) bool {
+// first of that name in the Cookie header; a key the value a filter set (RouteKey). None of it
+// allocates.
+func (p *predicate) eval(c *Ctx) bool {
+	req := c.Request
 	switch p.in {
 	case inHeader:
 		v := req.Header.Peek(p.nameStr)
@@ -119,9 +128,33 @@ func (p *predicate) eval(req *fasthttp.Request) bool {
 	case inCookie:
 		v := req.Header.Cookie(p.nameStr)
 		return p.test(v, v != nil)
+	case inKey:
+		v, ok := p.key.Get(c)
+		return p.testString(v, ok)
 	default:
 		v, found := queryParam(req.Header.RequestURI(), p.name)
 		return p.test(v, found)
+	}
+}
+
+// testString is test for a string value.
+func (p *predicate) testString(v string, found bool) bool {
+	switch p.op {
+	case opAbsent:
+		return !found
+	case opPresent:
+		return found
+	}
+	if !found {
+		return false
+	}
+	switch p.op {
+	case opExact: // string(bytes) in a comparison does not allocate
+		return v == string(p.value)
+	case opPrefix:
+		return len(v) >= len(p.value) && v[:len(p.value)] == string(p.value)
+	default:
+		return p.re.MatchString(v)
 	}
 }
 
@@ -165,7 +198,7 @@ func (m *MatchConfig) validatePredicates() []error {
 	for _, set := range []struct {
 		attr string
 		list []ValueMatch
-	}{{"header", m.Headers}, {"query", m.Query}, {"cookie", m.Cookies}} {
+	}{{"header", m.Headers}, {"query", m.Query}, {"cookie", m.Cookies}, {"key", m.Keys}} {
 		seen := map[string]bool{}
 		for _, v := range set.list {
 			key := v.Name
@@ -176,6 +209,8 @@ func (m *MatchConfig) validatePredicates() []error {
 				key = strings.ToLower(key)
 			} else if v.Name == "" {
 				errs = append(errs, FieldErr(set.attr, "the name must not be empty"))
+			} else if _, ok := RouteKeyNamed(v.Name); set.attr == "key" && !ok {
+				errs = append(errs, FieldErr(set.attr, "no route key named %q%s", v.Name, routeKeyHint(v.Name)))
 			}
 			if seen[key] {
 				errs = append(errs, FieldErr(set.attr, "%q is tested twice: put both tests in one regex, or use separate pipelines", v.Name))
@@ -188,4 +223,6 @@ func (m *MatchConfig) validatePredicates() []error {
 
 // Predicates counts the header, query and cookie predicates of the match block (their number
 // orders pipelines that tie on host, prefix and path regex).
-func (m *MatchConfig) Predicates() int { return len(m.Headers) + len(m.Query) + len(m.Cookies) }
+func (m *MatchConfig) Predicates() int {
+	return len(m.Headers) + len(m.Query) + len(m.Cookies) + len(m.Keys)
+}

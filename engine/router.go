@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Router picks the pipeline for a request. Precedence, first difference wins:
@@ -98,7 +96,7 @@ func newCandidate(p *Pipeline, order int) (*candidate, error) {
 	for _, set := range []struct {
 		in   uint8
 		list []ValueMatch
-	}{{inHeader, p.Match.Headers}, {inQuery, p.Match.Query}, {inCookie, p.Match.Cookies}} {
+	}{{inHeader, p.Match.Headers}, {inQuery, p.Match.Query}, {inCookie, p.Match.Cookies}, {inKey, p.Match.Keys}} {
 		for _, v := range set.list {
 			pr, err := compilePredicate(set.in, v)
 			if err != nil {
@@ -125,27 +123,27 @@ func (c *candidate) before(d *candidate) int {
 	return c.order - d.order
 }
 
-// admits reports whether the candidate takes the request; req nil admits only candidates
-// without predicates, and only a request a route block routed (req set, routed) admits a
-// routed_only candidate.
-func (c *candidate) admits(listener string, path, method []byte, req *fasthttp.Request, routed bool) bool {
-	if c.routed && !routed {
+// admits reports whether the candidate takes the request. c nil (Match, MatchListener) admits
+// only candidates without predicates and not routed_only; a routed_only candidate admits only
+// a request a route block routed.
+func (cand *candidate) admits(listener string, path, method []byte, c *Ctx) bool {
+	if cand.routed && (c == nil || c.routeHops == 0) {
 		return false
 	}
-	if len(c.listeners) > 0 && !slices.Contains(c.listeners, listener) {
+	if len(cand.listeners) > 0 && !slices.Contains(cand.listeners, listener) {
 		return false
 	}
-	if len(c.methods) > 0 && !containsBytes(c.methods, method) {
+	if len(cand.methods) > 0 && !containsBytes(cand.methods, method) {
 		return false
 	}
-	if c.re != nil && !c.re.Match(path) {
+	if cand.re != nil && !cand.re.Match(path) {
 		return false
 	}
-	if len(c.preds) > 0 && req == nil {
+	if len(cand.preds) > 0 && c == nil {
 		return false
 	}
-	for i := range c.preds {
-		if !c.preds[i].eval(req) {
+	for i := range cand.preds {
+		if !cand.preds[i].eval(c) {
 			return false
 		}
 	}
@@ -156,38 +154,38 @@ func (c *candidate) admits(listener string, path, method []byte, req *fasthttp.R
 // request's headers, query and cookies), or nil. It does not allocate.
 func (r *Router) Route(c *Ctx) *Pipeline {
 	h := &c.Request.Header
-	return r.lookup(c.Listener, h.Host(), c.Path, h.Method(), c.Request, c.routeHops > 0)
+	return r.lookup(c.Listener, h.Host(), c.Path, h.Method(), c)
 }
 
 // Match returns the pipeline for host (the Host header, port allowed), the normalized path and
 // the method, or nil, among the pipelines that are not restricted to listeners and have no
 // header, query or cookie predicates. It does not allocate.
 func (r *Router) Match(host, path, method []byte) *Pipeline {
-	return r.lookup("", host, path, method, nil, false)
+	return r.lookup("", host, path, method, nil)
 }
 
 // MatchListener is Match for a request that came through the named listener: pipelines whose
 // match block lists listeners serve only requests from those. It does not allocate.
 func (r *Router) MatchListener(listener string, host, path, method []byte) *Pipeline {
-	return r.lookup(listener, host, path, method, nil, false)
+	return r.lookup(listener, host, path, method, nil)
 }
 
-func (r *Router) lookup(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
+func (r *Router) lookup(listener string, host, path, method []byte, c *Ctx) *Pipeline {
 	if len(r.exact) == 0 && len(r.wild) == 0 {
-		return r.any.lookup(listener, path, method, req, routed) // no pipeline lists hosts
+		return r.any.lookup(listener, path, method, c) // no pipeline lists hosts
 	}
 	host = stripPort(host)
 	if hasUpper(host) { // rare: admission canonicalises hosts to lower case
-		return r.lookupLower(listener, host, path, method, req, routed)
+		return r.lookupLower(listener, host, path, method, c)
 	}
-	return r.lookupHost(listener, host, path, method, req, routed)
+	return r.lookupHost(listener, host, path, method, c)
 }
 
 // lookupLower is lookup for a host with upper-case letters, lower-cased on the stack.
-func (r *Router) lookupLower(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
+func (r *Router) lookupLower(listener string, host, path, method []byte, c *Ctx) *Pipeline {
 	var low [256]byte
 	if len(host) > len(low) {
-		return r.any.lookup(listener, path, method, req, routed) // longer than any DNS name
+		return r.any.lookup(listener, path, method, c) // longer than any DNS name
 	}
 	for i, b := range host {
 		if 'A' <= b && b <= 'Z' {
@@ -195,12 +193,12 @@ func (r *Router) lookupLower(listener string, host, path, method []byte, req *fa
 		}
 		low[i] = b
 	}
-	return r.lookupHost(listener, low[:len(host)], path, method, req, routed)
+	return r.lookupHost(listener, low[:len(host)], path, method, c)
 }
 
-func (r *Router) lookupHost(listener string, host, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
+func (r *Router) lookupHost(listener string, host, path, method []byte, c *Ctx) *Pipeline {
 	if t := r.exact[string(host)]; t != nil {
-		if p := t.lookup(listener, path, method, req, routed); p != nil {
+		if p := t.lookup(listener, path, method, c); p != nil {
 			return p
 		}
 	}
@@ -212,13 +210,13 @@ func (r *Router) lookupHost(listener string, host, path, method []byte, req *fas
 				continue
 			}
 			if t := r.wild[string(host[i:])]; t != nil {
-				if p := t.lookup(listener, path, method, req, routed); p != nil {
+				if p := t.lookup(listener, path, method, c); p != nil {
 					return p
 				}
 			}
 		}
 	}
-	return r.any.lookup(listener, path, method, req, routed)
+	return r.any.lookup(listener, path, method, c)
 }
 
 func hasUpper(b []byte) bool {
@@ -288,7 +286,7 @@ func (t *prefixTree) finish() {
 
 // lookup walks down to the longest prefix of path with candidates, then tries candidates from
 // there back up to shorter prefixes.
-func (t *prefixTree) lookup(listener string, path, method []byte, req *fasthttp.Request, routed bool) *Pipeline {
+func (t *prefixTree) lookup(listener string, path, method []byte, c *Ctx) *Pipeline {
 	n := t.root
 	var best *prefixNode
 	if len(n.cands) > 0 {
@@ -299,19 +297,19 @@ func (t *prefixTree) lookup(listener string, path, method []byte, req *fasthttp.
 		if i < 0 {
 			break
 		}
-		c := n.children[i]
-		if !bytes.HasPrefix(rest, c.label) {
+		child := n.children[i]
+		if !bytes.HasPrefix(rest, child.label) {
 			break
 		}
-		rest, n = rest[len(c.label):], c
+		rest, n = rest[len(child.label):], child
 		if len(n.cands) > 0 {
 			best = n
 		}
 	}
 	for ; best != nil; best = best.up {
-		for _, c := range best.cands {
-			if c.admits(listener, path, method, req, routed) {
-				return c.p
+		for _, cand := range best.cands {
+			if cand.admits(listener, path, method, c) {
+				return cand.p
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -27,8 +28,8 @@ func routeReq(method, host, uri string, headers ...string) *fasthttp.Request {
 }
 
 func routeName(r *Router, listener string, req *fasthttp.Request) string {
-	path := NormalizePath(nil, []byte(RawPathOf(req)))
-	p := r.lookup(listener, req.Header.Host(), path, req.Header.Method(), req, false)
+	c := &Ctx{Request: req, Listener: listener, Path: NormalizePath(nil, []byte(RawPathOf(req)))}
+	p := r.Route(c)
 	if p == nil {
 		return ""
 	}
@@ -93,6 +94,40 @@ func TestRouterPrecedence(t *testing.T) {
 	// Without a request (Match), pipelines with predicates never match.
 	if p := r.Match([]byte("a.org"), []byte("/h"), []byte("GET")); p == nil || p.Name != "any-root" {
 		t.Errorf("Match without predicates = %v, want any-root", p)
+	}
+}
+
+var testRouteKey = NewRouteKey("test.variant")
+
+// TestRouteKeyPredicate: a native filter's route key selects the pipeline, and a routed_only
+// pipeline admits only a request a route block routed.
+func TestRouteKeyPredicate(t *testing.T) {
+	r := NewRouter([]*Pipeline{
+		routePipe("entry", MatchConfig{PathPrefix: "/"}),
+		routePipe("b", MatchConfig{PathPrefix: "/", RoutedOnly: true, Keys: []ValueMatch{{Name: "test.variant", Exact: strp("b")}}}),
+		routePipe("b-prefix", MatchConfig{PathPrefix: "/", RoutedOnly: true, Keys: []ValueMatch{{Name: "test.variant", Prefix: strp("be")}}}),
+	})
+	c := &Ctx{Request: routeReq("GET", "a.org", "/x"), Path: []byte("/x")}
+	testRouteKey.Set(c, "b")
+	if p := r.Route(c); p.Name != "entry" {
+		t.Errorf("a client's request went to %q, want entry (b is routed_only)", p.Name)
+	}
+	c.routeHops = 1
+	if p := r.Route(c); p.Name != "b" {
+		t.Errorf("routed with key b: %q, want b", p.Name)
+	}
+	testRouteKey.Set(c, "beta")
+	if p := r.Route(c); p.Name != "b-prefix" {
+		t.Errorf("routed with key beta: %q, want b-prefix", p.Name)
+	}
+	if !raceEnabled {
+		if n := testing.AllocsPerRun(100, func() { r.Route(c) }); n != 0 {
+			t.Errorf("Route on a key allocates %v times", n)
+		}
+	}
+	if err := (&MatchConfig{PathPrefix: "/", Keys: []ValueMatch{{Name: "test.variantt", Exact: strp("b")}}}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), `did you mean "test.variant"`) {
+		t.Errorf("unknown key: %v, want a did-you-mean error", err)
 	}
 }
 

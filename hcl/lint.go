@@ -112,7 +112,7 @@ func samePredicates(a, b *engine.MatchConfig) bool {
 			}
 			return *p
 		}
-		for i, set := range [][]engine.ValueMatch{m.Headers, m.Query, m.Cookies} {
+		for i, set := range [][]engine.ValueMatch{m.Headers, m.Query, m.Cookies, m.Keys} {
 			for _, v := range set {
 				name := v.Name
 				if i == 0 {
