@@ -8,7 +8,7 @@ import (
 )
 
 // ValueMatch is one request predicate of a match block: a `header "NAME" { … }`,
-// `query "NAME" { … }` or `cookie "NAME" { … }` block. Exactly one of exact, prefix, regex and
+// `query "NAME" { … }`, `cookie "NAME" { … }` or `key "NAME" { … }` block. Exactly one of exact, prefix, regex and
 // present is set; present = false means the value must be absent.
 type ValueMatch struct {
 	Name    string  `hcl:"name,label" json:"name"`
@@ -219,10 +219,4 @@ func (m *MatchConfig) validatePredicates() []error {
 		}
 	}
 	return errs
-}
-
-// Predicates counts the header, query and cookie predicates of the match block (their number
-// orders pipelines that tie on host, prefix and path regex).
-func (m *MatchConfig) Predicates() int {
-	return len(m.Headers) + len(m.Query) + len(m.Cookies) + len(m.Keys)
 }
