@@ -50,9 +50,16 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 			Subject: file.Body.MissingItemRange().Ptr()})
 	}
 	diags = append(diags, c.lintACME()...)
+	routes := slices.ContainsFunc(spec.Pipelines, func(p engine.PipelineSpec) bool { return p.Route != nil })
 	for i := range spec.Pipelines {
 		p := &spec.Pipelines[i]
 		where := c.where.pipeAttrs[i]
+		if p.Match.RoutedOnly && !routes {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Unreachable pipeline",
+				Detail: fmt.Sprintf("Pipeline %q is routed_only, so it serves only requests a route block routes again, and no pipeline ends in a route block.",
+					p.Name),
+				Subject: where.at("match.routed_only", c.where.pipelines[i])})
+		}
 		for j := range i {
 			if q := &spec.Pipelines[j]; shadows(&q.Match, &p.Match) {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Unreachable pipeline",

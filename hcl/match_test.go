@@ -68,6 +68,7 @@ func TestUnreachablePipelineWarnings(t *testing.T) {
 		{"b lists a host", `path_prefix = "/x/"`, "path_prefix = \"/x/\"\nhosts = [\"a.com\"]", false},
 		{"a lists b's host", "hosts = [\"a.com\", \"b.com\"]", "hosts = [\"a.com\"]", true},
 		{"a is routed only", "routed_only = true", "", false},
+		{"b is routed only, nothing routes", "", "routed_only = true", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, diags := Load("w.hcl", []byte(up+pipe("a", tc.a)+pipe("b", tc.b)), filters.Builtin())
