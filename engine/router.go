@@ -267,6 +267,17 @@ func (t *prefixTree) insert(key []byte, c *candidate) {
 	n.cands = append(n.cands, c)
 }
 
+// child returns the child whose label starts with b, or nil. A loop, not bytes.IndexByte: nodes
+// have few children, and the call would cost more than the scan.
+func (n *prefixNode) child(b byte) *prefixNode {
+	for i, f := range n.first {
+		if f == b {
+			return n.children[i]
+		}
+	}
+	return nil
+}
+
 // finish orders each node's candidates and links every node to its nearest ancestor with
 // candidates.
 func (t *prefixTree) finish() {
@@ -293,11 +304,10 @@ func (t *prefixTree) lookup(listener string, path, method []byte, c *Ctx) *Pipel
 		best = n
 	}
 	for rest := path; len(rest) > 0; {
-		i := bytes.IndexByte(n.first, rest[0])
-		if i < 0 {
+		child := n.child(rest[0])
+		if child == nil {
 			break
 		}
-		child := n.children[i]
 		if !bytes.HasPrefix(rest, child.label) {
 			break
 		}
