@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/sluice-gateway/sluice/engine/secret"
 )
 
 // ValueMatch is one request predicate of a match block: a `header "NAME" { … }`,
@@ -35,6 +37,27 @@ func (v *ValueMatch) Validate() error {
 		}
 	}
 	return nil
+}
+
+// MarshalText writes the predicate as one line for /config and logs, such as
+// `x-canary exact "1"`, hiding the value when the name suggests a secret (an "authorization"
+// header, a "session" cookie): a match on a credential must not show it.
+func (v ValueMatch) MarshalText() ([]byte, error) {
+	test, val := "", ""
+	switch {
+	case v.Exact != nil:
+		test, val = "exact", *v.Exact
+	case v.Prefix != nil:
+		test, val = "prefix", *v.Prefix
+	case v.Regex != nil:
+		test, val = "regex", *v.Regex
+	case v.Present != nil:
+		return fmt.Appendf(nil, "%s present = %v", v.Name, *v.Present), nil
+	}
+	if secret.Name(v.Name) {
+		val = secret.Marker
+	}
+	return fmt.Appendf(nil, "%s %s %q", v.Name, test, val), nil
 }
 
 // predicate kinds: where a ValueMatch reads its value.

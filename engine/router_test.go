@@ -274,3 +274,20 @@ func BenchmarkRouter(b *testing.B) {
 		}
 	})
 }
+
+func TestValueMatchText(t *testing.T) {
+	for _, tt := range []struct {
+		v    ValueMatch
+		want string
+	}{
+		{ValueMatch{Name: "x-canary", Exact: strp("1")}, `x-canary exact "1"`},
+		{ValueMatch{Name: "Authorization", Prefix: strp("Bearer abc")}, `Authorization prefix "[redacted]"`},
+		{ValueMatch{Name: "session", Regex: strp("^s3cr3t")}, `session regex "[redacted]"`},
+		{ValueMatch{Name: "x-debug", Present: boolp(false)}, `x-debug present = false`},
+	} {
+		b, _ := tt.v.MarshalText()
+		if string(b) != tt.want {
+			t.Errorf("MarshalText = %s, want %s", b, tt.want)
+		}
+	}
+}
