@@ -69,7 +69,12 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 				break
 			}
 		}
-		if p.StripPrefix != "" && !canCarry(p.Match.PathPrefix, p.StripPrefix) {
+		if p.StripPrefix != "" && p.Route != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "strip_prefix never applies",
+				Detail: fmt.Sprintf("Pipeline %q ends in route: the pipeline it routes to forwards the request, with that pipeline's strip_prefix. Move strip_prefix there.",
+					p.Name),
+				Subject: where.at("strip_prefix", c.where.pipelines[i])})
+		} else if p.StripPrefix != "" && !canCarry(p.Match.PathPrefix, p.StripPrefix) {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "strip_prefix never applies",
 				Detail: fmt.Sprintf("Pipeline %q serves only paths that start with %q, and none of them starts with the segment %q: strip_prefix removes nothing. Make path_prefix start with it (such as path_prefix = %q).",
 					p.Name, p.Match.PathPrefix, p.StripPrefix, p.StripPrefix+"/"),

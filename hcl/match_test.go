@@ -87,3 +87,23 @@ func TestUnreachablePipelineWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteStripPrefixWarning: strip_prefix on a pipeline that ends in route is dead.
+func TestRouteStripPrefixWarning(t *testing.T) {
+	_, diags := Load("r.hcl", []byte(`
+pipeline "entry" {
+  match { path_prefix = "/api/" }
+  strip_prefix = "/api"
+  route {}
+}
+`), filters.Builtin())
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	for _, d := range diags {
+		if d.Severity == hcl.DiagWarning && d.Summary == "strip_prefix never applies" && d.Subject.Start.Line == 4 {
+			return
+		}
+	}
+	t.Errorf("no warning at strip_prefix: %v", diags)
+}
