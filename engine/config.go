@@ -302,6 +302,17 @@ type MatchConfig struct {
 	// Listeners restricts the pipeline to requests that came through the named listeners;
 	// empty: any listener.
 	Listeners []string `hcl:"listeners,optional" json:"listeners,omitempty"`
+	// PathRegex, an RE2 expression, must match the normalized path as well (router.go);
+	// Headers, Query and Cookies are predicates on the request (match.go).
+	PathRegex string       `hcl:"path_regex,optional" json:"path_regex,omitempty"`
+	Headers   []ValueMatch `hcl:"header,block" json:"headers,omitempty"`
+	Query     []ValueMatch `hcl:"query,block" json:"query,omitempty"`
+	Cookies   []ValueMatch `hcl:"cookie,block" json:"cookies,omitempty"`
+	// Keys test values native filters set with a route key (routekey.go).
+	Keys []ValueMatch `hcl:"key,block" json:"keys,omitempty"`
+	// RoutedOnly makes the pipeline serve only requests another pipeline's route block routed
+	// (route.go), never a client's request directly.
+	RoutedOnly bool `hcl:"routed_only,optional" json:"routed_only,omitempty"`
 }
 
 // Validate checks a match block.
@@ -331,6 +342,7 @@ func (m *MatchConfig) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, m.validatePredicates()...)
 	return errors.Join(errs...)
 }
 

@@ -70,6 +70,8 @@ type Ctx struct {
 	chunkBuf []byte
 	// h2 is the HTTP/2 stream the request came on (h2serve.go); nil for HTTP/1.x.
 	h2 *h2stream
+	// routeHops counts the times a `route` terminal routed the request again (route.go).
+	routeHops uint8
 	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
 	hdrScratch []byte
 	// fin follows a streamed response to its end for DeferFinish (respfinish.go).
@@ -108,6 +110,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Attempts = 0
 	c.body = bodyStream{}
 	c.bodyLimit = 0
+	c.routeHops = 0
 	clear(c.vals)
 	if c.fin.c != nil || c.fin.n != 0 {
 		c.fin = respFinish{} // a followed stream's (respfinish.go)

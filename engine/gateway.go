@@ -36,6 +36,8 @@ type PipelineSpec struct {
 	StripPrefix string
 	Filters     []FilterSpec
 	Upstream    string // the balancer's upstream
+	// Route ends the pipeline in a route block instead of a balancer (route.go).
+	Route *RouteConfig
 	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
 	Upgrades []string
 	// ForwardClientCert overrides the server's forward_client_cert for this pipeline ("": the
@@ -168,7 +170,11 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 			st.Filter = f
 			stages = append(stages, st)
 		}
+		var term Terminal
 		term, ok := g.Upstreams[ps.Upstream]
+		if ps.Route != nil {
+			term, ok = &routeTerminal{g: g, maxHops: uint8(ps.Route.MaxHops)}, true
+		}
 		if !ok {
 			if uk != nil && !hasUpstream(spec, ps.Upstream) {
 				errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: no upstream named %q", ps.Name, ps.Upstream)})

@@ -314,7 +314,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	var p *Pipeline
 	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
 	if !edge {
-		p = g.Router.MatchListener(c.Listener, fc.Request.Header.Host(), c.Path, fc.Request.Header.Method())
+		p = g.Router.Route(c) // router.go: listener, host, path, method, predicates
 	}
 	if p != nil {
 		s.forwardClientCert(g, c, p) // clientcert.go: X-Forwarded-Client-Cert

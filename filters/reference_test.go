@@ -103,6 +103,15 @@ func TestReferenceConfigComplete(t *testing.T) {
 				}
 			}
 		}
+		if key == "match" {
+			// A key block names a route key that a native filter declares (engine.NewRouteKey);
+			// no built-in filter declares one, so the reference can only name the block.
+			for n := range inCode {
+				if strings.HasPrefix(n, "key.") {
+					delete(inCode, n)
+				}
+			}
+		}
 		var missing []string
 		for n := range inCode {
 			if !shown[key][n] {

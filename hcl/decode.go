@@ -48,9 +48,23 @@ func structFields(t reflect.Type) []fieldInfo {
 			continue
 		}
 		name, kind, _ := strings.Cut(tag, ",")
+		if kind == "label" {
+			continue // a block's label, set by the enclosing block (labelIndex)
+		}
 		out = append(out, fieldInfo{name: name, index: i, optional: kind == "optional" || kind == "block", block: kind == "block"})
 	}
 	return out
+}
+
+// labelIndex returns the field of t tagged `hcl:"NAME,label"`, the label of blocks decoded into
+// t (`header "x-canary" { … }`), or -1.
+func labelIndex(t reflect.Type) int {
+	for i := 0; i < t.NumField(); i++ {
+		if _, kind, _ := strings.Cut(t.Field(i).Tag.Get("hcl"), ","); kind == "label" {
+			return i
+		}
+	}
+	return -1
 }
 
 // ranges maps dotted attribute paths ("health_check.interval") to where they were written.
@@ -68,7 +82,11 @@ func (d *decoder) decodeBody(body hcl.Body, dst reflect.Value, prefix string, bl
 	schema := &hcl.BodySchema{}
 	for _, f := range fields {
 		if f.block {
-			schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: f.name})
+			bs := hcl.BlockHeaderSchema{Type: f.name}
+			if et := t.Field(f.index).Type; et.Kind() == reflect.Slice && et.Elem().Kind() == reflect.Struct && labelIndex(et.Elem()) >= 0 {
+				bs.LabelNames = []string{"name"}
+			}
+			schema.Blocks = append(schema.Blocks, bs)
 		} else {
 			schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: f.name, Required: !f.optional})
 		}
@@ -114,6 +132,9 @@ func (d *decoder) decodeBody(body hcl.Body, dst reflect.Value, prefix string, bl
 			for i, b := range blocks {
 				nv := reflect.New(fv.Type().Elem())
 				brg := ranges{}
+				if li := labelIndex(fv.Type().Elem()); li >= 0 {
+					nv.Elem().Field(li).SetString(b.Labels[0])
+				}
 				diags = append(diags, d.decodeBody(b.Body, nv, path+".", b.DefRange, brg)...)
 				sl = reflect.Append(sl, nv.Elem())
 				// Each block's attributes also go under its index ("certificate[1].key_file"),

@@ -50,19 +50,31 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 			Subject: file.Body.MissingItemRange().Ptr()})
 	}
 	diags = append(diags, c.lintACME()...)
+	routes := slices.ContainsFunc(spec.Pipelines, func(p engine.PipelineSpec) bool { return p.Route != nil })
 	for i := range spec.Pipelines {
 		p := &spec.Pipelines[i]
 		where := c.where.pipeAttrs[i]
+		if p.Match.RoutedOnly && !routes {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Unreachable pipeline",
+				Detail: fmt.Sprintf("Pipeline %q is routed_only, so it serves only requests a route block routes again, and no pipeline ends in a route block.",
+					p.Name),
+				Subject: where.at("match.routed_only", c.where.pipelines[i])})
+		}
 		for j := range i {
 			if q := &spec.Pipelines[j]; shadows(&q.Match, &p.Match) {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Unreachable pipeline",
-					Detail: fmt.Sprintf("Pipeline %q can never serve a request: pipeline %q, declared earlier at %s, has the same path_prefix %q and admits every host and method it does, and among equal prefixes the first declared wins.",
+					Detail: fmt.Sprintf("Pipeline %q can never serve a request: pipeline %q, declared earlier at %s, has the same path_prefix %q, path_regex and header/query/cookie tests and admits every host, method and listener it does, and among such pipelines the first declared wins (README \"Routing\").",
 						p.Name, q.Name, c.where.pipelines[j], p.Match.PathPrefix),
 					Subject: where.at("match", c.where.pipelines[i])})
 				break
 			}
 		}
-		if p.StripPrefix != "" && !canCarry(p.Match.PathPrefix, p.StripPrefix) {
+		if p.StripPrefix != "" && p.Route != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "strip_prefix never applies",
+				Detail: fmt.Sprintf("Pipeline %q ends in route: the pipeline it routes to forwards the request, with that pipeline's strip_prefix. Move strip_prefix there.",
+					p.Name),
+				Subject: where.at("strip_prefix", c.where.pipelines[i])})
+		} else if p.StripPrefix != "" && !canCarry(p.Match.PathPrefix, p.StripPrefix) {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "strip_prefix never applies",
 				Detail: fmt.Sprintf("Pipeline %q serves only paths that start with %q, and none of them starts with the segment %q: strip_prefix removes nothing. Make path_prefix start with it (such as path_prefix = %q).",
 					p.Name, p.Match.PathPrefix, p.StripPrefix, p.StripPrefix+"/"),
@@ -72,10 +84,16 @@ func (c *Config) lint(file *hcl.File) hcl.Diagnostics {
 	return diags
 }
 
-// shadows reports whether every request b admits is admitted by a, when both have the same path
-// prefix (the router then tries a first if it was declared first).
+// shadows reports whether a, declared before b, wins every request b admits (router.go's
+// precedence): the same path_prefix, path_regex and header/query/cookie predicates (so the tie
+// goes to declaration order), b's hosts all listed by a (an exact host beats a wildcard, which
+// beats no host: a without hosts loses to b with some), and a admitting all of b's methods and
+// listeners.
 func shadows(a, b *engine.MatchConfig) bool {
-	if a.PathPrefix != b.PathPrefix {
+	if a.PathPrefix != b.PathPrefix || a.PathRegex != b.PathRegex || !samePredicates(a, b) || a.RoutedOnly && !b.RoutedOnly {
+		return false
+	}
+	if len(a.Hosts) == 0 != (len(b.Hosts) == 0) {
 		return false
 	}
 	covers := func(outer, inner []string, fold bool) bool {
@@ -93,6 +111,36 @@ func shadows(a, b *engine.MatchConfig) bool {
 		return true
 	}
 	return covers(a.Hosts, b.Hosts, true) && covers(a.Methods, b.Methods, false) && covers(a.Listeners, b.Listeners, false)
+}
+
+// samePredicates reports whether a and b test the same headers, query parameters and cookies
+// the same way.
+func samePredicates(a, b *engine.MatchConfig) bool {
+	keys := func(m *engine.MatchConfig) []string {
+		var out []string
+		str := func(p *string) string {
+			if p == nil {
+				return "\x00"
+			}
+			return *p
+		}
+		for i, set := range [][]engine.ValueMatch{m.Headers, m.Query, m.Cookies, m.Keys} {
+			for _, v := range set {
+				name := v.Name
+				if i == 0 {
+					name = strings.ToLower(name)
+				}
+				present := "\x00"
+				if v.Present != nil {
+					present = fmt.Sprint(*v.Present)
+				}
+				out = append(out, fmt.Sprintf("%d %q %q %q %q %s", i, name, str(v.Exact), str(v.Prefix), str(v.Regex), present))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(keys(a), keys(b))
 }
 
 // canCarry reports whether some path that starts with pathPrefix also starts with strip at a

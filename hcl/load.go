@@ -51,7 +51,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 var pipelineSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}, {Name: "forward_client_cert"}},
 	Blocks: []hcl.BlockHeaderSchema{
-		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"},
+		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"}, {Type: "route"},
 	},
 }
 
@@ -264,7 +264,7 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(fc), "", blk.DefRange, ranges{})...)
 			ps.Filters = append(ps.Filters, engine.FilterSpec{Kind: kind, Name: configName(fc), Config: fc})
 			filterRanges = append(filterRanges, blk.DefRange)
-		case "balancer":
+		case "balancer", "route": // route.go: route ends a pipeline instead of a balancer
 			balancers = append(balancers, blk)
 		}
 	}
@@ -274,13 +274,18 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 	switch len(balancers) {
 	case 0:
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing balancer block",
-			Detail:  fmt.Sprintf("Pipeline %q must end in a balancer block: balancer { upstream = upstream.NAME }.", ps.Name),
+			Detail:  fmt.Sprintf("Pipeline %q must end in a balancer block: balancer { upstream = upstream.NAME }, or in a route block that routes the request again: route {}.", ps.Name),
 			Subject: b.DefRange.Ptr()})
 	default:
 		for _, extra := range balancers[1:] {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate balancer block",
-				Detail:  fmt.Sprintf("A pipeline has exactly one balancer; the first was at %s.", balancers[0].DefRange),
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Duplicate %s block", extra.Type),
+				Detail:  fmt.Sprintf("A pipeline ends in exactly one balancer or route block; the first was at %s.", balancers[0].DefRange),
 				Subject: extra.DefRange.Ptr()})
+		}
+		if balancers[0].Type == "route" {
+			ps.Route = &engine.RouteConfig{}
+			diags = append(diags, d.decodeBody(balancers[0].Body, reflect.ValueOf(ps.Route), "", balancers[0].DefRange, ranges{})...)
+			break
 		}
 		var bc balancerConfig
 		diags = append(diags, d.decodeBody(balancers[0].Body, reflect.ValueOf(&bc), "", balancers[0].DefRange, ranges{})...)

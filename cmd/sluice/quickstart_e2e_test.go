@@ -83,6 +83,36 @@ func TestQuickstartServes(t *testing.T) {
 		t.Errorf("/api/x without a token: %d, want 401", r.StatusCode())
 	}
 
+	// Issue 30: the A/B Wasm filter's X-Variant really splits traffic: the cookie keeps a
+	// client on its variant, variant a on the first upstream and b on the second.
+	for _, v := range []struct{ cookie, upstream string }{{"a", "demo-1"}, {"b", "demo-2"}} {
+		req, resp := fasthttp.AcquireRequest(), new(fasthttp.Response)
+		req.SetRequestURI(gw.URL + "/api/x")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Variant", "b") // the filter's value wins; a client's is overwritten
+		req.Header.SetCookie("ab", v.cookie)
+		if err := client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		fasthttp.ReleaseRequest(req)
+		if resp.StatusCode() != 200 || !strings.Contains(string(resp.Body()), `"name": "`+v.upstream+`"`) {
+			t.Errorf("variant %s: %d from %s, want 200 from %s", v.cookie, resp.StatusCode(), resp.Body(), v.upstream)
+		}
+	}
+	// A new client is assigned a variant (the cookie it gets) and served by that variant.
+	r := do("/api/x", token)
+	set := string(r.Header.Peek("Set-Cookie"))
+	want := map[string]string{"ab=a;": "demo-1", "ab=b;": "demo-2"}
+	var assigned string
+	for prefix, up := range want {
+		if strings.HasPrefix(set, prefix) {
+			assigned = up
+		}
+	}
+	if assigned == "" || !strings.Contains(string(r.Body()), `"name": "`+assigned+`"`) {
+		t.Errorf("a new client got Set-Cookie %q and was served by %s", set, r.Body())
+	}
+
 	// Item 17. The limit refills one request per 20ms, so on a slow machine more than 50 may
 	// pass and r may count down slower than one per request; what may never happen is a refusal
 	// among the first 50, or fewer admissions in a row than an r promised.
@@ -129,7 +159,7 @@ func TestQuickstartServes(t *testing.T) {
 			}
 		}
 	}
-	if strings.Join(paths, " ") != "/api/x /api/x" {
-		t.Errorf("otel_log recorded paths %q, want the client's /api/x for the forwarded and the rejected request:\n%s", paths, raw)
+	if strings.Join(paths, " ") != "/api/x /api/x /api/x /api/x /api/x" {
+		t.Errorf("otel_log recorded paths %q, want the client's /api/x for the forwarded, the rejected and the three A/B requests:\n%s", paths, raw)
 	}
 }

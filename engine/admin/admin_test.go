@@ -168,13 +168,21 @@ pipeline "p" {
   }
   balancer { upstream = upstream.u }
 }
+pipeline "internal" {
+  match {
+    path_prefix = "/internal/"
+    header "Authorization" { exact = "Bearer m4tch-t0ken" }
+    header "x-canary" { exact = "1" }
+  }
+  balancer { upstream = upstream.u }
+}
 `, up))
 	base := startAdmin(t, gw, nil)
 	code, body := fetch(t, "GET", base+"/config", "")
 	if code != 200 {
 		t.Fatalf("/config: %d", code)
 	}
-	for _, s := range []string{"tr4ce-pa55", "l0gs-k3y", "up5tream-t0ken-123", "x-ap1-k3y", "cb-t0ken-9", "c00kie-val"} {
+	for _, s := range []string{"tr4ce-pa55", "l0gs-k3y", "up5tream-t0ken-123", "x-ap1-k3y", "cb-t0ken-9", "c00kie-val", "m4tch-t0ken"} {
 		if strings.Contains(body, s) {
 			t.Errorf("/config shows the secret %q:\n%s", s, body)
 		}
@@ -184,6 +192,7 @@ pipeline "p" {
 		`"https://collector.example/v1/logs?api_key=[redacted]\u0026region=eu"`,
 		`"Authorization": "[redacted]"`, `"X-Api-Key": "[redacted]"`,
 		`"https://hooks.example/cb?access_token=[redacted]"`, `"X-Gateway": "sluice"`,
+		`"Authorization exact \"[redacted]\""`, `"x-canary exact \"1\""`,
 	} {
 		if !strings.Contains(body, s) {
 			t.Errorf("/config lacks %s:\n%s", s, body)

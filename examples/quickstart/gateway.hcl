@@ -38,13 +38,25 @@ upstream "demo" {
   }
 }
 
-# /api/: authenticated, authorized, rate limited per user, A/B split by a Wasm filter, compressed
-# and cached.
+# The A/B variants: "a" is served by the first demo upstream, "b" by the second.
+upstream "demo-a" {
+  target {
+    address = "127.0.0.1:9001"
+  }
+}
+
+upstream "demo-b" {
+  target {
+    address = "127.0.0.1:9002"
+  }
+}
+
+# /api/: authenticated, authorized, rate limited per user, compressed, then split A/B: the Wasm
+# filter sets X-Variant and `route` routes the request again, to api-a or api-b by that header.
 pipeline "api" {
   match {
     path_prefix = "/api/"
   }
-  strip_prefix = "/api"
 
   filter "otel_log" {
     output          = "stdout"
@@ -93,6 +105,19 @@ pipeline "api" {
     min_size = "256B"
   }
 
+  route {} # routing runs again on the request as the filters left it
+}
+
+# The variants serve only what api routed to them (routed_only: a client's own X-Variant header
+# cannot skip api's authentication), each with a cache of its own.
+pipeline "api-a" {
+  match {
+    path_prefix = "/api/"
+    routed_only = true
+    header "x-variant" { exact = "a" }
+  }
+  strip_prefix = "/api"
+
   filter "cache" {
     max_bytes     = "16MiB"
     default_ttl   = "5s"
@@ -100,7 +125,26 @@ pipeline "api" {
   }
 
   balancer {
-    upstream = upstream.demo
+    upstream = upstream.demo-a
+  }
+}
+
+pipeline "api-b" {
+  match {
+    path_prefix = "/api/"
+    routed_only = true
+    header "x-variant" { exact = "b" }
+  }
+  strip_prefix = "/api"
+
+  filter "cache" {
+    max_bytes     = "16MiB"
+    default_ttl   = "5s"
+    status_header = true
+  }
+
+  balancer {
+    upstream = upstream.demo-b
   }
 }
 

@@ -25,6 +25,7 @@ Traces print below as trees; access log lines too. In another terminal:
   TOKEN=$token
   curl -i http://127.0.0.1:8080/api/hello                                  # 401: no token
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/hello # 200, A/B variant, X-Cache, trace id
+  curl -s -b ab=b -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/hello | grep name # variant b: demo-2
   for i in \$(seq 20); do curl -s -o /dev/null -w '%{http_code} ' -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/x; done; echo  # 429 once the burst (5) is spent, then 10/s
   curl -s --compressed -D - -o /dev/null http://127.0.0.1:8080/big?size=64KiB # Content-Encoding: zstd/br/gzip
   curl -s http://127.0.0.1:9901/upstreams                                  # target health

@@ -162,6 +162,8 @@ type sluiceVariant struct {
 	server  string // more attributes and blocks of the server block (protocols, tls)
 	// upstreamBlock, when set, is the upstream block's body instead of targets on benchupstream.
 	upstreamBlock string
+	// pipelines are more pipeline blocks, declared before the bench pipeline.
+	pipelines string
 }
 
 func (v sluiceVariant) headers() []string {
@@ -194,6 +196,7 @@ func (v sluiceVariant) hcl(port int) string {
 		fmt.Fprintf(&b, "  target {\n    address = %q\n  }\n", addr(portUpstream+i))
 	}
 	b.WriteString("}\n")
+	b.WriteString(v.pipelines)
 	b.WriteString("pipeline \"bench\" {\n  match {\n    path_prefix = \"/\"\n  }\n")
 	for _, c := range v.parts {
 		b.WriteString(strings.ReplaceAll(c.filter, "VARIANT", v.name))
@@ -202,6 +205,19 @@ func (v sluiceVariant) hcl(port int) string {
 	b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
 	return b.String()
 }
+
+// canaryPipeline ties with the bench pipeline on host and prefix and adds one header test: a
+// request with X-Canary: 1 goes to it, for the cost of routing on one header predicate.
+const canaryPipeline = `pipeline "canary" {
+  match {
+    path_prefix = "/"
+    header "x-canary" { exact = "1" }
+  }
+  balancer {
+    upstream = upstream.up
+  }
+}
+`
 
 // compressBlock is Sluice's compress filter set up like nginx's gzip for the comparison.
 func compressBlock(level int) string {

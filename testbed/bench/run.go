@@ -538,6 +538,9 @@ func (h *harness) planCases() {
 				}
 				pair("sluice +"+c.name, sluiceVariant{name: "only-" + c.name, parts: []component{c}})
 			}
+
+			pair("sluice +routing", sluiceVariant{name: "only-routing", pipelines: canaryPipeline,
+				parts: []component{{name: "routing", headers: []string{"X-Canary: 1"}}}})
 			if wat, err := buildWATGuest(h.opt.repo, h.run); err != nil {
 				h.note("%v", err)
 			} else if c := watComponent(wat); h.checkVariant(sluiceVariant{name: "check-wasm-wat", parts: []component{c}}) != nil {
