@@ -558,7 +558,7 @@ func failStatus(f failure, err error) int {
 	case failTimeout:
 		return fasthttp.StatusGatewayTimeout
 	case failConnect:
-		if errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) {
+		if errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) || errors.Is(err, errCircuitOpen) {
 			return fasthttp.StatusServiceUnavailable
 		}
 	}

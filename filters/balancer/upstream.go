@@ -74,6 +74,7 @@ type Upstream struct {
 	outlier        *OutlierDetectionConfig
 	metrics        *upstreamMetrics
 	inflight       atomic.Int64
+	circuit        *circuit
 	// streamTimeout is the server's stream_timeout (stream.go; 0: none); liveChunked is
 	// stream_responses: every response of unknown length is live.
 	streamTimeout time.Duration
@@ -125,6 +126,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		connectTimeout: cfg.Timeouts.Connect.D(),
 		requestTimeout: cfg.Timeouts.Request.D(),
 		metrics:        newUpstreamMetrics(name),
+		circuit:        newCircuit(name, cfg.CircuitBreaker),
 		stop:           make(chan struct{}),
 		resolver:       *resolver.Load(),
 	}
@@ -247,6 +249,14 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		u.serveUpgrade(c, x, u.upgradeIdle)
 		return
 	}
+	// A tunnel (above) is not counted: it lasts as long as its connection, which the server's
+	// connection limits bound.
+	if !u.circuit.enter() {
+		u.metrics.circuitRequests.Inc()
+		c.Fail(fasthttp.StatusServiceUnavailable, u.circuit.errRequests)
+		return
+	}
+	defer u.circuit.leave()
 	set := u.set.Load()
 	start := time.Now()
 	now := start.UnixNano()
@@ -275,6 +285,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		lastFail failure
 		haveResp bool
 		body     *upstreamBody
+		retrying bool // a slot of circuit_breaker.max_retries is held for the attempt
 	)
 	for attempt := 0; ; attempt++ {
 		i := set.picker.pick(set.targets, key, hasKey, x.tried[:x.ntried], u.inflight.Load(), now)
@@ -311,6 +322,10 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		if retrying {
+			u.circuit.endRetry()
+			retrying = false
+		}
 		if x.replay != nil && x.replay.lost() {
 			x.unreplayable = true // more was sent than was kept
 		}
@@ -329,11 +344,20 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		if !retry {
 			break
 		}
+		if !u.circuit.startRetry() {
+			// Too many retries in progress: this attempt's outcome is the answer.
+			u.metrics.circuitRetries.Inc()
+			break
+		}
+		retrying = true
 		if body != nil {
 			// Discard the body of the response we retry past (its connection is closed if unread).
 			_ = body.Close()
 			body = nil
 		}
+	}
+	if retrying {
+		u.circuit.endRetry() // the picker found no target for the retry
 	}
 	if !haveResp {
 		c.Fail(failStatus(lastFail, lastErr), fmt.Errorf("upstream %s: %w", u.name, lastErr))
@@ -382,7 +406,13 @@ var (
 func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
 	begin := now
 	if !t.tryAcquire() {
-		if !t.acquire(u.slotWait) {
+		if !u.circuit.waitPending() {
+			u.metrics.circuitPending.Inc()
+			return failConnect, u.circuit.errPending, 0, nil, time.Now().UnixNano()
+		}
+		ok := t.acquire(u.slotWait)
+		u.circuit.donePending()
+		if !ok {
 			t.m.requests.Inc()
 			return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
 		}
