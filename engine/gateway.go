@@ -35,7 +35,10 @@ type PipelineSpec struct {
 	Match       MatchConfig
 	StripPrefix string
 	Filters     []FilterSpec
-	Upstream    string // the balancer's upstream
+	Upstream    string // the balancer's upstream (with a split: the first's)
+	// Balancer is the balancer block when it chooses between upstreams per request (split,
+	// route_header, route_cookie: traffic.go); nil: Upstream serves every request.
+	Balancer *BalancerSpec
 	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
 	Upgrades []string
 	// ForwardClientCert overrides the server's forward_client_cert for this pipeline ("": the
@@ -168,7 +171,21 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 			st.Filter = f
 			stages = append(stages, st)
 		}
-		term, ok := g.Upstreams[ps.Upstream]
+		var term Terminal
+		up, ok := g.Upstreams[ps.Upstream]
+		if ok {
+			term = up
+		}
+		if ok && ps.Balancer.chooses() {
+			ch, err := newChooser(ps.Balancer, g.Upstreams)
+			if err != nil {
+				if uk != nil {
+					errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: %w", ps.Name, err)})
+				}
+				continue
+			}
+			term = ch
+		}
 		if !ok {
 			if uk != nil && !hasUpstream(spec, ps.Upstream) {
 				errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: no upstream named %q", ps.Name, ps.Upstream)})
