@@ -196,6 +196,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		p.Upstream = ps.Upstream
 		p.Upgrades = ps.Upgrades
 		p.ForwardClientCert = ps.ForwardClientCert
+		p.Overrides = ps.Balancer.overrides()
 		g.Pipelines = append(g.Pipelines, p)
 	}
 	if len(errs) > 0 {

@@ -17,6 +17,50 @@ type BalancerSpec struct {
 	Sticky      *StickySpec    `hcl:"sticky,block" json:"sticky,omitempty"`
 	RouteHeader []RouteOnValue `hcl:"route_header,block" json:"route_header,omitempty"`
 	RouteCookie []RouteOnValue `hcl:"route_cookie,block" json:"route_cookie,omitempty"`
+	// Timeouts and Retry override the upstream's for this pipeline's requests (Overrides).
+	Timeouts *BalancerTimeouts `hcl:"timeouts,block" json:"timeouts,omitempty"`
+	Retry    *BalancerRetry    `hcl:"retry,block" json:"retry,omitempty"`
+}
+
+// BalancerTimeouts is the balancer's `timeouts` block.
+type BalancerTimeouts struct {
+	Request Duration `hcl:"request,optional" json:"request"`
+}
+
+// BalancerRetry is the balancer's `retry` block.
+type BalancerRetry struct {
+	Attempts      *int     `hcl:"attempts,optional" json:"attempts"`
+	PerTryTimeout Duration `hcl:"per_try_timeout,optional" json:"per_try_timeout"`
+}
+
+// Overrides are what a pipeline's balancer block changes in its upstreams' settings for the
+// pipeline's requests; the zero value changes nothing.
+type Overrides struct {
+	RequestTimeout time.Duration // 0: the upstream's timeouts.request
+	PerTryTimeout  time.Duration // 0: the upstream's retry.per_try_timeout
+	RetryAttempts  int           // with SetAttempts: replaces the upstream's retry.attempts
+	SetAttempts    bool
+}
+
+// maxOverrideAttempts is the upstreams' own limit of retry.attempts.
+const maxOverrideAttempts = 5
+
+// overrides returns the Overrides of b (nil: none).
+func (b *BalancerSpec) overrides() Overrides {
+	var o Overrides
+	if b == nil {
+		return o
+	}
+	if t := b.Timeouts; t != nil {
+		o.RequestTimeout = t.Request.D()
+	}
+	if r := b.Retry; r != nil {
+		o.PerTryTimeout = r.PerTryTimeout.D()
+		if r.Attempts != nil {
+			o.RetryAttempts, o.SetAttempts = *r.Attempts, true
+		}
+	}
+	return o
 }
 
 // SplitSpec is one `split` block: an upstream and its share of the requests.
@@ -90,6 +134,17 @@ func (b *BalancerSpec) Validate() error {
 		}
 		if s.MaxAge <= 0 {
 			add("sticky.max_age", "must be positive")
+		}
+	}
+	if t := b.Timeouts; t != nil && t.Request < 0 {
+		add("timeouts.request", "must be positive")
+	}
+	if r := b.Retry; r != nil {
+		if r.Attempts != nil && (*r.Attempts < 0 || *r.Attempts > maxOverrideAttempts) {
+			add("retry.attempts", "must be between 0 and %d", maxOverrideAttempts)
+		}
+		if r.PerTryTimeout < 0 {
+			add("retry.per_try_timeout", "must not be negative")
 		}
 	}
 	for i, r := range b.RouteHeader {

@@ -139,6 +139,9 @@ func TestBalancerSpecValidate(t *testing.T) {
 		{BalancerSpec{Split: []SplitSpec{{Upstream: "a", Weight: 1}}, Sticky: &StickySpec{Cookie: "c", Header: "h", MaxAge: 1}}, "sticky"},
 		{BalancerSpec{Split: []SplitSpec{{Upstream: "a", Weight: 1}}, Sticky: &StickySpec{Cookie: "a b", MaxAge: 1}}, "sticky.cookie"},
 		{BalancerSpec{Upstream: "a", RouteHeader: []RouteOnValue{{Name: "x:y", Upstream: "b"}}}, "route_header[0].name"},
+		{BalancerSpec{Upstream: "a", Timeouts: &BalancerTimeouts{Request: -1}}, "timeouts.request"},
+		{BalancerSpec{Upstream: "a", Retry: &BalancerRetry{Attempts: new(6)}}, "retry.attempts"},
+		{BalancerSpec{Upstream: "a", Retry: &BalancerRetry{PerTryTimeout: -1}}, "retry.per_try_timeout"},
 	} {
 		errs := FieldErrors(tc.b.Validate())
 		if len(errs) != 1 {

@@ -127,6 +127,7 @@ type exchange struct {
 	origURI  []byte // the client's request-target, when the upstream gets another one
 	traceHdr uint32 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
 	tried    [maxRetryAttempts + 1]int
+	attempts int // the retries this request may make: the upstream's, or the pipeline's override
 	ntried   int
 	protocol []byte // the Upgrade header of a protocol switch (the protocols the pipeline allows)
 	settings []byte // the HTTP2-Settings header of an allowed h2c switch

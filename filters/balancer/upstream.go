@@ -261,7 +261,30 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	start := time.Now()
 	now := start.UnixNano()
 	u.budget.onRequest(now)
-	deadline := start.Add(u.requestTimeout)
+	// The pipeline's balancer block may override the timeouts and the retries (engine.Overrides).
+	reqTimeout, perTry := u.requestTimeout, u.perTryTimeout
+	x.attempts = u.attempts
+	if p := c.Pipeline; p != nil {
+		if o := &p.Overrides; o.RequestTimeout > 0 {
+			reqTimeout = o.RequestTimeout
+		}
+		if o := &p.Overrides; o.PerTryTimeout > 0 {
+			perTry = o.PerTryTimeout
+		}
+		if o := &p.Overrides; o.SetAttempts {
+			x.attempts = min(max(o.RetryAttempts, 0), maxRetryAttempts)
+		}
+		if reqTimeout != u.requestTimeout || perTry != u.perTryTimeout {
+			// The upstream's slack is a fraction of its own timeouts: a shorter one here must
+			// not fire that late.
+			shortest := reqTimeout
+			if perTry > 0 {
+				shortest = min(shortest, perTry)
+			}
+			x.slack = min(u.deadlineSlack, shortest/deadlineSlackDivisor)
+		}
+	}
+	deadline := start.Add(reqTimeout)
 	// A gRPC call's grpc-timeout bounds it too (grpc.go), and goes upstream reduced.
 	grpcCall := engine.IsGRPC(&c.Request.Header)
 	var grpcTimed bool
@@ -304,8 +327,8 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			u.metrics.retries.Inc()
 		}
 		tryDeadline := deadline
-		if u.perTryTimeout > 0 {
-			if d := time.Unix(0, now).Add(u.perTryTimeout); d.Before(tryDeadline) {
+		if perTry > 0 {
+			if d := time.Unix(0, now).Add(perTry); d.Before(tryDeadline) {
 				tryDeadline = d
 			}
 		}
@@ -337,7 +360,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		// read (stream.go), or any of it to an HTTP/2 target beyond what retry.grpc_on's
 		// replay kept (h2transport.go, grpc.go), ends the attempts, whatever the retry block says.
 		gone := errors.Is(err, errClientGone)
-		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, x.attempts, deadline, now)
 		if !retry && !gone && x.replayable() && grpcCall && fail == failNone {
 			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
 		}
@@ -508,8 +531,8 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 }
 
 // shouldRetry decides whether a failed attempt is tried again on another target.
-func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attempt int, deadline time.Time, now int64) bool {
-	if attempt >= u.attempts || now >= deadline.UnixNano() {
+func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attempt, attempts int, deadline time.Time, now int64) bool {
+	if attempt >= attempts || now >= deadline.UnixNano() {
 		return false
 	}
 	switch fail {
