@@ -177,7 +177,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 			term = up
 		}
 		if ok && ps.Balancer.chooses() {
-			ch, err := newChooser(ps.Balancer, g.Upstreams)
+			ch, err := newChooser(ps.Name, ps.Balancer, g.Upstreams)
 			if err != nil {
 				if uk != nil {
 					errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: %w", ps.Name, err)})
@@ -185,6 +185,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 				continue
 			}
 			term = ch
+			g.closers = append(g.closers, ch)
 		}
 		if !ok {
 			if uk != nil && !hasUpstream(spec, ps.Upstream) {

@@ -20,6 +20,8 @@ type BalancerSpec struct {
 	// Timeouts and Retry override the upstream's for this pipeline's requests (Overrides).
 	Timeouts *BalancerTimeouts `hcl:"timeouts,block" json:"timeouts,omitempty"`
 	Retry    *BalancerRetry    `hcl:"retry,block" json:"retry,omitempty"`
+	// Mirror sends a sampled copy of the requests to another upstream (mirror.go).
+	Mirror *MirrorSpec `hcl:"mirror,block" json:"mirror,omitempty"`
 }
 
 // BalancerTimeouts is the balancer's `timeouts` block.
@@ -136,6 +138,9 @@ func (b *BalancerSpec) Validate() error {
 			add("sticky.max_age", "must be positive")
 		}
 	}
+	if b.Mirror != nil {
+		errs = append(errs, b.Mirror.validate()...)
+	}
 	if t := b.Timeouts; t != nil && t.Request < 0 {
 		add("timeouts.request", "must be positive")
 	}
@@ -162,7 +167,7 @@ func (b *BalancerSpec) Validate() error {
 
 // chooses reports whether the block does more than name one upstream.
 func (b *BalancerSpec) chooses() bool {
-	return b != nil && (len(b.Split) > 0 || len(b.RouteHeader) > 0 || len(b.RouteCookie) > 0)
+	return b != nil && (len(b.Split) > 0 || len(b.RouteHeader) > 0 || len(b.RouteCookie) > 0 || b.Mirror != nil)
 }
 
 // validToken reports whether s is a non-empty RFC 9110 token (header and cookie names).
@@ -189,6 +194,7 @@ type chooser struct {
 	stickyCookie     string
 	stickyHeader     string
 	def              Terminal // the balancer's upstream when there is no split
+	mirror           *mirror  // nil: no mirror block
 }
 
 type valueRoute struct {
@@ -204,7 +210,7 @@ type splitArm struct {
 }
 
 // newChooser builds the chooser of b over the built upstreams.
-func newChooser(b *BalancerSpec, ups map[string]Upstream) (*chooser, error) {
+func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*chooser, error) {
 	get := func(what string, name UpstreamRef) (Terminal, error) {
 		u, ok := ups[string(name)]
 		if !ok {
@@ -249,11 +255,30 @@ func newChooser(b *BalancerSpec, ups map[string]Upstream) (*chooser, error) {
 		ch.total += arm.weight
 		ch.split = append(ch.split, arm)
 	}
+	if m := b.Mirror; m != nil {
+		to, err := get("mirror", m.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		ch.mirror = newMirror(pipeline, m, to)
+	}
 	return ch, nil
+}
+
+// Close stops the mirror's workers.
+func (ch *chooser) Close() error {
+	if ch.mirror != nil {
+		ch.mirror.close()
+	}
+	return nil
 }
 
 // Serve sends the request to the upstream the routes or the split choose.
 func (ch *chooser) Serve(c *Ctx) {
+	if ch.mirror != nil {
+		// Copied before the upstream's Serve, which changes the request in place.
+		ch.mirror.offer(c)
+	}
 	if to := ch.route(c); to != nil {
 		to.Serve(c)
 		return

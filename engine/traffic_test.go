@@ -39,7 +39,7 @@ func canary(t testing.TB, sticky *StickySpec) (*chooser, *countingUpstream, *cou
 	if err := b.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := newChooser(b, map[string]Upstream{"v1": v1, "v2": v2, "beta": beta})
+	ch, err := newChooser("test", b, map[string]Upstream{"v1": v1, "v2": v2, "beta": beta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,5 +151,22 @@ func TestBalancerSpecValidate(t *testing.T) {
 		if fe, ok := AsFieldError(errs[0]); !ok || fe.Field != tc.want {
 			t.Errorf("%+v: %v, want an error on %s", tc.b, errs[0], tc.want)
 		}
+	}
+}
+
+// TestMirrorOfferAllocs: taking the copy of a request for the mirror allocates nothing once the
+// job's buffers have grown (the mirror's own exchange runs on its worker).
+func TestMirrorOfferAllocs(t *testing.T) {
+	m := newMirror("test", &MirrorSpec{Upstream: "m", Percent: 100, MaxBodyBytes: 1024, MaxConcurrent: 1}, &countingUpstream{})
+	defer m.close()
+	c, done := trafficCtx(t, "Content-Type", "text/plain")
+	defer done()
+	c.Request.SetBodyString("hello")
+	for range 3 {
+		m.offer(c) // warm the job's buffers
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := testing.AllocsPerRun(100, func() { m.offer(c) }); n != 0 {
+		t.Errorf("%v allocations per offer, want 0", n)
 	}
 }

@@ -284,7 +284,7 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 		if len(bc.Split) > 0 {
 			ps.Upstream = string(bc.Split[0].Upstream)
 		}
-		if len(bc.Split) > 0 || len(bc.RouteHeader) > 0 || len(bc.RouteCookie) > 0 || bc.Timeouts != nil || bc.Retry != nil {
+		if len(bc.Split) > 0 || len(bc.RouteHeader) > 0 || len(bc.RouteCookie) > 0 || bc.Timeouts != nil || bc.Retry != nil || bc.Mirror != nil {
 			ps.Balancer = &bc
 		}
 	}
