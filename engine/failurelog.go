@@ -46,6 +46,9 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 	if c.Pipeline != nil {
 		pipeline, upstream = c.Pipeline.Name, c.Pipeline.Upstream
 	}
+	if c.upstream != "" {
+		upstream = c.upstream // the split's or a route's choice
+	}
 	now := time.Now
 	if f.clock != nil {
 		now = f.clock

@@ -200,6 +200,7 @@ type chooser struct {
 type valueRoute struct {
 	name, value string
 	to          Terminal
+	upstream    string
 }
 
 type splitArm struct {
@@ -230,14 +231,14 @@ func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*cho
 		if err != nil {
 			return nil, err
 		}
-		ch.headers = append(ch.headers, valueRoute{r.Name, r.Value, to})
+		ch.headers = append(ch.headers, valueRoute{r.Name, r.Value, to, string(r.Upstream)})
 	}
 	for _, r := range b.RouteCookie {
 		to, err := get("route_cookie", r.Upstream)
 		if err != nil {
 			return nil, err
 		}
-		ch.cookies = append(ch.cookies, valueRoute{r.Name, r.Value, to})
+		ch.cookies = append(ch.cookies, valueRoute{r.Name, r.Value, to, string(r.Upstream)})
 	}
 	if s := b.Sticky; s != nil {
 		ch.stickyCookie, ch.stickyHeader = s.Cookie, s.Header
@@ -279,8 +280,9 @@ func (ch *chooser) Serve(c *Ctx) {
 		// Copied before the upstream's Serve, which changes the request in place.
 		ch.mirror.offer(c)
 	}
-	if to := ch.route(c); to != nil {
-		to.Serve(c)
+	if r := ch.route(c); r != nil {
+		c.upstream = r.upstream
+		r.to.Serve(c)
 		return
 	}
 	if len(ch.split) == 0 {
@@ -288,6 +290,7 @@ func (ch *chooser) Serve(c *Ctx) {
 		return
 	}
 	arm, fresh := ch.pick(c)
+	c.upstream = arm.name
 	arm.to.Serve(c)
 	if fresh && arm.setCookie != "" {
 		// The client had no (valid) sticky cookie: this one keeps it on the arm it was given.
@@ -295,18 +298,18 @@ func (ch *chooser) Serve(c *Ctx) {
 	}
 }
 
-// route returns the upstream of the first route the request matches, or nil.
-func (ch *chooser) route(c *Ctx) Terminal {
+// route returns the first route the request matches, or nil.
+func (ch *chooser) route(c *Ctx) *valueRoute {
 	for i := range ch.headers {
 		r := &ch.headers[i]
 		if v := c.Request.Header.Peek(r.name); v != nil && (r.value == "" || string(v) == r.value) {
-			return r.to
+			return r
 		}
 	}
 	for i := range ch.cookies {
 		r := &ch.cookies[i]
 		if v := c.Request.Header.Cookie(r.name); v != nil && (r.value == "" || string(v) == r.value) {
-			return r.to
+			return r
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/sluice-gateway/sluice/engine"
@@ -129,4 +130,38 @@ func loadHCL(t *testing.T, src string) (*sluicehcl.Config, hcl.Diagnostics) {
 		gw.Close()
 	}
 	return cfg, append(diags, bd...)
+}
+
+// TestSplitFailureLogNamesChosenUpstream: a 5xx of the upstream a split chose is logged under
+// that upstream's name, not the pipeline's first.
+func TestSplitFailureLogNamesChosenUpstream(t *testing.T) {
+	ok := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "v1" {
+  target {
+    address = %q
+  }
+}
+upstream "broken" {
+  target {
+    address = "127.0.0.1:1"
+  }
+}
+pipeline "app" {
+  balancer {
+    split {
+      upstream = upstream.v1
+      weight   = 0
+    }
+    split {
+      upstream = upstream.broken
+      weight   = 1
+    }
+  }
+}
+`, ok))
+	if code, _, err := get(t, gatewaytest.Client(), gw.URL+"/x"); err != nil || code != 502 {
+		t.Fatalf("%d %v, want 502 from the broken upstream", code, err)
+	}
+	waitFor(t, 5*time.Second, "the failure log line", func() bool { return strings.Contains(gw.Logs(), "upstream=broken") })
 }
