@@ -298,6 +298,18 @@ func (ch *chooser) Serve(c *Ctx) {
 	}
 }
 
+// UpstreamName is the name of the upstream serving the request: the one a split or a route of the
+// pipeline's balancer chose, else the pipeline's upstream ("" outside a pipeline).
+func (c *Ctx) UpstreamName() string {
+	if c.upstream != "" {
+		return c.upstream
+	}
+	if c.Pipeline != nil {
+		return c.Pipeline.Upstream
+	}
+	return ""
+}
+
 // route returns the first route the request matches, or nil.
 func (ch *chooser) route(c *Ctx) *valueRoute {
 	for i := range ch.headers {
