@@ -162,6 +162,9 @@ type sluiceVariant struct {
 	server  string // more attributes and blocks of the server block (protocols, tls)
 	// upstreamBlock, when set, is the upstream block's body instead of targets on benchupstream.
 	upstreamBlock string
+	// balancer, when set, is the pipeline's balancer block's body instead of
+	// `upstream = upstream.up`; "up2" is a second upstream on the same targets, for it to use.
+	balancer string
 }
 
 func (v sluiceVariant) headers() []string {
@@ -194,12 +197,19 @@ func (v sluiceVariant) hcl(port int) string {
 		fmt.Fprintf(&b, "  target {\n    address = %q\n  }\n", addr(portUpstream+i))
 	}
 	b.WriteString("}\n")
+	if v.balancer != "" {
+		fmt.Fprintf(&b, "upstream \"up2\" {\n  target {\n    address = %q\n  }\n}\n", addr(portUpstream))
+	}
 	b.WriteString("pipeline \"bench\" {\n  match {\n    path_prefix = \"/\"\n  }\n")
 	for _, c := range v.parts {
 		b.WriteString(strings.ReplaceAll(c.filter, "VARIANT", v.name))
 	}
 	b.WriteString(v.extra)
-	b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
+	if v.balancer != "" {
+		fmt.Fprintf(&b, "  balancer {\n%s  }\n}\n", v.balancer)
+	} else {
+		b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
+	}
 	return b.String()
 }
 
