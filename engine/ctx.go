@@ -51,6 +51,9 @@ type Ctx struct {
 	UpstreamTime time.Duration
 	// Attempts counts upstream attempts, retries included.
 	Attempts int
+	// upstream is the upstream a balancer that chooses per request sent the request to
+	// (traffic.go); "": the pipeline's one.
+	upstream string
 
 	// TerminalState is the terminal's own per-request scratch state (the balancer's buffers),
 	// which stays with the Ctx from one request to the next: ReleaseCtx keeps it, so that a
@@ -108,6 +111,7 @@ func ReleaseCtx(c *Ctx) {
 	c.Target = ""
 	c.UpstreamTime = 0
 	c.Attempts = 0
+	c.upstream = ""
 	c.body = bodyStream{}
 	c.bodyLimit = 0
 	c.routeHops = 0

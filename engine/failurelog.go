@@ -42,9 +42,9 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 		return // logged with its stack by Server.serve
 	}
 	pipeline := ""
-	upstream := ""
+	upstream := c.UpstreamName()
 	if c.Pipeline != nil {
-		pipeline, upstream = c.Pipeline.Name, c.Pipeline.Upstream
+		pipeline = c.Pipeline.Name
 	}
 	now := time.Now
 	if f.clock != nil {

@@ -35,7 +35,10 @@ type PipelineSpec struct {
 	Match       MatchConfig
 	StripPrefix string
 	Filters     []FilterSpec
-	Upstream    string // the balancer's upstream
+	Upstream    string // the balancer's upstream (with a split: the first's)
+	// Balancer is the balancer block when it chooses between upstreams per request (split,
+	// route_header, route_cookie: traffic.go); nil: Upstream serves every request.
+	Balancer *BalancerSpec
 	// Route ends the pipeline in a route block instead of a balancer (route.go).
 	Route *RouteConfig
 	// Upgrades lists the protocols a request may switch to (Upgrade); nil: DefaultUpgrades.
@@ -171,9 +174,22 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 			stages = append(stages, st)
 		}
 		var term Terminal
-		term, ok := g.Upstreams[ps.Upstream]
+		up, ok := g.Upstreams[ps.Upstream]
+		if ok {
+			term = up
+		}
 		if ps.Route != nil {
 			term, ok = &routeTerminal{g: g, maxHops: uint8(ps.Route.MaxHops)}, true
+		} else if ok && ps.Balancer.chooses() {
+			ch, err := newChooser(ps.Name, ps.Balancer, g.Upstreams)
+			if err != nil {
+				if uk != nil {
+					errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: %w", ps.Name, err)})
+				}
+				continue
+			}
+			term = ch
+			g.closers = append(g.closers, ch)
 		}
 		if !ok {
 			if uk != nil && !hasUpstream(spec, ps.Upstream) {
@@ -185,6 +201,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		p.Upstream = ps.Upstream
 		p.Upgrades = ps.Upgrades
 		p.ForwardClientCert = ps.ForwardClientCert
+		p.Overrides = ps.Balancer.overrides()
 		g.Pipelines = append(g.Pipelines, p)
 	}
 	if len(errs) > 0 {

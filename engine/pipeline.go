@@ -20,6 +20,8 @@ type Pipeline struct {
 	Upgrades []string
 	// ForwardClientCert is the pipeline's forward_client_cert ("": the server's; clientcert.go).
 	ForwardClientCert string
+	// Overrides are the balancer block's timeouts and retry settings (traffic.go).
+	Overrides Overrides
 
 	stages   []Stage
 	terminal Terminal

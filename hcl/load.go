@@ -55,10 +55,6 @@ var pipelineSchema = &hcl.BodySchema{
 	},
 }
 
-type balancerConfig struct {
-	Upstream engine.UpstreamRef `hcl:"upstream"`
-}
-
 // LoadFile reads and decodes the configuration in path.
 func LoadFile(path string, reg *engine.Registry) (*Config, hcl.Diagnostics) {
 	src, err := os.ReadFile(path)
@@ -287,9 +283,15 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 			diags = append(diags, d.decodeBody(balancers[0].Body, reflect.ValueOf(ps.Route), "", balancers[0].DefRange, ranges{})...)
 			break
 		}
-		var bc balancerConfig
+		var bc engine.BalancerSpec
 		diags = append(diags, d.decodeBody(balancers[0].Body, reflect.ValueOf(&bc), "", balancers[0].DefRange, ranges{})...)
 		ps.Upstream = string(bc.Upstream)
+		if len(bc.Split) > 0 {
+			ps.Upstream = string(bc.Split[0].Upstream)
+		}
+		if len(bc.Split) > 0 || len(bc.RouteHeader) > 0 || len(bc.RouteCookie) > 0 || bc.Timeouts != nil || bc.Retry != nil || bc.Mirror != nil {
+			ps.Balancer = &bc
+		}
 	}
 	return ps, filterRanges, diags
 }

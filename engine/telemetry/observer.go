@@ -423,7 +423,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 			semconv.URLFull(scheme + "://" + target + string(rawPath(req))),
 		}
 		if c.Pipeline != nil {
-			a = append(a, attrUpstream.String(c.Pipeline.Upstream))
+			a = append(a, attrUpstream.String(c.UpstreamName()))
 		}
 		if !known {
 			a = append(a, semconv.HTTPRequestMethodOriginal(string(req.Header.Method())))

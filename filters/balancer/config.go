@@ -30,6 +30,8 @@ type Config struct {
 	Protocol string `hcl:"protocol,optional" json:"protocol"`
 	// TLS turns TLS on for every target, with these settings where a target has none of its own.
 	TLS *UpstreamTLSConfig `hcl:"tls,block" json:"tls,omitempty"`
+	// CircuitBreaker caps what is in progress at the upstream at once (circuit.go).
+	CircuitBreaker *CircuitBreakerConfig `hcl:"circuit_breaker,block" json:"circuit_breaker,omitempty"`
 }
 
 // TargetConfig is one `target { … }` block.
@@ -329,6 +331,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.CircuitBreaker == nil {
+		c.CircuitBreaker = &CircuitBreakerConfig{}
+	}
+	c.CircuitBreaker.fill()
+	errs = append(errs, c.CircuitBreaker.validate()...)
 	if c.Timeouts == nil {
 		c.Timeouts = &TimeoutsConfig{}
 	}

@@ -9,3 +9,8 @@ func SetResolver(r Resolver) (restore func()) {
 
 // ErrClientGone is errClientGone, for the tests.
 var ErrClientGone = errClientGone
+
+// CircuitOpen is the value of sluice_upstream_circuit_open_total{upstream,limit}.
+func CircuitOpen(upstream, limit string) float64 {
+	return value(mCircuitOpen.WithLabelValues(upstream, limit))
+}

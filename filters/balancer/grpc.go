@@ -180,7 +180,7 @@ func trailersOnlyStatus(resp *fasthttp.Response, body *upstreamBody) int {
 // whatever the method (the operator listed it), but only while the request body can be sent
 // again: held, or streamed and kept by x.replay.
 func (u *Upstream) shouldRetryGRPC(c *engine.Ctx, x *exchange, body *upstreamBody, attempt int, deadline time.Time, now int64) bool {
-	if u.on.grpc == 0 || attempt >= u.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && x.replay == nil) {
+	if u.on.grpc == 0 || attempt >= x.attempts || now >= deadline.UnixNano() || (c.Request.IsBodyStream() && x.replay == nil) {
 		return false
 	}
 	code := trailersOnlyStatus(c.Response, body)

@@ -34,6 +34,10 @@ var (
 		Name: "sluice_upstream_no_healthy_target_total",
 		Help: "Requests answered 503 because no target was available, by upstream.",
 	}, []string{"upstream"})
+	mCircuitOpen = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_upstream_circuit_open_total",
+		Help: "Requests refused (503) or retries not made because a circuit_breaker limit was reached, by upstream and limit (max_requests, max_pending, max_retries).",
+	}, []string{"upstream", "limit"})
 )
 
 // upstreamMetrics holds an upstream's collectors with their label values resolved, so recording
@@ -43,6 +47,8 @@ type upstreamMetrics struct {
 	retries         prometheus.Counter
 	budgetExhausted prometheus.Counter
 	noTarget        prometheus.Counter
+	// Refusals of the circuit breaker, by limit.
+	circuitRequests, circuitPending, circuitRetries prometheus.Counter
 }
 
 type targetMetrics struct {
@@ -58,6 +64,9 @@ func newUpstreamMetrics(name string) *upstreamMetrics {
 		retries:         mRetries.WithLabelValues(name),
 		budgetExhausted: mBudgetExhausted.WithLabelValues(name),
 		noTarget:        mNoTarget.WithLabelValues(name),
+		circuitRequests: mCircuitOpen.WithLabelValues(name, "max_requests"),
+		circuitPending:  mCircuitOpen.WithLabelValues(name, "max_pending"),
+		circuitRetries:  mCircuitOpen.WithLabelValues(name, "max_retries"),
 	}
 }
 

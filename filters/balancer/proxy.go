@@ -129,6 +129,7 @@ type exchange struct {
 	hostSet  bool
 	traceHdr uint32 // scanHop's hasTraceparent and hasTracestate bits: the client's, still in the request
 	tried    [maxRetryAttempts + 1]int
+	attempts int // the retries this request may make: the upstream's, or the pipeline's override
 	ntried   int
 	protocol []byte // the Upgrade header of a protocol switch (the protocols the pipeline allows)
 	settings []byte // the HTTP2-Settings header of an allowed h2c switch
@@ -586,7 +587,7 @@ func failStatus(f failure, err error) int {
 	case failTimeout:
 		return fasthttp.StatusGatewayTimeout
 	case failConnect:
-		if errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) {
+		if errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, errNoFreeConns) || errors.Is(err, errCircuitOpen) {
 			return fasthttp.StatusServiceUnavailable
 		}
 	}

@@ -74,6 +74,7 @@ type Upstream struct {
 	outlier        *OutlierDetectionConfig
 	metrics        *upstreamMetrics
 	inflight       atomic.Int64
+	circuit        *circuit
 	// streamTimeout is the server's stream_timeout (stream.go; 0: none); liveChunked is
 	// stream_responses: every response of unknown length is live.
 	streamTimeout time.Duration
@@ -125,6 +126,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		connectTimeout: cfg.Timeouts.Connect.D(),
 		requestTimeout: cfg.Timeouts.Request.D(),
 		metrics:        newUpstreamMetrics(name),
+		circuit:        newCircuit(name, cfg.CircuitBreaker),
 		stop:           make(chan struct{}),
 		resolver:       *resolver.Load(),
 	}
@@ -247,11 +249,42 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		u.serveUpgrade(c, x, u.upgradeIdle)
 		return
 	}
+	// A tunnel (above) is not counted: it lasts as long as its connection, which the server's
+	// connection limits bound.
+	if !u.circuit.enter() {
+		u.metrics.circuitRequests.Inc()
+		c.Fail(fasthttp.StatusServiceUnavailable, u.circuit.errRequests)
+		return
+	}
+	defer u.circuit.leave()
 	set := u.set.Load()
 	start := time.Now()
 	now := start.UnixNano()
 	u.budget.onRequest(now)
-	deadline := start.Add(u.requestTimeout)
+	// The pipeline's balancer block may override the timeouts and the retries (engine.Overrides).
+	reqTimeout, perTry := u.requestTimeout, u.perTryTimeout
+	x.attempts = u.attempts
+	if p := c.Pipeline; p != nil {
+		if o := &p.Overrides; o.RequestTimeout > 0 {
+			reqTimeout = o.RequestTimeout
+		}
+		if o := &p.Overrides; o.PerTryTimeout > 0 {
+			perTry = o.PerTryTimeout
+		}
+		if o := &p.Overrides; o.SetAttempts {
+			x.attempts = min(max(o.RetryAttempts, 0), maxRetryAttempts)
+		}
+		if reqTimeout != u.requestTimeout || perTry != u.perTryTimeout {
+			// The upstream's slack is a fraction of its own timeouts: a shorter one here must
+			// not fire that late.
+			shortest := reqTimeout
+			if perTry > 0 {
+				shortest = min(shortest, perTry)
+			}
+			x.slack = min(u.deadlineSlack, shortest/deadlineSlackDivisor)
+		}
+	}
+	deadline := start.Add(reqTimeout)
 	// A gRPC call's grpc-timeout bounds it too (grpc.go), and goes upstream reduced.
 	grpcCall := engine.IsGRPC(&c.Request.Header)
 	var grpcTimed bool
@@ -275,6 +308,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		lastFail failure
 		haveResp bool
 		body     *upstreamBody
+		retrying bool // a slot of circuit_breaker.max_retries is held for the attempt
 	)
 	for attempt := 0; ; attempt++ {
 		i := set.picker.pick(set.targets, key, hasKey, x.tried[:x.ntried], u.inflight.Load(), now)
@@ -293,8 +327,8 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			u.metrics.retries.Inc()
 		}
 		tryDeadline := deadline
-		if u.perTryTimeout > 0 {
-			if d := time.Unix(0, now).Add(u.perTryTimeout); d.Before(tryDeadline) {
+		if perTry > 0 {
+			if d := time.Unix(0, now).Add(perTry); d.Before(tryDeadline) {
 				tryDeadline = d
 			}
 		}
@@ -311,6 +345,10 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
 		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		if retrying {
+			u.circuit.endRetry()
+			retrying = false
+		}
 		if x.replay != nil && x.replay.lost() {
 			x.unreplayable = true // more was sent than was kept
 		}
@@ -322,18 +360,27 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		// read (stream.go), or any of it to an HTTP/2 target beyond what retry.grpc_on's
 		// replay kept (h2transport.go, grpc.go), ends the attempts, whatever the retry block says.
 		gone := errors.Is(err, errClientGone)
-		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, deadline, now)
+		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, x.attempts, deadline, now)
 		if !retry && !gone && x.replayable() && grpcCall && fail == failNone {
 			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
 		}
 		if !retry {
 			break
 		}
+		if !u.circuit.startRetry() {
+			// Too many retries in progress: this attempt's outcome is the answer.
+			u.metrics.circuitRetries.Inc()
+			break
+		}
+		retrying = true
 		if body != nil {
 			// Discard the body of the response we retry past (its connection is closed if unread).
 			_ = body.Close()
 			body = nil
 		}
+	}
+	if retrying {
+		u.circuit.endRetry() // the picker found no target for the retry
 	}
 	if !haveResp {
 		c.Fail(failStatus(lastFail, lastErr), fmt.Errorf("upstream %s: %w", u.name, lastErr))
@@ -382,7 +429,13 @@ var (
 func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
 	begin := now
 	if !t.tryAcquire() {
-		if !t.acquire(u.slotWait) {
+		if !u.circuit.waitPending() {
+			u.metrics.circuitPending.Inc()
+			return failConnect, u.circuit.errPending, 0, nil, time.Now().UnixNano()
+		}
+		ok := t.acquire(u.slotWait)
+		u.circuit.donePending()
+		if !ok {
 			t.m.requests.Inc()
 			return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
 		}
@@ -478,8 +531,8 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 }
 
 // shouldRetry decides whether a failed attempt is tried again on another target.
-func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attempt int, deadline time.Time, now int64) bool {
-	if attempt >= u.attempts || now >= deadline.UnixNano() {
+func (u *Upstream) shouldRetry(fail failure, status int, idempotent bool, attempt, attempts int, deadline time.Time, now int64) bool {
+	if attempt >= attempts || now >= deadline.UnixNano() {
 		return false
 	}
 	switch fail {

@@ -56,6 +56,9 @@ func TestValidate(t *testing.T) {
 		}, "outlier_detection.max_ejection_percent"},
 		{"health path", func(c *Config) { c.HealthCheck = &HealthCheckConfig{Path: "healthz"} }, "health_check.path"},
 		{"expect status", func(c *Config) { c.HealthCheck = &HealthCheckConfig{ExpectStatus: []int{42}} }, "health_check.expect_status"},
+		{"max_requests 0", func(c *Config) { n := 0; c.CircuitBreaker = &CircuitBreakerConfig{MaxRequests: &n} }, "circuit_breaker.max_requests"},
+		{"max_pending negative", func(c *Config) { n := -1; c.CircuitBreaker = &CircuitBreakerConfig{MaxPending: &n} }, "circuit_breaker.max_pending"},
+		{"max_retries huge", func(c *Config) { n := 1 << 30; c.CircuitBreaker = &CircuitBreakerConfig{MaxRetries: &n} }, "circuit_breaker.max_retries"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

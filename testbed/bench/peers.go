@@ -164,6 +164,10 @@ type sluiceVariant struct {
 	upstreamBlock string
 	// pipelines are more pipeline blocks, declared before the bench pipeline.
 	pipelines string
+
+	// balancer, when set, is the pipeline's balancer block's body instead of
+	// `upstream = upstream.up`; "up2" is a second upstream on the same targets, for it to use.
+	balancer string
 }
 
 func (v sluiceVariant) headers() []string {
@@ -197,12 +201,19 @@ func (v sluiceVariant) hcl(port int) string {
 	}
 	b.WriteString("}\n")
 	b.WriteString(v.pipelines)
+	if v.balancer != "" {
+		fmt.Fprintf(&b, "upstream \"up2\" {\n  target {\n    address = %q\n  }\n}\n", addr(portUpstream))
+	}
 	b.WriteString("pipeline \"bench\" {\n  match {\n    path_prefix = \"/\"\n  }\n")
 	for _, c := range v.parts {
 		b.WriteString(strings.ReplaceAll(c.filter, "VARIANT", v.name))
 	}
 	b.WriteString(v.extra)
-	b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
+	if v.balancer != "" {
+		fmt.Fprintf(&b, "  balancer {\n%s  }\n}\n", v.balancer)
+	} else {
+		b.WriteString("  balancer {\n    upstream = upstream.up\n  }\n}\n")
+	}
 	return b.String()
 }
 

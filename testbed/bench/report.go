@@ -184,7 +184,8 @@ func orDash(us float64) string {
 
 // budgets are the issue's per-filter budgets (CPU per request over the empty pipeline, µs); the
 // Wasm budget is for a filter making 5 host calls, checked on both Wasm guests.
-var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1}
+var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
+	"split": 0.3}
 
 // filterNames describes the filter-cost rows whose part name says too little.
 var filterNames = map[string]string{
@@ -197,6 +198,8 @@ var filterNames = map[string]string{
 	"sluice +fault":        "fault: gated on a header not sent",
 
 	"sluice +routing": "routing on one header predicate (a second pipeline with header \"x-canary\")",
+
+	"sluice +split": "balancer split 95/5, sticky cookie, route_header",
 }
 
 func (h *harness) writeReport() error {
@@ -565,3 +568,22 @@ func reportMain(args []string) error {
 	h.opt.warm, _ = time.ParseDuration(raw.Warmup)
 	return h.writeReport()
 }
+
+// splitBalancer is the "split" row's balancer block body.
+const splitBalancer = `    split {
+      upstream = upstream.up
+      weight   = 95
+    }
+    split {
+      upstream = upstream.up2
+      weight   = 5
+    }
+    sticky {
+      cookie = "canary"
+    }
+    route_header {
+      name     = "x-canary"
+      value    = "1"
+      upstream = upstream.up2
+    }
+`

@@ -541,6 +541,10 @@ func (h *harness) planCases() {
 
 			pair("sluice +routing", sluiceVariant{name: "only-routing", pipelines: canaryPipeline,
 				parts: []component{{name: "routing", headers: []string{"X-Canary: 1"}}}})
+
+			// The balancer's per-request choice: a sticky 95/5 split and a header route (wrk
+			// sends no cookie back, so each request is drawn and answered with Set-Cookie).
+			pair("sluice +split", sluiceVariant{name: "only-split", balancer: splitBalancer})
 			if wat, err := buildWATGuest(h.opt.repo, h.run); err != nil {
 				h.note("%v", err)
 			} else if c := watComponent(wat); h.checkVariant(sluiceVariant{name: "check-wasm-wat", parts: []component{c}}) != nil {
