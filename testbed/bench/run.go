@@ -146,7 +146,7 @@ func runMain(args []string) error {
 	mode := fs.String("mode", "quick", "quick | full | smoke (1 run of 1 s, for developing the harness)")
 	out := fs.String("out", "testbed/results", "folder for the table, chart and raw JSON")
 	bin := fs.String("bin", "bin", "folder holding sluice, floorproxy, benchupstream and bench")
-	only := fs.String("only", "", "regexp: run only the cases whose label matches")
+	only := fs.String("only", "", `regexp: run only the cases whose "GROUP / LABEL" matches`)
 	runs := fs.Int("runs", 0, "runs per case (default: 3, smoke 1)")
 	dur := fs.Duration("d", 0, "measured duration per run (default 10s, smoke 1s)")
 	warm := fs.Duration("warmup", 0, "warm-up before each run (default 2s, smoke 1s)")
@@ -469,7 +469,8 @@ func (h *harness) planCases() {
 		return p
 	}
 	add := func(c *benchCase) {
-		if h.opt.only != nil && !h.opt.only.MatchString(c.Label) {
+		// -only matches "GROUP / LABEL", so a group (HTTP/2, TLS, gRPC) can be run alone.
+		if h.opt.only != nil && !h.opt.only.MatchString(c.Group+" / "+c.Label) {
 			return
 		}
 		h.cases = append(h.cases, c)
