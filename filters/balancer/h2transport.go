@@ -223,8 +223,10 @@ type h2Call struct {
 	idle     time.Duration
 	end      time.Time
 	timedOut atomic.Bool
-	resp     *http.Response
-	up       *fasthttp.Response // receives the trailers at the end of the body
+	// due is when the timer fires (Unix nanoseconds), moved by progress.
+	due  atomic.Int64
+	resp *http.Response
+	up   *fasthttp.Response // receives the trailers at the end of the body
 	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
@@ -284,7 +286,10 @@ func (k *h2Call) err(err error) error {
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	case errors.As(err, &ce):
 		return err // the client's body failed: not the target's doing
-	case k.timedOut.Load():
+	case k.timedOut.Load() || time.Now().UnixNano() >= k.due.Load():
+		// Past the attempt's time even when the timer has not run yet: an upstream that got a
+		// grpc-timeout ends the call itself at the same instant (grpc-go resets the stream),
+		// and whichever timer fires first under load, the answer is a timeout, not a reset.
 		return fmt.Errorf("%w: %w", fasthttp.ErrTimeout, err)
 	}
 	return err
@@ -297,6 +302,7 @@ func (k *h2Call) progress() {
 	if !k.end.IsZero() {
 		d = min(d, time.Until(k.end))
 	}
+	k.due.Store(time.Now().Add(d).UnixNano())
 	k.timer.Reset(d)
 }
 
@@ -404,6 +410,7 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 		k.end = c.Start.Add(u.streamTimeout)
 	}
 	k.ctx, k.cancel = context.WithCancel(parent)
+	k.due.Store(now.Add(k.idle).UnixNano())
 	k.timer = time.AfterFunc(k.idle, func() {
 		k.timedOut.Store(true)
 		k.cancel()
