@@ -3,6 +3,7 @@ package telemetry
 import (
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,11 @@ var (
 		Name: "sluice_config_last_reload_success_timestamp_seconds",
 		Help: "When the running configuration was loaded (Unix seconds).",
 	})
+
+	grpcResponses = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_grpc_responses_total",
+		Help: "gRPC calls answered, by pipeline and grpc-status code (0..16; \"none\" when the call ended without a status, as a cut stream). Counted when the status is known: for a streamed response, at its end.",
+	}, []string{"pipeline", "code"})
 
 	buildInfo = promauto.With(metrics.Registry).NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_build_info",
@@ -63,15 +69,36 @@ func SetBuildInfo(version, revision string) {
 type pipeMetrics struct {
 	byClass [6]prometheus.Counter // index status/100; 0 holds anything outside 100..599
 	latency *metrics.Histogram
+	// grpc holds the gRPC status counters (index code; 17: no status), made on a pipeline's
+	// first gRPC call so that pipelines serving none export no gRPC series.
+	pipeline string
+	grpc     [18]atomic.Pointer[prometheus.Counter]
 }
 
 func newPipeMetrics(pipeline string) *pipeMetrics {
-	pm := &pipeMetrics{latency: requestDuration.WithLabelValues(pipeline)}
+	pm := &pipeMetrics{latency: requestDuration.WithLabelValues(pipeline), pipeline: pipeline}
 	pm.byClass[0] = requestsTotal.WithLabelValues(pipeline, "other")
 	for i := 1; i <= 5; i++ {
 		pm.byClass[i] = requestsTotal.WithLabelValues(pipeline, strconv.Itoa(i)+"xx")
 	}
 	return pm
+}
+
+// recordGRPC counts a gRPC call by its status (the response's grpc-status, or the one a cut
+// stream implies).
+func (pm *pipeMetrics) recordGRPC(c *engine.Ctx) {
+	i, label := len(pm.grpc)-1, "none"
+	if code, ok := engine.GRPCStatusOf(c); ok && code >= 0 && code < len(pm.grpc)-1 {
+		i, label = code, strconv.Itoa(code)
+	}
+	if ctr := pm.grpc[i].Load(); ctr != nil {
+		(*ctr).Inc()
+		return
+	}
+	// WithLabelValues returns the same counter to concurrent first calls: storing either is fine.
+	ctr := grpcResponses.WithLabelValues(pm.pipeline, label)
+	pm.grpc[i].Store(&ctr)
+	ctr.Inc()
 }
 
 func (pm *pipeMetrics) record(c *engine.Ctx, status int) {

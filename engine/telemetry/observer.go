@@ -287,6 +287,11 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		o.pipe(c.Pipeline).metrics.record(c, status)
 	}
 	if st == nil {
+		// A gRPC call's status may come in the trailers of a streamed body: counted at its end
+		// (FinishResponse) then.
+		if engine.IsGRPCAny(&c.Request.Header) && !c.DeferFinish(o) {
+			o.pipe(c.Pipeline).metrics.recordGRPC(c)
+		}
 		return
 	}
 	if st.stage != nil {
@@ -310,14 +315,22 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 // FinishResponse ends the server span of a request whose response body streamed, once that body
 // ended (engine.ResponseFinisher).
 func (o *observer) FinishResponse(c *engine.Ctx, cut error) {
-	if st := activeState(c); st != nil {
-		o.endServer(c, st, c.Response.StatusCode(), cut)
+	st := activeState(c)
+	if st == nil {
+		if engine.IsGRPCAny(&c.Request.Header) {
+			o.pipe(c.Pipeline).metrics.recordGRPC(c)
+		}
+		return
 	}
+	o.endServer(c, st, c.Response.StatusCode(), cut)
 }
 
 // endServer ends the request's server span (sampled) and releases its tracing state. cut is why a
 // streamed response ended early, an error of the span.
 func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error) {
+	if engine.IsGRPCAny(&c.Request.Header) {
+		st.pi.metrics.recordGRPC(c)
+	}
 	if st.sampled {
 		sp := st.server
 		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))

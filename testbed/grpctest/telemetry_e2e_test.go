@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/testbed/otlpreceiver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -171,6 +172,40 @@ pipeline "grpc" {
 	if !strings.Contains(string(b), `"error":"response body cut: client went away`) {
 		t.Errorf("access log does not say the cut stream's cause:\n%s", b)
 	}
+
+	// sluice_grpc_responses_total counts each call by the status its trailers brought.
+	counts := grpcResponseCounts(t, "grpc")
+	for code, least := range map[string]float64{"0": 1, "15": 1, "2": 2, "1": 1} {
+		if counts[code] < least {
+			t.Errorf("sluice_grpc_responses_total{pipeline=\"grpc\",code=%q} = %v, want at least %v (all: %v)", code, counts[code], least, counts)
+		}
+	}
+}
+
+// grpcResponseCounts reads sluice_grpc_responses_total of a pipeline, by code, from the
+// process's registry (the gateway runs in the test's process).
+func grpcResponseCounts(t *testing.T, pipeline string) map[string]float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "sluice_grpc_responses_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["pipeline"] == pipeline {
+				counts[labels["code"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return counts
 }
 
 func checkCodes(t *testing.T, what string, got, want map[string][]int64) {
