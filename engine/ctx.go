@@ -51,6 +51,11 @@ type Ctx struct {
 	UpstreamTime time.Duration
 	// Attempts counts upstream attempts, retries included.
 	Attempts int
+	// Flags say why the request ended as it did (respflags.go).
+	Flags RespFlags
+	// FromUpstream is true when the response the client gets came from an upstream, false when
+	// the gateway made it (a filter's answer, a refusal, a failure).
+	FromUpstream bool
 	// upstream is the upstream a balancer that chooses per request sent the request to
 	// (traffic.go); "": the pipeline's one.
 	upstream string
@@ -111,6 +116,8 @@ func ReleaseCtx(c *Ctx) {
 	c.Target = ""
 	c.UpstreamTime = 0
 	c.Attempts = 0
+	c.Flags = 0
+	c.FromUpstream = false
 	c.upstream = ""
 	c.body = bodyStream{}
 	c.bodyLimit = 0
