@@ -76,6 +76,18 @@ type Config struct {
 	// refused; state a guest seeds at start (a random generator's) replays on every request.
 	// Not with release_between_phases.
 	Isolation string `hcl:"isolation,optional" json:"isolation"`
+
+	// ABI is the guest's ABI: "" (the default: detected from the module's exports), "http-wasm"
+	// or "proxy-wasm" (see proxywasm.go).
+	ABI string `hcl:"abi,optional" json:"abi,omitempty"`
+	// RootID is the proxy-wasm root context's name (Envoy's root_id): the guest reads it as the
+	// plugin_root_id property to pick which of its root contexts serves the filter.
+	RootID string `hcl:"root_id,optional" json:"root_id,omitempty"`
+	// VMID is what a proxy-wasm guest reads as plugin_vm_id (Envoy's vm_id).
+	VMID string `hcl:"vm_id,optional" json:"vm_id,omitempty"`
+	// Upstreams names the services a proxy-wasm guest may reach with proxy_http_call (Envoy's
+	// clusters): name = base URL ("http://127.0.0.1:9000"). No other destination is reachable.
+	Upstreams map[string]string `hcl:"upstreams,optional" json:"upstreams,omitempty"`
 }
 
 // Isolation modes.
@@ -131,6 +143,7 @@ func (c *Config) Validate() error {
 	case c.Isolation == isolationRequest && c.ReleaseBetweenPhases:
 		errs = append(errs, engine.FieldErr("isolation", "\"request\" cannot be combined with release_between_phases: the request's state must stay on its instance until handle_response"))
 	}
+	errs = append(errs, c.validateProxyWasm()...)
 	if _, err := configJSON(c.Config); err != nil {
 		errs = append(errs, engine.FieldErr("config", "%v", err))
 	}

@@ -8,33 +8,67 @@ import (
 	"github.com/tetratelabs/wazero"
 )
 
-// notHTTPWasm explains, for a module that exports neither handle_request nor handle_response,
-// what it is instead when that can be told from its exports and imports: one clear sentence
-// rather than a list of every missing export and unknown import.
-func notHTTPWasm(code wazero.CompiledModule) error {
+// The ABIs a guest may speak (Config.ABI).
+const (
+	abiHTTPWasm  = "http-wasm"
+	abiProxyWasm = "proxy-wasm"
+)
+
+// proxyWasmMarkers are the exports by which a proxy-wasm module is told: the ABI version export
+// every SDK emits, or failing that the callbacks a host calls first.
+var proxyWasmMarkers = []string{"proxy_abi_version_0_2_1", "proxy_abi_version_0_2_0", "proxy_on_context_create", "proxy_on_request_headers"}
+
+// detectABI returns the ABI of the module: want if the configuration names one (checked against
+// the exports), otherwise the one its exports show. A module that speaks neither is refused with
+// one clear sentence saying what it is instead, rather than a list of every missing export.
+func detectABI(code wazero.CompiledModule, want string) (string, error) {
 	exports := code.ExportedFunctions()
-	if _, ok := exports[exportHandleRequest]; ok {
-		return nil
-	}
-	if _, ok := exports[exportHandleResponse]; ok {
-		return nil
-	}
-	const runs = "Sluice's wasm filter runs http-wasm guests, which export handle_request and handle_response"
-	for _, name := range []string{"proxy_on_request_headers", "proxy_on_http_request_headers", "proxy_on_context_create", "proxy_on_vm_start"} {
+	_, hasReq := exports[exportHandleRequest]
+	_, hasResp := exports[exportHandleResponse]
+	isHTTP := hasReq || hasResp
+	proxyMark := ""
+	for _, name := range proxyWasmMarkers {
 		if _, ok := exports[name]; ok {
-			return fmt.Errorf("this is a proxy-wasm module (exports %s); %s", name, runs)
+			proxyMark = name
+			break
 		}
+	}
+	switch {
+	case want == abiProxyWasm:
+		if _, ok := exports["proxy_on_context_create"]; !ok {
+			return "", fmt.Errorf(`abi = "proxy-wasm", but the module does not export proxy_on_context_create (every proxy-wasm module does)%s`, whatItIs(code, isHTTP))
+		}
+		return abiProxyWasm, nil
+	case want == abiHTTPWasm:
+		if !isHTTP {
+			return "", fmt.Errorf(`abi = "http-wasm", but the module exports neither handle_request nor handle_response%s`, whatItIs(code, false))
+		}
+		return abiHTTPWasm, nil
+	case proxyMark != "" && !isHTTP:
+		return abiProxyWasm, nil
+	case isHTTP:
+		return abiHTTPWasm, nil
+	}
+	return "", fmt.Errorf("the module speaks neither ABI the wasm filter runs%s", whatItIs(code, false))
+}
+
+// whatItIs describes a module that is not what was expected from its exports and imports.
+func whatItIs(code wazero.CompiledModule, isHTTP bool) string {
+	const runs = "Sluice runs http-wasm guests (exporting handle_request and handle_response) and proxy-wasm guests (exporting proxy_abi_version_0_2_0 or _0_2_1 and the proxy_on_* callbacks)"
+	exports := code.ExportedFunctions()
+	if isHTTP {
+		return fmt.Sprintf(": it is an http-wasm module (exports %s)", exportHandleRequest)
 	}
 	for _, fn := range code.ImportedFunctions() {
 		if mod, name, _ := fn.Import(); strings.HasPrefix(name, "proxy_") && mod == "env" {
-			return fmt.Errorf("this looks like a proxy-wasm module (imports %s.%s); %s", mod, name, runs)
+			return fmt.Sprintf(": it imports %s.%s like a proxy-wasm module but exports none of %s; %s", mod, name, strings.Join(proxyWasmMarkers, ", "), runs)
 		}
 	}
 	if len(exports) == 0 {
-		return fmt.Errorf("the module exports no functions, so there is nothing to call; %s", runs)
+		return "; the module exports no functions, so there is nothing to call; " + runs
 	}
 	if _, ok := exports[exportStart]; ok {
-		return fmt.Errorf("this is a WASI command (exports _start) without handle_request: a program to run, not a request handler; %s", runs)
+		return "; it is a WASI command (exports _start without a request handler): a program to run, not a filter; " + runs
 	}
 	names := make([]string, 0, len(exports))
 	for name := range exports {
@@ -44,5 +78,5 @@ func notHTTPWasm(code wazero.CompiledModule) error {
 	if len(names) > 8 {
 		names = append(names[:8], "…")
 	}
-	return fmt.Errorf("the module exports no http-wasm handler (its functions: %s); %s", strings.Join(names, ", "), runs)
+	return fmt.Sprintf(" (its functions: %s); %s", strings.Join(names, ", "), runs)
 }

@@ -43,12 +43,15 @@ var (
 // instance is one guest module instance and the state of the request it serves. It is used by one
 // goroutine at a time: the pool hands it to a request, which returns it.
 type instance struct {
-	f     *Filter
-	mod   api.Module
-	req   api.Function
-	resp  api.Function
-	stack [2]uint64
+	f    *Filter
+	mod  api.Module
+	req  api.Function
+	resp api.Function
+	// stack holds the arguments and results of a call: 2 for http-wasm, up to 5 for proxy-wasm.
+	stack [5]uint64
 	cc    callCtx
+	// pw is the proxy-wasm state of the instance, nil for an http-wasm guest.
+	pw *pwInstance
 
 	// Deadline machinery, only when the filter has a timeout: the timer sets stop, the global
 	// the interrupt package's checks read, and the guest traps at its next function entry or
@@ -238,6 +241,14 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 		in.timer = nil // unlimited_time: the calls run without a deadline
 	}
 	in.mod = mod
+	if f.pw != nil {
+		// The root context: create it, then proxy_on_vm_start and proxy_on_configure.
+		if err := in.pwStart(); err != nil {
+			_ = mod.Close(ctx)
+			return nil, err
+		}
+		return in, nil
+	}
 	in.req = mod.ExportedFunction(exportHandleRequest)
 	in.resp = mod.ExportedFunction(exportHandleResponse)
 	in.features = in.baseFeatures

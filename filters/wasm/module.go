@@ -47,18 +47,26 @@ func newRuntime(ctx context.Context, memoryLimit int64, closeOnDone bool) wazero
 
 // compile compiles the guest and instantiates the host modules it imports, checking that it has
 // what the ABI requires and imports nothing the host lacks. It returns the start function to run
-// ("" if none). Every problem is reported, each naming the missing or mismatched piece.
-func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.CompiledModule, string, error) {
+// ("" if none) and the ABI it speaks (abi names the one the configuration asks for, "" to detect
+// it from the exports). Every problem is reported, each naming the missing or mismatched piece.
+func compile(ctx context.Context, rt wazero.Runtime, bin []byte, abi string) (wazero.CompiledModule, string, string, error) {
 	code, err := codes.compile(ctx, rt, bin)
 	if err != nil {
-		return nil, "", fmt.Errorf("not a valid WebAssembly module: %w", err)
+		return nil, "", "", fmt.Errorf("not a valid WebAssembly module: %w", err)
 	}
-	fail := func(err error) (wazero.CompiledModule, string, error) {
+	fail := func(err error) (wazero.CompiledModule, string, string, error) {
 		_ = codes.release(code, false)
-		return nil, "", err
+		return nil, "", "", err
 	}
-	if err := notHTTPWasm(code); err != nil {
+	if abi, err = detectABI(code, abi); err != nil {
 		return fail(err)
+	}
+	if abi == abiProxyWasm {
+		start, err := checkProxyWasm(ctx, rt, code)
+		if err != nil {
+			return fail(err)
+		}
+		return code, start, abi, nil
 	}
 	var errs []error
 	exports := code.ExportedFunctions()
@@ -106,7 +114,7 @@ func compile(ctx context.Context, rt wazero.Runtime, bin []byte) (wazero.Compile
 	if err := joinProblems(errs); err != nil {
 		return fail(err)
 	}
-	return code, start, nil
+	return code, start, abi, nil
 }
 
 // joinProblems makes one error of several, on one line so it reads well as a diagnostic.

@@ -91,6 +91,8 @@ type Filter struct {
 	// lim holds the limits beyond the timeout: call depth, body sizes, load timeout, the
 	// circuit breaker, the log rate (limits.go, breaker.go).
 	lim limits
+	// pw is the proxy-wasm side of a filter whose guest speaks proxy-wasm (proxywasm.go), else nil.
+	pw *pwFilter
 }
 
 // New builds a wasm filter from its config: read and compile the module, check it against the
@@ -150,10 +152,18 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 			"module", cfg.Module, "reason", err)
 	}
 	f.rt = newRuntime(ctx, int64(cfg.MemoryLimit), f.lim.fallback)
-	f.code, f.start, err = compile(ctx, f.rt, bin)
+	var abi string
+	f.code, f.start, abi, err = compile(ctx, f.rt, bin, cfg.ABI)
 	if err != nil {
 		_ = f.rt.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	if abi == abiProxyWasm {
+		if err := f.checkProxyWasmModes(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+		}
+		f.pw = newPWFilter(f, cfg, env)
 	}
 	if mem, ok := f.code.ExportedMemories()[exportMemory]; ok {
 		f.memory = memoryAllocatorFor(uint64(mem.Min()) * pageSize)
@@ -188,6 +198,9 @@ func build(cfg *Config, env *engine.BuildEnv) (*Filter, error) {
 
 // OnRequest pins an instance and calls handle_request.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+	if f.pw != nil {
+		return f.pwOnRequest(c)
+	}
 	if !f.lim.breaker.allow() {
 		return f.rejectOpen(c)
 	}
@@ -255,6 +268,10 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // OnResponse calls handle_response with the state this request kept, on the instance it holds or,
 // with release_between_phases, on any instance, then releases the instance.
 func (f *Filter) OnResponse(c *engine.Ctx) {
+	if f.pw != nil {
+		f.pwOnResponse(c)
+		return
+	}
 	rs, ok := pinned.Get(c)
 	if !ok || rs == nil || rs.filter != f {
 		return // handle_request answered, failed or was skipped
@@ -364,6 +381,9 @@ func (f *Filter) Close() error {
 		return nil
 	}
 	f.unregister()
+	if f.pw != nil {
+		f.pw.close()
+	}
 	// Whatever the guests are doing, they stop now: an instance starting in the background, a
 	// request that outlived the drain.
 	f.stopAll()
