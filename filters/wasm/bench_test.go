@@ -103,6 +103,11 @@ func BenchmarkPipeline(b *testing.B) {
 		f, _ := newFilter(b, "bench", func(c *Config) { c.ReleaseBetweenPhases = true })
 		run(b, pipelineFor(f))
 	})
+	// The proxy-wasm twin of "wasm": the same work through the other ABI.
+	b.Run("proxy-wasm", func(b *testing.B) {
+		f, _ := newFilter(b, "pw_bench", nil)
+		run(b, pipelineFor(f))
+	})
 	b.Run("go-guest-unlimited", func(b *testing.B) {
 		f, _ := newFilter(b, "goguest", func(c *Config) { c.UnlimitedTime = true })
 		run(b, pipelineFor(f))

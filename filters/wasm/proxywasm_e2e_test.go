@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -344,4 +345,58 @@ func TestProxyWasmMetrics(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
+}
+
+// TestProxyWasmReload: reloading a proxy-wasm filter with a tick and metrics leaves nothing of
+// the old generations running: one tick loop remains, and requests are served throughout.
+func TestProxyWasmReload(t *testing.T) {
+	up := gatewaytest.Upstream(t, echoUpstream)
+	cfg := func(n int) string {
+		return fmt.Sprintf(`
+upstream "u" {
+  target {
+    address = %q
+  }
+}
+pipeline "all" {
+  match {
+    path_prefix = "/"
+  }
+  filter "wasm" {
+    name       = "pw"
+    module     = %q
+    root_id    = "tick_counter"
+    config_raw = "%d"
+  }
+  balancer {
+    upstream = upstream.u
+  }
+}
+`, up, pwExamples(t), n)
+	}
+	gw := gatewaytest.Start(t, cfg(0))
+	for i := 1; i <= 5; i++ {
+		<-gw.Reload(t, cfg(i))
+		if r := pwDo(t, gw, "GET", "/", ""); r.status != 200 {
+			t.Fatalf("after reload %d: %d", i, r.status)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := tickLoops()
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tick loops after 5 reloads, want 1: the old filters' ticks leak", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tickLoops counts the goroutines running a proxy-wasm filter's tick.
+func tickLoops() int {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	return strings.Count(string(buf[:n]), "(*pwFilter).tickLoop")
 }

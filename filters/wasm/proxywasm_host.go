@@ -420,18 +420,44 @@ func pwGetHeader(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = pwInvalidMemory
 		return
 	}
-	hdrs, ok := in.pwHeaders(uint32(stack[0]))
-	if !ok {
+	v, found, ok := in.pwHeaderValue(uint32(stack[0]), key)
+	switch {
+	case !ok:
 		stack[0] = pwBadArgument
-		return
+	case !found:
+		stack[0] = pwNotFound
+	default:
+		stack[0] = in.pwReturn(ctx, mod, v, uint32(stack[3]), uint32(stack[4]))
+	}
+}
+
+// pwHeaderValue looks one header up without listing the map (the common call, kept free of
+// allocations for regular headers); ok is false when the map is not available now.
+func (in *instance) pwHeaderValue(kind uint32, key []byte) (v []byte, found, ok bool) {
+	c := in.pwRequest()
+	regular := len(key) > 0 && key[0] != ':'
+	switch {
+	case c != nil && kind == pwMapRequest && string(key) == ":method":
+		return c.Request.Header.Method(), true, true
+	case c != nil && kind == pwMapRequest && string(key) == ":path":
+		return in.rawURI(c), true, true
+	case c != nil && kind == pwMapRequest && regular:
+		v = c.Request.Header.PeekBytes(key)
+		return v, v != nil, true
+	case c != nil && kind == pwMapResponse && regular && in.pw.phase == phaseResponse:
+		v = c.Response.Header.PeekBytes(key)
+		return v, v != nil, true
+	}
+	hdrs, ok := in.pwHeaders(kind)
+	if !ok {
+		return nil, false, false
 	}
 	for _, h := range hdrs {
 		if bytes.EqualFold(h[0], key) {
-			stack[0] = in.pwReturn(ctx, mod, h[1], uint32(stack[3]), uint32(stack[4]))
-			return
+			return h[1], true, true
 		}
 	}
-	stack[0] = pwNotFound
+	return nil, false, true
 }
 
 func pwGetHeaderPairs(ctx context.Context, mod api.Module, stack []uint64) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
 )
 
 // TestProxyWasmEdgeCases: each host function answers hostile input (pointers and sizes outside
@@ -109,5 +110,35 @@ func TestProxyWasmABIChoice(t *testing.T) {
 	_, _, err = tryFilter(t, "pw_edge", false, func(c *Config) { c.Isolation = isolationRequest })
 	if err == nil || !strings.Contains(err.Error(), "not available for proxy-wasm") {
 		t.Errorf(`isolation = "request" with a proxy-wasm module: %v`, err)
+	}
+}
+
+// TestProxyWasmBenchGuest: the bench guest does its work (the bench measures something real).
+func TestProxyWasmBenchGuest(t *testing.T) {
+	f, _ := newFilter(t, "pw_bench", nil)
+	c := do(t, f, "GET", "/x?y=1", "", "x-id", "7")
+	if got := hdr(c, "x-httpwasm-next-header-x-wasm-0"); got != "1" {
+		t.Errorf("upstream saw x-wasm %q, want 1", got)
+	}
+	if got := hdr(c, "x-filtered"); got != "yes" {
+		t.Errorf("response x-filtered = %q, want yes", got)
+	}
+}
+
+// TestProxyWasmAllocs: a request through a proxy-wasm filter doing the bench guest's work
+// allocates nothing, as through an http-wasm one.
+func TestProxyWasmAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	f, _ := newFilter(t, "pw_bench", nil)
+	p := pipelineFor(f)
+	c := enginetest.NewCtx(t, "GET", "/items/42?full=1", "x-id", "abc")
+	p.Serve(c)
+	if allocs := testing.AllocsPerRun(2000, func() { p.Serve(c) }); allocs != 0 {
+		t.Errorf("a request through the proxy-wasm filter allocates %v times, want 0", allocs)
+	}
+	if got := string(c.Response.Header.Peek("x-filtered")); got != "yes" {
+		t.Errorf("the guest did not run: x-filtered = %q", got)
 	}
 }

@@ -296,6 +296,30 @@ func watComponent(module string) component {
 `, module)}
 }
 
+// buildProxyWasmGuest assembles pw_bench.wat, the proxy-wasm twin of bench.wat (the same five
+// host calls' work through the proxy-wasm ABI), into dir.
+func buildProxyWasmGuest(repo, dir string) (string, error) {
+	out := filepath.Join(dir, "pwbench5.wasm")
+	cmd := exec.Command("wat2wasm", filepath.Join(repo, "filters", "wasm", "testdata", "pw_bench.wat"), "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("assembling the proxy-wasm WAT guest (wat2wasm, from Debian's wabt): %w: %s", err, firstLines(string(b), 6))
+	}
+	return out, nil
+}
+
+// proxyWasmComponent runs the proxy-wasm twin configured as the WAT guest is (it keeps its
+// instance across the request: proxy-wasm has no release_between_phases).
+func proxyWasmComponent(module string) component {
+	return component{name: "wasm-proxy", filter: fmt.Sprintf(`  filter "wasm" {
+    name         = "pwbench5"
+    module       = %q
+    memory_limit = "1MiB"
+    pool_min     = 2
+    pool_max     = 512
+  }
+`, module)}
+}
+
 // sysmonGodebug is the GODEBUG setting `sluice run` adds for itself (cmd/sluice/sysmon.go), given
 // to one floor proxy so that the report can separate it from Sluice's own code path.
 const sysmonGodebug = "schedtrace=2147483647"

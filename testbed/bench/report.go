@@ -184,7 +184,7 @@ func orDash(us float64) string {
 
 // budgets are the per-filter budgets (CPU per request over the empty pipeline, µs); the
 // Wasm budget is for a filter making 5 host calls, checked on both Wasm guests.
-var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
+var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "wasm-proxy": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
 	"split": 0.3}
 
 // filterNames describes the filter-cost rows whose part name says too little.
@@ -194,6 +194,7 @@ var filterNames = map[string]string{
 	"sluice +wasm":         "wasm: the Go SDK's apikey (4 host calls)",
 	"sluice +wasm+timeout": "wasm+timeout: the same with timeout = 5ms",
 	"sluice +wasm-wat":     "wasm: a WAT guest (5 host calls, no other code)",
+	"sluice +wasm-proxy":   "wasm: its proxy-wasm twin (the same 5 host calls through proxy-wasm)",
 	"sluice +rewrite":      "rewrite: one-group regex",
 	"sluice +fault":        "fault: gated on a header not sent",
 

@@ -553,6 +553,13 @@ func (h *harness) planCases() {
 			} else {
 				pair("sluice +"+c.name, sluiceVariant{name: "only-wasm-wat", parts: []component{c}})
 			}
+			if pw, err := buildProxyWasmGuest(h.opt.repo, h.run); err != nil {
+				h.note("%v", err)
+			} else if c := proxyWasmComponent(pw); h.checkVariant(sluiceVariant{name: "check-wasm-proxy", parts: []component{c}}) != nil {
+				h.note("the proxy-wasm WAT guest's filter does not validate")
+			} else {
+				pair("sluice +"+c.name, sluiceVariant{name: "only-wasm-proxy", parts: []component{c}})
+			}
 		}
 	}
 	if h.opt.big {
