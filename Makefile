@@ -11,7 +11,7 @@ PGO      := cmd/sluice/release.pgo
 # (golang/go#75804, fixed in Go 1.27). 15000 executions take 5-15 s per target here.
 FUZZTIME ?= 15000x
 
-.PHONY: build quickstart-filter run examples test test-go fuzz lint bench bench-full bench-go pgo clean
+.PHONY: build quickstart-filter proxywasm-example run examples test test-go fuzz lint bench bench-full bench-go pgo clean
 
 build: ## build the gateway and the testbed servers (and examples/grpc's grpcdemo) into bin/
 	$(GO) build -trimpath -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
@@ -21,6 +21,9 @@ build: ## build the gateway and the testbed servers (and examples/grpc's grpcdem
 
 quickstart-filter: ## the quickstart's Wasm filter, from examples/filters/go (Go toolchain only)
 	cd examples/filters/go && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o ../../quickstart/filters/abrouter.wasm ./abrouter
+
+proxywasm-example: ## examples/proxywasm's module: the AssemblyScript proxy-wasm examples (node and npm)
+	$(MAKE) -C sdk proxywasm OUT=$(CURDIR)/examples/filters/build
 
 run: build quickstart-filter ## build, start the OTLP receiver and demo upstreams, serve examples/quickstart
 	./examples/quickstart/run.sh

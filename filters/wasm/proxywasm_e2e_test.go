@@ -3,6 +3,7 @@ package wasm_test
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -399,4 +400,21 @@ func tickLoops() int {
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)
 	return strings.Count(string(buf[:n]), "(*pwFilter).tickLoop")
+}
+
+// TestProxyWasmExample serves examples/proxywasm/gateway.hcl (its module path made absolute) and
+// checks what its README promises.
+func TestProxyWasmExample(t *testing.T) {
+	src, err := os.ReadFile("../../examples/proxywasm/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.ReplaceAll(string(src), "../filters/build/proxywasm/examples.wasm", pwExamples(t))
+	gw := gatewaytest.Start(t, cfg)
+	if r := pwDo(t, gw, "GET", "/hello", ""); r.status != 200 || r.body != "hello\n" || r.header["x-pw-response"] != "added" || r.header["server"] != "proxy-wasm" {
+		t.Errorf("/hello: %d %q %v", r.status, r.body, r.header)
+	}
+	if r := pwDo(t, gw, "GET", "/deny/me", ""); r.status != 403 || r.body != "denied by proxy-wasm\n" {
+		t.Errorf("/deny/me: %d %q, want the guest's 403", r.status, r.body)
+	}
 }
