@@ -75,6 +75,25 @@ func (p *pool) wait(d time.Duration) *instance {
 	return <-w
 }
 
+// idleCount is the number of idle instances.
+func (p *pool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// getOldest takes the least recently used idle instance (the bottom of the stack), or nil.
+func (p *pool) getOldest() *instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) == 0 {
+		return nil
+	}
+	in := p.idle[0]
+	p.idle = slices.Delete(p.idle, 0, 1)
+	return in
+}
+
 // drain removes and returns every idle instance.
 func (p *pool) drain() []*instance {
 	p.mu.Lock()

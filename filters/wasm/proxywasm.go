@@ -621,18 +621,10 @@ func (in *instance) pwReset() {
 	p.local = false
 	p.phase = phaseIdle
 	if p.pending > 0 {
-		// Calls of a failed request: their answers arrive on the channel and are dropped
-		// before the next request (drainStale).
-		p.drainStale()
-	}
-}
-
-// drainStale waits out the answers of calls whose request failed; each is bounded by its
-// timeout, so this ends.
-func (p *pwInstance) drainStale() {
-	for p.pending > 0 {
-		<-p.done
-		p.pending--
+		// Calls of a request that failed: their answers go to the old channel (buffered, so
+		// the calls end without a reader) and the next request starts with a fresh one.
+		p.done = make(chan pwCallResult, pwMaxPendingCalls)
+		p.pending = 0
 	}
 }
 
@@ -669,7 +661,13 @@ func (p *pwFilter) tickLoop() {
 			return
 		case <-t.C:
 		}
-		for _, in := range p.f.pool.drain() {
+		// One instance at a time leaves the pool: the least recently used goes, is ticked and
+		// comes back on top, so after n rounds each of the n idle instances has ticked once.
+		for n := p.f.pool.idleCount(); n > 0; n-- {
+			in := p.f.pool.getOldest()
+			if in == nil {
+				break
+			}
 			if p.f.closed.Load() {
 				p.f.discard(in)
 				continue
@@ -697,7 +695,10 @@ func (p *pwFilter) httpCall(done chan<- pwCallResult, token uint32, req *fasthtt
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	r := pwCallResult{token: token}
-	if err := p.client.DoTimeout(req, resp, timeout); err != nil {
+	if p.f.validate {
+		// sluice validate dials nothing: the call fails as an unreachable service would.
+		r.err = errors.New("no calls while validating")
+	} else if err := p.client.DoTimeout(req, resp, timeout); err != nil {
 		r.err = err
 	} else {
 		r.headers = append(r.headers, [2][]byte{[]byte(":status"), fmt.Appendf(nil, "%d", resp.StatusCode())})

@@ -12,7 +12,8 @@ import (
 // Metrics a proxy-wasm guest defines (proxy_define_metric) are exported on /metrics as
 // sluice_wasm_guest_counter, sluice_wasm_guest_gauge and sluice_wasm_guest_histogram, labelled
 // with the pipeline, the filter and the guest's own name for the metric. A filter may define at
-// most pwMaxMetrics; all instances of a filter share them (a name defined twice is one metric).
+// most pwMaxMetrics; all instances of a filter share them (a name defined twice is one metric), and
+// so does the filter a reload puts in its place.
 
 // Metric types of proxy_define_metric.
 const (
@@ -42,47 +43,76 @@ type pwMetric struct {
 	sum    float64
 }
 
-type pwMetrics struct {
+// pwMetrics is one filter's handle on the metrics of its slot (pipeline and label): a filter and
+// the one a reload replaces it with share them, so a guest's counters go on counting over a reload
+// and /metrics lists each once.
+type pwMetrics struct{ set *pwMetricSet }
+
+type pwMetricSet struct {
 	pipeline, filter string
+	refs             int // filters using the set; guarded by pwSets
 	mu               sync.Mutex
 	list             []*pwMetric
 	byName           map[string]uint32
-	registered       bool
 }
 
+// pwSets holds the metric sets of the slots that have a live proxy-wasm filter.
+var pwSets = struct {
+	sync.Mutex
+	m map[string]*pwMetricSet
+}{m: map[string]*pwMetricSet{}}
+
 func (m *pwMetrics) init(pipeline, filter string) {
-	m.pipeline, m.filter = pipeline, filter
-	m.byName = map[string]uint32{}
+	slot := slotOf(pipeline, filter)
+	pwSets.Lock()
+	defer pwSets.Unlock()
+	set := pwSets.m[slot]
+	if set == nil {
+		set = &pwMetricSet{pipeline: pipeline, filter: filter, byName: map[string]uint32{}}
+		pwSets.m[slot] = set
+	}
+	set.refs++
+	m.set = set
+}
+
+// unregister drops the filter's hold on its slot's metrics; the last one gone takes them off
+// /metrics.
+func (m *pwMetrics) unregister() {
+	pwSets.Lock()
+	defer pwSets.Unlock()
+	m.set.refs--
+	if m.set.refs == 0 {
+		delete(pwSets.m, slotOf(m.set.pipeline, m.set.filter))
+	}
 }
 
 // define returns the id of the metric kind+name, creating it if there is room.
 func (m *pwMetrics) define(kind uint8, name string) (uint32, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	set := m.set
+	set.mu.Lock()
+	defer set.mu.Unlock()
 	key := string(rune('0'+kind)) + name
-	if id, ok := m.byName[key]; ok {
+	if id, ok := set.byName[key]; ok {
 		return id, true
 	}
-	if len(m.list) >= pwMaxMetrics {
+	if len(set.list) >= pwMaxMetrics {
 		return 0, false
 	}
-	m.list = append(m.list, &pwMetric{kind: kind, name: name})
-	id := uint32(len(m.list))
-	m.byName[key] = id
-	if !m.registered {
-		m.registered = true
-		pwCollector.add(m)
-	}
+	set.list = append(set.list, &pwMetric{kind: kind, name: name})
+	id := uint32(len(set.list))
+	set.byName[key] = id
+	pwCollector.once.Do(func() { metrics.Registry.MustRegister(pwCollector) })
 	return id, true
 }
 
 func (m *pwMetrics) metric(id uint32) *pwMetric {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if id == 0 || int(id) > len(m.list) {
+	set := m.set
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	if id == 0 || int(id) > len(set.list) {
 		return nil
 	}
-	return m.list[id-1]
+	return set.list[id-1]
 }
 
 func (m *pwMetrics) increment(id uint32, delta int64) uint64 {
@@ -102,9 +132,7 @@ func (m *pwMetrics) record(id uint32, v uint64) uint64 {
 	switch {
 	case mt == nil:
 		return pwNotFound
-	case mt.kind == pwCounter:
-		mt.value.Store(int64(v))
-	case mt.kind == pwGauge:
+	case mt.kind == pwCounter, mt.kind == pwGauge:
 		mt.value.Store(int64(v))
 	default:
 		mt.mu.Lock()
@@ -132,23 +160,12 @@ func (m *pwMetrics) get(id uint32) (uint64, uint64) {
 	return uint64(mt.value.Load()), pwOK
 }
 
-func (m *pwMetrics) unregister() {
-	m.mu.Lock()
-	reg := m.registered
-	m.mu.Unlock()
-	if reg {
-		pwCollector.remove(m)
-	}
-}
-
 // pwMetricsCollector exports the metrics of every live proxy-wasm filter.
-type pwMetricsCollector struct {
-	mu   sync.Mutex
-	once sync.Once
-	sets map[*pwMetrics]struct{}
-}
+type pwMetricsCollector struct{ once sync.Once }
 
-var pwCollector = &pwMetricsCollector{sets: map[*pwMetrics]struct{}{}}
+// pwCollector is registered with the first metric a guest defines, so /metrics lists no empty
+// families before.
+var pwCollector = &pwMetricsCollector{}
 
 var (
 	pwLabels  = []string{"pipeline", "filter", "name"}
@@ -157,20 +174,6 @@ var (
 	pwDescHis = prometheus.NewDesc("sluice_wasm_guest_histogram", "Histograms proxy-wasm guests define (proxy_define_metric).", pwLabels, nil)
 )
 
-func (c *pwMetricsCollector) add(m *pwMetrics) {
-	// Registered with the first guest metric, so /metrics lists no empty families before.
-	c.once.Do(func() { metrics.Registry.MustRegister(c) })
-	c.mu.Lock()
-	c.sets[m] = struct{}{}
-	c.mu.Unlock()
-}
-
-func (c *pwMetricsCollector) remove(m *pwMetrics) {
-	c.mu.Lock()
-	delete(c.sets, m)
-	c.mu.Unlock()
-}
-
 func (c *pwMetricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pwDescCtr
 	ch <- pwDescGau
@@ -178,30 +181,23 @@ func (c *pwMetricsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *pwMetricsCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	sets := make([]*pwMetrics, 0, len(c.sets))
-	for m := range c.sets {
-		sets = append(sets, m)
+	pwSets.Lock()
+	sets := make([]*pwMetricSet, 0, len(pwSets.m))
+	for _, set := range pwSets.m {
+		sets = append(sets, set)
 	}
-	c.mu.Unlock()
-	// A reload's old and new filter of one slot both exist for a moment: export one of each
-	// (pipeline, filter, name), the newest definition winning.
-	seen := map[[3]string]bool{}
-	for _, m := range sets {
-		m.mu.Lock()
-		list := append([]*pwMetric(nil), m.list...)
-		m.mu.Unlock()
+	pwSets.Unlock()
+	for _, set := range sets {
+		set.mu.Lock()
+		list := append([]*pwMetric(nil), set.list...)
+		set.mu.Unlock()
 		for _, mt := range list {
-			key := [3]string{m.pipeline, m.filter, string(rune('0'+mt.kind)) + mt.name}
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
+			labels := []string{set.pipeline, set.filter, mt.name}
 			switch mt.kind {
 			case pwCounter:
-				ch <- prometheus.MustNewConstMetric(pwDescCtr, prometheus.CounterValue, float64(mt.value.Load()), m.pipeline, m.filter, mt.name)
+				ch <- prometheus.MustNewConstMetric(pwDescCtr, prometheus.CounterValue, float64(mt.value.Load()), labels...)
 			case pwGauge:
-				ch <- prometheus.MustNewConstMetric(pwDescGau, prometheus.GaugeValue, float64(mt.value.Load()), m.pipeline, m.filter, mt.name)
+				ch <- prometheus.MustNewConstMetric(pwDescGau, prometheus.GaugeValue, float64(mt.value.Load()), labels...)
 			default:
 				mt.mu.Lock()
 				buckets := make(map[float64]uint64, len(pwBuckets))
@@ -212,7 +208,7 @@ func (c *pwMetricsCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 				count, sum := mt.count, mt.sum
 				mt.mu.Unlock()
-				ch <- prometheus.MustNewConstHistogram(pwDescHis, count, sum, buckets, m.pipeline, m.filter, mt.name)
+				ch <- prometheus.MustNewConstHistogram(pwDescHis, count, sum, buckets, labels...)
 			}
 		}
 	}
