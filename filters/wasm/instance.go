@@ -242,10 +242,16 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 	}
 	in.mod = mod
 	if f.pw != nil {
-		// The root context: create it, then proxy_on_vm_start and proxy_on_configure.
-		if err := in.pwStart(); err != nil {
+		// The root context: create it, then proxy_on_vm_start and proxy_on_configure. What
+		// the guest says meanwhile is quoted if it fails, as for a start function.
+		in.starting, in.stderr.starting = said, said
+		err := in.pwStart()
+		in.stdout.flush()
+		in.stderr.flush()
+		in.starting, in.stderr.starting = nil, nil
+		if err != nil {
 			_ = mod.Close(ctx)
-			return nil, err
+			return nil, said.wrap(err)
 		}
 		return in, nil
 	}

@@ -3,6 +3,7 @@ package wasm_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/filters/wasm"
 	"github.com/sluice-gateway/sluice/sdk/sdktest"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
@@ -416,5 +419,24 @@ func TestProxyWasmExample(t *testing.T) {
 	}
 	if r := pwDo(t, gw, "GET", "/deny/me", ""); r.status != 403 || r.body != "denied by proxy-wasm\n" {
 		t.Errorf("/deny/me: %d %q, want the guest's 403", r.status, r.body)
+	}
+}
+
+// TestProxyWasmUnknownRootID: the AssemblyScript SDK aborts when plugin_root_id names no root
+// context it registered; the load fails quoting what the guest logged.
+func TestProxyWasmUnknownRootID(t *testing.T) {
+	var cfg wasm.Config
+	cfg.SetDefaults()
+	cfg.Module = pwExamples(t)
+	cfg.RootID = "no_such_filter"
+	raw := "{}"
+	cfg.ConfigRaw = &raw
+	f, err := wasm.New(&cfg, &engine.BuildEnv{Pipeline: "t", Stage: "wasm:root"})
+	if err == nil {
+		f.(io.Closer).Close()
+		t.Fatal("a root_id the guest does not register loaded")
+	}
+	if !strings.Contains(err.Error(), "Missing root context factory for root id: no_such_filter") {
+		t.Errorf("the load error does not quote the guest: %v", err)
 	}
 }

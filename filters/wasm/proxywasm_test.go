@@ -41,6 +41,12 @@ func TestProxyWasmEdgeCases(t *testing.T) {
 		"/r": 400 + pwInvalidMemory, // log message out of bounds
 		"/s": 400 + pwBadArgument,   // request headers from proxy_on_vm_start
 		"/v": 400 + pwInvalidMemory, // log level out-pointer out of bounds
+		"/w": 400 + pwSerialization, // malformed header pairs to set
+		"/x": 400 + pwNotFound,      // enqueue to an unknown queue
+		"/y": 400 + pwInvalidMemory, // buffer status out-pointer out of bounds
+		"/G": 400 + pwInvalidMemory, // a 4 GiB body
+		"/A": 400 + pwInvalidMemory, // the guest's allocator answers a pointer out of bounds
+		"/t": 400,                   // no tick without a period
 		"/z": 200,                   // passes to the backend
 	} {
 		c := do(t, f, "GET", path, "")
@@ -50,6 +56,34 @@ func TestProxyWasmEdgeCases(t *testing.T) {
 	}
 	if n := metricValue(f.m.traps); n != 0 {
 		t.Errorf("%v traps, want none: hostile input is answered with a WasmResult", n)
+	}
+}
+
+// TestProxyWasmRootContext: a guest refusing its configuration fails the load saying so; a
+// tick's call for request headers gets BadArgument.
+func TestProxyWasmRootContext(t *testing.T) {
+	_, _, err := tryFilter(t, "pw_edge", false, func(c *Config) {
+		raw := "refuse"
+		c.ConfigRaw = &raw
+	})
+	if err == nil || !strings.Contains(err.Error(), "proxy_on_configure answered false") {
+		t.Errorf("a refused configuration: %v", err)
+	}
+	f, _ := newFilter(t, "pw_edge", func(c *Config) {
+		raw := "tick"
+		c.ConfigRaw = &raw
+		c.PoolMax = 1
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := do(t, f, "GET", "/t", "").Response.StatusCode()
+		if got == 400+pwBadArgument {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tick's probe reports %d after 5s, want %d", got, 400+pwBadArgument)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

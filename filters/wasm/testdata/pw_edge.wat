@@ -21,19 +21,27 @@
   (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_log_level" (func $log_level (param i32) (result i32)))
+  (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_enqueue_shared_queue" (func $enqueue (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_status" (func $buffer_status (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
   (memory (export "memory") 1)
   ;; 0: value pointer, 4: value size (out-pointers); 16: ":path"; 32: "key"; 48: "v";
-  ;; 64: malformed pairs (count 0x10000000); 80: "nope"; 200: result of the start-time probe.
+  ;; 64: malformed pairs (count 0x10000000); 80: "nope"; 200: result of the start-time probe;
+  ;; 204: result of the tick-time probe.
   (data (i32.const 16) ":path")
   (data (i32.const 32) "key")
   (data (i32.const 48) "v")
   (data (i32.const 64) "\00\00\00\10")
   (data (i32.const 80) "nope")
   (global $heap (mut i32) (i32.const 4096))
+  ;; Set by mode A: the allocator answers a pointer past the end of memory.
+  (global $hostile_alloc (mut i32) (i32.const 0))
   (func (export "proxy_abi_version_0_2_1"))
   ;; A bump allocator that starts over when the page is full.
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
     (local $p i32)
+    (if (global.get $hostile_alloc) (then (return (i32.const 0xFFFFFF00))))
     (if (i32.gt_u (i32.add (global.get $heap) (local.get $n)) (i32.const 65536))
       (then (global.set $heap (i32.const 4096))))
     (local.set $p (global.get $heap))
@@ -44,7 +52,14 @@
     ;; Wrong phase: no request headers while starting.
     (i32.store (i32.const 200) (call $get_header (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 4)))
     (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  ;; A configuration of 6 bytes ("refuse") is refused; one of 4 bytes ("tick") starts a 10ms tick.
+  (func (export "proxy_on_configure") (param i32) (param $size i32) (result i32)
+    (if (i32.eq (local.get $size) (i32.const 6)) (then (return (i32.const 0))))
+    (if (i32.eq (local.get $size) (i32.const 4)) (then (drop (call $set_tick (i32.const 10)))))
+    (i32.const 1))
+  ;; Wrong phase: no request headers in a tick.
+  (func (export "proxy_on_tick") (param i32)
+    (i32.store (i32.const 204) (call $get_header (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 4))))
   (func $answer (param $r i32) (result i32)
     (drop (call $local (i32.add (i32.const 400) (local.get $r)) (i32.const 0) (i32.const 0)
       (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
@@ -121,6 +136,27 @@
     ;; v: get_log_level through an out-pointer past the end of memory
     (if (i32.eq (local.get $mode) (i32.const 0x76)) (then
       (return (call $answer (call $log_level (i32.const 65535))))))
+    ;; t: what the wrong-phase call in a tick got (0 before the first tick)
+    (if (i32.eq (local.get $mode) (i32.const 0x74)) (then
+      (return (call $answer (i32.load (i32.const 204))))))
+    ;; w: malformed header pairs to set
+    (if (i32.eq (local.get $mode) (i32.const 0x77)) (then
+      (return (call $answer (call $set_pairs (i32.const 0) (i32.const 64) (i32.const 8))))))
+    ;; x: enqueue to a queue that does not exist
+    (if (i32.eq (local.get $mode) (i32.const 0x78)) (then
+      (return (call $answer (call $enqueue (i32.const 99) (i32.const 48) (i32.const 1))))))
+    ;; y: buffer status through an out-pointer past the end of memory
+    (if (i32.eq (local.get $mode) (i32.const 0x79)) (then
+      (return (call $answer (call $buffer_status (i32.const 7) (i32.const 0xFFFFFFF0) (i32.const 4))))))
+    ;; G: a body of 4 GiB - 1 bytes
+    (if (i32.eq (local.get $mode) (i32.const 0x47)) (then
+      (return (call $answer (call $set_buffer (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0xFFFFFFFF))))))
+    ;; A: the guest's allocator answers a pointer past the end of memory
+    (if (i32.eq (local.get $mode) (i32.const 0x41)) (then
+      (global.set $hostile_alloc (i32.const 1))
+      (local.set $n (call $get_header (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 4)))
+      (global.set $hostile_alloc (i32.const 0))
+      (return (call $answer (local.get $n)))))
     ;; T: trap
     (if (i32.eq (local.get $mode) (i32.const 0x54)) (then unreachable))
     ;; L: loop forever
