@@ -43,7 +43,7 @@ const (
 	pwMaxSharedKeys      = 4096
 	pwMaxSharedBytes     = 4 << 20 // keys and values of one filter's shared data
 	pwMaxQueues          = 64
-	pwMaxQueueItems      = 1024 // per queue; enqueueing more fails with ResourceExhausted... (see host)
+	pwMaxQueueItems      = 1024 // per queue; enqueueing more fails with InternalFailure
 	pwMaxMetrics         = 256
 	pwMaxPendingCalls    = 16 // proxy_http_calls in flight per instance
 	pwMaxCallBodyBytes   = 1 << 20
@@ -102,9 +102,12 @@ type pwFilter struct {
 	metrics     pwMetrics
 
 	tickPeriod atomic.Int64 // nanoseconds; 0: no tick
-	tickOnce   sync.Once
+	// The tick loop starts with the first period a guest sets, unless the filter closed; close
+	// stops it and waitTick waits for it to end.
+	tickMu     sync.Mutex
+	tickClosed bool
 	tickStop   chan struct{}
-	closeOnce  sync.Once
+	tickDone   chan struct{}
 }
 
 type pwShared struct {
@@ -146,12 +149,30 @@ func newPWFilter(f *Filter, cfg *Config, env *engine.BuildEnv) *pwFilter {
 	return p
 }
 
-// close stops the tick and drops the filter's metrics from /metrics.
+// close stops the tick, drops the filter's hold on its metrics and idle call connections.
 func (p *pwFilter) close() {
-	p.closeOnce.Do(func() {
-		close(p.tickStop)
-		p.metrics.unregister()
-	})
+	p.tickMu.Lock()
+	defer p.tickMu.Unlock()
+	if p.tickClosed {
+		return
+	}
+	p.tickClosed = true
+	close(p.tickStop)
+	p.metrics.unregister()
+	if p.client != nil {
+		p.client.CloseIdleConnections()
+	}
+}
+
+// waitTick waits for the tick loop to end, once close has stopped it and the guests were
+// stopped (a tick may be running a guest).
+func (p *pwFilter) waitTick() {
+	p.tickMu.Lock()
+	done := p.tickDone
+	p.tickMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // validateProxyWasm checks the proxy-wasm attributes.
@@ -641,16 +662,19 @@ func (p *pwFilter) startTick() {
 	if p.f.validate {
 		return
 	}
-	p.tickOnce.Do(func() {
-		p.f.bg.Add(1)
-		go p.tickLoop()
-	})
+	p.tickMu.Lock()
+	defer p.tickMu.Unlock()
+	if p.tickClosed || p.tickDone != nil {
+		return
+	}
+	p.tickDone = make(chan struct{})
+	go p.tickLoop()
 }
 
 // tickLoop calls proxy_on_tick on each idle instance's root context every period. An instance a
 // request holds is skipped that round (its root context ticks at the next one it is idle).
 func (p *pwFilter) tickLoop() {
-	defer p.f.bg.Done()
+	defer close(p.tickDone)
 	t := time.NewTimer(time.Duration(p.tickPeriod.Load()))
 	defer t.Stop()
 	for {

@@ -388,6 +388,9 @@ func (f *Filter) Close() error {
 	// request that outlived the drain.
 	f.stopAll()
 	f.bg.Wait()
+	if f.pw != nil {
+		f.pw.waitTick()
+	}
 	f.lim.guestLog.flushSuppressed()
 	f.lim.failLog.flushSuppressed()
 	for _, in := range f.pool.drain() {
