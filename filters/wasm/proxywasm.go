@@ -419,7 +419,10 @@ func (in *instance) pwCall(name string, args ...uint64) error {
 	copy(in.stack[:], args)
 	err := in.call(fn)
 	if err == nil && len(in.pw.enqueued) > 0 && name != "proxy_on_queue_ready" {
+		// The queue callbacks use the stack: keep this callback's result.
+		result := in.stack[0]
 		err = in.pwTellQueues()
+		in.stack[0] = result
 	}
 	return err
 }
@@ -474,8 +477,10 @@ func (in *instance) pwAnswerOne() error {
 }
 
 // pwRun runs one request callback and, when it pauses, answers its calls until the guest resumes
-// or answers the request. It reports whether the request was answered locally.
-func (in *instance) pwRun(stream int, name string, args ...uint64) (bool, error) {
+// or answers the request. It reports whether the request was answered locally. more says a body
+// callback follows in this phase: a pause with nothing in flight then waits for it, as Envoy
+// buffers the headers until the body comes.
+func (in *instance) pwRun(stream int, more bool, name string, args ...uint64) (bool, error) {
 	p := in.pw
 	p.resumed[stream] = false
 	if err := in.pwCall(name, args...); err != nil {
@@ -484,9 +489,7 @@ func (in *instance) pwRun(stream int, name string, args ...uint64) (bool, error)
 	action := uint32(in.stack[0])
 	for !p.local && action != pwContinue && !p.resumed[stream] {
 		if p.pending == 0 {
-			if name == "proxy_on_request_headers" || name == "proxy_on_response_headers" {
-				// StopIteration on headers with nothing in flight: Envoy goes on to deliver the
-				// body, which Sluice has whole; the body callback decides.
+			if more {
 				return false, nil
 			}
 			return false, fmt.Errorf("%s paused the request with no proxy_http_call in flight that could resume it", name)
@@ -535,9 +538,10 @@ func (f *Filter) pwOnRequest(c *engine.Ctx) engine.Verdict {
 	if hasBody {
 		eos = 0
 	}
-	local, err := in.pwRun(pwStreamRequest, "proxy_on_request_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 0)), eos)
-	if err == nil && !local && hasBody && f.pw.hasBody.req {
-		local, err = in.pwRun(pwStreamRequest, "proxy_on_request_body", uint64(p.ctxID), uint64(len(c.Request.Body())), 1)
+	bodyNext := hasBody && f.pw.hasBody.req
+	local, err := in.pwRun(pwStreamRequest, bodyNext, "proxy_on_request_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 0)), eos)
+	if err == nil && !local && bodyNext {
+		local, err = in.pwRun(pwStreamRequest, false, "proxy_on_request_body", uint64(p.ctxID), uint64(len(c.Request.Body())), 1)
 	}
 	if err != nil {
 		return f.pwFail(c, in, err)
@@ -579,13 +583,14 @@ func (f *Filter) pwOnResponse(c *engine.Ctx) {
 	if hasBody || streamed {
 		eos = 0
 	}
-	local, err := in.pwRun(pwStreamResponse, "proxy_on_response_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 2)), eos)
-	if err == nil && !local && hasBody && f.pw.hasBody.resp {
-		local, err = in.pwRun(pwStreamResponse, "proxy_on_response_body", uint64(p.ctxID), uint64(len(resp.Body())), 1)
+	bodyNext := hasBody && f.pw.hasBody.resp
+	local, err := in.pwRun(pwStreamResponse, bodyNext, "proxy_on_response_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 2)), eos)
+	if err == nil && !local && bodyNext {
+		local, err = in.pwRun(pwStreamResponse, false, "proxy_on_response_body", uint64(p.ctxID), uint64(len(resp.Body())), 1)
 	}
 	if err == nil && !local {
 		if n := len(trailerNames(nil, &resp.Header)); n > 0 {
-			_, err = in.pwRun(pwStreamResponse, "proxy_on_response_trailers", uint64(p.ctxID), uint64(n))
+			_, err = in.pwRun(pwStreamResponse, false, "proxy_on_response_trailers", uint64(p.ctxID), uint64(n))
 		}
 	}
 	if err == nil {

@@ -302,7 +302,11 @@ func TestProxyWasmSharedQueue(t *testing.T) {
 	gw := pwGateway(t, "shared_queue", "    pool_max = 1", echoUpstream)
 	var last string
 	for range 3 {
-		last = pwDo(t, gw, "GET", "/q", "").header["x-pw-drained"]
+		r := pwDo(t, gw, "GET", "/q", "")
+		if r.status != 200 {
+			t.Fatalf("%d %q\n%s", r.status, r.body, gw.Logs())
+		}
+		last = r.header["x-pw-drained"]
 	}
 	if last != "3" {
 		t.Errorf("x-pw-drained = %q after 3 requests, want 3 (proxy_on_queue_ready drains each enqueued path)", last)

@@ -99,6 +99,7 @@ func TestProxyWasmIsolation(t *testing.T) {
 		{"/L", 503, 200},
 		{"/M", 500, 200},
 		{"/R", 500, 200},
+		{"/P", 500, 200}, // paused with nothing in flight: it could never resume
 	} {
 		for _, onError := range []string{"deny", "skip"} {
 			f, logs := newFilter(t, "pw_edge", func(c *Config) {

@@ -157,6 +157,8 @@
       (local.set $n (call $get_header (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 4)))
       (global.set $hostile_alloc (i32.const 0))
       (return (call $answer (local.get $n)))))
+    ;; P: pause with nothing that could resume the request
+    (if (i32.eq (local.get $mode) (i32.const 0x50)) (then (return (i32.const 1))))
     ;; T: trap
     (if (i32.eq (local.get $mode) (i32.const 0x54)) (then unreachable))
     ;; L: loop forever
