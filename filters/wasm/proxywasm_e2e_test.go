@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,6 +209,21 @@ func TestProxyWasmHTTPCallAuth(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 2 {
 		t.Errorf("auth service called %d times, want 2", calls)
+	}
+}
+
+// TestProxyWasmHTTPCallFails: with the auth service down the call fails, the guest is told so
+// (no headers) and answers 403 itself.
+func TestProxyWasmHTTPCallFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	gw := pwGateway(t, "http_auth", fmt.Sprintf(`    upstreams = { auth = "http://%s" }`, down), echoUpstream)
+	if r := pwDo(t, gw, "GET", "/", "", "x-token", "good"); r.status != 403 {
+		t.Errorf("auth service down: %d, want the guest's 403", r.status)
 	}
 }
 
