@@ -88,7 +88,6 @@ type pwFilter struct {
 	vmID    string
 	name    string
 	hasBody struct{ req, resp bool }
-	v021    bool
 
 	upstreams map[string]string
 	client    *fasthttp.Client
@@ -116,19 +115,16 @@ type pwShared struct {
 }
 
 type pwQueue struct {
-	name  string
 	items [][]byte
 }
 
 func newPWFilter(f *Filter, cfg *Config, env *engine.BuildEnv) *pwFilter {
 	exports := f.code.ExportedFunctions()
-	_, v021 := exports["proxy_abi_version_0_2_1"]
 	p := &pwFilter{
 		f:           f,
 		rootID:      cfg.RootID,
 		vmID:        cfg.VMID,
 		name:        cfg.Name,
-		v021:        v021,
 		upstreams:   cfg.Upstreams,
 		shared:      map[string]*pwShared{},
 		queueByName: map[string]uint32{},
@@ -523,7 +519,8 @@ func (f *Filter) pwOnRequest(c *engine.Ctx) engine.Verdict {
 	if err := in.pwCall("proxy_on_context_create", uint64(p.ctxID), pwRootContext); err != nil {
 		return f.pwFail(c, in, err)
 	}
-	hasBody := len(c.Request.Body()) > 0 || c.Request.IsBodyStream()
+	// IsBodyStream first: Body() would read a streamed body whole, past max_body_bytes.
+	hasBody := c.Request.IsBodyStream() || len(c.Request.Body()) > 0
 	if hasBody && f.pw.hasBody.req && c.Request.IsBodyStream() {
 		// proxy_on_request_body gets the whole body at once: read a streamed one in, up to
 		// max_body_bytes.

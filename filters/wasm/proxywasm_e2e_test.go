@@ -176,6 +176,12 @@ func TestProxyWasmBodyRewrite(t *testing.T) {
 	if r.header["x-seen-x-pw-body-eos"] != "1" {
 		t.Errorf("proxy_on_request_body was not called with end_of_stream")
 	}
+	// A body larger than what comes with the head streams in: it is read in whole for the
+	// body callback.
+	big := strings.Repeat("abcdefgh", 32<<10)
+	if r := pwDo(t, gw, "POST", "/", big); r.body != "upstream:"+strings.ToUpper(big)+" [rewritten]" {
+		t.Errorf("a 256 KiB body: %d bytes back, want it rewritten whole", len(r.body))
+	}
 }
 
 // authService answers 200 to x-token: good, 401 otherwise, after delay.

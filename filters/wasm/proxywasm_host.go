@@ -857,6 +857,10 @@ func (in *instance) pwProperty(path []byte) ([]byte, bool) {
 	case "request.time":
 		return pwInt(c.Start.UnixNano()), true
 	case "request.size":
+		if c.Request.IsBodyStream() {
+			// Not read in (Body would): the length the client announced, if any.
+			return pwInt(max(int64(c.Request.Header.ContentLength()), 0)), true
+		}
 		return pwInt(int64(len(c.Request.Body()))), true
 	case "response.code":
 		if in.pw.phase != phaseResponse {
@@ -866,6 +870,9 @@ func (in *instance) pwProperty(path []byte) ([]byte, bool) {
 	case "response.size":
 		if in.pw.phase != phaseResponse {
 			return nil, false
+		}
+		if c.Response.IsBodyStream() {
+			return pwInt(max(int64(c.Response.Header.ContentLength()), 0)), true
 		}
 		return pwInt(int64(len(c.Response.Body()))), true
 	case "source.address":
@@ -1032,7 +1039,7 @@ func pwRegisterQueue(ctx context.Context, mod api.Module, stack []uint64) {
 			stack[0] = pwInternalFailure
 			return
 		}
-		p.queues = append(p.queues, &pwQueue{name: string(name)})
+		p.queues = append(p.queues, &pwQueue{})
 		token = uint32(len(p.queues))
 		p.queueByName[string(name)] = token
 	}
