@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -464,5 +465,43 @@ func TestProxyWasmUnknownRootID(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "Missing root context factory for root id: no_such_filter") {
 		t.Errorf("the load error does not quote the guest: %v", err)
+	}
+}
+
+// TestProxyWasmTrailers: proxy_on_response_trailers is called for a response with trailers, and
+// the trailer the guest adds reaches the client.
+func TestProxyWasmTrailers(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		_ = c.Response.Header.SetTrailer("grpc-status")
+		c.Response.Header.Set("grpc-status", "0")
+		c.SetBodyString("body with trailers")
+	})
+	gw := gatewaytest.Start(t, fmt.Sprintf(`
+upstream "u" {
+  target {
+    address = %q
+  }
+}
+pipeline "all" {
+  match {
+    path_prefix = "/"
+  }
+  filter "wasm" {
+    module     = %q
+    config_raw = "xyz"
+  }
+  balancer {
+    upstream = upstream.u
+  }
+}
+`, up, wasm.Guest(t, "pw_edge")))
+	resp, err := http.Get(gw.URL + "/z")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "body with trailers" || resp.Trailer.Get("grpc-status") != "0" || resp.Trailer.Get("x-pw-trailer") != "v" {
+		t.Errorf("%q, trailers %v: want the upstream's trailers and x-pw-trailer: v", body, resp.Trailer)
 	}
 }

@@ -530,7 +530,13 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 			h.DelBytes(name)
 		}
 	case kind == pwMapResponseTrailers && in.pw.phase == phaseResponse:
-		hop := map[pwHeaderOp]byte{pwOpAdd: opAdd, pwOpReplace: opSet, pwOpRemove: opDel}[op]
+		hop := opDel
+		switch op {
+		case pwOpAdd:
+			hop = opAdd
+		case pwOpReplace:
+			hop = opSet
+		}
 		if err := applyTrailerOp(&c.Response.Header, hop, name, value); err != nil {
 			return pwBadArgument
 		}

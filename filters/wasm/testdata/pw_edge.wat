@@ -27,13 +27,14 @@
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
   (memory (export "memory") 1)
   ;; 0: value pointer, 4: value size (out-pointers); 16: ":path"; 32: "key"; 48: "v";
-  ;; 64: malformed pairs (count 0x10000000); 80: "nope"; 200: result of the start-time probe;
+  ;; 64: malformed pairs (count 0x10000000); 80: "nope"; 96: "x-pw-trailer"; 200: result of the start-time probe;
   ;; 204: result of the tick-time probe.
   (data (i32.const 16) ":path")
   (data (i32.const 32) "key")
   (data (i32.const 48) "v")
   (data (i32.const 64) "\00\00\00\10")
   (data (i32.const 80) "nope")
+  (data (i32.const 96) "x-pw-trailer")
   (global $heap (mut i32) (i32.const 4096))
   ;; Set by mode A: the allocator answers a pointer past the end of memory.
   (global $hostile_alloc (mut i32) (i32.const 0))
@@ -60,6 +61,10 @@
   ;; Wrong phase: no request headers in a tick.
   (func (export "proxy_on_tick") (param i32)
     (i32.store (i32.const 204) (call $get_header (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 4))))
+  ;; Response trailers: add one.
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32)
+    (drop (call $add_header (i32.const 3) (i32.const 96) (i32.const 12) (i32.const 48) (i32.const 1)))
+    (i32.const 0))
   (func $answer (param $r i32) (result i32)
     (drop (call $local (i32.add (i32.const 400) (local.get $r)) (i32.const 0) (i32.const 0)
       (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
