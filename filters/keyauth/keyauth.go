@@ -303,6 +303,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 }
 
 func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
+	// A refused credential is removed too: the access log's request_headers and any response
+	// phase must not see a forged key or a real one sent alongside another.
+	f.strip(c)
 	c.AddFlags(engine.FlagUnauthorized)
 	c.Fail(401, err)
 	c.Response.Header.SetBytesKV(hdrWWWAuthenticate, f.challenge)

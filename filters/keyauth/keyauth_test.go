@@ -1,8 +1,11 @@
 package keyauth
 
 import (
+	"encoding/json"
+
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/sluice-gateway/sluice/engine/admin"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +182,17 @@ func BenchmarkKeyAuth(b *testing.B) {
 		if f.OnRequest(c) != engine.Continue {
 			b.Fatal("refused")
 		}
+	}
+}
+
+// TestHashRedacted: /config shows a key block's hash as [redacted].
+func TestHashRedacted(t *testing.T) {
+	h := hashOf(keyPartner)
+	b, err := json.Marshal(admin.Redact(&Config{Header: "X-API-Key", Keys: []Key{{Consumer: "partner", Hash: h}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), h) || !strings.Contains(string(b), `"hash":"[redacted]"`) || !strings.Contains(string(b), `"consumer":"partner"`) {
+		t.Errorf("/config shows %s", b)
 	}
 }
