@@ -1,17 +1,16 @@
 package keyauth
 
 import (
-	"encoding/json"
-
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/sluice-gateway/sluice/engine/admin"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/admin"
 	"github.com/sluice-gateway/sluice/engine/enginetest"
 )
 
