@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
@@ -138,5 +140,53 @@ func TestCORSExampleServes(t *testing.T) {
 	if r.StatusCode() != 200 || string(r.Header.Peek("Access-Control-Allow-Origin")) != "http://localhost:8081" ||
 		string(r.Header.Peek("Access-Control-Expose-Headers")) != "X-Upstream" || string(r.Header.Peek("Vary")) != "Origin" {
 		t.Errorf("actual request: %d %s", r.StatusCode(), r.Header.String())
+	}
+}
+
+// TestCORSExampleInBrowser loads the CORS example's page in headless Chromium: the page's PUT
+// (a preflighted, credentialed request) succeeds and its PATCH fails at the preflight, as the
+// README says. The listeners take free ports; the page and the allowed origins are then rewritten
+// for them and reloaded.
+func TestCORSExampleInBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install the Debian package chromium (.ci/run does)")
+	}
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "api"}).Handle)
+	orig := example(t, "cors/gateway.hcl")
+	moved := func(app string) string {
+		return replaceAll(t, orig,
+			`"127.0.0.1:9101"`, fmt.Sprintf("%q", up),
+			`address = "127.0.0.1:8080"`, `address = "127.0.0.1:0"`,
+			`address = "127.0.0.1:8081"`, `address = "127.0.0.1:0"`,
+			`"http://127.0.0.1:8081"`, fmt.Sprintf("%q", "http://"+app),
+			`format = "text"`, `format = "text"`+"\n    output = \"access.log\"")
+	}
+	page := example(t, "cors/app.html")
+	dir := t.TempDir()
+	g := gatewaytest.StartWith(t, moved("127.0.0.1:8081"), gatewaytest.Options{Dir: dir, Files: map[string][]byte{"app.html": []byte(page)}})
+	app, api := g.Addrs["app"], g.Addrs["api"]
+	if err := os.WriteFile(dir+"/app.html", []byte(replaceAll(t, page, "http://127.0.0.1:8080", "http://"+api)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-g.Reload(t, moved(app))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", "http://"+app+"/")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	dom := string(out)
+	if !strings.Contains(dom, "PUT allowed: 200, X-Upstream: api") || !strings.Contains(dom, "PATCH refused by the preflight") {
+		t.Errorf("the page did not get the expected answers:\n%s", dom)
+	}
+	g.Stop(t)
+	logb, _ := os.ReadFile(dir + "/access.log")
+	logs := string(logb)
+	if !strings.Contains(logs, "method=OPTIONS") || !strings.Contains(logs, "status=403") || strings.Contains(logs, "method=PATCH") {
+		t.Errorf("access log: a preflight answered, one refused, and no PATCH sent, want; got\n%s", logs)
 	}
 }
