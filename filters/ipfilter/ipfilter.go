@@ -91,7 +91,7 @@ func Register(r *engine.Registry) {
 const maxFileBytes = 64 << 20
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
-	f := &Filter{v4: newTrie(), v6: newTrie()}
+	f := &Filter{v4: newTrie(32), v6: newTrie(128)}
 	seen := map[netip.Prefix]verdict{}
 	add := func(p netip.Prefix, v verdict, where string) error {
 		if old, ok := seen[p]; ok && old != v {
@@ -187,12 +187,12 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return f.refuse(c, errNoAddr)
 	}
 	a = a.Unmap()
-	b := a.As16()
+	hi, lo := halves(a)
 	var v verdict
 	if a.Is4() {
-		v = f.v4.lookup(&b, 12, 32)
+		v = f.v4.lookup(hi, lo)
 	} else {
-		v = f.v6.lookup(&b, 0, 128)
+		v = f.v6.lookup(hi, lo)
 	}
 	switch {
 	case v == deny:

@@ -171,7 +171,7 @@ func TestIPFilterAllocs(t *testing.T) {
 func BenchmarkIPFilter(b *testing.B) {
 	for _, n := range []int{10, 100_000} {
 		f := bigFilter(b, n)
-		for _, addr := range []string{"127.0.0.1", "2001:db8::1"} {
+		for _, addr := range []string{"127.0.0.1", "2001:db8::1", "::1"} {
 			b.Run(fmt.Sprintf("prefixes=%d/%s", n, addr), func(b *testing.B) {
 				c := enginetest.NewCtx(b, "GET", "/")
 				c.ClientAddr = netip.MustParseAddr(addr)
@@ -182,6 +182,61 @@ func BenchmarkIPFilter(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestTrieMatchesLinearScan compares the trie with the definition (the longest covering prefix
+// decides) on random nested prefixes and addresses near them, in both families.
+func TestTrieMatchesLinearScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for round := range 20 {
+		type entry struct {
+			p netip.Prefix
+			v verdict
+		}
+		var list []entry
+		seen := map[netip.Prefix]bool{}
+		v4 := round%2 == 0
+		randAddr := func() netip.Addr {
+			if v4 {
+				// A small space, so that prefixes nest and addresses hit them.
+				return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+			}
+			var a [16]byte
+			a[0], a[1], a[2] = 0x20, 0x01, byte(r.IntN(4))
+			for i := 3; i < 16; i++ {
+				a[i] = byte(r.IntN(256))
+			}
+			return netip.AddrFrom16(a)
+		}
+		maxBits := 32
+		if !v4 {
+			maxBits = 128
+		}
+		tr := newTrie(uint8(maxBits))
+		for range 300 {
+			p := netip.PrefixFrom(randAddr(), r.IntN(maxBits+1)).Masked()
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			v := verdict(1 + r.IntN(2))
+			list = append(list, entry{p, v})
+			tr.insert(p, v)
+		}
+		for range 3000 {
+			a := randAddr()
+			want, wantLen := none, -1
+			for _, e := range list {
+				if e.p.Contains(a) && e.p.Bits() > wantLen {
+					want, wantLen = e.v, e.p.Bits()
+				}
+			}
+			hi, lo := halves(a)
+			if got := tr.lookup(hi, lo); got != want {
+				t.Fatalf("round %d: %s: %d, want %d (from a /%d)", round, a, got, want, wantLen)
+			}
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package ipfilter
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+)
 
 // verdict is what a prefix says about the addresses it covers.
 type verdict uint8
@@ -11,54 +15,127 @@ const (
 	deny
 )
 
-// trie is a binary trie on address bits: node i's children are kids[i][0] and kids[i][1] (0: none,
-// as the root is never a child), and its verdict the one of the prefix ending there. A lookup
-// walks at most 32 (IPv4) or 128 (IPv6) nodes whatever the number of prefixes, and remembers the
-// verdict of the longest prefix it passed.
+// trie is a path-compressed binary trie (a radix tree on address bits) of one address family.
+// Each node holds a prefix; its children's prefixes extend it, the next bit choosing the child.
+// Nodes exist only for configured prefixes and for the points where two of them part, so a
+// lookup visits at most one node per configured prefix on the address's path, never more than
+// 33 (IPv4) or 129 (IPv6), and usually a handful, whatever the number of prefixes.
+//
+// Addresses are two big-endian 64-bit halves (IPv4 in the top 32 bits of hi), so a node's
+// prefix is checked with two masked comparisons.
 type trie struct {
-	kids []([2]uint32)
-	verd []verdict
+	nodes []node
+	max   uint8 // 32 or 128
 }
 
-func newTrie() *trie { return &trie{kids: make([][2]uint32, 1), verd: make([]verdict, 1)} }
+type node struct {
+	hi, lo   uint64 // the prefix, masked
+	mhi, mlo uint64 // its mask
+	bits     uint8
+	verd     verdict
+	kids     [2]int32 // node indices; 0: none (the root is no one's child)
+}
 
-// insert adds a masked prefix (IPv4 ones to the IPv4 trie, bits counted from the address's
-// last four bytes); it returns the verdict the same prefix already had (none if new).
-func (t *trie) insert(p netip.Prefix, v verdict) verdict {
-	a := p.Addr().As16()
-	off := 0
-	if p.Addr().Is4() {
-		off = 12
+func newTrie(maxBits uint8) *trie { return &trie{nodes: make([]node, 1), max: maxBits} }
+
+// halves returns a's bits as two big-endian words (IPv4 in the top 32 bits of hi).
+func halves(a netip.Addr) (hi, lo uint64) {
+	if a.Is4() {
+		b := a.As4()
+		return uint64(binary.BigEndian.Uint32(b[:])) << 32, 0
 	}
-	n := uint32(0)
-	for i := 0; i < p.Bits(); i++ {
-		bit := a[off+i/8] >> (7 - i%8) & 1
-		if t.kids[n][bit] == 0 {
-			t.kids = append(t.kids, [2]uint32{})
-			t.verd = append(t.verd, none)
-			t.kids[n][bit] = uint32(len(t.kids) - 1)
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+func mask(n uint8) (hi, lo uint64) {
+	switch {
+	case n == 0:
+		return 0, 0
+	case n <= 64:
+		return ^uint64(0) << (64 - n), 0
+	}
+	return ^uint64(0), ^uint64(0) << (128 - n)
+}
+
+func bitAt(hi, lo uint64, i uint8) int {
+	if i < 64 {
+		return int(hi >> (63 - i) & 1)
+	}
+	return int(lo >> (127 - i) & 1)
+}
+
+// commonLen is the number of leading bits a and b share, at most limit.
+func commonLen(ahi, alo, bhi, blo uint64, limit uint8) uint8 {
+	var n uint8
+	if x := ahi ^ bhi; x != 0 {
+		n = uint8(bits.LeadingZeros64(x))
+	} else {
+		n = 64 + uint8(bits.LeadingZeros64(alo^blo))
+	}
+	return min(n, limit)
+}
+
+func (t *trie) newNode(hi, lo uint64, n uint8, v verdict) int32 {
+	mhi, mlo := mask(n)
+	t.nodes = append(t.nodes, node{hi: hi & mhi, lo: lo & mlo, mhi: mhi, mlo: mlo, bits: n, verd: v})
+	return int32(len(t.nodes) - 1)
+}
+
+// insert adds a masked prefix of this trie's family with its verdict.
+func (t *trie) insert(p netip.Prefix, v verdict) {
+	hi, lo := halves(p.Addr())
+	plen := uint8(p.Bits())
+	n := int32(0)
+	for {
+		nd := &t.nodes[n]
+		if nd.bits == plen {
+			nd.verd = v
+			return
 		}
-		n = t.kids[n][bit]
+		b := bitAt(hi, lo, nd.bits)
+		c := nd.kids[b]
+		if c == 0 {
+			leaf := t.newNode(hi, lo, plen, v)
+			t.nodes[n].kids[b] = leaf
+			return
+		}
+		cn := t.nodes[c]
+		cp := commonLen(hi, lo, cn.hi, cn.lo, min(cn.bits, plen))
+		if cp == cn.bits {
+			n = c // c's prefix is a prefix of p: go down
+			continue
+		}
+		// p and c part (or p ends) at bit cp: a node for their common prefix takes c's place.
+		m := t.newNode(hi, lo, cp, none)
+		t.nodes[m].kids[bitAt(cn.hi, cn.lo, cp)] = c
+		if cp == plen {
+			t.nodes[m].verd = v
+		} else {
+			leaf := t.newNode(hi, lo, plen, v)
+			t.nodes[m].kids[bitAt(hi, lo, cp)] = leaf
+		}
+		t.nodes[n].kids[b] = m
+		return
 	}
-	old := t.verd[n]
-	t.verd[n] = v
-	return old
 }
 
-// lookup returns the verdict of the longest prefix covering the first bits of a (32 for IPv4,
-// 128 for IPv6, whose bytes a holds as As16 does: IPv4 in the last four).
-func (t *trie) lookup(a *[16]byte, off, bits int) verdict {
-	kids, verd := t.kids, t.verd
-	best := verd[0]
-	n := uint32(0)
-	for i := 0; i < bits; i++ {
-		bit := a[off+i>>3] >> (7 - i&7) & 1
-		n = kids[n][bit]
-		if n == 0 {
+// lookup returns the verdict of the longest prefix covering the address (hi, lo).
+func (t *trie) lookup(hi, lo uint64) verdict {
+	nodes := t.nodes
+	n := &nodes[0]
+	best := n.verd
+	for n.bits < t.max {
+		c := n.kids[bitAt(hi, lo, n.bits)]
+		if c == 0 {
 			break
 		}
-		if v := verd[n]; v != none {
-			best = v
+		n = &nodes[c]
+		if hi&n.mhi != n.hi || lo&n.mlo != n.lo {
+			break
+		}
+		if n.verd != none {
+			best = n.verd
 		}
 	}
 	return best
