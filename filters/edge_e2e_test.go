@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/filters"
+	"github.com/sluice-gateway/sluice/hcl"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/valyala/fasthttp"
 )
@@ -291,4 +293,32 @@ func TestEdgeFiltersE2E(t *testing.T) {
 			t.Errorf("no consumer in the access log:\n%s", b)
 		}
 	})
+}
+
+// TestKeyPastedAsHashHidden: a key pasted where its hash belongs is refused with a diagnostic whose
+// source snippet does not show it.
+func TestKeyPastedAsHashHidden(t *testing.T) {
+	const key = "ak_live_3b9e1c7f0d2a4b6c8e1f3a5c7e9b0d2f"
+	src := `upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  filter "key_auth" {
+    key {
+      consumer = "acme"
+      key_hash = "` + key + `"
+    }
+  }
+  balancer { upstream = upstream.u }
+}
+`
+	cfg, diags := hcl.Load(filepath.Join(t.TempDir(), "gateway.hcl"), []byte(src), filters.Builtin())
+	if !diags.HasErrors() {
+		t.Fatal("a key in key_hash loaded")
+	}
+	var b strings.Builder
+	_ = cfg.WriteDiagnostics(&b, diags)
+	if strings.Contains(b.String(), key) || !strings.Contains(b.String(), "key_hash") {
+		t.Errorf("diagnostics:\n%s", b.String())
+	}
 }

@@ -36,7 +36,7 @@ type Config struct {
 type Key struct {
 	Consumer string `hcl:"consumer" json:"consumer"`
 	// Hash is the key's SHA-256, in hex, optionally after "sha256:".
-	Hash string `hcl:"hash" json:"hash" sluice:"secret"`
+	Hash string `hcl:"key_hash" json:"key_hash" sluice:"secret"`
 }
 
 // SetDefaults: the header most APIs use.
@@ -49,7 +49,7 @@ func (k *Key) Validate() error {
 		errs = append(errs, &engine.FieldError{Field: "consumer", Err: err})
 	}
 	if _, err := parseHash(k.Hash); err != nil {
-		errs = append(errs, &engine.FieldError{Field: "hash", Err: err})
+		errs = append(errs, &engine.FieldError{Field: "key_hash", Err: err})
 	}
 	return errors.Join(errs...)
 }

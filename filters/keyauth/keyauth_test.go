@@ -111,7 +111,7 @@ func TestValidateAndBuild(t *testing.T) {
 		{Config{Query: "a b", KeysFile: "k"}, "query", "invalid"},
 		{Config{Header: "bad header", KeysFile: "k"}, "header", "invalid"},
 		{Config{KeysFile: "k"}, "header", "set header or query"},
-		{Config{Header: "X", Keys: []Key{{Consumer: "a", Hash: keyMobile}}}, "hash", "64 hex"},
+		{Config{Header: "X", Keys: []Key{{Consumer: "a", Hash: keyMobile}}}, "key_hash", "64 hex"},
 		{Config{Header: "X", Keys: []Key{{Consumer: "a b", Hash: hashOf("k")}}}, "consumer", "invalid consumer"},
 		{Config{Header: "X", Keys: []Key{{Consumer: "a", Hash: hashOf("k")}, {Consumer: "b", Hash: hashOf("k")}}}, "key", "two consumers"},
 	} {
@@ -191,7 +191,7 @@ func TestHashRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), h) || !strings.Contains(string(b), `"hash":"[redacted]"`) || !strings.Contains(string(b), `"consumer":"partner"`) {
+	if strings.Contains(string(b), h) || !strings.Contains(string(b), `"key_hash":"[redacted]"`) || !strings.Contains(string(b), `"consumer":"partner"`) {
 		t.Errorf("/config shows %s", b)
 	}
 }

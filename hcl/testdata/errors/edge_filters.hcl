@@ -12,7 +12,7 @@ pipeline "p" {
   filter "key_auth" {
     key {
       consumer = "acme"
-      hash     = "not-a-hash" # ERROR: Invalid value
+      key_hash = "not-a-hash" # ERROR: Invalid value
     }
   }
   balancer { upstream = upstream.u }
