@@ -192,6 +192,17 @@ func TestEdgeFiltersE2E(t *testing.T) {
 	})
 
 	t.Run("key_auth", func(t *testing.T) {
+		before := map[string]float64{}
+		for _, r := range []string{"missing", "unknown", "ambiguous"} {
+			before[r] = counterValue(t, "sluice_key_auth_refused_total", "reason", r)
+		}
+		defer func() {
+			for r, want := range map[string]float64{"missing": 2, "unknown": 2, "ambiguous": 2} {
+				if got := counterValue(t, "sluice_key_auth_refused_total", "reason", r) - before[r]; got != want {
+					t.Errorf("sluice_key_auth_refused_total{reason=%q} rose by %v, want %v", r, got, want)
+				}
+			}
+		}()
 		for _, tc := range []struct {
 			name, target, headers string
 			ok                    bool
@@ -236,6 +247,12 @@ func TestEdgeFiltersE2E(t *testing.T) {
 	})
 
 	t.Run("ip_filter after trusted_proxies", func(t *testing.T) {
+		before := counterValue(t, "sluice_ip_filter_denied_total", "pipeline", "api")
+		defer func() {
+			if got := counterValue(t, "sluice_ip_filter_denied_total", "pipeline", "api") - before; got != 3 {
+				t.Errorf("sluice_ip_filter_denied_total rose by %v, want 3", got)
+			}
+		}()
 		for xff, want := range map[string]int{"203.0.113.9": 403, "198.51.100.1": 200, "2001:db8:bad::7": 403, "::ffff:203.0.113.9": 403} {
 			resp := get("X-Forwarded-For: " + xff + "\r\nX-API-Key: " + keyAcme + "\r\n")
 			if resp.StatusCode != want {

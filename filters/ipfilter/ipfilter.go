@@ -13,8 +13,16 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/metrics"
 )
+
+var denials = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
+	Name: "sluice_ip_filter_denied_total",
+	Help: "Requests the ip_filter filter refused, by pipeline.",
+}, []string{"pipeline"})
 
 // Config is the body of a `filter "ip_filter"` block.
 type Config struct {
@@ -91,7 +99,7 @@ func Register(r *engine.Registry) {
 const maxFileBytes = 64 << 20
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
-	f := &Filter{v4: newTrie(32), v6: newTrie(128)}
+	f := &Filter{v4: newTrie(32), v6: newTrie(128), denied: denials.WithLabelValues(env.Pipeline)}
 	seen := map[netip.Prefix]verdict{}
 	add := func(p netip.Prefix, v verdict, where string) error {
 		if old, ok := seen[p]; ok && old != v {
@@ -171,6 +179,7 @@ func readPrefixes(b []byte, fn func(p netip.Prefix, line int) error) error {
 type Filter struct {
 	v4, v6   *trie
 	hasAllow bool // an address no prefix covers is refused
+	denied   prometheus.Counter
 }
 
 var (
@@ -204,6 +213,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 }
 
 func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
+	f.denied.Inc()
 	c.AddFlags(engine.FlagUnauthorized)
 	return c.Fail(403, err)
 }

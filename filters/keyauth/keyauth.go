@@ -17,8 +17,16 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/metrics"
 )
+
+var refusals = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
+	Name: "sluice_key_auth_refused_total",
+	Help: "Requests the key_auth filter refused, by pipeline and reason (missing, unknown, ambiguous).",
+}, []string{"pipeline", "reason"})
 
 // Config is the body of a `filter "key_auth"` block.
 type Config struct {
@@ -199,6 +207,9 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		realm = "sluice"
 	}
 	f.challenge = fmt.Appendf(nil, `APIKey realm="%s"`, realm)
+	f.mMissing = refusals.WithLabelValues(env.Pipeline, "missing")
+	f.mUnknown = refusals.WithLabelValues(env.Pipeline, "unknown")
+	f.mAmbiguous = refusals.WithLabelValues(env.Pipeline, "ambiguous")
 	if cfg.Header != "" {
 		// A client's "X_API_Key" is dropped on arrival: a CGI-style upstream would read it as the
 		// credential header this filter removes.
@@ -247,6 +258,8 @@ type Filter struct {
 	keys       map[[32]byte]*entry
 	challenge  []byte
 	bufs       sync.Pool // request-target buffers for removing the query parameter
+
+	mMissing, mUnknown, mAmbiguous prometheus.Counter
 }
 
 // maxKeyLen bounds the work an unknown key costs.
@@ -281,12 +294,15 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	switch {
 	case n == 0:
+		f.mMissing.Inc()
 		return f.refuse(c, errMissing)
 	case n > 1:
 		// Two credentials (two headers, or header and query): which one would the upstream or a
 		// log believe? Refuse rather than guess.
+		f.mAmbiguous.Inc()
 		return f.refuse(c, errAmbiguous)
 	case len(key) == 0 || len(key) > maxKeyLen:
+		f.mUnknown.Inc()
 		return f.refuse(c, errUnknown)
 	}
 	sum := sha256.Sum256(key)
@@ -295,6 +311,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	// comparison is constant-time all the same (SECURITY.md).
 	e, ok := f.keys[sum]
 	if !ok || subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
+		f.mUnknown.Inc()
 		return f.refuse(c, errUnknown)
 	}
 	f.strip(c)
