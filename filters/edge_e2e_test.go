@@ -339,3 +339,40 @@ pipeline "p" {
 		t.Errorf("diagnostics:\n%s", b.String())
 	}
 }
+
+// TestEdgeFilesAreInputs: the keys and prefix files are inputs of the configuration, which
+// `sluice run --watch` watches (a changed file rebuilds, so a rotated key takes effect).
+func TestEdgeFilesAreInputs(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"keys.txt": "acme " + sha("k") + "\n", "allow.txt": "10.0.0.0/8\n", "deny.txt": "10.1.0.0/16\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := gatewaytest.Build(t, `upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  filter "ip_filter" {
+    allow_file = "allow.txt"
+    deny_file  = "deny.txt"
+  }
+  filter "key_auth" {
+    keys_file = "keys.txt"
+  }
+  balancer { upstream = upstream.u }
+}
+`, dir)
+	defer gw.Close()
+	for _, name := range []string{"keys.txt", "allow.txt", "deny.txt"} {
+		found := false
+		for _, in := range gw.Inputs {
+			if in == filepath.Join(dir, name) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s is not among the inputs %q", name, gw.Inputs)
+		}
+	}
+}
