@@ -210,9 +210,6 @@ func New(cfg *Config) *Filter {
 
 var (
 	hdrOrigin      = []byte("Origin")
-	hdrReqMethod   = []byte("Access-Control-Request-Method")
-	hdrReqHeaders  = []byte("Access-Control-Request-Headers")
-	hdrReqPNA      = []byte("Access-Control-Request-Private-Network")
 	hdrAllowOrigin = []byte("Access-Control-Allow-Origin")
 	hdrAllowCreds  = []byte("Access-Control-Allow-Credentials")
 	hdrAllowMeth   = []byte("Access-Control-Allow-Methods")
@@ -241,22 +238,51 @@ func (f *Filter) allowed(o []byte) bool {
 	return false
 }
 
-// isPreflight: OPTIONS with Origin and Access-Control-Request-Method.
-func isPreflight(c *engine.Ctx) bool {
+// preflightFields are the request fields a preflight is answered from.
+type preflightFields struct {
+	origin, method, headers, pna []byte
+}
+
+// preflight reads a preflight's fields in one pass over the request's headers (a lookup by name
+// would canonicalise the name each time); ok: the request is OPTIONS with Origin and
+// Access-Control-Request-Method. The header names are compared in fasthttp's canonical form,
+// which is how it stores them.
+func preflight(c *engine.Ctx) (p preflightFields, ok bool) {
 	h := &c.Request.Header
-	return string(h.Method()) == "OPTIONS" && len(h.PeekBytes(hdrOrigin)) > 0 && len(h.PeekBytes(hdrReqMethod)) > 0
+	if string(h.Method()) != "OPTIONS" {
+		return p, false
+	}
+	for k, v := range h.All() {
+		switch string(k) {
+		case "Origin":
+			if p.origin == nil {
+				p.origin = v
+			}
+		case "Access-Control-Request-Method":
+			if p.method == nil {
+				p.method = v
+			}
+		case "Access-Control-Request-Headers":
+			if p.headers == nil {
+				p.headers = v
+			}
+		case "Access-Control-Request-Private-Network":
+			p.pna = v
+		}
+	}
+	return p, len(p.origin) > 0 && len(p.method) > 0
 }
 
 // OnRequest answers a preflight; every other request passes.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
-	if !isPreflight(c) {
+	p, ok := preflight(c)
+	if !ok {
 		return engine.Continue
 	}
-	h := &c.Request.Header
-	o := h.PeekBytes(hdrOrigin)
+	o := p.origin
 	resp := c.Response
 	resp.Reset()
-	if !f.allowed(o) || !f.methodAllowed(h.PeekBytes(hdrReqMethod)) || !f.headersAllowed(h.PeekBytes(hdrReqHeaders)) {
+	if !f.allowed(o) || !f.methodAllowed(p.method) || !f.headersAllowed(p.headers) {
 		// Refused: no Access-Control-Allow-Origin, so the browser fails the preflight and never
 		// sends the request; 403 makes it plain in the developer tools.
 		resp.SetStatusCode(403)
@@ -279,14 +305,14 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if f.anyHeader {
 		// "*" is no wildcard in a credentialed answer: name what was asked for instead. fasthttp
 		// parsed the value as one header line, so it holds no line break.
-		if rh := h.PeekBytes(hdrReqHeaders); len(rh) > 0 {
-			resp.Header.SetCanonical(hdrAllowHdrs, rh)
+		if len(p.headers) > 0 {
+			resp.Header.SetCanonical(hdrAllowHdrs, p.headers)
 		}
 	} else if len(f.allowHeaders) > 0 {
 		resp.Header.SetCanonical(hdrAllowHdrs, f.allowHeaders)
 	}
 	resp.Header.SetCanonical(hdrMaxAge, f.maxAge)
-	if f.pna && string(h.PeekBytes(hdrReqPNA)) == "true" {
+	if f.pna && string(p.pna) == "true" {
 		resp.Header.SetCanonical(hdrAllowPNA, valTrue)
 	}
 	return engine.Respond
@@ -364,8 +390,10 @@ func trim(b []byte) []byte {
 // OnResponse adds the CORS fields to the response of an actual request from an allowed origin.
 // The gateway's policy replaces whatever CORS fields the upstream sent.
 func (f *Filter) OnResponse(c *engine.Ctx) {
-	if isPreflight(c) {
-		return // answered in the request phase
+	if string(c.Request.Header.Method()) == "OPTIONS" {
+		if _, ok := preflight(c); ok {
+			return // answered in the request phase
+		}
 	}
 	o := c.Request.Header.PeekBytes(hdrOrigin)
 	rh := &c.Response.Header

@@ -24,7 +24,7 @@ func build(t testing.TB, mod func(*Config)) *Filter {
 	return New(&c)
 }
 
-func preflight(t testing.TB, origin, method, headers string) *engine.Ctx {
+func preflightCtx(t testing.TB, origin, method, headers string) *engine.Ctx {
 	h := []string{"Origin", origin, "Access-Control-Request-Method", method}
 	if headers != "" {
 		h = append(h, "Access-Control-Request-Headers", headers)
@@ -55,7 +55,7 @@ func TestPreflight(t *testing.T) {
 		{"https://app.example.com:8443", "PUT", "", false},
 		{"null", "PUT", "", false},
 	} {
-		c := preflight(t, tc.origin, tc.method, tc.headers)
+		c := preflightCtx(t, tc.origin, tc.method, tc.headers)
 		if v := f.OnRequest(c); v != engine.Respond {
 			t.Fatalf("%+v: a preflight went on (%v)", tc, v)
 		}
@@ -78,13 +78,13 @@ func TestPreflight(t *testing.T) {
 
 func TestNullOriginOnlyWhenListed(t *testing.T) {
 	star := build(t, func(c *Config) { c.AllowOrigins = []string{"*"} })
-	c := preflight(t, "null", "PUT", "")
+	c := preflightCtx(t, "null", "PUT", "")
 	star.OnRequest(c)
 	if c.Response.Header.Peek("Access-Control-Allow-Origin") != nil {
 		t.Errorf(`"*" allowed the null origin`)
 	}
 	listed := build(t, func(c *Config) { c.AllowOrigins = []string{"null"} })
-	c = preflight(t, "null", "PUT", "")
+	c = preflightCtx(t, "null", "PUT", "")
 	listed.OnRequest(c)
 	if got := string(c.Response.Header.Peek("Access-Control-Allow-Origin")); got != "null" {
 		t.Errorf("listed null: ACAO %q", got)
@@ -143,7 +143,7 @@ func TestPrivateNetwork(t *testing.T) {
 
 func TestAnyHeaderEchoes(t *testing.T) {
 	f := build(t, func(c *Config) { c.AllowHeaders = []string{"*"}; c.AllowCredentials = true })
-	c := preflight(t, "https://app.example.com", "PUT", "x-a, x-b")
+	c := preflightCtx(t, "https://app.example.com", "PUT", "x-a, x-b")
 	f.OnRequest(c)
 	if got := string(c.Response.Header.Peek("Access-Control-Allow-Headers")); got != "x-a, x-b" {
 		t.Errorf("Allow-Headers %q", got)
@@ -189,7 +189,7 @@ func TestCORSAllocs(t *testing.T) {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
 	f := build(t, func(c *Config) { c.AllowCredentials = true })
-	pre := preflight(t, "https://shop.example.com", "PUT", "content-type")
+	pre := preflightCtx(t, "https://shop.example.com", "PUT", "content-type")
 	if n := testing.AllocsPerRun(1000, func() { f.OnRequest(pre) }); n != 0 {
 		t.Errorf("preflight: %v allocations, want 0", n)
 	}
@@ -205,7 +205,7 @@ func TestCORSAllocs(t *testing.T) {
 
 func BenchmarkCORSPreflight(b *testing.B) {
 	f := build(b, func(c *Config) { c.AllowCredentials = true })
-	c := preflight(b, "https://shop.example.com", "PUT", "content-type, x-request-id")
+	c := preflightCtx(b, "https://shop.example.com", "PUT", "content-type, x-request-id")
 	b.ReportAllocs()
 	for b.Loop() {
 		f.OnRequest(c)
