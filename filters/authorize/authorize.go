@@ -144,6 +144,12 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	if claims && !slices.Contains(env.Earlier, "jwt") {
 		return nil, errors.New(`authorize needs a "jwt" filter earlier in the same pipeline: its require_claims check the verified token's claims`)
 	}
+	consumers := slices.ContainsFunc(cfg.Rules, func(r Rule) bool { return len(r.Consumers) > 0 })
+	if consumers && env.Logger != nil && !slices.ContainsFunc(env.Earlier, func(k string) bool {
+		return k == "key_auth" || k == "basic_auth" || k == "forward_auth"
+	}) {
+		env.Logger.Warn("authorize rules name consumers but no key_auth, basic_auth or forward_auth filter runs before it: those rules refuse every request", "pipeline", env.Pipeline)
+	}
 	return New(cfg, env.Pipeline), nil
 }
 

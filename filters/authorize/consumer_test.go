@@ -1,6 +1,7 @@
 package authorize
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -51,5 +52,24 @@ func TestConsumerRules(t *testing.T) {
 	}
 	if err := (&Rule{PathPrefix: "/", Consumers: []string{""}}).Validate(); err == nil {
 		t.Error("an empty consumer name passed")
+	}
+}
+
+// TestConsumersNeedAnAuthFilter: rules on consumers without an authentication filter earlier
+// build (basic_auth may come from elsewhere) but log a warning.
+func TestConsumersNeedAnAuthFilter(t *testing.T) {
+	cfg := &Config{Rules: []Rule{{PathPrefix: "/", Consumers: []string{"acme"}}}}
+	for _, tc := range []struct {
+		earlier []string
+		warn    bool
+	}{{nil, true}, {[]string{"cors", "key_auth"}, false}} {
+		var buf strings.Builder
+		env := &engine.BuildEnv{Pipeline: "p", Earlier: tc.earlier, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+		if _, err := build(cfg, env); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(buf.String(), "refuse every request"); got != tc.warn {
+			t.Errorf("earlier %v: warned %v, want %v (%s)", tc.earlier, got, tc.warn, buf.String())
+		}
 	}
 }
