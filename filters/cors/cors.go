@@ -167,7 +167,7 @@ func Register(r *engine.Registry) {
 // Filter applies the policy. It allocates nothing per request.
 type Filter struct {
 	origins     []origin
-	any         bool // allow_origins = ["*"]: the answer does not depend on the origin
+	any         bool // allow_origins = ["*"]: any origin but null
 	credentials bool
 	methods     [][]byte
 	headers     []string // lower case
@@ -397,11 +397,10 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	}
 	o := c.Request.Header.PeekBytes(hdrOrigin)
 	rh := &c.Response.Header
-	if !f.any {
-		// The answer depends on the Origin: a cache must not give one origin's answer to another
-		// (nor a same-origin answer, without the fields, to a cross-origin request).
-		rh.AddBytesKV(hdrVary, valOrigin)
-	}
+	// The answer depends on the Origin: a cache must not give one origin's answer to another (nor
+	// a same-origin answer, without the fields, to a cross-origin request). Even with "*", whose
+	// answer the null origin must not get.
+	rh.AddBytesKV(hdrVary, valOrigin)
 	if len(o) == 0 || !f.allowed(o) {
 		rh.DelBytes(hdrAllowOrigin)
 		rh.DelBytes(hdrAllowCreds)

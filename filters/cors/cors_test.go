@@ -116,11 +116,15 @@ func TestActualRequest(t *testing.T) {
 	if h.Peek("Access-Control-Allow-Origin") != nil || h.Peek("Access-Control-Allow-Credentials") != nil || string(h.Peek("Vary")) != "Origin" {
 		t.Errorf("disallowed actual request: %s", h.String())
 	}
-	// "*" without credentials does not depend on the origin.
+	// "*" answers "*", and still varies by Origin: the null origin gets no ACAO.
 	star := build(t, func(c *Config) { c.AllowOrigins = []string{"*"} })
 	c = actual(t, star, "https://any.where")
-	if string(c.Response.Header.Peek("Access-Control-Allow-Origin")) != "*" || c.Response.Header.Peek("Vary") != nil {
+	if string(c.Response.Header.Peek("Access-Control-Allow-Origin")) != "*" || string(c.Response.Header.Peek("Vary")) != "Origin" {
 		t.Errorf("star: %s", c.Response.Header.String())
+	}
+	c = actual(t, star, "null")
+	if c.Response.Header.Peek("Access-Control-Allow-Origin") != nil || string(c.Response.Header.Peek("Vary")) != "Origin" {
+		t.Errorf("star, null origin: %s", c.Response.Header.String())
 	}
 }
 
