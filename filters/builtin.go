@@ -8,10 +8,13 @@ import (
 	"github.com/sluice-gateway/sluice/filters/balancer"
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
+	"github.com/sluice-gateway/sluice/filters/cors"
 	"github.com/sluice-gateway/sluice/filters/fault"
 	"github.com/sluice-gateway/sluice/filters/grpcweb"
 	"github.com/sluice-gateway/sluice/filters/headers"
+	"github.com/sluice-gateway/sluice/filters/ipfilter"
 	"github.com/sluice-gateway/sluice/filters/jwt"
+	"github.com/sluice-gateway/sluice/filters/keyauth"
 	"github.com/sluice-gateway/sluice/filters/otellog"
 	"github.com/sluice-gateway/sluice/filters/ratelimit"
 	"github.com/sluice-gateway/sluice/filters/redirect"
@@ -37,5 +40,8 @@ func Builtin() *engine.Registry {
 	redirect.Register(r)
 	respond.Register(r)
 	fault.Register(r)
+	cors.Register(r)
+	ipfilter.Register(r)
+	keyauth.Register(r)
 	return r
 }

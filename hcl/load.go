@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -257,7 +258,10 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 				continue
 			}
 			fc := k.NewConfig()
-			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(fc), "", blk.DefRange, ranges{})...)
+			fa := ranges{}
+			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(fc), "", blk.DefRange, fa)...)
+			// Kept so that a build error naming an attribute (a file that does not parse) points at it.
+			d.pipeAttrs.add(filterAttrPrefix(len(ps.Filters)), fa)
 			ps.Filters = append(ps.Filters, engine.FilterSpec{Kind: kind, Name: configName(fc), Config: fc})
 			filterRanges = append(filterRanges, blk.DefRange)
 		case "balancer", "route": // route.go: route ends a pipeline instead of a balancer
@@ -307,6 +311,9 @@ func configName(cfg any) string {
 	return ""
 }
 
+// filterAttrPrefix prefixes the attribute paths of a pipeline's filter i in its pipeAttrs.
+func filterAttrPrefix(i int) string { return "filter." + strconv.Itoa(i) + "." }
+
 // Build builds the configuration. Build failures become diagnostics on the block that failed.
 func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostics) {
 	gw, errs := engine.Build(c.Spec, c.reg, opt)
@@ -335,6 +342,9 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 		case e.Filter >= 0:
 			d.Summary = fmt.Sprintf("Cannot build filter %q", c.Spec.Pipelines[e.Pipeline].Filters[e.Filter].Kind)
 			d.Subject = c.where.filters[e.Pipeline][e.Filter].Ptr()
+			if fe, ok := engine.AsFieldError(e.Err); ok {
+				d.Subject = c.where.pipeAttrs[e.Pipeline].at(filterAttrPrefix(e.Filter)+fe.Field, c.where.filters[e.Pipeline][e.Filter])
+			}
 		default:
 			d.Summary = fmt.Sprintf("Cannot build pipeline %q", c.Spec.Pipelines[e.Pipeline].Name)
 			d.Subject = c.where.pipelines[e.Pipeline].Ptr()

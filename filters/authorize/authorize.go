@@ -1,7 +1,8 @@
 // Package authorize implements the "authorize" filter kind: ordered rules that match a request by
 // method and path prefix and require values of its verified JWT claims (engine.ClaimsKey, set by
-// an earlier "jwt" filter) and of its verified client certificate (engine.ClientCertKey, set by
-// the server for mutual TLS).
+// an earlier "jwt" filter), of its verified client certificate (engine.ClientCertKey, set by
+// the server for mutual TLS) and of its verified consumer (engine.ConsumerKey, set by key_auth,
+// basic_auth or forward_auth).
 //
 // Every rule that matches the request must hold; the first one that does not answers 403 (RFC
 // 6750 insufficient_scope). A request no rule matches passes. Rules only ever restrict, so adding
@@ -41,6 +42,9 @@ type Rule struct {
 	RequireClaims map[string]string `hcl:"require_claims,optional" json:"require_claims,omitempty"`
 	// ClientCert requires a verified client certificate, with the listed properties.
 	ClientCert *ClientCertRule `hcl:"client_cert,block" json:"client_cert,omitempty"`
+	// Consumers requires a verified consumer (engine.ConsumerKey, set by key_auth, basic_auth or
+	// forward_auth) whose name is one of these.
+	Consumers []string `hcl:"consumers,optional" json:"consumers,omitempty"`
 }
 
 // ClientCertRule is a rule's `client_cert { … }` block: the request's connection must have
@@ -103,8 +107,13 @@ func (r *Rule) Validate() error {
 			errs = append(errs, engine.FieldErr("methods", "invalid method %q: use upper-case tokens such as \"DELETE\"", m))
 		}
 	}
-	if len(r.RequireClaims) == 0 && r.ClientCert == nil {
-		errs = append(errs, engine.FieldErr("require_claims", "list at least one claim the rule requires, or add a client_cert block"))
+	if len(r.RequireClaims) == 0 && r.ClientCert == nil && len(r.Consumers) == 0 {
+		errs = append(errs, engine.FieldErr("require_claims", "list at least one claim the rule requires, or add a client_cert block or consumers"))
+	}
+	for _, c := range r.Consumers {
+		if c == "" {
+			errs = append(errs, engine.FieldErr("consumers", "consumer names must not be empty"))
+		}
 	}
 	for k, v := range r.RequireClaims {
 		if k == "" {
@@ -135,6 +144,12 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	if claims && !slices.Contains(env.Earlier, "jwt") {
 		return nil, errors.New(`authorize needs a "jwt" filter earlier in the same pipeline: its require_claims check the verified token's claims`)
 	}
+	consumers := slices.ContainsFunc(cfg.Rules, func(r Rule) bool { return len(r.Consumers) > 0 })
+	if consumers && env.Logger != nil && !slices.ContainsFunc(env.Earlier, func(k string) bool {
+		return k == "key_auth" || k == "basic_auth" || k == "forward_auth"
+	}) {
+		env.Logger.Warn("authorize rules name consumers but no key_auth, basic_auth or forward_auth filter runs before it: those rules refuse every request", "pipeline", env.Pipeline)
+	}
 	return New(cfg, env.Pipeline), nil
 }
 
@@ -161,6 +176,8 @@ type rule struct {
 	exact   []byte
 	require []requirement
 	cert    *certRequirement // nil: the rule does not look at client certificates
+	// consumers lists the consumer names allowed; nil: the rule does not look at the consumer.
+	consumers []string
 	// challenge is the WWW-Authenticate value of a refusal; err is what the logs see.
 	challenge []byte
 	err       error
@@ -224,6 +241,10 @@ func New(cfg *Config, pipeline string) *Filter {
 			}
 			desc = append(desc, "a client certificate"+cc.describe())
 		}
+		if len(rc.Consumers) > 0 {
+			r.consumers = rc.Consumers
+			desc = append(desc, "a consumer in ["+strings.Join(rc.Consumers, " | ")+"]")
+		}
 		r.err = fmt.Errorf("authorize: rule %d (%s %s) requires %s", i+1, methodsLabel(rc.Methods), rc.PathPrefix, strings.Join(desc, ", "))
 		r.denied = decisions.WithLabelValues(pipeline, strconv.Itoa(i+1))
 		f.rules = append(f.rules, r)
@@ -278,6 +299,13 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		if r.cert != nil {
 			if cc, ok := engine.ClientCertKey.Get(c); !ok || !r.cert.holds(cc) {
 				r.denied.Inc()
+				return c.Fail(403, r.err)
+			}
+		}
+		if r.consumers != nil {
+			if cons, ok := engine.ConsumerKey.Get(c); !ok || !slices.Contains(r.consumers, cons.ID) {
+				r.denied.Inc()
+				c.AddFlags(engine.FlagUnauthorized)
 				return c.Fail(403, r.err)
 			}
 		}

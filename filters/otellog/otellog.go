@@ -199,6 +199,12 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) [
 	if cc, ok := engine.ClientCertKey.Get(c); ok {
 		b = appendCertJSON(b, cc)
 	}
+	if cons, ok := engine.ConsumerKey.Get(c); ok && cons != nil {
+		b = append(b, `,"consumer":`...)
+		b = appendJSONStringS(b, cons.ID)
+		b = append(b, `,"auth_method":`...)
+		b = appendJSONStringS(b, cons.Method)
+	}
 	b = append(b, `,"upstream":`...)
 	b = appendJSONStringS(b, c.Target)
 	b = append(b, `,"attempts":`...)
@@ -284,6 +290,12 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) [
 	}
 	if cc, ok := engine.ClientCertKey.Get(c); ok {
 		b = appendCertText(b, cc)
+	}
+	if cons, ok := engine.ConsumerKey.Get(c); ok && cons != nil {
+		b = append(b, " consumer="...)
+		b = appendTextValueS(b, cons.ID)
+		b = append(b, " auth_method="...)
+		b = appendTextValueS(b, cons.Method)
 	}
 	b = append(b, " upstream="...)
 	b = appendTextValueS(b, c.Target)

@@ -89,6 +89,10 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 	if code, ok := engine.GRPCStatusOf(c); ok {
 		attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCGRPCStatusCodeKey.Int(code))
 	}
+	if cons, ok := engine.ConsumerKey.Get(c); ok && cons != nil {
+		// Sluice's own names: the conventions have none for an API consumer.
+		attrs = append(attrs, attribute.String("sluice.consumer", cons.ID), attribute.String("sluice.auth_method", cons.Method))
+	}
 	if cc, ok := engine.ClientCertKey.Get(c); ok {
 		// The conventions' tls.client.* names, and Sluice's own for the SANs.
 		attrs = append(attrs, attribute.String("tls.client.subject", cc.Subject),

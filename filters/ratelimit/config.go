@@ -14,7 +14,8 @@ type Config struct {
 	// the Redis keys. Default "default" ("default-2", … for further unnamed rate_limit filters in
 	// the same pipeline).
 	Name string `hcl:"name,optional" json:"name,omitempty"`
-	// Key is what requests are counted by: ip | header:NAME | claim:NAME | route | client_cert
+	// Key is what requests are counted by: ip | header:NAME | claim:NAME | route | consumer (the
+	// consumer key_auth, basic_auth or forward_auth verified) | client_cert
 	// (the verified client certificate's SHA-256 fingerprint) | client_cert:subject |
 	// client_cert:uri_san | client_cert:dns_san (its first such name). Default ip.
 	Key string `hcl:"key,optional" json:"key"`
@@ -113,6 +114,7 @@ const (
 	keyClaim
 	keyRoute
 	keyCert // arg: "fingerprint", "subject", "uri_san" or "dns_san"
+	keyConsumer
 )
 
 type keySpec struct {
@@ -126,6 +128,8 @@ func parseKey(s string) (keySpec, error) {
 		return keySpec{kind: keyIP}, nil
 	case "route":
 		return keySpec{kind: keyRoute}, nil
+	case "consumer":
+		return keySpec{kind: keyConsumer}, nil
 	case "client_cert":
 		return keySpec{kind: keyCert, arg: "fingerprint"}, nil
 	case "client_cert:subject", "client_cert:uri_san", "client_cert:dns_san":
@@ -147,7 +151,7 @@ func parseKey(s string) (keySpec, error) {
 	if found && prefix == "client_cert" {
 		return keySpec{}, errors.New("unknown key " + quote(s) + ": use client_cert (the fingerprint), client_cert:subject, client_cert:uri_san or client_cert:dns_san")
 	}
-	return keySpec{}, errors.New("unknown key " + quote(s) + ": use ip, header:NAME, claim:NAME, route or client_cert")
+	return keySpec{}, errors.New("unknown key " + quote(s) + ": use ip, header:NAME, claim:NAME, route, consumer or client_cert")
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

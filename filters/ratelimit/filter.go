@@ -49,6 +49,9 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	if f.key.kind == keyClaim && !slices.Contains(env.Earlier, "jwt") {
 		log.Warn("rate_limit key is a claim but no jwt filter runs before it: every request shares the anonymous key", "key", cfg.Key)
 	}
+	if f.key.kind == keyConsumer && !slices.ContainsFunc(env.Earlier, isAuthKind) {
+		log.Warn("rate_limit key is the consumer but no key_auth, basic_auth or forward_auth filter runs before it: every request shares the anonymous key", "key", cfg.Key)
+	}
 	if cfg.Store != "" {
 		rc, err := env.RedisConfig(cfg.Store)
 		if err != nil {
@@ -368,6 +371,12 @@ func (f *Filter) localHash(c *engine.Ctx) uint64 {
 			return f.anonHash
 		}
 		return maphash.String(f.seed, v)
+	case keyConsumer:
+		v, ok := consumer(c)
+		if !ok {
+			return f.anonHash
+		}
+		return maphash.String(f.seed, v)
 	}
 	return f.routeHash
 }
@@ -434,6 +443,12 @@ func (f *Filter) redisKey(c *engine.Ctx, prefix string) string {
 			return prefix + "anonymous"
 		}
 		return prefix + "x509:" + keyPart(v)
+	case keyConsumer:
+		v, ok := consumer(c)
+		if !ok {
+			return prefix + "anonymous"
+		}
+		return prefix + "u:" + keyPart(v)
 	}
 	return prefix + "route"
 }

@@ -532,7 +532,13 @@ func (h *harness) planCases() {
     abort_status = 503
   }
 `}
-			for _, c := range []component{rw, ft} {
+			rows := []component{rw, ft}
+			if edge, err := edgeComponents(h.run); err != nil {
+				h.note("cors, ip_filter and key_auth left out: %v", err)
+			} else {
+				rows = append(rows, edge...)
+			}
+			for _, c := range rows {
 				if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
 					h.note("%s left out: %v", c.name, err)
 					continue
