@@ -6,6 +6,7 @@ import (
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters/authorize"
 	"github.com/sluice-gateway/sluice/filters/balancer"
+	"github.com/sluice-gateway/sluice/filters/basicauth"
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/fault"
@@ -37,5 +38,6 @@ func Builtin() *engine.Registry {
 	redirect.Register(r)
 	respond.Register(r)
 	fault.Register(r)
+	basicauth.Register(r)
 	return r
 }
