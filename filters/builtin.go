@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/fault"
+	"github.com/sluice-gateway/sluice/filters/forwardauth"
 	"github.com/sluice-gateway/sluice/filters/grpcweb"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/jwt"
@@ -39,5 +40,6 @@ func Builtin() *engine.Registry {
 	respond.Register(r)
 	fault.Register(r)
 	basicauth.Register(r)
+	forwardauth.Register(r)
 	return r
 }
