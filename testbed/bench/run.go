@@ -532,7 +532,13 @@ func (h *harness) planCases() {
     abort_status = 503
   }
 `}
-			for _, c := range []component{rw, ft} {
+			costed := []component{rw, ft}
+			if auth, err := edgeAuthComponents(h.run); err != nil { // edgeauth.go
+				h.note("basic_auth and forward_auth left out: %v", err)
+			} else {
+				costed = append(costed, auth...)
+			}
+			for _, c := range costed {
 				if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
 					h.note("%s left out: %v", c.name, err)
 					continue
