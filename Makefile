@@ -34,7 +34,8 @@ test-go:
 FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./engine:FuzzRawPath \
 	./engine:FuzzConflictingFraming ./engine:FuzzCanonicalHost ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
 	./filters/wasm:FuzzHostBuffers ./filters/wasm/interrupt:FuzzInstrument ./filters/compress:FuzzNegotiate \
-	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine ./filters/grpcweb:FuzzDecodeText
+	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine ./filters/grpcweb:FuzzDecodeText \
+	./filters/basicauth:FuzzCredentials
 
 fuzz: ## each fuzz target for $(FUZZTIME) (executions, or a duration such as 1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,7 +79,7 @@ func do(t *testing.T, url string, headers ...string) (int, http, seen) {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
-	if err := gatewaytest.Client().DoTimeout(req, resp, 10*time.Second); err != nil {
+	if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	var s seen
@@ -139,7 +141,7 @@ func TestBasicAuthE2E(t *testing.T) {
 // TestUnknownUserTiming: an unknown user's refusal takes as long as a known user's wrong
 // password (both run one bcrypt), so timing does not tell which users exist.
 func TestUnknownUserTiming(t *testing.T) {
-	gw := startGateway(t, "alice:"+hash(t, "wonderland", 10)+"\n")
+	gw := startGateway(t, "alice:"+hash(t, "wonderland", 8)+"\n")
 	measure := func(auth string) time.Duration {
 		var ds []time.Duration
 		for range 5 {
@@ -178,3 +180,76 @@ func TestReloadInvalidatesCache(t *testing.T) {
 		t.Errorf("the new password after the reload: %d, want 200", status)
 	}
 }
+
+// TestGuessFloodDoesNotStarve: 16 clients sending wrong passwords as fast as they can, with
+// max_concurrent_bcrypt = 1: most guesses are refused 503 at once, and a user whose credential is
+// cached keeps being served quickly meanwhile.
+func TestGuessFloodDoesNotStarve(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("{}") })
+	gw := gatewaytest.StartWith(t, fmt.Sprintf(`
+upstream "app" {
+  target {
+    address = %q
+  }
+}
+pipeline "private" {
+  filter "basic_auth" {
+    htpasswd_file         = "users.htpasswd"
+    max_concurrent_bcrypt = 1
+  }
+  balancer {
+    upstream = upstream.app
+  }
+}
+`, up), gatewaytest.Options{Files: map[string][]byte{"users.htpasswd": []byte("alice:" + hash(t, "wonderland", 8) + "\n")}})
+	good := basic("alice", "wonderland")
+	if status, _, _ := do(t, gw.URL+"/x", "Authorization", good); status != 200 {
+		t.Fatalf("alice: %d", status)
+	}
+	stop := make(chan struct{})
+	var refused503, refused401 atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, _, _ := do(t, gw.URL+"/x", "Authorization", basic("alice", fmt.Sprintf("guess-%d-%d", i, n)))
+				switch status {
+				case 503:
+					refused503.Add(1)
+				case 401:
+					refused401.Add(1)
+				default:
+					t.Errorf("a wrong password: %d", status)
+				}
+			}
+		}()
+	}
+	var slowest time.Duration
+	for range 20 {
+		start := time.Now()
+		if status, _, _ := do(t, gw.URL+"/x", "Authorization", good); status != 200 {
+			t.Errorf("alice during the flood: %d, want 200", status)
+		}
+		slowest = max(slowest, time.Since(start))
+		time.Sleep(20 * time.Millisecond) // spread alice's requests over the flood
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("flood: %d guesses refused 503, %d checked by bcrypt (401); alice's slowest request %v", refused503.Load(), refused401.Load(), slowest)
+	if refused503.Load() == 0 {
+		t.Error("no guess was refused 503: bcrypt is not bounded")
+	}
+	if slowest > time.Second {
+		t.Errorf("a cached user's request took %v during the flood", slowest)
+	}
+}
+
+// client is shared by the tests' requests, so that they reuse connections.
+var client = gatewaytest.Client()

@@ -149,7 +149,7 @@ func do(t *testing.T, method, url string, headers ...string) result {
 		req.Header.Add(headers[i], headers[i+1])
 	}
 	resp := new(fasthttp.Response)
-	if err := gatewaytest.Client().DoTimeout(req, resp, 10*time.Second); err != nil {
+	if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	r := result{status: resp.StatusCode(), resp: resp}
@@ -332,3 +332,6 @@ func TestServiceDown(t *testing.T) {
 		t.Errorf("no warning for the request let through:\n%s", logs)
 	}
 }
+
+// client is shared by the tests' requests, so that they reuse connections.
+var client = gatewaytest.Client()
