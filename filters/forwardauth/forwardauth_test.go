@@ -142,3 +142,38 @@ func BenchmarkForwardAuth(b *testing.B) {
 		})
 	}
 }
+
+// TestServiceErrorPassedOn: a 5xx answer is a refusal passed to the client as it is, with a
+// Failure for the log line; a redirect keeps its Location.
+func TestServiceErrorPassedOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
+		if string(c.Request.Header.Peek("Authorization")) == "" {
+			c.Redirect("https://login.example/?next=1", 302)
+			return
+		}
+		c.SetStatusCode(500)
+		c.SetBodyString("auth db down")
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	f := newFilter(t, "http://"+ln.Addr().String()+"/check", nil)
+
+	c := enginetest.NewCtx(t, "GET", "/", "Authorization", "Bearer x")
+	if v := f.OnRequest(c); v != engine.Respond || c.Response.StatusCode() != 500 || string(c.Response.Body()) != "auth db down" {
+		t.Errorf("a 500 answer: verdict %d, %d %q", v, c.Response.StatusCode(), c.Response.Body())
+	}
+	if c.Failure == nil || c.Flags&engine.FlagUnauthorized == 0 {
+		t.Errorf("a 500 answer: Failure %v, flags %v; want a Failure for the log and UAEX", c.Failure, c.Flags)
+	}
+	c2 := enginetest.NewCtx(t, "GET", "/")
+	if v := f.OnRequest(c2); v != engine.Respond || c2.Response.StatusCode() != 302 || string(c2.Response.Header.Peek("Location")) != "https://login.example/?next=1" {
+		t.Errorf("a redirect: verdict %d, %d Location %q", v, c2.Response.StatusCode(), c2.Response.Header.Peek("Location"))
+	}
+	if c2.Failure != nil {
+		t.Errorf("a redirect has a Failure: %v", c2.Failure)
+	}
+}
