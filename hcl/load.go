@@ -257,7 +257,10 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 				continue
 			}
 			fc := k.NewConfig()
-			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(fc), "", blk.DefRange, ranges{})...)
+			fr := ranges{}
+			diags = append(diags, d.decodeBody(blk.Body, reflect.ValueOf(fc), "", blk.DefRange, fr)...)
+			// A build error naming an attribute (engine.FieldErr) is reported there (Build).
+			d.pipeAttrs.add(filterAttr(len(ps.Filters), ""), fr)
 			ps.Filters = append(ps.Filters, engine.FilterSpec{Kind: kind, Name: configName(fc), Config: fc})
 			filterRanges = append(filterRanges, blk.DefRange)
 		case "balancer", "route": // route.go: route ends a pipeline instead of a balancer
@@ -302,6 +305,9 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 	return ps, filterRanges, diags
 }
 
+// filterAttr is the key under which a pipeline's ranges hold its filter i's attribute name.
+func filterAttr(i int, name string) string { return fmt.Sprintf("filter.%d.%s", i, name) }
+
 // configName returns the value of a config struct's `name` attribute, if it has one.
 func configName(cfg any) string {
 	v := reflect.ValueOf(cfg).Elem()
@@ -341,6 +347,9 @@ func (c *Config) Build(opt engine.BuildOptions) (*engine.Gateway, hcl.Diagnostic
 		case e.Filter >= 0:
 			d.Summary = fmt.Sprintf("Cannot build filter %q", c.Spec.Pipelines[e.Pipeline].Filters[e.Filter].Kind)
 			d.Subject = c.where.filters[e.Pipeline][e.Filter].Ptr()
+			if fe, ok := engine.AsFieldError(e.Err); ok {
+				d.Subject = c.where.pipeAttrs[e.Pipeline].at(filterAttr(e.Filter, fe.Field), *d.Subject)
+			}
 		default:
 			d.Summary = fmt.Sprintf("Cannot build pipeline %q", c.Spec.Pipelines[e.Pipeline].Name)
 			d.Subject = c.where.pipelines[e.Pipeline].Ptr()

@@ -46,11 +46,11 @@ func Register(r *engine.Registry) {
 	engine.Register(r, "basic_auth", func(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		b, err := env.ReadFile(cfg.HtpasswdFile)
 		if err != nil {
-			return nil, fmt.Errorf("htpasswd_file: %w", err)
+			return nil, engine.FieldErr("htpasswd_file", "%w", err)
 		}
 		users, err := parseHtpasswd(cfg.HtpasswdFile, b)
 		if err != nil {
-			return nil, fmt.Errorf("htpasswd_file: %w", err)
+			return nil, engine.FieldErr("htpasswd_file", "%w", err)
 		}
 		if cfg.UserHeader != "" {
 			env.SetsRequestHeaders(cfg.UserHeader)
