@@ -177,3 +177,27 @@ func TestServiceErrorPassedOn(t *testing.T) {
 		t.Errorf("a redirect has a Failure: %v", c2.Failure)
 	}
 }
+
+// TestCallAllocs: a call to the service allocates nothing but the consumer it names (the
+// connection is pooled, the request and answer too).
+func TestCallAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	for _, tc := range []struct {
+		consumer string
+		max      float64
+	}{{"", 0}, {"X-Auth-User", 2}} {
+		f := newFilter(t, allowAll(t), func(c *Config) { c.ConsumerHeader = tc.consumer })
+		c := enginetest.NewCtx(t, "GET", "/", "Authorization", "Bearer x")
+		run := func() {
+			if f.OnRequest(c) != engine.Continue {
+				t.Fatalf("refused: %v", c.Failure)
+			}
+		}
+		run()
+		if allocs := testing.AllocsPerRun(200, run); allocs > tc.max {
+			t.Errorf("consumer_header %q: %v allocations per call, want at most %v", tc.consumer, allocs, tc.max)
+		}
+	}
+}
