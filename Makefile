@@ -38,7 +38,7 @@ FUZZ_TARGETS := ./hcl:FuzzLoad ./engine:FuzzNormalizePath ./engine:FuzzRouter ./
 	./engine:FuzzConflictingFraming ./engine:FuzzCanonicalHost ./filters/jwt:FuzzParse ./filters/jwt:FuzzFilter \
 	./filters/wasm:FuzzHostBuffers ./filters/wasm/interrupt:FuzzInstrument ./filters/compress:FuzzNegotiate \
 	./filters/cache:FuzzDirectives ./engine/secret:FuzzHCLLine ./filters/grpcweb:FuzzDecodeText \
-	./filters/keyauth:FuzzKeyAuth ./filters/cors:FuzzPreflight
+	./filters/keyauth:FuzzKeyAuth ./filters/cors:FuzzPreflight ./filters/basicauth:FuzzCredentials
 
 fuzz: ## each fuzz target for $(FUZZTIME) (executions, or a duration such as 1m)
 	@set -e; for t in $(FUZZ_TARGETS); do \

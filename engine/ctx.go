@@ -80,6 +80,9 @@ type Ctx struct {
 	h2 *h2stream
 	// routeHops counts the times a `route` terminal routed the request again (route.go).
 	routeHops uint8
+	// entry and served are the pipeline routing chose first and the last one a `route` terminal
+	// handed the request to (route.go); nil when no route terminal ran.
+	entry, served *Pipeline
 	// hdrScratch is the server's scratch memory for cleaning the request's headers (hopbyhop.go).
 	hdrScratch []byte
 	// fin follows a streamed response to its end for DeferFinish (respfinish.go).
@@ -122,6 +125,7 @@ func ReleaseCtx(c *Ctx) {
 	c.body = bodyStream{}
 	c.bodyLimit = 0
 	c.routeHops = 0
+	c.entry, c.served = nil, nil
 	clear(c.vals)
 	if c.fin.c != nil || c.fin.n != 0 {
 		c.fin = respFinish{} // a followed stream's (respfinish.go)

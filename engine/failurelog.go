@@ -41,10 +41,13 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 	if errors.As(c.Failure, &pe) {
 		return // logged with its stack by Server.serve
 	}
-	pipeline := ""
+	pipeline, entry := "", ""
 	upstream := c.UpstreamName()
-	if c.Pipeline != nil {
-		pipeline = c.Pipeline.Name
+	if p := c.ServingPipeline(); p != nil {
+		pipeline = p.Name
+	}
+	if p := c.EntryPipeline(); p != nil && p.Name != pipeline {
+		entry = p.Name // route.go: another pipeline handed the request on
 	}
 	now := time.Now
 	if f.clock != nil {
@@ -72,7 +75,7 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 	w.suppressed = 0
 	f.mu.Unlock()
 
-	attrs := make([]slog.Attr, 0, 9)
+	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
 		slog.String("pipeline", pipeline),
 		slog.Int("status", status),
@@ -80,6 +83,9 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 		// The normalized path, without the query, which may carry credentials.
 		slog.String("path", string(c.Path)),
 	)
+	if entry != "" {
+		attrs = append(attrs, slog.String("entry_pipeline", entry))
+	}
 	if upstream != "" {
 		attrs = append(attrs, slog.String("upstream", upstream))
 	}

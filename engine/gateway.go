@@ -180,6 +180,8 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		}
 		if ps.Route != nil {
 			term, ok = &routeTerminal{g: g, maxHops: uint8(ps.Route.MaxHops)}, true
+		} else if ps.EndsInAnswer() { // answers.go: respond, redirect
+			term, ok = answeredTerminal{ps.Name}, true
 		} else if ok && ps.Balancer.chooses() {
 			ch, err := newChooser(ps.Name, ps.Balancer, g.Upstreams)
 			if err != nil {

@@ -49,6 +49,9 @@ func (t *routeTerminal) Serve(c *Ctx) {
 		c.Fail(fasthttp.StatusLoopDetected, fmt.Errorf("route: pipeline %q: the request was routed again %d times (max_hops = %d): routing loop", self.Name, c.routeHops, t.maxHops))
 		return
 	}
+	if c.routeHops == 0 {
+		c.entry = self
+	}
 	c.routeHops++
 	p := t.g.Router.Route(c)
 	if p == nil {
@@ -58,7 +61,27 @@ func (t *routeTerminal) Serve(c *Ctx) {
 		c.Response.SetBodyString(notFoundBody)
 		return
 	}
+	// A route in p sets served again, after this: served ends as the last pipeline routed to.
+	c.served = p
 	p.Serve(c)
 	// The routing pipeline's response phases follow, and they read their own pipeline.
 	c.Pipeline = self
+}
+
+// ServingPipeline is the pipeline that served the request: the last one a `route` terminal
+// handed it to, else c.Pipeline. Logs, metrics and spans name it.
+func (c *Ctx) ServingPipeline() *Pipeline {
+	if c.served != nil {
+		return c.served
+	}
+	return c.Pipeline
+}
+
+// EntryPipeline is the pipeline routing chose for the client's request, before any `route`
+// terminal handed it on; c.Pipeline when none did.
+func (c *Ctx) EntryPipeline() *Pipeline {
+	if c.entry != nil {
+		return c.entry
+	}
+	return c.Pipeline
 }

@@ -304,8 +304,8 @@ func (c *Ctx) UpstreamName() string {
 	if c.upstream != "" {
 		return c.upstream
 	}
-	if c.Pipeline != nil {
-		return c.Pipeline.Upstream
+	if p := c.ServingPipeline(); p != nil {
+		return p.Upstream
 	}
 	return ""
 }

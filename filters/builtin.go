@@ -6,10 +6,12 @@ import (
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/filters/authorize"
 	"github.com/sluice-gateway/sluice/filters/balancer"
+	"github.com/sluice-gateway/sluice/filters/basicauth"
 	"github.com/sluice-gateway/sluice/filters/cache"
 	"github.com/sluice-gateway/sluice/filters/compress"
 	"github.com/sluice-gateway/sluice/filters/cors"
 	"github.com/sluice-gateway/sluice/filters/fault"
+	"github.com/sluice-gateway/sluice/filters/forwardauth"
 	"github.com/sluice-gateway/sluice/filters/grpcweb"
 	"github.com/sluice-gateway/sluice/filters/headers"
 	"github.com/sluice-gateway/sluice/filters/ipfilter"
@@ -43,5 +45,7 @@ func Builtin() *engine.Registry {
 	cors.Register(r)
 	ipfilter.Register(r)
 	keyauth.Register(r)
+	basicauth.Register(r)
+	forwardauth.Register(r)
 	return r
 }

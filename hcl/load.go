@@ -273,9 +273,15 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 	}
 	switch len(balancers) {
 	case 0:
+		if ps.EndsInAnswer() { // its last filter (respond, redirect) answers every request
+			break
+		}
+		detail := fmt.Sprintf("Pipeline %q must end in a balancer block: balancer { upstream = upstream.NAME }, or in a route block that routes the request again: route {}, or have a filter that answers every request (respond, redirect) last.", ps.Name)
+		if n := len(ps.Filters); n > 0 {
+			detail += fmt.Sprintf(" Its last filter, %q, lets requests through.", ps.Filters[n-1].Kind)
+		}
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing balancer block",
-			Detail:  fmt.Sprintf("Pipeline %q must end in a balancer block: balancer { upstream = upstream.NAME }, or in a route block that routes the request again: route {}.", ps.Name),
-			Subject: b.DefRange.Ptr()})
+			Detail: detail, Subject: b.DefRange.Ptr()})
 	default:
 		for _, extra := range balancers[1:] {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: fmt.Sprintf("Duplicate %s block", extra.Type),
@@ -300,6 +306,7 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 	return ps, filterRanges, diags
 }
 
+// filterAttr is the key under which a pipeline's ranges hold its filter i's attribute name.
 // configName returns the value of a config struct's `name` attribute, if it has one.
 func configName(cfg any) string {
 	v := reflect.ValueOf(cfg).Elem()

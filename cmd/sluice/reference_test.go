@@ -40,6 +40,10 @@ func TestReferenceConfigValidates(t *testing.T) {
 	if out, err := exec.Command(wat2wasm, "../../examples/filters/wat/secheaders.wat", "-o", filepath.Join(dir, "filters/geo.wasm")).CombinedOutput(); err != nil {
 		t.Fatalf("wat2wasm: %v\n%s", err, out)
 	}
+	// basic_auth's users (alice, password wonderland).
+	if err := os.WriteFile(filepath.Join(dir, "users.htpasswd"), []byte("alice:$2y$10$ukgJeUPWwiG1SpHJ5ioVUuoOnPE9DccBHgjqkvxVb0CI44eb0ZD46\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "gateway.hcl")
 	if err := os.WriteFile(cfg, ref, 0o644); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,8 @@ const (
 	attrVerdict    = attribute.Key("sluice.verdict")
 	attrPipeline   = attribute.Key("sluice.pipeline")
 	attrUpstream   = attribute.Key("sluice.upstream")
+	// attrEntryPipeline names the pipeline a request entered by when a route handed it on.
+	attrEntryPipeline = attribute.Key("sluice.entry_pipeline")
 )
 
 // observer implements engine.Observer (metrics always, spans when tracing) and
@@ -282,15 +284,16 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		st = activeState(c)
 	}
 	if st != nil {
+		o.rerouted(c, st) // routed.go: name the pipeline a route handed the request to
 		st.pi.metrics.record(c, status)
 	} else {
-		o.pipe(c.Pipeline).metrics.record(c, status)
+		o.pipe(c.ServingPipeline()).metrics.record(c, status)
 	}
 	if st == nil {
 		// A gRPC call's status may come in the trailers of a streamed body: counted at its end
 		// (FinishResponse) then.
 		if engine.IsGRPCAny(&c.Request.Header) && !c.DeferFinish(o) {
-			o.pipe(c.Pipeline).metrics.recordGRPC(c)
+			o.pipe(c.ServingPipeline()).metrics.recordGRPC(c)
 		}
 		return
 	}
@@ -318,7 +321,7 @@ func (o *observer) FinishResponse(c *engine.Ctx, cut error) {
 	st := activeState(c)
 	if st == nil {
 		if engine.IsGRPCAny(&c.Request.Header) {
-			o.pipe(c.Pipeline).metrics.recordGRPC(c)
+			o.pipe(c.ServingPipeline()).metrics.recordGRPC(c)
 		}
 		return
 	}

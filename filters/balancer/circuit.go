@@ -3,6 +3,7 @@ package balancer
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -65,12 +66,61 @@ func (cb *CircuitBreakerConfig) validate() []error {
 // errCircuitOpen is wrapped by every refusal of a circuit breaker: the client gets a 503.
 var errCircuitOpen = errors.New("circuit breaker open")
 
-// circuit holds an upstream's circuit breaker counters and its prebuilt refusals, so refusing
-// allocates nothing.
+// circuit holds an upstream's circuit breaker limits, its counters and its prebuilt refusals, so
+// refusing allocates nothing.
 type circuit struct {
 	maxRequests, maxPending, maxRetries int64
-	requests, pending, retries          atomic.Int64
-	errRequests, errPending             error
+	*circuitCounts
+	errRequests, errPending error
+}
+
+// circuitCounts are the requests, waits and retries in progress for one upstream. They are
+// shared by every built Upstream with the same name and target addresses (circuits), as
+// targetState is: a reload builds a new Upstream while the old one still serves its requests, and
+// both count against the same limits, so a reload neither forgets the requests in progress nor
+// lets twice the limit through. The addresses are part of the key so that two gateways in one
+// process (tests) never share counts.
+type circuitCounts struct {
+	key                        string
+	refs                       int // guarded by circuits.mu
+	requests, pending, retries atomic.Int64
+}
+
+var circuits = struct {
+	sync.Mutex
+	m map[string]*circuitCounts
+}{m: map[string]*circuitCounts{}}
+
+// share replaces the circuit's private counts (those of a validating build) with the counts
+// shared by every Upstream with this name and these targets; release gives them back when the
+// Upstream closes.
+func (c *circuit) share(name string, targets []TargetConfig) {
+	key := name
+	for _, t := range targets {
+		key += "\x00" + t.Address
+	}
+	circuits.Lock()
+	defer circuits.Unlock()
+	n := circuits.m[key]
+	if n == nil {
+		n = &circuitCounts{key: key}
+		circuits.m[key] = n
+	}
+	n.refs++
+	c.circuitCounts = n
+}
+
+func (c *circuit) release() {
+	circuits.Lock()
+	defer circuits.Unlock()
+	n := c.circuitCounts
+	if n.refs == 0 { // private counts: never shared
+		return
+	}
+	n.refs--
+	if n.refs == 0 && circuits.m[n.key] == n {
+		delete(circuits.m, n.key)
+	}
 }
 
 func newCircuit(name string, cfg *CircuitBreakerConfig) *circuit {
@@ -79,9 +129,10 @@ func newCircuit(name string, cfg *CircuitBreakerConfig) *circuit {
 	}
 	cfg.fill()
 	c := &circuit{
-		maxRequests: int64(*cfg.MaxRequests),
-		maxPending:  int64(*cfg.MaxPending),
-		maxRetries:  int64(*cfg.MaxRetries),
+		circuitCounts: &circuitCounts{},
+		maxRequests:   int64(*cfg.MaxRequests),
+		maxPending:    int64(*cfg.MaxPending),
+		maxRetries:    int64(*cfg.MaxRetries),
 	}
 	c.errRequests = fmt.Errorf("upstream %s: %w: %d requests in progress (circuit_breaker.max_requests)", name, errCircuitOpen, c.maxRequests)
 	c.errPending = fmt.Errorf("%w: %d requests waiting for a connection (circuit_breaker.max_pending)", errCircuitOpen, c.maxPending)

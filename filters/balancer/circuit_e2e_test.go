@@ -170,3 +170,42 @@ func TestCircuitBreakerMaxRetries(t *testing.T) {
 		gw.Stop(t)
 	}
 }
+
+// TestCircuitBreakerSurvivesReload holds max_requests requests, reloads the unchanged
+// configuration, and checks that the new upstream still counts the held requests (the next one
+// is refused at once) and that their slots come back when they finish.
+func TestCircuitBreakerSurvivesReload(t *testing.T) {
+	const limit = 2
+	addr, arrived, release := holdingUpstream(t)
+	src := config("", []string{addr}, `
+  circuit_breaker {
+    max_requests = 2
+  }`)
+	gw := gatewaytest.Start(t, src)
+	cl := gatewaytest.Client()
+	var wg sync.WaitGroup
+	for range limit {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, err := get(t, cl, gw.URL+"/x"); err != nil || code != 200 {
+				t.Errorf("a held request: %d %v, want 200", code, err)
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, "the held requests to reach the upstream", func() bool { return arrived.Load() == limit })
+	drained := gw.Reload(t, src)
+	before := balancer.CircuitOpen("u", "max_requests")
+	if code, _, err := get(t, cl, gw.URL+"/x"); err != nil || code != fasthttp.StatusServiceUnavailable {
+		t.Fatalf("after the reload, a request over max_requests: %d %v, want 503 (the held requests still count)", code, err)
+	}
+	if got := balancer.CircuitOpen("u", "max_requests") - before; got != 1 {
+		t.Errorf("sluice_upstream_circuit_open_total{limit=max_requests} rose by %v, want 1", got)
+	}
+	release()
+	wg.Wait()
+	<-drained
+	if code, _, err := get(t, cl, gw.URL+"/x"); err != nil || code != 200 {
+		t.Errorf("after the held requests ended and the old configuration closed: %d %v, want 200", code, err)
+	}
+}

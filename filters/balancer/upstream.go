@@ -196,6 +196,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 		return u, nil
 	}
 
+	u.circuit.share(name, cfg.Targets)
 	u.resolveAll(context.Background())
 	u.rebuild()
 	if u.hasNames() {
@@ -215,6 +216,7 @@ func (u *Upstream) Close() error {
 	u.closeOnce.Do(func() {
 		close(u.stop)
 		u.wg.Wait()
+		u.circuit.release()
 		if s := u.set.Swap(&targetSet{picker: &roundRobin{}}); s != nil {
 			for _, t := range s.targets {
 				t.close()

@@ -210,10 +210,15 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) [
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(c.Attempts), 10)
 	b = append(b, `,"pipeline":`...)
-	if c.Pipeline != nil {
-		b = appendJSONStringS(b, c.Pipeline.Name)
+	if p := c.ServingPipeline(); p != nil {
+		b = appendJSONStringS(b, p.Name)
 	} else {
 		b = append(b, `""`...)
+	}
+	if e := c.EntryPipeline(); e != c.ServingPipeline() {
+		// A route handed the request on: pipeline is the one that served it.
+		b = append(b, `,"entry_pipeline":`...)
+		b = appendJSONStringS(b, e.Name)
 	}
 	if c.Proto != "" {
 		b = append(b, `,"protocol":`...)
@@ -302,10 +307,14 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) [
 	b = append(b, " attempts="...)
 	b = strconv.AppendInt(b, int64(c.Attempts), 10)
 	b = append(b, " pipeline="...)
-	if c.Pipeline != nil {
-		b = appendTextValueS(b, c.Pipeline.Name)
+	if p := c.ServingPipeline(); p != nil {
+		b = appendTextValueS(b, p.Name)
 	} else {
 		b = append(b, `""`...)
+	}
+	if e := c.EntryPipeline(); e != c.ServingPipeline() {
+		b = append(b, " entry_pipeline="...)
+		b = appendTextValueS(b, e.Name)
 	}
 	if c.Proto != "" {
 		b = append(b, " protocol="...)

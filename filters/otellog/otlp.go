@@ -83,8 +83,11 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 	if c.ClientAddr.IsValid() {
 		attrs = append(attrs, semconv.ClientAddress(c.ClientAddr.String()))
 	}
-	if c.Pipeline != nil {
-		attrs = append(attrs, semconv.HTTPRoute(c.Pipeline.Name))
+	if p := c.ServingPipeline(); p != nil {
+		attrs = append(attrs, semconv.HTTPRoute(p.Name))
+	}
+	if e := c.EntryPipeline(); e != c.ServingPipeline() {
+		attrs = append(attrs, attribute.String("sluice.entry_pipeline", e.Name))
 	}
 	if code, ok := engine.GRPCStatusOf(c); ok {
 		attrs = append(attrs, semconv.RPCSystemGRPC, semconv.RPCGRPCStatusCodeKey.Int(code))

@@ -149,3 +149,6 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 
 // OnResponse does nothing: the response is the filter's own.
 func (f *Filter) OnResponse(*engine.Ctx) {}
+
+// AlwaysAnswers: a pipeline ending in respond needs no balancer (engine.AlwaysAnswers).
+func (c *Config) AlwaysAnswers() bool { return true }

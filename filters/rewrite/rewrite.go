@@ -173,10 +173,12 @@ func Register(r *engine.Registry) {
 }
 
 // Filter applies a rewrite config. It allocates nothing per request, but for the one slice of
-// capture positions Go's regexp returns when path_regex matches.
+// capture positions Go's regexp returns when a path_regex other than `^/literal(.*)` matches
+// (fastpath.go).
 type Filter struct {
 	re       *regexp.Regexp
-	tmpl     []byte // path_replace, for re.Expand
+	lit      *literalPrefix // path_regex is ^/literal(.*): matched without regexp
+	tmpl     []byte         // path_replace, for re.Expand
 	prefix   []byte
 	replace  []byte
 	host     []byte
@@ -192,6 +194,7 @@ var stateKey = engine.NewKey[*state]("rewrite_state")
 type state struct {
 	t           engine.UpstreamTarget
 	path, query []byte
+	m           [4]int // capture positions of a literalPrefix match
 }
 
 // New builds the filter from a validated config.
@@ -203,6 +206,7 @@ func New(cfg *Config) (*Filter, error) {
 			return nil, err
 		}
 		f.re, f.tmpl = re, []byte(cfg.PathReplace)
+		f.lit, _ = parseLiteralPrefix(cfg.PathRegex)
 	}
 	if cfg.PathPrefix != "" {
 		f.prefix, f.replace = []byte(cfg.PathPrefix), []byte(cfg.PathReplace)
@@ -238,8 +242,16 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	s := f.states.Get().(*state)
 	s.t = engine.UpstreamTarget{}
 	if f.re != nil {
-		if f.re.Match(c.Path) {
-			m := f.re.FindSubmatchIndex(c.Path)
+		var m []int
+		matched, sure := false, false
+		if f.lit != nil {
+			matched, sure = f.lit.match(c.Path, &s.m)
+			m = s.m[:]
+		}
+		if !sure && f.re.Match(c.Path) {
+			matched, m = true, f.re.FindSubmatchIndex(c.Path)
+		}
+		if matched {
 			s.path = f.re.Expand(s.path[:0], f.tmpl, c.Path, m)
 			s.t.Path = s.path
 			if len(s.path) == 0 || s.path[0] != '/' {

@@ -185,7 +185,7 @@ func orDash(us float64) string {
 // budgets are the per-filter budgets (CPU per request over the empty pipeline, µs); the
 // Wasm budget is for a filter making 5 host calls, checked on both Wasm guests.
 var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "wasm-proxy": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
-	"split": 0.3, "cors": 1, "ip_filter": 0.3, "key_auth": 0.5}
+	"split": 0.3, "cors": 1, "ip_filter": 0.3, "key_auth": 0.5, "basic_auth": 0.5, "forward_auth": 0.5}
 
 // filterNames describes the filter-cost rows whose part name says too little.
 var filterNames = map[string]string{
@@ -204,6 +204,9 @@ var filterNames = map[string]string{
 	"sluice +routing": "routing on one header predicate (a second pipeline with header \"x-canary\")",
 
 	"sluice +split": "balancer split 95/5, sticky cookie, route_header",
+
+	"sluice +basic_auth":   "basic_auth: a cached credential",
+	"sluice +forward_auth": "forward_auth: a cached decision",
 }
 
 func (h *harness) writeReport() error {

@@ -538,6 +538,11 @@ func (h *harness) planCases() {
 			} else {
 				rows = append(rows, edge...)
 			}
+			if auth, err := edgeAuthComponents(h.run); err != nil { // edgeauth.go
+				h.note("basic_auth and forward_auth left out: %v", err)
+			} else {
+				rows = append(rows, auth...)
+			}
 			for _, c := range rows {
 				if err := h.checkVariant(sluiceVariant{name: "check-" + c.name, parts: []component{c}}); err != nil {
 					h.note("%s left out: %v", c.name, err)

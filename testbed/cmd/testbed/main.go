@@ -2,6 +2,7 @@
 //
 //	testbed upstream -listen 127.0.0.1:9001 -name a [-delay 50ms] [-fail-ratio 0.2] [-log FILE]
 //	testbed dns -listen 127.0.0.1:8053   (every name is 127.0.0.1: a resolver for Pebble, examples/acme)
+//	testbed auth -listen 127.0.0.1:9100  (a forward_auth service for examples/forward-auth: testbed/authdemo)
 //
 // It prints "listening on ADDR" once it accepts connections.
 package main
@@ -14,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sluice-gateway/sluice/testbed/authdemo"
 	"github.com/sluice-gateway/sluice/testbed/fakedns"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
 	"github.com/valyala/fasthttp"
@@ -21,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testbed upstream|dns [flags]")
+		fmt.Fprintln(os.Stderr, "usage: testbed upstream|dns|auth [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -29,6 +31,8 @@ func main() {
 		os.Exit(runUpstream(os.Args[2:]))
 	case "dns":
 		os.Exit(runDNS(os.Args[2:]))
+	case "auth":
+		os.Exit(runAuth(os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "testbed: unknown command %q\n", os.Args[1])
 		os.Exit(2)
@@ -90,5 +94,30 @@ func runDNS(args []string) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
+	return 0
+}
+
+// runAuth serves testbed/authdemo's authorization service.
+func runAuth(args []string) int {
+	fs := flag.NewFlagSet("auth", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:9100", "address to listen on (port 0 picks one)")
+	_ = fs.Parse(args)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	srv := &fasthttp.Server{Handler: authdemo.Handler(authdemo.DefaultTokens), Name: "testbed-auth"}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		_ = srv.Shutdown()
+	}()
+	if err := srv.Serve(ln); err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
 	return 0
 }

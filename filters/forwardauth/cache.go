@@ -1,0 +1,107 @@
+package forwardauth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"hash"
+	"sync"
+
+	"github.com/sluice-gateway/sluice/engine"
+)
+
+// decisionKey is HMAC-SHA-256 of the cache_key headers' values under a random key of the
+// filter's: the cache holds no credential, nor anything a guess can be checked against.
+type decisionKey [sha256.Size]byte
+
+// allowed is a cached allowing decision: what it puts on the request.
+type allowed struct {
+	headers  []kv // upstream_headers from the answer, copied
+	consumer *engine.Consumer
+	expires  int64 // unix nanoseconds
+}
+
+type kv struct{ k, v []byte }
+
+// decisions holds allowing decisions, at most max of them, each for ttl. Refusals are never
+// cached: a newly granted client is not held back, and a refusal costs the service a call.
+type decisions struct {
+	mu  sync.RWMutex
+	m   map[decisionKey]*allowed
+	max int
+	ttl int64
+
+	secret []byte
+	pool   sync.Pool // *hasher
+}
+
+type hasher struct {
+	h   hash.Hash
+	sum []byte
+	n   [4]byte
+}
+
+func newDecisions(max int, ttl int64) *decisions {
+	d := &decisions{m: make(map[decisionKey]*allowed, min(max, 1024)), max: max, ttl: ttl, secret: make([]byte, 32)}
+	_, _ = rand.Read(d.secret) // crypto/rand.Read never fails (it panics first)
+	d.pool.New = func() any { return &hasher{h: hmac.New(sha256.New, d.secret), sum: make([]byte, 0, sha256.Size)} }
+	return d
+}
+
+// key derives the key of c's request from the values of names; ok is false when none of them
+// is present (such a request is never answered from the cache).
+func (d *decisions) key(c *engine.Ctx, names [][]byte, out *decisionKey) (ok bool) {
+	hs := d.pool.Get().(*hasher)
+	hs.h.Reset()
+	for _, n := range names {
+		v := c.Request.Header.PeekBytes(n)
+		if v != nil {
+			ok = true
+		}
+		// Each value's length goes first: no two lists of values hash the same bytes.
+		l := len(v)
+		hs.n = [4]byte{byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)}
+		if v == nil {
+			hs.n[0] = 0xff // absent differs from empty
+		}
+		hs.h.Write(hs.n[:])
+		hs.h.Write(v)
+	}
+	hs.sum = hs.h.Sum(hs.sum[:0])
+	copy(out[:], hs.sum)
+	d.pool.Put(hs)
+	return ok
+}
+
+func (d *decisions) get(k *decisionKey, now int64) *allowed {
+	d.mu.RLock()
+	a := d.m[*k]
+	d.mu.RUnlock()
+	if a == nil || now >= a.expires {
+		return nil
+	}
+	return a
+}
+
+// put records a decision. When full, expired entries go first, else an arbitrary one.
+func (d *decisions) put(k *decisionKey, a *allowed, now int64) {
+	a.expires = now + d.ttl
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.m[*k]; !ok && len(d.m) >= d.max {
+		evicted := 0
+		for key, e := range d.m {
+			if now >= e.expires {
+				delete(d.m, key)
+				evicted++
+			}
+		}
+		if evicted == 0 {
+			for key := range d.m {
+				delete(d.m, key)
+				break
+			}
+		}
+	}
+	d.m[*k] = a
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package forwardauth
+
+const raceEnabled = false
