@@ -235,6 +235,8 @@ type TelemetryConfig struct {
 	ServiceName string        `hcl:"service_name,optional" json:"service_name"`
 	Traces      *TracesConfig `hcl:"traces,block" json:"traces,omitempty"`
 	Logs        *LogsConfig   `hcl:"logs,block" json:"logs,omitempty"`
+	// RecentTraces sizes the dashboard's ring of waterfalls (recentconfig.go); nil: defaults.
+	RecentTraces *RecentTracesConfig `hcl:"recent_traces,block" json:"recent_traces,omitempty"`
 }
 
 // SetDefaults fills the telemetry block's defaults.

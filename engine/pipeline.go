@@ -108,7 +108,9 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 			v = st.Filter.OnRequest(c)
 		} else {
 			tok := obs.StartStage(c, st, PhaseRequest)
+			k := c.beginStage(p, i, PhaseRequest) // stagetimes.go
 			v = st.Filter.OnRequest(c)
+			c.endStage(k, v)
 			obs.EndStage(c, st, PhaseRequest, tok, v)
 		}
 		if v == Respond {
@@ -116,7 +118,13 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 		}
 	}
 	inTerminal = true
+	if obs == nil {
+		p.terminal.Serve(c)
+		return ran
+	}
+	k := c.beginStage(p, TerminalStage, PhaseRequest)
 	p.terminal.Serve(c)
+	c.endStage(k, Continue)
 	return ran
 }
 
@@ -140,7 +148,9 @@ func (p *Pipeline) responsePhase(c *Ctx, from int) {
 			st.Filter.OnResponse(c)
 		} else {
 			tok := obs.StartStage(c, st, PhaseResponse)
+			k := c.beginStage(p, i, PhaseResponse)
 			st.Filter.OnResponse(c)
+			c.endStage(k, Continue)
 			obs.EndStage(c, st, PhaseResponse, tok, Continue)
 		}
 	}

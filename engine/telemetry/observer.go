@@ -54,6 +54,8 @@ type pipeInfo struct {
 	name       string
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
+	labels     []string  // each stage's label, by index (recent.go)
+	dash       *dashPipe // the dashboard's counters (dashstats.go)
 }
 
 type stageInfo struct {
@@ -64,8 +66,10 @@ type stageInfo struct {
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 	pi := &pipeInfo{owner: o, name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
 	stages := p.Stages()
+	pi.dash = newDashPipe(len(stages))
 	for i := range stages {
 		s := &stages[i]
+		pi.labels = append(pi.labels, s.Label())
 		si := &stageInfo{}
 		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
 			si.names[ph] = s.Label() + " " + ph.String()
@@ -281,11 +285,12 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	if o.tracing {
 		st = activeState(c)
 	}
+	pi := o.pipe(c.Pipeline)
 	if st != nil {
-		st.pi.metrics.record(c, status)
-	} else {
-		o.pipe(c.Pipeline).metrics.record(c, status)
+		pi = st.pi
 	}
+	pi.metrics.record(c, status)
+	o.dashboard(c, st, pi, status) // dashstats.go, recent.go
 	if st == nil {
 		// A gRPC call's status may come in the trailers of a streamed body: counted at its end
 		// (FinishResponse) then.
@@ -408,6 +413,7 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 // server span) and appends to lines the traceparent, whose parent is that client span, and the
 // incoming tracestate. Unsampled requests get a fresh span id in traceparent and no span.
 func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request, lines []byte) (any, []byte) {
+	c.BeginAttemptTime(target) // for the dashboard's waterfalls
 	if !o.tracing {
 		return nil, lines
 	}
@@ -462,6 +468,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 
 // EndAttempt ends the attempt's client span with the upstream status or the error.
 func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
+	c.EndAttemptTime(status, err)
 	sp, ok := tok.(trace.Span)
 	if !ok {
 		return
