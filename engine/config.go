@@ -237,6 +237,8 @@ type TelemetryConfig struct {
 	Logs        *LogsConfig   `hcl:"logs,block" json:"logs,omitempty"`
 	// RecentTraces sizes the dashboard's ring of waterfalls (recentconfig.go); nil: defaults.
 	RecentTraces *RecentTracesConfig `hcl:"recent_traces,block" json:"recent_traces,omitempty"`
+	// StageTimings records each filter phase's start and end for the dashboard (default true).
+	StageTimings *bool `hcl:"stage_timings,optional" json:"stage_timings,omitempty"`
 }
 
 // SetDefaults fills the telemetry block's defaults.

@@ -47,8 +47,13 @@ type AttemptTime struct {
 type stageTimes struct {
 	n, na   uint8
 	dropped uint8
-	stages  [MaxStageTimes]StageTime
-	tries   [MaxAttemptTimes]AttemptTime
+	// last is the end of the phase that ended last, and lastOK says the next phase may start
+	// there: nothing but the pipeline's loop has run since (no other phase began, and the
+	// observer did no work around the two).
+	last   int64
+	lastOK bool
+	stages [MaxStageTimes]StageTime
+	tries  [MaxAttemptTimes]AttemptTime
 }
 
 // StageTimes returns the filter phases the request recorded so far, in the order they started.
@@ -64,10 +69,27 @@ func (c *Ctx) StageTimesDropped() int { return int(c.times.dropped) }
 // monotonic clock when Start has a monotonic reading, as it has from time.Now.
 func (c *Ctx) since() int64 { return int64(time.Since(c.Start)) }
 
+// SetStageTimes turns the per-stage timings of g's pipelines on (the default while an observer
+// is installed) or off (`telemetry { stage_timings = false }`: the dashboard then shows no
+// per-filter figures and waterfalls without filters).
+func (g *Gateway) SetStageTimes(on bool) {
+	for _, p := range g.Pipelines {
+		p.noTimes = !on
+	}
+}
+
 // beginStage records the start of stage i's phase ph of p; it returns the slot for endStage
-// (-1 when the array is full).
-func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase) int {
+// (-1 when the array is full or p records no timings). quiet says the observer did no work
+// before it (its StartStage returned nil): the phase then starts where the previous one ended,
+// if that was just before, and the clock is read once per phase instead of twice, which halves
+// the cost (the budget is 50 ns a phase; a clock read is about 20).
+func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase, quiet bool) int {
 	t := &c.times
+	if p.noTimes {
+		return -1
+	}
+	reuse := quiet && t.lastOK
+	t.lastOK = false // a phase nested in this one (a `route` terminal's) reads the clock
 	if int(t.n) >= MaxStageTimes {
 		if t.dropped < 255 {
 			t.dropped++
@@ -78,17 +100,25 @@ func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase) int {
 	t.n++
 	s := &t.stages[k]
 	s.Pipeline, s.Index, s.Phase, s.Verdict, s.Status, s.End = p, int16(i), ph, Continue, 0, 0
-	s.Start = c.since()
+	if reuse {
+		s.Start = t.last
+	} else {
+		s.Start = c.since()
+	}
 	return k
 }
 
-// endStage records the end of the phase in slot k with its verdict.
-func (c *Ctx) endStage(k int, v Verdict) {
+// endStage records the end of the phase in slot k with its verdict. quiet says the observer
+// will do no work after it (its token is nil), so the next phase may start at this end.
+func (c *Ctx) endStage(k int, v Verdict, quiet bool) {
 	if k < 0 {
+		c.times.lastOK = false
 		return
 	}
-	s := &c.times.stages[k]
+	t := &c.times
+	s := &t.stages[k]
 	s.End = c.since()
+	t.last, t.lastOK = s.End, quiet
 	if v == Respond {
 		s.Verdict = Respond
 		s.Status = uint16(c.Response.StatusCode())
@@ -105,6 +135,7 @@ func (c *Ctx) BeginAttemptTime(target string) {
 		}
 		return
 	}
+	t.lastOK = false
 	a := &t.tries[t.na]
 	t.na++
 	a.Target, a.Status, a.Err, a.End = target, 0, nil, 0
@@ -133,4 +164,5 @@ func (t *stageTimes) reset() {
 		clear(t.tries[:t.na])
 	}
 	t.n, t.na, t.dropped = 0, 0, 0
+	t.lastOK = false
 }

@@ -57,6 +57,8 @@ type Telemetry struct {
 	// recent and edge are what the dashboard shows of recent requests (recent.go, dashstats.go).
 	recent *Recent
 	edge   edgeStats
+	// noStageTimes is `stage_timings = false`.
+	noStageTimes bool
 }
 
 // New sets up telemetry from the `telemetry` block (nil means defaults: no tracing). Metrics are
@@ -70,6 +72,7 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 	var rc *engine.RecentTracesConfig
 	if cfg != nil {
 		rc = cfg.RecentTraces
+		t.noStageTimes = cfg.StageTimings != nil && !*cfg.StageTimings
 	}
 	t.recent = newRecent(rc)
 	if cfg == nil || cfg.Traces == nil {
@@ -201,6 +204,7 @@ func (t *Telemetry) Attach(gw *engine.Gateway) {
 		p.SetObserverState(newPipeInfo(t.obs, p))
 	}
 	gw.SetObserver(t.obs)
+	gw.SetStageTimes(!t.noStageTimes)
 }
 
 // Flush exports every finished span now.
