@@ -78,10 +78,16 @@ type keptStage struct {
 
 func newRecent(cfg *engine.RecentTracesConfig) *Recent {
 	r := &Recent{}
+	r.cfg.SetDefaults()
 	if cfg != nil {
 		r.cfg = *cfg
-	} else {
-		r.cfg.SetDefaults()
+	}
+	// A config made in code rather than decoded from HCL may leave fields at zero.
+	if r.cfg.Size < 1 || r.cfg.Size > engine.MaxRecentTraces {
+		r.cfg.Size = engine.DefaultRecentTraces
+	}
+	if r.cfg.Slow <= 0 {
+		r.cfg.Slow = engine.Duration(engine.DefaultSlowRequest)
 	}
 	for i := range r.ring {
 		r.ring[i].slots = make([]traceSlot, r.cfg.Size)
@@ -324,6 +330,20 @@ func (s *traceSlot) detail(collectorUI string) TraceDetail {
 	}
 	d.Spans = append(d.Spans, SpanView{Kind: "server", Name: d.Method + " " + s.pipeline, Pipeline: s.pipeline,
 		Status: s.status, StartMS: 0, EndMS: ms(s.dur), Finished: true})
+	used := make([]bool, s.ntries)
+	attempt := func(i int) {
+		a := s.tries[i]
+		used[i] = true
+		v := SpanView{Kind: "attempt", Name: "attempt " + strconv.Itoa(i+1) + " → " + a.Target, Status: a.Status,
+			StartMS: ms(a.Start), EndMS: ms(a.End), Finished: a.End != 0}
+		if a.Err != nil {
+			v.Error = errorType(a.Err)
+		}
+		if !v.Finished {
+			v.EndMS = v.StartMS
+		}
+		d.Spans = append(d.Spans, v)
+	}
 	for _, k := range s.stages[:s.nstages] {
 		v := SpanView{Kind: "filter", Name: k.label, Pipeline: k.pipeline, Phase: k.t.Phase.String(),
 			StartMS: ms(k.t.Start), EndMS: ms(k.t.End), Finished: k.t.End != 0}
@@ -337,20 +357,21 @@ func (s *traceSlot) detail(collectorUI string) TraceDetail {
 			v.EndMS = v.StartMS
 		}
 		d.Spans = append(d.Spans, v)
-	}
-	for i, a := range s.tries[:s.ntries] {
-		v := SpanView{Kind: "attempt", Name: "attempt " + strconv.Itoa(i+1) + " → " + a.Target, Status: a.Status,
-			StartMS: ms(a.Start), EndMS: ms(a.End), Finished: a.End != 0}
-		if a.Err != nil {
-			v.Error = errorType(a.Err)
+		if v.Kind == "terminal" {
+			// The terminal's upstream attempts ran inside it: they follow it.
+			for i := range s.tries[:s.ntries] {
+				a := s.tries[i]
+				if !used[i] && a.Start >= k.t.Start && (k.t.End == 0 || a.Start <= k.t.End) {
+					attempt(i)
+				}
+			}
 		}
-		if !v.Finished {
-			v.EndMS = v.StartMS
-		}
-		d.Spans = append(d.Spans, v)
 	}
-	// Attempts run inside the terminal: order the bars by start time, server first.
-	sort.SliceStable(d.Spans[1:], func(i, j int) bool { return d.Spans[1+i].StartMS < d.Spans[1+j].StartMS })
+	for i := range s.tries[:s.ntries] {
+		if !used[i] {
+			attempt(i)
+		}
+	}
 	return d
 }
 
