@@ -59,7 +59,7 @@ func stoppableUpstream(t *testing.T, name string) (addr string, stop func()) {
 
 const dashToken = "dashboard-test-token-0123456789abcdef"
 
-func dashboardConfig(listen, admin, upA, upB, extra string) string {
+func dashboardConfig(listen, admin, upA, upB, wasm, extra string) string {
 	return fmt.Sprintf(`server { listen = %q }
 admin {
   listen = %q
@@ -101,9 +101,23 @@ pipeline "web" {
     limit  = 5
     period = "1h"
   }
+  filter "wasm" {
+    name   = "secheaders"
+    module = %q
+  }
   balancer { upstream = upstream.beta }
 }
-%s`, listen, admin, dashToken, upA, upB, extra)
+pipeline "private" {
+  match { path_prefix = "/private/" }
+  filter "jwt" {
+    issuer      = "https://dashboard.test/"
+    audiences   = ["dashboard"]
+    algorithms  = ["HS256"]
+    hmac_secret = "dashboard-test-hmac-secret-0123456789abcdef"
+  }
+  balancer { upstream = upstream.beta }
+}
+%s`, listen, admin, dashToken, upA, upB, wasm, extra)
 }
 
 // TestDashboardInBrowser runs `sluice run` with two pipelines and two upstreams and drives the
@@ -115,7 +129,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	upA, stopA := stoppableUpstream(t, "alpha-1")
 	upB := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "beta-1"}).Handle)
 	listen, adminAddr := freePort(t), freePort(t)
-	cfgPath := writeConfig(t, dashboardConfig(listen, adminAddr, upA, upB, ""))
+	// A Wasm filter for the Wasm page: the example WAT guest (wat2wasm, from wabt, which .ci/run
+	// installs).
+	wasm := filepath.Join(t.TempDir(), "secheaders.wasm")
+	if out, err := exec.Command("wat2wasm", "../../examples/filters/wat/secheaders.wat", "-o", wasm).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, out)
+	}
+	cfgPath := writeConfig(t, dashboardConfig(listen, adminAddr, upA, upB, wasm, ""))
 	_, logs := startSluice(t, cfgPath)
 	admin := "http://" + adminAddr
 	if !strings.Contains(logs.String(), "dashboard="+admin+"/ui/") {
@@ -246,6 +266,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		get(t, gw+"/web/page") // the 6th and later are refused (429)
 	}
+	if r := get(t, gw+"/private/report?access_token=leaked"); r.StatusCode != 401 {
+		t.Fatalf("/private/ without a token: %d, want 401", r.StatusCode)
+	}
 	waitJS("the api pipeline's request count", `(() => { const c = document.querySelector('#ov-pipelines tr[data-pipeline="api"] .ov-requests'); return c && Number(c.textContent) >= 30; })()`, 10*time.Second)
 	screenshot("overview")
 
@@ -284,9 +307,14 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	page("limits")
 	waitJS("the refused key", `document.querySelector('#limits-refused tbody').textContent.includes('127.0.0.1')`, 10*time.Second)
+	waitJS("the 401's cause", `document.querySelector('#limits-auth tbody').textContent.includes('/private/report')`, 10*time.Second)
+	if text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#page-limits"))); strings.Contains(text, "leaked") {
+		t.Errorf("the auth page shows the request's query:\n%s", text)
+	}
 	screenshot("limits")
 	page("wasm")
-	waitJS("the wasm table", `document.querySelector('#wasm-table tbody').textContent.length > 0`, 10*time.Second)
+	waitJS("the wasm filter's calls", `(() => { const r = [...document.querySelectorAll('#wasm-table tbody tr')].find(r => r.textContent.includes('secheaders'));
+		return r && Number(r.children[3].textContent) >= 5; })()`, 10*time.Second)
 	screenshot("wasm")
 
 	// Stopping an upstream turns its target unhealthy on the page within the health-check
@@ -295,6 +323,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	stopA()
 	waitJS("the stopped target unhealthy", targetHealth(upA)+`.includes('unhealthy')`, 8*time.Second)
 	waitJS("the upstream marked down", `document.querySelector('#upstreams-list [data-upstream="alpha"] h3').textContent.includes('no healthy target')`, 5*time.Second)
+	screenshot("upstreams-down")
 
 	// An invalid configuration: the reload is refused and its diagnostics shown.
 	page("config")
@@ -303,7 +332,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if strings.Contains(cfgText, dashToken) {
 		t.Errorf("the configuration page shows the admin token")
 	}
-	if err := os.WriteFile(cfgPath, []byte(dashboardConfig(listen, adminAddr, upA, upB, `pipeline "broken" {
+	if err := os.WriteFile(cfgPath, []byte(dashboardConfig(listen, adminAddr, upA, upB, wasm, `pipeline "broken" {
   filter "headerz" {}
   balancer { upstream = upstream.beta }
 }
