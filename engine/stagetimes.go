@@ -166,3 +166,12 @@ func (t *stageTimes) reset() {
 	t.n, t.na, t.dropped = 0, 0, 0
 	t.lastOK = false
 }
+
+// TerminalKind names p's terminal, as the dashboard labels it: "route" for a route block that
+// routes the request again, else "balancer".
+func (p *Pipeline) TerminalKind() string {
+	if _, ok := p.terminal.(*routeTerminal); ok {
+		return "route"
+	}
+	return "balancer"
+}

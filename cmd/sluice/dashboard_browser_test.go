@@ -321,7 +321,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// interval (500ms, one failure), plus a snapshot (1 s) and a probe's timeout.
 	page("upstreams")
 	stopA()
-	waitJS("the stopped target unhealthy", targetHealth(upA)+`.includes('unhealthy')`, 8*time.Second)
+	waitJS("the stopped target unhealthy", targetHealth(upA)+`.includes('unhealthy')`, 5*time.Second)
 	waitJS("the upstream marked down", `document.querySelector('#upstreams-list [data-upstream="alpha"] h3').textContent.includes('no healthy target')`, 5*time.Second)
 	screenshot("upstreams-down")
 

@@ -223,7 +223,7 @@ func (s *Server) overview() Overview {
 
 // FilterView is one filter of a pipeline, with its figures over the window.
 type FilterView struct {
-	Index          int               `json:"index"` // -1: the balancer
+	Index          int               `json:"index"` // -1: the terminal (kind "balancer" or "route")
 	Kind           string            `json:"kind"`
 	Label          string            `json:"label"`
 	Requests       uint64            `json:"requests"` // request phases since the pipeline was built
@@ -305,7 +305,7 @@ func (s *Server) pipelines() []PipelineView {
 		if ok && len(cc.Latency) > 0 {
 			o, c = &oc.Terminal, &cc.Terminal
 		}
-		pv.Balancer = view(-1, "balancer", "balancer", pc.Terminal, o, c)
+		pv.Balancer = view(-1, p.TerminalKind(), p.TerminalKind(), pc.Terminal, o, c)
 		out = append(out, pv)
 	}
 	return out

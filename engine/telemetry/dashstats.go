@@ -135,7 +135,7 @@ func PipelineStats(p *engine.Pipeline) (PipelineCounters, bool) {
 	for i := range d.stages {
 		pc.Stages[i] = d.stages[i].counters(stages[i].Kind, stages[i].Label())
 	}
-	pc.Terminal = d.terminal.counters("balancer", "balancer")
+	pc.Terminal = d.terminal.counters(p.TerminalKind(), p.TerminalKind())
 	return pc, true
 }
 

@@ -71,7 +71,7 @@ type traceSlot struct {
 }
 
 type keptStage struct {
-	label    string // the stage's label ("balancer" for a terminal)
+	label    string // the stage's label ("balancer" or "route" for a terminal)
 	pipeline string
 	t        engine.StageTime
 }
@@ -162,7 +162,7 @@ func (r *Recent) record(c *engine.Ctx, why uint8, status int, dur time.Duration,
 // stageLabel names a recorded stage without allocating: the labels are precomputed per pipeline.
 func stageLabel(st engine.StageTime) string {
 	if st.Index == engine.TerminalStage {
-		return "balancer"
+		return st.Pipeline.TerminalKind()
 	}
 	if pi, ok := st.Pipeline.ObserverState().(*pipeInfo); ok && int(st.Index) < len(pi.labels) {
 		return pi.labels[st.Index]

@@ -125,7 +125,7 @@
         el('caption', { class: 'sr-only' }, 'Filters of ' + p.name + ' in order'),
         el('thead', {}, el('tr', {}, ['#', 'Filter', 'Req/s', 'Requests', 'Continued', 'Answered', 'Avg request', 'Avg response'].map((h) => el('th', { scope: 'col' }, h)))),
         el('tbody', {}, p.filters.map(filterRow),
-          filterRow(Object.assign({}, p.balancer, { label: 'balancer → ' + (p.upstream || '(routes)') }))))))));
+          filterRow(Object.assign({}, p.balancer, { label: p.balancer.kind === 'route' ? 'route (routes the request again)' : 'balancer → ' + (p.upstream || '(chosen per request)') }))))))));
   }
   function targetState(t) {
     if (t.ejected_until) return ['⏏ ejected', 'warn'];
