@@ -235,6 +235,10 @@ type TelemetryConfig struct {
 	ServiceName string        `hcl:"service_name,optional" json:"service_name"`
 	Traces      *TracesConfig `hcl:"traces,block" json:"traces,omitempty"`
 	Logs        *LogsConfig   `hcl:"logs,block" json:"logs,omitempty"`
+	// RecentTraces sizes the dashboard's ring of waterfalls (recentconfig.go); nil: defaults.
+	RecentTraces *RecentTracesConfig `hcl:"recent_traces,block" json:"recent_traces,omitempty"`
+	// StageTimings records each filter phase's start and end for the dashboard (default true).
+	StageTimings *bool `hcl:"stage_timings,optional" json:"stage_timings,omitempty"`
 }
 
 // SetDefaults fills the telemetry block's defaults.

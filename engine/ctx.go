@@ -87,6 +87,9 @@ type Ctx struct {
 	hdrScratch []byte
 	// fin follows a streamed response to its end for DeferFinish (respfinish.go).
 	fin respFinish
+	// times are the request's per-stage timings, recorded while an Observer is installed
+	// (stagetimes.go).
+	times stageTimes
 }
 
 var ctxPool = sync.Pool{New: func() any { return new(Ctx) }}
@@ -131,6 +134,7 @@ func ReleaseCtx(c *Ctx) {
 		c.fin = respFinish{} // a followed stream's (respfinish.go)
 	}
 	c.fin.on = false
+	c.times.reset()
 	ctxPool.Put(c)
 }
 

@@ -55,3 +55,7 @@ func (c *Ctx) Observer() Observer {
 	}
 	return c.Pipeline.observer
 }
+
+// Observer returns the observer installed with SetObserver (nil: none), for the admin API's
+// dashboard, which reads the telemetry behind it.
+func (g *Gateway) Observer() Observer { return g.observer }

@@ -29,6 +29,8 @@ type Pipeline struct {
 	observer Observer
 	// observerState is what the observer keeps for this pipeline (see SetObserverState).
 	observerState any
+	// noTimes turns the per-stage timings off (stagetimes.go).
+	noTimes bool
 }
 
 // SetObserverState keeps v, the observer's own state for this pipeline (its metrics handles and
@@ -108,7 +110,9 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 			v = st.Filter.OnRequest(c)
 		} else {
 			tok := obs.StartStage(c, st, PhaseRequest)
+			k := c.beginStage(p, i, PhaseRequest, tok == nil) // stagetimes.go
 			v = st.Filter.OnRequest(c)
+			c.endStage(k, v, tok == nil)
 			obs.EndStage(c, st, PhaseRequest, tok, v)
 		}
 		if v == Respond {
@@ -116,7 +120,13 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 		}
 	}
 	inTerminal = true
+	if obs == nil {
+		p.terminal.Serve(c)
+		return ran
+	}
+	k := c.beginStage(p, TerminalStage, PhaseRequest, true)
 	p.terminal.Serve(c)
+	c.endStage(k, Continue, true)
 	return ran
 }
 
@@ -140,7 +150,9 @@ func (p *Pipeline) responsePhase(c *Ctx, from int) {
 			st.Filter.OnResponse(c)
 		} else {
 			tok := obs.StartStage(c, st, PhaseResponse)
+			k := c.beginStage(p, i, PhaseResponse, tok == nil)
 			st.Filter.OnResponse(c)
+			c.endStage(k, Continue, tok == nil)
 			obs.EndStage(c, st, PhaseResponse, tok, Continue)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine/telemetry"
 	"github.com/sluice-gateway/sluice/filters/jwt"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/otlpreceiver"
@@ -161,5 +162,31 @@ func TestQuickstartServes(t *testing.T) {
 	}
 	if strings.Join(paths, " ") != "/api/x /api/x /api/x /api/x /api/x" {
 		t.Errorf("otel_log recorded paths %q, want the client's /api/x for the forwarded, the rejected and the three A/B requests:\n%s", paths, raw)
+	}
+
+	// The dashboard sees the quickstart's traffic: its waterfalls (every request sampled) have
+	// every filter of the api pipeline and of the A/B pipeline it routed to, and the 401 is
+	// among the recent auth failures.
+	ok := gw.Telemetry.Recent().List(telemetry.TraceQuery{Path: "/api/x", Status: 200})
+	if len(ok) == 0 {
+		t.Fatal("the dashboard's ring has no 200 for /api/x")
+	}
+	wf, found := gw.Telemetry.Recent().Get(ok[0].ID)
+	if !found {
+		t.Fatalf("trace %s listed but not found", ok[0].ID)
+	}
+	var spans []string
+	for _, s := range wf.Spans {
+		spans = append(spans, s.Kind+":"+s.Name+":"+s.Phase)
+	}
+	all := strings.Join(spans, " ")
+	for _, want := range []string{"filter:otel_log:request", "filter:jwt:request", "filter:authorize:request", "filter:rate_limit:request",
+		"filter:wasm:abrouter:request", "filter:compress:request", "terminal:balancer:", "filter:cache:request", "attempt:", "filter:otel_log:response"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the waterfall of /api/x lacks %s: %s", want, all)
+		}
+	}
+	if edge := gw.Telemetry.Edge(10); len(edge.RecentAuth) == 0 || edge.RecentAuth[len(edge.RecentAuth)-1].Status != 401 || edge.RecentAuth[len(edge.RecentAuth)-1].Stage != "jwt" {
+		t.Errorf("recent auth failures = %+v, want the 401 jwt answered", edge.RecentAuth)
 	}
 }

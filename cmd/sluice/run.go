@@ -58,6 +58,7 @@ func runRun(args []string) int {
 		_ = gw.Close()
 		return 1
 	}
+	telemetry.RecordReload(nil, "") // the initial load
 	if err := r.startServer(gw, *takeover, nil); err != nil {
 		log.Error("cannot start", "err", err)
 		if errors.Is(err, engine.ErrAddressInUse) {
@@ -177,9 +178,11 @@ func (r *runner) startAdmin(cfg engine.AdminConfig) error {
 		return fmt.Errorf("admin API on %s: %w", cfg.Listen, err)
 	}
 	adm := admin.New(cfg, r.current, r.reload)
+	adm.SetStartTime(processStart) // dashboard.go
+	adm.SetConnections(func() int { return r.srv.Load().OpenConnections() })
 	r.adm = adm
 	go func() { _ = adm.Serve(ln) }()
-	r.log.Info("admin API", "listen", ln.Addr().String())
+	r.log.Info("admin API", "listen", ln.Addr().String(), "dashboard", dashboardURL(ln.Addr()))
 	return nil
 }
 
@@ -207,9 +210,10 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // gets a new server: it binds first (SO_REUSEPORT allows the same addresses, which it takes over
 // from the old server), then the old one stops accepting and finishes what it accepted. A new
 // address must be free.
-func (r *runner) reload() (string, error) {
+func (r *runner) reload() (diags string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer func() { telemetry.RecordReload(err, diags) }() // the dashboard's "last reload"
 	var diag bytes.Buffer
 	gw, ok := loadAndBuild(r.path, &diag, false, r.log)
 	if !ok {

@@ -1,14 +1,18 @@
 // Package admin serves the gateway's admin API: /healthz, /readyz, /config (secrets redacted),
-// /upstreams, /metrics (Prometheus) and POST /reload. It binds to loopback unless told otherwise,
-// and requires "Authorization: Bearer <token>" when a token is configured.
+// /upstreams, /metrics (Prometheus) and POST /reload, and the dashboard: its JSON API under
+// /api/v1/ (dashboard.go) and its pages under /ui/ (ui.go). It binds to loopback unless told
+// otherwise, and requires "Authorization: Bearer <token>" when a token is configured (or, for the
+// dashboard, the session cookie its login form sets: session.go).
 package admin
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"net"
 	"sort"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-gateway/sluice/engine"
@@ -28,11 +32,22 @@ type Server struct {
 	reload  Reloader
 	srv     *fasthttp.Server
 	metrics fasthttp.RequestHandler
+
+	// The dashboard's state: the session HMAC key, the counters' samples, the open event
+	// streams, and done, closed at Shutdown to end them.
+	key      []byte
+	started  time.Time
+	samp     sampler
+	sse      atomic.Int32
+	conns    atomic.Pointer[func() int]
+	done     chan struct{}
+	stopOnce sync.Once
+	sampling sync.Once
 }
 
 // New returns an admin server for the gateway current returns.
 func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
-	s := &Server{current: current, reload: reload}
+	s := &Server{current: current, reload: reload, key: newKey(), started: time.Now(), done: make(chan struct{})}
 	s.SetToken(cfg.Token)
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{Handler: s.handle, Name: "sluice-admin", NoDefaultServerHeader: true, SecureErrorLogMessage: true}
@@ -45,24 +60,35 @@ func (s *Server) SetToken(token string) {
 	s.token.Store(&b)
 }
 
-// Serve serves the admin API on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// SetStartTime sets the process start the dashboard's uptime counts from (default: New's time).
+func (s *Server) SetStartTime(t time.Time) { s.started = t }
 
-// Shutdown stops the admin server.
-func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+// SetConnections gives the dashboard the count of open client connections (the server's).
+func (s *Server) SetConnections(f func() int) { s.conns.Store(&f) }
+
+// Serve serves the admin API on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.sampling.Do(func() { go s.sampleLoop() }) // dashboard.go
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops the admin server (and ends the dashboard's event streams).
+func (s *Server) Shutdown() error {
+	s.stopOnce.Do(func() { close(s.done) })
+	return s.srv.Shutdown()
+}
 
 func (s *Server) handle(c *fasthttp.RequestCtx) {
-	if token := *s.token.Load(); len(token) > 0 {
-		auth := c.Request.Header.Peek("Authorization")
-		const prefix = "Bearer "
-		if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix ||
-			subtle.ConstantTimeCompare(auth[len(prefix):], token) != 1 {
-			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-			engine.WriteError(&c.Response, fasthttp.StatusUnauthorized)
-			return
-		}
-	}
 	path := string(c.Path())
+	if path == "/ui" || strings.HasPrefix(path, "/ui/") || strings.HasPrefix(path, "/api/v1/") {
+		s.handleDashboard(c, path) // ui.go
+		return
+	}
+	if s.authenticate(c, false) == authFailed {
+		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+		engine.WriteError(&c.Response, fasthttp.StatusUnauthorized)
+		return
+	}
 	if path == "/reload" {
 		if !c.IsPost() {
 			c.Response.Header.Set("Allow", "POST")

@@ -56,6 +56,8 @@ type pipeInfo struct {
 	name       string
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
+	labels     []string  // each stage's label, by index (recent.go)
+	dash       *dashPipe // the dashboard's counters (dashstats.go)
 }
 
 type stageInfo struct {
@@ -66,8 +68,10 @@ type stageInfo struct {
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 	pi := &pipeInfo{owner: o, name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
 	stages := p.Stages()
+	pi.dash = newDashPipe(len(stages))
 	for i := range stages {
 		s := &stages[i]
+		pi.labels = append(pi.labels, s.Label())
 		si := &stageInfo{}
 		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
 			si.names[ph] = s.Label() + " " + ph.String()
@@ -283,12 +287,13 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	if o.tracing {
 		st = activeState(c)
 	}
+	pi := o.pipe(c.ServingPipeline())
 	if st != nil {
 		o.rerouted(c, st) // routed.go: name the pipeline a route handed the request to
-		st.pi.metrics.record(c, status)
-	} else {
-		o.pipe(c.ServingPipeline()).metrics.record(c, status)
+		pi = st.pi
 	}
+	pi.metrics.record(c, status)
+	o.dashboard(c, st, pi, status) // dashstats.go, recent.go
 	if st == nil {
 		// A gRPC call's status may come in the trailers of a streamed body: counted at its end
 		// (FinishResponse) then.
@@ -411,6 +416,7 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 // server span) and appends to lines the traceparent, whose parent is that client span, and the
 // incoming tracestate. Unsampled requests get a fresh span id in traceparent and no span.
 func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Request, lines []byte) (any, []byte) {
+	c.BeginAttemptTime(target) // for the dashboard's waterfalls
 	if !o.tracing {
 		return nil, lines
 	}
@@ -465,6 +471,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 
 // EndAttempt ends the attempt's client span with the upstream status or the error.
 func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
+	c.EndAttemptTime(status, err)
 	sp, ok := tok.(trace.Span)
 	if !ok {
 		return

@@ -53,6 +53,12 @@ type Telemetry struct {
 	ratioBound uint64
 	respHeader []byte // canonical form ("X-Trace-Id"); nil when not configured
 	shutdown   atomic.Bool
+
+	// recent and edge are what the dashboard shows of recent requests (recent.go, dashstats.go).
+	recent *Recent
+	edge   edgeStats
+	// noStageTimes is `stage_timings = false`.
+	noStageTimes bool
 }
 
 // New sets up telemetry from the `telemetry` block (nil means defaults: no tracing). Metrics are
@@ -63,6 +69,12 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 	}
 	t := &Telemetry{log: log}
 	t.obs = &observer{t: t, unrouted: &pipeInfo{metrics: newPipeMetrics("")}}
+	var rc *engine.RecentTracesConfig
+	if cfg != nil {
+		rc = cfg.RecentTraces
+		t.noStageTimes = cfg.StageTimings != nil && !*cfg.StageTimings
+	}
+	t.recent = newRecent(rc)
 	if cfg == nil || cfg.Traces == nil {
 		return t, nil
 	}
@@ -192,6 +204,7 @@ func (t *Telemetry) Attach(gw *engine.Gateway) {
 		p.SetObserverState(newPipeInfo(t.obs, p))
 	}
 	gw.SetObserver(t.obs)
+	gw.SetStageTimes(!t.noStageTimes)
 }
 
 // Flush exports every finished span now.

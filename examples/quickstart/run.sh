@@ -20,6 +20,7 @@ token=$("$bin/sluice" token -hmac-secret "$secret" -iss https://sluice.quickstar
 cat <<TXT
 
 Sluice quickstart: gateway on http://127.0.0.1:8080, admin API on http://127.0.0.1:9901.
+Dashboard: http://127.0.0.1:9901/ui/ (pipelines, upstream health, per-filter cost, waterfalls).
 Traces print below as trees; access log lines too. In another terminal:
 
   TOKEN=$token

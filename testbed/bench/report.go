@@ -185,7 +185,7 @@ func orDash(us float64) string {
 // budgets are the per-filter budgets (CPU per request over the empty pipeline, µs); the
 // Wasm budget is for a filter making 5 host calls, checked on both Wasm guests.
 var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "wasm-proxy": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
-	"split": 0.3, "cors": 1, "ip_filter": 0.3, "key_auth": 0.5, "basic_auth": 0.5, "forward_auth": 0.5}
+	"split": 0.3, "cors": 1, "ip_filter": 0.3, "key_auth": 0.5, "basic_auth": 0.5, "forward_auth": 0.5, "stage timings": 0.25}
 
 // filterNames describes the filter-cost rows whose part name says too little.
 var filterNames = map[string]string{
@@ -207,6 +207,8 @@ var filterNames = map[string]string{
 
 	"sluice +basic_auth":   "basic_auth: a cached credential",
 	"sluice +forward_auth": "forward_auth: a cached decision",
+
+	"sluice +stage timings": "stage timings: 5 phases (2 headers filters, the balancer), over the same with stage_timings = false (budget 5 × 50 ns)",
 }
 
 func (h *harness) writeReport() error {

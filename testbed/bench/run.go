@@ -551,6 +551,24 @@ func (h *harness) planCases() {
 				pair("sluice +"+c.name, sluiceVariant{name: "only-" + c.name, parts: []component{c}})
 			}
 
+			// The dashboard's per-stage timings (issue 33's budget: 50 ns a filter phase): two
+			// headers filters and the balancer, five timed phases, loaded at once with the same
+			// configuration with `stage_timings = false` rather than with the empty pipeline.
+			twoHeaders := []component{{name: "headers", filter: `  filter "headers" {
+    request_set = { "X-Bench-A" = "1" }
+  }
+  filter "headers" {
+    response_set = { "X-Bench-B" = "1" }
+  }
+`}}
+			off := sluiceVariant{name: "timings-off", parts: append([]component{{name: "timings off", telemetry: "telemetry {\n  stage_timings = false\n}\n"}}, twoHeaders...)}
+			h.variants[off.name] = off
+			offBase := &benchCase{Label: "sluice 2 headers, stage_timings = false", Kind: "sluice", Variant: off.name, Group: pairedGroup, Conns: n, Path: "/", port: portPairBase}
+			on := sluiceVariant{name: "timings-on", parts: twoHeaders}
+			h.variants[on.name] = on
+			add(&benchCase{Label: "sluice +stage timings", Kind: "sluice", Variant: on.name, Group: pairedGroup, Conns: n, Path: "/",
+				port: portPairBase + 1, Base: offBase.Label, base: offBase})
+
 			pair("sluice +routing", sluiceVariant{name: "only-routing", pipelines: canaryPipeline,
 				parts: []component{{name: "routing", headers: []string{"X-Canary: 1"}}}})
 

@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// nopObserver installs an observer that does nothing, so that the pipeline records its timings.
+type nopObserver struct{}
+
+func (nopObserver) StartRequest(*Ctx, *Pipeline)               {}
+func (nopObserver) EndRequest(*Ctx)                            {}
+func (nopObserver) StartStage(*Ctx, *Stage, Phase) any         { return nil }
+func (nopObserver) EndStage(*Ctx, *Stage, Phase, any, Verdict) {}
+
+type answerFilter struct{ status int }
+
+func (f answerFilter) OnRequest(c *Ctx) Verdict {
+	if f.status != 0 {
+		c.Response.SetStatusCode(f.status)
+		return Respond
+	}
+	return Continue
+}
+func (answerFilter) OnResponse(*Ctx) {}
+
+func timedPipeline(answer int) *Pipeline {
+	p := NewPipeline("p", MatchConfig{}, "", []Stage{
+		{Kind: "a", Filter: answerFilter{}},
+		{Kind: "b", Filter: answerFilter{status: answer}},
+	}, TerminalFunc(func(c *Ctx) { c.Response.SetStatusCode(200) }))
+	p.observer = nopObserver{}
+	return p
+}
+
+func TestStageTimesRecordEveryPhase(t *testing.T) {
+	for _, tc := range []struct {
+		answer int
+		want   []StageTime
+	}{
+		{0, []StageTime{{Index: 0, Phase: PhaseRequest}, {Index: 1, Phase: PhaseRequest}, {Index: TerminalStage},
+			{Index: 1, Phase: PhaseResponse}, {Index: 0, Phase: PhaseResponse}}},
+		{403, []StageTime{{Index: 0, Phase: PhaseRequest}, {Index: 1, Phase: PhaseRequest, Verdict: Respond, Status: 403},
+			{Index: 1, Phase: PhaseResponse}, {Index: 0, Phase: PhaseResponse}}},
+	} {
+		p := timedPipeline(tc.answer)
+		var fc fasthttp.RequestCtx
+		c := AcquireCtx(&fc)
+		c.Start = time.Now()
+		p.Serve(c)
+		c.BeginAttemptTime("127.0.0.1:1")
+		c.EndAttemptTime(502, nil)
+		got := c.StageTimes()
+		if len(got) != len(tc.want) {
+			t.Fatalf("answer %d: %d phases recorded, want %d: %+v", tc.answer, len(got), len(tc.want), got)
+		}
+		var last int64
+		for i, g := range got {
+			w := tc.want[i]
+			if g.Pipeline != p || g.Index != w.Index || g.Phase != w.Phase || g.Verdict != w.Verdict || g.Status != w.Status {
+				t.Errorf("answer %d: phase %d = %+v, want %+v", tc.answer, i, g, w)
+			}
+			if g.Start < last || g.End < g.Start || g.End == 0 {
+				t.Errorf("answer %d: phase %d runs from %d to %d, after %d", tc.answer, i, g.Start, g.End, last)
+			}
+			last = g.Start
+		}
+		if a := c.AttemptTimes(); len(a) != 1 || a[0].Status != 502 || a[0].Target != "127.0.0.1:1" || a[0].End < a[0].Start {
+			t.Errorf("attempts = %+v", a)
+		}
+		ReleaseCtx(c)
+		c = AcquireCtx(&fc)
+		if len(c.StageTimes()) != 0 || len(c.AttemptTimes()) != 0 {
+			t.Errorf("a reused Ctx starts with timings: %+v", c.StageTimes())
+		}
+		ReleaseCtx(c)
+	}
+}
+
+func TestStageTimesBoundedAndOff(t *testing.T) {
+	p := timedPipeline(0)
+	var fc fasthttp.RequestCtx
+	c := AcquireCtx(&fc)
+	defer ReleaseCtx(c)
+	c.Start = time.Now()
+	for c.StageTimesDropped() == 0 {
+		p.Serve(c) // a request routed again and again
+	}
+	if len(c.StageTimes()) != MaxStageTimes {
+		t.Errorf("%d phases kept, want the bound %d", len(c.StageTimes()), MaxStageTimes)
+	}
+	for range MaxAttemptTimes + 2 {
+		c.BeginAttemptTime("t")
+		c.EndAttemptTime(200, nil)
+	}
+	if len(c.AttemptTimes()) != MaxAttemptTimes {
+		t.Errorf("%d attempts kept, want %d", len(c.AttemptTimes()), MaxAttemptTimes)
+	}
+
+	g := &Gateway{Pipelines: []*Pipeline{timedPipeline(0)}}
+	g.SetStageTimes(false)
+	c2 := AcquireCtx(&fc)
+	defer ReleaseCtx(c2)
+	g.Pipelines[0].Serve(c2)
+	if n := len(c2.StageTimes()); n != 0 {
+		t.Errorf("stage_timings = false recorded %d phases", n)
+	}
+}
+
+func TestStageTimesAllocateNothing(t *testing.T) {
+	p := timedPipeline(0)
+	var fc fasthttp.RequestCtx
+	allocs := testing.AllocsPerRun(200, func() {
+		c := AcquireCtx(&fc)
+		c.Start = time.Now()
+		p.Serve(c)
+		c.BeginAttemptTime("127.0.0.1:1")
+		c.EndAttemptTime(200, nil)
+		ReleaseCtx(c)
+	})
+	if allocs != 0 {
+		t.Errorf("a timed request allocates %.1f times", allocs)
+	}
+}
+
+// BenchmarkStageTime is the cost of timing one filter phase (issue 33's budget: 50 ns): the
+// start and end the pipeline records around it.
+func BenchmarkStageTime(b *testing.B) {
+	p := timedPipeline(0)
+	var fc fasthttp.RequestCtx
+	c := AcquireCtx(&fc)
+	defer ReleaseCtx(c)
+	c.Start = time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%MaxStageTimes == 0 {
+			c.times.reset()
+		}
+		k := c.beginStage(p, 1, PhaseRequest, true)
+		c.endStage(k, Continue, true)
+	}
+}
+
+// BenchmarkPipelineTimed serves a two-filter pipeline (five timed phases) with and without the
+// timings, through an observer that does nothing.
+func BenchmarkPipelineTimed(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := timedPipeline(0)
+			p.noTimes = !on
+			var fc fasthttp.RequestCtx
+			b.ReportAllocs()
+			for b.Loop() {
+				c := AcquireCtx(&fc)
+				c.Start = time.Now()
+				p.Serve(c)
+				ReleaseCtx(c)
+			}
+		})
+	}
+}
