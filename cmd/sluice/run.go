@@ -109,7 +109,8 @@ func runRun(args []string) int {
 			if r.adm != nil {
 				_ = r.adm.Shutdown()
 			}
-			r.shutdownTelemetry()
+			// The spans still queued get what is left before the exit timer, less a margin.
+			r.shutdownTelemetryBy(time.Now().Add(grace + 5*time.Second).Add(-time.Second))
 			if err != nil {
 				log.Error("shutdown did not finish cleanly", "err", err)
 				return 1

@@ -37,7 +37,7 @@ func testTelemetry(tb testing.TB, ratio float64) *Telemetry {
 		tb.Fatal(err)
 	}
 	if ratio >= 0 {
-		t.startTracing("bench", &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio, ResponseHeader: "X-Trace-Id"}, discardExporter{})
+		t.startTracing(&engine.TelemetryConfig{ServiceName: "bench", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio, ResponseHeader: "X-Trace-Id"}}, discardExporter{})
 	}
 	tb.Cleanup(func() { _ = t.Shutdown(context.Background()) })
 	return t

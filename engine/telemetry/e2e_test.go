@@ -27,8 +27,13 @@ type running struct {
 
 func startWithTelemetry(t testing.TB, src string) *running {
 	t.Helper()
+	return startWithTelemetryLog(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startWithTelemetryLog is startWithTelemetry writing the gateway's log to log.
+func startWithTelemetryLog(t testing.TB, src string, log *slog.Logger) *running {
+	t.Helper()
 	gw := gatewaytest.Build(t, src, t.TempDir())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
 	if err != nil {
 		t.Fatal(err)

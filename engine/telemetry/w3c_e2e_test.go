@@ -132,7 +132,9 @@ func heapInUse() uint64 {
 // promptly, the span queue stays bounded, and shutdown gives up at its deadline.
 func TestCollectorDown(t *testing.T) {
 	up := gatewaytest.Upstream(t, (&recorder{}).handler(200))
-	gw := startWithTelemetry(t, config(blackhole(t), 1, up))
+	// A queue of 2048 spans, the batch being exported and the exports waiting on the collector.
+	src := strings.Replace(config(blackhole(t), 1, up), "telemetry {", "telemetry {\n  queue_size = 2048", 1)
+	gw := startWithTelemetry(t, src)
 
 	do(t, gw.URL+"/v1/warm")
 	before := heapInUse()
@@ -167,7 +169,7 @@ func TestCollectorDown(t *testing.T) {
 		t.Errorf("a request took %v: the exporter blocked the request path", time.Duration(slowest.Load()))
 	}
 	// 6000 requests make 24000 spans (27 MiB measured with an unbounded queue); the queue holds at most 2048 plus the
-	// batch being exported.
+	// batches being exported.
 	if growth > 16<<20 {
 		t.Errorf("heap grew by %.1f MiB: the span queue is not bounded", float64(growth)/(1<<20))
 	}
