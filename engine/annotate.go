@@ -1,0 +1,31 @@
+package engine
+
+// SpanAnnotator is implemented by an Observer that records what a filter decided (a cache hit,
+// the chosen encoding, the rate-limit policy) on the span of the filter phase running, or on the
+// request's span when filter spans are off. engine/telemetry implements it.
+type SpanAnnotator interface {
+	AnnotateString(c *Ctx, key, value string)
+	AnnotateInt(c *Ctx, key string, value int64)
+}
+
+// Annotate records key = value on the running filter phase's span when the request is traced
+// and sampled. Untraced, it costs two loads and a compare and allocates nothing; call it with
+// constant keys (by convention "sluice.<kind>.<what>") and values that need no formatting.
+func (c *Ctx) Annotate(key, value string) {
+	if c.ObserverState == nil || c.Pipeline == nil {
+		return
+	}
+	if a, ok := c.Pipeline.observer.(SpanAnnotator); ok {
+		a.AnnotateString(c, key, value)
+	}
+}
+
+// AnnotateInt is Annotate for an integer value.
+func (c *Ctx) AnnotateInt(key string, value int64) {
+	if c.ObserverState == nil || c.Pipeline == nil {
+		return
+	}
+	if a, ok := c.Pipeline.observer.(SpanAnnotator); ok {
+		a.AnnotateInt(c, key, value)
+	}
+}
