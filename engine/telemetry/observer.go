@@ -31,10 +31,10 @@ const (
 	// attrFilterIndex is the stage's position in its pipeline (0-based): two filters of one kind
 	// are told apart by it (their span names differ too: "headers request", "headers#2 request").
 	attrFilterIndex = attribute.Key("sluice.filter.index")
-	attrPhase      = attribute.Key("sluice.phase")
-	attrVerdict    = attribute.Key("sluice.verdict")
-	attrPipeline   = attribute.Key("sluice.pipeline")
-	attrUpstream   = attribute.Key("sluice.upstream")
+	attrPhase       = attribute.Key("sluice.phase")
+	attrVerdict     = attribute.Key("sluice.verdict")
+	attrPipeline    = attribute.Key("sluice.pipeline")
+	attrUpstream    = attribute.Key("sluice.upstream")
 )
 
 // observer implements engine.Observer (metrics always, spans when tracing) and
