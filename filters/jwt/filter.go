@@ -211,6 +211,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	tok := f.token(c)
 	if len(tok) == 0 {
 		f.mMissing.Inc()
+		c.Annotate("sluice.jwt.outcome", "missing")
 		c.Fail(401, errMissingToken)
 		c.Response.Header.SetBytesKV(wwwAuthenticate, f.challengeMissing)
 		return engine.Respond
@@ -222,6 +223,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if set == nil {
 		if set = f.keys.refetch(); set == nil {
 			f.mUnavailable.Inc()
+			c.Annotate("sluice.jwt.outcome", "keys_unavailable")
 			return c.Fail(503, fmt.Errorf("%w: %w", errKeysUnavailable, f.remote.unavailable()))
 		}
 	}
@@ -229,6 +231,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if f.cache != nil {
 		if e := f.cache.get(tok, set, now.UnixNano()); e != nil {
 			f.mCached.Inc()
+			c.Annotate("sluice.jwt.outcome", "valid_cached")
 			f.accept(c, e)
 			return engine.Continue
 		}
@@ -242,6 +245,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		f.cache.put(e, now.UnixNano())
 	}
 	f.mVerified.Inc()
+	c.Annotate("sluice.jwt.outcome", "valid")
 	f.accept(c, e)
 	return engine.Continue
 }
@@ -251,6 +255,7 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 
 func (f *Filter) invalid(c *engine.Ctx, err error) engine.Verdict {
 	f.mInvalid.Inc()
+	c.Annotate("sluice.jwt.outcome", "invalid")
 	c.Fail(401, fmt.Errorf("jwt: %w", err))
 	ch := f.challenges[err]
 	if ch == nil {
