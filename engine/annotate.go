@@ -6,6 +6,18 @@ package engine
 type SpanAnnotator interface {
 	AnnotateString(c *Ctx, key, value string)
 	AnnotateInt(c *Ctx, key string, value int64)
+	// Recording reports whether c's request is sampled: annotations are recorded.
+	Recording(c *Ctx) bool
+}
+
+// Recording reports whether annotations of this request are recorded (it is traced and sampled):
+// a filter checks it before work done only for an annotation (reading a clock, a computation).
+func (c *Ctx) Recording() bool {
+	if c.ObserverState == nil || c.Pipeline == nil {
+		return false
+	}
+	a, ok := c.Pipeline.observer.(SpanAnnotator)
+	return ok && a.Recording(c)
 }
 
 // Annotate records key = value on the running filter phase's span when the request is traced

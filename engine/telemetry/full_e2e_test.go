@@ -185,6 +185,24 @@ pipeline "api" {
 				t.Errorf("wasm span attributes %v", s.Attributes)
 			}
 		}
+		// What each filter decided, on its span.
+		switch s.Name {
+		case "wasm:hello request", "wasm:hello response":
+			if us, ok := s.Attributes["sluice.wasm.guest_us"].(int64); !ok || us < 0 {
+				t.Errorf("%s: sluice.wasm.guest_us = %v", s.Name, s.Attributes["sluice.wasm.guest_us"])
+			}
+		case "rate_limit request":
+			if s.Attributes["sluice.rate_limit.result"] != "allowed" || s.Attributes["sluice.rate_limit.policy"] == nil {
+				t.Errorf("rate_limit span attributes %v", s.Attributes)
+			}
+			if r, ok := s.Attributes["sluice.rate_limit.remaining"].(int64); !ok || r < 0 || r >= 1000 {
+				t.Errorf("sluice.rate_limit.remaining = %v, want 0..999", s.Attributes["sluice.rate_limit.remaining"])
+			}
+		case "jwt request":
+			if o := s.Attributes["sluice.jwt.outcome"]; o != "valid" && o != "valid_cached" {
+				t.Errorf("sluice.jwt.outcome = %v", o)
+			}
+		}
 	}
 	clients := byKind(spans, "Client")
 	if len(clients) != 2 {

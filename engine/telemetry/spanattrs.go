@@ -57,3 +57,6 @@ func (o *observer) AnnotateInt(c *engine.Ctx, key string, value int64) {
 		sp.SetAttributes(attribute.Int64(key, value))
 	}
 }
+
+// Recording reports whether c's request is sampled (engine.SpanAnnotator).
+func (o *observer) Recording(c *engine.Ctx) bool { return annotationSpan(c) != nil }

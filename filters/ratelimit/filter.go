@@ -245,7 +245,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	ok, ahead := f.local.take(f.localHash(c), f.now(c))
 	if ok {
 		f.mAllowed.Inc()
-		if c.ObserverState != nil { // traced: only then is the remaining quota worth computing
+		if c.Recording() { // only then is the remaining quota worth computing
 			r, _ := f.g.fields(ahead)
 			f.annotate(c, "allowed", r)
 		}
