@@ -35,7 +35,8 @@ pipeline "api" {
     path_prefix = "/api/"
   }
   filter "jwt" {
-    hmac_secret = %q
+    hmac_secret   = %q
+    trace_subject = true
   }
   filter "headers" {
     request_set = { "X-One" = "1" }
@@ -120,6 +121,9 @@ func TestSpansFollowConventions(t *testing.T) {
 	}
 	if got := byName(spans, "jwt request")[0].Attributes["sluice.jwt.outcome"]; got != "valid" {
 		t.Errorf("sluice.jwt.outcome = %v, want valid", got)
+	}
+	if got := byName(spans, "jwt request")[0].Attributes["sluice.jwt.subject"]; got != "alice" {
+		t.Errorf("sluice.jwt.subject = %v, want alice (trace_subject = true)", got)
 	}
 
 	// Server-Timing carries the server span's context; the trace the gateway started has the

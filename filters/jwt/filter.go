@@ -81,6 +81,7 @@ type Filter struct {
 	issuer    string
 	audiences []string
 	leeway    time.Duration
+	traceSub  bool // trace_subject
 	sources   []source
 	fwd       []forward
 	cache     *tokenCache
@@ -110,6 +111,7 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 		issuer:    cfg.Issuer,
 		audiences: slices.Clone(cfg.Audiences),
 		leeway:    cfg.Leeway.D(),
+		traceSub:  cfg.TraceSubject,
 		now:       opt.now,
 		log:       log,
 	}
@@ -269,6 +271,11 @@ func (f *Filter) accept(c *engine.Ctx, e *cacheEntry) {
 	// The claims map may be shared with other requests through the cache: readers must not
 	// modify it.
 	engine.ClaimsKey.Set(c, e.claims)
+	if f.traceSub && c.Recording() {
+		if sub, ok := e.claims["sub"].(string); ok {
+			c.Annotate("sluice.jwt.subject", sub)
+		}
+	}
 	for i := range f.fwd {
 		if v := e.fwd[i]; v != nil {
 			c.Request.Header.SetBytesKV(f.fwd[i].header, v)
