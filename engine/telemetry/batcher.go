@@ -33,6 +33,8 @@ type batcher[T any] struct {
 	queue  []T
 	timer  *time.Timer // wakes the goroutine batchTimeout after the queue stops being empty
 	closed bool
+	// running holds the exports under way, each closing its channel when done.
+	running map[chan struct{}]struct{}
 
 	wake  chan struct{}     // capacity 1: a wake-up pending is enough
 	flush chan flushRequest // ForceFlush
@@ -122,18 +124,27 @@ func (b *batcher[T]) run() {
 		case <-b.wake:
 			b.drain(&all, nil)
 		case r := <-b.flush:
-			var these sync.WaitGroup
 			var mu sync.Mutex
 			var first error
-			b.drain(&these, func(err error) {
+			b.drain(&all, func(err error) {
 				mu.Lock()
 				if first == nil {
 					first = err
 				}
 				mu.Unlock()
 			})
+			// Wait for every export under way, those an earlier wake-up started included: a
+			// flush returns once what was queued before it has been exported.
+			b.mu.Lock()
+			running := make([]chan struct{}, 0, len(b.running))
+			for ch := range b.running {
+				running = append(running, ch)
+			}
+			b.mu.Unlock()
 			go func() {
-				these.Wait()
+				for _, ch := range running {
+					<-ch
+				}
 				mu.Lock()
 				r.done <- first
 				mu.Unlock()
@@ -168,8 +179,21 @@ func (b *batcher[T]) drain(wg *sync.WaitGroup, onErr func(error)) {
 		batch := rest[:n:n]
 		rest = rest[n:]
 		wg.Add(1)
+		done := make(chan struct{})
+		b.mu.Lock()
+		if b.running == nil {
+			b.running = map[chan struct{}]struct{}{}
+		}
+		b.running[done] = struct{}{}
+		b.mu.Unlock()
 		go func() {
 			defer wg.Done()
+			defer func() {
+				b.mu.Lock()
+				delete(b.running, done)
+				b.mu.Unlock()
+				close(done)
+			}()
 			ctx, cancel := context.WithTimeout(b.base, b.cfg.exportTimeout)
 			err := b.export(ctx, batch)
 			cancel()
