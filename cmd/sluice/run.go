@@ -96,7 +96,8 @@ func runRun(args []string) int {
 			grace := r.srv.Load().Gateway().Spec.Server.ShutdownTimeout.D()
 			// The process ends even if something the shutdown waits for never returns: it has
 			// shutdown_timeout to drain, and a few seconds more to close what it built.
-			time.AfterFunc(grace+5*time.Second, func() {
+			exitAt := time.Now().Add(grace + 5*time.Second)
+			time.AfterFunc(time.Until(exitAt), func() {
 				log.Error("shutdown did not finish within shutdown_timeout + 5s; exiting")
 				os.Exit(1)
 			})
@@ -110,7 +111,7 @@ func runRun(args []string) int {
 				_ = r.adm.Shutdown()
 			}
 			// The spans still queued get what is left before the exit timer, less a margin.
-			r.shutdownTelemetryBy(time.Now().Add(grace + 5*time.Second).Add(-time.Second))
+			r.shutdownTelemetryBy(exitAt.Add(-time.Second))
 			if err != nil {
 				log.Error("shutdown did not finish cleanly", "err", err)
 				return 1
