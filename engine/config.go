@@ -239,10 +239,22 @@ type TelemetryConfig struct {
 	RecentTraces *RecentTracesConfig `hcl:"recent_traces,block" json:"recent_traces,omitempty"`
 	// StageTimings records each filter phase's start and end for the dashboard (default true).
 	StageTimings *bool `hcl:"stage_timings,optional" json:"stage_timings,omitempty"`
+
+	// Export settings shared by the span and OTLP log pipelines (telemetryconfig.go).
+	Headers           map[string]string `hcl:"headers,optional" json:"headers,omitempty" sluice:"secret"`
+	QueueSize         int               `hcl:"queue_size,optional" json:"queue_size"`
+	BatchSize         int               `hcl:"batch_size,optional" json:"batch_size"`
+	BatchTimeout      Duration          `hcl:"batch_timeout,optional" json:"batch_timeout"`
+	ExportTimeout     Duration          `hcl:"export_timeout,optional" json:"export_timeout"`
+	ExportConcurrency int               `hcl:"export_concurrency,optional" json:"export_concurrency"`
+	ReportInterval    Duration          `hcl:"report_interval,optional" json:"report_interval"`
 }
 
 // SetDefaults fills the telemetry block's defaults.
-func (t *TelemetryConfig) SetDefaults() { t.ServiceName = "sluice" }
+func (t *TelemetryConfig) SetDefaults() {
+	t.ServiceName = "sluice"
+	t.setExportDefaults()
+}
 
 // TracesConfig is `telemetry { traces { … } }`.
 type TracesConfig struct {
@@ -250,6 +262,10 @@ type TracesConfig struct {
 	Endpoint       string   `hcl:"endpoint,optional" json:"endpoint"`
 	SampleRatio    *float64 `hcl:"sample_ratio,optional" json:"sample_ratio"`
 	ResponseHeader string   `hcl:"response_header,optional" json:"response_header"`
+	// FilterSpans records a child span per filter phase (default true).
+	FilterSpans *bool `hcl:"filter_spans,optional" json:"filter_spans,omitempty"`
+	// ServerTiming answers `Server-Timing: traceparent;desc="00-…"` (Trace Context Level 2).
+	ServerTiming bool `hcl:"server_timing,optional" json:"server_timing,omitempty"`
 }
 
 // Validate checks the traces block.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ type PipelineSpec struct {
 	// ForwardClientCert overrides the server's forward_client_cert for this pipeline ("": the
 	// server's).
 	ForwardClientCert string
+	// TraceSampleRatio overrides telemetry.traces.sample_ratio for requests this pipeline serves
+	// that start a trace (nil: the telemetry block's).
+	TraceSampleRatio *float64
 }
 
 // FilterSpec is a decoded `filter "KIND"` block.
@@ -203,6 +207,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		p.Upstream = ps.Upstream
 		p.Upgrades = ps.Upgrades
 		p.ForwardClientCert = ps.ForwardClientCert
+		p.TraceSampleRatio = ps.TraceSampleRatio
 		p.Overrides = ps.Balancer.overrides()
 		g.Pipelines = append(g.Pipelines, p)
 	}
@@ -244,13 +249,29 @@ func (g *Gateway) OnClose(c io.Closer) { g.closers = append(g.closers, c) }
 func (g *Gateway) InFlight() int64 { return g.inflight.Load() }
 
 // Close releases everything the gateway built, in reverse order, once.
-func (g *Gateway) Close() error {
+func (g *Gateway) Close() error { return g.CloseContext(context.Background()) }
+
+// ContextCloser is a closer that can be told when to give up: an access-log output blocked on a
+// pipe nobody reads, an exporter waiting for a collector. It reports what it lost itself.
+type ContextCloser interface {
+	CloseContext(ctx context.Context) error
+}
+
+// CloseContext is Close bounded by ctx (the shutdown deadline) for what implements
+// ContextCloser; other closers are closed as by Close.
+func (g *Gateway) CloseContext(ctx context.Context) error {
 	if g.closed.Swap(true) {
 		return nil
 	}
 	var errs []error
 	for i := len(g.closers) - 1; i >= 0; i-- {
-		if err := g.closers[i].Close(); err != nil {
+		var err error
+		if cc, ok := g.closers[i].(ContextCloser); ok {
+			err = cc.CloseContext(ctx)
+		} else {
+			err = g.closers[i].Close()
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

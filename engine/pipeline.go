@@ -22,6 +22,8 @@ type Pipeline struct {
 	ForwardClientCert string
 	// Overrides are the balancer block's timeouts and retry settings (traffic.go).
 	Overrides Overrides
+	// TraceSampleRatio is the pipeline's trace_sample_ratio (nil: the telemetry block's).
+	TraceSampleRatio *float64
 
 	stages   []Stage
 	terminal Terminal

@@ -202,7 +202,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	g := s.gw.Load()
 	drain(g, time.Until(deadlineOr(ctx, time.Second)))
-	if cerr := g.Close(); cerr != nil && err == nil {
+	// Sinks (access logs, exporters) get what is left of the deadline.
+	if cerr := g.CloseContext(ctx); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err

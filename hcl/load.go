@@ -50,7 +50,7 @@ var rootSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 var pipelineSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}, {Name: "forward_client_cert"}},
+	Attributes: []hcl.AttributeSchema{{Name: "strip_prefix"}, {Name: "upgrades"}, {Name: "forward_client_cert"}, {Name: "trace_sample_ratio"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "filter", LabelNames: []string{"kind"}}, {Type: "balancer"}, {Type: "route"},
 	},
@@ -226,6 +226,10 @@ func (d *decoder) decodePipeline(b *hcl.Block, reg *engine.Registry) (*engine.Pi
 	if a, ok := content.Attributes["forward_client_cert"]; ok {
 		d.pipeAttrs["forward_client_cert"] = a.Expr.Range()
 		ps.ForwardClientCert, diags = d.decodeForwardClientCert(a, diags)
+	}
+	if a, ok := content.Attributes["trace_sample_ratio"]; ok {
+		d.pipeAttrs["trace_sample_ratio"] = a.Expr.Range()
+		ps.TraceSampleRatio, diags = d.decodeSampleRatio(a, diags)
 	}
 	var filterRanges []hcl.Range
 	var balancers []*hcl.Block

@@ -97,7 +97,8 @@ func runRun(args []string) int {
 			grace := r.srv.Load().Gateway().Spec.Server.ShutdownTimeout.D()
 			// The process ends even if something the shutdown waits for never returns: it has
 			// shutdown_timeout to drain, and a few seconds more to close what it built.
-			time.AfterFunc(grace+5*time.Second, func() {
+			exitAt := time.Now().Add(grace + 5*time.Second)
+			time.AfterFunc(time.Until(exitAt), func() {
 				log.Error("shutdown did not finish within shutdown_timeout + 5s; exiting")
 				os.Exit(1)
 			})
@@ -110,7 +111,8 @@ func runRun(args []string) int {
 			if r.adm != nil {
 				_ = r.adm.Shutdown()
 			}
-			r.shutdownTelemetry()
+			// The spans still queued get what is left before the exit timer, less a margin.
+			r.shutdownTelemetryBy(exitAt.Add(-time.Second))
 			if err != nil {
 				log.Error("shutdown did not finish cleanly", "err", err)
 				return 1

@@ -35,14 +35,21 @@ func (r *runner) attachTelemetry(gw *engine.Gateway) (retire func(), err error) 
 	return retire, nil
 }
 
-func (r *runner) shutdownTelemetry() {
+// shutdownTelemetryBy exports the queued spans until deadline; what is left then is counted as
+// lost (sluice_telemetry_spans_total{outcome="dropped_shutdown"}) and logged.
+func (r *runner) shutdownTelemetryBy(deadline time.Time) {
 	if r.tel.tel != nil {
-		shutdownTelemetry(r.tel.tel)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		_ = r.tel.tel.Shutdown(ctx)
 	}
 }
 
+// shutdownTelemetry retires telemetry replaced by a reload, within telemetryRetireTimeout.
 func shutdownTelemetry(t *telemetry.Telemetry) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), telemetryRetireTimeout)
 	defer cancel()
 	_ = t.Shutdown(ctx)
 }
+
+const telemetryRetireTimeout = 5 * time.Second

@@ -145,6 +145,7 @@ func TestConfigRedactsSecrets(t *testing.T) {
 	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
 	gw := gatewaytest.Start(t, fmt.Sprintf(`
 telemetry {
+  headers = { "x-honeycomb-team" = "h0ney-k3y", "dd-api-key" = "d0g-k3y" }
   traces {
     exporter = "none"
     endpoint = "http://otel:tr4ce-pa55@127.0.0.1:4318/v1/traces"
@@ -182,7 +183,7 @@ pipeline "internal" {
 	if code != 200 {
 		t.Fatalf("/config: %d", code)
 	}
-	for _, s := range []string{"tr4ce-pa55", "l0gs-k3y", "up5tream-t0ken-123", "x-ap1-k3y", "cb-t0ken-9", "c00kie-val", "m4tch-t0ken"} {
+	for _, s := range []string{"tr4ce-pa55", "l0gs-k3y", "up5tream-t0ken-123", "x-ap1-k3y", "cb-t0ken-9", "c00kie-val", "m4tch-t0ken", "h0ney-k3y", "d0g-k3y"} {
 		if strings.Contains(body, s) {
 			t.Errorf("/config shows the secret %q:\n%s", s, body)
 		}
@@ -193,6 +194,7 @@ pipeline "internal" {
 		`"Authorization": "[redacted]"`, `"X-Api-Key": "[redacted]"`,
 		`"https://hooks.example/cb?access_token=[redacted]"`, `"X-Gateway": "sluice"`,
 		`"Authorization exact \"[redacted]\""`, `"x-canary exact \"1\""`,
+		`"x-honeycomb-team": "[redacted]"`, `"dd-api-key": "[redacted]"`,
 	} {
 		if !strings.Contains(body, s) {
 			t.Errorf("/config lacks %s:\n%s", s, body)

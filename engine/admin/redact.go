@@ -14,7 +14,7 @@ import (
 const redacted = secret.Marker
 
 // Redact returns a JSON-ready copy of v in which every struct field tagged `sluice:"secret"` that
-// is set shows as "[redacted]", and so does the value of every map key and free-form (cty) object
+// is set shows as "[redacted]" (a map's values do, its keys stay), and so does the value of every map key and free-form (cty) object
 // attribute named like a secret (secret.Name: a headers filter's "Authorization" or "X-Api-Key",
 // a Wasm config's "api_key"). Every other string has the credentials of its URLs and its Bearer
 // or Basic tokens hidden (secret.Text: a jwks_url with ?access_token=, an endpoint with
@@ -62,6 +62,15 @@ func redactValue(v reflect.Value) any {
 			}
 			fv := v.Field(i)
 			if strings.Contains(opts, "omitempty") && fv.IsZero() {
+				continue
+			}
+			if f.Tag.Get("sluice") == "secret" && fv.Kind() == reflect.Map {
+				// A map of secrets (telemetry headers): the names show, every value is hidden.
+				m := map[string]any{}
+				for it := fv.MapRange(); it.Next(); {
+					m[toString(it.Key())] = redacted
+				}
+				out[name] = m
 				continue
 			}
 			if f.Tag.Get("sluice") == "secret" {

@@ -3,48 +3,57 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// spanBatcher is the span processor between the tracer and the exporter: it queues finished
-// spans and exports them in batches from one goroutine.
+// batcher queues finished telemetry items (spans, log records) and exports them in batches from
+// background goroutines.
 //
 // The SDK's BatchSpanProcessor hands every span to its goroutine over a channel, which wakes that
 // goroutine once per span: with a span per filter phase that is eight wake-ups per sampled
 // request, each a few µs of scheduler and futex work on a busy proxy, which at a 1 % sample
 // ratio cost more than the spans themselves. This one appends under a mutex and wakes its
-// goroutine only when a batch is full, when the first queued span has waited the batch
-// timeout, or to flush.
-type spanBatcher struct {
-	exp           sdktrace.SpanExporter
-	maxQueue      int
-	maxBatch      int
-	batchTimeout  time.Duration
-	exportTimeout time.Duration
+// goroutine only when a batch is full, when the first queued item has waited the batch
+// timeout, or to flush. Up to batchConfig.concurrency batches are exported at once, so one slow
+// export (a collector retrying) does not stall the queue behind it.
+//
+// Every item is counted exactly once where its fate is decided (lossCounter): queued or
+// dropped_queue_full at enqueue, exported or dropped_export_failed when its export returns,
+// dropped_shutdown when Shutdown's deadline ends it.
+type batcher[T any] struct {
+	cfg         batchConfig
+	export      func(context.Context, []T) error
+	shutdownExp func(context.Context) error
+	loss        *lossCounter
 
-	mu      sync.Mutex
-	queue   []sdktrace.ReadOnlySpan
-	dropped int         // spans refused because the queue was full, not yet reported
-	timer   *time.Timer // wakes the goroutine batchTimeout after the queue stops being empty
-	closed  bool
-	stopCtx context.Context // Shutdown's, set before quit is closed
+	mu     sync.Mutex
+	queue  []T
+	timer  *time.Timer // wakes the goroutine batchTimeout after the queue stops being empty
+	closed bool
+	// running holds the exports under way, each closing its channel when done.
+	running map[chan struct{}]struct{}
 
 	wake  chan struct{}     // capacity 1: a wake-up pending is enough
 	flush chan flushRequest // ForceFlush
 	quit  chan struct{}     // closed by Shutdown
-	done  chan struct{}     // closed when the goroutine has exited
-	// base is the context of the exports the goroutine starts itself; Shutdown cancels it when
-	// its own deadline passes, so that a stuck export does not outlive it.
+	done  chan struct{}     // closed when the goroutine has exited and its exports returned
+	slots chan struct{}     // one token per export running
+	// base is the context of every export; Shutdown cancels it when its own deadline passes,
+	// so that a stuck export does not outlive it.
 	base   context.Context
 	cancel context.CancelFunc
+}
 
-	// spare is the other half of the double buffer: the goroutine's, while OnEnd fills queue.
-	spare []sdktrace.ReadOnlySpan
+// batchConfig bounds a batcher.
+type batchConfig struct {
+	maxQueue      int           // items waiting; more are dropped
+	maxBatch      int           // items per export call
+	batchTimeout  time.Duration // how long the first queued item waits for a batch to fill
+	exportTimeout time.Duration // one export call, retries included
+	concurrency   int           // export calls at once
 }
 
 type flushRequest struct {
@@ -52,115 +61,160 @@ type flushRequest struct {
 	done chan error
 }
 
-var _ sdktrace.SpanProcessor = (*spanBatcher)(nil)
-
-func newSpanBatcher(exp sdktrace.SpanExporter, maxQueue, maxBatch int, batchTimeout, exportTimeout time.Duration) *spanBatcher {
-	b := &spanBatcher{
-		exp: exp, maxQueue: maxQueue, maxBatch: maxBatch, batchTimeout: batchTimeout, exportTimeout: exportTimeout,
+func newBatcher[T any](cfg batchConfig, loss *lossCounter, export func(context.Context, []T) error, shutdown func(context.Context) error) *batcher[T] {
+	cfg.concurrency = max(cfg.concurrency, 1)
+	b := &batcher[T]{
+		cfg: cfg, export: export, shutdownExp: shutdown, loss: loss,
 		wake:  make(chan struct{}, 1),
 		flush: make(chan flushRequest),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
+		slots: make(chan struct{}, cfg.concurrency),
 	}
 	b.base, b.cancel = context.WithCancel(context.Background())
 	go b.run()
+	loss.watch(b.done)
 	return b
 }
 
-// OnStart does nothing: only finished spans are exported.
-func (b *spanBatcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-
-// OnEnd queues a finished, sampled span; when the queue is full the span is dropped and counted.
-func (b *spanBatcher) OnEnd(s sdktrace.ReadOnlySpan) {
-	if !s.SpanContext().IsSampled() {
-		return
-	}
+// add queues one item; when the queue is full, or the batcher is shut down, the item is dropped
+// and counted.
+func (b *batcher[T]) add(item T) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
+		b.loss.dropShutdown(1)
 		return
 	}
-	if len(b.queue) >= b.maxQueue {
-		b.dropped++
+	if len(b.queue) >= b.cfg.maxQueue {
 		b.mu.Unlock()
+		b.loss.dropQueueFull()
 		return
 	}
-	b.queue = append(b.queue, s)
+	b.queue = append(b.queue, item)
 	n := len(b.queue)
 	if n == 1 {
 		// Arming a timer wakes nobody; the goroutine runs when it fires.
 		if b.timer == nil {
-			b.timer = time.AfterFunc(b.batchTimeout, b.signal)
+			b.timer = time.AfterFunc(b.cfg.batchTimeout, b.signal)
 		} else {
-			b.timer.Reset(b.batchTimeout)
+			b.timer.Reset(b.cfg.batchTimeout)
 		}
 	}
 	b.mu.Unlock()
-	if n == b.maxBatch {
+	b.loss.queued.Inc()
+	if n == b.cfg.maxBatch {
 		b.signal()
 	}
 }
 
 // signal wakes the goroutine to export what is queued.
-func (b *spanBatcher) signal() {
+func (b *batcher[T]) signal() {
 	select {
 	case b.wake <- struct{}{}:
 	default: // a wake-up is already pending
 	}
 }
 
-func (b *spanBatcher) run() {
+func (b *batcher[T]) run() {
+	var all sync.WaitGroup // every export started
 	defer close(b.done)
 	for {
 		select {
 		case <-b.wake:
-			b.export(b.base)
+			b.drain(&all, nil)
 		case r := <-b.flush:
-			r.done <- b.export(r.ctx)
-		case <-b.quit:
+			var mu sync.Mutex
+			var first error
+			b.drain(&all, func(err error) {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			})
+			// Wait for every export under way, those an earlier wake-up started included: a
+			// flush returns once what was queued before it has been exported.
 			b.mu.Lock()
-			ctx := b.stopCtx
+			running := make([]chan struct{}, 0, len(b.running))
+			for ch := range b.running {
+				running = append(running, ch)
+			}
 			b.mu.Unlock()
-			b.export(ctx)
+			go func() {
+				for _, ch := range running {
+					<-ch
+				}
+				mu.Lock()
+				r.done <- first
+				mu.Unlock()
+			}()
+		case <-b.quit:
+			b.drain(&all, nil)
+			all.Wait() // Shutdown cancels base at its deadline, which ends these
 			return
 		}
 	}
 }
 
-// export sends everything queued, maxBatch spans per call to the exporter, each call bounded by
-// exportTimeout and ctx. It returns the first export error.
-func (b *spanBatcher) export(ctx context.Context) error {
+// drain starts the export of everything queued, maxBatch items per call, at most
+// cfg.concurrency calls at once: with every slot taken it waits, and meanwhile new items queue
+// (or are dropped when the queue is full) rather than exports piling up. wg tracks the exports
+// started; onErr, when set, sees their errors.
+func (b *batcher[T]) drain(wg *sync.WaitGroup, onErr func(error)) {
 	b.mu.Lock()
-	spans := b.queue
-	b.queue, b.spare = b.spare[:0], nil
-	dropped := b.dropped
-	b.dropped = 0
+	items := b.queue
+	// Batches are handed to concurrent exports: the queue gets a fresh buffer.
+	b.queue = make([]T, 0, min(cap(items), b.cfg.maxQueue))
 	b.mu.Unlock()
 
-	if dropped > 0 {
-		otel.Handle(fmt.Errorf("the trace export queue was full: %d spans dropped", dropped))
-	}
-	var first error
-	for rest := spans; len(rest) > 0; {
-		n := min(len(rest), b.maxBatch)
-		ectx, cancel := context.WithTimeout(ctx, b.exportTimeout)
-		err := b.exp.ExportSpans(ectx, rest[:n])
-		cancel()
-		if err != nil {
-			otel.Handle(err)
-			if first == nil {
-				first = err
-			}
+	for rest := items; len(rest) > 0; {
+		select {
+		case b.slots <- struct{}{}:
+		case <-b.base.Done():
+			b.loss.dropShutdown(len(rest)) // Shutdown's deadline passed before these could start
+			return
 		}
+		n := min(len(rest), b.cfg.maxBatch)
+		batch := rest[:n:n]
 		rest = rest[n:]
+		wg.Add(1)
+		done := make(chan struct{})
+		b.mu.Lock()
+		if b.running == nil {
+			b.running = map[chan struct{}]struct{}{}
+		}
+		b.running[done] = struct{}{}
+		b.mu.Unlock()
+		go func() {
+			defer wg.Done()
+			defer func() {
+				b.mu.Lock()
+				delete(b.running, done)
+				b.mu.Unlock()
+				close(done)
+			}()
+			ctx, cancel := context.WithTimeout(b.base, b.cfg.exportTimeout)
+			err := b.export(ctx, batch)
+			cancel()
+			<-b.slots
+			switch {
+			case err == nil:
+				b.loss.exportedN(len(batch))
+			case b.base.Err() != nil:
+				b.loss.dropShutdown(len(batch))
+			default:
+				b.loss.exportFailed(len(batch), err)
+			}
+			if err != nil && onErr != nil {
+				onErr(err)
+			}
+		}()
 	}
-	clear(spans) // the exported spans are garbage now; don't keep them reachable
-	b.spare = spans[:0]
-	return first
 }
 
-// ForceFlush exports every span queued before the call, and waits for it (or for ctx).
-func (b *spanBatcher) ForceFlush(ctx context.Context) error {
+// ForceFlush exports every item queued before the call, and waits for it (or for ctx).
+func (b *batcher[T]) ForceFlush(ctx context.Context) error {
 	r := flushRequest{ctx: ctx, done: make(chan error, 1)}
 	select {
 	case b.flush <- r:
@@ -178,16 +232,16 @@ func (b *spanBatcher) ForceFlush(ctx context.Context) error {
 }
 
 // Shutdown exports what is queued, stops the goroutine and shuts the exporter down, within ctx:
-// the last export's context is ctx, so a stuck exporter is cancelled with it. Spans that end
-// afterwards are discarded.
-func (b *spanBatcher) Shutdown(ctx context.Context) error {
+// at ctx's deadline the exports still running are cancelled and what they carried is counted as
+// dropped_shutdown. Items that arrive afterwards are dropped the same way. The losses of the last
+// interval are logged before it returns.
+func (b *batcher[T]) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return nil
 	}
 	b.closed = true
-	b.stopCtx = ctx
 	if b.timer != nil {
 		b.timer.Stop()
 	}
@@ -199,6 +253,31 @@ func (b *spanBatcher) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		b.cancel()
+		<-b.done // the cancelled exports return promptly
 	}
-	return errors.Join(err, b.exp.Shutdown(ctx))
+	b.cancel()
+	err = errors.Join(err, b.shutdownExp(ctx))
+	b.loss.report()
+	return err
+}
+
+// spanBatcher is the batcher of spans, as the trace SDK's span processor.
+type spanBatcher struct {
+	*batcher[sdktrace.ReadOnlySpan]
+}
+
+var _ sdktrace.SpanProcessor = spanBatcher{}
+
+func newSpanBatcher(exp sdktrace.SpanExporter, cfg batchConfig, loss *lossCounter) spanBatcher {
+	return spanBatcher{newBatcher(cfg, loss, exp.ExportSpans, exp.Shutdown)}
+}
+
+// OnStart does nothing: only finished spans are exported.
+func (spanBatcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+// OnEnd queues a finished, sampled span.
+func (b spanBatcher) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.SpanContext().IsSampled() {
+		b.add(s)
+	}
 }

@@ -3,12 +3,14 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -76,7 +78,7 @@ func (e *batchExporter) waitExport(t *testing.T) int {
 	}
 }
 
-func batcherProvider(t *testing.T, b *spanBatcher) func(names ...string) {
+func batcherProvider(t *testing.T, b spanBatcher) func(names ...string) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	tr := tp.Tracer("test")
@@ -91,7 +93,7 @@ func batcherProvider(t *testing.T, b *spanBatcher) func(names ...string) {
 // A full batch is exported at once; a partial one waits for the timeout or a flush.
 func TestSpanBatcherBatches(t *testing.T) {
 	exp := newBatchExporter()
-	b := newSpanBatcher(exp, 100, 3, time.Hour, 5*time.Second)
+	b := testBatcher(t, exp, 100, 3, time.Hour, 5*time.Second)
 	end := batcherProvider(t, b)
 
 	end("a", "b", "c", "d")
@@ -112,7 +114,7 @@ func TestSpanBatcherBatches(t *testing.T) {
 
 func TestSpanBatcherTimeout(t *testing.T) {
 	exp := newBatchExporter()
-	b := newSpanBatcher(exp, 100, 512, 20*time.Millisecond, 5*time.Second)
+	b := testBatcher(t, exp, 100, 512, 20*time.Millisecond, 5*time.Second)
 	end := batcherProvider(t, b)
 	end("a", "b")
 	if n := exp.waitExport(t); n != 2 {
@@ -125,21 +127,12 @@ func TestSpanBatcherTimeout(t *testing.T) {
 	}
 }
 
-// With the exporter stuck, spans beyond max_queue are dropped, and the drop is reported.
+// With the exporter stuck, spans beyond max_queue are dropped, counted, and reported in one line
+// per interval.
 func TestSpanBatcherDropsWhenFull(t *testing.T) {
-	var mu sync.Mutex
-	var handled []string
-	prev := otel.GetErrorHandler()
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		mu.Lock()
-		handled = append(handled, err.Error())
-		mu.Unlock()
-	}))
-	t.Cleanup(func() { otel.SetErrorHandler(prev) })
-
 	exp := newBatchExporter()
 	exp.hold = make(chan struct{})
-	b := newSpanBatcher(exp, 2, 1, time.Hour, 5*time.Second)
+	b := testBatcher(t, exp, 2, 1, time.Hour, 5*time.Second)
 	end := batcherProvider(t, b)
 	end("a")
 	<-exp.entered // the goroutine took "a" and is stuck exporting it
@@ -151,16 +144,24 @@ func TestSpanBatcherDropsWhenFull(t *testing.T) {
 	if got := exp.got(); got != "a | b | c" {
 		t.Errorf("exports %q, want %q", got, "a | b | c")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled) != 1 || !strings.Contains(handled[0], "3 spans dropped") {
-		t.Errorf("reported %q, want one report of 3 spans dropped", handled)
+	if got := counterValue(b.loss.queueFull); got != 3 {
+		t.Errorf("dropped_queue_full = %v, want 3", got)
+	}
+	if got := counterValue(b.loss.exported); got != 3 {
+		t.Errorf("exported = %v, want 3", got)
+	}
+	logs := b.loss.log.Handler().(*recordHandler)
+	b.loss.report()
+	b.loss.report() // nothing new: no second line
+	lines := logs.lines()
+	if len(lines) != 1 || !strings.Contains(lines[0], "dropped_queue_full=3") || !strings.Contains(lines[0], "signal=traces") {
+		t.Errorf("log lines %q, want one with dropped_queue_full=3", lines)
 	}
 }
 
 func TestSpanBatcherShutdown(t *testing.T) {
 	exp := newBatchExporter()
-	b := newSpanBatcher(exp, 100, 512, time.Hour, 5*time.Second)
+	b := testBatcher(t, exp, 100, 512, time.Hour, 5*time.Second)
 	end := batcherProvider(t, b)
 	end("a", "b")
 	if err := b.Shutdown(context.Background()); err != nil {
@@ -185,7 +186,7 @@ func TestSpanBatcherShutdown(t *testing.T) {
 func TestSpanBatcherShutdownDeadline(t *testing.T) {
 	exp := newBatchExporter()
 	exp.hold = make(chan struct{}) // never closed: only a cancelled context ends the export
-	b := newSpanBatcher(exp, 100, 1, time.Hour, time.Minute)
+	b := testBatcher(t, exp, 100, 1, time.Hour, time.Minute)
 	end := batcherProvider(t, b)
 	end("a")
 	<-exp.entered
@@ -201,4 +202,57 @@ func TestSpanBatcherShutdownDeadline(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the batcher's goroutine is still running 5 s after Shutdown gave up")
 	}
+}
+
+// testBatcher makes a span batcher exporting one batch at a time, with its own counters and a
+// log that records its lines.
+func testBatcher(t *testing.T, exp sdktrace.SpanExporter, maxQueue, maxBatch int, batchTimeout, exportTimeout time.Duration) spanBatcher {
+	t.Helper()
+	cfg := batchConfig{maxQueue: maxQueue, maxBatch: maxBatch, batchTimeout: batchTimeout, exportTimeout: exportTimeout, concurrency: 1}
+	return newSpanBatcher(exp, cfg, testLoss(SignalTraces))
+}
+
+// testLoss is a lossCounter on fresh counters (not the registry's), logging to a recordHandler.
+func testLoss(signal string) *lossCounter {
+	l := newLossCounter(signal, slog.New(&recordHandler{}), time.Hour)
+	for _, c := range []*prometheus.Counter{&l.queued, &l.exported, &l.queueFull, &l.exportFail, &l.shutdown, &l.failures} {
+		*c = prometheus.NewCounter(prometheus.CounterOpts{Name: "test"})
+	}
+	return l
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// recordHandler keeps the log lines written to it as "msg k=v k=v".
+type recordHandler struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.Key + "=" + a.Value.String())
+		return true
+	})
+	h.mu.Lock()
+	h.got = append(h.got, b.String())
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *recordHandler) lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.got...)
 }

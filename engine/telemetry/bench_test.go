@@ -19,8 +19,15 @@ import (
 
 type nopFilter struct{}
 
-func (nopFilter) OnRequest(*engine.Ctx) engine.Verdict { return engine.Continue }
-func (nopFilter) OnResponse(*engine.Ctx)               {}
+// OnRequest annotates its span as filters do: free when the request is not sampled.
+func (nopFilter) OnRequest(c *engine.Ctx) engine.Verdict {
+	c.Annotate("sluice.test.outcome", "ok")
+	if c.Recording() {
+		c.AnnotateInt("sluice.test.remaining", 7)
+	}
+	return engine.Continue
+}
+func (nopFilter) OnResponse(*engine.Ctx) {}
 
 // discardExporter drops spans, so benchmarks measure the request path, not the network.
 type discardExporter struct{}
@@ -37,7 +44,7 @@ func testTelemetry(tb testing.TB, ratio float64) *Telemetry {
 		tb.Fatal(err)
 	}
 	if ratio >= 0 {
-		t.startTracing("bench", &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio, ResponseHeader: "X-Trace-Id"}, discardExporter{})
+		t.startTracing(&engine.TelemetryConfig{ServiceName: "bench", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio, ResponseHeader: "X-Trace-Id"}}, discardExporter{})
 	}
 	tb.Cleanup(func() { _ = t.Shutdown(context.Background()) })
 	return t

@@ -27,8 +27,13 @@ type running struct {
 
 func startWithTelemetry(t testing.TB, src string) *running {
 	t.Helper()
+	return startWithTelemetryLog(t, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startWithTelemetryLog is startWithTelemetry writing the gateway's log to log.
+func startWithTelemetryLog(t testing.TB, src string, log *slog.Logger) *running {
+	t.Helper()
 	gw := gatewaytest.Build(t, src, t.TempDir())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tel, err := telemetry.New(&gw.Spec.Telemetry, log)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +193,7 @@ func TestSpanTreeAndPropagation(t *testing.T) {
 
 	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	const clientSpan = "00f067aa0ba902b7"
-	resp := do(t, gw.URL+"/v1/items?q=secret",
+	resp := do(t, gw.URL+"/v1/items?q=secret&access_token=abc123&x=1",
 		"traceparent", "00-"+clientTrace+"-"+clientSpan+"-01",
 		"tracestate", "congo=t61rcWkgMzE",
 		"tracestate", "rojo=00f067aa0ba902b7")
@@ -212,8 +217,8 @@ func TestSpanTreeAndPropagation(t *testing.T) {
 	if srv.ParentSpanID != clientSpan {
 		t.Errorf("server span parent = %q, want the client's %q", srv.ParentSpanID, clientSpan)
 	}
-	if srv.Name != "GET api" || srv.Service != "sluice-test" {
-		t.Errorf("server span %q from %q, want \"GET api\" from sluice-test", srv.Name, srv.Service)
+	if srv.Name != "GET /v1/*" || srv.Service != "sluice-test" {
+		t.Errorf("server span %q from %q, want \"GET /v1/*\" from sluice-test", srv.Name, srv.Service)
 	}
 	if srv.TraceState != "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" {
 		t.Errorf("server span tracestate %q", srv.TraceState)
@@ -222,7 +227,9 @@ func TestSpanTreeAndPropagation(t *testing.T) {
 		"http.request.method":       "GET",
 		"url.path":                  "/v1/items",
 		"url.scheme":                "http",
-		"http.route":                "api",
+		"http.route":                "/v1/*",
+		"sluice.pipeline":           "api",
+		"url.query":                 "q=secret&access_token=[redacted]&x=1",
 		"http.response.status_code": int64(200),
 		"server.address":            "127.0.0.1",
 		"network.peer.address":      "127.0.0.1",
@@ -266,6 +273,9 @@ func TestSpanTreeAndPropagation(t *testing.T) {
 	host, port, _ := net.SplitHostPort(up)
 	if cl.Attributes["server.address"] != host || fmt.Sprint(cl.Attributes["server.port"]) != port {
 		t.Errorf("client span server.address/port = %v:%v, want %s", cl.Attributes["server.address"], cl.Attributes["server.port"], up)
+	}
+	if cl.Attributes["network.peer.address"] != host || fmt.Sprint(cl.Attributes["network.peer.port"]) != port {
+		t.Errorf("client span network.peer.address/port = %v:%v, want %s", cl.Attributes["network.peer.address"], cl.Attributes["network.peer.port"], up)
 	}
 	if cl.Attributes["http.response.status_code"] != int64(200) {
 		t.Errorf("client span status = %v", cl.Attributes["http.response.status_code"])

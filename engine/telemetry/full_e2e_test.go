@@ -149,11 +149,11 @@ pipeline "api" {
 	t.Logf("\n%s", otlpreceiver.FormatTree(spans))
 
 	srv := byKind(spans, "Server")[0]
-	if srv.ParentSpanID != clientSpan || srv.Name != "GET api" {
+	if srv.ParentSpanID != clientSpan || srv.Name != "GET /v1/*" {
 		t.Errorf("server span %q, parent %q", srv.Name, srv.ParentSpanID)
 	}
 	for k, want := range map[string]any{
-		"http.request.method": "GET", "url.path": "/v1/items", "url.scheme": "http", "http.route": "api",
+		"http.request.method": "GET", "url.path": "/v1/items", "url.scheme": "http", "http.route": "/v1/*", "sluice.pipeline": "api",
 		"http.response.status_code": int64(200), "server.address": "127.0.0.1", "network.peer.address": "127.0.0.1",
 		"user_agent.original": "telemetry-test/1.0",
 	} {
@@ -183,6 +183,24 @@ pipeline "api" {
 			}
 			if s.Attributes["sluice.filter.name"] != "hello" || s.Attributes["sluice.verdict"] != "continue" {
 				t.Errorf("wasm span attributes %v", s.Attributes)
+			}
+		}
+		// What each filter decided, on its span.
+		switch s.Name {
+		case "wasm:hello request", "wasm:hello response":
+			if us, ok := s.Attributes["sluice.wasm.guest_us"].(int64); !ok || us < 0 {
+				t.Errorf("%s: sluice.wasm.guest_us = %v", s.Name, s.Attributes["sluice.wasm.guest_us"])
+			}
+		case "rate_limit request":
+			if s.Attributes["sluice.rate_limit.result"] != "allowed" || s.Attributes["sluice.rate_limit.policy"] == nil {
+				t.Errorf("rate_limit span attributes %v", s.Attributes)
+			}
+			if r, ok := s.Attributes["sluice.rate_limit.remaining"].(int64); !ok || r < 0 || r >= 1000 {
+				t.Errorf("sluice.rate_limit.remaining = %v, want 0..999", s.Attributes["sluice.rate_limit.remaining"])
+			}
+		case "jwt request":
+			if o := s.Attributes["sluice.jwt.outcome"]; o != "valid" && o != "valid_cached" {
+				t.Errorf("sluice.jwt.outcome = %v", o)
 			}
 		}
 	}

@@ -2,16 +2,19 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/secret"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -25,10 +28,13 @@ import (
 const (
 	attrFilterKind = attribute.Key("sluice.filter.kind")
 	attrFilterName = attribute.Key("sluice.filter.name")
-	attrPhase      = attribute.Key("sluice.phase")
-	attrVerdict    = attribute.Key("sluice.verdict")
-	attrPipeline   = attribute.Key("sluice.pipeline")
-	attrUpstream   = attribute.Key("sluice.upstream")
+	// attrFilterIndex is the stage's position in its pipeline (0-based): two filters of one kind
+	// are told apart by it (their span names differ too: "headers request", "headers#2 request").
+	attrFilterIndex = attribute.Key("sluice.filter.index")
+	attrPhase       = attribute.Key("sluice.phase")
+	attrVerdict     = attribute.Key("sluice.verdict")
+	attrPipeline    = attribute.Key("sluice.pipeline")
+	attrUpstream    = attribute.Key("sluice.upstream")
 	// attrEntryPipeline names the pipeline a request entered by when a route handed it on.
 	attrEntryPipeline = attribute.Key("sluice.entry_pipeline")
 )
@@ -48,16 +54,30 @@ var (
 	_ engine.Observer         = (*observer)(nil)
 	_ engine.AttemptObserver  = (*observer)(nil)
 	_ engine.ResponseFinisher = (*observer)(nil)
+	_ engine.SpanAnnotator    = (*observer)(nil)
 )
 
 // pipeInfo is what the observer precomputes for one pipeline.
 type pipeInfo struct {
 	owner      *observer
 	name       string
+	route      string // http.route: the pipeline's match as a template ("/api/*")
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
 	labels     []string  // each stage's label, by index (recent.go)
 	dash       *dashPipe // the dashboard's counters (dashstats.go)
+	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
+	// ownRatio; otherwise the telemetry block's applies.
+	ratio    uint64
+	ownRatio bool
+}
+
+// sampleBound is the bound under which a trace this pipeline starts is sampled.
+func (pi *pipeInfo) sampleBound(t *Telemetry) uint64 {
+	if pi.ownRatio {
+		return pi.ratio
+	}
+	return t.ratioBound
 }
 
 type stageInfo struct {
@@ -66,16 +86,25 @@ type stageInfo struct {
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
-	pi := &pipeInfo{owner: o, name: p.Name, metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
+	pi := &pipeInfo{owner: o, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
+	if p.TraceSampleRatio != nil {
+		pi.ratio, pi.ownRatio = ratioBound(*p.TraceSampleRatio), true
+	}
 	stages := p.Stages()
 	pi.dash = newDashPipe(len(stages))
+	seen := map[string]int{}
 	for i := range stages {
 		s := &stages[i]
 		pi.labels = append(pi.labels, s.Label())
 		si := &stageInfo{}
+		label := s.Label()
+		seen[label]++
+		if n := seen[label]; n > 1 {
+			label += "#" + strconv.Itoa(n)
+		}
 		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
-			si.names[ph] = s.Label() + " " + ph.String()
-			si.attrs[ph] = []attribute.KeyValue{attrFilterKind.String(s.Kind), attrPhase.String(ph.String())}
+			si.names[ph] = label + " " + ph.String()
+			si.attrs[ph] = []attribute.KeyValue{attrFilterKind.String(s.Kind), attrPhase.String(ph.String()), attrFilterIndex.Int(i)}
 			if s.Name != "" {
 				si.attrs[ph] = append(si.attrs[ph], attrFilterName.String(s.Name))
 			}
@@ -107,6 +136,7 @@ type reqState struct {
 
 	pi      *pipeInfo
 	sampled bool
+	flags   byte // the traceparent flags sent on (sampled, random)
 	traceID trace.TraceID
 	spanID  trace.SpanID // the server span's id when not sampled
 
@@ -186,8 +216,14 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 			st.tracestate, _ = appendTraceState(st.tracestate[:0], tss)
 		}
 		st.sampled = parent.sampled()
+		st.flags = parent.flags & knownFlags // the random flag goes on as received
 	} else {
-		st.sampled = o.t.ratioBound != 0 && rand.Uint64()>>1 < o.t.ratioBound
+		bound := st.pi.sampleBound(o.t)
+		st.sampled = bound != 0 && rand.Uint64()>>1 < bound
+		st.flags = flagRandom // our trace ids are random
+		if st.sampled {
+			st.flags |= flagSampled
+		}
 	}
 
 	if !st.sampled {
@@ -205,7 +241,7 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	if remote {
 		scc := trace.SpanContextConfig{
 			TraceID: parent.traceID, SpanID: parent.spanID,
-			TraceFlags: trace.TraceFlags(parent.flags & flagSampled), Remote: true,
+			TraceFlags: trace.TraceFlags(parent.flags & knownFlags), Remote: true,
 		}
 		if len(st.tracestate) > 0 {
 			if ts, err := trace.ParseTraceState(string(st.tracestate)); err == nil {
@@ -248,8 +284,11 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 	)
 	name := method
 	if p != nil {
-		a = append(a, semconv.HTTPRoute(p.Name))
-		name = method + " " + p.Name
+		a = append(a, semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
+		name = method + " " + st.pi.route
+	}
+	if q := rawQuery(c.Request); len(q) > 0 {
+		a = append(a, semconv.URLQuery(secret.Query("?" + string(q))[1:]))
 	}
 	if host, port := splitHostPort(string(h.Host())); host != "" {
 		a = append(a, semconv.ServerAddress(host))
@@ -311,6 +350,14 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 		st.buf = appendHex(st.buf[:0], st.traceID[:])
 		c.Response.Header.SetCanonical(hdr, st.buf)
 	}
+	if o.t.serverTiming {
+		// Trace Context Level 2's response format: the server span's context, as a
+		// Server-Timing metric named "trace", beside whatever Server-Timing the upstream sent.
+		st.buf = append(st.buf[:0], `trace;desc="`...)
+		st.buf = appendTraceparent(st.buf, st.traceID, st.serverSpanID(), st.flags)
+		st.buf = append(st.buf, '"')
+		c.Response.Header.AddBytesV("Server-Timing", st.buf)
+	}
 	if c.DeferFinish(o) {
 		// The body streams: the span ends with it (FinishResponse), when a gRPC call's status
 		// has arrived in its trailers, and the request's span context stays valid until then
@@ -344,7 +391,7 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
 		if status >= 500 {
 			// Server spans mark only 5xx as errors; a 4xx is the client's mistake.
-			sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
+			sp.SetAttributes(semconv.ErrorTypeKey.String(flagsErrorType(c.Flags, status)))
 			sp.SetStatus(codes.Error, "")
 		}
 		if engine.IsGRPCAny(&c.Request.Header) {
@@ -368,7 +415,7 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 // and makes it the request's context while the filter runs, so the filter's own spans and events
 // (a Wasm guest's log lines) nest under it.
 func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) any {
-	if !o.tracing {
+	if !o.tracing || !o.t.filterSpans {
 		return nil
 	}
 	st := activeState(c)
@@ -403,8 +450,16 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 	if st != nil {
 		if !st.stageFail && c.Failure != nil {
 			sp.RecordError(c.Failure)
-			sp.SetAttributes(semconv.ErrorTypeKey.String(errorType(c.Failure)))
-			sp.SetStatus(codes.Error, "")
+			// A filter that deliberately answered 4xx (401, 403, 429) did its job: the failure
+			// is recorded, the span is not an error.
+			if !(v == engine.Respond && c.Response.StatusCode() < 500) {
+				typ := flagsErrorType(c.Flags, 0)
+				if typ == "" {
+					typ = errorType(c.Failure)
+				}
+				sp.SetAttributes(semconv.ErrorTypeKey.String(typ))
+				sp.SetStatus(codes.Error, "")
+			}
 		}
 		st.stage = nil
 		c.Context = st.serverCtx
@@ -442,7 +497,12 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
 			semconv.ServerAddress(host),
 			semconv.ServerPort(port),
-			semconv.URLFull(scheme + "://" + target + string(rawPath(req))),
+			semconv.URLFull(scheme + "://" + target + string(rawPath(req))), // the query may carry secrets
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			// The target's address is the peer the connection goes to (a name resolves inside
+			// the dialer, which does not say which address it picked).
+			a = append(a, semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
 		}
 		if c.Pipeline != nil {
 			a = append(a, attrUpstream.String(c.UpstreamName()))
@@ -460,7 +520,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		spanID = newSpanID()
 	}
 	lines = append(lines, "Traceparent: "...)
-	lines = appendTraceparent(lines, st.traceID, spanID, st.sampled)
+	lines = appendTraceparent(lines, st.traceID, spanID, st.flags)
 	lines = append(lines, "\r\n"...)
 	if len(st.tracestate) > 0 {
 		// Validated by appendTraceState: no byte of it can break the line.
@@ -482,7 +542,13 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 	switch {
 	case err != nil:
 		sp.RecordError(err)
-		sp.SetAttributes(semconv.ErrorTypeKey.String(errorType(err)))
+		typ := errorType(err)
+		if typ == errOther {
+			if ft := flagsErrorType(c.Flags, 0); ft != "" {
+				typ = ft
+			}
+		}
+		sp.SetAttributes(semconv.ErrorTypeKey.String(typ))
 		sp.SetStatus(codes.Error, "")
 	case status >= 400:
 		// Client spans mark 4xx as errors too.
@@ -614,26 +680,66 @@ func cutType(cut error) string {
 	return "client_cut"
 }
 
-// errorType names an error for error.type: a low-cardinality identifier, never its message.
+// errOther is error.type for an error of no known kind (the conventions' fallback value).
+const errOther = "_OTHER"
+
+// errorType names an error for error.type: a low-cardinality identifier, never its message or
+// its Go type.
 func errorType(err error) string {
 	var ne net.Error
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	var alert tls.AlertError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection_refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection_reset"
+	case errors.As(err, &dnsErr):
+		return "dns"
+	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert):
+		return "tls"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	}
-	return fmt.Sprintf("%T", unwrapAll(err))
+	return errOther
 }
 
-func unwrapAll(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
+// flagsErrorType is error.type for what the response flags say went wrong, the most specific
+// flag first; with none of them set, the status code (when above 0) or "".
+func flagsErrorType(f engine.RespFlags, status int) string {
+	for _, e := range flagErrorTypes {
+		if f&e.flag != 0 {
+			return e.typ
 		}
-		err = u
 	}
+	if status > 0 {
+		return strconv.Itoa(status)
+	}
+	return ""
+}
+
+var flagErrorTypes = [...]struct {
+	flag engine.RespFlags
+	typ  string
+}{
+	{engine.FlagUpstreamTimeout, "timeout"},
+	{engine.FlagStreamTimeout, "timeout"},
+	{engine.FlagUpstreamTLS, "tls"},
+	{engine.FlagUpstreamConnFail, "connection_refused"},
+	{engine.FlagUpstreamReset, "connection_reset"},
+	{engine.FlagNoHealthyUpstream, "no_healthy_upstream"},
+	{engine.FlagCircuitOpen, "circuit_open"},
+	{engine.FlagWasmFailure, "wasm_failure"},
+	{engine.FlagFaultInjected, "fault_injected"},
+	{engine.FlagRateLimited, "rate_limited"},
+	{engine.FlagUnauthorized, "unauthorized"},
+	{engine.FlagNoRoute, "no_route"},
+	{engine.FlagBadRequest, "bad_request"},
+	{engine.FlagClientGone, "client_gone"},
 }

@@ -2,19 +2,16 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -26,17 +23,6 @@ import (
 // DefaultEndpoint is where the OTLP exporters send when the config names no endpoint: an
 // OpenTelemetry Collector (or testbed/cmd/otlpreceiver) on its standard OTLP/HTTP port.
 const DefaultEndpoint = "http://127.0.0.1:4318"
-
-// Export queue bounds. A collector that is down or slow makes the exporter retry for at most
-// exportRetryMax per batch while new spans queue; once maxQueue spans wait, new ones are dropped
-// rather than blocking requests or growing memory.
-const (
-	maxQueue       = 2048
-	maxBatch       = 512
-	batchTimeout   = 2 * time.Second
-	exportTimeout  = 10 * time.Second
-	exportRetryMax = 15 * time.Second
-)
 
 // Version is reported as service.version on exported telemetry; cmd/sluice sets it at start.
 var Version = "dev"
@@ -52,13 +38,19 @@ type Telemetry struct {
 	// below it (the rule of the SDK's TraceIDRatioBased sampler, applied to our own random draw).
 	ratioBound uint64
 	respHeader []byte // canonical form ("X-Trace-Id"); nil when not configured
-	shutdown   atomic.Bool
 
 	// recent and edge are what the dashboard shows of recent requests (recent.go, dashstats.go).
 	recent *Recent
 	edge   edgeStats
 	// noStageTimes is `stage_timings = false`.
 	noStageTimes bool
+
+	// serverTiming answers Server-Timing: traceparent;desc="…" (Trace Context Level 2).
+	serverTiming bool
+	// filterSpans records a span per filter phase (traces.filter_spans).
+	filterSpans bool
+	spanLoss    *lossCounter
+	shutdown    atomic.Bool
 }
 
 // New sets up telemetry from the `telemetry` block (nil means defaults: no tracing). Metrics are
@@ -75,6 +67,10 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 		t.noStageTimes = cfg.StageTimings != nil && !*cfg.StageTimings
 	}
 	t.recent = newRecent(rc)
+
+	// Whatever runs an OpenTelemetry exporter (tracing, otel_log's OTLP output) reports its
+	// errors through the gateway's log, rate-limited, never to stderr.
+	InstallErrorHandler(log)
 	if cfg == nil || cfg.Traces == nil {
 		return t, nil
 	}
@@ -91,12 +87,18 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: traces endpoint: %w", err)
 		}
-		exp, err = otlptracehttp.New(context.Background(),
+		timeout := exportTimeoutOf(cfg)
+		opts := []otlptracehttp.Option{
 			otlptracehttp.WithEndpointURL(u),
-			otlptracehttp.WithTimeout(5*time.Second),
+			otlptracehttp.WithTimeout(timeout),
 			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-				Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: exportRetryMax,
-			}))
+				Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: timeout,
+			}),
+		}
+		if h := ExportHeaders(cfg, SignalTraces); h != nil {
+			opts = append(opts, otlptracehttp.WithHeaders(h))
+		}
+		exp, err = otlptracehttp.New(context.Background(), opts...)
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: creating the OTLP trace exporter: %w", err)
 		}
@@ -107,12 +109,13 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 			return nil, fmt.Errorf("telemetry: creating the stdout trace exporter: %w", err)
 		}
 	}
-	t.startTracing(cfg.ServiceName, tc, exp)
+	t.startTracing(cfg, exp)
 	return t, nil
 }
 
 // startTracing makes the tracer provider around exp.
-func (t *Telemetry) startTracing(service string, tc *engine.TracesConfig, exp sdktrace.SpanExporter) {
+func (t *Telemetry) startTracing(cfg *engine.TelemetryConfig, exp sdktrace.SpanExporter) {
+	tc := cfg.Traces
 	ratio := 1.0
 	if tc.SampleRatio != nil {
 		ratio = *tc.SampleRatio
@@ -121,13 +124,15 @@ func (t *Telemetry) startTracing(service string, tc *engine.TracesConfig, exp sd
 	if tc.ResponseHeader != "" {
 		t.respHeader = canonicalHeader(tc.ResponseHeader)
 	}
-	installErrorHandler(t.log)
+	t.serverTiming = tc.ServerTiming
+	t.filterSpans = tc.FilterSpansOn()
+	t.spanLoss = newLossCounter(SignalTraces, t.log, cfg.ReportInterval.D())
 	t.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(Resource(service)),
+		sdktrace.WithResource(Resource(cfg.ServiceName)),
 		// The observer decides sampling itself (parent-based ratio) and only starts SDK spans for
 		// sampled requests, so the SDK records whatever it is given.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(newSpanBatcher(exp, maxQueue, maxBatch, batchTimeout, exportTimeout)),
+		sdktrace.WithSpanProcessor(newSpanBatcher(exp, batchConfigOf(cfg), t.spanLoss)),
 	)
 	t.tracer = t.tp.Tracer("github.com/sluice-gateway/sluice")
 	t.obs.tracing = true
@@ -226,33 +231,6 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
-
-// installErrorHandler routes the OpenTelemetry SDK's internal errors (a collector that refuses
-// exports, a full queue) to the gateway's log, at most once per errorEvery: with a collector down
-// the exporter fails every batch, and the log must not drown in it.
-func installErrorHandler(log *slog.Logger) {
-	var mu sync.Mutex
-	var last time.Time
-	suppressed := 0
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if time.Since(last) < errorEvery {
-			suppressed++
-			return
-		}
-		last = time.Now()
-		msg := err.Error()
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			msg = strings.TrimSpace(ue.Err.Error())
-		}
-		log.Warn("telemetry export failed", "err", msg, "suppressed", suppressed)
-		suppressed = 0
-	}))
-}
-
-const errorEvery = 30 * time.Second
 
 // canonicalHeader spells a header name as fasthttp normalizes it (upper case after each '-'),
 // so setting it per request skips normalizing.

@@ -8,6 +8,11 @@ import "bytes"
 
 const (
 	flagSampled = 0x01
+	// flagRandom (Trace Context Level 2) says the trace id's rightmost 7 bytes are random. It is
+	// kept as received when a trace is continued and set on the traces the gateway starts (its
+	// ids are random); every other flag bit is reserved and sent as zero.
+	flagRandom = 0x02
+	knownFlags = flagSampled | flagRandom
 	// traceparentLen is the length of a version-00 traceparent value.
 	traceparentLen = 55
 	// maxTraceStateMembers is the W3C limit on list members in tracestate.
@@ -57,26 +62,28 @@ func parseTraceparent(v []byte) (p parentContext, ok bool) {
 	return p, true
 }
 
-// appendTraceparent appends a version-00 traceparent value.
-func appendTraceparent(dst []byte, traceID [16]byte, spanID [8]byte, sampled bool) []byte {
+// appendTraceparent appends a version-00 traceparent value with the flags the gateway knows
+// (sampled, random); the others are zeroed.
+func appendTraceparent(dst []byte, traceID [16]byte, spanID [8]byte, flags byte) []byte {
 	dst = append(dst, "00-"...)
 	dst = appendHex(dst, traceID[:])
 	dst = append(dst, '-')
 	dst = appendHex(dst, spanID[:])
-	if sampled {
-		return append(dst, "-01"...)
-	}
-	return append(dst, "-00"...)
+	f := flags & knownFlags
+	return append(dst, '-', hexDigits[f>>4], hexDigits[f&0xf])
 }
 
-// appendTraceState validates the tracestate header values, in the order received, as one list
-// (repeated headers are combined, as HTTP says they may be) and appends the normalized list
-// (members joined by ",", empty members and optional whitespace dropped) to dst. An invalid list
-// (bad key or value, a duplicated key, more than 32 members) is discarded as a whole: ok is false
-// and dst is returned unchanged.
-func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
-	start := len(dst)
-	var keys [maxTraceStateMembers][2]int // offsets of each member's key within dst
+// appendTraceState combines the tracestate header values, in the order received, into one list
+// (repeated headers are combined, as HTTP says they may be) and appends its valid members to dst,
+// joined by "," without optional whitespace (Trace Context Level 2):
+//   - an invalid member (bad key or value) is dropped on its own; the others are kept;
+//   - a key seen before is dropped: only one entry per key is allowed, and the leftmost is the
+//     most recent position in the trace;
+//   - after 32 members the rest is dropped (truncation removes entries from the end).
+//
+// It returns dst and how many members it dropped.
+func appendTraceState(dst []byte, values [][]byte) (out []byte, dropped int) {
+	var keys [maxTraceStateMembers][2]int // offsets of each kept member's key within dst
 	n := 0
 	for _, v := range values {
 		for len(v) > 0 {
@@ -91,17 +98,21 @@ func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
 				continue // empty list members are allowed and ignored
 			}
 			eq := bytes.IndexByte(member, '=')
-			if eq < 0 || !validTraceStateKey(member[:eq]) || !validTraceStateValue(member[eq+1:]) {
-				return dst[:start], false
-			}
-			if n == maxTraceStateMembers {
-				return dst[:start], false
+			if eq < 0 || !validTraceStateKey(member[:eq]) || !validTraceStateValue(member[eq+1:]) || n == maxTraceStateMembers {
+				dropped++
+				continue
 			}
 			key := member[:eq]
+			dup := false
 			for i := 0; i < n; i++ {
 				if string(dst[keys[i][0]:keys[i][1]]) == string(key) {
-					return dst[:start], false
+					dup = true
+					break
 				}
+			}
+			if dup {
+				dropped++
+				continue
 			}
 			if n > 0 {
 				dst = append(dst, ',')
@@ -111,36 +122,24 @@ func appendTraceState(dst []byte, values [][]byte) (out []byte, ok bool) {
 			dst = append(dst, member...)
 		}
 	}
-	return dst, true
+	return dst, dropped
 }
 
-// validTraceStateKey checks key = simple-key / multi-tenant-key:
+// validTraceStateKey checks a key per Trace Context Level 2, which folded Level 1's simple and
+// multi-tenant keys ("tenant@system") into one rule:
 //
-//	simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
-//	multi-tenant-key = tenant-id "@" system-id
-//	tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
-//	system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+//	key     = ( lcalpha / DIGIT ) 0*255 ( keychar )
+//	keychar = lcalpha / DIGIT / "_" / "-"/ "*" / "/" / "@"
 func validTraceStateKey(k []byte) bool {
-	at := bytes.IndexByte(k, '@')
-	if at < 0 {
-		if len(k) == 0 || len(k) > 256 || !isLower(k[0]) {
-			return false
-		}
-		return keyChars(k[1:])
-	}
-	tenant, system := k[:at], k[at+1:]
-	if len(tenant) == 0 || len(tenant) > 241 || !(isLower(tenant[0]) || isDigit(tenant[0])) || !keyChars(tenant[1:]) {
+	if len(k) == 0 || len(k) > 256 || !(isLower(k[0]) || isDigit(k[0])) {
 		return false
 	}
-	if len(system) == 0 || len(system) > 14 || !isLower(system[0]) || !keyChars(system[1:]) {
-		return false
-	}
-	return true
+	return keyChars(k[1:])
 }
 
 func keyChars(b []byte) bool {
 	for _, c := range b {
-		if !(isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '*' || c == '/') {
+		if !(isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '*' || c == '/' || c == '@') {
 			return false
 		}
 	}

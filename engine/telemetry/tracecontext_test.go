@@ -57,7 +57,7 @@ func TestParseTraceparent(t *testing.T) {
 				t.Fatalf("parseTraceparent(%q) ok = %v, want %v", tt.in, ok, tt.ok)
 			}
 			if ok {
-				got := string(appendTraceparent(nil, p.traceID, p.spanID, p.sampled()))
+				got := string(appendTraceparent(nil, p.traceID, p.spanID, p.flags))
 				if !strings.Contains(got, tid) || !strings.Contains(got, pid) {
 					t.Errorf("round trip %q lost the ids", got)
 				}
@@ -66,8 +66,8 @@ func TestParseTraceparent(t *testing.T) {
 	}
 }
 
-// Cases from the W3C test suite's tracestate tests: values are the headers in order; want is the
-// combined list, or "" with ok false when the list must be discarded.
+// Tracestate per Trace Context Level 2: values are the headers in order; want is the combined
+// list of the valid members, dropped how many were dropped.
 func TestAppendTraceState(t *testing.T) {
 	key256 := "z" + strings.Repeat("0", 255)
 	tenant241 := "t" + strings.Repeat("0", 240)
@@ -77,41 +77,45 @@ func TestAppendTraceState(t *testing.T) {
 		many = append(many, "k"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+"=1")
 	}
 	tests := []struct {
-		name   string
-		values []string
-		want   string
-		ok     bool
+		name    string
+		values  []string
+		want    string
+		dropped int
 	}{
-		{"single", []string{"foo=1"}, "foo=1", true},
-		{"empty header ignored", []string{""}, "", true},
-		{"empty then member", []string{"", "foo=1"}, "foo=1", true},
-		{"member then empty", []string{"foo=1", ""}, "foo=1", true},
-		{"multiple headers combined in order", []string{"foo=1,bar=2", "rojo=1,congo=2", "baz=3"}, "foo=1,bar=2,rojo=1,congo=2,baz=3", true},
-		{"OWS around members", []string{"foo=1 \t , \t bar=2, \t baz=3"}, "foo=1,bar=2,baz=3", true},
-		{"empty members", []string{"foo=1,,,bar=2"}, "foo=1,bar=2", true},
-		{"duplicated key", []string{"foo=1,foo=1"}, "", false},
-		{"duplicated key across headers", []string{"foo=1", "foo=1"}, "", false},
-		{"all allowed key chars", []string{"abcdefghijklmnopqrstuvwxyz0123456789_-*/=1"}, "abcdefghijklmnopqrstuvwxyz0123456789_-*/=1", true},
-		{"all allowed value chars", []string{"foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"}, "foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", true},
-		{"key with space", []string{"foo =1"}, "", false},
-		{"upper-case key", []string{"FOO=1"}, "", false},
-		{"key with dot", []string{"foo.bar=1"}, "", false},
-		{"vendor format: empty system", []string{"foo@=1,bar=2"}, "", false},
-		{"vendor format: empty tenant", []string{"@foo=1,bar=2"}, "", false},
-		{"vendor format: two ats", []string{"foo@@bar=1,bar=2"}, "", false},
-		{"vendor format: at in system", []string{"foo@bar@baz=1,bar=2"}, "", false},
-		{"vendor format ok", []string{"foo@bar=1"}, "foo@bar=1", true},
-		{"32 members", []string{strings.Join(many, ",")}, strings.Join(many, ","), true},
-		{"33 members", []string{strings.Join(many, ","), "extra=1"}, "", false},
-		{"key of 256", []string{key256 + "=1"}, key256 + "=1", true},
-		{"key of 257", []string{key256 + "0=1"}, "", false},
-		{"tenant 241 system 14", []string{tenant241 + "@" + system14 + "=1"}, tenant241 + "@" + system14 + "=1", true},
-		{"tenant 242", []string{tenant241 + "0@" + system14 + "=1"}, "", false},
-		{"system 15", []string{tenant241 + "@" + system14 + "0=1"}, "", false},
-		{"value with =", []string{"foo=bar=baz"}, "", false},
-		{"empty value", []string{"foo=,bar=3"}, "", false},
-		{"value ending in space", []string{"foo=bar ,x=1"}, "foo=bar,x=1", true},
-		{"value too long", []string{"foo=" + strings.Repeat("v", 257)}, "", false},
+		{"single", []string{"foo=1"}, "foo=1", 0},
+		{"empty header ignored", []string{""}, "", 0},
+		{"empty then member", []string{"", "foo=1"}, "foo=1", 0},
+		{"member then empty", []string{"foo=1", ""}, "foo=1", 0},
+		{"multiple headers combined in order", []string{"foo=1,bar=2", "rojo=1,congo=2", "baz=3"}, "foo=1,bar=2,rojo=1,congo=2,baz=3", 0},
+		{"OWS around members", []string{"foo=1 \t , \t bar=2, \t baz=3"}, "foo=1,bar=2,baz=3", 0},
+		{"empty members", []string{"foo=1,,,bar=2"}, "foo=1,bar=2", 0},
+		// One entry per key; the leftmost is the most recent position and stays.
+		{"duplicated key keeps the first", []string{"foo=1,bar=2,foo=3"}, "foo=1,bar=2", 1},
+		{"duplicated key across headers", []string{"foo=1", "foo=2"}, "foo=1", 1},
+		{"all allowed key chars", []string{"abcdefghijklmnopqrstuvwxyz0123456789_-*/@=1"}, "abcdefghijklmnopqrstuvwxyz0123456789_-*/@=1", 0},
+		{"all allowed value chars", []string{"foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"}, "foo= !\"#$%&'()*+-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", 0},
+		{"key starting with a digit", []string{"1foo=1"}, "1foo=1", 0},
+		{"invalid member dropped alone: space in key", []string{"foo =1,bar=2"}, "bar=2", 1},
+		{"invalid member dropped alone: upper case", []string{"a=1,FOO=1,b=2"}, "a=1,b=2", 1},
+		{"key with dot", []string{"foo.bar=1"}, "", 1},
+		{"key starting with @", []string{"@foo=1,bar=2"}, "bar=2", 1},
+		{"multi-tenant key", []string{"foo@bar=1"}, "foo@bar=1", 0},
+		{"multi-tenant key with empty system", []string{"foo@=1"}, "foo@=1", 0},
+		{"key with two ats", []string{"foo@@bar=1"}, "foo@@bar=1", 0},
+		// Level 1 limited tenants to 241 and systems to 14 characters; Level 2 only the key.
+		{"long tenant key", []string{tenant241 + "0000@sys=1"}, tenant241 + "0000@sys=1", 0},
+		{"long system id", []string{"t@" + system14 + "00000=1"}, "t@" + system14 + "00000=1", 0},
+		{"32 members", []string{strings.Join(many, ",")}, strings.Join(many, ","), 0},
+		{"33 members: the last dropped", []string{strings.Join(many, ","), "extra=1"}, strings.Join(many, ","), 1},
+		{"invalid members do not count toward 32", []string{"BAD=1," + strings.Join(many, ",")}, strings.Join(many, ","), 1},
+		{"key of 256", []string{key256 + "=1"}, key256 + "=1", 0},
+		{"key of 257", []string{key256 + "0=1,ok=1"}, "ok=1", 1},
+		{"value with =", []string{"foo=bar=baz,ok=1"}, "ok=1", 1},
+		{"empty value", []string{"foo=,bar=3"}, "bar=3", 1},
+		{"no equals sign", []string{"foo,bar=3"}, "bar=3", 1},
+		{"value ending in space", []string{"foo=bar ,x=1"}, "foo=bar,x=1", 0},
+		{"value too long", []string{"foo=" + strings.Repeat("v", 257) + ",x=1"}, "x=1", 1},
+		{"value of 256", []string{"foo=" + strings.Repeat("v", 256)}, "foo=" + strings.Repeat("v", 256), 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,11 +123,26 @@ func TestAppendTraceState(t *testing.T) {
 			for i, v := range tt.values {
 				vals[i] = []byte(v)
 			}
-			got, ok := appendTraceState([]byte("prefix:"), vals)
-			if ok != tt.ok || string(got) != "prefix:"+tt.want {
-				t.Fatalf("appendTraceState(%q) = %q, %v; want %q, %v", tt.values, got, ok, "prefix:"+tt.want, tt.ok)
+			got, dropped := appendTraceState([]byte("prefix:"), vals)
+			if dropped != tt.dropped || string(got) != "prefix:"+tt.want {
+				t.Fatalf("appendTraceState(%q) = %q, %d dropped; want %q, %d", tt.values, got, dropped, "prefix:"+tt.want, tt.dropped)
 			}
 		})
+	}
+}
+
+// Flags: the random flag is kept, other unknown flags are zeroed.
+func TestAppendTraceparentFlags(t *testing.T) {
+	var id [16]byte
+	var sp [8]byte
+	id[15], sp[7] = 1, 1
+	for _, tc := range []struct {
+		in   byte
+		want string
+	}{{0x00, "-00"}, {0x01, "-01"}, {0x02, "-02"}, {0x03, "-03"}, {0xff, "-03"}, {0x05, "-01"}} {
+		if got := string(appendTraceparent(nil, id, sp, tc.in)); !strings.HasSuffix(got, tc.want) {
+			t.Errorf("flags %#x: %q, want suffix %q", tc.in, got, tc.want)
+		}
 	}
 }
 

@@ -34,19 +34,25 @@ func TestTraceContextThroughGateway(t *testing.T) {
 		sampled   string // the upstream's flags
 		state     string // the upstream's tracestate
 	}{
-		{"no traceparent", nil, false, "01", ""},
+		{"no traceparent", nil, false, "03", ""},
 		{"valid sampled", []string{"traceparent", "00-" + tid + "-" + pid + "-01"}, true, "01", ""},
 		{"valid unsampled is honoured", []string{"traceparent", "00-" + tid + "-" + pid + "-00"}, true, "00", ""},
 		{"header name casing", []string{"TraceParent", "00-" + tid + "-" + pid + "-01"}, true, "01", ""},
 		{"OWS", []string{"traceparent", " 00-" + tid + "-" + pid + "-01\t"}, true, "01", ""},
 		{"future version", []string{"traceparent", "cc-" + tid + "-" + pid + "-01-what-the-future-will-be-like"}, true, "01", ""},
-		{"upper case restarts", []string{"traceparent", "00-" + strings.ToUpper("abcdef78901234567890123456789012") + "-" + pid + "-01", "tracestate", "foo=1"}, false, "01", ""},
-		{"version ff restarts", []string{"traceparent", "ff-" + tid + "-" + pid + "-01"}, false, "01", ""},
-		{"zero trace id restarts", []string{"traceparent", "00-00000000000000000000000000000000-" + pid + "-01"}, false, "01", ""},
-		{"duplicated traceparent restarts", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "traceparent", "00-12345678901234567890123456789011-" + pid + "-01"}, false, "01", ""},
+		{"upper case restarts", []string{"traceparent", "00-" + strings.ToUpper("abcdef78901234567890123456789012") + "-" + pid + "-01", "tracestate", "foo=1"}, false, "03", ""},
+		{"version ff restarts", []string{"traceparent", "ff-" + tid + "-" + pid + "-01"}, false, "03", ""},
+		{"zero trace id restarts", []string{"traceparent", "00-00000000000000000000000000000000-" + pid + "-01"}, false, "03", ""},
+		{"duplicated traceparent restarts", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "traceparent", "00-12345678901234567890123456789011-" + pid + "-01"}, false, "03", ""},
 		{"tracestate combined", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "tracestate", "foo=1,bar=2", "tracestate", "rojo=1", "tracestate", ""}, true, "01", "foo=1,bar=2,rojo=1"},
-		{"duplicated tracestate keys dropped", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "tracestate", "foo=1", "tracestate", "foo=2"}, true, "01", ""},
+		{"duplicated tracestate key: the first stays", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "tracestate", "foo=1", "tracestate", "foo=2"}, true, "01", "foo=1"},
 		{"invalid tracestate dropped", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "tracestate", "FOO=1"}, true, "01", ""},
+		{"invalid tracestate member dropped alone", []string{"traceparent", "00-" + tid + "-" + pid + "-01", "tracestate", "FOO=1,foo@bar=2"}, true, "01", "foo@bar=2"},
+		// Trace Context Level 2: the random flag goes on unchanged, unknown flags are zeroed.
+		{"random flag kept", []string{"traceparent", "00-" + tid + "-" + pid + "-03"}, true, "03", ""},
+		{"random flag kept unsampled", []string{"traceparent", "00-" + tid + "-" + pid + "-02"}, true, "02", ""},
+		{"unknown flags zeroed", []string{"traceparent", "00-" + tid + "-" + pid + "-ff"}, true, "03", ""},
+		{"unknown flag zeroed", []string{"traceparent", "00-" + tid + "-" + pid + "-09"}, true, "01", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,7 +138,9 @@ func heapInUse() uint64 {
 // promptly, the span queue stays bounded, and shutdown gives up at its deadline.
 func TestCollectorDown(t *testing.T) {
 	up := gatewaytest.Upstream(t, (&recorder{}).handler(200))
-	gw := startWithTelemetry(t, config(blackhole(t), 1, up))
+	// A queue of 2048 spans, the batch being exported and the exports waiting on the collector.
+	src := strings.Replace(config(blackhole(t), 1, up), "telemetry {", "telemetry {\n  queue_size = 2048", 1)
+	gw := startWithTelemetry(t, src)
 
 	do(t, gw.URL+"/v1/warm")
 	before := heapInUse()
@@ -167,7 +175,7 @@ func TestCollectorDown(t *testing.T) {
 		t.Errorf("a request took %v: the exporter blocked the request path", time.Duration(slowest.Load()))
 	}
 	// 6000 requests make 24000 spans (27 MiB measured with an unbounded queue); the queue holds at most 2048 plus the
-	// batch being exported.
+	// batches being exported.
 	if growth > 16<<20 {
 		t.Errorf("heap grew by %.1f MiB: the span queue is not bounded", float64(growth)/(1<<20))
 	}

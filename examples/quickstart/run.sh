@@ -8,7 +8,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$bin/otlpreceiver" -listen 127.0.0.1:4318 &
+# OTLPRECEIVER_FLAGS filters the printed traces, e.g. "-status 5xx" (testbed/otlpreceiver/README.md).
+"$bin/otlpreceiver" -listen 127.0.0.1:4318 ${OTLPRECEIVER_FLAGS:-} &
 pids+=($!)
 for n in 1 2; do
   "$bin/testbed" upstream -listen "127.0.0.1:900$n" -name "demo-$n" >/dev/null &

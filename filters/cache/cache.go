@@ -141,6 +141,9 @@ const (
 	resRevalidated               // the upstream confirmed a stale entry with 304
 )
 
+// resultNames are the results as the cache span's sluice.cache.result shows them.
+var resultNames = [...]string{resMiss: "miss", resHit: "hit", resStale: "stale", resRevalidated: "revalidated"}
+
 var resultValues = [...][]byte{resMiss: []byte("MISS"), resHit: []byte("HIT"), resStale: []byte("STALE"),
 	resRevalidated: []byte("REVALIDATED")}
 
@@ -381,6 +384,9 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	}
 	stateKey.Set(c, nil)
 	defer releaseState(st)
+	if st.result != resNone {
+		c.Annotate("sluice.cache.result", resultNames[st.result])
+	}
 	if st.answered {
 		return
 	}

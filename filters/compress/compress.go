@@ -225,6 +225,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	m.out.Add(float64(len(out.b)))
 	resp.SetBody(out.b)
 	h.SetContentEncodingBytes(f.encoding[i])
+	c.Annotate("sluice.compress.encoding", f.names[i])
 	h.Del(hdrAcceptRanges)
 	weakenETag(h)
 }

@@ -81,6 +81,7 @@ type Filter struct {
 	issuer    string
 	audiences []string
 	leeway    time.Duration
+	traceSub  bool // trace_subject
 	sources   []source
 	fwd       []forward
 	cache     *tokenCache
@@ -110,6 +111,7 @@ func newFilter(cfg *Config, env *engine.BuildEnv, opt options) (*Filter, error) 
 		issuer:    cfg.Issuer,
 		audiences: slices.Clone(cfg.Audiences),
 		leeway:    cfg.Leeway.D(),
+		traceSub:  cfg.TraceSubject,
 		now:       opt.now,
 		log:       log,
 	}
@@ -211,6 +213,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	tok := f.token(c)
 	if len(tok) == 0 {
 		f.mMissing.Inc()
+		c.Annotate("sluice.jwt.outcome", "missing")
 		c.Fail(401, errMissingToken)
 		c.Response.Header.SetBytesKV(wwwAuthenticate, f.challengeMissing)
 		return engine.Respond
@@ -222,6 +225,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if set == nil {
 		if set = f.keys.refetch(); set == nil {
 			f.mUnavailable.Inc()
+			c.Annotate("sluice.jwt.outcome", "keys_unavailable")
 			return c.Fail(503, fmt.Errorf("%w: %w", errKeysUnavailable, f.remote.unavailable()))
 		}
 	}
@@ -229,6 +233,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if f.cache != nil {
 		if e := f.cache.get(tok, set, now.UnixNano()); e != nil {
 			f.mCached.Inc()
+			c.Annotate("sluice.jwt.outcome", "valid_cached")
 			f.accept(c, e)
 			return engine.Continue
 		}
@@ -242,6 +247,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		f.cache.put(e, now.UnixNano())
 	}
 	f.mVerified.Inc()
+	c.Annotate("sluice.jwt.outcome", "valid")
 	f.accept(c, e)
 	return engine.Continue
 }
@@ -251,6 +257,7 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 
 func (f *Filter) invalid(c *engine.Ctx, err error) engine.Verdict {
 	f.mInvalid.Inc()
+	c.Annotate("sluice.jwt.outcome", "invalid")
 	c.Fail(401, fmt.Errorf("jwt: %w", err))
 	ch := f.challenges[err]
 	if ch == nil {
@@ -264,6 +271,11 @@ func (f *Filter) accept(c *engine.Ctx, e *cacheEntry) {
 	// The claims map may be shared with other requests through the cache: readers must not
 	// modify it.
 	engine.ClaimsKey.Set(c, e.claims)
+	if f.traceSub && c.Recording() {
+		if sub, ok := e.claims["sub"].(string); ok {
+			c.Annotate("sluice.jwt.subject", sub)
+		}
+	}
 	for i := range f.fwd {
 		if v := e.fwd[i]; v != nil {
 			c.Request.Header.SetBytesKV(f.fwd[i].header, v)

@@ -52,6 +52,9 @@ type Config struct {
 	From []string `hcl:"from,optional" json:"from"`
 	// ForwardClaims maps claim names (dots walk into objects) to request headers for the upstream.
 	ForwardClaims map[string]string `hcl:"forward_claims,optional" json:"forward_claims,omitempty"`
+	// TraceSubject records the verified "sub" claim on the filter's span (sluice.jwt.subject).
+	// Off by default: a subject identifies a person.
+	TraceSubject bool `hcl:"trace_subject,optional" json:"trace_subject,omitempty"`
 }
 
 // SetDefaults fills the defaults before decoding.

@@ -1,6 +1,7 @@
 package otellog
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -59,9 +60,8 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		}
 		f.sink = newSink(w, env.Logger)
 	case "otlp":
-		var endpoint, service string
+		var endpoint string
 		if env.Telemetry != nil {
-			service = env.Telemetry.ServiceName
 			if env.Telemetry.Logs != nil {
 				endpoint = env.Telemetry.Logs.Endpoint
 			}
@@ -73,7 +73,7 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		if env.Validating {
 			return f, nil
 		}
-		if f.otlp, err = newOTLPSink(url, service); err != nil {
+		if f.otlp, err = newOTLPSink(url, env.Telemetry, env.Logger); err != nil {
 			return nil, err
 		}
 	default:
@@ -129,6 +129,18 @@ func (f *Filter) write(c *engine.Ctx, cut error) {
 	f.sink.write(b)
 	*bp = b
 	bufPool.Put(bp)
+}
+
+// CloseContext flushes and releases the output, giving up when ctx ends (the gateway's shutdown
+// deadline): what could not be written or exported by then is counted and logged as lost.
+func (f *Filter) CloseContext(ctx context.Context) error {
+	if f.sink != nil {
+		return f.sink.CloseContext(ctx)
+	}
+	if f.otlp != nil {
+		return f.otlp.CloseContext(ctx)
+	}
+	return nil
 }
 
 // Close flushes and releases the output.

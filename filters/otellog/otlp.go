@@ -3,6 +3,7 @@ package otellog
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -25,22 +26,35 @@ type otlpSink struct {
 	logger otellog.Logger
 }
 
-func newOTLPSink(url, service string) (*otlpSink, error) {
-	exp, err := otlploghttp.New(context.Background(),
+func newOTLPSink(url string, cfg *engine.TelemetryConfig, log *slog.Logger) (*otlpSink, error) {
+	timeout := engine.DefaultTelemetryExportTimeout
+	service := ""
+	if cfg != nil {
+		service = cfg.ServiceName
+		if cfg.ExportTimeout > 0 {
+			timeout = cfg.ExportTimeout.D()
+		}
+	}
+	opts := []otlploghttp.Option{
 		otlploghttp.WithEndpointURL(url),
-		otlploghttp.WithTimeout(5*time.Second),
+		otlploghttp.WithTimeout(timeout),
 		otlploghttp.WithRetry(otlploghttp.RetryConfig{
-			Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: 15 * time.Second,
-		}))
+			Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, MaxElapsedTime: timeout,
+		}),
+	}
+	if h := telemetry.ExportHeaders(cfg, telemetry.SignalLogs); h != nil {
+		opts = append(opts, otlploghttp.WithHeaders(h))
+	}
+	exp, err := otlploghttp.New(context.Background(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating the OTLP log exporter: %w", err)
 	}
+	// Errors of the SDK itself go to the gateway's log, rate-limited, even with tracing off.
+	telemetry.InstallErrorHandler(log)
 	lp := sdklog.NewLoggerProvider(
 		sdklog.WithResource(telemetry.Resource(service)),
-		sdklog.WithProcessor(sdklog.NewBatchProcessor(exp,
-			sdklog.WithMaxQueueSize(2048),
-			sdklog.WithExportMaxBatchSize(512),
-			sdklog.WithExportInterval(time.Second))),
+		// Queue, batches and loss counting (sluice_telemetry_logs_total) as for spans.
+		sdklog.WithProcessor(telemetry.NewLogProcessor(exp, cfg, log)),
 	)
 	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog")}, nil
 }
@@ -139,9 +153,16 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 	o.logger.Emit(ctx, r)
 }
 
+// Close exports what is queued, within closeTimeout.
 func (o *otlpSink) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
+	return o.CloseContext(ctx)
+}
+
+// CloseContext exports what is queued until ctx ends; what is still queued then is counted as
+// dropped_shutdown and reported in the log.
+func (o *otlpSink) CloseContext(ctx context.Context) error {
 	if err := o.lp.Shutdown(ctx); err != nil {
 		return fmt.Errorf("otel_log: flushing OTLP logs: %w", err)
 	}

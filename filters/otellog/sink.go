@@ -1,6 +1,7 @@
 package otellog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,11 @@ var droppedTotal = promauto.With(metrics.Registry).NewCounter(prometheus.Counter
 })
 
 const (
+	// closeTimeout bounds how long closing an output waits for it; closeMin is what it gets
+	// even when the shutdown deadline has already passed.
+	closeTimeout = 5 * time.Second
+	closeMin     = 100 * time.Millisecond
+
 	flushEvery = 200 * time.Millisecond
 	// flushAt wakes the writer early once this much is pending.
 	flushAt = 32 << 10
@@ -36,6 +42,8 @@ const (
 type sink struct {
 	mu      sync.Mutex
 	pending []byte
+	records int          // in pending
+	writing atomic.Int64 // records in the write under way
 	dropped atomic.Uint64
 
 	wake    chan struct{}
@@ -121,6 +129,7 @@ func (s *sink) write(line []byte) {
 		return
 	}
 	s.pending = append(s.pending, line...)
+	s.records++
 	n := len(s.pending)
 	s.mu.Unlock()
 	if n >= flushAt {
@@ -167,11 +176,14 @@ func (s *sink) flush(spare []byte) []byte {
 	s.mu.Lock()
 	buf := s.pending
 	s.pending = spare[:0]
+	s.writing.Store(int64(s.records))
+	s.records = 0
 	s.mu.Unlock()
 	if len(buf) == 0 {
 		return buf
 	}
 	n, err := s.out.Write(buf)
+	s.writing.Store(0)
 	s.size += int64(n)
 	if err != nil {
 		s.log.Warn("writing the access log", "err", err)
@@ -220,12 +232,38 @@ func (s *sink) rotate() {
 	s.reopen()
 }
 
-// Close writes what is pending and closes the file. Later calls do nothing.
+// Close writes what is pending and closes the file, within closeTimeout. Later calls do nothing.
 func (s *sink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	return s.CloseContext(ctx)
+}
+
+// CloseContext writes what is pending and closes the file, waiting for the output until ctx ends
+// (the shutdown deadline) and at most closeTimeout, but at least closeMin. An output that does
+// not take the records by then (stdout into a pipe nobody reads) is abandoned: the records
+// still pending are counted as dropped and logged.
+func (s *sink) CloseContext(ctx context.Context) error {
 	var err error
 	s.closing.Do(func() {
 		close(s.done)
-		<-s.stopped
+		wait := closeTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(max(time.Until(dl), closeMin), closeTimeout)
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-s.stopped:
+		case <-t.C:
+			s.mu.Lock()
+			lost := s.records + int(s.writing.Load())
+			s.mu.Unlock()
+			s.dropped.Add(uint64(lost))
+			droppedTotal.Add(float64(lost))
+			s.log.Warn("access log output blocked at shutdown: records lost", "lost", lost, "waited", wait.String())
+			return // the writer stays blocked in its write; the process is ending
+		}
 		if s.hup != nil {
 			signal.Stop(s.hup)
 		}

@@ -240,6 +240,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			f.mAllowed.Inc()
 			o.r, o.t = r.g.fields(ahead)
 			o.known = true
+			f.annotate(c, "allowed", o.r)
 			return engine.Continue
 		}
 		return f.refuse(c, o, &r.g, ahead)
@@ -247,6 +248,10 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	ok, ahead := f.local.take(f.localHash(c), f.now(c))
 	if ok {
 		f.mAllowed.Inc()
+		if c.Recording() { // only then is the remaining quota worth computing
+			r, _ := f.g.fields(ahead)
+			f.annotate(c, "allowed", r)
+		}
 		if f.headers && f.carry {
 			o := f.push(c)
 			o.r, o.t = f.g.fields(ahead)
@@ -266,6 +271,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // the effective window.
 func (f *Filter) refuse(c *engine.Ctx, o *outcome, g *gcra, ahead int64) engine.Verdict {
 	f.mLimited.Inc()
+	f.annotate(c, "limited", 0)
 	retry := g.retryAfter(ahead)
 	c.Fail(fasthttp.StatusTooManyRequests, errLimited)
 	var buf [20]byte
@@ -459,4 +465,12 @@ func keyPart(v string) string {
 	}
 	sum := sha256.Sum256([]byte(v))
 	return "#" + hex.EncodeToString(sum[:])
+}
+
+// annotate records the decision on the filter's span: the policy, the result (allowed or
+// limited) and the requests remaining in the window.
+func (f *Filter) annotate(c *engine.Ctx, result string, remaining int64) {
+	c.Annotate("sluice.rate_limit.policy", f.name)
+	c.Annotate("sluice.rate_limit.result", result)
+	c.AnnotateInt("sluice.rate_limit.remaining", remaining)
 }

@@ -216,7 +216,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if withCert {
 		engine.SetClientCertHeaders(&c.Request.Header, cert)
 	}
-	err = in.call(in.req)
+	err = tracedCall(c, in, in.req)
 	if withCert {
 		engine.DelClientCertHeaders(&c.Request.Header)
 	}
@@ -302,7 +302,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		in.stack[1] = 1
 	}
 	f.m.calls.Inc()
-	if err := in.call(in.resp); err != nil {
+	if err := tracedCall(c, in, in.resp); err != nil {
 		f.failed(err)
 		if !f.skip {
 			c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))

@@ -102,10 +102,10 @@ func TestReceiveAndPrint(t *testing.T) {
 	got := FormatTree(Trace(spans[:4], spans[0].TraceID))
 	want := `trace 0102030405060708090a0b0c0d0e0f10
 └─ GET api [svc server] 3.00ms status=200
-   ├─ jwt request 40µs verdict=continue
+   ├─ jwt request 40µs @+10µs verdict=continue
    │    • wasm.log log.message="hi"
-   └─ GET [svc client] 2.00ms → 127.0.0.1:9001 ERROR
-      └─ GET /items [svc server] 1.00ms
+   └─ GET [svc client] 2.00ms @+100µs → 127.0.0.1:9001 ERROR
+      └─ GET /items [svc server] 1.00ms @+200µs
 `
 	if got != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", got, want)
@@ -131,5 +131,98 @@ func TestRejectsGarbage(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 {
 		t.Errorf("garbage accepted with %d", resp.StatusCode)
+	}
+}
+
+// postTrace exports one gateway trace: a server span (method, path, status) with a filter span,
+// starting at start.
+func postTrace(t *testing.T, r *Receiver, tid byte, path string, status int64, start time.Time) {
+	t.Helper()
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "sluice")
+	ss := rs.ScopeSpans().AppendEmpty().Spans()
+	id := pcommon.TraceID{tid, 1}
+	srv := ss.AppendEmpty()
+	srv.SetTraceID(id)
+	srv.SetSpanID(pcommon.SpanID{tid, 1})
+	srv.SetName("GET /api/*")
+	srv.SetKind(ptrace.SpanKindServer)
+	srv.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	srv.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(2 * time.Millisecond)))
+	srv.Attributes().PutStr("http.request.method", "GET")
+	srv.Attributes().PutStr("url.path", path)
+	srv.Attributes().PutInt("http.response.status_code", status)
+	f := ss.AppendEmpty()
+	f.SetTraceID(id)
+	f.SetSpanID(pcommon.SpanID{tid, 2})
+	f.SetParentSpanID(pcommon.SpanID{tid, 1})
+	f.SetName("jwt request")
+	f.SetStartTimestamp(pcommon.NewTimestampFromTime(start.Add(50 * time.Microsecond)))
+	f.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(90 * time.Microsecond)))
+	pb, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	post(t, r.Endpoint+"/v1/traces", "application/x-protobuf", pb, false)
+}
+
+// The viewer prints a trace once its server span arrived, in the order the requests started,
+// headed by method, path and status, with each span's offset; it filters by status and trace id.
+func TestViewerOrderAndFilter(t *testing.T) {
+	r, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	base := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	// Exported out of order: the second request's batch first.
+	postTrace(t, r, 2, "/api/second", 503, base.Add(time.Second))
+	postTrace(t, r, 1, "/api/first", 200, base)
+	// A trace without its server span yet is not complete.
+	td := ptrace.NewTraces()
+	s := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	s.SetTraceID(pcommon.TraceID{3, 1})
+	s.SetSpanID(pcommon.SpanID{3, 2})
+	s.SetParentSpanID(pcommon.SpanID{3, 1})
+	s.SetName("jwt request")
+	pb, _ := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	post(t, r.Endpoint+"/v1/traces", "application/x-protobuf", pb, false)
+
+	traces := r.CompletedTraces(0)
+	if len(traces) != 2 {
+		t.Fatalf("%d completed traces, want the 2 with a server span", len(traces))
+	}
+	first := FormatTrace(traces[0])
+	if !strings.HasPrefix(first, "12:00:00.000 GET /api/first → 200  2.00ms  sluice\n") || !strings.Contains(first, "jwt request 40µs @+50µs") {
+		t.Errorf("first trace printed as:\n%s", first)
+	}
+	if !strings.Contains(FormatTrace(traces[1]), "GET /api/second → 503") {
+		t.Errorf("second trace printed as:\n%s", FormatTrace(traces[1]))
+	}
+	if again := r.CompletedTraces(0); len(again) != 0 {
+		t.Errorf("%d traces returned twice", len(again))
+	}
+
+	for _, tc := range []struct {
+		status, trace string
+		want          []bool // matches traces[0] (200), traces[1] (503)
+	}{
+		{"", "", []bool{true, true}},
+		{"5xx", "", []bool{false, true}},
+		{"200", "", []bool{true, false}},
+		{"404,2xx", "", []bool{true, false}},
+		{"", "0201", []bool{false, true}},
+		{"5xx", "0101", []bool{false, false}},
+	} {
+		f, err := ParseTraceFilter(tc.status, tc.trace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range tc.want {
+			if got := f.Match(traces[i]); got != want {
+				t.Errorf("filter status=%q trace=%q on trace %d: %v, want %v", tc.status, tc.trace, i, got, want)
+			}
+		}
+	}
+	if _, err := ParseTraceFilter("6xx", ""); err == nil {
+		t.Error("status 6xx accepted")
 	}
 }

@@ -41,15 +41,16 @@ func Tree(spans []Span) []*Node {
 }
 
 // FormatTree renders one trace as an indented tree, a line per span with its service, kind,
-// duration and the attributes that tell requests apart:
+// duration, start (an offset from the trace's first span) and the attributes that tell requests
+// apart:
 //
 //	trace 4bf92f3577b34da6a3ce929d0e0e4736
-//	└─ GET api [sluice server] 2.41ms status=200 route=api
-//	   ├─ otel_log request 3µs
-//	   ├─ jwt request 41µs verdict=continue
-//	   ├─ GET [sluice client] 1.9ms → 127.0.0.1:9001 status=200
-//	   │  └─ GET /items [catalog server] 1.2ms status=200
-//	   └─ otel_log response 6µs
+//	└─ GET /api/* [sluice server] 2.41ms status=200
+//	   ├─ otel_log request 3µs @+4µs
+//	   ├─ jwt request 41µs @+9µs verdict=continue
+//	   ├─ GET [sluice client] 1.90ms @+60µs → 127.0.0.1:9001 status=200
+//	   │  └─ GET /items [catalog server] 1.20ms @+0.31ms status=200
+//	   └─ otel_log response 6µs @+2.39ms
 func FormatTree(spans []Span) string {
 	if len(spans) == 0 {
 		return ""
@@ -57,13 +58,16 @@ func FormatTree(spans []Span) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "trace %s\n", spans[0].TraceID)
 	roots := Tree(spans)
+	origin := roots[0].Span.Start
 	for i, n := range roots {
-		writeNode(&b, n, "", i == len(roots)-1)
+		writeNode(&b, n, "", i == len(roots)-1, origin)
 	}
 	return b.String()
 }
 
-func writeNode(b *strings.Builder, n *Node, indent string, last bool) {
+// writeNode writes n and its children; each span's start shows as an offset from origin, the
+// first root's start ("@+59µs").
+func writeNode(b *strings.Builder, n *Node, indent string, last bool, origin time.Time) {
 	branch, next := "├─ ", "│  "
 	if last {
 		branch, next = "└─ ", "   "
@@ -77,6 +81,10 @@ func writeNode(b *strings.Builder, n *Node, indent string, last bool) {
 	}
 	b.WriteString(" ")
 	b.WriteString(formatDuration(s.Duration()))
+	if off := s.Start.Sub(origin); off > 0 {
+		b.WriteString(" @+")
+		b.WriteString(formatDuration(off))
+	}
 	if addr, ok := s.Attributes["server.address"]; ok && s.Kind == "Client" {
 		fmt.Fprintf(b, " → %v", addr)
 		if port, ok := s.Attributes["server.port"]; ok {
@@ -103,7 +111,7 @@ func writeNode(b *strings.Builder, n *Node, indent string, last bool) {
 		b.WriteString("\n")
 	}
 	for i, c := range n.Children {
-		writeNode(b, c, indent+next, i == len(n.Children)-1)
+		writeNode(b, c, indent+next, i == len(n.Children)-1, origin)
 	}
 }
 
