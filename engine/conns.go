@@ -91,6 +91,7 @@ func (l *connLimits) admit(c *clientConn) int {
 		l.mu.Unlock()
 		connsRefusedPerIP.Inc()
 		l.logRefusal("max_conns_per_ip", c.peer)
+		countUnrouted(nil, 429) // refusals.go: the connection's request, unread, is counted
 		return 429
 	}
 	if l.max > 0 && l.open >= l.max {
@@ -100,6 +101,7 @@ func (l *connLimits) admit(c *clientConn) int {
 		if l.watch == nil || !l.watch.evictOldestIdle(c) {
 			connsRefusedFull.Inc()
 			l.logRefusal("max_connections", c.peer)
+			countUnrouted(nil, 503)
 			return 503
 		}
 		connsEvictedFull.Inc()

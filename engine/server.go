@@ -247,7 +247,8 @@ var (
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
-		grpcAnswerTo(&fc.Request, &fc.Response) // grpcstatus.go: a gRPC client reads a status
+		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
+		grpcAnswerTo(&fc.Request, &fc.Response)                             // grpcstatus.go: a gRPC client reads a status
 		return
 	}
 	c := AcquireCtx(fc)
@@ -277,6 +278,11 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		cc.startRequest()
 	}
 	if status := s.clean(g, c, peer); status != 0 {
+		reason := reasonHeaderPolicy
+		if status == fasthttp.StatusRequestURITooLong {
+			reason = reasonURITooLong
+		}
+		s.refused(fc, fc.Request.Header.Method(), status, reason, true) // refusals.go
 		WriteError(&fc.Response, status)
 		grpcAnswer(c)
 		fc.SetConnectionClose()
@@ -287,6 +293,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	// HTTP/1.x: 413, buffered or streamed (stream.go); the HTTP/2 handler settled its body
 	// before (h2serve.go).
 	if status := s.admitBody(c, cc, h1); status != 0 {
+		s.refused(fc, fc.Request.Header.Method(), status, reasonBody, true)
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		lingerOnClose(fc) // the client may still be sending the body
@@ -301,6 +308,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
 		// 421: another connection (with the right server name) can serve it; 403: the
 		// connection's certificate is no longer accepted.
+		s.refused(fc, fc.Request.Header.Method(), status, reasonClientCert, true)
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
@@ -405,7 +413,11 @@ func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 }
 
 func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
-	WriteError(&fc.Response, errorStatus(fc, err))
+	status := errorStatus(fc, err)
+	// fasthttp could not read the request: counted and logged as a refusal (refusals.go), its
+	// method unknown.
+	s.refused(fc, nil, status, errorReason(status), true)
+	WriteError(&fc.Response, status)
 	fc.SetConnectionClose()
 	// The client may still be sending (an oversized header or body): let the answer reach it.
 	lingerOnClose(fc)
