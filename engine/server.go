@@ -333,6 +333,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	switch {
 	case edge: // answered
 	case p == nil:
+		c.AddFlags(FlagNoRoute)
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)

@@ -121,7 +121,7 @@ func flagsOf(fail failure, err error) engine.RespFlags {
 	case errors.Is(err, errClientGone):
 		return engine.FlagClientGone
 	case fail == failClient:
-		return engine.FlagBadRequest
+		return engine.BodyErrorFlags(err)
 	case errors.Is(err, errNoFreeConns), errors.Is(err, errCircuitOpen):
 		return engine.FlagCircuitOpen
 	}

@@ -211,6 +211,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	tok := f.token(c)
 	if len(tok) == 0 {
 		f.mMissing.Inc()
+		c.AddFlags(engine.FlagUnauthorized)
 		c.Fail(401, errMissingToken)
 		c.Response.Header.SetBytesKV(wwwAuthenticate, f.challengeMissing)
 		return engine.Respond
@@ -251,6 +252,7 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 
 func (f *Filter) invalid(c *engine.Ctx, err error) engine.Verdict {
 	f.mInvalid.Inc()
+	c.AddFlags(engine.FlagUnauthorized)
 	c.Fail(401, fmt.Errorf("jwt: %w", err))
 	ch := f.challenges[err]
 	if ch == nil {

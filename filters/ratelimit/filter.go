@@ -264,6 +264,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 func (f *Filter) refuse(c *engine.Ctx, o *outcome, g *gcra, ahead int64) engine.Verdict {
 	f.mLimited.Inc()
 	retry := g.retryAfter(ahead)
+	c.AddFlags(engine.FlagRateLimited)
 	c.Fail(fasthttp.StatusTooManyRequests, errLimited)
 	var buf [20]byte
 	c.Response.Header.SetBytesKV(hdrRetryAfter, strconv.AppendInt(buf[:0], retry, 10))

@@ -265,6 +265,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		var err error
 		if in, err = f.acquire(); err != nil {
 			f.failed(err)
+			c.AddFlags(failFlag(err)) // flags.go
 			if !f.skip {
 				c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
 			}
@@ -287,6 +288,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	f.m.calls.Inc()
 	if err := in.call(in.resp); err != nil {
 		f.failed(err)
+		c.AddFlags(failFlag(err))
 		if !f.skip {
 			c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
 		}
@@ -298,6 +300,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 // failRequest answers a request-phase failure per on_error.
 func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verdict {
 	f.failed(err)
+	c.AddFlags(failFlag(err))
 	if in != nil {
 		if f.skip {
 			in.revertResponse()
@@ -319,6 +322,7 @@ func (f *Filter) failBody(c *engine.Ctx, in *instance) engine.Verdict {
 	err := in.bodyErr
 	in.end()
 	f.release(in)
+	c.AddFlags(engine.BodyErrorFlags(err))
 	return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("wasm filter %s: reading the request body: %w", f.label, err))
 }
 
