@@ -34,7 +34,7 @@ type Server struct {
 func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
 	s := &Server{current: current, reload: reload}
 	s.SetToken(cfg.Token)
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Gatherer, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{Handler: s.handle, Name: "sluice-admin", NoDefaultServerHeader: true, SecureErrorLogMessage: true}
 	return s
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,11 @@ func newPipeMetrics(pipeline string) *pipeMetrics {
 	if pipeline == "" {
 		return &pipeMetrics{req: metrics.UnroutedRequests(), pipeline: metrics.Unrouted}
 	}
-	return &pipeMetrics{req: metrics.NewRequestSeries(pipeline), pipeline: pipeline}
+	r := metrics.NewRequestSeries(pipeline)
+	series.Lock()
+	series.m[pipeline] = r
+	series.Unlock()
+	return &pipeMetrics{req: r, pipeline: pipeline}
 }
 
 // recordGRPC counts a gRPC call by its status (the response's grpc-status, or the one a cut
@@ -106,4 +111,40 @@ func (pm *pipeMetrics) record(c *engine.Ctx, status int) {
 		q.Duration = time.Since(c.Start)
 	}
 	pm.req.Record(&q)
+}
+
+// trackPipelines counts gw's pipelines as served until gw is closed; then the series of the
+// names no running gateway serves any more (a reload removed them) are deleted.
+func trackPipelines(gw *engine.Gateway) {
+	names := make([]string, 0, len(gw.Pipelines))
+	for _, p := range gw.Pipelines {
+		names = append(names, p.Name)
+	}
+	metrics.AddPipelines(names)
+	gw.OnClose(closerFunc(func() error {
+		for _, name := range metrics.RemovePipelines(names) {
+			metrics.DeletePipeline(retiredSeries(name), name)
+			grpcResponses.DeletePartialMatch(prometheus.Labels{"pipeline": name})
+		}
+		return nil
+	}))
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// series are the request series made for each pipeline name, so that a removed pipeline's can
+// be marked retired (requests still draining on it then make no new series).
+var series = struct {
+	sync.Mutex
+	m map[string]*metrics.RequestSeries
+}{m: map[string]*metrics.RequestSeries{}}
+
+func retiredSeries(name string) *metrics.RequestSeries {
+	series.Lock()
+	defer series.Unlock()
+	r := series.m[name]
+	delete(series.m, name)
+	return r
 }
