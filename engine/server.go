@@ -319,6 +319,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		s.requestID(c, peer)
 	}
 	c.Path = s.routingPath(c.Path[:0], &fc.Request)
+	if lis != nil {
+		lis.inflight.Inc() // listenermetrics.go
+	}
 	var p *Pipeline
 	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
 	if !edge {
@@ -367,6 +370,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		}
 	}
 	g.inflight.Add(-1)
+	if lis != nil {
+		lis.inflight.Dec()
+	}
 	if deferred {
 		return
 	}

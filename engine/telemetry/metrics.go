@@ -124,6 +124,7 @@ func trackPipelines(gw *engine.Gateway) {
 	gw.OnClose(closerFunc(func() error {
 		for _, name := range metrics.RemovePipelines(names) {
 			metrics.DeletePipeline(retiredSeries(name), name)
+			deleteStageSeries(name) // stagemetrics.go
 			grpcResponses.DeletePartialMatch(prometheus.Labels{"pipeline": name})
 		}
 		return nil

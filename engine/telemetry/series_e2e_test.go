@@ -119,6 +119,23 @@ pipeline "hyg_gone" {
 		t.Errorf("10,000 distinct paths, hosts and methods took the series from %d to %d", before, after)
 	}
 
+	// The USE and per-filter series are there (filter timings: after enough requests for one
+	// in 16 to be timed).
+	text = exposition(t)
+	for _, want := range []string{
+		`sluice_filter_verdicts_total{filter="compress",pipeline="hyg_keep",verdict="continue"}`,
+		`sluice_filter_duration_seconds_count{filter="compress",phase="response",pipeline="hyg_keep"}`,
+		`sluice_requests_in_flight{listener="default"}`,
+		`sluice_client_connections{listener="default"}`,
+		`sluice_upstream_target_healthy{target="` + ok + `",upstream="hyg_u"} 1`,
+		`sluice_requests_total{code="200",code_class="2xx",method="GET",pipeline="hyg_keep",source="upstream"}`,
+		`sluice_requests_total{code="404",code_class="4xx",method="GET",pipeline="(none)",source="gateway"}`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+
 	// A reload without hyg_gone and the second target: their series go once the previous
 	// configuration is closed.
 	select {
