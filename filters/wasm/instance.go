@@ -43,12 +43,13 @@ var (
 // instance is one guest module instance and the state of the request it serves. It is used by one
 // goroutine at a time: the pool hands it to a request, which returns it.
 type instance struct {
-	f     *Filter
-	mod   api.Module
-	req   api.Function
-	resp  api.Function
-	stack [2]uint64
-	cc    callCtx
+	f       *Filter
+	mod     api.Module
+	memSize int64 // linear memory as last noted (usage.go)
+	req     api.Function
+	resp    api.Function
+	stack   [2]uint64
+	cc      callCtx
 
 	// Deadline machinery, only when the filter has a timeout: the timer sets stop, the global
 	// the interrupt package's checks read, and the guest traps at its next function entry or

@@ -88,6 +88,8 @@ type Filter struct {
 	m        filterMetrics
 	// slot names the filter's place in the configuration (pipeline and label) across reloads.
 	slot string
+	// memBytes is the live instances' linear memory (usage.go).
+	memBytes atomic.Int64
 	// lim holds the limits beyond the timeout: call depth, body sizes, load timeout, the
 	// circuit breaker, the log rate (limits.go, breaker.go).
 	lim limits
