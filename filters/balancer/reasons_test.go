@@ -77,6 +77,23 @@ func TestResponseFlagsAndFailureReasons(t *testing.T) {
 		})
 	}
 
+	t.Run("tls", func(t *testing.T) {
+		// A TLS target that speaks plain HTTP: the handshake fails.
+		cfg := validConfig(failing)
+		cfg.Targets[0].TLS = true
+		name := t.Name()
+		u := buildFor(t, name, cfg, &engine.BuildEnv{})
+		before := value(mFailures.WithLabelValues(name, failing, "tls"))
+		c := enginetest.NewCtx(t, "GET", "/x")
+		enginetest.Serve(c, u.Serve)
+		if c.Response.StatusCode() != 502 || c.Flags != engine.FlagUpstreamTLS {
+			t.Errorf("status %d flags %s, want 502 UTLS", c.Response.StatusCode(), c.Flags.AppendText(nil))
+		}
+		if d := value(mFailures.WithLabelValues(name, failing, "tls")) - before; d != 1 {
+			t.Errorf("failures{reason=\"tls\"} grew by %v, want 1", d)
+		}
+	})
+
 	t.Run("no healthy target", func(t *testing.T) {
 		u := buildFor(t, t.Name(), validConfig(failing), &engine.BuildEnv{})
 		for _, tg := range u.set.Load().targets {
