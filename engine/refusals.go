@@ -44,7 +44,8 @@ const (
 	reasonTransferCode = "unsupported Transfer-Encoding"
 )
 
-// refusalLog rate-limits the log lines about refusals, server-wide.
+// refusalLog rate-limits the log lines about refusals, per server (the connection limits log
+// their refusals themselves, conns.go).
 type refusalLog struct {
 	mu         sync.Mutex
 	start      time.Time
@@ -68,18 +69,14 @@ func (r *refusalLog) allow(now time.Time) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
-// refusals is the process's refusal log: the connection limits refuse outside any Server
-// method, and one rate for the whole process is what keeps the log readable.
-var refusals refusalLog
-
 // countUnrouted counts a request answered status before routing (method nil: not known).
 func countUnrouted(method []byte, status int) {
 	metrics.UnroutedRequests().Record(&metrics.Request{Method: method, Status: status})
 }
 
-// logRefusal logs why a request was refused before routing, rate-limited.
-func logRefusal(log *slog.Logger, status int, reason string, peer netip.Addr, listener string) {
-	ok, suppressed := refusals.allow(time.Now())
+// log logs why a request was refused before routing, rate-limited.
+func (r *refusalLog) log(log *slog.Logger, status int, reason string, peer netip.Addr, listener string) {
+	ok, suppressed := r.allow(time.Now())
 	if !ok || log == nil {
 		return
 	}
@@ -104,7 +101,7 @@ func (s *Server) refused(fc *fasthttp.RequestCtx, method []byte, status int, rea
 	if count {
 		countUnrouted(method, status)
 	}
-	logRefusal(s.log, status, reason, peer, listener)
+	s.refusals.log(s.log, status, reason, peer, listener)
 }
 
 // errorReason says why fasthttp could not read a request, for the log.

@@ -48,6 +48,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// refusals logs the requests refused before routing (refusals.go).
+	refusals refusalLog
 	// The listeners (listeners.go).
 	listenerState
 }
