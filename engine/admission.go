@@ -61,10 +61,10 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 	// so a keep-alive request, most of them, skips the scan (TestSmugglingAndMalformedRequests
 	// would catch a fasthttp that stopped doing so).
 	if h.ConnectionClose() && conflictingFraming(raw) {
-		return refuse(fc, fasthttp.StatusBadRequest)
+		return s.refuse(fc, fasthttp.StatusBadRequest, reasonFraming)
 	}
 	if !validHeaderBlock(raw) {
-		return refuse(fc, fasthttp.StatusBadRequest)
+		return s.refuse(fc, fasthttp.StatusBadRequest, reasonHeaderBlock)
 	}
 	if !h.IsHTTP11() {
 		// fasthttp accepted only "HTTP/d.d" here. A major version other than 1 on an HTTP/1
@@ -72,13 +72,12 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		// HTTP/1.1 already: headerReceived).
 		proto := h.Protocol()
 		if proto[5] != '1' {
-			s.log.Info("unsupported HTTP version in a request line: 505", "version", string(proto), "peer", fc.RemoteIP().String())
-			return refuse(fc, fasthttp.StatusHTTPVersionNotSupported)
+			return s.refuse(fc, fasthttp.StatusHTTPVersionNotSupported, reasonVersion)
 		}
 	}
 	if h.IsConnect() {
 		// A reverse proxy is not a forward proxy: no tunnels to wherever the client names.
-		refuse(fc, fasthttp.StatusMethodNotAllowed)
+		s.refuse(fc, fasthttp.StatusMethodNotAllowed, reasonConnect)
 		fc.Response.Header.SetBytesKV(hdrAllow, allowedMethods)
 		return false
 	}
@@ -90,12 +89,12 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		// see one host.
 		authority, rest, ok := splitAbsolute(target)
 		if !ok || len(authority) == 0 {
-			return refuse(fc, fasthttp.StatusBadRequest)
+			return s.refuse(fc, fasthttp.StatusBadRequest, reasonHost)
 		}
 		var buf [maxAuthority]byte
 		canon, ok := canonicalHost(buf[:0], authority)
 		if !ok {
-			return refuse(fc, fasthttp.StatusBadRequest)
+			return s.refuse(fc, fasthttp.StatusBadRequest, reasonHost)
 		}
 		h.SetHostBytes(canon)
 		if i := bytes.IndexByte(rest, '#'); i >= 0 {
@@ -109,7 +108,7 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		var buf [maxAuthority]byte
 		canon, ok := canonicalHost(buf[:0], host)
 		if !ok {
-			return refuse(fc, fasthttp.StatusBadRequest)
+			return s.refuse(fc, fasthttp.StatusBadRequest, reasonHost)
 		}
 		if !bytes.Equal(canon, host) {
 			h.SetHostBytes(canon)
@@ -123,7 +122,7 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 		return false
 	}
 	if path, _ := RawPath(&fc.Request); dotParamSegment(path) {
-		return refuse(fc, fasthttp.StatusBadRequest)
+		return s.refuse(fc, fasthttp.StatusBadRequest, reasonDotParam)
 	}
 	if s.slashes == SlashReject || s.slashes == SlashRedirect {
 		path, query := RawPath(&fc.Request)
@@ -131,7 +130,7 @@ func (s *Server) admit(fc *fasthttp.RequestCtx) bool {
 			return true
 		}
 		if s.slashes == SlashReject {
-			return refuse(fc, fasthttp.StatusBadRequest)
+			return s.refuse(fc, fasthttp.StatusBadRequest, reasonEscapedSlash)
 		}
 		// The Location is the path this gateway would route on after unescaping: it starts
 		// with one "/" (never "//", which a browser would read as another host).
@@ -199,8 +198,11 @@ func headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 }
 
 // refuse answers fc with status and closes the connection: what follows a request the gateway
-// refuses cannot be trusted to be the next request. It returns false, for admit to return.
-func refuse(fc *fasthttp.RequestCtx, status int) bool {
+// refuses cannot be trusted to be the next request. The refusal is counted and logged with its
+// reason (refusals.go; handle counts every request admit answers). It returns false, for admit
+// to return.
+func (s *Server) refuse(fc *fasthttp.RequestCtx, status int, reason string) bool {
+	s.refused(fc, nil, status, reason, false)
 	WriteError(&fc.Response, status)
 	fc.SetConnectionClose()
 	return false

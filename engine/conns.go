@@ -41,6 +41,7 @@ type connLimits struct {
 	exempt     trustedSet // addresses the per-address limit does not apply to
 	tls        bool       // refusals are not answered in plain HTTP on a TLS listener
 	log        *slog.Logger
+	openGauge  prometheus.Gauge // sluice_client_connections of the listener
 
 	mu      sync.Mutex
 	open    int
@@ -53,10 +54,10 @@ type connLimits struct {
 }
 
 var (
-	connsOpen = promauto.With(metrics.Registry).NewGauge(prometheus.GaugeOpts{
+	connsOpen = promauto.With(metrics.Registry).NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_client_connections",
-		Help: "Client connections open (counted against max_connections).",
-	})
+		Help: "Client connections open, by listener (counted against max_connections; only on listeners with max_connections or max_conns_per_ip set, as they are by default).",
+	}, []string{"listener"})
 	connsRefused = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_client_connections_refused_total",
 		Help: "Client connections refused at accept, by reason: per_ip (max_conns_per_ip, answered 429) or full (max_connections with no idle connection to close, answered 503).",
@@ -91,6 +92,7 @@ func (l *connLimits) admit(c *clientConn) int {
 		l.mu.Unlock()
 		connsRefusedPerIP.Inc()
 		l.logRefusal("max_conns_per_ip", c.peer)
+		countUnrouted(nil, 429) // refusals.go: the connection's request, unread, is counted
 		return 429
 	}
 	if l.max > 0 && l.open >= l.max {
@@ -100,6 +102,7 @@ func (l *connLimits) admit(c *clientConn) int {
 		if l.watch == nil || !l.watch.evictOldestIdle(c) {
 			connsRefusedFull.Inc()
 			l.logRefusal("max_connections", c.peer)
+			countUnrouted(nil, 503)
 			return 503
 		}
 		connsEvictedFull.Inc()
@@ -113,7 +116,7 @@ func (l *connLimits) admit(c *clientConn) int {
 	l.mu.Unlock()
 	c.limits = l
 	c.counted.Store(true)
-	connsOpen.Inc()
+	l.openGauge.Inc()
 	return 0
 }
 
@@ -132,7 +135,7 @@ func (l *connLimits) release(c *clientConn) {
 		}
 	}
 	l.mu.Unlock()
-	connsOpen.Dec()
+	l.openGauge.Dec()
 }
 
 // underPressure reports whether more than pressurePercent of max_connections are open.
@@ -402,7 +405,8 @@ func (s *Server) guard(ln net.Listener, lis *listener) *resilientListener {
 	}
 	if cfg.MaxConnections > 0 || cfg.MaxConnsPerIP > 0 {
 		l := &connLimits{max: cfg.MaxConnections, perIP: cfg.MaxConnsPerIP, exempt: s.trusted,
-			tls: lis.tls != nil, log: s.log, byAddr: map[netip.Addr]int32{}, watch: rl.watch}
+			tls: lis.tls != nil, log: s.log, byAddr: map[netip.Addr]int32{}, watch: rl.watch,
+			openGauge: connsOpen.WithLabelValues(lis.cfg.Name)}
 		rl.limits = l
 		s.limitsMu.Lock()
 		s.limits = append(s.limits, l)

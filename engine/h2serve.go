@@ -109,10 +109,13 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	st.timeouts = s.connSettings(nc)
 	rc := http.NewResponseController(w)
 	if status := s.h2Request(st, r, rc); status != 0 {
+		s.refused(fc, fc.Request.Header.Method(), status, reasonH2Request, true) // refusals.go
 		WriteError(&fc.Response, status)
 	} else if r.Context().Err() != nil {
 		// Reset before its handler ran (a queued stream under a rapid reset): nothing to do.
-	} else if s.admit(fc) {
+	} else if !s.admit(fc) {
+		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
+	} else {
 		c := AcquireCtx(fc)
 		c.Start = start
 		c.Proto = ProtoHTTP2

@@ -118,6 +118,7 @@ func errorStatus(fc *fasthttp.RequestCtx, err error) int {
 func (s *Server) expect(fc *fasthttp.RequestCtx) int {
 	if cl := fc.Request.Header.ContentLength(); cl > int(s.cfg.MaxBodyBytes) && s.cfg.MaxBodyBytes > 0 {
 		lingerOnClose(fc)
+		s.refused(fc, fc.Request.Header.Method(), fasthttp.StatusRequestEntityTooLarge, reasonExpect, true) // refusals.go
 		return fasthttp.StatusRequestEntityTooLarge
 	}
 	return fasthttp.StatusContinue

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -48,6 +49,8 @@ type listener struct {
 	// bound is the address the listener's socket got (ListenAll, Serve), port 0 resolved; ""
 	// until then. ACME points certmagic's solvers at it (acme.go).
 	bound string
+	// inflight counts the listener's requests in progress (listenermetrics.go).
+	inflight prometheus.Gauge
 }
 
 // certPoll is how often the server looks at its certificate and ticket key files.
@@ -62,7 +65,7 @@ func (s *Server) setupListeners(gw *Gateway) error {
 	all := gw.Spec.EffectiveListeners()
 	for i := range all {
 		spec := all[i]
-		l := &listener{cfg: spec, eff: spec.effective(&s.cfg)}
+		l := &listener{cfg: spec, eff: spec.effective(&s.cfg), inflight: requestsInFlight.WithLabelValues(spec.Name)}
 		var err error
 		if l.protos, err = ParseProtocols(spec.Protocols, spec.TLS != nil); err != nil {
 			return fmt.Errorf("listener %q: protocols: %w", spec.Name, err)

@@ -147,6 +147,15 @@ func (f *respFinish) CloseWithError(werr error) error {
 	if f.grpcStatus > 0 {
 		GRPCWebStatus.Set(c, f.grpcStatus-1)
 	}
+	var ce *ResponseCutError
+	if errors.As(cut, &ce) {
+		// Who cut it, for the finishers' logs and traces: the upstream (UR) or the client (DC).
+		if ce.Upstream {
+			c.AddFlags(FlagUpstreamReset)
+		} else {
+			c.AddFlags(FlagClientGone)
+		}
+	}
 	c.finish(cut)
 	if f.release {
 		// Nothing reads c after this: fasthttp and the HTTP/2 writer only drop the stream.

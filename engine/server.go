@@ -48,6 +48,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// refusals logs the requests refused before routing (refusals.go).
+	refusals refusalLog
 	// The listeners (listeners.go).
 	listenerState
 }
@@ -248,7 +250,8 @@ var (
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
-		grpcAnswerTo(&fc.Request, &fc.Response) // grpcstatus.go: a gRPC client reads a status
+		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
+		grpcAnswerTo(&fc.Request, &fc.Response)                             // grpcstatus.go: a gRPC client reads a status
 		return
 	}
 	c := AcquireCtx(fc)
@@ -278,6 +281,11 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		cc.startRequest()
 	}
 	if status := s.clean(g, c, peer); status != 0 {
+		reason := reasonHeaderPolicy
+		if status == fasthttp.StatusRequestURITooLong {
+			reason = reasonURITooLong
+		}
+		s.refused(fc, fc.Request.Header.Method(), status, reason, true) // refusals.go
 		WriteError(&fc.Response, status)
 		grpcAnswer(c)
 		fc.SetConnectionClose()
@@ -288,6 +296,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	// HTTP/1.x: 413, buffered or streamed (stream.go); the HTTP/2 handler settled its body
 	// before (h2serve.go).
 	if status := s.admitBody(c, cc, h1); status != 0 {
+		s.refused(fc, fc.Request.Header.Method(), status, reasonBody, true)
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		lingerOnClose(fc) // the client may still be sending the body
@@ -302,6 +311,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if status := s.clientCert(c, cc); status != 0 { // clientcert.go: mutual TLS
 		// 421: another connection (with the right server name) can serve it; 403: the
 		// connection's certificate is no longer accepted.
+		s.refused(fc, fc.Request.Header.Method(), status, reasonClientCert, true)
 		WriteError(&fc.Response, status)
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
@@ -312,6 +322,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		s.requestID(c, peer)
 	}
 	c.Path = s.routingPath(c.Path[:0], &fc.Request)
+	if lis != nil {
+		lis.inflight.Inc() // listenermetrics.go
+	}
 	var p *Pipeline
 	edge := lis != nil && lis.tls == nil && s.edge(c, lis) // listeners.go: redirect_to_https, ACME challenges
 	if !edge {
@@ -326,6 +339,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	switch {
 	case edge: // answered
 	case p == nil:
+		c.AddFlags(FlagNoRoute)
 		fc.Response.SetStatusCode(fasthttp.StatusNotFound)
 		fc.Response.Header.SetContentTypeBytes(textPlain)
 		fc.Response.SetBodyString(notFoundBody)
@@ -359,6 +373,9 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		}
 	}
 	g.inflight.Add(-1)
+	if lis != nil {
+		lis.inflight.Dec()
+	}
 	if deferred {
 		return
 	}
@@ -406,7 +423,11 @@ func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 }
 
 func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
-	WriteError(&fc.Response, errorStatus(fc, err))
+	status := errorStatus(fc, err)
+	// fasthttp could not read the request: counted and logged as a refusal (refusals.go), its
+	// method unknown.
+	s.refused(fc, nil, status, errorReason(status), true)
+	WriteError(&fc.Response, status)
 	fc.SetConnectionClose()
 	// The client may still be sending (an oversized header or body): let the answer reach it.
 	lingerOnClose(fc)

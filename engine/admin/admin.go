@@ -49,7 +49,7 @@ type Server struct {
 func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
 	s := &Server{current: current, reload: reload, key: newKey(), started: time.Now(), done: make(chan struct{})}
 	s.SetToken(cfg.Token)
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(metrics.Gatherer, promhttp.HandlerOpts{}))
 	s.srv = &fasthttp.Server{Handler: s.handle, Name: "sluice-admin", NoDefaultServerHeader: true, SecureErrorLogMessage: true}
 	return s
 }

@@ -22,6 +22,7 @@ import (
 // notice.
 type HistogramVec struct {
 	desc   *prometheus.Desc
+	names  []string        // the label names
 	labels int             // how many label values a child has
 	bounds []time.Duration // upper bounds, ascending; the last bucket (+Inf) is implicit
 	upper  []float64       // the same bounds in seconds, as exposed
@@ -35,6 +36,7 @@ type HistogramVec struct {
 func NewHistogramVec(name, help string, buckets []float64, labels ...string) *HistogramVec {
 	v := &HistogramVec{
 		desc:     prometheus.NewDesc(name, help, labels, nil),
+		names:    labels,
 		labels:   len(labels),
 		upper:    buckets,
 		children: map[string]*Histogram{},
@@ -66,6 +68,32 @@ func (v *HistogramVec) WithLabelValues(lvs ...string) *Histogram {
 		v.children[key] = h
 	}
 	return h
+}
+
+// DeletePartialMatch removes every child whose labels include all of match (as
+// prometheus.MetricVec's does) and returns how many it removed. A deleted child that is still
+// observed into is no longer exposed.
+func (v *HistogramVec) DeletePartialMatch(match prometheus.Labels) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for key, h := range v.children {
+		if v.matches(h.labels, match) {
+			delete(v.children, key)
+			n++
+		}
+	}
+	return n
+}
+
+func (v *HistogramVec) matches(lvs []string, match prometheus.Labels) bool {
+	for name, want := range match {
+		i := slices.Index(v.names, name)
+		if i < 0 || lvs[i] != want {
+			return false
+		}
+	}
+	return true
 }
 
 // Describe implements prometheus.Collector.

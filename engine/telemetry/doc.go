@@ -30,9 +30,11 @@
 //	}
 //
 // Metrics (served by the admin listener at /metrics from engine/metrics.Registry) are always on:
-// sluice_requests_total{pipeline,status_class}, sluice_request_duration_seconds{pipeline},
-// sluice_config_reloads_total{result}, sluice_config_last_reload_success_timestamp_seconds and
-// sluice_build_info.
+// sluice_requests_total{pipeline,method,code_class,code,source},
+// sluice_request_duration_seconds{pipeline,method,code_class} and the body byte counters
+// (engine/metrics.RequestSeries), sluice_config_reloads_total{result},
+// sluice_config_last_reload_success_timestamp_seconds and sluice_build_info; README.md's
+// observability section lists every metric of the gateway.
 //
 // Use: t, err := telemetry.New(&spec.Telemetry, log); t.Attach(gw) for each built gateway;
 // telemetry.ConfigReloaded(ok) after each reload; t.Shutdown(ctx) after the server stopped.

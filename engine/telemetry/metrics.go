@@ -3,6 +3,7 @@ package telemetry
 import (
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,18 +13,11 @@ import (
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
 
-// The gateway-wide request metrics. Other packages (balancer, rate_limit, wasm) declare their own
-// collectors on the same registry.
+// The gateway-wide metrics. The request metrics (sluice_requests_total and the rest) are
+// engine/metrics' RequestSeries, which the engine records into as well for requests refused
+// before routing; other packages (balancer, rate_limit, wasm) declare their own collectors on the
+// same registry.
 var (
-	requestsTotal = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_requests_total",
-		Help: "Requests served, by pipeline and response status class (1xx..5xx). Unrouted requests have pipeline=\"\".",
-	}, []string{"pipeline", "status_class"})
-
-	requestDuration = metrics.NewHistogramVec("sluice_request_duration_seconds",
-		"Time from the start of handling to the end of the response phase, by pipeline.",
-		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "pipeline")
-
 	configReloads = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_config_reloads_total",
 		Help: "Configuration reloads, by result (success or failure).",
@@ -67,21 +61,24 @@ func SetBuildInfo(version, revision string) {
 
 // pipeMetrics are one pipeline's collectors, resolved once so recording allocates nothing.
 type pipeMetrics struct {
-	byClass [6]prometheus.Counter // index status/100; 0 holds anything outside 100..599
-	latency *metrics.Histogram
+	req *metrics.RequestSeries
 	// grpc holds the gRPC status counters (index code; 17: no status), made on a pipeline's
 	// first gRPC call so that pipelines serving none export no gRPC series.
 	pipeline string
 	grpc     [18]atomic.Pointer[prometheus.Counter]
 }
 
+// newPipeMetrics returns the metrics of the pipeline named pipeline ("": of the requests no
+// pipeline served, labelled pipeline="(none)").
 func newPipeMetrics(pipeline string) *pipeMetrics {
-	pm := &pipeMetrics{latency: requestDuration.WithLabelValues(pipeline), pipeline: pipeline}
-	pm.byClass[0] = requestsTotal.WithLabelValues(pipeline, "other")
-	for i := 1; i <= 5; i++ {
-		pm.byClass[i] = requestsTotal.WithLabelValues(pipeline, strconv.Itoa(i)+"xx")
+	if pipeline == "" {
+		return &pipeMetrics{req: metrics.UnroutedRequests(), pipeline: metrics.Unrouted}
 	}
-	return pm
+	r := metrics.NewRequestSeries(pipeline)
+	series.Lock()
+	series.m[pipeline] = r
+	series.Unlock()
+	return &pipeMetrics{req: r, pipeline: pipeline}
 }
 
 // recordGRPC counts a gRPC call by its status (the response's grpc-status, or the one a cut
@@ -102,12 +99,53 @@ func (pm *pipeMetrics) recordGRPC(c *engine.Ctx) {
 }
 
 func (pm *pipeMetrics) record(c *engine.Ctx, status int) {
-	class := status / 100
-	if class < 1 || class > 5 {
-		class = 0
+	q := metrics.Request{
+		Method:       c.Request.Header.Method(),
+		Status:       status,
+		FromUpstream: c.FromUpstream,
+		Timed:        !c.Start.IsZero(),
+		BytesIn:      c.BytesIn(),
+		BytesOut:     c.BytesOut(),
 	}
-	pm.byClass[class].Inc()
-	if !c.Start.IsZero() {
-		pm.latency.Observe(time.Since(c.Start))
+	if q.Timed {
+		q.Duration = time.Since(c.Start)
 	}
+	pm.req.Record(&q)
+}
+
+// trackPipelines counts gw's pipelines as served until gw is closed; then the series of the
+// names no running gateway serves any more (a reload removed them) are deleted.
+func trackPipelines(gw *engine.Gateway) {
+	names := make([]string, 0, len(gw.Pipelines))
+	for _, p := range gw.Pipelines {
+		names = append(names, p.Name)
+	}
+	metrics.AddPipelines(names)
+	gw.OnClose(closerFunc(func() error {
+		for _, name := range metrics.RemovePipelines(names) {
+			metrics.DeletePipeline(retiredSeries(name), name)
+			deleteStageSeries(name) // stagemetrics.go
+			grpcResponses.DeletePartialMatch(prometheus.Labels{"pipeline": name})
+		}
+		return nil
+	}))
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// series are the request series made for each pipeline name, so that a removed pipeline's can
+// be marked retired (requests still draining on it then make no new series).
+var series = struct {
+	sync.Mutex
+	m map[string]*metrics.RequestSeries
+}{m: map[string]*metrics.RequestSeries{}}
+
+func retiredSeries(name string) *metrics.RequestSeries {
+	series.Lock()
+	defer series.Unlock()
+	r := series.m[name]
+	delete(series.m, name)
+	return r
 }

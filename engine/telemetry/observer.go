@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/secret"
@@ -64,8 +65,9 @@ type pipeInfo struct {
 	route      string // http.route: the pipeline's match as a template ("/api/*")
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
-	labels     []string  // each stage's label, by index (recent.go)
-	dash       *dashPipe // the dashboard's counters (dashstats.go)
+	labels     []string                        // each stage's label, by index (recent.go)
+	dash       *dashPipe                       // the dashboard's counters (dashstats.go)
+	stages     map[*engine.Stage]*stageMetrics // stagemetrics.go
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
@@ -86,7 +88,7 @@ type stageInfo struct {
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
-	pi := &pipeInfo{owner: o, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}}
+	pi := &pipeInfo{owner: o, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}, stages: newStageMetrics(p)}
 	if p.TraceSampleRatio != nil {
 		pi.ratio, pi.ownRatio = ratioBound(*p.TraceSampleRatio), true
 	}
@@ -145,7 +147,14 @@ type reqState struct {
 	stage     trace.Span // the open stage span (sampled only)
 	stageFail bool       // c.Failure was already set when the open stage started
 
-	attempts   int
+	attempts int
+	// The filter phases' timing (stagemetrics.go): when the running phase began on the stage
+	// clock, its phase, whether a request is under way, and whether it is timed.
+	stageT0    time.Duration
+	stagePhase engine.Phase
+	stageInReq bool
+	stageTimed bool
+	stageN     uint32
 	tracestate []byte // the incoming tracestate, validated and combined
 	buf        []byte // scratch for header values
 	attrs      []attribute.KeyValue
@@ -321,6 +330,7 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []at
 // EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
 // see FinishResponse) and, when configured, returns the trace id in the response header.
 func (o *observer) EndRequest(c *engine.Ctx) {
+	stagesDone(c) // stagemetrics.go
 	status := c.Response.StatusCode()
 	var st *reqState
 	if o.tracing {
@@ -415,6 +425,7 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 // and makes it the request's context while the filter runs, so the filter's own spans and events
 // (a Wasm guest's log lines) nest under it.
 func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) any {
+	stageStarted(c, ph) // stagemetrics.go
 	if !o.tracing || !o.t.filterSpans {
 		return nil
 	}
@@ -436,6 +447,7 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 // EndStage ends the filter phase's span with its verdict; a failure the filter recorded (c.Fail)
 // becomes the span's error.
 func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok any, v engine.Verdict) {
+	o.stageEnded(c, s, ph, v) // stagemetrics.go
 	sp, ok := tok.(trace.Span)
 	if !ok {
 		return

@@ -205,6 +205,7 @@ func (t *Telemetry) Observer() engine.Observer { return t.obs }
 // Calling gw.SetObserver(t.Observer()) works too, but then each pipeline's state is found in a
 // map, at about 0.1 µs per request, and the map keeps every pipeline ever served.
 func (t *Telemetry) Attach(gw *engine.Gateway) {
+	trackPipelines(gw) // metrics.go: the series of pipelines a reload removes go with them
 	for _, p := range gw.Pipelines {
 		p.SetObserverState(newPipeInfo(t.obs, p))
 	}

@@ -269,9 +269,9 @@ pipeline "metrics_api" {
   }
 }
 `)
-	ok := map[string]string{"pipeline": "metrics_api", "status_class": "2xx"}
-	unrouted := map[string]string{"pipeline": "", "status_class": "4xx"}
-	lat := map[string]string{"pipeline": "metrics_api"}
+	ok := map[string]string{"pipeline": "metrics_api", "method": "GET", "code_class": "2xx", "code": "200", "source": "upstream"}
+	unrouted := map[string]string{"pipeline": "(none)", "method": "GET", "code_class": "4xx", "code": "404", "source": "gateway"}
+	lat := map[string]string{"pipeline": "metrics_api", "method": "GET", "code_class": "2xx"}
 	ok0, un0, lat0 := metricValue(t, "sluice_requests_total", ok), metricValue(t, "sluice_requests_total", unrouted), metricValue(t, "sluice_request_duration_seconds", lat)
 	for i := 0; i < 5; i++ {
 		do(t, gw.URL+"/m/x")

@@ -299,6 +299,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		if r.cert != nil {
 			if cc, ok := engine.ClientCertKey.Get(c); !ok || !r.cert.holds(cc) {
 				r.denied.Inc()
+				c.AddFlags(engine.FlagUnauthorized)
 				return c.Fail(403, r.err)
 			}
 		}
@@ -316,6 +317,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			var ok bool
 			if claims, ok = engine.ClaimsKey.Get(c); !ok {
 				// Only reachable if the jwt stage let a request through without claims.
+				c.AddFlags(engine.FlagUnauthorized)
 				c.Fail(401, errNoClaims)
 				c.Response.Header.SetBytesKV(wwwAuthenticate, f.unauthorized)
 				return engine.Respond
@@ -324,6 +326,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		}
 		if !r.holds(claims) {
 			r.denied.Inc()
+			c.AddFlags(engine.FlagUnauthorized)
 			c.Fail(403, r.err)
 			c.Response.Header.SetBytesKV(wwwAuthenticate, r.challenge)
 			return engine.Respond

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"math/bits"
 	"net"
@@ -621,7 +620,7 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	}
 	if err := tc.Handshake(); err != nil {
 		conn.Close()
-		return nil, &dialError{fmt.Errorf("TLS handshake: %w", err)}
+		return nil, &dialError{&tlsHandshakeError{err}} // reasons.go
 	}
 	if err := tc.SetDeadline(time.Time{}); err != nil {
 		conn.Close()

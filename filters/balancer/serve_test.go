@@ -236,12 +236,15 @@ func TestMetricsRecorded(t *testing.T) {
 	u := buildFor(t, name, cfg, &engine.BuildEnv{})
 	// The metrics are process-wide and the targets' ports change between runs, but the retries
 	// counter is labelled by the upstream alone: count from its value now (go test -count=N).
-	retriesBefore := value(mRetries.WithLabelValues(name))
+	retriesBefore := value(mRetries.WithLabelValues(name, "5xx"))
 	for i := 0; i < 4; i++ {
 		c := enginetest.NewCtx(t, "GET", "/x")
 		enginetest.Serve(c, u.Serve)
 		if c.Response.StatusCode() != 200 {
 			t.Fatalf("request %d: %d", i, c.Response.StatusCode())
+		}
+		if !c.FromUpstream || c.Flags != 0 {
+			t.Errorf("request %d: FromUpstream %v, flags %s; want true, none", i, c.FromUpstream, c.Flags.AppendText(nil))
 		}
 	}
 	checks := []struct {
@@ -250,10 +253,10 @@ func TestMetricsRecorded(t *testing.T) {
 		want float64
 	}{
 		{"requests to the failing target", value(mRequests.WithLabelValues(name, failing)), 1},
-		{"failures of the failing target", value(mFailures.WithLabelValues(name, failing)), 1},
-		{"ejections of the failing target", value(mEjections.WithLabelValues(name, failing)), 1},
+		{"failures of the failing target", value(mFailures.WithLabelValues(name, failing, "5xx")), 1},
+		{"ejections of the failing target", value(mEjections.WithLabelValues(name, failing, "consecutive_failures")), 1},
 		{"requests to the good target", value(mRequests.WithLabelValues(name, ok)), 4},
-		{"retries", value(mRetries.WithLabelValues(name)) - retriesBefore, 1},
+		{"retries", value(mRetries.WithLabelValues(name, "5xx")) - retriesBefore, 1},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -60,6 +60,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) 
 	}
 	i := set.picker.pick(set.targets, key, hasKey, nil, u.inflight.Load(), time.Now().UnixNano())
 	if i < 0 {
+		c.AddFlags(engine.FlagNoHealthyUpstream)
 		c.Fail(fasthttp.StatusServiceUnavailable, errNoTarget)
 		return
 	}
@@ -70,6 +71,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) 
 	conn, err := t.dial(t.addr, u.connectTimeout)
 	if err != nil {
 		u.onFailure(t, time.Now().UnixNano())
+		c.AddFlags(flagsOf(failConnect, err))
 		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: upgrade: %w", u.name, err))
 		return
 	}
@@ -89,6 +91,7 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) 
 	if err != nil {
 		conn.Close()
 		u.onFailure(t, time.Now().UnixNano())
+		c.AddFlags(flagsOf(classify(err), err))
 		c.Fail(failStatus(classify(err), err), fmt.Errorf("upstream %s: upgrade: %w", u.name, err))
 		return
 	}
@@ -97,15 +100,18 @@ func (u *Upstream) serveUpgrade(c *engine.Ctx, x *exchange, idle time.Duration) 
 		resp.SkipBody = false
 		defer conn.Close()
 		if err := resp.ReadBody(br, 1<<20); err != nil {
+			c.AddFlags(engine.FlagUpstreamReset)
 			c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: upgrade refusal: %w", u.name, errors.Join(errNotUpgraded, err)))
 			return
 		}
 		resp.Header.CopyTo(&c.Response.Header)
 		c.Response.SetBodyRaw(append([]byte(nil), resp.Body()...))
+		c.FromUpstream = true
 		u.onSuccess(t, time.Now().UnixNano())
 		return
 	}
 	u.onSuccess(t, time.Now().UnixNano())
+	c.FromUpstream = true
 	_ = conn.SetDeadline(time.Time{})
 	resp.Header.CopyTo(&c.Response.Header)
 	c.Response.Header.Set("Connection", "Upgrade")

@@ -199,6 +199,7 @@ func Build(name string, cfg *Config, env *engine.BuildEnv) (engine.Upstream, err
 	u.circuit.share(name, cfg.Targets)
 	u.resolveAll(context.Background())
 	u.rebuild()
+	registerLive(u) // series.go
 	if u.hasNames() {
 		u.wg.Add(1)
 		go u.dnsLoop(cfg.DNSRefresh.D())
@@ -220,8 +221,10 @@ func (u *Upstream) Close() error {
 		if s := u.set.Swap(&targetSet{picker: &roundRobin{}}); s != nil {
 			for _, t := range s.targets {
 				t.close()
+				targetGone(u, t.addr) // series.go
 			}
 		}
+		unregisterLive(u)
 	})
 	return nil
 }
@@ -255,6 +258,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 	// connection limits bound.
 	if !u.circuit.enter() {
 		u.metrics.circuitRequests.Inc()
+		c.AddFlags(engine.FlagCircuitOpen)
 		c.Fail(fasthttp.StatusServiceUnavailable, u.circuit.errRequests)
 		return
 	}
@@ -311,12 +315,14 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		haveResp bool
 		body     *upstreamBody
 		retrying bool // a slot of circuit_breaker.max_retries is held for the attempt
+		why      retryReason
 	)
 	for attempt := 0; ; attempt++ {
 		i := set.picker.pick(set.targets, key, hasKey, x.tried[:x.ntried], u.inflight.Load(), now)
 		if i < 0 {
 			if attempt == 0 {
 				u.metrics.noTarget.Inc()
+				c.AddFlags(engine.FlagNoHealthyUpstream)
 				c.Fail(fasthttp.StatusServiceUnavailable, errNoTarget)
 				return
 			}
@@ -326,7 +332,7 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		x.tried[x.ntried] = i
 		x.ntried++
 		if attempt > 0 {
-			u.metrics.retries.Inc()
+			u.metrics.retries[why].Inc()
 		}
 		tryDeadline := deadline
 		if perTry > 0 {
@@ -363,12 +369,15 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		// replay kept (h2transport.go, grpc.go), ends the attempts, whatever the retry block says.
 		gone := errors.Is(err, errClientGone)
 		retry := !gone && x.replayable() && u.shouldRetry(fail, c.Response.StatusCode(), idempotent, attempt, x.attempts, deadline, now)
+		grpcRetry := false
 		if !retry && !gone && x.replayable() && grpcCall && fail == failNone {
 			retry = u.shouldRetryGRPC(c, x, body, attempt, deadline, now)
+			grpcRetry = retry
 		}
 		if !retry {
 			break
 		}
+		why = retryReasonOf(reasonOf(fail, err, c.Response.StatusCode()), grpcRetry) // reasons.go
 		if !u.circuit.startRetry() {
 			// Too many retries in progress: this attempt's outcome is the answer.
 			u.metrics.circuitRetries.Inc()
@@ -385,8 +394,13 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		u.circuit.endRetry() // the picker found no target for the retry
 	}
 	if !haveResp {
+		c.AddFlags(flagsOf(lastFail, lastErr)) // reasons.go
 		c.Fail(failStatus(lastFail, lastErr), fmt.Errorf("upstream %s: %w", u.name, lastErr))
 		return
+	}
+	c.FromUpstream = true
+	if c.Response.StatusCode() >= 500 {
+		c.AddFlags(engine.FlagUpstream5xx)
 	}
 	finishResponse(c, x)
 	if body != nil && grpcCall && body.empty() {
@@ -416,6 +430,8 @@ func (u *Upstream) Serve(c *engine.Ctx) {
 		}
 	}
 	if err != nil {
+		c.AddFlags(engine.FlagUpstreamReset)
+		c.FromUpstream = false
 		c.Fail(fasthttp.StatusBadGateway, fmt.Errorf("upstream %s: reading the response: %w", u.name, err))
 	}
 }
@@ -521,7 +537,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 		t.st.observeLatency(max(rtt, u.connectTimeout), end)
 	}
 	if fail != failNone || status >= 500 {
-		t.m.failures.Inc()
+		t.m.failures[reasonOf(fail, err, status)].Inc() // reasons.go
 		u.onFailure(t, end)
 	} else {
 		u.onSuccess(t, end)
@@ -792,6 +808,7 @@ func (u *Upstream) rebuild() {
 	u.set.Store(&targetSet{targets: ts, picker: newPicker(u.cfg.Policy, ts), h2: allH2})
 	for _, t := range old {
 		t.close()
+		targetGone(u, t.addr) // series.go: a DNS refresh removed it
 	}
 }
 

@@ -22,15 +22,16 @@ var (
 )
 
 // counters are one encoding's collectors for one pipeline, resolved at build time so the
-// request path does not allocate.
+// request path does not allocate. Each series is made on its first use: a filter that never
+// compresses (or one made outside a pipeline) exports no always-zero series.
 type counters struct {
-	responses, in, out prometheus.Counter
+	responses, in, out *metrics.LazyCounter
 }
 
 func newCounters(pipeline, encoding string) counters {
 	return counters{
-		responses: mResponses.WithLabelValues(pipeline, encoding),
-		in:        mBytesIn.WithLabelValues(pipeline, encoding),
-		out:       mBytesOut.WithLabelValues(pipeline, encoding),
+		responses: metrics.NewLazyCounter(mResponses, pipeline, encoding),
+		in:        metrics.NewLazyCounter(mBytesIn, pipeline, encoding),
+		out:       metrics.NewLazyCounter(mBytesOut, pipeline, encoding),
 	}
 }

@@ -132,13 +132,16 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	if f.delay > 0 && hit(f.delayPercent) {
 		f.delayed.Inc()
+		c.AddFlags(engine.FlagFaultInjected)
 		if !f.wait(c) {
 			// The client has gone, or the server is shutting down: nobody waits for an answer.
+			c.AddFlags(engine.FlagClientGone)
 			return c.Fail(503, errClientGone)
 		}
 	}
 	if f.abortStatus != 0 && hit(f.abortPercent) {
 		f.aborted.Inc()
+		c.AddFlags(engine.FlagFaultInjected)
 		// An intended answer: no Failure, so no log line per request (the counter tells).
 		engine.WriteError(c.Response, f.abortStatus)
 		return engine.Respond

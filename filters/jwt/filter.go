@@ -214,6 +214,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	if len(tok) == 0 {
 		f.mMissing.Inc()
 		c.Annotate("sluice.jwt.outcome", "missing")
+		c.AddFlags(engine.FlagUnauthorized)
 		c.Fail(401, errMissingToken)
 		c.Response.Header.SetBytesKV(wwwAuthenticate, f.challengeMissing)
 		return engine.Respond
@@ -258,6 +259,7 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 func (f *Filter) invalid(c *engine.Ctx, err error) engine.Verdict {
 	f.mInvalid.Inc()
 	c.Annotate("sluice.jwt.outcome", "invalid")
+	c.AddFlags(engine.FlagUnauthorized)
 	c.Fail(401, fmt.Errorf("jwt: %w", err))
 	ch := f.challenges[err]
 	if ch == nil {

@@ -42,6 +42,8 @@ type Config struct {
 	MaxSize engine.Size `hcl:"max_size,optional" json:"max_size,omitempty"`
 	// MaxBackups is how many rotated files are kept (default 5).
 	MaxBackups int `hcl:"max_backups,optional" json:"max_backups,omitempty"`
+	// TraceHeaders logs the client's traceparent and tracestate as they arrived.
+	TraceHeaders bool `hcl:"trace_headers,optional" json:"trace_headers,omitempty"`
 }
 
 // SetDefaults fills the defaults.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,10 +96,12 @@ pipeline "open" {
   match {
     path_prefix = "/open/"
   }
+  strip_prefix = "/open"
   filter "otel_log" {
     output          = %[3]q
     request_headers = ["user-agent", "authorization", "x-secret"]
     redact          = ["x-secret"]
+    trace_headers   = true
   }
   balancer {
     upstream = upstream.b
@@ -134,7 +137,11 @@ func TestAccessLogThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rcv.Close()
-	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) { fc.SetBodyString("hello") })
+	var upstreamPath atomic.Value
+	up := gatewaytest.Upstream(t, func(fc *fasthttp.RequestCtx) {
+		upstreamPath.Store(string(fc.Path()))
+		fc.SetBodyString("hello")
+	})
 	dir := t.TempDir()
 	url, stop := serve(t, gatewayConfig(rcv.Endpoint, up, "access.log"), dir)
 
@@ -183,6 +190,18 @@ func TestAccessLogThroughGateway(t *testing.T) {
 	}
 	if open["status"] != float64(200) || open["bytes"] != float64(5) || open["upstream"] != up || open["attempts"] != float64(1) || open["path"] != "/open/items" {
 		t.Errorf("open record: %v", open)
+	}
+	// The upstream got the path without strip_prefix; the record keeps the client's. The
+	// response came from the upstream; the client's traceparent is logged as it arrived,
+	// although the upstream got the gateway's.
+	if upstreamPath.Load() != "/items" {
+		t.Errorf("upstream saw %v, want /items", upstreamPath.Load())
+	}
+	if open["source"] != "upstream" || open["flags"] != "-" || open["traceparent"] != "00-"+clientTrace+"-"+clientSpan+"-01" {
+		t.Errorf("open record source %v flags %v traceparent %v", open["source"], open["flags"], open["traceparent"])
+	}
+	if secure["source"] != "gateway" || secure["flags"] != "UAEX" {
+		t.Errorf("denied record source %v flags %v, want gateway, UAEX", secure["source"], secure["flags"])
 	}
 	if open["upstream_ms"].(float64) <= 0 || open["upstream_ms"].(float64) > open["duration_ms"].(float64) {
 		t.Errorf("upstream_ms %v, duration_ms %v", open["upstream_ms"], open["duration_ms"])

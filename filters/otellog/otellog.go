@@ -34,13 +34,20 @@ type header struct {
 type Filter struct {
 	text    bool
 	headers []header
+	// reqID is the server's request_id header ("": none); traces, whether the client's trace
+	// headers are logged (fields.go).
+	reqID   string
+	traces  bool
 	sink    *sink     // stdout, stderr, file
 	otlp    *otlpSink // otlp
 	closers []io.Closer
 }
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
-	f := &Filter{text: cfg.Format == "text"}
+	f := &Filter{text: cfg.Format == "text", traces: cfg.TraceHeaders}
+	if env.Server != nil {
+		f.reqID = env.Server.RequestID
+	}
 	red := map[string]bool{}
 	for _, h := range append(append([]string(nil), alwaysRedacted...), cfg.Redact...) {
 		red[strings.ToLower(h)] = true
@@ -90,8 +97,14 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	return f, nil
 }
 
-// OnRequest does nothing: the record is written once the response is final.
-func (f *Filter) OnRequest(*engine.Ctx) engine.Verdict { return engine.Continue }
+// OnRequest keeps the client's trace headers when they are logged (the balancer replaces them);
+// the record is written once the response is final.
+func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
+	if f.traces {
+		keepTraceHeaders(c) // fields.go
+	}
+	return engine.Continue
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -112,8 +125,13 @@ func (f *Filter) FinishResponse(c *engine.Ctx, cut error) { f.write(c, cut) }
 // write writes the request's record.
 func (f *Filter) write(c *engine.Ctx, cut error) {
 	now := time.Now()
+	var th *traceHeaders
+	if f.traces {
+		th = takeTraceHeaders(c)
+		defer releaseTraceHeaders(c, th)
+	}
 	if f.otlp != nil {
-		f.otlp.emit(c, f, now, cut)
+		f.otlp.emit(c, f, now, cut, th)
 		return
 	}
 	if f.sink == nil {
@@ -122,9 +140,9 @@ func (f *Filter) write(c *engine.Ctx, cut error) {
 	bp := bufPool.Get().(*[]byte)
 	var b []byte
 	if f.text {
-		b = f.appendText((*bp)[:0], c, now, cut)
+		b = f.appendText((*bp)[:0], c, now, cut, th)
 	} else {
-		b = f.appendJSON((*bp)[:0], c, now, cut)
+		b = f.appendJSON((*bp)[:0], c, now, cut, th)
 	}
 	f.sink.write(b)
 	*bp = b
@@ -177,7 +195,7 @@ func appendMS(b []byte, d time.Duration) []byte {
 	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
 
-func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) []byte {
+func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error, th *traceHeaders) []byte {
 	req := c.Request
 	start := c.Start
 	if start.IsZero() {
@@ -266,6 +284,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) [
 		}
 		b = append(b, '}')
 	}
+	b = f.appendOutcomeJSON(b, c, th) // fields.go
 	if err := recordError(c, cut); err != nil {
 		b = append(b, `,"error":`...)
 		b = appendJSONStringS(b, err.Error())
@@ -273,7 +292,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error) [
 	return append(b, "}\n"...)
 }
 
-func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) []byte {
+func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error, th *traceHeaders) []byte {
 	req := c.Request
 	start := c.Start
 	if start.IsZero() {
@@ -339,6 +358,7 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error) [
 		b = append(b, " span_id="...)
 		b = hex.AppendEncode(b, sid[:])
 	}
+	b = f.appendOutcomeText(b, c, th) // fields.go
 	for _, h := range f.headers {
 		v := req.Header.Peek(h.name)
 		if v == nil {

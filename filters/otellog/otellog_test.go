@@ -72,6 +72,7 @@ func upstream(c *engine.Ctx) {
 	c.Target = "127.0.0.1:9001"
 	c.Attempts = 2
 	c.UpstreamTime = 1500 * time.Microsecond
+	c.FromUpstream = true
 	enginetest.OK(c)
 }
 
@@ -114,6 +115,9 @@ func TestJSONRecordSchema(t *testing.T) {
 		"attempts":    float64(2),
 		"pipeline":    "test",
 		"protocol":    "HTTP/1.1",
+		"source":      "upstream",
+		"flags":       "-",
+		"bytes_in":    float64(0),
 		"request_headers": map[string]any{
 			"user-agent":    `curl/8 "quoted"`,
 			"x-request-id":  "r-1",
@@ -452,7 +456,7 @@ func BenchmarkFormat(b *testing.B) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		buf = f.appendJSON(buf[:0], c, now, nil)
+		buf = f.appendJSON(buf[:0], c, now, nil, nil)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")

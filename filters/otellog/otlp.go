@@ -59,7 +59,7 @@ func newOTLPSink(url string, cfg *engine.TelemetryConfig, log *slog.Logger) (*ot
 	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog")}, nil
 }
 
-func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
+func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error, th *traceHeaders) {
 	req := c.Request
 	status := c.Response.StatusCode()
 	start := c.Start
@@ -85,7 +85,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 	r.SetEventName("sluice.access")
 	attrs := []attribute.KeyValue{
 		semconv.HTTPRequestMethodKey.String(method),
-		semconv.ServerAddress(string(req.Header.Host())),
+		semconv.ServerAddress(string(hostOnly(req.Header.Host()))),
 		semconv.URLPath(path),
 		semconv.HTTPResponseStatusCode(status),
 		semconv.HTTPResponseBodySize(bodySize(c)),
@@ -93,6 +93,22 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error) {
 		attribute.Float64("sluice.upstream_ms", durationMS(c.UpstreamTime)),
 		attribute.String("sluice.upstream.target", c.Target),
 		attribute.Int("sluice.upstream.attempts", c.Attempts),
+		semconv.HTTPRequestBodySize(int(c.BytesIn())),
+		attribute.String("sluice.response.source", source(c)),
+		attribute.String("sluice.response.flags", string(c.Flags.AppendText(nil))),
+	}
+	if f.reqID != "" {
+		if id := req.Header.Peek(f.reqID); len(id) > 0 {
+			attrs = append(attrs, attribute.String("sluice.request.id", string(id)))
+		}
+	}
+	if th != nil {
+		if len(th.parent) > 0 {
+			attrs = append(attrs, attribute.StringSlice("http.request.header.traceparent", []string{string(th.parent)}))
+		}
+		if len(th.state) > 0 {
+			attrs = append(attrs, attribute.StringSlice("http.request.header.tracestate", []string{string(th.state)}))
+		}
 	}
 	if c.ClientAddr.IsValid() {
 		attrs = append(attrs, semconv.ClientAddress(c.ClientAddr.String()))

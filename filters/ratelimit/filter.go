@@ -273,6 +273,7 @@ func (f *Filter) refuse(c *engine.Ctx, o *outcome, g *gcra, ahead int64) engine.
 	f.mLimited.Inc()
 	f.annotate(c, "limited", 0)
 	retry := g.retryAfter(ahead)
+	c.AddFlags(engine.FlagRateLimited)
 	c.Fail(fasthttp.StatusTooManyRequests, errLimited)
 	var buf [20]byte
 	c.Response.Header.SetBytesKV(hdrRetryAfter, strconv.AppendInt(buf[:0], retry, 10))

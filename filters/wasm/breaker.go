@@ -104,6 +104,7 @@ func (b *breaker) failed() {
 // rejectOpen answers a request the open breaker keeps from the guest, as on_error says. It is
 // what a trap storm costs once the breaker is open, so it allocates nothing unless it logs.
 func (f *Filter) rejectOpen(c *engine.Ctx) engine.Verdict {
+	c.AddFlags(engine.FlagCircuitOpen)
 	if f.lim.failLog.allow() {
 		f.log.Warn("wasm request answered without the guest", "module", f.module, "err", errBreakerOpen, "on_error", f.onError())
 	}

@@ -43,10 +43,11 @@ var (
 // instance is one guest module instance and the state of the request it serves. It is used by one
 // goroutine at a time: the pool hands it to a request, which returns it.
 type instance struct {
-	f    *Filter
-	mod  api.Module
-	req  api.Function
-	resp api.Function
+	f       *Filter
+	mod     api.Module
+	memSize int64 // linear memory as last noted (usage.go)
+	req     api.Function
+	resp    api.Function
 	// stack holds the arguments and results of a call: 2 for http-wasm, up to 5 for proxy-wasm.
 	stack [5]uint64
 	cc    callCtx

@@ -154,6 +154,7 @@ func (f *Filter) grow(ctx context.Context) (in *instance, ok bool, err error) {
 		return nil, true, err
 	}
 	f.m.instances.Inc()
+	f.noteMemory(in) // usage.go
 	return in, true, nil
 }
 
@@ -172,6 +173,7 @@ func (f *Filter) release(in *instance) {
 		}
 		return
 	}
+	f.noteMemory(in) // usage.go
 	f.pool.put(in)
 }
 
@@ -185,6 +187,7 @@ func (f *Filter) discard(in *instance) {
 		_ = in.mod.Close(context.Background())
 	}
 	f.untrack(in)
+	f.forgetMemory(in) // usage.go
 	f.live.Add(-1)
 	f.m.instances.Dec()
 	if err := f.closeRuntimeIfUnused(); err != nil {

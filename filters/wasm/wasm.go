@@ -88,6 +88,8 @@ type Filter struct {
 	m        filterMetrics
 	// slot names the filter's place in the configuration (pipeline and label) across reloads.
 	slot string
+	// memBytes is the live instances' linear memory (usage.go).
+	memBytes atomic.Int64
 	// lim holds the limits beyond the timeout: call depth, body sizes, load timeout, the
 	// circuit breaker, the log rate (limits.go, breaker.go).
 	lim limits
@@ -282,6 +284,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 		var err error
 		if in, err = f.acquire(); err != nil {
 			f.failed(err)
+			c.AddFlags(failFlag(err)) // flags.go
 			if !f.skip {
 				c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
 			}
@@ -304,6 +307,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	f.m.calls.Inc()
 	if err := tracedCall(c, in, in.resp); err != nil {
 		f.failed(err)
+		c.AddFlags(failFlag(err))
 		if !f.skip {
 			c.Fail(statusFor(err), fmt.Errorf("wasm filter %s: handle_response: %w", f.label, err))
 		}
@@ -315,6 +319,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 // failRequest answers a request-phase failure per on_error.
 func (f *Filter) failRequest(c *engine.Ctx, in *instance, err error) engine.Verdict {
 	f.failed(err)
+	c.AddFlags(failFlag(err))
 	if in != nil {
 		if f.skip {
 			in.revertResponse()
@@ -336,6 +341,7 @@ func (f *Filter) failBody(c *engine.Ctx, in *instance) engine.Verdict {
 	err := in.bodyErr
 	in.end()
 	f.release(in)
+	c.AddFlags(engine.BodyErrorFlags(err))
 	return c.Fail(engine.BodyErrorStatus(err), fmt.Errorf("wasm filter %s: reading the request body: %w", f.label, err))
 }
 
