@@ -21,6 +21,7 @@ func requestsTotal(t *testing.T, pipeline, class string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := 0.0 // over the other labels (method, code, source)
 	for _, mf := range mfs {
 		if mf.GetName() != "sluice_requests_total" {
 			continue
@@ -30,12 +31,12 @@ func requestsTotal(t *testing.T, pipeline, class string) float64 {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["pipeline"] == pipeline && labels["status_class"] == class {
-				return m.GetCounter().GetValue()
+			if labels["pipeline"] == pipeline && labels["code_class"] == class {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 // TestRoutedRequestNamesServingPipeline: after a route terminal hands a request to another
