@@ -52,7 +52,7 @@ func runRun(args []string) int {
 	}
 	r := &runner{path: *path, log: log, failed: make(chan error, 1)}
 	telemetry.Version = version
-	telemetry.SetBuildInfo(version, "")
+	telemetry.SetBuildInfo(version, commit)
 	if _, err := r.attachTelemetry(gw); err != nil {
 		log.Error("cannot start telemetry", "err", err)
 		_ = gw.Close()
