@@ -52,7 +52,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 func (s *Server) Shutdown() error { return s.srv.Shutdown() }
 
 func (s *Server) handle(c *fasthttp.RequestCtx) {
-	if token := *s.token.Load(); len(token) > 0 {
+	if token := *s.token.Load(); len(token) > 0 && !s.openProbe(c) {
 		auth := c.Request.Header.Peek("Authorization")
 		const prefix = "Bearer "
 		if len(auth) <= len(prefix) || string(auth[:len(prefix)]) != prefix ||
@@ -92,6 +92,16 @@ func (s *Server) handle(c *fasthttp.RequestCtx) {
 	default:
 		engine.WriteError(&c.Response, fasthttp.StatusNotFound)
 	}
+}
+
+// openProbe reports whether c is a probe (/healthz, /readyz) that the running configuration
+// lets through without the token (admin { probes_without_token = true }).
+func (s *Server) openProbe(c *fasthttp.RequestCtx) bool {
+	if !s.current().Spec.Admin.ProbesWithoutToken {
+		return false
+	}
+	p := string(c.Path())
+	return p == "/healthz" || p == "/readyz"
 }
 
 func (s *Server) handleReady(c *fasthttp.RequestCtx) {
