@@ -6,8 +6,8 @@ package ship
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
