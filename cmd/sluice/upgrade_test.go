@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -146,5 +147,55 @@ func TestTakeoverUnderLoad(t *testing.T) {
 		if byMarker[m] == 0 {
 			t.Errorf("no request answered by %s: %v", m, byMarker)
 		}
+	}
+}
+
+// TestHandoverWithoutReadyKeepsServing: a client of the handover socket that is not a sluice
+// (a wrong hello), or one that receives the sockets and goes away without saying READY (a new
+// process that failed to start), leaves the running gateway serving; the descriptors it got are
+// the gateway's listening sockets.
+func TestHandoverWithoutReadyKeepsServing(t *testing.T) {
+	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
+	listen, adminAddr := freePort(t), freePort(t)
+	sock := filepath.Join(t.TempDir(), "handover.sock")
+	url := "http://" + listen + "/x"
+	cmd, logs := startSluice(t, writeConfig(t, upgradeConfig(listen, adminAddr, up, "A")), "-takeover-socket", sock)
+
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	_, _ = io.ReadAll(c) // the gateway hangs up
+	c.Close()
+
+	client, lns, adm, admAddr, err := requestHandover(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lns) != 1 || lns[listen] == nil || adm == nil || admAddr != adminAddr {
+		t.Fatalf("handed %v, admin %v at %q; want %s and the admin API at %s", lns, adm, admAddr, listen, adminAddr)
+	}
+	if got := lns[listen].Addr().String(); got != listen {
+		t.Errorf("the handed socket listens on %s, want %s", got, listen)
+	}
+	closeListeners(lns)
+	_ = adm.Close()
+	_ = client.c.Close() // gone without READY
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "did not become ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log of the abandoned handover:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; i < 20; i++ {
+		if m := configMarker(t, url); m != "A" {
+			t.Fatalf("request %d answered by %q, want A", i, m)
+		}
+	}
+	if cmd.ProcessState != nil || strings.Contains(logs.String(), "draining") {
+		t.Fatalf("the gateway stopped:\n%s", logs.String())
 	}
 }
