@@ -19,8 +19,12 @@ import (
 
 // distBuild builds with make dist's build flags but PGO (a PGO build is a second full compile of every
 // package, minutes on CI's two cores; make dist itself uses it).
+// Under -short it skips the test: a cold build takes minutes on two cores.
 func distBuild(t *testing.T, out string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the gateway (-short)")
+	}
 	ld := "-s -w -buildid= -X main.version=v0.0.0-dist -X main.commit=0123456789abcdef0123456789abcdef01234567 -X main.buildTime=1700000000"
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", out, "./cmd/sluice")
 	cmd.Dir = "../.."

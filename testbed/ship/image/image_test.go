@@ -25,6 +25,9 @@ func TestImage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the image's binary is a linux binary")
 	}
+	if testing.Short() {
+		t.Skip("builds the gateway (-short)")
+	}
 	if _, err := os.Stat(CAPath); err != nil {
 		t.Fatalf("Debian's ca-certificates package is needed (.ci/run installs it): %v", err)
 	}
