@@ -32,14 +32,14 @@ dist: ## static, reproducible release binaries for $(PLATFORMS) into $(DIST)/, w
 	    -ldflags '$(LDFLAGS)' -o $(DIST)/sluice-$(VERSION)-$$os-$$arch ./cmd/sluice; \
 	done
 	cd testbed/ship && $(GO) run ./cmd/sbom -version $(VERSION) -commit '$(COMMIT)' -time $(SOURCE_DATE_EPOCH) \
-	  -o ../../$(DIST)/sluice-$(VERSION).spdx.json ../../$(DIST)/sluice-$(VERSION)-*
+	  -o $(abspath $(DIST))/sluice-$(VERSION).spdx.json $(abspath $(DIST))/sluice-$(VERSION)-*
 	cd $(DIST) && sha256sum sluice-$(VERSION)-* > SHA256SUMS && cat SHA256SUMS
 
 image: ## the container image (scratch, CA certificates, non-root user, the linux/amd64 binary) as $(BIN)/sluice-image.tar, no Docker needed
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -buildvcs=false -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/sluice ./cmd/sluice
-	cd testbed/ship && $(GO) run ./cmd/mkimage -binary ../../$(BIN)/linux-amd64/sluice -version $(VERSION) \
-	  -commit '$(COMMIT)' -time $(SOURCE_DATE_EPOCH) -tag sluice:$(VERSION) -o ../../$(BIN)/sluice-image.tar
+	cd testbed/ship && $(GO) run ./cmd/mkimage -binary $(abspath $(BIN))/linux-amd64/sluice -version $(VERSION) \
+	  -commit '$(COMMIT)' -time $(SOURCE_DATE_EPOCH) -tag sluice:$(VERSION) -o $(abspath $(BIN))/sluice-image.tar
 
 quickstart-filter: ## the quickstart's Wasm filter, from examples/filters/go (Go toolchain only)
 	cd examples/filters/go && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o ../../quickstart/filters/abrouter.wasm ./abrouter
