@@ -219,6 +219,10 @@ type AdminConfig struct {
 	Token  string `hcl:"token,optional" json:"token" sluice:"secret"`
 	// AllowInsecure allows a non-loopback listen address without a token (see Validate).
 	AllowInsecure bool `hcl:"allow_insecure,optional" json:"allow_insecure"`
+	// ProbesWithoutToken lets /healthz and /readyz answer without the token: Kubernetes probes
+	// cannot send a secret header. They tell only whether the gateway runs and is ready (and
+	// the names of upstreams without a healthy target); every other path still needs the token.
+	ProbesWithoutToken bool `hcl:"probes_without_token,optional" json:"probes_without_token"`
 	// ReadyzUpstreams is what /readyz makes of the upstreams (readyz.go): "any_available"
 	// (default) or "ignore".
 	ReadyzUpstreams string `hcl:"readyz_upstreams,optional" json:"readyz_upstreams"`

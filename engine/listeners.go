@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,9 +27,13 @@ type listenerState struct {
 	stopOnce     sync.Once
 	stopMaintain chan struct{}
 	poll         time.Duration // certPoll when the server was made
-	// TakeoverAddresses are addresses Listen and ListenAll may share with another socket even
-	// without Takeover: a reload's new server taking over the old one's addresses.
-	TakeoverAddresses []string
+	// Inherited are listening sockets Listen and ListenAll serve instead of binding their
+	// addresses again, by the address as the configuration spells it: a reload's new server gets
+	// the old one's, a process started with --takeover the running process's (handed over with
+	// SCM_RIGHTS). Sharing the socket, not just the port, keeps the connections queued on it:
+	// closing one of two SO_REUSEPORT sockets resets those queued on the closed one. Each is
+	// taken at most once (and deleted from the map); the caller closes those left over.
+	Inherited map[string]net.Listener
 }
 
 // listener is one of the server's listeners as it runs.
@@ -354,9 +357,13 @@ func originForm(target []byte) []byte {
 	return []byte("/")
 }
 
-// listen opens addr with SO_REUSEPORT (see Listen).
+// listen takes the inherited socket of addr, else opens addr with SO_REUSEPORT (see Listen).
 func (s *Server) listen(addr string) (net.Listener, error) {
-	if !s.Takeover && !slices.Contains(s.TakeoverAddresses, addr) {
+	if ln, ok := s.Inherited[addr]; ok {
+		delete(s.Inherited, addr)
+		return ln, nil
+	}
+	if !s.Takeover {
 		if err := checkAddressFree(addr); err != nil {
 			return nil, err
 		}

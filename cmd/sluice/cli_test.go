@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
+	// Every gateway a test starts serves its handover socket there (handoverPath), removed with dir.
+	_ = os.Setenv("XDG_RUNTIME_DIR", dir)
 	out, err := exec.Command("go", "build", "-o", sluiceBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building sluice: %v\n%s", err, out)

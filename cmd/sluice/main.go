@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
+	"time"
 )
 
 // command is a subcommand; each lives in its own file and adds itself to commands in init.
@@ -18,26 +21,67 @@ type command struct {
 
 var commands = map[string]command{}
 
-// version is set at build time with -ldflags "-X main.version=…"; without it, the module
-// version `go install …@vX` recorded, else "dev" with the commit the binary was built from.
-var version = "dev"
+// version, commit and buildTime are set at build time by make build / make dist with
+// -ldflags "-X main.version=v1.2.3 -X main.commit=<sha> -X main.buildTime=<unix seconds>".
+// buildTime is the commit's time (SOURCE_DATE_EPOCH), never the clock of the build, so that two
+// builds of one commit are byte for byte the same. Without them (go build, go install …@vX) they
+// come from the build information Go records: the module version, vcs.revision and vcs.time.
+var (
+	version   = "dev"
+	commit    = ""
+	buildTime = ""
+)
 
 func init() {
-	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" {
-		if v := bi.Main.Version; v != "" && v != "(devel)" {
-			version = v
-		} else {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-					version = "dev+" + s.Value[:12]
-				}
-			}
-		}
-	}
-	commands["version"] = command{summary: "print the version", run: func([]string) int {
-		fmt.Println("sluice", version)
+	version, commit, buildTime = buildIdentity(version, commit, buildTime)
+	commands["version"] = command{summary: "print the version, commit, Go version and build time", run: func([]string) int {
+		fmt.Print(versionText())
 		return 0
 	}}
+}
+
+// buildIdentity fills what -ldflags left unset from the binary's build information.
+func buildIdentity(v, c, t string) (string, string, string) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v, c, t
+	}
+	var vcsTime string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			if c == "" {
+				c = s.Value
+			}
+		case "vcs.time":
+			vcsTime = s.Value
+		}
+	}
+	if v == "dev" {
+		if mv := bi.Main.Version; mv != "" && mv != "(devel)" {
+			v = mv
+		} else if len(c) >= 12 {
+			v = "dev+" + c[:12]
+		}
+	}
+	if t == "" {
+		t = vcsTime
+	} else if sec, err := strconv.ParseInt(t, 10, 64); err == nil {
+		t = time.Unix(sec, 0).UTC().Format(time.RFC3339)
+	}
+	return v, c, t
+}
+
+// versionText is what `sluice version` prints: one "key: value" line each, easy to grep.
+func versionText() string {
+	orUnknown := func(s string) string {
+		if s == "" {
+			return "unknown"
+		}
+		return s
+	}
+	return fmt.Sprintf("sluice %s\ncommit: %s\ngo: %s %s/%s\nbuilt: %s\n",
+		version, orUnknown(commit), runtime.Version(), runtime.GOOS, runtime.GOARCH, orUnknown(buildTime))
 }
 
 func main() {

@@ -30,7 +30,8 @@ func runRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("c", "gateway.hcl", "configuration file")
 	watch := fs.Bool("watch", false, "reload when the configuration file changes")
-	takeover := fs.Bool("takeover", false, "share the listen address with the gateway already serving it (SO_REUSEPORT), to stop that one next: a zero-downtime upgrade")
+	takeover := fs.Bool("takeover", false, "take the listening sockets over from the gateway serving these addresses (through its handover socket); once this one serves, that one drains and exits: a zero-downtime upgrade")
+	handover := fs.String("takeover-socket", "", "the handover socket this gateway serves, and where --takeover asks (default: sluice-<first listen address>.sock in $RUNTIME_DIRECTORY, $XDG_RUNTIME_DIR or the temporary directory)")
 	logFormat := fs.String("log-format", "text", "gateway log format: text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if status, ok := parseFlags(fs, args); !ok {
@@ -50,27 +51,67 @@ func runRun(args []string) int {
 	if !ok {
 		return 1
 	}
-	r := &runner{path: *path, log: log, failed: make(chan error, 1)}
+	r := &runner{path: *path, log: log, failed: make(chan error, 1), takenOver: make(chan struct{}, 1)}
 	telemetry.Version = version
-	telemetry.SetBuildInfo(version, "")
+	telemetry.SetBuildInfo(version, commit)
 	if _, err := r.attachTelemetry(gw); err != nil {
 		log.Error("cannot start telemetry", "err", err)
 		_ = gw.Close()
 		return 1
 	}
 	telemetry.RecordReload(nil, "") // the initial load
-	if err := r.startServer(gw, *takeover, nil); err != nil {
+	// With --takeover, the running gateway's sockets; without a gateway answering on the
+	// handover socket, the addresses are shared with SO_REUSEPORT as a fallback.
+	var old *handoverClient
+	var inherited map[string]net.Listener
+	var admLn net.Listener
+	if *takeover {
+		from := *handover
+		if from == "" {
+			from = handoverPath(gw.Spec, "")
+		}
+		var admAddr string
+		if old, inherited, admLn, admAddr, err = requestHandover(from); err != nil {
+			log.Warn("no handover; sharing the addresses with SO_REUSEPORT instead (connections still queued on the other process's sockets when it stops are reset)", "err", err)
+		} else {
+			log.Info("took the listening sockets over", "from", from, "sockets", len(inherited))
+			if admLn != nil && admAddr != gw.Spec.Admin.Listen {
+				_ = admLn.Close() // the admin API moved: this one binds its own address
+				admLn = nil
+			}
+		}
+	}
+	if err := r.startServer(gw, *takeover, inherited); err != nil {
 		log.Error("cannot start", "err", err)
 		if errors.Is(err, engine.ErrAddressInUse) {
-			log.Error("to take over from the process serving these addresses, start with --takeover, then stop that one (SIGTERM)")
+			log.Error("to take over from the process serving these addresses, start with --takeover")
 		}
 		_ = gw.Close()
+		if admLn != nil {
+			_ = admLn.Close()
+		}
 		return 1
 	}
-	if err := r.startAdmin(gw.Spec.Admin); err != nil {
+	if err := r.startAdmin(gw.Spec.Admin, admLn); err != nil {
 		log.Error("cannot start the admin API", "err", err)
 		r.srv.Load().Shutdown(context.Background())
 		return 1
+	}
+	hpath := *handover
+	if hpath == "" {
+		hpath = handoverPath(gw.Spec, r.firstBound)
+	}
+	hs, err := r.serveHandover(hpath)
+	if err != nil {
+		log.Warn("no handover socket: this gateway cannot hand its sockets to a new process", "err", err)
+	}
+	if old != nil {
+		if err := old.ready(); err != nil {
+			log.Warn("the old process was not told to stop; stop it with SIGTERM", "err", err)
+		}
+	}
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("sd_notify", "err", err)
 	}
 
 	stop := make(chan struct{})
@@ -80,11 +121,17 @@ func runRun(args []string) int {
 	}
 	log.Info("serving", "listeners", len(gw.Spec.EffectiveListeners()), "pipelines", len(gw.Pipelines), "config", *path)
 
+	takenOver := false
+serve:
 	for {
 		select {
 		case err := <-r.failed:
 			log.Error("server stopped", "err", err)
 			return 1
+		case <-r.takenOver:
+			takenOver = true
+			log.Info("a new process took the listening sockets over; draining")
+			break serve
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if _, err := r.reload(); err != nil {
@@ -93,34 +140,39 @@ func runRun(args []string) int {
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
-			close(stop)
-			grace := r.srv.Load().Gateway().Spec.Server.ShutdownTimeout.D()
-			// The process ends even if something the shutdown waits for never returns: it has
-			// shutdown_timeout to drain, and a few seconds more to close what it built.
-			exitAt := time.Now().Add(grace + 5*time.Second)
-			time.AfterFunc(time.Until(exitAt), func() {
-				log.Error("shutdown did not finish within shutdown_timeout + 5s; exiting")
-				os.Exit(1)
-			})
-			// No reload from here on; one still building gives up at its filters' load timeouts.
-			r.mu.Lock()
-			srv := r.srv.Load()
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			err := srv.Shutdown(ctx)
-			cancel()
-			if r.adm != nil {
-				_ = r.adm.Shutdown()
-			}
-			// The spans still queued get what is left before the exit timer, less a margin.
-			r.shutdownTelemetryBy(exitAt.Add(-time.Second))
-			if err != nil {
-				log.Error("shutdown did not finish cleanly", "err", err)
-				return 1
-			}
-			log.Info("stopped")
-			return 0
+			break serve
 		}
 	}
+	_ = sdNotify("STOPPING=1")
+	if hs != nil {
+		hs.close(!takenOver)
+	}
+	close(stop)
+	grace := r.srv.Load().Gateway().Spec.Server.ShutdownTimeout.D()
+	// The process ends even if something the shutdown waits for never returns: it has
+	// shutdown_timeout to drain, and a few seconds more to close what it built.
+	exitAt := time.Now().Add(grace + 5*time.Second)
+	time.AfterFunc(time.Until(exitAt), func() {
+		log.Error("shutdown did not finish within shutdown_timeout + 5s; exiting")
+		os.Exit(1)
+	})
+	// No reload from here on; one still building gives up at its filters' load timeouts.
+	r.mu.Lock()
+	srv := r.srv.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	err = srv.Shutdown(ctx)
+	cancel()
+	if r.adm != nil {
+		_ = r.adm.Shutdown()
+	}
+	// The spans still queued get what is left before the exit timer, less a margin.
+	r.shutdownTelemetryBy(exitAt.Add(-time.Second))
+	if err != nil {
+		log.Error("shutdown did not finish cleanly", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
 }
 
 // runner owns the running server, the admin API and reloading.
@@ -130,30 +182,47 @@ type runner struct {
 	srv    atomic.Pointer[engine.Server]
 	adm    *admin.Server
 	admCfg engine.AdminConfig
-	failed chan error // a server that stopped on its own
-	mu     sync.Mutex // one reload at a time
-	tel    telemetryState
+	// lns are the running server's listening sockets by configured address, admLn the admin
+	// API's: what a handover duplicates (handover.go). firstBound is the first listener's
+	// bound address.
+	lns        map[string]net.Listener
+	admLn      net.Listener
+	firstBound string
+	takenOver  chan struct{} // a new process serves the sockets handed to it
+	failed     chan error    // a server that stopped on its own
+	mu         sync.Mutex    // one reload at a time
+	tel        telemetryState
 }
 
 // current is the gateway serving new requests (the admin API reads it).
 func (r *runner) current() *engine.Gateway { return r.srv.Load().Gateway() }
 
 // startServer makes a server for gw, binds its listeners and serves. takeover allows addresses
-// other sockets listen on (engine.Server.Takeover); shared are addresses the server may take
-// over in any case (a reload's new server, from the old one).
-func (r *runner) startServer(gw *engine.Gateway, takeover bool, shared []string) error {
+// other sockets listen on (engine.Server.Takeover); inherited are listening sockets to serve
+// instead of binding their addresses (engine.Server.Inherited): a reload's new server gets the
+// old one's, a --takeover process the old process's. startServer closes those it does not use.
+func (r *runner) startServer(gw *engine.Gateway, takeover bool, inherited map[string]net.Listener) error {
 	srv, err := engine.NewServer(gw, r.log)
 	if err != nil {
+		closeListeners(inherited)
 		return err
 	}
 	srv.Takeover = takeover
-	srv.TakeoverAddresses = shared
+	srv.Inherited = inherited
 	lns, err := srv.ListenAll()
+	closeListeners(srv.Inherited) // the addresses no listener has any more
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	r.srv.Store(srv)
+	r.lns = map[string]net.Listener{}
+	for i, l := range gw.Spec.EffectiveListeners() {
+		r.lns[l.Address] = lns[l.Name]
+		if i == 0 {
+			r.firstBound = lns[l.Name].Addr().String()
+		}
+	}
 	go func() {
 		if err := srv.ServeAll(lns); err != nil {
 			select {
@@ -168,21 +237,29 @@ func (r *runner) startServer(gw *engine.Gateway, takeover bool, shared []string)
 	return nil
 }
 
-// startAdmin serves the admin API as cfg says ("" listen: off).
-func (r *runner) startAdmin(cfg engine.AdminConfig) error {
+// startAdmin serves the admin API as cfg says ("" listen: off), on ln if given (the socket a
+// handover passed), else on a socket it binds.
+func (r *runner) startAdmin(cfg engine.AdminConfig, ln net.Listener) error {
 	r.admCfg = cfg
 	r.adm = nil
+	r.admLn = nil
 	if cfg.Listen == "" {
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return nil
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("admin API on %s: %w", cfg.Listen, err)
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("admin API on %s: %w", cfg.Listen, err)
+		}
 	}
 	adm := admin.New(cfg, r.current, r.reload)
 	adm.SetStartTime(processStart) // dashboard.go
 	adm.SetConnections(func() int { return r.srv.Load().OpenConnections() })
 	r.adm = adm
+	r.admLn = ln
 	go func() { _ = adm.Serve(ln) }()
 	r.log.Info("admin API", "listen", ln.Addr().String(), "dashboard", dashboardURL(ln.Addr()))
 	return nil
@@ -198,7 +275,7 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 		return
 	}
 	old := r.adm
-	if err := r.startAdmin(cfg); err != nil {
+	if err := r.startAdmin(cfg, nil); err != nil {
 		r.log.Error("the admin API could not move; it is off until the next reload", "err", err)
 	}
 	if old != nil {
@@ -209,13 +286,17 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // reload loads and builds the configuration file again and swaps it in; on any error the
 // running configuration stays and the diagnostics are returned. Certificates are swapped into
 // the running listeners. A changed server block or listener (address, limits, TLS parameters)
-// gets a new server: it binds first (SO_REUSEPORT allows the same addresses, which it takes over
-// from the old server), then the old one stops accepting and finishes what it accepted. A new
-// address must be free.
+// gets a new server: it serves the old server's sockets of the addresses it keeps (duplicates,
+// so no queued connection is lost), then the old one stops accepting and finishes what it
+// accepted. A new address must be free. The service manager hears RELOADING=1, then READY=1.
 func (r *runner) reload() (diags string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer func() { telemetry.RecordReload(err, diags) }() // the dashboard's "last reload"
+	if err := sdNotify(sdReloading()); err != nil {
+		r.log.Warn("sd_notify", "err", err)
+	}
+	defer sdNotify("READY=1")
 	var diag bytes.Buffer
 	gw, ok := loadAndBuild(r.path, &diag, false, r.log)
 	if !ok {
@@ -237,11 +318,11 @@ func (r *runner) reload() (diags string, err error) {
 	if sameServer(old.Gateway().Spec, gw.Spec) {
 		drained = old.Swap(gw)
 	} else {
-		var shared []string
-		for _, l := range old.Gateway().Spec.EffectiveListeners() {
-			shared = append(shared, l.Address)
+		inherited, err := dupListeners(r.lns)
+		if err == nil {
+			err = r.startServer(gw, false, inherited)
 		}
-		if err := r.startServer(gw, false, shared); err != nil {
+		if err != nil {
 			_ = gw.Close()
 			retire()
 			telemetry.ConfigReloaded(false)

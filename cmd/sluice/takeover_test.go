@@ -27,9 +27,10 @@ func runToExit(t *testing.T, args ...string) (int, string) {
 }
 
 // TestSecondRunOnSameAddressFails: a second gateway on an address another one serves fails with
-// a clear error instead of sharing the connections; with --takeover it shares, and can itself be
-// taken over later (its own listener has SO_REUSEPORT too). Every request meanwhile is answered
-// by the gateway that should answer it.
+// a clear error instead of sharing the connections; with --takeover it receives the sockets
+// (through the handover socket at its default path) and the first one exits by itself; it can
+// itself be taken over later. Every request meanwhile is answered by the gateway that should
+// answer it.
 func TestSecondRunOnSameAddressFails(t *testing.T) {
 	up := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "u"}).Handle)
 	listen := freePort(t)
@@ -46,12 +47,11 @@ func TestSecondRunOnSameAddressFails(t *testing.T) {
 		}
 	}
 
-	// With --takeover the second one shares the address; once the first stops, it serves alone.
+	// With --takeover the second one gets the sockets; the first drains and exits on its own.
 	second, _ := startSluice(t, writeConfig(t, gatewayConfig(listen, "", up, "second")), "--takeover")
-	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the gateway taken over exited with %v, want 0", err)
 	}
-	_ = first.Wait()
 	for i := 0; i < 20; i++ {
 		if m := configMarker(t, url); m != "second" {
 			t.Fatalf("after the first stopped, request %d answered by %q, want second", i, m)
@@ -62,8 +62,9 @@ func TestSecondRunOnSameAddressFails(t *testing.T) {
 		t.Fatalf("third gateway without --takeover: exit %d, want 1:\n%s", code, out)
 	}
 	startSluice(t, writeConfig(t, gatewayConfig(listen, "", up, "third")), "--takeover")
-	_ = second.Process.Signal(syscall.SIGTERM)
-	_ = second.Wait()
+	if err := second.Wait(); err != nil {
+		t.Fatalf("the second gateway, taken over, exited with %v, want 0", err)
+	}
 	if m := configMarker(t, url); m != "third" {
 		t.Errorf("after the second stopped, answered by %q, want third", m)
 	}

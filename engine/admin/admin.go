@@ -84,7 +84,7 @@ func (s *Server) handle(c *fasthttp.RequestCtx) {
 		s.handleDashboard(c, path) // ui.go
 		return
 	}
-	if s.authenticate(c, false) == authFailed {
+	if !s.openProbe(c) && s.authenticate(c, false) == authFailed {
 		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 		engine.WriteError(&c.Response, fasthttp.StatusUnauthorized)
 		return
@@ -118,6 +118,16 @@ func (s *Server) handle(c *fasthttp.RequestCtx) {
 	default:
 		engine.WriteError(&c.Response, fasthttp.StatusNotFound)
 	}
+}
+
+// openProbe reports whether c is a probe (/healthz, /readyz) that the running configuration
+// lets through without the token (admin { probes_without_token = true }).
+func (s *Server) openProbe(c *fasthttp.RequestCtx) bool {
+	if !s.current().Spec.Admin.ProbesWithoutToken {
+		return false
+	}
+	p := string(c.Path())
+	return p == "/healthz" || p == "/readyz"
 }
 
 func (s *Server) handleReady(c *fasthttp.RequestCtx) {
