@@ -46,11 +46,30 @@ func runRun(args []string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	gw, ok := loadAndBuild(*path, os.Stderr, false, log)
+	// A bootstrap file (a config_source block alone) takes the configuration from etcd (fleet.go).
+	boot, ok := loadBootstrap(*path, os.Stderr)
 	if !ok {
 		return 1
 	}
-	r := &runner{path: *path, log: log, failed: make(chan error, 1)}
+	var gw *engine.Gateway
+	var fl *fleet
+	cfgPath := *path
+	if boot != nil {
+		if *watch {
+			log.Error("cannot start", "err", errFleetWatch)
+			return 2
+		}
+		if fl, gw, cfgPath, ok = startFleet(boot, log); !ok {
+			return 1
+		}
+		defer fl.stop()
+	} else if gw, ok = loadAndBuild(*path, os.Stderr, false, log); !ok {
+		return 1
+	}
+	r := &runner{path: cfgPath, log: log, failed: make(chan error, 1)}
+	if fl != nil {
+		r.source = fl.readyDetail
+	}
 	telemetry.Version = version
 	telemetry.SetBuildInfo(version, "")
 	if _, err := r.attachTelemetry(gw); err != nil {
@@ -73,6 +92,9 @@ func runRun(args []string) int {
 	}
 
 	stop := make(chan struct{})
+	if fl != nil {
+		fl.run(r)
+	}
 	if *watch {
 		// The files as they are now, before "serving" says that changing them takes effect.
 		go r.watch(stop, r.stamps())
@@ -130,6 +152,7 @@ type runner struct {
 	failed chan error // a server that stopped on its own
 	mu     sync.Mutex // one reload at a time
 	tel    telemetryState
+	source func() any // the configuration source's /readyz detail (fleet.go), or nil
 }
 
 // current is the gateway serving new requests (the admin API reads it).
@@ -177,6 +200,9 @@ func (r *runner) startAdmin(cfg engine.AdminConfig) error {
 		return fmt.Errorf("admin API on %s: %w", cfg.Listen, err)
 	}
 	adm := admin.New(cfg, r.current, r.reload)
+	if r.source != nil {
+		adm.SetSource(r.source)
+	}
 	r.adm = adm
 	go func() { _ = adm.Serve(ln) }()
 	r.log.Info("admin API", "listen", ln.Addr().String())
@@ -207,11 +233,18 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // gets a new server: it binds first (SO_REUSEPORT allows the same addresses, which it takes over
 // from the old server), then the old one stops accepting and finishes what it accepted. A new
 // address must be free.
-func (r *runner) reload() (string, error) {
+func (r *runner) reload() (string, error) { return r.reloadPath("") }
+
+// reloadPath is reload from the configuration file at path (a bundle from etcd), which then
+// becomes the one reload reads; "" reloads the current one.
+func (r *runner) reloadPath(path string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if path == "" {
+		path = r.path
+	}
 	var diag bytes.Buffer
-	gw, ok := loadAndBuild(r.path, &diag, false, r.log)
+	gw, ok := loadAndBuild(path, &diag, false, r.log)
 	if !ok {
 		r.log.Error("configuration rejected", "diagnostics", diag.String())
 		telemetry.ConfigReloaded(false)
@@ -259,6 +292,7 @@ func (r *runner) reload() (string, error) {
 	if gw.Spec.Admin != r.admCfg {
 		r.moveAdmin(gw.Spec.Admin)
 	}
+	r.path = path
 	telemetry.ConfigReloaded(true)
 	r.log.Info("configuration reloaded", "pipelines", len(gw.Pipelines))
 	return "", nil
