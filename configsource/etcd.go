@@ -15,6 +15,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // ChunkSize is the largest value `sluice push` writes: etcd refuses requests over 1.5 MiB by
@@ -84,7 +86,12 @@ func NewEtcd(cfg *EtcdConfig, log *slog.Logger) (*Etcd, error) {
 		Logger:               zap.NewNop(),
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-		AutoSyncInterval:     0,
+		// gRPC's reconnection backoff grows to 2 minutes by default: an instance would wait that
+		// long to see etcd back.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: cfg.DialTimeout.D(),
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -193,7 +200,6 @@ func (e *Etcd) Watch(ctx context.Context, from *Bundle, apply func(*Bundle) erro
 		// it silently; the loop then watches again from the last revision seen.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := e.cli.Watch(wctx, e.key("manifest"), clientv3.WithRev(rev+1))
-		e.setConnected(true)
 		for wr := range wch {
 			if wr.CompactRevision != 0 {
 				// The revisions after ours were compacted away: read the current manifest.
@@ -296,16 +302,26 @@ func (e *Etcd) keepStatus(ctx context.Context) {
 		e.mu.Lock()
 		lease := e.lease
 		e.mu.Unlock()
+		// The status heartbeat is also how the instance knows whether etcd is reachable: a watch
+		// waiting on a lost connection says nothing until it comes back.
 		if dirty || lease == 0 {
-			dirty = e.writeStatus(ctx) != nil
-		} else if _, err := e.cli.KeepAliveOnce(ctx, lease); err != nil {
-			if errors.Is(err, context.Canceled) {
+			err := e.writeStatus(ctx)
+			dirty = err != nil
+			e.setConnected(err == nil)
+		} else {
+			kctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout.D())
+			_, err := e.cli.KeepAliveOnce(kctx, lease)
+			cancel()
+			if ctx.Err() != nil {
 				return
 			}
-			e.mu.Lock()
-			e.lease = 0 // expired or unreachable: grant a new one on the next write
-			e.mu.Unlock()
-			dirty = true
+			if err != nil {
+				e.mu.Lock()
+				e.lease = 0 // expired or unreachable: grant a new one on the next write
+				e.mu.Unlock()
+				dirty = true
+			}
+			e.setConnected(err == nil)
 		}
 		select {
 		case <-ctx.Done():
