@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,6 +81,7 @@ type RedisClientOptions struct {
 // the Sentinels for the primary (and again after each failover), or a cluster client. It dials
 // lazily.
 func (r *RedisConfig) NewClient(o RedisClientOptions) redis.UniversalClient {
+	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	switch {
 	case r.Sentinel != nil:
@@ -119,6 +123,16 @@ func (r *RedisConfig) Where() string {
 		return fmt.Sprintf("cluster via %v", r.Cluster.Addrs)
 	}
 	return r.Address
+}
+
+var quietRedisOnce sync.Once
+
+// redisLogger sends go-redis' own log lines (a failed dial on every probe, say) to debug level:
+// the users of a client report outages once, themselves.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 var errRedisCluster = errors.New("needs a single Redis or a Sentinel-managed one: its storage uses transactions across keys, which a Redis Cluster refuses")

@@ -85,20 +85,9 @@ var (
 	monoStart = time.Now()
 )
 
-var quietRedisOnce sync.Once
-
-// redisLogger sends go-redis' own log lines (a failed dial on every probe, say) to debug level:
-// outages are reported once, by sharedClient.failed.
-type redisLogger struct{}
-
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
-}
-
 // acquireClient returns the client for rc, creating it on first use. The client dials lazily:
 // creating it touches no network.
 func acquireClient(rc *engine.RedisConfig, log *slog.Logger) *sharedClient {
-	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
 	if sc, ok := clients[rc]; ok {
