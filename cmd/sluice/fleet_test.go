@@ -386,3 +386,63 @@ func TestPushLargeModule(t *testing.T) {
 	startSluiceEnv(t, env, boot)
 	check("restarted without etcd")
 }
+
+// TestBootstrapValidation: a bootstrap file holds the config_source block alone, and its
+// mistakes are diagnostics with locations, from validate and run alike; push refuses a
+// configuration that does not validate and writes nothing.
+func TestBootstrapValidation(t *testing.T) {
+	good := writeConfig(t, `config_source "etcd" {
+  endpoints = ["http://127.0.0.1:2379"]
+  prefix    = "/sluice/prod"
+}
+`)
+	sluice := func(args ...string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, sluiceBin, args...).CombinedOutput()
+		return exitCode(err), string(out)
+	}
+	if code, out := sluice("validate", "-c", good); code != 0 || !strings.Contains(out, "bootstrap file is valid") {
+		t.Errorf("validate of a good bootstrap file: exit %d\n%s", code, out)
+	}
+	bad := writeConfig(t, `config_source "etcd" {
+  endpoints = []
+  prefix    = "sluice/"
+  password  = "hunter2"
+}
+server { listen = "127.0.0.1:1" }
+`)
+	for _, cmd := range []string{"validate", "run"} {
+		code, out := sluice(cmd, "-c", bad)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s", cmd, code, out)
+		}
+		for _, want := range []string{":2:15: error:", "endpoints", ":3:15: error:", "prefix", "Needs a username", ":6:1: error: Unsupported block type", "bootstrap file"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s output lacks %q:\n%s", cmd, want, out)
+			}
+		}
+		if strings.Contains(out, "hunter2") {
+			t.Errorf("%s printed the etcd password:\n%s", cmd, out)
+		}
+	}
+
+	et := etcdtest.Start(t)
+	cfg := writeConfig(t, `pipeline "p" {
+  filter "headerz" {}
+}
+`)
+	out, err := exec.Command(sluiceBin, "push", "-c", cfg, "--etcd", et.Endpoint, "--prefix", "/fleet").CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), `Unknown filter kind "headerz"`) || !strings.Contains(string(out), "nothing pushed") {
+		t.Errorf("push of a bad configuration: exit %d\n%s", exitCode(err), out)
+	}
+	src, err := configsource.NewEtcd(pushConfig(et.Endpoint), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if b, err := src.Current(t.Context()); err != nil || b != nil {
+		t.Errorf("after a refused push etcd holds %v (%v), want nothing", b, err)
+	}
+}
