@@ -379,6 +379,25 @@ func TestPushLargeModule(t *testing.T) {
 	}
 	cmd, _ := startSluiceEnv(t, env, boot)
 	check("from etcd")
+	// push --wait reports each instance's answer from its status key.
+	host, _ := os.Hostname()
+	if err := os.WriteFile(cfg, []byte(strings.Replace(fleetConfig(up, "wasm"), `  balancer`, `  filter "wasm" {
+    module = "filters/sec.wasm"
+  }
+  filter "headers" {
+    response_set = { "X-Pushed" = "2" }
+  }
+  balancer`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := push(t, et.Endpoint, cfg, "--wait", "10s"); !strings.Contains(out, host+": serving") {
+		t.Errorf("push --wait printed %q, want %q", out, host+": serving")
+	}
+	if resp, err := http.Get("http://" + listen + "/x"); err != nil || resp.Header.Get("X-Pushed") != "2" {
+		t.Errorf("after push --wait the instance does not serve the new configuration (%v)", err)
+	} else {
+		resp.Body.Close()
+	}
 	_ = cmd.Process.Kill()
 	_, _ = cmd.Process.Wait()
 
