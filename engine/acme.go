@@ -314,6 +314,9 @@ func (acmeProvider) CheckTLS(l *ListenerConfig, env *BuildEnv) error {
 		if err != nil {
 			return fmt.Errorf("acme: %w", err)
 		}
+		if rc.Cluster != nil {
+			return fmt.Errorf("acme: redis.%s %w", rc.Name, errRedisCluster)
+		}
 		ac.redis = rc
 	}
 	if ac.CARootFile == "" {

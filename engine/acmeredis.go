@@ -26,6 +26,7 @@ import (
 //     owner renews while it holds it: a holder that dies releases it after redisLockTTL.
 type redisStorage struct {
 	client *redis.Client
+	where  string // the block's servers, for logs
 	prefix string
 
 	mu    sync.Mutex
@@ -47,11 +48,9 @@ const redisStorageTimeout = 5 * time.Second
 
 func newRedisStorage(rc *RedisConfig) *redisStorage {
 	return &redisStorage{
-		client: redis.NewClient(&redis.Options{
-			Addr: rc.Address, Password: rc.Password, DB: rc.DB,
-			DialTimeout: redisStorageTimeout, ReadTimeout: redisStorageTimeout, WriteTimeout: redisStorageTimeout,
-			PoolSize: 4, DisableIdentity: true,
-		}),
+		// A sentinel block gives a failover client, a *redis.Client too.
+		client: rc.NewClient(RedisClientOptions{Timeout: redisStorageTimeout, PoolSize: 4}).(*redis.Client),
+		where:  rc.Where(),
 		prefix: "sluice:acme:",
 		locks:  map[string]*redisLock{},
 	}
@@ -62,7 +61,7 @@ func (s *redisStorage) dir(key string) string  { return s.prefix + "d:" + key }
 func (s *redisStorage) lock(key string) string { return s.prefix + "l:" + key }
 
 // String names the storage in certmagic's logs.
-func (s *redisStorage) String() string { return "redis:" + s.client.Options().Addr }
+func (s *redisStorage) String() string { return "redis:" + s.where }
 
 // Store writes value at key and records key in its parent directories, in one transaction.
 func (s *redisStorage) Store(ctx context.Context, key string, value []byte) error {

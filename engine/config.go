@@ -294,10 +294,13 @@ type LogsConfig struct {
 // RedisConfig is a `redis "NAME"` block.
 type RedisConfig struct {
 	Name     string   `json:"name"`
-	Address  string   `hcl:"address" json:"address"`
+	Address  string   `hcl:"address,optional" json:"address"`
 	Password string   `hcl:"password,optional" json:"password" sluice:"secret"`
 	DB       int      `hcl:"db,optional" json:"db"`
 	Timeout  Duration `hcl:"timeout,optional" json:"timeout"`
+	// Sentinel or Cluster replace Address (redisclient.go).
+	Sentinel *RedisSentinel `hcl:"sentinel,block" json:"sentinel,omitempty"`
+	Cluster  *RedisCluster  `hcl:"cluster,block" json:"cluster,omitempty"`
 }
 
 // SetDefaults fills a redis block's defaults.
@@ -305,10 +308,7 @@ func (r *RedisConfig) SetDefaults() { r.Timeout = Duration(50 * time.Millisecond
 
 // Validate checks a redis block.
 func (r *RedisConfig) Validate() error {
-	var errs []error
-	if r.Address == "" {
-		errs = append(errs, FieldErr("address", "must not be empty"))
-	}
+	errs := r.validateTopology()
 	if r.Timeout <= 0 {
 		errs = append(errs, FieldErr("timeout", "must be positive"))
 	}

@@ -47,11 +47,30 @@ func runRun(args []string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	gw, ok := loadAndBuild(*path, os.Stderr, false, log)
+	// A bootstrap file (a config_source block alone) takes the configuration from etcd (fleet.go).
+	boot, ok := loadBootstrap(*path, os.Stderr)
 	if !ok {
 		return 1
 	}
-	r := &runner{path: *path, log: log, failed: make(chan error, 1), takenOver: make(chan struct{}, 1)}
+	var gw *engine.Gateway
+	var fl *fleet
+	cfgPath := *path
+	if boot != nil {
+		if *watch {
+			log.Error("cannot start", "err", errFleetWatch)
+			return 2
+		}
+		if fl, gw, cfgPath, ok = startFleet(boot, log); !ok {
+			return 1
+		}
+		defer fl.stop()
+	} else if gw, ok = loadAndBuild(*path, os.Stderr, false, log); !ok {
+		return 1
+	}
+	r := &runner{path: cfgPath, log: log, failed: make(chan error, 1), takenOver: make(chan struct{}, 1)}
+	if fl != nil {
+		r.source = fl.readyDetail
+	}
 	telemetry.Version = version
 	telemetry.SetBuildInfo(version, commit)
 	if _, err := r.attachTelemetry(gw); err != nil {
@@ -115,6 +134,9 @@ func runRun(args []string) int {
 	}
 
 	stop := make(chan struct{})
+	if fl != nil {
+		fl.run(r)
+	}
 	if *watch {
 		// The files as they are now, before "serving" says that changing them takes effect.
 		go r.watch(stop, r.stamps())
@@ -192,6 +214,7 @@ type runner struct {
 	failed     chan error    // a server that stopped on its own
 	mu         sync.Mutex    // one reload at a time
 	tel        telemetryState
+	source     func() any // the configuration source's /readyz detail (fleet.go), or nil
 }
 
 // current is the gateway serving new requests (the admin API reads it).
@@ -258,6 +281,9 @@ func (r *runner) startAdmin(cfg engine.AdminConfig, ln net.Listener) error {
 	adm := admin.New(cfg, r.current, r.reload)
 	adm.SetStartTime(processStart) // dashboard.go
 	adm.SetConnections(func() int { return r.srv.Load().OpenConnections() })
+	if r.source != nil {
+		adm.SetSource(r.source)
+	}
 	r.adm = adm
 	r.admLn = ln
 	go func() { _ = adm.Serve(ln) }()
@@ -289,7 +315,11 @@ func (r *runner) moveAdmin(cfg engine.AdminConfig) {
 // gets a new server: it serves the old server's sockets of the addresses it keeps (duplicates,
 // so no queued connection is lost), then the old one stops accepting and finishes what it
 // accepted. A new address must be free. The service manager hears RELOADING=1, then READY=1.
-func (r *runner) reload() (diags string, err error) {
+func (r *runner) reload() (string, error) { return r.reloadPath("") }
+
+// reloadPath is reload from the configuration file at path (a bundle from etcd), which then
+// becomes the one reload reads; "" reloads the current one.
+func (r *runner) reloadPath(path string) (diags string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer func() { telemetry.RecordReload(err, diags) }() // the dashboard's "last reload"
@@ -297,8 +327,11 @@ func (r *runner) reload() (diags string, err error) {
 		r.log.Warn("sd_notify", "err", err)
 	}
 	defer sdNotify("READY=1")
+	if path == "" {
+		path = r.path
+	}
 	var diag bytes.Buffer
-	gw, ok := loadAndBuild(r.path, &diag, false, r.log)
+	gw, ok := loadAndBuild(path, &diag, false, r.log)
 	if !ok {
 		r.log.Error("configuration rejected", "diagnostics", diag.String())
 		telemetry.ConfigReloaded(false)
@@ -346,6 +379,7 @@ func (r *runner) reload() (diags string, err error) {
 	if gw.Spec.Admin != r.admCfg {
 		r.moveAdmin(gw.Spec.Admin)
 	}
+	r.path = path
 	telemetry.ConfigReloaded(true)
 	r.log.Info("configuration reloaded", "pipelines", len(gw.Pipelines))
 	return "", nil

@@ -26,6 +26,12 @@ func runValidate(args []string) int {
 	if fs.NArg() > 0 {
 		*path = fs.Arg(0)
 	}
+	if boot, ok := loadBootstrap(*path, os.Stderr); !ok {
+		return 1
+	} else if boot != nil {
+		fmt.Printf("%s: bootstrap file is valid (the configuration comes from etcd %s)\n", *path, boot.Prefix)
+		return 0
+	}
 	gw, ok := loadAndBuild(*path, os.Stderr, true, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if !ok {
 		return 1

@@ -43,7 +43,13 @@ type Server struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	sampling sync.Once
+	// source describes where the configuration comes from (etcd: what is served, what was
+	// refused), for /readyz; nil for a configuration file.
+	source atomic.Pointer[func() any]
 }
+
+// SetSource adds the configuration source's state to /readyz's answer.
+func (s *Server) SetSource(detail func() any) { s.source.Store(&detail) }
 
 // New returns an admin server for the gateway current returns.
 func New(cfg engine.AdminConfig, current func() *engine.Gateway, reload Reloader) *Server {
@@ -132,6 +138,18 @@ func (s *Server) openProbe(c *fasthttp.RequestCtx) bool {
 
 func (s *Server) handleReady(c *fasthttp.RequestCtx) {
 	gw := s.current()
+	// A refused configuration from the source is reported, not a reason to be unready: the last
+	// good one is serving.
+	var source any
+	if f := s.source.Load(); f != nil {
+		source = (*f)()
+	}
+	writeJSON := func(c *fasthttp.RequestCtx, status int, v map[string]any) {
+		if source != nil {
+			v["config_source"] = source
+		}
+		writeJSON(c, status, v)
+	}
 	if gw.Spec.Admin.ReadyzUpstreams == engine.ReadyzIgnore {
 		writeJSON(c, fasthttp.StatusOK, map[string]any{"ready": true})
 		return

@@ -37,6 +37,7 @@ package cache
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -69,6 +70,15 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 		f.pipeline = env.Pipeline
 		f.shared = true
 	}
+	if cfg.Store != "" {
+		rc, err := env.RedisConfig(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if !env.Validating {
+			f.tier = newTier(cfg, rc, env.Pipeline, env.Logger)
+		}
+	}
 	return f, nil
 }
 
@@ -82,7 +92,8 @@ type Filter struct {
 	metrics      metricSet
 	validating   bool
 	pipeline     string
-	shared       bool // store comes from acquireStore and is released on Close
+	shared       bool  // store comes from acquireStore and is released on Close
+	tier         *tier // the Redis tier behind store, or nil
 	log          *slog.Logger
 	// now is the clock (tests replace it).
 	now func() time.Time
@@ -120,6 +131,9 @@ func (f *Filter) Close() error {
 	f.once.Do(func() { close(f.closed); first = true })
 	if first && f.shared {
 		defer releaseStore(f.pipeline, f.store)
+	}
+	if first && f.tier != nil {
+		defer f.tier.close()
 	}
 	done := make(chan struct{})
 	go func() { f.bg.Wait(); close(done) }()
@@ -227,6 +241,19 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 				return f.serve(c, st, e, age, resStale)
 			}
 			st.prev = e
+		} else if f.tier != nil && attempt == 0 {
+			// Another instance may have fetched it: the Redis tier before the upstream.
+			if e := f.tier.get(c.Context, host, uri, now); e != nil {
+				if e.size <= f.maxEntry {
+					f.store.insert(h, host, uri, e)
+				}
+				age := e.age(now)
+				if age < e.lifetime && (rd.maxAge < 0 || age <= secs(rd.maxAge)) {
+					f.metrics.hit.Inc()
+					f.metrics.sharedHit.Inc()
+					return f.serve(c, st, e, age, resHit)
+				}
+			}
 		}
 		if rd.onlyIfCached {
 			st.mayStore = false
@@ -395,6 +422,9 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	if st.invalidate {
 		if status < 400 {
 			f.store.invalidate(st.hash, req.Host(), c.Request.Header.RequestURI())
+			if f.tier != nil {
+				f.tier.drop(req.Host(), c.Request.Header.RequestURI())
+			}
 		}
 		return
 	}
@@ -404,6 +434,9 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	if st.mayStore {
 		if e := f.entryFor(c.Response, req, st.authorized, f.now()); e != nil {
 			f.store.insert(st.hash, req.Host(), c.Request.Header.RequestURI(), e)
+			if f.tier != nil {
+				f.tier.put(req.Host(), c.Request.Header.RequestURI(), e, f.now())
+			}
 			f.metrics.stored.Inc()
 			f.updateBytes()
 		}

@@ -22,12 +22,20 @@ type Config struct {
 	// CoalesceTimeout bounds how long a request waits for an identical one already fetching
 	// from the upstream before it goes there itself.
 	CoalesceTimeout engine.Duration `hcl:"coalesce_timeout,optional" json:"coalesce_timeout"`
+	// Store names a redis block (`redis.NAME`) shared by the fleet as a second tier behind this
+	// in-process cache (tier.go); empty: in-process only.
+	Store engine.RedisRef `hcl:"store,optional" json:"store,omitempty"`
+	// StoreKeyPrefix starts the Redis keys; default "sluice:cache:<pipeline>:".
+	StoreKeyPrefix string `hcl:"store_key_prefix,optional" json:"store_key_prefix,omitempty"`
+	// StoreMaxEntryBytes is the largest entry shared through Redis (larger ones stay local).
+	StoreMaxEntryBytes engine.Size `hcl:"store_max_entry_bytes,optional" json:"store_max_entry_bytes"`
 }
 
 // SetDefaults fills the defaults: 64MiB, no default TTL, no status header, a 5s coalescing wait.
 func (c *Config) SetDefaults() {
 	c.MaxBytes = 64 << 20
 	c.CoalesceTimeout = engine.Duration(5 * time.Second)
+	c.StoreMaxEntryBytes = 1 << 20
 }
 
 // Validate checks the sizes and durations.
@@ -43,6 +51,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, engine.FieldErr("max_entry_bytes", "must not be negative"))
 	} else if c.MaxEntryBytes > c.MaxBytes && c.MaxBytes >= 64<<10 {
 		errs = append(errs, engine.FieldErr("max_entry_bytes", "must not exceed max_bytes"))
+	}
+	if c.StoreMaxEntryBytes <= 0 || c.StoreMaxEntryBytes > 64<<20 {
+		errs = append(errs, engine.FieldErr("store_max_entry_bytes", "must be between 1 byte and 64MiB"))
 	}
 	if c.CoalesceTimeout <= 0 {
 		errs = append(errs, engine.FieldErr("coalesce_timeout", "must be positive"))

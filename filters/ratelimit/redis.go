@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
@@ -61,7 +60,7 @@ type sharedClient struct {
 	name    string
 	addr    string
 	timeout time.Duration
-	client  *redis.Client
+	client  redis.UniversalClient
 	log     *slog.Logger
 	refs    int // guarded by clientsMu
 	key     *engine.RedisConfig
@@ -86,20 +85,9 @@ var (
 	monoStart = time.Now()
 )
 
-var quietRedisOnce sync.Once
-
-// redisLogger sends go-redis' own log lines (a failed dial on every probe, say) to debug level:
-// outages are reported once, by sharedClient.failed.
-type redisLogger struct{}
-
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
-}
-
 // acquireClient returns the client for rc, creating it on first use. The client dials lazily:
 // creating it touches no network.
 func acquireClient(rc *engine.RedisConfig, log *slog.Logger) *sharedClient {
-	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	clientsMu.Lock()
 	defer clientsMu.Unlock()
 	if sc, ok := clients[rc]; ok {
@@ -111,26 +99,13 @@ func acquireClient(rc *engine.RedisConfig, log *slog.Logger) *sharedClient {
 		timeout = 50 * time.Millisecond
 	}
 	sc := &sharedClient{
-		name: rc.Name, addr: rc.Address, timeout: timeout, refs: 1, key: rc,
-		log: log.With("redis", rc.Name, "address", rc.Address),
-		client: redis.NewClient(&redis.Options{
-			Addr:     rc.Address,
-			Password: rc.Password,
-			DB:       rc.DB,
-			// Every wait is bounded by the block's timeout: dialing, waiting for a pooled
-			// connection, writing, reading. The per-command context deadline bounds the sum.
-			DialTimeout:           timeout,
-			DialerRetries:         1,
-			ReadTimeout:           timeout,
-			WriteTimeout:          timeout,
-			PoolTimeout:           timeout,
-			ContextTimeoutEnabled: true,
-			// A retry could not finish within the same deadline anyway; the breaker below
-			// decides when to try again.
-			MaxRetries:               -1,
-			DisableIdentity:          true,
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		}),
+		name: rc.Name, addr: rc.Where(), timeout: timeout, refs: 1, key: rc,
+		log: log.With("redis", rc.Name, "address", rc.Where()),
+		// Every wait is bounded by the block's timeout: dialing, waiting for a pooled connection,
+		// writing, reading. The per-command context deadline bounds the sum. No retries: a retry
+		// could not finish within the same deadline anyway; the breaker below decides when to try
+		// again. (A cluster client still follows MOVED/ASK redirects: those are no retries.)
+		client:   rc.NewClient(engine.RedisClientOptions{Timeout: timeout, MaxRetries: -1}),
 		mUp:      mRedisUp.WithLabelValues(rc.Name),
 		mOutages: mRedisOutages.WithLabelValues(rc.Name),
 		mErrors:  mRedisErrors.WithLabelValues(rc.Name),

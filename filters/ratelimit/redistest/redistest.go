@@ -29,6 +29,7 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	args []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -39,6 +40,8 @@ type Server struct {
 type Options struct {
 	// Password makes the server require AUTH with it.
 	Password string
+	// Args are more redis-server arguments (--replicaof, --cluster-enabled, --sentinel …).
+	Args []string
 }
 
 // Start runs redis-server on a free loopback port (no persistence) until the test ends, and
@@ -56,7 +59,7 @@ func StartWith(t testing.TB, opt Options) *Server {
 		t.Fatal("redis-server is not installed: this test needs a real Redis. Install the Debian package " +
 			"redis-server (apt-get install redis-server), or run the tests with -short to skip it.")
 	}
-	s := &Server{Password: opt.Password, t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{Password: opt.Password, t: t, bin: bin, dir: t.TempDir(), args: opt.Args}
 	var lastErr error
 	// Picking a free port and starting redis on it races with other processes; try a few.
 	for range 5 {
@@ -110,6 +113,7 @@ func (s *Server) start() error {
 	if s.Password != "" {
 		args = append(args, "--requirepass", s.Password)
 	}
+	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
