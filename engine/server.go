@@ -39,6 +39,8 @@ type Server struct {
 	// (accept.go), closed by Shutdown.
 	h2     *http.Server
 	guards []*resilientListener
+	// parking are the watchdogs whose connections park while idle (idlepark.go).
+	parking []*deadlineWatch
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -194,6 +196,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		h2done <- err
 	}()
 	err := s.srv.ShutdownWithContext(ctx)
+	s.closeParked() // idlepark.go: fasthttp no longer knows them
 	if h2err := <-h2done; err == nil {
 		err = h2err
 	}
