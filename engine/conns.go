@@ -399,7 +399,7 @@ func (s *Server) guard(ln net.Listener, lis *listener) *resilientListener {
 			w.minRate, w.rateWindow = int64(cfg.MinWriteRate), int64(cfg.MinWriteRateWindow.D())
 		}
 		if lis.tls == nil && w.idle > 0 {
-			w.parkAfter, w.serve = int64(idleParkAfter), s.srv.ServeConn // idlepark.go
+			w.parkAfter, w.serve = parkAfter(), s.srv.ServeConn // idlepark.go
 			s.limitsMu.Lock()
 			s.parking = append(s.parking, w)
 			s.limitsMu.Unlock()

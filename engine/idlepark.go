@@ -2,6 +2,7 @@ package engine
 
 import (
 	"io"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,8 +28,18 @@ import (
 // Only plain-TCP HTTP/1.x connections park: a TLS connection's state lives in crypto/tls, and an
 // HTTP/2 one is net/http's.
 
-// idleParkAfter is how long a connection waits for its next request before it parks.
+// idleParkAfter is how long a connection waits for its next request before it parks;
+// parkAfterTest, when not 0, replaces it (ns, for the tests).
 const idleParkAfter = time.Second
+
+var parkAfterTest atomic.Int64
+
+func parkAfter() int64 {
+	if d := parkAfterTest.Load(); d != 0 {
+		return d
+	}
+	return int64(idleParkAfter)
+}
 
 // The states of clientConn.park.
 const (
@@ -40,7 +51,7 @@ const (
 
 // maybePark is the watchdog's: it asks c to park when it has been idle long enough.
 func (w *deadlineWatch) maybePark(c *clientConn, now int64) {
-	if c.park.Load() != parkNone || c.waiting.Load() != 0 || c.noPark.Load() || !c.ex.Ready() {
+	if c.phase.Load() != phaseIdle || c.park.Load() != parkNone || c.waiting.Load() != 0 || c.noPark.Load() {
 		return
 	}
 	since, ok := w.idleSince(c)
@@ -63,7 +74,8 @@ func (c *clientConn) parkRead(ph uint32) bool {
 	c.mu.Lock()
 	_ = c.rd.apply(c, false, c.watch.now.Load()) // the idle deadline, off the socket unless near
 	c.mu.Unlock()
-	if ph == phaseIdle && c.phase.Load() == phaseIdle && len(c.pending) == 0 && c.held.Load() == nil {
+	// Plain TCP only (c.ex): the parked wait reads the socket itself.
+	if ph == phaseIdle && c.phase.Load() == phaseIdle && len(c.pending) == 0 && c.held.Load() == nil && c.ex.Ready() {
 		return c.park.CompareAndSwap(parkAsked, parkPending)
 	}
 	c.park.Store(parkNone)
