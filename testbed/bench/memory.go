@@ -115,7 +115,7 @@ func (h *harness) measureMemory() (*memoryResult, error) {
 			if err := os.WriteFile(conf, []byte(v.hcl(portMemory+3)), 0o644); err != nil {
 				return nil, err
 			}
-			subjects = append(subjects, subject{fmt.Sprintf("sluice empty, %d connections", n), portMemory + 3,
+			subjects = append(subjects, subject{"sluice empty", portMemory + 3,
 				[]string{h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn"}, n})
 		}
 	}

@@ -179,6 +179,7 @@ func runMain(args []string) error {
 		opt.big, opt.rate = true, true
 		opt.extraRounds = 0
 		opt.nconns = 1000
+		opt.selectBench = true
 		fs.Visit(func(f *flag.Flag) {
 			if f.Name == "memory-conns" {
 				opt.nconns = *nconns
