@@ -66,6 +66,10 @@ type deadlineWatch struct {
 	// (idlepark.go).
 	parkAfter int64
 	serve     func(net.Conn) error
+	// parkWave counts the connections asked to park since the last collection, the last at
+	// lastParkAt (idlepark.go); only the watchdog's goroutine touches them.
+	parkWave   int
+	lastParkAt int64
 
 	// Idle connections found by the last sweep, oldest first, for evictOldestIdle; the
 	// buffers they are kept in.
@@ -138,6 +142,9 @@ func (w *deadlineWatch) run() {
 			}
 		}
 		w.pressureSweep(batch, now)
+		if w.parkAfter > 0 {
+			w.collectAfterWave(now)
+		}
 		clear(batch) // don't keep closed connections reachable until the next tick
 	}
 }

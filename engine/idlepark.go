@@ -2,6 +2,8 @@ package engine
 
 import (
 	"io"
+	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -64,7 +66,41 @@ func (w *deadlineWatch) maybePark(c *clientConn, now int64) {
 		// A past deadline wakes the read, as a poke does; parkRead puts the real one back.
 		c.rd.onSock.Store(pokedOnSock)
 		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+		w.parkWave++
+		w.lastParkAt = now
 	}
+}
+
+// What parked connections give back (fasthttp's read buffers and RequestCtxs in its sync.Pools,
+// the stacks of its idle workers) is only freed by the runtime's next collections: a sync.Pool
+// keeps its items through one, a stack shrinks by half at each, and an idle gateway collects
+// every two minutes. So after a wave of parking (parkWaveMin connections or more, then none
+// for parkWaveQuiet) the watchdog has the runtime collect twice and return the freed memory to
+// the operating system, at most once per parkCollectEvery in the whole process. A collection
+// runs concurrently with requests, and such a wave means the gateway has just gone quiet.
+const (
+	parkWaveMin      = 1024
+	parkWaveQuiet    = 500 * time.Millisecond
+	parkCollectEvery = 30 * time.Second
+)
+
+// lastParkCollect is when (the watchdog's clock) the last collection after a wave began; 0: none.
+var lastParkCollect atomic.Int64
+
+// collectAfterWave is the watchdog's, once per tick.
+func (w *deadlineWatch) collectAfterWave(now int64) {
+	if w.parkWave < parkWaveMin || now-w.lastParkAt < int64(parkWaveQuiet) {
+		return
+	}
+	w.parkWave = 0
+	last := lastParkCollect.Load()
+	if last != 0 && now-last < int64(parkCollectEvery) || !lastParkCollect.CompareAndSwap(last, now) {
+		return
+	}
+	go func() {
+		runtime.GC()         // the pools' items move to their victim caches
+		debug.FreeOSMemory() // freed with them, and returned
+	}()
 }
 
 // parkRead is Read's when a read failed while the watchdog had asked c to park (ph is the phase

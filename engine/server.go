@@ -118,6 +118,9 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// Bodies that did not arrive with the head stream through the pipeline instead of being
 		// held whole; the server enforces max_body_bytes on them itself (stream.go).
 		StreamRequestBody: true,
+		// A worker whose connection parked (idlepark.go) waits here for a new connection with
+		// the stack its requests grew (8 KiB): let it go after a second instead of ten.
+		MaxIdleWorkerDuration: time.Second,
 	}
 	s.h2 = s.newH2Server()
 	return s, nil
