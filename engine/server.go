@@ -108,7 +108,8 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// → 10.4 KiB per idle connection. Its cost, a one-byte read before each request, is
 		// folded into the next read by clientConn (listener.go). With StreamRequestBody (below)
 		// fasthttp keeps the read buffer from a connection's first request on, and gives back
-		// only the write buffer (RATIONALE.md, "Why do request bodies stream").
+		// only the write buffer (RATIONALE.md, "Why do request bodies stream"); a connection idle
+		// for a second parks instead (idlepark.go).
 		ReduceMemoryUsage: true,
 		// The request's start time is read once, by handle, through RequestCtx.Time: fasthttp
 		// would otherwise read the clock before every request for itself.
