@@ -140,3 +140,28 @@ func TestIdleParkKeepsServingManyConnections(t *testing.T) {
 		t.Errorf("errors logged: %s", logs)
 	}
 }
+
+// TestContinueBodyNotParked: a client that waits for 100 Continue and then sends its body after
+// longer than the park threshold gets its answer: the connection does not park mid-body.
+func TestContinueBodyNotParked(t *testing.T) {
+	defer engine.SetIdleParkAfter(50 * time.Millisecond)()
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("got " + string(c.Request.Body())) })
+	gw := gatewaytest.Start(t, serverConfig(`
+  read_timeout = "5s"
+  idle_timeout = "30s"`, up))
+	conn := sendRaw(t, gw.Addr, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("%q, %v; want 100 Continue", line, err)
+	}
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // several park thresholds and watchdog ticks
+	if _, err := io.WriteString(conn, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, br, "got hello")
+}
