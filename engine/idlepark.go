@@ -24,8 +24,10 @@ import (
 // again (Server.ServeConn) from them, with one read system call as before.
 //
 // Busy connections never park: a connection is only asked to once it has been idle for
-// idleParkAfter, and nothing on the request path changes. An idle spell longer than that costs a
-// goroutine start and fasthttp's per-connection set-up, a few microseconds.
+// idleParkAfter, and the request path gains one atomic load (noPark, in startRequest). An idle
+// spell longer than that costs a goroutine start and fasthttp's per-connection set-up. A
+// connection whose body or response streamed, or that answered 100 Continue, does not park until
+// its next request: a read that looks idle may be in the middle of a body.
 //
 // Only plain-TCP HTTP/1.x connections park: a TLS connection's state lives in crypto/tls, and an
 // HTTP/2 one is net/http's.
