@@ -38,6 +38,7 @@ type Server struct {
 	// h2 serves HTTP/2 (h2serve.go); guards are the listeners the accept loop serves
 	// (accept.go), closed by Shutdown.
 	h2     *http.Server
+	h2own  *h2Server // h2_server = "sluice" (h2conn.go)
 	guards []*resilientListener
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
@@ -118,6 +119,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		StreamRequestBody: true,
 	}
 	s.h2 = s.newH2Server()
+	s.h2own = newH2OwnServer(s)
 	return s, nil
 }
 
@@ -190,6 +192,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err := s.h2.Shutdown(ctx)
 		if err != nil {
 			_ = s.h2.Close()
+		}
+		if oerr := s.h2own.shutdown(ctx); err == nil {
+			err = oerr
 		}
 		h2done <- err
 	}()
