@@ -463,7 +463,7 @@ func (s *Server) serveClassified(rl *resilientListener) error {
 		go func() { _ = s.srv.Serve(h1) }()
 	}
 	h2 := newConnListener(rl.Addr())
-	if s.cfg.H2Server == H2ServerSluice {
+	if s.cfg.H2Server != H2ServerNetHTTP {
 		go s.h2own.serve(h2)
 	} else {
 		go func() { _ = s.h2.Serve(h2) }()
