@@ -578,9 +578,7 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 		c.giveConn(pad)
 		st.unacked += pad
 	}
-	if st.handled {
-		c.giveConn(int64(len(p))) // the handler is done with the body
-	} else if len(p) > 0 {
+	if len(p) > 0 {
 		if st.bodyOff == len(st.body) {
 			st.body, st.bodyOff = st.body[:0], 0
 		}
@@ -758,7 +756,6 @@ func (c *h2conn) run(st *h2cstream) {
 // request is still arriving, and starts a queued stream.
 func (c *h2conn) handlerDone(st *h2cstream) {
 	c.lock()
-	st.handled = true
 	if !st.closed {
 		switch {
 		case st.aborted:
@@ -799,7 +796,6 @@ type h2cstream struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	closed   bool  // reset, or done: not in c.streams
-	handled  bool  // the handler returned
 	aborted  bool  // the handler panicked: reset the stream
 	err      error // why reads and writes fail
 	wakeCh   chan struct{}
