@@ -38,6 +38,7 @@ type Server struct {
 	// h2 serves HTTP/2 (h2serve.go); guards are the listeners the accept loop serves
 	// (accept.go), closed by Shutdown.
 	h2     *http.Server
+	h2own  *h2Server // h2_server = "sluice" (h2conn.go)
 	guards []*resilientListener
 	// parking are the watchdogs whose connections park while idle (idlepark.go).
 	parking []*deadlineWatch
@@ -126,6 +127,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		MaxIdleWorkerDuration: time.Second,
 	}
 	s.h2 = s.newH2Server()
+	s.h2own = newH2OwnServer(s)
 	return s, nil
 }
 
@@ -198,6 +200,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err := s.h2.Shutdown(ctx)
 		if err != nil {
 			_ = s.h2.Close()
+		}
+		if oerr := s.h2own.shutdown(ctx); err == nil {
+			err = oerr
 		}
 		h2done <- err
 	}()
