@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"math"
 	"sort"
@@ -32,6 +33,46 @@ const (
 type sample struct {
 	at    time.Time
 	pipes map[string]telemetry.PipelineCounters
+	// The balancer's sluice_upstream_failures_total and sluice_upstream_ejections_total, by
+	// upstream, target and reason; read here, once a second whoever is watching, so neither
+	// /api/v1/upstreams nor each event stream gathers the registry itself.
+	failures, ejections map[reasonKey]uint64
+}
+
+// reasonKey is one series of a by-reason counter: upstream, target, reason.
+type reasonKey [3]string
+
+// reasonCounts reads the upstreams' failure and ejection counters from the registry.
+func reasonCounts() (failures, ejections map[reasonKey]uint64) {
+	failures, ejections = map[reasonKey]uint64{}, map[reasonKey]uint64{}
+	// A failed collector (an error) still leaves the others' families; show what there is.
+	mfs, _ := metrics.Registry.Gather()
+	for _, mf := range mfs {
+		var into map[reasonKey]uint64
+		switch mf.GetName() {
+		case "sluice_upstream_failures_total":
+			into = failures
+		case "sluice_upstream_ejections_total":
+			into = ejections
+		default:
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var k reasonKey
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "upstream":
+					k[0] = l.GetValue()
+				case "target":
+					k[1] = l.GetValue()
+				case "reason":
+					k[2] = l.GetValue()
+				}
+			}
+			into[k] += uint64(m.GetCounter().GetValue())
+		}
+	}
+	return failures, ejections
 }
 
 // sampler keeps the samples of the last rateWindow.
@@ -43,6 +84,7 @@ type sampler struct {
 func (s *Server) takeSample() {
 	gw := s.current()
 	smp := sample{at: time.Now(), pipes: map[string]telemetry.PipelineCounters{}}
+	smp.failures, smp.ejections = reasonCounts()
 	for _, p := range gw.Pipelines {
 		if pc, ok := telemetry.PipelineStats(p); ok {
 			smp.pipes[p.Name] = pc
@@ -65,6 +107,16 @@ func (s *Server) window() (old, cur sample, ok bool) {
 		return sample{}, sample{}, false
 	}
 	return s.samp.samples[0], s.samp.samples[len(s.samp.samples)-1], true
+}
+
+// latest returns the newest sample (ok false before the first).
+func (s *Server) latest() (cur sample, ok bool) {
+	s.samp.mu.Lock()
+	defer s.samp.mu.Unlock()
+	if len(s.samp.samples) == 0 {
+		return sample{}, false
+	}
+	return s.samp.samples[len(s.samp.samples)-1], true
 }
 
 // sampleLoop samples until the server shuts down.
@@ -312,25 +364,80 @@ func (s *Server) pipelines() []PipelineView {
 }
 
 // UpstreamView is one upstream of GET /api/v1/upstreams: its balancer's status (targets' health,
-// outlier ejection, in-flight, EWMA latency, failures).
+// outlier ejection, in-flight, EWMA latency, failures), each target with its failures and
+// ejections by reason, in total and over the last window.
 type UpstreamView struct {
-	Name    string `json:"name"`
-	Healthy bool   `json:"healthy"`
-	Status  any    `json:"status"`
+	Name          string `json:"name"`
+	Healthy       bool   `json:"healthy"`
+	Status        any    `json:"status"`
+	WindowSeconds int    `json:"window_seconds"` // of failures_by_reason_window
 }
 
 func (s *Server) upstreams() []UpstreamView {
 	gw := s.current()
+	cur, hasCur := s.latest()
+	old, _, hasOld := s.window()
 	out := []UpstreamView{}
 	for name, u := range gw.Upstreams {
-		uv := UpstreamView{Name: name, Healthy: true}
+		uv := UpstreamView{Name: name, Healthy: true, WindowSeconds: int(rateWindow / time.Second)}
 		if st, ok := u.(engine.UpstreamStatus); ok {
 			uv.Healthy, uv.Status = st.Healthy(), st.Status()
+			if hasCur {
+				uv.Status = withReasons(name, uv.Status, cur, old, hasOld)
+			}
 		}
 		out = append(out, uv)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// withReasons adds to each target of an upstream's status (an object with "targets", each with
+// "address", as the balancer's Status is) failures_by_reason and ejections_by_reason (totals)
+// and failures_by_reason_window (the change since old). The status is the balancer's own type,
+// which this package does not import, so it goes through its JSON form; a status of another
+// shape is returned as it was.
+func withReasons(upstream string, status any, cur, old sample, hasOld bool) any {
+	b, err := json.Marshal(status)
+	if err != nil {
+		return status
+	}
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber() // keep uint64 counters exact
+	if d.Decode(&m) != nil {
+		return status
+	}
+	targets, ok := m["targets"].([]any)
+	if !ok {
+		return status
+	}
+	for _, t := range targets {
+		tm, ok := t.(map[string]any)
+		if !ok {
+			continue
+		}
+		addr, _ := tm["address"].(string)
+		total, recent, ejections := map[string]uint64{}, map[string]uint64{}, map[string]uint64{}
+		for k, v := range cur.failures {
+			if k[0] != upstream || k[1] != addr || v == 0 {
+				continue
+			}
+			total[k[2]] = v
+			if hasOld {
+				if d := delta(v, old.failures[k]); d > 0 {
+					recent[k[2]] = d
+				}
+			}
+		}
+		for k, v := range cur.ejections {
+			if k[0] == upstream && k[1] == addr && v > 0 {
+				ejections[k[2]] = v
+			}
+		}
+		tm["failures_by_reason"], tm["failures_by_reason_window"], tm["ejections_by_reason"] = total, recent, ejections
+	}
+	return m
 }
 
 // WasmFilter is one Wasm filter's figures in GET /api/v1/wasm.

@@ -133,6 +133,12 @@
     if (t.connect_failing) return ['✗ connect failing', 'bad'];
     return ['✓ healthy', 'good'];
   }
+  // "connect_refused 3 (+1), 5xx 2": counts by reason, with the window's change where there is one.
+  function reasonsText(total, recent) {
+    const names = Object.keys(total || {}).sort();
+    if (!names.length) return '—';
+    return names.map((r) => r + ' ' + total[r] + (recent && recent[r] ? ' (+' + recent[r] + ')' : '')).join(', ');
+  }
   function renderUpstreams(list) {
     const seen = new Map();
     const changes = [];
@@ -141,7 +147,7 @@
       return el('div', { class: 'card', 'data-upstream': u.name },
         el('h3', {}, u.name, ' ', el('span', { class: u.healthy ? 'good' : 'bad' }, u.healthy ? '✓ can serve' : '✗ no healthy target'), ' ', el('small', {}, st.policy ? 'policy ' + st.policy : '')),
         el('div', { class: 'scroll' }, el('table', {},
-          el('thead', {}, el('tr', {}, ['Target', 'Health', 'In flight', 'EWMA latency', 'Requests', 'Failures', 'Recent failures (1 min)', 'Consecutive failures', 'Ejections'].map((h) => el('th', { scope: 'col' }, h)))),
+          el('thead', {}, el('tr', {}, ['Target', 'Health', 'In flight', 'EWMA latency', 'Requests', 'Failures', 'Recent failures (1 min)', 'Failures by reason: total (last ' + (u.window_seconds || 10) + ' s)', 'Consecutive failures', 'Ejections'].map((h) => el('th', { scope: 'col' }, h)))),
           el('tbody', {}, st.targets.map((t) => {
             const [text, cls] = targetState(t);
             const key = u.name + '|' + t.address;
@@ -153,8 +159,9 @@
               el('td', { class: 'health ' + cls + (changed ? ' changed' : '') }, text),
               el('td', { class: 'num' }, t.in_flight), el('td', { class: 'num' }, ms(t.ewma_latency_ms)),
               el('td', { class: 'num' }, t.requests), el('td', { class: 'num' }, t.failures),
-              el('td', { class: 'num' }, t.recent_failures), el('td', { class: 'num' }, t.consecutive_failures),
-              el('td', { class: 'num' }, t.ejections));
+              el('td', { class: 'num' }, t.recent_failures), el('td', { class: 'reasons' }, reasonsText(t.failures_by_reason, t.failures_by_reason_window)),
+              el('td', { class: 'num' }, t.consecutive_failures),
+              el('td', { class: 'num' }, t.ejections, reasonsText(t.ejections_by_reason) === '—' ? null : el('small', {}, ' (' + reasonsText(t.ejections_by_reason) + ')')));
           })))));
     }));
     lastTargets = seen;
@@ -238,16 +245,18 @@
   }
 
   // ---- Wasm.
+  function mib(b) { return b === undefined ? '—' : (b / 1048576).toFixed(1) + ' MiB'; }
   async function loadWasm() {
     const rows = await getJSON('wasm');
     const m = (r, k) => (r.metrics[k] === undefined ? '—' : r.metrics[k]);
     fill($('#wasm-table tbody'), rows.map((r) => el('tr', {},
-      el('td', {}, r.pipeline), el('th', { scope: 'row' }, r.filter), el('td', { class: 'num' }, m(r, 'instances')),
+      el('td', {}, r.pipeline), el('th', { scope: 'row' }, r.filter), el('td', { class: 'num' }, m(r, 'instances_in_use')), el('td', { class: 'num' }, m(r, 'instances_idle')),
+      el('td', { class: 'num' }, mib(r.metrics.memory_bytes)),
       el('td', { class: 'num' }, m(r, 'calls_total')),
       el('td', { class: 'num' }, ms(r.avg_request_ms) + ' / ' + ms(r.avg_response_ms)),
       el('td', { class: 'num' + (r.metrics.traps_total ? ' bad' : '') }, m(r, 'traps_total')),
       el('td', { class: 'num' + (r.metrics.timeouts_total ? ' bad' : '') }, m(r, 'timeouts_total')),
-      el('td', { class: 'num' }, m(r, 'pool_waits_total')), el('td', { class: 'num' }, m(r, 'pool_exhausted_total')))), 'no Wasm filter in this configuration', 9);
+      el('td', { class: 'num' }, m(r, 'pool_waits_total')), el('td', { class: 'num' }, m(r, 'pool_exhausted_total')))), 'no Wasm filter in this configuration', 11);
   }
 
   // ---- Configuration and reload.
