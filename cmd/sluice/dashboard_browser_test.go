@@ -59,7 +59,7 @@ func stoppableUpstream(t *testing.T, name string) (addr string, stop func()) {
 
 const dashToken = "dashboard-test-token-0123456789abcdef"
 
-func dashboardConfig(listen, admin, upA, upB, wasm, extra string) string {
+func dashboardConfig(listen, admin, upA, upB, gone, wasm, extra string) string {
 	return fmt.Sprintf(`server { listen = %q }
 admin {
   listen = %q
@@ -82,6 +82,14 @@ upstream "alpha" {
 }
 upstream "beta" {
   target { address = %q }
+}
+# A target whose server is gone (its port closed), no health check: requests fail with connect_refused.
+upstream "gamma" {
+  target { address = %q }
+}
+pipeline "gone" {
+  match { path_prefix = "/gone/" }
+  balancer { upstream = upstream.gamma }
 }
 pipeline "api" {
   match { path_prefix = "/api/" }
@@ -117,7 +125,7 @@ pipeline "private" {
   }
   balancer { upstream = upstream.beta }
 }
-%s`, listen, admin, dashToken, upA, upB, wasm, extra)
+%s`, listen, admin, dashToken, upA, upB, gone, wasm, extra)
 }
 
 // TestDashboardInBrowser runs `sluice run` with two pipelines and two upstreams and drives the
@@ -128,14 +136,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	chrome := chromiumPath(t)
 	upA, stopA := stoppableUpstream(t, "alpha-1")
 	upB := gatewaytest.Upstream(t, upstream.New(upstream.Options{Name: "beta-1"}).Handle)
-	listen, adminAddr := freePort(t), freePort(t)
+	listen, adminAddr, gone := freePort(t), freePort(t), freePort(t)
 	// A Wasm filter for the Wasm page: the example WAT guest (wat2wasm, from wabt, which .ci/run
 	// installs).
 	wasm := filepath.Join(t.TempDir(), "secheaders.wasm")
 	if out, err := exec.Command("wat2wasm", "../../examples/filters/wat/secheaders.wat", "-o", wasm).CombinedOutput(); err != nil {
 		t.Fatalf("wat2wasm: %v\n%s", err, out)
 	}
-	cfgPath := writeConfig(t, dashboardConfig(listen, adminAddr, upA, upB, wasm, ""))
+	cfgPath := writeConfig(t, dashboardConfig(listen, adminAddr, upA, upB, gone, wasm, ""))
 	_, logs := startSluice(t, cfgPath)
 	admin := "http://" + adminAddr
 	if !strings.Contains(logs.String(), "dashboard="+admin+"/ui/") {
@@ -314,13 +322,22 @@ func TestDashboardInBrowser(t *testing.T) {
 	screenshot("limits")
 	page("wasm")
 	waitJS("the wasm filter's calls", `(() => { const r = [...document.querySelectorAll('#wasm-table tbody tr')].find(r => r.textContent.includes('secheaders'));
-		return r && Number(r.children[3].textContent) >= 5; })()`, 10*time.Second)
+		return r && Number(r.querySelector('.wasm-calls').textContent) >= 5; })()`, 10*time.Second)
+	// Instances in use and idle, and memory, each in its own column.
+	waitJS("the wasm pool's columns", `(() => { const h = document.querySelector('#wasm-table thead').textContent, r = [...document.querySelectorAll('#wasm-table tbody tr')].find(r => r.textContent.includes('secheaders'));
+		return h.includes('In use') && h.includes('Idle') && h.includes('Memory') && r && Number(r.querySelector('.wasm-in-use').textContent) >= 0 &&
+			Number(r.querySelector('.wasm-idle').textContent) >= 1 && r.querySelector('.wasm-memory').textContent.endsWith(' MiB'); })()`, 10*time.Second)
 	screenshot("wasm")
 
 	// Stopping an upstream turns its target unhealthy on the page within the health-check
 	// interval (500ms, one failure), plus a snapshot (1 s) and a probe's timeout.
 	page("upstreams")
 	stopA()
+	// A stopped server's target: the attempt's failure shows by reason, in text.
+	if r := get(t, gw+"/gone/x"); r.StatusCode != fasthttp.StatusBadGateway {
+		t.Errorf("GET /gone/x (a closed port): %d, want 502", r.StatusCode)
+	}
+	waitJS("the gone target's connect_refused", `(() => { const c = document.querySelector('#upstreams-list tr[data-target="`+gone+`"] .failure-reasons'); return !!c && c.textContent.includes('connect_refused'); })()`, 5*time.Second)
 	waitJS("the stopped target unhealthy", targetHealth(upA)+`.includes('unhealthy')`, 5*time.Second)
 	waitJS("the upstream marked down", `document.querySelector('#upstreams-list [data-upstream="alpha"] h3').textContent.includes('no healthy target')`, 5*time.Second)
 	screenshot("upstreams-down")
@@ -332,7 +349,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if strings.Contains(cfgText, dashToken) {
 		t.Errorf("the configuration page shows the admin token")
 	}
-	if err := os.WriteFile(cfgPath, []byte(dashboardConfig(listen, adminAddr, upA, upB, wasm, `pipeline "broken" {
+	if err := os.WriteFile(cfgPath, []byte(dashboardConfig(listen, adminAddr, upA, upB, gone, wasm, `pipeline "broken" {
   filter "headerz" {}
   balancer { upstream = upstream.beta }
 }

@@ -159,7 +159,7 @@
               el('td', { class: 'health ' + cls + (changed ? ' changed' : '') }, text),
               el('td', { class: 'num' }, t.in_flight), el('td', { class: 'num' }, ms(t.ewma_latency_ms)),
               el('td', { class: 'num' }, t.requests), el('td', { class: 'num' }, t.failures),
-              el('td', { class: 'num' }, t.recent_failures), el('td', { class: 'reasons' }, reasonsText(t.failures_by_reason, t.failures_by_reason_window)),
+              el('td', { class: 'num' }, t.recent_failures), el('td', { class: 'failure-reasons' }, reasonsText(t.failures_by_reason, t.failures_by_reason_window)),
               el('td', { class: 'num' }, t.consecutive_failures),
               el('td', { class: 'num' }, t.ejections, reasonsText(t.ejections_by_reason) === '—' ? null : el('small', {}, ' (' + reasonsText(t.ejections_by_reason) + ')')));
           })))));
@@ -250,9 +250,9 @@
     const rows = await getJSON('wasm');
     const m = (r, k) => (r.metrics[k] === undefined ? '—' : r.metrics[k]);
     fill($('#wasm-table tbody'), rows.map((r) => el('tr', {},
-      el('td', {}, r.pipeline), el('th', { scope: 'row' }, r.filter), el('td', { class: 'num' }, m(r, 'instances_in_use')), el('td', { class: 'num' }, m(r, 'instances_idle')),
-      el('td', { class: 'num' }, mib(r.metrics.memory_bytes)),
-      el('td', { class: 'num' }, m(r, 'calls_total')),
+      el('td', {}, r.pipeline), el('th', { scope: 'row' }, r.filter), el('td', { class: 'num wasm-in-use' }, m(r, 'instances_in_use')), el('td', { class: 'num wasm-idle' }, m(r, 'instances_idle')),
+      el('td', { class: 'num wasm-memory' }, mib(r.metrics.memory_bytes)),
+      el('td', { class: 'num wasm-calls' }, m(r, 'calls_total')),
       el('td', { class: 'num' }, ms(r.avg_request_ms) + ' / ' + ms(r.avg_response_ms)),
       el('td', { class: 'num' + (r.metrics.traps_total ? ' bad' : '') }, m(r, 'traps_total')),
       el('td', { class: 'num' + (r.metrics.timeouts_total ? ' bad' : '') }, m(r, 'timeouts_total')),
