@@ -269,7 +269,18 @@ type spanBatcher struct {
 var _ sdktrace.SpanProcessor = spanBatcher{}
 
 func newSpanBatcher(exp sdktrace.SpanExporter, cfg batchConfig, loss *lossCounter) spanBatcher {
-	return spanBatcher{newBatcher(cfg, loss, exp.ExportSpans, exp.Shutdown)}
+	export := func(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+		err := exp.ExportSpans(ctx, spans)
+		// The exporter has encoded the batch (the OTLP exporter copies it into its request
+		// before returning): the observer's records go back to their pool.
+		for _, s := range spans {
+			if r, ok := s.(*spanRecord); ok {
+				r.free()
+			}
+		}
+		return err
+	}
+	return spanBatcher{newBatcher(cfg, loss, export, exp.Shutdown)}
 }
 
 // OnStart does nothing: only finished spans are exported.

@@ -1,0 +1,261 @@
+package telemetry
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+	"unsafe"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+)
+
+// spanRecord is one span the observer records (a server span, a filter phase's span, an upstream
+// attempt's client span). The SDK's spans cost about a dozen allocations each (the span, its
+// attribute slices, the context holding it, a copy per snapshot); a record is pooled and reused
+// whole: its attribute array, its string arena and the context that carries it are kept from one
+// use to the next, so recording a span allocates nothing in the steady state.
+//
+// A record is a trace.Span while its request runs (filters reach it through c.Context: a Wasm
+// guest's log lines become its events, spans started with the OpenTelemetry API nest under it)
+// and an sdktrace.ReadOnlySpan once it has ended, so the span batcher and exporters take it as
+// they take the SDK's spans. It goes back to the pool once its batch has been exported.
+//
+// Like the request that owns it, a record is used by one goroutine at a time: the request's
+// until End, the batcher's afterwards.
+type spanRecord struct {
+	// The embedded interfaces are nil: they only supply the sealed methods (trace.Span's and
+	// ReadOnlySpan's unexported ones); every other method is defined below.
+	embedded.Span
+	sdktrace.ReadOnlySpan
+
+	exp     *recordExport
+	name    string
+	kind    trace.SpanKind
+	traceID trace.TraceID
+	spanID  trace.SpanID
+	parent  trace.SpanID
+	flags   trace.TraceFlags
+	remote  bool   // the parent is remote (the incoming traceparent)
+	tstate  string // the incoming tracestate, in arena
+	start   time.Time
+	end     time.Time
+	ended   bool
+	status  sdktrace.Status
+	attrs   []attribute.KeyValue
+	events  []sdktrace.Event
+	// arena holds the bytes of the attribute values copied from the request (the path, the
+	// host, the user agent): the values are strings over it, valid until the record is reused.
+	arena []byte
+	// ctx carries the record as the current span, made once per record.
+	ctx context.Context
+}
+
+// recordExport is what every record of one telemetry instance shares.
+type recordExport struct {
+	res   *resource.Resource
+	scope instrumentation.Scope
+	queue func(*spanRecord) // hands an ended record to the batcher
+	tp    trace.TracerProvider
+	pool  sync.Pool
+}
+
+// Sizes a pooled record starts with; a span needing more grows them once, and keeps them.
+const (
+	recordAttrs = 24
+	recordArena = 256
+)
+
+func newRecordExport(res *resource.Resource, queue func(*spanRecord)) *recordExport {
+	e := &recordExport{res: res, scope: instrumentation.Scope{Name: tracerName}, queue: queue}
+	e.pool.New = func() any {
+		r := &spanRecord{exp: e, attrs: make([]attribute.KeyValue, 0, recordAttrs), arena: make([]byte, 0, recordArena)}
+		r.ctx = trace.ContextWithSpan(context.Background(), r)
+		return r
+	}
+	return e
+}
+
+// get returns a cleared record for a new span.
+func (e *recordExport) get(name string, kind trace.SpanKind, traceID trace.TraceID, parent trace.SpanID, flags byte, start time.Time) *spanRecord {
+	r := e.pool.Get().(*spanRecord)
+	r.name, r.kind = name, kind
+	r.traceID, r.spanID, r.parent = traceID, newSpanID(), parent
+	r.flags = trace.TraceFlags(flags) | trace.FlagsSampled
+	r.start = start
+	return r
+}
+
+// free clears r and returns it to the pool.
+func (r *spanRecord) free() {
+	clear(r.attrs)
+	clear(r.events)
+	r.attrs, r.events, r.arena = r.attrs[:0], r.events[:0], r.arena[:0]
+	r.name, r.tstate, r.remote, r.ended = "", "", false, false
+	r.status = sdktrace.Status{}
+	r.end = time.Time{}
+	r.exp.pool.Put(r)
+}
+
+// str copies b into the arena and returns it as a string, without allocating while the arena
+// has room. A string made before the arena grew keeps the old array alive, so it stays valid.
+func (r *spanRecord) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return unsafe.String(&r.arena[n], len(b))
+}
+
+// since returns the arena's bytes from n on (appended by the caller) as a string.
+func (r *spanRecord) since(n int) string {
+	if len(r.arena) == n {
+		return ""
+	}
+	return unsafe.String(&r.arena[n], len(r.arena)-n)
+}
+
+// set records attributes as the SDK does, the last value of a key winning.
+func (r *spanRecord) set(kvs ...attribute.KeyValue) {
+next:
+	for _, kv := range kvs {
+		if !kv.Valid() {
+			continue
+		}
+		for i := range r.attrs {
+			if r.attrs[i].Key == kv.Key {
+				r.attrs[i] = kv
+				continue next
+			}
+		}
+		r.attrs = append(r.attrs, kv)
+	}
+}
+
+// The trace.Span methods, for the request's filters.
+
+func (r *spanRecord) SpanContext() trace.SpanContext {
+	scc := trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.spanID, TraceFlags: r.flags}
+	if r.tstate != "" {
+		// Parsed only when asked for (by an exporter, or a span started under this one): a
+		// request without tracestate never pays for it.
+		if ts, err := trace.ParseTraceState(r.tstate); err == nil {
+			scc.TraceState = ts
+		}
+	}
+	return trace.NewSpanContext(scc)
+}
+
+func (r *spanRecord) IsRecording() bool { return !r.ended }
+
+func (r *spanRecord) SetAttributes(kvs ...attribute.KeyValue) {
+	if !r.ended {
+		r.set(kvs...)
+	}
+}
+
+func (r *spanRecord) SetName(name string) {
+	if !r.ended {
+		r.name = name
+	}
+}
+
+// SetStatus follows the SDK: Ok overrides Error, Unset overrides nothing, a description is kept
+// only with Error.
+func (r *spanRecord) SetStatus(code codes.Code, desc string) {
+	if r.ended || r.status.Code > code {
+		return
+	}
+	s := sdktrace.Status{Code: code}
+	if code == codes.Error {
+		s.Description = desc
+	}
+	r.status = s
+}
+
+func (r *spanRecord) AddEvent(name string, opts ...trace.EventOption) {
+	if r.ended {
+		return
+	}
+	cfg := trace.NewEventConfig(opts...)
+	r.events = append(r.events, sdktrace.Event{Name: name, Attributes: cfg.Attributes(), Time: cfg.Timestamp()})
+}
+
+// RecordError adds the error as an "exception" event, as the SDK does.
+func (r *spanRecord) RecordError(err error, opts ...trace.EventOption) {
+	if r.ended || err == nil {
+		return
+	}
+	opts = append(opts, trace.WithAttributes(
+		semconv.ExceptionType(typeName(err)),
+		semconv.ExceptionMessage(err.Error()),
+	))
+	r.AddEvent(semconv.ExceptionEventName, opts...)
+}
+
+func (r *spanRecord) AddLink(trace.Link) {}
+
+// End queues the span for export; the record is not the caller's any more.
+func (r *spanRecord) End(opts ...trace.SpanEndOption) {
+	if r.ended {
+		return
+	}
+	r.end = time.Now()
+	if len(opts) > 0 {
+		if cfg := trace.NewSpanEndConfig(opts...); !cfg.Timestamp().IsZero() {
+			r.end = cfg.Timestamp()
+		}
+	}
+	r.ended = true
+	r.exp.queue(r)
+}
+
+func (r *spanRecord) TracerProvider() trace.TracerProvider { return r.exp.tp }
+
+// The ReadOnlySpan methods, for the exporters.
+
+func (r *spanRecord) Name() string { return r.name }
+func (r *spanRecord) Parent() trace.SpanContext {
+	if !r.parent.IsValid() {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.parent, TraceFlags: r.flags, Remote: r.remote})
+}
+func (r *spanRecord) SpanKind() trace.SpanKind                    { return r.kind }
+func (r *spanRecord) StartTime() time.Time                        { return r.start }
+func (r *spanRecord) EndTime() time.Time                          { return r.end }
+func (r *spanRecord) Attributes() []attribute.KeyValue            { return r.attrs }
+func (r *spanRecord) Links() []sdktrace.Link                      { return nil }
+func (r *spanRecord) Events() []sdktrace.Event                    { return r.events }
+func (r *spanRecord) Status() sdktrace.Status                     { return r.status }
+func (r *spanRecord) InstrumentationScope() instrumentation.Scope { return r.exp.scope }
+
+//nolint:staticcheck // ReadOnlySpan still requires it
+func (r *spanRecord) InstrumentationLibrary() instrumentation.Library { return r.exp.scope }
+func (r *spanRecord) Resource() *resource.Resource                    { return r.exp.res }
+func (r *spanRecord) DroppedAttributes() int                          { return 0 }
+func (r *spanRecord) DroppedLinks() int                               { return 0 }
+func (r *spanRecord) DroppedEvents() int                              { return 0 }
+func (r *spanRecord) ChildSpanCount() int                             { return 0 }
+
+// typeName is exception.type for err, as the SDK spells it.
+func typeName(err error) string {
+	t := reflect.TypeOf(err)
+	if t.PkgPath() == "" && t.Name() == "" {
+		return t.String()
+	}
+	return t.PkgPath() + "." + t.Name()
+}
+
+var (
+	_ trace.Span            = (*spanRecord)(nil)
+	_ sdktrace.ReadOnlySpan = (*spanRecord)(nil)
+)
