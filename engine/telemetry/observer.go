@@ -67,15 +67,15 @@ type pipeInfo struct {
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
 	labels     []string                        // each stage's label, by index (recent.go)
-	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
-	// conventions do not list), made up front so that naming a span allocates nothing.
-	spanNames map[string]string
 	dash       *dashPipe                       // the dashboard's counters (dashstats.go)
 	stages     map[*engine.Stage]*stageMetrics // stagemetrics.go
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
 	ownRatio bool
+	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
+	// conventions do not list), made up front so that naming a span allocates nothing.
+	spanNames map[string]string
 }
 
 // sampleBound is the bound under which a trace this pipeline starts is sampled.

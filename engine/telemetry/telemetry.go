@@ -33,7 +33,7 @@ type Telemetry struct {
 	tp  *sdktrace.TracerProvider // nil when tracing is off
 	obs *observer
 
-	recs   *recordExport // the observer's span records and where they go (spanrecord.go)
+	recs *recordExport // the observer's span records and where they go (spanrecord.go)
 	// ratioBound is sample_ratio scaled to 2^63: a root trace is sampled when 63 random bits are
 	// below it (the rule of the SDK's TraceIDRatioBased sampler, applied to our own random draw).
 	ratioBound uint64
