@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
@@ -164,6 +165,8 @@ type reqState struct {
 	stageN     uint32
 	tracestate []byte // the incoming tracestate, validated and combined
 	buf        []byte // scratch for header values
+	// pending are the request's ended spans, queued with the server span when it ends.
+	pending []sdktrace.ReadOnlySpan
 
 	// localCtx is made once per state: a context whose span is this state, valid for whichever
 	// request holds the state.
@@ -196,6 +199,8 @@ func activeState(c *engine.Ctx) *reqState {
 func (st *reqState) release() {
 	st.pi = nil
 	st.server, st.stage = nil, nil
+	clear(st.pending) // queued by now, unless the server span never ended
+	st.pending = st.pending[:0]
 	st.attempts = 0
 	st.tracestate = st.tracestate[:0]
 }
@@ -275,39 +280,39 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 	h := &c.Request.Header
 	method, known := knownMethod(h.Method())
 	if known {
-		r.set(semconv.HTTPRequestMethodKey.String(method))
+		r.add(semconv.HTTPRequestMethodKey.String(method))
 	} else {
-		r.set(semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
+		r.add(semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
 		method = "HTTP"
 	}
 	scheme := "http"
 	if fc != nil && fc.IsTLS() {
 		scheme = "https"
 	}
-	r.set(
+	r.add(
 		semconv.URLScheme(scheme),
 		semconv.URLPath(r.str(rawPath(c.Request))),
 		semconv.NetworkProtocolVersion(protoVersion(c.Proto)),
 	)
 	r.name = method
 	if p != nil {
-		r.set(semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
+		r.add(semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
 		r.name = st.pi.spanNames[method]
 	}
 	if q := rawQuery(c.Request); len(q) > 0 {
 		n := len(r.arena)
 		r.arena = append(append(r.arena, '?'), q...)
-		r.set(semconv.URLQuery(secret.Query(r.since(n))[1:]))
+		r.add(semconv.URLQuery(secret.Query(r.since(n))[1:]))
 	}
 	if host, port := splitHostPort(r.str(h.Host())); host != "" {
-		r.set(semconv.ServerAddress(host))
+		r.add(semconv.ServerAddress(host))
 		if port == 0 {
 			port = 80
 			if scheme == "https" {
 				port = 443
 			}
 		}
-		r.set(semconv.ServerPort(port))
+		r.add(semconv.ServerPort(port))
 	}
 	if fc != nil {
 		if ta, ok := fc.RemoteAddr().(*net.TCPAddr); ok {
@@ -315,19 +320,19 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 			if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 				r.arena = ip.Unmap().AppendTo(r.arena)
 			}
-			r.set(semconv.NetworkPeerAddress(r.since(n)), semconv.NetworkPeerPort(ta.Port))
+			r.add(semconv.NetworkPeerAddress(r.since(n)), semconv.NetworkPeerPort(ta.Port))
 		}
 	}
 	if c.ClientAddr.IsValid() {
 		n := len(r.arena)
 		r.arena = c.ClientAddr.AppendTo(r.arena)
-		r.set(semconv.ClientAddress(r.since(n)))
+		r.add(semconv.ClientAddress(r.since(n)))
 	}
 	if ua := h.UserAgent(); len(ua) > 0 {
-		r.set(semconv.UserAgentOriginal(r.str(ua)))
+		r.add(semconv.UserAgentOriginal(r.str(ua)))
 	}
 	if engine.IsGRPCAny(h) {
-		r.set(appendRPCAttrs(nil, rawPath(c.Request))...) // grpc.go
+		r.add(appendRPCAttrs(nil, rawPath(c.Request))...) // grpc.go
 	}
 }
 
@@ -419,7 +424,12 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 			sp.SetAttributes(semconv.ErrorTypeKey.String(cutType(cut)))
 			sp.SetStatus(codes.Error, "response body cut")
 		}
-		sp.End()
+		// The server span and the request's other spans are queued together.
+		if !sp.ended {
+			sp.end, sp.ended = time.Now(), true
+			st.pending = append(st.pending, sp)
+		}
+		o.t.recs.queueAll(st.pending)
 	}
 	c.Context = context.Background()
 	st.release()
@@ -442,8 +452,16 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	if si != nil {
 		name, attrs = si.names[ph], si.attrs[ph]
 	}
-	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Now())
-	r.set(attrs...)
+	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Time{})
+	r.add(attrs...)
+	r.group = st
+	// The engine times every phase right after this call and before EndStage's (stagetimes.go):
+	// the span takes its times from that slot rather than reading the clock twice more.
+	if k := len(c.StageTimes()); !o.t.noStageTimes && k < engine.MaxStageTimes {
+		r.slot = k
+	} else {
+		r.start = time.Now()
+	}
 	st.stage, st.stageFail = r, c.Failure != nil
 	c.Context = r.ctx
 	return r
@@ -481,7 +499,7 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 		st.stage = nil
 		c.Context = st.server.ctx
 	}
-	sp.End()
+	sp.endPhase(c, c.StageTimes(), ph)
 }
 
 // StartAttempt opens a client span for one upstream attempt (retries are siblings under the
@@ -510,10 +528,18 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		if c.Fast != nil && c.Fast.IsTLS() {
 			scheme = "https"
 		}
-		r := o.t.recs.get(method, trace.SpanKindClient, st.traceID, st.server.spanID, st.flags, time.Now())
+		r := o.t.recs.get(method, trace.SpanKindClient, st.traceID, st.server.spanID, st.flags, time.Time{})
+		r.group = st
+		// BeginAttemptTime above timed the attempt's start, and EndAttemptTime will time its end.
+		if at := c.AttemptTimes(); len(at) > 0 && at[len(at)-1].End == 0 && at[len(at)-1].Target == target {
+			r.slot = len(at) - 1
+			r.start = c.Start.Add(time.Duration(at[r.slot].Start))
+		} else {
+			r.start = time.Now()
+		}
 		n := len(r.arena)
 		r.arena = append(append(append(append(r.arena, scheme...), "://"...), target...), rawPath(req)...)
-		r.set(
+		r.add(
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
 			semconv.ServerAddress(host),
 			semconv.ServerPort(port),
@@ -522,16 +548,16 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		if _, err := netip.ParseAddr(host); err == nil {
 			// The target's address is the peer the connection goes to (a name resolves inside
 			// the dialer, which does not say which address it picked).
-			r.set(semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
+			r.add(semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
 		}
 		if c.Pipeline != nil {
-			r.set(attrUpstream.String(c.UpstreamName()))
+			r.add(attrUpstream.String(c.UpstreamName()))
 		}
 		if !known {
-			r.set(semconv.HTTPRequestMethodOriginal(r.str(req.Header.Method())))
+			r.add(semconv.HTTPRequestMethodOriginal(r.str(req.Header.Method())))
 		}
 		if st.attempts > 1 {
-			r.set(semconv.HTTPRequestResendCount(st.attempts - 1))
+			r.add(semconv.HTTPRequestResendCount(st.attempts - 1))
 		}
 		spanID = r.spanID
 		tok = r
@@ -574,7 +600,7 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 		sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 		sp.SetStatus(codes.Error, "")
 	}
-	sp.End()
+	sp.endAttempt(c)
 }
 
 // SpanContext returns the request's server span context (valid while the request runs, even

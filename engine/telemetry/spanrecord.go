@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/sluice-gateway/sluice/engine"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
@@ -56,13 +57,21 @@ type spanRecord struct {
 	arena []byte
 	// ctx carries the record as the current span, made once per record.
 	ctx context.Context
+	// group, for a filter phase's or an upstream attempt's span, is the request's tracing
+	// state: ending, the record joins the request's other spans, queued together when the
+	// server span ends (one lock of the batcher per request rather than one per span).
+	group *reqState
+	// slot is the engine's timing slot whose times the span takes (-1: none, the span read the
+	// clock itself).
+	slot int
 }
 
 // recordExport is what every record of one telemetry instance shares.
 type recordExport struct {
 	res   *resource.Resource
 	scope instrumentation.Scope
-	queue func(*spanRecord) // hands an ended record to the batcher
+	queue    func(*spanRecord)             // hands an ended record to the batcher
+	queueAll func([]sdktrace.ReadOnlySpan) // hands a request's ended records to it at once
 	tp    trace.TracerProvider
 	pool  sync.Pool
 }
@@ -90,15 +99,17 @@ func (e *recordExport) get(name string, kind trace.SpanKind, traceID trace.Trace
 	r.traceID, r.spanID, r.parent = traceID, newSpanID(), parent
 	r.flags = trace.TraceFlags(flags) | trace.FlagsSampled
 	r.start = start
+	r.slot = -1
 	return r
 }
 
-// free clears r and returns it to the pool.
+// free readies r for reuse and returns it to the pool. The attribute array is not cleared: what
+// it still points to is kept alive only until the slots are overwritten, and clearing 24 values
+// with pointers (write barriers) cost more than the rest of the reset.
 func (r *spanRecord) free() {
-	clear(r.attrs)
 	clear(r.events)
 	r.attrs, r.events, r.arena = r.attrs[:0], r.events[:0], r.arena[:0]
-	r.name, r.tstate, r.remote, r.ended = "", "", false, false
+	r.name, r.tstate, r.remote, r.ended, r.group = "", "", false, false, nil
 	r.status = sdktrace.Status{}
 	r.end = time.Time{}
 	r.exp.pool.Put(r)
@@ -121,6 +132,12 @@ func (r *spanRecord) since(n int) string {
 		return ""
 	}
 	return unsafe.String(&r.arena[n], len(r.arena)-n)
+}
+
+// add records attributes the record does not have yet (the observer's own, on a fresh record),
+// without looking for an earlier value of their keys.
+func (r *spanRecord) add(kvs ...attribute.KeyValue) {
+	r.attrs = append(r.attrs, kvs...)
 }
 
 // set records attributes as the SDK does, the last value of a key winning.
@@ -208,14 +225,55 @@ func (r *spanRecord) End(opts ...trace.SpanEndOption) {
 	if r.ended {
 		return
 	}
-	r.end = time.Now()
+	end := time.Now()
 	if len(opts) > 0 {
 		if cfg := trace.NewSpanEndConfig(opts...); !cfg.Timestamp().IsZero() {
-			r.end = cfg.Timestamp()
+			end = cfg.Timestamp()
 		}
 	}
-	r.ended = true
+	if r.start.IsZero() {
+		r.start = end // a phase span ended before the engine timed it (a filter ended it)
+	}
+	r.finish(end)
+}
+
+// finish ends the span at end and queues it, or leaves it with the request's other spans until
+// the server span ends.
+func (r *spanRecord) finish(end time.Time) {
+	r.end, r.ended = end, true
+	if g := r.group; g != nil && g.server != nil && !g.server.ended {
+		g.pending = append(g.pending, r)
+		return
+	}
 	r.exp.queue(r)
+}
+
+// endPhase ends a filter phase's span at the times the engine recorded for it (slot of times),
+// or, when it has none, now.
+func (r *spanRecord) endPhase(c *engine.Ctx, times []engine.StageTime, ph engine.Phase) {
+	if r.ended {
+		return
+	}
+	if r.slot >= 0 && r.slot < len(times) {
+		if t := &times[r.slot]; t.End != 0 && t.Phase == ph {
+			r.start = c.Start.Add(time.Duration(t.Start))
+			r.finish(c.Start.Add(time.Duration(t.End)))
+			return
+		}
+	}
+	r.End()
+}
+
+// endAttempt ends an upstream attempt's span at the end the engine recorded for it, or now.
+func (r *spanRecord) endAttempt(c *engine.Ctx) {
+	if r.ended {
+		return
+	}
+	if at := c.AttemptTimes(); r.slot >= 0 && r.slot < len(at) && at[r.slot].End != 0 {
+		r.finish(c.Start.Add(time.Duration(at[r.slot].End)))
+		return
+	}
+	r.End()
 }
 
 func (r *spanRecord) TracerProvider() trace.TracerProvider { return r.exp.tp }

@@ -140,6 +140,7 @@ func (t *Telemetry) startTracing(cfg *engine.TelemetryConfig, exp sdktrace.SpanE
 		sdktrace.WithSpanProcessor(sb),
 	)
 	t.recs = newRecordExport(res, func(r *spanRecord) { sb.add(r) })
+	t.recs.queueAll = sb.addAll
 	t.recs.tp = t.tp
 	t.obs.tracing = true
 }
