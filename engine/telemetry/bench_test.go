@@ -254,3 +254,18 @@ func BenchmarkRequest(b *testing.B) {
 func traceIDOf(c *engine.Ctx) string {
 	return trace.SpanContextFromContext(c.Context).TraceID().String()
 }
+
+// TestSampledAllocs: a request traced at ratio 1 (a server span, a span per filter phase, the
+// upstream attempt's span: 8 spans here) allocates at most 5 times on the request path, batching
+// included (the span records are pooled; what remains is the batcher's per-batch work).
+func TestSampledAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	tel := testTelemetry(t, 1)
+	r := newRig(t, tel)
+	r.run() // warm pools
+	if n := testing.AllocsPerRun(1000, r.run); n > 5 {
+		t.Errorf("%v allocations per sampled request, want at most 5", n)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -447,10 +448,12 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	if st == nil || !st.sampled {
 		return nil
 	}
-	si := st.pi.stageNames[s]
-	name, attrs := s.Label(), []attribute.KeyValue(nil)
-	if si != nil {
+	var name string
+	var attrs []attribute.KeyValue
+	if si := st.pi.stageNames[s]; si != nil {
 		name, attrs = si.names[ph], si.attrs[ph]
+	} else {
+		name = s.Label()
 	}
 	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Time{})
 	r.add(attrs...)
@@ -698,6 +701,9 @@ func protoVersion(proto string) string {
 }
 
 func splitHostPort(hp string) (string, int) {
+	if strings.IndexByte(hp, ':') < 0 {
+		return hp, 0 // no port: net.SplitHostPort would allocate its error to say so
+	}
 	host, p, err := net.SplitHostPort(hp)
 	if err != nil {
 		return hp, 0

@@ -68,12 +68,12 @@ type spanRecord struct {
 
 // recordExport is what every record of one telemetry instance shares.
 type recordExport struct {
-	res   *resource.Resource
-	scope instrumentation.Scope
+	res      *resource.Resource
+	scope    instrumentation.Scope
 	queue    func(*spanRecord)             // hands an ended record to the batcher
 	queueAll func([]sdktrace.ReadOnlySpan) // hands a request's ended records to it at once
-	tp    trace.TracerProvider
-	pool  sync.Pool
+	tp       trace.TracerProvider
+	pool     sync.Pool
 }
 
 // Sizes a pooled record starts with; a span needing more grows them once, and keeps them.
