@@ -55,8 +55,12 @@ type spanRecord struct {
 	// arena holds the bytes of the attribute values copied from the request (the path, the
 	// host, the user agent): the values are strings over it, valid until the record is reused.
 	arena []byte
-	// ctx carries the record as the current span, made once per record.
-	ctx context.Context
+	// ctx carries the record as the current span: &rctx, part of the record.
+	ctx  context.Context
+	rctx recordCtx
+	// The initial backing of attrs and arena, in the record: a new record is one allocation.
+	attrBuf  [recordAttrs]attribute.KeyValue
+	arenaBuf [recordArena]byte
 	// group, for a filter phase's or an upstream attempt's span, is the request's tracing
 	// state: ending, the record joins the request's other spans, queued together when the
 	// server span ends (one lock of the batcher per request rather than one per span).
@@ -85,11 +89,35 @@ const (
 func newRecordExport(res *resource.Resource, queue func(*spanRecord)) *recordExport {
 	e := &recordExport{res: res, scope: instrumentation.Scope{Name: tracerName}, queue: queue}
 	e.pool.New = func() any {
-		r := &spanRecord{exp: e, attrs: make([]attribute.KeyValue, 0, recordAttrs), arena: make([]byte, 0, recordArena)}
-		r.ctx = trace.ContextWithSpan(context.Background(), r)
+		r := &spanRecord{exp: e}
+		r.attrs, r.arena = r.attrBuf[:0], r.arenaBuf[:0]
+		r.rctx.Context, r.rctx.r = context.Background(), r
+		r.ctx = &r.rctx
 		return r
 	}
 	return e
+}
+
+// recordCtx is the context of a record: trace.SpanFromContext finds the record in it. The
+// trace API keeps its context key unexported; recordCtx recognizes it by asking a context made
+// with trace.ContextWithSpan, which answers spanProbe for that key and nothing else. (A
+// context.WithValue per record would cost an allocation per new record, and one more cache
+// line per lookup.)
+type recordCtx struct {
+	context.Context // Background: no deadline, no values of its own
+	r               *spanRecord
+}
+
+var (
+	spanProbe    = &spanRecord{} // never used as a span: only its address is compared
+	spanProbeCtx = trace.ContextWithSpan(context.Background(), spanProbe)
+)
+
+func (c *recordCtx) Value(key any) any {
+	if v, ok := spanProbeCtx.Value(key).(*spanRecord); ok && v == spanProbe {
+		return c.r
+	}
+	return nil
 }
 
 // get returns a cleared record for a new span.
