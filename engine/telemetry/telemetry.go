@@ -87,6 +87,11 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: traces endpoint: %w", err)
 		}
+		if useOwnExporter() {
+			// The gateway's exporter (otlphttp.go) encodes the batch straight into protobuf.
+			exp = newOTLPHTTPExporter(u, cfg)
+			break
+		}
 		timeout := exportTimeoutOf(cfg)
 		opts := []otlptracehttp.Option{
 			otlptracehttp.WithEndpointURL(u),
