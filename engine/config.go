@@ -120,6 +120,9 @@ type ServerConfig struct {
 	// H2MaxConcurrentStreams is the streams an HTTP/2 client may have open at once per
 	// connection (SETTINGS_MAX_CONCURRENT_STREAMS).
 	H2MaxConcurrentStreams int `hcl:"h2_max_concurrent_streams,optional" json:"h2_max_concurrent_streams"`
+	// H2Server is the HTTP/2 server implementation (h2conn.go): "net/http" (Go's own) or
+	// "sluice" (the engine's own loop on x/net/http2's Framer and hpack, the default).
+	H2Server string `hcl:"h2_server,optional" json:"h2_server"`
 }
 
 // SetDefaults fills the server block's defaults.
@@ -148,6 +151,7 @@ func (s *ServerConfig) SetDefaults() {
 		StreamTimeout:            Duration(time.Hour),
 		ForwardClientCert:        ForwardCertSanitize,
 		H2MaxConcurrentStreams:   defaultH2MaxConcurrentStreams,
+		H2Server:                 H2ServerSluice,
 	}
 }
 

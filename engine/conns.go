@@ -401,6 +401,12 @@ func (s *Server) guard(ln net.Listener, lis *listener) *resilientListener {
 		if cfg.MinWriteRate > 0 && cfg.MinWriteRateWindow > 0 {
 			w.minRate, w.rateWindow = int64(cfg.MinWriteRate), int64(cfg.MinWriteRateWindow.D())
 		}
+		if lis.tls == nil && w.idle > 0 {
+			w.parkAfter, w.serve = parkAfter(), s.srv.ServeConn // idlepark.go
+			s.limitsMu.Lock()
+			s.parking = append(s.parking, w)
+			s.limitsMu.Unlock()
+		}
 		rl.watch = w
 	}
 	if cfg.MaxConnections > 0 || cfg.MaxConnsPerIP > 0 {

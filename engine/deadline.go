@@ -62,6 +62,14 @@ type deadlineWatch struct {
 	// The minimum rate at which a client must read a response being written (writerate.go):
 	// bytes per second over windows of rateWindow ns; 0: none.
 	minRate, rateWindow int64
+	// Idle connections park after parkAfter (ns; 0: never), and serve serves a parked one again
+	// (idlepark.go).
+	parkAfter int64
+	serve     func(net.Conn) error
+	// parkWave counts the connections asked to park since the last collection, the last at
+	// lastParkAt (idlepark.go); only the watchdog's goroutine touches them.
+	parkWave   int
+	lastParkAt int64
 
 	// Idle connections found by the last sweep, oldest first, for evictOldestIdle; the
 	// buffers they are kept in.
@@ -129,8 +137,14 @@ func (w *deadlineWatch) run() {
 			if w.minRate > 0 {
 				w.checkRate(c, now)
 			}
+			if w.parkAfter > 0 {
+				w.maybePark(c, now)
+			}
 		}
 		w.pressureSweep(batch, now)
+		if w.parkAfter > 0 {
+			w.collectAfterWave(now)
+		}
 		clear(batch) // don't keep closed connections reachable until the next tick
 	}
 }
@@ -340,6 +354,11 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 // Close closes the connection, after writing what a response left held for a next read that
 // will not come (fasthttp closes a connection after a response that ends it).
 func (c *clientConn) Close() error {
+	if c.park.CompareAndSwap(parkPending, parkWaiting) {
+		// fasthttp ended its loop for the connection to park (idlepark.go): it stays open.
+		go c.parkedWait()
+		return nil
+	}
 	if c.held.Load() != nil {
 		// Close may run on another goroutine, so the lazy deadline is not at hand: the socket
 		// gets the write timeout directly.

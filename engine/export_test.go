@@ -55,3 +55,27 @@ func SetCertPoll(d time.Duration) func() {
 	certPoll = d
 	return func() { certPoll = old }
 }
+
+// SetIdleParkAfter sets how long a connection stays idle before it parks (idlepark.go), for
+// servers guarded from now on; the returned func puts the default back.
+func SetIdleParkAfter(d time.Duration) func() {
+	parkAfterTest.Store(int64(d))
+	return func() { parkAfterTest.Store(0) }
+}
+
+// ParkedConns counts s's parked connections.
+func ParkedConns(s *Server) int {
+	n := 0
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	for _, w := range s.parking {
+		w.mu.Lock()
+		for c := range w.conns {
+			if c.park.Load() == parkWaiting {
+				n++
+			}
+		}
+		w.mu.Unlock()
+	}
+	return n
+}

@@ -466,7 +466,11 @@ func (s *Server) serveClassified(rl *resilientListener) error {
 		go func() { _ = s.srv.Serve(h1) }()
 	}
 	h2 := newConnListener(rl.Addr())
-	go func() { _ = s.h2.Serve(h2) }()
+	if s.cfg.H2Server != H2ServerNetHTTP {
+		go s.h2own.serve(h2)
+	} else {
+		go func() { _ = s.h2.Serve(h2) }()
+	}
 	err := s.acceptLoop(rl, h1, h2)
 	if errors.Is(err, net.ErrClosed) {
 		return nil // Shutdown

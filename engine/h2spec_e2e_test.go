@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
 )
 
 // h2specPath finds the h2spec conformance tool (.ci/run installs it): required in CI, skipped
@@ -53,9 +55,10 @@ type junitReport struct {
 	} `xml:"testsuite"`
 }
 
-// h2specExceptions are the cases Go's HTTP/2 server answers otherwise than h2spec expects, each
-// within what RFC 9113 allows or a deliberate hardening: RATIONALE.md ("Why does h2spec report
-// three failures?") gives the reasons. Any other failure fails the test.
+// h2specExceptions are the cases Go's HTTP/2 server (h2_server = "net/http") answers otherwise
+// than h2spec expects, each within what RFC 9113 allows or a deliberate hardening: RATIONALE.md
+// ("Why does h2spec report three failures?") gives the reasons. Any other failure fails the
+// test. The engine's own server (h2_server = "sluice") has no exceptions.
 var h2specExceptions = map[string]bool{
 	// Duplicate settings in one SETTINGS frame: Go hangs up (PROTOCOL_ERROR) on suspicious
 	// SETTINGS frames (more than 100 entries, or duplicates).
@@ -81,9 +84,14 @@ func TestH2Spec(t *testing.T) {
 		// the shared port).
 		{"h2c", false, `protocols = ["h2c"]`},
 		{"tls", true, ``},
+		// Go's own server, still selectable, keeps its three exceptions.
+		{"h2c-net/http", false, `protocols = ["h2c"]
+  h2_server = "net/http"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gw, _ := h2Gateway(t, tc.tls, tc.attrs)
+			netHTTP := strings.Contains(tc.attrs, engine.H2ServerNetHTTP) ||
+				!strings.Contains(tc.attrs, "h2_server") && os.Getenv("SLUICE_TEST_H2_SERVER") == engine.H2ServerNetHTTP
 			_, port, _ := net.SplitHostPort(gw.Addr)
 			report := filepath.Join(t.TempDir(), "h2spec.xml")
 			args := []string{"-h", "127.0.0.1", "-p", port, "-o", "5", "-j", report}
@@ -109,7 +117,7 @@ func TestH2Spec(t *testing.T) {
 				for _, c := range s.Cases {
 					total++
 					if c.Failure != nil || c.Error != nil || c.Skipped != nil {
-						if h2specExceptions[c.Package+" "+c.Name] {
+						if netHTTP && h2specExceptions[c.Package+" "+c.Name] {
 							t.Logf("h2spec %s: %s: a known exception", c.Package, c.Name)
 							continue
 						}

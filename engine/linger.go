@@ -121,5 +121,10 @@ func (s *Server) expect(fc *fasthttp.RequestCtx) int {
 		s.refused(fc, fc.Request.Header.Method(), fasthttp.StatusRequestEntityTooLarge, reasonExpect, true) // refusals.go
 		return fasthttp.StatusRequestEntityTooLarge
 	}
+	if cc := connOf(fc); cc != nil {
+		// After 100 Continue the body is read in what looks like the idle phase: no parking
+		// until the next request (idlepark.go).
+		cc.noPark.Store(true)
+	}
 	return fasthttp.StatusContinue
 }

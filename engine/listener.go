@@ -166,6 +166,10 @@ type clientConn struct {
 	// lineSeen: the current request's line has ended in what was read (linger.go).
 	// Atomic: a TLS connection's closing alert may be written from another goroutine.
 	lineSeen atomic.Bool
+	// park is where the connection is in parking while idle (idlepark.go); noPark: the current
+	// request's body or response streamed, so the connection does not park until the next.
+	park   atomic.Uint32
+	noPark atomic.Bool
 }
 
 // readAheadSize is what a small read reads at most: most request heads fit; a larger one
@@ -196,6 +200,13 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		ph = phaseIdle
 	}
 	n, err := c.read(p)
+	if err != nil && n == 0 && c.park.Load() == parkAsked {
+		// The watchdog ended the read to park the connection (idlepark.go).
+		if c.parkRead(ph) {
+			return 0, errParked
+		}
+		n, err = c.read(p)
+	}
 	if n > 0 && (ph == phaseIdle || ph == phaseNew) {
 		c.enter(phaseReading)
 	} else if n > 0 && ph == phaseReading && c.streaming.Load() {
@@ -265,6 +276,9 @@ func (c *clientConn) startRequest() {
 	if c.streaming.Load() {
 		c.streaming.Store(false)
 	}
+	if c.noPark.Load() {
+		c.noPark.Store(false)
+	}
 	if c.hold.Load() {
 		c.hold.Store(false)
 	}
@@ -279,8 +293,10 @@ func (c *clientConn) startRequest() {
 }
 
 // recv reads from the socket into p, first sending out (a held write), if any, in the same
-// wait. p may share out's memory: the write is made before the read.
-func (c *clientConn) recv(out, p []byte) (int, error) {
+// wait. p may share out's memory: the write is made before the read. spare, when not nil, is
+// out's pooled buffer, which p does not share: recv gives it back once out is written and before
+// any longer wait, so that a connection that stays idle does not keep it (4 KiB each).
+func (c *clientConn) recv(out, p []byte, spare *[]byte) (int, error) {
 	if out == nil {
 		return c.Conn.Read(p)
 	}
@@ -295,16 +311,26 @@ func (c *clientConn) recv(out, p []byte) (int, error) {
 		c.unpoke()
 	}
 	if rest == nil && !(poked && n == 0) {
+		if spare != nil {
+			readAheadPool.Put(spare)
+		}
 		return n, err
 	}
 	if rest != nil {
 		// Not written whole (the client is not reading fast enough): the rest goes the usual
 		// way, under the write timeout, before the wait for the next request.
 		c.enter(phaseWriting)
-		if _, err := c.Conn.Write(rest); err != nil {
+		_, err := c.Conn.Write(rest)
+		if spare != nil {
+			readAheadPool.Put(spare) // rest is written (or never will be)
+		}
+		if err != nil {
 			return 0, err
 		}
 		c.enter(phaseIdle)
+	} else if spare != nil {
+		// The wait for the next request starts afresh and may last the whole idle_timeout.
+		readAheadPool.Put(spare)
 	}
 	return c.Conn.Read(p)
 }
@@ -329,18 +355,14 @@ func (c *clientConn) read(p []byte) (int, error) {
 		}
 	}
 	if len(p) >= readAheadSize/4 {
-		n, err := c.recv(out, p)
-		if held != nil {
-			readAheadPool.Put(held)
-		}
-		return n, err
+		return c.recv(out, p, held)
 	}
 	// The read ahead goes into the held write's buffer once that is sent, or a fresh one.
 	s := held
 	if s == nil {
 		s = readAheadPool.Get().(*[]byte)
 	}
-	n, err := c.recv(out, *s)
+	n, err := c.recv(out, *s, nil)
 	k := copy(p, (*s)[:n])
 	if k == n {
 		readAheadPool.Put(s)

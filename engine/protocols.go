@@ -94,5 +94,10 @@ func (s *ServerConfig) validateHTTP2() []error {
 	if s.H2MaxConcurrentStreams < 1 || s.H2MaxConcurrentStreams > 10000 {
 		errs = append(errs, FieldErr("h2_max_concurrent_streams", "must be between 1 and 10000"))
 	}
+	switch s.H2Server {
+	case "", H2ServerNetHTTP, H2ServerSluice:
+	default:
+		errs = append(errs, FieldErr("h2_server", "must be \"sluice\" or \"net/http\""))
+	}
 	return errs
 }

@@ -38,7 +38,10 @@ type Server struct {
 	// h2 serves HTTP/2 (h2serve.go); guards are the listeners the accept loop serves
 	// (accept.go), closed by Shutdown.
 	h2     *http.Server
+	h2own  *h2Server // h2_server = "sluice" (h2conn.go)
 	guards []*resilientListener
+	// parking are the watchdogs whose connections park while idle (idlepark.go).
+	parking []*deadlineWatch
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
 	swapped      chan struct{}
@@ -108,7 +111,8 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// → 10.4 KiB per idle connection. Its cost, a one-byte read before each request, is
 		// folded into the next read by clientConn (listener.go). With StreamRequestBody (below)
 		// fasthttp keeps the read buffer from a connection's first request on, and gives back
-		// only the write buffer (RATIONALE.md, "Why do request bodies stream").
+		// only the write buffer (RATIONALE.md, "Why do request bodies stream"); a connection idle
+		// for a second parks instead (idlepark.go).
 		ReduceMemoryUsage: true,
 		// The request's start time is read once, by handle, through RequestCtx.Time: fasthttp
 		// would otherwise read the clock before every request for itself.
@@ -118,8 +122,12 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 		// Bodies that did not arrive with the head stream through the pipeline instead of being
 		// held whole; the server enforces max_body_bytes on them itself (stream.go).
 		StreamRequestBody: true,
+		// A worker whose connection parked (idlepark.go) waits here for a new connection with
+		// the stack its requests grew (8 KiB): let it go after a second instead of ten.
+		MaxIdleWorkerDuration: time.Second,
 	}
 	s.h2 = s.newH2Server()
+	s.h2own = newH2OwnServer(s)
 	return s, nil
 }
 
@@ -193,9 +201,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err != nil {
 			_ = s.h2.Close()
 		}
+		if oerr := s.h2own.shutdown(ctx); err == nil {
+			err = oerr
+		}
 		h2done <- err
 	}()
 	err := s.srv.ShutdownWithContext(ctx)
+	s.closeParked() // idlepark.go: fasthttp no longer knows them
 	if h2err := <-h2done; err == nil {
 		err = h2err
 	}

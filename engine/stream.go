@@ -260,6 +260,8 @@ func (c *clientConn) streamFor(d time.Duration) {
 	if !c.streaming.Load() {
 		c.streamEnd.Store(w.after(int64(d)))
 		c.streaming.Store(true)
+		// Until the next request, an idle-looking read may be in the middle of a body.
+		c.noPark.Store(true)
 	}
 }
 

@@ -128,3 +128,10 @@ func (x *Exchange) stepFd(fd uintptr) bool {
 func (x *Exchange) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: x.conn.LocalAddr(), Addr: x.conn.RemoteAddr(), Err: os.NewSyscallError(op, err)}
 }
+
+// Wait calls read with the socket's descriptor until it returns true, waiting for the socket to
+// be readable each time it returns false (it found nothing: EAGAIN). It returns the wait's error:
+// the connection closed, or its read deadline passed.
+func (x *Exchange) Wait(read func(fd int) bool) error {
+	return x.raw.Read(func(fd uintptr) bool { return read(int(fd)) })
+}

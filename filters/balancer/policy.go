@@ -241,6 +241,12 @@ func capacity(load int64, n int) int64 {
 type ring struct {
 	hashes []uint64
 	owners []uint32
+	// index[b] is the first point whose hash's top bits (hash >> shift) are at least b, with as
+	// many buckets as points (rounded up to a power of two): a key's point is searched for only
+	// within its bucket, about one point, so a pick costs the same at 3 targets and at 1,000,
+	// where a binary search over the whole ring (4 MiB of points) missed the cache at every step.
+	index []uint32
+	shift uint
 }
 
 const (
@@ -280,7 +286,42 @@ func newRing(ts []*target) *ring {
 	for i, p := range pts {
 		r.hashes[i], r.owners[i] = p.h, p.owner
 	}
+	bits := uint(max(1, bitsLen(len(pts)-1)))
+	r.shift = 64 - bits
+	r.index = make([]uint32, 1<<bits+1)
+	j := 0
+	for b := range r.index {
+		for j < len(r.hashes) && r.hashes[j]>>r.shift < uint64(b) {
+			j++
+		}
+		r.index[b] = uint32(j)
+	}
 	return r
+}
+
+// bitsLen is the number of bits n needs (0 for n ≤ 0).
+func bitsLen(n int) int {
+	b := 0
+	for ; n > 0; n >>= 1 {
+		b++
+	}
+	return b
+}
+
+// first returns the index of the first point at or after key (len(r.hashes) if none: the ring
+// wraps to its first point).
+func (r *ring) first(key uint64) int {
+	bkt := key >> r.shift
+	lo, hi := int(r.index[bkt]), int(r.index[bkt+1])
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if r.hashes[m] < key {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 func (r *ring) pick(ts []*target, key uint64, hasKey bool, tried []int, load int64, now int64) int {
@@ -291,16 +332,7 @@ func (r *ring) pick(ts []*target, key uint64, hasKey bool, tried []int, load int
 	if !hasKey {
 		key = rand.Uint64()
 	}
-	// First point at or after key (binary search, no closure so nothing escapes).
-	lo, hi := 0, len(r.hashes)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if r.hashes[m] < key {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
+	lo := r.first(key)
 	limit := capacity(load, n)
 	first := -1
 	// Points are spread at random, so ~n·ln(n) of them visit almost every target: walking

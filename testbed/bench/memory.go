@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type memoryResult struct {
 // connMem is the RSS of one proxy before and after n idle keep-alive connections were opened.
 type connMem struct {
 	Proxy      string  `json:"proxy"`
+	Conns      int     `json:"conns,omitempty"` // when not the memory test's Conns (the large row)
 	BeforeKiB  int64   `json:"before_kib"`
 	AfterKiB   int64   `json:"after_kib"`
 	PerConnKiB float64 `json:"per_conn_kib"`
@@ -79,6 +81,7 @@ func (h *harness) measureMemory() (*memoryResult, error) {
 		name string
 		port int
 		argv []string
+		n    int // connections; 0: h.opt.nconns
 	}
 	var subjects []subject
 	{
@@ -86,13 +89,13 @@ func (h *harness) measureMemory() (*memoryResult, error) {
 		if err := os.WriteFile(conf, []byte(sluiceVariant{name: "mem-conns"}.hcl(portMemory+3)), 0o644); err != nil {
 			return nil, err
 		}
-		subjects = append(subjects, subject{"sluice empty", portMemory + 3, []string{h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn"}})
+		subjects = append(subjects, subject{"sluice empty", portMemory + 3, []string{h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn"}, 0})
 	}
 	subjects = append(subjects,
-		subject{"floor", portFloor, []string{h.binPath("floorproxy"), "-listen", addr(portFloor), "-upstream", addr(portUpstream)}},
+		subject{"floor", portFloor, []string{h.binPath("floorproxy"), "-listen", addr(portFloor), "-upstream", addr(portUpstream)}, 0},
 		// What fasthttp's ReduceMemoryUsage (idle connections give their buffers back) saves.
-		subject{"floor, ReduceMemoryUsage", portFloor, []string{h.binPath("floorproxy"), "-listen", addr(portFloor), "-upstream", addr(portUpstream), "-reduce-memory"}},
-		subject{"nginx", portNginx, []string{"nginx", "-p", h.run + "/", "-c", filepath.Join(h.run, "nginx.conf")}},
+		subject{"floor, ReduceMemoryUsage", portFloor, []string{h.binPath("floorproxy"), "-listen", addr(portFloor), "-upstream", addr(portUpstream), "-reduce-memory"}, 0},
+		subject{"nginx", portNginx, []string{"nginx", "-p", h.run + "/", "-c", filepath.Join(h.run, "nginx.conf")}, 0},
 	)
 	if err := h.ensureUpstream(1); err != nil {
 		return nil, err
@@ -100,14 +103,30 @@ func (h *harness) measureMemory() (*memoryResult, error) {
 	if _, err := os.Stat(filepath.Join(h.run, "nginx.conf")); err != nil {
 		_ = os.WriteFile(filepath.Join(h.run, "nginx.conf"), []byte(nginxConf(h.run)), 0o644)
 	}
+	if n := h.opt.nconnsLarge; n > 0 {
+		// Sluice alone at the larger count: the process holding the connections needs a
+		// descriptor for each, as does the gateway.
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Max < uint64(n)+1024 {
+			h.note("memory per connection at %d connections skipped: the open-file limit (%d) is too low", n, lim.Max)
+		} else {
+			conf := filepath.Join(h.run, "mem-conns-large.hcl")
+			v := sluiceVariant{name: "mem-conns-large", maxConns: n + 1000}
+			if err := os.WriteFile(conf, []byte(v.hcl(portMemory+3)), 0o644); err != nil {
+				return nil, err
+			}
+			subjects = append(subjects, subject{"sluice empty", portMemory + 3,
+				[]string{h.binPath("sluice"), "run", "-c", conf, "-log-level", "warn"}, n})
+		}
+	}
 	for _, s := range subjects {
-		cm, err := h.connMemory(s.name, s.port, s.argv)
+		cm, err := h.connMemory(s.name, s.port, s.argv, s.n)
 		if err != nil {
 			h.note("memory per connection, %s: %v", s.name, err)
 			continue
 		}
 		m.PerConn = append(m.PerConn, cm)
-		h.logf("%s: %d idle connections: RSS %d → %d KiB, %.1f KiB per connection", s.name, m.Conns, cm.BeforeKiB, cm.AfterKiB, cm.PerConnKiB)
+		h.logf("%s: %d idle connections: RSS %d → %d KiB, %.1f KiB per connection", s.name, cm.conns(m.Conns), cm.BeforeKiB, cm.AfterKiB, cm.PerConnKiB)
 	}
 	return m, nil
 }
@@ -161,9 +180,21 @@ func (h *harness) warm(c *benchCase, n int) error {
 	return nil
 }
 
-// connMemory starts a fresh proxy, and measures its RSS before and after opening h.opt.nconns
-// idle keep-alive connections to it (one request each).
-func (h *harness) connMemory(name string, port int, argv []string) (connMem, error) {
+// conns is how many connections the row measured.
+func (c connMem) conns(def int) int {
+	if c.Conns > 0 {
+		return c.Conns
+	}
+	return def
+}
+
+// connMemory starts a fresh proxy, and measures its RSS before and after opening n (0:
+// h.opt.nconns) idle keep-alive connections to it (one request each).
+func (h *harness) connMemory(name string, port int, argv []string, n int) (connMem, error) {
+	nconns := h.opt.nconns
+	if n > 0 {
+		nconns = n
+	}
 	p, err := h.start("mem-"+strings.ReplaceAll(name, " ", "-"), "1", nil, argv...)
 	if err != nil {
 		return connMem{}, err
@@ -175,8 +206,11 @@ func (h *harness) connMemory(name string, port int, argv []string) (connMem, err
 	}
 	time.Sleep(2 * time.Second)
 	cm := connMem{Proxy: name, BeforeKiB: treeRSS(p.pid())}
+	if n > 0 {
+		cm.Conns = n
+	}
 
-	cmd := exec.Command("taskset", "-c", "0", h.binPath("bench"), "conns", "-addr", addr(port), "-n", fmt.Sprint(h.opt.nconns))
+	cmd := exec.Command("taskset", "-c", "0", h.binPath("bench"), "conns", "-addr", addr(port), "-n", fmt.Sprint(nconns))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return cm, err
@@ -199,6 +233,6 @@ func (h *harness) connMemory(name string, port int, argv []string) (connMem, err
 	}
 	time.Sleep(3 * time.Second)
 	cm.AfterKiB = treeRSS(p.pid())
-	cm.PerConnKiB = float64(cm.AfterKiB-cm.BeforeKiB) / float64(h.opt.nconns)
+	cm.PerConnKiB = float64(cm.AfterKiB-cm.BeforeKiB) / float64(nconns)
 	return cm, nil
 }

@@ -251,6 +251,7 @@ func (h *harness) writeReport() error {
 	h.budgetSection(&b, byGroup)
 	h.rateSection(&b)
 	h.memorySection(&b)
+	selectSection(&b, h.selects)
 
 	if len(h.notes) > 0 {
 		b.WriteString("## Notes\n\n")
@@ -279,6 +280,7 @@ func (h *harness) writeReport() error {
 	raw, err := json.MarshalIndent(map[string]any{
 		"mode": mode, "started": h.started.UTC(), "runs": h.opt.runs, "duration": h.opt.dur.String(),
 		"warmup": h.opt.warm.String(), "other_max": h.opt.otherMax, "conns": h.opt.conns, "cases": h.cases, "memory": h.memory, "notes": h.notes, "system": h.sysinfo,
+		"balancer_select": h.selects,
 	}, "", "  ")
 	if err != nil {
 		return err
@@ -537,7 +539,7 @@ func (h *harness) memorySection(b *strings.Builder) {
 	}
 	for _, c := range m.PerConn {
 		fmt.Fprintf(b, "- %d idle keep-alive client connections, %s: RSS %.1f → %.1f MiB, **%.1f KiB per connection**\n",
-			m.Conns, c.Proxy, float64(c.BeforeKiB)/1024, float64(c.AfterKiB)/1024, c.PerConnKiB)
+			c.conns(m.Conns), c.Proxy, float64(c.BeforeKiB)/1024, float64(c.AfterKiB)/1024, c.PerConnKiB)
 	}
 	b.WriteString("\n")
 }
@@ -565,13 +567,14 @@ func reportMain(args []string) error {
 		Conns    []int             `json:"conns"`
 		Cases    []*benchCase      `json:"cases"`
 		Memory   *memoryResult     `json:"memory"`
+		Selects  []selectRow       `json:"balancer_select"`
 		Notes    []string          `json:"notes"`
 		System   map[string]string `json:"system"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	h := &harness{fromJSON: true, started: raw.Started, cases: raw.Cases, memory: raw.Memory, notes: raw.Notes, sysinfo: raw.System}
+	h := &harness{fromJSON: true, started: raw.Started, cases: raw.Cases, memory: raw.Memory, selects: raw.Selects, notes: raw.Notes, sysinfo: raw.System}
 	h.opt.mode, h.opt.out, h.opt.runs, h.opt.otherMax, h.opt.conns = raw.Mode, *out, raw.Runs, raw.OtherMax, raw.Conns
 	h.opt.dur, _ = time.ParseDuration(raw.Duration)
 	h.opt.warm, _ = time.ParseDuration(raw.Warmup)

@@ -38,6 +38,10 @@ type options struct {
 	rate    bool // latency at a fixed rate
 	memory  bool // idle RSS and memory per connection
 	nconns  int  // connections of the memory test
+	// nconnsLarge is the larger count of the memory test's second Sluice row (0: none), and
+	// selectBench runs the balancer selection benchmark (scaling.go).
+	nconnsLarge int
+	selectBench bool
 	// extraRounds bounds the rounds added when other load disturbed runs; budget bounds the
 	// whole invocation's time for them (0: no bound).
 	extraRounds int
@@ -130,6 +134,7 @@ type harness struct {
 	cases    []*benchCase
 	notes    []string // what was missing or skipped, for the report
 	memory   *memoryResult
+	selects  []selectRow // balancer selection at 3 and 1,000 targets (scaling.go)
 	variants map[string]sluiceVariant
 	qs       []component      // the quickstart-like pipeline's parts this build supports
 	logBytes map[string]int64 // variant → largest otel_log file seen after one of its runs
@@ -154,6 +159,7 @@ func runMain(args []string) error {
 	noMemory := fs.Bool("no-memory", false, "skip the memory measurements")
 	otherMax := fs.Float64("other-max", 0.10, "a run is disturbed when processes outside the test used more than this share of a core (both cores together)")
 	nconns := fs.Int("memory-conns", 10000, "idle keep-alive connections of the memory test")
+	nconnsLarge := fs.Int("memory-conns-large", 0, "also measure Sluice alone with this many idle connections (full mode: 50000; needs an open-file limit above it)")
 	extra := fs.Int("extra-rounds", 2, "rounds added at most when other load disturbed runs")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -167,11 +173,13 @@ func runMain(args []string) error {
 		opt.conns = []int{64, 256}
 		opt.big, opt.filters, opt.rate = true, true, true
 		opt.budget = 40 * time.Minute
+		opt.nconnsLarge, opt.selectBench = 50000, true
 	case "smoke":
 		opt.runs, opt.dur, opt.warm = 1, time.Second, time.Second
 		opt.big, opt.rate = true, true
 		opt.extraRounds = 0
 		opt.nconns = 1000
+		opt.selectBench = true
 		fs.Visit(func(f *flag.Flag) {
 			if f.Name == "memory-conns" {
 				opt.nconns = *nconns
@@ -179,6 +187,9 @@ func runMain(args []string) error {
 		})
 	default:
 		return fmt.Errorf("unknown mode %q: quick, full or smoke", *mode)
+	}
+	if *nconnsLarge > 0 {
+		opt.nconnsLarge = *nconnsLarge
 	}
 	if *runs > 0 {
 		opt.runs = *runs
@@ -273,6 +284,13 @@ func (h *harness) main() error {
 			h.memory = m
 		}
 		h.stopAll()
+	}
+	if h.opt.selectBench {
+		if rows, err := h.measureSelect(); err != nil {
+			h.note("balancer selection benchmark failed: %v", err)
+		} else {
+			h.selects = rows
+		}
 	}
 	h.logf("finished in %s", time.Since(h.started).Round(time.Second))
 	return h.writeReport()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,11 @@ func build(t testing.TB, src, dir string, log *slog.Logger) *engine.Gateway {
 		var b bytes.Buffer
 		_ = cfg.WriteDiagnostics(&b, diags)
 		t.Fatalf("config does not build:\n%s", b.String())
+	}
+	// SLUICE_TEST_H2_SERVER runs every test's gateway on that HTTP/2 server ("sluice" or
+	// "net/http") unless its config names one.
+	if v := os.Getenv("SLUICE_TEST_H2_SERVER"); v != "" && !strings.Contains(src, "h2_server") {
+		gw.Spec.Server.H2Server = v
 	}
 	return gw
 }

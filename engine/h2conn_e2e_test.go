@@ -1,0 +1,123 @@
+package engine_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+)
+
+// h2Servers are the HTTP/2 servers h2_server selects; the tests below run on each.
+var h2Servers = []string{engine.H2ServerSluice, engine.H2ServerNetHTTP}
+
+// TestH2ServerSetting: h2_server defaults to the engine's own server and takes only the two names.
+func TestH2ServerSetting(t *testing.T) {
+	var s engine.ServerConfig
+	s.SetDefaults()
+	if s.H2Server != engine.H2ServerSluice {
+		t.Errorf("default h2_server %q, want %q", s.H2Server, engine.H2ServerSluice)
+	}
+	for _, v := range h2Servers {
+		s.H2Server = v
+		if err := s.Validate(); err != nil {
+			t.Errorf("h2_server = %q: %v", v, err)
+		}
+	}
+	s.H2Server = "nghttpd"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "h2_server") {
+		t.Errorf("h2_server = \"nghttpd\" validated: %v", err)
+	}
+}
+
+// TestH2ExpectContinue: a request that waits for 100 Continue gets it once the gateway reads its
+// body, then its answer.
+func TestH2ExpectContinue(t *testing.T) {
+	for _, server := range h2Servers {
+		t.Run(server, func(t *testing.T) {
+			gw, up := attackGateway(t, 0, `h2_server = "`+server+`"`)
+			c := dialH2(t, gw.Addr)
+			block := c.block("/upload", ":method", "POST", "content-length", "5", "expect", "100-continue")
+			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+			if status := c.status(t, 1); status != 100 {
+				t.Fatalf("first answer %d, want 100", status)
+			}
+			if err := c.fr.WriteData(1, true, []byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			if status := c.status(t, 1); status != 200 {
+				t.Fatalf("answer %d, want 200", status)
+			}
+			if up.requests.Load() != 1 {
+				t.Errorf("upstream got %d requests, want 1", up.requests.Load())
+			}
+		})
+	}
+}
+
+// TestH2FlowControlViolation: a client that sends past the stream window the gateway advertised
+// (while nothing reads the body yet) has its stream reset or its connection failed
+// with FLOW_CONTROL_ERROR; the gateway does not buffer what it did not allow.
+func TestH2FlowControlViolation(t *testing.T) {
+	for _, server := range h2Servers {
+		t.Run(server, func(t *testing.T) {
+			addr := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString("ok") })
+			// The fault filter holds the request before anything reads its body.
+			gw := gatewaytest.Start(t, fmt.Sprintf(`
+server {
+  protocols = ["http1", "h2c"]
+  h2_server = %q
+  max_body_bytes = "64MiB"
+}
+upstream "u" {
+  target { address = %q }
+}
+pipeline "all" {
+  filter "fault" { delay = "5s" }
+  balancer { upstream = upstream.u }
+}
+`, server, addr))
+			c := dialH2(t, gw.Addr)
+			// No content-length: the body streams, and only the advertised window may be sent
+			// ahead of the gateway's reads. 16 MiB is past any window either server advertises.
+			block := c.block("/up", ":method", "POST")
+			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+			chunk := make([]byte, 16<<10)
+			go func() {
+				_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				for sent := 0; sent < 16<<20; sent += len(chunk) {
+					if c.fr.WriteData(1, false, chunk) != nil {
+						return
+					}
+				}
+			}()
+			_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for {
+				f, err := c.fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("no FLOW_CONTROL_ERROR before: %v", err)
+				}
+				if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == 1 {
+					if r.ErrCode != http2.ErrCodeFlowControl {
+						t.Fatalf("stream reset with %v, want FLOW_CONTROL_ERROR", r.ErrCode)
+					}
+					return
+				}
+				if g, ok := f.(*http2.GoAwayFrame); ok {
+					if g.ErrCode != http2.ErrCodeFlowControl {
+						t.Fatalf("GOAWAY %v, want FLOW_CONTROL_ERROR", g.ErrCode)
+					}
+					return
+				}
+			}
+		})
+	}
+}
