@@ -108,6 +108,18 @@ func Query(s string) string {
 	if h := strings.IndexByte(s[q:], '#'); h >= 0 {
 		end = q + h
 	}
+	// Look before splitting: most queries have nothing to hide, and then nothing is allocated
+	// (the tracer redacts url.query on every sampled request).
+	found := false
+	for p := range strings.SplitSeq(s[q+1:end], "&") {
+		if k, _, ok := strings.Cut(p, "="); ok && queryName(k) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return s
+	}
 	params := strings.Split(s[q+1:end], "&")
 	changed := false
 	for i, p := range params {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -35,6 +36,9 @@ type batcher[T any] struct {
 	closed bool
 	// running holds the exports under way, each closing its channel when done.
 	running map[chan struct{}]struct{}
+	// spare are queue buffers whose batches have been exported, for the queue to take next: a
+	// fresh buffer per drain cost more in allocation and GC than the spans it carried.
+	spare [][]T
 
 	wake  chan struct{}     // capacity 1: a wake-up pending is enough
 	flush chan flushRequest // ForceFlush
@@ -108,6 +112,42 @@ func (b *batcher[T]) add(item T) {
 	}
 }
 
+// addAll queues items under one lock; those that do not fit are dropped and counted.
+func (b *batcher[T]) addAll(items []T) {
+	if len(items) == 0 {
+		return
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.loss.dropShutdown(len(items))
+		return
+	}
+	n0 := len(b.queue)
+	room := max(b.cfg.maxQueue-n0, 0)
+	take := min(room, len(items))
+	b.queue = append(b.queue, items[:take]...)
+	n := len(b.queue)
+	if n0 == 0 && n > 0 {
+		if b.timer == nil {
+			b.timer = time.AfterFunc(b.cfg.batchTimeout, b.signal)
+		} else {
+			b.timer.Reset(b.cfg.batchTimeout)
+		}
+	}
+	b.mu.Unlock()
+	if take > 0 {
+		b.loss.queued.Add(float64(take))
+	}
+	for range len(items) - take {
+		b.loss.dropQueueFull()
+	}
+	// Wake the goroutine when this call filled a batch (n crossed a multiple of maxBatch).
+	if n/b.cfg.maxBatch > n0/b.cfg.maxBatch {
+		b.signal()
+	}
+}
+
 // signal wakes the goroutine to export what is queued.
 func (b *batcher[T]) signal() {
 	select {
@@ -164,9 +204,16 @@ func (b *batcher[T]) run() {
 func (b *batcher[T]) drain(wg *sync.WaitGroup, onErr func(error)) {
 	b.mu.Lock()
 	items := b.queue
-	// Batches are handed to concurrent exports: the queue gets a fresh buffer.
-	b.queue = make([]T, 0, min(cap(items), b.cfg.maxQueue))
+	// Batches are handed to concurrent exports: the queue gets another buffer, a spare one when
+	// there is one; items goes back to the spares once its last batch has been exported.
+	if n := len(b.spare); n > 0 {
+		b.queue, b.spare = b.spare[n-1], b.spare[:n-1]
+	} else {
+		b.queue = make([]T, 0, min(max(cap(items), b.cfg.maxBatch), b.cfg.maxQueue))
+	}
 	b.mu.Unlock()
+	left := new(atomic.Int64)
+	left.Store(int64((len(items) + b.cfg.maxBatch - 1) / b.cfg.maxBatch))
 
 	for rest := items; len(rest) > 0; {
 		select {
@@ -209,9 +256,25 @@ func (b *batcher[T]) drain(wg *sync.WaitGroup, onErr func(error)) {
 			if err != nil && onErr != nil {
 				onErr(err)
 			}
+			if left.Add(-1) == 0 {
+				b.recycle(items)
+			}
 		}()
 	}
 }
+
+// recycle keeps buf, whose items have all been exported, as a spare queue buffer.
+func (b *batcher[T]) recycle(buf []T) {
+	clear(buf) // the exported items may be collected (or, span records, are back in their pool)
+	b.mu.Lock()
+	if len(b.spare) < maxSpareBuffers {
+		b.spare = append(b.spare, buf[:0])
+	}
+	b.mu.Unlock()
+}
+
+// maxSpareBuffers bounds the queue buffers kept: one per export running and one filling.
+const maxSpareBuffers = 4
 
 // ForceFlush exports every item queued before the call, and waits for it (or for ctx).
 func (b *batcher[T]) ForceFlush(ctx context.Context) error {
@@ -269,7 +332,18 @@ type spanBatcher struct {
 var _ sdktrace.SpanProcessor = spanBatcher{}
 
 func newSpanBatcher(exp sdktrace.SpanExporter, cfg batchConfig, loss *lossCounter) spanBatcher {
-	return spanBatcher{newBatcher(cfg, loss, exp.ExportSpans, exp.Shutdown)}
+	export := func(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+		err := exp.ExportSpans(ctx, spans)
+		// The exporter has encoded the batch (the OTLP exporter copies it into its request
+		// before returning): the observer's records go back to their pool.
+		for _, s := range spans {
+			if r, ok := s.(*spanRecord); ok {
+				r.free()
+			}
+		}
+		return err
+	}
+	return spanBatcher{newBatcher(cfg, loss, export, exp.Shutdown)}
 }
 
 // OnStart does nothing: only finished spans are exported.

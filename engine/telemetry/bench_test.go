@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,4 +254,30 @@ func BenchmarkRequest(b *testing.B) {
 
 func traceIDOf(c *engine.Ctx) string {
 	return trace.SpanContextFromContext(c.Context).TraceID().String()
+}
+
+// TestSampledAllocs: a request traced at ratio 1 (a server span, a span per filter phase, the
+// upstream attempt's span: 8 spans here) allocates at most 5 times on the request path, batching
+// included (the span records are pooled; what remains is the batcher's per-batch work).
+func TestSampledAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	// A collection empties sync.Pools; a running gateway refills its pool at once, the test
+	// would count the refill.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	tel := testTelemetry(t, 1)
+	r := newRig(t, tel)
+	// Warm the record pool, then measure over enough requests that the steady state dominates:
+	// the exports run on other goroutines and return records to the pool when they get a core,
+	// so the first requests of a cold pool make new ones.
+	for range 1100 {
+		r.run()
+	}
+	if err := tel.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(5000, r.run); n > 5 {
+		t.Errorf("%v allocations per sampled request, want at most 5", n)
+	}
 }

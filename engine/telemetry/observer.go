@@ -8,8 +8,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
@@ -72,6 +75,9 @@ type pipeInfo struct {
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
 	ownRatio bool
+	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
+	// conventions do not list), made up front so that naming a span allocates nothing.
+	spanNames map[string]string
 }
 
 // sampleBound is the bound under which a trace this pipeline starts is sampled.
@@ -94,6 +100,10 @@ func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 	}
 	stages := p.Stages()
 	pi.dash = newDashPipe(len(stages))
+	pi.spanNames = map[string]string{}
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE", "HTTP"} {
+		pi.spanNames[m] = m + " " + pi.route
+	}
 	seen := map[string]int{}
 	for i := range stages {
 		s := &stages[i]
@@ -142,10 +152,9 @@ type reqState struct {
 	traceID trace.TraceID
 	spanID  trace.SpanID // the server span's id when not sampled
 
-	server    trace.Span // the SDK server span when sampled
-	serverCtx context.Context
-	stage     trace.Span // the open stage span (sampled only)
-	stageFail bool       // c.Failure was already set when the open stage started
+	server    *spanRecord // the server span when sampled
+	stage     *spanRecord // the open stage span (sampled only)
+	stageFail bool        // c.Failure was already set when the open stage started
 
 	attempts int
 	// The filter phases' timing (stagemetrics.go): when the running phase began on the stage
@@ -157,7 +166,8 @@ type reqState struct {
 	stageN     uint32
 	tracestate []byte // the incoming tracestate, validated and combined
 	buf        []byte // scratch for header values
-	attrs      []attribute.KeyValue
+	// pending are the request's ended spans, queued with the server span when it ends.
+	pending []sdktrace.ReadOnlySpan
 
 	// localCtx is made once per state: a context whose span is this state, valid for whichever
 	// request holds the state.
@@ -189,11 +199,11 @@ func activeState(c *engine.Ctx) *reqState {
 // release readies st for the Ctx's next request; st.pi = nil marks it inactive.
 func (st *reqState) release() {
 	st.pi = nil
-	st.server, st.serverCtx, st.stage = nil, nil, nil
+	st.server, st.stage = nil, nil
+	clear(st.pending) // queued by now, unless the server span never ended
+	st.pending = st.pending[:0]
 	st.attempts = 0
 	st.tracestate = st.tracestate[:0]
-	clear(st.attrs)
-	st.attrs = st.attrs[:0]
 }
 
 // The W3C trace context header names.
@@ -246,85 +256,85 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 		return
 	}
 
-	ctx := context.Background()
+	var traceID trace.TraceID
+	var parentID trace.SpanID
 	if remote {
-		scc := trace.SpanContextConfig{
-			TraceID: parent.traceID, SpanID: parent.spanID,
-			TraceFlags: trace.TraceFlags(parent.flags & knownFlags), Remote: true,
-		}
-		if len(st.tracestate) > 0 {
-			if ts, err := trace.ParseTraceState(string(st.tracestate)); err == nil {
-				scc.TraceState = ts
-			}
-		}
-		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(scc))
+		traceID, parentID = parent.traceID, parent.spanID
+	} else {
+		traceID = newTraceID()
 	}
-	name, attrs := st.serverAttrs(c, p)
-	ctx, span := o.t.tracer.Start(ctx, name,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithTimestamp(c.Start),
-		trace.WithAttributes(attrs...))
-	st.server, st.serverCtx = span, ctx
-	st.traceID = span.SpanContext().TraceID()
-	c.Context = ctx
+	r := o.t.recs.get("", trace.SpanKindServer, traceID, parentID, st.flags, c.Start)
+	r.remote = remote
+	if len(st.tracestate) > 0 {
+		r.tstate = r.str(st.tracestate)
+	}
+	st.serverAttrs(c, p, r)
+	st.server, st.traceID = r, traceID
+	c.Context = r.ctx
 }
 
-// serverAttrs returns the server span's name ("{method} {route}") and its request attributes
-// per the OpenTelemetry HTTP server conventions.
-func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline) (string, []attribute.KeyValue) {
+// serverAttrs names the server span ("{method} {route}") and records its request attributes
+// per the OpenTelemetry HTTP server conventions. The values read from the request are copied
+// into the record's arena: no string is allocated for them.
+func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord) {
 	fc := c.Fast
 	h := &c.Request.Header
-	a := st.attrs[:0]
 	method, known := knownMethod(h.Method())
 	if known {
-		a = append(a, semconv.HTTPRequestMethodKey.String(method))
+		r.add(semconv.HTTPRequestMethodKey.String(method))
 	} else {
-		a = append(a, semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(string(h.Method())))
+		r.add(semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
 		method = "HTTP"
 	}
 	scheme := "http"
 	if fc != nil && fc.IsTLS() {
 		scheme = "https"
 	}
-	a = append(a,
+	r.add(
 		semconv.URLScheme(scheme),
-		semconv.URLPath(string(rawPath(c.Request))),
+		semconv.URLPath(r.str(rawPath(c.Request))),
 		semconv.NetworkProtocolVersion(protoVersion(c.Proto)),
 	)
-	name := method
+	r.name = method
 	if p != nil {
-		a = append(a, semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
-		name = method + " " + st.pi.route
+		r.add(semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
+		r.name = st.pi.spanNames[method]
 	}
 	if q := rawQuery(c.Request); len(q) > 0 {
-		a = append(a, semconv.URLQuery(secret.Query("?" + string(q))[1:]))
+		n := len(r.arena)
+		r.arena = append(append(r.arena, '?'), q...)
+		r.add(semconv.URLQuery(secret.Query(r.since(n))[1:]))
 	}
-	if host, port := splitHostPort(string(h.Host())); host != "" {
-		a = append(a, semconv.ServerAddress(host))
+	if host, port := splitHostPort(r.str(h.Host())); host != "" {
+		r.add(semconv.ServerAddress(host))
 		if port == 0 {
 			port = 80
 			if scheme == "https" {
 				port = 443
 			}
 		}
-		a = append(a, semconv.ServerPort(port))
+		r.add(semconv.ServerPort(port))
 	}
 	if fc != nil {
 		if ta, ok := fc.RemoteAddr().(*net.TCPAddr); ok {
-			a = append(a, semconv.NetworkPeerAddress(ta.IP.String()), semconv.NetworkPeerPort(ta.Port))
+			n := len(r.arena)
+			if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+				r.arena = ip.Unmap().AppendTo(r.arena)
+			}
+			r.add(semconv.NetworkPeerAddress(r.since(n)), semconv.NetworkPeerPort(ta.Port))
 		}
 	}
 	if c.ClientAddr.IsValid() {
-		a = append(a, semconv.ClientAddress(c.ClientAddr.String()))
+		n := len(r.arena)
+		r.arena = c.ClientAddr.AppendTo(r.arena)
+		r.add(semconv.ClientAddress(r.since(n)))
 	}
 	if ua := h.UserAgent(); len(ua) > 0 {
-		a = append(a, semconv.UserAgentOriginal(string(ua)))
+		r.add(semconv.UserAgentOriginal(r.str(ua)))
 	}
 	if engine.IsGRPCAny(h) {
-		a = appendRPCAttrs(a, rawPath(c.Request)) // grpc.go
+		r.add(appendRPCAttrs(nil, rawPath(c.Request))...) // grpc.go
 	}
-	st.attrs = a
-	return name, a
 }
 
 // EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
@@ -415,7 +425,12 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 			sp.SetAttributes(semconv.ErrorTypeKey.String(cutType(cut)))
 			sp.SetStatus(codes.Error, "response body cut")
 		}
-		sp.End()
+		// The server span and the request's other spans are queued together.
+		if !sp.ended {
+			sp.end, sp.ended = time.Now(), true
+			st.pending = append(st.pending, sp)
+		}
+		o.t.recs.queueAll(st.pending)
 	}
 	c.Context = context.Background()
 	st.release()
@@ -433,22 +448,33 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	if st == nil || !st.sampled {
 		return nil
 	}
-	si := st.pi.stageNames[s]
-	name, attrs := s.Label(), []attribute.KeyValue(nil)
-	if si != nil {
+	var name string
+	var attrs []attribute.KeyValue
+	if si := st.pi.stageNames[s]; si != nil {
 		name, attrs = si.names[ph], si.attrs[ph]
+	} else {
+		name = s.Label()
 	}
-	ctx, sp := o.t.tracer.Start(st.serverCtx, name, trace.WithAttributes(attrs...))
-	st.stage, st.stageFail = sp, c.Failure != nil
-	c.Context = ctx
-	return sp
+	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Time{})
+	r.add(attrs...)
+	r.group = st
+	// The engine times every phase right after this call and before EndStage's (stagetimes.go):
+	// the span takes its times from that slot rather than reading the clock twice more.
+	if k := len(c.StageTimes()); !o.t.noStageTimes && k < engine.MaxStageTimes {
+		r.slot = k
+	} else {
+		r.start = time.Now()
+	}
+	st.stage, st.stageFail = r, c.Failure != nil
+	c.Context = r.ctx
+	return r
 }
 
 // EndStage ends the filter phase's span with its verdict; a failure the filter recorded (c.Fail)
 // becomes the span's error.
 func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok any, v engine.Verdict) {
 	o.stageEnded(c, s, ph, v) // stagemetrics.go
-	sp, ok := tok.(trace.Span)
+	sp, ok := tok.(*spanRecord)
 	if !ok {
 		return
 	}
@@ -474,9 +500,9 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 			}
 		}
 		st.stage = nil
-		c.Context = st.serverCtx
+		c.Context = st.server.ctx
 	}
-	sp.End()
+	sp.endPhase(c, c.StageTimes(), ph)
 }
 
 // StartAttempt opens a client span for one upstream attempt (retries are siblings under the
@@ -505,29 +531,39 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		if c.Fast != nil && c.Fast.IsTLS() {
 			scheme = "https"
 		}
-		a := []attribute.KeyValue{
+		r := o.t.recs.get(method, trace.SpanKindClient, st.traceID, st.server.spanID, st.flags, time.Time{})
+		r.group = st
+		// BeginAttemptTime above timed the attempt's start, and EndAttemptTime will time its end.
+		if at := c.AttemptTimes(); len(at) > 0 && at[len(at)-1].End == 0 && at[len(at)-1].Target == target {
+			r.slot = len(at) - 1
+			r.start = c.Start.Add(time.Duration(at[r.slot].Start))
+		} else {
+			r.start = time.Now()
+		}
+		n := len(r.arena)
+		r.arena = append(append(append(append(r.arena, scheme...), "://"...), target...), rawPath(req)...)
+		r.add(
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
 			semconv.ServerAddress(host),
 			semconv.ServerPort(port),
-			semconv.URLFull(scheme + "://" + target + string(rawPath(req))), // the query may carry secrets
-		}
-		if ip := net.ParseIP(host); ip != nil {
+			semconv.URLFull(r.since(n)), // without the query: it may carry secrets
+		)
+		if _, err := netip.ParseAddr(host); err == nil {
 			// The target's address is the peer the connection goes to (a name resolves inside
 			// the dialer, which does not say which address it picked).
-			a = append(a, semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
+			r.add(semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
 		}
 		if c.Pipeline != nil {
-			a = append(a, attrUpstream.String(c.UpstreamName()))
+			r.add(attrUpstream.String(c.UpstreamName()))
 		}
 		if !known {
-			a = append(a, semconv.HTTPRequestMethodOriginal(string(req.Header.Method())))
+			r.add(semconv.HTTPRequestMethodOriginal(r.str(req.Header.Method())))
 		}
 		if st.attempts > 1 {
-			a = append(a, semconv.HTTPRequestResendCount(st.attempts-1))
+			r.add(semconv.HTTPRequestResendCount(st.attempts - 1))
 		}
-		_, sp := o.t.tracer.Start(st.serverCtx, method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(a...))
-		spanID = sp.SpanContext().SpanID()
-		tok = sp
+		spanID = r.spanID
+		tok = r
 	} else {
 		spanID = newSpanID()
 	}
@@ -544,7 +580,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 // EndAttempt ends the attempt's client span with the upstream status or the error.
 func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 	c.EndAttemptTime(status, err)
-	sp, ok := tok.(trace.Span)
+	sp, ok := tok.(*spanRecord)
 	if !ok {
 		return
 	}
@@ -567,7 +603,7 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 		sp.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(status)))
 		sp.SetStatus(codes.Error, "")
 	}
-	sp.End()
+	sp.endAttempt(c)
 }
 
 // SpanContext returns the request's server span context (valid while the request runs, even
@@ -665,6 +701,9 @@ func protoVersion(proto string) string {
 }
 
 func splitHostPort(hp string) (string, int) {
+	if strings.IndexByte(hp, ':') < 0 {
+		return hp, 0 // no port: net.SplitHostPort would allocate its error to say so
+	}
 	host, p, err := net.SplitHostPort(hp)
 	if err != nil {
 		return hp, 0

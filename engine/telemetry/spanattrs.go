@@ -26,14 +26,14 @@ func rawQuery(req *fasthttp.Request) []byte {
 // serverSpanID is the id of the request's server span (sampled) or of its local span.
 func (st *reqState) serverSpanID() trace.SpanID {
 	if st.sampled && st.server != nil {
-		return st.server.SpanContext().SpanID()
+		return st.server.spanID
 	}
 	return st.spanID
 }
 
 // annotationSpan is where a filter's annotation goes: the open stage span, or the server span
 // when filter spans are off; nil when the request is not sampled.
-func annotationSpan(c *engine.Ctx) trace.Span {
+func annotationSpan(c *engine.Ctx) *spanRecord {
 	st := activeState(c)
 	if st == nil || !st.sampled {
 		return nil
@@ -47,14 +47,14 @@ func annotationSpan(c *engine.Ctx) trace.Span {
 // AnnotateString records a filter's decision on its span (engine.SpanAnnotator).
 func (o *observer) AnnotateString(c *engine.Ctx, key, value string) {
 	if sp := annotationSpan(c); sp != nil {
-		sp.SetAttributes(attribute.String(key, value))
+		sp.set(attribute.String(key, value))
 	}
 }
 
 // AnnotateInt records a filter's decision on its span (engine.SpanAnnotator).
 func (o *observer) AnnotateInt(c *engine.Ctx, key string, value int64) {
 	if sp := annotationSpan(c); sp != nil {
-		sp.SetAttributes(attribute.Int64(key, value))
+		sp.set(attribute.Int64(key, value))
 	}
 }
 

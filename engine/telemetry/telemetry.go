@@ -33,7 +33,7 @@ type Telemetry struct {
 	tp  *sdktrace.TracerProvider // nil when tracing is off
 	obs *observer
 
-	tracer trace.Tracer
+	recs *recordExport // the observer's span records and where they go (spanrecord.go)
 	// ratioBound is sample_ratio scaled to 2^63: a root trace is sampled when 63 random bits are
 	// below it (the rule of the SDK's TraceIDRatioBased sampler, applied to our own random draw).
 	ratioBound uint64
@@ -87,6 +87,11 @@ func New(cfg *engine.TelemetryConfig, log *slog.Logger) (*Telemetry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: traces endpoint: %w", err)
 		}
+		if useOwnExporter() {
+			// The gateway's exporter (otlphttp.go) encodes the batch straight into protobuf.
+			exp = newOTLPHTTPExporter(u, cfg)
+			break
+		}
 		timeout := exportTimeoutOf(cfg)
 		opts := []otlptracehttp.Option{
 			otlptracehttp.WithEndpointURL(u),
@@ -127,16 +132,26 @@ func (t *Telemetry) startTracing(cfg *engine.TelemetryConfig, exp sdktrace.SpanE
 	t.serverTiming = tc.ServerTiming
 	t.filterSpans = tc.FilterSpansOn()
 	t.spanLoss = newLossCounter(SignalTraces, t.log, cfg.ReportInterval.D())
+	res := Resource(cfg.ServiceName)
+	sb := newSpanBatcher(exp, batchConfigOf(cfg), t.spanLoss)
+	// The observer records its spans (server, filter phases, upstream attempts) in pooled records
+	// it queues itself; the SDK provider makes the spans filters start with the OpenTelemetry API
+	// under them. Both go through the one batcher, exporter and loss counter.
 	t.tp = sdktrace.NewTracerProvider(
-		sdktrace.WithResource(Resource(cfg.ServiceName)),
-		// The observer decides sampling itself (parent-based ratio) and only starts SDK spans for
+		sdktrace.WithResource(res),
+		// The observer decides sampling itself (parent-based ratio) and only records spans of
 		// sampled requests, so the SDK records whatever it is given.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(newSpanBatcher(exp, batchConfigOf(cfg), t.spanLoss)),
+		sdktrace.WithSpanProcessor(sb),
 	)
-	t.tracer = t.tp.Tracer("github.com/sluice-gateway/sluice")
+	t.recs = newRecordExport(res, func(r *spanRecord) { sb.add(r) })
+	t.recs.queueAll = sb.addAll
+	t.recs.tp = t.tp
 	t.obs.tracing = true
 }
+
+// tracerName is the instrumentation scope of the gateway's spans.
+const tracerName = "github.com/sluice-gateway/sluice"
 
 // Resource describes this process to the tracing backend: service.name and service.version.
 func Resource(serviceName string) *resource.Resource {

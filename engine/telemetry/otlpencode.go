@@ -1,0 +1,328 @@
+package telemetry
+
+import (
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The OTLP trace export request, encoded straight from the finished spans into one reused
+// buffer (opentelemetry-proto's collector/trace/v1 ExportTraceServiceRequest and the messages
+// under it; the field numbers below are theirs). The OTLP exporter of the SDK copies every span
+// into generated message structs first, about a dozen allocations per span, then marshals
+// those; encoding directly allocates nothing per span.
+
+// Field numbers of the messages written.
+const (
+	fReqResourceSpans = 1 // ExportTraceServiceRequest.resource_spans
+
+	fRSResource   = 1 // ResourceSpans.resource
+	fRSScopeSpans = 2 // ResourceSpans.scope_spans
+	fRSSchemaURL  = 3 // ResourceSpans.schema_url
+
+	fResAttributes = 1 // Resource.attributes
+
+	fSSScope = 1 // ScopeSpans.scope
+	fSSSpans = 2 // ScopeSpans.spans
+
+	fScopeName    = 1 // InstrumentationScope.name
+	fScopeVersion = 2 // InstrumentationScope.version
+
+	fSpanTraceID    = 1
+	fSpanSpanID     = 2
+	fSpanTraceState = 3
+	fSpanParentID   = 4
+	fSpanName       = 5
+	fSpanKind       = 6
+	fSpanStart      = 7  // fixed64
+	fSpanEnd        = 8  // fixed64
+	fSpanAttributes = 9  // KeyValue
+	fSpanDropAttrs  = 10 // uint32
+	fSpanEvents     = 11
+	fSpanDropEvents = 12
+	fSpanLinks      = 13
+	fSpanDropLinks  = 14
+	fSpanStatus     = 15
+	fSpanFlags      = 16 // fixed32
+
+	fEventTime       = 1 // fixed64
+	fEventName       = 2
+	fEventAttributes = 3
+
+	fLinkTraceID    = 1
+	fLinkSpanID     = 2
+	fLinkTraceState = 3
+	fLinkAttributes = 4
+	fLinkFlags      = 6 // fixed32
+
+	fStatusMessage = 2
+	fStatusCode    = 3
+
+	fKVKey   = 1
+	fKVValue = 2
+
+	fAnyString = 1
+	fAnyBool   = 2
+	fAnyInt    = 3
+	fAnyDouble = 4
+	fAnyArray  = 5 // ArrayValue{values = 1}
+)
+
+// SpanFlags bits: the span's trace flags in the low byte, and whether its parent is remote.
+const (
+	spanFlagsHasIsRemote = 0x100
+	spanFlagsIsRemote    = 0x200
+)
+
+// beginMsg appends the tag of a length-delimited field and a one-byte length placeholder; it
+// returns where the field's content starts, for endMsg.
+func beginMsg(b []byte, num protowire.Number) ([]byte, int) {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = append(b, 0)
+	return b, len(b)
+}
+
+// endMsg writes the length of the field begun at start, moving its content when the length
+// takes more than the byte reserved.
+func endMsg(b []byte, start int) []byte {
+	n := len(b) - start
+	sz := protowire.SizeVarint(uint64(n))
+	if sz > 1 {
+		for range sz - 1 {
+			b = append(b, 0)
+		}
+		copy(b[start+sz-1:], b[start:start+n])
+	}
+	protowire.AppendVarint(b[:start-1], uint64(n))
+	return b
+}
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, v)
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// appendExportRequest appends the ExportTraceServiceRequest carrying spans, each run of spans
+// with the same resource and instrumentation scope under one ResourceSpans and ScopeSpans (the
+// gateway's own spans share both; spans filters start with the OpenTelemetry API have their own
+// scope, and when they come between the gateway's, the request repeats the resource: valid
+// OTLP, a few bytes longer).
+func appendExportRequest(b []byte, spans []sdktrace.ReadOnlySpan) []byte {
+	for i := 0; i < len(spans); {
+		res := spans[i].Resource()
+		var rs int
+		b, rs = beginMsg(b, fReqResourceSpans)
+		b = appendResource(b, res)
+		for i < len(spans) && sameResource(spans[i].Resource(), res) {
+			scope := spans[i].InstrumentationScope()
+			var ss int
+			b, ss = beginMsg(b, fRSScopeSpans)
+			var sc int
+			b, sc = beginMsg(b, fSSScope)
+			b = appendStringField(b, fScopeName, scope.Name)
+			b = appendStringField(b, fScopeVersion, scope.Version)
+			b = endMsg(b, sc)
+			for i < len(spans) && sameResource(spans[i].Resource(), res) && sameScope(spans[i].InstrumentationScope(), scope) {
+				b = appendSpan(b, spans[i])
+				i++
+			}
+			b = endMsg(b, ss)
+		}
+		if res != nil {
+			b = appendStringField(b, fRSSchemaURL, res.SchemaURL())
+		}
+		b = endMsg(b, rs)
+	}
+	return b
+}
+
+func sameResource(a, b *resource.Resource) bool {
+	return a == b || a != nil && b != nil && a.Equivalent() == b.Equivalent() && a.SchemaURL() == b.SchemaURL()
+}
+
+func sameScope(a, b instrumentation.Scope) bool {
+	return a.Name == b.Name && a.Version == b.Version && a.SchemaURL == b.SchemaURL
+}
+
+func appendResource(b []byte, res *resource.Resource) []byte {
+	var r int
+	b, r = beginMsg(b, fRSResource)
+	if res != nil {
+		for it := res.Iter(); it.Next(); {
+			b = appendKeyValue(b, fResAttributes, it.Attribute())
+		}
+	}
+	return endMsg(b, r)
+}
+
+func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	var sp int
+	b, sp = beginMsg(b, fSSSpans)
+	sc := s.SpanContext()
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b = appendBytesField(b, fSpanTraceID, tid[:])
+	b = appendBytesField(b, fSpanSpanID, sid[:])
+	if r, ok := s.(*spanRecord); ok {
+		b = appendStringField(b, fSpanTraceState, r.tstate) // already valid; no parse needed
+	} else {
+		b = appendStringField(b, fSpanTraceState, sc.TraceState().String())
+	}
+	flags := uint32(sc.TraceFlags()) | spanFlagsHasIsRemote
+	if p := s.Parent(); p.IsValid() {
+		pid := p.SpanID()
+		b = appendBytesField(b, fSpanParentID, pid[:])
+		if p.IsRemote() {
+			flags |= spanFlagsIsRemote
+		}
+	}
+	b = appendStringField(b, fSpanName, s.Name())
+	b = appendVarintField(b, fSpanKind, uint64(s.SpanKind()))
+	b = appendFixed64Field(b, fSpanStart, unixNano(s.StartTime().UnixNano()))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(s.EndTime().UnixNano()))
+	for _, kv := range s.Attributes() {
+		b = appendKeyValue(b, fSpanAttributes, kv)
+	}
+	b = appendVarintField(b, fSpanDropAttrs, uint64(s.DroppedAttributes()))
+	for _, ev := range s.Events() {
+		var e int
+		b, e = beginMsg(b, fSpanEvents)
+		b = appendFixed64Field(b, fEventTime, unixNano(ev.Time.UnixNano()))
+		b = appendStringField(b, fEventName, ev.Name)
+		for _, kv := range ev.Attributes {
+			b = appendKeyValue(b, fEventAttributes, kv)
+		}
+		b = endMsg(b, e)
+	}
+	b = appendVarintField(b, fSpanDropEvents, uint64(s.DroppedEvents()))
+	for _, l := range s.Links() {
+		var lk int
+		b, lk = beginMsg(b, fSpanLinks)
+		ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
+		b = appendBytesField(b, fLinkTraceID, ltid[:])
+		b = appendBytesField(b, fLinkSpanID, lsid[:])
+		b = appendStringField(b, fLinkTraceState, l.SpanContext.TraceState().String())
+		for _, kv := range l.Attributes {
+			b = appendKeyValue(b, fLinkAttributes, kv)
+		}
+		lflags := uint32(l.SpanContext.TraceFlags()) | spanFlagsHasIsRemote
+		if l.SpanContext.IsRemote() {
+			lflags |= spanFlagsIsRemote
+		}
+		b = protowire.AppendTag(b, fLinkFlags, protowire.Fixed32Type)
+		b = protowire.AppendFixed32(b, lflags)
+		b = endMsg(b, lk)
+	}
+	b = appendVarintField(b, fSpanDropLinks, uint64(s.DroppedLinks()))
+	if st := s.Status(); st.Code != codes.Unset {
+		var stm int
+		b, stm = beginMsg(b, fSpanStatus)
+		b = appendStringField(b, fStatusMessage, st.Description)
+		code := uint64(2) // STATUS_CODE_ERROR
+		if st.Code == codes.Ok {
+			code = 1 // STATUS_CODE_OK
+		}
+		b = appendVarintField(b, fStatusCode, code)
+		b = endMsg(b, stm)
+	}
+	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
+	b = protowire.AppendFixed32(b, flags)
+	return endMsg(b, sp)
+}
+
+// unixNano is a timestamp's field value; a time before 1970 (never set) is 0.
+func unixNano(ns int64) uint64 {
+	if ns < 0 {
+		return 0
+	}
+	return uint64(ns)
+}
+
+func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	var m int
+	b, m = beginMsg(b, num)
+	b = appendStringField(b, fKVKey, string(kv.Key))
+	var v int
+	b, v = beginMsg(b, fKVValue)
+	b = appendAnyValue(b, kv.Value)
+	b = endMsg(b, v)
+	return endMsg(b, m)
+}
+
+func appendAnyValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.BOOL:
+		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+	case attribute.INT64:
+		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
+	case attribute.STRING:
+		// An empty string is still a string value: written, not omitted.
+		b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+		b = protowire.AppendString(b, v.AsString())
+	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
+		var a int
+		b, a = beginMsg(b, fAnyArray)
+		for _, e := range sliceValues(v) {
+			var ev int
+			b, ev = beginMsg(b, 1) // ArrayValue.values
+			b = appendAnyValue(b, e)
+			b = endMsg(b, ev)
+		}
+		b = endMsg(b, a)
+	}
+	return b
+}
+
+// sliceValues splits a slice attribute into its elements (rare: none of the gateway's own).
+func sliceValues(v attribute.Value) []attribute.Value {
+	var out []attribute.Value
+	switch v.Type() {
+	case attribute.BOOLSLICE:
+		for _, x := range v.AsBoolSlice() {
+			out = append(out, attribute.BoolValue(x))
+		}
+	case attribute.INT64SLICE:
+		for _, x := range v.AsInt64Slice() {
+			out = append(out, attribute.Int64Value(x))
+		}
+	case attribute.FLOAT64SLICE:
+		for _, x := range v.AsFloat64Slice() {
+			out = append(out, attribute.Float64Value(x))
+		}
+	case attribute.STRINGSLICE:
+		for _, x := range v.AsStringSlice() {
+			out = append(out, attribute.StringValue(x))
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// collectingExporter keeps what it is given as snapshots (records go back to their pool after
+// an export, so the test copies them first).
+type collectingExporter struct{ spans []sdktrace.ReadOnlySpan }
+
+func (e *collectingExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	for _, s := range spans {
+		e.spans = append(e.spans, tracetest.SpanStubFromReadOnlySpan(s).Snapshot())
+	}
+	return nil
+}
+func (e *collectingExporter) Shutdown(context.Context) error { return nil }
+
+// TestOTLPEncodingMatchesSDK: the request the gateway's exporter posts decodes, with the
+// collector's own OTLP types, to exactly what the SDK's otlptracehttp exporter posts for the
+// same spans: the observer's (a sampled request with a remote parent and tracestate, filter
+// spans, the upstream span) and one made with the SDK (events, a link, every attribute type,
+// an error status).
+func TestOTLPEncodingMatchesSDK(t *testing.T) {
+	col := &collectingExporter{}
+	tel, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := 1.0
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "enc", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, col)
+	r := newRig(t, tel, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate", "a=1,b=2")
+	r.run()
+	_, sp := tel.TracerProvider().Tracer("filter.scope").Start(context.Background(), "sdk span",
+		trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Remote: true})}))
+	sp.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.Int64("i", -3), attribute.String("empty", ""),
+		attribute.StringSlice("ss", []string{"x", "y"}), attribute.Int64Slice("is", []int64{1, 2}))
+	sp.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
+	sp.RecordError(errors.New("boom"))
+	sp.SetStatus(codes.Error, "bad")
+	sp.End()
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(col.spans) != 9 {
+		t.Fatalf("%d spans, want 9 (server, 6 filter phases, upstream, the SDK's)", len(col.spans))
+	}
+
+	bodies := make(chan []byte, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		bodies <- b
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	ours := newOTLPHTTPExporter(srv.URL+"/v1/traces", &engine.TelemetryConfig{})
+	if err := ours.ExportSpans(ctx, col.spans); err != nil {
+		t.Fatal(err)
+	}
+	sdk, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sdk.ExportSpans(ctx, col.spans); err != nil {
+		t.Fatal(err)
+	}
+	var got [2]string
+	for i := range got {
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(<-bodies); err != nil {
+			t.Fatalf("body %d: %v", i, err)
+		}
+		js, err := req.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[i] = string(js)
+	}
+	if got[0] != got[1] {
+		t.Errorf("the gateway's encoding decodes to\n%s\nthe SDK's to\n%s", got[0], got[1])
+	}
+}
+
+// TestOTLPExporterRetries: 503 is retried (after the collector's Retry-After), 400 is not.
+func TestOTLPExporterRetries(t *testing.T) {
+	var calls atomic.Int32
+	status := http.StatusServiceUnavailable
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer t" || req.Header.Get("Content-Type") != "application/x-protobuf" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(status)
+		}
+	}))
+	defer srv.Close()
+	cfg := &engine.TelemetryConfig{Headers: map[string]string{"Authorization": "Bearer t"}, ExportTimeout: engine.Duration(5 * time.Second)}
+	exp := newOTLPHTTPExporter(srv.URL, cfg)
+	span := tracetest.SpanStub{Name: "x"}.Snapshot()
+	start := time.Now()
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{span}); err != nil {
+		t.Fatalf("503 then 200: %v", err)
+	}
+	if n, waited := calls.Load(), time.Since(start); n != 2 || waited < time.Second {
+		t.Errorf("%d calls in %v, want 2 after the 1 s Retry-After", n, waited)
+	}
+	calls.Store(0)
+	status = http.StatusBadRequest
+	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{span}); err == nil || calls.Load() != 1 {
+		t.Errorf("400: err %v after %d calls, want an error after 1", err, calls.Load())
+	}
+}
+
+// BenchmarkExportBatch is the export side of tracing: one batch of 512 spans (64 sampled
+// requests of the rig: a server span, six filter phases, the upstream span) encoded and posted to
+// a local collector that discards it, by the gateway's exporter and by the SDK's otlptracehttp.
+// cpu-ns/span is the process's CPU time (both sides of the connection) per span.
+func BenchmarkExportBatch(b *testing.B) {
+	col := &collectingExporter{}
+	tel, err := New(nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ratio := 1.0
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "bench", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, col)
+	r := newRig(b, tel)
+	for range 64 {
+		r.run()
+	}
+	if err := tel.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	spans := col.spans
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}))
+	defer srv.Close()
+	sdk, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(srv.URL+"/v1/traces"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		exp  sdktrace.SpanExporter
+	}{
+		{"gateway", newOTLPHTTPExporter(srv.URL+"/v1/traces", &engine.TelemetryConfig{})},
+		{"sdk", sdk},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := bc.exp.ExportSpans(context.Background(), spans); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*len(spans)), "cpu-ns/span")
+		})
+	}
+	// The encoding alone, without the HTTP exchange.
+	b.Run("gateway_encode_only", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		cpu0 := cpuTime()
+		for b.Loop() {
+			buf = appendExportRequest(buf[:0], spans)
+		}
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*len(spans)), "cpu-ns/span")
+		b.ReportMetric(float64(len(buf)), "bytes/batch")
+	})
+}

@@ -1,0 +1,147 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// otlpHTTPExporter posts spans to an OTLP/HTTP collector as protobuf, encoded by
+// appendExportRequest into a pooled buffer. It keeps the policy of the SDK's otlptracehttp
+// exporter, which it replaces: the same headers (the telemetry block's, else
+// OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_TRACES_HEADERS), one timeout per export
+// call, retries with exponential backoff (0.5 s doubling up to 5 s, jittered, honouring
+// Retry-After) on 429, 502, 503 and 504 until that timeout, and no retry of a refused or
+// failed connection.
+type otlpHTTPExporter struct {
+	url     string
+	headers map[string]string
+	client  *http.Client
+	timeout time.Duration
+	bufs    sync.Pool // *[]byte
+}
+
+var _ sdktrace.SpanExporter = (*otlpHTTPExporter)(nil)
+
+// Retry policy (as configured for otlptracehttp before).
+const (
+	retryInitial = 500 * time.Millisecond
+	retryMax     = 5 * time.Second
+)
+
+func newOTLPHTTPExporter(url string, cfg *engine.TelemetryConfig) *otlpHTTPExporter {
+	h := ExportHeaders(cfg, SignalTraces)
+	if h == nil {
+		h = map[string]string{}
+		parseOTLPHeaders(h, os.Getenv("OTEL_EXPORTER_OTLP_HEADERS"))
+		parseOTLPHeaders(h, os.Getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	return &otlpHTTPExporter{url: url, headers: h, timeout: exportTimeoutOf(cfg), client: &http.Client{Transport: tr}}
+}
+
+// useOwnExporter reports whether the environment leaves the OTLP trace export to this package's
+// exporter: settings only the SDK's exporter reads (TLS files, compression, insecure) keep it.
+func useOwnExporter() bool {
+	for _, k := range []string{"CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY", "COMPRESSION", "INSECURE"} {
+		if os.Getenv("OTEL_EXPORTER_OTLP_"+k) != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_"+k) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// ExportSpans encodes spans and posts them, retrying as the policy says, within the export
+// timeout (and ctx, the batcher's).
+func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	bp, _ := e.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	body := appendExportRequest((*bp)[:0], spans)
+	defer func() {
+		*bp = body[:0]
+		e.bufs.Put(bp)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	wait := retryInitial
+	for {
+		retryAfter, err := e.post(ctx, body)
+		if retryAfter < 0 {
+			return err // sent, or failed for good
+		}
+		d := wait/2 + rand.N(wait/2+1) // jittered, as the SDK's backoff
+		if retryAfter > d {
+			d = retryAfter
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return fmt.Errorf("%w (no time left to retry)", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(wait*2, retryMax)
+	}
+}
+
+// post sends body once. It returns the error and, when the collector asked to retry, how long
+// it asked to wait (0: as the backoff says); -1 when there is nothing to retry.
+func (e *otlpHTTPExporter) post(ctx context.Context, body []byte) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+	if err != nil {
+		return -1, err
+	}
+	for k, v := range e.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	// Read the body (a partial-success message, or why it failed) so the connection is reused.
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return -1, nil
+	}
+	err = fmt.Errorf("failed to send to %s: %s", e.url, resp.Status)
+	if len(msg) > 0 && !bytes.ContainsFunc(msg, func(r rune) bool { return r < ' ' && r != '\t' }) {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(msg)))
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		var after time.Duration
+		if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+			after = time.Duration(s) * time.Second
+		}
+		return after, err
+	}
+	return -1, err
+}
+
+// Shutdown closes the exporter's idle connections.
+func (e *otlpHTTPExporter) Shutdown(context.Context) error {
+	e.client.CloseIdleConnections()
+	return nil
+}

@@ -1,0 +1,347 @@
+package telemetry
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+)
+
+// spanRecord is one span the observer records (a server span, a filter phase's span, an upstream
+// attempt's client span). The SDK's spans cost about a dozen allocations each (the span, its
+// attribute slices, the context holding it, a copy per snapshot); a record is pooled and reused
+// whole: its attribute array, its string arena and the context that carries it are kept from one
+// use to the next, so recording a span allocates nothing in the steady state.
+//
+// A record is a trace.Span while its request runs (filters reach it through c.Context: a Wasm
+// guest's log lines become its events, spans started with the OpenTelemetry API nest under it)
+// and an sdktrace.ReadOnlySpan once it has ended, so the span batcher and exporters take it as
+// they take the SDK's spans. It goes back to the pool once its batch has been exported.
+//
+// Like the request that owns it, a record is used by one goroutine at a time: the request's
+// until End, the batcher's afterwards.
+type spanRecord struct {
+	// The embedded interfaces are nil: they only supply the sealed methods (trace.Span's and
+	// ReadOnlySpan's unexported ones); every other method is defined below.
+	embedded.Span
+	sdktrace.ReadOnlySpan
+
+	exp     *recordExport
+	name    string
+	kind    trace.SpanKind
+	traceID trace.TraceID
+	spanID  trace.SpanID
+	parent  trace.SpanID
+	flags   trace.TraceFlags
+	remote  bool   // the parent is remote (the incoming traceparent)
+	tstate  string // the incoming tracestate, in arena
+	start   time.Time
+	end     time.Time
+	ended   bool
+	status  sdktrace.Status
+	attrs   []attribute.KeyValue
+	events  []sdktrace.Event
+	// arena holds the bytes of the attribute values copied from the request (the path, the
+	// host, the user agent): the values are strings over it, valid until the record is reused.
+	arena []byte
+	// ctx carries the record as the current span: &rctx, part of the record.
+	ctx  context.Context
+	rctx recordCtx
+	// The initial backing of attrs and arena, in the record: a new record is one allocation.
+	attrBuf  [recordAttrs]attribute.KeyValue
+	arenaBuf [recordArena]byte
+	// group, for a filter phase's or an upstream attempt's span, is the request's tracing
+	// state: ending, the record joins the request's other spans, queued together when the
+	// server span ends (one lock of the batcher per request rather than one per span).
+	group *reqState
+	// slot is the engine's timing slot whose times the span takes (-1: none, the span read the
+	// clock itself).
+	slot int
+}
+
+// recordExport is what every record of one telemetry instance shares.
+type recordExport struct {
+	res      *resource.Resource
+	scope    instrumentation.Scope
+	queue    func(*spanRecord)             // hands an ended record to the batcher
+	queueAll func([]sdktrace.ReadOnlySpan) // hands a request's ended records to it at once
+	tp       trace.TracerProvider
+	pool     sync.Pool
+}
+
+// Sizes a pooled record starts with; a span needing more grows them once, and keeps them.
+const (
+	recordAttrs = 24
+	recordArena = 256
+)
+
+func newRecordExport(res *resource.Resource, queue func(*spanRecord)) *recordExport {
+	e := &recordExport{res: res, scope: instrumentation.Scope{Name: tracerName}, queue: queue}
+	e.pool.New = func() any {
+		r := &spanRecord{exp: e}
+		r.attrs, r.arena = r.attrBuf[:0], r.arenaBuf[:0]
+		r.rctx.Context, r.rctx.r = context.Background(), r
+		r.ctx = &r.rctx
+		return r
+	}
+	return e
+}
+
+// recordCtx is the context of a record: trace.SpanFromContext finds the record in it. The
+// trace API keeps its context key unexported; recordCtx recognizes it by asking a context made
+// with trace.ContextWithSpan, which answers spanProbe for that key and nothing else. (A
+// context.WithValue per record would cost an allocation per new record, and one more cache
+// line per lookup.)
+type recordCtx struct {
+	context.Context // Background: no deadline, no values of its own
+	r               *spanRecord
+}
+
+var (
+	spanProbe    = &spanRecord{} // never used as a span: only its address is compared
+	spanProbeCtx = trace.ContextWithSpan(context.Background(), spanProbe)
+)
+
+func (c *recordCtx) Value(key any) any {
+	if v, ok := spanProbeCtx.Value(key).(*spanRecord); ok && v == spanProbe {
+		return c.r
+	}
+	return nil
+}
+
+// get returns a cleared record for a new span.
+func (e *recordExport) get(name string, kind trace.SpanKind, traceID trace.TraceID, parent trace.SpanID, flags byte, start time.Time) *spanRecord {
+	r := e.pool.Get().(*spanRecord)
+	r.name, r.kind = name, kind
+	r.traceID, r.spanID, r.parent = traceID, newSpanID(), parent
+	r.flags = trace.TraceFlags(flags) | trace.FlagsSampled
+	r.start = start
+	r.slot = -1
+	return r
+}
+
+// free readies r for reuse and returns it to the pool. The attribute array is not cleared: what
+// it still points to is kept alive only until the slots are overwritten, and clearing 24 values
+// with pointers (write barriers) cost more than the rest of the reset.
+func (r *spanRecord) free() {
+	clear(r.events)
+	r.attrs, r.events, r.arena = r.attrs[:0], r.events[:0], r.arena[:0]
+	r.name, r.tstate, r.remote, r.ended, r.group = "", "", false, false, nil
+	r.status = sdktrace.Status{}
+	r.end = time.Time{}
+	r.exp.pool.Put(r)
+}
+
+// str copies b into the arena and returns it as a string, without allocating while the arena
+// has room. A string made before the arena grew keeps the old array alive, so it stays valid.
+func (r *spanRecord) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return unsafe.String(&r.arena[n], len(b))
+}
+
+// since returns the arena's bytes from n on (appended by the caller) as a string.
+func (r *spanRecord) since(n int) string {
+	if len(r.arena) == n {
+		return ""
+	}
+	return unsafe.String(&r.arena[n], len(r.arena)-n)
+}
+
+// add records attributes the record does not have yet (the observer's own, on a fresh record),
+// without looking for an earlier value of their keys.
+func (r *spanRecord) add(kvs ...attribute.KeyValue) {
+	r.attrs = append(r.attrs, kvs...)
+}
+
+// set records attributes as the SDK does, the last value of a key winning.
+func (r *spanRecord) set(kvs ...attribute.KeyValue) {
+next:
+	for _, kv := range kvs {
+		if !kv.Valid() {
+			continue
+		}
+		for i := range r.attrs {
+			if r.attrs[i].Key == kv.Key {
+				r.attrs[i] = kv
+				continue next
+			}
+		}
+		r.attrs = append(r.attrs, kv)
+	}
+}
+
+// The trace.Span methods, for the request's filters.
+
+func (r *spanRecord) SpanContext() trace.SpanContext {
+	scc := trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.spanID, TraceFlags: r.flags}
+	if r.tstate != "" {
+		// Parsed only when asked for (by an exporter, or a span started under this one): a
+		// request without tracestate never pays for it.
+		if ts, err := trace.ParseTraceState(r.tstate); err == nil {
+			scc.TraceState = ts
+		}
+	}
+	return trace.NewSpanContext(scc)
+}
+
+func (r *spanRecord) IsRecording() bool { return !r.ended }
+
+func (r *spanRecord) SetAttributes(kvs ...attribute.KeyValue) {
+	if !r.ended {
+		r.set(kvs...)
+	}
+}
+
+func (r *spanRecord) SetName(name string) {
+	if !r.ended {
+		r.name = name
+	}
+}
+
+// SetStatus follows the SDK: Ok overrides Error, Unset overrides nothing, a description is kept
+// only with Error.
+func (r *spanRecord) SetStatus(code codes.Code, desc string) {
+	if r.ended || r.status.Code > code {
+		return
+	}
+	s := sdktrace.Status{Code: code}
+	if code == codes.Error {
+		s.Description = desc
+	}
+	r.status = s
+}
+
+func (r *spanRecord) AddEvent(name string, opts ...trace.EventOption) {
+	if r.ended {
+		return
+	}
+	cfg := trace.NewEventConfig(opts...)
+	r.events = append(r.events, sdktrace.Event{Name: name, Attributes: cfg.Attributes(), Time: cfg.Timestamp()})
+}
+
+// RecordError adds the error as an "exception" event, as the SDK does.
+func (r *spanRecord) RecordError(err error, opts ...trace.EventOption) {
+	if r.ended || err == nil {
+		return
+	}
+	opts = append(opts, trace.WithAttributes(
+		semconv.ExceptionType(typeName(err)),
+		semconv.ExceptionMessage(err.Error()),
+	))
+	r.AddEvent(semconv.ExceptionEventName, opts...)
+}
+
+func (r *spanRecord) AddLink(trace.Link) {}
+
+// End queues the span for export; the record is not the caller's any more.
+func (r *spanRecord) End(opts ...trace.SpanEndOption) {
+	if r.ended {
+		return
+	}
+	end := time.Now()
+	if len(opts) > 0 {
+		if cfg := trace.NewSpanEndConfig(opts...); !cfg.Timestamp().IsZero() {
+			end = cfg.Timestamp()
+		}
+	}
+	if r.start.IsZero() {
+		r.start = end // a phase span ended before the engine timed it (a filter ended it)
+	}
+	r.finish(end)
+}
+
+// finish ends the span at end and queues it, or leaves it with the request's other spans until
+// the server span ends.
+func (r *spanRecord) finish(end time.Time) {
+	r.end, r.ended = end, true
+	if g := r.group; g != nil && g.server != nil && !g.server.ended {
+		g.pending = append(g.pending, r)
+		return
+	}
+	r.exp.queue(r)
+}
+
+// endPhase ends a filter phase's span at the times the engine recorded for it (slot of times),
+// or, when it has none, now.
+func (r *spanRecord) endPhase(c *engine.Ctx, times []engine.StageTime, ph engine.Phase) {
+	if r.ended {
+		return
+	}
+	if r.slot >= 0 && r.slot < len(times) {
+		if t := &times[r.slot]; t.End != 0 && t.Phase == ph {
+			r.start = c.Start.Add(time.Duration(t.Start))
+			r.finish(c.Start.Add(time.Duration(t.End)))
+			return
+		}
+	}
+	r.End()
+}
+
+// endAttempt ends an upstream attempt's span at the end the engine recorded for it, or now.
+func (r *spanRecord) endAttempt(c *engine.Ctx) {
+	if r.ended {
+		return
+	}
+	if at := c.AttemptTimes(); r.slot >= 0 && r.slot < len(at) && at[r.slot].End != 0 {
+		r.finish(c.Start.Add(time.Duration(at[r.slot].End)))
+		return
+	}
+	r.End()
+}
+
+func (r *spanRecord) TracerProvider() trace.TracerProvider { return r.exp.tp }
+
+// The ReadOnlySpan methods, for the exporters.
+
+func (r *spanRecord) Name() string { return r.name }
+func (r *spanRecord) Parent() trace.SpanContext {
+	if !r.parent.IsValid() {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.parent, TraceFlags: r.flags, Remote: r.remote})
+}
+func (r *spanRecord) SpanKind() trace.SpanKind                    { return r.kind }
+func (r *spanRecord) StartTime() time.Time                        { return r.start }
+func (r *spanRecord) EndTime() time.Time                          { return r.end }
+func (r *spanRecord) Attributes() []attribute.KeyValue            { return r.attrs }
+func (r *spanRecord) Links() []sdktrace.Link                      { return nil }
+func (r *spanRecord) Events() []sdktrace.Event                    { return r.events }
+func (r *spanRecord) Status() sdktrace.Status                     { return r.status }
+func (r *spanRecord) InstrumentationScope() instrumentation.Scope { return r.exp.scope }
+
+//nolint:staticcheck // ReadOnlySpan still requires it
+func (r *spanRecord) InstrumentationLibrary() instrumentation.Library { return r.exp.scope }
+func (r *spanRecord) Resource() *resource.Resource                    { return r.exp.res }
+func (r *spanRecord) DroppedAttributes() int                          { return 0 }
+func (r *spanRecord) DroppedLinks() int                               { return 0 }
+func (r *spanRecord) DroppedEvents() int                              { return 0 }
+func (r *spanRecord) ChildSpanCount() int                             { return 0 }
+
+// typeName is exception.type for err, as the SDK spells it.
+func typeName(err error) string {
+	t := reflect.TypeOf(err)
+	if t.PkgPath() == "" && t.Name() == "" {
+		return t.String()
+	}
+	return t.PkgPath() + "." + t.Name()
+}
+
+var (
+	_ trace.Span            = (*spanRecord)(nil)
+	_ sdktrace.ReadOnlySpan = (*spanRecord)(nil)
+)
