@@ -30,7 +30,7 @@ func edgeAuthComponents(run string) ([]component, error) {
   }
 `, htpasswd), headers: []string{basic}},
 		{name: "forward_auth", filter: fmt.Sprintf(`  filter "forward_auth" {
-    url       = "http://%s/auth"
+    url       = "http://%s/"
     cache_ttl = "1h"
     cache_key = ["Authorization"]
   }
