@@ -200,19 +200,11 @@ func pwGetLogLevel(ctx context.Context, mod api.Module, stack []uint64) {
 			break
 		}
 	}
-	if !mod.Memory().WriteUint32Le(uint32(stack[0]), level) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint32Le(uint32(stack[0]), level))
 }
 
 func pwGetTime(_ context.Context, mod api.Module, stack []uint64) {
-	if !mod.Memory().WriteUint64Le(uint32(stack[0]), uint64(time.Now().UnixNano())) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint64Le(uint32(stack[0]), uint64(time.Now().UnixNano())))
 }
 
 func pwSetTick(ctx context.Context, _ api.Module, stack []uint64) {
@@ -479,11 +471,7 @@ func pwGetHeaderMapSize(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	in.pw.scratch = pwEncodePairs(in.pw.scratch[:0], hdrs)
-	if !mod.Memory().WriteUint32Le(uint32(stack[1]), uint32(len(in.pw.scratch))) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint32Le(uint32(stack[1]), uint32(len(in.pw.scratch))))
 }
 
 // pwHeaderOp is one change to a header map.
@@ -1050,11 +1038,7 @@ func pwRegisterQueue(ctx context.Context, mod api.Module, stack []uint64) {
 		p.queueByName[string(name)] = token
 	}
 	p.mu.Unlock()
-	if !mod.Memory().WriteUint32Le(uint32(stack[2]), token) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint32Le(uint32(stack[2]), token))
 }
 
 func pwResolveQueue(ctx context.Context, mod api.Module, stack []uint64) {
@@ -1078,11 +1062,7 @@ func pwResolveQueue(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = pwNotFound
 		return
 	}
-	if !mod.Memory().WriteUint32Le(uint32(stack[4]), token) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint32Le(uint32(stack[4]), token))
 }
 
 func (p *pwFilter) queue(token uint32) *pwQueue {
@@ -1233,11 +1213,7 @@ func pwDefineMetric(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = pwInternalFailure
 		return
 	}
-	if !mod.Memory().WriteUint32Le(uint32(stack[3]), id) {
-		stack[0] = pwInvalidMemory
-		return
-	}
-	stack[0] = pwOK
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint32Le(uint32(stack[3]), id))
 }
 
 func pwIncrementMetric(ctx context.Context, _ api.Module, stack []uint64) {
@@ -1254,9 +1230,14 @@ func pwGetMetric(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = r
 		return
 	}
-	if !mod.Memory().WriteUint64Le(uint32(stack[1]), v) {
-		stack[0] = pwInvalidMemory
-		return
+	stack[0] = pwWriteStatus(mod.Memory().WriteUint64Le(uint32(stack[1]), v))
+}
+
+// pwWriteStatus is a host call's status after its last write into guest memory: OK, or
+// INVALID_MEMORY when the guest's pointer was out of bounds.
+func pwWriteStatus(ok bool) uint64 {
+	if ok {
+		return pwOK
 	}
-	stack[0] = pwOK
+	return pwInvalidMemory
 }
