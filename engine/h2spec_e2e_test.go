@@ -93,51 +93,76 @@ func TestH2Spec(t *testing.T) {
 			netHTTP := strings.Contains(tc.attrs, engine.H2ServerNetHTTP) ||
 				!strings.Contains(tc.attrs, "h2_server") && os.Getenv("SLUICE_TEST_H2_SERVER") == engine.H2ServerNetHTTP
 			_, port, _ := net.SplitHostPort(gw.Addr)
-			report := filepath.Join(t.TempDir(), "h2spec.xml")
-			args := []string{"-h", "127.0.0.1", "-p", port, "-o", "5", "-j", report}
+			args := []string{"-h", "127.0.0.1", "-p", port, "-o", "5"}
 			if only := os.Getenv("H2SPEC_ONLY"); only != "" {
 				args = append(args, "-v", only) // one section, verbosely, while debugging
 			}
 			if tc.tls {
 				args = append(args, "-t", "-k")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			out, _ := exec.CommandContext(ctx, bin, args...).CombinedOutput() // failures are read from the report
-			raw, err := os.ReadFile(report)
-			if err != nil {
-				t.Fatalf("h2spec wrote no report (%v):\n%s", err, out)
+			// A case that fails is run once more with the whole suite: on a loaded 2-core
+			// machine h2spec's 5 s per case can run out. Failing twice fails the test; a failure
+			// the rerun clears is logged by name.
+			failures, out := runH2Spec(t, bin, args, netHTTP)
+			if len(failures) > 0 {
+				t.Logf("h2spec failed %d case(s), running the suite once more: %s\n%s", len(failures), strings.Join(failures, "; "), out)
+				failures, out = runH2Spec(t, bin, args, netHTTP)
 			}
-			var rep junitReport
-			if err := xml.Unmarshal(raw, &rep); err != nil {
-				t.Fatal(err)
+			for _, f := range failures {
+				t.Errorf("h2spec %s", f)
 			}
-			total, failed := 0, 0
-			for _, s := range rep.Suites {
-				for _, c := range s.Cases {
-					total++
-					if c.Failure != nil || c.Error != nil || c.Skipped != nil {
-						if netHTTP && h2specExceptions[c.Package+" "+c.Name] {
-							t.Logf("h2spec %s: %s: a known exception", c.Package, c.Name)
-							continue
-						}
-						failed++
-						t.Errorf("h2spec %s: %s", c.Package, c.Name)
-					}
-				}
-			}
-			if total < 140 {
-				t.Fatalf("h2spec ran %d cases, want the whole suite:\n%s", total, out)
-			}
-			if failed > 0 {
+			if len(failures) > 0 {
 				t.Logf("h2spec output:\n%s", out)
 			}
-			t.Logf("h2spec: %d cases, %d failed", total, failed)
 			if !gwHealthy(t, gw.URL, tc.tls) {
 				t.Fatal("gateway unhealthy after h2spec")
 			}
 		})
 	}
+}
+
+// runH2Spec runs h2spec with args and returns the cases that failed (but the known exceptions
+// of Go's server when netHTTP), and h2spec's output.
+func runH2Spec(t *testing.T, bin string, args []string, netHTTP bool) (failures []string, out []byte) {
+	t.Helper()
+	report := filepath.Join(t.TempDir(), "h2spec.xml")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, _ = exec.CommandContext(ctx, bin, append(args, "-j", report)...).CombinedOutput() // failures are read from the report
+	raw, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("h2spec wrote no report (%v):\n%s", err, out)
+	}
+	// h2spec copies what a failing case received into its report, raw: a control byte there
+	// (a NUL of a frame payload) is not XML, so it is replaced before parsing, and the failing
+	// case is reported by name rather than as an XML syntax error.
+	for i, b := range raw {
+		if b < 0x20 && b != '\t' && b != '\n' && b != '\r' {
+			raw[i] = '?'
+		}
+	}
+	var rep junitReport
+	if err := xml.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("h2spec's report: %v\n%s", err, out)
+	}
+	total := 0
+	for _, s := range rep.Suites {
+		for _, c := range s.Cases {
+			total++
+			if c.Failure != nil || c.Error != nil || c.Skipped != nil {
+				if netHTTP && h2specExceptions[c.Package+" "+c.Name] {
+					t.Logf("h2spec %s: %s: a known exception", c.Package, c.Name)
+					continue
+				}
+				failures = append(failures, c.Package+": "+c.Name)
+			}
+		}
+	}
+	if total < 140 {
+		t.Fatalf("h2spec ran %d cases, want the whole suite:\n%s", total, out)
+	}
+	t.Logf("h2spec: %d cases, %d failed", total, len(failures))
+	return failures, out
 }
 
 // gwHealthy reports whether the gateway still answers an HTTP/2 request.
