@@ -18,6 +18,25 @@ func TestEdgeVariantsBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkVariantsBuild(t, dir, parts)
+}
+
+// TestEdgeAuthVariantsBuild: the same for the basic_auth and forward_auth rows.
+func TestEdgeAuthVariantsBuild(t *testing.T) {
+	dir := t.TempDir()
+	parts, err := edgeAuthComponents(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 2 {
+		t.Fatalf("%d components", len(parts))
+	}
+	checkVariantsBuild(t, dir, parts)
+}
+
+// checkVariantsBuild loads and builds each component alone, as the filter-cost rows run it.
+func checkVariantsBuild(t *testing.T, dir string, parts []component) {
+	t.Helper()
 	for _, c := range parts {
 		src := sluiceVariant{name: "only-" + c.name, parts: []component{c}}.hcl(18160)
 		cfg, diags := hcl.Load(filepath.Join(dir, c.name+".hcl"), []byte(src), filters.Builtin())
