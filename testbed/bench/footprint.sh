@@ -8,6 +8,14 @@
 #   testbed/bench/footprint.sh            # 64 and 256 connections, about 3 minutes
 #   testbed/bench/footprint.sh 256        # one connection count
 #
+# Other configurations or builds (an A/B of a change, a filter's cost): FOOTPRINT_CASES lists
+# LABEL=BINARY:CONFIG entries, each a sluice binary and a configuration listening on
+# 127.0.0.1:18410 with its upstream at 127.0.0.1:18401; FOOTPRINT_HEADER adds one header to every
+# request (a key, a token), FOOTPRINT_SECONDS sets the counted load's length (default 8):
+#
+#   FOOTPRINT_CASES="old=/tmp/sluice-old:/tmp/q.hcl new=bin/sluice:/tmp/q.hcl" \
+#     testbed/bench/footprint.sh 64
+#
 # Run it alone, as the benchmark. The simulated caches are 32 KiB 8-way L1s and a 1 MiB 16-way
 # last level, close to one core's L1 and L2 here. Only the proxy's own user-space code is
 # simulated: not the kernel, not the upstream. Valgrind slows the proxy about fifty times, so
@@ -60,13 +68,21 @@ taskset -c 1 bin/benchupstream -listen "$upstream" >"$tmp/upstream.log" 2>&1 &
 pids+=($!)
 wait_listening "$upstream"
 
+cases=(floor sluice)
+[ -n "${FOOTPRINT_CASES:-}" ] && read -r -a cases <<<"$FOOTPRINT_CASES"
+wrk_args=()
+[ -n "${FOOTPRINT_HEADER:-}" ] && wrk_args=(-H "$FOOTPRINT_HEADER")
+seconds=${FOOTPRINT_SECONDS:-8}
+
 echo "| proxy | connections | requests | instructions | L1i misses | L1d misses | LL misses |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for conns in "${conns_list[@]}"; do
-  for proxy in floor sluice; do
+  for proxy in "${cases[@]}"; do
     case $proxy in
       floor) cmd=(bin/floorproxy -listen "$listen" -upstream "$upstream") ;;
       sluice) cmd=(bin/sluice run -c "$tmp/empty.hcl") ;;
+      *=*:*) spec=${proxy#*=}; proxy=${proxy%%=*}; cmd=("${spec%%:*}" run -c "${spec#*:}") ;;
+      *) echo "FOOTPRINT_CASES entry $proxy is not LABEL=BINARY:CONFIG" >&2; exit 2 ;;
     esac
     out="$tmp/$proxy-$conns.cg"
     # Asynchronous preemption signals and valgrind do not mix; the request path does not need them.
@@ -79,11 +95,14 @@ for conns in "${conns_list[@]}"; do
     pids+=($vg)
     wait_listening "$listen"
     # Warm up (connections, pools, the upstream connections), then count 8 s of load only.
-    taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s "http://$listen/" >/dev/null
+    taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "http://$listen/" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    taskset -c 0 wrk -t1 -c"$conns" -d8s --timeout 30s "http://$listen/" >"$tmp/wrk.txt"
+    taskset -c 0 wrk -t1 -c"$conns" -d"${seconds}s" --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "http://$listen/" >"$tmp/wrk.txt"
     callgrind_control -d "$vg" >/dev/null 2>&1
     reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.txt")
+    if grep -q "Non-2xx" "$tmp/wrk.txt"; then
+      echo "$proxy: $(grep Non-2xx "$tmp/wrk.txt" | tr -s ' ') (its counts are of those answers)" >&2
+    fi
     kill "$vg"; wait "$vg" 2>/dev/null || true
     # The dump after the zeroing is the file with the highest part number.
     dump=$(ls -v "$out".* | tail -1)
