@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -94,5 +96,58 @@ func TestGoModTidy(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "Go ≥ "+string(m[1])+" ") {
 		t.Errorf("README.md does not say \"Go ≥ %s\", the version go.mod needs", m[1])
+	}
+}
+
+// TestConfigFileArgument: the configuration file may be named without -c (`sluice run FILE`,
+// as `validate FILE`), and nothing else on the command line is silently ignored: a flag after
+// the file, a second file, or -c and a different file are refused with exit 2.
+func TestConfigFileArgument(t *testing.T) {
+	path := writeConfig(t, fmt.Sprintf(`server { listen = %q }
+admin { listen = "" }
+upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, freePort(t)))
+	out, err := exec.Command(sluiceBin, "validate", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), path+": configuration is valid") {
+		t.Fatalf("validate FILE: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(sluiceBin, "run", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	served := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "msg=serving") {
+			served = strings.Contains(sc.Text(), "config="+path)
+			break
+		}
+	}
+	if !served {
+		t.Fatalf("sluice run FILE did not serve FILE (the last line read: %q)", sc.Text())
+	}
+
+	for _, args := range [][]string{
+		{"run", path, "--watch"},
+		{"run", path, path},
+		{"run", "-c", path + ".other", path},
+		{"validate", path, "-c", path},
+		{"push", path, "--etcd", "http://127.0.0.1:9"},
+	} {
+		out, err := exec.Command(sluiceBin, args...).CombinedOutput()
+		if exitCode(err) != 2 || !strings.Contains(string(out), "sluice "+args[0]+":") {
+			t.Errorf("sluice %s: exit %d, output %q; want exit 2 saying what is wrong", strings.Join(args, " "), exitCode(err), out)
+		}
 	}
 }

@@ -119,6 +119,28 @@ func parseFlags(fs *flag.FlagSet, args []string) (status int, ok bool) {
 	return 0, true
 }
 
+// configArg takes the configuration file from a positional argument, as `sluice run FILE` and
+// `sluice validate FILE`, beside -c. It refuses anything else on the command line: an argument
+// silently ignored would serve or check a different file than the one named (flags after the
+// file are not parsed by package flag, so `run FILE --watch` is refused too, with the fix).
+func configArg(fs *flag.FlagSet, path *string) bool {
+	switch {
+	case fs.NArg() == 0:
+		return true
+	case fs.NArg() > 1:
+		fmt.Fprintf(os.Stderr, "sluice %s: unexpected argument %q: flags go before the configuration file (sluice %s [flags] [FILE])\n", fs.Name(), fs.Arg(1), fs.Name())
+		return false
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "c" })
+	if set && *path != fs.Arg(0) {
+		fmt.Fprintf(os.Stderr, "sluice %s: two configuration files: -c %s and %s\n", fs.Name(), *path, fs.Arg(0))
+		return false
+	}
+	*path = fs.Arg(0)
+	return true
+}
+
 func usage() {
 	fmt.Fprintln(os.Stderr, "Usage: sluice <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))

@@ -32,6 +32,9 @@ func runPush(args []string) int {
 	if status, ok := parseFlags(fs, args); !ok {
 		return status
 	}
+	if !configArg(fs, path) {
+		return 2
+	}
 	var cfg *configsource.EtcdConfig
 	if *source != "" {
 		c, ok := loadBootstrap(*source, os.Stderr)

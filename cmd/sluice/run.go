@@ -37,6 +37,9 @@ func runRun(args []string) int {
 	if status, ok := parseFlags(fs, args); !ok {
 		return status
 	}
+	if !configArg(fs, path) {
+		return 2
+	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice run:", err)

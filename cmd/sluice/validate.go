@@ -23,8 +23,8 @@ func runValidate(args []string) int {
 	if status, ok := parseFlags(fs, args); !ok {
 		return status
 	}
-	if fs.NArg() > 0 {
-		*path = fs.Arg(0)
+	if !configArg(fs, path) {
+		return 2
 	}
 	if boot, ok := loadBootstrap(*path, os.Stderr); !ok {
 		return 1
