@@ -236,7 +236,7 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	// timeout) abandons the request: its ClientContext ends, so nothing more goes upstream
 	// (fasthttp's Request.Body would otherwise hand a reader of the whole body the error's
 	// text as the body).
-	st.body.ctx, st.body.cancel = context.WithCancel(r.Context())
+	st.body.ctx, st.body.cancel = context.WithCancelCause(r.Context())
 	return 0
 }
 
@@ -260,9 +260,10 @@ type h2Body struct {
 	left     int64 // bytes the client may still send
 	exceeded atomic.Bool
 	// ctx is the request's ClientContext while the body streams, ended by cancel when the
-	// body fails or the handler returns; nil for a body read whole.
+	// body fails (its cause is the failure, see BodyFailure) or the handler returns; nil for a
+	// body read whole.
 	ctx     context.Context
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	timeout time.Duration
 	moved   time.Time // when the read deadline was last moved
 
@@ -280,11 +281,11 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if int64(n) > b.left {
 		b.exceeded.Store(true)
-		b.fail()
+		b.fail(ErrBodyTooLarge)
 		return int(b.left), ErrBodyTooLarge
 	}
 	if err != nil && err != io.EOF {
-		b.fail()
+		b.fail(err)
 	}
 	b.left -= int64(n)
 	if n > 0 && b.timeout > 0 {
@@ -302,17 +303,38 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// fail abandons a streamed body's request (see h2Request).
-func (b *h2Body) fail() {
+// fail abandons a streamed body's request (see h2Request), err saying why.
+func (b *h2Body) fail(err error) {
 	if b.cancel != nil {
-		b.cancel()
+		b.cancel(&bodyFailure{err})
 	}
+}
+
+// bodyFailure is the cause of a ClientContext that a failed request body ended.
+type bodyFailure struct{ err error }
+
+func (e *bodyFailure) Error() string { return "request body: " + e.err.Error() }
+func (e *bodyFailure) Unwrap() error { return e.err }
+
+// BodyFailure returns why ctx, a request's ClientContext, ended when the request's streamed body
+// failed (over max_body_bytes, a read timeout, a broken stream), or nil when it ended for another
+// reason or has not. The body's reader cancels the context before it returns the error to
+// whoever reads it, so an upstream exchange that sees the context end first asks here whether
+// the client's body, not the client's departure, ended it (413, 408 or 400 instead of 502).
+func BodyFailure(ctx context.Context) error {
+	var bf *bodyFailure
+	if ctx == nil || !errors.As(context.Cause(ctx), &bf) {
+		return nil
+	}
+	return bf.err
 }
 
 // end is the handler's return: the body's context ends and a read still under way no longer
 // touches the stream's ResponseController.
 func (b *h2Body) end() {
-	b.fail()
+	if b.cancel != nil {
+		b.cancel(nil)
+	}
 	b.mu.Lock()
 	b.rc = nil
 	b.mu.Unlock()

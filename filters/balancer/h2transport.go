@@ -282,6 +282,10 @@ func (k *h2Call) err(err error) error {
 	switch {
 	case bodyErr != nil:
 		return fmt.Errorf("%w (%w)", bodyErr, err)
+	case engine.BodyFailure(k.parent) != nil:
+		// The client's body failed and ended its context before the Transport's read of it
+		// returned the error: the same failure, seen first through the context.
+		return fmt.Errorf("%w (%w)", &clientBodyError{engine.BodyFailure(k.parent)}, err)
 	case k.parent.Err() != nil:
 		return fmt.Errorf("%w: %w", errClientGone, err)
 	case errors.As(err, &ce):

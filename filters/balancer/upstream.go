@@ -496,6 +496,13 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	u.inflight.Add(-1)
 	t.st.inflight.Add(-1)
 	fail := classify(err)
+	if err != nil && fail != failClient {
+		// An HTTP/2 client's body that failed ends its ClientContext before the read of it
+		// returns the error: whichever the exchange saw first, the client's body failed.
+		if bf := engine.BodyFailure(c.ClientContext); bf != nil {
+			err, fail = &clientBodyError{bf}, failClient
+		}
+	}
 	if err != nil && fail != failClient && clientGone(c) {
 		// Cut short for a client that went away: it says nothing about the target. (A
 		// failure of its streamed body also ends the HTTP/2 handler's ClientContext; that

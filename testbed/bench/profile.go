@@ -32,6 +32,8 @@ func profileMain(args []string) error {
 	if h.run, err = os.MkdirTemp("", "sluice-profile-"); err != nil {
 		return err
 	}
+	// Everything in it (binary snapshots, the guest, logs) is scratch: about 200 MB a run.
+	defer os.RemoveAll(h.run)
 	if err := h.snapshotBinaries(); err != nil {
 		return err
 	}
