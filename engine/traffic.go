@@ -340,8 +340,12 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 			}
 		}
 	}
+	var v []byte
+	if ch.stickyHeader != "" { // Peek("") would still look for a header named ""
+		v = c.Request.Header.Peek(ch.stickyHeader)
+	}
 	var point uint64
-	if v := c.Request.Header.Peek(ch.stickyHeader); ch.stickyHeader != "" && len(v) > 0 {
+	if len(v) > 0 {
 		point = fnv1a(v) % ch.total
 	} else {
 		point = rand.Uint64N(ch.total)

@@ -1,35 +1,40 @@
 package basicauth
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"hash"
 	"sync"
 )
 
-// cacheKey is HMAC-SHA-256(key, user NUL password) under a random key of the filter's: the cache
-// never holds a password, nor anything that can be checked against a guess without the key,
-// which lives only in this process's memory.
+// cacheKey is SHA-256(secret ‖ user ‖ ':' ‖ password) under a random 32-byte secret of the
+// filter's: the cache never holds a password, nor anything that can be checked against a guess
+// without the secret, which lives only in this process's memory. A user name has no ':', so no
+// two (user, password) pairs hash the same bytes. One SHA-256 over the secret and the decoded
+// credential, rather than an HMAC (two SHA-256 computations and a state restored from the
+// key's for each): a length extension, which HMAC guards against, needs a digest the attacker
+// sees, and these never leave the process (RATIONALE.md).
 type cacheKey [sha256.Size]byte
 
-// keyer computes cache keys; its scratch space is pooled (an HMAC allocates when made, not when
-// reset).
+// secretLen is the length of the secret; it precedes the credential in scratch.buf.
+const secretLen = 32
+
+// keyer hands out scratch space, pooled: a credential of up to maxCredentialBytes is decoded in
+// place after the secret, so that its key is one SHA-256 of a contiguous buffer.
 type keyer struct{ pool sync.Pool }
 
-// scratch is one request's working memory: the HMAC, its output, the decoded credentials.
+// scratch is one request's working memory: the secret, then the decoded credentials.
 type scratch struct {
-	h   hash.Hash
-	sum []byte
-	dec [maxCredentialBytes]byte
+	buf [secretLen + maxCredentialBytes]byte
 }
 
 func newKeyer() *keyer {
-	secret := make([]byte, 32)
-	_, _ = rand.Read(secret) // crypto/rand.Read never fails (it panics first)
+	var secret [secretLen]byte
+	_, _ = rand.Read(secret[:]) // crypto/rand.Read never fails (it panics first)
 	k := &keyer{}
 	k.pool.New = func() any {
-		return &scratch{h: hmac.New(sha256.New, secret), sum: make([]byte, 0, sha256.Size+2)}
+		s := &scratch{}
+		copy(s.buf[:], secret[:])
+		return s
 	}
 	return k
 }
@@ -37,16 +42,20 @@ func newKeyer() *keyer {
 func (k *keyer) get() *scratch  { return k.pool.Get().(*scratch) }
 func (k *keyer) put(s *scratch) { k.pool.Put(s) }
 
-// key derives the cache key of a credential. The user name's length goes first, so that no two
-// (user, password) pairs hash the same bytes.
+// dec is where the credentials are decoded.
+func (s *scratch) dec() []byte { return s.buf[secretLen:] }
+
+// keyOf derives the cache key of the n decoded bytes in dec() ("user:password").
+func (s *scratch) keyOf(n int, out *cacheKey) {
+	*out = sha256.Sum256(s.buf[:secretLen+n])
+}
+
+// key decodes nothing: it derives the cache key of a user and password given apart (tests).
 func (s *scratch) key(user, password []byte, out *cacheKey) {
-	s.h.Reset()
-	s.sum = append(s.sum[:0], byte(len(user)>>8), byte(len(user)))
-	s.h.Write(s.sum)
-	s.h.Write(user)
-	s.h.Write(password)
-	s.sum = s.h.Sum(s.sum[:0])
-	copy(out[:], s.sum)
+	n := copy(s.dec(), user)
+	n += copy(s.dec()[n:], ":")
+	n += copy(s.dec()[n:], password)
+	s.keyOf(n, out)
 }
 
 // credCache holds the credentials bcrypt verified, for ttl, at most max of them. Only successes

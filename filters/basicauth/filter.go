@@ -131,7 +131,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	s := f.keyer.get()
 	defer f.keyer.put(s)
-	name, password, ok := credentials(h.PeekBytes(hdrAuthorization), s.dec[:])
+	name, password, ok := credentials(h.PeekBytes(hdrAuthorization), s.dec())
 	if !ok {
 		f.mMissing.Inc()
 		return f.refuse(c, errMissing)
@@ -142,7 +142,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		now = time.Now().UnixNano()
 	}
 	if f.cache != nil {
-		s.key(name, password, &key)
+		s.keyOf(len(name)+1+len(password), &key) // name and password are dec()'s first bytes
 		if u := f.cache.get(&key, now); u != nil {
 			f.mCached.Inc()
 			f.accept(c, u)

@@ -152,6 +152,8 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 			return nil, &engine.FieldError{Field: l.field, Err: fmt.Errorf("%s: %w", l.path, err)}
 		}
 	}
+	f.v4.finish()
+	f.v6.finish()
 	return f, nil
 }
 

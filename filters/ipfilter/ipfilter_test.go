@@ -199,6 +199,12 @@ func TestTrieMatchesLinearScan(t *testing.T) {
 		seen := map[netip.Prefix]bool{}
 		v4 := round%2 == 0
 		randAddr := func() netip.Addr {
+			if r.IntN(8) == 0 { // anywhere: the top table's other entries
+				if v4 {
+					return netip.AddrFrom4([4]byte{byte(r.IntN(256)), byte(r.IntN(256)), 1, 2})
+				}
+				return netip.AddrFrom16([16]byte{byte(r.IntN(256)), byte(r.IntN(256)), 3: 1})
+			}
 			if v4 {
 				// A small space, so that prefixes nest and addresses hit them.
 				return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
@@ -225,6 +231,7 @@ func TestTrieMatchesLinearScan(t *testing.T) {
 			list = append(list, entry{p, v})
 			tr.insert(p, v)
 		}
+		tr.finish()
 		for range 3000 {
 			a := randAddr()
 			want, wantLen := none, -1

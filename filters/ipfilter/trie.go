@@ -26,14 +26,26 @@ const (
 type trie struct {
 	nodes []node
 	max   uint8 // 32 or 128
+	// top is where a lookup stands after the address's first 8 bits, one entry per value of
+	// them (finish fills it): the nodes of prefixes of up to 8 bits are the first ones every
+	// lookup visits, and this replaces them with one read.
+	top [256]topEntry
 }
 
+// node is 24 bytes: its mask is derived from bits, so that two nodes and more share a cache
+// line (a lookup visits several, each a likely cache miss in a busy gateway).
 type node struct {
-	hi, lo   uint64 // the prefix, masked
-	mhi, mlo uint64 // its mask
-	bits     uint8
-	verd     verdict
-	kids     [2]int32 // node indices; 0: none (the root is no one's child)
+	hi, lo uint64 // the prefix, masked
+	bits   uint8
+	verd   verdict
+	kids   [2]int32 // node indices; 0: none (the root is no one's child)
+}
+
+// topEntry is the longest-prefix verdict so far and the deepest node, of at most 8 bits, whose
+// prefix covers the address, for one value of its first 8 bits.
+type topEntry struct {
+	node int32
+	verd verdict
 }
 
 func newTrie(maxBits uint8) *trie { return &trie{nodes: make([]node, 1), max: maxBits} }
@@ -78,7 +90,7 @@ func commonLen(ahi, alo, bhi, blo uint64, limit uint8) uint8 {
 
 func (t *trie) newNode(hi, lo uint64, n uint8, v verdict) int32 {
 	mhi, mlo := mask(n)
-	t.nodes = append(t.nodes, node{hi: hi & mhi, lo: lo & mlo, mhi: mhi, mlo: mlo, bits: n, verd: v})
+	t.nodes = append(t.nodes, node{hi: hi & mhi, lo: lo & mlo, bits: n, verd: v})
 	return int32(len(t.nodes) - 1)
 }
 
@@ -120,18 +132,79 @@ func (t *trie) insert(p netip.Prefix, v verdict) {
 	}
 }
 
+// finish prepares the trie for lookups once every prefix is in: it numbers the nodes breadth
+// first, so that the upper levels, which every lookup visits, sit together in a few cache lines,
+// and fills top. insert must not be called after it.
+func (t *trie) finish() {
+	order := make([]int32, 0, len(t.nodes))
+	order = append(order, 0)
+	for i := 0; i < len(order); i++ {
+		for _, k := range t.nodes[order[i]].kids {
+			if k != 0 {
+				order = append(order, k)
+			}
+		}
+	}
+	newIdx := make([]int32, len(t.nodes))
+	for i, old := range order {
+		newIdx[old] = int32(i)
+	}
+	nodes := make([]node, len(order))
+	for i, old := range order {
+		nd := t.nodes[old]
+		for b, k := range nd.kids {
+			if k != 0 {
+				nd.kids[b] = newIdx[k]
+			}
+		}
+		nodes[i] = nd
+	}
+	t.nodes = nodes
+	for b := range t.top {
+		hi := uint64(b) << 56
+		n, best := int32(0), t.nodes[0].verd
+		for {
+			nd := &t.nodes[n]
+			if nd.bits >= 8 || nd.bits >= t.max {
+				break
+			}
+			c := nd.kids[bitAt(hi, 0, nd.bits)]
+			if c == 0 {
+				break
+			}
+			cn := &t.nodes[c]
+			// Only a child whose prefix the first 8 bits decide: a longer one is the lookup's
+			// to check, from n.
+			if cn.bits > 8 || commonLen(hi, 0, cn.hi, cn.lo, cn.bits) < cn.bits {
+				break
+			}
+			n = c
+			if cn.verd != none {
+				best = cn.verd
+			}
+		}
+		t.top[b] = topEntry{node: n, verd: best}
+	}
+}
+
 // lookup returns the verdict of the longest prefix covering the address (hi, lo).
 func (t *trie) lookup(hi, lo uint64) verdict {
 	nodes := t.nodes
-	n := &nodes[0]
-	best := n.verd
+	e := t.top[hi>>56]
+	n := &nodes[e.node]
+	best := e.verd
 	for n.bits < t.max {
 		c := n.kids[bitAt(hi, lo, n.bits)]
 		if c == 0 {
 			break
 		}
 		n = &nodes[c]
-		if hi&n.mhi != n.hi || lo&n.mlo != n.lo {
+		// The address is under n's prefix when they share its first n.bits bits.
+		if x := hi ^ n.hi; x != 0 {
+			if uint8(bits.LeadingZeros64(x)) < n.bits {
+				break
+			}
+		} else if n.bits > 64 && uint8(64+bits.LeadingZeros64(lo^n.lo)) < n.bits {
 			break
 		}
 		if n.verd != none {

@@ -283,8 +283,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			key = vals[0]
 		}
 	}
-	var qbuf [maxKeyLen]byte
 	if len(f.query) > 0 {
+		// Declared here, not above: zeroing 512 bytes is work a header-only filter skips.
+		var qbuf [maxKeyLen]byte
 		if qn, qkey := f.fromQuery(c, qbuf[:0]); qn > 0 {
 			if n == 0 && qn == 1 {
 				key = qkey

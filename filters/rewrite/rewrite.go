@@ -178,7 +178,7 @@ func Register(r *engine.Registry) {
 type Filter struct {
 	re       *regexp.Regexp
 	lit      *literalPrefix // path_regex is ^/literal(.*): matched without regexp
-	tmpl     []byte         // path_replace, for re.Expand
+	tmpl     template       // path_replace, parsed
 	prefix   []byte
 	replace  []byte
 	host     []byte
@@ -205,7 +205,7 @@ func New(cfg *Config) (*Filter, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.re, f.tmpl = re, []byte(cfg.PathReplace)
+		f.re, f.tmpl = re, parseTemplate(re, cfg.PathReplace)
 		f.lit, _ = parseLiteralPrefix(cfg.PathRegex)
 	}
 	if cfg.PathPrefix != "" {
@@ -248,16 +248,18 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			matched, sure = f.lit.match(c.Path, &s.m)
 			m = s.m[:]
 		}
-		if !sure && f.re.Match(c.Path) {
-			matched, m = true, f.re.FindSubmatchIndex(c.Path)
+		if !sure {
+			// One pass: FindSubmatchIndex returns nil, allocating nothing, when it does not match.
+			m = f.re.FindSubmatchIndex(c.Path)
+			matched = m != nil
 		}
 		if matched {
-			s.path = f.re.Expand(s.path[:0], f.tmpl, c.Path, m)
+			s.path = f.tmpl.expand(s.path[:0], c.Path, m)
 			s.t.Path = s.path
 			if len(s.path) == 0 || s.path[0] != '/' {
 				// A group captured nothing where the path should start.
 				s.path = append(s.path[:0], '/')
-				s.path = f.re.Expand(s.path, f.tmpl, c.Path, m)
+				s.path = f.tmpl.expand(s.path, c.Path, m)
 				s.t.Path = s.path
 			}
 		}
