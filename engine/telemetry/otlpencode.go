@@ -79,10 +79,32 @@ const (
 	spanFlagsIsRemote    = 0x200
 )
 
+// appendTag writes the tag of a field numbered below 16: one byte, inline (protowire's general
+// functions, not inlined, cost more than a third of the encoding). SpanFlags (16) is written with
+// protowire.AppendTag.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return append(b, byte(num)<<3|byte(typ))
+}
+
+// appendVarint writes a value below 128 as the one byte it encodes to, inline: most lengths here
+// are. Larger values go to protowire.
+
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendLenString appends a length-delimited value.
+func appendLenString(b []byte, s string) []byte {
+	return append(appendVarint(b, uint64(len(s))), s...)
+}
+
 // beginMsg appends the tag of a length-delimited field and a one-byte length placeholder; it
 // returns where the field's content starts, for endMsg.
 func beginMsg(b []byte, num protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = appendTag(b, num, protowire.BytesType)
 	b = append(b, 0)
 	return b, len(b)
 }
@@ -91,6 +113,10 @@ func beginMsg(b []byte, num protowire.Number) ([]byte, int) {
 // takes more than the byte reserved.
 func endMsg(b []byte, start int) []byte {
 	n := len(b) - start
+	if n < 0x80 {
+		b[start-1] = byte(n)
+		return b
+	}
 	sz := protowire.SizeVarint(uint64(n))
 	if sz > 1 {
 		for range sz - 1 {
@@ -106,17 +132,17 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	return appendLenString(b, s)
 }
 
 func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendTag(b, num, protowire.BytesType)
+	return append(appendVarint(b, uint64(len(v))), v...)
 }
 
 func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	b = appendTag(b, num, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, v)
 }
 
@@ -124,8 +150,8 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, v)
 }
 
 // appendExportRequest appends the ExportTraceServiceRequest carrying spans, each run of spans
@@ -234,7 +260,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		if l.SpanContext.IsRemote() {
 			lflags |= spanFlagsIsRemote
 		}
-		b = protowire.AppendTag(b, fLinkFlags, protowire.Fixed32Type)
+		b = appendTag(b, fLinkFlags, protowire.Fixed32Type) // 6
 		b = protowire.AppendFixed32(b, lflags)
 		b = endMsg(b, lk)
 	}
@@ -250,7 +276,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendVarintField(b, fStatusCode, code)
 		b = endMsg(b, stm)
 	}
-	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
+	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
 	b = protowire.AppendFixed32(b, flags)
 	return endMsg(b, sp)
 }
@@ -277,18 +303,18 @@ func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byt
 func appendAnyValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
-		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+		b = appendTag(b, fAnyBool, protowire.VarintType)
+		b = appendVarint(b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+		b = appendTag(b, fAnyInt, protowire.VarintType)
+		b = appendVarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		b = appendTag(b, fAnyDouble, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
 		// An empty string is still a string value: written, not omitted.
-		b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
-		b = protowire.AppendString(b, v.AsString())
+		b = appendTag(b, fAnyString, protowire.BytesType)
+		b = appendLenString(b, v.AsString())
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
 		var a int
 		b, a = beginMsg(b, fAnyArray)
