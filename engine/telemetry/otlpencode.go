@@ -207,18 +207,53 @@ func appendResource(b []byte, res *resource.Resource) []byte {
 	return endMsg(b, r)
 }
 
+// appendSpan appends s as a ScopeSpans.spans field.
 func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	if r, ok := s.(*spanRecord); ok {
+		return appendRecord(b, r)
+	}
+	return encodeSpan(b, s)
+}
+
+// appendRecord is encodeSpan for the observer's records, from their fields: through the
+// ReadOnlySpan interface each span cost a dozen calls and two SpanContexts built and copied.
+// A record has no links and drops nothing; its tracestate is kept valid, unparsed.
+func appendRecord(b []byte, r *spanRecord) []byte {
+	var sp int
+	b, sp = beginMsg(b, fSSSpans)
+	b = appendBytesField(b, fSpanTraceID, r.traceID[:])
+	b = appendBytesField(b, fSpanSpanID, r.spanID[:])
+	b = appendStringField(b, fSpanTraceState, r.tstate)
+	flags := uint32(r.flags) | spanFlagsHasIsRemote
+	if r.parent.IsValid() {
+		b = appendBytesField(b, fSpanParentID, r.parent[:])
+		if r.remote {
+			flags |= spanFlagsIsRemote
+		}
+	}
+	b = appendStringField(b, fSpanName, r.name)
+	b = appendVarintField(b, fSpanKind, uint64(r.kind))
+	b = appendFixed64Field(b, fSpanStart, unixNano(r.start.UnixNano()))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end.UnixNano()))
+	for _, kv := range r.attrs {
+		b = appendKeyValue(b, fSpanAttributes, kv)
+	}
+	b = appendEvents(b, r.events)
+	b = appendStatus(b, r.status)
+	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
+	b = protowire.AppendFixed32(b, flags)
+	return endMsg(b, sp)
+}
+
+// encodeSpan appends any ReadOnlySpan as a ScopeSpans.spans field.
+func encodeSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	var sp int
 	b, sp = beginMsg(b, fSSSpans)
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytesField(b, fSpanTraceID, tid[:])
 	b = appendBytesField(b, fSpanSpanID, sid[:])
-	if r, ok := s.(*spanRecord); ok {
-		b = appendStringField(b, fSpanTraceState, r.tstate) // already valid; no parse needed
-	} else {
-		b = appendStringField(b, fSpanTraceState, sc.TraceState().String())
-	}
+	b = appendStringField(b, fSpanTraceState, sc.TraceState().String())
 	flags := uint32(sc.TraceFlags()) | spanFlagsHasIsRemote
 	if p := s.Parent(); p.IsValid() {
 		pid := p.SpanID()
@@ -235,16 +270,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendKeyValue(b, fSpanAttributes, kv)
 	}
 	b = appendVarintField(b, fSpanDropAttrs, uint64(s.DroppedAttributes()))
-	for _, ev := range s.Events() {
-		var e int
-		b, e = beginMsg(b, fSpanEvents)
-		b = appendFixed64Field(b, fEventTime, unixNano(ev.Time.UnixNano()))
-		b = appendStringField(b, fEventName, ev.Name)
-		for _, kv := range ev.Attributes {
-			b = appendKeyValue(b, fEventAttributes, kv)
-		}
-		b = endMsg(b, e)
-	}
+	b = appendEvents(b, s.Events())
 	b = appendVarintField(b, fSpanDropEvents, uint64(s.DroppedEvents()))
 	for _, l := range s.Links() {
 		var lk int
@@ -265,20 +291,40 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = endMsg(b, lk)
 	}
 	b = appendVarintField(b, fSpanDropLinks, uint64(s.DroppedLinks()))
-	if st := s.Status(); st.Code != codes.Unset {
-		var stm int
-		b, stm = beginMsg(b, fSpanStatus)
-		b = appendStringField(b, fStatusMessage, st.Description)
-		code := uint64(2) // STATUS_CODE_ERROR
-		if st.Code == codes.Ok {
-			code = 1 // STATUS_CODE_OK
-		}
-		b = appendVarintField(b, fStatusCode, code)
-		b = endMsg(b, stm)
-	}
+	b = appendStatus(b, s.Status())
 	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
 	b = protowire.AppendFixed32(b, flags)
 	return endMsg(b, sp)
+}
+
+func appendEvents(b []byte, events []sdktrace.Event) []byte {
+	for _, ev := range events {
+		var e int
+		b, e = beginMsg(b, fSpanEvents)
+		b = appendFixed64Field(b, fEventTime, unixNano(ev.Time.UnixNano()))
+		b = appendStringField(b, fEventName, ev.Name)
+		for _, kv := range ev.Attributes {
+			b = appendKeyValue(b, fEventAttributes, kv)
+		}
+		b = endMsg(b, e)
+	}
+	return b
+}
+
+// appendStatus appends the span's status, unless it is Unset.
+func appendStatus(b []byte, st sdktrace.Status) []byte {
+	if st.Code == codes.Unset {
+		return b
+	}
+	var stm int
+	b, stm = beginMsg(b, fSpanStatus)
+	b = appendStringField(b, fStatusMessage, st.Description)
+	code := uint64(2) // STATUS_CODE_ERROR
+	if st.Code == codes.Ok {
+		code = 1 // STATUS_CODE_OK
+	}
+	b = appendVarintField(b, fStatusCode, code)
+	return endMsg(b, stm)
 }
 
 // unixNano is a timestamp's field value; a time before 1970 (never set) is 0.
