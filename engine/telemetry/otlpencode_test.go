@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,8 @@ func TestOTLPEncodingMatchesSDK(t *testing.T) {
 	_, sp := tel.TracerProvider().Tracer("filter.scope").Start(context.Background(), "sdk span",
 		trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Remote: true})}))
 	sp.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.Int64("i", -3), attribute.String("empty", ""),
-		attribute.StringSlice("ss", []string{"x", "y"}), attribute.Int64Slice("is", []int64{1, 2}))
+		attribute.StringSlice("ss", []string{"x", "y"}), attribute.Int64Slice("is", []int64{1, 2}),
+		attribute.String("long", strings.Repeat("x", 300)), attribute.Int64("big", 1<<40), attribute.String("", "no key"))
 	sp.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
 	sp.RecordError(errors.New("boom"))
 	sp.SetStatus(codes.Error, "bad")
