@@ -79,10 +79,32 @@ const (
 	spanFlagsIsRemote    = 0x200
 )
 
+// appendTag writes the tag of a field numbered below 16: one byte, inline (protowire's general
+// functions, not inlined, cost more than a third of the encoding). SpanFlags (16) is written with
+// protowire.AppendTag.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return append(b, byte(num)<<3|byte(typ))
+}
+
+// appendVarint writes a value below 128 as the one byte it encodes to, inline: most lengths here
+// are. Larger values go to protowire.
+
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendLenString appends a length-delimited value.
+func appendLenString(b []byte, s string) []byte {
+	return append(appendVarint(b, uint64(len(s))), s...)
+}
+
 // beginMsg appends the tag of a length-delimited field and a one-byte length placeholder; it
 // returns where the field's content starts, for endMsg.
 func beginMsg(b []byte, num protowire.Number) ([]byte, int) {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = appendTag(b, num, protowire.BytesType)
 	b = append(b, 0)
 	return b, len(b)
 }
@@ -91,6 +113,10 @@ func beginMsg(b []byte, num protowire.Number) ([]byte, int) {
 // takes more than the byte reserved.
 func endMsg(b []byte, start int) []byte {
 	n := len(b) - start
+	if n < 0x80 {
+		b[start-1] = byte(n)
+		return b
+	}
 	sz := protowire.SizeVarint(uint64(n))
 	if sz > 1 {
 		for range sz - 1 {
@@ -106,17 +132,17 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	return appendLenString(b, s)
 }
 
 func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendTag(b, num, protowire.BytesType)
+	return append(appendVarint(b, uint64(len(v))), v...)
 }
 
 func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	b = appendTag(b, num, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, v)
 }
 
@@ -124,8 +150,8 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, v)
 }
 
 // appendExportRequest appends the ExportTraceServiceRequest carrying spans, each run of spans
@@ -181,18 +207,53 @@ func appendResource(b []byte, res *resource.Resource) []byte {
 	return endMsg(b, r)
 }
 
+// appendSpan appends s as a ScopeSpans.spans field.
 func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	if r, ok := s.(*spanRecord); ok {
+		return appendRecord(b, r)
+	}
+	return encodeSpan(b, s)
+}
+
+// appendRecord is encodeSpan for the observer's records, from their fields: through the
+// ReadOnlySpan interface each span cost a dozen calls and two SpanContexts built and copied.
+// A record has no links and drops nothing; its tracestate is kept valid, unparsed.
+func appendRecord(b []byte, r *spanRecord) []byte {
+	var sp int
+	b, sp = beginMsg(b, fSSSpans)
+	b = appendBytesField(b, fSpanTraceID, r.traceID[:])
+	b = appendBytesField(b, fSpanSpanID, r.spanID[:])
+	b = appendStringField(b, fSpanTraceState, r.tstate)
+	flags := uint32(r.flags) | spanFlagsHasIsRemote
+	if r.parent.IsValid() {
+		b = appendBytesField(b, fSpanParentID, r.parent[:])
+		if r.remote {
+			flags |= spanFlagsIsRemote
+		}
+	}
+	b = appendStringField(b, fSpanName, r.name)
+	b = appendVarintField(b, fSpanKind, uint64(r.kind))
+	b = appendFixed64Field(b, fSpanStart, unixNano(r.start.UnixNano()))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end.UnixNano()))
+	for _, kv := range r.attrs {
+		b = appendKeyValue(b, fSpanAttributes, kv)
+	}
+	b = appendEvents(b, r.events)
+	b = appendStatus(b, r.status)
+	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
+	b = protowire.AppendFixed32(b, flags)
+	return endMsg(b, sp)
+}
+
+// encodeSpan appends any ReadOnlySpan as a ScopeSpans.spans field.
+func encodeSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	var sp int
 	b, sp = beginMsg(b, fSSSpans)
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytesField(b, fSpanTraceID, tid[:])
 	b = appendBytesField(b, fSpanSpanID, sid[:])
-	if r, ok := s.(*spanRecord); ok {
-		b = appendStringField(b, fSpanTraceState, r.tstate) // already valid; no parse needed
-	} else {
-		b = appendStringField(b, fSpanTraceState, sc.TraceState().String())
-	}
+	b = appendStringField(b, fSpanTraceState, sc.TraceState().String())
 	flags := uint32(sc.TraceFlags()) | spanFlagsHasIsRemote
 	if p := s.Parent(); p.IsValid() {
 		pid := p.SpanID()
@@ -209,16 +270,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendKeyValue(b, fSpanAttributes, kv)
 	}
 	b = appendVarintField(b, fSpanDropAttrs, uint64(s.DroppedAttributes()))
-	for _, ev := range s.Events() {
-		var e int
-		b, e = beginMsg(b, fSpanEvents)
-		b = appendFixed64Field(b, fEventTime, unixNano(ev.Time.UnixNano()))
-		b = appendStringField(b, fEventName, ev.Name)
-		for _, kv := range ev.Attributes {
-			b = appendKeyValue(b, fEventAttributes, kv)
-		}
-		b = endMsg(b, e)
-	}
+	b = appendEvents(b, s.Events())
 	b = appendVarintField(b, fSpanDropEvents, uint64(s.DroppedEvents()))
 	for _, l := range s.Links() {
 		var lk int
@@ -234,25 +286,45 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		if l.SpanContext.IsRemote() {
 			lflags |= spanFlagsIsRemote
 		}
-		b = protowire.AppendTag(b, fLinkFlags, protowire.Fixed32Type)
+		b = appendTag(b, fLinkFlags, protowire.Fixed32Type) // 6
 		b = protowire.AppendFixed32(b, lflags)
 		b = endMsg(b, lk)
 	}
 	b = appendVarintField(b, fSpanDropLinks, uint64(s.DroppedLinks()))
-	if st := s.Status(); st.Code != codes.Unset {
-		var stm int
-		b, stm = beginMsg(b, fSpanStatus)
-		b = appendStringField(b, fStatusMessage, st.Description)
-		code := uint64(2) // STATUS_CODE_ERROR
-		if st.Code == codes.Ok {
-			code = 1 // STATUS_CODE_OK
-		}
-		b = appendVarintField(b, fStatusCode, code)
-		b = endMsg(b, stm)
-	}
-	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type)
+	b = appendStatus(b, s.Status())
+	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
 	b = protowire.AppendFixed32(b, flags)
 	return endMsg(b, sp)
+}
+
+func appendEvents(b []byte, events []sdktrace.Event) []byte {
+	for _, ev := range events {
+		var e int
+		b, e = beginMsg(b, fSpanEvents)
+		b = appendFixed64Field(b, fEventTime, unixNano(ev.Time.UnixNano()))
+		b = appendStringField(b, fEventName, ev.Name)
+		for _, kv := range ev.Attributes {
+			b = appendKeyValue(b, fEventAttributes, kv)
+		}
+		b = endMsg(b, e)
+	}
+	return b
+}
+
+// appendStatus appends the span's status, unless it is Unset.
+func appendStatus(b []byte, st sdktrace.Status) []byte {
+	if st.Code == codes.Unset {
+		return b
+	}
+	var stm int
+	b, stm = beginMsg(b, fSpanStatus)
+	b = appendStringField(b, fStatusMessage, st.Description)
+	code := uint64(2) // STATUS_CODE_ERROR
+	if st.Code == codes.Ok {
+		code = 1 // STATUS_CODE_OK
+	}
+	b = appendVarintField(b, fStatusCode, code)
+	return endMsg(b, stm)
 }
 
 // unixNano is a timestamp's field value; a time before 1970 (never set) is 0.
@@ -277,18 +349,18 @@ func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byt
 func appendAnyValue(b []byte, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.BOOL:
-		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeBool(v.AsBool()))
+		b = appendTag(b, fAnyBool, protowire.VarintType)
+		b = appendVarint(b, protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(v.AsInt64()))
+		b = appendTag(b, fAnyInt, protowire.VarintType)
+		b = appendVarint(b, uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		b = protowire.AppendTag(b, fAnyDouble, protowire.Fixed64Type)
+		b = appendTag(b, fAnyDouble, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
 		// An empty string is still a string value: written, not omitted.
-		b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
-		b = protowire.AppendString(b, v.AsString())
+		b = appendTag(b, fAnyString, protowire.BytesType)
+		b = appendLenString(b, v.AsString())
 	case attribute.BOOLSLICE, attribute.INT64SLICE, attribute.FLOAT64SLICE, attribute.STRINGSLICE:
 		var a int
 		b, a = beginMsg(b, fAnyArray)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,8 @@ func TestOTLPEncodingMatchesSDK(t *testing.T) {
 	_, sp := tel.TracerProvider().Tracer("filter.scope").Start(context.Background(), "sdk span",
 		trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: [16]byte{1}, SpanID: [8]byte{2}, Remote: true})}))
 	sp.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.Int64("i", -3), attribute.String("empty", ""),
-		attribute.StringSlice("ss", []string{"x", "y"}), attribute.Int64Slice("is", []int64{1, 2}))
+		attribute.StringSlice("ss", []string{"x", "y"}), attribute.Int64Slice("is", []int64{1, 2}),
+		attribute.String("long", strings.Repeat("x", 300)), attribute.Int64("big", 1<<40), attribute.String("", "no key"))
 	sp.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
 	sp.RecordError(errors.New("boom"))
 	sp.SetStatus(codes.Error, "bad")
@@ -186,4 +188,51 @@ func BenchmarkExportBatch(b *testing.B) {
 		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*len(spans)), "cpu-ns/span")
 		b.ReportMetric(float64(len(buf)), "bytes/batch")
 	})
+}
+
+// recordCheckingExporter encodes each record both from its fields (appendRecord, what the
+// gateway's exporter does) and through the ReadOnlySpan interface (encodeSpan, whose output
+// TestOTLPEncodingMatchesSDK checks against the SDK's), and counts the differences.
+type recordCheckingExporter struct{ records, mismatch int }
+
+func (e *recordCheckingExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	for _, s := range spans {
+		if r, ok := s.(*spanRecord); ok {
+			e.records++
+			if string(appendRecord(nil, r)) != string(encodeSpan(nil, r)) {
+				e.mismatch++
+			}
+		}
+	}
+	return nil
+}
+func (e *recordCheckingExporter) Shutdown(context.Context) error { return nil }
+
+// TestRecordEncoding: a record encoded from its fields gives the bytes encoding it through the
+// ReadOnlySpan interface gives: a sampled request's spans (remote parent, tracestate, filter
+// phases, the upstream attempt) and a record with events and an error status.
+func TestRecordEncoding(t *testing.T) {
+	chk := &recordCheckingExporter{}
+	tel, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := 1.0
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "enc", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, chk)
+	r := newRig(t, tel, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate", "a=1,b=2")
+	for range 3 {
+		r.run()
+	}
+	rec := tel.recs.get("failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now())
+	rec.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("ss", []string{"x"}))
+	rec.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
+	rec.RecordError(errors.New("boom"))
+	rec.SetStatus(codes.Error, "bad")
+	rec.End()
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if chk.records != 25 || chk.mismatch != 0 {
+		t.Errorf("%d records, %d encoded differently from their fields; want 25 and 0", chk.records, chk.mismatch)
+	}
 }

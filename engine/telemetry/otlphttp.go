@@ -35,6 +35,9 @@ type otlpHTTPExporter struct {
 
 var _ sdktrace.SpanExporter = (*otlpHTTPExporter)(nil)
 
+// exportWriteBuffer is the write buffer of each collector connection.
+const exportWriteBuffer = 256 << 10
+
 // Retry policy (as configured for otlptracehttp before).
 const (
 	retryInitial = 500 * time.Millisecond
@@ -49,6 +52,14 @@ func newOTLPHTTPExporter(url string, cfg *engine.TelemetryConfig) *otlpHTTPExpor
 		parseOTLPHeaders(h, os.Getenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS"))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// A batch (512 spans: about 130 KiB) fits the connection's write buffer whole: net/http then
+	// writes the request in one system call. With its default 4 KiB buffer, the body went to the
+	// socket through io.Copy behind a LimitReader, which allocated 32 KiB per export (most of what
+	// tracing allocated, and so most of its garbage collection) and wrote it 32 KiB at a time.
+	tr.WriteBufferSize = exportWriteBuffer
+	// Every concurrent export keeps its connection: the default (2 idle per host) closed and
+	// redialled the others after each export.
+	tr.MaxIdleConnsPerHost = max(batchConfigOf(cfg).concurrency, 2)
 	return &otlpHTTPExporter{url: url, headers: h, timeout: exportTimeoutOf(cfg), client: &http.Client{Transport: tr}}
 }
 

@@ -5,7 +5,8 @@
 //	bench load -addr … -rate …         a fixed-rate, open-loop load generator (JSON result)
 //	bench tlsload -addr … [-resume]    a TLS handshake per request (full or resumed; JSON result)
 //	bench conns -addr … -n 10000       opens idle keep-alive connections and holds them
-//	bench sink -listen …               an OTLP/HTTP endpoint that discards what it receives
+//	bench sink -listen … [-decode]     an OTLP/HTTP endpoint that discards (or decodes and counts) what it receives
+//	bench tracing -rounds 3 -d 10s     tracing at sample_ratio 1 against tracing off: CPU per request, spans dropped
 //	bench profile -variant empty       CPU and allocation profiles of Sluice under load (bin/sluiceprof)
 //	bench report -json FILE             renders the table and chart again from a run's JSON
 //	bench headers                      prints the quickstart case's request headers (for manual runs)
@@ -23,7 +24,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: bench run|load|conns|sink [flags]")
 		os.Exit(2)
 	}
-	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain, "report": reportMain, "tlsload": tlsLoadMain}
+	cmds := map[string]func([]string) error{"run": runMain, "load": loadMain, "conns": connsMain, "sink": sinkMain, "headers": headersMain, "profile": profileMain, "report": reportMain, "tlsload": tlsLoadMain, "tracing": tracingMain}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "bench: unknown command %q\n", os.Args[1])
