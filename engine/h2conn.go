@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -167,6 +168,8 @@ type h2conn struct {
 	goAway   bool // GOAWAY sent: no new streams
 	draining bool // shutting down: close once the streams are done
 	idleT    *time.Timer
+	strs     map[string]string // response field names and values sent lately (intern)
+	scratch  []byte            // a field name lower-cased, a number formatted
 }
 
 func (hs *h2Server) newConn(nc net.Conn) *h2conn {
@@ -812,12 +815,17 @@ type h2cstream struct {
 	rdl, wdl    time.Time
 
 	// response
-	sendWin    int64
+	sendWin int64
+	// fh is the Ctx's response header while serveHTTP2 writes the response: its fields are
+	// encoded from it directly (sendHeader), not copied into hdr first; hdr then holds only
+	// trailers. nil once the response is settled (the Ctx is reused).
+	fh         *fasthttp.ResponseHeader
 	hdr        http.Header
 	status     int
 	headerSent bool
 	localEnded bool
 	clen       int64 // the response's content-length; -1: none
+	sendLen    bool  // fh is set: send clen as the content-length field
 	written    int64
 }
 
@@ -937,7 +945,7 @@ func (st *h2cstream) WriteHeader(code int) {
 		return
 	}
 	st.status = code
-	if v := st.Header()["Content-Length"]; len(v) == 1 {
+	if v := st.hdr["Content-Length"]; len(v) == 1 {
 		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil {
 			st.clen = n
 		}
@@ -1038,6 +1046,9 @@ func (st *h2cstream) sendHeader(end bool) {
 	}
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: h2StatusValue(status)})
 	hasDate := false
+	if st.fh != nil {
+		hasDate = st.encodeFields()
+	}
 	for k, vs := range st.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
@@ -1057,6 +1068,75 @@ func (st *h2cstream) sendHeader(end bool) {
 	if end {
 		st.localEnded = true
 	}
+}
+
+// encodeFields encodes the response's fields from fh, less those HTTP/2 forbids, with the
+// content-length the handler set (clen, when sendLen). It reports a Date field. Under mu.
+func (st *h2cstream) encodeFields() (hasDate bool) {
+	c := st.c
+	if st.sendLen && st.clen >= 0 {
+		c.scratch = strconv.AppendInt(c.scratch[:0], st.clen, 10)
+		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: c.intern(c.scratch)})
+	}
+	for k, v := range st.fh.All() {
+		switch string(k) {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
+			continue
+		}
+		c.scratch = append(c.scratch[:0], k...)
+		for i, b := range c.scratch {
+			if 'A' <= b && b <= 'Z' {
+				c.scratch[i] = b + 'a' - 'A'
+			}
+		}
+		name := c.intern(c.scratch)
+		if name == "date" {
+			hasDate = true
+		}
+		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: c.intern(v)})
+	}
+	return hasDate
+}
+
+const (
+	// h2InternMax bounds the strings a connection keeps for intern, h2InternLen their length:
+	// a few hundred bytes for a typical response's fields, at most a few KiB.
+	h2InternMax = 64
+	h2InternLen = 64
+)
+
+// intern returns b as a string, the same string as last time for the field names and short
+// values responses repeat (content-type, server, the date within its second), so that encoding
+// a response's fields allocates only for new ones. hpack's encoder keeps the strings it indexes,
+// so they must be real strings, not views of the response's bytes. Under mu.
+func (c *h2conn) intern(b []byte) string {
+	if s, ok := c.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) > h2InternLen {
+		return s
+	}
+	if c.strs == nil {
+		c.strs = make(map[string]string, h2InternMax)
+	} else if len(c.strs) >= h2InternMax {
+		clear(c.strs)
+	}
+	c.strs[s] = s
+	return s
+}
+
+// settle ends the response serveHTTP2 wrote, before its Ctx is reused: the HEADERS go now if
+// they have not (a response without a body), then trailers or END_STREAM; an aborted stream
+// is reset by handlerDone instead. Either way fh is let go.
+func (st *h2cstream) settle(abort bool) {
+	c := st.c
+	c.lock()
+	if !abort && !st.closed {
+		st.finish()
+	}
+	st.fh = nil
+	c.unlock(false)
 }
 
 // writeBlock writes the header block in hbuf as HEADERS and CONTINUATION frames of at most the

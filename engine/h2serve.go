@@ -139,6 +139,9 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
 	abort := s.writeResponse(w, rc, r, st)
+	if own, ok := w.(*h2cstream); ok {
+		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
+	}
 	if b := st.body; b != nil {
 		// Only now: an HTTP/2 upstream exchange may read the request body while the
 		// response streams (full duplex), under this context (balancer: ClientContext);
@@ -346,15 +349,23 @@ func (b *h2Body) end() {
 // reset: a streamed body failed before its end.
 func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, st *h2stream) (abort bool) {
 	resp := &st.fc.Response
-	hdr := w.Header()
+	own, _ := w.(*h2cstream)
+	var hdr http.Header
 	trailers := false
-	for k, v := range resp.Header.All() {
-		name := string(k)
-		switch name {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
-			continue
+	if own != nil {
+		// The engine's own server encodes the fields from the response itself, less the same
+		// forbidden ones (h2cstream.encodeFields): no map of strings built per response.
+		own.fh = &resp.Header
+	} else {
+		hdr = w.Header()
+		for k, v := range resp.Header.All() {
+			name := string(k)
+			switch name {
+			case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
+				continue
+			}
+			hdr[name] = append(hdr[name], string(v))
 		}
-		hdr[name] = append(hdr[name], string(v))
 	}
 	for range resp.Header.Trailers() {
 		trailers = true
@@ -370,10 +381,10 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		switch {
 		case r.Method == http.MethodHead:
 			if cl := resp.Header.ContentLength(); cl >= 0 {
-				hdr["Content-Length"] = []string{strconv.Itoa(cl)}
+				setContentLength(w, hdr, cl)
 			}
 		case status >= 200 && status != fasthttp.StatusNoContent && status != fasthttp.StatusNotModified && !trailers:
-			hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+			setContentLength(w, hdr, len(body))
 		}
 		w.WriteHeader(status)
 		if len(body) > 0 && r.Method != http.MethodHead {
@@ -382,12 +393,12 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 			}
 		}
 		if trailers {
-			setTrailers(hdr, &resp.Header)
+			setTrailers(w.Header(), &resp.Header)
 		}
 		return
 	}
 	if cl := resp.Header.ContentLength(); cl >= 0 && !trailers {
-		hdr["Content-Length"] = []string{strconv.Itoa(cl)}
+		setContentLength(w, hdr, cl)
 	}
 	w.WriteHeader(status)
 	if err := rc.Flush(); err != nil {
@@ -441,10 +452,20 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 	}
 	// The trailers' values arrive with the stream's end (balancer: trailersTo).
 	for range resp.Header.Trailers() {
-		setTrailers(hdr, &resp.Header)
+		setTrailers(w.Header(), &resp.Header)
 		break
 	}
 	return false
+}
+
+// setContentLength sets the response's content-length: on the engine's own server the stream's
+// length itself, on net/http's the header field (hdr is w's header map).
+func setContentLength(w http.ResponseWriter, hdr http.Header, n int) {
+	if own, ok := w.(*h2cstream); ok {
+		own.clen, own.sendLen = int64(n), true
+		return
+	}
+	hdr["Content-Length"] = []string{strconv.Itoa(n)}
 }
 
 // setTrailers puts the response's trailer fields into hdr as net/http's trailers.
