@@ -346,10 +346,12 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	if o.tracing {
 		st = activeState(c)
 	}
-	pi := o.pipe(c.ServingPipeline())
+	var pi *pipeInfo
 	if st != nil {
 		o.rerouted(c, st) // routed.go: name the pipeline a route handed the request to
 		pi = st.pi
+	} else {
+		pi = o.pipe(c.ServingPipeline()) // looked up only untraced: a traced request has it
 	}
 	pi.metrics.record(c, status)
 	o.dashboard(c, st, pi, status) // dashstats.go, recent.go

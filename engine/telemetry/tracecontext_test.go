@@ -165,3 +165,20 @@ func TestRatioBound(t *testing.T) {
 		t.Errorf("ratio 0.1 sampled %d of 100000", n)
 	}
 }
+
+// BenchmarkAppendTraceparent is the traceparent every upstream request carries, sampled or not.
+func BenchmarkAppendTraceparent(b *testing.B) {
+	var tid [16]byte
+	var sid [8]byte
+	for i := range tid {
+		tid[i] = byte(i * 17)
+	}
+	buf := make([]byte, 0, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendTraceparent(buf[:0], tid, sid, flagSampled|flagRandom)
+	}
+	if len(buf) != traceparentLen {
+		b.Fatal(len(buf))
+	}
+}

@@ -10,8 +10,10 @@
 #
 # Other configurations or builds (an A/B of a change, a filter's cost): FOOTPRINT_CASES lists
 # LABEL=BINARY:CONFIG entries, each a sluice binary and a configuration listening on
-# 127.0.0.1:18410 with its upstream at 127.0.0.1:18401; FOOTPRINT_HEADER adds one header to every
-# request (a key, a token), FOOTPRINT_SECONDS sets the counted load's length (default 8):
+# 127.0.0.1:18410 with its upstream at 127.0.0.1:18401; FOOTPRINT_HEADER adds headers to every
+# request (a key, a token; several separated by newlines), FOOTPRINT_SECONDS sets the counted
+# load's length (default 8), FOOTPRINT_KEEP names a folder that keeps each case's callgrind dump
+# (LABEL-CONNS.cg, for callgrind_annotate per function):
 #
 #   FOOTPRINT_CASES="old=/tmp/sluice-old:/tmp/q.hcl new=bin/sluice:/tmp/q.hcl" \
 #     testbed/bench/footprint.sh 64
@@ -58,8 +60,9 @@ pipeline "bench" {
 EOF
 
 listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+# A Wasm filter's module compiles under valgrind for minutes: give a proxy up to 10.
 wait_listening() {
-  for _ in $(seq 1 300); do listening "$1" && return 0; sleep 0.1; done
+  for _ in $(seq 1 "${2:-300}"); do listening "$1" && return 0; sleep 0.1; done
   echo "nothing listens on $1" >&2
   return 1
 }
@@ -71,7 +74,9 @@ wait_listening "$upstream"
 cases=(floor sluice)
 [ -n "${FOOTPRINT_CASES:-}" ] && read -r -a cases <<<"$FOOTPRINT_CASES"
 wrk_args=()
-[ -n "${FOOTPRINT_HEADER:-}" ] && wrk_args=(-H "$FOOTPRINT_HEADER")
+while IFS= read -r h; do
+  [ -n "$h" ] && wrk_args+=(-H "$h")
+done <<<"${FOOTPRINT_HEADER:-}"
 seconds=${FOOTPRINT_SECONDS:-8}
 
 echo "| proxy | connections | requests | instructions | L1i misses | L1d misses | LL misses |"
@@ -93,7 +98,7 @@ for conns in "${conns_list[@]}"; do
       "${cmd[@]}" >"$tmp/$proxy.log" 2>&1 &
     vg=$!
     pids+=($vg)
-    wait_listening "$listen"
+    wait_listening "$listen" 6000
     # Warm up (connections, pools, the upstream connections), then count 8 s of load only.
     taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "http://$listen/" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
@@ -106,6 +111,7 @@ for conns in "${conns_list[@]}"; do
     kill "$vg"; wait "$vg" 2>/dev/null || true
     # The dump after the zeroing is the file with the highest part number.
     dump=$(ls -v "$out".* | tail -1)
+    [ -n "${FOOTPRINT_KEEP:-}" ] && cp "$dump" "$FOOTPRINT_KEEP/$proxy-$conns.cg"
     callgrind_annotate "$dump" 2>/dev/null | awk -v p="$proxy" -v c="$conns" -v n="$reqs" '
       /^Events shown:/ { for (i = 3; i <= NF; i++) ev[$i] = i - 2 }
       /PROGRAM TOTALS/ {
