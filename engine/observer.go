@@ -28,9 +28,13 @@ type Observer interface {
 	// streams is still to be written: an observer that needs its end (a gRPC call's status in
 	// the trailers) asks for it with c.DeferFinish (respfinish.go).
 	EndRequest(c *Ctx)
-	// StartStage runs before a filter's phase; its result is handed back to EndStage.
+	// StartStage runs before a filter's phase, only on a request that asked for it with
+	// c.ObserveStages (a traced request's filter spans), or for a phase that gets no slot in
+	// c.StageTimes (past MaxStageTimes). Every other phase is only recorded in c.StageTimes,
+	// which EndRequest reads. Its result is handed back to EndStage.
 	StartStage(c *Ctx, s *Stage, ph Phase) any
-	// EndStage runs after a filter's phase with its verdict.
+	// EndStage runs after a filter's phase with its verdict, when StartStage ran before it;
+	// c.PhaseUnrecorded says the phase has no slot in c.StageTimes.
 	EndStage(c *Ctx, s *Stage, ph Phase, tok any, v Verdict)
 }
 

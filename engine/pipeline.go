@@ -108,11 +108,16 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 		st := &p.stages[i]
 		ran = i + 1
 		var v Verdict
-		if obs == nil {
+		switch {
+		case obs == nil:
 			v = st.Filter.OnRequest(c)
-		} else {
+		case !c.times.hooks(): // stagetimes.go: the slot is all the observer reads
+			k := c.beginStage(p, i, PhaseRequest, true)
+			v = st.Filter.OnRequest(c)
+			c.endStage(k, v, true)
+		default:
 			tok := obs.StartStage(c, st, PhaseRequest)
-			k := c.beginStage(p, i, PhaseRequest, tok == nil) // stagetimes.go
+			k := c.beginStage(p, i, PhaseRequest, tok == nil)
 			v = st.Filter.OnRequest(c)
 			c.endStage(k, v, tok == nil)
 			obs.EndStage(c, st, PhaseRequest, tok, v)
@@ -148,9 +153,14 @@ func (p *Pipeline) responsePhase(c *Ctx, from int) {
 	obs := p.observer
 	for ; i >= 0; i-- {
 		st := &p.stages[i]
-		if obs == nil {
+		switch {
+		case obs == nil:
 			st.Filter.OnResponse(c)
-		} else {
+		case !c.times.hooks():
+			k := c.beginStage(p, i, PhaseResponse, true)
+			st.Filter.OnResponse(c)
+			c.endStage(k, Continue, true)
+		default:
 			tok := obs.StartStage(c, st, PhaseResponse)
 			k := c.beginStage(p, i, PhaseResponse, tok == nil)
 			st.Filter.OnResponse(c)

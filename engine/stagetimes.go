@@ -2,11 +2,14 @@ package engine
 
 import "time"
 
-// Per-stage timings: while an Observer is installed, every request records when each filter
-// phase, the terminal and each upstream attempt started and ended, in fixed arrays inside the
-// Ctx (no allocation). The observer reads them at EndRequest (the dashboard's per-filter costs
-// and the waterfalls of sampled, failed and slow requests, engine/telemetry/recent.go). Times are
-// nanoseconds since Ctx.Start, read from the monotonic clock.
+// Per-stage timings: while an Observer is installed, every request records each filter phase,
+// the terminal and each upstream attempt (which ran, in what order, with what verdict, when it
+// started and ended) in fixed arrays inside the Ctx (no allocation). The observer reads them at
+// EndRequest: the per-filter metrics (verdicts, durations), the dashboard's per-filter costs and
+// the waterfalls of sampled, failed and slow requests (engine/telemetry). Times are nanoseconds
+// since Ctx.Start, read from the monotonic clock once per phase. The pipeline records a phase
+// itself, inline, and calls the Observer's StartStage and EndStage only for a request that asked
+// for them (ObserveStages: a traced request's spans) or a phase past the bound.
 
 // MaxStageTimes bounds the filter phases (and terminals) one request records; a request that
 // runs more (a long chain routed again by `route`) keeps the first ones and counts the rest in
@@ -23,8 +26,8 @@ const TerminalStage = -1
 type StageTime struct {
 	// Pipeline is the pipeline whose stage ran (a `route` terminal moves the request to another).
 	Pipeline *Pipeline
-	// Start and End are nanoseconds since Ctx.Start; End is 0 while the phase runs (or when it
-	// panicked).
+	// Start and End are nanoseconds since Ctx.Start, when the request is timed (StageTimesTimed
+	// or StageTimesSample); End is 0 while the phase runs (or when it panicked).
 	Start, End int64
 	// Index is the stage's position in Pipeline.Stages(), or TerminalStage.
 	Index int16
@@ -33,6 +36,8 @@ type StageTime struct {
 	Verdict Verdict
 	// Status is the response status when the phase answered (Respond), else 0.
 	Status uint16
+	// Done says the phase returned (false while it runs, or when it panicked).
+	Done bool
 }
 
 // AttemptTime is one upstream attempt of a request.
@@ -43,10 +48,26 @@ type AttemptTime struct {
 	Err        error  // why the attempt failed, if it did
 }
 
-// stageTimes is what a Ctx records; ReleaseCtx resets its counts only.
+// StageSampleEvery: one request in StageSampleEvery (counted per Ctx) is a timing sample,
+// timed even with `stage_timings = false`; the observer feeds its filter duration histogram from
+// the samples only, which keeps that histogram's atomic adds off the other requests.
+const StageSampleEvery = 16
+
+// stageTimes is what a Ctx records; ReleaseCtx resets it, but for seq.
 type stageTimes struct {
 	n, na   uint8
 	dropped uint8
+	// seq counts the Ctx's requests, for the timing samples; it outlives the request.
+	seq uint8
+	// every says the pipeline times every request (stage timings on), sample that this request
+	// is a timing sample, clock that the request reads the clock (either); set at its first
+	// phase.
+	every, sample, clock bool
+	// observe says the observer asked for StartStage and EndStage around each filter phase
+	// (ObserveStages).
+	observe bool
+	// noSlot says the filter phase that began last got no slot (the array was full).
+	noSlot bool
 	// last is the end of the phase that ended last, and lastOK says the next phase may start
 	// there: nothing but the pipeline's loop has run since (no other phase began, and the
 	// observer did no work around the two).
@@ -55,6 +76,11 @@ type stageTimes struct {
 	stages [MaxStageTimes]StageTime
 	tries  [MaxAttemptTimes]AttemptTime
 }
+
+// hooks says the pipeline calls the observer's StartStage and EndStage around the next filter
+// phase: the observer asked for them, or the phase gets no slot and the observer counts it
+// itself.
+func (t *stageTimes) hooks() bool { return t.observe || int(t.n) >= MaxStageTimes }
 
 // StageTimes returns the filter phases the request recorded so far, in the order they started.
 func (c *Ctx) StageTimes() []StageTime { return c.times.stages[:c.times.n] }
@@ -65,13 +91,32 @@ func (c *Ctx) AttemptTimes() []AttemptTime { return c.times.tries[:c.times.na] }
 // StageTimesDropped counts the phases and attempts past the arrays' bounds, not recorded.
 func (c *Ctx) StageTimesDropped() int { return int(c.times.dropped) }
 
+// StageTimesTimed reports whether every recorded phase of the request carries its times: the
+// stage timings are on (the default while an observer is installed; see SetStageTimes).
+func (c *Ctx) StageTimesTimed() bool { return c.times.every }
+
+// StageTimesSample reports whether the request is a timing sample (one in StageSampleEvery):
+// its phases carry their times even with the stage timings off.
+func (c *Ctx) StageTimesSample() bool { return c.times.sample }
+
+// PhaseUnrecorded reports whether the filter phase that began last has no slot in StageTimes
+// (the request ran past MaxStageTimes phases). The pipeline calls the observer's EndStage for
+// such a phase, which then counts it itself.
+func (c *Ctx) PhaseUnrecorded() bool { return c.times.noSlot }
+
+// ObserveStages asks for the observer's StartStage and EndStage around each filter phase of the
+// rest of c's request (a traced request's spans). Without it the pipeline records the phases in
+// StageTimes and calls the observer for none of them.
+func (c *Ctx) ObserveStages() { c.times.observe = true }
+
 // since is the time since the request started, in nanoseconds. time.Since reads only the
 // monotonic clock when Start has a monotonic reading, as it has from time.Now.
 func (c *Ctx) since() int64 { return int64(time.Since(c.Start)) }
 
 // SetStageTimes turns the per-stage timings of g's pipelines on (the default while an observer
-// is installed) or off (`telemetry { stage_timings = false }`: the dashboard then shows no
-// per-filter figures and waterfalls without filters).
+// is installed) or off (`telemetry { stage_timings = false }`: the phases are still recorded,
+// with their verdicts, but only the timing samples read the clock; the dashboard then shows no
+// per-filter figures and waterfalls show filters only for samples).
 func (g *Gateway) SetStageTimes(on bool) {
 	for _, p := range g.Pipelines {
 		p.noTimes = !on
@@ -79,14 +124,18 @@ func (g *Gateway) SetStageTimes(on bool) {
 }
 
 // beginStage records the start of stage i's phase ph of p; it returns the slot for endStage
-// (-1 when the array is full or p records no timings). quiet says the observer did no work
-// before it (its StartStage returned nil): the phase then starts where the previous one ended,
-// if that was just before, and the clock is read once per phase instead of twice, which halves
-// the cost (the budget is 50 ns a phase; a clock read is about 20).
+// (-1 when the array is full). quiet says the observer did no work before it (it was not
+// called, or its StartStage returned nil): the phase then starts where the previous one ended,
+// if that was just before, and the clock is read once per phase instead of twice (the budget is
+// 50 ns a phase; a clock read is about 20).
 func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase, quiet bool) int {
 	t := &c.times
-	if p.noTimes {
-		return -1
+	if t.n == 0 {
+		// The request's first phase.
+		t.seq++
+		t.sample = t.seq%StageSampleEvery == 0
+		t.every = !p.noTimes
+		t.clock = t.every || t.sample
 	}
 	reuse := quiet && t.lastOK
 	t.lastOK = false // a phase nested in this one (a `route` terminal's) reads the clock
@@ -94,12 +143,16 @@ func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase, quiet bool) int {
 		if t.dropped < 255 {
 			t.dropped++
 		}
+		t.noSlot = true
 		return -1
 	}
 	k := int(t.n)
 	t.n++
 	s := &t.stages[k]
-	s.Pipeline, s.Index, s.Phase, s.Verdict, s.Status, s.End = p, int16(i), ph, Continue, 0, 0
+	*s = StageTime{Pipeline: p, Index: int16(i), Phase: ph}
+	if !t.clock {
+		return k
+	}
 	if reuse {
 		s.Start = t.last
 	} else {
@@ -109,16 +162,20 @@ func (c *Ctx) beginStage(p *Pipeline, i int, ph Phase, quiet bool) int {
 }
 
 // endStage records the end of the phase in slot k with its verdict. quiet says the observer
-// will do no work after it (its token is nil), so the next phase may start at this end.
+// will do no work after it (it is not called, or its token is nil), so the next phase may start
+// at this end.
 func (c *Ctx) endStage(k int, v Verdict, quiet bool) {
+	t := &c.times
 	if k < 0 {
-		c.times.lastOK = false
+		t.lastOK = false
 		return
 	}
-	t := &c.times
 	s := &t.stages[k]
-	s.End = c.since()
-	t.last, t.lastOK = s.End, quiet
+	s.Done = true
+	if t.clock {
+		s.End = c.since()
+		t.last, t.lastOK = s.End, quiet
+	}
 	if v == Respond {
 		s.Verdict = Respond
 		s.Status = uint16(c.Response.StatusCode())
@@ -154,8 +211,9 @@ func (c *Ctx) EndAttemptTime(status int, err error) {
 	a.End, a.Status, a.Err = c.since(), status, err
 }
 
-// resetTimes readies the timings for the Ctx's next request. The slots keep pointers (a
-// pipeline, an error) until overwritten; clearing only what was used keeps the reset cheap.
+// reset readies the timings for the Ctx's next request (seq goes on counting). The slots keep
+// pointers (a pipeline, an error) until overwritten; clearing only what was used keeps the reset
+// cheap.
 func (t *stageTimes) reset() {
 	if t.n > 0 {
 		clear(t.stages[:t.n])
@@ -164,7 +222,8 @@ func (t *stageTimes) reset() {
 		clear(t.tries[:t.na])
 	}
 	t.n, t.na, t.dropped = 0, 0, 0
-	t.lastOK = false
+	t.every, t.sample, t.clock = false, false, false
+	t.observe, t.noSlot, t.lastOK = false, false, false
 }
 
 // TerminalKind names p's terminal, as the dashboard labels it: "route" for a route block that

@@ -99,13 +99,90 @@ func TestStageTimesBoundedAndOff(t *testing.T) {
 		t.Errorf("%d attempts kept, want %d", len(c.AttemptTimes()), MaxAttemptTimes)
 	}
 
-	g := &Gateway{Pipelines: []*Pipeline{timedPipeline(0)}}
+}
+
+// TestStageTimesOff: with stage_timings = false every request still records its phases (for the
+// verdict counts) but reads no clock, except one request in StageSampleEvery.
+func TestStageTimesOff(t *testing.T) {
+	g := &Gateway{Pipelines: []*Pipeline{timedPipeline(403)}}
 	g.SetStageTimes(false)
-	c2 := AcquireCtx(&fc)
-	defer ReleaseCtx(c2)
-	g.Pipelines[0].Serve(c2)
-	if n := len(c2.StageTimes()); n != 0 {
-		t.Errorf("stage_timings = false recorded %d phases", n)
+	var fc fasthttp.RequestCtx
+	c := AcquireCtx(&fc)
+	defer ReleaseCtx(c)
+	samples := 0
+	for range 2 * StageSampleEvery {
+		c.Start = time.Now()
+		g.Pipelines[0].Serve(c)
+		got := c.StageTimes()
+		if len(got) != 4 || c.StageTimesTimed() {
+			t.Fatalf("stage_timings = false: %d phases recorded (want 4), timed %v", len(got), c.StageTimesTimed())
+		}
+		if got[1].Verdict != Respond || got[1].Status != 403 {
+			t.Errorf("the answering phase is recorded as %+v", got[1])
+		}
+		for i, s := range got {
+			if !s.Done {
+				t.Errorf("phase %d not done: %+v", i, s)
+			}
+			if timed := s.End != 0; timed != c.StageTimesSample() {
+				t.Errorf("phase %d: times %d..%d on a request whose sample flag is %v", i, s.Start, s.End, c.StageTimesSample())
+			}
+		}
+		if c.StageTimesSample() {
+			samples++
+		}
+		c.times.reset()
+	}
+	if samples != 2 {
+		t.Errorf("%d timing samples in %d requests, want 2", samples, 2*StageSampleEvery)
+	}
+}
+
+// TestStageHooks: the observer is called around the filter phases only of a request that asked
+// for it, and for the phases past the bound, which it is told have no slot.
+func TestStageHooks(t *testing.T) {
+	p := timedPipeline(0)
+	o := &countingObserver{}
+	p.observer = o
+	var fc fasthttp.RequestCtx
+	c := AcquireCtx(&fc)
+	defer ReleaseCtx(c)
+	c.Start = time.Now()
+	p.Serve(c)
+	if o.starts != 0 || o.ends != 0 {
+		t.Errorf("a request that did not ask: %d StartStage, %d EndStage calls", o.starts, o.ends)
+	}
+	c.times.reset()
+	c.ObserveStages()
+	p.Serve(c)
+	if o.starts != 4 || o.ends != 4 || o.unrecorded != 0 {
+		t.Errorf("a request that asked: %d StartStage, %d EndStage calls (%d unrecorded), want 4, 4 (0)", o.starts, o.ends, o.unrecorded)
+	}
+	c.times.reset()
+	*o = countingObserver{}
+	for len(c.StageTimes()) < MaxStageTimes {
+		p.Serve(c) // a request routed again and again
+	}
+	if o.starts != o.unrecorded {
+		t.Errorf("%d StartStage calls for %d phases past the bound", o.starts, o.unrecorded)
+	}
+	*o = countingObserver{}
+	p.Serve(c)
+	if o.starts != 4 || o.ends != 4 || o.unrecorded != 4 {
+		t.Errorf("past the bound: %d StartStage, %d EndStage calls (%d unrecorded), want 4 each", o.starts, o.ends, o.unrecorded)
+	}
+}
+
+type countingObserver struct {
+	nopObserver
+	starts, ends, unrecorded int
+}
+
+func (o *countingObserver) StartStage(*Ctx, *Stage, Phase) any { o.starts++; return nil }
+func (o *countingObserver) EndStage(c *Ctx, _ *Stage, _ Phase, _ any, _ Verdict) {
+	o.ends++
+	if c.PhaseUnrecorded() {
+		o.unrecorded++
 	}
 }
 

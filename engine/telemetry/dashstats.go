@@ -14,7 +14,7 @@ import (
 // The dashboard's live counters: per pipeline (requests by status class, a latency histogram) and
 // per stage (calls and time by phase, answers by status class), plain atomics read by the admin
 // API. They are fed at EndRequest from the per-stage timings the engine records in the Ctx
-// (engine/stagetimes.go): two atomic adds per filter phase.
+// (engine/stagetimes.go, read by stagesDone): two atomic adds per filter phase.
 
 // LatencyBoundsMS are the upper bounds of the dashboard's latency buckets, in milliseconds; one
 // more bucket counts what is above the last.
@@ -52,9 +52,26 @@ func (d *dashPipe) stage(i int16) *dashStage {
 	return nil
 }
 
-// recordDash counts c's request on its pipeline and each recorded phase on its own pipeline's
-// stage (a request routed again by `route` ran stages of several pipelines).
-func (o *observer) recordDash(c *engine.Ctx, pi *pipeInfo, status int, dur time.Duration) {
+// count adds one recorded phase (timed and Done) to its stage's counters.
+func (d *dashPipe) count(st *engine.StageTime) {
+	s := d.stage(st.Index)
+	if s == nil {
+		return
+	}
+	s.calls[st.Phase].Add(1)
+	s.nanos[st.Phase].Add(uint64(st.End - st.Start))
+	if st.Verdict == engine.Respond {
+		k := int(st.Status) / 100
+		if k < 1 || k > 5 {
+			k = 0
+		}
+		s.answered[k].Add(1)
+	}
+}
+
+// recordDash counts c's request on its pipeline (its phases are counted on their stages by
+// stagesDone).
+func (o *observer) recordDash(pi *pipeInfo, status int, dur time.Duration) {
 	if pi.dash == nil {
 		return
 	}
@@ -68,29 +85,6 @@ func (o *observer) recordDash(c *engine.Ctx, pi *pipeInfo, status int, dur time.
 		b++
 	}
 	pi.dash.latency[b].Add(1)
-	var last *engine.Pipeline
-	var d *dashPipe
-	for _, st := range c.StageTimes() {
-		if st.Pipeline != last {
-			last, d = st.Pipeline, o.pipe(st.Pipeline).dash
-		}
-		if d == nil || st.End == 0 {
-			continue
-		}
-		s := d.stage(st.Index)
-		if s == nil {
-			continue
-		}
-		s.calls[st.Phase].Add(1)
-		s.nanos[st.Phase].Add(uint64(st.End - st.Start))
-		if st.Verdict == engine.Respond {
-			k := int(st.Status) / 100
-			if k < 1 || k > 5 {
-				k = 0
-			}
-			s.answered[k].Add(1)
-		}
-	}
 }
 
 // PipelineCounters are a pipeline's dashboard counters since it was built (a reload starts
@@ -367,7 +361,7 @@ func (o *observer) dashboard(c *engine.Ctx, st *reqState, pi *pipeInfo, status i
 	if !c.Start.IsZero() {
 		dur = time.Since(c.Start)
 	}
-	o.recordDash(c, pi, status, dur)
+	o.recordDash(pi, status, dur)
 	if status == 429 || status == 401 || status == 403 {
 		o.t.edge.record(c, status)
 	}

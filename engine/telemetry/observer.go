@@ -68,9 +68,9 @@ type pipeInfo struct {
 	route      string // http.route: the pipeline's match as a template ("/api/*")
 	metrics    *pipeMetrics
 	stageNames map[*engine.Stage]*stageInfo
-	labels     []string                        // each stage's label, by index (recent.go)
-	dash       *dashPipe                       // the dashboard's counters (dashstats.go)
-	stages     map[*engine.Stage]*stageMetrics // stagemetrics.go
+	labels     []string       // each stage's label, by index (recent.go)
+	dash       *dashPipe      // the dashboard's counters (dashstats.go)
+	stages     []stageMetrics // by stage index (stagemetrics.go)
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
@@ -89,6 +89,7 @@ func (pi *pipeInfo) sampleBound(t *Telemetry) uint64 {
 }
 
 type stageInfo struct {
+	index int       // the stage's position in its pipeline
 	names [2]string // span name by engine.Phase
 	attrs [2][]attribute.KeyValue
 }
@@ -108,7 +109,7 @@ func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 	for i := range stages {
 		s := &stages[i]
 		pi.labels = append(pi.labels, s.Label())
-		si := &stageInfo{}
+		si := &stageInfo{index: i}
 		label := s.Label()
 		seen[label]++
 		if n := seen[label]; n > 1 {
@@ -156,14 +157,7 @@ type reqState struct {
 	stage     *spanRecord // the open stage span (sampled only)
 	stageFail bool        // c.Failure was already set when the open stage started
 
-	attempts int
-	// The filter phases' timing (stagemetrics.go): when the running phase began on the stage
-	// clock, its phase, whether a request is under way, and whether it is timed.
-	stageT0    time.Duration
-	stagePhase engine.Phase
-	stageInReq bool
-	stageTimed bool
-	stageN     uint32
+	attempts   int
 	tracestate []byte // the incoming tracestate, validated and combined
 	buf        []byte // scratch for header values
 	// pending are the request's ended spans, queued with the server span when it ends.
@@ -271,6 +265,9 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	st.serverAttrs(c, p, r)
 	st.server, st.traceID = r, traceID
 	c.Context = r.ctx
+	if o.t.filterSpans {
+		c.ObserveStages() // the pipeline calls StartStage and EndStage for the filter spans
+	}
 }
 
 // serverAttrs names the server span ("{method} {route}") and records its request attributes
@@ -340,7 +337,7 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 // EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
 // see FinishResponse) and, when configured, returns the trace id in the response header.
 func (o *observer) EndRequest(c *engine.Ctx) {
-	stagesDone(c) // stagemetrics.go
+	o.stagesDone(c) // stagemetrics.go
 	status := c.Response.StatusCode()
 	var st *reqState
 	if o.tracing {
@@ -442,7 +439,6 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 // and makes it the request's context while the filter runs, so the filter's own spans and events
 // (a Wasm guest's log lines) nest under it.
 func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) any {
-	stageStarted(c, ph) // stagemetrics.go
 	if !o.tracing || !o.t.filterSpans {
 		return nil
 	}
@@ -475,7 +471,9 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 // EndStage ends the filter phase's span with its verdict; a failure the filter recorded (c.Fail)
 // becomes the span's error.
 func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok any, v engine.Verdict) {
-	o.stageEnded(c, s, ph, v) // stagemetrics.go
+	if c.PhaseUnrecorded() {
+		o.unrecordedStage(c, s, ph, v) // stagemetrics.go
+	}
 	sp, ok := tok.(*spanRecord)
 	if !ok {
 		return

@@ -149,7 +149,12 @@ func (r *Recent) record(c *engine.Ctx, why uint8, status int, dur time.Duration,
 	}
 	s.client, s.flags, s.failure, s.dropped = c.ClientAddr, c.Flags, c.Failure, c.StageTimesDropped()
 	s.nstages = 0
-	for _, st := range c.StageTimes() {
+	// With the stage timings off, only a timing sample's phases have times to show.
+	stages := c.StageTimes()
+	if !c.StageTimesTimed() && !c.StageTimesSample() {
+		stages = nil
+	}
+	for _, st := range stages {
 		k := &s.stages[s.nstages]
 		s.nstages++
 		k.t = st
@@ -346,7 +351,7 @@ func (s *traceSlot) detail(collectorUI string) TraceDetail {
 	}
 	for _, k := range s.stages[:s.nstages] {
 		v := SpanView{Kind: "filter", Name: k.label, Pipeline: k.pipeline, Phase: k.t.Phase.String(),
-			StartMS: ms(k.t.Start), EndMS: ms(k.t.End), Finished: k.t.End != 0}
+			StartMS: ms(k.t.Start), EndMS: ms(k.t.End), Finished: k.t.Done}
 		if k.t.Index == engine.TerminalStage {
 			v.Kind, v.Phase = "terminal", ""
 		} else if k.t.Phase == engine.PhaseRequest {

@@ -9,10 +9,12 @@ import (
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
 
-// Per-filter metrics: how long each filter's phases take (on one request in stageTimeEvery),
-// and what each filter's request phase decided (continue, or answered, by status class), on
-// every request. The series are resolved when the pipeline is attached, found by the stage's
-// pointer, with no lookup by name per request.
+// Per-filter metrics: how long each filter's phases take (on the engine's timing samples, one
+// request in engine.StageSampleEvery), and what each filter's request phase decided (continue,
+// or answered, by status class), on every request. Both are read at EndRequest from the phases
+// the pipeline recorded in the Ctx (engine/stagetimes.go): the observer is not called per phase
+// (but for a traced request's spans), and the series are found by the stage's index in slices
+// resolved when the pipeline was attached.
 var (
 	filterDuration = metrics.NewHistogramVec("sluice_filter_duration_seconds",
 		"Time spent in one filter phase, observed on one request in 16, by pipeline, filter (its kind, or kind:name; #N for the Nth of the same label in a pipeline) and phase (request or response).",
@@ -33,93 +35,87 @@ type stageMetrics struct {
 	verdicts [len(verdictNames)]*metrics.LazyCounter
 }
 
-// newStageMetrics resolves the series of every stage of p, labelled so that two stages with the
-// same label in one pipeline stay apart.
-func newStageMetrics(p *engine.Pipeline) map[*engine.Stage]*stageMetrics {
+// newStageMetrics resolves the series of every stage of p, by stage index, labelled so that two
+// stages with the same label in one pipeline stay apart.
+func newStageMetrics(p *engine.Pipeline) []stageMetrics {
 	stages := p.Stages()
-	out := make(map[*engine.Stage]*stageMetrics, len(stages))
+	out := make([]stageMetrics, len(stages))
 	seen := map[string]int{}
 	for i := range stages {
-		s := &stages[i]
-		label := s.Label()
+		label := stages[i].Label()
 		if seen[label]++; seen[label] > 1 {
 			label += "#" + strconv.Itoa(seen[label])
 		}
-		m := &stageMetrics{}
+		m := &out[i]
 		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
 			m.latency[ph] = filterDuration.WithLabelValues(p.Name, label, ph.String())
 		}
 		for v, name := range verdictNames {
 			m.verdicts[v] = metrics.NewLazyCounter(filterVerdicts, p.Name, label, name)
 		}
-		out[s] = m
 	}
 	return out
 }
 
-// clockBase is what the stage clock counts from: time.Since reads only the monotonic clock,
-// where time.Now reads the wall clock too, at twice the cost.
-var clockBase = time.Now()
-
-// stageTimeEvery is the share of requests whose filter phases are timed: one in
-// stageTimeEvery. A clock read costs 25-40 ns here, and timing every phase of a three-filter
-// pipeline took about 300 ns per request; one request in 16 gives the same latency
-// distribution at a sixteenth of the cost. The verdict counters count every request.
-const stageTimeEvery = 16
-
-// stageStarted notes when a filter phase began (in the Ctx's observer state, kept with the Ctx
-// from one request to the next), on the requests chosen for timing. A phase that follows
-// another of the same kind starts when that one ended, a clock read less: between them is only
-// the pipeline's loop. The first response phase reads the clock again: the terminal (or the
-// answering filter) ran before it.
-func stageStarted(c *engine.Ctx, ph engine.Phase) {
-	st := acquireState(c)
-	if !st.stageInReq {
-		st.stageInReq = true
-		st.stageN++
-		st.stageTimed = st.stageN%stageTimeEvery == 0
-	} else if !st.stageTimed || st.stagePhase == ph {
-		return
+// verdictIndex is the index in verdictNames of a request phase's verdict v, status the answer's
+// when it answered.
+func verdictIndex(v engine.Verdict, status int) int {
+	if v != engine.Respond {
+		return 0
 	}
-	st.stagePhase = ph
-	if st.stageTimed {
-		st.stageT0 = time.Since(clockBase)
+	if i := status / 100; i >= 1 && i <= 5 {
+		return i
 	}
+	return len(verdictNames) - 1
 }
 
-// stageEnded records a filter phase's time and, for a request phase, its verdict.
-func (o *observer) stageEnded(c *engine.Ctx, s *engine.Stage, ph engine.Phase, v engine.Verdict) {
-	st, ok := c.ObserverState.(*reqState)
-	if !ok || c.Pipeline == nil {
+// stagesDone records, at the end of c's request, what its filter phases did, from the phases
+// the pipeline recorded (a request routed again by `route` ran stages of several pipelines,
+// each counted on its own): the verdict of each request phase, the duration of each phase of a
+// timing sample, and, while the stage timings are on, the dashboard's per-stage counters
+// (dashstats.go). A phase that panicked (not Done) counts in none.
+func (o *observer) stagesDone(c *engine.Ctx) {
+	ts := c.StageTimes()
+	if len(ts) == 0 {
 		return
 	}
-	m := o.pipe(c.Pipeline).stages[s]
-	if m == nil {
-		return
-	}
-	if st.stageTimed {
-		now := time.Since(clockBase)
-		m.latency[ph].Observe(now - st.stageT0)
-		st.stageT0 = now
-	}
-	if ph != engine.PhaseRequest {
-		return
-	}
-	i := 0
-	if v == engine.Respond {
-		i = c.Response.StatusCode() / 100
-		if i < 1 || i > 5 {
-			i = len(verdictNames) - 1
+	sample, dash := c.StageTimesSample(), c.StageTimesTimed()
+	var last *engine.Pipeline
+	var pi *pipeInfo
+	for i := range ts {
+		st := &ts[i]
+		if !st.Done {
+			continue
+		}
+		if st.Pipeline != last {
+			last, pi = st.Pipeline, o.pipe(st.Pipeline)
+		}
+		if dash && pi.dash != nil {
+			pi.dash.count(st)
+		}
+		if st.Index < 0 || int(st.Index) >= len(pi.stages) {
+			continue // the terminal: no per-filter series
+		}
+		m := &pi.stages[st.Index]
+		if sample {
+			m.latency[st.Phase].Observe(time.Duration(st.End - st.Start))
+		}
+		if st.Phase == engine.PhaseRequest {
+			m.verdicts[verdictIndex(st.Verdict, int(st.Status))].Inc()
 		}
 	}
-	m.verdicts[i].Inc()
 }
 
-// stagesDone ends the request's chain of phases: the next request's first phase reads the
-// clock.
-func stagesDone(c *engine.Ctx) {
-	if st, ok := c.ObserverState.(*reqState); ok {
-		st.stageInReq = false
+// unrecordedStage counts the verdict of a filter phase past the bound of recorded phases
+// (engine.MaxStageTimes), which the pipeline hands to EndStage instead: stagesDone does not
+// see it. Such a phase is not timed.
+func (o *observer) unrecordedStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, v engine.Verdict) {
+	if ph != engine.PhaseRequest || c.Pipeline == nil {
+		return
+	}
+	pi := o.pipe(c.Pipeline)
+	if si := pi.stageNames[s]; si != nil && si.index < len(pi.stages) {
+		pi.stages[si.index].verdicts[verdictIndex(v, c.Response.StatusCode())].Inc()
 	}
 }
 

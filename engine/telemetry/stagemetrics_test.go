@@ -1,0 +1,204 @@
+package telemetry
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// denyOn answers 403 to a request with the header X-Deny.
+type denyOn struct{}
+
+func (denyOn) OnRequest(c *engine.Ctx) engine.Verdict {
+	if len(c.Request.Header.Peek("X-Deny")) > 0 {
+		c.Response.SetStatusCode(403)
+		return engine.Respond
+	}
+	return engine.Continue
+}
+func (denyOn) OnResponse(*engine.Ctx) {}
+
+// metricsRig is a pipeline named name (filters "first", "second": denyOn, "second": again, then
+// a terminal answering 200) with t attached.
+type metricsRig struct {
+	t *Telemetry
+	p *engine.Pipeline
+	// samples counts the timing samples, and allowedSamples those not denied.
+	samples, allowedSamples int
+}
+
+func newMetricsRig(t *Telemetry, name string) *metricsRig {
+	p := engine.NewPipeline(name, engine.MatchConfig{}, "", []engine.Stage{
+		{Kind: "first", Filter: answer{}},
+		{Kind: "second", Filter: denyOn{}},
+		{Kind: "second", Filter: answer{}},
+	}, engine.TerminalFunc(func(c *engine.Ctx) { c.Response.SetStatusCode(200) }))
+	t.Attach(&engine.Gateway{Pipelines: []*engine.Pipeline{p}})
+	return &metricsRig{t: t, p: p}
+}
+
+// serve serves one request (denied: with X-Deny), repeat times over on one Ctx before its end, as a
+// `route` terminal routing it again would.
+func (r *metricsRig) serve(deny bool, repeat int) {
+	var fc fasthttp.RequestCtx
+	fc.Request.SetRequestURI("/x")
+	if deny {
+		fc.Request.Header.Set("X-Deny", "1")
+	}
+	c := engine.AcquireCtx(&fc)
+	c.Start = time.Now()
+	c.ClientAddr = netip.MustParseAddr("192.0.2.7")
+	o := r.t.Observer()
+	o.StartRequest(c, r.p)
+	for range repeat {
+		r.p.Serve(c)
+	}
+	if c.StageTimesSample() {
+		r.samples++
+		if !deny {
+			r.allowedSamples++
+		}
+	}
+	o.EndRequest(c)
+	engine.ReleaseCtx(c)
+}
+
+func verdicts(pipeline, filter, verdict string) float64 {
+	var m dto.Metric
+	if err := filterVerdicts.WithLabelValues(pipeline, filter, verdict).Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func durations(pipeline, filter, phase string) uint64 {
+	return filterDuration.WithLabelValues(pipeline, filter, phase).Count()
+}
+
+// TestFilterMetricsFromStageTimes: the verdicts of every request phase and the durations of the
+// timing samples' phases are counted from the phases the pipeline recorded, with the stage
+// timings on or off, traced or not; the dashboard counts the phases only with the timings on.
+func TestFilterMetricsFromStageTimes(t *testing.T) {
+	off := false
+	for _, tc := range []struct {
+		name string
+		cfg  *engine.TelemetryConfig
+		// ratio >= 0 traces (filter spans: the pipeline calls the observer per phase too).
+		ratio float64
+	}{
+		{"fm_on", nil, -1},
+		{"fm_off", &engine.TelemetryConfig{StageTimings: &off}, -1},
+		{"fm_traced", nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tel *Telemetry
+			if tc.ratio >= 0 {
+				tel = testTelemetry(t, tc.ratio)
+			} else {
+				var err error
+				if tel, err = New(tc.cfg, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := newMetricsRig(tel, tc.name)
+			const allowed, denied = 40, 9
+			for range allowed {
+				r.serve(false, 1)
+			}
+			for range denied {
+				r.serve(true, 1)
+			}
+			for _, w := range []struct {
+				filter, verdict string
+				n               float64
+			}{
+				{"first", "continue", allowed + denied},
+				{"second", "continue", allowed},
+				{"second", "4xx", denied},
+				{"second#2", "continue", allowed},
+			} {
+				if got := verdicts(tc.name, w.filter, w.verdict); got != w.n {
+					t.Errorf("verdicts{filter=%q, verdict=%q} = %v, want %v", w.filter, w.verdict, got, w.n)
+				}
+			}
+			if r.samples == 0 && tc.ratio < 0 {
+				t.Fatalf("no timing sample in %d requests", allowed+denied)
+			}
+			for _, w := range []struct {
+				filter, phase string
+				n             int
+			}{
+				{"first", "request", r.samples},
+				{"first", "response", r.samples},
+				{"second", "request", r.samples},
+				{"second#2", "request", r.allowedSamples},
+			} {
+				if got := durations(tc.name, w.filter, w.phase); got != uint64(w.n) {
+					t.Errorf("duration count{filter=%q, phase=%q} = %d, want %d (the samples)", w.filter, w.phase, got, w.n)
+				}
+			}
+			pc, _ := PipelineStats(r.p)
+			wantCalls := uint64(allowed + denied)
+			if tc.cfg != nil {
+				wantCalls = 0 // timings off: no per-filter figures on the dashboard
+			}
+			if pc.Stages[0].Requests != wantCalls || pc.Stages[0].Responses != wantCalls {
+				t.Errorf("dashboard: first ran %d request and %d response phases, want %d", pc.Stages[0].Requests, pc.Stages[0].Responses, wantCalls)
+			}
+		})
+	}
+}
+
+// TestFilterMetricsPastTheBound: phases past engine.MaxStageTimes (a request routed again and
+// again) have no slot; their verdicts are still counted, once.
+func TestFilterMetricsPastTheBound(t *testing.T) {
+	tel, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newMetricsRig(tel, "fm_bound")
+	const repeat = 2*engine.MaxStageTimes/7 + 1 // 7 phases a pass: well past the bound
+	r.serve(false, repeat)
+	for _, f := range []string{"first", "second", "second#2"} {
+		if got := verdicts("fm_bound", f, "continue"); got != repeat {
+			t.Errorf("verdicts{filter=%q} = %v, want %d", f, got, repeat)
+		}
+	}
+}
+
+// BenchmarkStages is one request through a chain of no-op filters with the metrics-only
+// observer (the default telemetry): the cost of a filter that does nothing is the difference
+// per added stage.
+func BenchmarkStages(b *testing.B) {
+	for _, n := range []int{0, 1, 5} {
+		b.Run("filters_"+string(rune('0'+n)), func(b *testing.B) {
+			tel, err := New(nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			stages := make([]engine.Stage, n)
+			for i := range stages {
+				stages[i] = engine.Stage{Kind: "nop", Filter: answer{}}
+			}
+			p := engine.NewPipeline("bench_stages", engine.MatchConfig{}, "", stages,
+				engine.TerminalFunc(func(c *engine.Ctx) { c.Response.SetStatusCode(200) }))
+			tel.Attach(&engine.Gateway{Pipelines: []*engine.Pipeline{p}})
+			o := tel.Observer()
+			var fc fasthttp.RequestCtx
+			fc.Request.SetRequestURI("/x")
+			b.ReportAllocs()
+			for b.Loop() {
+				c := engine.AcquireCtx(&fc)
+				c.Start = time.Now()
+				o.StartRequest(c, p)
+				p.Serve(c)
+				o.EndRequest(c)
+				engine.ReleaseCtx(c)
+			}
+		})
+	}
+}
