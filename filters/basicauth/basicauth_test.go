@@ -171,10 +171,10 @@ func TestCacheBounded(t *testing.T) {
 	for i := range 10 {
 		var key cacheKey
 		k.key([]byte("u"), []byte{byte(i)}, &key)
-		cc.put(&key, u, 0)
+		cc.Put(&key, u, 0)
 	}
-	if cc.len() != 3 {
-		t.Errorf("%d entries, want at most 3", cc.len())
+	if cc.Len() != 3 {
+		t.Errorf("%d entries, want at most 3", cc.Len())
 	}
 	// The key is keyed: another filter (another secret) derives a different one.
 	var a, b cacheKey

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"sync"
+
+	"github.com/sluice-gateway/sluice/filters/internal/ttlmap"
 )
 
 // cacheKey is SHA-256(secret ‖ user ‖ ':' ‖ password) under a random 32-byte secret of the
@@ -58,61 +60,8 @@ func (s *scratch) key(user, password []byte, out *cacheKey) {
 	s.keyOf(n, out)
 }
 
-// credCache holds the credentials bcrypt verified, for ttl, at most max of them. Only successes
-// are cached: a wrong password is checked by bcrypt every time.
-type credCache struct {
-	mu  sync.RWMutex
-	m   map[cacheKey]cached
-	max int
-	ttl int64 // nanoseconds
-}
+// credCache holds the credentials bcrypt verified, for cache_ttl, at most cache_size of them.
+// Only successes are cached: a wrong password is checked by bcrypt every time.
+type credCache = ttlmap.Map[cacheKey, *user]
 
-type cached struct {
-	u       *user
-	expires int64 // unix nanoseconds
-}
-
-func newCredCache(max int, ttl int64) *credCache {
-	return &credCache{m: make(map[cacheKey]cached, min(max, 1024)), max: max, ttl: ttl}
-}
-
-// get returns the user whose credential k is, if it was verified less than ttl ago.
-func (c *credCache) get(k *cacheKey, now int64) *user {
-	c.mu.RLock()
-	e, ok := c.m[*k]
-	c.mu.RUnlock()
-	if !ok || now >= e.expires {
-		return nil
-	}
-	return e.u
-}
-
-// put records a verified credential. When the cache is full, expired entries go first, else
-// an arbitrary one (Go's map iteration starts at a random place).
-func (c *credCache) put(k *cacheKey, u *user, now int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[*k]; !ok && len(c.m) >= c.max {
-		evicted := 0
-		for key, e := range c.m {
-			if now >= e.expires {
-				delete(c.m, key)
-				evicted++
-			}
-		}
-		if evicted == 0 {
-			for key := range c.m {
-				delete(c.m, key)
-				break
-			}
-		}
-	}
-	c.m[*k] = cached{u: u, expires: now + c.ttl}
-}
-
-// len is the number of entries, for tests.
-func (c *credCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}
+func newCredCache(max int, ttl int64) *credCache { return ttlmap.New[cacheKey, *user](max, ttl) }

@@ -143,7 +143,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	if f.cache != nil {
 		s.keyOf(len(name)+1+len(password), &key) // name and password are dec()'s first bytes
-		if u := f.cache.get(&key, now); u != nil {
+		if u, ok := f.cache.Get(&key, now); ok {
 			f.mCached.Inc()
 			f.accept(c, u)
 			return engine.Continue
@@ -180,7 +180,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return f.refuse(c, err)
 	}
 	if f.cache != nil {
-		f.cache.put(&key, u, now)
+		f.cache.Put(&key, u, now)
 	}
 	f.mVerified.Inc()
 	f.accept(c, u)

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/filters/internal/ttlmap"
 )
 
 // decisionKey is SHA-256 of a random 32-byte secret of the filter's followed by the cache_key
@@ -20,7 +21,6 @@ type decisionKey [sha256.Size]byte
 type allowed struct {
 	headers  []kv // upstream_headers from the answer, copied
 	consumer *engine.Consumer
-	expires  int64 // unix nanoseconds
 }
 
 type kv struct{ k, v []byte }
@@ -28,10 +28,7 @@ type kv struct{ k, v []byte }
 // decisions holds allowing decisions, at most max of them, each for ttl. Refusals are never
 // cached: a newly granted client is not held back, and a refusal costs the service a call.
 type decisions struct {
-	mu  sync.RWMutex
-	m   map[decisionKey]*allowed
-	max int
-	ttl int64
+	*ttlmap.Map[decisionKey, *allowed]
 
 	secret []byte
 	pool   sync.Pool // *hasher
@@ -44,7 +41,7 @@ type hasher struct {
 }
 
 func newDecisions(max int, ttl int64) *decisions {
-	d := &decisions{m: make(map[decisionKey]*allowed, min(max, 1024)), max: max, ttl: ttl, secret: make([]byte, 32)}
+	d := &decisions{Map: ttlmap.New[decisionKey, *allowed](max, ttl), secret: make([]byte, 32)}
 	_, _ = rand.Read(d.secret) // crypto/rand.Read never fails (it panics first)
 	d.pool.New = func() any { return &hasher{h: sha256.New(), sum: make([]byte, 0, sha256.Size)} }
 	return d
@@ -74,37 +71,4 @@ func (d *decisions) key(c *engine.Ctx, names [][]byte, out *decisionKey) (ok boo
 	copy(out[:], hs.sum)
 	d.pool.Put(hs)
 	return ok
-}
-
-func (d *decisions) get(k *decisionKey, now int64) *allowed {
-	d.mu.RLock()
-	a := d.m[*k]
-	d.mu.RUnlock()
-	if a == nil || now >= a.expires {
-		return nil
-	}
-	return a
-}
-
-// put records a decision. When full, expired entries go first, else an arbitrary one.
-func (d *decisions) put(k *decisionKey, a *allowed, now int64) {
-	a.expires = now + d.ttl
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.m[*k]; !ok && len(d.m) >= d.max {
-		evicted := 0
-		for key, e := range d.m {
-			if now >= e.expires {
-				delete(d.m, key)
-				evicted++
-			}
-		}
-		if evicted == 0 {
-			for key := range d.m {
-				delete(d.m, key)
-				break
-			}
-		}
-	}
-	d.m[*k] = a
 }

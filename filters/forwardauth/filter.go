@@ -150,7 +150,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	keyed := false
 	if f.cache != nil {
 		if keyed = f.cache.key(c, f.cacheKey, &key); keyed {
-			if a := f.cache.get(&key, now); a != nil {
+			if a, ok := f.cache.Get(&key, now); ok {
 				f.mCached.Inc()
 				f.apply(c, a.headers, a.consumer)
 				return engine.Continue
@@ -185,7 +185,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 				a.headers = append(a.headers, kv{h, append([]byte(nil), v...)})
 			}
 		}
-		f.cache.put(&key, a, now)
+		f.cache.Put(&key, a, now)
 		f.apply(c, a.headers, consumer)
 		return engine.Continue
 	}
