@@ -143,7 +143,14 @@ func startSluice(t *testing.T, config string, args ...string) (*exec.Cmd, *strin
 // startSluiceEnv is startSluice with env added to the environment.
 func startSluiceEnv(t *testing.T, env []string, config string, args ...string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
-	cmd := exec.Command(sluiceBin, append([]string{"run", "-c", config}, args...)...)
+	return startSluiceCmd(t, env, append([]string{"run", "-c", config}, args...)...)
+}
+
+// startSluiceCmd runs sluice with args (a run command, however it names its file) and waits
+// until it serves.
+func startSluiceCmd(t *testing.T, env []string, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(sluiceBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

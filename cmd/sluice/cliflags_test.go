@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,25 +116,8 @@ pipeline "p" {
 		t.Fatalf("validate FILE: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(sluiceBin, "run", path)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stderr)
-	served := false
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "msg=serving") {
-			served = strings.Contains(sc.Text(), "config="+path)
-			break
-		}
-	}
-	if !served {
-		t.Fatalf("sluice run FILE did not serve FILE (the last line read: %q)", sc.Text())
+	if _, logs := startSluiceCmd(t, nil, "run", path); !strings.Contains(logs.String(), "config="+path) {
+		t.Fatalf("sluice run FILE did not serve FILE:\n%s", logs)
 	}
 
 	for _, args := range [][]string{
