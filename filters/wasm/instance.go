@@ -56,10 +56,16 @@ type instance struct {
 
 	// Deadline machinery, only when the filter has a timeout: the timer sets stop, the global
 	// the interrupt package's checks read, and the guest traps at its next function entry or
-	// loop head. A fired timer is never re-armed: the instance is discarded.
+	// loop head; the instance is then discarded. Around requests the timer is a watchdog (see
+	// watch): a call notes its start in callStart and arms the timer only if it is not armed.
 	timer   *time.Timer
 	stop    api.MutableGlobal
 	expired atomic.Bool
+	// callStart is when the call in flight started (monotonic nanoseconds since clockBase), 0
+	// between calls, callExpired once watch stopped the call.
+	callStart atomic.Int64
+	// armed says the watchdog timer is pending (or about to be).
+	armed atomic.Bool
 	// broken marks an instance that trapped, timed out or exited: discard it, never reuse.
 	broken bool
 	// depth is the interrupt package's call depth count (nil for a module without the checks).
@@ -238,8 +244,11 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 			return nil, fmt.Errorf(`isolation = "request": snapshot after the start function: %w`, err)
 		}
 	}
-	if f.timeout <= 0 {
-		in.timer = nil // unlimited_time: the calls run without a deadline
+	in.timer = nil // unlimited_time: the calls run without a deadline
+	if f.timeout > 0 && !f.lim.fallback {
+		// The watchdog, armed by the first call (time.AfterFunc's timer starts armed).
+		in.timer = time.AfterFunc(f.timeout, in.watch)
+		in.timer.Stop()
 	}
 	in.mod = mod
 	if f.pw != nil {
@@ -298,6 +307,38 @@ func (in *instance) expire() {
 	in.stop.Set(1)
 }
 
+// clockBase is the origin of instance.callStart: time.Since on it reads only the monotonic clock.
+var clockBase = time.Now()
+
+// callExpired is instance.callStart once watch stopped the call in flight.
+const callExpired = -1
+
+// watch is the deadline timer's function around requests. It stops the call in flight once it
+// has run for the filter's timeout, re-arms itself for the call's deadline if it has not, and
+// stays unarmed when no call is in flight (an idle instance costs no wake-ups). A call arms it
+// only when it is unarmed, so a guest called many times within one timeout costs one timer
+// firing, not a reset and a stop per call. The stores and loads of armed and callStart, in
+// opposite orders here and in call, make sure that a call starting as the timer fires either
+// arms it or is seen here, which re-arms it.
+func (in *instance) watch() {
+	in.armed.Store(false)
+	start := in.callStart.Load()
+	if start <= 0 {
+		return
+	}
+	left := in.f.timeout - time.Duration(int64(time.Since(clockBase))-start)
+	if left <= 0 {
+		// Exactly one of this and the call's own end (in call) takes the call.
+		if in.callStart.CompareAndSwap(start, callExpired) {
+			in.expire()
+		}
+		return
+	}
+	if in.armed.CompareAndSwap(false, true) {
+		in.timer.Reset(left)
+	}
+}
+
 // call runs fn with the instance's stack, under the filter's timeout unless unlimited_time.
 func (in *instance) call(fn api.Function) error {
 	if in.stopped.Load() {
@@ -308,11 +349,22 @@ func (in *instance) call(fn api.Function) error {
 	if in.f.lim.fallback {
 		return in.callWithContext(fn)
 	}
-	if in.timer != nil {
+	if in.timer == nil {
+		if err := fn.CallWithStack(&in.cc, in.stack[:]); err != nil {
+			in.broken = true
+			return in.callError(err)
+		}
+		return nil
+	}
+	// Resetting and stopping a timer around every call costs more than the call itself: the
+	// call notes its start, and only an unarmed watchdog is armed (see watch).
+	start := max(int64(time.Since(clockBase)), 1)
+	in.callStart.Store(start)
+	if !in.armed.Load() && in.armed.CompareAndSwap(false, true) {
 		in.timer.Reset(in.f.timeout)
 	}
 	err := fn.CallWithStack(&in.cc, in.stack[:])
-	if in.timer != nil && !in.timer.Stop() && !in.stopped.Load() {
+	if !in.callStart.CompareAndSwap(start, 0) && !in.stopped.Load() {
 		// The deadline passed while the guest ran (or just as it returned): it trapped at a
 		// check, or will at its next call; either way the instance is done.
 		in.broken = true
