@@ -330,10 +330,54 @@ var pwCallbacks = map[string]pwSig{
 	"malloc":                      sig("i", "i"),
 }
 
+// pwCallback names a guest callback the host calls per request: an index into
+// pwInstance.fns, so that a call finds its function without hashing its name.
+type pwCallback uint8
+
+const (
+	pwOnContextCreate pwCallback = iota
+	pwOnVMStart
+	pwOnConfigure
+	pwOnTick
+	pwOnQueueReady
+	pwOnRequestHeaders
+	pwOnRequestBody
+	pwOnRequestTrailers
+	pwOnResponseHeaders
+	pwOnResponseBody
+	pwOnResponseTrailers
+	pwOnHTTPCallResponse
+	pwOnDone
+	pwOnLog
+	pwOnDelete
+	pwNumCallbacks
+)
+
+// pwCallbackNames are the exports of the pwCallbacks, by index.
+var pwCallbackNames = [pwNumCallbacks]string{
+	pwOnContextCreate:    "proxy_on_context_create",
+	pwOnVMStart:          "proxy_on_vm_start",
+	pwOnConfigure:        "proxy_on_configure",
+	pwOnTick:             "proxy_on_tick",
+	pwOnQueueReady:       "proxy_on_queue_ready",
+	pwOnRequestHeaders:   "proxy_on_request_headers",
+	pwOnRequestBody:      "proxy_on_request_body",
+	pwOnRequestTrailers:  "proxy_on_request_trailers",
+	pwOnResponseHeaders:  "proxy_on_response_headers",
+	pwOnResponseBody:     "proxy_on_response_body",
+	pwOnResponseTrailers: "proxy_on_response_trailers",
+	pwOnHTTPCallResponse: "proxy_on_http_call_response",
+	pwOnDone:             "proxy_on_done",
+	pwOnLog:              "proxy_on_log",
+	pwOnDelete:           "proxy_on_delete",
+}
+
+func (cb pwCallback) String() string { return pwCallbackNames[cb] }
+
 // pwInstance is the proxy-wasm state of one instance: its callbacks, and the HTTP context of the
 // request it serves.
 type pwInstance struct {
-	fns map[string]api.Function
+	fns [pwNumCallbacks]api.Function
 	// alloc is proxy_on_memory_allocate (v0.2.1) or malloc (v0.2.0).
 	alloc      api.Function
 	allocStack [1]uint64
@@ -367,30 +411,28 @@ type pwCallResult struct {
 // pwStart looks up the instance's callbacks and runs its root context's start: create it,
 // proxy_on_vm_start, proxy_on_configure. A guest that answers false fails the instance.
 func (in *instance) pwStart() error {
-	p := &pwInstance{fns: map[string]api.Function{}, nextCtx: pwRootContext + 1, done: make(chan pwCallResult, pwMaxPendingCalls)}
-	for name := range pwCallbacks {
-		if fn := in.mod.ExportedFunction(name); fn != nil {
-			p.fns[name] = fn
-		}
+	p := &pwInstance{nextCtx: pwRootContext + 1, done: make(chan pwCallResult, pwMaxPendingCalls)}
+	for cb, name := range pwCallbackNames {
+		p.fns[cb] = in.mod.ExportedFunction(name)
 	}
-	p.alloc = p.fns["proxy_on_memory_allocate"]
+	p.alloc = in.mod.ExportedFunction("proxy_on_memory_allocate")
 	if p.alloc == nil {
-		p.alloc = p.fns["malloc"]
+		p.alloc = in.mod.ExportedFunction("malloc")
 	}
 	in.pw = p
-	if err := in.pwCall("proxy_on_context_create", pwRootContext, 0); err != nil {
+	if err := in.pwCall(pwOnContextCreate, pwRootContext, 0); err != nil {
 		return fmt.Errorf("creating the root context: %w", err)
 	}
-	if fn := p.fns["proxy_on_vm_start"]; fn != nil {
-		if err := in.pwCall("proxy_on_vm_start", pwRootContext, 0); err != nil {
+	if fn := p.fns[pwOnVMStart]; fn != nil {
+		if err := in.pwCall(pwOnVMStart, pwRootContext, 0); err != nil {
 			return fmt.Errorf("proxy_on_vm_start: %w", err)
 		}
 		if uint32(in.stack[0]) == 0 {
 			return errors.New("proxy_on_vm_start answered false: the guest refused to start")
 		}
 	}
-	if fn := p.fns["proxy_on_configure"]; fn != nil {
-		if err := in.pwCall("proxy_on_configure", pwRootContext, uint64(len(in.f.config))); err != nil {
+	if fn := p.fns[pwOnConfigure]; fn != nil {
+		if err := in.pwCall(pwOnConfigure, pwRootContext, uint64(len(in.f.config))); err != nil {
 			return fmt.Errorf("proxy_on_configure: %w", err)
 		}
 		if uint32(in.stack[0]) == 0 {
@@ -406,15 +448,15 @@ func (in *instance) pwStart() error {
 
 // pwCall calls a guest callback (doing nothing when the guest does not export it) with args,
 // under the filter's timeout; the result is in.stack[0].
-func (in *instance) pwCall(name string, args ...uint64) error {
-	fn := in.pw.fns[name]
+func (in *instance) pwCall(cb pwCallback, args ...uint64) error {
+	fn := in.pw.fns[cb]
 	if fn == nil {
 		in.stack[0] = 0
 		return nil
 	}
 	copy(in.stack[:], args)
 	err := in.call(fn)
-	if err == nil && len(in.pw.enqueued) > 0 && name != "proxy_on_queue_ready" {
+	if err == nil && len(in.pw.enqueued) > 0 && cb != pwOnQueueReady {
 		// The queue callbacks use the stack: keep this callback's result.
 		result := in.stack[0]
 		err = in.pwTellQueues()
@@ -429,7 +471,7 @@ func (in *instance) pwTellQueues() error {
 	for len(in.pw.enqueued) > 0 {
 		q := in.pw.enqueued[0]
 		in.pw.enqueued = in.pw.enqueued[1:]
-		if err := in.pwCall("proxy_on_queue_ready", pwRootContext, uint64(q)); err != nil {
+		if err := in.pwCall(pwOnQueueReady, pwRootContext, uint64(q)); err != nil {
 			in.pw.enqueued = in.pw.enqueued[:0]
 			return err
 		}
@@ -467,7 +509,7 @@ func (in *instance) pwAnswerOne() error {
 		in.f.log.Debug("proxy_http_call failed", "err", r.err)
 	}
 	p.callResp = &r
-	err := in.pwCall("proxy_on_http_call_response", pwRootContext, uint64(r.token), uint64(nh), uint64(len(r.body)), 0)
+	err := in.pwCall(pwOnHTTPCallResponse, pwRootContext, uint64(r.token), uint64(nh), uint64(len(r.body)), 0)
 	p.callResp = nil
 	return err
 }
@@ -476,10 +518,10 @@ func (in *instance) pwAnswerOne() error {
 // or answers the request. It reports whether the request was answered locally. more says a body
 // callback follows in this phase: a pause with nothing in flight then waits for it, as Envoy
 // buffers the headers until the body comes.
-func (in *instance) pwRun(stream int, more bool, name string, args ...uint64) (bool, error) {
+func (in *instance) pwRun(stream int, more bool, cb pwCallback, args ...uint64) (bool, error) {
 	p := in.pw
 	p.resumed[stream] = false
-	if err := in.pwCall(name, args...); err != nil {
+	if err := in.pwCall(cb, args...); err != nil {
 		return false, err
 	}
 	action := uint32(in.stack[0])
@@ -488,7 +530,7 @@ func (in *instance) pwRun(stream int, more bool, name string, args ...uint64) (b
 			if more {
 				return false, nil
 			}
-			return false, fmt.Errorf("%s paused the request with no proxy_http_call in flight that could resume it", name)
+			return false, fmt.Errorf("%s paused the request with no proxy_http_call in flight that could resume it", cb)
 		}
 		if err := in.pwAnswerOne(); err != nil {
 			return false, err
@@ -516,7 +558,7 @@ func (f *Filter) pwOnRequest(c *engine.Ctx) engine.Verdict {
 		p.nextCtx = pwRootContext + 1
 	}
 	f.m.calls.Inc()
-	if err := in.pwCall("proxy_on_context_create", uint64(p.ctxID), pwRootContext); err != nil {
+	if err := in.pwCall(pwOnContextCreate, uint64(p.ctxID), pwRootContext); err != nil {
 		return f.pwFail(c, in, err)
 	}
 	// IsBodyStream first: Body() would read a streamed body whole, past max_body_bytes.
@@ -536,9 +578,9 @@ func (f *Filter) pwOnRequest(c *engine.Ctx) engine.Verdict {
 		eos = 0
 	}
 	bodyNext := hasBody && f.pw.hasBody.req
-	local, err := in.pwRun(pwStreamRequest, bodyNext, "proxy_on_request_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 0)), eos)
+	local, err := in.pwRun(pwStreamRequest, bodyNext, pwOnRequestHeaders, uint64(p.ctxID), uint64(pwHeaderCount(c, 0)), eos)
 	if err == nil && !local && bodyNext {
-		local, err = in.pwRun(pwStreamRequest, false, "proxy_on_request_body", uint64(p.ctxID), uint64(len(c.Request.Body())), 1)
+		local, err = in.pwRun(pwStreamRequest, false, pwOnRequestBody, uint64(p.ctxID), uint64(len(c.Request.Body())), 1)
 	}
 	if err != nil {
 		return f.pwFail(c, in, err)
@@ -581,13 +623,13 @@ func (f *Filter) pwOnResponse(c *engine.Ctx) {
 		eos = 0
 	}
 	bodyNext := hasBody && f.pw.hasBody.resp
-	local, err := in.pwRun(pwStreamResponse, bodyNext, "proxy_on_response_headers", uint64(p.ctxID), uint64(pwHeaderCount(c, 2)), eos)
+	local, err := in.pwRun(pwStreamResponse, bodyNext, pwOnResponseHeaders, uint64(p.ctxID), uint64(pwHeaderCount(c, 2)), eos)
 	if err == nil && !local && bodyNext {
-		local, err = in.pwRun(pwStreamResponse, false, "proxy_on_response_body", uint64(p.ctxID), uint64(len(resp.Body())), 1)
+		local, err = in.pwRun(pwStreamResponse, false, pwOnResponseBody, uint64(p.ctxID), uint64(len(resp.Body())), 1)
 	}
 	if err == nil && !local {
 		if n := len(trailerNames(nil, &resp.Header)); n > 0 {
-			_, err = in.pwRun(pwStreamResponse, false, "proxy_on_response_trailers", uint64(p.ctxID), uint64(n))
+			_, err = in.pwRun(pwStreamResponse, false, pwOnResponseTrailers, uint64(p.ctxID), uint64(n))
 		}
 	}
 	if err == nil {
@@ -628,8 +670,8 @@ func (in *instance) pwFinish(callGuest bool) error {
 		return err
 	}
 	id := uint64(p.ctxID)
-	for _, name := range []string{"proxy_on_done", "proxy_on_log", "proxy_on_delete"} {
-		if err := in.pwCall(name, id); err != nil {
+	for _, cb := range [...]pwCallback{pwOnDone, pwOnLog, pwOnDelete} {
+		if err := in.pwCall(cb, id); err != nil {
 			return err
 		}
 	}
@@ -699,7 +741,7 @@ func (p *pwFilter) tickLoop() {
 				continue
 			}
 			in.phase = phaseIdle
-			err := in.pwCall("proxy_on_tick", pwRootContext)
+			err := in.pwCall(pwOnTick, pwRootContext)
 			if err == nil {
 				err = in.pwDrainCalls()
 			}
