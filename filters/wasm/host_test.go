@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sluice-gateway/sluice/engine/enginetest"
+	"github.com/valyala/fasthttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
@@ -138,6 +139,26 @@ func TestValidToken(t *testing.T) {
 	} {
 		if got := validToken([]byte(s)); got != want {
 			t.Errorf("validToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestAppendCanonical checks that set_header_value's own normalization of a header name gives
+// what fasthttp's SetBytesKV would have stored, for every token byte in every position.
+func TestAppendCanonical(t *testing.T) {
+	var names []string
+	for c := 0; c < 256; c++ {
+		if tokenByte[c] {
+			names = append(names, string([]byte{byte(c)}), "x-"+string([]byte{byte(c)})+"a", "A"+string([]byte{byte(c)})+"B")
+		}
+	}
+	names = append(names, "x-wasm", "X-WASM", "content-type", "HOST", "x--y", "-x", "x-")
+	for _, name := range names {
+		var viaKV, viaCanonical fasthttp.ResponseHeader
+		viaKV.SetBytesKV([]byte(name), []byte("v"))
+		viaCanonical.SetCanonical(appendCanonical(nil, []byte(name)), []byte("v"))
+		if a, b := viaKV.String(), viaCanonical.String(); a != b {
+			t.Errorf("name %q: SetBytesKV stores\n%s\nappendCanonical + SetCanonical stores\n%s", name, a, b)
 		}
 	}
 }

@@ -90,9 +90,11 @@ type instance struct {
 
 	skipOp  []bool
 	scratch []byte
-	names   [][]byte
-	stdout  logWriter
-	stderr  logWriter
+	// key holds a header name in canonical form for fasthttp (setHeaderValue).
+	key    []byte
+	names  [][]byte
+	stdout logWriter
+	stderr logWriter
 	// starting collects what the guest says while it starts (see startOutput); nil afterwards.
 	starting *startOutput
 }
