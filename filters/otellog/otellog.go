@@ -202,7 +202,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error, t
 		start = now
 	}
 	b = append(b, `{"time":"`...)
-	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, start) // timefmt.go
 	b = append(b, `","method":`...)
 	b = appendJSONString(b, req.Header.Method())
 	b = append(b, `,"host":`...)
@@ -299,7 +299,7 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error, t
 		start = now
 	}
 	b = append(b, "time="...)
-	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, start) // timefmt.go
 	b = append(b, " method="...)
 	b = appendTextValue(b, req.Header.Method())
 	b = append(b, " host="...)
