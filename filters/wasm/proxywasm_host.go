@@ -503,7 +503,8 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetBytesKV(name, value)
+			in.key = appendCanonical(in.key[:0], name) // see setHeaderValue
+			h.SetCanonical(in.key, value)
 		default:
 			h.DelBytes(name)
 		}
@@ -513,7 +514,8 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetBytesKV(name, value)
+			in.key = appendCanonical(in.key[:0], name)
+			h.SetCanonical(in.key, value)
 		default:
 			h.DelBytes(name)
 		}
