@@ -305,6 +305,43 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// TestTimeoutAfterShortCalls checks the deadline watchdog (instance.watch) on one instance whose
+// timer was armed by earlier short calls: a looping call that starts while that timer is pending
+// is stopped at its own deadline, not the earlier call's (never before it has run for timeout),
+// and the next request is served by a fresh instance.
+func TestTimeoutAfterShortCalls(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	f, _ := newFilter(t, "faults", func(c *Config) {
+		c.Timeout = engine.Duration(timeout)
+		c.PoolMax = 1
+		c.PoolWait = engine.Duration(5 * time.Second)
+	})
+	// Short calls for most of a timeout: the timer they armed fires while the loop runs.
+	for first := time.Now(); time.Since(first) < timeout*6/10; {
+		if c := do(t, f, "GET", "/", ""); c.Response.StatusCode() != 200 {
+			t.Fatalf("short call: status %d", c.Response.StatusCode())
+		}
+	}
+	start := time.Now()
+	c := do(t, f, "GET", "/", "", "x-mode", "l")
+	took := time.Since(start)
+	if c.Response.StatusCode() != 503 {
+		t.Errorf("status = %d, want 503", c.Response.StatusCode())
+	}
+	if took < timeout {
+		t.Errorf("the looping guest was stopped after %v, before its timeout %v", took, timeout)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the looping guest ran %v", took)
+	}
+	if got := metricValue(f.m.timeouts); got != 1 {
+		t.Errorf("timeouts = %v, want 1", got)
+	}
+	if c := do(t, f, "GET", "/", ""); c.Response.StatusCode() != 200 {
+		t.Errorf("after the timeout: status %d", c.Response.StatusCode())
+	}
+}
+
 func TestPoolLimits(t *testing.T) {
 	f, _ := newFilter(t, "bench", func(c *Config) {
 		c.PoolMin = 1
