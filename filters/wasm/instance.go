@@ -248,7 +248,7 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 	}
 	in.timer = nil // unlimited_time: the calls run without a deadline
 	if f.timeout > 0 && !f.lim.fallback {
-		// The watchdog, armed by the first call (time.AfterFunc's timer starts armed).
+		// The watchdog (see watch), off until a call arms it: AfterFunc starts it, Stop stops it.
 		in.timer = time.AfterFunc(f.timeout, in.watch)
 		in.timer.Stop()
 	}
