@@ -114,3 +114,11 @@ func BenchmarkHeaderName(b *testing.B) {
 		}
 	})
 }
+
+// TestServerNormalisesHeaderNames guards HeaderName's premise: the server has fasthttp normalise
+// request header names, so that Peek normalises the name it is given as HeaderName did.
+func TestServerNormalisesHeaderNames(t *testing.T) {
+	if s := testServer(t); s.srv.DisableHeaderNamesNormalizing {
+		t.Fatal("the server disables header-name normalising: HeaderName.Peek would no longer answer as Peek")
+	}
+}
