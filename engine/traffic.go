@@ -192,13 +192,14 @@ type chooser struct {
 	split            []splitArm
 	total            uint64 // the sum of the weights
 	stickyCookie     string
-	stickyHeader     string
-	def              Terminal // the balancer's upstream when there is no split
-	mirror           *mirror  // nil: no mirror block
+	stickyHeader     HeaderName // zero: none
+	def              Terminal   // the balancer's upstream when there is no split
+	mirror           *mirror    // nil: no mirror block
 }
 
 type valueRoute struct {
 	name, value string
+	header      HeaderName // name normalised, for route_header
 	to          Terminal
 	upstream    string
 }
@@ -207,7 +208,7 @@ type splitArm struct {
 	name      string // the upstream's name, also the sticky cookie's value
 	weight    uint64
 	to        Terminal
-	setCookie string // the Set-Cookie value that keeps a client on this arm
+	setCookie []byte // the Set-Cookie value that keeps a client on this arm; nil: no sticky cookie
 }
 
 // newChooser builds the chooser of b over the built upstreams.
@@ -231,17 +232,20 @@ func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*cho
 		if err != nil {
 			return nil, err
 		}
-		ch.headers = append(ch.headers, valueRoute{r.Name, r.Value, to, string(r.Upstream)})
+		ch.headers = append(ch.headers, valueRoute{name: r.Name, value: r.Value, header: NewHeaderName(r.Name), to: to, upstream: string(r.Upstream)})
 	}
 	for _, r := range b.RouteCookie {
 		to, err := get("route_cookie", r.Upstream)
 		if err != nil {
 			return nil, err
 		}
-		ch.cookies = append(ch.cookies, valueRoute{r.Name, r.Value, to, string(r.Upstream)})
+		ch.cookies = append(ch.cookies, valueRoute{name: r.Name, value: r.Value, to: to, upstream: string(r.Upstream)})
 	}
 	if s := b.Sticky; s != nil {
-		ch.stickyCookie, ch.stickyHeader = s.Cookie, s.Header
+		ch.stickyCookie = s.Cookie
+		if s.Header != "" {
+			ch.stickyHeader = NewHeaderName(s.Header)
+		}
 	}
 	for _, s := range b.Split {
 		to, err := get("split", s.Upstream)
@@ -250,7 +254,7 @@ func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*cho
 		}
 		arm := splitArm{name: string(s.Upstream), weight: uint64(s.Weight), to: to}
 		if ch.stickyCookie != "" {
-			arm.setCookie = fmt.Sprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax",
+			arm.setCookie = fmt.Appendf(nil, "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax",
 				ch.stickyCookie, arm.name, int64(b.Sticky.MaxAge.D()/time.Second))
 		}
 		ch.total += arm.weight
@@ -292,9 +296,12 @@ func (ch *chooser) Serve(c *Ctx) {
 	arm, fresh := ch.pick(c)
 	c.upstream = arm.name
 	arm.to.Serve(c)
-	if fresh && arm.setCookie != "" {
+	if fresh && arm.setCookie != nil {
 		// The client had no (valid) sticky cookie: this one keeps it on the arm it was given.
-		c.Response.Header.Add("Set-Cookie", arm.setCookie)
+		// SetCanonical with the name already in fasthttp's form skips normalising it; for
+		// Set-Cookie it appends, as Add does (Set-Cookie is never a trailer, the one case where
+		// the two differ).
+		c.Response.Header.SetCanonical(hdrSetCookie, arm.setCookie)
 	}
 }
 
@@ -314,7 +321,7 @@ func (c *Ctx) UpstreamName() string {
 func (ch *chooser) route(c *Ctx) *valueRoute {
 	for i := range ch.headers {
 		r := &ch.headers[i]
-		if v := c.Request.Header.Peek(r.name); v != nil && (r.value == "" || string(v) == r.value) {
+		if v := r.header.Peek(&c.Request.Header); v != nil && (r.value == "" || string(v) == r.value) {
 			return r
 		}
 	}
@@ -341,8 +348,8 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 		}
 	}
 	var v []byte
-	if ch.stickyHeader != "" { // Peek("") would still look for a header named ""
-		v = c.Request.Header.Peek(ch.stickyHeader)
+	if !ch.stickyHeader.IsZero() { // Peek("") would still look for a header named ""
+		v = ch.stickyHeader.Peek(&c.Request.Header)
 	}
 	var point uint64
 	if len(v) > 0 {
@@ -359,6 +366,9 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 	}
 	return &ch.split[len(ch.split)-1], true // not reached: point < total
 }
+
+// hdrSetCookie is Set-Cookie as fasthttp normalises it.
+var hdrSetCookie = []byte("Set-Cookie")
 
 // fnv1a is the 64-bit FNV-1a hash of b.
 func fnv1a(b []byte) uint64 {

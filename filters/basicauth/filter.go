@@ -36,6 +36,7 @@ const maxPasswordBytes = 72
 
 var (
 	hdrAuthorization   = []byte("Authorization")
+	nameAuthorization  = engine.NewHeaderName("Authorization")
 	hdrWWWAuthenticate = []byte("WWW-Authenticate")
 	hdrRetryAfter      = []byte("Retry-After")
 	one                = []byte("1")
@@ -131,7 +132,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	}
 	s := f.keyer.get()
 	defer f.keyer.put(s)
-	name, password, ok := credentials(h.PeekBytes(hdrAuthorization), s.dec())
+	name, password, ok := credentials(nameAuthorization.Peek(h), s.dec())
 	if !ok {
 		f.mMissing.Inc()
 		return f.refuse(c, errMissing)

@@ -209,7 +209,7 @@ func New(cfg *Config) *Filter {
 }
 
 var (
-	hdrOrigin      = []byte("Origin")
+	nameOrigin     = engine.NewHeaderName("Origin")
 	hdrAllowOrigin = []byte("Access-Control-Allow-Origin")
 	hdrAllowCreds  = []byte("Access-Control-Allow-Credentials")
 	hdrAllowMeth   = []byte("Access-Control-Allow-Methods")
@@ -395,7 +395,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 			return // answered in the request phase
 		}
 	}
-	o := c.Request.Header.PeekBytes(hdrOrigin)
+	o := nameOrigin.Peek(&c.Request.Header)
 	rh := &c.Response.Header
 	// The answer depends on the Origin: a cache must not give one origin's answer to another (nor
 	// a same-origin answer, without the fields, to a cross-origin request). Even with "*", whose

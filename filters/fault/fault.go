@@ -92,7 +92,7 @@ type Filter struct {
 	delayPercent float64
 	abortStatus  int
 	abortPercent float64
-	header       []byte
+	header       engine.HeaderName // zero: every request
 	delayed      prometheus.Counter
 	aborted      prometheus.Counter
 	timers       sync.Pool
@@ -108,7 +108,7 @@ func New(cfg *Config, pipeline string) *Filter {
 		delayed:      mDelayed.WithLabelValues(pipeline),
 	}
 	if cfg.Header != "" {
-		f.header = []byte(cfg.Header)
+		f.header = engine.NewHeaderName(cfg.Header)
 	}
 	if cfg.AbortStatus != 0 {
 		f.aborted = mAborted.WithLabelValues(pipeline, itoa(cfg.AbortStatus))
@@ -127,7 +127,7 @@ func hit(percent float64) bool {
 
 // OnRequest delays and/or aborts the request.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
-	if f.header != nil && c.Request.Header.PeekBytes(f.header) == nil {
+	if !f.header.IsZero() && f.header.Peek(&c.Request.Header) == nil {
 		return engine.Continue
 	}
 	if f.delay > 0 && hit(f.delayPercent) {

@@ -49,12 +49,12 @@ func newDecisions(max int, ttl int64) *decisions {
 
 // key derives the key of c's request from the values of names; ok is false when none of them
 // is present (such a request is never answered from the cache).
-func (d *decisions) key(c *engine.Ctx, names [][]byte, out *decisionKey) (ok bool) {
+func (d *decisions) key(c *engine.Ctx, names []engine.HeaderName, out *decisionKey) (ok bool) {
 	hs := d.pool.Get().(*hasher)
 	hs.h.Reset()
 	hs.h.Write(d.secret)
 	for _, n := range names {
-		v := c.Request.Header.PeekBytes(n)
+		v := n.Peek(&c.Request.Header)
 		if v != nil {
 			ok = true
 		}

@@ -57,7 +57,7 @@ type Filter struct {
 	consumer []byte
 	allow    bool // on_error = "allow"
 	cache    *decisions
-	cacheKey [][]byte
+	cacheKey []engine.HeaderName
 	log      *slog.Logger
 	lastWarn atomic.Int64 // unix nanoseconds of the last on_error = "allow" log line
 
@@ -103,7 +103,7 @@ func New(cfg *Config, pipeline string, log *slog.Logger) (*Filter, error) {
 		upHdrs:   bytesOf(cfg.UpstreamHeaders),
 		cliHdrs:  bytesOf(cfg.ClientHeaders),
 		allow:    cfg.OnError == "allow",
-		cacheKey: bytesOf(cfg.CacheKey),
+		cacheKey: headerNames(cfg.CacheKey),
 		log:      log,
 	}
 	if cfg.ConsumerHeader != "" {
@@ -124,6 +124,15 @@ func bytesOf(names []string) [][]byte {
 	out := make([][]byte, len(names))
 	for i, n := range names {
 		out[i] = []byte(n)
+	}
+	return out
+}
+
+// headerNames normalises the names once, for lookups on every request.
+func headerNames(names []string) []engine.HeaderName {
+	out := make([]engine.HeaderName, len(names))
+	for i, n := range names {
+		out[i] = engine.NewHeaderName(n)
 	}
 	return out
 }
