@@ -9,8 +9,9 @@ import (
 
 // hashSource is what a hashing policy hashes a request on (hash_on).
 type hashSource struct {
-	kind hashKind
-	name string // header, cookie or claim name
+	kind   hashKind
+	name   string            // header, cookie or claim name
+	header engine.HeaderName // kind hashHeader: name, normalised once
 }
 
 type hashKind uint8
@@ -38,7 +39,7 @@ func parseHashOn(s string) (hashSource, error) {
 	if ok && name != "" {
 		switch kind {
 		case "header":
-			return hashSource{kind: hashHeader, name: name}, nil
+			return hashSource{kind: hashHeader, name: name, header: engine.NewHeaderName(name)}, nil
 		case "cookie":
 			return hashSource{kind: hashCookie, name: name}, nil
 		case "claim":
@@ -61,7 +62,7 @@ func (h hashSource) key(c *engine.Ctx) (uint64, bool) {
 	case hashPath:
 		return hashBytes(c.Path), true
 	case hashHeader:
-		if v := c.Request.Header.Peek(h.name); len(v) > 0 {
+		if v := h.header.Peek(&c.Request.Header); len(v) > 0 {
 			return hashBytes(v), true
 		}
 	case hashCookie:

@@ -292,7 +292,7 @@ func (f *Filter) token(c *engine.Ctx) []byte {
 		var v []byte
 		switch s.kind {
 		case 'h':
-			v = c.Request.Header.PeekBytes(s.name)
+			v = s.header.Peek(&c.Request.Header)
 			var ok bool
 			if v, ok = cutBearer(v); !ok && s.bearer {
 				continue // another scheme (Basic, …) is not a bearer token

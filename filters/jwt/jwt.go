@@ -240,7 +240,8 @@ func setFitsAny(set *keySet, algs []string) bool {
 type source struct {
 	kind   byte // 'h' header, 'c' cookie, 'q' query parameter
 	name   []byte
-	bearer bool // the Authorization header: only the Bearer scheme counts
+	header engine.HeaderName // kind 'h': name, normalised once
+	bearer bool              // the Authorization header: only the Bearer scheme counts
 }
 
 func parseSource(s string) (source, error) {
@@ -253,7 +254,7 @@ func parseSource(s string) (source, error) {
 		if !validHeaderName(name) {
 			return source{}, fmt.Errorf("invalid header name %q", name)
 		}
-		return source{kind: 'h', name: []byte(name), bearer: strings.EqualFold(name, "Authorization")}, nil
+		return source{kind: 'h', name: []byte(name), header: engine.NewHeaderName(name), bearer: strings.EqualFold(name, "Authorization")}, nil
 	case "cookie":
 		return source{kind: 'c', name: []byte(name)}, nil
 	case "query":

@@ -43,9 +43,12 @@ var (
 	tracePool = sync.Pool{New: func() any { return &traceHeaders{} }}
 )
 
+// The W3C trace headers, normalised once for the lookup.
+var traceparentName, tracestateName = engine.NewHeaderName("traceparent"), engine.NewHeaderName("tracestate")
+
 // keepTraceHeaders copies the request's trace headers for the record (trace_headers = true).
 func keepTraceHeaders(c *engine.Ctx) {
-	tp, ts := c.Request.Header.Peek("traceparent"), c.Request.Header.Peek("tracestate")
+	tp, ts := traceparentName.Peek(&c.Request.Header), tracestateName.Peek(&c.Request.Header)
 	if tp == nil && ts == nil {
 		return
 	}
@@ -73,7 +76,7 @@ func releaseTraceHeaders(c *engine.Ctx, th *traceHeaders) {
 // appendOutcomeJSON appends request_id, source, flags and bytes_in (and the trace headers).
 func (f *Filter) appendOutcomeJSON(b []byte, c *engine.Ctx, th *traceHeaders) []byte {
 	if f.reqID != "" {
-		if id := c.Request.Header.Peek(f.reqID); len(id) > 0 {
+		if id := f.reqIDh.Peek(&c.Request.Header); len(id) > 0 {
 			b = append(b, `,"request_id":`...)
 			b = appendJSONString(b, id)
 		}
@@ -100,7 +103,7 @@ func (f *Filter) appendOutcomeJSON(b []byte, c *engine.Ctx, th *traceHeaders) []
 // appendOutcomeText is appendOutcomeJSON in logfmt.
 func (f *Filter) appendOutcomeText(b []byte, c *engine.Ctx, th *traceHeaders) []byte {
 	if f.reqID != "" {
-		if id := c.Request.Header.Peek(f.reqID); len(id) > 0 {
+		if id := f.reqIDh.Peek(&c.Request.Header); len(id) > 0 {
 			b = append(b, " request_id="...)
 			b = appendTextValue(b, id)
 		}

@@ -16,7 +16,7 @@ func TestOutcomeFields(t *testing.T) {
 	cfg := defaults()
 	cfg.TraceHeaders = true
 	f, buf := newBufFilter(t, cfg)
-	f.reqID = "X-Request-Id"
+	f.reqID, f.reqIDh = "X-Request-Id", engine.NewHeaderName("X-Request-Id")
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	c := enginetest.NewCtx(t, "POST", "/v1/items", "X-Request-Id", "req-7", "Traceparent", tp, "Tracestate", "a=1", "Host", "api.example.com:8443")
 	c.Request.SetBodyString("hello")

@@ -26,7 +26,8 @@ const redacted = "[REDACTED]"
 
 // header is one configured request header.
 type header struct {
-	name     string // lower case, as logged
+	name     string            // lower case, as logged
+	key      engine.HeaderName // name, normalised once for the lookup
 	redacted bool
 }
 
@@ -37,6 +38,7 @@ type Filter struct {
 	// reqID is the server's request_id header ("": none); traces, whether the client's trace
 	// headers are logged (fields.go).
 	reqID   string
+	reqIDh  engine.HeaderName // reqID, normalised once for the lookup
 	traces  bool
 	sink    *sink     // stdout, stderr, file
 	otlp    *otlpSink // otlp
@@ -47,6 +49,7 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	f := &Filter{text: cfg.Format == "text", traces: cfg.TraceHeaders}
 	if env.Server != nil {
 		f.reqID = env.Server.RequestID
+		f.reqIDh = engine.NewHeaderName(f.reqID)
 	}
 	red := map[string]bool{}
 	for _, h := range append(append([]string(nil), alwaysRedacted...), cfg.Redact...) {
@@ -54,7 +57,7 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	}
 	for _, h := range cfg.RequestHeaders {
 		n := strings.ToLower(h)
-		f.headers = append(f.headers, header{name: n, redacted: red[n]})
+		f.headers = append(f.headers, header{name: n, key: engine.NewHeaderName(n), redacted: red[n]})
 	}
 	switch cfg.Output {
 	case "stdout", "stderr":
@@ -266,7 +269,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error, t
 		b = append(b, `,"request_headers":{`...)
 		first := true
 		for _, h := range f.headers {
-			v := req.Header.Peek(h.name)
+			v := h.key.Peek(&req.Header)
 			if v == nil {
 				continue
 			}
@@ -360,7 +363,7 @@ func (f *Filter) appendText(b []byte, c *engine.Ctx, now time.Time, cut error, t
 	}
 	b = f.appendOutcomeText(b, c, th) // fields.go
 	for _, h := range f.headers {
-		v := req.Header.Peek(h.name)
+		v := h.key.Peek(&req.Header)
 		if v == nil {
 			continue
 		}

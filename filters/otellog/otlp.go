@@ -98,7 +98,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error, th *
 		attribute.String("sluice.response.flags", string(c.Flags.AppendText(nil))),
 	}
 	if f.reqID != "" {
-		if id := req.Header.Peek(f.reqID); len(id) > 0 {
+		if id := f.reqIDh.Peek(&req.Header); len(id) > 0 {
 			attrs = append(attrs, attribute.String("sluice.request.id", string(id)))
 		}
 	}
@@ -146,7 +146,7 @@ func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error, th *
 		attrs = append(attrs, semconv.NetworkProtocolVersion(v))
 	}
 	for _, h := range f.headers {
-		v := req.Header.Peek(h.name)
+		v := h.key.Peek(&req.Header)
 		if v == nil {
 			continue
 		}

@@ -81,8 +81,8 @@ const (
 type Filter struct {
 	name    string
 	key     keySpec
-	keyName []byte // the header name for header:NAME
-	g       gcra   // nanoseconds, for the local store
+	keyName engine.HeaderName // the header name for header:NAME
+	g       gcra              // nanoseconds, for the local store
 	local   *localStore
 	remote  *redisStore // nil: the local store decides
 	mode    storeErrorMode
@@ -117,7 +117,7 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 	f := &Filter{
 		name:    name,
 		key:     ks,
-		keyName: []byte(ks.arg),
+		keyName: engine.NewHeaderName(ks.arg),
 		g:       newGCRA(cfg.Limit, cfg.Period.D(), cfg.burst(), time.Nanosecond),
 		headers: cfg.Headers,
 		modeStr: cfg.OnStoreError,
@@ -361,7 +361,7 @@ func (f *Filter) localHash(c *engine.Ctx) uint64 {
 		a := c.ClientAddr.As16()
 		return maphash.Bytes(f.seed, a[:])
 	case keyHeader:
-		v := c.Request.Header.PeekBytes(f.keyName)
+		v := f.keyName.Peek(&c.Request.Header)
 		if len(v) == 0 {
 			return f.anonHash
 		}
@@ -433,7 +433,7 @@ func (f *Filter) redisKey(c *engine.Ctx, prefix string) string {
 		}
 		return prefix + "ip:" + c.ClientAddr.String()
 	case keyHeader:
-		v := c.Request.Header.PeekBytes(f.keyName)
+		v := f.keyName.Peek(&c.Request.Header)
 		if len(v) == 0 {
 			return prefix + "anonymous"
 		}
