@@ -104,6 +104,7 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 		}
 	}()
 	obs := p.observer
+	t := &c.times
 	for i := range p.stages {
 		st := &p.stages[i]
 		ran = i + 1
@@ -111,7 +112,15 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 		switch {
 		case obs == nil:
 			v = st.Filter.OnRequest(c)
-		case !c.times.hooks(): // stagetimes.go: the slot is all the observer reads
+		case t.quick(): // stagetimes.go: timed, starting where the last phase ended
+			k := t.open(p, i, PhaseRequest)
+			v = st.Filter.OnRequest(c)
+			if v == Continue {
+				t.closeAt(k, c.now())
+			} else {
+				c.endStage(k, v, true)
+			}
+		case !t.hooks(): // the slot is all the observer reads
 			k := c.beginStage(p, i, PhaseRequest, true)
 			v = st.Filter.OnRequest(c)
 			c.endStage(k, v, true)
@@ -129,6 +138,12 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 	inTerminal = true
 	if obs == nil {
 		p.terminal.Serve(c)
+		return ran
+	}
+	if t.quick() {
+		k := t.open(p, TerminalStage, PhaseRequest)
+		p.terminal.Serve(c)
+		t.closeAt(k, c.now())
 		return ran
 	}
 	k := c.beginStage(p, TerminalStage, PhaseRequest, true)
@@ -151,12 +166,17 @@ func (p *Pipeline) responsePhase(c *Ctx, from int) {
 		}
 	}()
 	obs := p.observer
+	t := &c.times
 	for ; i >= 0; i-- {
 		st := &p.stages[i]
 		switch {
 		case obs == nil:
 			st.Filter.OnResponse(c)
-		case !c.times.hooks():
+		case t.quick():
+			k := t.open(p, i, PhaseResponse)
+			st.Filter.OnResponse(c)
+			t.closeAt(k, c.now())
+		case !t.hooks():
 			k := c.beginStage(p, i, PhaseResponse, true)
 			st.Filter.OnResponse(c)
 			c.endStage(k, Continue, true)

@@ -20,17 +20,28 @@ func NewLazyCounter(vec *prometheus.CounterVec, lvs ...string) *LazyCounter {
 	return &LazyCounter{vec: vec, lvs: lvs}
 }
 
-// Inc adds one.
-func (l *LazyCounter) Inc() { l.Add(1) }
+// Inc adds one: the series' Inc, one atomic add, rather than Add(1)'s test of the float.
+func (l *LazyCounter) Inc() {
+	c := l.c.Load()
+	if c == nil {
+		c = l.make()
+	}
+	(*c).Inc()
+}
 
 // Add adds v.
 func (l *LazyCounter) Add(v float64) {
 	c := l.c.Load()
 	if c == nil {
-		// Concurrent first calls get the same series from the family: storing either is fine.
-		s := l.vec.WithLabelValues(l.lvs...)
-		l.c.Store(&s)
-		c = &s
+		c = l.make()
 	}
 	(*c).Add(v)
+}
+
+// make gets the series from the family on its first use. Concurrent first calls get the same
+// series: storing either is fine.
+func (l *LazyCounter) make() *prometheus.Counter {
+	s := l.vec.WithLabelValues(l.lvs...)
+	l.c.Store(&s)
+	return &s
 }

@@ -82,19 +82,27 @@ func (o *observer) stagesDone(c *engine.Ctx) {
 	sample, dash := c.StageTimesSample(), c.StageTimesTimed()
 	var last *engine.Pipeline
 	var pi *pipeInfo
+	var d *dashPipe // pi's dashboard counters while the stage timings are on, else nil
 	for i := range ts {
 		st := &ts[i]
 		if !st.Done {
 			continue
 		}
 		if st.Pipeline != last {
-			last, pi = st.Pipeline, o.pipe(st.Pipeline)
-		}
-		if dash && pi.dash != nil {
-			pi.dash.count(st)
+			last, pi, d = st.Pipeline, o.pipe(st.Pipeline), nil
+			if dash {
+				d = pi.dash
+			}
 		}
 		if st.Index < 0 || int(st.Index) >= len(pi.stages) {
-			continue // the terminal: no per-filter series
+			// The terminal: no per-filter series.
+			if d != nil && st.Index == engine.TerminalStage {
+				d.terminal.count(st)
+			}
+			continue
+		}
+		if d != nil {
+			d.stages[st.Index].count(st) // as many as pi.stages: both are p.Stages()'s
 		}
 		m := &pi.stages[st.Index]
 		if sample {
