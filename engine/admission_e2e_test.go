@@ -190,6 +190,11 @@ func TestAdmission(t *testing.T) {
 		{"IPv6 literal", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", status("200"), []string{"GET / HTTP/1.1 host=[::1]:8080 auth=0"}},
 		{"IPv6 zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", status("400"), nil},
 		{"IPv4 literal", "GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", status("200"), []string{"GET / HTTP/1.1 host=127.0.0.1:80 auth=0"}},
+		// A keep-alive connection remembers its last canonical Host (hostmemo.go): other values
+		// on the same connection, longer, shorter or differently spelt, are still checked.
+		{"one connection, several hosts", "GET / HTTP/1.1\r\nHost: open.example\r\n\r\nGET / HTTP/1.1\r\nHost: Open.Example.\r\n\r\n" +
+			"GET / HTTP/1.1\r\nHost: open.example\r\n\r\nGET / HTTP/1.1\r\nHost: INTERNAL.example\r\n\r\nGET / HTTP/1.1\r\nHost: open.example:65536\r\n\r\n",
+			status("200", "200", "200", "401", "400"), []string{"GET / HTTP/1.1 host=open.example auth=0", "GET / HTTP/1.1 host=open.example auth=0", "GET / HTTP/1.1 host=open.example auth=0"}},
 		// Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
 		{"absolute-form routes by its authority", "GET http://internal.example/x HTTP/1.1\r\nHost: open.example\r\n\r\n", status("401"), nil},
 		{"absolute-form forwarded in origin-form", "GET http://Open.Example./p?q=1 HTTP/1.1\r\nHost: internal.example\r\n\r\n", status("200"), []string{"GET /p?q=1 HTTP/1.1 host=open.example auth=0"}},

@@ -174,3 +174,26 @@ func TestUnescapedPath(t *testing.T) {
 		}
 	}
 }
+
+func TestHostMemo(t *testing.T) {
+	var m hostMemo
+	if m.is([]byte("a.example")) {
+		t.Fatal("an empty memo matched")
+	}
+	m.set([]byte("a.example"))
+	for host, want := range map[string]bool{"a.example": true, "a.exampl": false, "a.example:1": false, "A.example": false, "": false} {
+		if got := m.is([]byte(host)); got != want {
+			t.Errorf("is(%q) = %v, want %v", host, got, want)
+		}
+	}
+	long := strings.Repeat("a", hostMemoSize+1)
+	m.set([]byte(long))
+	if m.is([]byte(long)) || !m.is([]byte("a.example")) {
+		t.Error("a Host longer than the memo replaced it")
+	}
+	var none *hostMemo
+	none.set([]byte("a.example"))
+	if none.is([]byte("a.example")) {
+		t.Error("a nil memo matched")
+	}
+}

@@ -113,7 +113,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		WriteError(&fc.Response, status)
 	} else if r.Context().Err() != nil {
 		// Reset before its handler ran (a queued stream under a rapid reset): nothing to do.
-	} else if !s.admit(fc) {
+	} else if !s.admit(fc, nil) { // streams run concurrently: no per-connection Host memo
 		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
 	} else {
 		c := AcquireCtx(fc)

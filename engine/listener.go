@@ -170,6 +170,9 @@ type clientConn struct {
 	// request's body or response streamed, so the connection does not park until the next.
 	park   atomic.Uint32
 	noPark atomic.Bool
+	// host is the last Host value admit found canonical on this HTTP/1 connection (hostmemo.go):
+	// its requests nearly always repeat it, and comparing costs less than checking again.
+	host hostMemo
 }
 
 // readAheadSize is what a small read reads at most: most request heads fit; a larger one

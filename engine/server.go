@@ -261,7 +261,11 @@ var (
 )
 
 func (s *Server) handle(fc *fasthttp.RequestCtx) {
-	if !s.admit(fc) { // admission.go: framing, header names, version, method, host, escaped slashes
+	var memo *hostMemo
+	if cc := connOf(fc); cc != nil {
+		memo = &cc.host
+	}
+	if !s.admit(fc, memo) { // admission.go: framing, header names, version, method, host, escaped slashes
 		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
 		grpcAnswerTo(&fc.Request, &fc.Response)                             // grpcstatus.go: a gRPC client reads a status
 		return

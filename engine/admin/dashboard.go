@@ -46,7 +46,7 @@ type reasonKey [3]string
 func reasonCounts() (failures, ejections map[reasonKey]uint64) {
 	failures, ejections = map[reasonKey]uint64{}, map[reasonKey]uint64{}
 	// A failed collector (an error) still leaves the others' families; show what there is.
-	mfs, _ := metrics.Registry.Gather()
+	mfs, _ := metrics.Dashboard.Gather() // the two families only, not every collector
 	for _, mf := range mfs {
 		var into map[reasonKey]uint64
 		switch mf.GetName() {

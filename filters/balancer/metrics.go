@@ -40,6 +40,9 @@ var (
 	}, []string{"upstream", "limit"})
 )
 
+// The admin dashboard samples these two once a second from their own registry (metrics.Dashboard).
+func init() { metrics.Dashboard.MustRegister(mFailures, mEjections) }
+
 // upstreamMetrics holds an upstream's collectors with their label values resolved, so recording
 // on the request path does not allocate.
 type upstreamMetrics struct {

@@ -616,3 +616,21 @@ func TestUpstreamClosedIdleConnection(t *testing.T) {
 		t.Errorf("%d upstream connections for 3 requests to an upstream closing each, want 3", n)
 	}
 }
+
+// TestResponseViaAppended: the gateway's Via goes after an upstream's own (a proxy behind it),
+// never replacing it; without one it is the only Via (finishResponse's two paths).
+func TestResponseViaAppended(t *testing.T) {
+	up := gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
+		if string(c.Path()) == "/via" {
+			c.Response.Header.Add("Via", "1.0 inner")
+		}
+		c.SetBodyString("ok")
+	})
+	gw := gatewaytest.Start(t, config("", []string{up}, ""))
+	for path, want := range map[string][]string{"/via": {"1.0 inner", "1.1 sluice"}, "/": {"1.1 sluice"}} {
+		resp, _ := rawRequest(t, gw.Addr, "GET "+path+" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+		if got := resp.Header.Values("Via"); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s: response Via = %q, want %q", path, got, want)
+		}
+	}
+}

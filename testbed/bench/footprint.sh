@@ -13,7 +13,8 @@
 # 127.0.0.1:18410 with its upstream at 127.0.0.1:18401; FOOTPRINT_HEADER adds headers to every
 # request (a key, a token; several separated by newlines), FOOTPRINT_SECONDS sets the counted
 # load's length (default 8), FOOTPRINT_KEEP names a folder that keeps each case's callgrind dump
-# (LABEL-CONNS.cg, for callgrind_annotate per function):
+# (LABEL-CONNS.cg, for callgrind_annotate per function), FOOTPRINT_SCHEME=https loads a TLS
+# listener (the configuration's; wrk negotiates TLS 1.3 and resumes no sessions in the window):
 #
 #   FOOTPRINT_CASES="old=/tmp/sluice-old:/tmp/q.hcl new=bin/sluice:/tmp/q.hcl" \
 #     testbed/bench/footprint.sh 64
@@ -100,9 +101,9 @@ for conns in "${conns_list[@]}"; do
     pids+=($vg)
     wait_listening "$listen" 6000
     # Warm up (connections, pools, the upstream connections), then count 8 s of load only.
-    taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "http://$listen/" >/dev/null
+    taskset -c 0 wrk -t1 -c"$conns" -d3s --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "${FOOTPRINT_SCHEME:-http}://$listen/" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    taskset -c 0 wrk -t1 -c"$conns" -d"${seconds}s" --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "http://$listen/" >"$tmp/wrk.txt"
+    taskset -c 0 wrk -t1 -c"$conns" -d"${seconds}s" --timeout 30s ${wrk_args[@]+"${wrk_args[@]}"} "${FOOTPRINT_SCHEME:-http}://$listen/" >"$tmp/wrk.txt"
     callgrind_control -d "$vg" >/dev/null 2>&1
     reqs=$(awk '/requests in/{print $1}' "$tmp/wrk.txt")
     if grep -q "Non-2xx" "$tmp/wrk.txt"; then
