@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/sluice-gateway/sluice/engine/secret"
-	"github.com/valyala/fasthttp"
 )
 
 // ValueMatch is one request predicate of a match block: a `header "NAME" { … }`,
@@ -77,11 +76,11 @@ type predicate struct {
 	value   []byte
 	re      *regexp.Regexp
 	nameStr string // the header or cookie name, for fasthttp's string lookups
-	// canon is a header's name as fasthttp stores it ("X-Canary"), made once: PeekCanonical
-	// then skips Peek's copy and case-folding of the name on every request (about 25
-	// instructions a byte).
-	canon []byte
-	key   Key[string]
+	// header is a header's name as fasthttp stores it ("X-Canary"), made once: its Peek skips
+	// fasthttp's copy and case-folding of the name on every request (about 25 instructions a
+	// byte; see HeaderName).
+	header HeaderName
+	key    Key[string]
 }
 
 const (
@@ -95,9 +94,7 @@ const (
 func compilePredicate(in uint8, v ValueMatch) (predicate, error) {
 	p := predicate{in: in, name: []byte(v.Name), nameStr: v.Name}
 	if in == inHeader {
-		// Requests keep their header names normalised (the server never disables it), which is
-		// the form Peek looks up too.
-		p.canon = fasthttp.AppendNormalizedHeaderKey(nil, v.Name)
+		p.header = NewHeaderName(v.Name)
 	}
 	if in == inKey {
 		k, ok := RouteKeyNamed(v.Name)
@@ -156,7 +153,7 @@ func (p *predicate) eval(c *Ctx) bool {
 	req := c.Request
 	switch p.in {
 	case inHeader:
-		v := req.Header.PeekCanonical(p.canon)
+		v := p.header.Peek(&req.Header)
 		return p.test(v, v != nil)
 	case inCookie:
 		v := req.Header.Cookie(p.nameStr)
