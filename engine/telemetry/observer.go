@@ -92,6 +92,7 @@ type stageInfo struct {
 	index int       // the stage's position in its pipeline
 	names [2]string // span name by engine.Phase
 	attrs [2][]attribute.KeyValue
+	pb    [2][]byte // attrs encoded as Span.attributes fields (spanRecord.fixedPB)
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
@@ -120,6 +121,9 @@ func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 			si.attrs[ph] = []attribute.KeyValue{attrFilterKind.String(s.Kind), attrPhase.String(ph.String()), attrFilterIndex.Int(i)}
 			if s.Name != "" {
 				si.attrs[ph] = append(si.attrs[ph], attrFilterName.String(s.Name))
+			}
+			for _, kv := range si.attrs[ph] {
+				si.pb[ph] = appendKeyValue(si.pb[ph], fSpanAttributes, kv)
 			}
 		}
 		pi.stageNames[s] = si
@@ -448,13 +452,14 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	}
 	var name string
 	var attrs []attribute.KeyValue
+	var pb []byte
 	if si := st.pi.stageNames[s]; si != nil {
-		name, attrs = si.names[ph], si.attrs[ph]
+		name, attrs, pb = si.names[ph], si.attrs[ph], si.pb[ph]
 	} else {
 		name = s.Label()
 	}
 	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Time{})
-	r.add(attrs...)
+	r.setFixed(attrs, pb)
 	r.group = st
 	// The engine times every phase right after this call and before EndStage's (stagetimes.go):
 	// the span takes its times from that slot rather than reading the clock twice more.

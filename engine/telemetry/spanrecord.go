@@ -50,6 +50,12 @@ type spanRecord struct {
 	end     time.Time
 	ended   bool
 	status  sdktrace.Status
+	// fixed are the span's first attributes when they are the same for every span of its kind
+	// (a filter phase's kind, phase, index and name), shared and read-only, and fixedPB their
+	// encoding as Span.attributes fields, made once (see stageInfo); attrs are the others.
+	// Nothing is copied per span, and the exporter copies the encoded bytes.
+	fixed   []attribute.KeyValue
+	fixedPB []byte
 	attrs   []attribute.KeyValue
 	events  []sdktrace.Event
 	// arena holds the bytes of the attribute values copied from the request (the path, the
@@ -138,6 +144,7 @@ func (r *spanRecord) free() {
 	clear(r.events)
 	r.attrs, r.events, r.arena = r.attrs[:0], r.events[:0], r.arena[:0]
 	r.name, r.tstate, r.remote, r.ended, r.group = "", "", false, false, nil
+	r.fixed, r.fixedPB = nil, nil
 	r.status = sdktrace.Status{}
 	r.end = time.Time{}
 	r.exp.pool.Put(r)
@@ -168,12 +175,31 @@ func (r *spanRecord) add(kvs ...attribute.KeyValue) {
 	r.attrs = append(r.attrs, kvs...)
 }
 
+// setFixed gives a fresh record its fixed attributes and their encoding (see spanRecord.fixed).
+func (r *spanRecord) setFixed(kvs []attribute.KeyValue, pb []byte) {
+	r.fixed, r.fixedPB = kvs, pb
+}
+
+// unfix makes the fixed attributes ordinary ones, in front of the others: a filter is setting
+// one of their keys.
+func (r *spanRecord) unfix() {
+	attrs := make([]attribute.KeyValue, 0, len(r.fixed)+len(r.attrs)+1)
+	r.attrs = append(append(attrs, r.fixed...), r.attrs...)
+	r.fixed, r.fixedPB = nil, nil
+}
+
 // set records attributes as the SDK does, the last value of a key winning.
 func (r *spanRecord) set(kvs ...attribute.KeyValue) {
 next:
 	for _, kv := range kvs {
 		if !kv.Valid() {
 			continue
+		}
+		for i := range r.fixed {
+			if r.fixed[i].Key == kv.Key {
+				r.unfix()
+				break
+			}
 		}
 		for i := range r.attrs {
 			if r.attrs[i].Key == kv.Key {
@@ -315,10 +341,19 @@ func (r *spanRecord) Parent() trace.SpanContext {
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.parent, TraceFlags: r.flags, Remote: r.remote})
 }
-func (r *spanRecord) SpanKind() trace.SpanKind                    { return r.kind }
-func (r *spanRecord) StartTime() time.Time                        { return r.start }
-func (r *spanRecord) EndTime() time.Time                          { return r.end }
-func (r *spanRecord) Attributes() []attribute.KeyValue            { return r.attrs }
+func (r *spanRecord) SpanKind() trace.SpanKind { return r.kind }
+func (r *spanRecord) StartTime() time.Time     { return r.start }
+func (r *spanRecord) EndTime() time.Time       { return r.end }
+
+// Attributes returns the fixed attributes and the others, in that order; with fixed ones (a
+// filter phase's span) it allocates, which only exporters other than the gateway's OTLP
+// exporter (stdout, the SDK's) do.
+func (r *spanRecord) Attributes() []attribute.KeyValue {
+	if len(r.fixed) == 0 {
+		return r.attrs
+	}
+	return append(r.fixed[:len(r.fixed):len(r.fixed)], r.attrs...)
+}
 func (r *spanRecord) Links() []sdktrace.Link                      { return nil }
 func (r *spanRecord) Events() []sdktrace.Event                    { return r.events }
 func (r *spanRecord) Status() sdktrace.Status                     { return r.status }
