@@ -411,7 +411,7 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 	}
 	if st.sampled {
 		sp := st.server
-		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		sp.setOwn(semconv.HTTPResponseStatusCode(status))
 		if status >= 500 {
 			// Server spans mark only 5xx as errors; a 4xx is the client's mistake.
 			sp.SetAttributes(semconv.ErrorTypeKey.String(flagsErrorType(c.Flags, status)))
@@ -485,9 +485,9 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 	}
 	st := activeState(c)
 	if ph == engine.PhaseRequest {
-		sp.SetAttributes(attrVerdict.String(v.String()))
+		sp.setOwn(attrVerdict.String(v.String()))
 		if v == engine.Respond {
-			sp.SetAttributes(semconv.HTTPResponseStatusCode(c.Response.StatusCode()))
+			sp.setOwn(semconv.HTTPResponseStatusCode(c.Response.StatusCode()))
 		}
 	}
 	if st != nil {
@@ -590,7 +590,7 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 		return
 	}
 	if status > 0 {
-		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		sp.setOwn(semconv.HTTPResponseStatusCode(status))
 	}
 	switch {
 	case err != nil:

@@ -188,6 +188,21 @@ func (r *spanRecord) unfix() {
 	r.fixed, r.fixedPB = nil, nil
 }
 
+// setOwn is set for one of the observer's own attributes (a verdict, a status code), whose key
+// is never a fixed one: only the others are searched.
+func (r *spanRecord) setOwn(kv attribute.KeyValue) {
+	if r.ended {
+		return // as SetAttributes: a filter may have ended its phase's span
+	}
+	for i := range r.attrs {
+		if r.attrs[i].Key == kv.Key {
+			r.attrs[i] = kv
+			return
+		}
+	}
+	r.attrs = append(r.attrs, kv)
+}
+
 // set records attributes as the SDK does, the last value of a key winning.
 func (r *spanRecord) set(kvs ...attribute.KeyValue) {
 next:
