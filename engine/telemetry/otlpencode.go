@@ -256,8 +256,8 @@ func appendRecord(b []byte, r *spanRecord) []byte {
 	}
 	b = appendStringField(b, fSpanName, r.name)
 	b = appendVarintField(b, fSpanKind, uint64(r.kind))
-	b = appendFixed64Field(b, fSpanStart, unixNano(r.start.UnixNano()))
-	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end.UnixNano()))
+	b = appendFixed64Field(b, fSpanStart, unixNano(r.start))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end))
 	b = append(b, r.fixedPB...)
 	for _, kv := range r.attrs {
 		b = appendAttr(b, kv)
@@ -427,8 +427,8 @@ func appendRecordSlow(b []byte, r *spanRecord) []byte {
 	}
 	b = appendStringField(b, fSpanName, r.name)
 	b = appendVarintField(b, fSpanKind, uint64(r.kind))
-	b = appendFixed64Field(b, fSpanStart, unixNano(r.start.UnixNano()))
-	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end.UnixNano()))
+	b = appendFixed64Field(b, fSpanStart, unixNano(r.start))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end))
 	b = append(b, r.fixedPB...)
 	for _, kv := range r.attrs {
 		b = appendKeyValue(b, fSpanAttributes, kv)

@@ -226,7 +226,7 @@ func TestRecordEncoding(t *testing.T) {
 	// The fast path with lengths of two bytes (a 300-byte value, a span over 16 KiB), large and
 	// negative integers, and fixed attributes, one of them set again by a filter (the last value
 	// wins: they become ordinary attributes).
-	big := tel.recs.get(strings.Repeat("n", 200), trace.SpanKindServer, trace.TraceID{2}, trace.SpanID{3}, 1, time.Now())
+	big := tel.recs.get(nil, strings.Repeat("n", 200), trace.SpanKindServer, trace.TraceID{2}, trace.SpanID{3}, 1, time.Now().UnixNano())
 	fixed := []attribute.KeyValue{attrFilterKind.String("k"), attrPhase.String("request")}
 	var pb []byte
 	for _, kv := range fixed {
@@ -237,14 +237,14 @@ func TestRecordEncoding(t *testing.T) {
 		attribute.Int64("big", 1<<40), attribute.Int64("neg", -3), attribute.Bool("b", false), attribute.Float64("f", -2.5), attribute.String("", ""))
 	big.SetStatus(codes.Error, strings.Repeat("d", 130))
 	big.End()
-	over := tel.recs.get("override", trace.SpanKindInternal, trace.TraceID{2}, trace.SpanID{4}, 1, time.Now())
+	over := tel.recs.get(nil, "override", trace.SpanKindInternal, trace.TraceID{2}, trace.SpanID{4}, 1, time.Now().UnixNano())
 	over.setFixed(fixed, pb)
 	over.SetAttributes(attribute.String("x", "1"), attrPhase.String("changed"))
 	if a := over.Attributes(); len(a) != 3 || a[1].Value.AsString() != "changed" || len(over.fixed) != 0 {
 		t.Errorf("setting a fixed attribute's key: %v, fixed %v", a, over.fixed)
 	}
 	over.End()
-	rec := tel.recs.get("failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now())
+	rec := tel.recs.get(nil, "failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now().UnixNano())
 	rec.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("ss", []string{"x"}))
 	rec.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
 	rec.RecordError(errors.New("boom"))
