@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,8 @@ type pipeInfo struct {
 	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
 	// conventions do not list), made up front so that naming a span allocates nothing.
 	spanNames map[string]string
+	// attempts are the upstream attempts' fixed attributes by target (attemptattrs.go).
+	attempts [attemptSlots]atomic.Pointer[attemptInfo]
 }
 
 // sampleBound is the bound under which a trace this pipeline starts is sampled.
@@ -542,7 +545,6 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		if !known {
 			method = "HTTP"
 		}
-		host, port := splitHostPort(target)
 		// The scheme the request's parsed URI had: the client connection's.
 		scheme := "http"
 		if c.Fast != nil && c.Fast.IsTLS() {
@@ -557,22 +559,13 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		} else {
 			r.start = time.Now().UnixNano()
 		}
+		st.pi.attemptAttrs(r, c, target) // attemptattrs.go: the target's and upstream's
 		n := len(r.arena)
 		r.arena = append(append(append(append(r.arena, scheme...), "://"...), target...), rawPath(req)...)
 		r.add(
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
-			semconv.ServerAddress(host),
-			semconv.ServerPort(port),
 			semconv.URLFull(r.since(n)), // without the query: it may carry secrets
 		)
-		if _, err := netip.ParseAddr(host); err == nil {
-			// The target's address is the peer the connection goes to (a name resolves inside
-			// the dialer, which does not say which address it picked).
-			r.add(semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
-		}
-		if c.Pipeline != nil {
-			r.add(attrUpstream.String(c.UpstreamName()))
-		}
 		if !known {
 			r.add(semconv.HTTPRequestMethodOriginal(r.str(req.Header.Method())))
 		}
