@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"math"
-	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -229,18 +228,13 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 // ReadOnlySpan interface each span cost a dozen calls and two SpanContexts built and copied.
 // A record has no links and drops nothing; its tracestate is kept valid, unparsed.
 //
-// The span's size is computed first, so that its length is written once, in front, and nothing
-// is moved (a span is usually longer than 127 bytes: a one-byte placeholder meant moving it
-// whole); its attributes are written by appendKVField, and those the observer fixed per
-// pipeline stage are copied as the bytes encoded when the pipeline was attached (fixedPB).
+// The span's length is reserved as two bytes, which a span of 128 to 16,383 bytes (the usual
+// size: a one-byte placeholder meant moving every span) fills in place (endSpan); its usual
+// attributes are written straight (appendAttr), and those fixed per pipeline stage or upstream
+// target are copied as the bytes encoded once (fixedPB).
 func appendRecord(b []byte, r *spanRecord) []byte {
-	size, ok := recordSize(r)
-	if !ok {
-		return appendRecordSlow(b, r)
-	}
-	b = slices.Grow(b, 1+sizeVarint(size)+size)
-	b = appendTag(b, fSSSpans, protowire.BytesType)
-	b = appendVarint(b, uint64(size))
+	b = append(b, fSSSpans<<3|byte(protowire.BytesType), 0, 0)
+	start := len(b)
 	b = append(b, fSpanTraceID<<3|byte(protowire.BytesType), 16)
 	b = append(b, r.traceID[:]...)
 	b = append(b, fSpanSpanID<<3|byte(protowire.BytesType), 8)
@@ -262,76 +256,33 @@ func appendRecord(b []byte, r *spanRecord) []byte {
 	for _, kv := range r.attrs {
 		b = appendAttr(b, kv)
 	}
+	b = appendEvents(b, r.events)
 	b = appendStatus(b, r.status)
 	b = append(b, 0x85, 0x01) // SpanFlags: field 16, fixed32, a two-byte tag
-	return protowire.AppendFixed32(b, flags)
+	b = protowire.AppendFixed32(b, flags)
+	return endSpan(b, start)
 }
 
-// recordSize is the encoded size of r's Span message, when appendRecord's fast path can write
-// it: no events, attributes of the scalar types.
-func recordSize(r *spanRecord) (int, bool) {
-	if len(r.events) > 0 {
-		return 0, false
+// endSpan writes the length of the span begun at start, after two reserved bytes: in place for
+// 128 to 16,383 bytes, moving the span back a byte when shorter, forward when longer.
+func endSpan(b []byte, start int) []byte {
+	n := len(b) - start
+	switch {
+	case n < 0x80:
+		b[start-2] = byte(n)
+		copy(b[start-1:], b[start:])
+		return b[:len(b)-1]
+	case n < 0x4000:
+		b[start-2], b[start-1] = byte(n)|0x80, byte(n>>7)
+		return b
 	}
-	n := 18 + 10 + 9 + 9 + 6 // trace id, span id, start, end, flags
-	if r.tstate != "" {
-		n += 1 + sizeVarint(len(r.tstate)) + len(r.tstate)
+	sz := protowire.SizeVarint(uint64(n))
+	for range sz - 2 {
+		b = append(b, 0)
 	}
-	if r.parent.IsValid() {
-		n += 10
-	}
-	if r.name != "" {
-		n += 1 + sizeVarint(len(r.name)) + len(r.name)
-	}
-	if r.kind != 0 {
-		n += 1 + sizeVarint(int(r.kind))
-	}
-	n += len(r.fixedPB)
-	for _, kv := range r.attrs {
-		an := attrSize(kv)
-		if an < 0 {
-			return 0, false
-		}
-		n += an
-	}
-	if r.status.Code != codes.Unset {
-		sn := 2 // the code
-		if d := r.status.Description; d != "" {
-			sn += 1 + sizeVarint(len(d)) + len(d)
-		}
-		n += 1 + sizeVarint(sn) + sn
-	}
-	return n, true
-}
-
-// sizeVarint is protowire.SizeVarint, inline for the values below 128 most lengths here are.
-func sizeVarint(v int) int {
-	if v < 0x80 {
-		return 1
-	}
-	return protowire.SizeVarint(uint64(v))
-}
-
-// anySize is the size of an AnyValue holding v, for the scalar types (ok false otherwise).
-func anySize(v attribute.Value) (int, bool) {
-	switch v.Type() {
-	case attribute.STRING:
-		s := len(v.AsString())
-		return 1 + sizeVarint(s) + s, true
-	case attribute.INT64:
-		return 1 + protowire.SizeVarint(uint64(v.AsInt64())), true
-	case attribute.BOOL:
-		return 2, true
-	case attribute.FLOAT64:
-		return 9, true
-	}
-	return 0, false
-}
-
-// kvSize is the size of a KeyValue message holding kv (its content, without tag and length).
-func kvSize(kv attribute.KeyValue) (int, bool) {
-	an, ok := anySize(kv.Value)
-	return 1 + sizeVarint(len(kv.Key)) + len(kv.Key) + 1 + sizeVarint(an) + an, ok
+	copy(b[start+sz-2:], b[start:start+n])
+	protowire.AppendVarint(b[:start-2], uint64(n))
+	return b
 }
 
 // Span.attributes (field 9) and the fields of KeyValue and AnyValue under it, as their tags.
@@ -343,29 +294,9 @@ const (
 	tagAnyInt    = fAnyInt<<3 | 0
 )
 
-// attrSize is the size of kv written as a Span.attributes field, or -1 for a value that is
-// not a scalar. The usual attribute (a string or integer, key and value short enough that
-// every length is one byte) is sized inline.
-func attrSize(kv attribute.KeyValue) int {
-	switch kv.Value.Type() {
-	case attribute.STRING:
-		if n := 6 + len(kv.Key) + len(kv.Value.AsString()); n < 0x80 {
-			return 2 + n
-		}
-	case attribute.INT64:
-		if n := 5 + len(kv.Key) + protowire.SizeVarint(uint64(kv.Value.AsInt64())); n < 0x80 {
-			return 2 + n
-		}
-	}
-	kn, ok := kvSize(kv)
-	if !ok {
-		return -1
-	}
-	return 1 + sizeVarint(kn) + kn
-}
-
 // appendAttr writes kv as a Span.attributes field: appendKeyValue's bytes, the usual attribute
-// (see attrSize) written straight, without placeholders or calls per field.
+// (a string or an integer, short enough that every length is one byte) written straight,
+// without placeholders or calls per field.
 func appendAttr(b []byte, kv attribute.KeyValue) []byte {
 	k := string(kv.Key)
 	switch kv.Value.Type() {
@@ -391,53 +322,7 @@ func appendAttr(b []byte, kv attribute.KeyValue) []byte {
 			return append(b, byte(v))
 		}
 	}
-	return appendKVField(b, fSpanAttributes, kv)
-}
-
-// appendKVField writes kv as field num with its lengths computed first (appendKeyValue's bytes,
-// without placeholders); other than scalar values go to appendKeyValue.
-func appendKVField(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
-	an, ok := anySize(kv.Value)
-	if !ok {
-		return appendKeyValue(b, num, kv)
-	}
-	kn := 1 + sizeVarint(len(kv.Key)) + len(kv.Key) + 1 + sizeVarint(an) + an
-	b = appendTag(b, num, protowire.BytesType)
-	b = appendVarint(b, uint64(kn))
-	b = append(b, fKVKey<<3|byte(protowire.BytesType))
-	b = appendLenString(b, string(kv.Key))
-	b = append(b, fKVValue<<3|byte(protowire.BytesType))
-	b = appendVarint(b, uint64(an))
-	return appendAnyValue(b, kv.Value)
-}
-
-// appendRecordSlow is appendRecord for a record with events or slice attributes.
-func appendRecordSlow(b []byte, r *spanRecord) []byte {
-	var sp int
-	b, sp = beginMsg(b, fSSSpans)
-	b = appendBytesField(b, fSpanTraceID, r.traceID[:])
-	b = appendBytesField(b, fSpanSpanID, r.spanID[:])
-	b = appendStringField(b, fSpanTraceState, r.tstate)
-	flags := uint32(r.flags) | spanFlagsHasIsRemote
-	if r.parent.IsValid() {
-		b = appendBytesField(b, fSpanParentID, r.parent[:])
-		if r.remote {
-			flags |= spanFlagsIsRemote
-		}
-	}
-	b = appendStringField(b, fSpanName, r.name)
-	b = appendVarintField(b, fSpanKind, uint64(r.kind))
-	b = appendFixed64Field(b, fSpanStart, unixNano(r.start))
-	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end))
-	b = append(b, r.fixedPB...)
-	for _, kv := range r.attrs {
-		b = appendKeyValue(b, fSpanAttributes, kv)
-	}
-	b = appendEvents(b, r.events)
-	b = appendStatus(b, r.status)
-	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
-	b = protowire.AppendFixed32(b, flags)
-	return endMsg(b, sp)
+	return appendKeyValue(b, fSpanAttributes, kv)
 }
 
 // encodeSpan appends any ReadOnlySpan as a ScopeSpans.spans field.

@@ -223,7 +223,7 @@ func TestRecordEncoding(t *testing.T) {
 	for range 3 {
 		r.run()
 	}
-	// The fast path with lengths of two bytes (a 300-byte value, a span over 16 KiB), large and
+	// Lengths of one, two and three bytes (a short span, a 300-byte value, a span over 16 KiB), large and
 	// negative integers, and fixed attributes, one of them set again by a filter (the last value
 	// wins: they become ordinary attributes).
 	big := tel.recs.get(nil, strings.Repeat("n", 200), trace.SpanKindServer, trace.TraceID{2}, trace.SpanID{3}, 1, time.Now().UnixNano())
@@ -244,6 +244,7 @@ func TestRecordEncoding(t *testing.T) {
 		t.Errorf("setting a fixed attribute's key: %v, fixed %v", a, over.fixed)
 	}
 	over.End()
+	tel.recs.get(nil, "short", trace.SpanKindInternal, trace.TraceID{2}, trace.SpanID{5}, 1, time.Now().UnixNano()).End() // under 128 bytes
 	rec := tel.recs.get(nil, "failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now().UnixNano())
 	rec.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("ss", []string{"x"}))
 	rec.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
@@ -253,8 +254,8 @@ func TestRecordEncoding(t *testing.T) {
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if chk.records != 27 || chk.mismatch != 0 {
-		t.Errorf("%d records, %d encoded differently from their fields; want 27 and 0", chk.records, chk.mismatch)
+	if chk.records != 28 || chk.mismatch != 0 {
+		t.Errorf("%d records, %d encoded differently from their fields; want 28 and 0", chk.records, chk.mismatch)
 	}
 }
 
