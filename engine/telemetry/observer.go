@@ -79,6 +79,9 @@ type pipeInfo struct {
 	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
 	// conventions do not list), made up front so that naming a span allocates nothing.
 	spanNames map[string]string
+	// server are the server spans' fixed attributes by method, TLS and protocol version
+	// (serverattrs.go), made on first use.
+	server [len(knownMethods)][2][len(protoVersions)]atomic.Pointer[serverFixed]
 	// attempts are the upstream attempts' fixed attributes by target (attemptattrs.go).
 	attempts [attemptSlots]atomic.Pointer[attemptInfo]
 }
@@ -292,24 +295,27 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 	fc := c.Fast
 	h := &c.Request.Header
 	method, known := knownMethod(h.Method())
-	if known {
-		r.add(semconv.HTTPRequestMethodKey.String(method))
-	} else {
-		r.add(semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
-		method = "HTTP"
-	}
 	scheme := "http"
 	if fc != nil && fc.IsTLS() {
 		scheme = "https"
 	}
-	r.add(
-		semconv.URLScheme(scheme),
-		semconv.URLPath(r.str(rawPath(c.Request))),
-		semconv.NetworkProtocolVersion(protoVersion(c.Proto)),
-	)
+	version := protoVersion(c.Proto)
+	switch {
+	case known && p != nil:
+		// The pipeline's, the method's, the scheme's and the version's: encoded once
+		// (serverattrs.go).
+		f := st.pi.serverFixed(p, methodIndex(method), scheme == "https", versionIndex(version))
+		r.setFixed(f.fixed, f.pb)
+	case known:
+		r.attrs = serverAttrsFirst(r.attrs, method, scheme, version, st.pi, p)
+	default:
+		r.attrs = serverAttrsFirst(r.attrs, "_OTHER", scheme, version, st.pi, p)
+		r.add(semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
+		method = "HTTP"
+	}
+	r.add(semconv.URLPath(r.str(rawPath(c.Request))))
 	r.name = method
 	if p != nil {
-		r.add(semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
 		r.name = st.pi.spanNames[method]
 	}
 	if q := rawQuery(c.Request); len(q) > 0 {

@@ -254,10 +254,18 @@ func (r *spanRecord) setFixed(kvs []attribute.KeyValue, pb []byte) {
 }
 
 // unfix makes the fixed attributes ordinary ones, in front of the others: a filter is setting
-// one of their keys.
+// one of their keys (a route that handed the request on sets http.route); in the record's own
+// attribute array when they fit there.
 func (r *spanRecord) unfix() {
-	attrs := make([]attribute.KeyValue, 0, len(r.fixed)+len(r.attrs)+1)
-	r.attrs = append(append(attrs, r.fixed...), r.attrs...)
+	nf, n := len(r.fixed), len(r.attrs)
+	if nf+n < len(r.attrBuf) && cap(r.attrs) == len(r.attrBuf) && &r.attrs[:1][0] == &r.attrBuf[0] {
+		r.attrs = r.attrBuf[:nf+n]
+		copy(r.attrs[nf:], r.attrs[:n])
+		copy(r.attrs, r.fixed)
+	} else {
+		attrs := make([]attribute.KeyValue, 0, nf+n+1)
+		r.attrs = append(append(attrs, r.fixed...), r.attrs...)
+	}
 	r.fixed, r.fixedPB = nil, nil
 }
 
