@@ -97,7 +97,7 @@ type recordExport struct {
 }
 
 // maxFreeRecords bounds the records kept for reuse outside the pool: four batches of the
-// default size, about 8 MiB.
+// default size, about 5 MiB (a record is about 2.3 KiB).
 const maxFreeRecords = 2048
 
 // Sizes a pooled record starts with; a span needing more grows them once, and keeps them.
