@@ -717,15 +717,8 @@ func protoVersion(proto string) string {
 }
 
 func splitHostPort(hp string) (string, int) {
-	i := strings.IndexByte(hp, ':')
-	if i < 0 {
+	if strings.IndexByte(hp, ':') < 0 {
 		return hp, 0 // no port: net.SplitHostPort would allocate its error to say so
-	}
-	if strings.IndexByte(hp[i+1:], ':') < 0 && strings.IndexAny(hp, "[]") < 0 {
-		// name:port or IPv4:port, net.SplitHostPort's answer without its general parsing (a
-		// third of the server span's attributes' cost).
-		port, _ := strconv.Atoi(hp[i+1:])
-		return hp[:i], port
 	}
 	host, p, err := net.SplitHostPort(hp)
 	if err != nil {
