@@ -285,7 +285,14 @@ func TestSampledAllocs(t *testing.T) {
 // TestRecordReuse: exported records wait on a bounded free list, and a sampled request takes its
 // records from it at once (the server span, six filter phases, the upstream attempt: 8).
 func TestRecordReuse(t *testing.T) {
-	tel := testTelemetry(t, 1)
+	tel, err := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := 1.0
+	// No export but Flush's: the free list changes only when the test says.
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "reuse", BatchTimeout: engine.Duration(time.Hour), Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, discardExporter{})
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	r := newRig(t, tel)
 	for range 300 { // 2,400 records, more than the list keeps
 		r.run()
