@@ -335,12 +335,8 @@ func newSpanBatcher(exp sdktrace.SpanExporter, cfg batchConfig, loss *lossCounte
 	export := func(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 		err := exp.ExportSpans(ctx, spans)
 		// The exporter has encoded the batch (the OTLP exporter copies it into its request
-		// before returning): the observer's records go back to their pool.
-		for _, s := range spans {
-			if r, ok := s.(*spanRecord); ok {
-				r.free()
-			}
-		}
+		// before returning): the observer's records go back for reuse.
+		freeAll(spans)
 		return err
 	}
 	return spanBatcher{newBatcher(cfg, loss, export, exp.Shutdown)}

@@ -281,3 +281,36 @@ func TestSampledAllocs(t *testing.T) {
 		t.Errorf("%v allocations per sampled request, want at most 5", n)
 	}
 }
+
+// TestRecordReuse: exported records wait on a bounded free list, and a sampled request takes its
+// records from it at once (the server span, six filter phases, the upstream attempt: 8).
+func TestRecordReuse(t *testing.T) {
+	tel, err := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := 1.0
+	// No export but Flush's: the free list changes only when the test says.
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "reuse", BatchTimeout: engine.Duration(time.Hour), Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, discardExporter{})
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	r := newRig(t, tel)
+	for range 300 { // 2,400 records, more than the list keeps
+		r.run()
+	}
+	if err := tel.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	free := func() int {
+		tel.recs.mu.Lock()
+		defer tel.recs.mu.Unlock()
+		return len(tel.recs.free)
+	}
+	n := free()
+	if n == 0 || n > maxFreeRecords {
+		t.Fatalf("%d records free after the export, want 1 to %d", n, maxFreeRecords)
+	}
+	r.run()
+	if m := free(); m != n-8 {
+		t.Errorf("a sampled request left %d of %d records free, want %d", m, n, n-8)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,11 @@ type pipeInfo struct {
 	// spanNames is the server span's name ("{method} {route}") by method ("HTTP" for one the
 	// conventions do not list), made up front so that naming a span allocates nothing.
 	spanNames map[string]string
+	// server are the server spans' fixed attributes by method, TLS and protocol version
+	// (serverattrs.go), made on first use.
+	server [len(knownMethods)][2][len(protoVersions)]atomic.Pointer[serverFixed]
+	// attempts are the upstream attempts' fixed attributes by target (attemptattrs.go).
+	attempts [attemptSlots]atomic.Pointer[attemptInfo]
 }
 
 // sampleBound is the bound under which a trace this pipeline starts is sampled.
@@ -92,6 +98,7 @@ type stageInfo struct {
 	index int       // the stage's position in its pipeline
 	names [2]string // span name by engine.Phase
 	attrs [2][]attribute.KeyValue
+	pb    [2][]byte // attrs encoded as Span.attributes fields (spanRecord.fixedPB)
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
@@ -120,6 +127,9 @@ func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 			si.attrs[ph] = []attribute.KeyValue{attrFilterKind.String(s.Kind), attrPhase.String(ph.String()), attrFilterIndex.Int(i)}
 			if s.Name != "" {
 				si.attrs[ph] = append(si.attrs[ph], attrFilterName.String(s.Name))
+			}
+			for _, kv := range si.attrs[ph] {
+				si.pb[ph] = appendKeyValue(si.pb[ph], fSpanAttributes, kv)
 			}
 		}
 		pi.stageNames[s] = si
@@ -162,6 +172,8 @@ type reqState struct {
 	buf        []byte // scratch for header values
 	// pending are the request's ended spans, queued with the server span when it ends.
 	pending []sdktrace.ReadOnlySpan
+	// spare are records taken for the request's spans at once (recordExport.reserve).
+	spare []*spanRecord
 
 	// localCtx is made once per state: a context whose span is this state, valid for whichever
 	// request holds the state.
@@ -257,7 +269,13 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	} else {
 		traceID = newTraceID()
 	}
-	r := o.t.recs.get("", trace.SpanKindServer, traceID, parentID, st.flags, c.Start)
+	// The server span, a span per filter phase and one upstream attempt's: taken together.
+	need := 2
+	if o.t.filterSpans {
+		need += 2 * len(st.pi.labels)
+	}
+	o.t.recs.reserve(&st.spare, need)
+	r := o.t.recs.get(&st.spare, "", trace.SpanKindServer, traceID, parentID, st.flags, c.Start.UnixNano())
 	r.remote = remote
 	if len(st.tracestate) > 0 {
 		r.tstate = r.str(st.tracestate)
@@ -277,24 +295,27 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 	fc := c.Fast
 	h := &c.Request.Header
 	method, known := knownMethod(h.Method())
-	if known {
-		r.add(semconv.HTTPRequestMethodKey.String(method))
-	} else {
-		r.add(semconv.HTTPRequestMethodKey.String("_OTHER"), semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
-		method = "HTTP"
-	}
 	scheme := "http"
 	if fc != nil && fc.IsTLS() {
 		scheme = "https"
 	}
-	r.add(
-		semconv.URLScheme(scheme),
-		semconv.URLPath(r.str(rawPath(c.Request))),
-		semconv.NetworkProtocolVersion(protoVersion(c.Proto)),
-	)
+	version := protoVersion(c.Proto)
+	switch {
+	case known && p != nil:
+		// The pipeline's, the method's, the scheme's and the version's: encoded once
+		// (serverattrs.go).
+		f := st.pi.serverFixed(p, methodIndex(method), scheme == "https", versionIndex(version))
+		r.setFixed(f.fixed, f.pb)
+	case known:
+		r.attrs = serverAttrsFirst(r.attrs, method, scheme, version, st.pi, p)
+	default:
+		r.attrs = serverAttrsFirst(r.attrs, "_OTHER", scheme, version, st.pi, p)
+		r.add(semconv.HTTPRequestMethodOriginal(r.str(h.Method())))
+		method = "HTTP"
+	}
+	r.add(semconv.URLPath(r.str(rawPath(c.Request))))
 	r.name = method
 	if p != nil {
-		r.add(semconv.HTTPRoute(st.pi.route), attrPipeline.String(p.Name))
 		r.name = st.pi.spanNames[method]
 	}
 	if q := rawQuery(c.Request); len(q) > 0 {
@@ -407,7 +428,7 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 	}
 	if st.sampled {
 		sp := st.server
-		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		sp.setOwn(semconv.HTTPResponseStatusCode(status))
 		if status >= 500 {
 			// Server spans mark only 5xx as errors; a 4xx is the client's mistake.
 			sp.SetAttributes(semconv.ErrorTypeKey.String(flagsErrorType(c.Flags, status)))
@@ -426,7 +447,11 @@ func (o *observer) endServer(c *engine.Ctx, st *reqState, status int, cut error)
 		}
 		// The server span and the request's other spans are queued together.
 		if !sp.ended {
-			sp.end, sp.ended = time.Now(), true
+			// The request's start plus the monotonic time since: one clock read, not two.
+			sp.end, sp.ended = sp.start+int64(time.Since(c.Start)), true
+			if c.Start.IsZero() {
+				sp.end = time.Now().UnixNano()
+			}
 			st.pending = append(st.pending, sp)
 		}
 		o.t.recs.queueAll(st.pending)
@@ -448,20 +473,21 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 	}
 	var name string
 	var attrs []attribute.KeyValue
+	var pb []byte
 	if si := st.pi.stageNames[s]; si != nil {
-		name, attrs = si.names[ph], si.attrs[ph]
+		name, attrs, pb = si.names[ph], si.attrs[ph], si.pb[ph]
 	} else {
 		name = s.Label()
 	}
-	r := o.t.recs.get(name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, time.Time{})
-	r.add(attrs...)
+	r := o.t.recs.get(&st.spare, name, trace.SpanKindInternal, st.traceID, st.server.spanID, st.flags, 0)
+	r.setFixed(attrs, pb)
 	r.group = st
 	// The engine times every phase right after this call and before EndStage's (stagetimes.go):
 	// the span takes its times from that slot rather than reading the clock twice more.
 	if k := len(c.StageTimes()); !o.t.noStageTimes && k < engine.MaxStageTimes {
 		r.slot = k
 	} else {
-		r.start = time.Now()
+		r.start = time.Now().UnixNano()
 	}
 	st.stage, st.stageFail = r, c.Failure != nil
 	c.Context = r.ctx
@@ -480,9 +506,9 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 	}
 	st := activeState(c)
 	if ph == engine.PhaseRequest {
-		sp.SetAttributes(attrVerdict.String(v.String()))
+		sp.setOwn(attrVerdict.String(v.String()))
 		if v == engine.Respond {
-			sp.SetAttributes(semconv.HTTPResponseStatusCode(c.Response.StatusCode()))
+			sp.setOwn(semconv.HTTPResponseStatusCode(c.Response.StatusCode()))
 		}
 	}
 	if st != nil {
@@ -525,37 +551,27 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 		if !known {
 			method = "HTTP"
 		}
-		host, port := splitHostPort(target)
 		// The scheme the request's parsed URI had: the client connection's.
 		scheme := "http"
 		if c.Fast != nil && c.Fast.IsTLS() {
 			scheme = "https"
 		}
-		r := o.t.recs.get(method, trace.SpanKindClient, st.traceID, st.server.spanID, st.flags, time.Time{})
+		r := o.t.recs.get(&st.spare, method, trace.SpanKindClient, st.traceID, st.server.spanID, st.flags, 0)
 		r.group = st
 		// BeginAttemptTime above timed the attempt's start, and EndAttemptTime will time its end.
 		if at := c.AttemptTimes(); len(at) > 0 && at[len(at)-1].End == 0 && at[len(at)-1].Target == target {
 			r.slot = len(at) - 1
-			r.start = c.Start.Add(time.Duration(at[r.slot].Start))
+			r.start = c.Start.UnixNano() + int64(at[r.slot].Start)
 		} else {
-			r.start = time.Now()
+			r.start = time.Now().UnixNano()
 		}
+		st.pi.attemptAttrs(r, c, target) // attemptattrs.go: the target's and upstream's
 		n := len(r.arena)
 		r.arena = append(append(append(append(r.arena, scheme...), "://"...), target...), rawPath(req)...)
 		r.add(
 			semconv.HTTPRequestMethodKey.String(methodAttr(method, known)),
-			semconv.ServerAddress(host),
-			semconv.ServerPort(port),
 			semconv.URLFull(r.since(n)), // without the query: it may carry secrets
 		)
-		if _, err := netip.ParseAddr(host); err == nil {
-			// The target's address is the peer the connection goes to (a name resolves inside
-			// the dialer, which does not say which address it picked).
-			r.add(semconv.NetworkPeerAddress(host), semconv.NetworkPeerPort(port))
-		}
-		if c.Pipeline != nil {
-			r.add(attrUpstream.String(c.UpstreamName()))
-		}
 		if !known {
 			r.add(semconv.HTTPRequestMethodOriginal(r.str(req.Header.Method())))
 		}
@@ -585,7 +601,7 @@ func (o *observer) EndAttempt(c *engine.Ctx, tok any, status int, err error) {
 		return
 	}
 	if status > 0 {
-		sp.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		sp.setOwn(semconv.HTTPResponseStatusCode(status))
 	}
 	switch {
 	case err != nil:

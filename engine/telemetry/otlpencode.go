@@ -174,8 +174,17 @@ func appendExportRequest(b []byte, spans []sdktrace.ReadOnlySpan) []byte {
 			b = appendStringField(b, fScopeName, scope.Name)
 			b = appendStringField(b, fScopeVersion, scope.Version)
 			b = endMsg(b, sc)
-			for i < len(spans) && sameResource(spans[i].Resource(), res) && sameScope(spans[i].InstrumentationScope(), scope) {
-				b = appendSpan(b, spans[i])
+			// The observer's records of one telemetry instance share both: they are told by
+			// their recordExport without the two interface calls and comparisons per span.
+			first, _ := spans[i].(*spanRecord)
+			for i < len(spans) {
+				if r, ok := spans[i].(*spanRecord); ok && first != nil && r.exp == first.exp {
+					b = appendRecord(b, r)
+				} else if sameResource(spans[i].Resource(), res) && sameScope(spans[i].InstrumentationScope(), scope) {
+					b = appendSpan(b, spans[i])
+				} else {
+					break
+				}
 				i++
 			}
 			b = endMsg(b, ss)
@@ -218,31 +227,102 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 // appendRecord is encodeSpan for the observer's records, from their fields: through the
 // ReadOnlySpan interface each span cost a dozen calls and two SpanContexts built and copied.
 // A record has no links and drops nothing; its tracestate is kept valid, unparsed.
+//
+// The span's length is reserved as two bytes, which a span of 128 to 16,383 bytes (the usual
+// size: a one-byte placeholder meant moving every span) fills in place (endSpan); its usual
+// attributes are written straight (appendAttr), and those fixed per pipeline stage or upstream
+// target are copied as the bytes encoded once (fixedPB).
 func appendRecord(b []byte, r *spanRecord) []byte {
-	var sp int
-	b, sp = beginMsg(b, fSSSpans)
-	b = appendBytesField(b, fSpanTraceID, r.traceID[:])
-	b = appendBytesField(b, fSpanSpanID, r.spanID[:])
+	b = append(b, fSSSpans<<3|byte(protowire.BytesType), 0, 0)
+	start := len(b)
+	b = append(b, fSpanTraceID<<3|byte(protowire.BytesType), 16)
+	b = append(b, r.traceID[:]...)
+	b = append(b, fSpanSpanID<<3|byte(protowire.BytesType), 8)
+	b = append(b, r.spanID[:]...)
 	b = appendStringField(b, fSpanTraceState, r.tstate)
 	flags := uint32(r.flags) | spanFlagsHasIsRemote
 	if r.parent.IsValid() {
-		b = appendBytesField(b, fSpanParentID, r.parent[:])
+		b = append(b, fSpanParentID<<3|byte(protowire.BytesType), 8)
+		b = append(b, r.parent[:]...)
 		if r.remote {
 			flags |= spanFlagsIsRemote
 		}
 	}
 	b = appendStringField(b, fSpanName, r.name)
 	b = appendVarintField(b, fSpanKind, uint64(r.kind))
-	b = appendFixed64Field(b, fSpanStart, unixNano(r.start.UnixNano()))
-	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end.UnixNano()))
+	b = appendFixed64Field(b, fSpanStart, unixNano(r.start))
+	b = appendFixed64Field(b, fSpanEnd, unixNano(r.end))
+	b = append(b, r.fixedPB...)
 	for _, kv := range r.attrs {
-		b = appendKeyValue(b, fSpanAttributes, kv)
+		b = appendAttr(b, kv)
 	}
 	b = appendEvents(b, r.events)
 	b = appendStatus(b, r.status)
-	b = protowire.AppendTag(b, fSpanFlags, protowire.Fixed32Type) // 16: two bytes
+	b = append(b, 0x85, 0x01) // SpanFlags: field 16, fixed32, a two-byte tag
 	b = protowire.AppendFixed32(b, flags)
-	return endMsg(b, sp)
+	return endSpan(b, start)
+}
+
+// endSpan writes the length of the span begun at start, after two reserved bytes: in place for
+// 128 to 16,383 bytes, moving the span back a byte when shorter, forward when longer.
+func endSpan(b []byte, start int) []byte {
+	n := len(b) - start
+	switch {
+	case n < 0x80:
+		b[start-2] = byte(n)
+		copy(b[start-1:], b[start:])
+		return b[:len(b)-1]
+	case n < 0x4000:
+		b[start-2], b[start-1] = byte(n)|0x80, byte(n>>7)
+		return b
+	}
+	sz := protowire.SizeVarint(uint64(n))
+	for range sz - 2 {
+		b = append(b, 0)
+	}
+	copy(b[start+sz-2:], b[start:start+n])
+	protowire.AppendVarint(b[:start-2], uint64(n))
+	return b
+}
+
+// Span.attributes (field 9) and the fields of KeyValue and AnyValue under it, as their tags.
+const (
+	tagSpanAttr  = fSpanAttributes<<3 | 2
+	tagKVKey     = fKVKey<<3 | 2
+	tagKVValue   = fKVValue<<3 | 2
+	tagAnyString = fAnyString<<3 | 2
+	tagAnyInt    = fAnyInt<<3 | 0
+)
+
+// appendAttr writes kv as a Span.attributes field: appendKeyValue's bytes, the usual attribute
+// (a string or an integer, short enough that every length is one byte) written straight,
+// without placeholders or calls per field.
+func appendAttr(b []byte, kv attribute.KeyValue) []byte {
+	k := string(kv.Key)
+	switch kv.Value.Type() {
+	case attribute.STRING:
+		v := kv.Value.AsString()
+		if n := 6 + len(k) + len(v); n < 0x80 {
+			b = append(b, tagSpanAttr, byte(n), tagKVKey, byte(len(k)))
+			b = append(b, k...)
+			b = append(b, tagKVValue, byte(2+len(v)), tagAnyString, byte(len(v)))
+			return append(b, v...)
+		}
+	case attribute.INT64:
+		v := uint64(kv.Value.AsInt64())
+		vn := protowire.SizeVarint(v)
+		if n := 5 + len(k) + vn; n < 0x80 {
+			b = append(b, tagSpanAttr, byte(n), tagKVKey, byte(len(k)))
+			b = append(b, k...)
+			b = append(b, tagKVValue, byte(1+vn), tagAnyInt)
+			for v >= 0x80 {
+				b = append(b, byte(v)|0x80)
+				v >>= 7
+			}
+			return append(b, byte(v))
+		}
+	}
+	return appendKeyValue(b, fSpanAttributes, kv)
 }
 
 // encodeSpan appends any ReadOnlySpan as a ScopeSpans.spans field.

@@ -223,7 +223,29 @@ func TestRecordEncoding(t *testing.T) {
 	for range 3 {
 		r.run()
 	}
-	rec := tel.recs.get("failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now())
+	// Lengths of one, two and three bytes (a short span, a 300-byte value, a span over 16 KiB), large and
+	// negative integers, and fixed attributes, one of them set again by a filter (the last value
+	// wins: they become ordinary attributes).
+	big := tel.recs.get(nil, strings.Repeat("n", 200), trace.SpanKindServer, trace.TraceID{2}, trace.SpanID{3}, 1, time.Now().UnixNano())
+	fixed := []attribute.KeyValue{attrFilterKind.String("k"), attrPhase.String("request")}
+	var pb []byte
+	for _, kv := range fixed {
+		pb = appendKeyValue(pb, fSpanAttributes, kv)
+	}
+	big.setFixed(fixed, pb)
+	big.SetAttributes(attribute.String("long", strings.Repeat("x", 300)), attribute.String("huge", strings.Repeat("y", 17000)),
+		attribute.Int64("big", 1<<40), attribute.Int64("neg", -3), attribute.Bool("b", false), attribute.Float64("f", -2.5), attribute.String("", ""))
+	big.SetStatus(codes.Error, strings.Repeat("d", 130))
+	big.End()
+	over := tel.recs.get(nil, "override", trace.SpanKindInternal, trace.TraceID{2}, trace.SpanID{4}, 1, time.Now().UnixNano())
+	over.setFixed(fixed, pb)
+	over.SetAttributes(attribute.String("x", "1"), attrPhase.String("changed"))
+	if a := over.Attributes(); len(a) != 3 || a[1].Value.AsString() != "changed" || len(over.fixed) != 0 {
+		t.Errorf("setting a fixed attribute's key: %v, fixed %v", a, over.fixed)
+	}
+	over.End()
+	tel.recs.get(nil, "short", trace.SpanKindInternal, trace.TraceID{2}, trace.SpanID{5}, 1, time.Now().UnixNano()).End() // under 128 bytes
+	rec := tel.recs.get(nil, "failed", trace.SpanKindInternal, trace.TraceID{1}, trace.SpanID{}, 1, time.Now().UnixNano())
 	rec.SetAttributes(attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("ss", []string{"x"}))
 	rec.AddEvent("ev", trace.WithAttributes(attribute.String("k", "v")))
 	rec.RecordError(errors.New("boom"))
@@ -232,7 +254,52 @@ func TestRecordEncoding(t *testing.T) {
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if chk.records != 25 || chk.mismatch != 0 {
-		t.Errorf("%d records, %d encoded differently from their fields; want 25 and 0", chk.records, chk.mismatch)
+	if chk.records != 28 || chk.mismatch != 0 {
+		t.Errorf("%d records, %d encoded differently from their fields; want 28 and 0", chk.records, chk.mismatch)
 	}
 }
+
+// BenchmarkEncodeRecords is the exporter's encoding of the observer's own records, as the gateway
+// exports them: one batch of 512 (64 sampled requests of the rig), encoded b.N times while the
+// batcher holds them (records return to their pool after the export call).
+func BenchmarkEncodeRecords(b *testing.B) {
+	exp := &encodeLoopExporter{b: b}
+	tel, err := New(nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ratio := 1.0
+	tel.startTracing(&engine.TelemetryConfig{ServiceName: "bench", Traces: &engine.TracesConfig{Exporter: "otlp", SampleRatio: &ratio}}, exp)
+	r := newRig(b, tel)
+	for range 64 {
+		r.run()
+	}
+	if err := tel.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if exp.spans != 512 {
+		b.Fatalf("encoded batches of %d spans, want 512", exp.spans)
+	}
+}
+
+type encodeLoopExporter struct {
+	b     *testing.B
+	spans int
+}
+
+func (e *encodeLoopExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if e.spans != 0 {
+		return nil
+	}
+	e.spans = len(spans)
+	var buf []byte
+	e.b.ReportAllocs()
+	e.b.ResetTimer()
+	for range e.b.N {
+		buf = appendExportRequest(buf[:0], spans)
+	}
+	e.b.StopTimer()
+	e.b.ReportMetric(float64(e.b.Elapsed().Nanoseconds())/float64(e.b.N*len(spans)), "ns/span")
+	return nil
+}
+func (e *encodeLoopExporter) Shutdown(context.Context) error { return nil }

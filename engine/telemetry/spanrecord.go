@@ -46,10 +46,19 @@ type spanRecord struct {
 	flags   trace.TraceFlags
 	remote  bool   // the parent is remote (the incoming traceparent)
 	tstate  string // the incoming tracestate, in arena
-	start   time.Time
-	end     time.Time
-	ended   bool
-	status  sdktrace.Status
+	// start and end are Unix times in nanoseconds (0: not known yet): a filter phase's span takes
+	// both from the engine's timings as offsets from the request's start, which time.Time.Add
+	// made about 80 instructions each.
+	start  int64
+	end    int64
+	ended  bool
+	status sdktrace.Status
+	// fixed are the span's first attributes when they are the same for every span of its kind
+	// (a filter phase's kind, phase, index and name), shared and read-only, and fixedPB their
+	// encoding as Span.attributes fields, made once (see stageInfo); attrs are the others.
+	// Nothing is copied per span, and the exporter copies the encoded bytes.
+	fixed   []attribute.KeyValue
+	fixedPB []byte
 	attrs   []attribute.KeyValue
 	events  []sdktrace.Event
 	// arena holds the bytes of the attribute values copied from the request (the path, the
@@ -77,8 +86,19 @@ type recordExport struct {
 	queue    func(*spanRecord)             // hands an ended record to the batcher
 	queueAll func([]sdktrace.ReadOnlySpan) // hands a request's ended records to it at once
 	tp       trace.TracerProvider
-	pool     sync.Pool
+	// free are exported records ready for reuse, returned a batch at a time and taken a
+	// request's worth at a time (one lock each way); past maxFreeRecords they go to pool, which
+	// a collection may empty. A sync.Pool alone cost a slow-path Get per span (the records are
+	// put on the exporting goroutine's P and taken on the requests'), and lost every record at
+	// every other collection.
+	mu   sync.Mutex
+	free []*spanRecord
+	pool sync.Pool
 }
+
+// maxFreeRecords bounds the records kept for reuse outside the pool: four batches of the
+// default size, about 5 MiB (a record is about 2.3 KiB).
+const maxFreeRecords = 2048
 
 // Sizes a pooled record starts with; a span needing more grows them once, and keeps them.
 const (
@@ -120,9 +140,35 @@ func (c *recordCtx) Value(key any) any {
 	return nil
 }
 
-// get returns a cleared record for a new span.
-func (e *recordExport) get(name string, kind trace.SpanKind, traceID trace.TraceID, parent trace.SpanID, flags byte, start time.Time) *spanRecord {
-	r := e.pool.Get().(*spanRecord)
+// reserve puts n cleared records in *spare (with what it holds already), for a request's spans.
+func (e *recordExport) reserve(spare *[]*spanRecord, n int) {
+	if len(*spare) > 0 && (*spare)[0].exp != e {
+		// Left from a request traced before a reload, by another telemetry instance.
+		clear(*spare)
+		*spare = (*spare)[:0]
+	}
+	n -= len(*spare)
+	if n <= 0 {
+		return
+	}
+	e.mu.Lock()
+	k := max(len(e.free)-n, 0)
+	*spare = append(*spare, e.free[k:]...)
+	clear(e.free[k:])
+	e.free = e.free[:k]
+	e.mu.Unlock()
+}
+
+// get returns a cleared record for a new span, from spare when it holds one (see reserve).
+func (e *recordExport) get(spare *[]*spanRecord, name string, kind trace.SpanKind, traceID trace.TraceID, parent trace.SpanID, flags byte, start int64) *spanRecord {
+	var r *spanRecord
+	if spare != nil && len(*spare) > 0 {
+		n := len(*spare) - 1
+		r, (*spare)[n] = (*spare)[n], nil
+		*spare = (*spare)[:n]
+	} else {
+		r = e.pool.Get().(*spanRecord)
+	}
 	r.name, r.kind = name, kind
 	r.traceID, r.spanID, r.parent = traceID, newSpanID(), parent
 	r.flags = trace.TraceFlags(flags) | trace.FlagsSampled
@@ -131,16 +177,50 @@ func (e *recordExport) get(name string, kind trace.SpanKind, traceID trace.Trace
 	return r
 }
 
-// free readies r for reuse and returns it to the pool. The attribute array is not cleared: what
-// it still points to is kept alive only until the slots are overwritten, and clearing 24 values
-// with pointers (write barriers) cost more than the rest of the reset.
-func (r *spanRecord) free() {
+// freeAll returns the records among spans, exported, for reuse.
+func freeAll(spans []sdktrace.ReadOnlySpan) {
+	var e *recordExport
+	for _, s := range spans {
+		if r, ok := s.(*spanRecord); ok {
+			r.reset()
+			e = r.exp
+		}
+	}
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	for i, s := range spans {
+		if len(e.free) == maxFreeRecords {
+			e.mu.Unlock()
+			for _, s := range spans[i:] {
+				if r, ok := s.(*spanRecord); ok {
+					r.exp.pool.Put(r)
+				}
+			}
+			return
+		}
+		if r, ok := s.(*spanRecord); ok {
+			if r.exp == e {
+				e.free = append(e.free, r)
+			} else {
+				r.exp.pool.Put(r) // another telemetry instance's (a reload's)
+			}
+		}
+	}
+	e.mu.Unlock()
+}
+
+// reset readies r for reuse. The attribute array is not cleared: what it still points to is kept
+// alive only until the slots are overwritten, and clearing 24 values with pointers (write
+// barriers) cost more than the rest of the reset.
+func (r *spanRecord) reset() {
 	clear(r.events)
 	r.attrs, r.events, r.arena = r.attrs[:0], r.events[:0], r.arena[:0]
 	r.name, r.tstate, r.remote, r.ended, r.group = "", "", false, false, nil
+	r.fixed, r.fixedPB = nil, nil
 	r.status = sdktrace.Status{}
-	r.end = time.Time{}
-	r.exp.pool.Put(r)
+	r.end = 0
 }
 
 // str copies b into the arena and returns it as a string, without allocating while the arena
@@ -168,12 +248,54 @@ func (r *spanRecord) add(kvs ...attribute.KeyValue) {
 	r.attrs = append(r.attrs, kvs...)
 }
 
+// setFixed gives a fresh record its fixed attributes and their encoding (see spanRecord.fixed).
+func (r *spanRecord) setFixed(kvs []attribute.KeyValue, pb []byte) {
+	r.fixed, r.fixedPB = kvs, pb
+}
+
+// unfix makes the fixed attributes ordinary ones, in front of the others: a filter is setting
+// one of their keys (a route that handed the request on sets http.route); in the record's own
+// attribute array when they fit there.
+func (r *spanRecord) unfix() {
+	nf, n := len(r.fixed), len(r.attrs)
+	if nf+n < len(r.attrBuf) && cap(r.attrs) == len(r.attrBuf) && &r.attrs[:1][0] == &r.attrBuf[0] {
+		r.attrs = r.attrBuf[:nf+n]
+		copy(r.attrs[nf:], r.attrs[:n])
+		copy(r.attrs, r.fixed)
+	} else {
+		attrs := make([]attribute.KeyValue, 0, nf+n+1)
+		r.attrs = append(append(attrs, r.fixed...), r.attrs...)
+	}
+	r.fixed, r.fixedPB = nil, nil
+}
+
+// setOwn is set for one of the observer's own attributes (a verdict, a status code), whose key
+// is never a fixed one: only the others are searched.
+func (r *spanRecord) setOwn(kv attribute.KeyValue) {
+	if r.ended {
+		return // as SetAttributes: a filter may have ended its phase's span
+	}
+	for i := range r.attrs {
+		if r.attrs[i].Key == kv.Key {
+			r.attrs[i] = kv
+			return
+		}
+	}
+	r.attrs = append(r.attrs, kv)
+}
+
 // set records attributes as the SDK does, the last value of a key winning.
 func (r *spanRecord) set(kvs ...attribute.KeyValue) {
 next:
 	for _, kv := range kvs {
 		if !kv.Valid() {
 			continue
+		}
+		for i := range r.fixed {
+			if r.fixed[i].Key == kv.Key {
+				r.unfix()
+				break
+			}
 		}
 		for i := range r.attrs {
 			if r.attrs[i].Key == kv.Key {
@@ -253,13 +375,13 @@ func (r *spanRecord) End(opts ...trace.SpanEndOption) {
 	if r.ended {
 		return
 	}
-	end := time.Now()
+	end := time.Now().UnixNano()
 	if len(opts) > 0 {
 		if cfg := trace.NewSpanEndConfig(opts...); !cfg.Timestamp().IsZero() {
-			end = cfg.Timestamp()
+			end = cfg.Timestamp().UnixNano()
 		}
 	}
-	if r.start.IsZero() {
+	if r.start == 0 {
 		r.start = end // a phase span ended before the engine timed it (a filter ended it)
 	}
 	r.finish(end)
@@ -267,7 +389,7 @@ func (r *spanRecord) End(opts ...trace.SpanEndOption) {
 
 // finish ends the span at end and queues it, or leaves it with the request's other spans until
 // the server span ends.
-func (r *spanRecord) finish(end time.Time) {
+func (r *spanRecord) finish(end int64) {
 	r.end, r.ended = end, true
 	if g := r.group; g != nil && g.server != nil && !g.server.ended {
 		g.pending = append(g.pending, r)
@@ -284,8 +406,9 @@ func (r *spanRecord) endPhase(c *engine.Ctx, times []engine.StageTime, ph engine
 	}
 	if r.slot >= 0 && r.slot < len(times) {
 		if t := &times[r.slot]; t.End != 0 && t.Phase == ph {
-			r.start = c.Start.Add(time.Duration(t.Start))
-			r.finish(c.Start.Add(time.Duration(t.End)))
+			base := c.Start.UnixNano()
+			r.start = base + int64(t.Start)
+			r.finish(base + int64(t.End))
 			return
 		}
 	}
@@ -298,7 +421,7 @@ func (r *spanRecord) endAttempt(c *engine.Ctx) {
 		return
 	}
 	if at := c.AttemptTimes(); r.slot >= 0 && r.slot < len(at) && at[r.slot].End != 0 {
-		r.finish(c.Start.Add(time.Duration(at[r.slot].End)))
+		r.finish(c.Start.UnixNano() + int64(at[r.slot].End))
 		return
 	}
 	r.End()
@@ -315,10 +438,19 @@ func (r *spanRecord) Parent() trace.SpanContext {
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: r.traceID, SpanID: r.parent, TraceFlags: r.flags, Remote: r.remote})
 }
-func (r *spanRecord) SpanKind() trace.SpanKind                    { return r.kind }
-func (r *spanRecord) StartTime() time.Time                        { return r.start }
-func (r *spanRecord) EndTime() time.Time                          { return r.end }
-func (r *spanRecord) Attributes() []attribute.KeyValue            { return r.attrs }
+func (r *spanRecord) SpanKind() trace.SpanKind { return r.kind }
+func (r *spanRecord) StartTime() time.Time     { return unixTime(r.start) }
+func (r *spanRecord) EndTime() time.Time       { return unixTime(r.end) }
+
+// Attributes returns the fixed attributes and the others, in that order; with fixed ones (a
+// filter phase's span) it allocates, which only exporters other than the gateway's OTLP
+// exporter (stdout, the SDK's) do.
+func (r *spanRecord) Attributes() []attribute.KeyValue {
+	if len(r.fixed) == 0 {
+		return r.attrs
+	}
+	return append(r.fixed[:len(r.fixed):len(r.fixed)], r.attrs...)
+}
 func (r *spanRecord) Links() []sdktrace.Link                      { return nil }
 func (r *spanRecord) Events() []sdktrace.Event                    { return r.events }
 func (r *spanRecord) Status() sdktrace.Status                     { return r.status }
@@ -331,6 +463,14 @@ func (r *spanRecord) DroppedAttributes() int                          { return 0
 func (r *spanRecord) DroppedLinks() int                               { return 0 }
 func (r *spanRecord) DroppedEvents() int                              { return 0 }
 func (r *spanRecord) ChildSpanCount() int                             { return 0 }
+
+// unixTime is a record's time as a time.Time (the zero Time when not known).
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
 
 // typeName is exception.type for err, as the SDK spells it.
 func typeName(err error) string {
