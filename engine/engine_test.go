@@ -197,7 +197,7 @@ func TestHandlerAllocs(t *testing.T) {
 
 func TestRequestIDGenerated(t *testing.T) {
 	s := testServer(t)
-	s.reqID = "X-Request-Id"
+	s.reqID, s.reqIDh = "X-Request-Id", NewHeaderName("X-Request-Id")
 	fc := newRequestCtx("GET", "/")
 	fc.Request.Header.Set("X-Request-Id", "client-chosen")
 	s.handle(fc)

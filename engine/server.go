@@ -27,6 +27,7 @@ type Server struct {
 	gw      atomic.Pointer[Gateway]
 	trusted trustedSet
 	reqID   string
+	reqIDh  HeaderName  // reqID normalised once (the server's lookups and sets of it)
 	budget  *heldBudget // held_response_budget; nil: unlimited
 	// acme are the TLS listeners' ACME managers (acme.go), started once by startACME.
 	acme     []*acmeManager
@@ -68,7 +69,7 @@ func NewServer(gw *Gateway, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, trusted: trusted, reqID: cfg.RequestID, DrainTimeout: cfg.ShutdownTimeout.D()}
+	s := &Server{cfg: cfg, log: log, trusted: trusted, reqID: cfg.RequestID, reqIDh: NewHeaderName(cfg.RequestID), DrainTimeout: cfg.ShutdownTimeout.D()}
 	if s.slashes, err = ParseSlashAction(cfg.EscapedSlashes); err != nil {
 		return nil, fmt.Errorf("escaped_slashes: %w", err)
 	}
@@ -368,7 +369,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	}
 	if s.reqID != "" {
 		// The terminal may have replaced the response: return the id last.
-		fc.Response.Header.SetBytesV(s.reqID, fc.Request.Header.Peek(s.reqID))
+		fc.Response.Header.SetCanonical(s.reqIDh.canon, s.reqIDh.Peek(&fc.Request.Header))
 	}
 	if g.observer != nil {
 		g.observer.EndRequest(c)
@@ -425,7 +426,7 @@ func (s *Server) serve(p *Pipeline, c *Ctx) {
 // requestID keeps a request id sent by a trusted proxy, else sets a fresh random one.
 func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 	h := &c.Request.Header
-	if len(h.Peek(s.reqID)) > 0 && len(s.trusted) > 0 && s.trusted.has(peer) {
+	if len(s.reqIDh.Peek(h)) > 0 && len(s.trusted) > 0 && s.trusted.has(peer) {
 		return
 	}
 	var buf [32]byte
@@ -435,7 +436,7 @@ func (s *Server) requestID(c *Ctx, peer netip.Addr) {
 		buf[i] = hexdig[(a>>(4*i))&0xf]
 		buf[16+i] = hexdig[(b>>(4*i))&0xf]
 	}
-	h.SetBytesV(s.reqID, buf[:])
+	h.SetCanonical(s.reqIDh.canon, buf[:])
 }
 
 func (s *Server) handleError(fc *fasthttp.RequestCtx, err error) {
