@@ -142,6 +142,8 @@ type h2conn struct {
 	cfg     *ServerConfig // the listener's settings (timeouts)
 	br      *bufio.Reader
 	rfr     *http2.Framer
+	hdec    *hpack.Decoder  // request header blocks (h2hpack.go)
+	hb      h2headerBlock   // the block last read
 	ctx     context.Context // carries connCtxKey; ended when the connection closes
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the connection closes
@@ -191,11 +193,12 @@ func (hs *h2Server) newConn(nc net.Conn) *h2conn {
 	c.bw = bufio.NewWriterSize(h2cWriter{c}, 16<<10)
 	c.rfr = http2.NewFramer(nil, c.br)
 	c.rfr.SetMaxReadFrameSize(h2MaxFrameSize)
-	// The Framer joins HEADERS and CONTINUATION and decodes them: a list past max_header_bytes
-	// is Truncated (answered 431), and a header block running on well past it fails the
-	// connection (CONTINUATION floods); pseudo-header order and field names are checked there.
-	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.rfr.MaxHeaderListSize = uint32(s.cfg.MaxHeaderBytes)
+	// readHeaderBlock joins HEADERS and CONTINUATION and decodes them: a list past
+	// max_header_bytes is Truncated (answered 431), and a header block running on well past it
+	// fails the connection (CONTINUATION floods); pseudo-header order and field names are
+	// checked there (h2hpack.go).
+	c.hdec = hpack.NewDecoder(4096, c.emit)
+	c.hdec.SetMaxStringLength(int(min(c.h2MaxHeaderList(), 1<<31-1)))
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	hs.mu.Lock()
@@ -310,6 +313,9 @@ func (c *h2conn) serve() {
 	first := true
 	for {
 		f, err := c.rfr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			err = c.readHeaderBlock(hf)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -383,8 +389,8 @@ func (c *h2conn) frame(f http2.Frame) error {
 			return nil
 		}
 		return c.settings(f)
-	case *http2.MetaHeadersFrame:
-		return c.headers(f)
+	case *http2.HeadersFrame:
+		return c.headers(&c.hb) // decoded by readHeaderBlock
 	case *http2.DataFrame:
 		return c.data(f)
 	case *http2.WindowUpdateFrame:
@@ -595,8 +601,8 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 }
 
 // headers opens a stream, or ends one with trailers.
-func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *h2conn) headers(f *h2headerBlock) error {
+	id := f.id
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // clients open odd streams (§5.1.1)
 	}
@@ -604,7 +610,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		switch {
 		case st.remoteEnded:
 			c.resetStream(id, http2.ErrCodeStreamClosed) // §5.1: half-closed (remote)
-		case !f.StreamEnded() || len(f.PseudoFields()) > 0:
+		case !f.ended || len(f.PseudoFields()) > 0:
 			c.resetStream(id, http2.ErrCodeProtocol) // trailers end the stream, and have no pseudo-headers (§8.1)
 		case st.declared >= 0 && st.got != st.declared:
 			c.resetStream(id, http2.ErrCodeProtocol)
@@ -617,7 +623,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	if id <= c.lastID {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // a closed stream, or IDs going down
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if f.hasPrio && f.priority.StreamDep == id {
 		c.lastID = id
 		c.resetStream(id, http2.ErrCodeProtocol) // §5.3.1: depends on itself
 		return nil
@@ -629,12 +635,12 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	if c.idleT != nil {
 		c.idleT.Stop()
 	}
-	if f.Truncated {
+	if f.truncated {
 		// The header list passed max_header_bytes (or an HPACK bomb expanded past it).
 		c.hbuf.Reset()
 		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 		c.writeErr(c.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndStream: true, EndHeaders: true}))
-		if !f.StreamEnded() {
+		if !f.ended {
 			c.writeErr(c.wfr.WriteRSTStream(id, http2.ErrCodeNo))
 		}
 		c.maybeIdle()
@@ -672,7 +678,7 @@ func (c *h2conn) start(st *h2cstream) {
 }
 
 // newStream builds a stream and its request from a HEADERS frame, or reports it malformed.
-func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
+func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 	var method, scheme, path, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -723,8 +729,8 @@ func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
 	if authority == "" {
 		authority = hdr.Get("Host")
 	}
-	st := &h2cstream{c: c, id: f.StreamID, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
-		remoteEnded: f.StreamEnded(), clen: -1, wakeCh: make(chan struct{}, 1)}
+	st := &h2cstream{c: c, id: f.id, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
+		remoteEnded: f.ended, clen: -1, wakeCh: make(chan struct{}, 1)}
 	if st.remoteEnded && declared > 0 {
 		return nil, false // content-length and (no) DATA disagree
 	}
