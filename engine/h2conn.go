@@ -144,7 +144,7 @@ type h2conn struct {
 	rfr     *http2.Framer
 	hdec    *hpack.Decoder  // request header blocks (h2hpack.go)
 	hb      h2headerBlock   // the block last read
-	ctx     context.Context // carries connCtxKey; ended when the connection closes
+	ctx     context.Context // the streams' contexts' parent; ended when the connection closes
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when the connection closes
 	once    sync.Once
@@ -188,7 +188,7 @@ func (hs *h2Server) newConn(nc net.Conn) *h2conn {
 	c := &h2conn{hs: hs, s: s, nc: nc, cfg: cfg, max: max, idle: idle, done: make(chan struct{}),
 		streams: map[uint32]*h2cstream{}, sendWin: h2InitialWindow, recvWin: h2RecvConnWindow,
 		peerWin: h2InitialWindow, peerMax: 16 << 10}
-	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), connCtxKey{}, nc))
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(h2cWriter{c}, 16<<10)
 	c.rfr = http2.NewFramer(nil, c.br)
@@ -730,20 +730,21 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 		authority = hdr.Get("Host")
 	}
 	st := &h2cstream{c: c, id: f.id, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
-		remoteEnded: f.ended, clen: -1, wakeCh: make(chan struct{}, 1)}
+		remoteEnded: f.ended, clen: -1}
 	if st.remoteEnded && declared > 0 {
 		return nil, false // content-length and (no) DATA disagree
 	}
 	st.ctx, st.cancel = context.WithCancel(c.ctx)
-	r := &http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
+	// The request is the stream's own, without a context of its own: serveStream is handed
+	// st.ctx beside it (r.WithContext would copy it).
+	st.req = http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
 		RequestURI: path, ContentLength: declared, Body: http.NoBody}
 	if !st.remoteEnded {
-		r.Body = st
+		st.req.Body = st
 		st.expect100 = strings.EqualFold(hdr.Get("Expect"), "100-continue")
 	} else {
-		r.ContentLength = 0
+		st.req.ContentLength = 0
 	}
-	st.req = r.WithContext(st.ctx)
 	return st, true
 }
 
@@ -758,7 +759,7 @@ func (c *h2conn) run(st *h2cstream) {
 			st.aborted = true
 		}
 	}()
-	c.s.serveHTTP2(st, st.req)
+	c.s.serveStream(st, &st.req, st.ctx, c.nc, st)
 }
 
 // handlerDone ends the stream's response (trailers, or END_STREAM), resets a stream whose
@@ -801,14 +802,14 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 type h2cstream struct {
 	c        *h2conn
 	id       uint32
-	req      *http.Request
+	req      http.Request // its context is not set: ctx is
 	ctx      context.Context
 	cancel   context.CancelFunc
-	closed   bool  // reset, or done: not in c.streams
-	aborted  bool  // the handler panicked: reset the stream
-	err      error // why reads and writes fail
-	wakeCh   chan struct{}
-	declared int64 // the request's content-length; -1: none
+	closed   bool          // reset, or done: not in c.streams
+	aborted  bool          // the handler panicked: reset the stream
+	err      error         // why reads and writes fail
+	wakeCh   chan struct{} // made by the first wait: a stream that never waits needs none
+	declared int64         // the request's content-length; -1: none
 
 	// request body
 	remoteEnded bool
@@ -835,6 +836,8 @@ type h2cstream struct {
 	written    int64
 }
 
+// wake wakes the stream's waiter, if any. Under mu, as wait's making of wakeCh is: a wake before
+// it had nothing to wake (the waiter looks at the state under mu before it waits).
 func (st *h2cstream) wake() {
 	select {
 	case st.wakeCh <- struct{}{}:
@@ -854,13 +857,17 @@ func (st *h2cstream) fail(err error) {
 // wait waits, mu released, for the stream to be woken, until deadline (zero: none).
 func (st *h2cstream) wait(deadline time.Time) error {
 	c := st.c
+	if st.wakeCh == nil {
+		st.wakeCh = make(chan struct{}, 1)
+	}
+	wakeCh := st.wakeCh
 	// The waiter is not writing meanwhile: others' frames (the reader's acknowledgements)
 	// must not wait for it to flush them.
 	if deadline.IsZero() {
 		c.writing.Add(-1)
 		c.mu.Unlock()
 		select {
-		case <-st.wakeCh:
+		case <-wakeCh:
 		case <-c.done:
 		}
 		c.lock()
@@ -874,7 +881,7 @@ func (st *h2cstream) wait(deadline time.Time) error {
 	c.writing.Add(-1)
 	c.mu.Unlock()
 	select {
-	case <-st.wakeCh:
+	case <-wakeCh:
 	case <-c.done:
 	case <-t.C:
 	}
