@@ -142,11 +142,9 @@ type h2conn struct {
 	cfg     *ServerConfig // the listener's settings (timeouts)
 	br      *bufio.Reader
 	rfr     *http2.Framer
-	hdec    *hpack.Decoder  // request header blocks (h2hpack.go)
-	hb      h2headerBlock   // the block last read
-	ctx     context.Context // the streams' contexts' parent; ended when the connection closes
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the connection closes
+	hdec    *hpack.Decoder // request header blocks (h2hpack.go)
+	hb      h2headerBlock  // the block last read
+	done    chan struct{}  // closed when the connection closes
 	once    sync.Once
 	max     int // h2_max_concurrent_streams
 	idle    time.Duration
@@ -188,7 +186,6 @@ func (hs *h2Server) newConn(nc net.Conn) *h2conn {
 	c := &h2conn{hs: hs, s: s, nc: nc, cfg: cfg, max: max, idle: idle, done: make(chan struct{}),
 		streams: map[uint32]*h2cstream{}, sendWin: h2InitialWindow, recvWin: h2RecvConnWindow,
 		peerWin: h2InitialWindow, peerMax: 16 << 10}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(h2cWriter{c}, 16<<10)
 	c.rfr = http2.NewFramer(nil, c.br)
@@ -223,7 +220,6 @@ func (w h2cWriter) Write(p []byte) (int, error) {
 // close ends the connection: every stream's context ends, blocked handlers return.
 func (c *h2conn) close() {
 	c.once.Do(func() {
-		c.cancel()
 		close(c.done)
 		_ = c.nc.Close()
 		c.mu.Lock()
@@ -734,9 +730,9 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 	if st.remoteEnded && declared > 0 {
 		return nil, false // content-length and (no) DATA disagree
 	}
-	st.ctx, st.cancel = context.WithCancel(c.ctx)
+	st.afters = st.afterBuf[:0]
 	// The request is the stream's own, without a context of its own: serveStream is handed
-	// st.ctx beside it (r.WithContext would copy it).
+	// the stream, its context, beside it (r.WithContext would copy it).
 	st.req = http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
 		RequestURI: path, ContentLength: declared, Body: http.NoBody}
 	if !st.remoteEnded {
@@ -759,7 +755,7 @@ func (c *h2conn) run(st *h2cstream) {
 			st.aborted = true
 		}
 	}()
-	c.s.serveStream(st, &st.req, st.ctx, c.nc, st)
+	c.s.serveStream(st, &st.req, st, c.nc, st)
 }
 
 // handlerDone ends the stream's response (trailers, or END_STREAM), resets a stream whose
@@ -802,14 +798,19 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 type h2cstream struct {
 	c        *h2conn
 	id       uint32
-	req      http.Request // its context is not set: ctx is
-	ctx      context.Context
-	cancel   context.CancelFunc
+	req      http.Request  // its context is not set: the stream is (h2ctx.go)
 	closed   bool          // reset, or done: not in c.streams
 	aborted  bool          // the handler panicked: reset the stream
 	err      error         // why reads and writes fail
 	wakeCh   chan struct{} // made by the first wait: a stream that never waits needs none
 	declared int64         // the request's content-length; -1: none
+
+	// the stream as a context (h2ctx.go)
+	ended    atomic.Bool   // ended: Err is not nil
+	doneCh   chan struct{} // Done's, made when first asked for
+	afters   []h2after     // AfterFunc's functions not yet run or stopped
+	afterBuf [2]h2after    // afters' first room: the balancer's watch, a body's context
+	afterID  uint64
 
 	// request body
 	remoteEnded bool
