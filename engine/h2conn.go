@@ -697,6 +697,10 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 	declared := int64(-1)
 	fields := f.RegularFields()
 	hdr := make(http.Header, len(fields))
+	// One array holds the fields' values: a name's first value is a slice of it, of capacity one
+	// (a repeated name's append copies), rather than a slice allocated per field.
+	vals := make([]string, len(fields))
+	nvals := 0
 	var cookies []string
 	for _, hf := range fields {
 		switch hf.Name {
@@ -717,7 +721,13 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 			continue
 		}
 		k := http.CanonicalHeaderKey(hf.Name)
-		hdr[k] = append(hdr[k], hf.Value)
+		if vs, ok := hdr[k]; ok {
+			hdr[k] = append(vs, hf.Value)
+			continue
+		}
+		vals[nvals] = hf.Value
+		hdr[k] = vals[nvals : nvals+1 : nvals+1]
+		nvals++
 	}
 	if len(cookies) > 0 {
 		hdr["Cookie"] = []string{strings.Join(cookies, "; ")}
