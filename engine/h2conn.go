@@ -142,9 +142,9 @@ type h2conn struct {
 	cfg     *ServerConfig // the listener's settings (timeouts)
 	br      *bufio.Reader
 	rfr     *http2.Framer
-	ctx     context.Context // carries connCtxKey; ended when the connection closes
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the connection closes
+	hdec    *hpack.Decoder // request header blocks (h2hpack.go)
+	hb      h2headerBlock  // the block last read
+	done    chan struct{}  // closed when the connection closes
 	once    sync.Once
 	max     int // h2_max_concurrent_streams
 	idle    time.Duration
@@ -186,16 +186,16 @@ func (hs *h2Server) newConn(nc net.Conn) *h2conn {
 	c := &h2conn{hs: hs, s: s, nc: nc, cfg: cfg, max: max, idle: idle, done: make(chan struct{}),
 		streams: map[uint32]*h2cstream{}, sendWin: h2InitialWindow, recvWin: h2RecvConnWindow,
 		peerWin: h2InitialWindow, peerMax: 16 << 10}
-	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.Background(), connCtxKey{}, nc))
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(h2cWriter{c}, 16<<10)
 	c.rfr = http2.NewFramer(nil, c.br)
 	c.rfr.SetMaxReadFrameSize(h2MaxFrameSize)
-	// The Framer joins HEADERS and CONTINUATION and decodes them: a list past max_header_bytes
-	// is Truncated (answered 431), and a header block running on well past it fails the
-	// connection (CONTINUATION floods); pseudo-header order and field names are checked there.
-	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.rfr.MaxHeaderListSize = uint32(s.cfg.MaxHeaderBytes)
+	// readHeaderBlock joins HEADERS and CONTINUATION and decodes them: a list past
+	// max_header_bytes is Truncated (answered 431), and a header block running on well past it
+	// fails the connection (CONTINUATION floods); pseudo-header order and field names are
+	// checked there (h2hpack.go).
+	c.hdec = hpack.NewDecoder(4096, c.emit)
+	c.hdec.SetMaxStringLength(int(min(c.h2MaxHeaderList(), 1<<31-1)))
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	hs.mu.Lock()
@@ -220,7 +220,6 @@ func (w h2cWriter) Write(p []byte) (int, error) {
 // close ends the connection: every stream's context ends, blocked handlers return.
 func (c *h2conn) close() {
 	c.once.Do(func() {
-		c.cancel()
 		close(c.done)
 		_ = c.nc.Close()
 		c.mu.Lock()
@@ -310,6 +309,9 @@ func (c *h2conn) serve() {
 	first := true
 	for {
 		f, err := c.rfr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			err = c.readHeaderBlock(hf)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -383,8 +385,8 @@ func (c *h2conn) frame(f http2.Frame) error {
 			return nil
 		}
 		return c.settings(f)
-	case *http2.MetaHeadersFrame:
-		return c.headers(f)
+	case *http2.HeadersFrame:
+		return c.headers(&c.hb) // decoded by readHeaderBlock
 	case *http2.DataFrame:
 		return c.data(f)
 	case *http2.WindowUpdateFrame:
@@ -595,8 +597,8 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 }
 
 // headers opens a stream, or ends one with trailers.
-func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *h2conn) headers(f *h2headerBlock) error {
+	id := f.id
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // clients open odd streams (§5.1.1)
 	}
@@ -604,7 +606,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 		switch {
 		case st.remoteEnded:
 			c.resetStream(id, http2.ErrCodeStreamClosed) // §5.1: half-closed (remote)
-		case !f.StreamEnded() || len(f.PseudoFields()) > 0:
+		case !f.ended || len(f.PseudoFields()) > 0:
 			c.resetStream(id, http2.ErrCodeProtocol) // trailers end the stream, and have no pseudo-headers (§8.1)
 		case st.declared >= 0 && st.got != st.declared:
 			c.resetStream(id, http2.ErrCodeProtocol)
@@ -617,7 +619,7 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	if id <= c.lastID {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // a closed stream, or IDs going down
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if f.hasPrio && f.priority.StreamDep == id {
 		c.lastID = id
 		c.resetStream(id, http2.ErrCodeProtocol) // §5.3.1: depends on itself
 		return nil
@@ -629,12 +631,12 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) error {
 	if c.idleT != nil {
 		c.idleT.Stop()
 	}
-	if f.Truncated {
+	if f.truncated {
 		// The header list passed max_header_bytes (or an HPACK bomb expanded past it).
 		c.hbuf.Reset()
 		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 		c.writeErr(c.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndStream: true, EndHeaders: true}))
-		if !f.StreamEnded() {
+		if !f.ended {
 			c.writeErr(c.wfr.WriteRSTStream(id, http2.ErrCodeNo))
 		}
 		c.maybeIdle()
@@ -672,7 +674,7 @@ func (c *h2conn) start(st *h2cstream) {
 }
 
 // newStream builds a stream and its request from a HEADERS frame, or reports it malformed.
-func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
+func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 	var method, scheme, path, authority string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -695,6 +697,10 @@ func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
 	declared := int64(-1)
 	fields := f.RegularFields()
 	hdr := make(http.Header, len(fields))
+	// One array holds the fields' values: a name's first value is a slice of it, of capacity one
+	// (a repeated name's append copies), rather than a slice allocated per field.
+	vals := make([]string, len(fields))
+	nvals := 0
 	var cookies []string
 	for _, hf := range fields {
 		switch hf.Name {
@@ -715,7 +721,13 @@ func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
 			continue
 		}
 		k := http.CanonicalHeaderKey(hf.Name)
-		hdr[k] = append(hdr[k], hf.Value)
+		if vs, ok := hdr[k]; ok {
+			hdr[k] = append(vs, hf.Value)
+			continue
+		}
+		vals[nvals] = hf.Value
+		hdr[k] = vals[nvals : nvals+1 : nvals+1]
+		nvals++
 	}
 	if len(cookies) > 0 {
 		hdr["Cookie"] = []string{strings.Join(cookies, "; ")}
@@ -723,21 +735,22 @@ func (c *h2conn) newStream(f *http2.MetaHeadersFrame) (*h2cstream, bool) {
 	if authority == "" {
 		authority = hdr.Get("Host")
 	}
-	st := &h2cstream{c: c, id: f.StreamID, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
-		remoteEnded: f.StreamEnded(), clen: -1, wakeCh: make(chan struct{}, 1)}
+	st := &h2cstream{c: c, id: f.id, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
+		remoteEnded: f.ended, clen: -1}
 	if st.remoteEnded && declared > 0 {
 		return nil, false // content-length and (no) DATA disagree
 	}
-	st.ctx, st.cancel = context.WithCancel(c.ctx)
-	r := &http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
+	st.afters = st.afterBuf[:0]
+	// The request is the stream's own, without a context of its own: serveStream is handed
+	// the stream, its context, beside it (r.WithContext would copy it).
+	st.req = http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
 		RequestURI: path, ContentLength: declared, Body: http.NoBody}
 	if !st.remoteEnded {
-		r.Body = st
+		st.req.Body = st
 		st.expect100 = strings.EqualFold(hdr.Get("Expect"), "100-continue")
 	} else {
-		r.ContentLength = 0
+		st.req.ContentLength = 0
 	}
-	st.req = r.WithContext(st.ctx)
 	return st, true
 }
 
@@ -752,7 +765,7 @@ func (c *h2conn) run(st *h2cstream) {
 			st.aborted = true
 		}
 	}()
-	c.s.serveHTTP2(st, st.req)
+	c.s.serveStream(st, &st.req, st, c.nc, st)
 }
 
 // handlerDone ends the stream's response (trailers, or END_STREAM), resets a stream whose
@@ -795,14 +808,19 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 type h2cstream struct {
 	c        *h2conn
 	id       uint32
-	req      *http.Request
-	ctx      context.Context
-	cancel   context.CancelFunc
-	closed   bool  // reset, or done: not in c.streams
-	aborted  bool  // the handler panicked: reset the stream
-	err      error // why reads and writes fail
-	wakeCh   chan struct{}
-	declared int64 // the request's content-length; -1: none
+	req      http.Request  // its context is not set: the stream is (h2ctx.go)
+	closed   bool          // reset, or done: not in c.streams
+	aborted  bool          // the handler panicked: reset the stream
+	err      error         // why reads and writes fail
+	wakeCh   chan struct{} // made by the first wait: a stream that never waits needs none
+	declared int64         // the request's content-length; -1: none
+
+	// the stream as a context (h2ctx.go)
+	ended    atomic.Bool   // ended: Err is not nil
+	doneCh   chan struct{} // Done's, made when first asked for
+	afters   []h2after     // AfterFunc's functions not yet run or stopped
+	afterBuf [2]h2after    // afters' first room: the balancer's watch, a body's context
+	afterID  uint64
 
 	// request body
 	remoteEnded bool
@@ -829,6 +847,8 @@ type h2cstream struct {
 	written    int64
 }
 
+// wake wakes the stream's waiter, if any. Under mu, as wait's making of wakeCh is: a wake before
+// it had nothing to wake (the waiter looks at the state under mu before it waits).
 func (st *h2cstream) wake() {
 	select {
 	case st.wakeCh <- struct{}{}:
@@ -848,13 +868,17 @@ func (st *h2cstream) fail(err error) {
 // wait waits, mu released, for the stream to be woken, until deadline (zero: none).
 func (st *h2cstream) wait(deadline time.Time) error {
 	c := st.c
+	if st.wakeCh == nil {
+		st.wakeCh = make(chan struct{}, 1)
+	}
+	wakeCh := st.wakeCh
 	// The waiter is not writing meanwhile: others' frames (the reader's acknowledgements)
 	// must not wait for it to flush them.
 	if deadline.IsZero() {
 		c.writing.Add(-1)
 		c.mu.Unlock()
 		select {
-		case <-st.wakeCh:
+		case <-wakeCh:
 		case <-c.done:
 		}
 		c.lock()
@@ -868,7 +892,7 @@ func (st *h2cstream) wait(deadline time.Time) error {
 	c.writing.Add(-1)
 	c.mu.Unlock()
 	select {
-	case <-st.wakeCh:
+	case <-wakeCh:
 	case <-c.done:
 	case <-t.C:
 	}

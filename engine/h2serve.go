@@ -94,11 +94,33 @@ type h2stream struct {
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
 
-// serveHTTP2 serves one HTTP/2 stream.
+// h2Control is what the handler needs of a stream besides its http.ResponseWriter: the read and
+// write deadlines, and a flush that reports failure. The engine's own server's stream is one
+// itself (h2cstream); net/http's streams are reached through an http.ResponseController.
+type h2Control interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	FlushError() error
+}
+
+// rcControl is net/http's stream as an h2Control.
+type rcControl struct{ rc *http.ResponseController }
+
+func (c rcControl) SetReadDeadline(t time.Time) error  { return c.rc.SetReadDeadline(t) }
+func (c rcControl) SetWriteDeadline(t time.Time) error { return c.rc.SetWriteDeadline(t) }
+func (c rcControl) FlushError() error                  { return c.rc.Flush() }
+
+// serveHTTP2 serves one HTTP/2 stream of net/http's server.
 func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
+	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
+	s.serveStream(w, r, r.Context(), nc, rcControl{http.NewResponseController(w)})
+}
+
+// serveStream serves one HTTP/2 stream of either server: ctx is the stream's context (r's, which
+// the engine's own server does not set: a copy of the request per stream), nc the connection.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context.Context, nc net.Conn, rc h2Control) {
 	start := time.Now()
 	st := h2streamPool.Get().(*h2stream)
-	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
 	if cc := clientConnOf(nc); cc != nil {
 		cc.h2Begin()
 		defer cc.h2End()
@@ -107,11 +129,10 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
 	st.timeouts = s.connSettings(nc)
-	rc := http.NewResponseController(w)
-	if status := s.h2Request(st, r, rc); status != 0 {
+	if status := s.h2Request(st, r, ctx, rc); status != 0 {
 		s.refused(fc, fc.Request.Header.Method(), status, reasonH2Request, true) // refusals.go
 		WriteError(&fc.Response, status)
-	} else if r.Context().Err() != nil {
+	} else if ctx.Err() != nil {
 		// Reset before its handler ran (a queued stream under a rapid reset): nothing to do.
 	} else if !s.admit(fc, nil) { // streams run concurrently: no per-connection Host memo
 		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
@@ -119,8 +140,8 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 		c := AcquireCtx(fc)
 		c.Start = start
 		c.Proto = ProtoHTTP2
-		c.Context = r.Context()
-		c.ClientContext = r.Context()
+		c.Context = ctx
+		c.ClientContext = ctx
 		c.h2 = st
 		if b := st.body; b != nil && b.cancel != nil {
 			c.ClientContext = b.ctx
@@ -138,7 +159,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	}
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
-	abort := s.writeResponse(w, rc, r, st)
+	abort := s.writeResponse(w, rc, r, ctx, st)
 	if own, ok := w.(*h2cstream); ok {
 		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
 	}
@@ -172,7 +193,7 @@ func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 // checked the stream's framing already: pseudo-headers present, valid and first, lower-case field
 // names, no connection-specific fields, TE only "trailers", a Content-Length the DATA frames must
 // match (RFC 9113 §8.2, §8.3). What is left are the rules admit applies to HTTP/1.x.
-func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseController) int {
+func (s *Server) h2Request(st *h2stream, r *http.Request, ctx context.Context, rc h2Control) int {
 	req := &st.fc.Request
 	h := &req.Header
 	h.SetMethod(r.Method)
@@ -239,7 +260,7 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, rc *http.ResponseContr
 	// timeout) abandons the request: its ClientContext ends, so nothing more goes upstream
 	// (fasthttp's Request.Body would otherwise hand a reader of the whole body the error's
 	// text as the body).
-	st.body.ctx, st.body.cancel = context.WithCancelCause(r.Context())
+	st.body.ctx, st.body.cancel = context.WithCancelCause(ctx)
 	return 0
 }
 
@@ -256,8 +277,8 @@ func connectionSpecific(k string) bool {
 // moves the stream's read deadline on (read_timeout between reads, not for the whole body).
 //
 // A streamed body's reader (an HTTP/2 upstream exchange's goroutine) may outlive the handler:
-// exceeded is read by the handler while it may be written, and the ResponseController, which
-// net/http's server must not be called on once the handler returned, is used only until end.
+// exceeded is read by the handler while it may be written, and the stream's control (net/http's
+// ResponseController, which must not be called once the handler returned) is used only until end.
 type h2Body struct {
 	r        io.Reader
 	left     int64 // bytes the client may still send
@@ -271,7 +292,7 @@ type h2Body struct {
 	moved   time.Time // when the read deadline was last moved
 
 	mu sync.Mutex // guards rc
-	rc *http.ResponseController
+	rc h2Control
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -333,7 +354,7 @@ func BodyFailure(ctx context.Context) error {
 }
 
 // end is the handler's return: the body's context ends and a read still under way no longer
-// touches the stream's ResponseController.
+// touches the stream's control.
 func (b *h2Body) end() {
 	if b.cancel != nil {
 		b.cancel(nil)
@@ -347,7 +368,7 @@ func (b *h2Body) end() {
 // HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
 // trailers. write_timeout bounds each write's progress. It reports whether the stream must be
 // reset: a streamed body failed before its end.
-func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, st *h2stream) (abort bool) {
+func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, r *http.Request, ctx context.Context, st *h2stream) (abort bool) {
 	resp := &st.fc.Response
 	own, _ := w.(*h2cstream)
 	var hdr http.Header
@@ -401,7 +422,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 		setContentLength(w, hdr, cl)
 	}
 	w.WriteHeader(status)
-	if err := rc.Flush(); err != nil {
+	if err := rc.FlushError(); err != nil {
 		noteCut(resp, &ResponseCutError{Err: err}) // respfinish.go: the client went away
 		return
 	}
@@ -428,7 +449,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 				noteCut(resp, &ResponseCutError{Err: werr})
 				return
 			}
-			if ferr := rc.Flush(); ferr != nil {
+			if ferr := rc.FlushError(); ferr != nil {
 				noteCut(resp, &ResponseCutError{Err: ferr})
 				return
 			}
@@ -441,7 +462,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc *http.ResponseControlle
 			break
 		}
 		if err != nil {
-			if cerr := r.Context().Err(); cerr != nil {
+			if cerr := ctx.Err(); cerr != nil {
 				noteCut(resp, &ResponseCutError{Err: cerr})
 				return // the client went away (the balancer ended the upstream's body for it)
 			}

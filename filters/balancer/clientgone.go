@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -24,7 +23,7 @@ func watchClient(c *engine.Ctx, conn *upstreamConn) func() bool {
 	if c.ClientContext == nil {
 		return nil
 	}
-	return context.AfterFunc(c.ClientContext, func() {
+	return engine.AfterFunc(c.ClientContext, func() { // context.AfterFunc, cheaper for HTTP/2 streams
 		conn.cut.Store(true) // before the deadline: see upstreamConn.arm
 		_ = conn.SetDeadline(longAgo)
 	})
