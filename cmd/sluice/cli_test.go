@@ -48,6 +48,21 @@ func writeConfig(t *testing.T, src string) string {
 	return p
 }
 
+// writeMinimalConfig writes the smallest configuration `sluice run` serves: a server on a free
+// port, no admin API, and one pipeline to an upstream that is never reached (127.0.0.1:9).
+func writeMinimalConfig(t *testing.T) string {
+	t.Helper()
+	return writeConfig(t, fmt.Sprintf(`server { listen = %q }
+admin { listen = "" }
+upstream "u" {
+  target { address = "127.0.0.1:9" }
+}
+pipeline "p" {
+  balancer { upstream = upstream.u }
+}
+`, freePort(t)))
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -193,15 +208,7 @@ func startSluiceCmd(t *testing.T, env []string, args ...string) (*exec.Cmd, *str
 // GODEBUG (see sysmon.go), keeping the user's other settings, and that a GODEBUG which sets
 // schedtrace itself is left as it is.
 func TestRunKeepsSysmonAwake(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf(`server { listen = %q }
-admin { listen = "" }
-upstream "u" {
-  target { address = "127.0.0.1:9" }
-}
-pipeline "p" {
-  balancer { upstream = upstream.u }
-}
-`, freePort(t)))
+	cfg := writeMinimalConfig(t)
 	t.Setenv("GODEBUG", "") // restored after the test; the test's own would be inherited
 	os.Unsetenv("GODEBUG")
 	for _, tc := range []struct{ set, want string }{

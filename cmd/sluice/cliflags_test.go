@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -102,15 +101,7 @@ func TestGoModTidy(t *testing.T) {
 // as `validate FILE`), and nothing else on the command line is silently ignored: a flag after
 // the file, a second file, or -c and a different file are refused with exit 2.
 func TestConfigFileArgument(t *testing.T) {
-	path := writeConfig(t, fmt.Sprintf(`server { listen = %q }
-admin { listen = "" }
-upstream "u" {
-  target { address = "127.0.0.1:9" }
-}
-pipeline "p" {
-  balancer { upstream = upstream.u }
-}
-`, freePort(t)))
+	path := writeMinimalConfig(t)
 	out, err := exec.Command(sluiceBin, "validate", path).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), path+": configuration is valid") {
 		t.Fatalf("validate FILE: %v\n%s", err, out)

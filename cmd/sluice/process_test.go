@@ -12,15 +12,7 @@ import (
 // TestRunKeepsItsName: the re-executed `sluice run` (sysmon.go) is still called sluice, every
 // thread of it, so ps, ss and `pgrep -x sluice` find it.
 func TestRunKeepsItsName(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf(`server { listen = %q }
-admin { listen = "" }
-upstream "u" {
-  target { address = "127.0.0.1:9" }
-}
-pipeline "p" {
-  balancer { upstream = upstream.u }
-}
-`, freePort(t)))
+	cfg := writeMinimalConfig(t)
 	t.Setenv("GODEBUG", "")
 	os.Unsetenv("GODEBUG")
 	cmd, _ := startSluice(t, cfg)
