@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -439,9 +440,9 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 		in.changeTrailer("set_header_value", kind, opSet, name, value)
 		return
 	}
-	// The name is a valid token: hand fasthttp its canonical form (SetBytesKV would copy the
-	// name, check it again and normalize it in a second pass).
-	in.key = appendCanonical(in.key[:0], name)
+	// The name is a valid token: hand fasthttp its canonical form, normalised by fasthttp's own
+	// function (SetBytesKV would copy the name, check it again and normalize it in a second pass).
+	in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name)
 	if kind == kindRequest {
 		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetCanonical(in.key, value)
 		return
@@ -451,36 +452,6 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 		in.recordOp(opSet, name, value)
 	}
 }
-
-// appendCanonical appends token name as fasthttp normalizes header names: upper case at the
-// start and after each '-', lower case elsewhere.
-func appendCanonical(dst, name []byte) []byte {
-	upper := true
-	for _, c := range name {
-		if upper {
-			c = toUpper[c]
-		} else {
-			c = toLower[c]
-		}
-		upper = c == '-'
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-// toUpper and toLower map ASCII letters to one case and leave other bytes alone.
-var toUpper, toLower = func() (up, low [256]byte) {
-	for i := range 256 {
-		up[i], low[i] = byte(i), byte(i)
-		if 'a' <= i && i <= 'z' {
-			up[i] = byte(i - 'a' + 'A')
-		}
-		if 'A' <= i && i <= 'Z' {
-			low[i] = byte(i - 'A' + 'a')
-		}
-	}
-	return up, low
-}()
 
 func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)

@@ -503,7 +503,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			in.key = appendCanonical(in.key[:0], name) // see setHeaderValue
+			in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name) // see setHeaderValue
 			h.SetCanonical(in.key, value)
 		default:
 			h.DelBytes(name)
@@ -514,7 +514,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			in.key = appendCanonical(in.key[:0], name)
+			in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name)
 			h.SetCanonical(in.key, value)
 		default:
 			h.DelBytes(name)
