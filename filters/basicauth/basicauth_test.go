@@ -1,6 +1,7 @@
 package basicauth
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"strings"
 	"sync"
@@ -166,28 +167,82 @@ func TestCacheSavesBcrypt(t *testing.T) {
 
 func TestCacheBounded(t *testing.T) {
 	cc := newCredCache(3, int64(time.Minute))
-	k := newKeyer().get()
+	k := newKeyer()
 	u := &user{name: "u"}
 	for i := range 10 {
 		var key cacheKey
-		k.key([]byte("u"), []byte{byte(i)}, &key)
+		k.key([]byte{byte(i)}, &key)
 		cc.Put(&key, u, 0)
 	}
 	if cc.Len() != 3 {
 		t.Errorf("%d entries, want at most 3", cc.Len())
 	}
-	// The key is keyed: another filter (another secret) derives a different one.
-	var a, b cacheKey
-	k.key([]byte("u"), []byte("p"), &a)
-	newKeyer().get().key([]byte("u"), []byte("p"), &b)
-	if a == b {
+}
+
+// TestCacheKey: the key is SHA-256 of the secret and the token, the same for the same token,
+// and keyed: another filter (another secret) derives another, and it is not the token's plain
+// SHA-256.
+func TestCacheKey(t *testing.T) {
+	k := newKeyer()
+	token := []byte("YWxpY2U6d29uZGVybGFuZA==")
+	var a, a2, b, other cacheKey
+	k.key(token, &a)
+	k.key(token, &a2)
+	newKeyer().key(token, &b)
+	k.key([]byte("YWxpY2U6d29uZGVybGFuZQ=="), &other)
+	switch {
+	case a != a2:
+		t.Error("one token, two keys")
+	case a == b:
 		t.Error("two filters derived the same cache key")
+	case a == other:
+		t.Error("two tokens, one key")
+	case a == sha256.Sum256(token):
+		t.Error("the key is the token's plain SHA-256")
 	}
-	var c1, c2 cacheKey
-	k.key([]byte("a"), []byte("b\x00c"), &c1)
-	k.key([]byte("a\x00b"), []byte("c"), &c2)
-	if c1 == c2 {
-		t.Error("user/password boundary is ambiguous")
+	// A token of any length: one block (55 bytes with the padding) and beyond.
+	seen := map[cacheKey]bool{}
+	for n := range 200 {
+		var key cacheKey
+		k.key([]byte(strings.Repeat("A", n)), &key)
+		if seen[key] {
+			t.Fatalf("a token of %d bytes has another's key", n)
+		}
+		seen[key] = true
+	}
+}
+
+// TestCachedByText: two texts of one credential (the padding bits differ) are two cache
+// entries, each verified by bcrypt; a text verified before is not decoded again.
+func TestCachedByText(t *testing.T) {
+	f, calls := newTestFilter(t, nil)
+	run := func(auth string) int {
+		c := enginetest.NewCtx(t, "GET", "/", "Authorization", auth)
+		enginetest.Serve(c, enginetest.OK, f)
+		cons, _ := engine.ConsumerKey.Get(c)
+		if c.Response.StatusCode() == 200 && (cons == nil || cons.ID != "bob") {
+			t.Errorf("%q: consumer %+v, want bob", auth, cons)
+		}
+		return c.Response.StatusCode()
+	}
+	canonical := basic("bob", "builder") // "Basic Ym9iOmJ1aWxkZXI="
+	variant := canonical[:len(canonical)-2] + "J="
+	if dec, err := base64.StdEncoding.DecodeString(variant[6:]); err != nil || string(dec) != "bob:builder" {
+		t.Fatalf("the variant %q decodes to %q, %v", variant, dec, err)
+	}
+	if s := run(canonical); s != 200 {
+		t.Fatalf("status %d", s)
+	}
+	if s := run(variant); s != 200 || calls.Load() != 2 {
+		t.Fatalf("the variant: status %d, %d bcrypt calls, want 200 and 2", s, calls.Load())
+	}
+	for _, auth := range []string{canonical, variant, "basic   " + canonical[6:]} {
+		if s := run(auth); s != 200 {
+			t.Fatalf("%q: status %d", auth, s)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d bcrypt calls, want 2 (the spaces after the scheme are not part of the text)", n)
 	}
 }
 

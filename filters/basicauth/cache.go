@@ -3,61 +3,56 @@ package basicauth
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"sync"
+	"encoding"
+	"fmt"
 
 	"github.com/sluice-gateway/sluice/filters/internal/ttlmap"
 )
 
-// cacheKey is SHA-256(secret ‖ user ‖ ':' ‖ password) under a random 32-byte secret of the
-// filter's: the cache never holds a password, nor anything that can be checked against a guess
-// without the secret, which lives only in this process's memory. A user name has no ':', so no
-// two (user, password) pairs hash the same bytes. One SHA-256 over the secret and the decoded
-// credential, rather than an HMAC (two SHA-256 computations and a state restored from the
-// key's for each): a length extension, which HMAC guards against, needs a digest the attacker
-// sees, and these never leave the process (RATIONALE.md).
+// cacheKey is SHA-256(secret ‖ token): a random 64-byte secret of the filter's followed by the
+// credential as the client sent it, the base64 text after "Basic ". The cache never holds a
+// password, nor anything that can be checked against a guess without the secret. Keying the
+// text rather than the decoded user and password spares a cached request the decoding: a hit
+// means these very bytes were verified before (two texts that decode alike, say with other
+// padding bits, are two entries, each verified by bcrypt), and the entry holds the user. One
+// SHA-256 rather than an HMAC: a length extension, which HMAC guards against, needs a digest
+// the attacker sees, and these never leave the process (RATIONALE.md).
 type cacheKey [sha256.Size]byte
 
-// secretLen is the length of the secret; it precedes the credential in scratch.buf.
-const secretLen = 32
+// secretLen is the length of the secret: one SHA-256 block, compressed once when the filter is
+// built, so that a request hashes only its token (one block up to 55 bytes of base64).
+const secretLen = 64
 
-// keyer hands out scratch space, pooled: a credential of up to maxCredentialBytes is decoded in
-// place after the secret, so that its key is one SHA-256 of a contiguous buffer.
-type keyer struct{ pool sync.Pool }
-
-// scratch is one request's working memory: the secret, then the decoded credentials.
-type scratch struct {
-	buf [secretLen + maxCredentialBytes]byte
-}
+// keyer derives cache keys. It holds SHA-256's state after the secret's block (its chaining
+// value, as MarshalBinary writes it), not the secret itself.
+type keyer struct{ state []byte }
 
 func newKeyer() *keyer {
 	var secret [secretLen]byte
 	_, _ = rand.Read(secret[:]) // crypto/rand.Read never fails (it panics first)
-	k := &keyer{}
-	k.pool.New = func() any {
-		s := &scratch{}
-		copy(s.buf[:], secret[:])
-		return s
+	h := sha256.New()
+	h.Write(secret[:])
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(fmt.Sprintf("basic_auth: saving SHA-256's state: %v", err))
 	}
+	clear(secret[:])
+	k := &keyer{state: state}
+	var probe cacheKey
+	k.key(nil, &probe) // panics now, not on a request, if the state does not restore
 	return k
 }
 
-func (k *keyer) get() *scratch  { return k.pool.Get().(*scratch) }
-func (k *keyer) put(s *scratch) { k.pool.Put(s) }
-
-// dec is where the credentials are decoded.
-func (s *scratch) dec() []byte { return s.buf[secretLen:] }
-
-// keyOf derives the cache key of the n decoded bytes in dec() ("user:password").
-func (s *scratch) keyOf(n int, out *cacheKey) {
-	*out = sha256.Sum256(s.buf[:secretLen+n])
-}
-
-// key decodes nothing: it derives the cache key of a user and password given apart (tests).
-func (s *scratch) key(user, password []byte, out *cacheKey) {
-	n := copy(s.dec(), user)
-	n += copy(s.dec()[n:], ":")
-	n += copy(s.dec()[n:], password)
-	s.keyOf(n, out)
+// key sets out to the cache key of token.
+func (k *keyer) key(token []byte, out *cacheKey) {
+	// The calls are devirtualised and the digest stays on the stack (TestCachedAllocs).
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(k.state); err != nil {
+		// Never hash without the secret: a key of the token alone could be checked against guesses.
+		panic(fmt.Sprintf("basic_auth: restoring SHA-256's state: %v", err))
+	}
+	h.Write(token)
+	h.Sum(out[:0])
 }
 
 // credCache holds the credentials bcrypt verified, for cache_ttl, at most cache_size of them.

@@ -130,25 +130,36 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		// Only a verified name reaches the upstream under this header.
 		h.DelBytes(f.userHeader)
 	}
-	s := f.keyer.get()
-	defer f.keyer.put(s)
-	name, password, ok := credentials(nameAuthorization.Peek(h), s.dec())
+	token, ok := basicToken(nameAuthorization.Peek(h))
 	if !ok {
 		f.mMissing.Inc()
 		return f.refuse(c, errMissing)
 	}
-	var key cacheKey
 	now := c.Start.UnixNano()
 	if c.Start.IsZero() {
 		now = time.Now().UnixNano()
 	}
+	var key cacheKey
 	if f.cache != nil {
-		s.keyOf(len(name)+1+len(password), &key) // name and password are dec()'s first bytes
+		// A cached credential is found by its text: no decoding (cache.go).
+		f.keyer.key(token, &key)
 		if u, ok := f.cache.Get(&key, now); ok {
 			f.mCached.Inc()
 			f.accept(c, u)
 			return engine.Continue
 		}
+	}
+	return f.verify(c, token, &key, now)
+}
+
+// verify decodes a credential the cache does not hold and checks it with bcrypt; key is its
+// cache key (unset without a cache).
+func (f *Filter) verify(c *engine.Ctx, token []byte, key *cacheKey, now int64) engine.Verdict {
+	var buf [maxCredentialBytes / 4 * 3]byte
+	name, password, ok := decodeCredentials(token, buf[:])
+	if !ok {
+		f.mMissing.Inc()
+		return f.refuse(c, errMissing)
 	}
 	if len(password) > maxPasswordBytes {
 		// bcrypt reads only the first 72 bytes: a longer password would pass with any ending.
@@ -181,7 +192,7 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 		return f.refuse(c, err)
 	}
 	if f.cache != nil {
-		f.cache.Put(&key, u, now)
+		f.cache.Put(key, u, now)
 	}
 	f.mVerified.Inc()
 	f.accept(c, u)
@@ -194,7 +205,15 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 func (f *Filter) accept(c *engine.Ctx, u *user) {
 	engine.ConsumerKey.Set(c, u.consumer)
 	if !f.forward {
-		c.Request.Header.DelBytes(hdrAuthorization)
+		// hdrAuthorization is already as fasthttp normalises names: removing it with normalising
+		// off removes the same header without case-folding the name again on every request
+		// (DelBytes has no variant taking a normalised name). The setting is put back as it was.
+		h := &c.Request.Header
+		wasOff := h.DisableNormalizing()
+		h.DelBytes(hdrAuthorization)
+		if !wasOff {
+			h.EnableNormalizing()
+		}
 	}
 	if f.userHeader != nil {
 		c.Request.Header.SetBytesK(f.userHeader, u.name)
@@ -208,12 +227,13 @@ func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
 	return engine.Respond
 }
 
-// credentials decodes `Basic base64(user:password)` (the scheme case-insensitive) into buf and
-// returns the two parts; ok is false for anything else.
-func credentials(v, buf []byte) (name, password []byte, ok bool) {
+// basicToken returns the credential of `Basic <token>` (the scheme case-insensitive), the base64
+// text as sent, without decoding it; ok is false for another scheme, no token or one longer than
+// maxCredentialBytes.
+func basicToken(v []byte) (token []byte, ok bool) {
 	const scheme = "basic "
 	if len(v) <= len(scheme) {
-		return nil, nil, false
+		return nil, false
 	}
 	for i := 0; i < len(scheme); i++ {
 		b := v[i]
@@ -221,17 +241,27 @@ func credentials(v, buf []byte) (name, password []byte, ok bool) {
 			b += 'a' - 'A'
 		}
 		if b != scheme[i] {
-			return nil, nil, false
+			return nil, false
 		}
 	}
 	v = v[len(scheme):]
 	for len(v) > 0 && v[0] == ' ' {
 		v = v[1:]
 	}
-	if len(v) == 0 || base64.StdEncoding.DecodedLen(len(v)) > len(buf) {
+	if len(v) == 0 || len(v) > maxCredentialBytes {
+		return nil, false
+	}
+	return v, true
+}
+
+// decodeCredentials decodes a token (base64 of user:password) into buf and returns the two
+// parts; ok is false when it does not decode, has no ':' or its user is empty or holds a
+// control character.
+func decodeCredentials(token, buf []byte) (name, password []byte, ok bool) {
+	if base64.StdEncoding.DecodedLen(len(token)) > len(buf) {
 		return nil, nil, false
 	}
-	n, err := base64.StdEncoding.Decode(buf, v)
+	n, err := base64.StdEncoding.Decode(buf, token)
 	if err != nil {
 		return nil, nil, false
 	}

@@ -14,8 +14,12 @@ func FuzzCredentials(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		var buf [maxCredentialBytes]byte
-		name, pw, ok := credentials([]byte(v), buf[:])
+		token, ok := basicToken([]byte(v))
+		if !ok {
+			return
+		}
+		var buf [maxCredentialBytes / 4 * 3]byte
+		name, pw, ok := decodeCredentials(token, buf[:])
 		if !ok {
 			return
 		}
