@@ -235,13 +235,16 @@ func basicToken(v []byte) (token []byte, ok bool) {
 	if len(v) <= len(scheme) {
 		return nil, false
 	}
-	for i := 0; i < len(scheme); i++ {
-		b := v[i]
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if b != scheme[i] {
-			return nil, false
+	// "Basic " as clients write it is one comparison; another spelling is folded byte by byte.
+	if string(v[:len(scheme)]) != "Basic " {
+		for i := 0; i < len(scheme); i++ {
+			b := v[i]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != scheme[i] {
+				return nil, false
+			}
 		}
 	}
 	v = v[len(scheme):]
