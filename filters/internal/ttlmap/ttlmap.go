@@ -2,49 +2,35 @@
 // (basic_auth) and allowing decisions (forward_auth) the auth filters keep.
 package ttlmap
 
-import (
-	"encoding/binary"
-	"sync"
-)
+import "sync"
 
 // Map holds at most max entries, each for ttl; safe for concurrent use. A lookup takes the read
 // lock only: cache hits, the common case, do not serialize requests.
-//
-// Its keys are SHA-256 digests under a secret of the filter's, so their bytes are uniformly
-// distributed and no client can choose them: the inner map is indexed by a key's first 8 bytes
-// (Go's fast path for a uint64 key: no hashing of 32 bytes, no 32-byte comparison in the map),
-// and the entry holds the whole key, compared on every lookup. Two keys sharing their first 8
-// bytes (one chance in 2^64 for a pair) share a slot: the later replaces the earlier, which is
-// then a miss, never another key's hit.
-type Map[K ~[32]byte, V any] struct {
+type Map[K comparable, V any] struct {
 	mu  sync.RWMutex
-	m   map[uint64]entry[K, V]
+	m   map[K]entry[V]
 	max int
 	ttl int64 // nanoseconds
 }
 
-type entry[K ~[32]byte, V any] struct {
-	k       K
+type entry[V any] struct {
 	v       V
 	expires int64 // unix nanoseconds
 }
 
-// slot is k's index in the inner map.
-func slot[K ~[32]byte](k *K) uint64 { return binary.LittleEndian.Uint64((*k)[:8]) }
-
 // New returns an empty map of at most size entries (at least 1), each kept for ttl nanoseconds.
-func New[K ~[32]byte, V any](size int, ttl int64) *Map[K, V] {
+func New[K comparable, V any](size int, ttl int64) *Map[K, V] {
 	size = max(size, 1)
-	return &Map[K, V]{m: make(map[uint64]entry[K, V], min(size, 1024)), max: size, ttl: ttl}
+	return &Map[K, V]{m: make(map[K]entry[V], min(size, 1024)), max: size, ttl: ttl}
 }
 
 // Get returns k's value if it was put less than ttl before now (unix nanoseconds). k is a
 // pointer: the auth filters' keys are 32-byte digests.
 func (c *Map[K, V]) Get(k *K, now int64) (v V, ok bool) {
 	c.mu.RLock()
-	e, found := c.m[slot(k)]
+	e, found := c.m[*k]
 	c.mu.RUnlock()
-	if !found || e.k != *k || now >= e.expires {
+	if !found || now >= e.expires {
 		return v, false
 	}
 	return e.v, true
@@ -56,8 +42,7 @@ func (c *Map[K, V]) Get(k *K, now int64) (v V, ok bool) {
 func (c *Map[K, V]) Put(k *K, v V, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i := slot(k)
-	if _, ok := c.m[i]; !ok && len(c.m) >= c.max {
+	if _, ok := c.m[*k]; !ok && len(c.m) >= c.max {
 		evicted := 0
 		for key, e := range c.m {
 			if now >= e.expires {
@@ -72,7 +57,7 @@ func (c *Map[K, V]) Put(k *K, v V, now int64) {
 			}
 		}
 	}
-	c.m[i] = entry[K, V]{k: *k, v: v, expires: now + c.ttl}
+	c.m[*k] = entry[V]{v: v, expires: now + c.ttl}
 }
 
 // Len is the number of entries, expired ones included until a Put evicts them.
