@@ -380,3 +380,25 @@ func BenchmarkCached(b *testing.B) {
 		f.OnRequest(c)
 	}
 }
+
+// TestNormalisingRestored: removing Authorization turns fasthttp's name normalising off for the
+// call only; the stages after the filter see it on (a name set in lower case is stored
+// canonical), as the server configures it.
+func TestNormalisingRestored(t *testing.T) {
+	f, _ := newTestFilter(t, nil)
+	for range 2 { // verified, then cached
+		c := enginetest.NewCtx(t, "GET", "/", "Authorization", basic("alice", "wonderland"))
+		var raw string
+		enginetest.Serve(c, func(c *engine.Ctx) {
+			c.Request.Header.Set("x-after", "1")
+			raw = c.Request.Header.String()
+			enginetest.OK(c)
+		}, f)
+		if c.Response.StatusCode() != 200 {
+			t.Fatalf("status %d", c.Response.StatusCode())
+		}
+		if !strings.Contains(raw, "\r\nX-After: 1\r\n") || strings.Contains(raw, "Authorization") {
+			t.Errorf("the upstream's header:\n%s\nwant X-After normalised and no Authorization", raw)
+		}
+	}
+}
