@@ -18,7 +18,7 @@ const minProcs = 2
 // more than its fair share of the CPU, so the kernel's scheduler (EEVDF) finds it ineligible and
 // lets each wake-up of the neighbour preempt it: every request the gateway writes to an upstream
 // on the same CPU woke the upstream and handed it the CPU for that one request, and the upstream
-// paid its wake-up (about 3.7 µs) for 2.7 requests on average instead of 7.5. With two Ps the
+// paid its wake-up (about 3.7 µs) for 2.7 requests on average instead of about 8. With two Ps the
 // work spreads over two or three threads, none over its share, and the neighbour runs when the
 // gateway's threads yield (RATIONALE.md, "Why does the upstream spend more per request behind
 // Sluice…"). Setting GOMAXPROCS stops the runtime's automatic updates of it, which for a
