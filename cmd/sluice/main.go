@@ -103,6 +103,7 @@ func main() {
 	}
 	if os.Args[1] == "run" {
 		keepSysmonAwake()
+		atLeastTwoProcs()
 	}
 	os.Exit(cmd.run(os.Args[2:]))
 }
