@@ -342,11 +342,8 @@ func (t *Telemetry) Recent() *Recent { return t.recent }
 
 // dashboard feeds the dashboard at the end of a request: the counters, the refusal and auth
 // summaries, and the ring of waterfalls when the request is kept.
-func (o *observer) dashboard(c *engine.Ctx, st *reqState, pi *pipeInfo, status int) {
-	var dur time.Duration
-	if !c.Start.IsZero() {
-		dur = time.Since(c.Start)
-	}
+// dur is the request's duration so far (0 when c.Start is not set).
+func (o *observer) dashboard(c *engine.Ctx, st *reqState, pi *pipeInfo, status int, dur time.Duration) {
 	o.recordDash(pi, status, dur)
 	if status == 429 || status == 401 || status == 403 {
 		o.t.edge.record(c, status)

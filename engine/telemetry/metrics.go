@@ -98,17 +98,17 @@ func (pm *pipeMetrics) recordGRPC(c *engine.Ctx) {
 	ctr.Inc()
 }
 
-func (pm *pipeMetrics) record(c *engine.Ctx, status int) {
+// record counts c's request; dur is its duration (EndRequest's one clock read), untimed when
+// c.Start is not set.
+func (pm *pipeMetrics) record(c *engine.Ctx, status int, dur time.Duration) {
 	q := metrics.Request{
 		Method:       c.Request.Header.Method(),
 		Status:       status,
 		FromUpstream: c.FromUpstream,
 		Timed:        !c.Start.IsZero(),
+		Duration:     dur,
 		BytesIn:      c.BytesIn(),
 		BytesOut:     c.BytesOut(),
-	}
-	if q.Timed {
-		q.Duration = time.Since(c.Start)
 	}
 	pm.req.Record(&q)
 }

@@ -371,8 +371,13 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	} else {
 		pi = o.pipe(c.ServingPipeline()) // looked up only untraced: a traced request has it
 	}
-	pi.metrics.record(c, status)
-	o.dashboard(c, st, pi, status) // dashstats.go, recent.go
+	// One clock read for the request series and the dashboard.
+	var dur time.Duration
+	if !c.Start.IsZero() {
+		dur = time.Since(c.Start)
+	}
+	pi.metrics.record(c, status, dur)
+	o.dashboard(c, st, pi, status, dur) // dashstats.go, recent.go
 	if st == nil {
 		// A gRPC call's status may come in the trailers of a streamed body: counted at its end
 		// (FinishResponse) then.

@@ -486,7 +486,12 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 			}
 			x.traceHdr = 0
 		}
-		begin = time.Time{} // StartAttempt's span work is not the upstream's latency
+		if tok != nil || len(x.trace) > 0 {
+			// A traced request's span work and trace context lines are not the upstream's
+			// latency. Otherwise StartAttempt only noted the attempt's start: the clock read
+			// before it stands, as without an observer (a time.Now less per request).
+			begin = time.Time{}
+		}
 	}
 	if begin.IsZero() {
 		begin = time.Now()
