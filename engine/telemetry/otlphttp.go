@@ -82,6 +82,13 @@ func useOwnExporter() bool {
 // ExportSpans encodes spans and posts them, retrying as the policy says, within the export
 // timeout (and ctx, the batcher's).
 func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	return e.export(ctx, spans, false)
+}
+
+// export is ExportSpans; with free, the observer's records among spans go back for reuse as soon
+// as they are encoded (the batcher's call: nothing reads them afterwards), while they are still
+// in cache from the encoding and before the collector's round trip, rather than after it.
+func (e *otlpHTTPExporter) export(ctx context.Context, spans []sdktrace.ReadOnlySpan, free bool) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -90,6 +97,9 @@ func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 		bp = new([]byte)
 	}
 	body := appendExportRequest((*bp)[:0], spans)
+	if free {
+		freeAll(spans)
+	}
 	defer func() {
 		*bp = body[:0]
 		e.bufs.Put(bp)
