@@ -31,10 +31,10 @@ type Recent struct {
 
 // sampledEvery spaces the requests kept only because they were sampled: at most one a
 // millisecond. At sample_ratio 1 every request is sampled, and copying each into the ring (its
-// phases, attempts, path: about 900 instructions, and a slot of 5 KiB written, the ring of 200
-// cycling through a megabyte of cache every few milliseconds at 35,000 requests a second) was a
-// tenth of what tracing cost the request; the ring then showed the last 6 ms of traffic. Spaced,
-// it shows the last 200 ms or more. Errors and slow requests are all kept, whatever the rate.
+// phases, attempts and path: about 900 instructions, the ring's 200 slots of about 2.5 KiB
+// written over every 6 ms at 35,000 requests a second) was a tenth of what tracing cost the
+// request, and the ring showed the last 6 ms of traffic. Spaced, it shows the last 200 ms or
+// more. Errors and slow requests are all kept, whatever the rate.
 const sampledEvery = time.Millisecond
 
 // The rings, by the first reason that keeps a request.
