@@ -333,6 +333,9 @@ var _ sdktrace.SpanProcessor = spanBatcher{}
 
 func newSpanBatcher(exp sdktrace.SpanExporter, cfg batchConfig, loss *lossCounter) spanBatcher {
 	export := func(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+		if own, ok := exp.(*otlpHTTPExporter); ok {
+			return own.export(ctx, spans, true) // frees the records once it has encoded them
+		}
 		err := exp.ExportSpans(ctx, spans)
 		// The exporter has encoded the batch (the OTLP exporter copies it into its request
 		// before returning): the observer's records go back for reuse.

@@ -349,7 +349,7 @@ func (o *observer) dashboard(c *engine.Ctx, st *reqState, pi *pipeInfo, status i
 		o.t.edge.record(c, status)
 	}
 	sampled := st != nil && st.sampled
-	if why := o.t.recent.keep(status, sampled, dur); why != 0 {
+	if why := o.t.recent.keep(status, sampled, c.Start, dur); why != 0 {
 		var id [16]byte
 		if st != nil {
 			id = st.traceID

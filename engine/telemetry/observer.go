@@ -282,7 +282,7 @@ func (o *observer) StartRequest(c *engine.Ctx, p *engine.Pipeline) {
 	}
 	st.serverAttrs(c, p, r)
 	st.server, st.traceID = r, traceID
-	c.Context = r.ctx
+	c.Context = r.ctx()
 	if o.t.filterSpans {
 		c.ObserveStages() // the pipeline calls StartStage and EndStage for the filter spans
 	}
@@ -495,7 +495,7 @@ func (o *observer) StartStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase) a
 		r.start = time.Now().UnixNano()
 	}
 	st.stage, st.stageFail = r, c.Failure != nil
-	c.Context = r.ctx
+	c.Context = r.ctx()
 	return r
 }
 
@@ -531,7 +531,7 @@ func (o *observer) EndStage(c *engine.Ctx, s *engine.Stage, ph engine.Phase, tok
 			}
 		}
 		st.stage = nil
-		c.Context = st.server.ctx
+		c.Context = st.server.ctx()
 	}
 	sp.endPhase(c, c.StageTimes(), ph)
 }

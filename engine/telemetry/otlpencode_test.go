@@ -101,8 +101,8 @@ func TestOTLPEncodingMatchesSDK(t *testing.T) {
 
 // TestOTLPExporterRetries: 503 is retried (after the collector's Retry-After), 400 is not.
 func TestOTLPExporterRetries(t *testing.T) {
-	var calls atomic.Int32
-	status := http.StatusServiceUnavailable
+	var calls, status atomic.Int32
+	status.Store(http.StatusServiceUnavailable)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Header.Get("Authorization") != "Bearer t" || req.Header.Get("Content-Type") != "application/x-protobuf" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -110,7 +110,7 @@ func TestOTLPExporterRetries(t *testing.T) {
 		}
 		if calls.Add(1) == 1 {
 			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(status)
+			w.WriteHeader(int(status.Load()))
 		}
 	}))
 	defer srv.Close()
@@ -125,7 +125,7 @@ func TestOTLPExporterRetries(t *testing.T) {
 		t.Errorf("%d calls in %v, want 2 after the 1 s Retry-After", n, waited)
 	}
 	calls.Store(0)
-	status = http.StatusBadRequest
+	status.Store(http.StatusBadRequest)
 	if err := exp.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{span}); err == nil || calls.Load() != 1 {
 		t.Errorf("400: err %v after %d calls, want an error after 1", err, calls.Load())
 	}

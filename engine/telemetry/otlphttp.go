@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ type otlpHTTPExporter struct {
 	client  *http.Client
 	timeout time.Duration
 	bufs    sync.Pool // *[]byte
+	// direct is the exporter's own HTTP/1.1 exchange (otlpconn.go), for an http:// collector
+	// without a proxy; nil: client's.
+	direct *directHTTP
 }
 
 var _ sdktrace.SpanExporter = (*otlpHTTPExporter)(nil)
@@ -60,7 +64,8 @@ func newOTLPHTTPExporter(url string, cfg *engine.TelemetryConfig) *otlpHTTPExpor
 	// Every concurrent export keeps its connection: the default (2 idle per host) closed and
 	// redialled the others after each export.
 	tr.MaxIdleConnsPerHost = max(batchConfigOf(cfg).concurrency, 2)
-	return &otlpHTTPExporter{url: url, headers: h, timeout: exportTimeoutOf(cfg), client: &http.Client{Transport: tr}}
+	return &otlpHTTPExporter{url: url, headers: h, timeout: exportTimeoutOf(cfg), client: &http.Client{Transport: tr},
+		direct: newDirectHTTP(url, h, tr.MaxIdleConnsPerHost)}
 }
 
 // useOwnExporter reports whether the environment leaves the OTLP trace export to this package's
@@ -77,6 +82,13 @@ func useOwnExporter() bool {
 // ExportSpans encodes spans and posts them, retrying as the policy says, within the export
 // timeout (and ctx, the batcher's).
 func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	return e.export(ctx, spans, false)
+}
+
+// export is ExportSpans; with free, the observer's records among spans go back for reuse as soon
+// as they are encoded (the batcher's call: nothing reads them afterwards), while they are still
+// in cache from the encoding and before the collector's round trip, rather than after it.
+func (e *otlpHTTPExporter) export(ctx context.Context, spans []sdktrace.ReadOnlySpan, free bool) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -85,6 +97,9 @@ func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 		bp = new([]byte)
 	}
 	body := appendExportRequest((*bp)[:0], spans)
+	if free {
+		freeAll(spans)
+	}
 	defer func() {
 		*bp = body[:0]
 		e.bufs.Put(bp)
@@ -118,21 +133,20 @@ func (e *otlpHTTPExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 // post sends body once. It returns the error and, when the collector asked to retry, how long
 // it asked to wait (0: as the backoff says); -1 when there is nothing to retry.
 func (e *otlpHTTPExporter) post(ctx context.Context, body []byte) (time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+	var resp *http.Response
+	var msg []byte
+	var err error
+	if e.direct != nil {
+		if resp, msg, err = e.direct.post(ctx, body); err != nil {
+			// As net/http's client says it: the method and URL, then why.
+			err = &url.Error{Op: "Post", URL: e.url, Err: err}
+		}
+	} else {
+		resp, msg, err = e.clientPost(ctx, body)
+	}
 	if err != nil {
 		return -1, err
 	}
-	for k, v := range e.headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return -1, err
-	}
-	// Read the body (a partial-success message, or why it failed) so the connection is reused.
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	_ = resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return -1, nil
 	}
@@ -151,8 +165,31 @@ func (e *otlpHTTPExporter) post(ctx context.Context, body []byte) (time.Duration
 	return -1, err
 }
 
+// clientPost is post through net/http's client.
+func (e *otlpHTTPExporter) clientPost(ctx context.Context, body []byte) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, v := range e.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Read the body (a partial-success message, or why it failed) so the connection is reused.
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	_ = resp.Body.Close()
+	return resp, msg, nil
+}
+
 // Shutdown closes the exporter's idle connections.
 func (e *otlpHTTPExporter) Shutdown(context.Context) error {
 	e.client.CloseIdleConnections()
+	if e.direct != nil {
+		e.direct.closeIdle()
+	}
 	return nil
 }

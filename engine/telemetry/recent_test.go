@@ -163,3 +163,29 @@ func TestDashboardAllocatesNothing(t *testing.T) {
 		t.Errorf("a request allocates %.1f times", allocs)
 	}
 }
+
+// TestRecentSpacesSampledRequests: requests kept only for being sampled go into the ring at most
+// one a millisecond (sampledEvery); a sampled error is kept whatever the rate.
+func TestRecentSpacesSampledRequests(t *testing.T) {
+	r := newRecent(&engine.RecentTracesConfig{Size: 10, Slow: engine.Duration(time.Hour)})
+	t0 := time.Unix(1_700_000_000, 0)
+	for i, c := range []struct {
+		at     time.Duration
+		status int
+		want   uint8
+	}{
+		{0, 200, ReasonSampled},
+		{sampledEvery / 2, 200, 0},
+		{sampledEvery / 2, 503, ReasonSampled | ReasonError},
+		{sampledEvery, 200, ReasonSampled},
+		{sampledEvery + 1, 200, 0},
+		{3 * sampledEvery, 200, ReasonSampled},
+	} {
+		if got := r.keep(c.status, true, t0.Add(c.at), time.Millisecond); got != c.want {
+			t.Errorf("request %d (+%v, %d): reasons %b, want %b", i, c.at, c.status, got, c.want)
+		}
+	}
+	if got := r.keep(200, false, t0.Add(time.Hour), time.Millisecond); got != 0 {
+		t.Errorf("an unsampled fast 200: reasons %b, want none", got)
+	}
+}
