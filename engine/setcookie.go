@@ -51,6 +51,7 @@ func (p *presetCookie) appendTo(h *fasthttp.ResponseHeader) {
 	kv := &s[n]
 	kv.key = append(kv.key[:0], p.name...)
 	kv.value = append(kv.value[:0], p.value...)
+	kv.noValue = false // a reused entry may have held a valueless argument
 	*list = s
 }
 

@@ -663,9 +663,16 @@ func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 }
 
 // finishResponse removes the upstream's hop-by-hop headers from the response read into
-// c.Response and adds Via.
+// c.Response, drops its status line's version and reason phrase, and adds Via.
 func finishResponse(c *engine.Ctx, x *exchange) {
 	h := &c.Response.Header
+	// The status line the client gets is Sluice's own: its HTTP version (RFC 9110 section 6.2:
+	// an HTTP/1.0 upstream must not make a keep-alive client think the gateway is 1.0) and the
+	// standard reason phrase of whatever status the response phase leaves (a filter that turns
+	// the upstream's 200 into a 404 must not send "404 OK"; RFC 9112 section 4: clients ignore
+	// the phrase, and HTTP/2 has none). With both empty fasthttp writes a precomputed line.
+	h.SetProtocol(nil)
+	h.SetStatusMessage(nil)
 	var hop uint32
 	x.conn, hop = scanHop(h.All(), x.conn[:0])
 	removeConnectionTokens(h, x.conn)
