@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -413,6 +414,7 @@ func (c *h2conn) frame(f http2.Frame) error {
 		// The client opens no more streams; those under way finish.
 		c.draining = true
 		if c.quiet() {
+			c.flush() // answers a handler left for its later flush (handlerDone)
 			return io.EOF
 		}
 		return nil
@@ -524,6 +526,7 @@ func (c *h2conn) maybeIdle() {
 		return
 	}
 	if c.draining {
+		c.flush() // the last answers leave before the connection closes (handlerDone flushes later)
 		go c.close()
 		return
 	}
@@ -823,6 +826,17 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 		}
 	}
 	c.maybeIdle()
+	c.unlock(false)
+	c.flushLater()
+}
+
+// flushLater flushes the connection's buffer after letting the goroutines that are ready to run
+// go first: the handlers of other streams whose upstream answers arrived together then add
+// their frames to the buffer before it is written, and the last of them flushes for all (one
+// write to the client for a burst of answers rather than one per stream).
+func (c *h2conn) flushLater() {
+	runtime.Gosched()
+	c.lock()
 	c.unlock(true)
 }
 
