@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -413,6 +414,7 @@ func (c *h2conn) frame(f http2.Frame) error {
 		// The client opens no more streams; those under way finish.
 		c.draining = true
 		if c.quiet() {
+			c.flush() // answers a handler left for its later flush (handlerDone)
 			return io.EOF
 		}
 		return nil
@@ -524,6 +526,7 @@ func (c *h2conn) maybeIdle() {
 		return
 	}
 	if c.draining {
+		c.flush() // the last answers leave before the connection closes (handlerDone flushes later)
 		go c.close()
 		return
 	}
@@ -696,12 +699,7 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 	}
 	declared := int64(-1)
 	fields := f.RegularFields()
-	hdr := make(http.Header, len(fields))
-	// One array holds the fields' values: a name's first value is a slice of it, of capacity one
-	// (a repeated name's append copies), rather than a slice allocated per field.
-	vals := make([]string, len(fields))
-	nvals := 0
-	var cookies []string
+	expect, continue100, host := false, false, false
 	for _, hf := range fields {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
@@ -716,42 +714,71 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 				return nil, false
 			}
 			declared = n
-		case "cookie":
-			cookies = append(cookies, hf.Value) // split crumbs are one field again (§8.2.3)
-			continue
+		case "host":
+			if !host && authority == "" {
+				authority = hf.Value // the first one; fillHeader refuses others that differ
+			}
+			host = true
+		case "expect":
+			if !expect {
+				expect = true // the first one counts
+				continue100 = strings.EqualFold(hf.Value, "100-continue")
+			}
 		}
-		k := http.CanonicalHeaderKey(hf.Name)
-		if vs, ok := hdr[k]; ok {
-			hdr[k] = append(vs, hf.Value)
-			continue
-		}
-		vals[nvals] = hf.Value
-		hdr[k] = vals[nvals : nvals+1 : nvals+1]
-		nvals++
-	}
-	if len(cookies) > 0 {
-		hdr["Cookie"] = []string{strings.Join(cookies, "; ")}
-	}
-	if authority == "" {
-		authority = hdr.Get("Host")
 	}
 	st := &h2cstream{c: c, id: f.id, declared: declared, sendWin: c.peerWin, recvWin: h2RecvStreamWindow,
-		remoteEnded: f.ended, clen: -1}
+		remoteEnded: f.ended, noBody: f.ended, clen: -1, method: method, path: path, authority: authority}
 	if st.remoteEnded && declared > 0 {
 		return nil, false // content-length and (no) DATA disagree
 	}
+	st.expect100 = continue100 && !st.remoteEnded
 	st.afters = st.afterBuf[:0]
-	// The request is the stream's own, without a context of its own: serveStream is handed
-	// the stream, its context, beside it (r.WithContext would copy it).
-	st.req = http.Request{Method: method, Proto: ProtoHTTP2, ProtoMajor: 2, Header: hdr, Host: authority,
-		RequestURI: path, ContentLength: declared, Body: http.NoBody}
-	if !st.remoteEnded {
-		st.req.Body = st
-		st.expect100 = strings.EqualFold(hdr.Get("Expect"), "100-continue")
-	} else {
-		st.req.ContentLength = 0
-	}
+	// The fields are the decoder's strings, kept as they are (the block's slice is reused):
+	// fillHeader builds the fasthttp request from them on the handler's goroutine.
+	st.fields = append(st.fieldBuf[:0], fields...)
 	return st, true
+}
+
+// fillHeader builds hs's request from the stream's pseudo-header and regular fields, which
+// newStream checked for HTTP/2's own rules (§8.2, §8.3); what is left are the rules admit
+// applies to HTTP/1.x, as netRequest.fillHeader applies them to net/http's requests.
+func (st *h2cstream) fillHeader(hs *h2stream) int {
+	h := &hs.fc.Request.Header
+	h.SetMethod(st.method)
+	hs.head, hs.declared = st.method == http.MethodHead, st.declared
+	if st.noBody {
+		hs.declared = 0
+	} else if st.declared != 0 {
+		hs.reqBody = st
+	}
+	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
+	h.SetProtocolBytes(http11)
+	if !h2Target(st.path, st.method) {
+		return fasthttp.StatusBadRequest
+	}
+	h.SetRequestURI(st.path)
+	h.SetHost(st.authority)
+	auth, host := 0, 0
+	for _, hf := range st.fields {
+		switch hf.Name {
+		case "host":
+			// :authority wins, and a Host naming something else makes the request malformed
+			// (RFC 9113 §8.3.1): two hosts, one routed on and one acted on.
+			if host++; host > 1 || !strings.EqualFold(hf.Value, st.authority) {
+				return fasthttp.StatusBadRequest
+			}
+			continue
+		case "authorization":
+			// Not a list: with two, one would be verified and the other acted on.
+			if auth++; auth > 1 {
+				return fasthttp.StatusBadRequest
+			}
+		}
+		// fasthttp writes field names in canonical case, and the crumbs of a split cookie
+		// field (§8.2.3) into one Cookie field.
+		h.Add(hf.Name, hf.Value)
+	}
+	return 0
 }
 
 // run serves one stream on its own goroutine: the same handler net/http's server calls.
@@ -765,7 +792,7 @@ func (c *h2conn) run(st *h2cstream) {
 			st.aborted = true
 		}
 	}()
-	c.s.serveStream(st, &st.req, st, c.nc, st)
+	c.s.serveStream(st, st, st, c.nc, st)
 }
 
 // handlerDone ends the stream's response (trailers, or END_STREAM), resets a stream whose
@@ -799,21 +826,42 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 		}
 	}
 	c.maybeIdle()
+	c.unlock(false)
+	c.flushLater()
+}
+
+// flushLater flushes the connection's buffer after letting the goroutines that are ready to run
+// go first: the handlers of other streams whose upstream answers arrived together then add
+// their frames to the buffer before it is written, and the last of them flushes for all (one
+// write to the client for a burst of answers rather than one per stream).
+func (c *h2conn) flushLater() {
+	runtime.Gosched()
+	c.lock()
 	c.unlock(true)
 }
 
+// h2StreamFields is how many regular fields a stream keeps without allocating for them: a
+// browser's usual request (h2load sends one).
+const h2StreamFields = 12
+
 // h2cstream is one stream: the request body it receives and the response it sends. Its fields
-// are guarded by the connection's mu. It is the handler's http.ResponseWriter and its request's
-// Body.
+// are guarded by the connection's mu. It is the handler's http.ResponseWriter, its request's
+// h2Source and the reader of its request body.
 type h2cstream struct {
 	c        *h2conn
 	id       uint32
-	req      http.Request  // its context is not set: the stream is (h2ctx.go)
 	closed   bool          // reset, or done: not in c.streams
 	aborted  bool          // the handler panicked: reset the stream
 	err      error         // why reads and writes fail
 	wakeCh   chan struct{} // made by the first wait: a stream that never waits needs none
 	declared int64         // the request's content-length; -1: none
+
+	// the request as decoded: its pseudo-header fields and its regular fields (fillHeader),
+	// with room for a usual request's in fieldBuf
+	method, path, authority string
+	fields                  []hpack.HeaderField
+	fieldBuf                [h2StreamFields]hpack.HeaderField
+	noBody                  bool // HEADERS ended the stream (remoteEnded then, which mu guards)
 
 	// the stream as a context (h2ctx.go)
 	ended    atomic.Bool   // ended: Err is not nil
@@ -950,9 +998,6 @@ func (st *h2cstream) credit(n int64) {
 		st.unacked = 0
 	}
 }
-
-// Close is the request body's Close: nothing to release (the stream ends with its handler).
-func (st *h2cstream) Close() error { return nil }
 
 // Header is the response's header map.
 func (st *h2cstream) Header() http.Header {

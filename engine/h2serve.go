@@ -90,6 +90,11 @@ type h2stream struct {
 	copy   []byte // the response body stream's copy buffer
 	// timeouts are the stream's listener's read and write timeouts (listeners.go).
 	timeouts *ServerConfig
+	// What the stream's server decoded besides the header fields (h2Source.fillHeader): the
+	// request body (nil without one), its declared length (-1: none), and a HEAD request.
+	reqBody  io.Reader
+	declared int64
+	head     bool
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -110,15 +115,25 @@ func (c rcControl) SetReadDeadline(t time.Time) error  { return c.rc.SetReadDead
 func (c rcControl) SetWriteDeadline(t time.Time) error { return c.rc.SetWriteDeadline(t) }
 func (c rcControl) FlushError() error                  { return c.rc.Flush() }
 
+// h2Source is a stream's request as its server decoded it: net/http's http.Request
+// (netRequest), or the engine's own server's stream with the fields its HPACK decoder emitted
+// (h2cstream), which build the fasthttp request without an http.Request in between.
+type h2Source interface {
+	// fillHeader sets st's request method, target, Host and fields, and st's reqBody,
+	// declared and head, or returns the status to refuse the request with.
+	fillHeader(st *h2stream) int
+}
+
 // serveHTTP2 serves one HTTP/2 stream of net/http's server.
 func (s *Server) serveHTTP2(w http.ResponseWriter, r *http.Request) {
 	nc, _ := r.Context().Value(connCtxKey{}).(net.Conn)
-	s.serveStream(w, r, r.Context(), nc, rcControl{http.NewResponseController(w)})
+	s.serveStream(w, netRequest{r}, r.Context(), nc, rcControl{http.NewResponseController(w)})
 }
 
-// serveStream serves one HTTP/2 stream of either server: ctx is the stream's context (r's, which
-// the engine's own server does not set: a copy of the request per stream), nc the connection.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context.Context, nc net.Conn, rc h2Control) {
+// serveStream serves one HTTP/2 stream of either server: req is its request, ctx the stream's
+// context (r's for net/http's server; the engine's own server's stream is one itself), nc the
+// connection.
+func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Context, nc net.Conn, rc h2Control) {
 	start := time.Now()
 	st := h2streamPool.Get().(*h2stream)
 	if cc := clientConnOf(nc); cc != nil {
@@ -129,7 +144,11 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
 	st.timeouts = s.connSettings(nc)
-	if status := s.h2Request(st, r, ctx, rc); status != 0 {
+	status := req.fillHeader(st)
+	if status == 0 {
+		status = s.h2Body(st, ctx, rc)
+	}
+	if status != 0 {
 		s.refused(fc, fc.Request.Header.Method(), status, reasonH2Request, true) // refusals.go
 		WriteError(&fc.Response, status)
 	} else if ctx.Err() != nil {
@@ -148,7 +167,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 			// The pipeline reads the stream through the Ctx's bodyStream: stream_timeout from
 			// c.Start, BufferBody for filters that need the bytes, BodyErrorStatus for its
 			// errors (stream.go).
-			s.streamBody(c, b, int(r.ContentLength))
+			s.streamBody(c, b, int(st.declared))
 		}
 		s.run(c, false)
 	}
@@ -159,7 +178,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 	}
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
-	abort := s.writeResponse(w, rc, r, ctx, st)
+	abort := s.writeResponse(w, rc, st.head, ctx, st)
 	if own, ok := w.(*h2cstream); ok {
 		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
 	}
@@ -177,6 +196,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 		st.budget.give(st.held)
 		st.held = 0
 	}
+	st.reqBody = nil
 	fc.Request.Reset()
 	fc.Response.Reset()
 	fc.ResetUserValues()
@@ -189,21 +209,24 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ctx context
 	}
 }
 
-// h2Request fills st's request from r, or returns the status to refuse it with. net/http has
-// checked the stream's framing already: pseudo-headers present, valid and first, lower-case field
-// names, no connection-specific fields, TE only "trailers", a Content-Length the DATA frames must
-// match (RFC 9113 §8.2, §8.3). What is left are the rules admit applies to HTTP/1.x.
-func (s *Server) h2Request(st *h2stream, r *http.Request, ctx context.Context, rc h2Control) int {
-	req := &st.fc.Request
-	h := &req.Header
+// netRequest is a stream of net/http's server as an h2Source.
+type netRequest struct{ r *http.Request }
+
+// fillHeader fills st's request from r. net/http has checked the stream's framing already:
+// pseudo-headers present, valid and first, lower-case field names, no connection-specific
+// fields, TE only "trailers", a Content-Length the DATA frames must match (RFC 9113 §8.2, §8.3).
+// What is left are the rules admit applies to HTTP/1.x.
+func (n netRequest) fillHeader(st *h2stream) int {
+	r := n.r
+	h := &st.fc.Request.Header
 	h.SetMethod(r.Method)
+	st.head, st.declared = r.Method == http.MethodHead, r.ContentLength
 	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
 	h.SetProtocolBytes(http11)
-	target := r.RequestURI
-	if target == "" || (target[0] != '/' && !(target == "*" && r.Method == http.MethodOptions)) {
-		return fasthttp.StatusBadRequest // :path is origin-form, or "*" for OPTIONS (RFC 9113 §8.3.1)
+	if !h2Target(r.RequestURI, r.Method) {
+		return fasthttp.StatusBadRequest
 	}
-	h.SetRequestURI(target)
+	h.SetRequestURI(r.RequestURI)
 	h.SetHost(r.Host)
 	auth := 0
 	for k, vs := range r.Header {
@@ -228,19 +251,34 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, ctx context.Context, r
 			h.Add(k, v)
 		}
 	}
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		st.reqBody = r.Body
+	}
+	return 0
+}
+
+// h2Target reports a :path the gateway serves: origin-form, or "*" for OPTIONS (RFC 9113 §8.3.1).
+func h2Target(target, method string) bool {
+	return target != "" && (target[0] == '/' || target == "*" && method == http.MethodOptions)
+}
+
+// h2Body reads or opens st's request body (fillHeader found it), or returns the status to
+// refuse the request with.
+func (s *Server) h2Body(st *h2stream, ctx context.Context, rc h2Control) int {
+	if st.reqBody == nil {
 		return 0 // HEADERS ended the stream, or content-length: 0
 	}
+	req := &st.fc.Request
 	max := int64(s.cfg.MaxBodyBytes)
-	if r.ContentLength > max {
+	if st.declared > max {
 		return fasthttp.StatusRequestEntityTooLarge
 	}
 	read := st.timeouts.ReadTimeout.D()
 	if read > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(read))
 	}
-	st.body = &h2Body{r: r.Body, left: max, rc: rc, timeout: read}
-	if r.ContentLength >= 0 && r.ContentLength <= h2BufferLimit {
+	st.body = &h2Body{r: st.reqBody, left: max, rc: rc, timeout: read}
+	if st.declared >= 0 && st.declared <= h2BufferLimit {
 		// Small and declared: read whole now, under read_timeout, for filters to read as
 		// they read an HTTP/1.x body.
 		if st.copy == nil {
@@ -252,7 +290,7 @@ func (s *Server) h2Request(st *h2stream, r *http.Request, ctx context.Context, r
 			}
 			return fasthttp.StatusBadRequest
 		}
-		h.SetContentLength(int(r.ContentLength))
+		req.Header.SetContentLength(int(st.declared))
 		return 0
 	}
 	// Large or of unknown length: the pipeline gets a stream, read as it arrives, with
@@ -327,7 +365,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// fail abandons a streamed body's request (see h2Request), err saying why.
+// fail abandons a streamed body's request (see h2Body), err saying why.
 func (b *h2Body) fail(err error) {
 	if b.cancel != nil {
 		b.cancel(&bodyFailure{err})
@@ -368,7 +406,7 @@ func (b *h2Body) end() {
 // HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
 // trailers. write_timeout bounds each write's progress. It reports whether the stream must be
 // reset: a streamed body failed before its end.
-func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, r *http.Request, ctx context.Context, st *h2stream) (abort bool) {
+func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, ctx context.Context, st *h2stream) (abort bool) {
 	resp := &st.fc.Response
 	own, _ := w.(*h2cstream)
 	var hdr http.Header
@@ -400,7 +438,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, r *http.Requ
 	if !resp.IsBodyStream() {
 		body := resp.Body()
 		switch {
-		case r.Method == http.MethodHead:
+		case head:
 			if cl := resp.Header.ContentLength(); cl >= 0 {
 				setContentLength(w, hdr, cl)
 			}
@@ -408,7 +446,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, r *http.Requ
 			setContentLength(w, hdr, len(body))
 		}
 		w.WriteHeader(status)
-		if len(body) > 0 && r.Method != http.MethodHead {
+		if len(body) > 0 && !head {
 			if _, err := w.Write(body); err != nil {
 				return
 			}
