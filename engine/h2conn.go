@@ -743,21 +743,16 @@ func (c *h2conn) newStream(f *h2headerBlock) (*h2cstream, bool) {
 // newStream checked for HTTP/2's own rules (§8.2, §8.3); what is left are the rules admit
 // applies to HTTP/1.x, as netRequest.fillHeader applies them to net/http's requests.
 func (st *h2cstream) fillHeader(hs *h2stream) int {
-	h := &hs.fc.Request.Header
-	h.SetMethod(st.method)
-	hs.head, hs.declared = st.method == http.MethodHead, st.declared
+	hs.declared = st.declared
 	if st.noBody {
 		hs.declared = 0
 	} else if st.declared != 0 {
 		hs.reqBody = st
 	}
-	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
-	h.SetProtocolBytes(http11)
-	if !h2Target(st.path, st.method) {
-		return fasthttp.StatusBadRequest
+	if status := hs.setStart(st.method, st.path, st.authority); status != 0 {
+		return status
 	}
-	h.SetRequestURI(st.path)
-	h.SetHost(st.authority)
+	h := &hs.fc.Request.Header
 	auth, host := 0, 0
 	for _, hf := range st.fields {
 		switch hf.Name {

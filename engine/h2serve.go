@@ -218,16 +218,11 @@ type netRequest struct{ r *http.Request }
 // What is left are the rules admit applies to HTTP/1.x.
 func (n netRequest) fillHeader(st *h2stream) int {
 	r := n.r
-	h := &st.fc.Request.Header
-	h.SetMethod(r.Method)
-	st.head, st.declared = r.Method == http.MethodHead, r.ContentLength
-	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
-	h.SetProtocolBytes(http11)
-	if !h2Target(r.RequestURI, r.Method) {
-		return fasthttp.StatusBadRequest
+	st.declared = r.ContentLength
+	if status := st.setStart(r.Method, r.RequestURI, r.Host); status != 0 {
+		return status
 	}
-	h.SetRequestURI(r.RequestURI)
-	h.SetHost(r.Host)
+	h := &st.fc.Request.Header
 	auth := 0
 	for k, vs := range r.Header {
 		if k == "Host" {
@@ -254,6 +249,22 @@ func (n netRequest) fillHeader(st *h2stream) int {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.reqBody = r.Body
 	}
+	return 0
+}
+
+// setStart sets st's request method, target and Host from a stream's pseudo-header fields, for
+// both servers' fillHeader; a :path the gateway does not serve is 400.
+func (st *h2stream) setStart(method, target, authority string) int {
+	h := &st.fc.Request.Header
+	h.SetMethod(method)
+	st.head = method == http.MethodHead
+	// The request goes upstream as HTTP/1.1 (until the upstream speaks HTTP/2 itself).
+	h.SetProtocolBytes(http11)
+	if !h2Target(target, method) {
+		return fasthttp.StatusBadRequest
+	}
+	h.SetRequestURI(target)
+	h.SetHost(authority)
 	return 0
 }
 
