@@ -28,16 +28,19 @@ var errInterrupted = errors.New("interrupted")
 
 // options of `bench run`.
 type options struct {
-	mode    string
-	conns   []int
-	runs    int
-	dur     time.Duration
-	warm    time.Duration
-	big     bool // 16 KiB JSON with compression
-	filters bool // one Sluice variant per quickstart filter (per-filter budgets)
-	rate    bool // latency at a fixed rate
-	memory  bool // idle RSS and memory per connection
-	nconns  int  // connections of the memory test
+	mode  string
+	conns []int
+	runs  int
+	// pairRuns is the number of runs of the filter-cost group (pairedGroup): its rows are
+	// differences of a few tenths of a microsecond, and a run's difference moves by about 0.2 µs.
+	pairRuns int
+	dur      time.Duration
+	warm     time.Duration
+	big      bool // 16 KiB JSON with compression
+	filters  bool // one Sluice variant per quickstart filter (per-filter budgets)
+	rate     bool // latency at a fixed rate
+	memory   bool // idle RSS and memory per connection
+	nconns   int  // connections of the memory test
 	// nconnsLarge is the larger count of the memory test's second Sluice row (0: none), and
 	// selectBench runs the balancer selection benchmark (scaling.go).
 	nconnsLarge int
@@ -153,6 +156,7 @@ func runMain(args []string) error {
 	bin := fs.String("bin", "bin", "folder holding sluice, floorproxy, benchupstream and bench")
 	only := fs.String("only", "", `regexp: run only the cases whose "GROUP / LABEL" matches`)
 	runs := fs.Int("runs", 0, "runs per case (default: 3, smoke 1)")
+	pairRuns := fs.Int("pair-runs", 0, "runs per case of the filter-cost group (default: 5 in full mode, else -runs)")
 	dur := fs.Duration("d", 0, "measured duration per run (default 10s, smoke 1s)")
 	warm := fs.Duration("warmup", 0, "warm-up before each run (default 2s, smoke 1s)")
 	filtersFlag := fs.Bool("filters", false, "also measure each quickstart filter alone (always on in full mode)")
@@ -193,6 +197,13 @@ func runMain(args []string) error {
 	}
 	if *runs > 0 {
 		opt.runs = *runs
+	}
+	opt.pairRuns = opt.runs
+	if *mode == "full" {
+		opt.pairRuns = 5
+	}
+	if *pairRuns > 0 {
+		opt.pairRuns = *pairRuns
 	}
 	if *dur > 0 {
 		opt.dur = *dur
@@ -875,18 +886,19 @@ func (h *harness) groups() [][]*benchCase {
 
 // measureGroup runs the group's cases interleaved: round 1 of every case, then round 2, …
 func (h *harness) measureGroup(cases []*benchCase) {
-	h.logf("group %q: %d cases × %d runs of %s (+%s warm-up)", cases[0].Group, len(cases), h.opt.runs, h.opt.dur, h.opt.warm)
-	for r := 1; r <= h.opt.runs; r++ {
+	n := h.runsOf(cases[0].Group)
+	h.logf("group %q: %d cases × %d runs of %s (+%s warm-up)", cases[0].Group, len(cases), n, h.opt.dur, h.opt.warm)
+	for r := 1; r <= n; r++ {
 		h.measureRound(cases, r)
 	}
 	// Runs disturbed by other load are left out of the medians: while a case lacks clean runs,
 	// add whole rounds (every case again, so the interleaving stays fair), within the time budget.
-	round := h.opt.runs
+	round := n
 	perRound := time.Duration(len(cases)) * (h.opt.dur + h.opt.warm + time.Second)
 	for extra := 0; extra < h.opt.extraRounds && !interrupted.Load(); extra++ {
 		short := false
 		for _, c := range cases {
-			if c.Skipped == "" && summarize(c).Clean < h.opt.runs {
+			if c.Skipped == "" && summarize(c).Clean < n {
 				short = true
 			}
 		}
@@ -894,13 +906,21 @@ func (h *harness) measureGroup(cases []*benchCase) {
 			return
 		}
 		if h.opt.budget > 0 && time.Since(h.started)+perRound > h.opt.budget {
-			h.note("group %q: some cases have fewer than %d undisturbed runs; no time left for another round", cases[0].Group, h.opt.runs)
+			h.note("group %q: some cases have fewer than %d undisturbed runs; no time left for another round", cases[0].Group, n)
 			return
 		}
 		round++
 		h.logf("extra round %d: other load disturbed some runs", round)
 		h.measureRound(cases, round)
 	}
+}
+
+// runsOf is the number of runs of a group's cases.
+func (h *harness) runsOf(group string) int {
+	if group == pairedGroup {
+		return h.opt.pairRuns
+	}
+	return h.opt.runs
 }
 
 func (h *harness) measureRound(cases []*benchCase, r int) {
@@ -926,7 +946,7 @@ func (h *harness) measureRound(cases []*benchCase, r int) {
 			flag = fmt.Sprintf("  (%s at once: %.0f rps, %.1f µs/req)", c.base.Label, rec.BaseRPS, rec.BaseCPUUS) + flag
 		}
 		h.logf("  %d/%d %-26s %8.0f rps  p50 %6.0f µs  p99 %6.0f µs  proxy %5.1f µs/req %4.1f syscalls/req  upstream %4.1f  wrk %4.1f%s",
-			r, h.opt.runs, c.Label, rec.RPS, rec.P50US, rec.P99US, rec.ProxyCPUUS, rec.Syscalls, rec.UpstreamCPUUS, rec.WrkCPUUS, flag)
+			r, h.runsOf(c.Group), c.Label, rec.RPS, rec.P50US, rec.P99US, rec.ProxyCPUUS, rec.Syscalls, rec.UpstreamCPUUS, rec.WrkCPUUS, flag)
 	}
 }
 
