@@ -90,8 +90,8 @@ type instance struct {
 
 	skipOp  []bool
 	scratch []byte
-	// key holds a header name in canonical form for fasthttp (setHeaderValue).
-	key    []byte
+	// canon holds the canonical forms of the header names the guest sets or reads (names.go).
+	canon  nameCache
 	names  [][]byte
 	stdout logWriter
 	stderr logWriter
