@@ -13,7 +13,6 @@ import (
 	"github.com/sluice-gateway/sluice/engine/ascii"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -435,19 +434,28 @@ func headerArgs(fn string, mod api.Module, stack []uint64, withValue bool) (kind
 
 func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	kind, name, value := headerArgs("set_header_value", mod, stack, true)
+	kind := headerKind("set_header_value", uint32(stack[0]))
+	name := view(mod, uint32(stack[1]), uint32(stack[2]), "set_header_value")
+	// The name's canonical form, normalised by fasthttp's own function once per instance and
+	// name (names.go): SetBytesKV would copy the name, check it again and normalize it in a
+	// second pass on every call.
+	canon, ok := in.canon.canonical(name)
+	if !ok {
+		panic(trapf("set_header_value: %q is not a valid header name", name))
+	}
+	value := view(mod, uint32(stack[3]), uint32(stack[4]), "set_header_value")
+	if !validValue(value) {
+		panic(trapf("set_header_value: the value of %s contains a control character", name))
+	}
 	if kind >= kindRequestTrailers {
 		in.changeTrailer("set_header_value", kind, opSet, name, value)
 		return
 	}
-	// The name is a valid token: hand fasthttp its canonical form, normalised by fasthttp's own
-	// function (SetBytesKV would copy the name, check it again and normalize it in a second pass).
-	in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name)
 	if kind == kindRequest {
-		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetCanonical(in.key, value)
+		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetCanonical(canon, value)
 		return
 	}
-	in.request("set_header_value").Response.Header.SetCanonical(in.key, value)
+	in.request("set_header_value").Response.Header.SetCanonical(canon, value)
 	if in.phase == phaseRequest {
 		in.recordOp(opSet, name, value)
 	}

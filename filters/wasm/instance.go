@@ -61,7 +61,7 @@ type instance struct {
 	timer   *time.Timer
 	stop    api.MutableGlobal
 	expired atomic.Bool
-	// callStart is when the call in flight started (monotonic nanoseconds since clockBase), 0
+	// callStart is when the call in flight started (monotime, at least 1), 0
 	// between calls, callExpired once watch stopped the call.
 	callStart atomic.Int64
 	// armed says the watchdog timer is pending (or about to be).
@@ -90,8 +90,8 @@ type instance struct {
 
 	skipOp  []bool
 	scratch []byte
-	// key holds a header name in canonical form for fasthttp (setHeaderValue).
-	key    []byte
+	// canon holds the canonical forms of the header names the guest sets or reads (names.go).
+	canon  nameCache
 	names  [][]byte
 	stdout logWriter
 	stderr logWriter
@@ -309,9 +309,6 @@ func (in *instance) expire() {
 	in.stop.Set(1)
 }
 
-// clockBase is the origin of instance.callStart: time.Since on it reads only the monotonic clock.
-var clockBase = time.Now()
-
 // callExpired is instance.callStart once watch stopped the call in flight.
 const callExpired = -1
 
@@ -328,7 +325,7 @@ func (in *instance) watch() {
 	if start <= 0 {
 		return
 	}
-	left := in.f.timeout - time.Duration(int64(time.Since(clockBase))-start)
+	left := in.f.timeout - time.Duration(monotime()-start)
 	if left <= 0 {
 		// Exactly one of this and the call's own end (in call) takes the call.
 		if in.callStart.CompareAndSwap(start, callExpired) {
@@ -360,7 +357,7 @@ func (in *instance) call(fn api.Function) error {
 	}
 	// Resetting and stopping a timer around every call costs more than the call itself: the
 	// call notes its start, and only an unarmed watchdog is armed (see watch).
-	start := max(int64(time.Since(clockBase)), 1)
+	start := max(monotime(), 1)
 	in.callStart.Store(start)
 	if !in.armed.Load() && in.armed.CompareAndSwap(false, true) {
 		in.timer.Reset(in.f.timeout)

@@ -434,10 +434,20 @@ func (in *instance) pwHeaderValue(kind uint32, key []byte) (v []byte, found, ok 
 	case c != nil && kind == pwMapRequest && string(key) == ":path":
 		return in.rawURI(c), true, true
 	case c != nil && kind == pwMapRequest && regular:
-		v = c.Request.Header.PeekBytes(key)
+		// A valid name is looked up by its canonical form (names.go), which is what PeekBytes
+		// normalizes it to on every call; fasthttp leaves any other name as it is.
+		if canon, valid := in.canon.canonical(key); valid {
+			v = c.Request.Header.PeekCanonical(canon)
+		} else {
+			v = c.Request.Header.PeekBytes(key)
+		}
 		return v, v != nil, true
 	case c != nil && kind == pwMapResponse && regular && in.pw.phase == phaseResponse:
-		v = c.Response.Header.PeekBytes(key)
+		if canon, valid := in.canon.canonical(key); valid {
+			v = c.Response.Header.PeekCanonical(canon)
+		} else {
+			v = c.Response.Header.PeekBytes(key)
+		}
 		return v, v != nil, true
 	}
 	hdrs, ok := in.pwHeaders(kind)
@@ -493,7 +503,8 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 	if len(name) > 0 && name[0] == ':' {
 		return in.pwChangePseudo(c, kind, op, name, value)
 	}
-	if !validToken(name) || !validValue(value) {
+	canon, valid := in.canon.canonical(name) // see setHeaderValue
+	if !valid || !validValue(value) {
 		return pwBadArgument
 	}
 	switch {
@@ -503,8 +514,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name) // see setHeaderValue
-			h.SetCanonical(in.key, value)
+			h.SetCanonical(canon, value)
 		default:
 			h.DelBytes(name)
 		}
@@ -514,8 +524,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			in.key = fasthttp.AppendNormalizedHeaderKeyBytes(in.key[:0], name)
-			h.SetCanonical(in.key, value)
+			h.SetCanonical(canon, value)
 		default:
 			h.DelBytes(name)
 		}
