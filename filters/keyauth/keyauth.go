@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/filters/internal/delheader"
 	"github.com/valyala/fasthttp"
 )
 
@@ -157,6 +158,7 @@ func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
 	f := &Filter{
 		header:     canon,
 		headerName: string(canon),
+		del:        delheader.New(cfg.Header),
 		query:      []byte(cfg.Query),
 		keys:       map[[32]byte]*entry{},
 	}
@@ -258,6 +260,7 @@ type entry struct {
 type Filter struct {
 	header     []byte
 	headerName string
+	del        delheader.Name // header's
 	query      []byte
 	keys       map[[32]byte]*entry
 	challenge  []byte
@@ -344,13 +347,8 @@ func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
 // strip removes the credential header and query parameter (every occurrence) from the request.
 func (f *Filter) strip(c *engine.Ctx) {
 	if len(f.header) > 0 {
-		// As in OnRequest: f.header is already normalised.
-		h := &c.Request.Header
-		wasOff := h.DisableNormalizing()
-		h.DelBytes(f.header)
-		if !wasOff {
-			h.EnableNormalizing()
-		}
+		// As DelBytes would, without working on the name again (filters/internal/delheader).
+		f.del.Del(&c.Request.Header)
 	}
 	if len(f.query) == 0 {
 		return
