@@ -139,7 +139,7 @@ func TestConcurrent(t *testing.T) {
 			}
 		}()
 	}
-	for i := range 20000 {
+	for i := range 4000 {
 		n := i % 1000
 		k := key(n)
 		m.Put(&k, n, 0)
