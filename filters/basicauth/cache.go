@@ -17,7 +17,7 @@ import (
 // padding bits, are two entries, each verified by bcrypt), and the entry holds the user. One
 // SHA-256 rather than an HMAC: a length extension, which HMAC guards against, needs a digest
 // the attacker sees, and these never leave the process (RATIONALE.md).
-type cacheKey [sha256.Size]byte
+type cacheKey = ttlmap.Key
 
 // secretLen is the length of the secret: one SHA-256 block, compressed once when the filter is
 // built, so that a request hashes only its token (one block up to 55 bytes of base64).
@@ -57,6 +57,6 @@ func (k *keyer) key(token []byte, out *cacheKey) {
 
 // credCache holds the credentials bcrypt verified, for cache_ttl, at most cache_size of them.
 // Only successes are cached: a wrong password is checked by bcrypt every time.
-type credCache = ttlmap.Map[cacheKey, *user]
+type credCache = ttlmap.Map[*user]
 
-func newCredCache(max int, ttl int64) *credCache { return ttlmap.New[cacheKey, *user](max, ttl) }
+func newCredCache(max int, ttl int64) *credCache { return ttlmap.New[*user](max, ttl) }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/filters/internal/delheader"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -35,8 +36,8 @@ const maxCredentialBytes = 1024
 const maxPasswordBytes = 72
 
 var (
-	hdrAuthorization   = []byte("Authorization")
 	nameAuthorization  = engine.NewHeaderName("Authorization")
+	delAuthorization   = delheader.New("Authorization")
 	hdrWWWAuthenticate = []byte("WWW-Authenticate")
 	hdrRetryAfter      = []byte("Retry-After")
 	one                = []byte("1")
@@ -205,15 +206,8 @@ func (f *Filter) OnResponse(*engine.Ctx) {}
 func (f *Filter) accept(c *engine.Ctx, u *user) {
 	engine.ConsumerKey.Set(c, u.consumer)
 	if !f.forward {
-		// hdrAuthorization is already as fasthttp normalises names: removing it with normalising
-		// off removes the same header without case-folding the name again on every request
-		// (DelBytes has no variant taking a normalised name). The setting is put back as it was.
-		h := &c.Request.Header
-		wasOff := h.DisableNormalizing()
-		h.DelBytes(hdrAuthorization)
-		if !wasOff {
-			h.EnableNormalizing()
-		}
+		// As DelBytes would, without working on the name again (filters/internal/delheader).
+		delAuthorization.Del(&c.Request.Header)
 	}
 	if f.userHeader != nil {
 		c.Request.Header.SetBytesK(f.userHeader, u.name)

@@ -13,7 +13,7 @@ import (
 // without the secret. One SHA-256 rather than an HMAC (two, and a state restored from the
 // key's for each): the length extension HMAC guards against needs a digest the attacker sees,
 // and these never leave the process (RATIONALE.md).
-type decisionKey [sha256.Size]byte
+type decisionKey = ttlmap.Key
 
 // allowed is a cached allowing decision: what it puts on the request.
 type allowed struct {
@@ -26,13 +26,13 @@ type kv struct{ k, v []byte }
 // decisions holds allowing decisions, at most max of them, each for ttl. Refusals are never
 // cached: a newly granted client is not held back, and a refusal costs the service a call.
 type decisions struct {
-	*ttlmap.Map[decisionKey, *allowed]
+	*ttlmap.Map[*allowed]
 
 	secret []byte
 }
 
 func newDecisions(max int, ttl int64) *decisions {
-	d := &decisions{Map: ttlmap.New[decisionKey, *allowed](max, ttl), secret: make([]byte, 32)}
+	d := &decisions{Map: ttlmap.New[*allowed](max, ttl), secret: make([]byte, 32)}
 	_, _ = rand.Read(d.secret) // crypto/rand.Read never fails (it panics first)
 	return d
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/filters/internal/delheader"
 	"github.com/valyala/fasthttp"
 )
 
@@ -53,6 +54,7 @@ type Filter struct {
 	timeout  time.Duration
 	reqHdrs  [][]byte
 	upHdrs   [][]byte
+	upDel    []delheader.Name // upHdrs, to remove
 	cliHdrs  [][]byte
 	consumer []byte
 	allow    bool // on_error = "allow"
@@ -101,6 +103,7 @@ func New(cfg *Config, pipeline string, log *slog.Logger) (*Filter, error) {
 		timeout:  timeout,
 		reqHdrs:  bytesOf(cfg.RequestHeaders),
 		upHdrs:   bytesOf(cfg.UpstreamHeaders),
+		upDel:    delNames(cfg.UpstreamHeaders),
 		cliHdrs:  bytesOf(cfg.ClientHeaders),
 		allow:    cfg.OnError == "allow",
 		cacheKey: headerNames(cfg.CacheKey),
@@ -128,6 +131,15 @@ func bytesOf(names []string) [][]byte {
 	return out
 }
 
+// delNames normalises the names once, for removals on every request.
+func delNames(names []string) []delheader.Name {
+	out := make([]delheader.Name, len(names))
+	for i, n := range names {
+		out[i] = delheader.New(n)
+	}
+	return out
+}
+
 // headerNames normalises the names once, for lookups on every request.
 func headerNames(names []string) []engine.HeaderName {
 	out := make([]engine.HeaderName, len(names))
@@ -148,8 +160,8 @@ func (f *Filter) Close() error {
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	// Only the service's values reach the upstream under these names: a client must not be able
 	// to send its own.
-	for _, h := range f.upHdrs {
-		c.Request.Header.DelBytes(h)
+	for _, n := range f.upDel {
+		n.Del(&c.Request.Header)
 	}
 	now := c.Start.UnixNano()
 	if c.Start.IsZero() {

@@ -46,6 +46,10 @@ type node struct {
 type topEntry struct {
 	node int32
 	verd verdict
+	// final: no node below can cover an address with these first 8 bits, so verd is the answer
+	// and the lookup reads neither the nodes nor the rest of the trie (an allowed /8 apart from
+	// the deny lists, a /8 no prefix reaches).
+	final bool
 }
 
 func newTrie(maxBits uint8) *trie { return &trie{nodes: make([]node, 1), max: maxBits} }
@@ -183,14 +187,39 @@ func (t *trie) finish() {
 				best = cn.verd
 			}
 		}
-		t.top[b] = topEntry{node: n, verd: best}
+		t.top[b] = topEntry{node: n, verd: best, final: t.endsAt(n, hi)}
 	}
+}
+
+// endsAt reports whether a lookup of an address whose first 8 bits are hi's, standing at node
+// n (of at most 8 bits) after them, can go no further whatever its other bits.
+func (t *trie) endsAt(n int32, hi uint64) bool {
+	nd := &t.nodes[n]
+	if nd.bits >= t.max {
+		return true
+	}
+	if nd.bits >= 8 {
+		// The next bit is past the first 8: either child may be taken.
+		return nd.kids[0] == 0 && nd.kids[1] == 0
+	}
+	c := nd.kids[bitAt(hi, 0, nd.bits)]
+	if c == 0 {
+		return true
+	}
+	// The child's prefix must agree with the first 8 bits for the lookup to go on (a child of
+	// up to 8 bits that agreed would have been taken already).
+	cn := &t.nodes[c]
+	k := min(cn.bits, 8)
+	return commonLen(hi, 0, cn.hi, cn.lo, k) < k
 }
 
 // lookup returns the verdict of the longest prefix covering the address (hi, lo).
 func (t *trie) lookup(hi, lo uint64) verdict {
-	nodes := t.nodes
 	e := t.top[hi>>56]
+	if e.final {
+		return e.verd
+	}
+	nodes := t.nodes
 	n := &nodes[e.node]
 	best := e.verd
 	for n.bits < t.max {

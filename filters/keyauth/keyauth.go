@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
+	"github.com/sluice-gateway/sluice/filters/internal/delheader"
+	"github.com/valyala/fasthttp"
 )
 
 var refusals = promauto.With(metrics.Registry).NewCounterVec(prometheus.CounterOpts{
@@ -150,9 +152,13 @@ func Register(r *engine.Registry) {
 const maxFileBytes = 16 << 20
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
+	// The name as fasthttp stores parsed headers (X-API-Key → X-Api-Key): looked up and removed
+	// with normalising off, it is not case-folded again on every request.
+	canon := fasthttp.AppendNormalizedHeaderKey(nil, cfg.Header)
 	f := &Filter{
-		header:     []byte(cfg.Header),
-		headerName: cfg.Header,
+		header:     canon,
+		headerName: string(canon),
+		del:        delheader.New(cfg.Header),
 		query:      []byte(cfg.Query),
 		keys:       map[[32]byte]*entry{},
 	}
@@ -254,6 +260,7 @@ type entry struct {
 type Filter struct {
 	header     []byte
 	headerName string
+	del        delheader.Name // header's
 	query      []byte
 	keys       map[[32]byte]*entry
 	challenge  []byte
@@ -277,7 +284,14 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 	var key []byte
 	n := 0
 	if len(f.header) > 0 {
-		vals := c.Request.Header.PeekAll(f.headerName)
+		// PeekAll has no variant taking a normalised name: normalising is turned off for the
+		// call (f.headerName is already normalised) and put back as it was.
+		h := &c.Request.Header
+		wasOff := h.DisableNormalizing()
+		vals := h.PeekAll(f.headerName)
+		if !wasOff {
+			h.EnableNormalizing()
+		}
 		n = len(vals)
 		if n == 1 {
 			key = vals[0]
@@ -333,7 +347,8 @@ func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
 // strip removes the credential header and query parameter (every occurrence) from the request.
 func (f *Filter) strip(c *engine.Ctx) {
 	if len(f.header) > 0 {
-		c.Request.Header.DelBytes(f.header)
+		// As DelBytes would, without working on the name again (filters/internal/delheader).
+		f.del.Del(&c.Request.Header)
 	}
 	if len(f.query) == 0 {
 		return

@@ -195,3 +195,27 @@ func TestHashRedacted(t *testing.T) {
 		t.Errorf("/config shows %s", b)
 	}
 }
+
+// TestHeaderNameNormalised: a header name configured in any case finds the key however the
+// client spelled it, removes every copy, and leaves fasthttp's name normalising on for the
+// stages after the filter (it is turned off only around the lookup and the removal).
+func TestHeaderNameNormalised(t *testing.T) {
+	for _, name := range []string{"x-api-key", "X-API-KEY", "X-Api-Key"} {
+		f := newFilter(t, func(c *Config) { c.Header = name })
+		for _, sent := range []string{"X-API-Key", "x-api-key"} {
+			c := enginetest.NewCtx(t, "GET", "/a", sent, keyMobile)
+			if v := f.OnRequest(c); v != engine.Continue {
+				t.Fatalf("header %q, sent as %q: refused (%v)", name, sent, c.Failure)
+			}
+			c.Request.Header.Set("x-after", "1")
+			raw := c.Request.Header.String()
+			if !strings.Contains(raw, "\r\nX-After: 1\r\n") || strings.Contains(strings.ToLower(raw), "x-api-key") {
+				t.Errorf("header %q, sent as %q: the upstream's header:\n%s\nwant X-After normalised and no key", name, sent, raw)
+			}
+		}
+		c := enginetest.NewCtx(t, "GET", "/a", "X-API-Key", keyMobile, "x-api-key", keyPartner)
+		if v := f.OnRequest(c); v != engine.Respond || c.Request.Header.Peek("X-Api-Key") != nil {
+			t.Errorf("header %q: two keys in two spellings: verdict %d, a key left: %q", name, v, c.Request.Header.Peek("X-Api-Key"))
+		}
+	}
+}
