@@ -365,8 +365,7 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 	} else {
 		// The high word of r·total for a uniform 64-bit r: each arm's share is its weight's to
 		// within total/2⁶⁴ (about 10⁻¹⁵ for weights adding up to 10,000), without
-		// rand.Uint64N's call through the global source and its exactness check (about 20
-		// instructions of the draw's 85).
+		// rand.Uint64N's exactness check; r comes from the Ctx's own generator (draw).
 		point, _ = bits.Mul64(c.draw(), ch.total)
 	}
 	for i := range ch.split {
@@ -382,10 +381,10 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 // draw returns a uniform 64-bit number for the split's choice from c's own generator:
 // SplitMix64 (Steele, Lea and Flood, 2014: a Weyl sequence through a 64-bit finalizer, which
 // passes BigCrush), seeded from the runtime's generator the first time a Ctx draws and kept with
-// the Ctx from one request to the next. The runtime's own ChaCha8 (rand.Uint64) cost about 65
-// instructions and 5 code cache lines a choice (RATIONALE.md "Where does the split row's time go
-// beyond the chooser's own instructions?"); this is 10 on a line of the Ctx the balancer writes
-// anyway. A Ctx serves one request at a time, so the state needs no lock; the choice is not a
+// the Ctx from one request to the next. The runtime's own ChaCha8 (rand.Uint64) cost about 63
+// instructions and 5 code cache lines a choice in the whole gateway, this about 26 (RATIONALE.md
+// "Where does the split row's time go beyond the chooser's own instructions?"), on a line of the
+// Ctx the balancer writes anyway. A Ctx serves one request at a time, so the state needs no lock; the choice is not a
 // secret (a client picks its side with the route header or the cookie).
 func (c *Ctx) draw() uint64 {
 	if c.rng == 0 {
