@@ -59,6 +59,8 @@ type Ctx struct {
 	// upstream is the upstream a balancer that chooses per request sent the request to
 	// (traffic.go); "": the pipeline's one.
 	upstream string
+	// rng is the state of the split's generator (draw, traffic.go); ReleaseCtx keeps it.
+	rng uint64
 
 	// TerminalState is the terminal's own per-request scratch state (the balancer's buffers),
 	// which stays with the Ctx from one request to the next: ReleaseCtx keeps it, so that a

@@ -187,7 +187,7 @@ func Build(spec *Spec, reg *Registry, opt BuildOptions) (*Gateway, []*BuildError
 		} else if ps.EndsInAnswer() { // answers.go: respond, redirect
 			term, ok = answeredTerminal{ps.Name}, true
 		} else if ok && ps.Balancer.chooses() {
-			ch, err := newChooser(ps.Name, ps.Balancer, g.Upstreams)
+			ch, err := newChooser(ps.Name, ps.Upstream, ps.Balancer, g.Upstreams)
 			if err != nil {
 				if uk != nil {
 					errs = append(errs, &BuildError{Pipeline: pi, Filter: -1, Err: fmt.Errorf("pipeline %q: %w", ps.Name, err)})

@@ -206,15 +206,19 @@ type valueRoute struct {
 }
 
 type splitArm struct {
-	name      string // the upstream's name, also the sticky cookie's value
-	weight    uint64
-	to        Terminal
-	sticky    bool         // a sticky cookie keeps a client on this arm: setCookie
+	name   string // the upstream's name, also the sticky cookie's value
+	weight uint64
+	to     Terminal
+	sticky bool // a sticky cookie keeps a client on this arm: setCookie
+	// named: the arm is not the pipeline's own upstream, which UpstreamName reports when the
+	// Ctx names none, so Serve records its name.
+	named     bool
 	setCookie presetCookie // setcookie.go
 }
 
-// newChooser builds the chooser of b over the built upstreams.
-func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*chooser, error) {
+// newChooser builds the chooser of b over the built upstreams; upstream is the pipeline's own
+// (PipelineSpec.Upstream: the balancer's, else the first split's).
+func newChooser(pipeline, upstream string, b *BalancerSpec, ups map[string]Upstream) (*chooser, error) {
 	get := func(what string, name UpstreamRef) (Terminal, error) {
 		u, ok := ups[string(name)]
 		if !ok {
@@ -254,7 +258,7 @@ func newChooser(pipeline string, b *BalancerSpec, ups map[string]Upstream) (*cho
 		if err != nil {
 			return nil, err
 		}
-		arm := splitArm{name: string(s.Upstream), weight: uint64(s.Weight), to: to}
+		arm := splitArm{name: string(s.Upstream), weight: uint64(s.Weight), to: to, named: string(s.Upstream) != upstream}
 		if ch.stickyCookie != "" {
 			arm.sticky = true
 			arm.setCookie = newPresetCookie(fmt.Appendf(nil, "%s=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax",
@@ -297,7 +301,9 @@ func (ch *chooser) Serve(c *Ctx) {
 		return
 	}
 	arm, fresh := ch.pick(c)
-	c.upstream = arm.name
+	if arm.named {
+		c.upstream = arm.name
+	}
 	arm.to.Serve(c)
 	if fresh && arm.sticky {
 		// The client had no (valid) sticky cookie: this one keeps it on the arm it was given,
@@ -359,9 +365,8 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 	} else {
 		// The high word of r·total for a uniform 64-bit r: each arm's share is its weight's to
 		// within total/2⁶⁴ (about 10⁻¹⁵ for weights adding up to 10,000), without
-		// rand.Uint64N's call through the global source and its exactness check (about 20
-		// instructions of the draw's 85).
-		point, _ = bits.Mul64(rand.Uint64(), ch.total)
+		// rand.Uint64N's exactness check; r comes from the Ctx's own generator (draw).
+		point, _ = bits.Mul64(c.draw(), ch.total)
 	}
 	for i := range ch.split {
 		a := &ch.split[i]
@@ -371,6 +376,25 @@ func (ch *chooser) pick(c *Ctx) (arm *splitArm, fresh bool) {
 		point -= a.weight
 	}
 	return &ch.split[len(ch.split)-1], true // not reached: point < total
+}
+
+// draw returns a uniform 64-bit number for the split's choice from c's own generator:
+// SplitMix64 (Steele, Lea and Flood, 2014: a Weyl sequence through a 64-bit finalizer, which
+// passes BigCrush), seeded from the runtime's generator the first time a Ctx draws and kept with
+// the Ctx from one request to the next. The runtime's own ChaCha8 (rand.Uint64) cost about 63
+// instructions and 5 code cache lines a choice in the whole gateway, this about 26 (RATIONALE.md
+// "Where does the split row's time go beyond the chooser's own instructions?"), on a line of the
+// Ctx the balancer writes anyway. A Ctx serves one request at a time, so the state needs no lock; the choice is not a
+// secret (a client picks its side with the route header or the cookie).
+func (c *Ctx) draw() uint64 {
+	if c.rng == 0 {
+		c.rng = rand.Uint64() // 0 again 1 time in 2⁶⁴: reseeded on the next draw
+	}
+	c.rng += 0x9e3779b97f4a7c15
+	z := c.rng
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // hdrSetCookie is Set-Cookie as fasthttp normalises it.

@@ -39,7 +39,7 @@ func canary(t testing.TB, sticky *StickySpec) (*chooser, *countingUpstream, *cou
 	if err := b.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := newChooser("test", b, map[string]Upstream{"v1": v1, "v2": v2, "beta": beta})
+	ch, err := newChooser("test", "v1", b, map[string]Upstream{"v1": v1, "v2": v2, "beta": beta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestChooserStickyHeader(t *testing.T) {
 
 func TestChooserAllocs(t *testing.T) {
 	ch, _, _, _ := canary(t, &StickySpec{Cookie: "canary", MaxAge: Duration(time.Hour)})
-	for _, h := range [][]string{nil, {"X-Canary", "1"}, {"Cookie", "canary=v1"}} {
+	for _, h := range [][]string{nil, {"X-Canary", "1"}, {"Cookie", "canary=v1"}, {"Cookie", "canary=v2"}} {
 		c, done := trafficCtx(t, h...)
 		ch.Serve(c) // warm the header buffers
 		if n := testing.AllocsPerRun(200, func() {
@@ -181,5 +181,76 @@ func TestMirrorOfferAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { m.offer(c) }); n != 0 {
 		t.Errorf("%v allocations per offer, want 0", n)
+	}
+}
+
+// TestChooserUpstreamName: a request the split sends to the pipeline's own upstream leaves the
+// Ctx naming none (UpstreamName reports the pipeline's), one sent to another arm or by a route
+// names it.
+func TestChooserUpstreamName(t *testing.T) {
+	ch, v1, v2, _ := canary(t, &StickySpec{Cookie: "canary", MaxAge: Duration(time.Hour)})
+	p := &Pipeline{Name: "test", Upstream: "v1"}
+	for _, tc := range []struct {
+		headers []string
+		want    string
+		named   bool
+	}{
+		{[]string{"Cookie", "canary=v1"}, "v1", false},
+		{[]string{"Cookie", "canary=v2"}, "v2", true},
+		{[]string{"X-Canary", "1"}, "v2", true},
+		{[]string{"Cookie", "beta=1"}, "beta", true},
+	} {
+		c, done := trafficCtx(t, tc.headers...)
+		c.Pipeline = p
+		ch.Serve(c)
+		if got := c.UpstreamName(); got != tc.want {
+			t.Errorf("%v: UpstreamName %q, want %q", tc.headers, got, tc.want)
+		}
+		if got := c.upstream != ""; got != tc.named {
+			t.Errorf("%v: the Ctx names the upstream: %v, want %v", tc.headers, got, tc.named)
+		}
+		done()
+	}
+	// Fresh clients: whichever arm the draw gives, UpstreamName is the one that served.
+	for range 400 {
+		c, done := trafficCtx(t)
+		c.Pipeline = p
+		n1, n2 := v1.n, v2.n
+		ch.Serve(c)
+		if want := map[bool]string{true: "v1", false: "v2"}[v1.n > n1]; c.UpstreamName() != want || v1.n+v2.n != n1+n2+1 {
+			t.Fatalf("UpstreamName %q, want %q", c.UpstreamName(), want)
+		}
+		done()
+	}
+}
+
+// TestCtxDraw: the split's generator is uniform (each of 16 buckets of the high bits within 5%
+// of its share over 160,000 draws), seeded apart for each Ctx, and allocates nothing.
+func TestCtxDraw(t *testing.T) {
+	var c Ctx
+	var buckets [16]int
+	const n = 160000
+	for range n {
+		buckets[c.draw()>>60]++
+	}
+	for i, b := range buckets {
+		if b < n/16*95/100 || b > n/16*105/100 {
+			t.Errorf("bucket %d: %d of %d draws, want about %d", i, b, n, n/16)
+		}
+	}
+	// The low bits too (the split uses the whole word through a multiplication).
+	var odd int
+	for range n {
+		odd += int(c.draw() & 1)
+	}
+	if odd < n/2*98/100 || odd > n/2*102/100 {
+		t.Errorf("%d odd draws of %d", odd, n)
+	}
+	var a, b Ctx
+	if a.draw() == b.draw() {
+		t.Error("two fresh Ctxs drew the same first number: not seeded apart")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { c.rng = 0; c.draw() }); allocs != 0 {
+		t.Errorf("%v allocations per draw (seeding included), want 0", allocs)
 	}
 }
