@@ -176,9 +176,12 @@ var (
 	errStoreUnavailable = errors.New("rate limit store unavailable (on_store_error = deny)")
 
 	hdrRetryAfter = []byte("Retry-After")
-	hdrPolicy     = []byte("RateLimit-Policy")
-	hdrRateLimit  = []byte("RateLimit")
 	one           = []byte("1")
+
+	// The fields added to every response, normalised once (engine.ResponseHeaderName: fasthttp's
+	// AddBytesKV would copy and case-fold the names and scan the values on every response).
+	hdrPolicy    = engine.NewResponseHeaderName("RateLimit-Policy")
+	hdrRateLimit = engine.NewResponseHeaderName("RateLimit")
 )
 
 // outcome carries a decision from OnRequest to OnResponse where the response phase cannot
@@ -311,19 +314,22 @@ func (f *Filter) storeError(c *engine.Ctx, o *outcome, r *redisStore) engine.Ver
 // are added, not set: an upstream's own RateLimit fields stay (the draft lets a list span
 // several field lines, and an intermediary must not hide a stricter upstream policy).
 func (f *Filter) OnResponse(c *engine.Ctx) {
+	if !f.headers && f.remote == nil {
+		return // nothing to add, and the local store carries no outcome without fields
+	}
 	o := f.pop(c)
 	if f.headers {
 		h := &c.Response.Header
-		h.AddBytesKV(hdrPolicy, f.policyValue)
+		hdrPolicy.Add(h, f.policyValue)
 		var buf [96]byte
 		switch {
 		case o != nil && o.known:
-			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], o.r, o.t))
+			hdrRateLimit.Add(h, f.appendRateLimit(buf[:0], o.r, o.t))
 		case o == nil && f.remote == nil:
 			// Admitted by the local store: read the key's state again, as of the same clock.
 			ahead := f.local.peek(f.localHash(c), f.now(c))
 			r, t := f.g.fields(ahead)
-			h.AddBytesKV(hdrRateLimit, f.appendRateLimit(buf[:0], r, t))
+			hdrRateLimit.Add(h, f.appendRateLimit(buf[:0], r, t))
 		}
 	}
 	if o != nil {
