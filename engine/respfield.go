@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"strings"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -47,8 +48,12 @@ func NewResponseHeaderName(name string) ResponseHeaderName {
 // Add adds the field name: value to h, as h.AddBytesKV(name, value) would, and allocates nothing
 // once h's list has had room for it (fasthttp's Reset keeps the room).
 func (n *ResponseHeaderName) Add(h *fasthttp.ResponseHeader, value []byte) {
-	if !n.plain || *responseNoNormalizing(h) || len(*responseTrailers(h)) > 0 ||
-		bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, '\n') >= 0 {
+	n.add(h, value, bytes.IndexByte(value, '\r') < 0 && bytes.IndexByte(value, '\n') < 0)
+}
+
+// add is Add for a value known to hold (clean) or not to hold line breaks.
+func (n *ResponseHeaderName) add(h *fasthttp.ResponseHeader, value []byte, clean bool) {
+	if !clean || !n.plain || *responseNoNormalizing(h) || len(*responseTrailers(h)) > 0 {
 		// The uncommon cases: fasthttp decides (a trailer section, line breaks replaced).
 		h.AddBytesKV(n.raw, value)
 		return
@@ -70,6 +75,23 @@ func (n *ResponseHeaderName) Add(h *fasthttp.ResponseHeader, value []byte) {
 
 // String is the name as fasthttp stores it.
 func (n *ResponseHeaderName) String() string { return string(n.canon) }
+
+// ResponseField is a whole response header field fixed when a configuration is built (rate_limit's
+// RateLimit-Policy): ResponseHeaderName's Add with the value's scan for line breaks done once.
+type ResponseField struct {
+	name  ResponseHeaderName
+	value []byte
+	clean bool
+}
+
+// NewResponseField prepares the field name: value.
+func NewResponseField(name, value string) ResponseField {
+	return ResponseField{name: NewResponseHeaderName(name), value: []byte(value),
+		clean: !strings.ContainsAny(value, "\r\n")}
+}
+
+// AddTo adds the field to h, as h.AddBytesKV(name, value) would.
+func (f *ResponseField) AddTo(h *fasthttp.ResponseHeader) { f.name.add(h, f.value, f.clean) }
 
 // fieldKV is fasthttp's argsKV, an entry of a header's field list; headerFieldOffsets checks
 // that the two agree field for field.

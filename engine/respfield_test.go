@@ -55,6 +55,10 @@ func TestResponseHeaderNameAddMatchesAddBytesKV(t *testing.T) {
 				// Twice: the second field of the same name, in an entry Add may reuse.
 				want.AddBytesKV([]byte(name), []byte(v+"2"))
 				n.Add(&got, []byte(v+"2"))
+				// And the same through a fixed field.
+				want.AddBytesKV([]byte(name), []byte(v))
+				fixed := NewResponseField(name, v)
+				fixed.AddTo(&got)
 				if w, g := want.String(), got.String(); w != g {
 					t.Errorf("%s, %q = %q: header\n%q, want\n%q", setupName, name, v, g, w)
 				}

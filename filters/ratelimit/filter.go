@@ -90,7 +90,7 @@ type Filter struct {
 	headers bool
 	carry   bool // the key's value may change before the response phase: carry r and t
 
-	policyValue []byte // RateLimit-Policy field value
+	policy      engine.ResponseField // the RateLimit-Policy field
 	limitPrefix []byte // RateLimit field value up to the r value
 
 	seed      maphash.Seed
@@ -151,7 +151,7 @@ func newFilter(cfg *Config, pipeline, name string, log *slog.Logger) (*Filter, e
 	// Not a draft parameter: vendor-prefixed as the draft asks for extensions.
 	pv = append(pv, ";sluice-burst="...)
 	pv = strconv.AppendInt(pv, int64(cfg.burst()), 10)
-	f.policyValue = pv
+	f.policy = engine.NewResponseField("RateLimit-Policy", string(pv))
 	f.limitPrefix = append(strconv.AppendQuote(nil, name), ";r="...)
 
 	f.mAllowed = mDecisions.WithLabelValues(pipeline, name, "allowed")
@@ -178,9 +178,8 @@ var (
 	hdrRetryAfter = []byte("Retry-After")
 	one           = []byte("1")
 
-	// The fields added to every response, normalised once (engine.ResponseHeaderName: fasthttp's
-	// AddBytesKV would copy and case-fold the names and scan the values on every response).
-	hdrPolicy    = engine.NewResponseHeaderName("RateLimit-Policy")
+	// RateLimit, normalised once (engine.ResponseHeaderName: fasthttp's AddBytesKV would copy
+	// and case-fold the name on every response).
 	hdrRateLimit = engine.NewResponseHeaderName("RateLimit")
 )
 
@@ -320,7 +319,7 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 	o := f.pop(c)
 	if f.headers {
 		h := &c.Response.Header
-		hdrPolicy.Add(h, f.policyValue)
+		f.policy.AddTo(h)
 		var buf [96]byte
 		switch {
 		case o != nil && o.known:
@@ -340,10 +339,40 @@ func (f *Filter) OnResponse(c *engine.Ctx) {
 
 func (f *Filter) appendRateLimit(b []byte, r, t int64) []byte {
 	b = append(b, f.limitPrefix...)
-	b = strconv.AppendInt(b, r, 10)
+	b = appendInt(b, r)
 	b = append(b, ";t="...)
-	return strconv.AppendInt(b, t, 10)
+	return appendInt(b, t)
 }
+
+// appendInt is strconv.AppendInt(b, v, 10) for the fields' counts, two digits a step from a
+// table, without strconv's general entry (measured under callgrind: about 140 instructions a
+// number through strconv for the bench's six-digit r).
+func appendInt(b []byte, v int64) []byte {
+	if v < 0 {
+		return strconv.AppendInt(b, v, 10)
+	}
+	var d [20]byte
+	i := len(d)
+	for v >= 100 {
+		q := v / 100
+		r := (v - q*100) * 2
+		i -= 2
+		d[i], d[i+1] = digitPairs[r], digitPairs[r+1]
+		v = q
+	}
+	if v >= 10 {
+		i -= 2
+		d[i], d[i+1] = digitPairs[v*2], digitPairs[v*2+1]
+	} else {
+		i--
+		d[i] = byte('0' + v)
+	}
+	return append(b, d[i:]...)
+}
+
+const digitPairs = "00010203040506070809" + "10111213141516171819" + "20212223242526272829" +
+	"30313233343536373839" + "40414243444546474849" + "50515253545556575859" +
+	"60616263646566676869" + "70717273747576777879" + "80818283848586878889" + "90919293949596979899"
 
 // now is the local store's clock in nanoseconds: the request's start time, already read by the
 // server, measured on the monotonic clock from the filter's creation.
