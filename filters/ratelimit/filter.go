@@ -91,7 +91,7 @@ type Filter struct {
 	carry   bool // the key's value may change before the response phase: carry r and t
 
 	policy      engine.ResponseField // the RateLimit-Policy field
-	limitPrefix []byte // RateLimit field value up to the r value
+	limitPrefix []byte               // RateLimit field value up to the r value
 
 	seed      maphash.Seed
 	anonHash  uint64
