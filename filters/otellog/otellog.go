@@ -37,21 +37,16 @@ type Filter struct {
 	headers []header
 	// reqID is the server's request_id header ("": none); traces, whether the client's trace
 	// headers are logged (fields.go).
-	reqID  string
-	reqIDh engine.HeaderName // reqID, normalised once for the lookup
-	// pipeline is the filter's pipeline, pipelineJSON its name as a JSON string: the name a
-	// record usually carries, escaped once.
-	pipeline     string
-	pipelineJSON []byte
-	traces       bool
-	sink         *sink     // stdout, stderr, file
-	otlp         *otlpSink // otlp
-	closers      []io.Closer
+	reqID   string
+	reqIDh  engine.HeaderName // reqID, normalised once for the lookup
+	traces  bool
+	sink    *sink     // stdout, stderr, file
+	otlp    *otlpSink // otlp
+	closers []io.Closer
 }
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {
-	f := &Filter{text: cfg.Format == "text", traces: cfg.TraceHeaders, pipeline: env.Pipeline,
-		pipelineJSON: appendJSONStringS(nil, env.Pipeline)}
+	f := &Filter{text: cfg.Format == "text", traces: cfg.TraceHeaders}
 	if env.Server != nil {
 		f.reqID = env.Server.RequestID
 		f.reqIDh = engine.NewHeaderName(f.reqID)
@@ -264,11 +259,7 @@ func (f *Filter) appendJSON(b []byte, c *engine.Ctx, now time.Time, cut error, t
 	b = appendInt(b, int64(c.Attempts))
 	b = append(b, `,"pipeline":`...)
 	if p := c.ServingPipeline(); p != nil {
-		if p.Name == f.pipeline {
-			b = append(b, f.pipelineJSON...) // escaped once, at build
-		} else {
-			b = appendJSONStringS(b, p.Name)
-		}
+		b = appendJSONStringS(b, p.Name)
 	} else {
 		b = append(b, `""`...)
 	}

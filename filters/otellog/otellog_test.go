@@ -461,24 +461,3 @@ func BenchmarkFormat(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
-
-// TestPipelineNameEscapedOnce: a record of the filter's own pipeline carries the name escaped at
-// build, the same text as for another pipeline's name (TestJSONRecordSchema).
-func TestPipelineNameEscapedOnce(t *testing.T) {
-	env := testEnv(t)
-	env.Pipeline = "test" // enginetest.Serve's pipeline
-	fl, err := build(defaults(), env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := fl.(*Filter)
-	if f.sink != nil {
-		f.sink.Close()
-	}
-	buf := &syncBuf{}
-	f.sink = newSink(buf, env.Logger)
-	out := serveOne(t, f, buf, enginetest.NewCtx(t, "GET", "/"), upstream)
-	if !strings.Contains(out, `,"pipeline":"test",`) {
-		t.Errorf("record %s lacks the pipeline's name", out)
-	}
-}
