@@ -12,7 +12,7 @@ import (
 // The verified-token cache lets a client that repeats its token skip parsing, the signature check
 // and claim decoding: a hit costs a hash, a map lookup and a constant-time compare.
 //
-// Entries are keyed by a seeded hash of the token, but a hit also compares the whole token, so a
+// Entries are keyed by a seeded hash of the token's end (key), but a hit also compares the whole token, so a
 // hash collision can never make one token pass for another. That compare need not be
 // constant-time: it only runs when a request's token hashes to a cached token's bucket, and with
 // a random per-process seed a client cannot aim a forgery at a bucket, so compare timing says
@@ -64,9 +64,22 @@ func newTokenCache() *tokenCache {
 	return c
 }
 
+// hashTail is how many of a token's last bytes its cache key hashes.
+const hashTail = 64
+
+// key is tok's cache key: a seeded hash of its last hashTail bytes, which hold the signature
+// (43 characters for HS256, more for the others) and the end of the claims. Hashing the whole
+// token (a few hundred bytes) cost about three times as much. Two tokens sharing their last 64
+// bytes only share a key: an entry is used only when its whole token equals the request's (get),
+// and only verified tokens are stored, so the worst a shared key does is make one evict the
+// other.
+func (c *tokenCache) key(tok []byte) uint64 {
+	return maphash.Bytes(c.seed, tok[max(len(tok)-hashTail, 0):])
+}
+
 // get returns the entry for tok if it was verified with set and is still valid at now.
 func (c *tokenCache) get(tok []byte, set *keySet, now int64) *cacheEntry {
-	h := maphash.Bytes(c.seed, tok)
+	h := c.key(tok)
 	s := &c.shards[h%cacheShards]
 	s.mu.RLock()
 	e := s.m[h]
@@ -85,7 +98,7 @@ func (c *tokenCache) put(e *cacheEntry, now int64) {
 	if e.size > budget {
 		return
 	}
-	h := maphash.Bytes(c.seed, e.token)
+	h := c.key(e.token)
 	s := &c.shards[h%cacheShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -302,7 +303,7 @@ func (f *Filter) token(c *engine.Ctx) []byte {
 		case 'q':
 			v = c.Request.URI().QueryArgs().PeekBytes(s.name)
 		}
-		v = bytes.TrimSpace(v)
+		v = trimSpace(v)
 		if len(v) > 0 {
 			return v
 		}
@@ -310,11 +311,23 @@ func (f *Filter) token(c *engine.Ctx) []byte {
 	return nil
 }
 
+// trimSpace is bytes.TrimSpace, with nothing to do for a token that neither starts nor ends
+// with a byte TrimSpace could remove (every ASCII byte above the space, and every token's).
+func trimSpace(v []byte) []byte {
+	if len(v) > 0 && v[0] > ' ' && v[0] < utf8.RuneSelf && v[len(v)-1] > ' ' && v[len(v)-1] < utf8.RuneSelf {
+		return v
+	}
+	return bytes.TrimSpace(v)
+}
+
 // cutBearer strips a case-insensitive "Bearer " scheme; ok reports whether it was there.
 func cutBearer(v []byte) ([]byte, bool) {
 	const scheme = "bearer "
 	if len(v) < len(scheme) {
 		return v, false
+	}
+	if string(v[:len(scheme)]) == "Bearer " { // as clients write it: one compare
+		return v[len(scheme):], true
 	}
 	for i := 0; i < len(scheme); i++ {
 		c := v[i]

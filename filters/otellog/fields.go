@@ -2,7 +2,6 @@ package otellog
 
 import (
 	"bytes"
-	"strconv"
 	"sync"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -86,7 +85,7 @@ func (f *Filter) appendOutcomeJSON(b []byte, c *engine.Ctx, th *traceHeaders) []
 	b = append(b, `","flags":"`...)
 	b = c.Flags.AppendText(b)
 	b = append(b, `","bytes_in":`...)
-	b = strconv.AppendInt(b, c.BytesIn(), 10)
+	b = appendInt(b, c.BytesIn())
 	if th != nil {
 		if len(th.parent) > 0 {
 			b = append(b, `,"traceparent":`...)
@@ -113,7 +112,7 @@ func (f *Filter) appendOutcomeText(b []byte, c *engine.Ctx, th *traceHeaders) []
 	b = append(b, " flags="...)
 	b = c.Flags.AppendText(b)
 	b = append(b, " bytes_in="...)
-	b = strconv.AppendInt(b, c.BytesIn(), 10)
+	b = appendInt(b, c.BytesIn())
 	if th != nil {
 		if len(th.parent) > 0 {
 			b = append(b, " traceparent="...)

@@ -2,6 +2,7 @@ package otellog
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -53,4 +54,12 @@ func BenchmarkAppendTime(b *testing.B) {
 			buf = tm.UTC().AppendFormat(buf[:0], time.RFC3339Nano)
 		}
 	})
+}
+
+func TestAppendIntMatchesStrconv(t *testing.T) {
+	for _, v := range []int64{0, 1, 9, 10, 42, 99, 100, 200, 404, 999, 1000, 65536, 1 << 40, -1, -999, -1 << 63, 1<<63 - 1} {
+		if got, want := string(appendInt([]byte("x"), v)), string(strconv.AppendInt([]byte("x"), v, 10)); got != want {
+			t.Errorf("appendInt(%d) = %q, want %q", v, got, want)
+		}
+	}
 }

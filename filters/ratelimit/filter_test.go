@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -566,5 +567,13 @@ func TestFieldsWhenKeyHeaderRemoved(t *testing.T) {
 	enginetest.Serve(c, enginetest.OK, f)
 	if got := string(c.Response.Header.Peek("RateLimit")); got != `"default";r=4;t=6` {
 		t.Errorf("anonymous key: RateLimit %q, want a fresh budget", got)
+	}
+}
+
+func TestAppendInt(t *testing.T) {
+	for _, v := range []int64{0, 1, 9, 10, 99, 100, 12345, 99999, 100000, 1 << 30, 1<<63 - 1, -1, -10, -1 << 63} {
+		if got, want := string(appendInt([]byte("x"), v)), strconv.AppendInt([]byte("x"), v, 10); got != string(want) {
+			t.Errorf("appendInt(%d) = %q, want %q", v, got, want)
+		}
 	}
 }
