@@ -23,8 +23,8 @@ type UpstreamTarget struct {
 // (NewUpstreamTarget). It stays valid until the request ends.
 var UpstreamTargetKey = NewKey[*UpstreamTarget]("upstream_target")
 
-// maxKeptTargetBuf bounds the buffer capacity an UpstreamTarget keeps for the next request: a
-// rare huge path does not stay with a pooled Ctx.
+// maxKeptTargetBuf bounds the buffer capacity an UpstreamTarget keeps for the next request (a
+// power of two, for NewUpstreamTarget's test): a rare huge path does not stay with a pooled Ctx.
 const maxKeptTargetBuf = 4 << 10
 
 // NewUpstreamTarget returns the request's UpstreamTarget, empty (the client's request-target
@@ -34,14 +34,11 @@ const maxKeptTargetBuf = 4 << 10
 // ReleaseCtx, then the next request's.
 func (c *Ctx) NewUpstreamTarget() *UpstreamTarget {
 	t := &c.target
-	path, query := t.PathBuf[:0], t.QueryBuf[:0]
-	if cap(path) > maxKeptTargetBuf {
-		path = nil
+	t.Path, t.Query, t.QuerySet, t.Host = nil, nil, false, nil
+	t.PathBuf, t.QueryBuf = t.PathBuf[:0], t.QueryBuf[:0]
+	if cap(t.PathBuf)|cap(t.QueryBuf) > maxKeptTargetBuf { // one test: either grew past the bound
+		t.PathBuf, t.QueryBuf = nil, nil
 	}
-	if cap(query) > maxKeptTargetBuf {
-		query = nil
-	}
-	*t = UpstreamTarget{PathBuf: path, QueryBuf: query}
 	UpstreamTargetKey.Set(c, t)
 	return t
 }
