@@ -23,8 +23,9 @@ type UpstreamTarget struct {
 // (NewUpstreamTarget). It stays valid until the request ends.
 var UpstreamTargetKey = NewKey[*UpstreamTarget]("upstream_target")
 
-// maxKeptTargetBuf bounds the buffer capacity an UpstreamTarget keeps for the next request (a
-// power of two, for NewUpstreamTarget's test): a rare huge path does not stay with a pooled Ctx.
+// maxKeptTargetBuf: a buffer of this capacity or more is not kept for the next request, so a rare
+// huge path does not stay with a pooled Ctx. A power of two: NewUpstreamTarget tests both
+// buffers with one comparison of their capacities' bitwise OR.
 const maxKeptTargetBuf = 4 << 10
 
 // NewUpstreamTarget returns the request's UpstreamTarget, empty (the client's request-target
@@ -36,7 +37,7 @@ func (c *Ctx) NewUpstreamTarget() *UpstreamTarget {
 	t := &c.target
 	t.Path, t.Query, t.QuerySet, t.Host = nil, nil, false, nil
 	t.PathBuf, t.QueryBuf = t.PathBuf[:0], t.QueryBuf[:0]
-	if cap(t.PathBuf)|cap(t.QueryBuf) > maxKeptTargetBuf { // one test: either grew past the bound
+	if cap(t.PathBuf)|cap(t.QueryBuf) >= maxKeptTargetBuf { // one test: either is that large
 		t.PathBuf, t.QueryBuf = nil, nil
 	}
 	UpstreamTargetKey.Set(c, t)
