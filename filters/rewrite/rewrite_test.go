@@ -75,6 +75,16 @@ func TestRewriteTargetPerRequest(t *testing.T) {
 	if ut.Path != nil || !ut.QuerySet || string(ut.Query) != "a=1&v=2" {
 		t.Errorf("query rewrite: %+v", ut)
 	}
+
+	// A huge rewritten path's buffer is not kept for the Ctx's next request.
+	c.Path = append(c.Path[:0], "/v1/"+strings.Repeat("a", 5000)...)
+	f.OnRequest(c)
+	if len(ut.Path) != 5003 {
+		t.Fatalf("huge path: %d bytes", len(ut.Path))
+	}
+	if ut = c.NewUpstreamTarget(); cap(ut.PathBuf) != 0 {
+		t.Errorf("a %d-byte path buffer kept for the next request", cap(ut.PathBuf))
+	}
 }
 
 func TestRewritePath(t *testing.T) {
