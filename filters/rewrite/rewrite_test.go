@@ -79,7 +79,7 @@ func TestRewriteTargetPerRequest(t *testing.T) {
 	// A huge rewritten path's buffer is not kept for the Ctx's next request.
 	c.Path = append(c.Path[:0], "/v1/"+strings.Repeat("a", 5000)...)
 	f.OnRequest(c)
-	if len(ut.Path) != 5003 {
+	if len(ut.Path) != len("/api/")+5000 {
 		t.Fatalf("huge path: %d bytes", len(ut.Path))
 	}
 	if ut = c.NewUpstreamTarget(); cap(ut.PathBuf) != 0 {
