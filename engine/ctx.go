@@ -69,6 +69,9 @@ type Ctx struct {
 	// ObserverState is the observer's per-request state (the tracer's), kept with the Ctx from
 	// one request to the next like TerminalState, so that it needs no pool of its own.
 	ObserverState any
+	// target is the storage of the request's UpstreamTarget (NewUpstreamTarget), whose buffers
+	// stay with the Ctx from one request to the next like TerminalState.
+	target UpstreamTarget
 
 	vals []any
 	// body is the request body when it streams (stream.go); bodyLimit the server's

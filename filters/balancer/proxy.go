@@ -499,29 +499,36 @@ func forwardPath(dst []byte, c *engine.Ctx) []byte {
 // targetKept reports, for most requests and without building it, that forwardPath would give
 // back the client's request-target unchanged: an origin-form target whose path is the path the
 // gateway routed on (either branch of forwardPath's cleanPath test then sends those bytes), a
-// query, if any, that is not empty, no fragment, no strip_prefix and no rewrite. RawPath,
-// cleanPath and the copy compared with the target were about 250 instructions per request.
+// query, if any, that is not empty, no fragment and no strip_prefix. RawPath, cleanPath and the
+// copy compared with the target were about 250 instructions per request. A rewrite's
+// UpstreamTarget counts the same way: its path (sent verbatim, without strip_prefix) in place of
+// the routed one, its query in place of the client's; a Host-only rewrite keeps the target.
 func targetKept(c *engine.Ctx, uri []byte) bool {
+	t, _ := engine.UpstreamTargetKey.Get(c)
 	path := c.Path
-	if len(uri) < len(path) || len(path) == 0 || path[0] != '/' || (len(path) > 1 && path[1] == '/') ||
-		string(uri[:len(path)]) != string(path) {
+	if t != nil && t.Path != nil {
+		path = t.Path
+	} else if len(path) == 0 || path[0] != '/' || (len(path) > 1 && path[1] == '/') ||
+		c.Pipeline != nil && c.Pipeline.StripPrefix != "" {
 		return false
 	}
-	if q := bytes.IndexByte(uri, '?'); q >= 0 {
-		if q != len(path) || q+1 == len(uri) {
-			return false // a '?' in the routed path, or an empty query forwardPath drops
+	// RawPath splits such a target in place: its path ends at the first '?'.
+	if len(uri) < len(path) || len(uri) == 0 || uri[0] != '/' || (len(uri) > 1 && uri[1] == '/') ||
+		string(uri[:len(path)]) != string(path) || bytes.IndexByte(uri, '#') >= 0 {
+		return false
+	}
+	q := bytes.IndexByte(uri, '?')
+	if q >= 0 && q != len(path) || q < 0 && len(uri) != len(path) {
+		return false // a '?' in the path, or more than the path and no query
+	}
+	if t != nil && t.QuerySet {
+		// The rewrite's query is sent in place of the client's (none when empty).
+		if len(t.Query) == 0 {
+			return q < 0
 		}
-	} else if len(uri) != len(path) {
-		return false
+		return q >= 0 && string(uri[q+1:]) == string(t.Query)
 	}
-	if bytes.IndexByte(uri, '#') >= 0 {
-		return false
-	}
-	if c.Pipeline != nil && c.Pipeline.StripPrefix != "" {
-		return false
-	}
-	t, ok := engine.UpstreamTargetKey.Get(c)
-	return !ok || t == nil
+	return q < 0 || q+1 < len(uri) // an empty query forwardPath drops
 }
 
 // stripPrefix removes prefix from path at a segment boundary.

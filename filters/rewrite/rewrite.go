@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/agext/levenshtein"
 	"github.com/sluice-gateway/sluice/engine"
@@ -174,7 +173,8 @@ func Register(r *engine.Registry) {
 
 // Filter applies a rewrite config. It allocates nothing per request, but for the one slice of
 // capture positions Go's regexp returns when a path_regex other than `^/literal(.*)` matches
-// (fastpath.go).
+// (fastpath.go). Its per-request memory is the Ctx's (Ctx.NewUpstreamTarget): it has no pool,
+// and no response phase.
 type Filter struct {
 	re       *regexp.Regexp
 	lit      *literalPrefix // path_regex is ^/literal(.*): matched without regexp
@@ -185,21 +185,11 @@ type Filter struct {
 	query    bool     // the query is rewritten
 	remove   [][]byte // parameter names dropped (the removed ones and the added ones)
 	addQuery []byte   // "a=1&b=2", encoded, in sorted order
-	states   sync.Pool
-}
-
-// stateKey holds the request's state, to pool again after the response.
-var stateKey = engine.NewKey[*state]("rewrite_state")
-
-type state struct {
-	t           engine.UpstreamTarget
-	path, query []byte
-	m           [4]int // capture positions of a literalPrefix match
 }
 
 // New builds the filter from a validated config.
 func New(cfg *Config) (*Filter, error) {
-	f := &Filter{states: sync.Pool{New: func() any { return new(state) }}}
+	f := &Filter{}
 	if cfg.PathRegex != "" {
 		re, err := regexp.Compile(cfg.PathRegex)
 		if err != nil {
@@ -237,16 +227,17 @@ func New(cfg *Config) (*Filter, error) {
 	return f, nil
 }
 
-// OnRequest computes what the upstream receives and hands it to the balancer.
+// OnRequest computes what the upstream receives and hands it to the balancer, in the request's
+// own UpstreamTarget: its buffers are the Ctx's, the request's alone until it ends.
 func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
-	s := f.states.Get().(*state)
-	s.t = engine.UpstreamTarget{}
+	t := c.NewUpstreamTarget()
 	if f.re != nil {
+		var lm [4]int // capture positions of a literalPrefix match
 		var m []int
 		matched, sure := false, false
 		if f.lit != nil {
-			matched, sure = f.lit.match(c.Path, &s.m)
-			m = s.m[:]
+			matched, sure = f.lit.match(c.Path, &lm)
+			m = lm[:]
 		}
 		if !sure {
 			// One pass: FindSubmatchIndex returns nil, allocating nothing, when it does not match.
@@ -254,49 +245,38 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 			matched = m != nil
 		}
 		if matched {
-			s.path = f.tmpl.expand(s.path[:0], c.Path, m)
-			s.t.Path = s.path
-			if len(s.path) == 0 || s.path[0] != '/' {
+			t.PathBuf = f.tmpl.expand(t.PathBuf, c.Path, m)
+			if len(t.PathBuf) == 0 || t.PathBuf[0] != '/' {
 				// A group captured nothing where the path should start.
-				s.path = append(s.path[:0], '/')
-				s.path = f.tmpl.expand(s.path, c.Path, m)
-				s.t.Path = s.path
+				t.PathBuf = append(t.PathBuf[:0], '/')
+				t.PathBuf = f.tmpl.expand(t.PathBuf, c.Path, m)
 			}
+			t.Path = t.PathBuf
 		}
 	} else if f.prefix != nil {
 		if rest, ok := cutPrefix(c.Path, f.prefix); ok {
-			s.path = append(s.path[:0], f.replace...)
-			if len(rest) > 0 && rest[0] == '/' && len(s.path) > 0 && s.path[len(s.path)-1] == '/' {
+			t.PathBuf = append(t.PathBuf, f.replace...)
+			if len(rest) > 0 && rest[0] == '/' && len(t.PathBuf) > 0 && t.PathBuf[len(t.PathBuf)-1] == '/' {
 				rest = rest[1:] // "/api/" + "/x" is "/api/x"
 			}
-			s.path = append(s.path, rest...)
-			s.t.Path = s.path
+			t.PathBuf = append(t.PathBuf, rest...)
+			t.Path = t.PathBuf
 		}
 	}
-	s.t.Host = f.host
+	t.Host = f.host
 	if f.query {
 		_, raw := engine.RawPath(c.Request)
-		s.query = f.rewriteQuery(s.query[:0], raw)
-		s.t.Query, s.t.QuerySet = s.query, true
+		t.QueryBuf = f.rewriteQuery(t.QueryBuf, raw)
+		t.Query, t.QuerySet = t.QueryBuf, true
 	}
-	engine.UpstreamTargetKey.Set(c, &s.t)
-	stateKey.Set(c, s)
 	return engine.Continue
 }
 
-// OnResponse takes the target back: the balancer is done with it.
-func (f *Filter) OnResponse(c *engine.Ctx) {
-	s, ok := stateKey.Get(c)
-	if !ok || s == nil {
-		return
-	}
-	engine.UpstreamTargetKey.Set(c, nil)
-	stateKey.Set(c, nil)
-	if cap(s.path) > 4<<10 || cap(s.query) > 4<<10 {
-		return // don't pool a huge buffer
-	}
-	f.states.Put(s)
-}
+// OnResponse does nothing: the target's memory is the Ctx's.
+func (f *Filter) OnResponse(*engine.Ctx) {}
+
+// RequestOnly marks the filter for the pipeline: it skips the empty response phase.
+func (f *Filter) RequestOnly() {}
 
 // cutPrefix removes prefix from path at a segment boundary ("/v1" is no prefix of "/v10").
 func cutPrefix(path, prefix []byte) ([]byte, bool) {

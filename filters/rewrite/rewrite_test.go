@@ -32,11 +32,59 @@ func target(t *testing.T, f *Filter, uri string) (path, query string, querySet b
 	if ut.Path == nil {
 		path = "<unchanged>"
 	}
-	f.OnResponse(c)
-	if ut, _ := engine.UpstreamTargetKey.Get(c); ut != nil {
-		t.Error("the target outlived the response phase")
-	}
 	return
+}
+
+// TestRewriteTargetPerRequest: the target's memory is the Ctx's, and a Ctx's next request starts
+// from an empty target: nothing of the previous request's rewrite reaches it.
+func TestRewriteTargetPerRequest(t *testing.T) {
+	f := mustNew(t, &Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"})
+	q := mustNew(t, &Config{AddQuery: map[string]string{"v": "2"}})
+	var _ interface{ RequestOnly() } = f // the pipeline skips its (empty) response phase
+
+	c := enginetest.NewCtx(t, "GET", "/v1/users/7")
+	f.OnRequest(c)
+	first, _ := engine.UpstreamTargetKey.Get(c)
+	if string(first.Path) != "/api/users/7" {
+		t.Fatalf("path %q", first.Path)
+	}
+	f.OnResponse(c) // nothing to give back: the target stays valid until the request ends
+	if ut, _ := engine.UpstreamTargetKey.Get(c); ut != first || string(ut.Path) != "/api/users/7" {
+		t.Errorf("after the response phase: %+v", ut)
+	}
+
+	// A next request is not given the previous one's target.
+	fc := c.Fast
+	next := engine.AcquireCtx(fc)
+	if ut, ok := engine.UpstreamTargetKey.Get(next); ok && ut != nil {
+		t.Errorf("a new request starts with a target %+v", ut)
+	}
+	engine.ReleaseCtx(next)
+
+	// The same Ctx's target again (as a Ctx's next request gets it): the regex does not match
+	// this path, so nothing of the previous rewrite is left; the path buffer's memory is kept.
+	c.Path = append(c.Path[:0], "/v2/x"...)
+	c.Request.SetRequestURI("/v2/x?a=1")
+	f.OnRequest(c)
+	ut, _ := engine.UpstreamTargetKey.Get(c)
+	if ut != first || ut.Path != nil || ut.QuerySet || ut.Host != nil || cap(ut.PathBuf) == 0 {
+		t.Errorf("no match: %+v, want the Ctx's target, empty but for its buffers", ut)
+	}
+	q.OnRequest(c)
+	ut, _ = engine.UpstreamTargetKey.Get(c)
+	if ut.Path != nil || !ut.QuerySet || string(ut.Query) != "a=1&v=2" {
+		t.Errorf("query rewrite: %+v", ut)
+	}
+
+	// A huge rewritten path's buffer is not kept for the Ctx's next request.
+	c.Path = append(c.Path[:0], "/v1/"+strings.Repeat("a", 5000)...)
+	f.OnRequest(c)
+	if len(ut.Path) != len("/api/")+5000 {
+		t.Fatalf("huge path: %d bytes", len(ut.Path))
+	}
+	if ut = c.NewUpstreamTarget(); cap(ut.PathBuf) != 0 {
+		t.Errorf("a %d-byte path buffer kept for the next request", cap(ut.PathBuf))
+	}
 }
 
 func TestRewritePath(t *testing.T) {
@@ -113,7 +161,6 @@ func TestRewriteAllocs(t *testing.T) {
 		c := enginetest.NewCtx(t, "GET", "/v1/users/7?debug=1&a=2")
 		allocs := testing.AllocsPerRun(1000, func() {
 			f.OnRequest(c)
-			f.OnResponse(c)
 		})
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", name, allocs)
@@ -122,17 +169,17 @@ func TestRewriteAllocs(t *testing.T) {
 	// ^/literal(.*) is matched without regexp (fastpath.go): nothing allocates.
 	f := mustNew(t, &Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"})
 	c := enginetest.NewCtx(t, "GET", "/v1/users/7")
-	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c); f.OnResponse(c) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c) }); allocs != 0 {
 		t.Errorf("regex ^/v1/(.*): %v allocations per request, want 0", allocs)
 	}
 	// Any other expression: Go's regexp returns capture positions in a new slice, one
 	// allocation, nothing more.
 	fr := mustNew(t, &Config{PathRegex: "^/v1/([a-z]+)/(\\d+)$", PathReplace: "/api/$1/$2"})
-	if allocs := testing.AllocsPerRun(1000, func() { fr.OnRequest(c); fr.OnResponse(c) }); allocs > 1 {
+	if allocs := testing.AllocsPerRun(1000, func() { fr.OnRequest(c) }); allocs > 1 {
 		t.Errorf("regex with two groups: %v allocations per request, want at most 1", allocs)
 	}
 	c2 := enginetest.NewCtx(t, "GET", "/v2/users/7")
-	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c2); f.OnResponse(c2) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(1000, func() { f.OnRequest(c2) }); allocs != 0 {
 		t.Errorf("regex not matching: %v allocations per request, want 0", allocs)
 	}
 }
@@ -142,14 +189,19 @@ func BenchmarkRewrite(b *testing.B) {
 		"regex":  {PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"},
 		"prefix": {PathPrefix: "/v1", PathReplace: "/api"},
 		"query":  {AddQuery: map[string]string{"v": "2"}, RemoveQuery: []string{"debug"}},
+		// make bench-full's row: this regex on the request "/".
+		"row": {PathRegex: "^/(.*)$", PathReplace: "/$1"},
 	} {
 		b.Run(name, func(b *testing.B) {
 			f := mustNew(b, cfg)
-			c := enginetest.NewCtx(b, "GET", "/v1/users/7?debug=1&a=2")
+			uri := "/v1/users/7?debug=1&a=2"
+			if name == "row" {
+				uri = "/"
+			}
+			c := enginetest.NewCtx(b, "GET", uri)
 			b.ReportAllocs()
 			for b.Loop() {
-				f.OnRequest(c)
-				f.OnResponse(c)
+				f.OnRequest(c) // no response phase (RequestOnly)
 			}
 		})
 	}

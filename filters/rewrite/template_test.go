@@ -39,3 +39,17 @@ func TestTemplateMatchesExpand(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateOneGroup: the templates expanded by three appends (head, group 1, tail) are those
+// of that shape, whatever the reference's spelling; TestTemplateMatchesExpand checks their output.
+func TestTemplateOneGroup(t *testing.T) {
+	re := regexp.MustCompile(`^/v1/(?P<rest>.*)$`)
+	for tm, want := range map[string]bool{
+		"/api/$1": true, "/$1": true, "$1": true, "/x/${1}y": true, "/api/${rest}": true, "/$rest/x": true,
+		"/plain": false, "/$1/$1": false, "/$2": false, "/$$1": false, "/${1}${2}": false, "/$nope": false,
+	} {
+		if got := parseTemplate(re, tm).oneGroup; got != want {
+			t.Errorf("%q: oneGroup %v, want %v", tm, got, want)
+		}
+	}
+}
