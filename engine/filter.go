@@ -28,6 +28,13 @@ type Filter interface {
 	OnResponse(c *Ctx)
 }
 
+// RequestOnly is implemented by a Filter whose OnResponse does nothing. The pipeline skips
+// its response phase: OnResponse is not called, timed, counted or given a span.
+type RequestOnly interface {
+	Filter
+	RequestOnly()
+}
+
 // Terminal ends a pipeline and must leave a complete response in c.Response.
 type Terminal interface {
 	Serve(c *Ctx)
@@ -38,6 +45,13 @@ type Stage struct {
 	Kind   string // the registered kind, e.g. "jwt"
 	Name   string // the filter's own name where it has one (wasm "name"), else ""
 	Filter Filter
+}
+
+// RequestOnly reports whether the stage's filter has no response phase (it implements the
+// RequestOnly interface).
+func (s Stage) RequestOnly() bool {
+	_, ok := s.Filter.(RequestOnly)
+	return ok
 }
 
 // Label is how logs, spans and metrics name the stage: "kind" or "kind:name".

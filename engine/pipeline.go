@@ -33,6 +33,12 @@ type Pipeline struct {
 	observerState any
 	// noTimes turns the per-stage timings off (stagetimes.go).
 	noTimes bool
+	// responders are the indices of the stages that have a response phase (not RequestOnly),
+	// ascending, and respondersIn[n] is how many of them are among the first n stages: worked
+	// out when the pipeline is built, so that the response phase visits only them and a request
+	// whose stages have none skips it at the cost of one load.
+	responders   []int
+	respondersIn []int
 }
 
 // SetObserverState keeps v, the observer's own state for this pipeline (its metrics handles and
@@ -51,7 +57,15 @@ func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []St
 	if match.PathPrefix == "" {
 		match.PathPrefix = "/"
 	}
-	return &Pipeline{Name: name, Match: match, StripPrefix: stripPrefix, stages: stages, terminal: term}
+	p := &Pipeline{Name: name, Match: match, StripPrefix: stripPrefix, stages: stages, terminal: term}
+	p.respondersIn = make([]int, len(stages)+1)
+	for i := range stages {
+		if !stages[i].RequestOnly() {
+			p.responders = append(p.responders, i)
+		}
+		p.respondersIn[i+1] = len(p.responders)
+	}
+	return p
 }
 
 // DefaultUpgrades is a pipeline's upgrades when its config does not set them.
@@ -81,13 +95,16 @@ func (p *Pipeline) AllowsUpgrade(protocol []byte) bool {
 func (p *Pipeline) Stages() []Stage { return p.stages }
 
 // Serve runs the request phase of every filter in order, the Terminal unless a filter answered,
-// then the response phase in reverse order for every filter whose request phase ran. A panic in
-// any stage answers 500 (a *PanicError in c.Failure) and the response phases still run, so
-// filters that hold per-request resources (a Wasm instance) always get them back.
+// then the response phase in reverse order for every filter whose request phase ran, but for
+// RequestOnly filters, which have none. A panic in any stage answers 500 (a *PanicError in
+// c.Failure) and the response phases still run, so filters that hold per-request resources (a
+// Wasm instance) always get them back.
 func (p *Pipeline) Serve(c *Ctx) {
 	c.Pipeline = p
 	ran := p.requestPhase(c)
-	p.responsePhase(c, ran)
+	if n := p.respondersIn[ran]; n > 0 {
+		p.responsePhase(c, n) // not called (no recover armed) when no stage that ran has one
+	}
 }
 
 // requestPhase runs the request phases and the Terminal; it returns how many stages ran,
@@ -152,22 +169,22 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 	return ran
 }
 
-// responsePhase runs the response phases of stages from-1 down to 0. A stage that panics answers
-// 500 and the stages before it still run.
-func (p *Pipeline) responsePhase(c *Ctx, from int) {
-	if from == 0 {
-		return // no stage's request phase ran (and no recover to arm)
-	}
-	i := from - 1
+// responsePhase runs the response phases of the stages p.responders[n-1] down to
+// p.responders[0]. A stage that panics answers 500 and the stages before it still run.
+func (p *Pipeline) responsePhase(c *Ctx, n int) {
+	j := n - 1
 	defer func() {
 		if r := recover(); r != nil {
-			c.Fail(500, newPanicError(p, i, r))
-			p.responsePhase(c, i)
+			c.Fail(500, newPanicError(p, p.responders[j], r))
+			if j > 0 {
+				p.responsePhase(c, j)
+			}
 		}
 	}()
 	obs := p.observer
 	t := &c.times
-	for ; i >= 0; i-- {
+	for ; j >= 0; j-- {
+		i := p.responders[j]
 		st := &p.stages[i]
 		switch {
 		case obs == nil:

@@ -186,6 +186,12 @@ func TestQuickstartServes(t *testing.T) {
 			t.Errorf("the waterfall of /api/x lacks %s: %s", want, all)
 		}
 	}
+	// jwt and authorize have no response phase (engine.RequestOnly): none is recorded.
+	for _, skipped := range []string{"filter:jwt:response", "filter:authorize:response"} {
+		if strings.Contains(all, skipped) {
+			t.Errorf("the waterfall of /api/x has %s: %s", skipped, all)
+		}
+	}
 	if edge := gw.Telemetry.Edge(10); len(edge.RecentAuth) == 0 || edge.RecentAuth[len(edge.RecentAuth)-1].Status != 401 || edge.RecentAuth[len(edge.RecentAuth)-1].Stage != "jwt" {
 		t.Errorf("recent auth failures = %+v, want the 401 jwt answered", edge.RecentAuth)
 	}

@@ -282,6 +282,7 @@ type FilterView struct {
 	RPS            float64           `json:"rps"`
 	AvgRequestMS   *float64          `json:"avg_request_ms"`
 	AvgResponseMS  *float64          `json:"avg_response_ms"`
+	RequestOnly    bool              `json:"request_only,omitempty"` // the filter has no response phase (engine.RequestOnly)
 	Continued      uint64            `json:"continued"`
 	Answered       map[string]uint64 `json:"answered"` // "4xx": n
 	AnsweredWindow uint64            `json:"answered_window"`
@@ -351,7 +352,9 @@ func (s *Server) pipelines() []PipelineView {
 			if i < len(oc.Stages) && i < len(cc.Stages) {
 				o, c = &oc.Stages[i], &cc.Stages[i]
 			}
-			pv.Filters = append(pv.Filters, view(i, stages[i].Kind, stages[i].Label(), now, o, c))
+			fv := view(i, stages[i].Kind, stages[i].Label(), now, o, c)
+			fv.RequestOnly = stages[i].RequestOnly()
+			pv.Filters = append(pv.Filters, fv)
 		}
 		var o, c *telemetry.StageCounters
 		if ok && len(cc.Latency) > 0 {

@@ -31,7 +31,7 @@ var verdictNames = [7]string{"continue", "1xx", "2xx", "3xx", "4xx", "5xx", "oth
 
 // stageMetrics are one stage's series.
 type stageMetrics struct {
-	latency  [2]*metrics.Histogram // by engine.Phase
+	latency  [2]*metrics.Histogram // by engine.Phase; a RequestOnly stage's response one is nil
 	verdicts [len(verdictNames)]*metrics.LazyCounter
 }
 
@@ -47,7 +47,12 @@ func newStageMetrics(p *engine.Pipeline) []stageMetrics {
 			label += "#" + strconv.Itoa(seen[label])
 		}
 		m := &out[i]
-		for _, ph := range []engine.Phase{engine.PhaseRequest, engine.PhaseResponse} {
+		phases := []engine.Phase{engine.PhaseRequest, engine.PhaseResponse}
+		if stages[i].RequestOnly() {
+			// No response phase runs: no series that would stay empty (stagesDone never sees one).
+			phases = phases[:1]
+		}
+		for _, ph := range phases {
 			m.latency[ph] = filterDuration.WithLabelValues(p.Name, label, ph.String())
 		}
 		for v, name := range verdictNames {

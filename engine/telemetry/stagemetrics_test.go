@@ -3,10 +3,13 @@ package telemetry
 import (
 	"fmt"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sluice-gateway/sluice/engine"
 	"github.com/valyala/fasthttp"
@@ -24,8 +27,11 @@ func (denyOn) OnRequest(c *engine.Ctx) engine.Verdict {
 }
 func (denyOn) OnResponse(*engine.Ctx) {}
 
-// metricsRig is a pipeline named name (filters "first", "second": denyOn, "second": again, then
-// a terminal answering 200) with t attached.
+// RequestOnly: denyOn has no response phase.
+func (denyOn) RequestOnly() {}
+
+// metricsRig is a pipeline named name (filters "first", "second": denyOn, request-only,
+// "second": again, then a terminal answering 200) with t attached.
 type metricsRig struct {
 	t *Telemetry
 	p *engine.Pipeline
@@ -87,6 +93,29 @@ func verdicts(pipeline, filter, verdict string) float64 {
 
 func durations(pipeline, filter, phase string) uint64 {
 	return filterDuration.WithLabelValues(pipeline, filter, phase).Count()
+}
+
+// durationSeries lists the filter/phase pairs of pipeline's sluice_filter_duration_seconds
+// series, sorted.
+func durationSeries(pipeline string) string {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { filterDuration.Collect(ch); close(ch) }()
+	var out []string
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			panic(err)
+		}
+		l := map[string]string{}
+		for _, lp := range d.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		if l["pipeline"] == pipeline {
+			out = append(out, l["filter"]+"/"+l["phase"])
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
 }
 
 // TestFilterMetricsFromStageTimes: the verdicts of every request phase and the durations of the
@@ -156,6 +185,10 @@ func TestFilterMetricsFromStageTimes(t *testing.T) {
 					t.Errorf("duration count{filter=%q, phase=%q} = %d, want %d (the samples)", w.filter, w.phase, got, w.n)
 				}
 			}
+			// The request-only filter has no response series at all.
+			if got := durationSeries(name); got != "first/request first/response second#2/request second#2/response second/request" {
+				t.Errorf("duration series %q", got)
+			}
 			pc, _ := PipelineStats(r.p)
 			wantCalls := uint64(allowed + denied)
 			if tc.cfg != nil {
@@ -163,6 +196,10 @@ func TestFilterMetricsFromStageTimes(t *testing.T) {
 			}
 			if pc.Stages[0].Requests != wantCalls || pc.Stages[0].Responses != wantCalls {
 				t.Errorf("dashboard: first ran %d request and %d response phases, want %d", pc.Stages[0].Requests, pc.Stages[0].Responses, wantCalls)
+			}
+			if pc.Stages[1].Requests != wantCalls || pc.Stages[1].Responses != 0 || pc.Stages[1].ResponseNanos != 0 {
+				t.Errorf("dashboard: the request-only filter ran %d request and %d response phases, want %d and 0",
+					pc.Stages[1].Requests, pc.Stages[1].Responses, wantCalls)
 			}
 		})
 	}
@@ -177,7 +214,7 @@ func TestFilterMetricsPastTheBound(t *testing.T) {
 	}
 	name := uniqueName("fm_bound")
 	r := newMetricsRig(tel, name)
-	const repeat = 2*engine.MaxStageTimes/7 + 1 // 7 phases a pass: well past the bound
+	const repeat = 2*engine.MaxStageTimes/6 + 1 // 6 phases a pass: well past the bound
 	r.serve(false, repeat)
 	for _, f := range []string{"first", "second", "second#2"} {
 		if got := verdicts(name, f, "continue"); got != repeat {
@@ -188,17 +225,24 @@ func TestFilterMetricsPastTheBound(t *testing.T) {
 
 // BenchmarkStages is one request through a chain of no-op filters with the metrics-only
 // observer (the default telemetry): the cost of a filter that does nothing is the difference
-// per added stage.
+// per added stage; request_only_N are filters without a response phase (engine.RequestOnly).
 func BenchmarkStages(b *testing.B) {
-	for _, n := range []int{0, 1, 5} {
-		b.Run("filters_"+string(rune('0'+n)), func(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		n    int
+		f    engine.Filter
+	}{
+		{"filters_0", 0, nil}, {"filters_1", 1, answer{}}, {"filters_5", 5, answer{}},
+		{"request_only_1", 1, answerOnly{}}, {"request_only_5", 5, answerOnly{}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			tel, err := New(nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			stages := make([]engine.Stage, n)
+			stages := make([]engine.Stage, bc.n)
 			for i := range stages {
-				stages[i] = engine.Stage{Kind: "nop", Filter: answer{}}
+				stages[i] = engine.Stage{Kind: "nop", Filter: bc.f}
 			}
 			p := engine.NewPipeline("bench_stages", engine.MatchConfig{}, "", stages,
 				engine.TerminalFunc(func(c *engine.Ctx) { c.Response.SetStatusCode(200) }))

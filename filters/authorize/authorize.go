@@ -338,6 +338,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 func (r *rule) matches(method, path []byte) bool {
 	if !r.anyMethod {
 		found := false

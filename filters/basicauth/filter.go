@@ -203,6 +203,9 @@ func (f *Filter) verify(c *engine.Ctx, token []byte, key *cacheKey, now int64) e
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 func (f *Filter) accept(c *engine.Ctx, u *user) {
 	engine.ConsumerKey.Set(c, u.consumer)
 	if !f.forward {

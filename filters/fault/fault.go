@@ -183,3 +183,6 @@ func (f *Filter) wait(c *engine.Ctx) bool {
 
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
+
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}

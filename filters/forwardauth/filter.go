@@ -224,6 +224,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 // prepare writes the question: GET of the service's URL with the chosen request headers and
 // the original request's method, scheme, host, URI and client address.
 func (f *Filter) prepare(c *engine.Ctx, req *fasthttp.Request) {

@@ -222,3 +222,6 @@ func (f *Filter) refuse(c *engine.Ctx, err error) engine.Verdict {
 
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
+
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}

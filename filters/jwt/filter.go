@@ -257,6 +257,9 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 func (f *Filter) invalid(c *engine.Ctx, err error) engine.Verdict {
 	f.mInvalid.Inc()
 	c.Annotate("sluice.jwt.outcome", "invalid")

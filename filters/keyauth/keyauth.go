@@ -455,3 +455,6 @@ func unhex(c byte) int {
 
 // OnResponse does nothing.
 func (f *Filter) OnResponse(*engine.Ctx) {}
+
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}

@@ -255,6 +255,9 @@ func validRequestHost(name, port []byte) bool {
 // OnResponse does nothing: the redirect is the response.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 // AlwaysAnswers: a pipeline ending in redirect needs no balancer (engine.AlwaysAnswers); a
 // request it cannot redirect is answered 400.
 func (c *Config) AlwaysAnswers() bool { return true }

@@ -150,5 +150,8 @@ func (f *Filter) OnRequest(c *engine.Ctx) engine.Verdict {
 // OnResponse does nothing: the response is the filter's own.
 func (f *Filter) OnResponse(*engine.Ctx) {}
 
+// RequestOnly: the pipeline skips the empty response phase (engine.RequestOnly).
+func (f *Filter) RequestOnly() {}
+
 // AlwaysAnswers: a pipeline ending in respond needs no balancer (engine.AlwaysAnswers).
 func (c *Config) AlwaysAnswers() bool { return true }

@@ -115,7 +115,8 @@
       el('td', { class: 'num' }, f.index < 0 ? '→' : f.index + 1),
       el('th', { scope: 'row' }, f.label), el('td', { class: 'num' }, fmt(f.rps)),
       el('td', { class: 'num filter-requests' }, f.requests), el('td', { class: 'num' }, f.continued),
-      el('td', {}, answered(f)), el('td', { class: 'num' }, ms(f.avg_request_ms)), el('td', { class: 'num' }, ms(f.avg_response_ms)));
+      el('td', {}, answered(f)), el('td', { class: 'num' }, ms(f.avg_request_ms)),
+      el('td', { class: 'num' + (f.request_only ? ' note' : '') }, f.request_only ? 'none' : ms(f.avg_response_ms)));
   }
   function renderPipelines(list) {
     $('#pipelines-list').replaceChildren(...list.map((p) => el('div', { class: 'card', 'data-pipeline': p.name },
