@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gateway/sluice/filters/keyauth"
 	"github.com/sluice-gateway/sluice/filters/redirect"
 	"github.com/sluice-gateway/sluice/filters/respond"
+	"github.com/sluice-gateway/sluice/filters/rewrite"
 )
 
 // TestRequestOnlyKinds: the kinds whose response phase does nothing declare it
@@ -23,6 +24,7 @@ func TestRequestOnlyKinds(t *testing.T) {
 		"fault": &fault.Filter{}, "basic_auth": &basicauth.Filter{}, "authorize": &authorize.Filter{},
 		"jwt": &jwt.Filter{}, "respond": &respond.Filter{}, "forward_auth": &forwardauth.Filter{},
 		"key_auth": &keyauth.Filter{}, "ip_filter": &ipfilter.Filter{}, "redirect": &redirect.Filter{},
+		"rewrite": &rewrite.Filter{},
 	} {
 		if !(engine.Stage{Kind: name, Filter: f}).RequestOnly() {
 			t.Errorf("%s is not engine.RequestOnly", name)

@@ -40,7 +40,7 @@ func target(t *testing.T, f *Filter, uri string) (path, query string, querySet b
 func TestRewriteTargetPerRequest(t *testing.T) {
 	f := mustNew(t, &Config{PathRegex: "^/v1/(.*)", PathReplace: "/api/$1"})
 	q := mustNew(t, &Config{AddQuery: map[string]string{"v": "2"}})
-	var _ interface{ RequestOnly() } = f // the pipeline skips its (empty) response phase
+	var _ engine.RequestOnly = f // the pipeline skips its (empty) response phase
 
 	c := enginetest.NewCtx(t, "GET", "/v1/users/7")
 	f.OnRequest(c)
