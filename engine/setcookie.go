@@ -1,10 +1,7 @@
 package engine
 
 import (
-	"fmt"
-	"reflect"
-	"unsafe"
-
+	"github.com/sluice-gateway/sluice/engine/fhlayout"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,9 +16,10 @@ import (
 // their budgets"), and SetCookie serialises a Cookie in its own spelling ("max-age=…; path=/"),
 // which is not the one clients of Sluice get, and replaces a cookie of the same name rather
 // than adding one. So the pair SetCanonical would store is computed once, by SetCanonical itself
-// on a scratch header, and appendTo appends a copy of it to the unexported list directly, as
-// SetCanonical's last step does: the response ends up exactly as after SetCanonical, for the
-// writer (HTTP/1.1 and HTTP/2) and for every filter that reads or removes Set-Cookie later.
+// on a scratch header, and appendTo appends a copy of it to the unexported list (reached through
+// engine/fhlayout) directly, as SetCanonical's last step does: the response ends up exactly as
+// after SetCanonical, for the writer (HTTP/1.1 and HTTP/2) and for every filter that reads or
+// removes Set-Cookie later.
 type presetCookie struct {
 	name, value []byte
 }
@@ -30,8 +28,8 @@ type presetCookie struct {
 func newPresetCookie(value []byte) presetCookie {
 	var h fasthttp.ResponseHeader
 	h.SetCanonical(hdrSetCookie, value)
-	kv := &(*responseCookies(&h))[0]
-	return presetCookie{name: kv.key, value: kv.value}
+	kv := &(*fhlayout.ResponseCookies(&h))[0]
+	return presetCookie{name: kv.Key, value: kv.Value}
 }
 
 // appendTo adds the Set-Cookie field to h, as h.SetCanonical("Set-Cookie", value) would, and
@@ -47,60 +45,17 @@ func newPresetCookie(value []byte) presetCookie {
 //
 //go:noinline
 func (p *presetCookie) appendTo(h *fasthttp.ResponseHeader) {
-	list := responseCookies(h)
+	list := fhlayout.ResponseCookies(h)
 	s := *list
 	n := len(s)
 	if n < cap(s) {
 		s = s[:n+1] // reuses the entry's buffers, as fasthttp's allocArg does
 	} else {
-		s = append(s, cookieKV{value: []byte{}})
+		s = append(s, fhlayout.KV{Value: []byte{}})
 	}
 	kv := &s[n]
-	kv.key = append(kv.key[:0], p.name...)
-	kv.value = append(kv.value[:0], p.value...)
-	kv.noValue = false // a reused entry may have held a valueless argument
+	kv.Key = append(kv.Key[:0], p.name...)
+	kv.Value = append(kv.Value[:0], p.value...)
+	kv.NoValue = false // a reused entry may have held a valueless argument
 	*list = s
-}
-
-// cookieKV is fasthttp's argsKV, an entry of ResponseHeader's cookie list; responseCookiesOffset
-// checks that the two agree field for field.
-type cookieKV struct {
-	key     []byte
-	value   []byte
-	noValue bool
-}
-
-// responseCookies is h's list of Set-Cookie fields.
-func responseCookies(h *fasthttp.ResponseHeader) *[]cookieKV {
-	return (*[]cookieKV)(unsafe.Add(unsafe.Pointer(h), responseCookiesOffset))
-}
-
-// responseCookiesOffset is where ResponseHeader keeps its Set-Cookie fields, found by name and
-// type when the package loads: a fasthttp release that moved, renamed or reshaped the list makes
-// the package panic at start-up (every test fails), it cannot corrupt a response.
-var responseCookiesOffset = cookiesField()
-
-func cookiesField() uintptr {
-	fail := func(why string) uintptr {
-		panic("engine: fasthttp.ResponseHeader's cookie list is not as presetCookie expects (" + why + "): setcookie.go needs updating")
-	}
-	hdr, ok := reflect.TypeFor[fasthttp.ResponseHeader]().FieldByName("header")
-	if !ok || !hdr.Anonymous || hdr.Type.Kind() != reflect.Struct {
-		return fail("no embedded header struct")
-	}
-	f, ok := hdr.Type.FieldByName("cookies")
-	if !ok || len(f.Index) != 1 || f.Type.Kind() != reflect.Slice {
-		return fail("no cookies slice")
-	}
-	theirs, ours := f.Type.Elem(), reflect.TypeFor[cookieKV]()
-	if theirs.Kind() != reflect.Struct || theirs.Size() != ours.Size() || theirs.NumField() != ours.NumField() {
-		return fail("the entry is not a " + ours.String())
-	}
-	for i := range ours.NumField() {
-		a, b := theirs.Field(i), ours.Field(i)
-		if a.Name != b.Name || a.Type != b.Type || a.Offset != b.Offset {
-			return fail(fmt.Sprintf("entry field %d is %s %s at %d", i, a.Name, a.Type, a.Offset))
-		}
-	}
-	return hdr.Offset + f.Offset
 }

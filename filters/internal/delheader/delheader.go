@@ -10,17 +10,13 @@
 // edge filters' rows still read more than their budgets"). fasthttp has no removal by a
 // normalised name. For a name that is none of the special headers, the removal is exactly the
 // last step, two passes over unexported lists: Name.Del does those passes itself, on the lists
-// found by name and type through reflection when the package loads (as engine/setcookie.go
-// finds the response's cookie list). A fasthttp release that moved, renamed or reshaped them
-// makes the package panic at start-up (every test fails); it cannot leave a header in place. A
-// special name is removed by DelBytes.
+// engine/fhlayout reaches (found by name and type through reflection when that package loads: a
+// fasthttp release that moved, renamed or reshaped them makes it panic at start-up, so every
+// test fails; it cannot leave a header in place). A special name is removed by DelBytes.
 package delheader
 
 import (
-	"fmt"
-	"reflect"
-	"unsafe"
-
+	"github.com/sluice-gateway/sluice/engine/fhlayout"
 	"github.com/valyala/fasthttp"
 )
 
@@ -68,17 +64,17 @@ func (n Name) Del(h *fasthttp.RequestHeader) {
 		h.DelBytes([]byte(n.canon))
 		return
 	}
-	l := lists(h)
-	l.h = delAll(l.h, n.canon)
-	l.trailer = delAll(l.trailer, n.canon)
+	fields, trailers := fhlayout.RequestFields(h), fhlayout.RequestTrailers(h)
+	*fields = delAll(*fields, n.canon)
+	*trailers = delAll(*trailers, n.canon)
 }
 
 // delAll removes the entries named key, as fasthttp's delAllArgs does: each is swapped with the
 // last one kept, so the list keeps the removed entries' buffers past its length for reuse.
-func delAll(s []kv, key string) []kv {
+func delAll(s []fhlayout.KV, key string) []fhlayout.KV {
 	n := len(s)
 	for i := 0; i < n; i++ {
-		if string(s[i].key) == key {
+		if string(s[i].Key) == key {
 			n--
 			if i != n { // (swapping an entry with itself would still copy it twice)
 				s[i], s[n] = s[n], s[i]
@@ -87,60 +83,4 @@ func delAll(s []kv, key string) []kv {
 		}
 	}
 	return s[:n]
-}
-
-// kv is fasthttp's argsKV, an entry of RequestHeader's header and trailer lists; listsOffset
-// checks that the two agree field for field.
-type kv struct {
-	key     []byte
-	value   []byte
-	noValue bool
-}
-
-// headerLists is the two lists as they lie in fasthttp's embedded header struct: the header
-// section's fields, then the trailer section's.
-type headerLists struct {
-	h       []kv
-	trailer []kv
-}
-
-func lists(h *fasthttp.RequestHeader) *headerLists {
-	return (*headerLists)(unsafe.Add(unsafe.Pointer(h), listsOffset))
-}
-
-// listsOffset is where RequestHeader keeps its header list, the trailer list right after it.
-var listsOffset = findLists()
-
-func findLists() uintptr {
-	fail := func(why string) uintptr {
-		panic("delheader: fasthttp.RequestHeader's header lists are not as Name.Del expects (" + why + "): delheader.go needs updating")
-	}
-	hdr, ok := reflect.TypeFor[fasthttp.RequestHeader]().FieldByName("header")
-	if !ok || !hdr.Anonymous || hdr.Type.Kind() != reflect.Struct || len(hdr.Index) != 1 {
-		return fail("no embedded header struct")
-	}
-	ours := reflect.TypeFor[headerLists]()
-	var base uintptr
-	for i, name := range []string{"h", "trailerH"} {
-		f, ok := hdr.Type.FieldByName(name)
-		if !ok || len(f.Index) != 1 || f.Type.Kind() != reflect.Slice {
-			return fail("no " + name + " slice")
-		}
-		if i == 0 {
-			base = f.Offset
-		} else if f.Offset-base != ours.Field(i).Offset {
-			return fail("trailerH does not follow h")
-		}
-		theirs, want := f.Type.Elem(), reflect.TypeFor[kv]()
-		if theirs.Kind() != reflect.Struct || theirs.Size() != want.Size() || theirs.NumField() != want.NumField() {
-			return fail(name + "'s entry is not a " + want.String())
-		}
-		for j := range want.NumField() {
-			a, b := theirs.Field(j), want.Field(j)
-			if a.Name != b.Name || a.Type != b.Type || a.Offset != b.Offset {
-				return fail(fmt.Sprintf("%s's entry field %d is %s %s at %d", name, j, a.Name, a.Type, a.Offset))
-			}
-		}
-	}
-	return hdr.Offset + base
 }
