@@ -187,14 +187,22 @@ func drain(g *Gateway, timeout time.Duration) {
 	}
 }
 
+// StopAccepting ends the accept loops (Shutdown's first step; calling both is fine). A reload that
+// starts a new server on the same listening sockets calls it before it returns: until then the
+// previous server's accept loop takes its share of new connections, so a client that connects
+// right after a reload could still meet the previous configuration (its certificates).
+func (s *Server) StopAccepting() {
+	s.limitsMu.Lock()
+	for _, rl := range s.guards {
+		_ = rl.Close()
+	}
+	s.limitsMu.Unlock()
+}
+
 // Shutdown stops accepting, lets in-flight requests finish (bounded by ctx), then closes the
 // current gateway.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.limitsMu.Lock()
-	for _, rl := range s.guards {
-		_ = rl.Close() // the accept loops end
-	}
-	s.limitsMu.Unlock()
+	s.StopAccepting()
 	// HTTP/2 connections get GOAWAY and finish their streams, alongside fasthttp's.
 	h2done := make(chan error, 1)
 	go func() {

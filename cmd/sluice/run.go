@@ -364,6 +364,9 @@ func (r *runner) reloadPath(path string) (diags string, err error) {
 			telemetry.ConfigReloaded(false)
 			return "", fmt.Errorf("the new server block: %w", err)
 		}
+		// The previous server stops accepting before the reload returns: a connection made
+		// after it must reach the new server. Its open connections drain in the background.
+		old.StopAccepting()
 		done := make(chan struct{})
 		drained = done
 		go func() {
