@@ -56,19 +56,7 @@ func (n *ResponseHeaderName) add(h *fasthttp.ResponseHeader, value []byte, clean
 		h.AddBytesKV(n.raw, value)
 		return
 	}
-	list := fhlayout.ResponseFields(h)
-	s := *list
-	i := len(s)
-	if i < cap(s) {
-		s = s[:i+1] // reuses the entry's buffers, as fasthttp's allocArg does
-	} else {
-		s = append(s, fhlayout.KV{Value: []byte{}})
-	}
-	kv := &s[i]
-	kv.Key = append(kv.Key[:0], n.canon...)
-	kv.Value = append(kv.Value[:0], value...)
-	kv.NoValue = false // a reused entry may have held a valueless argument
-	*list = s
+	fhlayout.Append(fhlayout.ResponseFields(h), n.canon, value)
 }
 
 // String is the name as fasthttp stores it.

@@ -45,17 +45,5 @@ func newPresetCookie(value []byte) presetCookie {
 //
 //go:noinline
 func (p *presetCookie) appendTo(h *fasthttp.ResponseHeader) {
-	list := fhlayout.ResponseCookies(h)
-	s := *list
-	n := len(s)
-	if n < cap(s) {
-		s = s[:n+1] // reuses the entry's buffers, as fasthttp's allocArg does
-	} else {
-		s = append(s, fhlayout.KV{Value: []byte{}})
-	}
-	kv := &s[n]
-	kv.Key = append(kv.Key[:0], p.name...)
-	kv.Value = append(kv.Value[:0], p.value...)
-	kv.NoValue = false // a reused entry may have held a valueless argument
-	*list = s
+	fhlayout.Append(fhlayout.ResponseCookies(h), p.name, p.value)
 }

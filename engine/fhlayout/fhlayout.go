@@ -29,6 +29,24 @@ type KV struct {
 	NoValue bool
 }
 
+// Append adds the entry key: value at the end of list, reusing the buffers of an entry past its
+// length as fasthttp's own appends do, so that nothing allocates once the list has had room for it
+// (fasthttp's Reset keeps the room).
+func Append(list *[]KV, key, value []byte) {
+	s := *list
+	n := len(s)
+	if n < cap(s) {
+		s = s[:n+1]
+	} else {
+		s = append(s, KV{Value: []byte{}})
+	}
+	kv := &s[n]
+	kv.Key = append(kv.Key[:0], key...)
+	kv.Value = append(kv.Value[:0], value...)
+	kv.NoValue = false // a reused entry may have held a valueless argument
+	*list = s
+}
+
 // ResponseCookies is h's list of Set-Cookie fields (each as a cookie name and the field's value).
 func ResponseCookies(h *fasthttp.ResponseHeader) *[]KV {
 	return (*[]KV)(unsafe.Add(unsafe.Pointer(h), at.respCookies))
