@@ -440,7 +440,7 @@ func (h *harness) budgetSection(b *strings.Builder, byGroup map[string][]*benchC
 		pc := pairedCost(c)
 		budget, verdict := "", ""
 		if bud, ok := budgets[part]; ok {
-			budget = fmt.Sprintf("%.1f", bud)
+			budget = fmt.Sprintf("%g", bud) // 0.25, not "0.2"
 			verdict = "met"
 			if pc.over > bud {
 				verdict = "not met"
