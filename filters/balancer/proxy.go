@@ -681,7 +681,7 @@ func finishResponse(c *engine.Ctx, x *exchange) {
 	h.SetProtocol(nil)
 	h.SetStatusMessage(nil)
 	var hop uint32
-	x.conn, hop = scanHop(h.All(), x.conn[:0])
+	x.conn, hop = scanResponseHop(h, x.conn[:0]) // scanresp.go
 	removeConnectionTokens(h, x.conn)
 	removeHop(h, hop)
 	h.ResetConnectionClose()
