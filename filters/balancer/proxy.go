@@ -139,6 +139,9 @@ type exchange struct {
 	rewrote  bool   // origURI holds the client's request-target
 	close    bool   // the client asked to close its connection
 	rfc7239  bool   // send a Forwarded header (the server's forwarded_header)
+	// fwdFrom is what fwd was made from when it holds nothing the client's own headers gave
+	// (setForwarded): a later request on this pooled exchange with the same reuses fwd.
+	fwdFrom fwdInputs
 	// overBudget: the server's held_response_budget had no room for the response (heldbudget.go).
 	overBudget bool
 	held       int // what the response has reserved of the budget
@@ -338,6 +341,16 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 	h := &c.Request.Header
 	peer := c.Peer
 	trusted := peer.IsValid() && c.ClientAddr.IsValid() && c.ClientAddr != peer
+	// From an untrusted peer, with no X-Forwarded-* of the client's to take out and no Forwarded
+	// header to build, the block depends only on the peer, the scheme and Host: the same as the
+	// last request's (a keep-alive connection's next, or another client's behind the same proxy)
+	// is not built again (fwdmemo.go).
+	plain := !trusted && found&(hasXFF|hasXFProto|hasXFHost) == 0 && !x.rfc7239
+	tls := c.Fast != nil && c.Fast.IsTLS()
+	if plain && x.fwdFrom.same(peer, tls, h.Host()) {
+		return
+	}
+	x.fwdFrom.valid = false
 	b := x.fwd[:0]
 
 	line := len(b)
@@ -366,7 +379,7 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 		if found&hasXFProto != 0 {
 			h.Del(hdrXFProto)
 		}
-		if c.Fast != nil && c.Fast.IsTLS() {
+		if tls {
 			b = append(b, "X-Forwarded-Proto: https\r\n"...)
 		} else {
 			b = append(b, "X-Forwarded-Proto: http\r\n"...)
@@ -384,6 +397,9 @@ func (x *exchange) setForwarded(c *engine.Ctx, found uint32) {
 		b = appendForwarded(b, c)
 	}
 	x.fwd = append(b, "Via: 1.1 sluice\r\n"...)
+	if plain {
+		x.fwdFrom.set(peer, tls, h.Host())
+	}
 }
 
 var hdrForwarded = []byte("Forwarded")
@@ -681,20 +697,23 @@ func finishResponse(c *engine.Ctx, x *exchange) {
 	h.SetProtocol(nil)
 	h.SetStatusMessage(nil)
 	var hop uint32
-	x.conn, hop = scanHop(h.All(), x.conn[:0])
+	x.conn, hop = scanResponseHop(h, x.conn[:0]) // scanresp.go
 	removeConnectionTokens(h, x.conn)
 	removeHop(h, hop)
 	h.ResetConnectionClose()
 	if hop&hasVia != 0 {
 		h.AddBytesV(hdrVia, viaValue) // after the upstream's own Via: the list grows
 	} else {
-		// Nothing to add to: set the name as it is spelt. AddBytesV copied and normalized the
-		// name on every response (about 510 instructions per request under callgrind).
-		h.SetCanonical(viaName, viaValue)
+		// Nothing to add to or replace: append the field prepared once. AddBytesV copied and
+		// normalized the name on every response (about 510 instructions per request under
+		// callgrind), SetCanonical still copied and scanned the value, dispatched on the name and
+		// looked for an existing field (339); AddTo appends to fasthttp's list (about 60).
+		viaField.AddTo(h)
 	}
 }
 
-var viaName = []byte(hdrVia)
+// viaField is the response's Via field, normalised and checked once (engine.ResponseField).
+var viaField = engine.NewResponseField(hdrVia, string(viaValue))
 
 // copyTrailers announces in dst the trailers src received and copies their values.
 func copyTrailers(dst, src *fasthttp.ResponseHeader) {
