@@ -622,3 +622,17 @@ func TestIPKey(t *testing.T) {
 		t.Errorf("256 consecutive addresses fall in %d shards", len(shards))
 	}
 }
+
+// BenchmarkFilterIPParallel: both phases from every P at once, one client address (one shard, as
+// in the bench row, where every request comes from 127.0.0.1).
+func BenchmarkFilterIPParallel(b *testing.B) {
+	f, _ := hotPathFilter(b, "ip")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c := enginetest.NewCtx(b, "GET", "/v1/items")
+		onePass(f, c)
+		for pb.Next() {
+			onePass(f, c)
+		}
+	})
+}
