@@ -59,6 +59,18 @@ func (n *ResponseHeaderName) add(h *fasthttp.ResponseHeader, value []byte, clean
 	fhlayout.Append(fhlayout.ResponseFields(h), n.canon, value)
 }
 
+// AddValue adds the field n with an empty value to h, as Add would, and returns the value's
+// buffer for the caller to append the value to in place (fasthttp's own buffer, kept by Reset:
+// appending allocates nothing once it has had room). The value must hold no CR or LF: it is not
+// scanned. AddValue returns nil, and adds nothing, when fasthttp must add the field itself (a
+// trailer announced, normalising off, a name fasthttp keeps apart): the caller then calls Add.
+func (n *ResponseHeaderName) AddValue(h *fasthttp.ResponseHeader) *[]byte {
+	if !n.plain || *fhlayout.ResponseNoNormalizing(h) || len(*fhlayout.ResponseTrailerNames(h)) > 0 {
+		return nil
+	}
+	return &fhlayout.AppendKey(fhlayout.ResponseFields(h), n.canon).Value
+}
+
 // String is the name as fasthttp stores it.
 func (n *ResponseHeaderName) String() string { return string(n.canon) }
 

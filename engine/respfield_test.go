@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -59,6 +60,15 @@ func TestResponseHeaderNameAddMatchesAddBytesKV(t *testing.T) {
 				want.AddBytesKV([]byte(name), []byte(v))
 				fixed := NewResponseField(name, v)
 				fixed.AddTo(&got)
+				// And written in place (AddValue: for values without line breaks; Add otherwise).
+				if !strings.ContainsAny(v, "\r\n") {
+					want.AddBytesKV([]byte(name), []byte(v+"3"))
+					if p := n.AddValue(&got); p != nil {
+						*p = append(append(*p, v...), '3')
+					} else {
+						n.Add(&got, []byte(v+"3"))
+					}
+				}
 				if w, g := want.String(), got.String(); w != g {
 					t.Errorf("%s, %q = %q: header\n%q, want\n%q", setupName, name, v, g, w)
 				}

@@ -47,6 +47,25 @@ func Append(list *[]KV, key, value []byte) {
 	*list = s
 }
 
+// AppendKey adds an entry with the key key and an empty value at the end of list and returns it,
+// for a caller that writes the value in place (one copy of it instead of two); buffers are reused
+// as by Append, whose steps these are (Append is kept apart so that it still inlines).
+func AppendKey(list *[]KV, key []byte) *KV {
+	s := *list
+	n := len(s)
+	if n < cap(s) {
+		s = s[:n+1]
+	} else {
+		s = append(s, KV{Value: []byte{}})
+	}
+	kv := &s[n]
+	kv.Key = append(kv.Key[:0], key...)
+	kv.Value = kv.Value[:0]
+	kv.NoValue = false
+	*list = s
+	return kv
+}
+
 // ResponseCookies is h's list of Set-Cookie fields (each as a cookie name and the field's value).
 func ResponseCookies(h *fasthttp.ResponseHeader) *[]KV {
 	return (*[]KV)(unsafe.Add(unsafe.Pointer(h), at.respCookies))

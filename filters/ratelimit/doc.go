@@ -41,7 +41,8 @@
 // # Stores
 //
 // Without store, a local store decides: 64 shards, each a mutex, a map from the key's seeded
-// 64-bit hash to a slot and the slots' TATs, with no global lock. Idle keys (TAT passed) carry
+// 64-bit hash (for an IPv4 client, its address under a secret mask, Fibonacci-mixed: a
+// bijection) to a slot and the slots' TATs, with no global lock. Idle keys (TAT passed) carry
 // no information and are swept; each shard holds at most DefaultMaxKeys/64 keys, and a new key
 // arriving at a full shard evicts the sampled key closest to idle, so a flood of distinct keys
 // costs bounded memory. The local clock is the request's start time on the monotonic clock.

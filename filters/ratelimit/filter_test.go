@@ -571,9 +571,68 @@ func TestFieldsWhenKeyHeaderRemoved(t *testing.T) {
 }
 
 func TestAppendInt(t *testing.T) {
-	for _, v := range []int64{0, 1, 9, 10, 99, 100, 12345, 99999, 100000, 1 << 30, 1<<63 - 1, -1, -10, -1 << 63} {
+	vs := []int64{0, 1, 9, 10, 99, 100, 12345, 99999, 100000, 1 << 30, 1<<63 - 1, -1, -10, -1 << 63}
+	for p := int64(10); p > 0 && p <= 1e18; p *= 10 { // each digit count's edges
+		vs = append(vs, p-1, p, p+1)
+	}
+	for v := range int64(1 << 12) { // every bit length's edges, and small numbers
+		vs = append(vs, v, 1<<(v%63), 1<<(v%63)-1)
+	}
+	for _, v := range vs {
 		if got, want := string(appendInt([]byte("x"), v)), strconv.AppendInt([]byte("x"), v, 10); got != string(want) {
 			t.Errorf("appendInt(%d) = %q, want %q", v, got, want)
 		}
 	}
+}
+
+// TestIPKey: IPv4 clients are keyed by their address (each its own key, the IPv4-mapped form the
+// same as the plain one), IPv6 clients by a hash, and no key is the anonymous one's.
+func TestIPKey(t *testing.T) {
+	now := int64(0)
+	f := testFilter(t, testConfig("ip", 10, time.Second, 0), &now)
+	key := func(s string) uint64 {
+		c := enginetest.NewCtx(t, "GET", "/")
+		c.ClientAddr = netip.Addr{}
+		if s != "" {
+			c.ClientAddr = netip.MustParseAddr(s)
+		}
+		return f.localHash(c)
+	}
+	if key("") != f.anonHash {
+		t.Error("no address: not the anonymous key")
+	}
+	if key("192.0.2.1") != key("::ffff:192.0.2.1") {
+		t.Error("IPv4 and IPv4-mapped addresses have different keys")
+	}
+	seen := map[uint64]string{f.anonHash: "anonymous"}
+	for _, s := range []string{"0.0.0.0", "0.0.0.1", "192.0.2.1", "192.0.2.2", "255.255.255.255", "::", "::1",
+		"2001:db8::1", "2001:db8::2", "::c000:201", "fe80::1%eth0"} {
+		k := key(s)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%s and %s share a key", s, prev)
+		}
+		seen[k] = s
+	}
+	// Consecutive IPv4 addresses spread over the store's shards (the key's top bits).
+	shards := map[uint64]bool{}
+	for i := range 256 {
+		shards[key(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}).String())>>(64-shardBits)] = true
+	}
+	if len(shards) != numShards {
+		t.Errorf("256 consecutive addresses fall in %d shards", len(shards))
+	}
+}
+
+// BenchmarkFilterIPParallel: both phases from every P at once, one client address (one shard, as
+// in the bench row, where every request comes from 127.0.0.1).
+func BenchmarkFilterIPParallel(b *testing.B) {
+	f, _ := hotPathFilter(b, "ip")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		c := enginetest.NewCtx(b, "GET", "/v1/items")
+		onePass(f, c)
+		for pb.Next() {
+			onePass(f, c)
+		}
+	})
 }
