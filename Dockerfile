@@ -12,7 +12,7 @@ COPY . .
 ARG VERSION=dev
 ARG COMMIT=
 ARG SOURCE_DATE_EPOCH=0
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -pgo=cmd/sluice/release.pgo \
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags grpcnotrace -pgo=cmd/sluice/release.pgo \
       -ldflags "-s -w -buildid= -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.buildTime=${SOURCE_DATE_EPOCH}" \
       -o /out/usr/local/bin/sluice ./cmd/sluice
 # The non-root user (uid 65532) and the directories the scratch image needs.

@@ -12,6 +12,11 @@ PLATFORMS := linux/amd64 linux/arm64 darwin/arm64
 # The gateway is built with profile-guided optimization from this CPU profile of its request path
 # under the benchmark's load (make pgo refreshes it; RATIONALE.md says why and what it buys).
 PGO      := cmd/sluice/release.pgo
+# grpcnotrace leaves out grpc's x/net/trace debug pages (never enabled or served by sluice): they
+# render with html/template, whose reflective method calls make the linker keep every exported
+# method of every type, 18 MB of the binary and, on Linux with large folios, ~9 MiB of idle RSS
+# (RATIONALE.md: "Where did the idle RSS go…").
+TAGS     := grpcnotrace
 # A count of executions, not a duration: with a duration, Go 1.26's fuzz coordinator can report a
 # bare "context deadline exceeded" failure when the time runs out while a worker is mid-input
 # (golang/go#75804, fixed in Go 1.27). 15000 executions take 5-15 s per target here.
@@ -20,7 +25,7 @@ FUZZTIME ?= 15000x
 .PHONY: build dist image quickstart-filter proxywasm-example run examples test test-go fuzz lint bench bench-full bench-go pgo clean
 
 build: ## build the gateway and the testbed servers (and examples/grpc's grpcdemo) into bin/
-	$(GO) build -trimpath -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
+	$(GO) build -trimpath -tags $(TAGS) -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/sluice ./cmd/sluice
 	$(GO) build -trimpath -o $(BIN)/testbed ./testbed/cmd/testbed
 	$(GO) build -trimpath -o $(BIN)/otlpreceiver ./testbed/cmd/otlpreceiver
 	$(GO) build -trimpath -o $(BIN)/grpcdemo ./testbed/cmd/grpcdemo
@@ -28,7 +33,7 @@ build: ## build the gateway and the testbed servers (and examples/grpc's grpcdem
 dist: ## static, reproducible release binaries for $(PLATFORMS) into $(DIST)/, with SHA256SUMS and an SPDX SBOM
 	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for p in $(PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; echo "build $$os/$$arch"; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false -pgo=$(PGO) \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false -tags $(TAGS) -pgo=$(PGO) \
 	    -ldflags '$(LDFLAGS)' -o $(DIST)/sluice-$(VERSION)-$$os-$$arch ./cmd/sluice; \
 	done
 	cd testbed/ship && $(GO) run ./cmd/sbom -version $(VERSION) -commit '$(COMMIT)' -time $(SOURCE_DATE_EPOCH) \
@@ -37,7 +42,7 @@ dist: ## static, reproducible release binaries for $(PLATFORMS) into $(DIST)/, w
 
 image: ## the container image (scratch, CA certificates, non-root user, the linux/amd64 binary) as $(BIN)/sluice-image.tar, no Docker needed
 	mkdir -p $(BIN)
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -buildvcs=false -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/sluice ./cmd/sluice
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -buildvcs=false -tags $(TAGS) -pgo=$(PGO) -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/sluice ./cmd/sluice
 	cd testbed/ship && $(GO) run ./cmd/mkimage -binary $(abspath $(BIN))/linux-amd64/sluice -version $(VERSION) \
 	  -commit '$(COMMIT)' -time $(SOURCE_DATE_EPOCH) -tag sluice:$(VERSION) -o $(abspath $(BIN))/sluice-image.tar
 

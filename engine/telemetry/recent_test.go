@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,52 @@ func TestRecentSpacesSampledRequests(t *testing.T) {
 	}
 	if got := r.keep(200, false, t0.Add(time.Hour), time.Millisecond); got != 0 {
 		t.Errorf("an unsampled fast 200: reasons %b, want none", got)
+	}
+}
+
+// TestRecentRingGrowsToItsSize: a ring starts empty and grows as requests are kept; at its full
+// size (not a power of two, past several doublings) it keeps exactly the newest size requests,
+// and once full, keeping more allocates nothing.
+func TestRecentRingGrowsToItsSize(t *testing.T) {
+	const size = 37
+	tel, err := New(&engine.TelemetryConfig{RecentTraces: &engine.RecentTracesConfig{Size: size, Slow: engine.Duration(time.Hour)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range tel.Recent().ring {
+		if n := cap(tel.Recent().ring[i].slots); n != 0 {
+			t.Fatalf("ring %d starts with %d slots, want none", i, n)
+		}
+	}
+	failing := dashGateway(tel, 0, 503)
+	for i := range size + 5 {
+		serveOne(tel, failing, "/e/"+strconv.Itoa(i))
+		if n := cap(tel.Recent().ring[kindError].slots); n > size {
+			t.Fatalf("after %d kept requests the ring has %d slots, over its size %d", i+1, n, size)
+		}
+	}
+	got := tel.Recent().List(TraceQuery{Reason: "error"})
+	if len(got) != size || got[0].Path != "/e/"+strconv.Itoa(size+4) || got[size-1].Path != "/e/5" {
+		t.Fatalf("kept %d requests, newest %q, oldest %q; want %d from /e/%d back to /e/5", len(got), got[0].Path, got[len(got)-1].Path, size, size+4)
+	}
+	if n := cap(tel.Recent().ring[kindSampled].slots); n != 0 {
+		t.Errorf("the sampled ring, with nothing sampled, has %d slots", n)
+	}
+	if raceEnabled {
+		return // allocation counts are meaningless under the race detector
+	}
+	var fc fasthttp.RequestCtx
+	fc.Request.SetRequestURI("/e/again")
+	o := tel.Observer()
+	allocs := testing.AllocsPerRun(100, func() {
+		c := engine.AcquireCtx(&fc)
+		c.Start = time.Now()
+		o.StartRequest(c, failing)
+		failing.Serve(c)
+		o.EndRequest(c)
+		engine.ReleaseCtx(c)
+	})
+	if allocs != 0 {
+		t.Errorf("a request kept in a full ring allocates %.1f times", allocs)
 	}
 }

@@ -26,7 +26,7 @@ func distBuild(t *testing.T, out string) {
 		t.Skip("builds the gateway (-short)")
 	}
 	ld := "-s -w -buildid= -X main.version=v0.0.0-dist -X main.commit=0123456789abcdef0123456789abcdef01234567 -X main.buildTime=1700000000"
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", out, "./cmd/sluice")
+	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "grpcnotrace", "-ldflags", ld, "-o", out, "./cmd/sluice")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -24,7 +24,7 @@ func TestDockerfileMatchesImage(t *testing.T) {
 		`CMD ["run", "-c", "` + image.ConfigPath + `", "-log-format", "json"]`,
 		"SSL_CERT_FILE=" + image.CAPath,
 		"CGO_ENABLED=0 go build -trimpath",
-		"-pgo=cmd/sluice/release.pgo",
+		"-tags grpcnotrace -pgo=cmd/sluice/release.pgo",
 		"sluice:x:65532:65532:",
 	}
 	for _, w := range want {
