@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"unsafe"
+
 	"github.com/sluice-gateway/sluice/engine/fhlayout"
 	"github.com/valyala/fasthttp"
 )
@@ -65,13 +67,25 @@ func (p *presetCookie) appendTo(h *fasthttp.ResponseHeader) {
 	n := len(*list)
 	if n < cap(*list) {
 		kv := &(*list)[:n+1][n]
-		if cap(kv.Key) >= len(p.name) && cap(kv.Value) >= len(p.value) {
-			// Reslicing in place writes only the lengths (no pointer, no write barrier).
-			kv.Key = kv.Key[:len(p.name)]
-			kv.Value = kv.Value[:len(p.value)]
+		nk, nv := len(p.name), len(p.value)
+		if cap(kv.Key) == nk && cap(kv.Value) >= nv && unsafe.Pointer(unsafe.SliceData(kv.Value)) == unsafe.Add(unsafe.Pointer(unsafe.SliceData(kv.Key)), nk) {
+			// The entry's name and value lie end to end, as appendNew left them: one copy of
+			// both. The bytes written are the name's nk within the name's capacity and the
+			// value's nv within the value's, whatever allocated them. Reslicing in place writes
+			// only the lengths (no pointer, no write barrier).
+			kv.Key = kv.Key[:nk]
+			kv.Value = kv.Value[:nv]
+			copy(unsafe.Slice(unsafe.SliceData(kv.Key), nk+nv), unsafe.Slice(unsafe.SliceData(p.name), nk+nv))
+			kv.NoValue = false // a reused entry may have held a valueless argument
+			*list = (*list)[:n+1]
+			return
+		}
+		if cap(kv.Key) >= nk && cap(kv.Value) >= nv {
+			kv.Key = kv.Key[:nk]
+			kv.Value = kv.Value[:nv]
 			copy(kv.Key, p.name)
 			copy(kv.Value, p.value)
-			kv.NoValue = false // a reused entry may have held a valueless argument
+			kv.NoValue = false
 			*list = (*list)[:n+1]
 			return
 		}
