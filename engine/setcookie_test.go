@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -81,5 +83,53 @@ func TestPresetCookieAllocs(t *testing.T) {
 		p.appendTo(&h)
 	}); n != 0 {
 		t.Errorf("%v allocations per Set-Cookie, want 0", n)
+	}
+}
+
+// TestPresetCookieReusedEntries: one response header serving a run of responses, as a
+// connection's does, the upstream's own Set-Cookie fields (parsed off the wire, as the balancer
+// reads them, so that fasthttp reuses the entries the preset cookie filled, growing or moving
+// their buffers) and two arms' presets in turn. Every response is as SetCanonical leaves it, and
+// the presets' bytes never change (an entry's buffers are the entry's own).
+func TestPresetCookieReusedEntries(t *testing.T) {
+	values := []string{
+		"canary=v1; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax",
+		"canary=a-longer-upstream-name; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax",
+	}
+	presets := []presetCookie{newPresetCookie([]byte(values[0])), newPresetCookie([]byte(values[1]))}
+	upstream := [][]string{
+		nil,
+		{"longer-name=v"}, // in place into the preset's entry: the name must not overrun the value
+		{"canary=theirs"},
+		{"a-much-longer-cookie-name=" + string(bytes.Repeat([]byte("x"), 90)), "b=2"},
+		{"s=1; Path=/"},
+		{"x=y", "y=z", "canary=upstream; Path=/"},
+	}
+	var got, want fasthttp.ResponseHeader
+	for i := range 200 {
+		raw := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+		for _, c := range upstream[i%len(upstream)] {
+			raw += "Set-Cookie: " + c + "\r\n"
+		}
+		raw += "\r\n"
+		for _, h := range []*fasthttp.ResponseHeader{&got, &want} {
+			if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		arm := (i / len(upstream)) % 2
+		presets[arm].appendTo(&got)
+		want.SetCanonical(hdrSetCookie, []byte(values[arm]))
+		if w, g := want.Header(), got.Header(); !bytes.Equal(w, g) {
+			t.Fatalf("response %d:\n got %q\nwant %q", i, g, w)
+		}
+		if w, g := fields(&want), fields(&got); w != g {
+			t.Fatalf("response %d: fields\n got %s\nwant %s", i, g, w)
+		}
+	}
+	for i, p := range presets {
+		if got := string(p.name) + "|" + string(p.value); got != "canary|"+values[i] {
+			t.Errorf("preset %d changed: %q", i, got)
+		}
 	}
 }
