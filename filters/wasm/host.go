@@ -431,8 +431,8 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	// The name's canonical form, normalised by fasthttp's own function once per instance and
 	// name (names.go): SetBytesKV would copy the name, check it again and normalize it in a
 	// second pass on every call.
-	canon, ok := in.canon.canonical(name)
-	if !ok {
+	e := in.canon.lookup(name)
+	if e == nil {
 		panic(trapf("set_header_value: %q is not a valid header name", name))
 	}
 	value := in.view(uint32(stack[3]), uint32(stack[4]), "set_header_value")
@@ -444,10 +444,10 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if kind == kindRequest {
-		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetCanonical(canon, value)
+		in.canon.setRequestHeader(&in.mustBeforeNext("set_header_value", "request headers").Request.Header, e, value)
 		return
 	}
-	in.request("set_header_value").Response.Header.SetCanonical(canon, value)
+	in.canon.setResponseHeader(&in.request("set_header_value").Response.Header, e, value)
 	if in.phase == phaseRequest {
 		in.recordOp(opSet, name, value)
 	}

@@ -507,8 +507,8 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 	if len(name) > 0 && name[0] == ':' {
 		return in.pwChangePseudo(c, kind, op, name, value)
 	}
-	canon, valid := in.canon.canonical(name) // see setHeaderValue
-	if !valid || !validValue(value) {
+	e := in.canon.lookup(name) // see setHeaderValue
+	if e == nil || !validValue(value) {
 		return pwBadArgument
 	}
 	switch {
@@ -518,7 +518,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetCanonical(canon, value)
+			in.canon.setRequestHeader(h, e, value)
 		default:
 			h.DelBytes(name)
 		}
@@ -528,7 +528,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetCanonical(canon, value)
+			in.canon.setResponseHeader(h, e, value)
 		default:
 			h.DelBytes(name)
 		}
