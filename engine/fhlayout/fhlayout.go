@@ -96,10 +96,15 @@ func RequestTrailers(h *fasthttp.RequestHeader) *[]KV {
 	return (*[]KV)(unsafe.Add(unsafe.Pointer(h), at.reqTrailers))
 }
 
+// RequestTrailerNames is h's list of announced trailer names.
+func RequestTrailerNames(h *fasthttp.RequestHeader) *[][]byte {
+	return (*[][]byte)(unsafe.Add(unsafe.Pointer(h), at.reqTrailer))
+}
+
 // offsets are where the lists lie, from the start of a RequestHeader or ResponseHeader.
 type offsets struct {
 	respCookies, respFields, respTrailer, respNoNormalizing uintptr
-	reqFields, reqTrailers                                  uintptr
+	reqFields, reqTrailers, reqTrailer                      uintptr
 }
 
 var at = findAll()
@@ -114,6 +119,7 @@ func findAll() offsets {
 		respNoNormalizing: find(resp, "disableNormalizing", reflect.TypeFor[bool]()),
 		reqFields:         find(req, "h", kvs),
 		reqTrailers:       find(req, "trailerH", kvs),
+		reqTrailer:        find(req, "trailer", reflect.TypeFor[[][]byte]()),
 	}
 }
 

@@ -26,6 +26,7 @@ func TestOffsetsFound(t *testing.T) {
 		{"response disableNormalizing", at.respNoNormalizing, 1, resp},
 		{"request fields", at.reqFields, kvs, req},
 		{"request trailers", at.reqTrailers, kvs, req},
+		{"request trailer names", at.reqTrailer, names, req},
 	} {
 		if c.off+c.size > c.limit {
 			t.Errorf("%s at %d+%d, past the header's %d bytes", c.name, c.off, c.size, c.limit)
@@ -38,8 +39,8 @@ func TestOffsetsFound(t *testing.T) {
 		}
 		seen[o] = true
 	}
-	if at.reqFields == at.reqTrailers {
-		t.Errorf("request fields and trailers both at %d", at.reqFields)
+	if at.reqFields == at.reqTrailers || at.reqTrailer == at.reqFields || at.reqTrailer == at.reqTrailers {
+		t.Errorf("request fields, trailers and trailer names at %d, %d, %d", at.reqFields, at.reqTrailers, at.reqTrailer)
 	}
 }
 
@@ -69,6 +70,9 @@ func TestRequestListsMatchPublicView(t *testing.T) {
 	}
 	if p := r.Header.Peek("X-T"); string(p) != "t" {
 		t.Errorf("Peek(X-T) = %q, the trailer list says t", p)
+	}
+	if names := *RequestTrailerNames(&r.Header); len(names) != 1 || string(names[0]) != "X-T" {
+		t.Errorf("request trailer names %q, want [X-T]", names)
 	}
 }
 

@@ -120,31 +120,19 @@ func (in *instance) mustResponseWritable(fn, what string) *engine.Ctx {
 	return c
 }
 
-// view returns guest memory [off, off+n) without copying; out of range traps.
-func view(mod api.Module, off, n uint32, what string) []byte {
-	if n == 0 {
-		return nil
-	}
-	b, ok := mod.Memory().Read(off, n)
-	if !ok {
-		panic(trapf("%s: memory range [%d, %d) is out of bounds", what, off, uint64(off)+uint64(n)))
-	}
-	return b
-}
-
 // writeIfFits implements the buf/buf_limit protocol for one value: write it at buf only if it
 // fits in limit, and return its length either way.
-func writeIfFits(mod api.Module, buf, limit uint32, v []byte, what string) uint64 {
+func (in *instance) writeIfFits(buf, limit uint32, v []byte, what string) uint64 {
 	n := uint32(len(v))
 	if n > 0 && n <= limit {
-		copy(view(mod, buf, n, what), v)
+		copy(in.view(buf, n, what), v)
 	}
 	return uint64(n)
 }
 
 // writeList writes values NUL-terminated at buf if they fit in limit (lower-cased if lower),
 // and returns count<<32 | total length.
-func writeList(mod api.Module, buf, limit uint32, vals [][]byte, lower bool, what string) uint64 {
+func (in *instance) writeList(buf, limit uint32, vals [][]byte, lower bool, what string) uint64 {
 	total := 0
 	for _, v := range vals {
 		total += len(v) + 1
@@ -153,7 +141,7 @@ func writeList(mod api.Module, buf, limit uint32, vals [][]byte, lower bool, wha
 		return 0
 	}
 	if uint64(total) <= uint64(limit) {
-		dst := view(mod, buf, uint32(total), what)
+		dst := in.view(buf, uint32(total), what)
 		i := 0
 		for _, v := range vals {
 			if lower {
@@ -196,7 +184,7 @@ func enableFeatures(ctx context.Context, _ api.Module, stack []uint64) {
 
 func getConfig(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), in.f.config, "get_config")
+	stack[0] = in.writeIfFits(uint32(stack[0]), uint32(stack[1]), in.f.config, "get_config")
 }
 
 // slogLevel maps http-wasm levels (-1 debug, 0 info, 1 warn, 2 error, 3 none).
@@ -254,13 +242,15 @@ func logMessage(ctx context.Context, mod api.Module, stack []uint64) {
 }
 
 func getMethod(ctx context.Context, mod api.Module, stack []uint64) {
-	c := instanceOf(ctx).request("get_method")
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), c.Request.Header.Method(), "get_method")
+	in := instanceOf(ctx)
+	c := in.request("get_method")
+	stack[0] = in.writeIfFits(uint32(stack[0]), uint32(stack[1]), c.Request.Header.Method(), "get_method")
 }
 
 func setMethod(ctx context.Context, mod api.Module, stack []uint64) {
-	c := instanceOf(ctx).mustBeforeNext("set_method", "method")
-	m := view(mod, uint32(stack[0]), uint32(stack[1]), "set_method")
+	in := instanceOf(ctx)
+	c := in.mustBeforeNext("set_method", "method")
+	m := in.view(uint32(stack[0]), uint32(stack[1]), "set_method")
 	if !validToken(m) {
 		panic(trapf("set_method: %q is not a valid method", m))
 	}
@@ -293,12 +283,13 @@ var slash = []byte("/")
 func getURI(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	c := in.request("get_uri")
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), in.rawURI(c), "get_uri")
+	stack[0] = in.writeIfFits(uint32(stack[0]), uint32(stack[1]), in.rawURI(c), "get_uri")
 }
 
 func setURI(ctx context.Context, mod api.Module, stack []uint64) {
-	c := instanceOf(ctx).mustBeforeNext("set_uri", "URI")
-	u := view(mod, uint32(stack[0]), uint32(stack[1]), "set_uri")
+	in := instanceOf(ctx)
+	c := in.mustBeforeNext("set_uri", "URI")
+	u := in.view(uint32(stack[0]), uint32(stack[1]), "set_uri")
 	if len(u) == 0 {
 		u = slash
 	}
@@ -313,12 +304,13 @@ func setURI(ctx context.Context, mod api.Module, stack []uint64) {
 // getProtocolVersion answers the protocol the client spoke (engine.Ctx.Proto), not the request's
 // protocol bytes, which the gateway may rewrite for the upstream.
 func getProtocolVersion(ctx context.Context, mod api.Module, stack []uint64) {
-	c := instanceOf(ctx).request("get_protocol_version")
+	in := instanceOf(ctx)
+	c := in.request("get_protocol_version")
 	p := c.Proto
 	if p == "" {
 		p = "HTTP/1.1" // a Ctx not made by the server (a synthetic request)
 	}
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), stringBytes(p), "get_protocol_version")
+	stack[0] = in.writeIfFits(uint32(stack[0]), uint32(stack[1]), stringBytes(p), "get_protocol_version")
 }
 
 func getSourceAddr(ctx context.Context, mod api.Module, stack []uint64) {
@@ -340,7 +332,7 @@ func getSourceAddr(ctx context.Context, mod api.Module, stack []uint64) {
 		port = 0
 	}
 	in.scratch = netip.AddrPortFrom(addr, port).AppendTo(in.scratch[:0])
-	stack[0] = writeIfFits(mod, uint32(stack[0]), uint32(stack[1]), in.scratch, "get_source_addr")
+	stack[0] = in.writeIfFits(uint32(stack[0]), uint32(stack[1]), in.scratch, "get_source_addr")
 }
 
 func headerKind(fn string, kind uint32) uint32 {
@@ -377,7 +369,7 @@ func getHeaderNames(ctx context.Context, mod api.Module, stack []uint64) {
 		}
 	default: // request trailers: none (see trailers.go)
 	}
-	stack[0] = writeList(mod, uint32(stack[1]), uint32(stack[2]), names, true, "get_header_names")
+	stack[0] = in.writeList(uint32(stack[1]), uint32(stack[2]), names, true, "get_header_names")
 	in.names = names[:0]
 }
 
@@ -387,7 +379,7 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	c := in.request("get_header_values")
 	kind := headerKind("get_header_values", uint32(stack[0]))
-	name := view(mod, uint32(stack[1]), uint32(stack[2]), "get_header_values")
+	name := in.view(uint32(stack[1]), uint32(stack[2]), "get_header_values")
 	if len(name) == 0 {
 		panic(trap("get_header_values: empty header name"))
 	}
@@ -413,18 +405,18 @@ func getHeaderValues(ctx context.Context, mod api.Module, stack []uint64) {
 			vals = trailerValues(&c.Response.Header, name)
 		}
 	}
-	stack[0] = writeList(mod, uint32(stack[3]), uint32(stack[4]), vals, false, "get_header_values")
+	stack[0] = in.writeList(uint32(stack[3]), uint32(stack[4]), vals, false, "get_header_values")
 }
 
 // headerArgs reads and checks a header name and value from guest memory.
-func headerArgs(fn string, mod api.Module, stack []uint64, withValue bool) (kind uint32, name, value []byte) {
+func (in *instance) headerArgs(fn string, stack []uint64, withValue bool) (kind uint32, name, value []byte) {
 	kind = headerKind(fn, uint32(stack[0]))
-	name = view(mod, uint32(stack[1]), uint32(stack[2]), fn)
+	name = in.view(uint32(stack[1]), uint32(stack[2]), fn)
 	if !validToken(name) {
 		panic(trapf("%s: %q is not a valid header name", fn, name))
 	}
 	if withValue {
-		value = view(mod, uint32(stack[3]), uint32(stack[4]), fn)
+		value = in.view(uint32(stack[3]), uint32(stack[4]), fn)
 		if !validValue(value) {
 			panic(trapf("%s: the value of %s contains a control character", fn, name))
 		}
@@ -435,15 +427,15 @@ func headerArgs(fn string, mod api.Module, stack []uint64, withValue bool) (kind
 func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind := headerKind("set_header_value", uint32(stack[0]))
-	name := view(mod, uint32(stack[1]), uint32(stack[2]), "set_header_value")
+	name := in.view(uint32(stack[1]), uint32(stack[2]), "set_header_value")
 	// The name's canonical form, normalised by fasthttp's own function once per instance and
 	// name (names.go): SetBytesKV would copy the name, check it again and normalize it in a
 	// second pass on every call.
-	canon, ok := in.canon.canonical(name)
-	if !ok {
+	e := in.canon.lookup(name)
+	if e == nil {
 		panic(trapf("set_header_value: %q is not a valid header name", name))
 	}
-	value := view(mod, uint32(stack[3]), uint32(stack[4]), "set_header_value")
+	value := in.view(uint32(stack[3]), uint32(stack[4]), "set_header_value")
 	if !validValue(value) {
 		panic(trapf("set_header_value: the value of %s contains a control character", name))
 	}
@@ -452,10 +444,10 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if kind == kindRequest {
-		in.mustBeforeNext("set_header_value", "request headers").Request.Header.SetCanonical(canon, value)
+		in.canon.setRequestHeader(&in.mustBeforeNext("set_header_value", "request headers").Request.Header, e, value)
 		return
 	}
-	in.request("set_header_value").Response.Header.SetCanonical(canon, value)
+	in.canon.setResponseHeader(&in.request("set_header_value").Response.Header, e, value)
 	if in.phase == phaseRequest {
 		in.recordOp(opSet, name, value)
 	}
@@ -463,7 +455,7 @@ func setHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 
 func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	kind, name, value := headerArgs("add_header_value", mod, stack, true)
+	kind, name, value := in.headerArgs("add_header_value", stack, true)
 	if kind >= kindRequestTrailers {
 		in.changeTrailer("add_header_value", kind, opAdd, name, value)
 		return
@@ -480,7 +472,7 @@ func addHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 
 func removeHeader(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	kind, name, _ := headerArgs("remove_header", mod, stack, false)
+	kind, name, _ := in.headerArgs("remove_header", stack, false)
 	if kind >= kindRequestTrailers {
 		in.changeTrailer("remove_header", kind, opDel, name, nil)
 		return
@@ -539,7 +531,7 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 		body, read = c.Response.Body(), &in.respBodyRead
 	}
 	rest := body[min(*read, len(body)):]
-	n := copy(view(mod, buf, uint32(min(len(rest), int(limit))), "read_body"), rest)
+	n := copy(in.view(buf, uint32(min(len(rest), int(limit))), "read_body"), rest)
 	*read += n
 	var eof uint64
 	if n == len(rest) {
@@ -551,7 +543,7 @@ func readBody(ctx context.Context, mod api.Module, stack []uint64) {
 func writeBody(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind := bodyKind("write_body", uint32(stack[0]))
-	b := view(mod, uint32(stack[1]), uint32(stack[2]), "write_body")
+	b := in.view(uint32(stack[1]), uint32(stack[2]), "write_body")
 	if kind == kindRequest {
 		c := in.mustBeforeNext("write_body", "request body")
 		// Before the first write the client's body is being replaced: not read (it may be a

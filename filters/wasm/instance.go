@@ -46,8 +46,10 @@ type instance struct {
 	f       *Filter
 	mod     api.Module
 	memSize int64 // linear memory as last noted (usage.go)
-	req     api.Function
-	resp    api.Function
+	// memory is the guest's linear memory, the slice wazero holds (memview.go).
+	memory []byte
+	req    api.Function
+	resp   api.Function
 	// stack holds the arguments and results of a call: 2 for http-wasm, up to 5 for proxy-wasm.
 	stack [5]uint64
 	cc    callCtx
@@ -195,13 +197,12 @@ func (f *Filter) newInstance(ctx context.Context) (_ *instance, err error) {
 		ictx, cancel = context.WithTimeout(in.base, f.lim.loadTimeout)
 		defer cancel()
 	}
-	if f.memory != nil {
-		ictx = experimental.WithMemoryAllocator(ictx, f.memory)
-	}
+	alloc := f.memory
 	if f.isolate {
 		in.iso = new(isolatedInstance)
-		ictx = experimental.WithMemoryAllocator(ictx, in.iso.allocator())
+		alloc = in.iso.allocator()
 	}
+	ictx = experimental.WithMemoryAllocator(ictx, in.trackMemory(alloc))
 	mod, err := f.rt.InstantiateModule(ictx, f.code, f.modCfg.WithStdout(&in.stdout).WithStderr(&in.stderr))
 	if err != nil {
 		in.stdout.flush()

@@ -67,25 +67,3 @@ func (m *mappedMemory) Free() {
 	_ = unix.Munmap(m.region)
 	m.region, m.mem = nil, nil
 }
-
-// heapMemory is the fallback when a mapping cannot be made: a Go slice that grows by copying,
-// as wazero's own.
-type heapMemory struct {
-	buf []byte
-	max uint64
-}
-
-func (h *heapMemory) Reallocate(size uint64) []byte {
-	if size > h.max {
-		return nil
-	}
-	if size > uint64(cap(h.buf)) {
-		nb := make([]byte, size, min(max(size, 2*uint64(cap(h.buf))), h.max))
-		copy(nb, h.buf)
-		h.buf = nb
-	}
-	h.buf = h.buf[:size]
-	return h.buf
-}
-
-func (h *heapMemory) Free() { h.buf = nil }

@@ -12,6 +12,9 @@ type nameCache struct {
 	ents [nameCacheSize]nameEnt
 	n    int // entries in use
 	next int // the entry a miss replaces once all are in use
+	// scratchReq and scratchResp are where setheader.go asks fasthttp where it keeps a name.
+	scratchReq  fasthttp.RequestHeader
+	scratchResp fasthttp.ResponseHeader
 }
 
 // nameCacheSize bounds the scan of a miss; filters name a handful of headers.
@@ -20,18 +23,31 @@ const nameCacheSize = 8
 type nameEnt struct {
 	raw   []byte // the name as the guest passed it
 	canon []byte // its canonical form
+	// plain says, per header (setheader.go), whether fasthttp's SetCanonical keeps the name in
+	// its list of ordinary fields: plainKnown marks the decisions taken.
+	plain, plainKnown uint8
 }
 
 // canonical returns name's canonical form, valid until the next call; ok is false when name is
 // not a valid header name (an HTTP token), which is not cached.
 func (nc *nameCache) canonical(name []byte) (canon []byte, ok bool) {
+	e := nc.lookup(name)
+	if e == nil {
+		return nil, false
+	}
+	return e.canon, true
+}
+
+// lookup returns name's entry, valid until the next call; nil when name is not a valid header
+// name (an HTTP token), which is not cached.
+func (nc *nameCache) lookup(name []byte) *nameEnt {
 	for i := range nc.ents[:nc.n] {
 		if e := &nc.ents[i]; string(e.raw) == string(name) {
-			return e.canon, true
+			return e
 		}
 	}
 	if !validToken(name) {
-		return nil, false
+		return nil
 	}
 	i := nc.n
 	if i < nameCacheSize {
@@ -43,5 +59,6 @@ func (nc *nameCache) canonical(name []byte) (canon []byte, ok bool) {
 	e := &nc.ents[i]
 	e.raw = append(e.raw[:0], name...)
 	e.canon = fasthttp.AppendNormalizedHeaderKeyBytes(e.canon[:0], name)
-	return e.canon, true
+	e.plain, e.plainKnown = 0, 0
+	return e
 }

@@ -118,22 +118,21 @@ func pwOKFn(_ context.Context, _ api.Module, stack []uint64) {
 }
 
 // pwRead returns guest memory [off, off+n), ok false when out of range.
-func pwRead(mod api.Module, off, n uint32) ([]byte, bool) {
+func (in *instance) pwRead(off, n uint32) ([]byte, bool) {
 	if n == 0 {
 		return nil, true
 	}
-	return mod.Memory().Read(off, n)
+	return in.read(off, n)
 }
 
 // pwReturn hands data to the guest: it allocates len(data) bytes with the guest's allocator,
 // copies data there and writes the pointer and size at ptrPtr and sizePtr.
 func (in *instance) pwReturn(ctx context.Context, mod api.Module, data []byte, ptrPtr, sizePtr uint32) uint64 {
-	mem := mod.Memory()
 	// Check the out-pointers before allocating, so a bad call does not leak guest memory.
-	if _, ok := mem.Read(ptrPtr, 4); !ok {
+	if _, ok := in.read(ptrPtr, 4); !ok {
 		return pwInvalidMemory
 	}
-	if _, ok := mem.Read(sizePtr, 4); !ok {
+	if _, ok := in.read(sizePtr, 4); !ok {
 		return pwInvalidMemory
 	}
 	var ptr uint32
@@ -147,12 +146,17 @@ func (in *instance) pwReturn(ctx context.Context, mod api.Module, data []byte, p
 			panic(fmt.Errorf("the guest's allocator failed: %w", err))
 		}
 		ptr = uint32(p.allocStack[0])
-		if !mem.Write(ptr, data) {
+		// The allocator may have grown the memory: in.memory is its slice now.
+		dst, ok := in.read(ptr, uint32(len(data)))
+		if !ok {
 			return pwInvalidMemory
 		}
+		copy(dst, data)
 	}
-	mem.WriteUint32Le(ptrPtr, ptr)
-	mem.WriteUint32Le(sizePtr, uint32(len(data)))
+	ptrAt, _ := in.read(ptrPtr, 4)
+	binary.LittleEndian.PutUint32(ptrAt, ptr)
+	sizeAt, _ := in.read(sizePtr, 4)
+	binary.LittleEndian.PutUint32(sizeAt, uint32(len(data)))
 	return pwOK
 }
 
@@ -172,7 +176,7 @@ func pwLevel(l uint32) slog.Level {
 func pwLog(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	lvl := pwLevel(uint32(stack[0]))
-	b, ok := pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+	b, ok := in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -255,8 +259,8 @@ func pwSendLocalResponse(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	c := in.pwRequest()
 	status := int(uint32(stack[0]))
-	body, ok1 := pwRead(mod, uint32(stack[3]), uint32(stack[4]))
-	pairs, ok2 := pwRead(mod, uint32(stack[5]), uint32(stack[6]))
+	body, ok1 := in.pwRead(uint32(stack[3]), uint32(stack[4]))
+	pairs, ok2 := in.pwRead(uint32(stack[5]), uint32(stack[6]))
 	switch {
 	case !ok1 || !ok2:
 		stack[0] = pwInvalidMemory
@@ -407,7 +411,7 @@ func (in *instance) pwHeaders(kind uint32) (hdrs [][2][]byte, ok bool) {
 
 func pwGetHeader(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	key, ok := pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+	key, ok := in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -503,8 +507,8 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 	if len(name) > 0 && name[0] == ':' {
 		return in.pwChangePseudo(c, kind, op, name, value)
 	}
-	canon, valid := in.canon.canonical(name) // see setHeaderValue
-	if !valid || !validValue(value) {
+	e := in.canon.lookup(name) // see setHeaderValue
+	if e == nil || !validValue(value) {
 		return pwBadArgument
 	}
 	switch {
@@ -514,7 +518,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetCanonical(canon, value)
+			in.canon.setRequestHeader(h, e, value)
 		default:
 			h.DelBytes(name)
 		}
@@ -524,7 +528,7 @@ func (in *instance) pwChangeHeader(kind uint32, op pwHeaderOp, name, value []byt
 		case pwOpAdd:
 			h.AddBytesKV(name, value)
 		case pwOpReplace:
-			h.SetCanonical(canon, value)
+			in.canon.setResponseHeader(h, e, value)
 		default:
 			h.DelBytes(name)
 		}
@@ -590,10 +594,10 @@ func (in *instance) pwChangePseudo(c *engine.Ctx, kind uint32, op pwHeaderOp, na
 	return pwOK
 }
 
-func pwHeaderArgs(mod api.Module, stack []uint64, withValue bool) (name, value []byte, ok bool) {
-	name, ok = pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+func (in *instance) pwHeaderArgs(stack []uint64, withValue bool) (name, value []byte, ok bool) {
+	name, ok = in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if ok && withValue {
-		value, ok = pwRead(mod, uint32(stack[3]), uint32(stack[4]))
+		value, ok = in.pwRead(uint32(stack[3]), uint32(stack[4]))
 	}
 	return name, value, ok
 }
@@ -612,7 +616,7 @@ func pwRemoveHeader(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwHeaderFn(ctx context.Context, mod api.Module, stack []uint64, op pwHeaderOp) {
 	in := instanceOf(ctx)
-	name, value, ok := pwHeaderArgs(mod, stack, op != pwOpRemove)
+	name, value, ok := in.pwHeaderArgs(stack, op != pwOpRemove)
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -623,7 +627,7 @@ func pwHeaderFn(ctx context.Context, mod api.Module, stack []uint64, op pwHeader
 func pwSetHeaderPairs(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind := uint32(stack[0])
-	b, ok := pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+	b, ok := in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -742,7 +746,7 @@ func pwGetBufferStatus(ctx context.Context, mod api.Module, stack []uint64) {
 func pwSetBuffer(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind := uint32(stack[0])
-	data, ok := pwRead(mod, uint32(stack[3]), uint32(stack[4]))
+	data, ok := in.pwRead(uint32(stack[3]), uint32(stack[4]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -781,7 +785,7 @@ func pwSetBuffer(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwGetProperty(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	path, ok := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
+	path, ok := in.pwRead(uint32(stack[0]), uint32(stack[1]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -954,7 +958,7 @@ func (in *instance) pwSource(c *engine.Ctx) netip.AddrPort {
 
 func pwGetSharedData(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	key, ok := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
+	key, ok := in.pwRead(uint32(stack[0]), uint32(stack[1]))
 	if !ok || !mod.Memory().WriteUint32Le(uint32(stack[4]), 0) {
 		stack[0] = pwInvalidMemory
 		return
@@ -984,8 +988,8 @@ func pwGetSharedData(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwSetSharedData(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	key, ok1 := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
-	val, ok2 := pwRead(mod, uint32(stack[2]), uint32(stack[3]))
+	key, ok1 := in.pwRead(uint32(stack[0]), uint32(stack[1]))
+	val, ok2 := in.pwRead(uint32(stack[2]), uint32(stack[3]))
 	if !ok1 || !ok2 {
 		stack[0] = pwInvalidMemory
 		return
@@ -1030,7 +1034,7 @@ func pwSetSharedData(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwRegisterQueue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	name, ok := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
+	name, ok := in.pwRead(uint32(stack[0]), uint32(stack[1]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -1054,8 +1058,8 @@ func pwRegisterQueue(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwResolveQueue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	vm, ok1 := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
-	name, ok2 := pwRead(mod, uint32(stack[2]), uint32(stack[3]))
+	vm, ok1 := in.pwRead(uint32(stack[0]), uint32(stack[1]))
+	name, ok2 := in.pwRead(uint32(stack[2]), uint32(stack[3]))
 	if !ok1 || !ok2 {
 		stack[0] = pwInvalidMemory
 		return
@@ -1109,7 +1113,7 @@ func pwDequeue(ctx context.Context, mod api.Module, stack []uint64) {
 func pwEnqueue(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	token := uint32(stack[0])
-	data, ok := pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+	data, ok := in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return
@@ -1138,10 +1142,10 @@ func pwEnqueue(ctx context.Context, mod api.Module, stack []uint64) {
 
 func pwHTTPCall(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	name, ok1 := pwRead(mod, uint32(stack[0]), uint32(stack[1]))
-	hdrBytes, ok2 := pwRead(mod, uint32(stack[2]), uint32(stack[3]))
-	body, ok3 := pwRead(mod, uint32(stack[4]), uint32(stack[5]))
-	_, ok4 := pwRead(mod, uint32(stack[6]), uint32(stack[7]))
+	name, ok1 := in.pwRead(uint32(stack[0]), uint32(stack[1]))
+	hdrBytes, ok2 := in.pwRead(uint32(stack[2]), uint32(stack[3]))
+	body, ok3 := in.pwRead(uint32(stack[4]), uint32(stack[5]))
+	_, ok4 := in.pwRead(uint32(stack[6]), uint32(stack[7]))
 	tokenPtr := uint32(stack[9])
 	if _, ok := mod.Memory().Read(tokenPtr, 4); !ok1 || !ok2 || !ok3 || !ok4 || !ok {
 		stack[0] = pwInvalidMemory
@@ -1210,7 +1214,7 @@ func pwHTTPCall(ctx context.Context, mod api.Module, stack []uint64) {
 func pwDefineMetric(ctx context.Context, mod api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	kind := uint32(stack[0])
-	name, ok := pwRead(mod, uint32(stack[1]), uint32(stack[2]))
+	name, ok := in.pwRead(uint32(stack[1]), uint32(stack[2]))
 	if !ok {
 		stack[0] = pwInvalidMemory
 		return

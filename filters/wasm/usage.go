@@ -53,14 +53,7 @@ func (u *usageCollector) Collect(ch chan<- prometheus.Metric) {
 
 // noteMemory records in's memory size now (made, or back from a request) in its filter's total.
 func (f *Filter) noteMemory(in *instance) {
-	if in.mod == nil {
-		return
-	}
-	mem := in.mod.Memory()
-	if mem == nil {
-		return
-	}
-	size := int64(mem.Size())
+	size := int64(len(in.memory)) // the guest's memory, as wazero holds it (memview.go)
 	if size != in.memSize {
 		f.memBytes.Add(size - in.memSize)
 		in.memSize = size
