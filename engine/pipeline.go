@@ -39,6 +39,9 @@ type Pipeline struct {
 	// whose stages have none skips it at the cost of one load.
 	responders   []int
 	respondersIn []int
+	// passPhases is how many phases a request records that runs every phase of p and no other
+	// (each request phase, the terminal, each response phase): see Ctx.StageTimesPass.
+	passPhases int
 }
 
 // SetObserverState keeps v, the observer's own state for this pipeline (its metrics handles and
@@ -65,6 +68,7 @@ func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []St
 		}
 		p.respondersIn[i+1] = len(p.responders)
 	}
+	p.passPhases = len(stages) + 1 + len(p.responders)
 	return p
 }
 
@@ -117,6 +121,7 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 			if inTerminal {
 				at = -1
 			}
+			c.times.irregular = true // the phase that panicked is not Done
 			c.Fail(500, newPanicError(p, at, r))
 		}
 	}()
@@ -175,6 +180,7 @@ func (p *Pipeline) responsePhase(c *Ctx, n int) {
 	j := n - 1
 	defer func() {
 		if r := recover(); r != nil {
+			c.times.irregular = true // the phase that panicked is not Done
 			c.Fail(500, newPanicError(p, p.responders[j], r))
 			if j > 0 {
 				p.responsePhase(c, j)

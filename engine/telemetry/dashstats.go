@@ -111,11 +111,17 @@ func PipelineStats(p *engine.Pipeline) (PipelineCounters, bool) {
 		pc.Latency[i] = d.latency[i].Load()
 	}
 	stages := p.Stages()
+	passes := pi.dashPasses(p) // requests that ran every phase, counted once (passes.go)
 	pc.Stages = make([]StageCounters, len(d.stages))
 	for i := range d.stages {
 		pc.Stages[i] = d.stages[i].counters(stages[i].Kind, stages[i].Label())
+		pc.Stages[i].Requests += passes
+		if !stages[i].RequestOnly() {
+			pc.Stages[i].Responses += passes
+		}
 	}
 	pc.Terminal = d.terminal.counters(p.TerminalKind(), p.TerminalKind())
+	pc.Terminal.Requests += passes
 	return pc, true
 }
 

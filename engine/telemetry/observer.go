@@ -72,6 +72,12 @@ type pipeInfo struct {
 	labels     []string       // each stage's label, by index (recent.go)
 	dash       *dashPipe      // the dashboard's counters (dashstats.go)
 	stages     []stageMetrics // by stage index (stagemetrics.go)
+	// passes counts the requests that ran every phase of the pipeline, each request phase
+	// continuing (passes.go); flushed is how many of them the verdict series have, and gen the
+	// Telemetry's attach generation the pipeline came with (0: never attached).
+	passes  atomic.Uint64
+	flushed uint64 // guarded by passList.mu
+	gen     uint64
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
@@ -147,7 +153,11 @@ func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
 	if v, ok := o.pipes.Load(p); ok {
 		return v.(*pipeInfo)
 	}
-	v, _ := o.pipes.LoadOrStore(p, newPipeInfo(o, p))
+	pi := newPipeInfo(o, p)
+	v, loaded := o.pipes.LoadOrStore(p, pi)
+	if !loaded {
+		trackPasses(pi) // passes.go: never attached, retired (its passes folded) at the next flush
+	}
 	return v.(*pipeInfo)
 }
 

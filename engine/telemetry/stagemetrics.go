@@ -20,11 +20,14 @@ var (
 		"Time spent in one filter phase, observed on one request in 16, by pipeline, filter (its kind, or kind:name; #N for the Nth of the same label in a pipeline) and phase (request or response).",
 		[]float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		"pipeline", "filter", "phase")
-	filterVerdicts = metrics.NewCounterVecOn(prometheus.CounterOpts{
+	filterVerdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_filter_verdicts_total",
 		Help: "Request-phase decisions by pipeline, filter and verdict: continue, or the class of the status the filter answered with (1xx..5xx, other).",
-	}, "pipeline", "filter", "verdict")
+	}, []string{"pipeline", "filter", "verdict"})
 )
+
+// The registry collects the verdicts with the pipelines' passes folded in (passes.go).
+func init() { metrics.Registry.MustRegister(verdictsCollector{filterVerdicts}) }
 
 // verdictNames index: 0 continue, 1..5 answered 1xx..5xx, 6 answered outside 100..599.
 var verdictNames = [7]string{"continue", "1xx", "2xx", "3xx", "4xx", "5xx", "other"}
@@ -85,6 +88,12 @@ func (o *observer) stagesDone(c *engine.Ctx) {
 		return
 	}
 	sample, dash := c.StageTimesSample(), c.StageTimesTimed()
+	if p := c.StageTimesPass(); p != nil {
+		if pi := o.pipe(p); pi.pass() {
+			pi.passDone(ts, sample, dash)
+			return
+		}
+	}
 	var last *engine.Pipeline
 	var pi *pipeInfo
 	var d *dashPipe // pi's dashboard counters while the stage timings are on, else nil
@@ -115,6 +124,30 @@ func (o *observer) stagesDone(c *engine.Ctx) {
 		}
 		if st.Phase == engine.PhaseRequest {
 			m.verdicts[verdictIndex(st.Verdict, int(st.Status))].Inc()
+		}
+	}
+}
+
+// passDone records a pass of pi's pipeline (the caller counted it in pi.passes, which stands
+// for its phase counts and verdicts): only the phases' times are left, on the dashboard and, for
+// a timing sample, in the duration histogram.
+func (pi *pipeInfo) passDone(ts []engine.StageTime, sample, dash bool) {
+	if dash {
+		d := pi.dash
+		for i := range ts {
+			st := &ts[i]
+			s := &d.terminal
+			if st.Index >= 0 {
+				s = &d.stages[st.Index]
+			}
+			s.nanos[st.Phase&1].Add(uint64(st.End - st.Start))
+		}
+	}
+	if sample {
+		for i := range ts {
+			if st := &ts[i]; st.Index >= 0 {
+				pi.stages[st.Index].latency[st.Phase].Observe(time.Duration(st.End - st.Start))
+			}
 		}
 	}
 }
