@@ -75,9 +75,11 @@ type pipeInfo struct {
 	// passes counts the requests that ran every phase of the pipeline, each request phase
 	// continuing (passes.go); flushed is how many of them the verdict series have, and gen the
 	// Telemetry's attach generation the pipeline came with (0: never attached).
-	passes  atomic.Uint64
-	flushed uint64 // guarded by passList.mu
-	gen     uint64
+	passes atomic.Uint64
+	// passNanos are the dashboard's time counters of a pass's phases, in their order.
+	passNanos []*atomic.Uint64
+	flushed   uint64 // guarded by passList.mu
+	gen       uint64
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
@@ -114,6 +116,7 @@ func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
 	}
 	stages := p.Stages()
 	pi.dash = newDashPipe(len(stages))
+	pi.passNanos = passNanos(p, pi.dash) // stagemetrics.go
 	pi.spanNames = map[string]string{}
 	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE", "HTTP"} {
 		pi.spanNames[m] = m + " " + pi.route

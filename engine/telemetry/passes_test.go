@@ -2,6 +2,10 @@ package telemetry
 
 import (
 	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/engine"
+	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
@@ -81,6 +85,42 @@ func TestPassesScrapedAcrossReload(t *testing.T) {
 		}
 		if pc.Stages[1].Responses != 0 {
 			t.Errorf("dashboard: the request-only filter ran %d response phases", pc.Stages[1].Responses)
+		}
+	}
+}
+
+// TestPassNanos: a pass adds each recorded phase's time to its own stage and phase on the
+// dashboard (the terminal's to the terminal), as counting phase by phase did.
+func TestPassNanos(t *testing.T) {
+	tel, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newMetricsRig(tel, uniqueName("pass_nanos"))
+	var fc fasthttp.RequestCtx
+	fc.Request.SetRequestURI("/x")
+	c := engine.AcquireCtx(&fc)
+	c.Start = time.Now()
+	o := tel.Observer()
+	o.StartRequest(c, r.p)
+	r.p.Serve(c)
+	if c.StageTimesPass() != r.p {
+		t.Fatal("the request is no pass")
+	}
+	want := make([][2]uint64, len(r.p.Stages())+1) // by stage, the terminal last
+	for _, st := range c.StageTimes() {
+		i := int(st.Index)
+		if st.Index == engine.TerminalStage {
+			i = len(want) - 1
+		}
+		want[i][st.Phase] += uint64(st.End - st.Start)
+	}
+	o.EndRequest(c)
+	engine.ReleaseCtx(c)
+	pc, _ := PipelineStats(r.p)
+	for i, sc := range append(pc.Stages, pc.Terminal) {
+		if got := [2]uint64{sc.RequestNanos, sc.ResponseNanos}; got != want[i] {
+			t.Errorf("stage %d: request and response nanos %v, want %v", i, got, want[i])
 		}
 	}
 }

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,15 +133,9 @@ func (o *observer) stagesDone(c *engine.Ctx) {
 // for its phase counts and verdicts): only the phases' times are left, on the dashboard and, for
 // a timing sample, in the duration histogram.
 func (pi *pipeInfo) passDone(ts []engine.StageTime, sample, dash bool) {
-	if dash {
-		d := pi.dash
-		for i := range ts {
-			st := &ts[i]
-			s := &d.terminal
-			if st.Index >= 0 {
-				s = &d.stages[st.Index]
-			}
-			s.nanos[st.Phase&1].Add(uint64(st.End - st.Start))
+	if dash && len(ts) == len(pi.passNanos) {
+		for i, n := range pi.passNanos {
+			n.Add(uint64(ts[i].End - ts[i].Start))
 		}
 	}
 	if sample {
@@ -150,6 +145,24 @@ func (pi *pipeInfo) passDone(ts []engine.StageTime, sample, dash bool) {
 			}
 		}
 	}
+}
+
+// passNanos are the dashboard's time counters a pass of p adds to, in the order of the phases it
+// records (engine.Ctx.StageTimesPass): each stage's request phase, the terminal, then the
+// response phases of the stages that have one, last stage first.
+func passNanos(p *engine.Pipeline, d *dashPipe) []*atomic.Uint64 {
+	stages := p.Stages()
+	out := make([]*atomic.Uint64, 0, 2*len(stages)+1)
+	for i := range stages {
+		out = append(out, &d.stages[i].nanos[engine.PhaseRequest])
+	}
+	out = append(out, &d.terminal.nanos[engine.PhaseRequest])
+	for i := len(stages) - 1; i >= 0; i-- {
+		if !stages[i].RequestOnly() {
+			out = append(out, &d.stages[i].nanos[engine.PhaseResponse])
+		}
+	}
+	return out
 }
 
 // unrecordedStage counts the verdict of a filter phase past the bound of recorded phases
