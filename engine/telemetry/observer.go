@@ -65,6 +65,7 @@ var (
 // pipeInfo is what the observer precomputes for one pipeline.
 type pipeInfo struct {
 	owner      *observer
+	pipeline   *engine.Pipeline // the one it was made for
 	name       string
 	route      string // http.route: the pipeline's match as a template ("/api/*")
 	metrics    *pipeMetrics
@@ -110,7 +111,7 @@ type stageInfo struct {
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
-	pi := &pipeInfo{owner: o, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}, stages: newStageMetrics(p)}
+	pi := &pipeInfo{owner: o, pipeline: p, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}, stages: newStageMetrics(p)}
 	if p.TraceSampleRatio != nil {
 		pi.ratio, pi.ownRatio = ratioBound(*p.TraceSampleRatio), true
 	}
@@ -371,7 +372,6 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 // EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
 // see FinishResponse) and, when configured, returns the trace id in the response header.
 func (o *observer) EndRequest(c *engine.Ctx) {
-	o.stagesDone(c) // stagemetrics.go
 	status := c.Response.StatusCode()
 	var st *reqState
 	if o.tracing {
@@ -384,6 +384,7 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	} else {
 		pi = o.pipe(c.ServingPipeline()) // looked up only untraced: a traced request has it
 	}
+	o.stagesDone(c, pi) // stagemetrics.go
 	// One clock read for the request series and the dashboard.
 	var dur time.Duration
 	if !c.Start.IsZero() {

@@ -82,15 +82,20 @@ func verdictIndex(v engine.Verdict, status int) int {
 // the pipeline recorded (a request routed again by `route` ran stages of several pipelines,
 // each counted on its own): the verdict of each request phase, the duration of each phase of a
 // timing sample, and, while the stage timings are on, the dashboard's per-stage counters
-// (dashstats.go). A phase that panicked (not Done) counts in none.
-func (o *observer) stagesDone(c *engine.Ctx) {
+// (dashstats.go). A phase that panicked (not Done) counts in none. served is the pipeInfo of
+// the pipeline that served the request, which a pass's is (found once per request).
+func (o *observer) stagesDone(c *engine.Ctx, served *pipeInfo) {
 	ts := c.StageTimes()
 	if len(ts) == 0 {
 		return
 	}
 	sample, dash := c.StageTimesSample(), c.StageTimesTimed()
 	if p := c.StageTimesPass(); p != nil {
-		if pi := o.pipe(p); pi.pass() {
+		pi := served // the request's pipeInfo, found already (a pass ran no other pipeline)
+		if pi.pipeline != p {
+			pi = o.pipe(p)
+		}
+		if pi.pass() {
 			pi.passDone(ts, sample, dash)
 			return
 		}
