@@ -15,7 +15,8 @@ import (
 // or answered, by status class), on every request. Both are read at EndRequest from the phases
 // the pipeline recorded in the Ctx (engine/stagetimes.go): the observer is not called per phase
 // (but for a traced request's spans), and the series are found by the stage's index in slices
-// resolved when the pipeline was attached.
+// resolved when the pipeline was attached. A request that ran every phase of its pipeline, each
+// continuing (a pass), counts its "continue" verdicts once for all its stages (passes.go).
 var (
 	filterDuration = metrics.NewHistogramVec("sluice_filter_duration_seconds",
 		"Time spent in one filter phase, observed on one request in 16, by pipeline, filter (its kind, or kind:name; #N for the Nth of the same label in a pipeline) and phase (request or response).",

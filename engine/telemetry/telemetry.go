@@ -230,6 +230,7 @@ func (t *Telemetry) Attach(gw *engine.Gateway) {
 		p.SetObserverState(pi)
 		trackPasses(pi) // passes.go
 	}
+	flushPasses() // retires the pipelines attached before: the list stays as long as the gateway's
 	gw.SetObserver(t.obs)
 	gw.SetStageTimes(!t.noStageTimes)
 }
