@@ -121,8 +121,7 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 			if inTerminal {
 				at = -1
 			}
-			c.times.irregular = true // the phase that panicked is not Done
-			c.Fail(500, newPanicError(p, at, r))
+			c.Fail(500, c.panicked(p, at, r))
 		}
 	}()
 	obs := p.observer
@@ -180,8 +179,7 @@ func (p *Pipeline) responsePhase(c *Ctx, n int) {
 	j := n - 1
 	defer func() {
 		if r := recover(); r != nil {
-			c.times.irregular = true // the phase that panicked is not Done
-			c.Fail(500, newPanicError(p, p.responders[j], r))
+			c.Fail(500, c.panicked(p, p.responders[j], r))
 			if j > 0 {
 				p.responsePhase(c, j)
 			}
@@ -223,6 +221,15 @@ type PanicError struct {
 
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic in pipeline %q, stage %s: %v", e.Pipeline, e.Stage, e.Value)
+}
+
+// panicked describes a panic in stage at of p (-1: the Terminal) and notes that c's request is
+// no pass (StageTimesPass): the phase that panicked is not Done. (A call on the line that made
+// the PanicError before, so that the loops' line offsets, which release.pgo names its call sites
+// by, stay as they were.)
+func (c *Ctx) panicked(p *Pipeline, at int, r any) *PanicError {
+	c.times.irregular = true
+	return newPanicError(p, at, r)
 }
 
 // newPanicError describes a panic in stage at (-1: the Terminal).
