@@ -39,6 +39,9 @@ type Pipeline struct {
 	// whose stages have none skips it at the cost of one load.
 	responders   []int
 	respondersIn []int
+	// passPhases is how many phases a request records that runs every phase of p and no other
+	// (each request phase, the terminal, each response phase): see Ctx.StageTimesPass.
+	passPhases int
 }
 
 // SetObserverState keeps v, the observer's own state for this pipeline (its metrics handles and
@@ -65,6 +68,7 @@ func NewPipeline(name string, match MatchConfig, stripPrefix string, stages []St
 		}
 		p.respondersIn[i+1] = len(p.responders)
 	}
+	p.passPhases = len(stages) + 1 + len(p.responders)
 	return p
 }
 
@@ -117,7 +121,7 @@ func (p *Pipeline) requestPhase(c *Ctx) (ran int) {
 			if inTerminal {
 				at = -1
 			}
-			c.Fail(500, newPanicError(p, at, r))
+			c.Fail(500, c.panicked(p, at, r))
 		}
 	}()
 	obs := p.observer
@@ -175,7 +179,7 @@ func (p *Pipeline) responsePhase(c *Ctx, n int) {
 	j := n - 1
 	defer func() {
 		if r := recover(); r != nil {
-			c.Fail(500, newPanicError(p, p.responders[j], r))
+			c.Fail(500, c.panicked(p, p.responders[j], r))
 			if j > 0 {
 				p.responsePhase(c, j)
 			}
@@ -217,6 +221,15 @@ type PanicError struct {
 
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic in pipeline %q, stage %s: %v", e.Pipeline, e.Stage, e.Value)
+}
+
+// panicked describes a panic in stage at of p (-1: the Terminal) and notes that c's request is
+// no pass (StageTimesPass): the phase that panicked is not Done. (A call on the line that made
+// the PanicError before, so that the loops' line offsets, which release.pgo names its call sites
+// by, stay as they were.)
+func (c *Ctx) panicked(p *Pipeline, at int, r any) *PanicError {
+	c.times.irregular = true
+	return newPanicError(p, at, r)
 }
 
 // newPanicError describes a panic in stage at (-1: the Terminal).

@@ -71,6 +71,9 @@ type stageTimes struct {
 	observe bool
 	// noSlot says the filter phase that began last got no slot (the array was full).
 	noSlot bool
+	// irregular says a recorded phase answered (Respond) or panicked: the request is no pass
+	// (StageTimesPass).
+	irregular bool
 	// last is the end of the phase that ended last, and lastOK says the next phase may start
 	// there: nothing but the pipeline's loop has run since (no other phase began, and the
 	// observer did no work around the two).
@@ -98,6 +101,27 @@ func (c *Ctx) AttemptTimes() []AttemptTime { return c.times.tries[:c.times.na] }
 
 // StageTimesDropped counts the phases and attempts past the arrays' bounds, not recorded.
 func (c *Ctx) StageTimesDropped() int { return int(c.times.dropped) }
+
+// StageTimesPass returns the pipeline whose phases the request ran, every one of them, each
+// request phase continuing, and no other phase (no answer, no panic, no `route` to another
+// pipeline, none past MaxStageTimes); nil for any other request. What such a request recorded
+// follows from the pipeline alone but for the times: its request phases, the terminal, then the
+// response phases of the stages that have one, all Done, every verdict Continue. The observer
+// counts such a request once per pipeline rather than once per phase.
+func (c *Ctx) StageTimesPass() *Pipeline {
+	t := &c.times
+	if t.n == 0 || t.irregular || t.dropped != 0 {
+		return nil
+	}
+	// A `route` terminal's pipeline records at least one phase more than p's own.
+	if p := t.stages[0].Pipeline; int(t.n) == p.passPhases {
+		return p
+	}
+	return nil
+}
+
+// StageTimesOn reports whether p's requests carry their phases' times (stage timings on).
+func (p *Pipeline) StageTimesOn() bool { return !p.noTimes }
 
 // StageTimesTimed reports whether every recorded phase of the request carries its times: the
 // stage timings are on (the default while an observer is installed; see SetStageTimes).
@@ -260,6 +284,7 @@ func (c *Ctx) endStage(k int, v Verdict, quiet bool) {
 	if v == Respond {
 		s.Verdict = Respond
 		s.Status = uint16(c.Response.StatusCode())
+		t.irregular = true
 	}
 }
 
@@ -313,7 +338,7 @@ func (t *stageTimes) reset() {
 	}
 	t.n, t.na, t.dropped = 0, 0, 0
 	t.every, t.sample, t.clock = false, false, false
-	t.observe, t.noSlot, t.lastOK, t.based = false, false, false, false
+	t.observe, t.noSlot, t.lastOK, t.based, t.irregular = false, false, false, false, false
 }
 
 // TerminalKind names p's terminal, as the dashboard labels it: "route" for a route block that

@@ -242,3 +242,65 @@ func BenchmarkPipelineTimed(b *testing.B) {
 		})
 	}
 }
+
+// panicFilter panics in its request or response phase.
+type panicFilter struct{ inResponse bool }
+
+func (f panicFilter) OnRequest(*Ctx) Verdict {
+	if !f.inResponse {
+		panic("request")
+	}
+	return Continue
+}
+func (f panicFilter) OnResponse(*Ctx) {
+	if f.inResponse {
+		panic("response")
+	}
+}
+
+// TestStageTimesPass: only a request that ran every phase of its pipeline, continuing, is a
+// pass; an answer, a panic, a second pipeline's phases or phases past the bound make it none.
+func TestStageTimesPass(t *testing.T) {
+	serve := func(p *Pipeline, repeat int) *Pipeline {
+		var fc fasthttp.RequestCtx
+		c := AcquireCtx(&fc)
+		defer ReleaseCtx(c)
+		c.Start = time.Now()
+		for range repeat {
+			p.Serve(c)
+		}
+		return c.StageTimesPass()
+	}
+	p := timedPipeline(0)
+	if got := serve(p, 1); got != p {
+		t.Errorf("a request through every phase: pass of %v, want the pipeline", got)
+	}
+	if got := serve(timedPipeline(403), 1); got != nil {
+		t.Error("an answered request is a pass")
+	}
+	if got := serve(p, 2); got != nil {
+		t.Error("a request served twice (routed again) is a pass")
+	}
+	if got := serve(p, MaxStageTimes); got != nil {
+		t.Error("a request past the bound is a pass")
+	}
+	for _, inResponse := range []bool{false, true} {
+		pp := NewPipeline("p", MatchConfig{}, "", []Stage{{Kind: "a", Filter: answerFilter{}},
+			{Kind: "panics", Filter: panicFilter{inResponse}}}, TerminalFunc(func(c *Ctx) { c.Response.SetStatusCode(200) }))
+		pp.observer = nopObserver{}
+		if got := serve(pp, 1); got != nil {
+			t.Errorf("a request whose filter panicked (in the response phase: %v) is a pass", inResponse)
+		}
+	}
+	ro := NewPipeline("ro", MatchConfig{}, "", []Stage{{Kind: "a", Filter: passOnly{}}},
+		TerminalFunc(func(c *Ctx) { c.Response.SetStatusCode(200) }))
+	ro.observer = nopObserver{}
+	if got := serve(ro, 1); got != ro {
+		t.Error("a request through a request-only filter is no pass")
+	}
+}
+
+// passOnly continues and has no response phase.
+type passOnly struct{ answerFilter }
+
+func (passOnly) RequestOnly() {}

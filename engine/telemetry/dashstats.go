@@ -14,7 +14,9 @@ import (
 // The dashboard's live counters: per pipeline (requests by status class, a latency histogram) and
 // per stage (calls and time by phase, answers by status class), plain atomics read by the admin
 // API. They are fed at EndRequest from the per-stage timings the engine records in the Ctx
-// (engine/stagetimes.go, read by stagesDone): two atomic adds per filter phase.
+// (engine/stagetimes.go, read by stagesDone): one atomic add per filter phase for its time, and
+// one per request for the phase counts when the request ran every phase of its pipeline (a pass,
+// passes.go; PipelineStats adds the passes), else two per phase.
 
 // LatencyBoundsMS are the upper bounds of the dashboard's latency buckets, in milliseconds; one
 // more bucket counts what is above the last.
@@ -111,11 +113,17 @@ func PipelineStats(p *engine.Pipeline) (PipelineCounters, bool) {
 		pc.Latency[i] = d.latency[i].Load()
 	}
 	stages := p.Stages()
+	passes := pi.dashPasses(p) // requests that ran every phase, counted once (passes.go)
 	pc.Stages = make([]StageCounters, len(d.stages))
 	for i := range d.stages {
 		pc.Stages[i] = d.stages[i].counters(stages[i].Kind, stages[i].Label())
+		pc.Stages[i].Requests += passes
+		if !stages[i].RequestOnly() {
+			pc.Stages[i].Responses += passes
+		}
 	}
 	pc.Terminal = d.terminal.counters(p.TerminalKind(), p.TerminalKind())
+	pc.Terminal.Requests += passes
 	return pc, true
 }
 

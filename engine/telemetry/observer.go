@@ -65,6 +65,7 @@ var (
 // pipeInfo is what the observer precomputes for one pipeline.
 type pipeInfo struct {
 	owner      *observer
+	pipeline   *engine.Pipeline // the one it was made for
 	name       string
 	route      string // http.route: the pipeline's match as a template ("/api/*")
 	metrics    *pipeMetrics
@@ -72,6 +73,14 @@ type pipeInfo struct {
 	labels     []string       // each stage's label, by index (recent.go)
 	dash       *dashPipe      // the dashboard's counters (dashstats.go)
 	stages     []stageMetrics // by stage index (stagemetrics.go)
+	// passes counts the requests that ran every phase of the pipeline, each request phase
+	// continuing (passes.go); flushed is how many of them the verdict series have, and gen the
+	// Telemetry's attach generation the pipeline came with (0: never attached).
+	passes atomic.Uint64
+	// passNanos are the dashboard's time counters of a pass's phases, in their order.
+	passNanos []*atomic.Uint64
+	flushed   uint64 // guarded by passList.mu
+	gen       uint64
 	// ratio is the pipeline's trace_sample_ratio as a bound (see Telemetry.ratioBound), when
 	// ownRatio; otherwise the telemetry block's applies.
 	ratio    uint64
@@ -102,12 +111,13 @@ type stageInfo struct {
 }
 
 func newPipeInfo(o *observer, p *engine.Pipeline) *pipeInfo {
-	pi := &pipeInfo{owner: o, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}, stages: newStageMetrics(p)}
+	pi := &pipeInfo{owner: o, pipeline: p, name: p.Name, route: routeTemplate(p), metrics: newPipeMetrics(p.Name), stageNames: map[*engine.Stage]*stageInfo{}, stages: newStageMetrics(p)}
 	if p.TraceSampleRatio != nil {
 		pi.ratio, pi.ownRatio = ratioBound(*p.TraceSampleRatio), true
 	}
 	stages := p.Stages()
 	pi.dash = newDashPipe(len(stages))
+	pi.passNanos = passNanos(p, pi.dash) // stagemetrics.go
 	pi.spanNames = map[string]string{}
 	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "CONNECT", "TRACE", "HTTP"} {
 		pi.spanNames[m] = m + " " + pi.route
@@ -147,7 +157,11 @@ func (o *observer) pipe(p *engine.Pipeline) *pipeInfo {
 	if v, ok := o.pipes.Load(p); ok {
 		return v.(*pipeInfo)
 	}
-	v, _ := o.pipes.LoadOrStore(p, newPipeInfo(o, p))
+	pi := newPipeInfo(o, p)
+	v, loaded := o.pipes.LoadOrStore(p, pi)
+	if !loaded {
+		trackPasses(pi) // passes.go: never attached, retired (its passes folded) at the next flush
+	}
 	return v.(*pipeInfo)
 }
 
@@ -358,7 +372,6 @@ func (st *reqState) serverAttrs(c *engine.Ctx, p *engine.Pipeline, r *spanRecord
 // EndRequest records the request's metrics, ends its server span (once a streamed body has ended,
 // see FinishResponse) and, when configured, returns the trace id in the response header.
 func (o *observer) EndRequest(c *engine.Ctx) {
-	o.stagesDone(c) // stagemetrics.go
 	status := c.Response.StatusCode()
 	var st *reqState
 	if o.tracing {
@@ -371,6 +384,7 @@ func (o *observer) EndRequest(c *engine.Ctx) {
 	} else {
 		pi = o.pipe(c.ServingPipeline()) // looked up only untraced: a traced request has it
 	}
+	o.stagesDone(c, pi) // stagemetrics.go
 	// One clock read for the request series and the dashboard.
 	var dur time.Duration
 	if !c.Start.IsZero() {

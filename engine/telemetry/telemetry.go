@@ -32,6 +32,8 @@ type Telemetry struct {
 	log *slog.Logger
 	tp  *sdktrace.TracerProvider // nil when tracing is off
 	obs *observer
+	// gen counts Attach calls (passes.go).
+	gen atomic.Uint64
 
 	recs *recordExport // the observer's span records and where they go (spanrecord.go)
 	// ratioBound is sample_ratio scaled to 2^63: a root trace is sampled when 63 random bits are
@@ -220,10 +222,15 @@ func (t *Telemetry) Observer() engine.Observer { return t.obs }
 // Calling gw.SetObserver(t.Observer()) works too, but then each pipeline's state is found in a
 // map, at about 0.1 µs per request, and the map keeps every pipeline ever served.
 func (t *Telemetry) Attach(gw *engine.Gateway) {
-	trackPipelines(gw) // metrics.go: the series of pipelines a reload removes go with them
+	trackPipelines(gw)  // metrics.go: the series of pipelines a reload removes go with them
+	gen := t.gen.Add(1) // the pipelines attached before are retired at the next flushPasses
 	for _, p := range gw.Pipelines {
-		p.SetObserverState(newPipeInfo(t.obs, p))
+		pi := newPipeInfo(t.obs, p)
+		pi.gen = gen
+		p.SetObserverState(pi)
+		trackPasses(pi) // passes.go
 	}
+	flushPasses() // retires the pipelines attached before: the list stays as long as the gateway's
 	gw.SetObserver(t.obs)
 	gw.SetStageTimes(!t.noStageTimes)
 }
