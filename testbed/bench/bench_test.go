@@ -99,7 +99,7 @@ func TestPairedCost(t *testing.T) {
 		"nginx took 39.8 µs of CPU per request at 64 connections, 2.50× the 15.9 µs",
 		"read the costs below as upper bounds",
 		"| none (control: a second empty pipeline) | 40.0 | 40.2 | +0.20 |",
-		"| jwt | 45.0 | 45.5 | +1.00 | +0.50 … +2.00 | 0.90 | 3 | 1.0 | met |",
+		"| jwt | 45.0 | 45.5 | +1.00 | +0.50 … +2.00 | 0.90 | 3 | 1 | met |",
 		"| rate_limit | 40.0 | 42.5 | +2.50 | +2.00 … +3.00 | 1.00 | 2 | 0.5 | not met |",
 	} {
 		if !strings.Contains(out, want) {
