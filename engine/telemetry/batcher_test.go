@@ -136,26 +136,50 @@ func TestSpanBatcherDropsWhenFull(t *testing.T) {
 	end := batcherProvider(t, b)
 	end("a")
 	<-exp.entered // the goroutine took "a" and is stuck exporting it
-	end("b", "c", "d", "e", "f")
+	end("b")
+	// "b" filled a batch and woke the goroutine, which takes it from the queue and then waits for
+	// the only export slot. Wait for that take: before it, the queue's room depends on when the
+	// goroutine happens to run.
+	waitQueueEmpty(t, b.batcher)
+	end("c", "d", "e", "f") // c and d fill the queue; e and f are dropped
 	close(exp.hold)
 	if err := b.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := exp.got(); got != "a | b | c" {
-		t.Errorf("exports %q, want %q", got, "a | b | c")
+	if got := exp.got(); got != "a | b | c | d" {
+		t.Errorf("exports %q, want %q", got, "a | b | c | d")
 	}
-	if got := counterValue(b.loss.queueFull); got != 3 {
-		t.Errorf("dropped_queue_full = %v, want 3", got)
+	if got := counterValue(b.loss.queueFull); got != 2 {
+		t.Errorf("dropped_queue_full = %v, want 2", got)
 	}
-	if got := counterValue(b.loss.exported); got != 3 {
-		t.Errorf("exported = %v, want 3", got)
+	if got := counterValue(b.loss.exported); got != 4 {
+		t.Errorf("exported = %v, want 4", got)
 	}
 	logs := b.loss.log.Handler().(*recordHandler)
 	b.loss.report()
 	b.loss.report() // nothing new: no second line
 	lines := logs.lines()
-	if len(lines) != 1 || !strings.Contains(lines[0], "dropped_queue_full=3") || !strings.Contains(lines[0], "signal=traces") {
-		t.Errorf("log lines %q, want one with dropped_queue_full=3", lines)
+	if len(lines) != 1 || !strings.Contains(lines[0], "dropped_queue_full=2") || !strings.Contains(lines[0], "signal=traces") {
+		t.Errorf("log lines %q, want one with dropped_queue_full=2", lines)
+	}
+}
+
+// waitQueueEmpty waits until the batcher's goroutine has taken every queued item, failing the
+// test after 5 s.
+func waitQueueEmpty[T any](t *testing.T, b *batcher[T]) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d items still queued after 5 s", n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
