@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
+	"golang.org/x/net/http2"
 )
 
 // Streamed bodies over HTTP/2 through a real gateway on loopback: an HTTP/2 client, the gateway,
@@ -167,6 +168,67 @@ func TestH2ServerSentEvents(t *testing.T) {
 				t.Fatalf("%s %d, Content-Type %q", resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
 			es.check(t, gw, resp, start)
+		})
+	}
+}
+
+// TestH2SlowClientKeepsUpstream: a live response goes on while its HTTP/2 client takes longer
+// than the upstream's request timeout for what one read brought (within write_timeout): that
+// timeout measures the upstream's silence, from either kind of upstream, not the client's pace.
+func TestH2SlowClientKeepsUpstream(t *testing.T) {
+	const window = 1024
+	for _, uk := range upstreamKinds {
+		t.Run(uk.name, func(t *testing.T) {
+			// Two windows' worth at once, then the end once the client has it all.
+			release := make(chan struct{})
+			up := uk.start(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprintf(w, "data: %s\n\n", strings.Repeat("x", 2*window-8))
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			gw := h2StreamGateway(t, `
+  write_timeout = "5s"`, up, uk.protocol+`
+  timeouts {
+    request = "500ms"
+  }`)
+			c := dialH2(t, gw.Addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: window})
+			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block("/events"), EndStream: true, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got := 0
+			for {
+				f, err := c.fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", got, err)
+				}
+				switch f := f.(type) {
+				case *http2.DataFrame:
+					got += len(f.Data())
+					if f.StreamEnded() {
+						if got != 2*window {
+							t.Errorf("%d bytes, want %d", got, 2*window)
+						}
+						return
+					}
+					if got == 2*window {
+						close(release)
+					}
+					if n := len(f.Data()); n > 0 && got < 2*window {
+						// The client takes its time (longer than the request timeout) before
+						// it lets the rest come.
+						time.Sleep(700 * time.Millisecond)
+						_ = c.fr.WriteWindowUpdate(1, uint32(n))
+						_ = c.fr.WriteWindowUpdate(0, uint32(n))
+					}
+				case *http2.RSTStreamFrame:
+					t.Fatalf("reset (%v) after %d bytes, the client slower than the request timeout:\n%s", f.ErrCode, got, gw.Logs())
+				}
+			}
 		})
 	}
 }
