@@ -179,7 +179,9 @@ func TestH2SlowClientKeepsUpstream(t *testing.T) {
 	const window = 1024
 	for _, uk := range upstreamKinds {
 		t.Run(uk.name, func(t *testing.T) {
-			// Two windows' worth at once, then the end once the client has it all.
+			// Two windows' worth at once, then the end once the client has it all: the
+			// gateway's last read waits for that end (up to the request timeout, which is
+			// what a loaded machine may stall for).
 			release := make(chan struct{})
 			up := uk.start(t, func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/event-stream")
@@ -193,7 +195,7 @@ func TestH2SlowClientKeepsUpstream(t *testing.T) {
 			gw := h2StreamGateway(t, `
   write_timeout = "5s"`, up, uk.protocol+`
   timeouts {
-    request = "500ms"
+    request = "1s"
   }`)
 			c := dialH2(t, gw.Addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: window})
 			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block("/events"), EndStream: true, EndHeaders: true}); err != nil {
@@ -221,7 +223,7 @@ func TestH2SlowClientKeepsUpstream(t *testing.T) {
 					if n := len(f.Data()); n > 0 && got < 2*window {
 						// The client takes its time (longer than the request timeout) before
 						// it lets the rest come.
-						time.Sleep(700 * time.Millisecond)
+						time.Sleep(1300 * time.Millisecond)
 						_ = c.fr.WriteWindowUpdate(1, uint32(n))
 						_ = c.fr.WriteWindowUpdate(0, uint32(n))
 					}
