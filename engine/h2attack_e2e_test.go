@@ -28,8 +28,8 @@ type h2Raw struct {
 	enc  *hpack.Encoder
 }
 
-// dialH2 opens an h2c connection and exchanges the preface and SETTINGS.
-func dialH2(t *testing.T, addr string) *h2Raw {
+// dialH2 opens an h2c connection and exchanges the preface and SETTINGS (the client's, settings).
+func dialH2(t *testing.T, addr string, settings ...http2.Setting) *h2Raw {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -45,7 +45,7 @@ func dialH2(t *testing.T, addr string) *h2Raw {
 	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.fr.WriteSettings(); err != nil {
+	if err := c.fr.WriteSettings(settings...); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +120,100 @@ pipeline "all" {
 				}
 			}
 		})
+	}
+}
+
+// TestH2StalledClientReset: a streamed response whose client gives no flow-control credit for
+// write_timeout is reset (RST_STREAM INTERNAL_ERROR, as net/http's server does), not ended with
+// END_STREAM as if the client had the whole body, and the gateway logs why.
+func TestH2StalledClientReset(t *testing.T) {
+	for _, server := range h2Servers {
+		t.Run(server, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			// A live response (server-sent events) longer than the client's window, then
+			// nothing more until the test ends: the gateway is left waiting for credit.
+			up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprintf(w, "data: %s\n\n", strings.Repeat("x", 4096))
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			gw := gatewaytest.Start(t, streamConfig(`
+  protocols     = ["http1", "h2c"]
+  h2_server     = "`+server+`"
+  write_timeout = "200ms"`, up, ""))
+			// The client lets the gateway send 1 KiB on the stream and never gives more.
+			c := dialH2(t, gw.Addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
+			got := c.getUntilReset(t, "/events")
+			if got > 1024 {
+				t.Errorf("%d bytes sent on a 1 KiB window", got)
+			}
+			if server == engine.H2ServerSluice && !strings.Contains(gw.Logs(), "the client took nothing for write_timeout") {
+				t.Errorf("no log line says why the stream was reset:\n%s", gw.Logs())
+			}
+		})
+	}
+}
+
+// TestH2UpstreamCutReset: a streamed response whose upstream fails mid-body (its connection
+// closed before the last chunk) is reset (RST_STREAM INTERNAL_ERROR), and the gateway logs why.
+func TestH2UpstreamCutReset(t *testing.T) {
+	for _, server := range h2Servers {
+		t.Run(server, func(t *testing.T) {
+			up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				fmt.Fprint(w, "data: 1\n\n")
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler) // the connection closes without the last chunk
+			})
+			gw := gatewaytest.Start(t, streamConfig(`
+  protocols = ["http1", "h2c"]
+  h2_server = "`+server+`"`, up, ""))
+			c := dialH2(t, gw.Addr)
+			c.getUntilReset(t, "/events")
+			if !strings.Contains(gw.Logs(), "upstream response body failed while streaming over HTTP/2") {
+				t.Errorf("no log line says why the stream was reset:\n%s", gw.Logs())
+			}
+		})
+	}
+}
+
+// getUntilReset sends a GET on stream 1 and reads its response until the gateway resets it with
+// INTERNAL_ERROR; it fails the test if the stream ends (END_STREAM) or the connection does
+// first, and returns the response body's bytes that arrived.
+func (c *h2Raw) getUntilReset(t *testing.T, path string) int {
+	t.Helper()
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block(path), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := 0
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d bytes: %v, want RST_STREAM", got, err)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			got += len(f.Data())
+			if f.StreamEnded() {
+				t.Fatalf("the stream ended (END_STREAM) after %d bytes, as if whole: want RST_STREAM", got)
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamEnded() {
+				t.Fatalf("the stream ended with a header section after %d bytes: want RST_STREAM", got)
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v after %d bytes, want RST_STREAM", f.ErrCode, got)
+		case *http2.RSTStreamFrame:
+			if f.ErrCode != http2.ErrCodeInternal {
+				t.Errorf("RST_STREAM %v, want INTERNAL_ERROR", f.ErrCode)
+			}
+			return got
+		}
 	}
 }

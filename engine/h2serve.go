@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,8 +204,9 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	fc.Hijack(nil)
 	h2streamPool.Put(st)
 	if abort {
-		// The upstream failed mid-body: the stream ends in an error (RST_STREAM), not a clean
-		// end the client would take for the whole body.
+		// The upstream failed mid-body, or the client took nothing for write_timeout (both
+		// logged): the stream ends in an error (RST_STREAM), not a clean end the client would
+		// take for the whole body.
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -416,7 +418,7 @@ func (b *h2Body) end() {
 // writeResponse writes the Ctx's response to the stream: status, header fields less the ones
 // HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
 // trailers. write_timeout bounds each write's progress. It reports whether the stream must be
-// reset: a streamed body failed before its end.
+// reset: a streamed body failed before its end, or a write passed write_timeout (writeFailed).
 func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, ctx context.Context, st *h2stream) (abort bool) {
 	resp := &st.fc.Response
 	own, _ := w.(*h2cstream)
@@ -459,7 +461,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 		w.WriteHeader(status)
 		if len(body) > 0 && !head {
 			if _, err := w.Write(body); err != nil {
-				return
+				return s.writeFailed(resp, err)
 			}
 		}
 		if trailers {
@@ -495,8 +497,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 				armed, armedAt = true, now
 			}
 			if _, werr := w.Write(st.copy[:n]); werr != nil {
-				noteCut(resp, &ResponseCutError{Err: werr})
-				return
+				return s.writeFailed(resp, werr)
 			}
 			if ferr := rc.FlushError(); ferr != nil {
 				noteCut(resp, &ResponseCutError{Err: ferr})
@@ -526,6 +527,20 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 		break
 	}
 	return false
+}
+
+// writeFailed is how writeResponse ends after a write to the stream failed, and whether the
+// stream must be reset. A write that got no flow-control credit from the client within
+// write_timeout (the engine's own server; net/http's resets the stream itself) leaves the
+// stream open: it is reset, not ended with END_STREAM as if the client had the whole body. Any
+// other failure found the stream or its connection gone already.
+func (s *Server) writeFailed(resp *fasthttp.Response, err error) (abort bool) {
+	noteCut(resp, &ResponseCutError{Err: err})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	s.log.Warn("HTTP/2 response cut: the client took nothing for write_timeout", "err", err)
+	return true
 }
 
 // setContentLength sets the response's content-length: on the engine's own server the stream's

@@ -214,48 +214,98 @@ func TestStreamDownloadLarge(t *testing.T) {
 	}
 }
 
-// TestServerSentEvents: an event stream goes to the client event by event, and outlives the
-// server's write_timeout and the upstream's request timeout, which measure idleness for it.
-func TestServerSentEvents(t *testing.T) {
-	const events, every = 12, 100 * time.Millisecond
-	up := streamUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-cache")
-		f := w.(http.Flusher)
-		f.Flush()
-		for i := 0; i < events; i++ {
-			fmt.Fprintf(w, "data: %d %d\n\n", i, time.Now().UnixNano())
-			f.Flush()
-			time.Sleep(every)
-		}
-	})
-	gw := gatewaytest.Start(t, streamConfig(`
-  write_timeout = "300ms"`, up, `
+// The event-stream tests (TestServerSentEvents, TestH2ServerSentEvents) send sseEvents events
+// sseEvery apart through a gateway whose write_timeout and upstream request timeout are
+// sseTimeout: the stream outlives both, which measure idleness for it. The gateway, the upstream
+// and the client are one process here, and a loaded machine can stall the whole of it: a stall
+// longer than the timeout less the gap between events lets the deadline of the gateway's read
+// waiting for the next event pass before the upstream, stalled too, sends it. That read fails
+// (i/o timeout) and the stream is cut as the upstream's failure (over HTTP/2, RST_STREAM
+// INTERNAL_ERROR). 100 ms apart under 400 ms timeouts left 300 ms, which a loaded 2-core machine
+// stalled for once; now the margin is about a second.
+const (
+	sseTimeout = time.Second
+	sseEvery   = 40 * time.Millisecond
+	sseEvents  = 30 // 29 gaps of sseEvery: longer than sseTimeout
+	// sseHeld is how long the upstream waits for the client to have read what it sent before it
+	// reports that the gateway held it back (under the clients' 10 s timeout).
+	sseHeld = 5 * time.Second
+)
+
+// sseTimeouts are the server and upstream attributes of the event-stream tests.
+var sseTimeouts = [2]string{fmt.Sprintf(`
+  write_timeout = "%v"`, sseTimeout), fmt.Sprintf(`
   timeouts {
-    request = "400ms"
-  }`))
-	start := time.Now()
-	resp, err := http.Get(gw.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
+    request = "%v"
+  }`, sseTimeout)}
+
+// eventStream is an upstream's event stream in lockstep with the client that reads it through the
+// gateway: the response head, then each event, goes only once the client has read what went
+// before. A gateway that held any of it back (until more arrived, or the end) leaves the
+// upstream waiting, and held says what it waited for: streamed or not is not a matter of timing.
+type eventStream struct {
+	read chan struct{} // the client read the head or an event
+	held chan string   // what the upstream waited sseHeld for
+}
+
+func newEventStream() *eventStream {
+	return &eventStream{read: make(chan struct{}, sseEvents+1), held: make(chan string, 1)}
+}
+
+// serve is the upstream's handler.
+func (es *eventStream) serve(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	f := w.(http.Flusher)
+	f.Flush()
+	wait := func(what string) bool {
+		t := time.NewTimer(sseHeld)
+		defer t.Stop()
+		select {
+		case <-es.read:
+			return true
+		case <-r.Context().Done():
+		case <-t.C:
+			es.held <- what
+		}
+		return false
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	if !wait("the response head") {
+		return
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("response head after %v: held back", d)
+	for i := range sseEvents {
+		fmt.Fprintf(w, "data: %d %d\n\n", i, time.Now().UnixNano())
+		f.Flush()
+		if !wait(fmt.Sprintf("event %d", i)) {
+			return
+		}
+		time.Sleep(sseEvery)
 	}
+}
+
+// check reads the event stream from resp, whose head the client has just read, and checks that
+// every event arrived, in order, each while the upstream waited for it. On failure gw's log says
+// what cut the stream.
+func (es *eventStream) check(t *testing.T, gw *gatewaytest.Gateway, resp *http.Response, start time.Time) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the gateway's log:\n%s", gw.Logs())
+		}
+	}()
+	es.read <- struct{}{} // the head
 	br := bufio.NewReader(resp.Body)
 	got := 0
-	var worst time.Duration
+	var worst, gap time.Duration // an event's time through the gateway; the longest between two
+	last := time.Now()
+	var rerr error
 	for {
 		line, err := br.ReadString('\n')
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			t.Fatalf("after %d events: %v", got, err)
+			if err != io.EOF {
+				rerr = err
+			}
+			break
 		}
 		var i int
 		var sent int64
@@ -266,21 +316,45 @@ func TestServerSentEvents(t *testing.T) {
 			t.Fatalf("event %d, want %d", i, got)
 		}
 		got++
-		worst = max(worst, time.Since(time.Unix(0, sent)))
+		now := time.Now()
+		worst = max(worst, now.Sub(time.Unix(0, sent)))
+		gap, last = max(gap, now.Sub(last)), now
+		es.read <- struct{}{}
 	}
-	if got != events {
-		t.Fatalf("%d events, want %d", got, events)
+	select {
+	case what := <-es.held:
+		t.Errorf("%s was held back: the upstream waited %v for the client to read it", what, sseHeld)
+	default:
+	}
+	if rerr != nil {
+		t.Fatalf("after %d events (at most %v apart): %v", got, gap.Round(time.Millisecond), rerr)
+	}
+	if got != sseEvents {
+		t.Fatalf("%d events, want %d", got, sseEvents)
 	}
 	took := time.Since(start)
-	t.Logf("%d events over %v; the slowest took %v through the gateway", got, took.Round(time.Millisecond), worst.Round(time.Millisecond))
-	if took < time.Second {
-		t.Errorf("the stream took %v: it should have outlived write_timeout (300ms) and the request timeout (400ms)", took)
+	t.Logf("%d events over %v, at most %v apart; the slowest took %v through the gateway", got, took.Round(time.Millisecond), gap.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if took < sseTimeout {
+		t.Errorf("the stream took %v: it should have outlived write_timeout and the request timeout (%v)", took, sseTimeout)
 	}
-	// Each event arrives as it is sent (a loaded machine may delay it a little), not when the
-	// stream ends.
-	if worst > 800*time.Millisecond {
-		t.Errorf("an event took %v to arrive: held back rather than streamed", worst)
+}
+
+// TestServerSentEvents: an event stream goes to the client event by event, and outlives the
+// server's write_timeout and the upstream's request timeout, which measure idleness for it.
+func TestServerSentEvents(t *testing.T) {
+	es := newEventStream()
+	up := streamUpstream(t, es.serve)
+	gw := gatewaytest.Start(t, streamConfig(sseTimeouts[0], up, sseTimeouts[1]))
+	start := time.Now()
+	resp, err := http.Get(gw.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	es.check(t, gw, resp, start)
 }
 
 // bodyUpstream records how each request body it receives ends: its length and read error.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -217,8 +218,9 @@ type h2Call struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// timer cancels ctx when the attempt's time is up: at its deadline until a body streams,
-	// then after idle without progress either way (progress), no later than end (the server's
-	// stream_timeout; zero: none).
+	// then after idle without progress either way (progress; paused while the response body
+	// read last goes to the client), no later than end (the server's stream_timeout; zero:
+	// none).
 	timer    *time.Timer
 	idle     time.Duration
 	end      time.Time
@@ -310,6 +312,15 @@ func (k *h2Call) progress() {
 	k.timer.Reset(d)
 }
 
+// pause stops the timer while what the response body's last read returned goes to the client:
+// the client's pace is write_timeout's to bound, not the upstream's timeout, as for an HTTP/1.1
+// upstream, whose deadline is armed only while a read waits (armIdle). The next read arms it
+// again, and so does a streamed request body's progress meanwhile.
+func (k *h2Call) pause() {
+	k.due.Store(math.MaxInt64)
+	k.timer.Stop()
+}
+
 // h2ReqBody is a request body as the Transport reads it.
 type h2ReqBody struct {
 	r      io.Reader
@@ -362,11 +373,16 @@ type h2RespBody struct {
 }
 
 func (b *h2RespBody) Read(p []byte) (int, error) {
-	n, err := b.call.resp.Body.Read(p)
-	if n > 0 && (b.streams || b.ub.trailersTo != nil) {
+	live := b.streams || b.ub.trailersTo != nil
+	if live {
 		// A body streaming to the client may run long: the attempt's timeout now measures
-		// the time without progress (the whole exchange's, while it is read to be held).
+		// how long a read waits for the upstream (the whole exchange's, while the body is
+		// read to be held), not how long the client takes for what was read (pause).
 		b.call.progress()
+	}
+	n, err := b.call.resp.Body.Read(p)
+	if live {
+		b.call.pause()
 	}
 	if err == io.EOF {
 		if !b.eof {
