@@ -167,10 +167,12 @@ type h2conn struct {
 	peerWin  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMax  uint32
 	goAway   bool // GOAWAY sent: no new streams
-	draining bool // shutting down: close once the streams are done
-	idleT    *time.Timer
-	strs     map[string]string // response field names and values sent lately (intern)
-	scratch  []byte            // a field name lower-cased, a number formatted
+	// flushQueued: a queuedFlush goroutine will flush the buffer (flushSoon)
+	flushQueued bool
+	draining    bool // shutting down: close once the streams are done
+	idleT       *time.Timer
+	strs        map[string]string // response field names and values sent lately (intern)
+	scratch     []byte            // a field name lower-cased, a number formatted
 }
 
 func (hs *h2Server) newConn(nc net.Conn) *h2conn {
@@ -821,17 +823,31 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 		}
 	}
 	c.maybeIdle()
+	c.flushSoon()
 	c.unlock(false)
-	c.flushLater()
 }
 
-// flushLater flushes the connection's buffer after letting the goroutines that are ready to run
-// go first: the handlers of other streams whose upstream answers arrived together then add
-// their frames to the buffer before it is written, and the last of them flushes for all (one
-// write to the client for a burst of answers rather than one per stream).
-func (c *h2conn) flushLater() {
+// flushSoon has the connection's buffer flushed by a goroutine of its own, which runs once the
+// goroutines ready to run went first: the caller's, until it blocks or ends (a streamed
+// response's next part, its end and trailers are then written with its head in one write to the
+// client), and the handlers of other streams whose upstream answers arrived together (one write
+// for a burst of answers rather than one per stream). A caller about to block on the client
+// (flow control) flushes itself. Under mu.
+func (c *h2conn) flushSoon() {
+	if c.flushQueued || c.werr != nil || c.bw.Buffered() == 0 {
+		return
+	}
+	c.flushQueued = true
+	go c.queuedFlush()
+}
+
+// queuedFlush is flushSoon's goroutine.
+func (c *h2conn) queuedFlush() {
+	// Yield once more: the goroutines made ready before this one (other handlers woken by the
+	// same upstream read) add their frames first.
 	runtime.Gosched()
 	c.lock()
+	c.flushQueued = false
 	c.unlock(true)
 }
 
@@ -1253,21 +1269,23 @@ func (st *h2cstream) finish() {
 	st.localEnded = true
 }
 
-// FlushError sends the HEADERS if not yet sent and flushes the connection's buffer (unless
-// another goroutine is about to write and will flush it).
+// FlushError sends the HEADERS if not yet sent and has the connection's buffer flushed as soon
+// as this goroutine blocks or ends, or another goroutine flushes it (flushSoon): not at once,
+// so that what the handler writes next without waiting goes in the same write.
 func (st *h2cstream) FlushError() error {
 	if st.status == 0 {
 		st.WriteHeader(http.StatusOK)
 	}
 	c := st.c
 	c.lock()
-	defer c.unlock(true)
+	defer c.unlock(false)
 	if err := st.writable(); err != nil {
 		return err
 	}
 	if !st.headerSent {
 		st.sendHeader(false)
 	}
+	c.flushSoon()
 	return nil
 }
 
