@@ -227,6 +227,7 @@ type h2Call struct {
 	due  atomic.Int64
 	resp *http.Response
 	up   *fasthttp.Response // receives the trailers at the end of the body
+	url  url.URL            // the request's URL, allocated with the call
 	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
@@ -562,29 +563,22 @@ func releaseHeadReader(r *bufReader) {
 // or the client's stream, never buffered here).
 func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request, func() io.ReadCloser) {
 	rh := &c.Request.Header
-	path, query, _ := strings.Cut(string(rh.RequestURI()), "?")
-	hdr := make(http.Header, 16)
-	for name, v := range rh.All() {
-		switch string(name) {
-		case "Host", "Content-Length", "Connection", "Transfer-Encoding", "Trailer":
-			continue
-		}
-		key := string(name)
-		hdr[key] = append(hdr[key], string(v))
-	}
-	addLines(hdr, x.fwd)
-	addLines(hdr, x.trace)
+	var uri string
+	var hdr http.Header
+	uri, hdr, x.h2fields = h2Fields(x.h2fields, rh, x.fwd, x.trace)
+	path, query, _ := strings.Cut(uri, "?")
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = nil // present and empty: net/http adds no Go-http-client of its own
 	}
 	if strings.HasPrefix(string(rh.ContentType()), "application/grpc") {
 		// gRPC servers require "te: trailers" (it tells them trailers will get through), a
 		// hop-by-hop header prepare removed with the client's TE.
-		hdr["Te"] = []string{"trailers"}
+		hdr["Te"] = teTrailers
 	}
+	k.url = url.URL{Scheme: h.scheme, Host: h.addr, Opaque: path, RawQuery: query}
 	req := &http.Request{
 		Method:     method(rh.Method()),
-		URL:        &url.URL{Scheme: h.scheme, Host: h.addr, Opaque: path, RawQuery: query},
+		URL:        &k.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -627,22 +621,68 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request
 	return req.WithContext(k.ctx), rewind
 }
 
-// addLines adds the "Name: value\r\n" lines of b to hdr.
-func addLines(hdr http.Header, b []byte) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
-			line, b = b[:i], b[i+2:]
-		} else {
-			b = nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(": "))
-		if !ok {
+// teTrailers is a gRPC request's TE value. The Transport only reads a request's header map.
+var teTrailers = []string{"trailers"}
+
+// h2Fields returns the request-target and the header map for the Transport: rh's fields but
+// those the Transport writes itself or HTTP/2 forbids, then the "Name: value\r\n" lines of fwd and
+// trace. The names, values and target are cut from one string made from buf (returned for
+// reuse), and the maps' value slices from one array: three allocations for all fields (the
+// string, the array, the map) where a string for each name and value and a slice for each
+// field took three per field.
+func h2Fields(buf []byte, rh *fasthttp.RequestHeader, fwd, trace []byte) (string, http.Header, []byte) {
+	// spans are the fields' [name start, value start, value end) offsets in buf; a usual
+	// request's fit on the stack.
+	var spanBuf [24][3]int
+	spans := spanBuf[:0]
+	buf = append(buf[:0], rh.RequestURI()...)
+	uriEnd := len(buf)
+	for name, v := range rh.All() {
+		switch string(name) {
+		case "Host", "Content-Length", "Connection", "Transfer-Encoding", "Trailer":
 			continue
 		}
-		key := string(name)
-		hdr[key] = append(hdr[key], string(value))
+		start := len(buf)
+		buf = append(buf, name...)
+		vstart := len(buf)
+		buf = append(buf, v...)
+		spans = append(spans, [3]int{start, vstart, len(buf)})
 	}
+	for _, lines := range [2][]byte{fwd, trace} {
+		for len(lines) > 0 {
+			line := lines
+			if i := bytes.Index(lines, []byte("\r\n")); i >= 0 {
+				line, lines = lines[:i], lines[i+2:]
+			} else {
+				lines = nil
+			}
+			name, value, ok := bytes.Cut(line, []byte(": "))
+			if !ok {
+				continue
+			}
+			start := len(buf)
+			buf = append(buf, name...)
+			vstart := len(buf)
+			buf = append(buf, value...)
+			spans = append(spans, [3]int{start, vstart, len(buf)})
+		}
+	}
+	s := string(buf)
+	// Two more entries than fields: request adds User-Agent and Te.
+	hdr := make(http.Header, len(spans)+2)
+	vals := make([]string, len(spans))
+	for i, sp := range spans {
+		name, value := s[sp[0]:sp[1]], s[sp[1]:sp[2]]
+		if prev, ok := hdr[name]; ok {
+			hdr[name] = append(prev, value) // a repeated field: a slice of its own
+			continue
+		}
+		vals[i] = value
+		// Capacity one: appending to a field's values copies them rather than writing over
+		// the next field's.
+		hdr[name] = vals[i : i+1 : i+1]
+	}
+	return s[:uriEnd], hdr, buf
 }
 
 // method returns the method as a string, without allocating for the common ones.
