@@ -903,6 +903,9 @@ type h2cstream struct {
 	localEnded bool
 	clen       int64 // the response's content-length; -1: none
 	sendLen    bool  // fh is set: send clen as the content-length field
+	// fhTrailers: the trailer fields fh announces end the response, encoded from fh
+	// (encodeTrailers) rather than copied into hdr
+	fhTrailers bool
 	written    int64
 }
 
@@ -1105,8 +1108,12 @@ func (st *h2cstream) window() (int, error) {
 	}
 }
 
-// hasTrailers reports trailer fields in the header map (net/http's TrailerPrefix convention).
+// hasTrailers reports trailer fields: the response's own (fhTrailers), or in the header map
+// (net/http's TrailerPrefix convention).
 func (st *h2cstream) hasTrailers() bool {
+	if st.fhTrailers && st.fh != nil {
+		return true
+	}
 	for k := range st.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			return true
@@ -1163,19 +1170,36 @@ func (st *h2cstream) encodeFields() (hasDate bool) {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
 			continue
 		}
-		c.scratch = append(c.scratch[:0], k...)
-		for i, b := range c.scratch {
-			if 'A' <= b && b <= 'Z' {
-				c.scratch[i] = b + 'a' - 'A'
-			}
-		}
-		name := c.intern(c.scratch)
+		name := c.lowerName(k)
 		if name == "date" {
 			hasDate = true
 		}
 		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: c.intern(v)})
 	}
 	return hasDate
+}
+
+// encodeTrailers encodes the response's trailer fields from fh, as encodeFields its fields.
+// Under mu.
+func (st *h2cstream) encodeTrailers() {
+	c := st.c
+	for name := range st.fh.Trailers() {
+		lname := c.lowerName(name)
+		for _, v := range st.fh.PeekAll(string(name)) {
+			_ = c.henc.WriteField(hpack.HeaderField{Name: lname, Value: c.intern(v)})
+		}
+	}
+}
+
+// lowerName returns a field name in lower case as intern does. Under mu.
+func (c *h2conn) lowerName(k []byte) string {
+	c.scratch = append(c.scratch[:0], k...)
+	for i, b := range c.scratch {
+		if 'A' <= b && b <= 'Z' {
+			c.scratch[i] = b + 'a' - 'A'
+		}
+	}
+	return c.intern(c.scratch)
 }
 
 const (
@@ -1257,6 +1281,9 @@ func (st *h2cstream) finish() {
 		return
 	}
 	c.hbuf.Reset()
+	if st.fhTrailers && st.fh != nil {
+		st.encodeTrailers()
+	}
 	for k, vs := range st.hdr {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
 			name = lowerHeader(name)
