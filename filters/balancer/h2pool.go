@@ -38,6 +38,9 @@ type h2Pool struct {
 	reaper  *time.Timer
 	reaping bool // guarded by mu
 	idle    map[*http.ClientConn]bool
+	// wires are the cleartext connections' h2Wires (h2wire.go), for a request body that may
+	// wait to flush its HEADERS first.
+	wires map[*http.ClientConn]*h2Wire
 }
 
 // h2ReapEvery is the reaper's period: an idle connection lives one to two of them.
@@ -45,7 +48,7 @@ const h2ReapEvery = h2IdleTimeout
 
 func newH2Pool(rt *http.Transport, scheme, addr string, max int, wait time.Duration) *h2Pool {
 	p := &h2Pool{rt: rt, scheme: scheme, addr: addr, max: max, wait: wait, freed: make(chan struct{}, 1),
-		idle: map[*http.ClientConn]bool{}}
+		idle: map[*http.ClientConn]bool{}, wires: map[*http.ClientConn]*h2Wire{}}
 	p.reaper = time.AfterFunc(time.Hour, p.reap)
 	p.reaper.Stop()
 	return p
@@ -62,9 +65,12 @@ func (p *h2Pool) reap() {
 			delete(p.idle, cc)
 			if cc.Err() == nil {
 				live = append(live, cc)
+			} else {
+				delete(p.wires, cc)
 			}
 		case p.idle[cc]:
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 			stale = append(stale, cc)
 		default:
 			p.idle[cc] = true
@@ -105,7 +111,8 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 		if len(p.conns)+p.dialing < p.max {
 			p.dialing++
 			p.mu.Unlock()
-			cc, err := p.rt.NewClientConn(ctx, p.scheme, p.addr)
+			var slot wireSlot // the dial's h2Wire, for a cleartext connection
+			cc, err := p.rt.NewClientConn(context.WithValue(ctx, wireSlotKey{}, &slot), p.scheme, p.addr)
 			p.mu.Lock()
 			p.dialing--
 			if err != nil {
@@ -114,6 +121,9 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 				return nil, err
 			}
 			p.conns = append(p.conns, cc)
+			if slot.w != nil {
+				p.wires[cc] = slot.w
+			}
 			// A retired target (closed) still serves a request that chose it before: its
 			// connection closes when its last stream ends (changed).
 			if !p.reaping && !p.closed.Load() {
@@ -142,6 +152,13 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 	}
 }
 
+// wire returns cc's h2Wire, or nil (a TLS connection).
+func (p *h2Pool) wire(cc *http.ClientConn) *h2Wire {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wires[cc]
+}
+
 // dropDeadLocked forgets the connections that can carry nothing more.
 func (p *h2Pool) dropDeadLocked() {
 	live := p.conns[:0]
@@ -150,6 +167,7 @@ func (p *h2Pool) dropDeadLocked() {
 			live = append(live, cc)
 		} else {
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 		}
 	}
 	clear(p.conns[len(live):])
@@ -181,6 +199,7 @@ func (p *h2Pool) closeIdle() {
 		if cc.InFlight() == 0 {
 			idle = append(idle, cc)
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 		} else {
 			live = append(live, cc)
 		}

@@ -149,7 +149,9 @@ func (h *h2Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		return nil, &dialError{err}
 	}
 	if h.tls == nil {
-		return conn, nil
+		w := newH2Wire(conn)
+		noteWire(ctx, w)
+		return w, nil
 	}
 	tc := tls.Client(conn, h.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -192,6 +194,9 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 			}
 			return nil, err
 		}
+		if b, ok := req.Body.(*h2ReqBody); ok {
+			b.call.wire.Store(pool.wire(cc))
+		}
 		resp, err := cc.RoundTrip(req)
 		if err == nil || n == maxUnprocessedRetries || !unprocessed(err) {
 			return resp, err
@@ -231,6 +236,9 @@ type h2Call struct {
 	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
+	// wire is the attempt's connection when cleartext: a body that may wait flushes its
+	// HEADERS first (h2wire.go).
+	wire atomic.Pointer[h2Wire]
 
 	mu     sync.Mutex
 	bodies []*h2ReqBody
@@ -267,7 +275,8 @@ func (k *h2Call) finish() {
 
 // body returns a request body for the Transport, over r.
 func (k *h2Call) body(r io.Reader, stream bool) *h2ReqBody {
-	b := &h2ReqBody{r: r, call: k, stream: stream, closed: make(chan struct{})}
+	_, held := r.(*bytes.Reader)
+	b := &h2ReqBody{r: r, call: k, stream: stream, mayWait: !held, closed: make(chan struct{})}
 	k.mu.Lock()
 	k.bodies = append(k.bodies, b)
 	k.mu.Unlock()
@@ -316,8 +325,11 @@ type h2ReqBody struct {
 	r      io.Reader
 	call   *h2Call
 	stream bool
-	once   sync.Once
-	closed chan struct{}
+	// mayWait: a read may wait on the client (a stream, or a replay of one still arriving);
+	// a held body's reads return at once.
+	mayWait bool
+	once    sync.Once
+	closed  chan struct{}
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -330,6 +342,9 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 		// Marked before the read, not after: a read still waiting for the client when the
 		// attempt is abandoned would take bytes a replay then misses, or race with its reads.
 		b.call.streamRead.Store(true)
+	}
+	if w := b.call.wire.Load(); b.mayWait && w != nil {
+		w.flush() // the request's HEADERS go before a read that may wait on the client
 	}
 	n, err := b.r.Read(p)
 	if n > 0 && b.stream {
