@@ -37,7 +37,13 @@ type h2Pool struct {
 	// IdleConnTimeout, which closes it first).
 	reaper  *time.Timer
 	reaping bool // guarded by mu
-	idle    map[*http.ClientConn]bool
+	// hooked: the connections have the state hook (changed), guarded by mu. They get it when
+	// a request first has to wait for a stream, or the pool closes, and keep it: until then
+	// net/http skips the hook's bookkeeping on every stream's start and end (its lock, the
+	// connection's counts under the connection's lock, a goroutine when the state moved while
+	// the hook ran).
+	hooked bool
+	idle   map[*http.ClientConn]bool
 	// wires are the cleartext connections' h2Wires (h2wire.go), for a request body that may
 	// wait to flush its HEADERS first.
 	wires map[*http.ClientConn]*h2Wire
@@ -130,10 +136,18 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 				p.reaping = true
 				p.reaper.Reset(h2ReapEvery)
 			}
+			hook := p.hooked || p.closed.Load()
 			p.mu.Unlock()
-			cc.SetStateHook(p.changed)
+			if hook {
+				cc.SetStateHook(p.changed)
+			}
 			p.wake() // a new connection has streams for the waiters too
 			continue
+		}
+		if !p.hooked {
+			p.hookAllLocked()
+			p.mu.Unlock()
+			continue // a stream that ended before the hooks were set woke no one: look again
 		}
 		p.mu.Unlock()
 		if tm == nil {
@@ -174,8 +188,8 @@ func (p *h2Pool) dropDeadLocked() {
 	p.conns = live
 }
 
-// changed is every connection's state hook: a stream ended or was reserved, or the connection
-// ended. It may run inside Reserve, under p.mu: it takes no lock.
+// changed is the connections' state hook (once hooked): a stream ended or was reserved, or the
+// connection ended. It may run inside Reserve, under p.mu: it takes no lock.
 func (p *h2Pool) changed(cc *http.ClientConn) {
 	if p.closed.Load() && cc.InFlight() == 0 {
 		go cc.Close() // the last stream of a retired target's connection ended
@@ -217,7 +231,22 @@ func (p *h2Pool) closeIdle() {
 func (p *h2Pool) close() {
 	p.closed.Store(true)
 	p.reaper.Stop()
+	p.mu.Lock()
+	p.hookAllLocked() // a connection still busy closes after its last stream (changed)
+	p.mu.Unlock()
 	p.closeIdle()
+}
+
+// hookAllLocked gives every connection the state hook, once. SetStateHook may run the hook at
+// once, which takes no lock. Under mu.
+func (p *h2Pool) hookAllLocked() {
+	if p.hooked {
+		return
+	}
+	p.hooked = true
+	for _, cc := range p.conns {
+		cc.SetStateHook(p.changed)
+	}
 }
 
 // size reports the open connections (for tests).
