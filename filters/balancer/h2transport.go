@@ -233,6 +233,9 @@ type h2Call struct {
 	resp *http.Response
 	up   *fasthttp.Response // receives the trailers at the end of the body
 	url  url.URL            // the request's URL, allocated with the call
+	// rb and ub are the response body as roundTripH2 returns it, allocated with the call
+	rb h2RespBody
+	ub upstreamBody
 	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
@@ -264,10 +267,20 @@ func (k *h2Call) finish() {
 	bodies := k.bodies
 	k.bodies = nil
 	k.mu.Unlock()
+	var wait *time.Timer
 	for _, b := range bodies {
 		select {
 		case <-b.closed:
-		case <-time.After(bodyCloseWait):
+			continue // the usual case: no timer made for it
+		default:
+		}
+		if wait == nil {
+			wait = time.NewTimer(bodyCloseWait)
+			defer wait.Stop()
+		}
+		select {
+		case <-b.closed:
+		case <-wait.C:
 			return // the Transport broke its contract; the request is released anyway
 		}
 	}
@@ -481,15 +494,16 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 		// holdOrStream reads it into x.scratch: room for the body and the read that sees EOF.
 		x.scratch = slices.Grow(x.scratch[:0], int(cl)+1)
 	}
-	rb := &h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold)}
-	rb.ub = &upstreamBody{
+	// The bodies live in the call: one allocation for the exchange's state, not three.
+	k.rb = h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold), ub: &k.ub}
+	k.ub = upstreamBody{
 		up:        k.up,
-		r:         rb,
+		r:         &k.rb,
 		immediate: immediate,
 		fits:      hold,
 		release:   func(bool) { k.finish() },
 	}
-	return rb.ub, nil
+	return &k.ub, nil
 }
 
 // streamsAtOnce reports whether a response of this content type goes to the client as it comes:
