@@ -400,7 +400,13 @@ func (b *h2RespBody) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		if !b.eof {
 			b.eof = true
-			trailersInto(&b.call.up.Header, b.call.resp.Trailer)
+			// Into the client's response at once when the body streams to it (trailersTo):
+			// upstreamBody.Read's copy from up then finds none to copy.
+			dst := &b.call.up.Header
+			if b.ub.trailersTo != nil {
+				dst = b.ub.trailersTo
+			}
+			trailersInto(dst, b.call.resp.Trailer)
 		}
 		return n, err
 	}
