@@ -167,10 +167,12 @@ type h2conn struct {
 	peerWin  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMax  uint32
 	goAway   bool // GOAWAY sent: no new streams
-	draining bool // shutting down: close once the streams are done
-	idleT    *time.Timer
-	strs     map[string]string // response field names and values sent lately (intern)
-	scratch  []byte            // a field name lower-cased, a number formatted
+	// flushQueued: a queuedFlush goroutine will flush the buffer (flushSoon)
+	flushQueued bool
+	draining    bool // shutting down: close once the streams are done
+	idleT       *time.Timer
+	strs        map[string]string // response field names and values sent lately (intern)
+	scratch     []byte            // a field name lower-cased, a number formatted
 }
 
 func (hs *h2Server) newConn(nc net.Conn) *h2conn {
@@ -821,17 +823,31 @@ func (c *h2conn) handlerDone(st *h2cstream) {
 		}
 	}
 	c.maybeIdle()
+	c.flushSoon()
 	c.unlock(false)
-	c.flushLater()
 }
 
-// flushLater flushes the connection's buffer after letting the goroutines that are ready to run
-// go first: the handlers of other streams whose upstream answers arrived together then add
-// their frames to the buffer before it is written, and the last of them flushes for all (one
-// write to the client for a burst of answers rather than one per stream).
-func (c *h2conn) flushLater() {
+// flushSoon has the connection's buffer flushed by a goroutine of its own, which runs once the
+// goroutines ready to run went first: the caller's, until it blocks or ends (a streamed
+// response's next part, its end and trailers are then written with its head in one write to the
+// client), and the handlers of other streams whose upstream answers arrived together (one write
+// for a burst of answers rather than one per stream). A caller about to block on the client
+// (flow control) flushes itself. Under mu.
+func (c *h2conn) flushSoon() {
+	if c.flushQueued || c.werr != nil || c.bw.Buffered() == 0 {
+		return
+	}
+	c.flushQueued = true
+	go c.queuedFlush()
+}
+
+// queuedFlush is flushSoon's goroutine.
+func (c *h2conn) queuedFlush() {
+	// Yield once more: the goroutines made ready before this one (other handlers woken by the
+	// same upstream read) add their frames first.
 	runtime.Gosched()
 	c.lock()
+	c.flushQueued = false
 	c.unlock(true)
 }
 
@@ -887,6 +903,9 @@ type h2cstream struct {
 	localEnded bool
 	clen       int64 // the response's content-length; -1: none
 	sendLen    bool  // fh is set: send clen as the content-length field
+	// fhTrailers: the trailer fields fh announces end the response, encoded from fh
+	// (encodeTrailers) rather than copied into hdr
+	fhTrailers bool
 	written    int64
 }
 
@@ -1089,8 +1108,12 @@ func (st *h2cstream) window() (int, error) {
 	}
 }
 
-// hasTrailers reports trailer fields in the header map (net/http's TrailerPrefix convention).
+// hasTrailers reports trailer fields: the response's own (fhTrailers), or in the header map
+// (net/http's TrailerPrefix convention).
 func (st *h2cstream) hasTrailers() bool {
+	if st.fhTrailers && st.fh != nil {
+		return true
+	}
 	for k := range st.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			return true
@@ -1147,19 +1170,36 @@ func (st *h2cstream) encodeFields() (hasDate bool) {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Trailer", "Content-Length":
 			continue
 		}
-		c.scratch = append(c.scratch[:0], k...)
-		for i, b := range c.scratch {
-			if 'A' <= b && b <= 'Z' {
-				c.scratch[i] = b + 'a' - 'A'
-			}
-		}
-		name := c.intern(c.scratch)
+		name := c.lowerName(k)
 		if name == "date" {
 			hasDate = true
 		}
 		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: c.intern(v)})
 	}
 	return hasDate
+}
+
+// encodeTrailers encodes the response's trailer fields from fh, as encodeFields its fields.
+// Under mu.
+func (st *h2cstream) encodeTrailers() {
+	c := st.c
+	for name := range st.fh.Trailers() {
+		lname := c.lowerName(name)
+		for _, v := range st.fh.PeekAll(string(name)) {
+			_ = c.henc.WriteField(hpack.HeaderField{Name: lname, Value: c.intern(v)})
+		}
+	}
+}
+
+// lowerName returns a field name in lower case as intern does. Under mu.
+func (c *h2conn) lowerName(k []byte) string {
+	c.scratch = append(c.scratch[:0], k...)
+	for i, b := range c.scratch {
+		if 'A' <= b && b <= 'Z' {
+			c.scratch[i] = b + 'a' - 'A'
+		}
+	}
+	return c.intern(c.scratch)
 }
 
 const (
@@ -1241,6 +1281,9 @@ func (st *h2cstream) finish() {
 		return
 	}
 	c.hbuf.Reset()
+	if st.fhTrailers && st.fh != nil {
+		st.encodeTrailers()
+	}
 	for k, vs := range st.hdr {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
 			name = lowerHeader(name)
@@ -1253,21 +1296,23 @@ func (st *h2cstream) finish() {
 	st.localEnded = true
 }
 
-// FlushError sends the HEADERS if not yet sent and flushes the connection's buffer (unless
-// another goroutine is about to write and will flush it).
+// FlushError sends the HEADERS if not yet sent and has the connection's buffer flushed as soon
+// as this goroutine blocks or ends, or another goroutine flushes it (flushSoon): not at once,
+// so that what the handler writes next without waiting goes in the same write.
 func (st *h2cstream) FlushError() error {
 	if st.status == 0 {
 		st.WriteHeader(http.StatusOK)
 	}
 	c := st.c
 	c.lock()
-	defer c.unlock(true)
+	defer c.unlock(false)
 	if err := st.writable(); err != nil {
 		return err
 	}
 	if !st.headerSent {
 		st.sendHeader(false)
 	}
+	c.flushSoon()
 	return nil
 }
 

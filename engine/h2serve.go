@@ -465,7 +465,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 			}
 		}
 		if trailers {
-			setTrailers(w.Header(), &resp.Header)
+			setTrailers(w, &resp.Header)
 		}
 		return
 	}
@@ -523,7 +523,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 	}
 	// The trailers' values arrive with the stream's end (balancer: trailersTo).
 	for range resp.Header.Trailers() {
-		setTrailers(w.Header(), &resp.Header)
+		setTrailers(w, &resp.Header)
 		break
 	}
 	return false
@@ -553,8 +553,15 @@ func setContentLength(w http.ResponseWriter, hdr http.Header, n int) {
 	hdr["Content-Length"] = []string{strconv.Itoa(n)}
 }
 
-// setTrailers puts the response's trailer fields into hdr as net/http's trailers.
-func setTrailers(hdr http.Header, h *fasthttp.ResponseHeader) {
+// setTrailers has the response's trailer fields end the stream: on the engine's own server
+// encoded from the response itself when the stream ends (no strings made per field), on
+// net/http's put into w's header map as its trailers.
+func setTrailers(w http.ResponseWriter, h *fasthttp.ResponseHeader) {
+	if own, ok := w.(*h2cstream); ok && own.fh == h {
+		own.fhTrailers = true
+		return
+	}
+	hdr := w.Header()
 	for name := range h.Trailers() {
 		for _, v := range h.PeekAll(string(name)) {
 			k := http.TrailerPrefix + string(name)

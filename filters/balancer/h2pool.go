@@ -37,7 +37,16 @@ type h2Pool struct {
 	// IdleConnTimeout, which closes it first).
 	reaper  *time.Timer
 	reaping bool // guarded by mu
-	idle    map[*http.ClientConn]bool
+	// hooked: the connections have the state hook (changed), guarded by mu. They get it when
+	// a request first has to wait for a stream, or the pool closes, and keep it: until then
+	// net/http skips the hook's bookkeeping on every stream's start and end (its lock, the
+	// connection's counts under the connection's lock, a goroutine when the state moved while
+	// the hook ran).
+	hooked bool
+	idle   map[*http.ClientConn]bool
+	// wires are the cleartext connections' h2Wires (h2wire.go), for a request body that may
+	// wait to flush its HEADERS first.
+	wires map[*http.ClientConn]*h2Wire
 }
 
 // h2ReapEvery is the reaper's period: an idle connection lives one to two of them.
@@ -45,7 +54,7 @@ const h2ReapEvery = h2IdleTimeout
 
 func newH2Pool(rt *http.Transport, scheme, addr string, max int, wait time.Duration) *h2Pool {
 	p := &h2Pool{rt: rt, scheme: scheme, addr: addr, max: max, wait: wait, freed: make(chan struct{}, 1),
-		idle: map[*http.ClientConn]bool{}}
+		idle: map[*http.ClientConn]bool{}, wires: map[*http.ClientConn]*h2Wire{}}
 	p.reaper = time.AfterFunc(time.Hour, p.reap)
 	p.reaper.Stop()
 	return p
@@ -62,9 +71,12 @@ func (p *h2Pool) reap() {
 			delete(p.idle, cc)
 			if cc.Err() == nil {
 				live = append(live, cc)
+			} else {
+				delete(p.wires, cc)
 			}
 		case p.idle[cc]:
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 			stale = append(stale, cc)
 		default:
 			p.idle[cc] = true
@@ -105,7 +117,8 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 		if len(p.conns)+p.dialing < p.max {
 			p.dialing++
 			p.mu.Unlock()
-			cc, err := p.rt.NewClientConn(ctx, p.scheme, p.addr)
+			var slot wireSlot // the dial's h2Wire, for a cleartext connection
+			cc, err := p.rt.NewClientConn(context.WithValue(ctx, wireSlotKey{}, &slot), p.scheme, p.addr)
 			p.mu.Lock()
 			p.dialing--
 			if err != nil {
@@ -114,16 +127,27 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 				return nil, err
 			}
 			p.conns = append(p.conns, cc)
+			if slot.w != nil {
+				p.wires[cc] = slot.w
+			}
 			// A retired target (closed) still serves a request that chose it before: its
 			// connection closes when its last stream ends (changed).
 			if !p.reaping && !p.closed.Load() {
 				p.reaping = true
 				p.reaper.Reset(h2ReapEvery)
 			}
+			hook := p.hooked || p.closed.Load()
 			p.mu.Unlock()
-			cc.SetStateHook(p.changed)
+			if hook {
+				cc.SetStateHook(p.changed)
+			}
 			p.wake() // a new connection has streams for the waiters too
 			continue
+		}
+		if !p.hooked {
+			p.hookAllLocked()
+			p.mu.Unlock()
+			continue // a stream that ended before the hooks were set woke no one: look again
 		}
 		p.mu.Unlock()
 		if tm == nil {
@@ -142,6 +166,13 @@ func (p *h2Pool) get(ctx context.Context) (*http.ClientConn, error) {
 	}
 }
 
+// wire returns cc's h2Wire, or nil (a TLS connection).
+func (p *h2Pool) wire(cc *http.ClientConn) *h2Wire {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wires[cc]
+}
+
 // dropDeadLocked forgets the connections that can carry nothing more.
 func (p *h2Pool) dropDeadLocked() {
 	live := p.conns[:0]
@@ -150,14 +181,15 @@ func (p *h2Pool) dropDeadLocked() {
 			live = append(live, cc)
 		} else {
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 		}
 	}
 	clear(p.conns[len(live):])
 	p.conns = live
 }
 
-// changed is every connection's state hook: a stream ended or was reserved, or the connection
-// ended. It may run inside Reserve, under p.mu: it takes no lock.
+// changed is the connections' state hook (once hooked): a stream ended or was reserved, or the
+// connection ended. It may run inside Reserve, under p.mu: it takes no lock.
 func (p *h2Pool) changed(cc *http.ClientConn) {
 	if p.closed.Load() && cc.InFlight() == 0 {
 		go cc.Close() // the last stream of a retired target's connection ended
@@ -181,6 +213,7 @@ func (p *h2Pool) closeIdle() {
 		if cc.InFlight() == 0 {
 			idle = append(idle, cc)
 			delete(p.idle, cc)
+			delete(p.wires, cc)
 		} else {
 			live = append(live, cc)
 		}
@@ -198,7 +231,22 @@ func (p *h2Pool) closeIdle() {
 func (p *h2Pool) close() {
 	p.closed.Store(true)
 	p.reaper.Stop()
+	p.mu.Lock()
+	p.hookAllLocked() // a connection still busy closes after its last stream (changed)
+	p.mu.Unlock()
 	p.closeIdle()
+}
+
+// hookAllLocked gives every connection the state hook, once. SetStateHook may run the hook at
+// once, which takes no lock. Under mu.
+func (p *h2Pool) hookAllLocked() {
+	if p.hooked {
+		return
+	}
+	p.hooked = true
+	for _, cc := range p.conns {
+		cc.SetStateHook(p.changed)
+	}
 }
 
 // size reports the open connections (for tests).

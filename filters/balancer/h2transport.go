@@ -150,7 +150,9 @@ func (h *h2Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		return nil, &dialError{err}
 	}
 	if h.tls == nil {
-		return conn, nil
+		w := newH2Wire(conn)
+		noteWire(ctx, w)
+		return w, nil
 	}
 	tc := tls.Client(conn, h.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -193,6 +195,9 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 			}
 			return nil, err
 		}
+		if b, ok := req.Body.(*h2ReqBody); ok {
+			b.call.wire.Store(pool.wire(cc))
+		}
 		resp, err := cc.RoundTrip(req)
 		if err == nil || n == maxUnprocessedRetries || !unprocessed(err) {
 			return resp, err
@@ -229,9 +234,16 @@ type h2Call struct {
 	due  atomic.Int64
 	resp *http.Response
 	up   *fasthttp.Response // receives the trailers at the end of the body
+	url  url.URL            // the request's URL, allocated with the call
+	// rb and ub are the response body as roundTripH2 returns it, allocated with the call
+	rb h2RespBody
+	ub upstreamBody
 	// streamRead: a read of a streamed request body started, so the request cannot be sent
 	// again.
 	streamRead atomic.Bool
+	// wire is the attempt's connection when cleartext: a body that may wait flushes its
+	// HEADERS first (h2wire.go).
+	wire atomic.Pointer[h2Wire]
 
 	mu     sync.Mutex
 	bodies []*h2ReqBody
@@ -257,10 +269,20 @@ func (k *h2Call) finish() {
 	bodies := k.bodies
 	k.bodies = nil
 	k.mu.Unlock()
+	var wait *time.Timer
 	for _, b := range bodies {
 		select {
 		case <-b.closed:
-		case <-time.After(bodyCloseWait):
+			continue // the usual case: no timer made for it
+		default:
+		}
+		if wait == nil {
+			wait = time.NewTimer(bodyCloseWait)
+			defer wait.Stop()
+		}
+		select {
+		case <-b.closed:
+		case <-wait.C:
 			return // the Transport broke its contract; the request is released anyway
 		}
 	}
@@ -268,7 +290,8 @@ func (k *h2Call) finish() {
 
 // body returns a request body for the Transport, over r.
 func (k *h2Call) body(r io.Reader, stream bool) *h2ReqBody {
-	b := &h2ReqBody{r: r, call: k, stream: stream, closed: make(chan struct{})}
+	_, held := r.(*bytes.Reader)
+	b := &h2ReqBody{r: r, call: k, stream: stream, mayWait: !held, closed: make(chan struct{})}
 	k.mu.Lock()
 	k.bodies = append(k.bodies, b)
 	k.mu.Unlock()
@@ -326,8 +349,11 @@ type h2ReqBody struct {
 	r      io.Reader
 	call   *h2Call
 	stream bool
-	once   sync.Once
-	closed chan struct{}
+	// mayWait: a read may wait on the client (a stream, or a replay of one still arriving);
+	// a held body's reads return at once.
+	mayWait bool
+	once    sync.Once
+	closed  chan struct{}
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -340,6 +366,9 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 		// Marked before the read, not after: a read still waiting for the client when the
 		// attempt is abandoned would take bytes a replay then misses, or race with its reads.
 		b.call.streamRead.Store(true)
+	}
+	if w := b.call.wire.Load(); b.mayWait && w != nil {
+		w.flush() // the request's HEADERS go before a read that may wait on the client
 	}
 	n, err := b.r.Read(p)
 	if n > 0 && b.stream {
@@ -387,7 +416,13 @@ func (b *h2RespBody) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		if !b.eof {
 			b.eof = true
-			trailersInto(&b.call.up.Header, b.call.resp.Trailer)
+			// Into the client's response at once when the body streams to it (trailersTo):
+			// upstreamBody.Read's copy from up then finds none to copy.
+			dst := &b.call.up.Header
+			if b.ub.trailersTo != nil {
+				dst = b.ub.trailersTo
+			}
+			trailersInto(dst, b.call.resp.Trailer)
 		}
 		return n, err
 	}
@@ -481,15 +516,16 @@ func (u *Upstream) roundTripH2(c *engine.Ctx, t *target, x *exchange, now, deadl
 		// holdOrStream reads it into x.scratch: room for the body and the read that sees EOF.
 		x.scratch = slices.Grow(x.scratch[:0], int(cl)+1)
 	}
-	rb := &h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold)}
-	rb.ub = &upstreamBody{
+	// The bodies live in the call: one allocation for the exchange's state, not three.
+	k.rb = h2RespBody{call: k, streams: immediate || (cl >= 0 && !hold), ub: &k.ub}
+	k.ub = upstreamBody{
 		up:        k.up,
-		r:         rb,
+		r:         &k.rb,
 		immediate: immediate,
 		fits:      hold,
 		release:   func(bool) { k.finish() },
 	}
-	return rb.ub, nil
+	return &k.ub, nil
 }
 
 // streamsAtOnce reports whether a response of this content type goes to the client as it comes:
@@ -578,29 +614,22 @@ func releaseHeadReader(r *bufReader) {
 // or the client's stream, never buffered here).
 func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request, func() io.ReadCloser) {
 	rh := &c.Request.Header
-	path, query, _ := strings.Cut(string(rh.RequestURI()), "?")
-	hdr := make(http.Header, 16)
-	for name, v := range rh.All() {
-		switch string(name) {
-		case "Host", "Content-Length", "Connection", "Transfer-Encoding", "Trailer":
-			continue
-		}
-		key := string(name)
-		hdr[key] = append(hdr[key], string(v))
-	}
-	addLines(hdr, x.fwd)
-	addLines(hdr, x.trace)
+	var uri string
+	var hdr http.Header
+	uri, hdr, x.h2fields = h2Fields(x.h2fields, rh, x.fwd, x.trace)
+	path, query, _ := strings.Cut(uri, "?")
 	if _, ok := hdr["User-Agent"]; !ok {
 		hdr["User-Agent"] = nil // present and empty: net/http adds no Go-http-client of its own
 	}
 	if strings.HasPrefix(string(rh.ContentType()), "application/grpc") {
 		// gRPC servers require "te: trailers" (it tells them trailers will get through), a
 		// hop-by-hop header prepare removed with the client's TE.
-		hdr["Te"] = []string{"trailers"}
+		hdr["Te"] = teTrailers
 	}
+	k.url = url.URL{Scheme: h.scheme, Host: h.addr, Opaque: path, RawQuery: query}
 	req := &http.Request{
 		Method:     method(rh.Method()),
-		URL:        &url.URL{Scheme: h.scheme, Host: h.addr, Opaque: path, RawQuery: query},
+		URL:        &k.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -643,22 +672,68 @@ func (h *h2Client) request(k *h2Call, c *engine.Ctx, x *exchange) (*http.Request
 	return req.WithContext(k.ctx), rewind
 }
 
-// addLines adds the "Name: value\r\n" lines of b to hdr.
-func addLines(hdr http.Header, b []byte) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.Index(b, []byte("\r\n")); i >= 0 {
-			line, b = b[:i], b[i+2:]
-		} else {
-			b = nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(": "))
-		if !ok {
+// teTrailers is a gRPC request's TE value. The Transport only reads a request's header map.
+var teTrailers = []string{"trailers"}
+
+// h2Fields returns the request-target and the header map for the Transport: rh's fields but
+// those the Transport writes itself or HTTP/2 forbids, then the "Name: value\r\n" lines of fwd and
+// trace. The names, values and target are cut from one string made from buf (returned for
+// reuse), and the maps' value slices from one array: three allocations for all fields (the
+// string, the array, the map) where a string for each name and value and a slice for each
+// field took three per field.
+func h2Fields(buf []byte, rh *fasthttp.RequestHeader, fwd, trace []byte) (string, http.Header, []byte) {
+	// spans are the fields' [name start, value start, value end) offsets in buf; a usual
+	// request's fit on the stack.
+	var spanBuf [24][3]int
+	spans := spanBuf[:0]
+	buf = append(buf[:0], rh.RequestURI()...)
+	uriEnd := len(buf)
+	for name, v := range rh.All() {
+		switch string(name) {
+		case "Host", "Content-Length", "Connection", "Transfer-Encoding", "Trailer":
 			continue
 		}
-		key := string(name)
-		hdr[key] = append(hdr[key], string(value))
+		start := len(buf)
+		buf = append(buf, name...)
+		vstart := len(buf)
+		buf = append(buf, v...)
+		spans = append(spans, [3]int{start, vstart, len(buf)})
 	}
+	for _, lines := range [2][]byte{fwd, trace} {
+		for len(lines) > 0 {
+			line := lines
+			if i := bytes.Index(lines, []byte("\r\n")); i >= 0 {
+				line, lines = lines[:i], lines[i+2:]
+			} else {
+				lines = nil
+			}
+			name, value, ok := bytes.Cut(line, []byte(": "))
+			if !ok {
+				continue
+			}
+			start := len(buf)
+			buf = append(buf, name...)
+			vstart := len(buf)
+			buf = append(buf, value...)
+			spans = append(spans, [3]int{start, vstart, len(buf)})
+		}
+	}
+	s := string(buf)
+	// Two more entries than fields: request adds User-Agent and Te.
+	hdr := make(http.Header, len(spans)+2)
+	vals := make([]string, len(spans))
+	for i, sp := range spans {
+		name, value := s[sp[0]:sp[1]], s[sp[1]:sp[2]]
+		if prev, ok := hdr[name]; ok {
+			hdr[name] = append(prev, value) // a repeated field: a slice of its own
+			continue
+		}
+		vals[i] = value
+		// Capacity one: appending to a field's values copies them rather than writing over
+		// the next field's.
+		hdr[name] = vals[i : i+1 : i+1]
+	}
+	return s[:uriEnd], hdr, buf
 }
 
 // method returns the method as a string, without allocating for the common ones.

@@ -124,6 +124,7 @@ type exchange struct {
 	fwd      []byte // the X-Forwarded-* and Via lines written after the request's own headers
 	trace    []byte // the attempt's trace context lines, written after fwd
 	head     []byte // the request head as it goes on the wire
+	h2fields []byte // an HTTP/2 target's request fields, made into one string (h2transport.go)
 	conn     []byte // the values of the Connection headers
 	origURI  []byte // the client's request-target, when the upstream gets another one
 	origHost []byte // the client's Host, when a rewrite filter replaced it (hostSet)
