@@ -179,6 +179,10 @@ func Upstream(t testing.TB, h fasthttp.RequestHandler) string {
 	go func() { _ = srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
 		_ = srv.Shutdown()
+		// A test that fails right after this call can get here before Serve has taken the
+		// listener, which Shutdown then does not know of: closing it ends that Serve too, rather
+		// than leaving the wait below to the test binary's timeout.
+		_ = ln.Close()
 		<-done
 	})
 	return ln.Addr().String()
