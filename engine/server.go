@@ -45,7 +45,6 @@ type Server struct {
 	parking []*deadlineWatch
 	// DrainTimeout bounds how long a retired gateway may keep serving before it is closed anyway.
 	DrainTimeout time.Duration
-	swapped      chan struct{}
 
 	// Takeover lets Listen share an address another socket listens on (SO_REUSEPORT): a new
 	// process taking over from an old one, or a reload's new server replacing the old server.
