@@ -195,7 +195,9 @@ func (h *h2Client) roundTrip(pool *h2Pool, req *http.Request, rewind func() io.R
 			}
 			return nil, err
 		}
-		if b, ok := req.Body.(*h2ReqBody); ok {
+		if b, ok := req.Body.(*h2ReqBody); ok && b.mayWait {
+			// Only a body that may wait flushes the wire (h2ReqBody.Read): a held one, a
+			// gRPC call's, needs no lookup under the pool's lock.
 			b.call.wire.Store(pool.wire(cc))
 		}
 		resp, err := cc.RoundTrip(req)
