@@ -184,8 +184,11 @@ func orDash(us float64) string {
 }
 
 // budgets are the issue's per-filter budgets (CPU per request over the empty pipeline, µs); the
-// Wasm budget is for a filter making 5 host calls, checked on both Wasm guests.
-var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "wasm-proxy": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.1, "routing": 0.1,
+// Wasm budget is for a filter making 5 host calls, checked on both Wasm guests. A row's budget
+// covers its filter's timed phases too (issue 33: 50 ns a phase); for the few-instruction
+// filters that is most of it: the gated `fault` is a header test (routing's 0.1) and one timed
+// phase (RATIONALE.md, "Why is the gated fault filter's budget 0.15 µs…").
+var budgets = map[string]float64{"jwt": 1, "rate_limit": 0.5, "wasm": 1.5, "wasm-wat": 1.5, "wasm-proxy": 1.5, "otel_log": 2, "tracing": 1.5, "rewrite": 0.5, "fault": 0.15, "routing": 0.1,
 	"split": 0.3, "cors": 1, "ip_filter": 0.3, "key_auth": 0.5, "basic_auth": 0.5, "forward_auth": 0.5, "stage timings": 0.25}
 
 // filterNames describes the filter-cost rows whose part name says too little.
@@ -197,7 +200,7 @@ var filterNames = map[string]string{
 	"sluice +wasm-wat":     "wasm: a WAT guest (5 host calls, no other code)",
 	"sluice +wasm-proxy":   "wasm: its proxy-wasm twin (the same 5 host calls through proxy-wasm)",
 	"sluice +rewrite":      "rewrite: one-group regex",
-	"sluice +fault":        "fault: gated on a header not sent",
+	"sluice +fault":        "fault: gated on a header not sent (a header test and one timed phase)",
 	"sluice +cors":         "cors: an actual request from an allowed origin (a pattern)",
 	"sluice +ip_filter":    "ip_filter: 100,000 deny prefixes, the client allowed",
 	"sluice +key_auth":     "key_auth: a header key, hashed and looked up",
