@@ -74,10 +74,20 @@ fuzz: ## each fuzz target for $(FUZZTIME) (executions, or a duration such as 1m)
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-lint: ## gofmt and go vet
+# staticcheck's pinned version (.ci/run installs this one). make lint runs the staticcheck on PATH,
+# else the one in $(go env GOPATH)/bin; without either it is skipped, except when CI is set.
+STATICCHECK_PKG := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet and staticcheck (skipped when staticcheck is not installed, unless CI is set)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd testbed/ship && $(GO) vet ./...
+	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH | cut -d: -f1)/bin/staticcheck"); \
+	if [ ! -x "$$sc" ]; then \
+	  if [ -n "$$CI" ]; then echo "lint: staticcheck is not installed (CI is set): $(GO) install $(STATICCHECK_PKG)"; exit 1; fi; \
+	  echo "lint: staticcheck skipped, not on PATH nor in GOPATH/bin ($(GO) install $(STATICCHECK_PKG))"; exit 0; \
+	fi; \
+	echo "$$sc ./..."; "$$sc" ./... && cd testbed/ship && echo "cd testbed/ship && $$sc ./..." && "$$sc" ./...
 
 bench: ## load benchmark against nginx, HAProxy and a fasthttp floor, HTTP/2 h2c rows, quick mode (~10 min; testbed/results/)
 	./testbed/bench/run.sh quick

@@ -256,13 +256,13 @@ func TestServerTimeoutPhases(t *testing.T) {
 	// Timed from before the connection is added (its read_timeout starts there), not from the
 	// read after it: on a loaded machine the two can be further apart than the watchdog's slack.
 	start := time.Now()
-	c, peer, _ := watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
+	c, _, _ := watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
 	readFails(t, c)
 	if d := time.Since(start); d < read || d > read+200*time.Millisecond {
 		t.Errorf("a new connection that sends nothing timed out after %v, read_timeout is %v", d, read)
 	}
 
-	c, peer, _ = watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
+	c, peer, _ := watchedPairTimeouts(t, 10*time.Millisecond, read, time.Second, idle)
 	exchangeOne(t, c, peer)
 	// Idle now: the wait outlasts read_timeout, and ends in idle_timeout.
 	if d := readTimeout(t, c); d < idle || d > idle+200*time.Millisecond {

@@ -186,18 +186,24 @@ pipeline "everyone" {
 	http.DefaultClient.CloseIdleConnections()
 	https.CloseIdleConnections()
 	waitFor(t, func() bool { return engine.MaxConnsFromOneAddr(gw.Server) == 0 })
-	var conns []net.Conn
-	for range 2 {
+	conns := make([]net.Conn, 2)
+	for i := range conns {
 		c, err := net.Dial("tcp", gw.Addrs["internal"])
 		if err != nil {
 			t.Fatal(err)
 		}
-		conns = append(conns, c)
+		conns[i] = c
 		defer c.Close()
 	}
-	waitFor(t, func() bool { return engine.MaxConnsFromOneAddr(gw.Server) >= 2 })
-	if line := rawRequest(t, gw.Addrs["internal"], "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"); strings.Contains(line, " 200 ") {
-		t.Errorf("a third connection from one address was served: %q", line)
+	waitFor(t, func() bool { return engine.MaxConnsFromOneAddr(gw.Server) == 2 })
+	if line := rawRequest(t, gw.Addrs["internal"], "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(line, "HTTP/1.1 429 ") {
+		t.Errorf("a third connection from one address got %q, want a 429 refusal", line)
+	}
+	// Closing one of the two gives its slot back: the next connection is served.
+	conns[0].Close()
+	waitFor(t, func() bool { return engine.MaxConnsFromOneAddr(gw.Server) == 1 })
+	if line := rawRequest(t, gw.Addrs["internal"], "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+		t.Errorf("a connection after a slot was freed got %q, want 200", line)
 	}
 	// The public listener keeps the server's limit (256): the internal one's does not apply.
 	defer https.CloseIdleConnections()

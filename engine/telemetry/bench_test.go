@@ -59,7 +59,6 @@ type requestRig struct {
 	obs   engine.Observer
 	up    fasthttp.Request
 	lines []byte // the trace context lines of the last upstream attempt
-	path  []byte
 }
 
 func newRig(tb testing.TB, t *Telemetry, headers ...string) *requestRig {

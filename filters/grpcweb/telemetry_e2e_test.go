@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -71,7 +70,7 @@ pipeline "grpc-web" {
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	clients := []*http.Client{{Timeout: 20 * time.Second}, {Timeout: 20 * time.Second, Transport: &http.Transport{Protocols: &h2c}}}
-	req := &testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 20}}}
+	req := &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}, {Size: 20}}}
 	calls := 0
 	for _, client := range clients {
 		for _, ct := range []string{"application/grpc-web+proto", "application/grpc-web-text"} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -37,12 +36,11 @@ type Filter struct {
 	headers []header
 	// reqID is the server's request_id header ("": none); traces, whether the client's trace
 	// headers are logged (fields.go).
-	reqID   string
-	reqIDh  engine.HeaderName // reqID, normalised once for the lookup
-	traces  bool
-	sink    *sink     // stdout, stderr, file
-	otlp    *otlpSink // otlp
-	closers []io.Closer
+	reqID  string
+	reqIDh engine.HeaderName // reqID, normalised once for the lookup
+	traces bool
+	sink   *sink     // stdout, stderr, file
+	otlp   *otlpSink // otlp
 }
 
 func build(cfg *Config, env *engine.BuildEnv) (engine.Filter, error) {

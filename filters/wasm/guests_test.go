@@ -133,8 +133,8 @@ func buildGo(dir string) (string, error) {
 	if built(out) {
 		return out, nil
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(gobin, "build", "-buildmode=c-shared", "-o", out, ".")
+	// go test puts its own toolchain's bin folder first on PATH: this "go" is the one testing us.
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS=", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -33,20 +33,6 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// cleanRuns returns the runs that count: the undisturbed ones, or all when none was.
-func cleanRuns(c *benchCase) []runRecord {
-	var clean []runRecord
-	for _, r := range c.Runs {
-		if r.Clean {
-			clean = append(clean, r)
-		}
-	}
-	if len(clean) == 0 {
-		return c.Runs
-	}
-	return clean
-}
-
 func summarize(c *benchCase) summary {
 	var clean []runRecord
 	for _, r := range c.Runs {

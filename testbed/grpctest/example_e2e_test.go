@@ -10,7 +10,6 @@ import (
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
 
@@ -42,14 +41,14 @@ func TestExampleConfig(t *testing.T) {
 	anon := testgrpc.NewTestServiceClient(dial(t, gw.Addr, dir, false))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := anon.EmptyCall(ctx, &testpb.Empty{}); status.Code(err) != codes.Unauthenticated {
+	if _, err := anon.EmptyCall(ctx, &testgrpc.Empty{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("without a token: %v, want UNAUTHENTICATED", err)
 	}
 	// The example allows 20 calls per 10 s per caller; bob has made none.
 	bob := testgrpc.NewTestServiceClient(dial(t, gw.Addr, dir, false, withMetadata("authorization", "Bearer "+tokenWith(secret, "bob"))...))
 	var last error
 	for i := 0; i < 25 && status.Code(last) != codes.ResourceExhausted; i++ {
-		_, last = bob.EmptyCall(ctx, &testpb.Empty{})
+		_, last = bob.EmptyCall(ctx, &testgrpc.Empty{})
 	}
 	if status.Code(last) != codes.ResourceExhausted {
 		t.Errorf("25 calls at once: last %v, want RESOURCE_EXHAUSTED", last)

@@ -17,7 +17,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
 
@@ -81,7 +80,7 @@ pipeline "dead" {
 		t.Errorf("no route: %v, want UNIMPLEMENTED", err)
 	}
 	// Connection refused: the balancer's 502.
-	_, err = testgrpc.NewUnimplementedServiceClient(cc).UnimplementedCall(ctx, &testpb.Empty{})
+	_, err = testgrpc.NewUnimplementedServiceClient(cc).UnimplementedCall(ctx, &testgrpc.Empty{})
 	if c := status.Code(err); c != codes.Unavailable {
 		t.Errorf("dead target: %v, want UNAVAILABLE", err)
 	}
@@ -90,7 +89,7 @@ pipeline "dead" {
 	start := time.Now()
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
-	_, err = testgrpc.NewTestServiceClient(cc).EmptyCall(short, &testpb.Empty{})
+	_, err = testgrpc.NewTestServiceClient(cc).EmptyCall(short, &testgrpc.Empty{})
 	if c := status.Code(err); c != codes.DeadlineExceeded || time.Since(start) > 1500*time.Millisecond {
 		t.Errorf("deadline: %v after %v, want DEADLINE_EXCEEDED within 1.5s", err, time.Since(start))
 	}
@@ -146,7 +145,7 @@ pipeline "grpc" {
 			cc := dial(t, gw.Addr, "", false)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			req := &testpb.SimpleRequest{ResponseSize: 10, Payload: &testpb.Payload{Body: make([]byte, tc.payload)}}
+			req := &testgrpc.SimpleRequest{ResponseSize: 10, Payload: &testgrpc.Payload{Body: make([]byte, tc.payload)}}
 			_, err := testgrpc.NewTestServiceClient(cc).UnaryCall(ctx, req)
 			if status.Code(err) != tc.want || calls.Load() != tc.calls {
 				t.Errorf("got %v after %d upstream calls, want %v after %d", err, calls.Load(), tc.want, tc.calls)

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -295,7 +294,7 @@ func TestInteropWithAuth(t *testing.T) {
 			t.Run("missing_token", func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				_, err := testgrpc.NewTestServiceClient(anon).EmptyCall(ctx, &testpb.Empty{})
+				_, err := testgrpc.NewTestServiceClient(anon).EmptyCall(ctx, &testgrpc.Empty{})
 				if status.Code(err) != codes.Unauthenticated {
 					t.Fatalf("EmptyCall without a token: %v, want UNAUTHENTICATED", err)
 				}
@@ -315,7 +314,7 @@ func TestRateLimitResourceExhausted(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token(sub))
-		_, err := client.EmptyCall(ctx, &testpb.Empty{})
+		_, err := client.EmptyCall(ctx, &testgrpc.Empty{})
 		return err
 	}
 	for i := 0; i < 3; i++ {

@@ -200,15 +200,13 @@ func (c *Cluster) MigrateSlotOf(t testing.TB, key string, during func()) *Server
 			t.Fatal(err)
 		}
 		ids[n] = id
-		slots, err := cl.ClusterSlots(ctx).Result()
+		shards, err := cl.ClusterShards(ctx).Result() // Redis 7's successor of CLUSTER SLOTS
 		cl.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range slots {
-			if int64(r.Start) <= slot && slot <= int64(r.End) && r.Nodes[0].Addr == n.Addr {
-				from = n
-			}
+		if ownsSlot(shards, id, slot) {
+			from = n
 		}
 	}
 	if from == nil {
@@ -258,6 +256,24 @@ func (c *Cluster) MigrateSlotOf(t testing.TB, key string, during func()) *Server
 		}
 	}
 	return to
+}
+
+// ownsSlot reports whether, in shards (one node's CLUSTER SHARDS), the node id is the primary of
+// the shard that serves slot.
+func ownsSlot(shards []redis.ClusterShard, id string, slot int64) bool {
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if slot < r.Start || slot > r.End {
+				continue
+			}
+			for _, n := range sh.Nodes {
+				if n.Role == "master" {
+					return n.ID == id
+				}
+			}
+		}
+	}
+	return false
 }
 
 func waitFor(t testing.TB, within time.Duration, what string, ok func() bool) {
