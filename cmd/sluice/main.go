@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/sluice-gateway/sluice/engine/telemetry"
 )
 
 // command is a subcommand; each lives in its own file and adds itself to commands in init.
@@ -34,6 +36,7 @@ var (
 
 func init() {
 	version, commit, buildTime = buildIdentity(version, commit, buildTime)
+	telemetry.UserAgent += "/" + version
 	commands["version"] = command{summary: "print the version, commit, Go version and build time", run: func([]string) int {
 		fmt.Print(versionText())
 		return 0

@@ -81,6 +81,9 @@ func newDirectHTTP(rawURL string, headers map[string]string, maxIdle int) *direc
 	}
 	sort.Strings(keys)
 	head := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n", path, u.Host)
+	if !hasUserAgent(headers) {
+		head = fmt.Appendf(head, "User-Agent: %s\r\n", UserAgent)
+	}
 	for _, k := range keys {
 		head = fmt.Appendf(head, "%s: %s\r\n", http.CanonicalHeaderKey(k), headers[k])
 	}

@@ -169,7 +169,46 @@ func TestDirectExchangeOnlyWherePlain(t *testing.T) {
 		}
 	}
 	d := newDirectHTTP("http://collector/v1/traces?x=1", map[string]string{"b": "2", "a": "1"}, 4)
-	if d == nil || d.addr != "collector:80" || string(d.head) != "POST /v1/traces?x=1 HTTP/1.1\r\nHost: collector\r\nContent-Type: application/x-protobuf\r\nA: 1\r\nB: 2\r\nContent-Length: " {
+	if d == nil || d.addr != "collector:80" || string(d.head) != "POST /v1/traces?x=1 HTTP/1.1\r\nHost: collector\r\nContent-Type: application/x-protobuf\r\nUser-Agent: "+UserAgent+"\r\nA: 1\r\nB: 2\r\nContent-Length: " {
 		t.Errorf("direct exchange %+v", d)
+	}
+}
+
+// TestExporterUserAgent: both of the exporter's ways to a collector name it in User-Agent, as
+// the OTLP specification asks, unless the configured headers set one (in any case).
+func TestExporterUserAgent(t *testing.T) {
+	agents := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		agents <- req.Header.Get("User-Agent")
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		name    string
+		direct  bool
+		headers map[string]string
+		want    string
+	}{
+		{"direct", true, nil, UserAgent},
+		{"net/http", false, nil, UserAgent},
+		{"direct, configured", true, map[string]string{"user-agent": "mine/1"}, "mine/1"},
+		{"net/http, configured", false, map[string]string{"User-Agent": "mine/1"}, "mine/1"},
+	} {
+		exp := newOTLPHTTPExporter(srv.URL+"/v1/traces", &engine.TelemetryConfig{Headers: c.headers})
+		if !c.direct {
+			exp.direct = nil // net/http's client, as for an https:// collector
+		} else if exp.direct == nil {
+			t.Fatalf("%s: no direct exchange", c.name)
+		}
+		if err := exp.ExportSpans(context.Background(), oneSpan()); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := <-agents; got != c.want {
+			t.Errorf("%s: User-Agent %q, want %q", c.name, got, c.want)
+		}
+		_ = exp.Shutdown(context.Background())
+	}
+	if !strings.HasPrefix(UserAgent, "Sluice-OTLP-Exporter-Go") {
+		t.Errorf("UserAgent %q does not name the exporter", UserAgent)
 	}
 }

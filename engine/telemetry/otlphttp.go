@@ -165,12 +165,29 @@ func (e *otlpHTTPExporter) post(ctx context.Context, body []byte) (time.Duration
 	return -1, err
 }
 
+// UserAgent is the User-Agent of the gateway's own OTLP trace exporter, unless the telemetry
+// block's headers set one: the OTLP specification asks an exporter to name itself, its language
+// and its version, so that a collector's operator can tell who sends what. cmd/sluice adds the
+// build's version before the exporter starts.
+var UserAgent = "Sluice-OTLP-Exporter-Go"
+
+// hasUserAgent reports whether headers set User-Agent (in any case).
+func hasUserAgent(headers map[string]string) bool {
+	for k := range headers {
+		if strings.EqualFold(k, "User-Agent") {
+			return true
+		}
+	}
+	return false
+}
+
 // clientPost is post through net/http's client.
 func (e *otlpHTTPExporter) clientPost(ctx context.Context, body []byte) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}
+	req.Header.Set("User-Agent", UserAgent) // a configured User-Agent header replaces it
 	for k, v := range e.headers {
 		req.Header.Set(k, v)
 	}
