@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine/metrics"
@@ -45,28 +44,12 @@ const (
 )
 
 // refusalLog rate-limits the log lines about refusals, per server (the connection limits log
-// their refusals themselves, conns.go).
-type refusalLog struct {
-	mu         sync.Mutex
-	start      time.Time
-	logged     int
-	suppressed int
-}
+// their refusals themselves, conns.go): RefusalLogPerSecond a second.
+type refusalLog struct{ limit LogLimit }
 
 // allow reports whether a line may be written now, and how many were suppressed before it.
 func (r *refusalLog) allow(now time.Time) (ok bool, suppressed int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.start) >= time.Second {
-		r.start, r.logged = now, 0
-	}
-	if r.logged >= RefusalLogPerSecond {
-		r.suppressed++
-		return false, 0
-	}
-	r.logged++
-	suppressed, r.suppressed = r.suppressed, 0
-	return true, suppressed
+	return r.limit.Allow(now, RefusalLogPerSecond)
 }
 
 // countUnrouted counts a request answered status before routing (method nil: not known).

@@ -1,7 +1,9 @@
 package balancer
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -135,6 +137,51 @@ func TestLargeResponseIsStreamed(t *testing.T) {
 			t.Errorf("%s: a 64KiB response under max_response_bytes should be held whole", path)
 		}
 	}
+}
+
+// TestStreamedResponseLinesBounded: every response over max_response_bytes streams, but the
+// upstream logs at most StreamLogPerSecond lines a second about it.
+func TestStreamedResponseLinesBounded(t *testing.T) {
+	body := strings.Repeat("x", 64<<10)
+	addr := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString(body) })
+	var logged lockedBuffer
+	env := &engine.BuildEnv{Server: &engine.ServerConfig{MaxResponseBytes: 16 << 10},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
+	u := buildFor(t, t.Name(), validConfig(addr), env)
+	const n = 3 * StreamLogPerSecond
+	start := time.Now()
+	for range n {
+		c := enginetest.NewCtx(t, "GET", "/")
+		enginetest.Serve(c, u.Serve)
+		if !c.Response.IsBodyStream() {
+			t.Fatal("a 64KiB response over a 16KiB max_response_bytes is held, want streamed")
+		}
+	}
+	lines := strings.Count(logged.String(), "streaming a response larger than max_response_bytes")
+	// The n requests may straddle a window's end on a slow machine: at most two windows' lines.
+	windows := 1 + int(time.Since(start)/time.Second)
+	if lines < StreamLogPerSecond || lines > windows*StreamLogPerSecond {
+		t.Fatalf("%d lines for %d streamed responses in %d window(s), want %d a window", lines, n, windows, StreamLogPerSecond)
+	}
+	// The "suppressed" count of the next window's first line: TestLogLimit (engine).
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // recordingObserver is an engine.AttemptObserver that injects a traceparent per attempt.

@@ -57,6 +57,10 @@ type Upstream struct {
 	hash   hashSource
 	hashed bool
 
+	// streamLog bounds the lines about responses streamed for their size or for want of
+	// held_response_budget: under memory pressure every large response is one.
+	streamLog engine.LogLimit
+
 	set atomic.Pointer[targetSet]
 
 	maxConns       int
@@ -430,12 +434,8 @@ func (u *Upstream) serveCounted(c *engine.Ctx, x *exchange, key uint64, hasKey b
 		// leave it alone.
 		if x.live {
 			u.log.Debug("streaming a live response", "target", c.Target, "content_type", string(c.Response.Header.ContentType()))
-		} else if x.overBudget {
-			u.log.Info("streaming a response: the server's held_response_budget is used up", "target", c.Target,
-				"content_length", c.Response.Header.ContentLength())
 		} else {
-			u.log.Info("streaming a response larger than max_response_bytes", "target", c.Target,
-				"content_length", c.Response.Header.ContentLength(), "max_response_bytes", u.maxHeld)
+			u.logStreamed(c, x.overBudget)
 		}
 	}
 	if err != nil {
@@ -894,4 +894,27 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// StreamLogPerSecond is how many lines a second an upstream logs about responses it streams
+// because of their size or of held_response_budget; the counter
+// sluice_responses_streamed_over_budget_total counts every one.
+const StreamLogPerSecond = 10
+
+// logStreamed logs that c's response streams rather than being held: it is larger than
+// max_response_bytes, or overBudget, the server's held_response_budget had no room for it.
+func (u *Upstream) logStreamed(c *engine.Ctx, overBudget bool) {
+	ok, suppressed := u.streamLog.Allow(time.Now(), StreamLogPerSecond)
+	if !ok {
+		return
+	}
+	attrs := []any{"target", c.Target, "content_length", c.Response.Header.ContentLength()}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	if overBudget {
+		u.log.Info("streaming a response: the server's held_response_budget is used up", attrs...)
+		return
+	}
+	u.log.Info("streaming a response larger than max_response_bytes", append(attrs, "max_response_bytes", u.maxHeld)...)
 }
