@@ -126,29 +126,33 @@ func handleSDKError(err error) {
 	errorLog.Load().Warn("telemetry error", "err", errorMessage(err), "suppressed", suppressed)
 }
 
-// logProcessor is the batcher of OTLP log records (otel_log's "otlp" output), as the log SDK's
+// LogProcessor is the batcher of OTLP log records (otel_log's "otlp" output), as the log SDK's
 // processor: the same queue, concurrency and loss accounting as spans.
-type logProcessor struct {
+type LogProcessor struct {
 	*batcher[sdklog.Record]
 }
 
-var _ sdklog.Processor = logProcessor{}
+var _ sdklog.Processor = LogProcessor{}
+
+// DroppedClosed counts n records that came after their output was closed as dropped_shutdown:
+// the log SDK drops a record emitted after its provider's shutdown without telling anyone.
+func (p LogProcessor) DroppedClosed(n int) { p.loss.dropShutdown(n) }
 
 // NewLogProcessor returns the processor that queues and exports log records to exp with the
 // telemetry block's queue settings, counting them in sluice_telemetry_logs_total.
-func NewLogProcessor(exp sdklog.Exporter, cfg *engine.TelemetryConfig, log *slog.Logger) sdklog.Processor {
+func NewLogProcessor(exp sdklog.Exporter, cfg *engine.TelemetryConfig, log *slog.Logger) LogProcessor {
 	var every time.Duration
 	if cfg != nil {
 		every = cfg.ReportInterval.D()
 	}
-	return logProcessor{newBatcher(batchConfigOf(cfg), newLossCounter(SignalLogs, log, every), exp.Export, exp.Shutdown)}
+	return LogProcessor{newBatcher(batchConfigOf(cfg), newLossCounter(SignalLogs, log, every), exp.Export, exp.Shutdown)}
 }
 
 // Enabled accepts every record.
-func (logProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+func (LogProcessor) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
 
 // OnEmit queues a copy of r (the SDK reuses r after the call).
-func (p logProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
+func (p LogProcessor) OnEmit(_ context.Context, r *sdklog.Record) error {
 	p.add(r.Clone())
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
@@ -24,6 +25,14 @@ import (
 type otlpSink struct {
 	lp     *sdklog.LoggerProvider
 	logger otellog.Logger
+	proc   telemetry.LogProcessor
+	// closed is set before the provider shuts down, and emitting counts the emits under way:
+	// CloseContext waits for those to end, so every record is either queued before the
+	// shutdown's flush or counted as dropped_shutdown (the SDK would drop it silently).
+	closed   atomic.Bool
+	emitting atomic.Int64
+	late     engine.LogLimit
+	log      *slog.Logger
 }
 
 func newOTLPSink(url string, cfg *engine.TelemetryConfig, log *slog.Logger) (*otlpSink, error) {
@@ -51,15 +60,26 @@ func newOTLPSink(url string, cfg *engine.TelemetryConfig, log *slog.Logger) (*ot
 	}
 	// Errors of the SDK itself go to the gateway's log, rate-limited, even with tracing off.
 	telemetry.InstallErrorHandler(log)
-	lp := sdklog.NewLoggerProvider(
-		sdklog.WithResource(telemetry.Resource(service)),
-		// Queue, batches and loss counting (sluice_telemetry_logs_total) as for spans.
-		sdklog.WithProcessor(telemetry.NewLogProcessor(exp, cfg, log)),
-	)
-	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog")}, nil
+	if log == nil {
+		log = slog.Default()
+	}
+	// Queue, batches and loss counting (sluice_telemetry_logs_total) as for spans.
+	proc := telemetry.NewLogProcessor(exp, cfg, log)
+	lp := sdklog.NewLoggerProvider(sdklog.WithResource(telemetry.Resource(service)), sdklog.WithProcessor(proc))
+	return &otlpSink{lp: lp, logger: lp.Logger("github.com/sluice-gateway/sluice/filters/otellog"), proc: proc, log: log}, nil
 }
 
 func (o *otlpSink) emit(c *engine.Ctx, f *Filter, now time.Time, cut error, th *traceHeaders) {
+	o.emitting.Add(1)
+	defer o.emitting.Add(-1)
+	if o.closed.Load() {
+		o.proc.DroppedClosed(1)
+		if ok, suppressed := o.late.Allow(time.Now(), 1); ok {
+			o.log.Warn("access log record dropped: its OTLP output was closed (the request's configuration was replaced or the gateway stopped before its streamed response ended)",
+				"suppressed", suppressed)
+		}
+		return
+	}
 	req := c.Request
 	status := c.Response.StatusCode()
 	start := c.Start
@@ -179,6 +199,12 @@ func (o *otlpSink) Close() error {
 // CloseContext exports what is queued until ctx ends; what is still queued then is counted as
 // dropped_shutdown and reported in the log.
 func (o *otlpSink) CloseContext(ctx context.Context) error {
+	o.closed.Store(true)
+	// An emit that found the sink open ends in microseconds; wait for it, so that its record
+	// is queued before the shutdown's flush rather than dropped by the stopped provider.
+	for o.emitting.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	if err := o.lp.Shutdown(ctx); err != nil {
 		return fmt.Errorf("otel_log: flushing OTLP logs: %w", err)
 	}

@@ -16,12 +16,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sluice-gateway/sluice/engine"
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
 
 var droppedTotal = promauto.With(metrics.Registry).NewCounter(prometheus.CounterOpts{
 	Name: "sluice_otel_log_dropped_total",
-	Help: "Access-log records dropped because the output could not keep up.",
+	Help: "Access-log records dropped because the output could not keep up, or because they came after it was closed (a streamed response that outlived its configuration's drain).",
 })
 
 const (
@@ -45,6 +46,11 @@ type sink struct {
 	records int          // in pending
 	writing atomic.Int64 // records in the write under way
 	dropped atomic.Uint64
+
+	// closed says the writer goroutine has taken its last records: a record written after
+	// that is dropped and counted (late), not left in pending for nobody.
+	closed bool
+	late   engine.LogLimit
 
 	wake    chan struct{}
 	done    chan struct{}
@@ -122,6 +128,15 @@ func (s *sink) start() {
 // write queues one record (a complete line). It never blocks on the output.
 func (s *sink) write(line []byte) {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		droppedTotal.Inc()
+		if ok, suppressed := s.late.Allow(time.Now(), 1); ok {
+			s.log.Warn("access log record dropped: its output was closed (the request's configuration was replaced or the gateway stopped before its streamed response ended)",
+				"suppressed", suppressed)
+		}
+		return
+	}
 	if len(s.pending)+len(line) > pendingMax {
 		s.mu.Unlock()
 		s.dropped.Add(1)
@@ -157,6 +172,9 @@ func (s *sink) run() {
 			continue
 		case <-s.done:
 			stop = true
+			s.mu.Lock()
+			s.closed = true // the flush below takes the last records
+			s.mu.Unlock()
 		}
 		spare = s.flush(spare)
 		if n := s.dropped.Swap(0); n > 0 {
@@ -258,6 +276,8 @@ func (s *sink) CloseContext(ctx context.Context) error {
 		case <-t.C:
 			s.mu.Lock()
 			lost := s.records + int(s.writing.Load())
+			s.closed = true // later records are counted as they come, not left pending
+			s.pending, s.records = s.pending[:0], 0
 			s.mu.Unlock()
 			s.dropped.Add(uint64(lost))
 			droppedTotal.Add(float64(lost))
