@@ -51,6 +51,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// cuts logs the responses cut mid-body (cutlog.go), rate-limited as failures is.
+	cuts failureLog
 	// refusals logs the requests refused before routing (refusals.go).
 	refusals refusalLog
 	// The listeners (listeners.go).
@@ -281,13 +283,18 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
-	s.run(c, true)
+	if s.run(c, true) {
+		ReleaseCtx(c)
+	}
 }
 
 // run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
-// routes it, runs its pipeline and releases c. The response is left in c.Fast.Response for the
-// protocol's server to write.
-func (s *Server) run(c *Ctx, h1 bool) {
+// routes it and runs its pipeline. The response is left in c.Fast.Response for the protocol's
+// server to write. It reports whether c is the caller's to release: the HTTP/2 handler does so
+// once the response is written, so that a write that fails can say which request it cut
+// (cutlog.go). Otherwise run released c itself (a refusal), the end of the streamed response
+// will (respfinish.go), or c is left to the garbage collector.
+func (s *Server) run(c *Ctx, h1 bool) (release bool) {
 	fc := c.Fast
 	c.fin.on = true // the response's end is followed for DeferFinish (respfinish.go)
 	g := s.acquire()
@@ -315,7 +322,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	// HTTP/1.x: 413, buffered or streamed (stream.go); the HTTP/2 handler settled its body
 	// before (h2serve.go).
@@ -326,7 +333,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		lingerOnClose(fc) // the client may still be sending the body
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
@@ -340,7 +347,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	if s.reqID != "" {
 		s.requestID(c, peer)
@@ -383,7 +390,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	}
 	// Telemetry and otel_log finish a streamed response at its end (respfinish.go), which
 	// then releases c.
-	deferred := c.finishLater()
+	deferred := c.finishLater(s)
 	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
 	}
@@ -400,17 +407,11 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if lis != nil {
 		lis.inflight.Dec()
 	}
-	if deferred {
-		return
-	}
-	if fc.Request.IsBodyStream() {
-		// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of
-		// its own, which may still be in a read: while the response streams (full duplex), or
-		// when the target answered before the body ended. c is left to the garbage collector
-		// rather than pooled under it (RATIONALE.md).
-		return
-	}
-	ReleaseCtx(c)
+	// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of its
+	// own, which may still be in a read: while the response streams (full duplex), or when the
+	// target answered before the body ended. Such a c is left to the garbage collector rather
+	// than pooled under it (RATIONALE.md).
+	return !deferred && !fc.Request.IsBodyStream()
 }
 
 // serve runs the pipeline. Panics in stages are recovered by the pipeline (500, response
