@@ -195,7 +195,7 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
 	}
 	if c != nil {
-		ReleaseCtx(c)
+		releaseServed(c)
 	}
 	if b := st.body; b != nil {
 		// Only now: an HTTP/2 upstream exchange may read the request body while the

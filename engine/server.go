@@ -284,17 +284,17 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
 	if s.run(c, true) {
-		ReleaseCtx(c)
+		releaseServed(c)
 	}
 }
 
 // run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
 // routes it and runs its pipeline. The response is left in c.Fast.Response for the protocol's
-// server to write. It reports whether c is the caller's to release: the HTTP/2 handler does so
-// once the response is written, so that a write that fails can say which request it cut
-// (cutlog.go). Otherwise run released c itself (a refusal), the end of the streamed response
-// will (respfinish.go), or c is left to the garbage collector.
-func (s *Server) run(c *Ctx, h1 bool) (release bool) {
+// server to write. It reports whether c is still the caller's, to releaseServed: the HTTP/2
+// handler does so once the response is written, so that a write that fails can say which
+// request it cut (cutlog.go). Otherwise run released c itself (a refusal), or the end of the
+// streamed response will (respfinish.go).
+func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	fc := c.Fast
 	c.fin.on = true // the response's end is followed for DeferFinish (respfinish.go)
 	g := s.acquire()
@@ -388,8 +388,8 @@ func (s *Server) run(c *Ctx, h1 bool) (release bool) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
-	// Telemetry and otel_log finish a streamed response at its end (respfinish.go), which
-	// then releases c.
+	// A streamed response is followed to its end (respfinish.go: the finishers of telemetry
+	// and otel_log, the log line of a cut), which then releases c.
 	deferred := c.finishLater(s)
 	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
@@ -407,11 +407,17 @@ func (s *Server) run(c *Ctx, h1 bool) (release bool) {
 	if lis != nil {
 		lis.inflight.Dec()
 	}
-	// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of its
-	// own, which may still be in a read: while the response streams (full duplex), or when the
-	// target answered before the body ended. Such a c is left to the garbage collector rather
-	// than pooled under it (RATIONALE.md).
-	return !deferred && !fc.Request.IsBodyStream()
+	return !deferred
+}
+
+// releaseServed releases c, whose response is written, unless its request's body streams: an
+// HTTP/2 upstream exchange reads it (c.body) on a goroutine of its own, which may still be in a
+// read (the target answered before the body ended). Such a c is left to the garbage collector
+// rather than pooled under it (RATIONALE.md).
+func releaseServed(c *Ctx) {
+	if !c.Request.IsBodyStream() {
+		ReleaseCtx(c)
+	}
 }
 
 // serve runs the pipeline. Panics in stages are recovered by the pipeline (500, response
