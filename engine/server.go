@@ -283,17 +283,15 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	c := AcquireCtx(fc)
 	c.Start = fc.Time()
 	c.Proto = ProtoOf(&fc.Request.Header)
-	if s.run(c, true) {
-		releaseServed(c)
-	}
+	s.run(c, true)
 }
 
 // run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
 // routes it and runs its pipeline. The response is left in c.Fast.Response for the protocol's
-// server to write. It reports whether c is still the caller's, to releaseServed: the HTTP/2
-// handler does so once the response is written, so that a write that fails can say which
-// request it cut (cutlog.go). Otherwise run released c itself (a refusal), or the end of the
-// streamed response will (respfinish.go).
+// server to write. An HTTP/1.x request's c is released here, or by the end of its streamed
+// response (respfinish.go). An HTTP/2 request's is kept (kept) for the HTTP/2 handler, which
+// releases it once the response is written (releaseServed), so that a write that fails can say
+// which request it cut (cutlog.go).
 func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	fc := c.Fast
 	c.fin.on = true // the response's end is followed for DeferFinish (respfinish.go)
@@ -407,7 +405,18 @@ func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	if lis != nil {
 		lis.inflight.Dec()
 	}
-	return !deferred
+	if deferred {
+		return false
+	}
+	if !h1 || fc.Request.IsBodyStream() {
+		// The HTTP/2 handler releases c once it has written the response (releaseServed).
+		// A c whose request body streams is left to the garbage collector (RATIONALE.md):
+		// an HTTP/2 upstream exchange may still be in a read of it. (ReleaseCtx below is
+		// kept at its line in run for release.pgo, which has it inlined.)
+		return !h1
+	}
+	ReleaseCtx(c)
+	return false
 }
 
 // releaseServed releases c, whose response is written, unless its request's body streams: an
