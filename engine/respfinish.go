@@ -85,12 +85,12 @@ func (c *Ctx) DeferFinish(f ResponseFinisher) bool {
 	return true
 }
 
-// finishLater follows a streamed response to its end, to tell the finishers and to log a cut
-// (cutlog.go): it reports true when c must not be released now (the stream's end does). With
-// finishers but no stream (a later phase replaced it with a held answer) they run now.
-func (c *Ctx) finishLater(s *Server) bool {
-	resp := c.Response
-	if !resp.IsBodyStream() || c.Request.Header.IsHead() {
+// finishLater follows a streamed response (streamed: c.Response.IsBodyStream()) to its end, to
+// tell the finishers and to log a cut (cutlog.go): it reports true when c must not be released
+// now (the stream's end does). With finishers but no stream (a later phase replaced it with a
+// held answer) they run now.
+func (c *Ctx) finishLater(s *Server, streamed bool) bool {
+	if !streamed || c.Request.Header.IsHead() {
 		if c.fin.n > 0 {
 			c.finish(nil)
 		}
@@ -100,7 +100,7 @@ func (c *Ctx) finishLater(s *Server) bool {
 	f.c, f.srv = c, s
 	// A request whose body streams is never pooled again (Server.run): nor is it here.
 	f.release = !c.Request.IsBodyStream()
-	setResponseStream(resp, f)
+	setResponseStream(c.Response, f)
 	return true
 }
 

@@ -386,16 +386,15 @@ func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
-	// A streamed response is followed to its end (respfinish.go: the finishers of telemetry
-	// and otel_log, the log line of a cut), which then releases c.
-	deferred := c.finishLater(s)
+	streamed := fc.Response.IsBodyStream()
+	// A streamed response is followed to its end (respfinish.go), which then releases c.
+	deferred := c.finishLater(s, streamed)
 	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
 	}
 	if cc != nil {
 		// The response is complete unless its body streams or the connection was taken over:
 		// its last write may wait for the read of the next request (clientConn.Write).
-		streamed := fc.Response.IsBodyStream()
 		cc.hold.Store(!fc.Hijacked() && !streamed)
 		if streamed {
 			cc.streamFor(s.cfg.StreamTimeout.D()) // write_timeout per write (stream.go)
@@ -411,8 +410,9 @@ func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	if !h1 || fc.Request.IsBodyStream() {
 		// The HTTP/2 handler releases c once it has written the response (releaseServed).
 		// A c whose request body streams is left to the garbage collector (RATIONALE.md):
-		// an HTTP/2 upstream exchange may still be in a read of it. (ReleaseCtx below is
-		// kept at its line in run for release.pgo, which has it inlined.)
+		// an HTTP/2 upstream exchange may still be in a read of it. (This call of
+		// ReleaseCtx, and finishLater's above, are kept at their lines in run for
+		// release.pgo, which has them inlined.)
 		return !h1
 	}
 	ReleaseCtx(c)
