@@ -148,8 +148,9 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
 	st.timeouts = s.connSettings(nc)
+	own, _ := w.(*h2cstream)
 	st.id = 0
-	if own, ok := w.(*h2cstream); ok {
+	if own != nil {
 		st.id = own.id
 	}
 	status := req.fillHeader(st)
@@ -191,7 +192,7 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
 	abort := s.writeResponse(w, rc, st.head, ctx, st, c)
-	if own, ok := w.(*h2cstream); ok {
+	if own != nil {
 		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
 	}
 	if c != nil {
