@@ -49,32 +49,10 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 	if p := c.EntryPipeline(); p != nil && p.Name != pipeline {
 		entry = p.Name // route.go: another pipeline handed the request on
 	}
-	now := time.Now
-	if f.clock != nil {
-		now = f.clock
-	}
-	f.mu.Lock()
-	if f.pipes == nil {
-		f.pipes = map[string]*failureWindow{}
-	}
-	w := f.pipes[pipeline]
-	if w == nil {
-		w = &failureWindow{}
-		f.pipes[pipeline] = w
-	}
-	if t := now(); t.Sub(w.start) >= time.Second {
-		w.start, w.logged = t, 0
-	}
-	if w.logged >= FailureLogPerSecond {
-		w.suppressed++
-		f.mu.Unlock()
+	ok, suppressed := f.allow(pipeline)
+	if !ok {
 		return
 	}
-	w.logged++
-	suppressed := w.suppressed
-	w.suppressed = 0
-	f.mu.Unlock()
-
 	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs,
 		slog.String("pipeline", pipeline),
@@ -100,6 +78,35 @@ func (f *failureLog) record(log *slog.Logger, c *Ctx, status int, reqIDHeader st
 		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	log.LogAttrs(c.Context, slog.LevelWarn, "request failed: the gateway answered "+statusText(status), attrs...)
+}
+
+// allow reports whether pipeline may log another line in this one-second window, and how many
+// of its lines were suppressed since its last one; a refusal counts as one more suppressed.
+func (f *failureLog) allow(pipeline string) (ok bool, suppressed int) {
+	now := time.Now
+	if f.clock != nil {
+		now = f.clock
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pipes == nil {
+		f.pipes = map[string]*failureWindow{}
+	}
+	w := f.pipes[pipeline]
+	if w == nil {
+		w = &failureWindow{}
+		f.pipes[pipeline] = w
+	}
+	if t := now(); t.Sub(w.start) >= time.Second {
+		w.start, w.logged = t, 0
+	}
+	if w.logged >= FailureLogPerSecond {
+		w.suppressed++
+		return false, 0
+	}
+	w.logged++
+	suppressed, w.suppressed = w.suppressed, 0
+	return true, suppressed
 }
 
 // statusText is "502 Bad Gateway" and the like.

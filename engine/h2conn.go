@@ -784,7 +784,10 @@ func (c *h2conn) run(st *h2cstream) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				c.s.log.Error("http2 handler panicked", "panic", p)
+				// The request by its normalized path: the query may carry credentials.
+				raw, _, _ := strings.Cut(st.path, "?")
+				c.s.log.Error("http2 handler panicked", "panic", p, "stream", st.id, "method", st.method,
+					"path", string(NormalizePath(nil, []byte(raw))))
 			}
 			st.aborted = true
 		}

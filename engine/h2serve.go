@@ -96,6 +96,9 @@ type h2stream struct {
 	reqBody  io.Reader
 	declared int64
 	head     bool
+	// id is the stream's id on the engine's own server (0 on net/http's), for the log line of a
+	// cut response (cutlog.go).
+	id uint32
 }
 
 var h2streamPool = sync.Pool{New: func() any { return new(h2stream) }}
@@ -145,7 +148,14 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	fc.Init2(nc, quietLogger{}, true)
 	st.budget = s.budget
 	st.timeouts = s.connSettings(nc)
+	own, _ := w.(*h2cstream)
+	st.id = 0
+	if own != nil {
+		st.id = own.id
+	}
 	status := req.fillHeader(st)
+	// c is the request's Ctx while its response is written, nil without one.
+	var c *Ctx
 	if status == 0 {
 		status = s.h2Body(st, ctx, rc)
 	}
@@ -157,7 +167,7 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	} else if !s.admit(fc, nil) { // streams run concurrently: no per-connection Host memo
 		countUnrouted(fc.Request.Header.Method(), fc.Response.StatusCode()) // refusals.go
 	} else {
-		c := AcquireCtx(fc)
+		c = AcquireCtx(fc)
 		c.Start = start
 		c.Proto = ProtoHTTP2
 		c.Context = ctx
@@ -170,7 +180,9 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 			// errors (stream.go).
 			s.streamBody(c, b, int(st.declared))
 		}
-		s.run(c, false)
+		if !s.run(c, false) {
+			c = nil // released, or the streamed response's end releases it
+		}
 	}
 	if st.body != nil && st.body.exceeded.Load() {
 		// The client sent more than max_body_bytes without declaring it: whatever the
@@ -179,9 +191,12 @@ func (s *Server) serveStream(w http.ResponseWriter, req h2Source, ctx context.Co
 	}
 	// A stream refused before its pipeline ran still answers a gRPC client with a status.
 	grpcAnswerTo(&fc.Request, &fc.Response)
-	abort := s.writeResponse(w, rc, st.head, ctx, st)
-	if own, ok := w.(*h2cstream); ok {
+	abort := s.writeResponse(w, rc, st.head, ctx, st, c)
+	if own != nil {
 		own.settle(abort) // before the Ctx's response is reset below (h2conn.go)
+	}
+	if c != nil {
+		releaseServed(c)
 	}
 	if b := st.body; b != nil {
 		// Only now: an HTTP/2 upstream exchange may read the request body while the
@@ -419,7 +434,9 @@ func (b *h2Body) end() {
 // HTTP/2 forbids, the body (a body stream copied as it comes, flushed after each read), then
 // trailers. write_timeout bounds each write's progress. It reports whether the stream must be
 // reset: a streamed body failed before its end, or a write passed write_timeout (writeFailed).
-func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, ctx context.Context, st *h2stream) (abort bool) {
+// c is the request's Ctx for a response held whole (nil without one), which a failed write's
+// log line names (cutlog.go); a streamed response's end logs its own cut.
+func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, ctx context.Context, st *h2stream, c *Ctx) (abort bool) {
 	resp := &st.fc.Response
 	own, _ := w.(*h2cstream)
 	var hdr http.Header
@@ -461,7 +478,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 		w.WriteHeader(status)
 		if len(body) > 0 && !head {
 			if _, err := w.Write(body); err != nil {
-				return s.writeFailed(resp, err)
+				return s.writeFailed(st, c, err)
 			}
 		}
 		if trailers {
@@ -497,7 +514,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 				armed, armedAt = true, now
 			}
 			if _, werr := w.Write(st.copy[:n]); werr != nil {
-				return s.writeFailed(resp, werr)
+				return s.writeFailed(st, c, werr)
 			}
 			if ferr := rc.FlushError(); ferr != nil {
 				noteCut(resp, &ResponseCutError{Err: ferr})
@@ -516,8 +533,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 				noteCut(resp, &ResponseCutError{Err: cerr})
 				return // the client went away (the balancer ended the upstream's body for it)
 			}
-			s.log.Warn("upstream response body failed while streaming over HTTP/2", "err", err)
-			noteCut(resp, &ResponseCutError{Upstream: true, Err: err})
+			noteCut(resp, &ResponseCutError{Upstream: true, Err: err}) // logged at the stream's end
 			return true
 		}
 	}
@@ -534,13 +550,12 @@ func (s *Server) writeResponse(w http.ResponseWriter, rc h2Control, head bool, c
 // write_timeout (the engine's own server; net/http's resets the stream itself) leaves the
 // stream open: it is reset, not ended with END_STREAM as if the client had the whole body. Any
 // other failure found the stream or its connection gone already.
-func (s *Server) writeFailed(resp *fasthttp.Response, err error) (abort bool) {
-	noteCut(resp, &ResponseCutError{Err: err})
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
+func (s *Server) writeFailed(st *h2stream, c *Ctx, err error) (abort bool) {
+	cut := &ResponseCutError{Err: err}
+	if !noteCut(&st.fc.Response, cut) {
+		s.logCut(c, &st.fc, st.id, cut) // a held body: no stream's end to log it
 	}
-	s.log.Warn("HTTP/2 response cut: the client took nothing for write_timeout", "err", err)
-	return true
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // setContentLength sets the response's content-length: on the engine's own server the stream's

@@ -59,6 +59,7 @@ type respFinish struct {
 	fs [maxFinishers]ResponseFinisher
 
 	// The installed stream.
+	srv        *Server // logs a cut (cutlog.go)
 	c          *Ctx
 	inner      io.Reader // nil once closed
 	eof        bool
@@ -84,23 +85,22 @@ func (c *Ctx) DeferFinish(f ResponseFinisher) bool {
 	return true
 }
 
-// finishLater follows a streamed response to its end when something asked to be told of it:
-// it reports true when c must not be released now (the stream's end does). With finishers but
-// no stream (a later phase replaced it with a held answer) they run now.
-func (c *Ctx) finishLater() bool {
-	if c.fin.n == 0 {
-		return false
-	}
-	resp := c.Response
-	if !resp.IsBodyStream() || c.Request.Header.IsHead() {
-		c.finish(nil)
+// finishLater follows a streamed response (streamed: c.Response.IsBodyStream()) to its end, to
+// tell the finishers and to log a cut (cutlog.go): it reports true when c must not be released
+// now (the stream's end does). With finishers but no stream (a later phase replaced it with a
+// held answer) they run now.
+func (c *Ctx) finishLater(s *Server, streamed bool) bool {
+	if !streamed || c.Request.Header.IsHead() {
+		if c.fin.n > 0 {
+			c.finish(nil)
+		}
 		return false
 	}
 	f := &c.fin
-	f.c = c
+	f.c, f.srv = c, s
 	// A request whose body streams is never pooled again (Server.run): nor is it here.
 	f.release = !c.Request.IsBodyStream()
-	setResponseStream(resp, f)
+	setResponseStream(c.Response, f)
 	return true
 }
 
@@ -155,6 +155,11 @@ func (f *respFinish) CloseWithError(werr error) error {
 		} else {
 			c.AddFlags(FlagClientGone)
 		}
+		var stream uint32
+		if c.h2 != nil {
+			stream = c.h2.id
+		}
+		f.srv.logCut(c, c.Fast, stream, ce)
 	}
 	c.finish(cut)
 	if f.release {
@@ -193,11 +198,14 @@ func closeStream(r io.Reader, werr error) error {
 	return err
 }
 
-// noteCut tells a followed stream (HTTP/2's writer) why it ended before its end.
-func noteCut(resp *fasthttp.Response, cut error) {
-	if f, ok := resp.BodyStream().(*respFinish); ok && f.cut == nil {
+// noteCut tells a followed stream (HTTP/2's writer) why it ended before its end, and reports
+// whether resp's body is one: its end then logs the cut (cutlog.go).
+func noteCut(resp *fasthttp.Response, cut *ResponseCutError) bool {
+	f, ok := resp.BodyStream().(*respFinish)
+	if ok && f.cut == nil {
 		f.cut = cut
 	}
+	return ok
 }
 
 // NoteGRPCStatus keeps a gRPC call's status for logs and traces when a filter moves a streamed

@@ -51,6 +51,8 @@ type Server struct {
 	Takeover bool
 	// failures logs why the gateway answered 5xx (failurelog.go).
 	failures failureLog
+	// cuts logs the responses cut mid-body (cutlog.go), rate-limited as failures is.
+	cuts failureLog
 	// refusals logs the requests refused before routing (refusals.go).
 	refusals refusalLog
 	// The listeners (listeners.go).
@@ -285,9 +287,12 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 }
 
 // run serves an admitted request, HTTP/1.x (h1) or HTTP/2 (h2serve.go): it cleans the request,
-// routes it, runs its pipeline and releases c. The response is left in c.Fast.Response for the
-// protocol's server to write.
-func (s *Server) run(c *Ctx, h1 bool) {
+// routes it and runs its pipeline. The response is left in c.Fast.Response for the protocol's
+// server to write. An HTTP/1.x request's c is released here, or by the end of its streamed
+// response (respfinish.go). An HTTP/2 request's is kept (kept) for the HTTP/2 handler, which
+// releases it once the response is written (releaseServed), so that a write that fails can say
+// which request it cut (cutlog.go).
+func (s *Server) run(c *Ctx, h1 bool) (kept bool) {
 	fc := c.Fast
 	c.fin.on = true // the response's end is followed for DeferFinish (respfinish.go)
 	g := s.acquire()
@@ -315,7 +320,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	// HTTP/1.x: 413, buffered or streamed (stream.go); the HTTP/2 handler settled its body
 	// before (h2serve.go).
@@ -326,7 +331,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		lingerOnClose(fc) // the client may still be sending the body
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	c.ClientAddr = peer
 	if len(s.trusted) > 0 {
@@ -340,7 +345,7 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		fc.SetConnectionClose()
 		ReleaseCtx(c)
 		g.inflight.Add(-1)
-		return
+		return false
 	}
 	if s.reqID != "" {
 		s.requestID(c, peer)
@@ -381,16 +386,15 @@ func (s *Server) run(c *Ctx, h1 bool) {
 	if g.observer != nil {
 		g.observer.EndRequest(c)
 	}
-	// Telemetry and otel_log finish a streamed response at its end (respfinish.go), which
-	// then releases c.
-	deferred := c.finishLater()
+	streamed := fc.Response.IsBodyStream()
+	// A streamed response is followed to its end (respfinish.go), which then releases c.
+	deferred := c.finishLater(s, streamed)
 	if h1 && fc.Request.IsBodyStream() {
 		endBody(c)
 	}
 	if cc != nil {
 		// The response is complete unless its body streams or the connection was taken over:
 		// its last write may wait for the read of the next request (clientConn.Write).
-		streamed := fc.Response.IsBodyStream()
 		cc.hold.Store(!fc.Hijacked() && !streamed)
 		if streamed {
 			cc.streamFor(s.cfg.StreamTimeout.D()) // write_timeout per write (stream.go)
@@ -401,16 +405,28 @@ func (s *Server) run(c *Ctx, h1 bool) {
 		lis.inflight.Dec()
 	}
 	if deferred {
-		return
+		return false
 	}
-	if fc.Request.IsBodyStream() {
-		// An HTTP/2 upstream exchange reads a streamed request body (c.body) on a goroutine of
-		// its own, which may still be in a read: while the response streams (full duplex), or
-		// when the target answered before the body ended. c is left to the garbage collector
-		// rather than pooled under it (RATIONALE.md).
-		return
+	if !h1 || fc.Request.IsBodyStream() {
+		// The HTTP/2 handler releases c once it has written the response (releaseServed).
+		// A c whose request body streams is left to the garbage collector (RATIONALE.md):
+		// an HTTP/2 upstream exchange may still be in a read of it. (This call of
+		// ReleaseCtx, and finishLater's above, are kept at their lines in run for
+		// release.pgo, which has them inlined.)
+		return !h1
 	}
 	ReleaseCtx(c)
+	return false
+}
+
+// releaseServed releases c, whose response is written, unless its request's body streams: an
+// HTTP/2 upstream exchange reads it (c.body) on a goroutine of its own, which may still be in a
+// read (the target answered before the body ended). Such a c is left to the garbage collector
+// rather than pooled under it (RATIONALE.md).
+func releaseServed(c *Ctx) {
+	if !c.Request.IsBodyStream() {
+		ReleaseCtx(c)
+	}
 }
 
 // serve runs the pipeline. Panics in stages are recovered by the pipeline (500, response
