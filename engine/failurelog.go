@@ -22,16 +22,9 @@ const FailureLogPerSecond = 10
 // the upstream's answer, not the gateway's: it is not logged here.
 type failureLog struct {
 	mu    sync.Mutex
-	pipes map[string]*failureWindow
+	pipes map[string]*LogLimit // each pipeline's one-second window
 	// clock, when set (tests), replaces time.Now.
 	clock func() time.Time
-}
-
-// failureWindow counts one pipeline's lines in the current one-second window.
-type failureWindow struct {
-	start      time.Time
-	logged     int
-	suppressed int // since the last line written
 }
 
 // record logs c's failure, or counts it as suppressed when the pipeline has used up this
@@ -88,25 +81,16 @@ func (f *failureLog) allow(pipeline string) (ok bool, suppressed int) {
 		now = f.clock
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.pipes == nil {
-		f.pipes = map[string]*failureWindow{}
+		f.pipes = map[string]*LogLimit{}
 	}
 	w := f.pipes[pipeline]
 	if w == nil {
-		w = &failureWindow{}
+		w = &LogLimit{}
 		f.pipes[pipeline] = w
 	}
-	if t := now(); t.Sub(w.start) >= time.Second {
-		w.start, w.logged = t, 0
-	}
-	if w.logged >= FailureLogPerSecond {
-		w.suppressed++
-		return false, 0
-	}
-	w.logged++
-	suppressed, w.suppressed = w.suppressed, 0
-	return true, suppressed
+	f.mu.Unlock()
+	return w.Allow(now(), FailureLogPerSecond)
 }
 
 // statusText is "502 Bad Gateway" and the like.

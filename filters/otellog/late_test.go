@@ -73,10 +73,10 @@ func TestLateOTLPRecordCounted(t *testing.T) {
 	if err := o.CloseContext(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	before := logsOutcome(t, "dropped_shutdown")
+	before := LogsOutcome(t, "dropped_shutdown")
 	c := enginetest.NewCtx(t, "GET", "/x")
 	o.emit(c, &Filter{}, c.Start, nil, nil)
-	if got := logsOutcome(t, "dropped_shutdown") - before; got != 1 {
+	if got := LogsOutcome(t, "dropped_shutdown") - before; got != 1 {
 		t.Errorf("dropped_shutdown grew by %v for a late record, want 1", got)
 	}
 	if !strings.Contains(logged.String(), "its OTLP output was closed") {
@@ -84,7 +84,9 @@ func TestLateOTLPRecordCounted(t *testing.T) {
 	}
 }
 
-func logsOutcome(t *testing.T, outcome string) float64 {
+// LogsOutcome reads sluice_telemetry_logs_total{outcome} (for this package's tests, both
+// internal and external).
+func LogsOutcome(t *testing.T, outcome string) float64 {
 	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
