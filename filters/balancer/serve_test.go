@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -144,7 +143,7 @@ func TestLargeResponseIsStreamed(t *testing.T) {
 func TestStreamedResponseLinesBounded(t *testing.T) {
 	body := strings.Repeat("x", 64<<10)
 	addr := serveUpstream(t, func(c *fasthttp.RequestCtx) { c.SetBodyString(body) })
-	var logged lockedBuffer
+	var logged enginetest.LogBuffer
 	env := &engine.BuildEnv{Server: &engine.ServerConfig{MaxResponseBytes: 16 << 10},
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))}
 	u := buildFor(t, t.Name(), validConfig(addr), env)
@@ -164,24 +163,6 @@ func TestStreamedResponseLinesBounded(t *testing.T) {
 		t.Fatalf("%d lines for %d streamed responses in %d window(s), want %d a window", lines, n, windows, StreamLogPerSecond)
 	}
 	// The "suppressed" count of the next window's first line: TestLogLimit (engine).
-}
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // recordingObserver is an engine.AttemptObserver that injects a traceparent per attempt.

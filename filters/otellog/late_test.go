@@ -1,11 +1,9 @@
 package otellog
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -13,29 +11,11 @@ import (
 	"github.com/sluice-gateway/sluice/engine/metrics"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLateRecordCounted: a record written after its output was closed (a streamed response that
 // outlived its configuration's drain) is counted in sluice_otel_log_dropped_total and logged,
 // not left in a buffer nobody writes.
 func TestLateRecordCounted(t *testing.T) {
-	var out, logged syncBuffer
+	var out, logged enginetest.LogBuffer
 	s := newSink(&out, slog.New(slog.NewTextHandler(&logged, nil)))
 	s.write([]byte("before\n"))
 	if err := s.Close(); err != nil {
@@ -65,7 +45,7 @@ func TestLateRecordCounted(t *testing.T) {
 // TestLateOTLPRecordCounted: the log SDK drops a record emitted after its provider shut down
 // without a word; the sink counts it as dropped_shutdown in sluice_telemetry_logs_total.
 func TestLateOTLPRecordCounted(t *testing.T) {
-	var logged syncBuffer
+	var logged enginetest.LogBuffer
 	o, err := newOTLPSink("http://127.0.0.1:9/v1/logs", nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/engine"
+	"github.com/sluice-gateway/sluice/engine/enginetest"
 	"github.com/sluice-gateway/sluice/engine/telemetry"
 	"github.com/sluice-gateway/sluice/filters"
 	"github.com/sluice-gateway/sluice/hcl"
@@ -35,7 +36,7 @@ type Gateway struct {
 
 	ln     net.Listener
 	done   chan error
-	logBuf *syncBuffer
+	logBuf *enginetest.LogBuffer
 }
 
 // Options tune Start.
@@ -68,7 +69,7 @@ func StartWith(t testing.TB, src string, opt Options) *Gateway {
 			t.Fatal(err)
 		}
 	}
-	buf := &syncBuffer{}
+	buf := &enginetest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// The filters log into Logs too, as under `sluice run`.
 	gw := build(t, src, dir, log)
