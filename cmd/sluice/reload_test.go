@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine/enginetest"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 	"github.com/sluice-gateway/sluice/testbed/upstream"
 	"github.com/valyala/fasthttp"
@@ -179,7 +180,7 @@ func TestSurvivesDescriptorExhaustion(t *testing.T) {
 	listen := freePort(t)
 	cfg := writeConfig(t, gatewayConfig(listen, "", up, "fd"))
 	cmd := exec.Command("bash", "-c", `ulimit -n 48 && exec "$0" run -c "$1"`, sluiceBin, cfg)
-	stderr := &syncWriter{}
+	stderr := &enginetest.LogBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -227,24 +228,6 @@ func TestSurvivesDescriptorExhaustion(t *testing.T) {
 	if !strings.Contains(stderr.String(), "cannot accept a connection") {
 		t.Errorf("the gateway never ran out of descriptors (test setup too lax?):\n%s", stderr.String())
 	}
-}
-
-// syncWriter collects a child's output for test messages.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func TestWatchReloadsOnFileChange(t *testing.T) {

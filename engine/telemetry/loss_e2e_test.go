@@ -1,36 +1,17 @@
 package telemetry_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluice-gateway/sluice/engine/enginetest"
 	"github.com/sluice-gateway/sluice/engine/metrics"
 	"github.com/sluice-gateway/sluice/testbed/gatewaytest"
 )
-
-// lockedBuffer is a log destination tests read while the gateway writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // counterValue reads one series of a counter family from the gateway's registry (0 when absent).
 func counterValue(t testing.TB, name, label, value string) float64 {
@@ -86,7 +67,7 @@ func TestLostSpansCounted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := gatewaytest.Upstream(t, (&recorder{}).handler(200))
-			var logs lockedBuffer
+			var logs enginetest.LogBuffer
 			gw := startWithTelemetryLog(t, lossConfig(tc.endpoint(t), up), slog.New(slog.NewTextHandler(&logs, nil)))
 
 			const outcome = "dropped_export_failed"
@@ -143,7 +124,7 @@ func TestLostSpansCounted(t *testing.T) {
 // reported.
 func TestLostSpansAtShutdown(t *testing.T) {
 	up := gatewaytest.Upstream(t, (&recorder{}).handler(200))
-	var logs lockedBuffer
+	var logs enginetest.LogBuffer
 	src := strings.Replace(lossConfig(blackhole(t), up), `export_timeout  = "300ms"`, `export_timeout = "1m"`, 1)
 	gw := startWithTelemetryLog(t, src, slog.New(slog.NewTextHandler(&logs, nil)))
 	before := counterValue(t, "sluice_telemetry_spans_total", "outcome", "dropped_shutdown")

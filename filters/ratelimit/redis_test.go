@@ -1,13 +1,11 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,24 +16,6 @@ import (
 	"github.com/sluice-gateway/sluice/engine/enginetest"
 	"github.com/sluice-gateway/sluice/filters/ratelimit/redistest"
 )
-
-// lockedBuffer collects log output from concurrent requests.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // redisFilter builds a filter on a fresh redis block (its own client and outage state) at addr.
 func redisFilter(t testing.TB, cfg *Config, addr, password string, timeout time.Duration, log *slog.Logger) *Filter {
@@ -160,7 +140,7 @@ func TestRedisOutage(t *testing.T) {
 		for _, failure := range []string{"kill", "hang"} {
 			t.Run(mode+"/"+failure, func(t *testing.T) {
 				srv := redistest.Start(t)
-				logs := &lockedBuffer{}
+				logs := &enginetest.LogBuffer{}
 				log := slog.New(slog.NewTextHandler(logs, nil))
 				cfg := testConfig("ip", 2, time.Minute, 0)
 				cfg.OnStoreError = mode

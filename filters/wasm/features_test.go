@@ -76,7 +76,7 @@ func TestNotHTTPWasm(t *testing.T) {
 
 // TestBlankGuestLogLines: a blank line a guest prints is logged, like any other line.
 func TestBlankGuestLogLines(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &enginetest.LogBuffer{}
 	f := &Filter{log: slog.New(slog.NewTextHandler(logs, nil))}
 	f.lim.guestLog.init(f, defaultLogLines, "guest log lines suppressed", prometheus.NewCounter(prometheus.CounterOpts{Name: "test_dropped"}))
 	w := logWriter{f: f, stream: "stdout"}

@@ -20,31 +20,13 @@ import (
 	"github.com/zclconf/go-cty/cty"
 )
 
-// syncBuffer collects log output from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var filterSeq struct {
 	sync.Mutex
 	n int
 }
 
 // newFilter builds a filter on a test guest; edit adjusts the default config.
-func newFilter(t testing.TB, guest string, edit func(*Config)) (*Filter, *syncBuffer) {
+func newFilter(t testing.TB, guest string, edit func(*Config)) (*Filter, *enginetest.LogBuffer) {
 	t.Helper()
 	f, logs, err := tryFilter(t, guest, false, edit)
 	if err != nil {
@@ -58,7 +40,7 @@ func newFilter(t testing.TB, guest string, edit func(*Config)) (*Filter, *syncBu
 	return f, logs
 }
 
-func tryFilter(t testing.TB, guest string, validating bool, edit func(*Config)) (*Filter, *syncBuffer, error) {
+func tryFilter(t testing.TB, guest string, validating bool, edit func(*Config)) (*Filter, *enginetest.LogBuffer, error) {
 	var cfg Config
 	cfg.SetDefaults()
 	cfg.Module = Guest(t, guest)
@@ -68,7 +50,7 @@ func tryFilter(t testing.TB, guest string, validating bool, edit func(*Config)) 
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config does not validate: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &enginetest.LogBuffer{}
 	filterSeq.Lock()
 	filterSeq.n++
 	stage := fmt.Sprintf("wasm:t%d", filterSeq.n)
